@@ -1,0 +1,46 @@
+"""The shape of the encoder/decoder backbone, shared by both halves, and how stages are run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vtok.vae.causal_conv import FramePadding
+from vtok.vae.widths import level_widths
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Widths, depth and resampling of the encoder and (mirrored) the decoder.
+
+    Args:
+        block_out_channels: width per resolution level, full resolution first (see :func:`level_widths`).
+        layers_per_block: residual blocks per level.
+        plan: ``(space, time)`` downsampling per stage, from full resolution down.
+        patch_size: space-to-depth factor at the input (depth-to-space at the output).
+        resample_shortcut: parameter-free shortcuts around the resampling convolutions.
+        frame_padding: padding before the first frame in every causal convolution.
+    """
+
+    block_out_channels: Sequence[int]
+    layers_per_block: int
+    plan: Sequence[tuple[bool, bool]]
+    patch_size: int = 1
+    resample_shortcut: bool = True
+    frame_padding: FramePadding = "replicate"
+
+    @property
+    def widths(self) -> list[int]:
+        return level_widths(self.block_out_channels, len(self.plan) + 1)
+
+
+def run_stages(
+    stages: Sequence[nn.Module], h: torch.Tensor, checkpoint: Callable[..., torch.Tensor] | None
+) -> torch.Tensor:
+    """Applies ``stages`` in order, through ``checkpoint`` (activation checkpointing) when given."""
+    for stage in stages:
+        h = checkpoint(stage, h) if checkpoint is not None and torch.is_grad_enabled() else stage(h)
+    return h

@@ -1,0 +1,59 @@
+"""Causal 3D convolution: time is padded only on the past, so no output frame sees a later one.
+
+The padding before the first frame is either copies of the first frame (``"replicate"``: a still
+image is encoded as if it had always been still) or zeros (``"zeros"``). Height and width are
+zero-padded by the convolution itself, which keeps the fast cuDNN path.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FramePadding = Literal["replicate", "zeros"]
+
+
+def _triple(value: int | tuple[int, int, int]) -> tuple[int, int, int]:
+    return (value, value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
+
+
+class CausalConv3d(nn.Conv3d):
+    """``nn.Conv3d`` whose temporal receptive field covers only the current and earlier frames.
+
+    With temporal stride ``r`` and kernel ``k_t = r + 1`` (or any ``k_t`` with stride 1) a clip of
+    ``1 + n·r`` frames gives ``1 + n`` frames, the first of them computed from frame 0 alone.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: ``k`` or ``(k_t, k_h, k_w)``; spatial sizes must be odd.
+        stride: ``s`` or ``(s_t, s_h, s_w)``.
+        frame_padding: what stands before the first frame: ``"replicate"`` or ``"zeros"``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int, int] = 3,
+        stride: int | tuple[int, int, int] = 1,
+        frame_padding: FramePadding = "replicate",
+    ) -> None:
+        kt, kh, kw = _triple(kernel_size)
+        if kh % 2 == 0 or kw % 2 == 0:
+            raise ValueError(f"spatial kernel sizes must be odd, got {(kh, kw)}")
+        super().__init__(in_channels, out_channels, (kt, kh, kw), stride=stride, padding=(0, kh // 2, kw // 2))
+        self.time_padding = kt - 1
+        self.frame_padding = frame_padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.time_padding:
+            if self.frame_padding == "replicate":
+                past = x[:, :, :1].expand(-1, -1, self.time_padding, -1, -1)
+                x = torch.cat([past, x], dim=2)
+            else:
+                x = F.pad(x, (0, 0, 0, 0, self.time_padding, 0))
+        return super().forward(x)

@@ -1,0 +1,104 @@
+"""Causal down- and up-sampling in space and time, with optional parameter-free shortcuts.
+
+Down: a causal 3x3x3 convolution with stride 2 in the resampled axes. A clip of ``1 + 2n`` frames
+becomes ``1 + n``; the first output frame sees frame 0 only.
+Up: nearest-neighbour repetition (each latent frame after the first becomes two frames; the
+first stays one), then a causal 3x3x3 convolution.
+
+The shortcuts follow DC-AE's residual autoencoding (arXiv 2410.10733): space/time-to-depth then a
+channel average on the way down, and channel repetition then depth-to-space on the way up, so
+the learned convolution only has to model a residual. ``benchmarks/design_choices.py``
+measures them against plain resampling.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, reduce, repeat
+from torch import nn
+
+from vtok.vae.causal_conv import CausalConv3d, FramePadding
+
+
+def _pad_first_frame(x: torch.Tensor, frames: int, frame_padding: FramePadding) -> torch.Tensor:
+    """Puts ``frames`` copies of frame 0 (or zeros) before the clip."""
+    if frames == 0:
+        return x
+    past = x[:, :, :1].expand(-1, -1, frames, -1, -1)
+    return torch.cat([past if frame_padding == "replicate" else torch.zeros_like(past), x], dim=2)
+
+
+class _Resample3d(nn.Module):
+    """What down- and upsampling share: the factors, and the channel grouping of the shortcut.
+
+    The down shortcut averages groups of the ``in·r`` space/time-to-depth channels into ``out``;
+    the up shortcut repeats each of the ``in`` channels into ``out·r`` before depth-to-space.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        space: resample height and width by 2.
+        time: resample the frames after the first by 2.
+        shortcut: add the parameter-free shortcut.
+        frame_padding: padding before the first frame.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        space: bool,
+        time: bool,
+        shortcut: bool = True,
+        frame_padding: FramePadding = "replicate",
+    ) -> None:
+        super().__init__()
+        self.rt, self.rs = (2 if time else 1), (2 if space else 1)
+        self.frame_padding = frame_padding
+        factor = self.rt * self.rs * self.rs
+        down = isinstance(self, Downsample3d)
+        depth, narrow = (in_channels * factor, out_channels) if down else (out_channels * factor, in_channels)
+        if shortcut and depth % narrow:
+            raise ValueError(
+                f"the resampling shortcut needs {depth} (channels x {factor}) divisible by {narrow}; "
+                "change block_out_channels or set resample_shortcut=false"
+            )
+        self.shortcut_group = depth // narrow if shortcut else 0
+
+
+class Downsample3d(_Resample3d):
+    """Halves height and width (``space``) and/or the frames after the first (``time``):
+    ``1 + 2n`` frames become ``1 + n``. Arguments as in :class:`_Resample3d`."""
+
+    def __init__(self, in_channels: int, out_channels: int, *args, **kwargs) -> None:
+        super().__init__(in_channels, out_channels, *args, **kwargs)
+        stride = (self.rt, self.rs, self.rs)
+        self.conv = CausalConv3d(in_channels, out_channels, 3, stride=stride, frame_padding=self.frame_padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        if self.shortcut_group:
+            s = _pad_first_frame(x, self.rt - 1, self.frame_padding)
+            s = rearrange(s, "b c (t rt) (h rh) (w rw) -> b (c rt rh rw) t h w", rt=self.rt, rh=self.rs, rw=self.rs)
+            h = h + reduce(s, "b (c g) t h w -> b c t h w", "mean", g=self.shortcut_group)
+        return h
+
+
+class Upsample3d(_Resample3d):
+    """Doubles height and width (``space``) and/or the frames after the first (``time``):
+    ``1 + n`` frames become ``1 + 2n``. Arguments as in :class:`_Resample3d`."""
+
+    def __init__(self, in_channels: int, out_channels: int, *args, **kwargs) -> None:
+        super().__init__(in_channels, out_channels, *args, **kwargs)
+        self.conv = CausalConv3d(in_channels, out_channels, 3, frame_padding=self.frame_padding)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        drop = self.rt - 1  # the first latent frame expands to one frame, not rt
+        up = F.interpolate(x, scale_factor=(self.rt, self.rs, self.rs), mode="nearest")[:, :, drop:]
+        h = self.conv(up)
+        if self.shortcut_group:
+            s = repeat(x, "b c t h w -> b (c g) t h w", g=self.shortcut_group)
+            s = rearrange(s, "b (c rt rh rw) t h w -> b c (t rt) (h rh) (w rw)", rt=self.rt, rh=self.rs, rw=self.rs)
+            h = h + s[:, :, drop:]
+        return h
