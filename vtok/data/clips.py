@@ -1,0 +1,61 @@
+"""Which frames make a clip: a number of frames at a frame stride, or at a target frame rate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+class ClipTooShortError(ValueError):
+    """The video holds fewer frames than one clip spans."""
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """How clips are cut from a video.
+
+    Args:
+        num_frames: frames per clip (``1 + k·t`` for a causal model with temporal factor ``t``).
+        frame_stride: take every ``frame_stride``-th frame (ignored when ``fps`` is set).
+        fps: target frame rate; the stride becomes ``round(video_fps / fps)`` per video, at least 1.
+    """
+
+    num_frames: int
+    frame_stride: int = 1
+    fps: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1:
+            raise ValueError(f"num_frames must be at least 1, got {self.num_frames}")
+        if self.frame_stride < 1:
+            raise ValueError(f"frame_stride must be at least 1, got {self.frame_stride}")
+        if self.fps is not None and self.fps <= 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")
+
+    def stride(self, video_fps: float) -> int:
+        if self.fps is None or video_fps <= 0:
+            return self.frame_stride
+        return max(1, round(video_fps / self.fps))
+
+    def span(self, video_fps: float) -> int:
+        """Frames of the source video one clip covers."""
+        return (self.num_frames - 1) * self.stride(video_fps) + 1
+
+    def frame_indices(
+        self, available: int, video_fps: float, generator: torch.Generator | None = None
+    ) -> list[int]:
+        """Frame indices of one clip: a random start drawn from ``generator``, else the centred clip.
+
+        Raises:
+            ClipTooShortError: the video is shorter than one clip.
+        """
+        span, stride = self.span(video_fps), self.stride(video_fps)
+        if available < span:
+            raise ClipTooShortError(
+                f"too short: a clip of {self.num_frames} frames at stride {stride} spans {span} frames, "
+                f"the video has {available}"
+            )
+        room = available - span
+        start = int(torch.randint(room + 1, (), generator=generator)) if generator is not None else room // 2
+        return list(range(start, start + span, stride))

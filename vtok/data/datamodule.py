@@ -1,0 +1,201 @@
+"""The LightningDataModule: video clips (and optionally images) for training and validation."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from vtok.data.clips import ClipSpec
+from vtok.data.dataset import SkippingDataset, VideoClipDataset
+from vtok.data.images import ImageDataset
+from vtok.data.readers import ReaderBackend
+from vtok.data.sampler import EpochSampler
+from vtok.data.sources import IMAGE_SUFFIXES, list_files
+from vtok.data.synthetic import write_sample_clips
+
+log = logging.getLogger(__name__)
+
+
+def default_sample_dir() -> Path:
+    """Where generated sample clips are cached: ``$XDG_CACHE_HOME/vtok/sample_clips``."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vtok" / "sample_clips"
+
+
+class VideoDataModule(LightningDataModule):
+    """Clips from a folder, a glob or a manifest of videos; images in a loader of their own.
+
+    Batches are dicts: ``video`` float ``[B, 3, T, H, W]`` in ``[-1, 1]``, ``index`` (the
+    sample's slot), ``source_index`` (the file that filled it) and ``skipped`` (unusable files met
+    while filling it). With ``image_path`` set, training batches are ``{"videos": ..., "images": ...}``.
+
+    Args:
+        path: training videos: a folder, a glob pattern, or a CSV/JSONL/TXT manifest of paths.
+            Unset, ``synthetic_videos`` generated sample clips are used instead.
+        val_path: validation videos; unset, ``val_fraction`` of ``path``'s files are held out.
+        image_path: training images (1-frame clips), batched separately from the videos.
+        val_fraction: share of files held out for validation when ``val_path`` is unset.
+        num_frames: frames per clip (``1 + k·t`` for temporal compression ``t``).
+        frame_stride: take every n-th frame (ignored when ``fps`` is set).
+        fps: target frame rate; sets the stride per video from its own frame rate.
+        size: output ``height`` and ``width`` (one number for a square).
+        horizontal_flip: random left-right flips in training.
+        batch_size: videos per training batch (per device).
+        val_batch_size: videos per validation batch (default ``batch_size``).
+        image_batch_size: images per batch (default ``batch_size``).
+        num_workers: decoding processes per loader.
+        seed: seed of clip positions, crops, flips, shuffling and file substitution.
+        backend: video reader: ``"auto"`` (decord if installed), ``"decord"`` or ``"pyav"``.
+        synthetic_videos: number of generated sample clips to use when ``path`` is unset.
+        synthetic_dir: where generated clips are written (default: the user cache folder).
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        val_path: str | None = None,
+        image_path: str | None = None,
+        val_fraction: float = 0.1,
+        num_frames: int = 17,
+        frame_stride: int = 1,
+        fps: float | None = None,
+        size: int | list[int] = 256,
+        horizontal_flip: bool = False,
+        batch_size: int = 1,
+        val_batch_size: int | None = None,
+        image_batch_size: int | None = None,
+        num_workers: int = 2,
+        seed: int = 0,
+        backend: ReaderBackend = "auto",
+        synthetic_videos: int = 0,
+        synthetic_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        sizes = [size] if isinstance(size, int) else list(size)
+        if len(sizes) not in (1, 2) or min(sizes) < 1:
+            raise ValueError(f"size must be one positive number or [height, width], got {size}")
+        self.size = (sizes[0], sizes[-1])
+        self.clip = ClipSpec(num_frames, frame_stride, fps)
+        if not 0 <= val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        if path is None and synthetic_videos < 1:
+            raise ValueError("set data.path to your videos, or data.synthetic_videos to train on generated clips")
+        self.path, self.val_path, self.image_path = path, val_path, image_path
+        self.val_fraction = val_fraction
+        self.horizontal_flip = horizontal_flip
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.image_batch_size = image_batch_size or batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        self.backend: ReaderBackend = backend
+        self.synthetic_videos = synthetic_videos
+        self.synthetic_dir = synthetic_dir
+        self.skipped_files: dict[str, str] = {}  # path -> reason, every unusable file met so far
+        self.skips_this_epoch: Counter[str] = Counter()
+        self.datasets: dict[str, SkippingDataset] = {}
+
+    @property
+    def num_frames(self) -> int:
+        return self.clip.num_frames
+
+    def _synthetic_folder(self) -> Path:
+        return Path(self.synthetic_dir or default_sample_dir()) / (
+            f"{self.synthetic_videos}x{self._synthetic_frames()}f_{self._synthetic_size()[0]}x"
+            f"{self._synthetic_size()[1]}_seed{self.seed}"
+        )
+
+    def _synthetic_frames(self) -> int:
+        return self.clip.span(24.0) + 8  # room for the random clip start to vary
+
+    def _synthetic_size(self) -> tuple[int, int]:
+        return round(self.size[0] * 1.25), round(self.size[1] * 1.25)  # room for random crops
+
+    def prepare_data(self) -> None:
+        """Writes the generated sample clips once per machine (Lightning runs this on local rank 0)."""
+        if self.path is None:
+            folder = self._synthetic_folder()
+            log.info("writing %d generated sample clips to %s", self.synthetic_videos, folder)
+            write_sample_clips(folder, self.synthetic_videos, self._synthetic_frames(), *self._synthetic_size(), seed=self.seed)
+
+    def _split(self) -> tuple[list[str], list[str]]:
+        files = list_files(self.path if self.path is not None else self._synthetic_folder())
+        if not files:
+            raise ValueError(f"no video files found in {self.path!r}")
+        if self.val_path is not None:
+            return files, list_files(self.val_path)
+        held_out = round(len(files) * self.val_fraction) if len(files) > 1 else 0
+        if self.val_fraction > 0 and len(files) > 1:
+            held_out = max(held_out, 1)
+        order = torch.randperm(len(files), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        return [files[i] for i in order[held_out:]], sorted(files[i] for i in order[:held_out])
+
+    def setup(self, stage: str | None = None) -> None:
+        """Lists and splits the files, and fails here, before training, when none is usable."""
+        if self.datasets:
+            return
+        train_files, val_files = self._split()
+        common = dict(size=self.size, seed=self.seed, horizontal_flip=self.horizontal_flip)
+        self.datasets["train"] = VideoClipDataset(train_files, self.clip, backend=self.backend, train=True, **common)
+        if val_files:
+            self.datasets["val"] = VideoClipDataset(val_files, self.clip, backend=self.backend, train=False, **common)
+        if self.image_path is not None:
+            image_files = list_files(self.image_path, IMAGE_SUFFIXES)
+            if not image_files:
+                raise ValueError(f"no image files found in {self.image_path!r}")
+            self.datasets["images"] = ImageDataset(image_files, train=True, **common)
+        for name, dataset in self.datasets.items():
+            _, errors = dataset.first_usable()  # raises ValueError when no file is usable
+            for error in errors:
+                self._record(error.path, error.reason, count=False)
+            log.info("%s: %d files", name, len(dataset))
+
+    def _loader(self, name: str, batch_size: int, shuffle: bool) -> StatefulDataLoader:
+        dataset = self.datasets[name]
+        return StatefulDataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=self.seed),
+            num_workers=self.num_workers,
+            drop_last=shuffle,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+            # Its own generator, so creating the iterator does not draw from the global RNG.
+            generator=torch.Generator().manual_seed(self.seed),
+        )
+
+    def train_dataloader(self) -> Any:
+        videos = self._loader("train", self.batch_size, shuffle=True)
+        if "images" not in self.datasets:
+            return videos
+        return {"videos": videos, "images": self._loader("images", self.image_batch_size, shuffle=True)}
+
+    def val_dataloader(self) -> Any:
+        return self._loader("val", self.val_batch_size, shuffle=False) if "val" in self.datasets else []
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Takes the skipped-file notes off every batch: one warning per file, counted per epoch."""
+        for part in batch.values() if "video" not in batch else [batch]:
+            for note in part.pop("skipped", []):
+                for line in filter(None, note.split("\n")):
+                    self._record(*line.split("\t", 1))
+        return batch
+
+    def _record(self, path: str, reason: str, count: bool = True) -> None:
+        if count:
+            self.skips_this_epoch[path] += 1
+        if path not in self.skipped_files:
+            self.skipped_files[path] = reason
+            log.warning("skipping unusable file %s: %s", path, reason)
+
+    def pop_epoch_skips(self) -> int:
+        """Slots filled by a substitute since the last call (the per-epoch total)."""
+        total = sum(self.skips_this_epoch.values())
+        self.skips_this_epoch.clear()
+        return total

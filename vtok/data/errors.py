@@ -1,0 +1,19 @@
+"""The one exception a dataset catches: a file that cannot give a sample (skipped and counted)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class UnusableFileError(Exception):
+    """A file that cannot give a sample: unreadable, truncated, empty, too short, wrong channels.
+
+    Args:
+        path: the file.
+        reason: what is wrong with it, in words a user can act on.
+    """
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason

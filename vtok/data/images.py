@@ -1,0 +1,45 @@
+"""Images as one-frame clips, in a dataset of their own (a batch never mixes lengths)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from vtok.data.dataset import SkippingDataset
+from vtok.data.errors import UnusableFileError
+from vtok.data.transforms import frames_to_clip
+
+
+def read_rgb_image(path: str) -> torch.Tensor:
+    """uint8 ``[H, W, 3]``. Palette images are expanded to RGB; other channel layouts (grey,
+    alpha, CMYK) raise :class:`UnusableFileError` rather than being converted behind the user's back."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode == "P" and "transparency" not in image.info:
+                image = image.convert("RGB")
+            if image.mode != "RGB":
+                bands = "".join(image.getbands())
+                raise UnusableFileError(path, f"the image has {len(bands)} channels ({bands}), expected 3 (RGB)")
+            return torch.from_numpy(np.asarray(image).copy())
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise UnusableFileError(path, f"cannot decode the image ({str(error).splitlines()[0][:200]})") from None
+
+
+class ImageDataset(SkippingDataset):
+    """RGB image files as ``[3, 1, H, W]`` clips.
+
+    Args:
+        files: image paths (PNG, JPEG, WebP, ...).
+        size: output ``(height, width)``.
+        **kwargs: see :class:`~vtok.data.dataset.SkippingDataset`.
+    """
+
+    def __init__(self, files: Sequence[str], size: tuple[int, int], **kwargs) -> None:
+        super().__init__(files, size, **kwargs)
+
+    def load(self, index: int, generator: torch.Generator | None) -> torch.Tensor:
+        return frames_to_clip(read_rgb_image(self.files[index])[None], self.size, generator, self.horizontal_flip)

@@ -1,0 +1,62 @@
+"""Where the files of a dataset come from: a folder, a glob pattern, or a manifest (CSV/JSONL/TXT)."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+from pathlib import Path
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
+MANIFEST_SUFFIXES = frozenset({".csv", ".jsonl", ".txt"})
+
+
+def list_files(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) -> list[str]:
+    """The sorted files named by ``source``.
+
+    Args:
+        source: a folder (searched recursively for ``suffixes``), a glob pattern (``**`` allowed),
+            or a manifest: ``.jsonl`` with a ``path`` field per line, ``.csv`` with a ``path``
+            column, or ``.txt`` with one path per line. Relative paths in a manifest are relative
+            to the manifest's folder.
+        suffixes: file endings a folder search keeps (case-insensitive).
+
+    Raises:
+        FileNotFoundError: ``source`` names nothing that exists.
+        ValueError: a manifest without a ``path`` column or field.
+    """
+    text = str(source)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+        return _read_manifest(path)
+    if path.is_file():
+        return [str(path)]
+    if glob.has_magic(text):
+        return sorted(p for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+    raise FileNotFoundError(f"data source {text!r} is not a folder, a file, a manifest or a glob pattern that exists")
+
+
+def _read_manifest(path: Path) -> list[str]:
+    root = path.parent
+    suffix = path.suffix.lower()
+    with path.open(newline="") as handle:
+        if suffix == ".txt":
+            entries = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+        elif suffix == ".csv":
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise ValueError(f"manifest {path} has no 'path' column (columns: {reader.fieldnames})")
+            entries = [row["path"] for row in reader]
+        else:
+            entries = []
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                if "path" not in record:
+                    raise ValueError(f"manifest {path}, line {number}, has no 'path' field")
+                entries.append(record["path"])
+    return [str(root / entry) if not Path(entry).is_absolute() else entry for entry in entries]

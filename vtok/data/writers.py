@@ -1,0 +1,37 @@
+"""Writing videos to mp4 with PyAV (H.264 when the build has libx264, MPEG-4 Part 2 otherwise)."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import torch
+
+
+def write_video(path: str | Path, frames: torch.Tensor, fps: float = 24.0, crf: int = 18) -> Path:
+    """Writes uint8 RGB frames ``[T, H, W, 3]`` (H and W even) to ``path``.
+
+    Args:
+        path: output file; parent folders are created.
+        frames: the frames.
+        fps: frame rate written in the container.
+        crf: H.264 constant rate factor (lower is better quality; 18 is visually lossless).
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+        raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
+    height, width = frames.shape[1:3]
+    if height % 2 or width % 2:
+        raise ValueError(f"H.264 needs even height and width, got {height}x{width}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": str(crf), "preset": "veryfast"}
+        for array in frames.contiguous().numpy():
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        container.mux(stream.encode())
+    return path
