@@ -1,0 +1,118 @@
+"""``vtok``: LightningCLI for ``fit | validate | test | predict``, plus vtok's own subcommands.
+
+``vtok fit`` with no arguments trains on the default config shipped in the package
+(``vtok/configs/default.yaml``, readable as ``configs/default.yaml`` in the repository); a
+``--config`` file and ``--a.b value`` flags override it key by key.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.cli import LightningCLI
+
+from vtok.data.datamodule import VideoDataModule
+from vtok.training import AutoencoderModule
+from vtok.vae.compression import Compression
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+class UsageError(Exception):
+    """A mistake in the command line or the config: reported in one line, without a traceback."""
+
+
+def _get(namespace: Any, dotted: str, default: Any = None) -> Any:
+    for key in dotted.split("."):
+        if namespace is None or key not in namespace:
+            return default
+        namespace = namespace[key]
+    return namespace
+
+
+class VtokCLI(LightningCLI):
+    """LightningCLI over :class:`AutoencoderModule` and :class:`VideoDataModule` with vtok's defaults:
+    one run folder per run, bf16 on GPU and fp32 on CPU, shapes checked before anything is built."""
+
+    def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
+        defaults = {"default_config_files": [str(DEFAULT_CONFIG)]}
+        super().__init__(
+            AutoencoderModule,
+            VideoDataModule,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={cmd: defaults for cmd in LIGHTNING_COMMANDS} if run else defaults,
+            trainer_defaults={"use_distributed_sampler": False},  # vtok's EpochSampler shards by rank
+            auto_configure_optimizers=False,
+            args=list(args) if args is not None else None,
+            run=run,
+        )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        trainer = config.trainer
+        if trainer.default_root_dir is None:
+            trainer.default_root_dir = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+        if trainer.precision is None:
+            trainer.precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+        if str(trainer.precision).startswith("16"):
+            raise UsageError(
+                f"trainer.precision={trainer.precision} is not supported (fp16 overflows in video VAEs); "
+                "use bf16-mixed on GPU or 32-true"
+            )
+        for logger in trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]:
+            if logger and not isinstance(logger, bool) and logger.init_args.get("save_dir") in (None, "."):
+                logger.init_args["save_dir"] = trainer.default_root_dir
+        for callback in trainer.callbacks or []:
+            if callback.class_path.endswith("ModelCheckpoint") and not callback.init_args.get("dirpath"):
+                callback.init_args.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
+        self._check_clip_shape(config)
+
+    @staticmethod
+    def _check_clip_shape(config: Any) -> None:
+        autoencoder = _get(config, "model.autoencoder.init_args") or _get(config, "model.autoencoder")
+        try:
+            compression = Compression(
+                temporal=_get(autoencoder, "temporal_compression", 4), spatial=_get(autoencoder, "spatial_compression", 8)
+            )
+            size = _get(config, "data.size", 256)
+            height, width = (size, size) if isinstance(size, int) else (size[0], size[-1])
+            compression.check_clip(_get(config, "data.num_frames", 17), height, width)
+        except ValueError as error:
+            raise UsageError(f"{error} (set data.num_frames / data.size to match the model)") from None
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ValueError, FileNotFoundError) as error:
+            raise UsageError(str(error)) from error
+
+    def before_fit(self) -> None:
+        # Single-process runs list and probe their data now, so an empty or unusable dataset is a
+        # one-line error before the Trainer starts; multi-process runs do it in Lightning's setup.
+        if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            try:
+                self.datamodule.prepare_data()
+                self.datamodule.setup("fit")
+            except (ValueError, FileNotFoundError) as error:
+                raise UsageError(str(error)) from error
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``vtok`` console script and of ``train.py``."""
+    try:
+        VtokCLI(args=argv)
+    except UsageError as error:
+        print(f"vtok: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

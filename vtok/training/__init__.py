@@ -1,0 +1,8 @@
+"""Training: the LightningModule, its optimiser settings and callbacks."""
+
+from vtok.training.module import AutoencoderModule
+from vtok.training.optim import OptimizerConfig
+from vtok.training.pictures import ReconstructionPictures
+from vtok.training.wandb_logger import OfflineFirstWandbLogger
+
+__all__ = ["AutoencoderModule", "OfflineFirstWandbLogger", "OptimizerConfig", "ReconstructionPictures"]

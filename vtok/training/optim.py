@@ -1,0 +1,66 @@
+"""Optimiser settings and the learning-rate schedule (linear warm-up, then constant or cosine)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW and its schedule. Steps count training batches.
+
+    Args:
+        lr: peak learning rate.
+        betas: AdamW betas.
+        weight_decay: decoupled weight decay.
+        warmup_steps: batches of linear warm-up from 0 to ``lr``.
+        schedule: ``"constant"`` after warm-up, or ``"cosine"`` decay to ``min_lr_ratio · lr``.
+        decay_steps: batches from the start to the end of the cosine (default: the run's length).
+        min_lr_ratio: final learning rate of the cosine, as a fraction of ``lr``.
+    """
+
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: Literal["constant", "cosine"] = "constant"
+    decay_steps: int | None = None
+    min_lr_ratio: float = 0.1
+
+
+@dataclass
+class WarmupSchedule:
+    """Learning-rate multiplier per step (a picklable callable for ``LambdaLR``)."""
+
+    warmup_steps: int
+    schedule: str
+    decay_steps: int
+    min_lr_ratio: float
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.schedule == "constant" or self.decay_steps <= self.warmup_steps:
+            return 1.0
+        progress = min(1.0, (step - self.warmup_steps) / (self.decay_steps - self.warmup_steps))
+        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_optimizer(
+    parameters: Iterable[torch.nn.Parameter], config: OptimizerConfig, run_steps: int | None
+) -> tuple[torch.optim.Optimizer, LambdaLR]:
+    """AdamW over ``parameters`` and its per-batch schedule."""
+    optimizer = torch.optim.AdamW(
+        parameters, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay
+    )
+    decay_steps = config.decay_steps or run_steps or 0
+    if config.schedule == "cosine" and decay_steps <= 0:
+        raise ValueError("a cosine schedule needs optimizer.decay_steps or trainer.max_steps")
+    schedule = WarmupSchedule(config.warmup_steps, config.schedule, decay_steps, config.min_lr_ratio)
+    return optimizer, LambdaLR(optimizer, schedule)

@@ -1,0 +1,67 @@
+"""Input-versus-reconstruction pictures, written to the run folder and logged to wandb."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.loggers import WandbLogger
+from torchvision.utils import make_grid, save_image
+
+
+def comparison_grid(video: torch.Tensor, reconstruction: torch.Tensor, max_videos: int = 2, max_frames: int = 8) -> torch.Tensor:
+    """``[3, H', W']`` image in ``[0, 1]``: for each video a row of input frames over a row of
+    reconstructed frames (frames evenly spaced over the clip)."""
+    frames = video.shape[2]
+    picks = torch.linspace(0, frames - 1, min(frames, max_frames)).round().long()
+    rows = []
+    for i in range(min(video.shape[0], max_videos)):
+        rows += [video[i][:, picks], reconstruction[i][:, picks]]
+    tiles = torch.stack(rows).float().clamp(-1, 1).add(1).div(2)  # [R, 3, F, H, W]
+    tiles = tiles.permute(0, 2, 1, 3, 4).flatten(0, 1)  # [R·F, 3, H, W]
+    return make_grid(tiles.cpu(), nrow=len(picks), padding=2, pad_value=1.0)
+
+
+class ReconstructionPictures(Callback):
+    """Every ``every_n_steps`` training batches (and at the end of training), a PNG of inputs over
+    reconstructions in ``<default_root_dir>/reconstructions/`` and, with wandb, an image panel.
+
+    Args:
+        every_n_steps: batches between pictures (the first batch always gets one).
+        max_videos: videos per picture.
+        max_frames: frames per video, evenly spaced.
+    """
+
+    def __init__(self, every_n_steps: int = 100, max_videos: int = 2, max_frames: int = 8) -> None:
+        self.every_n_steps = every_n_steps
+        self.max_videos = max_videos
+        self.max_frames = max_frames
+        self._last: tuple[int, torch.Tensor, torch.Tensor] | None = None
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not isinstance(outputs, dict) or "reconstruction" not in outputs:
+            return
+        step = trainer.fit_loop.total_batch_idx
+        self._last = (step, outputs["video"][: self.max_videos], outputs["reconstruction"][: self.max_videos])
+        if step % self.every_n_steps == 0:
+            self._write(trainer, *self._last)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._last is not None and self._last[0] % self.every_n_steps:
+            self._write(trainer, *self._last)
+        self._last = None
+
+    def _write(self, trainer: Trainer, step: int, video: torch.Tensor, reconstruction: torch.Tensor) -> None:
+        if not trainer.is_global_zero:
+            return
+        grid = comparison_grid(video, reconstruction, self.max_videos, self.max_frames)
+        folder = Path(trainer.default_root_dir) / "reconstructions"
+        folder.mkdir(parents=True, exist_ok=True)
+        save_image(grid, folder / f"step_{step:07d}.png")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image("train/reconstruction", [grid], step=step, caption=["top: input, bottom: reconstruction"])

@@ -1,0 +1,25 @@
+"""wandb, offline unless the user turns it online."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from lightning.pytorch.loggers import WandbLogger
+
+
+class OfflineFirstWandbLogger(WandbLogger):
+    """Lightning's ``WandbLogger`` that stays offline unless asked otherwise.
+
+    Args:
+        project: wandb project name.
+        offline: ``None`` (default) keeps the run offline unless ``WANDB_MODE`` is set (then
+            wandb follows it); ``True``/``False`` force it. Sync an offline run later with
+            ``wandb sync <save_dir>/wandb/offline-run-*``.
+        **kwargs: passed to ``WandbLogger``.
+    """
+
+    def __init__(self, project: str = "vtok", offline: bool | None = None, **kwargs: Any) -> None:
+        if offline is None:
+            offline = "WANDB_MODE" not in os.environ
+        super().__init__(project=project, offline=offline, **kwargs)
