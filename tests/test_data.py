@@ -1,0 +1,179 @@
+"""Data: real mp4 files decoded with decord (and PyAV), clip sampling, broken files skipped and counted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from PIL import Image
+
+from vtok.data import (
+    ClipSpec,
+    EpochSampler,
+    ImageDataset,
+    VideoClipDataset,
+    list_files,
+    open_video,
+    synthetic_clip,
+    write_video,
+)
+from vtok.data.datamodule import VideoDataModule
+from vtok.data.readers import DecordReader, PyAVReader
+
+
+def test_decord_decodes_what_pyav_wrote(tmp_path: Path) -> None:
+    frames = synthetic_clip(12, 48, 64, seed=3)
+    path = write_video(tmp_path / "clip.mp4", frames, fps=25)
+    reader = DecordReader(path)
+    assert (reader.num_frames, reader.height, reader.width) == (12, 48, 64)
+    assert reader.fps == pytest.approx(25)
+    decoded = reader.read([0, 5, 11])
+    assert decoded.shape == (3, 48, 64, 3) and decoded.dtype == torch.uint8
+    # H.264 with 4:2:0 chroma is lossy on this colourful texture, but each decoded frame is closest
+    # to the frame written at its index
+    errors = (decoded[:, None].float() - frames[None].float()).abs().mean(dim=(2, 3, 4))
+    assert errors.argmin(dim=1).tolist() == [0, 5, 11]
+    assert errors.min(dim=1).values.max() < 12
+    torch.testing.assert_close(PyAVReader(path).read([0, 5, 11]).float(), decoded.float(), atol=8, rtol=0)
+
+
+def test_auto_reader_falls_back_to_pyav_where_decord_mis_decodes(tmp_path: Path) -> None:
+    # decord 0.6 returns 4-channel frames for some narrow widths (48 among them); PyAV reads them.
+    path = write_video(tmp_path / "narrow.mp4", synthetic_clip(5, 40, 48, seed=0))
+    assert open_video(path).read([0, 4]).shape == (2, 40, 48, 3)
+
+
+def test_carphone_sample_gives_clips(carphone: Path) -> None:
+    reader = open_video(carphone)
+    assert (reader.num_frames, reader.height, reader.width) == (120, 144, 176)
+    dataset = VideoClipDataset([str(carphone)], ClipSpec(17, frame_stride=2), size=(64, 64))
+    sample = dataset[(0, 0)]
+    assert sample["video"].shape == (3, 17, 64, 64)
+    assert -1 <= sample["video"].min() < sample["video"].max() <= 1
+
+
+def test_clip_spec_strides_and_target_fps() -> None:
+    assert ClipSpec(5, frame_stride=2).frame_indices(9, 30.0) == [0, 2, 4, 6, 8]
+    assert ClipSpec(3, fps=10).frame_indices(30, 30.0) == [11, 14, 17]  # stride 3, span 7, centred
+    g = torch.Generator().manual_seed(0)
+    starts = {ClipSpec(3).frame_indices(50, 24.0, g)[0] for _ in range(20)}
+    assert len(starts) > 5 and max(starts) <= 47
+    with pytest.raises(ValueError, match="too short"):
+        ClipSpec(9).frame_indices(8, 24.0)
+
+
+def test_sampler_gives_disjoint_rank_shares_that_change_per_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    shares = {}
+    for rank in (0, 1):
+        monkeypatch.setattr("vtok.data.sampler._rank_and_world", lambda rank=rank: (rank, 2))
+        sampler = EpochSampler(10, shuffle=True, seed=3)
+        shares[rank] = [index for _, index in sampler]
+        sampler.set_epoch(1)
+        shares[rank, 1] = [index for epoch, index in sampler if epoch == 1]
+    assert sorted(shares[0] + shares[1]) == list(range(10))
+    assert sorted(shares[0, 1] + shares[1, 1]) == list(range(10))
+    assert shares[0] != shares[0, 1]
+
+
+def _videos(loader: DataLoader) -> list[dict]:
+    return list(loader)
+
+
+def test_broken_files_are_skipped_counted_and_replaced(mixed_folder: tuple[Path, dict[str, str]]) -> None:
+    folder, broken = mixed_folder
+    files = list_files(folder)
+    assert len(files) == 9
+    dataset = VideoClipDataset(files, ClipSpec(9), size=(32, 32), seed=5)
+    loader = DataLoader(dataset, batch_size=3, sampler=EpochSampler(len(files), seed=5), num_workers=2)
+    batches = _videos(loader)
+    assert [b["video"].shape for b in batches] == [(3, 3, 9, 32, 32)] * 3  # batches keep their size
+    notes = [line for b in batches for note in b["skipped"] for line in note.split("\n") if line]
+    skipped = {Path(line.split("\t")[0]).name: line.split("\t")[1] for line in notes}
+    assert set(skipped) == set(broken)
+    assert "empty" in skipped["empty.mp4"] and "too short" in skipped["short.mp4"]
+    good = {i for i, f in enumerate(files) if Path(f).name not in broken}
+    assert all(int(s) in good for b in batches for s in b["source_index"])
+    # substitutes and clips are the same with another number of workers (no per-worker state matters)
+    again = _videos(DataLoader(dataset, batch_size=3, sampler=EpochSampler(len(files), seed=5), num_workers=0))
+    for first, second in zip(batches, again):
+        assert torch.equal(first["source_index"], second["source_index"])
+        assert torch.equal(first["video"], second["video"])
+
+
+def test_random_choices_depend_on_seed_epoch_and_index(video_folder: Path) -> None:
+    dataset = VideoClipDataset(list_files(video_folder), ClipSpec(5), size=(32, 32), seed=0, horizontal_flip=True)
+    assert torch.equal(dataset[(0, 2)]["video"], dataset[(0, 2)]["video"])
+    assert not torch.equal(dataset[(0, 2)]["video"], dataset[(1, 2)]["video"])
+    validation = VideoClipDataset(list_files(video_folder), ClipSpec(5), size=(32, 32), train=False)
+    assert torch.equal(validation[(0, 2)]["video"], validation[(7, 2)]["video"])  # centre clip, no randomness
+
+
+def test_a_dataset_without_a_usable_file_is_a_clear_error(tmp_path: Path, video_folder: Path) -> None:
+    from tests.conftest import write_broken_files
+
+    write_broken_files(tmp_path / "bad", sorted(video_folder.glob("*.mp4"))[0])
+    dataset = VideoClipDataset(list_files(tmp_path / "bad"), ClipSpec(9), size=(32, 32))
+    with pytest.raises(ValueError, match="none of the 5 files gives a usable sample"):
+        dataset.first_usable()
+    module = VideoDataModule(path=str(tmp_path / "bad"), num_frames=9, size=32, num_workers=0)
+    with pytest.raises(ValueError, match="none of the"):
+        module.setup("fit")
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        VideoDataModule(path=str(tmp_path / "missing"), num_frames=9, size=32).setup("fit")
+
+
+def test_images_are_one_frame_clips_and_wrong_channels_are_skipped(tmp_path: Path) -> None:
+    frames = synthetic_clip(1, 40, 40, seed=2)[0].numpy()
+    Image.fromarray(frames).save(tmp_path / "rgb.png")
+    Image.fromarray(frames[..., 0]).save(tmp_path / "gray.png")
+    Image.fromarray(frames).convert("RGBA").save(tmp_path / "alpha.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    files = list_files(tmp_path, frozenset({".png"}))
+    assert [Path(f).name for f in files] == ["alpha.png", "broken.png", "gray.png", "rgb.png"]
+    for index, reason in enumerate(["4 channels (RGBA)", "cannot decode", "1 channels (L)"]):
+        sample = ImageDataset(files, size=(32, 32))[(0, index)]  # replaced by rgb.png, the only usable file
+        assert sample["video"].shape == (3, 1, 32, 32) and sample["source_index"] == 3
+        assert reason in sample["skipped"]
+
+
+def test_manifests_list_files_relative_to_themselves(tmp_path: Path, video_folder: Path) -> None:
+    names = [p.name for p in sorted(video_folder.glob("*.mp4"))[:2]]
+    (tmp_path / "list.jsonl").write_text("".join(json.dumps({"path": str(video_folder / n)}) + "\n" for n in names))
+    (video_folder / "list.csv").write_text("path,label\n" + "".join(f"{n},x\n" for n in names))
+    assert [Path(p).name for p in list_files(tmp_path / "list.jsonl")] == names
+    assert list_files(video_folder / "list.csv") == [str(video_folder / n) for n in names]
+    assert len(list_files(str(video_folder / "sample_000*.mp4"))) == 8
+    (tmp_path / "bad.csv").write_text("file\nx.mp4\n")
+    with pytest.raises(ValueError, match="no 'path' column"):
+        list_files(tmp_path / "bad.csv")
+
+
+def test_datamodule_warns_once_per_unusable_file_and_counts_per_epoch(
+    mixed_folder: tuple[Path, dict[str, str]], caplog: pytest.LogCaptureFixture
+) -> None:
+    folder, broken = mixed_folder
+    module = VideoDataModule(path=str(folder), val_fraction=0, num_frames=9, size=32, batch_size=3, num_workers=0)
+    module.setup("fit")
+    loader = module.train_dataloader()
+    for _ in range(2):
+        for batch in loader:
+            batch = module.on_after_batch_transfer(batch, 0)
+            assert "skipped" not in batch
+    assert set(map(lambda p: Path(p).name, module.skipped_files)) == set(broken)
+    warnings = [r for r in caplog.records if "skipping unusable file" in r.message]
+    assert len(warnings) == len(broken)
+    assert module.pop_epoch_skips() > 0 and module.pop_epoch_skips() == 0
+
+
+def test_datamodule_writes_sample_clips_and_splits_them(tmp_path: Path) -> None:
+    module = VideoDataModule(synthetic_videos=6, synthetic_dir=str(tmp_path), val_fraction=0.2, num_frames=5, size=[32, 48], num_workers=0)
+    module.prepare_data()
+    module.setup("fit")
+    assert len(module.datasets["train"]) == 5 and len(module.datasets["val"]) == 1
+    batch = next(iter(module.val_dataloader()))
+    assert batch["video"].shape == (1, 3, 5, 32, 48)
+    with pytest.raises(ValueError, match="set data.path"):
+        VideoDataModule()

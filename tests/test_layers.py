@@ -1,0 +1,61 @@
+"""The building blocks: causal padding, RMS norm, resampling shortcuts, patchify."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from vtok.vae.causal_conv import CausalConv3d
+from vtok.vae.norm import ChannelRMSNorm
+from vtok.vae.patchify import patchify, unpatchify
+from vtok.vae.resample import Downsample3d, Upsample3d
+
+
+def test_causal_conv_sees_copies_of_the_first_frame_before_the_clip() -> None:
+    conv = CausalConv3d(2, 3, 3)
+    x = torch.randn(1, 2, 4, 5, 5)
+    padded = torch.cat([x[:, :, :1], x[:, :, :1], x], dim=2)
+    expected = F.conv3d(padded, conv.weight, conv.bias, padding=(0, 1, 1))
+    torch.testing.assert_close(conv(x), expected)
+    zeros = CausalConv3d(2, 3, 3, frame_padding="zeros")
+    expected = F.conv3d(F.pad(x, (0, 0, 0, 0, 2, 0)), zeros.weight, zeros.bias, padding=(0, 1, 1))
+    torch.testing.assert_close(zeros(x), expected)
+
+
+def test_rms_norm_normalises_each_position_over_channels() -> None:
+    norm = ChannelRMSNorm(6)
+    with torch.no_grad():
+        norm.weight.copy_(torch.arange(1.0, 7.0))
+    x = torch.randn(2, 6, 3, 4, 5)
+    expected = x / x.square().mean(1, keepdim=True).add(norm.eps).sqrt() * norm.weight.view(1, 6, 1, 1, 1)
+    torch.testing.assert_close(norm(x), expected)
+    torch.testing.assert_close(norm(x.contiguous(memory_format=torch.channels_last_3d)), expected)
+
+
+def test_resampling_shapes_and_parameter_free_shortcuts() -> None:
+    x = torch.randn(1, 4, 5, 8, 8)
+    down = Downsample3d(4, 8, space=True, time=True)
+    assert down(x).shape == (1, 8, 3, 4, 4)
+    up = Upsample3d(8, 4, space=True, time=True)
+    assert up(down(x)).shape == x.shape
+    # with the convolutions zeroed, the shortcuts alone are average-pooling and nearest upsampling
+    for conv in (down.conv, up.conv):
+        torch.nn.init.zeros_(conv.weight)
+        torch.nn.init.zeros_(conv.bias)
+    same = Downsample3d(4, 4, space=True, time=False)
+    torch.nn.init.zeros_(same.conv.weight)
+    torch.nn.init.zeros_(same.conv.bias)
+    torch.testing.assert_close(same(x), F.avg_pool3d(x, (1, 2, 2)))
+    up_same = Upsample3d(4, 4, space=True, time=True)
+    torch.nn.init.zeros_(up_same.conv.weight)
+    torch.nn.init.zeros_(up_same.conv.bias)
+    z = torch.randn(1, 4, 3, 2, 2)
+    nearest = F.interpolate(z, scale_factor=(2, 2, 2), mode="nearest")[:, :, 1:]
+    torch.testing.assert_close(up_same(z), nearest)
+
+
+def test_patchify_is_the_exact_inverse_of_unpatchify() -> None:
+    x = torch.randn(2, 3, 5, 16, 24)
+    for p in (1, 2, 4, 8):
+        assert patchify(x, p).shape == (2, 3 * p * p, 5, 16 // p, 24 // p)
+        assert torch.equal(unpatchify(patchify(x, p), p), x)
