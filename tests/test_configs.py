@@ -25,7 +25,7 @@ def test_the_packaged_default_is_the_readable_one() -> None:
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
-def test_every_preset_parses_and_instantiates(preset: Path, tmp_path: Path) -> None:
+def test_every_preset_parses_and_instantiates(preset: Path, tmp_path: Path, vgg_weights: Path) -> None:
     cli = VtokCLI(
         args=["--config", str(preset), "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path)],
         run=False,

@@ -70,12 +70,28 @@ def test_sampler_gives_disjoint_rank_shares_that_change_per_epoch(monkeypatch: p
     for rank in (0, 1):
         monkeypatch.setattr("vtok.data.sampler._rank_and_world", lambda rank=rank: (rank, 2))
         sampler = EpochSampler(10, shuffle=True, seed=3)
-        shares[rank] = [index for _, index in sampler]
-        sampler.set_epoch(1)
-        shares[rank, 1] = [index for epoch, index in sampler if epoch == 1]
+        shares[rank] = [index for _, index in sampler]  # pass 0 is epoch 0
+        shares[rank, 1] = [index for epoch, index in sampler if epoch == 1]  # pass 1 is epoch 1
     assert sorted(shares[0] + shares[1]) == list(range(10))
     assert sorted(shares[0, 1] + shares[1, 1]) == list(range(10))
     assert shares[0] != shares[0, 1]
+
+
+def test_sampler_resumes_mid_epoch_and_at_an_epoch_end() -> None:
+    straight = EpochSampler(6, seed=1)
+    first, second = list(straight), list(straight)
+    resumed = EpochSampler(6, seed=1)
+    iterator = iter(resumed)
+    head = [next(iterator) for _ in range(4)]
+    saved = resumed.state_dict()
+    again = EpochSampler(6, seed=1)
+    again.load_state_dict(saved)
+    iter(again)  # an iterator made and dropped while restoring changes nothing
+    assert head + list(again) == first
+    assert list(again) == second  # the next pass is the next epoch
+    ended = EpochSampler(6, seed=1)
+    ended.load_state_dict({"epoch": 0, "yielded": 6})
+    assert list(ended) == [] and list(ended) == second
 
 
 def _videos(loader: DataLoader) -> list[dict]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import subprocess
@@ -11,66 +10,62 @@ from pathlib import Path
 
 import torch
 
+from tests.helpers import csv_logger, metric_column, tiny_fit_args
 from vtok.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "--model.autoencoder.block_out_channels", "[16, 32]",
-    "--model.autoencoder.latent_channels", "8",
-    "--data.num_frames", "5",
-    "--data.size", "32",
-    "--data.synthetic_videos", "8",
-    "--data.val_fraction", "0.25",
-    "--data.num_workers", "0",
-]  # fmt: skip
-
-
-def _column(metrics_csv: Path, name: str) -> list[float]:
-    with metrics_csv.open() as handle:
-        return [float(row[name]) for row in csv.DictReader(handle) if row.get(name)]
 
 
 def test_fit_lowers_the_loss_and_writes_checkpoints_and_pictures(tmp_path: Path) -> None:
     main(
-        [
-            "fit",
-            *TINY,
-            "--data.synthetic_dir", str(tmp_path / "clips"),
-            "--trainer.default_root_dir", str(tmp_path / "run"),
-            "--trainer.max_steps", "40",
-            "--trainer.log_every_n_steps", "1",
-            "--trainer.check_val_every_n_epoch", "4",
-            "--trainer.enable_progress_bar", "false",
-            "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
-            "--trainer.logger.save_dir", str(tmp_path / "run"),
-            "--model.optimizer.lr", "3e-4",
-        ]  # fmt: skip
+        tiny_fit_args(tmp_path, 40, *csv_logger(tmp_path), "--trainer.check_val_every_n_epoch", "4",
+                      "--model.optimizer.lr", "3e-4")  # fmt: skip
     )
-    metrics = next((tmp_path / "run").rglob("metrics.csv"))
-    l1 = _column(metrics, "train/l1")
+    l1 = metric_column(tmp_path / "run", "train/l1")
     assert len(l1) == 40
     first, last = sum(l1[:10]) / 10, sum(l1[-10:]) / 10
     assert last < 0.9 * first, f"L1 did not fall: {first:.3f} over the first 10 steps, {last:.3f} over the last 10"
-    assert _column(metrics, "val/psnr"), "validation ran and logged PSNR"
-    checkpoints = {p.name for p in (tmp_path / "run" / "checkpoints").glob("*.ckpt")}
-    assert "last.ckpt" in checkpoints
+    assert metric_column(tmp_path / "run", "val/psnr"), "validation ran and logged PSNR"
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["vtok"]["autoencoder_config"]["block_out_channels"] == [16, 32]
     assert checkpoint["vtok"]["batch_step"] == 40
-    pictures = sorted((tmp_path / "run" / "reconstructions").glob("*.png"))
-    assert [p.name for p in pictures] == ["step_0000000.png", "step_0000039.png"]
+    pictures = sorted(p.name for p in (tmp_path / "run" / "reconstructions").iterdir())
+    assert pictures == ["step_0000000.mp4", "step_0000000.png", "step_0000039.mp4", "step_0000039.png"]
     assert list((tmp_path / "run").rglob("config.yaml")), "the resolved config is saved with the run"
 
 
+def test_every_loss_on_trains_through_the_discriminator_start(tmp_path: Path, vgg_weights: Path) -> None:
+    main(
+        tiny_fit_args(
+            tmp_path, 30, *csv_logger(tmp_path), "--trainer.check_val_every_n_epoch", "100",
+            "--model.optimizer.lr", "3e-4",
+            "--model.loss.perceptual_weight", "0.1", "--model.loss.perceptual_frames", "2",
+            "--model.adversarial.discriminator", "patch3d", "--model.adversarial.channels", "8",
+            "--model.adversarial.start_step", "10", "--model.adversarial.lecam_weight", "0.01",
+            "--model.ema_decay", "0.99",
+        )  # fmt: skip
+    )
+    run = tmp_path / "run"
+    l1, perceptual = metric_column(run, "train/l1"), metric_column(run, "train/perceptual")
+    generator = metric_column(run, "train/adversarial_generator")
+    hinge = metric_column(run, "train/discriminator_hinge")
+    assert len(l1) == len(perceptual) == len(generator) == 30
+    assert all(g == 0 for g in generator[:10]) and all(g != 0 for g in generator[10:]), "adversarial from step 10"
+    assert all(h > 0 for h in hinge)
+    assert sum(l1[-10:]) < 0.9 * sum(l1[:10]), f"L1 did not fall: {l1[:10]} -> {l1[-10:]}"
+    assert metric_column(run, "train/disc_grad_norm")[-1] > 0
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert any(k.startswith("ema.module.") for k in state) and any(k.startswith("adversarial.") for k in state)
+    assert not any("perceptual" in k for k in state), "LPIPS weights stay out of the checkpoint"
+
+
 def test_console_script_trains_with_offline_wandb(tmp_path: Path) -> None:
-    vtok = shutil.which("vtok") or [sys.executable, str(ROOT / "train.py")]
-    command = [vtok] if isinstance(vtok, str) else vtok
+    vtok = shutil.which("vtok")
+    command = [vtok] if vtok else [sys.executable, str(ROOT / "train.py")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env["WANDB_SILENT"] = "true"
     result = subprocess.run(
-        [*command, "fit", *TINY, "--data.synthetic_dir", str(tmp_path / "clips"),
-         "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.max_steps", "4"],  # fmt: skip
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        [*command, *tiny_fit_args(tmp_path, 4)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*")), "wandb logs offline into the run folder"
@@ -78,7 +73,7 @@ def test_console_script_trains_with_offline_wandb(tmp_path: Path) -> None:
     assert not (tmp_path / "wandb").exists()
 
 
-def test_train_py_is_the_same_entry_point(tmp_path: Path) -> None:
+def test_train_py_is_the_same_entry_point() -> None:
     def printed(command: list[str]) -> str:
         result = subprocess.run([*command, "fit", "--print_config"], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]

@@ -17,8 +17,12 @@ from typing import Any
 import torch
 from lightning.pytorch.cli import LightningCLI
 
+from lightning.pytorch import Trainer
+
 from vtok.data.datamodule import VideoDataModule
-from vtok.training import AutoencoderModule
+from vtok.training import AutoencoderModule, StopOnSignal
+from vtok.training.checkpoint_io import AtomicCheckpointIO
+from vtok.training.module import NonFiniteTrainingError
 from vtok.vae.compression import Compression
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -88,6 +92,15 @@ class VtokCLI(LightningCLI):
         except ValueError as error:
             raise UsageError(f"{error} (set data.num_frames / data.size to match the model)") from None
 
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """Every run stops cleanly on SIGTERM and writes checkpoints atomically, whatever its config."""
+        trainer = super().instantiate_trainer(**kwargs)
+        if not any(isinstance(c, StopOnSignal) for c in trainer.callbacks):
+            trainer.callbacks.append(StopOnSignal())
+        if type(trainer.strategy.checkpoint_io).__name__ == "TorchCheckpointIO":
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
     def instantiate_classes(self) -> None:
         try:
             super().instantiate_classes()
@@ -112,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except UsageError as error:
         print(f"vtok: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except NonFiniteTrainingError as error:
+        print(f"vtok: training stopped: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -1,15 +1,21 @@
-"""An epoch-aware, rank-sharding sampler that yields ``(epoch, index)`` keys.
+"""An epoch-counting, rank-sharding, resumable sampler that yields ``(epoch, index)`` keys.
 
 The dataset needs the epoch to seed its per-sample generator; passing it with the index keeps the
-dataset stateless, so persistent workers and resumed runs draw the same clips. Each rank takes a
-disjoint, equal share of a permutation that changes every epoch: the index list is padded by
-repeating its start until it divides the world size (so every rank runs the same number of
-steps; a few samples are seen twice per epoch when the size does not divide).
+dataset stateless, so persistent workers and resumed runs draw the same clips. The sampler counts
+its own passes (pass n is epoch n) rather than taking Lightning's epoch number, which can skip
+one when a run resumes from a checkpoint written on an epoch's last batch; its ``state_dict``
+(saved by torchdata's ``StatefulDataLoader`` inside Lightning's checkpoints) holds the epoch and
+the position within it.
+
+Each rank takes a disjoint, equal share of a permutation that changes every epoch: the index list
+is padded by repeating its start until it divides the world size (so every rank runs the same
+number of steps; a few samples are seen twice per epoch when the size does not divide).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -25,34 +31,52 @@ def _rank_and_world() -> tuple[int, int]:
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
-    """Yields ``(epoch, index)`` for this rank's share of ``size`` samples.
+    """Yields ``(epoch, index)`` for this rank's share of ``size`` samples, one epoch per pass.
 
     Args:
         size: number of samples in the dataset.
         shuffle: a new permutation every epoch (seeded by ``seed`` and the epoch).
         seed: seed of the permutation.
+        first_epoch: epoch number of the first pass.
     """
 
-    def __init__(self, size: int, shuffle: bool = True, seed: int = 0) -> None:
+    def __init__(self, size: int, shuffle: bool = True, seed: int = 0, first_epoch: int = 0) -> None:
         self.size = size
         self.shuffle = shuffle
         self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Called by Lightning at the start of every epoch."""
-        self.epoch = epoch
+        self.epoch = first_epoch  # epoch of the current (or next, before any pass) pass
+        self.yielded = 0
+        self._next_epoch = first_epoch
+        self._resume: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         world = _rank_and_world()[1]
         return -(-self.size // world)
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def indices(self, epoch: int) -> list[int]:
+        """This rank's indices for ``epoch``, in order."""
         rank, world = _rank_and_world()
         if self.shuffle:
-            order = torch.randperm(self.size, generator=sample_generator(self.seed, self.epoch, -1)).tolist()
+            order = torch.randperm(self.size, generator=sample_generator(self.seed, epoch, -1)).tolist()
         else:
             order = list(range(self.size))
         padded = -(-self.size // world) * world
         order = (order * (padded // max(len(order), 1) + 1))[:padded]
-        return iter([(self.epoch, index) for index in order[rank::world]])
+        return order[rank::world]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        # A generator: nothing below runs until the first sample is asked for, so an iterator
+        # created and dropped (as torchdata does while restoring) changes no state.
+        epoch, start = self._resume if self._resume is not None else (self._next_epoch, 0)
+        self._resume = None
+        self._next_epoch = epoch + 1
+        self.epoch, self.yielded = epoch, start
+        for index in self.indices(epoch)[start:]:
+            self.yielded += 1
+            yield epoch, index
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "yielded": self.yielded}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._resume = (int(state["epoch"]), int(state["yielded"]))

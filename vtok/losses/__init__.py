@@ -1,5 +1,7 @@
-"""Training objectives: reconstruction, bottleneck terms (and, later, perceptual and adversarial)."""
+"""Training objectives: reconstruction (L1, LPIPS), bottleneck terms and the adversarial terms."""
 
+from vtok.losses.adversarial import AdversarialLoss
 from vtok.losses.objective import AutoencoderLoss
+from vtok.losses.perceptual import PerceptualLoss
 
-__all__ = ["AutoencoderLoss"]
+__all__ = ["AdversarialLoss", "AutoencoderLoss", "PerceptualLoss"]

@@ -3,6 +3,7 @@
 from vtok.training.module import AutoencoderModule
 from vtok.training.optim import OptimizerConfig
 from vtok.training.pictures import ReconstructionPictures
+from vtok.training.stop_on_signal import StopOnSignal
 from vtok.training.wandb_logger import OfflineFirstWandbLogger
 
-__all__ = ["AutoencoderModule", "OfflineFirstWandbLogger", "OptimizerConfig", "ReconstructionPictures"]
+__all__ = ["AutoencoderModule", "OfflineFirstWandbLogger", "OptimizerConfig", "ReconstructionPictures", "StopOnSignal"]

@@ -1,8 +1,11 @@
-"""The LightningModule that trains a ``VideoAutoencoder``.
+"""The LightningModule that trains a ``VideoAutoencoder``, optionally against a discriminator.
 
-It uses manual optimisation from the start: the adversarial objective needs it (two optimisers,
-one backward), and with it gradient clipping is done here, where its norm can be logged.
-A "step" in vtok's configs and logs is one training batch.
+Manual optimisation, one backward per batch: the generator objective (reconstruction, bottleneck
+and adversarial terms) and the discriminator objective are summed and back-propagated once; each
+optimiser then steps on its own parameters (see ``vtok.losses.adversarial`` for why this needs no
+``find_unused_parameters`` under DDP). A "step" in vtok's configs and logs is one training batch;
+Lightning's ``global_step`` counts generator optimiser steps (one per batch, or per
+``accumulate_batches`` batches; skipped non-finite steps do not count).
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
+from torch.optim.swa_utils import AveragedModel
 
 from vtok.evaluation.metrics import psnr_per_video
-from vtok.losses import AutoencoderLoss
+from vtok.losses import AdversarialLoss, AutoencoderLoss
+from vtok.training.ema import ema_copy
 from vtok.training.optim import OptimizerConfig, build_optimizer
 from vtok.vae import VideoAutoencoder
 
@@ -29,74 +34,174 @@ CHECKPOINT_KEY = "vtok"
 CHECKPOINT_FORMAT = 1
 
 
+class NonFiniteTrainingError(RuntimeError):
+    """Too many consecutive steps had a non-finite loss or gradient."""
+
+
 def video_parts(batch: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """``{"videos": batch}`` for a plain batch; the named parts of a combined (videos + images) one."""
     return {"videos": batch} if "video" in batch else batch
 
 
 class AutoencoderModule(LightningModule):
-    """Trains the autoencoder with L1 + bottleneck terms, AdamW and gradient clipping.
+    """Trains the autoencoder: reconstruction + bottleneck terms, optional adversarial terms, EMA.
 
     Args:
         autoencoder: the network (its config is written into every checkpoint, for export).
-        loss: the objective.
-        optimizer: AdamW settings and learning-rate schedule.
-        grad_clip: maximum global gradient norm (``None`` disables clipping).
+        loss: the reconstruction objective (L1, LPIPS, bottleneck weights).
+        adversarial: discriminator and GAN terms; ``None`` trains without them.
+        optimizer: AdamW and schedule of the autoencoder.
+        disc_optimizer: AdamW and schedule of the discriminator (default lr 1e-4, betas (0.5, 0.999)).
+        grad_clip: maximum gradient norm of the autoencoder (``None``: no clipping).
+        disc_grad_clip: maximum gradient norm of the discriminator (``None``: no clipping).
+        accumulate_batches: batches whose gradients are summed before each optimiser step.
+        ema_decay: decay of the exponential moving average of the autoencoder's weights (with a
+            warm-up, see ``vtok.training.ema``), used for validation and export; ``None`` keeps none.
+        max_nonfinite_steps: consecutive steps with a non-finite loss or gradient (each skipped and
+            counted) after which training stops with an error.
     """
 
     def __init__(
         self,
         autoencoder: VideoAutoencoder,
         loss: AutoencoderLoss | None = None,
+        adversarial: AdversarialLoss | None = None,
         optimizer: OptimizerConfig | None = None,
+        disc_optimizer: OptimizerConfig | None = None,
         grad_clip: float | None = 1.0,
+        disc_grad_clip: float | None = 1.0,
+        accumulate_batches: int = 1,
+        ema_decay: float | None = None,
+        max_nonfinite_steps: int = 10,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["autoencoder", "loss"])
+        if accumulate_batches < 1:
+            raise ValueError(f"accumulate_batches must be at least 1, got {accumulate_batches}")
+        self.save_hyperparameters(ignore=["autoencoder", "loss", "adversarial"])
         self.automatic_optimization = False
         self.autoencoder = autoencoder
         self.loss = loss if loss is not None else AutoencoderLoss()
+        self.adversarial = adversarial
         self.optimizer_config = optimizer if optimizer is not None else OptimizerConfig()
+        self.disc_optimizer_config = disc_optimizer if disc_optimizer is not None else OptimizerConfig(betas=(0.5, 0.999))
         self.grad_clip = grad_clip
+        self.disc_grad_clip = disc_grad_clip
+        self.accumulate_batches = accumulate_batches
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.ema: AveragedModel | None = ema_copy(autoencoder, ema_decay) if ema_decay is not None else None
+        self.skipped_steps = 0
+        self._nonfinite_in_a_row = 0
+        self._rng_to_restore: dict[str, Any] | None = None
+
+    @property
+    def batch_step(self) -> int:
+        """Training batches completed before the current one (vtok's step)."""
+        return self.trainer.fit_loop.total_batch_idx
+
+    @property
+    def inference_autoencoder(self) -> VideoAutoencoder:
+        """The EMA weights when kept, else the live ones: what validation and export use."""
+        return self.ema.module if self.ema is not None else self.autoencoder
 
     def configure_optimizers(self) -> Any:
         run_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else None
         optimizer, scheduler = build_optimizer(self.autoencoder.parameters(), self.optimizer_config, run_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        if self.adversarial is None:
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        disc, disc_scheduler = build_optimizer(
+            self.adversarial.discriminator.parameters(), self.disc_optimizer_config, run_steps
+        )
+        return [optimizer, disc], [
+            {"scheduler": scheduler, "interval": "step"},
+            {"scheduler": disc_scheduler, "interval": "step"},
+        ]
+
+    def _objective(self, video: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, dict, torch.Tensor]:
+        """Generator loss, discriminator loss, logs and the reconstruction, for one batch part."""
+        output = self.autoencoder(video)
+        terms = self.loss(video, output, step)
+        logs = {**{k: v.detach() for k, v in terms.items()}, **output.stats}
+        for name in output.losses:
+            logs[f"{name}_weight"] = torch.tensor(self.loss.bottleneck_weight(name, step))
+        generator, discriminator = terms["loss"], video.new_zeros((), dtype=torch.float32)
+        if self.adversarial is not None:
+            last_layer = self.autoencoder.decoder.conv_out.weight
+            gen = self.adversarial.generator_terms(output.reconstruction, terms["reconstruction"], last_layer, step)
+            disc = self.adversarial.discriminator_terms(video, output.reconstruction, step)
+            generator, discriminator = generator + gen["loss"], disc["loss"]
+            logs.update({f"adversarial_{k}": v.detach() for k, v in gen.items() if k != "loss"})
+            logs.update({f"discriminator_{k}": v.detach() for k, v in disc.items()})
+        logs["loss"] = generator.detach()
+        return generator, discriminator, logs, output.reconstruction.detach()
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
-        optimizer = self.optimizers()
+        step = self.batch_step
         total = torch.zeros((), device=self.device)
         logs: dict[str, torch.Tensor] = {}
         shown: dict[str, torch.Tensor] = {}
         for name, part in video_parts(batch).items():
-            video = part["video"]
-            output = self.autoencoder(video)
-            terms = self.loss(video, output)
-            total = total + terms["loss"]
+            generator, discriminator, part_logs, reconstruction = self._objective(part["video"], step)
+            total = total + generator + discriminator
             prefix = "train/" if name == "videos" else f"train/{name}_"
-            logs.update({prefix + key: value.detach() for key, value in {**terms, **output.stats}.items()})
-            if not shown:
-                shown = {"video": video, "reconstruction": output.reconstruction.detach()}
-        self.manual_backward(total)
-        if self.grad_clip is not None:
-            logs["train/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.autoencoder.parameters(), self.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        self.lr_schedulers().step()
-        logs["train/lr"] = torch.tensor(optimizer.param_groups[0]["lr"])
+            logs.update({prefix + key: value for key, value in part_logs.items()})
+            shown = shown or {"video": part["video"], "reconstruction": reconstruction}
+        self.manual_backward(total / self.accumulate_batches)
+        if (batch_idx + 1) % self.accumulate_batches == 0 or self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            logs.update(self._optimizer_step(total.detach()))
         self.log_dict(logs, batch_size=shown["video"].shape[0])
-        self.log("loss", total.detach(), prog_bar=True, logger=False)
+        self.log("loss", logs["train/loss"], prog_bar=True, logger=False)
         return {"loss": total.detach(), **shown}
+
+    def _optimizer_step(self, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        schedulers = self.lr_schedulers()
+        schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+        norms = {"train/grad_norm": _clip(self.autoencoder.parameters(), self.grad_clip)}
+        if self.adversarial is not None:
+            norms["train/disc_grad_norm"] = _clip(self.adversarial.discriminator.parameters(), self.disc_grad_clip)
+        if bool(torch.isfinite(torch.stack([loss, *norms.values()])).all()):  # one host sync per optimiser step
+            optimizers[0].step()  # a LightningOptimizer: counts in global_step
+            for extra in optimizers[1:]:
+                extra.optimizer.step()  # stepped directly, so global_step stays one per generator step
+            if self.ema is not None:
+                self.ema.update_parameters(self.autoencoder)
+            self._nonfinite_in_a_row = 0
+        else:
+            self.skipped_steps += 1
+            self._nonfinite_in_a_row += 1
+            log.warning("step %d: non-finite loss or gradient, step skipped (%d in a row)", self.batch_step, self._nonfinite_in_a_row)
+            if self._nonfinite_in_a_row >= self.max_nonfinite_steps:
+                raise NonFiniteTrainingError(
+                    f"{self._nonfinite_in_a_row} consecutive steps had a non-finite loss or gradient; lower the "
+                    "learning rate, check the data, or raise model.max_nonfinite_steps"
+                )
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        for scheduler in schedulers:
+            scheduler.step()
+        norms["train/skipped_steps"] = torch.tensor(float(self.skipped_steps))
+        norms["train/lr"] = torch.tensor(optimizers[0].param_groups[0]["lr"])
+        if self.adversarial is not None:
+            norms["train/disc_lr"] = torch.tensor(optimizers[1].param_groups[0]["lr"])
+        return norms
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         video = batch["video"]
-        output = self.autoencoder(video, sample_posterior=False)
-        terms = self.loss(video, output)
+        output = self.inference_autoencoder(video, sample_posterior=False)
+        terms = self.loss(video, output, self.global_step)
         metrics = {f"val/{key}": value for key, value in terms.items()}
         metrics["val/psnr"] = psnr_per_video(output.reconstruction, video).mean()
-        self.log_dict(metrics, batch_size=video.shape[0], sync_dist=True, prog_bar=False)
+        self.log_dict(metrics, batch_size=video.shape[0], sync_dist=True)
         self.log("val_psnr", metrics["val/psnr"], batch_size=video.shape[0], sync_dist=True, prog_bar=True, logger=False)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Restored here, not at load time: creating the data iterator draws from the global RNG.
+        if self._rng_to_restore is not None:
+            torch.set_rng_state(self._rng_to_restore["torch"])
+            if "cuda" in self._rng_to_restore and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(self._rng_to_restore["cuda"])
+            self._rng_to_restore = None
 
     def on_train_epoch_end(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -114,11 +219,27 @@ class AutoencoderModule(LightningModule):
             )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Records what ``vtok export`` needs to rebuild the network without this module."""
+        """Records what ``vtok export`` needs without this module, and the state a resume needs."""
         config = {k: v for k, v in self.autoencoder.config.items() if not k.startswith("_")}
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
         checkpoint[CHECKPOINT_KEY] = {
             "format": CHECKPOINT_FORMAT,
             "autoencoder_class": type(self.autoencoder).__name__,
             "autoencoder_config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
-            "batch_step": self.trainer.fit_loop.total_batch_idx + 1,
+            "batch_step": self.batch_step + 1,
+            "has_ema": self.ema is not None,
+            "skipped_steps": self.skipped_steps,
+            "rng": rng,
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get(CHECKPOINT_KEY, {})
+        self.skipped_steps = state.get("skipped_steps", 0)
+        self._rng_to_restore = state.get("rng")
+
+
+def _clip(parameters: Any, max_norm: float | None) -> torch.Tensor:
+    """Clips to ``max_norm`` (``None``: measures only) and returns the total norm before clipping."""
+    return torch.nn.utils.clip_grad_norm_(list(parameters), float("inf") if max_norm is None else max_norm)

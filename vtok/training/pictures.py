@@ -10,6 +10,14 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from torchvision.utils import make_grid, save_image
 
+from vtok.data.writers import write_video
+
+
+def side_by_side_frames(video: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[T, H, 2·W, 3]``: the first clip's input on the left, its reconstruction on the right."""
+    pair = torch.cat([video[0], reconstruction[0]], dim=-1).float().clamp(-1, 1)  # [3, T, H, 2W]
+    return pair.add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu()
+
 
 def comparison_grid(video: torch.Tensor, reconstruction: torch.Tensor, max_videos: int = 2, max_frames: int = 8) -> torch.Tensor:
     """``[3, H', W']`` image in ``[0, 1]``: for each video a row of input frames over a row of
@@ -26,7 +34,8 @@ def comparison_grid(video: torch.Tensor, reconstruction: torch.Tensor, max_video
 
 class ReconstructionPictures(Callback):
     """Every ``every_n_steps`` training batches (and at the end of training), a PNG of inputs over
-    reconstructions in ``<default_root_dir>/reconstructions/`` and, with wandb, an image panel.
+    reconstructions and a side-by-side mp4 in ``<default_root_dir>/reconstructions/``; with wandb,
+    the same as an image and a video panel.
 
     Args:
         every_n_steps: batches between pictures (the first batch always gets one).
@@ -62,6 +71,12 @@ class ReconstructionPictures(Callback):
         folder = Path(trainer.default_root_dir) / "reconstructions"
         folder.mkdir(parents=True, exist_ok=True)
         save_image(grid, folder / f"step_{step:07d}.png")
+        frames = side_by_side_frames(video, reconstruction)
+        movie = None
+        if frames.shape[0] > 1 and frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0:
+            movie = write_video(folder / f"step_{step:07d}.mp4", frames, fps=8.0)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image("train/reconstruction", [grid], step=step, caption=["top: input, bottom: reconstruction"])
+                if movie is not None:
+                    logger.log_video("train/reconstruction_video", [str(movie)], step=step, format=["mp4"])

@@ -1,0 +1,45 @@
+"""Command lines for tiny, fast training runs through the real CLI."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+TINY_MODEL = [
+    "--model.autoencoder.block_out_channels", "[16, 32]",
+    "--model.autoencoder.latent_channels", "8",
+]  # fmt: skip
+TINY_DATA = [
+    "--data.num_frames", "5",
+    "--data.size", "32",
+    "--data.synthetic_videos", "8",
+    "--data.val_fraction", "0.25",
+    "--data.num_workers", "0",
+]  # fmt: skip
+
+
+def tiny_fit_args(tmp_path: Path, steps: int, *extra: str, run: str = "run") -> list[str]:
+    """``vtok fit`` arguments for a tiny model on generated clips cached under ``tmp_path``."""
+    return [
+        "fit", *TINY_MODEL, *TINY_DATA,
+        "--data.synthetic_dir", str(tmp_path / "clips"),
+        "--trainer.default_root_dir", str(tmp_path / run),
+        "--trainer.max_steps", str(steps),
+        "--trainer.enable_progress_bar", "false",
+        *extra,
+    ]  # fmt: skip
+
+
+def csv_logger(tmp_path: Path, run: str = "run") -> list[str]:
+    return [
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+        "--trainer.logger.save_dir", str(tmp_path / run),
+        "--trainer.log_every_n_steps", "1",
+    ]  # fmt: skip
+
+
+def metric_column(run_folder: Path, name: str) -> list[float]:
+    """Every logged value of ``name`` in the run's metrics.csv."""
+    metrics = next(run_folder.rglob("metrics.csv"))
+    with metrics.open() as handle:
+        return [float(row[name]) for row in csv.DictReader(handle) if row.get(name)]

@@ -1,0 +1,103 @@
+"""A run survives faults: non-finite steps are skipped, SIGTERM checkpoints, resuming is bit-exact."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import csv_logger, metric_column, tiny_fit_args
+from vtok import VideoAutoencoder
+from vtok.cli import main
+from vtok.data.dataset import VideoClipDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _poison(monkeypatch: pytest.MonkeyPatch, bad_slots: set[int] | None) -> None:
+    """Training clips of the given slots (all slots when None) come back as NaN."""
+    original = VideoClipDataset.__getitem__
+
+    def getitem(self, key):  # noqa: ANN001, ANN202
+        sample = original(self, key)
+        if self.train and (bad_slots is None or sample["index"] in bad_slots):
+            sample["video"] = torch.full_like(sample["video"], float("nan"))
+        return sample
+
+    monkeypatch.setattr(VideoClipDataset, "__getitem__", getitem)
+
+
+def test_a_nan_batch_is_skipped_and_counted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _poison(monkeypatch, {0})  # slot 0 appears in one batch per epoch
+    main(tiny_fit_args(tmp_path, 8, *csv_logger(tmp_path), "--trainer.limit_val_batches", "0"))
+    skipped = metric_column(tmp_path / "run", "train/skipped_steps")
+    assert 1 <= skipped[-1] < 8
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(torch.isfinite(v).all() for v in state.values()), "a NaN never reaches the weights"
+
+
+def test_a_stream_of_nans_stops_the_run_with_a_clear_error(tmp_path: Path, monkeypatch, capsys) -> None:  # noqa: ANN001
+    _poison(monkeypatch, None)
+    with pytest.raises(SystemExit) as exit_info:
+        main(tiny_fit_args(tmp_path, 20, "--trainer.logger", "false", "--model.max_nonfinite_steps", "3"))
+    assert exit_info.value.code == 1
+    assert "3 consecutive steps had a non-finite loss or gradient" in capsys.readouterr().err
+
+
+def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint, weights_only=True)["state_dict"]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_reaches_the_same_weights_as_an_unbroken_run(tmp_path: Path, workers: int) -> None:
+    everything = [
+        "--trainer.logger", "false", "--trainer.limit_val_batches", "0",
+        "--data.num_workers", str(workers), "--data.horizontal_flip", "true",
+        "--model.adversarial.discriminator", "patch2d", "--model.adversarial.channels", "8",
+        "--model.adversarial.start_step", "2", "--model.ema_decay", "0.9",
+        "--model.optimizer.warmup_steps", "4", "--model.optimizer.schedule", "cosine",
+        "--model.optimizer.decay_steps", "6",
+        "--trainer.callbacks+", "ModelCheckpoint", "--trainer.callbacks.every_n_train_steps", "3",
+        "--trainer.callbacks.save_top_k", "-1", "--trainer.callbacks.filename", "{step}",
+    ]  # fmt: skip
+    main(tiny_fit_args(tmp_path, 6, *everything, run="straight"))
+    main(tiny_fit_args(tmp_path, 3, *everything, run="stopped"))
+    stopped = tmp_path / "stopped" / "checkpoints" / "step=3.ckpt"
+    main(tiny_fit_args(tmp_path, 6, *everything, "--ckpt_path", str(stopped), run="stopped"))
+    straight = _weights(tmp_path / "straight" / "checkpoints" / "step=6.ckpt")
+    resumed = _weights(tmp_path / "stopped" / "checkpoints" / "step=6.ckpt")
+    assert straight.keys() == resumed.keys()
+    assert any(k.startswith("ema.") for k in straight) and any(k.startswith("adversarial.") for k in straight)
+    different = [k for k in straight if not torch.equal(straight[k], resumed[k])]
+    assert not different, f"resumed weights differ: {different[:5]}"
+    assert not torch.equal(straight["autoencoder.encoder.conv_in.weight"],
+                           _weights(stopped)["autoencoder.encoder.conv_in.weight"])  # fmt: skip
+
+
+def test_sigterm_leaves_a_loadable_checkpoint_and_exits_zero(tmp_path: Path) -> None:
+    env = {**os.environ, "WANDB_SILENT": "true"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vtok.cli", *tiny_fit_args(tmp_path, 100000, "--trainer.logger", "false")],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    first_picture = tmp_path / "run" / "reconstructions" / "step_0000000.png"
+    deadline = time.monotonic() + 300
+    while not first_picture.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.5)
+    assert first_picture.exists(), "training never started"
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output[-3000:]
+    checkpoints = list((tmp_path / "run" / "checkpoints").glob("signal-step=*.ckpt"))
+    assert len(checkpoints) == 1, output[-3000:]
+    checkpoint = torch.load(checkpoints[0], weights_only=True)
+    model = VideoAutoencoder(**checkpoint["vtok"]["autoencoder_config"])
+    prefix = "autoencoder."
+    model.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)})
+    assert not list((tmp_path / "run" / "checkpoints").glob(".*partial")), "no half-written files"

@@ -1,0 +1,117 @@
+"""The adversarial half of the objective: hinge loss, LeCAM regularisation (2104.03310) and the
+adaptive generator weight of VQGAN (2012.09841).
+
+Designed for one backward per step under DDP without ``find_unused_parameters``: the generator
+term calls the discriminator with its parameters frozen (so no gradient reaches them from it), and
+the discriminator term is computed every step, multiplied by 0 before ``start_step``, so every
+discriminator parameter gets a gradient (of zero) and DDP all-reduces once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vtok.losses.discriminators import DiscriminatorKind, DiscriminatorNorm, build_discriminator
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Parameters of ``module`` do not require grad inside the block (the graph skips them)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+def adaptive_weight(
+    reconstruction_loss: torch.Tensor, generator_loss: torch.Tensor, last_layer: torch.Tensor, maximum: float = 1e4
+) -> torch.Tensor:
+    """``‖∇ L_rec‖ / ‖∇ L_G‖`` at the decoder's last layer, so neither term drowns the other."""
+    rec_grad = torch.autograd.grad(reconstruction_loss, last_layer, retain_graph=True)[0]
+    gen_grad = torch.autograd.grad(generator_loss, last_layer, retain_graph=True)[0]
+    return (rec_grad.norm() / (gen_grad.norm() + 1e-4)).clamp(0.0, maximum).detach()
+
+
+class AdversarialLoss(nn.Module):
+    """PatchGAN discriminator and the hinge GAN terms for generator and discriminator.
+
+    Steps count training batches.
+
+    Args:
+        discriminator: ``"patch3d"`` (over clips) or ``"patch2d"`` (over frames).
+        channels: width of the discriminator's first layer.
+        layers: strided layers after the first.
+        norm: ``"spectral"`` or ``"group"`` normalisation in the discriminator.
+        weight: generator adversarial weight (times the adaptive weight when that is on).
+        start_step: batches before the adversarial terms switch on (reconstruction first).
+        adaptive: scale the generator term by the gradient-norm ratio at the decoder's last layer.
+        lecam_weight: weight of the LeCAM regulariser in the discriminator loss (0 turns it off).
+        lecam_decay: decay of the running means of the real and fake logits LeCAM anchors to.
+    """
+
+    def __init__(
+        self,
+        discriminator: DiscriminatorKind = "patch3d",
+        channels: int = 64,
+        layers: int = 3,
+        norm: DiscriminatorNorm = "spectral",
+        weight: float = 0.2,
+        start_step: int = 0,
+        adaptive: bool = True,
+        lecam_weight: float = 0.01,
+        lecam_decay: float = 0.99,
+    ) -> None:
+        super().__init__()
+        self.discriminator = build_discriminator(discriminator, channels, layers, norm)
+        self.weight = weight
+        self.start_step = start_step
+        self.adaptive = adaptive
+        self.lecam_weight = lecam_weight
+        self.lecam_decay = lecam_decay
+        self.register_buffer("ema_real", torch.zeros(()))
+        self.register_buffer("ema_fake", torch.zeros(()))
+
+    def started(self, step: int) -> bool:
+        return step >= self.start_step
+
+    def generator_terms(
+        self, reconstruction: torch.Tensor, reconstruction_loss: torch.Tensor, last_layer: torch.Tensor, step: int
+    ) -> dict[str, torch.Tensor]:
+        """``loss`` (weighted, 0 before the start), ``generator`` (unweighted) and ``adaptive_weight``."""
+        zero = reconstruction.new_zeros((), dtype=torch.float32)
+        if not self.started(step):
+            return {"loss": zero, "generator": zero, "adaptive_weight": zero}
+        with frozen(self.discriminator):
+            generator = -self.discriminator(reconstruction).float().mean()
+        weight = self.weight * (
+            adaptive_weight(reconstruction_loss, generator, last_layer) if self.adaptive else torch.ones_like(zero)
+        )
+        return {"loss": weight * generator, "generator": generator.detach(), "adaptive_weight": weight}
+
+    def discriminator_terms(self, real: torch.Tensor, fake: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        """``loss`` (hinge + LeCAM, times 0 before the start) and its parts, for the discriminator."""
+        real_logits = self.discriminator(real).float()
+        fake_logits = self.discriminator(fake.detach()).float()
+        hinge = F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+        lecam = (
+            F.relu(real_logits - self.ema_fake).square().mean() + F.relu(self.ema_real - fake_logits).square().mean()
+        )
+        with torch.no_grad():
+            self.ema_real.lerp_(real_logits.mean(), 1 - self.lecam_decay)
+            self.ema_fake.lerp_(fake_logits.mean(), 1 - self.lecam_decay)
+        factor = 1.0 if self.started(step) else 0.0
+        return {
+            "loss": factor * (hinge + self.lecam_weight * lecam),
+            "hinge": hinge.detach(),
+            "lecam": lecam.detach(),
+            "logits_real": real_logits.detach().mean(),
+            "logits_fake": fake_logits.detach().mean(),
+        }

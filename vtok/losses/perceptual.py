@@ -1,0 +1,85 @@
+"""LPIPS perceptual loss on frames (Zhang et al., 1801.03924), VGG16 backbone.
+
+torchmetrics ships LPIPS's linear heads; the VGG16 backbone comes from the file torchvision would
+download, ``vgg16-397923af.pth``, read from ``$TORCH_HOME/hub/checkpoints/`` (the standard cache)
+or an explicit path. vtok never downloads it and never runs with random backbone features: when
+the file is missing, construction fails with a message naming the file and where to put it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torchmetrics.functional.image.lpips import _LPIPS
+
+VGG16_FILE = "vgg16-397923af.pth"
+VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILE}"
+
+
+def vgg16_weights_path(explicit: str | Path | None = None) -> Path:
+    """The explicit path if given, else torchvision's cache location for the VGG16 weights."""
+    return Path(explicit) if explicit else Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
+
+
+def missing_weights_message(path: Path) -> str:
+    return (
+        f"LPIPS needs the VGG16 backbone weights at {path}, which does not exist. On a machine with "
+        f"internet access run: mkdir -p {path.parent} && curl -L -o {path} {VGG16_URL} "
+        "(or set model.loss.perceptual_backbone to the file's path), or train without the perceptual "
+        "term: --model.loss.perceptual_weight 0"
+    )
+
+
+def load_lpips_vgg(backbone_weights: str | Path | None = None) -> nn.Module:
+    """torchmetrics' LPIPS network with its VGG16 backbone loaded from a local file, frozen, in eval mode.
+
+    Raises:
+        FileNotFoundError: the backbone weights are not there (the message says how to get them).
+    """
+    path = vgg16_weights_path(backbone_weights)
+    if not path.is_file():
+        raise FileNotFoundError(missing_weights_message(path))
+    network = _LPIPS(pretrained=True, net="vgg", pnet_rand=True)  # random backbone, shipped linear heads
+    vgg = torchvision.models.vgg16(weights=None)
+    vgg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    for slice_ in (network.net.slice1, network.net.slice2, network.net.slice3, network.net.slice4, network.net.slice5):
+        for index, layer in slice_.named_children():
+            layer.load_state_dict(vgg.features[int(index)].state_dict())
+    network.eval().requires_grad_(False)
+    return network
+
+
+class PerceptualLoss(nn.Module):
+    """Mean LPIPS distance between the frames of two videos ``[B, 3, T, H, W]`` in ``[-1, 1]``.
+
+    The network is frozen and kept out of the state dict, the optimiser and DDP: it is not
+    registered as a submodule, and ``_apply`` moves it along with this module.
+
+    Args:
+        backbone_weights: path to ``vgg16-397923af.pth`` (default: the torch hub cache).
+        frames: LPIPS on this many randomly chosen frames per clip (``None``: every frame),
+            to bound its cost on long clips.
+    """
+
+    def __init__(self, backbone_weights: str | None = None, frames: int | None = None) -> None:
+        super().__init__()
+        if frames is not None and frames < 1:
+            raise ValueError(f"perceptual_frames must be at least 1 (or null for all frames), got {frames}")
+        self.frames = frames
+        self._network = (load_lpips_vgg(backbone_weights),)  # a tuple hides it from nn.Module registration
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001, ANN202 - nn.Module's signature
+        super()._apply(fn, recurse)
+        self._network[0]._apply(fn, recurse)
+        return self
+
+    def forward(self, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        frames = target.shape[2]
+        if self.frames is not None and self.frames < frames:
+            keep = torch.randperm(frames, device=target.device)[: self.frames]
+            reconstruction, target = reconstruction[:, :, keep], target[:, :, keep]
+        to_images = lambda v: v.transpose(1, 2).flatten(0, 1)  # noqa: E731 - [B·T, 3, H, W]
+        return self._network[0](to_images(reconstruction), to_images(target)).mean()

@@ -1,0 +1,62 @@
+"""Graceful stop: on SIGTERM (and SIGUSR1 where SLURM's auto-requeue does not own it) every rank
+takes part in writing one checkpoint, then training ends normally and the process exits with 0.
+
+Lightning's own SIGTERM handling broadcasts from rank 0 only (a signal reaching another rank
+alone leaves rank 0 waiting) and runs a collective inside the signal handler. This callback
+replaces it once training starts: the handler only sets a flag, and at the end of every batch the
+ranks agree (one tiny all-reduce) whether any of them was signalled.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+log = logging.getLogger(__name__)
+
+
+class StopOnSignal(Callback):
+    """Saves ``<checkpoint dir>/signal-step=N.ckpt`` on all ranks and stops, when signalled.
+
+    Args:
+        signals: names of the signals to handle (SIGUSR1 is left to Lightning under SLURM
+            auto-requeue, which checkpoints and requeues the job itself).
+    """
+
+    def __init__(self, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1")) -> None:
+        self.signals = tuple(signals)
+        self.received: int | None = None
+        self.checkpoint_path: Path | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.received = signum  # only a flag: collectives and I/O are unsafe inside a handler
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        environment = trainer._accelerator_connector.cluster_environment
+        slurm_requeue = isinstance(environment, SLURMEnvironment) and environment.auto_requeue
+        for name in self.signals:
+            signum = getattr(signal, name, None)
+            if signum is None or (slurm_requeue and signum == signal.SIGUSR1):
+                continue
+            self._previous[signum] = signal.signal(signum, self._handle)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
+            return
+        folder = Path(trainer.checkpoint_callback.dirpath) if getattr(trainer.checkpoint_callback, "dirpath", None) else Path(trainer.default_root_dir) / "checkpoints"
+        self.checkpoint_path = folder / f"signal-step={trainer.global_step}.ckpt"
+        log.warning("signal received: writing %s and stopping", self.checkpoint_path)
+        trainer.save_checkpoint(self.checkpoint_path)
+        trainer.should_stop = True
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
