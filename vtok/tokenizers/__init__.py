@@ -2,6 +2,7 @@
 
 from vtok.tokenizers.base import DiscreteQuantizer
 from vtok.tokenizers.fsq import FSQ
+from vtok.tokenizers.group_lfq import GroupLFQ
 from vtok.tokenizers.output import QuantizerOutput
 
-__all__ = ["FSQ", "DiscreteQuantizer", "QuantizerOutput"]
+__all__ = ["FSQ", "DiscreteQuantizer", "GroupLFQ", "QuantizerOutput"]
