@@ -20,7 +20,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch import Trainer
 
 from vtok.data.datamodule import VideoDataModule
-from vtok.training import AutoencoderModule, StopOnSignal
+from vtok.training import AutoencoderModule, CodebookMonitor, StopOnSignal
 from vtok.training.checkpoint_io import AtomicCheckpointIO
 from vtok.training.module import NonFiniteTrainingError
 from vtok.vae.compression import Compression
@@ -93,10 +93,15 @@ class VtokCLI(LightningCLI):
             raise UsageError(f"{error} (set data.num_frames / data.size to match the model)") from None
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """Every run stops cleanly on SIGTERM and writes checkpoints atomically, whatever its config."""
+        """Every run stops cleanly on SIGTERM and writes checkpoints atomically, and discrete models
+        have their codebook usage watched, whatever the config's callbacks list says."""
         trainer = super().instantiate_trainer(**kwargs)
         if not any(isinstance(c, StopOnSignal) for c in trainer.callbacks):
             trainer.callbacks.append(StopOnSignal())
+        autoencoder = getattr(getattr(self, "model", None), "autoencoder", None)
+        discrete = autoencoder is not None and autoencoder.is_discrete
+        if discrete and not any(isinstance(c, CodebookMonitor) for c in trainer.callbacks):
+            trainer.callbacks.append(CodebookMonitor())
         if type(trainer.strategy.checkpoint_io).__name__ == "TorchCheckpointIO":
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 from torch import nn
@@ -10,7 +11,7 @@ from torch import nn
 from vtok.tokenizers.indices import check_index_tensor, usage_stats
 
 
-class DiscreteQuantizer(nn.Module):
+class DiscreteQuantizer(nn.Module, ABC):
     """Base of FSQ and GroupLFQ: a quantizer of latents ``[B, channels, T, H, W]`` into int64
     tokens ``[B, tokens_per_position, T, H, W]`` with values in ``[0, codebook_size)``.
 
@@ -34,12 +35,13 @@ class DiscreteQuantizer(nn.Module):
         """
         check_index_tensor(indices, self.tokens_per_position, self.codebook_size)
 
+    @abstractmethod
     def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The exact codes ``[B, channels, T, H, W]`` (float32) of integer ``indices``."""
 
+    @abstractmethod
     def token_groups(self, indices: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Indices as ``[N, S]`` (N positions, S token slots) and the vocabulary of one slot."""
-        raise NotImplementedError
 
     def usage(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         """Batch ``perplexity`` and ``batch_usage`` of ``indices``, per slot of ``token_groups``, averaged.

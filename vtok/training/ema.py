@@ -20,7 +20,12 @@ def warmup_ema_fn(decay: float) -> Callable[[Sequence[torch.Tensor], Sequence[to
     def update(averaged: Sequence[torch.Tensor], current: Sequence[torch.Tensor], num_averaged: torch.Tensor | int) -> None:
         n = float(num_averaged)
         effective = min(decay, (1.0 + n) / (10.0 + n))
-        torch._foreach_lerp_(list(averaged), list(current), 1.0 - effective)
+        pairs = [(a, c) for a, c in zip(averaged, current) if a.is_floating_point()]
+        if pairs:
+            torch._foreach_lerp_([a for a, _ in pairs], [c for _, c in pairs], 1.0 - effective)
+        for a, c in zip(averaged, current):
+            if not a.is_floating_point():  # integer buffers (quantizer constants) are copied
+                a.copy_(c)
 
     return update
 

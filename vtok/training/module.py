@@ -22,7 +22,7 @@ from vtok.evaluation.metrics import psnr_per_video
 from vtok.losses import AdversarialLoss, AutoencoderLoss
 from vtok.training.ema import ema_copy
 from vtok.training.optim import OptimizerConfig, build_optimizer
-from vtok.vae import VideoAutoencoder
+from vtok.vae import AutoencoderOutput, VideoAutoencoder
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +116,8 @@ class AutoencoderModule(LightningModule):
             {"scheduler": disc_scheduler, "interval": "step"},
         ]
 
-    def _objective(self, video: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, dict, torch.Tensor]:
-        """Generator loss, discriminator loss, logs and the reconstruction, for one batch part."""
+    def _objective(self, video: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, dict, AutoencoderOutput]:
+        """Generator loss, discriminator loss, logs and the autoencoder's output, for one batch part."""
         output = self.autoencoder(video)
         terms = self.loss(video, output, step)
         logs = {**{k: v.detach() for k, v in terms.items()}, **output.stats}
@@ -132,7 +132,7 @@ class AutoencoderModule(LightningModule):
             logs.update({f"adversarial_{k}": v.detach() for k, v in gen.items() if k != "loss"})
             logs.update({f"discriminator_{k}": v.detach() for k, v in disc.items()})
         logs["loss"] = generator.detach()
-        return generator, discriminator, logs, output.reconstruction.detach()
+        return generator, discriminator, logs, output
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         step = self.batch_step
@@ -140,11 +140,14 @@ class AutoencoderModule(LightningModule):
         logs: dict[str, torch.Tensor] = {}
         shown: dict[str, torch.Tensor] = {}
         for name, part in video_parts(batch).items():
-            generator, discriminator, part_logs, reconstruction = self._objective(part["video"], step)
+            generator, discriminator, part_logs, output = self._objective(part["video"], step)
             total = total + generator + discriminator
             prefix = "train/" if name == "videos" else f"train/{name}_"
             logs.update({prefix + key: value for key, value in part_logs.items()})
-            shown = shown or {"video": part["video"], "reconstruction": reconstruction}
+            if not shown:  # what callbacks see: the first part's input, reconstruction and tokens
+                shown = {"video": part["video"], "reconstruction": output.reconstruction.detach()}
+                if output.indices is not None:
+                    shown["indices"] = output.indices
         self.manual_backward(total / self.accumulate_batches)
         if (batch_idx + 1) % self.accumulate_batches == 0 or self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             logs.update(self._optimizer_step(total.detach()))

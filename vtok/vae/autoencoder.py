@@ -6,13 +6,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import math
+
 import torch
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 
 from vtok.vae.backbone import BackboneSpec
-from vtok.vae.bottleneck import BottleneckKind, build_bottleneck
+from vtok.vae.bottleneck import BottleneckKind, QuantizerSettings, build_bottleneck
 from vtok.vae.causal_conv import FramePadding
 from vtok.vae.compression import Compression, resampling_plan
 from vtok.vae.decoder import Decoder3d
@@ -39,11 +41,14 @@ class AutoencoderOutput(BaseOutput):
 
 
 class VideoAutoencoder(ModelMixin, ConfigMixin):
-    """Causal 3D convolutional autoencoder for video, with a configurable bottleneck.
+    """Causal 3D convolutional autoencoder for video: a continuous VAE or a discrete tokenizer.
 
-    Videos are float ``[B, 3, 1 + k·t, H, W]`` in ``[-1, 1]`` (an image is ``T = 1``); latents are
-    ``[B, latent_channels, 1 + k, H/s, W/s]``. Every config field is flat and JSON-serialisable,
-    so ``save_pretrained`` / ``from_pretrained`` round-trip the model exactly.
+    Videos are float ``[B, 3, 1 + k·t, H, W]`` in ``[-1, 1]`` (an image is ``T = 1``). ``encode``
+    gives ``[B, C, 1 + k, H/s, W/s]``: the Gaussian posterior mean (``kl``, ``C = latent_channels``)
+    or the quantized codes (``fsq``/``gq``, ``C`` = the quantizer's width); ``decode`` takes them
+    back. Discrete models also ``tokenize`` to int64 ``[B, K, 1 + k, H/s, W/s]`` and
+    ``detokenize``. Every config field is flat and JSON-serialisable, so ``save_pretrained`` /
+    ``from_pretrained`` round-trip the model exactly.
 
     Args:
         temporal_compression: time factor ``t`` (1, 2, 4 or 8).
@@ -53,10 +58,17 @@ class VideoAutoencoder(ModelMixin, ConfigMixin):
             extended with its last width.
         layers_per_block: residual blocks per resolution level.
         patch_size: space-to-depth factor before the first convolution (a divisor of ``s``).
-        bottleneck: ``"kl"`` (diagonal Gaussian).
+        bottleneck: ``"kl"`` (diagonal Gaussian), ``"fsq"`` (finite scalar quantization) or
+            ``"gq"`` (group-wise lookup-free quantization).
         frame_padding: what causal convolutions see before the first frame.
         resample_shortcut: parameter-free space/time-to-depth shortcuts around resampling.
         in_channels: video channels.
+        fsq_levels: FSQ levels per channel, e.g. ``[8, 8, 8, 5, 5, 5]`` (64,000 codes).
+        tokens_per_position: FSQ tokens per latent position (OneVAE multi-token quantization).
+        gq_bits: GQ bits per latent position (effective codebook ``2^gq_bits``).
+        gq_groups: GQ groups; each is one token of ``gq_bits / gq_groups`` bits.
+        gq_single_token: GQ gives one ``gq_bits``-wide token per position instead (``<= 62`` bits).
+        gq_temperature: temperature of GQ's soft assignment in its entropy loss.
     """
 
     config_name = "config.json"
@@ -75,20 +87,57 @@ class VideoAutoencoder(ModelMixin, ConfigMixin):
         frame_padding: FramePadding = "replicate",
         resample_shortcut: bool = True,
         in_channels: int = 3,
+        fsq_levels: Sequence[int] = (8, 8, 8, 5, 5, 5),
+        tokens_per_position: int = 1,
+        gq_bits: int = 18,
+        gq_groups: int = 3,
+        gq_single_token: bool = False,
+        gq_temperature: float = 0.01,
     ) -> None:
         super().__init__()
         self.compression = Compression(temporal=temporal_compression, spatial=spatial_compression)
         if latent_channels < 1:
             raise ValueError(f"latent_channels must be positive, got {latent_channels}")
         plan = resampling_plan(self.compression, patch_size)
-        self.quantizer = build_bottleneck(bottleneck, latent_channels)
+        settings = QuantizerSettings(fsq_levels, tokens_per_position, gq_bits, gq_groups, gq_single_token, gq_temperature)
+        self.quantizer = build_bottleneck(bottleneck, latent_channels, settings)
         spec = BackboneSpec(block_out_channels, layers_per_block, plan, patch_size, resample_shortcut, frame_padding)
         self.encoder = Encoder3d(in_channels, self.quantizer.input_channels, spec)
-        self.decoder = Decoder3d(self.quantizer.latent_channels, in_channels, spec)
+        self.decoder = Decoder3d(self.quantizer.output_channels, in_channels, spec)
 
     @property
     def is_discrete(self) -> bool:
         return self.config.bottleneck != "kl"
+
+    @property
+    def codebook_size(self) -> int | None:
+        """Vocabulary of one token (``None`` for a continuous model)."""
+        return self.quantizer.quantizer.codebook_size if self.is_discrete else None
+
+    @property
+    def tokens_per_position(self) -> int | None:
+        """Tokens per latent position, ``K`` (``None`` for a continuous model)."""
+        return self.quantizer.quantizer.tokens_per_position if self.is_discrete else None
+
+    @property
+    def bits_per_token(self) -> float | None:
+        """``log2(codebook_size)`` (``None`` for a continuous model)."""
+        return self.quantizer.quantizer.bits_per_token if self.is_discrete else None
+
+    def bits_per_pixel(self, frames: int, height: int, width: int) -> float | None:
+        """Token bits per pixel of a ``frames x height x width`` clip (``None`` for a continuous model):
+        ``K · log2(codebook_size) · latent positions / (T·H·W)``."""
+        if not self.is_discrete:
+            return None
+        positions = math.prod(self.compression.latent_shape(frames, height, width))
+        return self.tokens_per_position * self.bits_per_token * positions / (frames * height * width)
+
+    def _require_discrete(self, what: str) -> None:
+        if not self.is_discrete:
+            raise ValueError(
+                f"{what} needs a discrete model (bottleneck fsq or gq); this one is continuous (kl): "
+                "use encode/decode for its latents"
+            )
 
     def check_video(self, video: torch.Tensor) -> None:
         """Raises ``ValueError`` naming the fix when ``video`` is not ``[B, C, 1 + k·t, H, W]``."""
@@ -99,21 +148,37 @@ class VideoAutoencoder(ModelMixin, ConfigMixin):
         self.compression.check_clip(*video.shape[2:])
 
     def latent_values_per_pixel(self) -> float:
-        """Latent values per input pixel value: ``C_lat / (3·t·s·s)`` for long clips."""
-        return self.config.latent_channels / (self.config.in_channels * self.compression.pixels_per_latent_position())
+        """Latent values per input pixel value, ``C / (3·t·s·s)``, for long clips."""
+        return self.quantizer.code_channels / (self.config.in_channels * self.compression.pixels_per_latent_position())
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """Deterministic latents ``[B, C_lat, 1 + k, H/s, W/s]`` (the posterior mean for ``kl``)."""
+        """Deterministic latents ``[B, C, 1 + k, H/s, W/s]``: the posterior mean for ``kl``, the
+        quantized codes for ``fsq``/``gq``."""
         self.check_video(video)
         return self.quantizer.encode(self.encoder(video))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Video ``[B, 3, 1 + k·t, h·s, w·s]`` from latents ``[B, C_lat, 1 + k, h, w]``."""
-        if latents.ndim != 5 or latents.shape[1] != self.quantizer.latent_channels:
+        """Video ``[B, 3, 1 + k·t, h·s, w·s]`` from latents ``[B, C, 1 + k, h, w]`` (as ``encode`` gives)."""
+        if latents.ndim != 5 or latents.shape[1] != self.quantizer.code_channels:
             raise ValueError(
-                f"expected latents [B, {self.quantizer.latent_channels}, t, h, w], got {tuple(latents.shape)}"
+                f"expected latents [B, {self.quantizer.code_channels}, t, h, w], got {tuple(latents.shape)}"
             )
-        return self.decoder(latents)
+        return self.decoder(self.quantizer.to_decoder(latents))
+
+    def tokenize(self, video: torch.Tensor) -> torch.Tensor:
+        """int64 token indices ``[B, K, 1 + k, H/s, W/s]`` (discrete models only)."""
+        self._require_discrete("tokenize")
+        self.check_video(video)
+        return self.quantizer.quantizer(self.quantizer.project_in(self.encoder(video))).indices
+
+    def indices_to_latents(self, indices: torch.Tensor) -> torch.Tensor:
+        """The exact codes of ``indices``, in the model's dtype; ``ValueError`` when out of range."""
+        self._require_discrete("indices_to_latents")
+        return self.quantizer.quantizer.indices_to_codes(indices).to(self.dtype)
+
+    def detokenize(self, indices: torch.Tensor) -> torch.Tensor:
+        """Video from token indices ``[B, K, t', h', w']`` (discrete models only)."""
+        return self.decode(self.indices_to_latents(indices))
 
     def forward(self, video: torch.Tensor, sample_posterior: bool | None = None) -> AutoencoderOutput:
         """Encodes, passes the bottleneck (sampling it in training mode unless told) and decodes."""
@@ -121,7 +186,7 @@ class VideoAutoencoder(ModelMixin, ConfigMixin):
         sample = self.training if sample_posterior is None else sample_posterior
         out = self.quantizer(self.encoder(video), sample=sample)
         return AutoencoderOutput(
-            reconstruction=self.decoder(out.latents),
+            reconstruction=self.decoder(self.quantizer.to_decoder(out.latents)),
             latents=out.latents,
             indices=out.indices,
             losses=out.losses,

@@ -1,22 +1,26 @@
 """The bottleneck between encoder and decoder, chosen by the closed ``bottleneck`` config field.
 
 Every bottleneck turns the encoder's output into the latents the decoder reads, plus its own
-training losses and statistics; discrete ones also give token indices.
+training losses and statistics; discrete ones also give token indices. Three widths matter:
+``input_channels`` (what the encoder produces), ``code_channels`` (what ``encode`` returns and
+``decode`` accepts: the Gaussian latent, or the quantizer's codes) and ``output_channels`` (what
+the decoder's first convolution reads, after ``to_decoder``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import torch
 
-BottleneckKind = Literal["kl"]
+BottleneckKind = Literal["kl", "fsq", "gq"]
 
 
 @dataclass
 class BottleneckOutput:
-    """Latents for the decoder, token indices (discrete bottlenecks only), losses and statistics."""
+    """Latents in code space, token indices (discrete bottlenecks only), losses and statistics."""
 
     latents: torch.Tensor
     indices: torch.Tensor | None = None
@@ -27,20 +31,45 @@ class BottleneckOutput:
 class Bottleneck(Protocol):
     """What ``VideoAutoencoder`` needs of a bottleneck module."""
 
-    input_channels: int  # channels the encoder must produce
-    latent_channels: int  # channels the decoder reads
+    input_channels: int
+    code_channels: int
+    output_channels: int
 
     def __call__(self, h: torch.Tensor, sample: bool) -> BottleneckOutput: ...
 
     def encode(self, h: torch.Tensor) -> torch.Tensor:
-        """Deterministic latents for inference."""
+        """Deterministic latents in code space, for inference."""
+        ...
+
+    def to_decoder(self, codes: torch.Tensor) -> torch.Tensor:
+        """Code-space latents -> the decoder's input."""
         ...
 
 
-def build_bottleneck(kind: BottleneckKind, latent_channels: int) -> torch.nn.Module:
+@dataclass(frozen=True)
+class QuantizerSettings:
+    """The quantizer fields of the model config (flat there, grouped here)."""
+
+    fsq_levels: Sequence[int] = (8, 8, 8, 5, 5, 5)
+    tokens_per_position: int = 1
+    gq_bits: int = 18
+    gq_groups: int = 3
+    gq_single_token: bool = False
+    gq_temperature: float = 0.01
+
+
+def build_bottleneck(kind: BottleneckKind, latent_channels: int, settings: QuantizerSettings) -> torch.nn.Module:
     """Instantiates the bottleneck named by the config."""
     if kind == "kl":
         from vtok.vae.gaussian import GaussianBottleneck
 
         return GaussianBottleneck(latent_channels)
+    from vtok.tokenizers import FSQ, GroupLFQ
+    from vtok.vae.quantized import QuantizedBottleneck
+
+    if kind == "fsq":
+        return QuantizedBottleneck(FSQ(settings.fsq_levels, settings.tokens_per_position), latent_channels)
+    if kind == "gq":
+        quantizer = GroupLFQ(settings.gq_bits, settings.gq_groups, settings.gq_single_token, settings.gq_temperature)
+        return QuantizedBottleneck(quantizer, latent_channels)
     raise ValueError(f"bottleneck={kind!r} is not supported; choose one of {BottleneckKind.__args__}")

@@ -23,8 +23,8 @@ class GaussianBottleneck(nn.Module):
 
     def __init__(self, latent_channels: int) -> None:
         super().__init__()
-        self.latent_channels = latent_channels
         self.input_channels = 2 * latent_channels
+        self.code_channels = self.output_channels = latent_channels
 
     def forward(self, h: torch.Tensor, sample: bool = True) -> BottleneckOutput:
         mean, logvar = h.float().chunk(2, dim=1)
@@ -40,3 +40,6 @@ class GaussianBottleneck(nn.Module):
 
     def encode(self, h: torch.Tensor) -> torch.Tensor:
         return h.chunk(2, dim=1)[0]
+
+    def to_decoder(self, codes: torch.Tensor) -> torch.Tensor:
+        return codes

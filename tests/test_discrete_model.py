@@ -1,0 +1,109 @@
+"""Discrete VideoAutoencoders: tokenize/detokenize, the compression they report, and training them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import TINY_DATA, csv_logger, metric_column
+from vtok import VideoAutoencoder
+from vtok.cli import CONFIG_DIR, main
+
+DISCRETE = {
+    "fsq": {"bottleneck": "fsq", "fsq_levels": [8, 5, 5, 5]},
+    "fsq_mt2": {"bottleneck": "fsq", "fsq_levels": [8, 5, 5, 5], "tokens_per_position": 2},
+    "gq": {"bottleneck": "gq", "gq_bits": 18, "gq_groups": 3},
+    "gq_single": {"bottleneck": "gq", "gq_bits": 12, "gq_groups": 2, "gq_single_token": True},
+}
+
+
+def tiny(**config) -> VideoAutoencoder:
+    torch.manual_seed(0)
+    return VideoAutoencoder(latent_channels=8, block_out_channels=[8, 16], layers_per_block=1, **config).eval()
+
+
+@pytest.mark.parametrize("name", DISCRETE)
+def test_detokenize_of_tokenize_equals_decode_of_encode(name: str) -> None:
+    model = tiny(**DISCRETE[name])
+    video = torch.rand(2, 3, 9, 16, 24) * 2 - 1
+    with torch.no_grad():
+        indices = model.tokenize(video)
+        assert indices.dtype == torch.int64
+        assert indices.shape == (2, model.tokens_per_position, 3, 2, 3)
+        assert 0 <= int(indices.min()) and int(indices.max()) < model.codebook_size
+        assert torch.equal(model.detokenize(indices), model.decode(model.encode(video)))
+        assert torch.equal(model(video).indices, indices)
+
+
+def test_discrete_models_report_their_compression() -> None:
+    fsq = tiny(**DISCRETE["fsq_mt2"])
+    assert (fsq.codebook_size, fsq.tokens_per_position) == (1000, 2)
+    assert fsq.bits_per_token == pytest.approx(9.9658, abs=1e-4)
+    # 2 tokens x log2(1000) bits per 4x8x8 latent position, over 3 latent frames of a 9-frame clip
+    assert fsq.bits_per_pixel(9, 16, 24) == pytest.approx(2 * 9.9658 * 3 * 2 * 3 / (9 * 16 * 24), rel=1e-4)
+    gq = tiny(**DISCRETE["gq"])
+    assert (gq.codebook_size, gq.tokens_per_position, gq.bits_per_token) == (64, 3, 6.0)
+    assert str(gq.compression) == "4x8x8"
+    kl = tiny()
+    assert kl.codebook_size is None and kl.bits_per_pixel(9, 16, 24) is None
+
+
+def test_bad_token_requests_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="needs a discrete model"):
+        tiny().tokenize(torch.zeros(1, 3, 5, 8, 8))
+    model = tiny(**DISCRETE["fsq"])
+    with pytest.raises(ValueError, match=r"outside \[0, 1000\)"):
+        model.detokenize(torch.full((1, 1, 2, 1, 1), 1000))
+    with pytest.raises(ValueError, match="integer tensor"):
+        model.detokenize(torch.zeros(1, 1, 2, 1, 1))
+    for config, message in [
+        ({"bottleneck": "fsq", "fsq_levels": []}, "non-empty"),
+        ({"bottleneck": "fsq", "fsq_levels": [8, 1]}, ">= 2"),
+        ({"bottleneck": "gq", "gq_bits": 10, "gq_groups": 3}, "must divide"),
+        ({"bottleneck": "gq", "gq_bits": 34, "gq_groups": 2}, "exceeds 16"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            tiny(**config)
+
+
+@pytest.mark.parametrize("name", ["fsq_mt2", "gq"])
+def test_discrete_models_round_trip_through_save_pretrained(name: str, tmp_path: Path) -> None:
+    model = tiny(**DISCRETE[name])
+    model.save_pretrained(tmp_path)
+    loaded = VideoAutoencoder.from_pretrained(tmp_path).eval()
+    video = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(model.tokenize(video), loaded.tokenize(video))
+        assert torch.equal(model(video).reconstruction, loaded(video).reconstruction)
+
+
+def test_the_straight_through_gradient_reaches_the_encoder() -> None:
+    model = tiny(**DISCRETE["fsq"]).train()
+    model(torch.rand(1, 3, 5, 16, 16) * 2 - 1).reconstruction.square().mean().backward()
+    assert model.encoder.conv_in.weight.grad.abs().sum() > 0
+
+
+DISCRETE_PRESETS = ["fsq_4x8x8", "fsq_4x16x16_mt2", "gq_4x8x8", "gq_4x16x16"]
+
+
+@pytest.mark.parametrize("preset", DISCRETE_PRESETS)
+def test_each_discrete_preset_trains_and_logs_usage(preset: str, tmp_path: Path) -> None:
+    main(
+        [
+            "fit", "--config", str(CONFIG_DIR / f"{preset}.yaml"), *TINY_DATA,
+            "--model.autoencoder.block_out_channels", "[16, 32]",
+            "--model.loss.perceptual_weight", "0", "--model.adversarial.channels", "8",
+            "--model.optimizer.lr", "5e-4", "--model.optimizer.warmup_steps", "0",
+            "--data.synthetic_dir", str(tmp_path / "clips"), "--trainer.default_root_dir", str(tmp_path / "run"),
+            "--trainer.max_steps", "24", "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
+            "--trainer.callbacks+", "vtok.training.CodebookMonitor", "--trainer.callbacks.window_steps", "6",
+            *csv_logger(tmp_path),
+        ]  # fmt: skip
+    )
+    l1 = metric_column(tmp_path / "run", "train/l1")
+    assert sum(l1[-6:]) < 0.9 * sum(l1[:6]), f"L1 did not fall: {l1[:6]} -> {l1[-6:]}"
+    usage = metric_column(tmp_path / "run", "codebook/usage")
+    assert len(usage) == 4 and all(0 < u <= 1 for u in usage)
+    assert metric_column(tmp_path / "run", "train/perplexity")
