@@ -56,6 +56,12 @@ def test_invalid_settings_fail_at_parse_time_naming_the_fix(capsys: pytest.Captu
     assert "set resample_shortcut=false" in message and "Traceback" not in message
 
 
+def test_missing_lpips_weights_stop_fit_at_setup(capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    message = _fit_error(capsys, "--model.loss.perceptual_weight", "0.1", "--trainer.default_root_dir", str(tmp_path))
+    assert "vgg16-397923af.pth" in message and "perceptual_weight 0" in message and "Traceback" not in message
+
+
 def test_missing_data_is_a_one_line_error(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     message = _fit_error(capsys, "--data.path", str(tmp_path / "nowhere"), "--trainer.default_root_dir", str(tmp_path))
     assert message.startswith("vtok: error:") and "nowhere" in message and "Traceback" not in message

@@ -50,6 +50,13 @@ def test_a_stream_of_nans_stops_the_run_with_a_clear_error(tmp_path: Path, monke
     assert "3 consecutive steps had a non-finite loss or gradient" in capsys.readouterr().err
 
 
+def test_accumulated_batches_make_one_optimizer_step(tmp_path: Path) -> None:
+    main(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--trainer.limit_val_batches", "0",
+                       "--model.accumulate_batches", "2"))  # fmt: skip
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 1 and checkpoint["vtok"]["batch_step"] == 2
+
+
 def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     return torch.load(checkpoint, weights_only=True)["state_dict"]
 

@@ -95,8 +95,9 @@ class AutoencoderModule(LightningModule):
 
     @property
     def batch_step(self) -> int:
-        """Training batches completed before the current one (vtok's step)."""
-        return self.trainer.fit_loop.total_batch_idx
+        """Training batches processed so far: inside ``training_step``, those before the current one
+        (vtok's step); after a batch, including it. Restored on resume with Lightning's loop state."""
+        return self.trainer.fit_loop.epoch_loop.batch_progress.total.processed
 
     @property
     def inference_autoencoder(self) -> VideoAutoencoder:
@@ -231,7 +232,7 @@ class AutoencoderModule(LightningModule):
             "format": CHECKPOINT_FORMAT,
             "autoencoder_class": type(self.autoencoder).__name__,
             "autoencoder_config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
-            "batch_step": self.batch_step + 1,
+            "batch_step": self.batch_step,
             "has_ema": self.ema is not None,
             "skipped_steps": self.skipped_steps,
             "rng": rng,

@@ -54,7 +54,7 @@ class ReconstructionPictures(Callback):
     ) -> None:
         if not isinstance(outputs, dict) or "reconstruction" not in outputs:
             return
-        step = trainer.fit_loop.total_batch_idx
+        step = trainer.fit_loop.epoch_loop.batch_progress.total.processed - 1  # this batch's index
         self._last = (step, outputs["video"][: self.max_videos], outputs["reconstruction"][: self.max_videos])
         if step % self.every_n_steps == 0:
             self._write(trainer, *self._last)
