@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
@@ -28,6 +29,10 @@ from vtok.vae.compression import Compression
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+# vtok's own subcommands: name -> "module:function(argv)", imported only when used.
+SUBCOMMANDS = {
+    "export": "vtok.commands.export:main",
+}
 
 
 class UsageError(Exception):
@@ -123,8 +128,21 @@ class VtokCLI(LightningCLI):
                 raise UsageError(str(error)) from error
 
 
+def _run_subcommand(name: str, argv: list[str]) -> None:
+    module_name, function = SUBCOMMANDS[name].split(":")
+    getattr(importlib.import_module(module_name), function)(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``vtok`` console script and of ``train.py``."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments and arguments[0] in SUBCOMMANDS:
+        try:
+            _run_subcommand(arguments[0], arguments[1:])
+        except (ValueError, FileNotFoundError) as error:  # expected mistakes: one line, no traceback
+            print(f"vtok {arguments[0]}: error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        return
     try:
         VtokCLI(args=argv)
     except UsageError as error:

@@ -19,6 +19,7 @@ from lightning.pytorch import LightningModule
 from torch.optim.swa_utils import AveragedModel
 
 from vtok.evaluation.metrics import psnr_per_video
+from vtok.export import CHECKPOINT_KEY
 from vtok.losses import AdversarialLoss, AutoencoderLoss
 from vtok.training.ema import ema_copy
 from vtok.training.optim import OptimizerConfig, build_optimizer
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 # the optimizer step; that is exactly what vtok wants saved.
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization", category=UserWarning)
 
-CHECKPOINT_KEY = "vtok"
 CHECKPOINT_FORMAT = 1
 
 
@@ -236,7 +236,15 @@ class AutoencoderModule(LightningModule):
             "has_ema": self.ema is not None,
             "skipped_steps": self.skipped_steps,
             "rng": rng,
+            "clip": self._clip_shape(),
         }
+
+    def _clip_shape(self) -> dict[str, Any] | None:
+        """The training clip shape, so export and evaluation can default to it."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "num_frames"):
+            return None
+        return {"num_frames": datamodule.num_frames, "size": list(datamodule.size)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get(CHECKPOINT_KEY, {})

@@ -1,0 +1,159 @@
+"""Training checkpoint -> self-contained ``save_pretrained`` folder, and loading either of them.
+
+An export is diffusers' folder layout: ``config.json`` (the model's flat config plus vtok's
+metadata under private ``_vtok_*`` keys, which ``from_pretrained`` keeps in ``model.config`` and
+never passes to the constructor) and ``*.safetensors`` (no pickles). It holds the EMA weights when
+the run kept them, and never the discriminator, the LPIPS network or optimizer state. Loading
+needs torch + diffusers + vtok only; training checkpoints are read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vtok.vae import VideoAutoencoder
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMAT = 1  # bump when the folder layout or the metadata keys change; keep loading old ones
+CHECKPOINT_KEY = "vtok"  # where the training module records the network's config in a checkpoint
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The training checkpoint at ``path``, loaded with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: no file there.
+        ValueError: the file is not a torch checkpoint, or not one written by vtok's training.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as error:
+        raise ValueError(f"{path} is not a readable torch checkpoint ({str(error).splitlines()[0][:200]})") from None
+    if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint or "state_dict" not in checkpoint:
+        raise ValueError(
+            f"{path} is not a vtok training checkpoint (no '{CHECKPOINT_KEY}' record); "
+            "export checkpoints written by `vtok fit`"
+        )
+    record = checkpoint[CHECKPOINT_KEY]
+    if record.get("autoencoder_class") != VideoAutoencoder.__name__:
+        raise ValueError(
+            f"{path} holds a {record.get('autoencoder_class')!r}, not a {VideoAutoencoder.__name__}; "
+            "this version of vtok cannot export it"
+        )
+    return checkpoint
+
+
+def autoencoder_from_checkpoint(checkpoint: dict[str, Any], use_ema: bool = True) -> VideoAutoencoder:
+    """The network in a training checkpoint (its EMA weights when kept and ``use_ema``), in eval mode."""
+    record = checkpoint[CHECKPOINT_KEY]
+    model = VideoAutoencoder(**record["autoencoder_config"])
+    prefix = "ema.module." if use_ema and record.get("has_ema") else "autoencoder."
+    state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    model.load_state_dict(state)  # strict: a missing or unexpected weight is an error, never random
+    return model.eval()
+
+
+def export_metadata(model: VideoAutoencoder, record: dict[str, Any], use_ema: bool) -> dict[str, Any]:
+    """The ``_vtok_*`` keys written into an export's config.json."""
+    compression = model.compression
+    return {
+        "_vtok_format": EXPORT_FORMAT,
+        "_vtok_compression": str(compression),
+        "_vtok_frame_rule": f"T = 1 + k*{compression.temporal} frames -> 1 + k latent frames; "
+        f"H, W multiples of {compression.spatial}",
+        "_vtok_input_range": [-1.0, 1.0],
+        "_vtok_codebook_size": model.codebook_size,
+        "_vtok_tokens_per_position": model.tokens_per_position,
+        "_vtok_bits_per_token": model.bits_per_token,
+        "_vtok_training_step": record.get("batch_step"),
+        "_vtok_weights": "ema" if use_ema and record.get("has_ema") else "live",
+        "_vtok_clip": record.get("clip"),
+    }
+
+
+def write_export(model: VideoAutoencoder, out: str | Path, metadata: dict[str, Any]) -> Path:
+    """``save_pretrained`` into ``out`` (safetensors), then vtok's metadata into its config.json."""
+    out = Path(out)
+    model.save_pretrained(out, safe_serialization=True)
+    config_path = out / model.config_name
+    config = json.loads(config_path.read_text())
+    config.update(metadata)
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def export_checkpoint(
+    checkpoint_path: str | Path,
+    out: str | Path,
+    use_ema: bool = True,
+    latent_stats: dict[str, list[float]] | None = None,
+) -> Path:
+    """Writes the export folder for a training checkpoint.
+
+    Args:
+        checkpoint_path: a ``.ckpt`` written by ``vtok fit``.
+        out: the folder to write (created).
+        use_ema: export the EMA weights when the checkpoint has them.
+        latent_stats: per-channel ``{"mean": [...], "std": [...]}`` of the latents, stored as
+            ``_vtok_latent_mean`` / ``_vtok_latent_std`` for diffusion models trained on them.
+    """
+    checkpoint = read_checkpoint(checkpoint_path)
+    model = autoencoder_from_checkpoint(checkpoint, use_ema)
+    metadata = export_metadata(model, checkpoint[CHECKPOINT_KEY], use_ema)
+    if latent_stats is not None:
+        metadata["_vtok_latent_mean"], metadata["_vtok_latent_std"] = latent_stats["mean"], latent_stats["std"]
+    return write_export(model, out, metadata)
+
+
+def load_autoencoder(path: str | Path, use_ema: bool = True) -> VideoAutoencoder:
+    """A ``VideoAutoencoder`` in eval mode from an export folder or a training checkpoint.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        ValueError: ``path`` is neither a vtok export nor a vtok training checkpoint, or its
+            weights are corrupted or incomplete.
+    """
+    path = Path(path)
+    if path.is_file():
+        return autoencoder_from_checkpoint(read_checkpoint(path), use_ema)
+    if not path.is_dir():
+        raise FileNotFoundError(f"no export folder or checkpoint at {path}")
+    config_path = path / VideoAutoencoder.config_name
+    if not config_path.is_file():
+        raise ValueError(f"{path} is not a vtok export: it has no {VideoAutoencoder.config_name}")
+    try:
+        config = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{config_path} is not valid JSON ({error})") from None
+    if config.get("_class_name") != VideoAutoencoder.__name__:
+        raise ValueError(f"{path} holds a {config.get('_class_name')!r}, not a vtok {VideoAutoencoder.__name__}")
+    if config.get("_vtok_format", EXPORT_FORMAT) > EXPORT_FORMAT:
+        raise ValueError(f"{path} was written by a newer vtok (export format {config['_vtok_format']}); upgrade vtok")
+    if not list(path.glob("*.safetensors")):
+        raise ValueError(f"{path} has no .safetensors weights")
+    try:
+        model = VideoAutoencoder.from_pretrained(path, low_cpu_mem_usage=False)
+    except Exception as error:  # safetensors and diffusers raise several types for damaged files
+        raise ValueError(f"the weights in {path} cannot be loaded ({str(error).splitlines()[0][:300]})") from None
+    return model.eval()
+
+
+def latent_statistics(latents: list[torch.Tensor]) -> dict[str, list[float]]:
+    """Per-channel mean and standard deviation over ``[B, C, t, h, w]`` latent tensors."""
+    total = sum(z.shape[0] * math.prod(z.shape[2:]) for z in latents)
+    sums = sum(z.double().sum(dim=(0, 2, 3, 4)) for z in latents)
+    squares = sum(z.double().square().sum(dim=(0, 2, 3, 4)) for z in latents)
+    mean = sums / total
+    std = (squares / total - mean.square()).clamp_min(0).sqrt()
+    return {"mean": mean.tolist(), "std": std.tolist()}
