@@ -19,6 +19,8 @@ from vtok.vae.causal_conv import FramePadding
 from vtok.vae.compression import Compression, resampling_plan
 from vtok.vae.decoder import Decoder3d
 from vtok.vae.encoder import Encoder3d
+from vtok.vae.streaming import run_in_chunks
+from vtok.vae.tiling import tiled_map
 
 
 @dataclass
@@ -49,6 +51,11 @@ class VideoAutoencoder(ModelMixin, ConfigMixin):
     back. Discrete models also ``tokenize`` to int64 ``[B, K, 1 + k, H/s, W/s]`` and
     ``detokenize``. Every config field is flat and JSON-serialisable, so ``save_pretrained`` /
     ``from_pretrained`` round-trip the model exactly.
+
+    Long videos: ``encode``/``decode``/``tokenize`` process ``temporal_chunk`` latent frames at a
+    time with a causal cache carried between chunks (the result equals one pass; activation
+    memory depends on the chunk alone); ``None`` does one pass. :meth:`enable_tiling` adds
+    spatial tiling with blending for frames larger than the training size (off by default).
 
     Args:
         temporal_compression: time factor ``t`` (1, 2, 4 or 8).
@@ -104,6 +111,50 @@ class VideoAutoencoder(ModelMixin, ConfigMixin):
         spec = BackboneSpec(block_out_channels, layers_per_block, plan, patch_size, resample_shortcut, frame_padding)
         self.encoder = Encoder3d(in_channels, self.quantizer.input_channels, spec)
         self.decoder = Decoder3d(self.quantizer.output_channels, in_channels, spec)
+        self.temporal_chunk: int | None = 4  # latent frames per chunk in encode/decode/tokenize
+        self.tile: tuple[int, int] | None = None  # (tile, overlap) in pixels, see enable_tiling
+
+    def enable_tiling(self, tile: int = 256, overlap: int = 64) -> None:
+        """Encode and decode in overlapping ``tile`` x ``tile`` pixel tiles, blended over ``overlap``.
+
+        Raises:
+            ValueError: sizes that are not multiples of the spatial factor, or an overlap that
+                leaves no stride.
+        """
+        s = self.compression.spatial
+        if tile % s or overlap % s or not 0 <= overlap < tile:
+            raise ValueError(f"tile={tile} and overlap={overlap} must be multiples of {s} with 0 <= overlap < tile")
+        self.tile = (tile, overlap)
+
+    def disable_tiling(self) -> None:
+        self.tile = None
+
+    def _encode_features(self, video: torch.Tensor) -> torch.Tensor:
+        """The encoder's output for a whole video: in temporal chunks, and tiles when enabled."""
+
+        def chunked(x: torch.Tensor) -> torch.Tensor:
+            if self.temporal_chunk is None:
+                return self.encoder(x)
+            span = self.temporal_chunk * self.compression.temporal
+            return run_in_chunks(self.encoder, self.encoder, x, 1 + span, span)
+
+        if self.tile is None:
+            return chunked(video)
+        return tiled_map(chunked, video, *self.tile, scale=1 / self.compression.spatial)
+
+    def _decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """The decoder's output for whole latents: in temporal chunks, and tiles when enabled."""
+
+        def chunked(z: torch.Tensor) -> torch.Tensor:
+            decode = lambda piece: self.decoder(self.quantizer.to_decoder(piece))  # noqa: E731
+            if self.temporal_chunk is None:
+                return decode(z)
+            return run_in_chunks(self.decoder, decode, z, 1 + self.temporal_chunk, self.temporal_chunk)
+
+        if self.tile is None:
+            return chunked(codes)
+        s = self.compression.spatial
+        return tiled_map(chunked, codes, self.tile[0] // s, self.tile[1] // s, scale=s)
 
     @property
     def is_discrete(self) -> bool:
@@ -155,7 +206,7 @@ class VideoAutoencoder(ModelMixin, ConfigMixin):
         """Deterministic latents ``[B, C, 1 + k, H/s, W/s]``: the posterior mean for ``kl``, the
         quantized codes for ``fsq``/``gq``."""
         self.check_video(video)
-        return self.quantizer.encode(self.encoder(video))
+        return self.quantizer.encode(self._encode_features(video))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Video ``[B, 3, 1 + k·t, h·s, w·s]`` from latents ``[B, C, 1 + k, h, w]`` (as ``encode`` gives)."""
@@ -163,13 +214,13 @@ class VideoAutoencoder(ModelMixin, ConfigMixin):
             raise ValueError(
                 f"expected latents [B, {self.quantizer.code_channels}, t, h, w], got {tuple(latents.shape)}"
             )
-        return self.decoder(self.quantizer.to_decoder(latents))
+        return self._decode_codes(latents)
 
     def tokenize(self, video: torch.Tensor) -> torch.Tensor:
         """int64 token indices ``[B, K, 1 + k, H/s, W/s]`` (discrete models only)."""
         self._require_discrete("tokenize")
         self.check_video(video)
-        return self.quantizer.quantizer(self.quantizer.project_in(self.encoder(video))).indices
+        return self.quantizer.quantizer(self.quantizer.project_in(self._encode_features(video))).indices
 
     def indices_to_latents(self, indices: torch.Tensor) -> torch.Tensor:
         """The exact codes of ``indices``, in the model's dtype; ``ValueError`` when out of range."""

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vtok.vae.streaming import Streamable
+
 FramePadding = Literal["replicate", "zeros"]
 
 
@@ -20,7 +22,7 @@ def _triple(value: int | tuple[int, int, int]) -> tuple[int, int, int]:
     return (value, value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
 
 
-class CausalConv3d(nn.Conv3d):
+class CausalConv3d(nn.Conv3d, Streamable):
     """``nn.Conv3d`` whose temporal receptive field covers only the current and earlier frames.
 
     With temporal stride ``r`` and kernel ``k_t = r + 1`` (or any ``k_t`` with stride 1) a clip of
@@ -50,10 +52,15 @@ class CausalConv3d(nn.Conv3d):
         self.frame_padding = frame_padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.time_padding:
+        if self.later_chunk:
+            x = torch.cat([self.stream.past[id(self)], x], dim=2)  # the previous chunk's tail
+        elif self.time_padding:
             if self.frame_padding == "replicate":
                 past = x[:, :, :1].expand(-1, -1, self.time_padding, -1, -1)
                 x = torch.cat([past, x], dim=2)
             else:
                 x = F.pad(x, (0, 0, 0, 0, self.time_padding, 0))
+        if self.stream is not None:  # keep the input frames that the next outputs will still read
+            consumed = ((x.shape[2] - self.kernel_size[0]) // self.stride[0] + 1) * self.stride[0]
+            self.stream.past[id(self)] = x[:, :, consumed:].clone()
         return super().forward(x)

@@ -19,6 +19,7 @@ from einops import rearrange, reduce, repeat
 from torch import nn
 
 from vtok.vae.causal_conv import CausalConv3d, FramePadding
+from vtok.vae.streaming import Streamable
 
 
 def _pad_first_frame(x: torch.Tensor, frames: int, frame_padding: FramePadding) -> torch.Tensor:
@@ -29,7 +30,7 @@ def _pad_first_frame(x: torch.Tensor, frames: int, frame_padding: FramePadding) 
     return torch.cat([past if frame_padding == "replicate" else torch.zeros_like(past), x], dim=2)
 
 
-class _Resample3d(nn.Module):
+class _Resample3d(nn.Module, Streamable):
     """What down- and upsampling share: the factors, and the channel grouping of the shortcut.
 
     The down shortcut averages groups of the ``in·r`` space/time-to-depth channels into ``out``;
@@ -79,7 +80,7 @@ class Downsample3d(_Resample3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv(x)
         if self.shortcut_group:
-            s = _pad_first_frame(x, self.rt - 1, self.frame_padding)
+            s = x if self.later_chunk else _pad_first_frame(x, self.rt - 1, self.frame_padding)
             s = rearrange(s, "b c (t rt) (h rh) (w rw) -> b (c rt rh rw) t h w", rt=self.rt, rh=self.rs, rw=self.rs)
             h = h + reduce(s, "b (c g) t h w -> b c t h w", "mean", g=self.shortcut_group)
         return h
@@ -94,7 +95,7 @@ class Upsample3d(_Resample3d):
         self.conv = CausalConv3d(in_channels, out_channels, 3, frame_padding=self.frame_padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        drop = self.rt - 1  # the first latent frame expands to one frame, not rt
+        drop = 0 if self.later_chunk else self.rt - 1  # the first latent frame expands to one frame, not rt
         up = F.interpolate(x, scale_factor=(self.rt, self.rs, self.rs), mode="nearest")[:, :, drop:]
         h = self.conv(up)
         if self.shortcut_group:

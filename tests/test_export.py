@@ -1,0 +1,119 @@
+"""vtok export: the folder reloads with torch + diffusers + vtok alone and reproduces the module."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.helpers import tiny_fit_args
+from vtok import VideoAutoencoder
+from vtok.cli import main
+from vtok.export import EXPORT_FORMAT, load_autoencoder
+from vtok.training import AutoencoderModule
+
+FIXTURE = Path(__file__).parent / "fixtures" / "export_v1"
+BOTTLENECKS = {
+    "kl": [],
+    "fsq": ["--model.autoencoder.bottleneck", "fsq", "--model.autoencoder.fsq_levels", "[8, 5, 5, 5]"],
+    "gq": ["--model.autoencoder.bottleneck", "gq", "--model.autoencoder.gq_bits", "12", "--model.autoencoder.gq_groups", "2"],
+}
+
+
+def _train(tmp_path: Path, bottleneck: str) -> Path:
+    main(tiny_fit_args(tmp_path, 3, "--trainer.logger", "false", "--trainer.limit_val_batches", "0",
+                       "--model.ema_decay", "0.9", *BOTTLENECKS[bottleneck]))  # fmt: skip
+    return tmp_path / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("bottleneck", BOTTLENECKS)
+def test_export_reproduces_the_training_module_exactly(tmp_path: Path, bottleneck: str) -> None:
+    checkpoint_path = _train(tmp_path, bottleneck)
+    main(["export", "--ckpt", str(checkpoint_path), "--out", str(tmp_path / "export")])
+    exported = VideoAutoencoder.from_pretrained(tmp_path / "export").eval()
+
+    checkpoint = torch.load(checkpoint_path, weights_only=True)
+    module = AutoencoderModule(VideoAutoencoder(**checkpoint["vtok"]["autoencoder_config"]), ema_decay=0.9)
+    module.load_state_dict(checkpoint["state_dict"])
+    trained = module.inference_autoencoder.eval()  # the EMA weights, as validation uses them
+    assert not torch.equal(trained.encoder.conv_in.weight, module.autoencoder.encoder.conv_in.weight)
+
+    video = torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(exported(video).reconstruction, trained(video).reconstruction)
+        if bottleneck != "kl":
+            assert torch.equal(exported.tokenize(video), trained.tokenize(video))
+    config = json.loads((tmp_path / "export" / "config.json").read_text())
+    assert config["_vtok_format"] == EXPORT_FORMAT and config["_vtok_compression"] == "4x8x8"
+    assert config["_vtok_weights"] == "ema" and config["_vtok_training_step"] == 3
+    assert config["_vtok_clip"] == {"num_frames": 5, "size": [32, 32]}
+    assert config["_vtok_input_range"] == [-1.0, 1.0]
+    assert (config["_vtok_codebook_size"] is None) == (bottleneck == "kl")
+    names = sorted(p.name for p in (tmp_path / "export").iterdir())
+    assert names == ["config.json", "diffusion_pytorch_model.safetensors"], "no pickles, no extras"
+    weights = load_file(tmp_path / "export" / "diffusion_pytorch_model.safetensors")
+    assert not any(k.startswith(("adversarial", "ema", "loss")) for k in weights)
+
+
+def test_an_export_loads_without_lightning(tmp_path: Path) -> None:
+    code = (
+        "import sys, torch; from vtok import VideoAutoencoder; "
+        f"m = VideoAutoencoder.from_pretrained({str(FIXTURE)!r}); m.decode(m.encode(torch.zeros(1, 3, 5, 16, 16))); "
+        "assert not [k for k in sys.modules if k.split('.')[0] in ('lightning', 'pytorch_lightning', 'wandb')], 'lightning imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_the_format_1_fixture_still_loads_and_reproduces_its_outputs() -> None:
+    model = load_autoencoder(FIXTURE)
+    expected = load_file(FIXTURE / "expected.safetensors")
+    with torch.no_grad():
+        assert torch.equal(model.tokenize(expected["video"]), expected["tokens"])
+        torch.testing.assert_close(model.detokenize(expected["tokens"]), expected["reconstruction"])
+    assert model.config["_vtok_format"] == 1
+
+
+def test_latent_statistics_are_stored_in_the_export(tmp_path: Path, video_folder: Path) -> None:
+    checkpoint_path = _train(tmp_path, "kl")
+    main(["export", "--ckpt", str(checkpoint_path), "--out", str(tmp_path / "export"),
+          "--latent-stats", str(video_folder), "--frames", "5", "--size", "32"])  # fmt: skip
+    model = load_autoencoder(tmp_path / "export")
+    mean, std = model.config["_vtok_latent_mean"], model.config["_vtok_latent_std"]
+    assert len(mean) == len(std) == 8 and all(s > 0 for s in std)
+
+
+def _export_error(capsys: pytest.CaptureFixture, *argv: str) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", *argv])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert "Traceback" not in message
+    return message
+
+
+def test_bad_inputs_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "not_a_checkpoint.ckpt").write_text("hello")
+    assert "not a readable torch checkpoint" in _export_error(capsys, "--ckpt", str(tmp_path / "not_a_checkpoint.ckpt"), "--out", str(tmp_path / "o"))
+    torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
+    assert "not a vtok training checkpoint" in _export_error(capsys, "--ckpt", str(tmp_path / "foreign.ckpt"), "--out", str(tmp_path / "o"))
+    torch.save({"state_dict": {}, "vtok": {"autoencoder_class": "OtherModel"}}, tmp_path / "other.ckpt")
+    assert "'OtherModel', not a VideoAutoencoder" in _export_error(capsys, "--ckpt", str(tmp_path / "other.ckpt"), "--out", str(tmp_path / "o"))
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="is not a vtok export"):
+        load_autoencoder(tmp_path / "empty")
+    corrupted = tmp_path / "corrupted"
+    corrupted.mkdir()
+    (corrupted / "config.json").write_text((FIXTURE / "config.json").read_text())
+    weights = (FIXTURE / "diffusion_pytorch_model.safetensors").read_bytes()
+    (corrupted / "diffusion_pytorch_model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        load_autoencoder(corrupted)
+    with pytest.raises(FileNotFoundError):
+        load_autoencoder(tmp_path / "nowhere")

@@ -1,0 +1,96 @@
+"""Long videos: chunked causal encode/decode equals one pass with memory set by the chunk; tiling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from vtok import VideoAutoencoder
+from vtok.vae.tiling import tile_starts, tiled_map
+
+
+def tiny(**config) -> VideoAutoencoder:
+    torch.manual_seed(0)
+    return VideoAutoencoder(latent_channels=4, block_out_channels=[8, 16], layers_per_block=1, **config).eval()
+
+
+@pytest.mark.parametrize("temporal", [1, 2, 4, 8])
+@pytest.mark.parametrize("bottleneck", ["kl", "fsq"])
+def test_chunked_encode_and_decode_equal_one_pass(temporal: int, bottleneck: str) -> None:
+    config = {"bottleneck": bottleneck, "fsq_levels": [8, 5, 5, 5]} if bottleneck == "fsq" else {}
+    model = tiny(temporal_compression=temporal, **config)
+    video = torch.rand(1, 3, 1 + 7 * temporal, 16, 24) * 2 - 1
+    with torch.no_grad():
+        model.temporal_chunk = None
+        latents, decoded = model.encode(video), None
+        decoded = model.decode(latents)
+        for chunk in (1, 2, 3):
+            model.temporal_chunk = chunk
+            torch.testing.assert_close(model.encode(video), latents, atol=1e-5, rtol=0)
+            torch.testing.assert_close(model.decode(latents), decoded, atol=1e-5, rtol=0)
+            if bottleneck == "fsq":
+                model.temporal_chunk = None
+                tokens = model.tokenize(video)
+                model.temporal_chunk = chunk
+                assert torch.equal(model.tokenize(video), tokens)
+
+
+class LargestConvolution(TorchDispatchMode):
+    """Records the largest convolution output: the activation memory a pass needs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket is torch.ops.aten.convolution:
+            self.largest = max(self.largest, out.numel())
+        return out
+
+
+def test_activation_memory_is_set_by_the_chunk_not_the_video_length() -> None:
+    model = tiny()
+    model.temporal_chunk = 2
+    largest = {}
+    for frames in (9, 33, 65):
+        video = torch.rand(1, 3, frames, 16, 16) * 2 - 1
+        with torch.no_grad(), LargestConvolution() as encode_probe:
+            latents = model.encode(video)
+        with torch.no_grad(), LargestConvolution() as decode_probe:
+            model.decode(latents)
+        largest[frames] = (encode_probe.largest, decode_probe.largest)
+    assert largest[9] == largest[33] == largest[65]
+    model.temporal_chunk = None
+    with torch.no_grad(), LargestConvolution() as one_pass:
+        model.encode(torch.rand(1, 3, 65, 16, 16))
+    assert one_pass.largest > 5 * largest[65][0]
+
+
+def test_tile_blending_is_exact_for_local_functions() -> None:
+    x = torch.rand(1, 2, 3, 48, 64)
+    for fn, scale in [
+        (lambda t: t * 2 + 1, 1.0),
+        (lambda t: torch.nn.functional.avg_pool3d(t, (1, 8, 8)), 1 / 8),  # an "encoder"
+        (lambda t: t.repeat_interleave(8, -1).repeat_interleave(8, -2), 8.0),  # a "decoder"
+    ]:
+        torch.testing.assert_close(tiled_map(fn, x, tile=32, overlap=16, scale=scale), fn(x))
+    assert tile_starts(48, 32, 16) == [0, 16] and tile_starts(50, 32, 16) == [0, 16, 18]
+
+
+def test_model_tiling_covers_large_frames() -> None:
+    model = tiny()
+    video = torch.rand(1, 3, 5, 48, 64) * 2 - 1
+    with torch.no_grad():
+        latents = model.encode(video)
+        decoded = model.decode(latents)
+        model.enable_tiling(tile=64, overlap=16)  # one tile covers the frame: the same result
+        torch.testing.assert_close(model.encode(video), latents)
+        model.enable_tiling(tile=32, overlap=16)
+        tiled_latents = model.encode(video)
+        tiled = model.decode(tiled_latents)
+    assert tiled_latents.shape == latents.shape and tiled.shape == decoded.shape
+    assert torch.isfinite(tiled).all()
+    with pytest.raises(ValueError, match="multiples of 8"):
+        model.enable_tiling(tile=30, overlap=8)
