@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 from pathlib import Path
+
+from lightning.pytorch import Callback
 
 TINY_MODEL = [
     "--model.autoencoder.block_out_channels", "[16, 32]",
@@ -43,3 +47,29 @@ def metric_column(run_folder: Path, name: str) -> list[float]:
     metrics = next(run_folder.rglob("metrics.csv"))
     with metrics.open() as handle:
         return [float(row[name]) for row in csv.DictReader(handle) if row.get(name)]
+
+
+class RecordSamples(Callback):
+    """Test-only: writes, per rank, the sample slots each batch held and a hash of the final weights.
+
+    Args:
+        folder: where ``rank<R>.json`` is written at the end of training.
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+        self.rows: list[dict] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        epoch = trainer.train_dataloader.sampler.epoch
+        self.rows.append({"step": pl_module.batch_step, "epoch": epoch, "index": batch["index"].tolist()})
+
+    def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+        digest = hashlib.sha256()
+        # parameters (EMA included); buffers such as LeCAM's running means are per rank until DDP
+        # broadcasts rank 0's at the next forward
+        for name, tensor in sorted(pl_module.named_parameters()):
+            digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
+        self.folder.mkdir(parents=True, exist_ok=True)
+        record = {"rank": trainer.global_rank, "world": trainer.world_size, "rows": self.rows, "weights": digest.hexdigest()}
+        (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))

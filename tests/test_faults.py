@@ -101,7 +101,7 @@ def test_sigterm_leaves_a_loadable_checkpoint_and_exits_zero(tmp_path: Path) -> 
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output[-3000:]
-    checkpoints = list((tmp_path / "run" / "checkpoints").glob("signal-step=*.ckpt"))
+    checkpoints = list((tmp_path / "run" / "checkpoints").glob("last-signal-step=*.ckpt"))
     assert len(checkpoints) == 1, output[-3000:]
     checkpoint = torch.load(checkpoints[0], weights_only=True)
     model = VideoAutoencoder(**checkpoint["vtok"]["autoencoder_config"])

@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch import Trainer
 
 from vtok.data.datamodule import VideoDataModule
+from vtok.launch import LaunchEnvironment, detect_launch
 from vtok.training import AutoencoderModule, CodebookMonitor, StopOnSignal
 from vtok.training.checkpoint_io import AtomicCheckpointIO
 from vtok.training.module import NonFiniteTrainingError
@@ -67,6 +68,9 @@ class VtokCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
+        launch = detect_launch()
+        if launch is not None:
+            self._apply_launch(config, launch)
         if trainer.default_root_dir is None:
             trainer.default_root_dir = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
         if trainer.precision is None:
@@ -83,6 +87,35 @@ class VtokCLI(LightningCLI):
             if callback.class_path.endswith("ModelCheckpoint") and not callback.init_args.get("dirpath"):
                 callback.init_args.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
         self._check_clip_shape(config)
+
+    def _apply_launch(self, config: Any, launch: LaunchEnvironment) -> None:
+        """Devices, nodes and strategy from the launcher; one run folder for all ranks and restarts."""
+        trainer = config.trainer
+        for key, value in (("devices", launch.devices), ("num_nodes", launch.num_nodes)):
+            given = trainer[key]
+            if given not in (None, "auto", 1, value) and str(given) != str(value):
+                raise UsageError(
+                    f"trainer.{key}={given} disagrees with the {launch.launcher} launch ({value}); "
+                    f"leave trainer.{key} unset under a launcher"
+                )
+            trainer[key] = value
+        strategy = trainer.strategy
+        if isinstance(strategy, str) and "fsdp" in strategy:
+            raise UsageError(
+                "FSDP is not supported: the EMA copy, the frozen-discriminator generator term and the adaptive "
+                "weight need unsharded parameters; use the default DDP strategy (vtok's models fit one GPU)"
+            )
+        if strategy in (None, "auto"):
+            trainer.strategy = "ddp"  # find_unused_parameters=False: every parameter gets a gradient each step
+        if trainer.default_root_dir is None:
+            if launch.run_id is None:
+                raise UsageError(
+                    "a multi-process run needs --trainer.default_root_dir (every rank and every restart must "
+                    "write to the same run folder)"
+                )
+            trainer.default_root_dir = str(Path("runs") / launch.run_id)
+        if launch.restart_count > 0 and self.subcommand == "fit" and config.get("ckpt_path") is None:
+            config.ckpt_path = "last"  # a restarted job continues from its newest last*.ckpt
 
     @staticmethod
     def _check_clip_shape(config: Any) -> None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 import warnings
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
 from vtok.evaluation.metrics import psnr_per_video
@@ -59,6 +61,9 @@ class AutoencoderModule(LightningModule):
             warm-up, see ``vtok.training.ema``), used for validation and export; ``None`` keeps none.
         max_nonfinite_steps: consecutive steps with a non-finite loss or gradient (each skipped and
             counted) after which training stops with an error.
+        activation_checkpointing: recompute encoder and decoder stages in the backward pass
+            instead of storing their activations (less memory for large clips, about a third
+            more compute).
     """
 
     def __init__(
@@ -73,6 +78,7 @@ class AutoencoderModule(LightningModule):
         accumulate_batches: int = 1,
         ema_decay: float | None = None,
         max_nonfinite_steps: int = 10,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if accumulate_batches < 1:
@@ -80,6 +86,8 @@ class AutoencoderModule(LightningModule):
         self.save_hyperparameters(ignore=["autoencoder", "loss", "adversarial"])
         self.automatic_optimization = False
         self.autoencoder = autoencoder
+        if activation_checkpointing:
+            autoencoder.enable_gradient_checkpointing()
         self.loss = loss if loss is not None else AutoencoderLoss()
         self.adversarial = adversarial
         self.optimizer_config = optimizer if optimizer is not None else OptimizerConfig()
@@ -149,8 +157,12 @@ class AutoencoderModule(LightningModule):
                 shown = {"video": part["video"], "reconstruction": output.reconstruction.detach()}
                 if output.indices is not None:
                     shown["indices"] = output.indices
-        self.manual_backward(total / self.accumulate_batches)
-        if (batch_idx + 1) % self.accumulate_batches == 0 or self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+        steps = (batch_idx + 1) % self.accumulate_batches == 0 or self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        ddp = self.trainer.strategy.model
+        # Accumulating batches skip DDP's all-reduce; the batch that steps reduces the summed gradients.
+        with nullcontext() if steps or not isinstance(ddp, DistributedDataParallel) else ddp.no_sync():
+            self.manual_backward(total / self.accumulate_batches)
+        if steps:
             logs.update(self._optimizer_step(total.detach()))
         self.log_dict(logs, batch_size=shown["video"].shape[0])
         self.log("loss", logs["train/loss"], prog_bar=True, logger=False)
@@ -199,6 +211,16 @@ class AutoencoderModule(LightningModule):
         self.log_dict(metrics, batch_size=video.shape[0], sync_dist=True)
         self.log("val_psnr", metrics["val/psnr"], batch_size=video.shape[0], sync_dist=True, prog_bar=True, logger=False)
 
+    def on_fit_start(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        per_device = getattr(datamodule, "batch_size", None)
+        if per_device is not None:
+            devices = self.trainer.num_devices * self.trainer.num_nodes
+            log.info(
+                "effective batch size: %d clips per optimizer step (%d per device x %d devices x %d accumulated batches)",
+                per_device * devices * self.accumulate_batches, per_device, devices, self.accumulate_batches,
+            )
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Restored here, not at load time: creating the data iterator draws from the global RNG.
         if self._rng_to_restore is not None:
@@ -212,8 +234,9 @@ class AutoencoderModule(LightningModule):
         if datamodule is None or not hasattr(datamodule, "pop_epoch_skips"):
             return
         substituted = datamodule.pop_epoch_skips()
-        self.log("data/substituted_samples", float(substituted), sync_dist=True)
-        self.log("data/unusable_files", float(len(datamodule.skipped_files)), sync_dist=True)
+        # summed over ranks: each rank counts what its own share of the data met
+        self.log("data/substituted_samples", float(substituted), sync_dist=True, reduce_fx="sum")
+        self.log("data/unusable_files", float(len(datamodule.skipped_files)), sync_dist=True, reduce_fx="sum")
         if substituted:
             log.warning(
                 "epoch %d: %d samples came from substitutes for unusable files (%d unusable files so far)",

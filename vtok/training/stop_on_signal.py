@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 class StopOnSignal(Callback):
-    """Saves ``<checkpoint dir>/signal-step=N.ckpt`` on all ranks and stops, when signalled.
+    """Saves ``<checkpoint dir>/last-signal-step=N.ckpt`` on all ranks and stops, when signalled
+    (the name starts with ``last`` so that ``--ckpt_path last`` resumes from it).
 
     Args:
         signals: names of the signals to handle (SIGUSR1 is left to Lightning under SLURM
@@ -51,7 +52,7 @@ class StopOnSignal(Callback):
         if not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
             return
         folder = Path(trainer.checkpoint_callback.dirpath) if getattr(trainer.checkpoint_callback, "dirpath", None) else Path(trainer.default_root_dir) / "checkpoints"
-        self.checkpoint_path = folder / f"signal-step={trainer.global_step}.ckpt"
+        self.checkpoint_path = folder / f"last-signal-step={trainer.global_step}.ckpt"
         log.warning("signal received: writing %s and stopping", self.checkpoint_path)
         trainer.save_checkpoint(self.checkpoint_path)
         trainer.should_stop = True

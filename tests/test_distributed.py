@@ -1,0 +1,113 @@
+"""Two CPU ranks launched by accelerate (gloo): the README's command, the adversarial objective on,
+no find_unused_parameters, identical weights, disjoint data shares, one checkpoint per save, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import TINY_DATA, TINY_MODEL
+from vtok.launch import detect_launch
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def readme_launch_prefix() -> list[str]:
+    """The single-node CPU launch command exactly as the README shows it (up to `train.py`)."""
+    match = re.search(r"^(accelerate launch --multi_gpu --num_processes 2 train\.py) fit", README, re.MULTILINE)
+    assert match, "README.md must show the two-process accelerate command the tests run"
+    return match.group(1).split()
+
+
+def _launch(tmp_path: Path, steps: int, *extra: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "RANK", "WORLD_SIZE", "LOCAL_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    command = readme_launch_prefix()
+    command[0] = shutil.which("accelerate") or command[0]
+    arguments = [
+        "fit", *TINY_MODEL, *TINY_DATA,
+        "--data.synthetic_videos", "10", "--data.val_fraction", "0.2",  # 8 training clips: 4 per rank
+        "--data.synthetic_dir", str(tmp_path / "clips"), "--data.horizontal_flip", "true",
+        "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.max_steps", str(steps),
+        "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0",
+        "--model.adversarial.discriminator", "patch3d", "--model.adversarial.channels", "8",
+        "--model.adversarial.start_step", "1", "--model.ema_decay", "0.9",
+        "--trainer.callbacks+", "ModelCheckpoint", "--trainer.callbacks.every_n_train_steps", "2",
+        "--trainer.callbacks.save_top_k", "-1", "--trainer.callbacks.filename", "{step}",
+        "--trainer.callbacks+", "tests.helpers.RecordSamples", "--trainer.callbacks.folder", str(tmp_path / "record"),
+        *extra,
+    ]  # fmt: skip
+    return subprocess.run([*command, *arguments], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _records(tmp_path: Path) -> list[dict]:
+    return [json.loads((tmp_path / "record" / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def test_two_ranks_train_in_step_on_disjoint_shares_and_resume(tmp_path: Path) -> None:
+    result = _launch(tmp_path, 4)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert "find_unused_parameters=True" not in result.stderr
+    first, second = _records(tmp_path)
+    assert first["world"] == second["world"] == 2
+    assert first["weights"] == second["weights"], "both ranks end with identical weights"
+    for epoch in {row["epoch"] for row in first["rows"]}:
+        shares = [{i for row in record["rows"] if row["epoch"] == epoch for i in row["index"]} for record in (first, second)]
+        assert not shares[0] & shares[1], f"epoch {epoch}: ranks shared clips"
+        assert shares[0] | shares[1] == set(range(8)), f"epoch {epoch}: clips missed"
+    checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert checkpoints == ["last.ckpt", "step=2.ckpt", "step=4.ckpt"], "one file per save, not one per rank"
+
+    resumed = _launch(tmp_path, 6, "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    first, second = _records(tmp_path)
+    assert [row["step"] for row in first["rows"]] == [5, 6], "the resumed run continues from its step"
+    assert first["weights"] == second["weights"]
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+
+
+def test_launch_environment_sets_devices_and_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "SLURM_NNODES"):
+        monkeypatch.delenv(name, raising=False)
+    assert detect_launch() is None
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job42")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    launch = detect_launch()
+    assert (launch.launcher, launch.devices, launch.num_nodes, launch.run_id, launch.restart_count) == (
+        "torchelastic", 8, 2, "job42", 1,
+    )
+
+
+def test_activation_checkpointing_gives_the_same_gradients() -> None:
+    from vtok import VideoAutoencoder
+
+    video = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = VideoAutoencoder(latent_channels=4, block_out_channels=[8, 16], layers_per_block=1)
+        if checkpointing:
+            model.enable_gradient_checkpointing()
+        model(video, sample_posterior=False).reconstruction.square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_accelerate_configs_parse() -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    for name, processes, machines in (("1node_8gpu", 8, 1), ("2nodes_8gpu", 16, 2)):
+        config = load_config_from_file(str(ROOT / "configs" / "accelerate" / f"{name}.yaml"))
+        assert (config.num_processes, config.num_machines) == (processes, machines)
+        assert f"configs/accelerate/{name}.yaml" in README, "the README shows how to use it"
