@@ -3,13 +3,13 @@
 Knows nothing of networks or the training loop; its only Lightning import is the data module.
 """
 
-from vtok.data.clips import ClipSpec
-from vtok.data.dataset import SkippingDataset, VideoClipDataset
+from vtok.data.clips import ClipSpec, VideoLength
+from vtok.data.dataset import SkippingDataset, VideoClipDataset, video_clip
 from vtok.data.errors import UnusableFileError
 from vtok.data.images import ImageDataset
-from vtok.data.readers import VideoDecodeError, open_video
+from vtok.data.readers import VideoDecodeError, open_video, open_video_bytes
 from vtok.data.sampler import EpochSampler
-from vtok.data.sources import list_files
+from vtok.data.sources import list_files, list_records
 from vtok.data.synthetic import synthetic_clip, write_sample_clips
 from vtok.data.writers import write_video
 
@@ -21,9 +21,13 @@ __all__ = [
     "UnusableFileError",
     "VideoClipDataset",
     "VideoDecodeError",
+    "VideoLength",
     "list_files",
+    "list_records",
     "open_video",
+    "open_video_bytes",
     "synthetic_clip",
+    "video_clip",
     "write_sample_clips",
     "write_video",
 ]

@@ -12,12 +12,12 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from vtok.data.clips import ClipSpec
+from vtok.data.clips import ClipSpec, VideoLength
 from vtok.data.dataset import SkippingDataset, VideoClipDataset
 from vtok.data.images import ImageDataset
 from vtok.data.readers import ReaderBackend
 from vtok.data.sampler import EpochSampler
-from vtok.data.sources import IMAGE_SUFFIXES, list_files
+from vtok.data.sources import IMAGE_SUFFIXES, list_files, list_records
 from vtok.data.synthetic import write_sample_clips
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,8 @@ class VideoDataModule(LightningDataModule):
 
     Args:
         path: training videos: a folder, a glob pattern, or a CSV/JSONL/TXT manifest of paths.
+            A manifest written by ``vtok prepare`` also gives each file's verified frame count
+            and fps: clips never reach past those frames, and the file's header is not trusted.
             Unset, ``synthetic_videos`` generated sample clips are used instead.
         val_path: validation videos; unset, ``val_fraction`` of ``path``'s files are held out.
         image_path: training images (1-frame clips), batched separately from the videos.
@@ -124,32 +126,47 @@ class VideoDataModule(LightningDataModule):
             log.info("writing %d generated sample clips to %s", self.synthetic_videos, folder)
             write_sample_clips(folder, self.synthetic_videos, self._synthetic_frames(), *self._synthetic_size(), seed=self.seed)
 
-    def _split(self) -> tuple[list[str], list[str]]:
-        files = list_files(self.path if self.path is not None else self._synthetic_folder())
-        if not files:
+    def _split(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        records = list_records(self.path if self.path is not None else self._synthetic_folder())
+        if not records:
             raise ValueError(f"no video files found in {self.path!r}")
         if self.val_path is not None:
-            return files, list_files(self.val_path)
-        held_out = round(len(files) * self.val_fraction) if len(files) > 1 else 0
-        if self.val_fraction > 0 and len(files) > 1:
+            return records, list_records(self.val_path)
+        held_out = round(len(records) * self.val_fraction) if len(records) > 1 else 0
+        if self.val_fraction > 0 and len(records) > 1:
             held_out = max(held_out, 1)
-        order = torch.randperm(len(files), generator=torch.Generator().manual_seed(self.seed)).tolist()
-        return [files[i] for i in order[held_out:]], sorted(files[i] for i in order[:held_out])
+        order = torch.randperm(len(records), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        val = sorted((records[i] for i in order[:held_out]), key=lambda record: record["path"])
+        return [records[i] for i in order[held_out:]], val
+
+    def _clips(self, records: list[dict[str, Any]], train: bool) -> VideoClipDataset:
+        """Clips from the files of ``records``; a manifest's verified frame counts and fps bound the clips."""
+        return VideoClipDataset(
+            [record["path"] for record in records],
+            self.clip,
+            size=self.size,
+            backend=self.backend,
+            lengths=[VideoLength.from_record(record) for record in records],
+            train=train,
+            seed=self.seed,
+            horizontal_flip=self.horizontal_flip,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         """Lists and splits the files, and fails here, before training, when none is usable."""
         if self.datasets:
             return
-        train_files, val_files = self._split()
-        common = dict(size=self.size, seed=self.seed, horizontal_flip=self.horizontal_flip)
-        self.datasets["train"] = VideoClipDataset(train_files, self.clip, backend=self.backend, train=True, **common)
-        if val_files:
-            self.datasets["val"] = VideoClipDataset(val_files, self.clip, backend=self.backend, train=False, **common)
+        train_records, val_records = self._split()
+        self.datasets["train"] = self._clips(train_records, train=True)
+        if val_records:
+            self.datasets["val"] = self._clips(val_records, train=False)
         if self.image_path is not None:
             image_files = list_files(self.image_path, IMAGE_SUFFIXES)
             if not image_files:
                 raise ValueError(f"no image files found in {self.image_path!r}")
-            self.datasets["images"] = ImageDataset(image_files, train=True, **common)
+            self.datasets["images"] = ImageDataset(
+                image_files, size=self.size, train=True, seed=self.seed, horizontal_flip=self.horizontal_flip
+            )
         for name, dataset in self.datasets.items():
             _, errors = dataset.first_usable()  # raises ValueError when no file is usable
             for error in errors:
