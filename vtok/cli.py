@@ -1,4 +1,5 @@
-"""``vtok``: LightningCLI for ``fit | validate | test | predict``, plus vtok's own subcommands.
+"""``vtok``: LightningCLI for ``fit | validate | test | predict``, plus vtok's own subcommands
+(``prepare``, dispatched through :data:`COMMANDS` before LightningCLI sees the arguments).
 
 ``vtok fit`` with no arguments trains on the default config shipped in the package
 (``vtok/configs/default.yaml``, readable as ``configs/default.yaml`` in the repository); a
@@ -10,13 +11,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.cli import LightningCLI
 
+from vtok import prepare
 from vtok.data.datamodule import VideoDataModule
 from vtok.training import AutoencoderModule
 from vtok.vae.compression import Compression
@@ -105,10 +107,25 @@ class VtokCLI(LightningCLI):
                 raise UsageError(str(error)) from error
 
 
+# vtok's own subcommands, by name: each takes the arguments after its name (argparse inside) and
+# raises ValueError or FileNotFoundError for a mistake the user can fix. Everything else goes to
+# LightningCLI.
+COMMANDS: dict[str, Callable[[Sequence[str]], object]] = {
+    "prepare": prepare.main,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``vtok`` console script and of ``train.py``."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        VtokCLI(args=argv)
+        if args and args[0] in COMMANDS:
+            try:
+                COMMANDS[args[0]](args[1:])
+            except (ValueError, FileNotFoundError) as error:
+                raise UsageError(str(error)) from error
+        else:
+            VtokCLI(args=argv)
     except UsageError as error:
         print(f"vtok: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -7,6 +7,7 @@ from vtok.data.clips import ClipSpec, VideoLength
 from vtok.data.dataset import SkippingDataset, VideoClipDataset, video_clip
 from vtok.data.errors import UnusableFileError
 from vtok.data.images import ImageDataset
+from vtok.data.manifest import VideoInfo
 from vtok.data.readers import VideoDecodeError, open_video, open_video_bytes
 from vtok.data.sampler import EpochSampler
 from vtok.data.sources import list_files, list_records
@@ -21,6 +22,7 @@ __all__ = [
     "UnusableFileError",
     "VideoClipDataset",
     "VideoDecodeError",
+    "VideoInfo",
     "VideoLength",
     "list_files",
     "list_records",
