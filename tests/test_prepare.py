@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
+from collections import Counter
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import pytest
+import torch
+import webdataset as wds
 
 from tests.conftest import write_broken_files
 from vtok.cli import main as vtok_main
-from vtok.data import open_video, synthetic_clip, write_sample_clips
+from vtok.data import ClipSpec, ShardClipDataset, open_video, synthetic_clip, write_sample_clips
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.manifest import read_jsonl
 from vtok.data.readers import DecordReader, VideoDecodeError
 from vtok.data.scan_pool import STALLED, run_with_deadlines
+from vtok.data.shard_split import sample_quotas, split_shards
+from vtok.data.streaming import EpochLoader, expand_shards, shard_counts
 from vtok.prepare import main as prepare
 
+ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--no-progress"]
 
 
@@ -154,6 +162,117 @@ def test_reencoding_shortens_the_keyframe_interval_and_scales_the_short_side(vid
         assert open_video(out / record["path"]).read([19]).shape == (1, 32, 52, 3)
 
 
+def test_shards_hold_the_manifest_and_a_corrupt_member_is_skipped_and_counted(shard_dir: Path, tmp_path: Path) -> None:
+    shards = expand_shards(str(shard_dir / "shards"))
+    assert [Path(s).name for s in shards] == [f"shard-{i:06d}.tar" for i in range(4)]
+    assert shard_counts(shards) == [2, 2, 2, 2]
+    members = list(wds.WebDataset(shards, shardshuffle=False))
+    assert sorted(m["__key__"] for m in members) == sorted(k for k in {m["__key__"] for m in members})
+    assert {json.loads(m["json"])["frames"] for m in members} == {20} and all(m["mp4"][4:8] == b"ftyp" for m in members)
+    # a later run with nothing new writes no shard
+    assert prepare(["--data", str(shard_dir / "manifest.jsonl"), "--out", str(shard_dir), "--shards", *QUIET]).shards_written == 0
+
+    good = members[0]
+    with wds.TarWriter(str(tmp_path / "bad.tar")) as writer:
+        writer.write({"__key__": "broken", "mp4": b"\x00\x00\x00\x18ftypmp42 not really a video", "json": {"frames": 20}})
+        writer.write({"__key__": "fine", "mp4": good["mp4"], "json": json.loads(good["json"])})
+        writer.write({"__key__": "nothing", "txt": b"no video here"})
+    module = VideoDataModule(shards=str(tmp_path / "bad.tar"), num_frames=5, size=32, batch_size=1, num_workers=0)
+    module.setup("fit")
+    batches = [module.on_after_batch_transfer(batch, 0) for batch in module.train_dataloader()]
+    assert [b["key"] for b in batches] == [["fine"]]
+    assert sorted(path.split("#")[-1] for path in module.skipped_files) == ["broken", "nothing"]
+    assert module.pop_epoch_skips() == 2
+
+
+def test_the_split_gives_each_shard_to_exactly_one_rank_and_worker() -> None:
+    shards = [f"shard-{i}.tar" for i in range(8)]
+    owners = {}
+    for epoch in (0, 1):
+        owners[epoch] = {}
+        for rank in range(2):
+            for worker in range(2):
+                for shard in split_shards(shards, rank, 2, worker, 2, epoch=epoch, seed=3):
+                    owners[epoch].setdefault(shard, []).append((rank, worker))
+        assert sorted(owners[epoch]) == sorted(shards)
+        assert all(len(readers) == 1 for readers in owners[epoch].values())
+        assert Counter(r for readers in owners[epoch].values() for r in readers) == {(r, w): 2 for r in range(2) for w in range(2)}
+    assert owners[0] != owners[1], "the assignment changes every epoch"
+    assert split_shards(shards, 1, 2, 0, 2, epoch=5, shuffle=False) == ["shard-1.tar", "shard-5.tar"]
+
+    # five shards on two ranks: the order is padded to six, so one shard is read twice and each rank reads three
+    reads = Counter(s for r in range(2) for w in range(2) for s in split_shards(shards[:5], r, 2, w, 2))
+    assert set(reads) == set(shards[:5]) and sorted(reads.values()) == [1, 1, 1, 1, 2]
+    assert [sum(len(split_shards(shards[:5], r, 2, w, 2)) for w in range(2)) for r in range(2)] == [3, 3]
+    # uneven shard sizes: every rank still gives the same number of full batches
+    quotas = sample_quotas([7, 7, 7, 7, 3], world=2, workers=2, batch_size=2)
+    assert sum(quotas[0]) == sum(quotas[1]) > 0 and all(q % 2 == 0 for row in quotas for q in row)
+
+
+def test_streamed_samples_reach_exactly_one_rank_and_worker(shard_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shards = expand_shards(str(shard_dir / "shards"))
+    readers: dict[str, list[tuple[int, int]]] = {}
+    for rank in range(2):
+        for worker in range(2):
+            # webdataset's pytorch_worker_info reads these before torch.distributed and the worker info
+            for name, value in {"RANK": rank, "WORLD_SIZE": 2, "WORKER": worker, "NUM_WORKERS": 2}.items():
+                monkeypatch.setenv(name, str(value))
+            dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), seed=1, counts=shard_counts(shards), batch_size=2)
+            dataset.set_epoch(1)
+            for sample in dataset:
+                readers.setdefault(sample["key"], []).append((rank, worker))
+    assert len(readers) == 8 and all(len(r) == 1 for r in readers.values())
+
+
+def test_the_epoch_reseeds_the_stream_and_workers_do_not_change_the_clips(shard_dir: Path) -> None:
+    shards = expand_shards(str(shard_dir / "shards"))
+    dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), seed=1, horizontal_flip=True)
+
+    def epoch_clips(epoch: int, workers: int) -> dict[str, torch.Tensor]:
+        loader = EpochLoader(dataset, epoch=lambda: epoch, batch_size=1, num_workers=workers)
+        return {batch["key"][0]: batch["video"][0] for batch in loader}
+
+    first, again, second = epoch_clips(0, 0), epoch_clips(0, 2), epoch_clips(1, 0)
+    assert sorted(first) == sorted(second) and len(first) == 8
+    assert all(torch.equal(first[key], again[key]) for key in first)
+    assert any(not torch.equal(first[key], second[key]) for key in first)
+
+
+def test_a_resumed_stream_restarts_at_a_shard_and_loses_no_sample(shard_dir: Path) -> None:
+    shards = expand_shards(str(shard_dir / "shards"))
+    dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), train=False)
+    stream = iter(dataset)
+    seen = [next(stream)["key"] for _ in range(3)]
+    state = dataset.state_dict()
+    assert state["shard"] == 1 and state["yielded"] == 3  # shard 1's second sample was read, not delivered
+    resumed = ShardClipDataset(shards, ClipSpec(5), (32, 32), train=False)
+    resumed.load_state_dict(state)
+    rest = [sample["key"] for sample in resumed]
+    assert rest[:1] == seen[2:] and len(rest) == 6  # shard 1 again (one sample delivered twice), then 2 and 3
+
+    # with a shuffle buffer holding samples of several shards, the restart goes back far enough
+    dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), shuffle_buffer=6)
+    stream = iter(dataset)
+    seen = [next(stream)["key"] for _ in range(3)]
+    resumed = ShardClipDataset(shards, ClipSpec(5), (32, 32), shuffle_buffer=6)
+    resumed.load_state_dict(dataset.state_dict())
+    assert set(seen) | {sample["key"] for sample in resumed} == {m["__key__"] for m in wds.WebDataset(shards, shardshuffle=False)}
+
+
+def test_fit_streams_shards_with_two_workers_through_the_cli(shard_dir: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "vtok.cli", "fit", "--data.shards", str(shard_dir / "shards"),
+         "--trainer.max_steps", "3", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+         "--trainer.default_root_dir", str(tmp_path / "run"),
+         "--model.autoencoder.block_out_channels", "[8,16]", "--model.autoencoder.latent_channels", "4",
+         "--data.num_frames", "5", "--data.size", "32", "--data.num_workers", "2"],  # fmt: skip
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["vtok"]["batch_step"] == 3
+
+
 def test_bad_input_is_a_clear_error_never_a_crash(tmp_path: Path, video_folder: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "nothing").mkdir()
     with pytest.raises(SystemExit) as exit_info:
@@ -162,6 +281,8 @@ def test_bad_input_is_a_clear_error_never_a_crash(tmp_path: Path, video_folder: 
     write_broken_files(tmp_path / "bad", sorted(video_folder.glob("*.mp4"))[0])
     with pytest.raises(ValueError, match="none of the 5 files .* is usable"):
         prepare(["--data", str(tmp_path / "bad"), "--out", str(tmp_path / "out"), "--min-frames", "9", *QUIET])
+    with pytest.raises(ValueError, match="not both"):
+        VideoDataModule(path=str(video_folder), shards=str(tmp_path / "shards"))
 
 
 def test_an_item_that_stalls_is_reported_and_the_others_finish() -> None:

@@ -1,4 +1,5 @@
-"""Video data: readers, clip sampling, transforms, datasets, sample clips and the data module.
+"""Video data: readers, clip sampling, transforms, datasets (files or streamed shards), sample
+clips, ``vtok prepare``'s scanning, and the data module.
 
 Knows nothing of networks or the training loop; its only Lightning import is the data module.
 """
@@ -10,7 +11,9 @@ from vtok.data.images import ImageDataset
 from vtok.data.manifest import VideoInfo
 from vtok.data.readers import VideoDecodeError, open_video, open_video_bytes
 from vtok.data.sampler import EpochSampler
+from vtok.data.shard_split import split_shards
 from vtok.data.sources import list_files, list_records
+from vtok.data.streaming import ShardClipDataset
 from vtok.data.synthetic import synthetic_clip, write_sample_clips
 from vtok.data.writers import write_video
 
@@ -18,6 +21,7 @@ __all__ = [
     "ClipSpec",
     "EpochSampler",
     "ImageDataset",
+    "ShardClipDataset",
     "SkippingDataset",
     "UnusableFileError",
     "VideoClipDataset",
@@ -28,6 +32,7 @@ __all__ = [
     "list_records",
     "open_video",
     "open_video_bytes",
+    "split_shards",
     "synthetic_clip",
     "video_clip",
     "write_sample_clips",
