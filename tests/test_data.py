@@ -17,6 +17,7 @@ from vtok.data import (
     VideoClipDataset,
     list_files,
     open_video,
+    open_video_bytes,
     synthetic_clip,
     write_video,
 )
@@ -193,3 +194,22 @@ def test_datamodule_writes_sample_clips_and_splits_them(tmp_path: Path) -> None:
     assert batch["video"].shape == (1, 3, 5, 32, 48)
     with pytest.raises(ValueError, match="set data.path"):
         VideoDataModule()
+
+
+def test_a_manifests_frame_counts_bound_the_clips_and_videos_open_from_memory(
+    tmp_path: Path, video_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = sorted(video_folder.glob("*.mp4"))[0]  # 20 frames
+    (tmp_path / "list.jsonl").write_text(json.dumps({"path": str(path), "frames": 8, "fps": 12.0}) + "\n")
+    module = VideoDataModule(path=str(tmp_path / "list.jsonl"), val_fraction=0, num_frames=3, fps=6, size=32, num_workers=0)
+    module.setup("fit")
+    requested: list[int] = []
+    read = DecordReader.read
+    monkeypatch.setattr(DecordReader, "read", lambda self, indices: (requested.extend(indices), read(self, indices))[1])
+    for epoch in range(8):
+        module.datasets["train"][(epoch, 0)]
+    # the recorded 12 fps (not the file's 24) sets the stride to 2; starts stay within the 8 recorded frames
+    assert max(requested) <= 7 and {b - a for a, b in zip(requested[::3], requested[1::3])} == {2}
+    from_memory = open_video_bytes(path.read_bytes(), "clip in memory")
+    assert (from_memory.num_frames, from_memory.path) == (20, "clip in memory")
+    assert torch.equal(from_memory.read([0, 19]), open_video(path).read([0, 19]))

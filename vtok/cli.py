@@ -1,4 +1,5 @@
-"""``vtok``: LightningCLI for ``fit | validate | test | predict``, plus vtok's own subcommands.
+"""``vtok``: LightningCLI for ``fit | validate | test | predict``, plus vtok's own subcommands
+(``prepare``, dispatched through :data:`COMMANDS` before LightningCLI sees the arguments).
 
 ``vtok fit`` with no arguments trains on the default config shipped in the package
 (``vtok/configs/default.yaml``, readable as ``configs/default.yaml`` in the repository); a
@@ -33,6 +34,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 # vtok's own subcommands: name -> "module:function(argv)", imported only when used.
 SUBCOMMANDS = {
     "export": "vtok.commands.export:main",
+    "prepare": "vtok.commands.prepare:main",
 }
 
 

@@ -1,15 +1,19 @@
-"""Video data: readers, clip sampling, transforms, datasets, sample clips and the data module.
+"""Video data: readers, clip sampling, transforms, datasets (files or streamed shards), sample
+clips, ``vtok prepare``'s scanning, and the data module.
 
 Knows nothing of networks or the training loop; its only Lightning import is the data module.
 """
 
-from vtok.data.clips import ClipSpec
-from vtok.data.dataset import SkippingDataset, VideoClipDataset
+from vtok.data.clips import ClipSpec, VideoLength
+from vtok.data.dataset import SkippingDataset, VideoClipDataset, video_clip
 from vtok.data.errors import UnusableFileError
 from vtok.data.images import ImageDataset
-from vtok.data.readers import VideoDecodeError, open_video
+from vtok.data.manifest import VideoInfo
+from vtok.data.readers import VideoDecodeError, open_video, open_video_bytes
 from vtok.data.sampler import EpochSampler
-from vtok.data.sources import list_files
+from vtok.data.shard_split import split_shards
+from vtok.data.sources import list_files, list_records
+from vtok.data.streaming import ShardClipDataset
 from vtok.data.synthetic import synthetic_clip, write_sample_clips
 from vtok.data.writers import write_video
 
@@ -17,13 +21,20 @@ __all__ = [
     "ClipSpec",
     "EpochSampler",
     "ImageDataset",
+    "ShardClipDataset",
     "SkippingDataset",
     "UnusableFileError",
     "VideoClipDataset",
     "VideoDecodeError",
+    "VideoInfo",
+    "VideoLength",
     "list_files",
+    "list_records",
     "open_video",
+    "open_video_bytes",
+    "split_shards",
     "synthetic_clip",
+    "video_clip",
     "write_sample_clips",
     "write_video",
 ]

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 
 
 class ClipTooShortError(ValueError):
     """The video holds fewer frames than one clip spans."""
+
+
+class VideoLength(NamedTuple):
+    """What a manifest knows of a video: the frames verified to decode, and its frame rate.
+
+    Clips are drawn within ``frames`` (never beyond what ``vtok prepare`` verified), without
+    trusting the count in the file's header.
+    """
+
+    frames: int
+    fps: float | None = None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> VideoLength | None:
+        """From a manifest line or a shard's metadata; ``None`` when it holds no frame count."""
+        if record.get("frames") in (None, ""):
+            return None
+        fps = record.get("fps")
+        return cls(int(record["frames"]), float(fps) if fps not in (None, "") else None)
 
 
 @dataclass(frozen=True)

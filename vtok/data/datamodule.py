@@ -12,12 +12,13 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torchdata.stateful_dataloader import StatefulDataLoader
 
-from vtok.data.clips import ClipSpec
+from vtok.data.clips import ClipSpec, VideoLength
 from vtok.data.dataset import SkippingDataset, VideoClipDataset
 from vtok.data.images import ImageDataset
 from vtok.data.readers import ReaderBackend
 from vtok.data.sampler import EpochSampler
-from vtok.data.sources import IMAGE_SUFFIXES, list_files
+from vtok.data.sources import IMAGE_SUFFIXES, list_files, list_records
+from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts
 from vtok.data.synthetic import write_sample_clips
 
 log = logging.getLogger(__name__)
@@ -29,15 +30,31 @@ def default_sample_dir() -> Path:
 
 
 class VideoDataModule(LightningDataModule):
-    """Clips from a folder, a glob or a manifest of videos; images in a loader of their own.
+    """Clips from a folder, a glob or a manifest of videos, or streamed from WebDataset shards;
+    images in a loader of their own.
 
     Batches are dicts: ``video`` float ``[B, 3, T, H, W]`` in ``[-1, 1]``, ``index`` (the
     sample's slot), ``source_index`` (the file that filled it) and ``skipped`` (unusable files met
-    while filling it). With ``image_path`` set, training batches are ``{"videos": ..., "images": ...}``.
+    while filling it). Streamed batches have ``key`` (the shard member) instead of the two indices.
+    With ``image_path`` set, training batches are ``{"videos": ..., "images": ...}``.
+
+    Streaming (``shards``): each rank and worker reads its own shards (policy in
+    :mod:`vtok.data.shard_split`); the epoch reaches the stream through
+    :class:`~vtok.data.streaming.EpochLoader`, whose workers are started afresh every epoch;
+    a resumed run restarts each worker at the start of the first shard it had not finished
+    delivering (shuffle buffers keep no state), so resumption is exact to the shard.
 
     Args:
         path: training videos: a folder, a glob pattern, or a CSV/JSONL/TXT manifest of paths.
+            A manifest written by ``vtok prepare`` also gives each file's verified frame count
+            and fps: clips never reach past those frames, and the file's header is not trusted.
             Unset, ``synthetic_videos`` generated sample clips are used instead.
+        shards: training videos streamed from WebDataset tar shards instead of ``path``: a folder
+            of ``.tar`` files (``vtok prepare --shards`` writes ``D/shards``), a brace pattern, or
+            any URL or ``pipe:`` WebDataset opens. Validation then uses ``val_path`` (if set).
+        shard_index: the ``index.json`` with the shards' sample counts (default: beside local
+            shards); with it every rank delivers the same number of batches per epoch.
+        shuffle_buffer: streamed samples each worker holds to shuffle across shards.
         val_path: validation videos; unset, ``val_fraction`` of ``path``'s files are held out.
         image_path: training images (1-frame clips), batched separately from the videos.
         val_fraction: share of files held out for validation when ``val_path`` is unset.
@@ -59,6 +76,9 @@ class VideoDataModule(LightningDataModule):
     def __init__(
         self,
         path: str | None = None,
+        shards: str | None = None,
+        shard_index: str | None = None,
+        shuffle_buffer: int = 64,
         val_path: str | None = None,
         image_path: str | None = None,
         val_fraction: float = 0.1,
@@ -84,9 +104,17 @@ class VideoDataModule(LightningDataModule):
         self.clip = ClipSpec(num_frames, frame_stride, fps)
         if not 0 <= val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-        if path is None and synthetic_videos < 1:
-            raise ValueError("set data.path to your videos, or data.synthetic_videos to train on generated clips")
+        if path is not None and shards is not None:
+            raise ValueError("set data.path (video files) or data.shards (WebDataset shards), not both")
+        if path is None and shards is None and synthetic_videos < 1:
+            raise ValueError(
+                "set data.path to your videos, data.shards to WebDataset shards, "
+                "or data.synthetic_videos to train on generated clips"
+            )
         self.path, self.val_path, self.image_path = path, val_path, image_path
+        if shuffle_buffer < 0:
+            raise ValueError(f"shuffle_buffer must be 0 (no shuffling) or more, got {shuffle_buffer}")
+        self.shards, self.shard_index, self.shuffle_buffer = shards, shard_index, shuffle_buffer
         self.val_fraction = val_fraction
         self.horizontal_flip = horizontal_flip
         self.batch_size = batch_size
@@ -119,45 +147,109 @@ class VideoDataModule(LightningDataModule):
 
     def prepare_data(self) -> None:
         """Writes the generated sample clips once per machine (Lightning runs this on local rank 0)."""
-        if self.path is None:
+        if self.path is None and self.shards is None:
             folder = self._synthetic_folder()
             log.info("writing %d generated sample clips to %s", self.synthetic_videos, folder)
             write_sample_clips(folder, self.synthetic_videos, self._synthetic_frames(), *self._synthetic_size(), seed=self.seed)
 
-    def _split(self) -> tuple[list[str], list[str]]:
-        files = list_files(self.path if self.path is not None else self._synthetic_folder())
-        if not files:
+    def _split(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        records = list_records(self.path if self.path is not None else self._synthetic_folder())
+        if not records:
             raise ValueError(f"no video files found in {self.path!r}")
         if self.val_path is not None:
-            return files, list_files(self.val_path)
-        held_out = round(len(files) * self.val_fraction) if len(files) > 1 else 0
-        if self.val_fraction > 0 and len(files) > 1:
+            return records, list_records(self.val_path)
+        held_out = round(len(records) * self.val_fraction) if len(records) > 1 else 0
+        if self.val_fraction > 0 and len(records) > 1:
             held_out = max(held_out, 1)
-        order = torch.randperm(len(files), generator=torch.Generator().manual_seed(self.seed)).tolist()
-        return [files[i] for i in order[held_out:]], sorted(files[i] for i in order[:held_out])
+        order = torch.randperm(len(records), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        val = sorted((records[i] for i in order[:held_out]), key=lambda record: record["path"])
+        return [records[i] for i in order[held_out:]], val
+
+    def _clips(self, records: list[dict[str, Any]], train: bool) -> VideoClipDataset:
+        """Clips from the files of ``records``; a manifest's verified frame counts and fps bound the clips."""
+        return VideoClipDataset(
+            [record["path"] for record in records],
+            self.clip,
+            size=self.size,
+            backend=self.backend,
+            lengths=[VideoLength.from_record(record) for record in records],
+            train=train,
+            seed=self.seed,
+            horizontal_flip=self.horizontal_flip,
+        )
 
     def setup(self, stage: str | None = None) -> None:
         """Lists and splits the files, and fails here, before training, when none is usable."""
         if self.datasets:
             return
-        train_files, val_files = self._split()
-        common = dict(size=self.size, seed=self.seed, horizontal_flip=self.horizontal_flip)
-        self.datasets["train"] = VideoClipDataset(train_files, self.clip, backend=self.backend, train=True, **common)
-        if val_files:
-            self.datasets["val"] = VideoClipDataset(val_files, self.clip, backend=self.backend, train=False, **common)
+        if self.shards is not None:
+            self.datasets["train"] = self._stream()
+            if self.val_path is not None:
+                self.datasets["val"] = self._clips(list_records(self.val_path), train=False)
+        else:
+            train_records, val_records = self._split()
+            self.datasets["train"] = self._clips(train_records, train=True)
+            if val_records:
+                self.datasets["val"] = self._clips(val_records, train=False)
         if self.image_path is not None:
             image_files = list_files(self.image_path, IMAGE_SUFFIXES)
             if not image_files:
                 raise ValueError(f"no image files found in {self.image_path!r}")
-            self.datasets["images"] = ImageDataset(image_files, train=True, **common)
+            self.datasets["images"] = ImageDataset(
+                image_files, size=self.size, train=True, seed=self.seed, horizontal_flip=self.horizontal_flip
+            )
         for name, dataset in self.datasets.items():
+            if isinstance(dataset, ShardClipDataset):
+                continue  # a stream is checked as it is read: unusable members are skipped and counted
             _, errors = dataset.first_usable()  # raises ValueError when no file is usable
             for error in errors:
                 self._record(error.path, error.reason, count=False)
             log.info("%s: %d files", name, len(dataset))
 
+    def _stream(self) -> ShardClipDataset:
+        shards = expand_shards(self.shards)
+        counts = shard_counts(shards, self.shard_index)
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if counts is None and world > 1:
+            log.warning(
+                "the shards' sample counts are unknown (no index.json): %d ranks may end an epoch at different "
+                "steps and wait for each other; set data.shard_index to the index vtok prepare wrote",
+                world,
+            )
+        if len(shards) < world * max(self.num_workers, 1):
+            log.warning(
+                "%d shards for %d ranks x %d workers: some workers idle or shards are read twice per epoch; "
+                "write smaller shards (vtok prepare --shard-size)",
+                len(shards), world, max(self.num_workers, 1),
+            )  # fmt: skip
+        log.info("train: %d shards%s", len(shards), f", {sum(counts)} samples" if counts else "")
+        return ShardClipDataset(
+            shards,
+            self.clip,
+            self.size,
+            train=True,
+            seed=self.seed,
+            horizontal_flip=self.horizontal_flip,
+            backend=self.backend,
+            shuffle_buffer=self.shuffle_buffer,
+            counts=counts,
+            batch_size=self.batch_size,
+        )
+
+    def _current_epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
     def _loader(self, name: str, batch_size: int, shuffle: bool) -> StatefulDataLoader:
         dataset = self.datasets[name]
+        if isinstance(dataset, ShardClipDataset):
+            return EpochLoader(
+                dataset,
+                epoch=self._current_epoch,
+                batch_size=batch_size,
+                num_workers=self.num_workers,
+                drop_last=True,
+                pin_memory=torch.cuda.is_available(),
+            )
         return StatefulDataLoader(
             dataset,
             batch_size=batch_size,

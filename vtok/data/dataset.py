@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from vtok.data.clips import ClipSpec, ClipTooShortError
+from vtok.data.clips import ClipSpec, ClipTooShortError, VideoLength
 from vtok.data.errors import UnusableFileError
-from vtok.data.readers import ReaderBackend, open_video
+from vtok.data.readers import ReaderBackend, VideoReader, open_video
 from vtok.data.seeding import sample_generator
 from vtok.data.transforms import frames_to_clip
 
@@ -76,7 +76,7 @@ class SkippingDataset(Dataset, ABC):
                 video = self.load(candidate, generator)
             except UnusableFileError as error:
                 self._bad[candidate] = error.reason
-                skipped.append(f"{error.path}\t{error.reason}")
+                skipped.append(error.note)
                 continue
             return {"video": video, "index": index, "source_index": candidate, "skipped": "\n".join(skipped)}
         raise RuntimeError(
@@ -106,6 +106,38 @@ class SkippingDataset(Dataset, ABC):
         raise ValueError(f"none of the {len(self.files)} files gives a usable sample:\n  {reasons}{more}")
 
 
+def video_clip(
+    reader: VideoReader,
+    clip: ClipSpec,
+    size: tuple[int, int],
+    generator: torch.Generator | None,
+    horizontal_flip: bool = False,
+    length: VideoLength | None = None,
+) -> torch.Tensor:
+    """One clip ``[3, T, H, W]`` from an opened video: the one way files and shard members become samples.
+
+    Args:
+        reader: the opened video.
+        clip: number of frames and stride or target fps.
+        size: output ``(height, width)``.
+        generator: draws the clip start, crop and flip; ``None`` gives the centred clip.
+        horizontal_flip: random left-right flips (with a generator).
+        length: frames verified by ``vtok prepare`` (and the fps it recorded): clips stay within
+            them whatever the file's header claims.
+
+    Raises:
+        UnusableFileError: the video is too short for one clip, or its frames do not decode.
+    """
+    frames, fps = reader.num_frames, reader.fps
+    if length is not None:
+        frames, fps = min(frames, length.frames), length.fps or fps
+    try:
+        indices = clip.frame_indices(frames, fps, generator)
+    except ClipTooShortError as error:
+        raise UnusableFileError(reader.path, str(error)) from None
+    return frames_to_clip(reader.read(indices), size, generator, horizontal_flip)
+
+
 class VideoClipDataset(SkippingDataset):
     """Clips of ``clip.num_frames`` frames from video files, decoded with decord (or PyAV).
 
@@ -114,21 +146,27 @@ class VideoClipDataset(SkippingDataset):
         clip: number of frames and stride or target fps.
         size: output ``(height, width)``.
         backend: ``"auto"`` (decord when installed), ``"decord"`` or ``"pyav"``.
+        lengths: per file, the verified frame count and fps from a manifest (``None`` where
+            unknown); clips never reach past them.
         **kwargs: see :class:`SkippingDataset`.
     """
 
     def __init__(
-        self, files: Sequence[str], clip: ClipSpec, size: tuple[int, int], backend: ReaderBackend = "auto", **kwargs
+        self,
+        files: Sequence[str],
+        clip: ClipSpec,
+        size: tuple[int, int],
+        backend: ReaderBackend = "auto",
+        lengths: Sequence[VideoLength | None] | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(files, size, **kwargs)
+        if lengths is not None and len(lengths) != len(self.files):
+            raise ValueError(f"got {len(lengths)} lengths for {len(self.files)} files")
         self.clip = clip
         self.backend = backend
+        self.lengths = list(lengths) if lengths is not None else [None] * len(self.files)
 
     def load(self, index: int, generator: torch.Generator | None) -> torch.Tensor:
-        path = self.files[index]
-        reader = open_video(path, self.backend)  # opened here, inside the worker process
-        try:
-            indices = self.clip.frame_indices(reader.num_frames, reader.fps, generator)
-        except ClipTooShortError as error:
-            raise UnusableFileError(path, str(error)) from None
-        return frames_to_clip(reader.read(indices), self.size, generator, self.horizontal_flip)
+        reader = open_video(self.files[index], self.backend)  # opened here, inside the worker process
+        return video_clip(reader, self.clip, self.size, generator, self.horizontal_flip, self.lengths[index])

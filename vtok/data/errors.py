@@ -17,3 +17,8 @@ class UnusableFileError(Exception):
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+
+    @property
+    def note(self) -> str:
+        """One ``path<TAB>reason`` line: how a sample tells the main process what it skipped."""
+        return f"{self.path}\t{self.reason}"

@@ -1,13 +1,14 @@
 """Video readers: decord first, PyAV where decord has no wheel (it ships for x86-64 Linux only).
 
-A reader is opened per file inside the process that uses it (a data-loader worker), never shared
-across a fork. Every failure to open or decode is raised as :class:`VideoDecodeError` with the
+A reader is opened per file (or per shard member held in memory) inside the process that uses
+it (a data-loader worker), never shared across a fork. Every failure to open or decode is raised as :class:`VideoDecodeError` with the
 path and the reason, so the dataset can skip the file and count it.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import io
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -19,6 +20,11 @@ import torch
 from vtok.data.errors import UnusableFileError
 
 ReaderBackend = Literal["auto", "decord", "pyav"]
+VideoSource = str | Path | bytes  # a file, or a whole encoded file in memory (a shard member)
+
+
+def _openable(source: VideoSource) -> str | io.BytesIO:
+    return io.BytesIO(source) if isinstance(source, bytes) else str(source)
 
 
 class VideoDecodeError(UnusableFileError):
@@ -28,6 +34,7 @@ class VideoDecodeError(UnusableFileError):
 class VideoReader(Protocol):
     """Random access to the frames of one video file."""
 
+    path: str  # what errors call it
     num_frames: int
     fps: float
     height: int
@@ -41,13 +48,13 @@ class VideoReader(Protocol):
 class DecordReader:
     """decord's ``VideoReader`` on the CPU, one decoding thread (parallelism comes from workers)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, source: VideoSource, name: str | None = None) -> None:
         import decord
 
         decord.logging.set_level(decord.logging.QUIET)  # vtok reports bad files itself, once each
-        self.path = str(path)
+        self.path = path = name or str(source)
         try:
-            self._reader = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=1)
+            self._reader = decord.VideoReader(_openable(source), ctx=decord.cpu(0), num_threads=1)
             self.num_frames = len(self._reader)
             self.fps = float(self._reader.get_avg_fps())
             first = self._reader[0].shape if self.num_frames else (0, 0, 3)
@@ -70,12 +77,13 @@ class DecordReader:
 class PyAVReader:
     """PyAV decoding from the start of the file up to the last wanted frame (the portable fallback)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, source: VideoSource, name: str | None = None) -> None:
         import av
 
-        self.path = str(path)
+        self.path = path = name or str(source)
+        self._source = source
         try:
-            with av.open(self.path) as container:
+            with av.open(_openable(source)) as container:
                 if not container.streams.video:
                     raise VideoDecodeError(path, "it has no video stream")
                 stream = container.streams.video[0]
@@ -96,7 +104,7 @@ class PyAVReader:
         wanted = sorted(set(indices))
         found: dict[int, np.ndarray] = {}
         try:
-            with av.open(self.path) as container:
+            with av.open(_openable(self._source)) as container:
                 for position, frame in enumerate(container.decode(video=0)):
                     if position in wanted:
                         found[position] = frame.to_ndarray(format="rgb24")
@@ -130,17 +138,18 @@ class FallbackReader:
     four channels); a file is only unusable when neither decoder can read it.
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
+    def __init__(self, source: VideoSource, name: str | None = None) -> None:
+        self.path = name or str(source)
+        self._source = source
         try:
-            self._primary: VideoReader | None = DecordReader(path)
+            self._primary: VideoReader | None = DecordReader(source, self.path)
             probe: VideoReader = self._primary
         except VideoDecodeError as decord_error:
             self._primary = None
             try:
-                probe = PyAVReader(path)
+                probe = PyAVReader(source, self.path)
             except VideoDecodeError as pyav_error:
-                raise VideoDecodeError(path, f"{decord_error.reason}; {pyav_error.reason}") from None
+                raise VideoDecodeError(self.path, f"{decord_error.reason}; {pyav_error.reason}") from None
         self.num_frames, self.fps = probe.num_frames, probe.fps
         self.height, self.width = probe.height, probe.width
 
@@ -151,10 +160,10 @@ class FallbackReader:
             except VideoDecodeError as decord_error:
                 self._primary = None
                 try:
-                    return PyAVReader(self.path).read(indices)
+                    return PyAVReader(self._source, self.path).read(indices)
                 except VideoDecodeError as pyav_error:
                     raise VideoDecodeError(self.path, f"{decord_error.reason}; {pyav_error.reason}") from None
-        return PyAVReader(self.path).read(indices)
+        return PyAVReader(self._source, self.path).read(indices)
 
 
 def open_video(path: str | Path, backend: ReaderBackend = "auto") -> VideoReader:
@@ -168,8 +177,28 @@ def open_video(path: str | Path, backend: ReaderBackend = "auto") -> VideoReader
         raise VideoDecodeError(path, "no such file")
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "the file is empty (0 bytes)")
+    return _open(path, str(path), backend)
+
+
+def open_video_bytes(data: bytes, name: str, backend: ReaderBackend = "auto") -> VideoReader:
+    """Opens a whole encoded video held in memory (e.g. a WebDataset shard member), like :func:`open_video`.
+
+    Args:
+        data: the bytes of the file.
+        name: what errors call it (e.g. ``shard.tar#key``).
+        backend: see :func:`open_video`.
+
+    Raises:
+        VideoDecodeError: the bytes are empty, not a video, or undecodable.
+    """
+    if not data:
+        raise VideoDecodeError(name, "the file is empty (0 bytes)")
+    return _open(data, name, backend)
+
+
+def _open(source: VideoSource, name: str, backend: ReaderBackend) -> VideoReader:
     if backend == "decord":
-        return DecordReader(path)
+        return DecordReader(source, name)
     if backend == "auto" and decord_available():
-        return FallbackReader(path)
-    return PyAVReader(path)
+        return FallbackReader(source, name)
+    return PyAVReader(source, name)

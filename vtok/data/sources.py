@@ -6,6 +6,7 @@ import csv
 import glob
 import json
 from pathlib import Path
+from typing import Any
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
@@ -13,7 +14,13 @@ MANIFEST_SUFFIXES = frozenset({".csv", ".jsonl", ".txt"})
 
 
 def list_files(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) -> list[str]:
-    """The sorted files named by ``source``.
+    """The files named by ``source``: sorted, or in a manifest's order (see :func:`list_records`)."""
+    return [record["path"] for record in list_records(source, suffixes)]
+
+
+def list_records(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) -> list[dict[str, Any]]:
+    """One record per file named by ``source``: ``{"path": ...}``, plus the other fields of a
+    manifest's line or row (``frames``, ``fps``, ... as ``vtok prepare`` writes them).
 
     Args:
         source: a folder (searched recursively for ``suffixes``), a glob pattern (``**`` allowed),
@@ -28,35 +35,39 @@ def list_files(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) ->
     """
     text = str(source)
     path = Path(text).expanduser()
-    if path.is_dir():
-        return sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
     if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
         return _read_manifest(path)
-    if path.is_file():
-        return [str(path)]
-    if glob.has_magic(text):
-        return sorted(p for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
-    raise FileNotFoundError(f"data source {text!r} is not a folder, a file, a manifest or a glob pattern that exists")
+    if path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    elif path.is_file():
+        files = [str(path)]
+    elif glob.has_magic(text):
+        files = sorted(p for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+    else:
+        raise FileNotFoundError(f"data source {text!r} is not a folder, a file, a manifest or a glob pattern that exists")
+    return [{"path": file} for file in files]
 
 
-def _read_manifest(path: Path) -> list[str]:
-    root = path.parent
+def _read_manifest(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     with path.open(newline="") as handle:
         if suffix == ".txt":
-            entries = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+            records = [{"path": line.strip()} for line in handle if line.strip() and not line.startswith("#")]
         elif suffix == ".csv":
             reader = csv.DictReader(handle)
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise ValueError(f"manifest {path} has no 'path' column (columns: {reader.fieldnames})")
-            entries = [row["path"] for row in reader]
+            records = list(reader)
         else:
-            entries = []
+            records = []
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
                 record = json.loads(line)
                 if "path" not in record:
                     raise ValueError(f"manifest {path}, line {number}, has no 'path' field")
-                entries.append(record["path"])
-    return [str(root / entry) if not Path(entry).is_absolute() else entry for entry in entries]
+                records.append(record)
+    for record in records:
+        if not Path(record["path"]).is_absolute():
+            record["path"] = str(path.parent / record["path"])
+    return records

@@ -2,36 +2,62 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import torch
 
 
-def write_video(path: str | Path, frames: torch.Tensor, fps: float = 24.0, crf: int = 18) -> Path:
-    """Writes uint8 RGB frames ``[T, H, W, 3]`` (H and W even) to ``path``.
+def write_video(
+    path: str | Path,
+    frames: torch.Tensor | Iterable[np.ndarray],
+    fps: float = 24.0,
+    crf: int = 18,
+    keyframe_interval: int | None = None,
+) -> Path:
+    """Writes uint8 RGB frames (H and W even) to ``path``.
 
     Args:
         path: output file; parent folders are created.
-        frames: the frames.
+        frames: a ``[T, H, W, 3]`` tensor, or an iterable of ``[H, W, 3]`` arrays (streamed, so a
+            long video need not be held in memory).
         fps: frame rate written in the container.
         crf: H.264 constant rate factor (lower is better quality; 18 is visually lossless).
+        keyframe_interval: at most this many frames between keyframes (the encoder's default,
+            250 for x264, when unset). Short intervals make random access to clips cheap.
     """
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
-        raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
-    height, width = frames.shape[1:3]
+    if isinstance(frames, torch.Tensor):
+        if frames.ndim != 4:
+            raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
+        frames = frames.contiguous().numpy()
+    arrays = iter(frames)
+    first = next(arrays, None)
+    if first is None:
+        raise ValueError(f"no frames to write to {path}")
+    first = np.asarray(first)
+    if first.ndim != 3 or first.shape[-1] != 3 or first.dtype != np.uint8:
+        raise ValueError(f"expected uint8 frames [T, H, W, 3], got {first.dtype} frames of shape {first.shape}")
+    height, width = first.shape[:2]
     if height % 2 or width % 2:
         raise ValueError(f"H.264 needs even height and width, got {height}x{width}")
+    if keyframe_interval is not None and keyframe_interval < 1:
+        raise ValueError(f"keyframe_interval must be at least 1, got {keyframe_interval}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if keyframe_interval is not None:
+            stream.codec_context.gop_size = keyframe_interval
         if codec == "libx264":
             stream.options = {"crf": str(crf), "preset": "veryfast"}
-        for array in frames.contiguous().numpy():
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        for array in itertools.chain([first], arrays):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(array), format="rgb24")))
         container.mux(stream.encode())
     return path
+

@@ -1,0 +1,290 @@
+"""vtok prepare: verified manifests, resumable scans, re-encoding, and shards streamed into training."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections import Counter
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import pytest
+import torch
+import webdataset as wds
+
+from tests.conftest import write_broken_files
+from vtok.cli import main as vtok_main
+from vtok.data import ClipSpec, ShardClipDataset, open_video, synthetic_clip, write_sample_clips
+from vtok.data.datamodule import VideoDataModule
+from vtok.data.manifest import read_jsonl
+from vtok.data.readers import DecordReader, VideoDecodeError
+from vtok.data.scan_pool import STALLED, run_with_deadlines
+from vtok.data.shard_split import sample_quotas, split_shards
+from vtok.data.streaming import EpochLoader, expand_shards, shard_counts
+from vtok.commands.prepare import main as prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["--no-progress"]
+
+
+def _names(records: list[dict]) -> list[str]:
+    return sorted(Path(record.get("source", record["path"])).name for record in records)
+
+
+@pytest.fixture(scope="module")
+def shard_dir(tmp_path_factory: pytest.TempPathFactory, video_folder: Path) -> Path:
+    """``vtok prepare --shards`` over the eight good clips: a manifest, and four shards of two samples."""
+    out = tmp_path_factory.mktemp("prepared")
+    prepare(["--data", str(video_folder), "--out", str(out), "--shards", "--shard-size", "0.02", "--workers", "2", *QUIET])
+    return out
+
+
+def test_prepare_accepts_exactly_the_good_files_and_a_second_run_decodes_nothing(
+    mixed_folder: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    folder, broken = mixed_folder
+    out = tmp_path / "prepared"
+    args = ["prepare", "--data", str(folder), "--out", str(out), "--min-frames", "9", "--workers", "2", *QUIET]
+    vtok_main(args)  # the console script's entry point
+    assert "4 accepted, 5 rejected" in capsys.readouterr().out
+    manifest, rejected = read_jsonl(out / "manifest.jsonl"), read_jsonl(out / "rejected.jsonl")
+    assert _names(manifest) == sorted(p.name for p in folder.glob("sample_*.mp4"))
+    for record in manifest:
+        assert (record["frames"], record["fps"], record["width"], record["height"]) == (20, 24.0, 64, 40)
+        assert record["duration"] == pytest.approx(20 / 24, abs=1e-3)
+        assert record["codec"] == "h264" and record["keyframe_interval"] == 20  # x264's default: one keyframe
+        assert "reported_frames" not in record
+    reasons = {Path(record["path"]).name: record["reason"] for record in rejected}
+    assert set(reasons) == set(broken)
+    assert "empty" in reasons["empty.mp4"] and "too short: 3 frames" in reasons["short.mp4"]
+
+    def no_decoding(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a file already in the manifest or the rejected list was decoded again")
+
+    monkeypatch.setattr("vtok.data.prepare.probe_video", no_decoding)
+    summary = prepare([*args[1:], "--workers", "0"])  # decoding here, in this process, would hit no_decoding
+    assert (summary.found, summary.known, summary.probed, summary.accepted, summary.rejected) == (9, 9, 0, 0, [])
+    assert read_jsonl(out / "manifest.jsonl") == manifest and read_jsonl(out / "rejected.jsonl") == rejected
+
+    monkeypatch.undo()  # a new file: only it is decoded
+    write_sample_clips(folder / "new", count=1, frames=12, height=40, width=64, seed=9)
+    summary = prepare(args[1:])
+    assert (summary.probed, summary.accepted, summary.manifest_total) == (1, 1, 5)
+
+
+def _write_faststart(path: Path, frames: int) -> Path:
+    """An H.264 mp4 with the index (moov) before the frames (mdat), as streaming sites serve them."""
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=Fraction(24))
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for array in synthetic_clip(frames, 48, 64, seed=4).numpy():
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_a_file_whose_header_promises_missing_frames_is_cut_to_the_frames_that_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    whole = _write_faststart(folder / "cut.mp4", 40).read_bytes()
+    for cut in (10, 40, 5, 60, 1):  # decord refuses to open some cuts outright (PyAV then reads them)
+        path = folder / "cut.mp4"
+        path.write_bytes(whole[:-cut])  # the tail of the mdat is gone; the moov still lists 40 frames
+        try:
+            reader = DecordReader(path)
+            break
+        except VideoDecodeError:
+            continue
+    assert reader.num_frames == 40  # decord believes the header...
+    with pytest.raises(VideoDecodeError):
+        reader.read([39])  # ...and cannot give the last frame
+
+    prepare(["--data", str(folder), "--out", str(tmp_path / "out"), "--workers", "0", *QUIET])
+    (record,) = read_jsonl(tmp_path / "out" / "manifest.jsonl")
+    usable = record["frames"]
+    assert record["reported_frames"] == 40 and 30 <= usable < 40
+    assert open_video(path).read([usable - 1]).shape[0] == 1
+    with pytest.raises(VideoDecodeError):
+        open_video(path).read([usable])
+
+    requested: list[int] = []
+
+    def spying_open_video(file: str, backend: str = "auto"):  # noqa: ANN202
+        opened = open_video(file, backend)
+        read = opened.read
+        opened.read = lambda indices: (requested.extend(indices), read(indices))[1]
+        return opened
+
+    monkeypatch.setattr("vtok.data.dataset.open_video", spying_open_video)
+    # clips of usable - 1 frames: within the 40 frames the header claims, they would reach frame 39
+    module = VideoDataModule(path=str(tmp_path / "out" / "manifest.jsonl"), val_fraction=0, num_frames=usable - 1, size=32, num_workers=0)
+    module.setup("fit")
+    loader = module.train_dataloader()
+    for _ in range(12):  # each pass over the loader is the next epoch
+        for batch in loader:
+            module.on_after_batch_transfer(batch, 0)
+    assert requested and max(requested) < usable
+    assert max(requested) == usable - 1, "the random starts reach the last verified frame"
+    assert module.skipped_files == {}
+
+
+def test_a_manifest_line_whose_file_is_gone_is_skipped_with_a_warning(
+    shard_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines = read_jsonl(shard_dir / "manifest.jsonl")[:3]
+    lines.append({**lines[0], "path": str(tmp_path / "gone.mp4")})
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    module = VideoDataModule(path=str(tmp_path / "manifest.jsonl"), val_fraction=0, num_frames=5, size=32, batch_size=2, num_workers=0)
+    module.setup("fit")
+    batches = [module.on_after_batch_transfer(batch, 0) for batch in module.train_dataloader()]
+    assert [b["video"].shape[0] for b in batches] == [2, 2]
+    assert module.skipped_files == {str(tmp_path / "gone.mp4"): "no such file"}
+    assert any("gone.mp4" in r.message and "no such file" in r.message for r in caplog.records)
+
+
+def test_reencoding_shortens_the_keyframe_interval_and_scales_the_short_side(video_folder: Path, tmp_path: Path) -> None:
+    sources = sorted(video_folder.glob("*.mp4"))[:2]
+    (tmp_path / "list.txt").write_text("".join(f"{p}\n" for p in sources))
+    out = tmp_path / "out"
+    prepare(["--data", str(tmp_path / "list.txt"), "--out", str(out), "--reencode", "--short-side", "32", "--keyframe-interval", "4", "--workers", "0", *QUIET])
+    records = read_jsonl(out / "manifest.jsonl")
+    assert _names(records) == sorted(p.name for p in sources)
+    for record in records:
+        assert record["path"].startswith("videos/") and (out / record["path"]).is_file()
+        assert (record["frames"], record["height"], record["width"]) == (20, 32, 52)  # 40x64 -> short side 32
+        assert record["keyframe_interval"] <= 4
+        assert open_video(out / record["path"]).read([19]).shape == (1, 32, 52, 3)
+
+
+def test_shards_hold_the_manifest_and_a_corrupt_member_is_skipped_and_counted(shard_dir: Path, tmp_path: Path) -> None:
+    shards = expand_shards(str(shard_dir / "shards"))
+    assert [Path(s).name for s in shards] == [f"shard-{i:06d}.tar" for i in range(4)]
+    assert shard_counts(shards) == [2, 2, 2, 2]
+    members = list(wds.WebDataset(shards, shardshuffle=False))
+    assert sorted(m["__key__"] for m in members) == sorted(k for k in {m["__key__"] for m in members})
+    assert {json.loads(m["json"])["frames"] for m in members} == {20} and all(m["mp4"][4:8] == b"ftyp" for m in members)
+    # a later run with nothing new writes no shard
+    assert prepare(["--data", str(shard_dir / "manifest.jsonl"), "--out", str(shard_dir), "--shards", *QUIET]).shards_written == 0
+
+    good = members[0]
+    with wds.TarWriter(str(tmp_path / "bad.tar")) as writer:
+        writer.write({"__key__": "broken", "mp4": b"\x00\x00\x00\x18ftypmp42 not really a video", "json": {"frames": 20}})
+        writer.write({"__key__": "fine", "mp4": good["mp4"], "json": json.loads(good["json"])})
+        writer.write({"__key__": "nothing", "txt": b"no video here"})
+    module = VideoDataModule(shards=str(tmp_path / "bad.tar"), num_frames=5, size=32, batch_size=1, num_workers=0)
+    module.setup("fit")
+    batches = [module.on_after_batch_transfer(batch, 0) for batch in module.train_dataloader()]
+    assert [b["key"] for b in batches] == [["fine"]]
+    assert sorted(path.split("#")[-1] for path in module.skipped_files) == ["broken", "nothing"]
+    assert module.pop_epoch_skips() == 2
+
+
+def test_the_split_gives_each_shard_to_exactly_one_rank_and_worker() -> None:
+    shards = [f"shard-{i}.tar" for i in range(8)]
+    owners = {}
+    for epoch in (0, 1):
+        owners[epoch] = {}
+        for rank in range(2):
+            for worker in range(2):
+                for shard in split_shards(shards, rank, 2, worker, 2, epoch=epoch, seed=3):
+                    owners[epoch].setdefault(shard, []).append((rank, worker))
+        assert sorted(owners[epoch]) == sorted(shards)
+        assert all(len(readers) == 1 for readers in owners[epoch].values())
+        assert Counter(r for readers in owners[epoch].values() for r in readers) == {(r, w): 2 for r in range(2) for w in range(2)}
+    assert owners[0] != owners[1], "the assignment changes every epoch"
+    assert split_shards(shards, 1, 2, 0, 2, epoch=5, shuffle=False) == ["shard-1.tar", "shard-5.tar"]
+
+    # five shards on two ranks: the order is padded to six, so one shard is read twice and each rank reads three
+    reads = Counter(s for r in range(2) for w in range(2) for s in split_shards(shards[:5], r, 2, w, 2))
+    assert set(reads) == set(shards[:5]) and sorted(reads.values()) == [1, 1, 1, 1, 2]
+    assert [sum(len(split_shards(shards[:5], r, 2, w, 2)) for w in range(2)) for r in range(2)] == [3, 3]
+    # uneven shard sizes: every rank still gives the same number of full batches
+    quotas = sample_quotas([7, 7, 7, 7, 3], world=2, workers=2, batch_size=2)
+    assert sum(quotas[0]) == sum(quotas[1]) > 0 and all(q % 2 == 0 for row in quotas for q in row)
+
+
+def test_streamed_samples_reach_exactly_one_rank_and_worker(shard_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shards = expand_shards(str(shard_dir / "shards"))
+    readers: dict[str, list[tuple[int, int]]] = {}
+    for rank in range(2):
+        for worker in range(2):
+            # webdataset's pytorch_worker_info reads these before torch.distributed and the worker info
+            for name, value in {"RANK": rank, "WORLD_SIZE": 2, "WORKER": worker, "NUM_WORKERS": 2}.items():
+                monkeypatch.setenv(name, str(value))
+            dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), seed=1, counts=shard_counts(shards), batch_size=2)
+            dataset.set_epoch(1)
+            for sample in dataset:
+                readers.setdefault(sample["key"], []).append((rank, worker))
+    assert len(readers) == 8 and all(len(r) == 1 for r in readers.values())
+
+
+def test_the_epoch_reseeds_the_stream_and_workers_do_not_change_the_clips(shard_dir: Path) -> None:
+    shards = expand_shards(str(shard_dir / "shards"))
+    dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), seed=1, horizontal_flip=True)
+
+    def epoch_clips(epoch: int, workers: int) -> dict[str, torch.Tensor]:
+        loader = EpochLoader(dataset, epoch=lambda: epoch, batch_size=1, num_workers=workers)
+        return {batch["key"][0]: batch["video"][0] for batch in loader}
+
+    first, again, second = epoch_clips(0, 0), epoch_clips(0, 2), epoch_clips(1, 0)
+    assert sorted(first) == sorted(second) and len(first) == 8
+    assert all(torch.equal(first[key], again[key]) for key in first)
+    assert any(not torch.equal(first[key], second[key]) for key in first)
+
+
+def test_a_resumed_stream_restarts_at_a_shard_and_loses_no_sample(shard_dir: Path) -> None:
+    shards = expand_shards(str(shard_dir / "shards"))
+    dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), train=False)
+    stream = iter(dataset)
+    seen = [next(stream)["key"] for _ in range(3)]
+    state = dataset.state_dict()
+    assert state["shard"] == 1 and state["yielded"] == 3  # shard 1's second sample was read, not delivered
+    resumed = ShardClipDataset(shards, ClipSpec(5), (32, 32), train=False)
+    resumed.load_state_dict(state)
+    rest = [sample["key"] for sample in resumed]
+    assert rest[:1] == seen[2:] and len(rest) == 6  # shard 1 again (one sample delivered twice), then 2 and 3
+
+    # with a shuffle buffer holding samples of several shards, the restart goes back far enough
+    dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), shuffle_buffer=6)
+    stream = iter(dataset)
+    seen = [next(stream)["key"] for _ in range(3)]
+    resumed = ShardClipDataset(shards, ClipSpec(5), (32, 32), shuffle_buffer=6)
+    resumed.load_state_dict(dataset.state_dict())
+    assert set(seen) | {sample["key"] for sample in resumed} == {m["__key__"] for m in wds.WebDataset(shards, shardshuffle=False)}
+
+
+def test_fit_streams_shards_with_two_workers_through_the_cli(shard_dir: Path, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "vtok.cli", "fit", "--data.shards", str(shard_dir / "shards"),
+         "--trainer.max_steps", "3", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+         "--trainer.default_root_dir", str(tmp_path / "run"),
+         "--model.autoencoder.block_out_channels", "[8,16]", "--model.autoencoder.latent_channels", "4",
+         "--data.num_frames", "5", "--data.size", "32", "--data.num_workers", "2"],  # fmt: skip
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["vtok"]["batch_step"] == 3
+
+
+def test_bad_input_is_a_clear_error_never_a_crash(tmp_path: Path, video_folder: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        vtok_main(["prepare", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "out"), *QUIET])
+    assert exit_info.value.code == 2 and "no video files found" in capsys.readouterr().err
+    write_broken_files(tmp_path / "bad", sorted(video_folder.glob("*.mp4"))[0])
+    with pytest.raises(ValueError, match="none of the 5 files .* is usable"):
+        prepare(["--data", str(tmp_path / "bad"), "--out", str(tmp_path / "out"), "--min-frames", "9", *QUIET])
+    with pytest.raises(ValueError, match="not both"):
+        VideoDataModule(path=str(video_folder), shards=str(tmp_path / "shards"))
+
+
+def test_an_item_that_stalls_is_reported_and_the_others_finish() -> None:
+    # time.sleep stands in for a decoder stuck in C code: the pool is replaced, the rest carries on
+    results = dict(run_with_deadlines(time.sleep, [0.1, 30.0, 0.2, 0.3], workers=2, timeout=1.5))
+    assert results == {0.1: None, 30.0: STALLED, 0.2: None, 0.3: None}

@@ -1,0 +1,79 @@
+"""``vtok prepare --data P --out D``: verify, describe and optionally re-encode or shard a dataset.
+
+The work is in :mod:`vtok.data.prepare`; this is the command line around it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from typing import get_args
+
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from vtok.data.prepare import PrepareOptions, PrepareSummary, prepare_dataset
+from vtok.data.readers import ReaderBackend
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = PrepareOptions()
+    parser = argparse.ArgumentParser(
+        prog="vtok prepare",
+        description=(
+            "Check that every video decodes the way training reads it, and write D/manifest.jsonl (path, "
+            "verified frames, fps, size, duration, codec, keyframe interval) and D/rejected.jsonl (path, "
+            "reason). Train with --data.path D/manifest.jsonl, or --data.shards D/shards after --shards. "
+            "A second run skips the files already listed."
+        ),
+    )
+    parser.add_argument("--data", required=True, help="a folder, a glob pattern or a manifest (.jsonl/.csv/.txt) of videos")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="decoding processes; 0 decodes in this process (default: %(default)s)")
+    parser.add_argument("--backend", choices=get_args(ReaderBackend), default=defaults.backend, help="video reader, as in training (default: %(default)s)")
+    parser.add_argument("--min-frames", type=int, default=defaults.min_frames, help="reject videos with fewer decodable frames, e.g. one clip's span (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=defaults.timeout, help="seconds one file may take before it is rejected as stalled (default: %(default)s)")
+    parser.add_argument("--reencode", action="store_true", help="re-encode accepted videos to D/videos as H.264 with short keyframe intervals")
+    parser.add_argument("--short-side", type=int, default=None, help="with --reencode: scale the short side to N pixels (never enlarges)")
+    parser.add_argument("--keyframe-interval", type=int, default=defaults.keyframe_interval, help="with --reencode: at most N frames between keyframes (default: %(default)s)")
+    parser.add_argument("--crf", type=int, default=defaults.crf, help="with --reencode: H.264 quality, lower is better (default: %(default)s)")
+    parser.add_argument("--shards", action="store_true", help="also write WebDataset shards to D/shards (shard-%%06d.tar and index.json)")
+    parser.add_argument("--shard-size", type=float, default=defaults.shard_mb, help="target shard size in MB (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the order videos are written into shards (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> PrepareSummary:
+    """Runs the command; prints the summary and returns it.
+
+    Raises:
+        ValueError: bad arguments, no video found, or none usable (``vtok`` reports it in one line).
+        FileNotFoundError: ``--data`` names nothing that exists.
+    """
+    args = build_parser().parse_args(argv)
+    for name in ("workers", "min_frames", "short_side", "keyframe_interval"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "workers" else 1):
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {0 if name == 'workers' else 1}, got {value}")
+    if not args.reencode and args.short_side is not None:
+        raise ValueError("--short-side only applies with --reencode; add --reencode")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    options = PrepareOptions(
+        workers=args.workers,
+        backend=args.backend,
+        min_frames=args.min_frames,
+        timeout=args.timeout,
+        reencode=args.reencode,
+        short_side=args.short_side,
+        keyframe_interval=args.keyframe_interval,
+        crf=args.crf,
+        shards=args.shards,
+        shard_mb=args.shard_size,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
+    with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+        summary = prepare_dataset(args.data, args.out, options)
+    print(summary.describe())
+    return summary

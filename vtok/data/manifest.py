@@ -1,0 +1,106 @@
+"""The manifest ``vtok prepare`` writes: one JSON line per verified video, and one per rejected file.
+
+Lines are appended and flushed one at a time, so a run that stops half-way leaves every finished
+file recorded and the next run carries on from there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What ``vtok prepare`` verified about one video: a line of ``manifest.jsonl``.
+
+    Args:
+        path: the file training reads (relative paths are relative to the manifest's folder).
+        frames: frames that decode; clips are drawn within them, whatever the header says.
+        fps: frames per second.
+        width: frame width in pixels.
+        height: frame height in pixels.
+        duration: ``frames / fps`` in seconds (``None`` when the frame rate is unknown).
+        codec: the video codec's name (e.g. ``h264``), where known.
+        keyframe_interval: the longest run of frames between keyframes, where known: a clip
+            read at random costs up to this many decoded frames.
+        source: the file ``vtok prepare`` scanned (differs from ``path`` after re-encoding).
+        reported_frames: the count the file's header claims, when it is more than decodes.
+    """
+
+    path: str
+    frames: int
+    fps: float
+    width: int
+    height: int
+    duration: float | None
+    codec: str | None = None
+    keyframe_interval: int | None = None
+    source: str | None = None
+    reported_frames: int | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON-serialisable line (unknown fields left out)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> VideoInfo:
+        names = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in names})
+
+
+def sample_key(source: str) -> str:
+    """A stable name for a source file, unique per path and free of dots (WebDataset splits keys at
+    the first dot): its stem, then a hash of its whole path."""
+    stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(source).stem)[:48]
+    return f"{stem}-{hashlib.sha1(source.encode()).hexdigest()[:12]}"
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a JSONL file (none when it does not exist); a torn line, left by a run that
+    was killed while writing it, is skipped with a warning."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    with path.open() as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                log.warning("%s, line %d, is not JSON (a run interrupted while writing it?); ignoring it", path, number)
+    return records
+
+
+@contextmanager
+def appending(path: str | Path) -> Iterator[TextIO]:
+    """Opens a JSONL file for appending, first ending a torn last line so new lines stay whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torn = False
+    if path.exists() and path.stat().st_size > 0:
+        with path.open("rb") as handle:
+            handle.seek(-1, 2)
+            torn = handle.read(1) != b"\n"
+    with path.open("a") as handle:
+        if torn:
+            handle.write("\n")
+        yield handle
+
+
+def append_line(handle: TextIO, record: dict[str, Any]) -> None:
+    """Writes one JSON line and flushes it, so it survives the run being killed."""
+    handle.write(json.dumps(record) + "\n")
+    handle.flush()

@@ -1,0 +1,203 @@
+"""``vtok prepare``'s work: verify every video once, describe it, optionally re-encode it, shard it.
+
+Output folder ``D``:
+
+- ``D/manifest.jsonl``: one :class:`~vtok.data.manifest.VideoInfo` line per usable video, with
+  the frame count that really decodes; train on it with ``--data.path D/manifest.jsonl``.
+- ``D/rejected.jsonl``: ``{"path", "reason"}`` per file that cannot be used.
+- ``D/videos/``: the re-encoded videos (``reencode``); the manifest points at them.
+- ``D/shards/``: WebDataset shards of the manifest's videos and their ``index.json`` (``shards``).
+
+A second run skips every file already in the manifest or the rejected list (it decodes nothing
+for them), so an interrupted run carries on where it stopped, and a grown folder costs only its
+new files.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from vtok.data.errors import UnusableFileError
+from vtok.data.manifest import VideoInfo, append_line, appending, read_jsonl, sample_key
+from vtok.data.probe import probe_video
+from vtok.data.readers import ReaderBackend
+from vtok.data.reencode import reencode_video
+from vtok.data.scan_pool import STALLED, run_with_deadlines
+from vtok.data.shard_writer import write_shards
+from vtok.data.sources import list_files
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.jsonl"
+REJECTED_NAME = "rejected.jsonl"
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """How ``vtok prepare`` scans, re-encodes and shards.
+
+    Args:
+        workers: decoding processes (0: in this process, without the stall deadline).
+        backend: the reader training uses: ``"auto"``, ``"decord"`` or ``"pyav"``.
+        min_frames: files with fewer decodable frames are rejected (set it to one clip's span).
+        timeout: seconds one file may take before it is rejected as stalled.
+        reencode: re-encode accepted videos to ``D/videos`` as H.264 and list those instead.
+        short_side: with ``reencode``, scale so the short side has this many pixels (never enlarged).
+        keyframe_interval: with ``reencode``, at most this many frames between keyframes.
+        crf: with ``reencode``, H.264 quality (lower is better; 18 is visually lossless).
+        shards: write the manifest's videos into WebDataset shards in ``D/shards``.
+        shard_mb: target shard size in megabytes.
+        seed: seed of the order in which videos are written into shards.
+        progress: show a progress bar.
+    """
+
+    workers: int = 2
+    backend: ReaderBackend = "auto"
+    min_frames: int = 1
+    timeout: float = 120.0
+    reencode: bool = False
+    short_side: int | None = None
+    keyframe_interval: int = 8
+    crf: int = 18
+    shards: bool = False
+    shard_mb: float = 256.0
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class PrepareSummary:
+    """What a ``vtok prepare`` run did (returned, and printed by the command).
+
+    Args:
+        out: the output folder.
+        found: files the data source lists.
+        known: of those, files already in the manifest or the rejected list (not decoded again).
+        probed: files decoded this run.
+        accepted: files added to the manifest this run.
+        rejected: ``(path, reason)`` of the files rejected this run.
+        manifest_total: lines in the manifest now.
+        rejected_total: lines in the rejected list now.
+        shards_written: shards added this run.
+    """
+
+    out: Path
+    found: int = 0
+    known: int = 0
+    probed: int = 0
+    accepted: int = 0
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    manifest_total: int = 0
+    rejected_total: int = 0
+    shards_written: int = 0
+
+    def describe(self, max_reasons: int = 10) -> str:
+        """The short human summary printed at the end of the command."""
+        lines = [
+            f"vtok prepare: {self.found} files, {self.known} already done, {self.probed} checked now: "
+            f"{self.accepted} accepted, {len(self.rejected)} rejected",
+            f"  manifest: {self.out / MANIFEST_NAME} ({self.manifest_total} videos)",
+            f"  rejected: {self.out / REJECTED_NAME} ({self.rejected_total} files)",
+        ]
+        lines += [f"    {Path(path).name}: {reason}" for path, reason in self.rejected[:max_reasons]]
+        if len(self.rejected) > max_reasons:
+            lines.append(f"    ... and {len(self.rejected) - max_reasons} more")
+        if self.shards_written:
+            lines.append(f"  shards: {self.shards_written} new in {self.out / 'shards'}")
+        return "\n".join(lines)
+
+
+def check_file(source: str, out: Path, options: PrepareOptions) -> dict[str, Any]:
+    """Verifies (and optionally re-encodes) one file: ``{"accepted": line}`` or ``{"rejected": line}``.
+
+    Runs in a worker process; never raises for a bad file.
+    """
+    try:
+        info = probe_video(source, options.backend, options.min_frames)
+        if options.reencode:
+            info = _reencode(info, out, options)
+        return {"accepted": info.to_record()}
+    except UnusableFileError as error:
+        return {"rejected": {"path": source, "reason": error.reason}}
+    except Exception as error:  # a decoder failing in a way no reader anticipated: still not fatal
+        log.debug("unexpected error on %s", source, exc_info=True)
+        return {"rejected": {"path": source, "reason": f"unexpected {type(error).__name__}: {str(error)[:200]}"}}
+
+
+def _reencode(info: VideoInfo, out: Path, options: PrepareOptions) -> VideoInfo:
+    relative = Path("videos") / f"{sample_key(info.path)}.mp4"
+    try:
+        reencode_video(
+            info.path, out / relative, info.frames, info.fps or 24.0, options.short_side, options.keyframe_interval, options.crf
+        )
+    except Exception as error:
+        raise UnusableFileError(info.path, f"re-encoding failed ({str(error)[:200]})") from None
+    written = probe_video(str(out / relative), options.backend, options.min_frames)  # the copy is what training reads
+    return VideoInfo(**{**written.to_record(), "path": str(relative), "source": info.path})
+
+
+def _results(todo: list[str], check: Callable[[str], dict[str, Any]], options: PrepareOptions) -> Iterator[tuple[str, dict]]:
+    if options.workers == 0:
+        yield from ((source, check(source)) for source in todo)
+        return
+    for source, result in run_with_deadlines(check, todo, options.workers, options.timeout, preload=[__name__]):
+        if result is STALLED:
+            result = {"rejected": {"path": source, "reason": f"decoding stalled: no answer in {options.timeout:g} s"}}
+        yield source, result
+
+
+def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None = None) -> PrepareSummary:
+    """Scans the videos of ``data`` into ``out`` (see the module docstring for what is written).
+
+    Args:
+        data: a folder, a glob pattern, or a manifest, as for training (``data.path``).
+        out: the output folder (created).
+        options: see :class:`PrepareOptions`.
+
+    Raises:
+        FileNotFoundError: ``data`` names nothing that exists.
+        ValueError: ``data`` lists no video, or none of its videos is usable.
+    """
+    options = options or PrepareOptions()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    sources = list(dict.fromkeys(os.path.abspath(p) for p in list_files(data)))
+    if not sources:
+        raise ValueError(f"no video files found in {data!r}")
+    accepted, rejected = read_jsonl(out / MANIFEST_NAME), read_jsonl(out / REJECTED_NAME)
+    known = {r.get("source", r["path"]) for r in accepted} | {r["path"] for r in rejected}
+    todo = [source for source in sources if source not in known]
+    summary = PrepareSummary(out, found=len(sources), known=len(sources) - len(todo), probed=len(todo))
+    log.info("%d files, %d already in %s: checking %d", len(sources), summary.known, out, len(todo))
+    check = functools.partial(check_file, out=out, options=options)
+    with (
+        appending(out / MANIFEST_NAME) as manifest,
+        appending(out / REJECTED_NAME) as rejects,
+        tqdm(total=len(todo), unit="file", desc="checking videos", disable=not options.progress or not todo) as bar,
+    ):
+        for _, result in _results(todo, check, options):
+            if "accepted" in result:
+                append_line(manifest, result["accepted"])
+                accepted.append(result["accepted"])
+                summary.accepted += 1
+            else:
+                append_line(rejects, result["rejected"])
+                rejected.append(result["rejected"])
+                summary.rejected.append((result["rejected"]["path"], result["rejected"]["reason"]))
+            bar.update()
+    summary.manifest_total, summary.rejected_total = len(accepted), len(rejected)
+    if not accepted:
+        raise ValueError(
+            f"none of the {len(sources)} files of {data!r} is usable; the reasons are in {out / REJECTED_NAME}"
+        )
+    if options.shards:
+        summary.shards_written = len(write_shards(accepted, out, out / "shards", options.shard_mb, options.seed))
+    return summary

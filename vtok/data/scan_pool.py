@@ -1,0 +1,83 @@
+"""Running one function over many items in worker processes, with a deadline per item.
+
+A decoder can stall inside C code on a damaged file, where no Python-level timeout reaches it.
+So the pool keeps only as many items in flight as it has workers (each starts at once) and, when
+one passes its deadline, terminates the whole pool, reports that item as stalled, and starts a
+fresh pool for the items that were still in flight and the rest.
+
+Workers come from a fork server that has imported ``preload`` and nothing else: forking the
+calling process instead would copy its decoder state (decord's threads), which can crash the
+child when it frees a reader it inherited.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import time
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from typing import Any
+
+STALLED = object()  # the result of an item that passed its deadline
+
+
+def run_with_deadlines(
+    function: Callable[[Any], Any],
+    items: Iterable[Hashable],
+    workers: int,
+    timeout: float,
+    preload: Sequence[str] = (),
+) -> Iterator[tuple[Any, Any]]:
+    """Yields ``(item, function(item))`` as they finish (in any order), ``(item, STALLED)`` for an
+    item that took longer than ``timeout`` seconds.
+
+    Args:
+        function: a picklable function of one item; exceptions it raises are re-raised here.
+        items: the work (distinct items).
+        workers: worker processes.
+        timeout: seconds one item may take.
+        preload: modules the fork server imports once, so workers start with them.
+    """
+    pending: deque[Hashable] = deque(items)
+    if not pending:
+        return
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(preload))
+    running: dict[Hashable, float] = {}  # item -> deadline
+    finished: queue.SimpleQueue[tuple[int, Hashable, Any, bool]] = queue.SimpleQueue()
+    generation = 0  # results from a terminated pool are ignored
+    pool = context.Pool(workers)
+    try:
+        while pending or running:
+            while pending and len(running) < workers:
+                item = pending.popleft()
+                running[item] = time.monotonic() + timeout
+                pool.apply_async(
+                    function,
+                    (item,),
+                    callback=lambda result, item=item, g=generation: finished.put((g, item, result, True)),
+                    error_callback=lambda error, item=item, g=generation: finished.put((g, item, error, False)),
+                )
+            try:
+                g, item, result, ok = finished.get(timeout=max(0.0, min(running.values()) - time.monotonic()))
+            except queue.Empty:
+                now = time.monotonic()
+                stalled = [item for item, deadline in running.items() if deadline <= now]
+                pool.terminate()
+                generation += 1
+                pool = context.Pool(workers)
+                for item in stalled:
+                    del running[item]
+                    yield item, STALLED
+                pending.extendleft(reversed(list(running)))
+                running.clear()
+                continue
+            if g != generation or item not in running:
+                continue
+            del running[item]
+            if not ok:
+                raise result
+            yield item, result
+    finally:
+        pool.terminate()

@@ -1,0 +1,103 @@
+"""Writing a manifest's videos into WebDataset tar shards, and the index of what each shard holds.
+
+A sample is ``<key>.mp4`` (the file's bytes, as they are: no decoding, no re-encoding) and
+``<key>.json`` (its manifest line, with the verified frame count and fps). Shards are only ever
+added: ``index.json`` records how many manifest lines are already in shards, so a later run shards
+only the new lines. The index also gives each shard's sample count, which keeps ranks in step
+when they stream (see :mod:`vtok.data.shard_split`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import webdataset as wds
+
+from vtok.data.manifest import sample_key
+
+log = logging.getLogger(__name__)
+
+SHARD_PATTERN = "shard-%06d.tar"
+INDEX_NAME = "index.json"
+
+
+def read_index(folder: str | Path) -> dict[str, Any]:
+    """``{"records": lines of the manifest already sharded, "shards": [{"name", "samples", "bytes"}]}``."""
+    path = Path(folder) / INDEX_NAME
+    return json.loads(path.read_text()) if path.exists() else {"records": 0, "shards": []}
+
+
+def _write_index(folder: Path, index: dict[str, Any]) -> None:
+    partial = folder / (INDEX_NAME + ".partial")
+    partial.write_text(json.dumps(index, indent=1) + "\n")
+    partial.replace(folder / INDEX_NAME)
+
+
+class _Shard:
+    """One tar being written under a temporary name; renamed into place once closed."""
+
+    def __init__(self, folder: Path, number: int) -> None:
+        self.path = folder / (SHARD_PATTERN % number)
+        self.partial = self.path.with_suffix(".tar.partial")
+        self.file = self.partial.open("wb")
+        self.writer = wds.TarWriter(self.file)
+        self.samples = self.bytes = 0
+
+    def write(self, key: str, suffix: str, data: bytes, record: dict[str, Any]) -> None:
+        self.writer.write({"__key__": key, suffix: data, "json": record})
+        self.samples += 1
+        self.bytes += len(data)
+
+    def close(self) -> dict[str, Any]:
+        self.writer.close()
+        self.file.close()
+        self.partial.replace(self.path)
+        return {"name": self.path.name, "samples": self.samples, "bytes": self.path.stat().st_size}
+
+
+def write_shards(
+    records: Sequence[dict[str, Any]], root: str | Path, folder: str | Path, shard_mb: float = 256.0, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Appends the manifest lines not yet in shards to new shards in ``folder``; returns the new
+    shards' index entries.
+
+    Args:
+        records: every line of the manifest, in order (the index says which are already sharded).
+        root: the folder relative ``path`` fields are relative to (the manifest's).
+        folder: where the shards and ``index.json`` go.
+        shard_mb: a shard is closed once it holds this many megabytes (so it ends up slightly larger).
+        seed: the new lines are written in an order shuffled by this seed, so a shard does not hold
+            only neighbouring files (often cuts of one source video).
+    """
+    if shard_mb <= 0:
+        raise ValueError(f"--shard-size must be positive, got {shard_mb} MB")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    index = read_index(folder)
+    new = list(records[index["records"] :])
+    random.Random(seed + index["records"]).shuffle(new)
+    entries: list[dict[str, Any]] = []
+    shard: _Shard | None = None
+    for record in new:
+        path = Path(record["path"]) if Path(record["path"]).is_absolute() else Path(root) / record["path"]
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            log.warning("not sharding %s: %s", path, error)
+            continue
+        if shard is not None and shard.bytes >= shard_mb * 1e6:
+            entries.append(shard.close())
+            shard = None
+        if shard is None:
+            shard = _Shard(folder, len(index["shards"]) + len(entries))
+        shard.write(sample_key(record.get("source", record["path"])), path.suffix.lower().lstrip(".") or "mp4", data, record)
+    if shard is not None:
+        entries.append(shard.close())
+    index = {"records": len(records), "shards": [*index["shards"], *entries]}
+    _write_index(folder, index)
+    return entries

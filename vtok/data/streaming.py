@@ -1,0 +1,267 @@
+"""Clips streamed from WebDataset tar shards: sequential reads instead of millions of random files.
+
+Each rank and loader worker reads its own shards (the policy is in :mod:`vtok.data.shard_split`),
+decodes every ``.mp4`` member in memory and turns it into a sample with the same code as the
+file dataset (:func:`~vtok.data.dataset.video_clip`): the same clip sampling within the verified
+frames of the member's ``.json``, the same transforms. A member that does not decode, or a shard
+that cannot be read, is skipped and travels as a note with the next sample (``"skipped"``), so the
+data module warns once and counts it, as for files.
+
+Randomness: a sample's clip, crop and flip come from a generator seeded by (seed, epoch, the
+sample's key), so they do not depend on which worker reads it; the shuffle buffer is seeded by
+(seed, epoch, rank, worker). The epoch reaches the dataset through :class:`EpochLoader`.
+
+Resuming: the shuffle buffer keeps no state, so the dataset's state is, per worker, the first shard
+that still had samples waiting (read, not yet delivered). A resumed run restarts each worker at the
+start of that shard: no sample of the epoch is lost, and the ones of those shards that were
+already delivered are delivered again (up to about one shuffle buffer per worker). Resumption is
+exact to the shard, not to the sample.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import webdataset as wds
+from torch.utils.data import IterableDataset
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+from vtok.data.clips import ClipSpec, VideoLength
+from vtok.data.dataset import video_clip
+from vtok.data.errors import UnusableFileError
+from vtok.data.readers import ReaderBackend, open_video_bytes
+from vtok.data.seeding import sample_generator
+from vtok.data.shard_split import sample_quotas, split_shards
+from vtok.data.shard_writer import INDEX_NAME
+from vtok.data.sources import VIDEO_SUFFIXES
+
+log = logging.getLogger(__name__)
+
+VIDEO_FIELDS = frozenset(suffix.lstrip(".") for suffix in VIDEO_SUFFIXES)
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url and not url.startswith("pipe:")
+
+
+def expand_shards(spec: str) -> list[str]:
+    """The shard URLs named by ``spec``.
+
+    Args:
+        spec: a folder of ``.tar`` files, or anything WebDataset expands: a path or URL with brace
+            patterns (``/data/shard-{000000..000099}.tar``, ``https://host/s-{00..09}.tar``,
+            ``pipe:aws s3 cp s3://bucket/s-{00..09}.tar -``), several joined with ``::``.
+
+    Raises:
+        FileNotFoundError: a local shard does not exist.
+        ValueError: ``spec`` names no shard.
+    """
+    if _is_local(spec) and Path(spec).expanduser().is_dir():
+        shards = sorted(str(p) for p in Path(spec).expanduser().glob("*.tar"))
+    else:
+        shards = wds.shardlists.expand_urls(spec)
+    missing = [s for s in shards if _is_local(s) and not Path(s).expanduser().is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} shards of {spec!r} do not exist (first: {missing[0]}); check data.shards")
+    if not shards:
+        raise ValueError(f"no shards (.tar files) in {spec!r}; write some with `vtok prepare --shards`")
+    return shards
+
+
+def shard_counts(shards: Sequence[str], index: str | None = None) -> list[int] | None:
+    """Samples per shard from ``vtok prepare``'s ``index.json`` (``index``, else beside local shards);
+    ``None`` when there is no index or it lacks one of the shards."""
+    if index is None:
+        folder = Path(shards[0]).parent if _is_local(shards[0]) else None
+        if folder is None or not (folder / INDEX_NAME).is_file():
+            return None
+        index = str(folder / INDEX_NAME)
+    entries = {entry["name"]: entry["samples"] for entry in json.loads(Path(index).read_text())["shards"]}
+    counts = [entries.get(Path(shard).name) for shard in shards]
+    return None if None in counts else counts
+
+
+class ShardClipDataset(IterableDataset):
+    """Clips from WebDataset shards of encoded videos (``<key>.mp4`` + ``<key>.json``).
+
+    Args:
+        shards: shard URLs, the same list on every rank (see :func:`expand_shards`).
+        clip: number of frames and stride or target fps.
+        size: output ``(height, width)``.
+        train: shuffled shards, a shuffle buffer, random clips, crops and flips; otherwise the
+            listed order and centred clips.
+        seed: seed of every random choice.
+        horizontal_flip: random left-right flips in training.
+        backend: video reader, as for files.
+        shuffle_buffer: samples (still encoded) each worker holds to shuffle across shards.
+        counts: samples per shard (see :func:`shard_counts`); with them every rank delivers the same
+            number of full batches of ``batch_size`` (see :mod:`vtok.data.shard_split`).
+        batch_size: samples per batch, for those quotas.
+    """
+
+    def __init__(
+        self,
+        shards: Sequence[str],
+        clip: ClipSpec,
+        size: tuple[int, int],
+        train: bool = True,
+        seed: int = 0,
+        horizontal_flip: bool = False,
+        backend: ReaderBackend = "auto",
+        shuffle_buffer: int = 64,
+        counts: Sequence[int] | None = None,
+        batch_size: int = 1,
+    ) -> None:
+        if not shards:
+            raise ValueError("the dataset has no shards")
+        if counts is not None and len(counts) != len(shards):
+            raise ValueError(f"got {len(counts)} sample counts for {len(shards)} shards")
+        self.shards = list(shards)
+        self.clip, self.size, self.train, self.seed = clip, (int(size[0]), int(size[1])), train, seed
+        self.horizontal_flip, self.backend = horizontal_flip, backend
+        self.shuffle_buffer = shuffle_buffer
+        self.counts = list(counts) if counts is not None else None
+        self.batch_size = batch_size
+        self.epoch = 0
+        self._position = {"epoch": 0, "pass": 0, "shard": 0, "yielded": 0}
+        self._resume: dict[str, int] | None = None
+        self._waiting: Counter[int] = Counter()
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch seeds the shard order and every sample's randomness (see :class:`EpochLoader`)."""
+        self.epoch = epoch
+
+    def state_dict(self) -> dict[str, int]:
+        """This worker's place: epoch, pass over its shards, samples given, and the first shard
+        with samples read but not yet delivered (waiting in the shuffle buffer), where a resumed
+        run starts again."""
+        return {**self._position, "shard": min(self._waiting, default=self._position["shard"])}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = dict(state)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        rank, world, worker, workers = wds.utils.pytorch_worker_info()
+        mine = split_shards(self.shards, rank, world, worker, workers, self.epoch, self.seed, self.train)
+        quota = None
+        if self.counts is not None:
+            quotas = sample_quotas(self.counts, world, workers, self.batch_size, self.epoch, self.seed, self.train)
+            quota = quotas[rank][worker]
+        start = self._resume if self._resume and self._resume.get("epoch") == self.epoch else {}
+        self._resume = None
+        self._position = {"epoch": self.epoch, "pass": 0, "shard": 0, "yielded": 0, **start}
+        return self._passes(mine, quota, (rank, worker))
+
+    def _passes(self, shards: list[str], quota: int | None, place: tuple[int, int]) -> Iterator[dict[str, Any]]:
+        position = self._position
+        while shards and (quota is None or position["yielded"] < quota):
+            given, whole_pass = 0, position["shard"] == 0
+            for sample in self._samples(shards, place):
+                given += 1
+                position["yielded"] += 1
+                yield sample
+                if quota is not None and position["yielded"] >= quota:
+                    return
+            if quota is None:
+                if given == 0 and whole_pass:
+                    log.warning("no member of shards %s gives a usable clip", shards)
+                return
+            if given == 0 and whole_pass:
+                raise RuntimeError(
+                    f"no member of shards {shards[:3]}... gives a usable clip, and this worker owes "
+                    f"{quota - position['yielded']} more samples: run `vtok prepare` on the data behind them"
+                )
+            position["pass"] += 1  # short of the quota (corrupt members): read the shards again
+            position["shard"] = 0
+
+    def _samples(self, shards: list[str], place: tuple[int, int]) -> Iterator[dict[str, Any]]:
+        """Good samples from ``shards`` (from the current one on), each carrying the notes of the
+        members skipped before it; the last one is held back until the stream ends, so no note is lost."""
+        position = self._position
+        notes: list[str] = []
+        waiting = self._waiting = Counter()  # shard -> samples read from it, not delivered yet
+
+        def skip(error: Exception) -> bool:  # webdataset's handler for unreadable shards and members
+            reason = str(error.args[0] if error.args else error).splitlines()[0][:200]
+            notes.append(UnusableFileError(shards[position["shard"]], f"cannot read the shard ({reason})").note)
+            return True
+
+        def members() -> Iterator[dict[str, Any]]:
+            for number in range(position["shard"], len(shards)):
+                position["shard"] = number
+                for member in wds.tarfile_samples([{"url": shards[number]}], handler=skip):
+                    waiting[number] += 1
+                    yield {**member, "__shard__": number}
+
+        def delivered(shard: int) -> None:
+            waiting[shard] -= 1
+            if not waiting[shard]:
+                del waiting[shard]
+
+        stream: Iterator[dict[str, Any]] = members()
+        if self.train and self.shuffle_buffer > 1:
+            seed = zlib.crc32(repr((self.seed, position["epoch"], position["pass"], place)).encode())
+            stream = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, seed=seed)(stream)
+        held: dict[str, Any] | None = None
+        for member in stream:
+            try:
+                sample = {**self._clip(member), "__shard__": member["__shard__"]}
+            except UnusableFileError as error:
+                notes.append(error.note)
+                delivered(member["__shard__"])
+                continue
+            if held is not None:
+                delivered(held.pop("__shard__"))  # before the yield: the loader snapshots state while we wait
+                yield {**held, "skipped": "\n".join(notes)}
+                notes.clear()
+            held = sample
+        if held is not None:
+            delivered(held.pop("__shard__"))
+            yield {**held, "skipped": "\n".join(notes)}
+
+    def _clip(self, member: dict[str, Any]) -> dict[str, Any]:
+        key = member["__key__"]
+        name = f"{member.get('__url__', '?')}#{key}"
+        field = next((k for k in member if k in VIDEO_FIELDS), None)
+        if field is None:
+            raise UnusableFileError(name, f"no video member (it has {sorted(k for k in member if not k.startswith('__'))})")
+        try:
+            length = VideoLength.from_record(json.loads(member["json"])) if "json" in member else None
+        except (ValueError, TypeError, AttributeError) as error:
+            raise UnusableFileError(name, f"its .json is not a metadata record ({error})") from None
+        reader = open_video_bytes(member[field], name, self.backend)
+        generator = None
+        if self.train:
+            generator = sample_generator(self.seed, self._position["epoch"], zlib.crc32(key.encode()), self._position["pass"])
+        return {"video": video_clip(reader, self.clip, self.size, generator, self.horizontal_flip, length), "key": key}
+
+
+class EpochLoader(StatefulDataLoader):
+    """A :class:`StatefulDataLoader` over a :class:`ShardClipDataset` that gives it the epoch.
+
+    Lightning calls ``set_epoch`` on a loader's sampler, and an iterable dataset has none; so the
+    loader asks ``epoch()`` (the trainer's current epoch) each time an epoch's iterator is made, which
+    covers the first epoch, later ones and resumed runs alike. Workers must not be persistent: they
+    hold a copy of the dataset made when they start, so fresh ones each epoch see the new epoch.
+
+    Args:
+        dataset: the stream.
+        epoch: returns the epoch about to start.
+        **kwargs: see :class:`StatefulDataLoader` (``persistent_workers`` must stay false).
+    """
+
+    def __init__(self, dataset: ShardClipDataset, epoch: Callable[[], int], **kwargs: Any) -> None:
+        if kwargs.get("persistent_workers"):
+            raise ValueError("EpochLoader needs persistent_workers=False: persistent workers never see a new epoch")
+        super().__init__(dataset, **kwargs)
+        self._epoch = epoch
+
+    def __iter__(self) -> Any:
+        self.dataset.set_epoch(self._epoch())
+        return super().__iter__()
