@@ -61,8 +61,10 @@ class RecordSamples(Callback):
         self.rows: list[dict] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-        epoch = trainer.train_dataloader.sampler.epoch
-        self.rows.append({"step": pl_module.batch_step, "epoch": epoch, "index": batch["index"].tolist()})
+        sampler = getattr(trainer.train_dataloader, "sampler", None)
+        epoch = sampler.epoch if hasattr(sampler, "epoch") else trainer.current_epoch  # files vs shards
+        samples = batch["index"].tolist() if "index" in batch else list(batch["key"])
+        self.rows.append({"step": pl_module.batch_step, "epoch": epoch, "index": samples})
 
     def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
         digest = hashlib.sha256()

@@ -28,15 +28,19 @@ def readme_launch_prefix() -> list[str]:
     return match.group(1).split()
 
 
-def _launch(tmp_path: Path, steps: int, *extra: str) -> subprocess.CompletedProcess:
+FILE_DATA = [
+    "--data.synthetic_videos", "10", "--data.val_fraction", "0.2",  # 8 training clips: 4 per rank
+    "--data.horizontal_flip", "true",
+]  # fmt: skip
+
+
+def _launch(tmp_path: Path, steps: int, *extra: str, data: list[str] = FILE_DATA) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "RANK", "WORLD_SIZE", "LOCAL_"))}
     env["PYTHONPATH"] = str(ROOT)
     command = readme_launch_prefix()
     command[0] = shutil.which("accelerate") or command[0]
     arguments = [
-        "fit", *TINY_MODEL, *TINY_DATA,
-        "--data.synthetic_videos", "10", "--data.val_fraction", "0.2",  # 8 training clips: 4 per rank
-        "--data.synthetic_dir", str(tmp_path / "clips"), "--data.horizontal_flip", "true",
+        "fit", *TINY_MODEL, *TINY_DATA, *data, "--data.synthetic_dir", str(tmp_path / "clips"),
         "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.max_steps", str(steps),
         "--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0",
         "--model.adversarial.discriminator", "patch3d", "--model.adversarial.channels", "8",
@@ -73,6 +77,25 @@ def test_two_ranks_train_in_step_on_disjoint_shares_and_resume(tmp_path: Path) -
     assert [row["step"] for row in first["rows"]] == [5, 6], "the resumed run continues from its step"
     assert first["weights"] == second["weights"]
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+
+
+def test_two_ranks_with_two_workers_read_each_shard_sample_once_per_epoch(tmp_path: Path, video_folder: Path) -> None:
+    from vtok.cli import main
+
+    main(["prepare", "--data", str(video_folder), "--out", str(tmp_path / "prepared"), "--shards",
+          "--shard-size", "0.005", "--workers", "0", "--no-progress"])  # fmt: skip  (one clip per shard)
+    shards = sorted((tmp_path / "prepared" / "shards").glob("*.tar"))
+    assert len(shards) == 8
+    result = _launch(tmp_path, 8, data=["--data.shards", str(tmp_path / "prepared" / "shards"),
+                                        "--data.num_workers", "2", "--data.batch_size", "1"])  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    first, second = _records(tmp_path)
+    assert first["weights"] == second["weights"]
+    epochs = {row["epoch"] for row in first["rows"]}
+    assert len(epochs) == 2, "8 samples, 2 ranks, batch 1: 4 steps per epoch"
+    for epoch in epochs:
+        reads = [key for record in (first, second) for row in record["rows"] if row["epoch"] == epoch for key in row["index"]]
+        assert len(reads) == len(set(reads)) == 8, f"epoch {epoch}: each sample read by exactly one rank and worker"
 
 
 def test_launch_environment_sets_devices_and_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
