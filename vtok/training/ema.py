@@ -30,9 +30,45 @@ def warmup_ema_fn(decay: float) -> Callable[[Sequence[torch.Tensor], Sequence[to
     return update
 
 
+class WarmupEMA(AveragedModel):
+    """``AveragedModel`` with the warm-up decay of :func:`warmup_ema_fn`, updated without reading
+    anything back from the device.
+
+    ``AveragedModel.update_parameters`` tests its counter ``n_averaged`` (a buffer on the GPU) on
+    the host, which makes the CPU wait for the GPU at every optimizer step. This one keeps a host
+    copy of the count (read from the buffer once after a checkpoint is loaded); the buffer is
+    still updated and saved, so checkpoints are unchanged.
+
+    Args:
+        model: the network to average (deep-copied).
+        decay: the final decay.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        super().__init__(model, multi_avg_fn=warmup_ema_fn(decay), use_buffers=True)
+        self._updates: int | None = 0
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        super()._load_from_state_dict(*args, **kwargs)
+        self._updates = None  # the loaded n_averaged is read at the next update
+
+    @torch.no_grad()
+    def update_parameters(self, model: nn.Module) -> None:
+        if self._updates is None:
+            self._updates = int(self.n_averaged)
+        averaged = [*self.module.parameters(), *self.module.buffers()]
+        current = [t.detach() for t in (*model.parameters(), *model.buffers())]
+        if self._updates == 0:
+            for a, c in zip(averaged, current):
+                a.detach().copy_(c)
+        else:
+            self.multi_avg_fn([a.detach() for a in averaged], current, self._updates)
+        self.n_averaged += 1
+        self._updates += 1
+
+
 def ema_copy(model: nn.Module, decay: float) -> AveragedModel:
     """A frozen EMA copy of ``model`` (its parameters never require grad, so DDP ignores them)."""
     if not 0 < decay < 1:
         raise ValueError(f"ema_decay must be in (0, 1) or null, got {decay}")
-    average = AveragedModel(model, multi_avg_fn=warmup_ema_fn(decay), use_buffers=True)
-    return average.requires_grad_(False)
+    return WarmupEMA(model, decay).requires_grad_(False)
