@@ -30,7 +30,8 @@ class GaussianBottleneck(nn.Module):
         mean, logvar = h.float().chunk(2, dim=1)
         logvar = logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)
         std = torch.exp(0.5 * logvar)
-        latents = mean + std * torch.randn_like(mean) if sample else mean
+        # noise in logical order, so a channels-last run draws the same sample as a contiguous one
+        latents = mean + std * torch.randn(mean.shape, dtype=mean.dtype, device=mean.device) if sample else mean
         kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar)
         return BottleneckOutput(
             latents=latents.to(h.dtype),
