@@ -25,6 +25,7 @@ from vtok.export import CHECKPOINT_KEY
 from vtok.losses import AdversarialLoss, AutoencoderLoss
 from vtok.training.ema import ema_copy
 from vtok.training.optim import OptimizerConfig, build_optimizer
+from vtok.training.speed import apply_speed_options
 from vtok.vae import AutoencoderOutput, VideoAutoencoder
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ class AutoencoderModule(LightningModule):
         activation_checkpointing: recompute encoder and decoder stages in the backward pass
             instead of storing their activations (less memory for large clips, about a third
             more compute).
+        compile_networks: ``torch.compile`` the encoder and the decoder (see ``vtok.training.speed``).
+        channels_last: run the network in channels-last-3d memory format (see ``vtok.training.speed``).
     """
 
     def __init__(
@@ -79,6 +82,8 @@ class AutoencoderModule(LightningModule):
         ema_decay: float | None = None,
         max_nonfinite_steps: int = 10,
         activation_checkpointing: bool = False,
+        compile_networks: bool = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if accumulate_batches < 1:
@@ -100,6 +105,7 @@ class AutoencoderModule(LightningModule):
         self.skipped_steps = 0
         self._nonfinite_in_a_row = 0
         self._rng_to_restore: dict[str, Any] | None = None
+        apply_speed_options(autoencoder, compile_networks, channels_last)  # after the EMA copy: it stays plain
 
     @property
     def batch_step(self) -> int:

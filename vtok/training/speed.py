@@ -1,0 +1,49 @@
+"""Speed options of the training module: the channels-last-3d memory format and ``torch.compile``
+of the encoder and decoder.
+
+Both are off by default and change no result beyond float rounding. Channels-last-3d puts the
+channels innermost, the layout cuDNN's fastest 3D convolution kernels and the fused ``rms_norm``
+of :class:`~vtok.vae.norm.ChannelRMSNorm` read directly. Compilation covers the encoder and the
+decoder separately (never the LightningModule, whose step holds Python control flow, logging and
+the optimisers) and keeps their parameter names, so checkpoints and exports are unchanged. Both
+apply to the live network only: the EMA copy and exported models stay plain.
+``benchmarks/train_step.py`` measures them (``--channels-last``, ``--compile``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from vtok.vae import VideoAutoencoder
+
+
+def channels_last_input(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Forward pre-hook: the first argument (a 5D tensor) in channels-last-3d memory format."""
+    first, *rest = args
+    return (first.contiguous(memory_format=torch.channels_last_3d), *rest)
+
+
+def apply_speed_options(
+    autoencoder: VideoAutoencoder,
+    compile_networks: bool = False,
+    channels_last: bool = False,
+    compile_mode: str | None = None,
+) -> None:
+    """Applies the options in place; call it after the EMA copy is made, so the copy stays plain.
+
+    Args:
+        autoencoder: the live network.
+        compile_networks: ``torch.compile`` the encoder and the decoder (in place, names kept).
+        channels_last: weights and the networks' inputs in channels-last-3d memory format.
+        compile_mode: ``torch.compile``'s mode (``None``: the default; e.g. ``"max-autotune"``).
+    """
+    if channels_last:
+        autoencoder.to(memory_format=torch.channels_last_3d)
+        for network in (autoencoder.encoder, autoencoder.decoder):
+            network.register_forward_pre_hook(channels_last_input)
+    if compile_networks:
+        for network in (autoencoder.encoder, autoencoder.decoder):
+            network.compile(mode=compile_mode)
