@@ -1,0 +1,171 @@
+"""The models the benchmarks compare, behind one interface: a vtok preset and diffusers' video VAEs
+(Wan 2.1, CogVideoX, LTX-Video) built from their default configs with random weights.
+
+Every model trains on the same objective: per-pixel L1 plus its bottleneck's own term, weighted as
+vtok weighs it (KL 1e-6 for the Gaussian VAEs, summed over latent elements and averaged over the
+batch; entropy and commitment for GQ; nothing for FSQ). Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from benchmarks.common import child_argv, emit, resolve_run_args, run_isolated, setup_logging, split_list
+from vtok import VideoAutoencoder
+from vtok.losses import AutoencoderLoss
+from vtok.losses.objective import DEFAULT_BOTTLENECK_WEIGHTS
+from vtok.vae import Compression
+
+# name -> (diffusers class, (temporal, spatial) compression of its default config)
+BASELINES: dict[str, tuple[str, tuple[int, int]]] = {
+    "wan": ("AutoencoderKLWan", (4, 8)),
+    "cogvideox": ("AutoencoderKLCogVideoX", (4, 8)),
+    "ltx": ("AutoencoderKLLTXVideo", (8, 32)),
+}
+# Test-size widths (``--tiny``): the same architectures, narrow enough for CI on a CPU.
+TINY: dict[str, dict[str, Any]] = {
+    "vtok": {"block_out_channels": [16, 32], "latent_channels": 8},
+    "wan": {"base_dim": 16, "z_dim": 8, "num_res_blocks": 1},
+    "cogvideox": {"block_out_channels": (32, 32, 32, 32), "latent_channels": 8, "layers_per_block": 1},
+    "ltx": {"block_out_channels": (16, 32, 64, 64), "decoder_block_out_channels": (16, 32, 64, 64),
+            "layers_per_block": (1, 1, 1, 1, 1), "decoder_layers_per_block": (1, 1, 1, 1, 1), "latent_channels": 16},
+}  # fmt: skip
+DEFAULT_CONFIG = "configs/kl_4x8x8.yaml"
+
+log = logging.getLogger("benchmarks.models")
+
+
+def add_model_args(parser: argparse.ArgumentParser, baselines: str = "wan,cogvideox,ltx") -> None:
+    """``--config --set --baselines --tiny`` (and the internal ``--only``)."""
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="vtok preset; its model.autoencoder section is built")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a field of the preset's autoencoder, e.g. --set 'block_out_channels=[64,128]'")  # fmt: skip
+    parser.add_argument("--baselines", default=baselines, help=f"comma-separated, of {','.join(BASELINES)} ('' for none)")
+    parser.add_argument("--tiny", action="store_true", help="test-size widths for every model (CI smoke runs)")
+    parser.add_argument("--only", default=None, help="measure this one model here (vtok or a baseline name)")
+
+
+def load_preset(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``model.autoencoder`` section of a preset, with ``KEY=VALUE`` overrides (YAML values)."""
+    config = dict(yaml.safe_load(Path(path).read_text())["model"]["autoencoder"])
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        config[key.strip()] = yaml.safe_load(value)
+    return config
+
+
+def preset_name(path: str | Path) -> str:
+    return Path(path).stem
+
+
+def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL to N(0, I), summed over latent elements and averaged over the batch (vtok's convention)."""
+    mean, logvar = mean.float(), logvar.float()
+    return (0.5 * (mean.square() + logvar.exp() - 1.0 - logvar)).flatten(1).sum(1).mean()
+
+
+@dataclass
+class Subject:
+    """One model under measurement.
+
+    Args:
+        name: ``vtok:<preset>`` or a baseline's name.
+        module: the network.
+        compression: ``(temporal, spatial)`` factors.
+        discrete: whether it tokenizes.
+    """
+
+    name: str
+    module: nn.Module
+    compression: tuple[int, int]
+    discrete: bool = False
+
+    @property
+    def is_vtok(self) -> bool:
+        return isinstance(self.module, VideoAutoencoder)
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.module.parameters())
+
+    def check(self, frames: int, size: int) -> None:
+        """``ValueError`` naming valid sizes when a clip does not fit this model's compression."""
+        Compression(*self.compression).check_clip(frames, size, size)
+
+    def loss(self, video: torch.Tensor) -> torch.Tensor:
+        """L1 plus the bottleneck's own weighted term, for one batch."""
+        if self.is_vtok:
+            return _VTOK_LOSS(video, self.module(video))["loss"]
+        posterior = self.module.encode(video).latent_dist
+        reconstruction = self.module.decode(posterior.sample()).sample
+        l1 = (reconstruction.float() - video.float()).abs().mean()
+        return l1 + DEFAULT_BOTTLENECK_WEIGHTS["kl"] * gaussian_kl(posterior.mean, posterior.logvar)
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """Deterministic latents (the posterior mean, or quantized codes)."""
+        if self.is_vtok:
+            return self.module.encode(video)
+        return self.module.encode(video).latent_dist.mode()
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        if self.is_vtok:
+            return self.module.decode(latents)
+        return self.module.decode(latents).sample
+
+    def tokenize(self, video: torch.Tensor) -> torch.Tensor:
+        return self.module.tokenize(video)
+
+
+_VTOK_LOSS = AutoencoderLoss()  # L1 and the published bottleneck weights, no LPIPS
+
+
+def build_subject(name: str, args: argparse.Namespace) -> Subject:
+    """``"vtok"`` (the preset ``args.config`` with ``args.set``) or a baseline name, with
+    ``args.tiny`` widths when set; random weights, in train mode, on the CPU."""
+    torch.manual_seed(0)
+    if name == "vtok" or name.startswith("vtok:"):
+        config = load_preset(args.config, [*(f"{k}={v}" for k, v in TINY["vtok"].items() if args.tiny), *args.set])
+        model = VideoAutoencoder(**config)
+        compression = (model.compression.temporal, model.compression.spatial)
+        return Subject(f"vtok:{preset_name(args.config)}", model, compression, model.is_discrete)
+    if name not in BASELINES:
+        raise ValueError(f"unknown model {name!r}; choose vtok or one of {', '.join(BASELINES)}")
+    import diffusers
+
+    class_name, compression = BASELINES[name]
+    model = getattr(diffusers, class_name)(**(TINY[name] if args.tiny else {}))
+    return Subject(name, model, compression)
+
+
+def model_list(args: argparse.Namespace) -> list[str]:
+    """``["vtok", *baselines]`` (checked), the models one run compares."""
+    names = split_list(args.baselines)
+    unknown = [n for n in names if n not in BASELINES]
+    if unknown:
+        raise SystemExit(f"unknown baselines {unknown}; choose from {', '.join(BASELINES)}")
+    return ["vtok", *names]
+
+
+def run_per_model(module: str, argv: Sequence[str], args: argparse.Namespace,
+                  measure: Callable[[str, argparse.Namespace], dict[str, Any]]) -> None:  # fmt: skip
+    """A benchmark's ``main``: without ``--only``, runs ``python -m module`` once per model of
+    :func:`model_list`, each in its own process; with it, measures that model here."""
+    setup_logging()
+    if args.only is None:
+        run_isolated(module, child_argv(argv), model_list(args))
+        return
+    resolve_run_args(args)
+    log.info("%s %s: %dx%dx%d clips, batch %d, %s on %s", module, args.only, args.frames, args.size, args.size,
+             args.batch_size, args.precision, args.device)  # fmt: skip
+    emit(measure(args.only, args))
