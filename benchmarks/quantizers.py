@@ -1,0 +1,180 @@
+"""The quantizers' cost: vtok's FSQ and GroupLFQ (GQ) against vector-quantize-pytorch's FSQ and LFQ
+at 2^16 and 2^18 codes, their share of a full training step of the matching preset, and the
+memory of GQ's entropy loss against single-group LFQ.
+
+Every quantizer runs forward and backward (its codes' mean square plus its own weighted losses)
+on latents of the preset's shape for the clip (``[B, d, 1 + (T-1)/4, S/8, S/8]``). Sizes:
+FSQ levels ``[8, 8, 8, 8, 4, 4]`` (2^16) and ``[8] * 6`` (2^18); GQ 16 bits in 2 groups and 18
+bits in 3 groups (the gq preset); LFQ over the whole codebook (one group), entropy weight 0.1,
+commitment 0.25, temperature 0.01 for both. ``tensor_peak_bytes`` is the peak of the tensors one
+forward + backward creates (counted by ``benchmarks.common.TensorMemory``, any device); the
+``gq_loss_memory`` line counts it on fake tensors at the run's size, so the full 17x256x256 case
+needs no memory at all. The share of a step times the preset's whole bottleneck (projections
+included) against ``benchmarks.train_step`` on the same preset and clip, run in its own process.
+
+    python -m benchmarks.quantizers                        # CPU: 9x32x32 clips, batch 1
+    python -m benchmarks.quantizers --device cuda          # 17x256x256, batch 2, bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from vector_quantize_pytorch import FSQ as ReferenceFSQ
+from vector_quantize_pytorch import LFQ as ReferenceLFQ
+
+from benchmarks.common import (
+    PeakMemory, TensorMemory, add_run_args, autocast, emit, environment, resolve_run_args, run_isolated,
+    setup_logging, split_list, time_steps, warm_up,
+)  # fmt: skip
+from benchmarks.models import TINY, load_preset, preset_name
+from vtok import VideoAutoencoder
+from vtok.losses.objective import DEFAULT_BOTTLENECK_WEIGHTS
+from vtok.tokenizers import FSQ, GroupLFQ
+from vtok.vae import Compression
+
+log = logging.getLogger("benchmarks.quantizers")
+
+FSQ_LEVELS = {16: [8, 8, 8, 8, 4, 4], 18: [8] * 6}
+GQ_GROUPS = {16: 2, 18: 3}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_args(parser, full={"steps": 20, "warmup": 5})
+    parser.add_argument("--bits", default="16,18", help="log2 of the codebook sizes")
+    parser.add_argument("--presets", default="configs/fsq_4x8x8.yaml,configs/gq_4x8x8.yaml",
+                        help="presets whose training step the bottleneck's share is taken of ('' to skip)")  # fmt: skip
+    parser.add_argument("--tiny", action="store_true", help="test-size widths for the presets' training steps")
+    return parser.parse_args()
+
+
+def quantizers(bits: int) -> dict[str, nn.Module]:
+    """The four quantizers compared at a codebook of ``2^bits`` codes."""
+    levels = FSQ_LEVELS[bits]
+    return {
+        "vtok_fsq": FSQ(levels),
+        "vqp_fsq": ReferenceFSQ(levels, dim=len(levels), channel_first=True),
+        "vtok_gq": GroupLFQ(bits, GQ_GROUPS[bits]),
+        "vqp_lfq": reference_lfq(bits),
+    }
+
+
+def reference_lfq(bits: int) -> nn.Module:
+    """vector-quantize-pytorch's LFQ over all ``2^bits`` codes (one group), with vtok's loss weights."""
+    return ReferenceLFQ(codebook_size=2**bits, dim=bits, entropy_loss_weight=DEFAULT_BOTTLENECK_WEIGHTS["entropy"],
+                        commitment_loss_weight=DEFAULT_BOTTLENECK_WEIGHTS["commitment"])  # fmt: skip
+
+
+def objective(quantizer: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """Codes' mean square plus the quantizer's own weighted losses (vtok's weights for both libraries)."""
+    out = quantizer(z)
+    if isinstance(out, tuple):  # vector-quantize-pytorch: (codes, indices[, aux loss])
+        codes, aux = out[0], (out[2] if len(out) > 2 else 0.0)
+        return codes.float().square().mean() + aux
+    if hasattr(out, "latents"):  # vtok's bottleneck module: projections around the quantizer
+        codes, losses = out.latents, out.losses
+    else:
+        codes, losses = out.codes, out.losses
+    return codes.float().square().mean() + sum(DEFAULT_BOTTLENECK_WEIGHTS[k] * v for k, v in losses.items())
+
+
+def latent_shape(args: argparse.Namespace, channels: int, compression: Compression) -> tuple[int, ...]:
+    return (args.batch_size, channels, *compression.latent_shape(args.frames, args.size, args.size))
+
+
+def step_fn(quantizer: nn.Module, shape: tuple[int, ...], args: argparse.Namespace) -> Callable[[], None]:
+    z = torch.randn(shape, device=args.device, requires_grad=True)
+
+    def step() -> None:
+        with autocast(args.device, args.precision):
+            loss = objective(quantizer, z)
+        loss.backward()
+        z.grad = None
+        quantizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def tensor_peak(fn: Callable[[], None]) -> int:
+    with TensorMemory() as memory:
+        fn()
+    return memory.peak
+
+
+def measure(name: str, quantizer: nn.Module, shape: tuple[int, ...], args: argparse.Namespace) -> dict[str, object]:
+    quantizer.to(args.device)
+    step = step_fn(quantizer, shape, args)
+    try:
+        peak = tensor_peak(step)
+        warm_up(step, args.warmup, args.device)
+        with PeakMemory(args.device) as memory:
+            seconds = time_steps(step, args.steps, args.device)
+    except torch.OutOfMemoryError as error:
+        return {"quantizer": name, "error": f"out of memory: {str(error).splitlines()[0]}"}
+    return {"quantizer": name, "ms_per_step": round(seconds * 1e3, 3), "tensor_peak_bytes": peak, **memory.record()}
+
+
+def gq_loss_memory(bits: int, positions_shape: tuple[int, ...]) -> dict[str, object]:
+    """Peak tensor memory of GQ's and single-group LFQ's forward + backward at ``2^bits``, on fake tensors."""
+    peaks = {}
+    for name, make in (("gq", lambda: GroupLFQ(bits, GQ_GROUPS[bits])), ("lfq", lambda: reference_lfq(bits))):
+        with FakeTensorMode():
+            quantizer = make()
+            z = torch.randn(positions_shape[0], bits, *positions_shape[1:], requires_grad=True)
+            peaks[name] = tensor_peak(lambda: objective(quantizer, z).backward())
+    return {
+        "benchmark": "gq_loss_memory", "codes": 2**bits, "groups": GQ_GROUPS[bits], "latent_positions": math.prod(positions_shape),
+        "gq_gib": round(peaks["gq"] / 2**30, 4), "single_group_lfq_gib": round(peaks["lfq"] / 2**30, 4),
+        "lfq_over_gq": round(peaks["lfq"] / peaks["gq"], 1), "counted_on": "fake tensors (fp32)",
+    }  # fmt: skip
+
+
+def step_seconds(preset: str, args: argparse.Namespace) -> float | None:
+    """Seconds per training step of ``preset`` at the run's size, from ``benchmarks.train_step``."""
+    argv = ["--config", preset, "--baselines", "", "--device", args.device, "--precision", args.precision,
+            "--frames", str(args.frames), "--size", str(args.size), "--batch-size", str(args.batch_size),
+            "--steps", str(args.steps), "--warmup", str(args.warmup), *(["--tiny"] if args.tiny else [])]  # fmt: skip
+    record = run_isolated("benchmarks.train_step", argv, ["vtok"])[-1]
+    return record.get("seconds_per_step")
+
+
+def share_of_step(preset: str, args: argparse.Namespace, common: dict[str, object]) -> dict[str, object]:
+    config = load_preset(preset, [f"{k}={v}" for k, v in TINY["vtok"].items()] if args.tiny else [])
+    torch.manual_seed(0)
+    bottleneck = VideoAutoencoder(**config).quantizer
+    row = measure("vtok_bottleneck", bottleneck, latent_shape(args, bottleneck.input_channels, Compression(
+        config.get("temporal_compression", 4), config.get("spatial_compression", 8))), args)  # fmt: skip
+    step = step_seconds(preset, args)
+    share = None if step is None or "ms_per_step" not in row else round(row["ms_per_step"] / 1e3 / step, 5)
+    return {"benchmark": "quantizer_share", "preset": preset_name(preset), **row, "train_step_seconds": step,
+            "share_of_step": share, "tiny": args.tiny, **common}  # fmt: skip
+
+
+def main() -> None:
+    args = resolve_run_args(parse_args())
+    setup_logging()
+    compression = Compression(4, 8)
+    common = {"frames": args.frames, "size": args.size, "batch_size": args.batch_size, **environment(args)}
+    for bits in (int(b) for b in split_list(args.bits)):
+        for name, quantizer in quantizers(bits).items():
+            channels = bits if "gq" in name or "lfq" in name else len(FSQ_LEVELS[bits])
+            log.info("%s at 2^%d codes", name, bits)
+            row = measure(name, quantizer, latent_shape(args, channels, compression), args)
+            emit({"benchmark": "quantizer", "codes": 2**bits, **row, **common})
+        if bits in GQ_GROUPS:
+            shape = latent_shape(args, 1, compression)
+            emit({**gq_loss_memory(bits, (shape[0], *shape[2:])), **common})
+    for preset in split_list(args.presets):
+        log.info("share of a %s training step", preset_name(preset))
+        emit(share_of_step(preset, args, common))
+
+
+if __name__ == "__main__":
+    main()
