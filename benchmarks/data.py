@@ -1,4 +1,5 @@
-"""Clips per second delivered by the data loaders: video files (from a manifest) against WebDataset shards.
+"""Clips per second delivered by the data loaders: video files (from a manifest) against WebDataset
+shards, and decoding H.264 sources at 720p or 1080p with decord against PyAV.
 
 Generates sample clips, runs ``vtok prepare`` on them, lists every clip ``--repeat`` times (so an
 epoch outlasts the measurement, as on a real dataset) in a manifest and in shards, then times the
@@ -6,6 +7,14 @@ training loader of each path (the first batches, which include starting the work
 counted). Prints one JSON line per measurement. Small CPU sizes by default:
 
     python benchmarks/data.py --workers 2 --size 64 --frames 17
+
+The ``sources`` path writes ``--source-videos`` short H.264 videos at each ``--sources``
+resolution (``144p`` by default, a smoke size; ``720p``, ``1080p``, ``360p`` or ``HxW``) and times
+the loader cropping and resizing them to ``--size`` clips, for each reader ``--backends`` and
+worker count ``--workers`` (e.g. ``1,2,4,8``). With ``--step-clips-per-s`` (a training step's
+clips/s, from ``benchmarks/train_step.py``) each line also gives the loader's margin over it:
+
+    python benchmarks/data.py --paths sources --sources 720p,1080p --workers 1,2 --size 256 --step-clips-per-s 2.4
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from vtok.data import write_sample_clips
 from vtok.data.datamodule import VideoDataModule
@@ -25,10 +35,23 @@ from vtok.data.manifest import read_jsonl
 from vtok.data.prepare import PrepareOptions, prepare_dataset
 from vtok.data.shard_writer import write_shards
 
+log = logging.getLogger("benchmarks.data")
+RESOLUTIONS = {"144p": (144, 256), "360p": (360, 640), "720p": (720, 1280), "1080p": (1080, 1920)}
+
+
+def resolution(text: str) -> tuple[int, int]:
+    """``"720p"`` or ``"HxW"`` -> ``(height, width)``."""
+    if text in RESOLUTIONS:
+        return RESOLUTIONS[text]
+    height, sep, width = text.lower().partition("x")
+    if not (sep and height.isdigit() and width.isdigit()):
+        raise argparse.ArgumentTypeError(f"resolution {text!r} is not one of {', '.join(RESOLUTIONS)} or HxW")
+    return int(height), int(width)
+
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2, help="loader workers (and prepare's processes)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", default="2", help="loader workers, one count or a list (1,2,4); prepare uses the largest")
     parser.add_argument("--size", type=int, default=64, help="clip height and width")
     parser.add_argument("--frames", type=int, default=17, help="frames per clip")
     parser.add_argument("--videos", type=int, default=32, help="generated videos")
@@ -38,7 +61,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=8, help="times each clip is listed (longer epochs)")
     parser.add_argument("--shard-mb", type=float, default=0.25, help="shard size (small, so every worker gets shards)")
     parser.add_argument("--dir", default=None, help="where the clips and shards go (default: a temporary folder)")
-    return parser.parse_args()
+    parser.add_argument("--paths", default="files,shards", help="what to time: files, shards, sources")
+    parser.add_argument("--sources", default="144p", help="source resolutions for the sources path: 720p, 1080p, HxW, ...")
+    parser.add_argument("--source-videos", type=int, default=4, help="H.264 videos written per source resolution")
+    parser.add_argument("--source-frames", type=int, default=40, help="frames per source video")
+    parser.add_argument("--backends", default="decord,pyav", help="readers for the sources path")
+    parser.add_argument("--step-clips-per-s", type=float, default=None, help="a training step's clips/s, to compare with")
+    args = parser.parse_args()
+    args.workers = [int(w) for w in args.workers.split(",")]
+    args.paths = args.paths.split(",")
+    return args
 
 
 def clips_per_second(module: VideoDataModule, batches: int, warmup: int) -> float:
@@ -60,35 +92,75 @@ def clips_per_second(module: VideoDataModule, batches: int, warmup: int) -> floa
     return clips / (time.perf_counter() - start)
 
 
-def main() -> None:
-    args = parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    folder = Path(args.dir or tempfile.mkdtemp(prefix="vtok-bench-"))
+def prepare_repeated(videos: Path, out: Path, repeat: int, workers: int) -> tuple[list[dict], Any, float]:
+    """``vtok prepare`` on ``videos`` into ``out``, and ``out/long.jsonl`` listing every record
+    ``repeat`` times; returns the repeated records, prepare's summary and its seconds."""
+    start = time.perf_counter()
+    summary = prepare_dataset(str(videos), out, PrepareOptions(workers=workers, progress=False))
+    seconds = time.perf_counter() - start
+    records = read_jsonl(out / "manifest.jsonl")  # absolute paths: no re-encoding here
+    copies = [{**r, "source": f"{r['source']}#{i}"} for i in range(repeat) for r in records]  # distinct keys
+    (out / "long.jsonl").write_text("".join(json.dumps(record) + "\n" for record in copies))
+    return copies, summary, seconds
+
+
+def files_and_shards(args: argparse.Namespace, folder: Path, common: dict[str, Any]) -> None:
+    """The original comparison: the same clips from a manifest of files and from shards."""
     side = round(args.size * 1.25)
     videos = folder / f"videos_{args.videos}x{args.video_frames}f_{side}"
     write_sample_clips(videos, args.videos, args.video_frames, side, side)
     out = folder / f"prepared_{videos.name}"
-    start = time.perf_counter()
-    summary = prepare_dataset(str(videos), out, PrepareOptions(workers=args.workers, progress=False))
-    seconds = time.perf_counter() - start
-    records = read_jsonl(out / "manifest.jsonl")  # absolute paths: no re-encoding here
-    copies = [{**r, "source": f"{r['source']}#{i}"} for i in range(args.repeat) for r in records]  # distinct keys
-    (out / "long.jsonl").write_text("".join(json.dumps(record) + "\n" for record in copies))
+    copies, summary, seconds = prepare_repeated(videos, out, args.repeat, max(args.workers))
     if not (out / "shards" / "index.json").exists():
         write_shards(copies, out, out / "shards", args.shard_mb)
-    common = {"workers": args.workers, "size": args.size, "frames": args.frames, "batch_size": args.batch_size,
-              "videos": args.videos, "repeat": args.repeat, "video_frames": args.video_frames, "cpus": os.cpu_count(),
-              "cpu": platform.processor() or platform.machine()}  # fmt: skip
     if summary.probed:  # the seconds include starting the worker pool (a few seconds: it imports torch)
         print(json.dumps({"benchmark": "prepare", "files": summary.probed, "seconds": round(seconds, 2),
                           "files_per_s": round(summary.probed / seconds, 1), **common}))  # fmt: skip
-    settings = dict(num_frames=args.frames, size=args.size, batch_size=args.batch_size, num_workers=args.workers, val_fraction=0)
-    for path, module in (
-        ("files", VideoDataModule(path=str(out / "long.jsonl"), **settings)),
-        ("shards", VideoDataModule(shards=str(out / "shards"), **settings)),
-    ):
-        rate = clips_per_second(module, args.batches, warmup=max(args.workers, 1))
-        print(json.dumps({"benchmark": "data_loading", "path": path, "clips_per_s": round(rate, 1), **common}), flush=True)
+    for workers in args.workers:
+        settings = dict(num_frames=args.frames, size=args.size, batch_size=args.batch_size, num_workers=workers, val_fraction=0)
+        for path in [p for p in ("files", "shards") if p in args.paths]:
+            source = dict(path=str(out / "long.jsonl")) if path == "files" else dict(shards=str(out / "shards"))
+            rate = clips_per_second(VideoDataModule(**source, **settings), args.batches, warmup=max(workers, 1))
+            record = {"benchmark": "data_loading", "path": path, "clips_per_s": round(rate, 1), **common, "workers": workers}
+            print(json.dumps(record), flush=True)
+
+
+def sources(args: argparse.Namespace, folder: Path, common: dict[str, Any]) -> None:
+    """H.264 sources at each resolution, decoded by each reader with each worker count."""
+    for name in args.sources.split(","):
+        height, width = resolution(name)
+        videos = folder / f"sources_{args.source_videos}x{args.source_frames}f_{height}x{width}"
+        log.info("writing %d H.264 videos at %dx%d", args.source_videos, width, height)
+        write_sample_clips(videos, args.source_videos, args.source_frames, height, width)
+        repeat = max(1, -(-(args.batches + max(args.workers)) * args.batch_size // args.source_videos))
+        prepare_repeated(videos, folder / f"prepared_{videos.name}", repeat, max(args.workers))
+        for backend in args.backends.split(","):
+            for workers in args.workers:
+                module = VideoDataModule(path=str(folder / f"prepared_{videos.name}" / "long.jsonl"), num_frames=args.frames,
+                                         size=args.size, batch_size=args.batch_size, num_workers=workers, val_fraction=0,
+                                         backend=backend)  # fmt: skip
+                rate = clips_per_second(module, args.batches, warmup=max(workers, 1))
+                record = {"benchmark": "data_loading", "path": "sources", "source": name, "source_height": height,
+                          "source_width": width, "backend": backend, "clips_per_s": round(rate, 2), **common,
+                          "workers": workers, "videos": args.source_videos, "video_frames": args.source_frames,
+                          "repeat": repeat}  # fmt: skip
+                if args.step_clips_per_s:
+                    record["step_clips_per_s"] = args.step_clips_per_s
+                    record["loader_over_step"] = round(rate / args.step_clips_per_s, 2)
+                print(json.dumps(record), flush=True)
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    folder = Path(args.dir or tempfile.mkdtemp(prefix="vtok-bench-"))
+    common = {"workers": max(args.workers), "size": args.size, "frames": args.frames, "batch_size": args.batch_size,
+              "videos": args.videos, "repeat": args.repeat, "video_frames": args.video_frames, "cpus": os.cpu_count(),
+              "cpu": platform.processor() or platform.machine()}  # fmt: skip
+    if {"files", "shards"} & set(args.paths):
+        files_and_shards(args, folder, common)
+    if "sources" in args.paths:
+        sources(args, folder, common)
 
 
 if __name__ == "__main__":
