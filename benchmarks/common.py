@@ -106,6 +106,11 @@ def peak_tflops(device: str) -> float | None:
     return next((peak for key, peak in PEAK_BF16_TFLOPS if key in name), None)
 
 
+def sig(value: float, digits: int = 4) -> float:
+    """``value`` rounded to ``digits`` significant digits (figures that span many magnitudes)."""
+    return float(f"{value:.{digits}g}")
+
+
 def mfu(flops_per_s: float | None, peak: float | None) -> float | None:
     """Model FLOP utilisation: achieved FLOP/s over the peak (``None`` when either is unknown)."""
     if flops_per_s is None or peak is None:
@@ -170,7 +175,7 @@ class PeakMemory:
         self.bytes = max(peak - self._start, 0)
 
     def record(self) -> dict[str, Any]:
-        return {"peak_memory_gib": None if self.bytes is None else round(self.bytes / GIB, 3), "memory_kind": self.kind}
+        return {"peak_memory_gib": None if self.bytes is None else sig(self.bytes / GIB), "memory_kind": self.kind}
 
 
 def warm_up(step: Callable[[], Any], calls: int, device: str) -> None:

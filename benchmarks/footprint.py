@@ -26,7 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from benchmarks.common import GIB, PEAK_BF16_TFLOPS, TensorMemory, autocast, count_flops, emit, setup_logging, split_list
+from benchmarks.common import (
+    GIB, PEAK_BF16_TFLOPS, TensorMemory, autocast, count_flops, emit, setup_logging, sig, split_list,
+)  # fmt: skip
 from benchmarks.models import add_model_args, build_subject, model_list
 
 log = logging.getLogger("benchmarks.footprint")
@@ -95,10 +97,10 @@ def footprint(name: str, args: argparse.Namespace) -> dict[str, object]:
     return {
         "benchmark": "footprint", "model": subject.name, "params_m": round(subject.parameters / 1e6, 2),
         "frames": args.frames, "size": args.size, "batch_size": args.batch_size, "precision": args.precision,
-        "train_tflop_per_clip": round(per_clip / 1e12, 3), "encode_tflop_per_clip": round(encode / args.batch_size / 1e12, 3),
-        "decode_tflop_per_clip": round(decode / args.batch_size / 1e12, 3),
-        "estimated_train_peak_gib": round((memory.peak + weights) / GIB, 2),
-        "h100_clips_per_s_at_mfu": {m: round(float(m) * H100 * 1e12 / per_clip, 2) for m in split_list(args.mfu)},
+        "train_tflop_per_clip": sig(per_clip / 1e12), "encode_tflop_per_clip": sig(encode / args.batch_size / 1e12),
+        "decode_tflop_per_clip": sig(decode / args.batch_size / 1e12),
+        "estimated_train_peak_gib": sig((memory.peak + weights) / GIB),
+        "h100_clips_per_s_at_mfu": {m: sig(float(m) * H100 * 1e12 / per_clip) for m in split_list(args.mfu)},
         "activation_checkpointing": subject.is_vtok and args.activation_checkpointing, "tiny": args.tiny, "overrides": args.set,
     }  # fmt: skip
 

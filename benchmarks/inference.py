@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from benchmarks.common import PeakMemory, add_run_args, autocast, count_flops, environment, time_steps, warm_up
+from benchmarks.common import PeakMemory, add_run_args, autocast, count_flops, environment, sig, time_steps, warm_up
 from benchmarks.models import add_model_args, build_subject, run_per_model
 from benchmarks.train_step import add_speed_args, compile_networks, prepare
 
@@ -58,14 +58,14 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
         "warmup": args.warmup, "latent_shape": list(latents.shape[1:]),
     }  # fmt: skip
     for key, fn in operations.items():  # on the eager model
-        record[f"{key}_tflop_per_clip"] = round(count_flops(fn) / args.batch_size / 1e12, 5)
+        record[f"{key}_tflop_per_clip"] = sig(count_flops(fn) / args.batch_size / 1e12)
     compile_networks(subject, args)
     seconds = {}
     for key, fn in operations.items():
         warm_up(fn, args.warmup, args.device)
         seconds[key] = time_steps(fn, args.steps, args.device)
-        record[f"{key}_frames_per_s"] = round(frames / seconds[key], 2)
-    record["encode_decode_frames_per_s"] = round(frames / (seconds["encode"] + seconds["decode"]), 2)
+        record[f"{key}_frames_per_s"] = sig(frames / seconds[key])
+    record["encode_decode_frames_per_s"] = sig(frames / (seconds["encode"] + seconds["decode"]))
     with PeakMemory(args.device) as memory:
         run(lambda: subject.decode(subject.encode(video)))()
     record.update(memory.record(), tiny=args.tiny, overrides=args.set, **environment(args))

@@ -30,8 +30,8 @@ from vector_quantize_pytorch import FSQ as ReferenceFSQ
 from vector_quantize_pytorch import LFQ as ReferenceLFQ
 
 from benchmarks.common import (
-    PeakMemory, TensorMemory, add_run_args, autocast, emit, environment, resolve_run_args, run_isolated,
-    setup_logging, split_list, time_steps, warm_up,
+    GIB, PeakMemory, TensorMemory, add_run_args, autocast, emit, environment, resolve_run_args, run_isolated,
+    setup_logging, sig, split_list, time_steps, warm_up,
 )  # fmt: skip
 from benchmarks.models import TINY, load_preset, preset_name
 from vtok import VideoAutoencoder
@@ -118,7 +118,7 @@ def measure(name: str, quantizer: nn.Module, shape: tuple[int, ...], args: argpa
             seconds = time_steps(step, args.steps, args.device)
     except torch.OutOfMemoryError as error:
         return {"quantizer": name, "error": f"out of memory: {str(error).splitlines()[0]}"}
-    return {"quantizer": name, "ms_per_step": round(seconds * 1e3, 3), "tensor_peak_bytes": peak, **memory.record()}
+    return {"quantizer": name, "ms_per_step": sig(seconds * 1e3), "tensor_peak_bytes": peak, **memory.record()}
 
 
 def gq_loss_memory(bits: int, positions_shape: tuple[int, ...]) -> dict[str, object]:
@@ -131,8 +131,8 @@ def gq_loss_memory(bits: int, positions_shape: tuple[int, ...]) -> dict[str, obj
             peaks[name] = tensor_peak(lambda: objective(quantizer, z).backward())
     return {
         "benchmark": "gq_loss_memory", "codes": 2**bits, "groups": GQ_GROUPS[bits], "latent_positions": math.prod(positions_shape),
-        "gq_gib": round(peaks["gq"] / 2**30, 4), "single_group_lfq_gib": round(peaks["lfq"] / 2**30, 4),
-        "lfq_over_gq": round(peaks["lfq"] / peaks["gq"], 1), "counted_on": "fake tensors (fp32)",
+        "gq_gib": sig(peaks["gq"] / GIB), "single_group_lfq_gib": sig(peaks["lfq"] / GIB),
+        "lfq_over_gq": sig(peaks["lfq"] / peaks["gq"]), "counted_on": "fake tensors (fp32)",
     }  # fmt: skip
 
 
@@ -152,7 +152,7 @@ def share_of_step(preset: str, args: argparse.Namespace, common: dict[str, objec
     row = measure("vtok_bottleneck", bottleneck, latent_shape(args, bottleneck.input_channels, Compression(
         config.get("temporal_compression", 4), config.get("spatial_compression", 8))), args)  # fmt: skip
     step = step_seconds(preset, args)
-    share = None if step is None or "ms_per_step" not in row else round(row["ms_per_step"] / 1e3 / step, 5)
+    share = None if step is None or "ms_per_step" not in row else sig(row["ms_per_step"] / 1e3 / step)
     return {"benchmark": "quantizer_share", "preset": preset_name(preset), **row, "train_step_seconds": step,
             "share_of_step": share, "tiny": args.tiny, **common}  # fmt: skip
 

@@ -21,7 +21,8 @@ import sys
 import torch
 
 from benchmarks.common import (
-    PeakMemory, SyncCounter, add_run_args, autocast, count_flops, environment, mfu, peak_tflops, time_steps, warm_up,
+    PeakMemory, SyncCounter, add_run_args, autocast, count_flops, environment, mfu, peak_tflops, sig, time_steps,
+    warm_up,
 )  # fmt: skip
 from benchmarks.models import Subject, add_model_args, build_subject, run_per_model
 
@@ -91,8 +92,8 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
     return {
         "benchmark": "train_step", "model": subject.name, "params_m": round(subject.parameters / 1e6, 2),
         "frames": args.frames, "size": args.size, "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
-        "clips_per_s": round(args.batch_size / seconds, 4), "seconds_per_step": round(seconds, 4), **memory.record(),
-        "tflop_per_clip": round(flops / args.batch_size / 1e12, 4), "achieved_tflops": round(flops / seconds / 1e12, 3),
+        "clips_per_s": sig(args.batch_size / seconds), "seconds_per_step": sig(seconds), **memory.record(),
+        "tflop_per_clip": sig(flops / args.batch_size / 1e12), "achieved_tflops": sig(flops / seconds / 1e12),
         "mfu": mfu(flops / seconds, peak), "peak_tflops": peak, "host_syncs_per_step": syncs.count,
         "tiny": args.tiny, "overrides": args.set, **(speed_options(args) if subject.is_vtok else {}), **environment(args),
     }  # fmt: skip

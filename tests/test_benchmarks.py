@@ -1,0 +1,222 @@
+"""The benchmark scripts run at smoke size and print the JSON lines their READMEs promise; the
+speed options change no result; the training step reads the device once per optimizer step.
+
+Scripts run as subprocesses, as a user runs them, with test-size widths (``--tiny``) and tiny
+clips. No test asserts a timing.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer
+from torch.utils.data import DataLoader
+
+from benchmarks.common import SyncCounter
+from vtok import VideoAutoencoder
+from vtok.tokenizers import FSQ, GroupLFQ
+from vtok.training import AutoencoderModule
+from vtok.training.ema import ema_copy
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--tiny", "--frames", "5", "--size", "16", "--batch-size", "1", "--steps", "1", "--warmup", "0"]
+
+# test name -> the script and its arguments; the scripts of the selected tests start together (see `runs`)
+COMMANDS: dict[str, list[str]] = {
+    "test_train_step_measures_vtok_and_a_baseline_each_in_its_own_process": [
+        "benchmarks.train_step", *SMALL, "--baselines", "wan"],
+    "test_inference_reports_encode_decode_and_tokenize_rates": [
+        "benchmarks.inference", *SMALL, "--config", "configs/fsq_4x8x8.yaml", "--only", "vtok"],
+    "test_quantizers_compare_with_the_reference_and_take_their_share_of_a_step": [
+        "benchmarks.quantizers", *SMALL, "--bits", "16", "--presets", "configs/gq_4x8x8.yaml"],
+    "test_data_times_files_shards_and_h264_sources_with_both_readers": [
+        "benchmarks.data", "--paths", "files,shards,sources", "--workers", "0", "--size", "16", "--frames", "5",
+        "--videos", "2", "--video-frames", "12", "--batches", "2", "--batch-size", "2", "--repeat", "2",
+        "--sources", "48x64", "--source-videos", "2", "--source-frames", "12", "--step-clips-per-s", "2.0"],
+    "test_footprint_counts_flops_and_memory_on_fake_tensors": [
+        "benchmarks.footprint", *SMALL[:-4], "--baselines", "wan", "--mfu", "0.4"],
+    "test_quality_at_budget_trains_wan_by_the_same_loop": [
+        "benchmarks.quality_at_budget", *SMALL[:-4], "--seconds", "0", "--only", "wan"],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Popen]:
+    """Starts the selected tests' scripts at once, as subprocesses from the repository root: each
+    spends most of its time importing torch and diffusers, so together they take about as long
+    as the slowest one. Each test then waits for its own."""
+    selected = {item.originalname for item in request.session.items if item.module.__name__ == __name__}
+    # one thread each: with several processes on two shared cores, OpenMP's spinning threads make
+    # small convolutions tens of times slower
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    started = {}
+    for name, (module, *args) in COMMANDS.items():
+        if name in selected:
+            folder = tmp_path_factory.mktemp(module.rsplit(".", 1)[-1])
+            where = ["--dir", str(folder)] if module == "benchmarks.data" else ["--data-dir", str(folder)] if "quality" in module else []
+            started[name] = subprocess.Popen([sys.executable, "-m", module, *args, *where], cwd=ROOT, env=env,
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    yield started
+    for process in started.values():
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def output(runs: dict[str, subprocess.Popen], request: pytest.FixtureRequest) -> list[dict]:
+    """The JSON lines (all of them parsed) that the current test's script printed."""
+    stdout, stderr = runs[request.node.originalname].communicate(timeout=900)
+    assert runs[request.node.originalname].returncode == 0, stderr[-3000:]
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    assert lines, stderr[-3000:]
+    return [json.loads(line) for line in lines]
+
+
+@pytest.fixture()
+def one_thread() -> None:
+    """One torch thread: on two shared cores, spinning OpenMP threads slow small convolutions many times."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_module(**speed: bool) -> AutoencoderModule:
+    torch.manual_seed(0)
+    model = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4)
+    return AutoencoderModule(copy.deepcopy(model), ema_decay=0.99, **speed)
+
+
+def test_channels_last_gives_the_same_loss_and_gradients_as_the_default(one_thread: None) -> None:
+    video = torch.rand(2, 3, 5, 16, 16) * 2 - 1
+    results = []
+    for module in (tiny_module(), tiny_module(channels_last=True, compile_networks=False)):
+        torch.manual_seed(1)  # the same posterior sample
+        loss = module._objective(video, step=0)[0]
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in module.autoencoder.parameters()]))
+    (plain, plain_grads), (fast, fast_grads) = results
+    assert tiny_module(channels_last=True).autoencoder.encoder.conv_in.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+    for a, b in zip(fast_grads, plain_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("quantizer", [FSQ([8, 5, 5, 5], tokens_per_position=2), GroupLFQ(18, 3), GroupLFQ(12, 2, single_token=True)])
+def test_quantizers_read_nothing_back_to_the_host(quantizer: torch.nn.Module) -> None:
+    z = torch.randn(2, quantizer.channels, 3, 4, 4, requires_grad=True)
+    with SyncCounter() as syncs:
+        out = quantizer(z)
+        (out.codes.square().mean() + sum(out.losses.values())).backward()
+    assert syncs.calls == [] and {"perplexity", "batch_usage"} <= out.stats.keys()
+
+
+class CountSyncs(Callback):
+    """Counts, per training batch, the operations that would make a GPU run wait for the device."""
+
+    def __init__(self) -> None:
+        self.per_batch: list[list[str]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+        # AdamW's step counters live on the host on a GPU too (unless capturable or fused)
+        self.counter = SyncCounter(ignore=["torch/optim/"]).__enter__()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self.counter.__exit__(None, None, None)
+        self.per_batch.append(self.counter.calls)
+
+
+def test_a_training_step_synchronises_only_for_the_non_finite_check(one_thread: None) -> None:
+    torch.manual_seed(0)
+    module = AutoencoderModule(VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, bottleneck="fsq",
+                                                fsq_levels=[5, 5, 5]), ema_decay=0.99)  # fmt: skip
+    batches = [{"video": torch.rand(1, 3, 5, 16, 16) * 2 - 1} for _ in range(3)]
+    counter = CountSyncs()
+    trainer = Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[counter], accelerator="cpu")  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    for calls in counter.per_batch:  # bool(isfinite(...).all()), once per step
+        assert [(name, where.rsplit("/", 1)[-1].split(":")[0]) for name, where in calls] == [("_local_scalar_dense", "module.py")], calls
+    assert len(counter.per_batch) == 3
+
+
+def test_ema_restored_from_a_state_dict_continues_the_same_average() -> None:
+    model = torch.nn.Linear(2, 2)
+    ema = ema_copy(model, decay=0.9)
+    for value in (1.0, 2.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        ema.update_parameters(model)
+    resumed = ema_copy(torch.nn.Linear(2, 2), decay=0.9)
+    resumed.load_state_dict(ema.state_dict())
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    for average in (ema, resumed):
+        with SyncCounter() as syncs:
+            average.update_parameters(model)
+        assert syncs.count == (1 if average is resumed else 0)  # the resumed one reads its count once
+    torch.testing.assert_close(resumed.module.weight, ema.module.weight)
+    assert int(resumed.n_averaged) == int(ema.n_averaged) == 3
+
+
+def test_train_step_measures_vtok_and_a_baseline_each_in_its_own_process(runs, request) -> None:  # noqa: ANN001
+    records = output(runs, request)
+    assert [r["model"] for r in records] == ["vtok:kl_4x8x8", "wan"], records
+    for record in records:
+        assert "error" not in record, record
+        assert record["clips_per_s"] > 0 and record["tflop_per_clip"] > 0 and record["params_m"] > 0
+        assert record["mfu"] is None and record["peak_tflops"] is None  # a CPU has no bf16 peak in the table
+        assert record["memory_kind"] == "cpu_peak_rss_growth" and record["precision"] == "fp32"
+        assert {"seconds_per_step", "peak_memory_gib", "achieved_tflops", "host_syncs_per_step", "device"} <= record.keys()
+    assert records[0]["host_syncs_per_step"] == 0
+
+
+def test_inference_reports_encode_decode_and_tokenize_rates(runs, request) -> None:  # noqa: ANN001
+    (record,) = output(runs, request)
+    assert record["model"] == "vtok:fsq_4x8x8"
+    for key in ("encode", "decode", "tokenize", "encode_decode"):
+        assert record[f"{key}_frames_per_s"] > 0
+    assert record["encode_tflop_per_clip"] > 0 and record["latent_shape"] == [6, 2, 2, 2]
+
+
+def test_quantizers_compare_with_the_reference_and_take_their_share_of_a_step(runs, request) -> None:  # noqa: ANN001
+    records = output(runs, request)
+    rows = [r for r in records if r["benchmark"] == "quantizer"]
+    assert sorted(r["quantizer"] for r in rows) == ["vqp_fsq", "vqp_lfq", "vtok_fsq", "vtok_gq"]
+    assert all(r["codes"] == 2**16 and r["ms_per_step"] > 0 and r["tensor_peak_bytes"] > 0 for r in rows)
+    (memory,) = [r for r in records if r["benchmark"] == "gq_loss_memory"]
+    assert memory["lfq_over_gq"] >= 16, memory  # the issue's target, counted exactly
+    (share,) = [r for r in records if r["benchmark"] == "quantizer_share"]
+    assert share["preset"] == "gq_4x8x8" and 0 < share["share_of_step"] < 1 and share["train_step_seconds"] > 0
+
+
+def test_data_times_files_shards_and_h264_sources_with_both_readers(runs, request) -> None:  # noqa: ANN001
+    records = output(runs, request)
+    paths = [(r["benchmark"], r.get("path"), r.get("backend")) for r in records]
+    assert paths == [("prepare", None, None), ("data_loading", "files", None), ("data_loading", "shards", None),
+                     ("data_loading", "sources", "decord"), ("data_loading", "sources", "pyav")]  # fmt: skip
+    for record in records[3:]:
+        assert record["source_height"] == 48 and record["clips_per_s"] > 0
+        assert record["loader_over_step"] == pytest.approx(record["clips_per_s"] / 2.0, rel=0.01)
+
+
+def test_quality_at_budget_trains_wan_by_the_same_loop(runs, request) -> None:  # noqa: ANN001
+    (record,) = output(runs, request)
+    assert record["model"] == "wan" and record["steps"] == 1 and record["clips_seen"] == 1
+    assert record["val_clips"] == 5 and record["val_psnr_db"] > 0
+    assert record["val_psnr_real_video_db"] is not None  # the carphone clip was found and held out
+
+
+def test_footprint_counts_flops_and_memory_on_fake_tensors(runs, request) -> None:  # noqa: ANN001
+    records = output(runs, request)
+    assert [r["model"] for r in records] == ["vtok:kl_4x8x8", "wan"]
+    for record in records:
+        assert record["train_tflop_per_clip"] > record["encode_tflop_per_clip"] > 0
+        assert record["estimated_train_peak_gib"] > 0 and set(record["h100_clips_per_s_at_mfu"]) == {"0.4"}
