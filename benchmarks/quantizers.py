@@ -8,8 +8,8 @@ FSQ levels ``[8, 8, 8, 8, 4, 4]`` (2^16) and ``[8] * 6`` (2^18); GQ 16 bits in 2
 bits in 3 groups (the gq preset); LFQ over the whole codebook (one group), entropy weight 0.1,
 commitment 0.25, temperature 0.01 for both. ``tensor_peak_bytes`` is the peak of the tensors one
 forward + backward creates (counted by ``benchmarks.common.TensorMemory``, any device); the
-``gq_loss_memory`` line counts it on fake tensors at the run's size, so the full 17x256x256 case
-needs no memory at all. The share of a step times the preset's whole bottleneck (projections
+``gq_loss_memory`` lines count it on fake tensors at the run's size and at 17x256x256, batch 2
+(which needs no memory at all that way). The share of a step times the preset's whole bottleneck (projections
 included) against ``benchmarks.train_step`` on the same preset and clip, run in its own process.
 
     python -m benchmarks.quantizers                        # CPU: 9x32x32 clips, batch 1
@@ -30,7 +30,7 @@ from vector_quantize_pytorch import FSQ as ReferenceFSQ
 from vector_quantize_pytorch import LFQ as ReferenceLFQ
 
 from benchmarks.common import (
-    GIB, PeakMemory, TensorMemory, add_run_args, autocast, emit, environment, resolve_run_args, run_isolated,
+    FULL, GIB, PeakMemory, TensorMemory, add_run_args, autocast, emit, environment, resolve_run_args, run_isolated,
     setup_logging, sig, split_list, time_steps, warm_up,
 )  # fmt: skip
 from benchmarks.models import TINY, load_preset, preset_name
@@ -52,6 +52,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--presets", default="configs/fsq_4x8x8.yaml,configs/gq_4x8x8.yaml",
                         help="presets whose training step the bottleneck's share is taken of ('' to skip)")  # fmt: skip
     parser.add_argument("--tiny", action="store_true", help="test-size widths for the presets' training steps")
+    parser.add_argument("--full-size-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="also count GQ's and LFQ's loss memory at 17x256x256, batch 2 (fake tensors)")  # fmt: skip
     return parser.parse_args()
 
 
@@ -168,9 +170,12 @@ def main() -> None:
             log.info("%s at 2^%d codes", name, bits)
             row = measure(name, quantizer, latent_shape(args, channels, compression), args)
             emit({"benchmark": "quantizer", "codes": 2**bits, **row, **common})
-        if bits in GQ_GROUPS:
-            shape = latent_shape(args, 1, compression)
-            emit({**gq_loss_memory(bits, (shape[0], *shape[2:])), **common})
+        if bits in GQ_GROUPS:  # at this run's size, and at the issue's (fake tensors need no memory)
+            full = [(FULL["frames"], FULL["size"], FULL["batch_size"])] if args.full_size_memory else []
+            for sizes in sorted({(args.frames, args.size, args.batch_size), *full}):
+                shape = (sizes[2], *compression.latent_shape(sizes[0], sizes[1], sizes[1]))
+                clip = {"frames": sizes[0], "size": sizes[1], "batch_size": sizes[2]}
+                emit({**gq_loss_memory(bits, shape), **common, **clip})
     for preset in split_list(args.presets):
         log.info("share of a %s training step", preset_name(preset))
         emit(share_of_step(preset, args, common))

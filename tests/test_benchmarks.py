@@ -35,7 +35,7 @@ COMMANDS: dict[str, list[str]] = {
     "test_inference_reports_encode_decode_and_tokenize_rates": [
         "benchmarks.inference", *SMALL, "--config", "configs/fsq_4x8x8.yaml", "--only", "vtok"],
     "test_quantizers_compare_with_the_reference_and_take_their_share_of_a_step": [
-        "benchmarks.quantizers", *SMALL, "--bits", "16", "--presets", "configs/gq_4x8x8.yaml"],
+        "benchmarks.quantizers", *SMALL, "--bits", "16", "--presets", "configs/gq_4x8x8.yaml", "--no-full-size-memory"],
     "test_data_times_files_shards_and_h264_sources_with_both_readers": [
         "benchmarks.data", "--paths", "files,shards,sources", "--workers", "0", "--size", "16", "--frames", "5",
         "--videos", "2", "--video-frames", "12", "--batches", "2", "--batch-size", "2", "--repeat", "2",
