@@ -87,6 +87,14 @@ class VideoAutoencoder(ModelMixin, ConfigMixin, LongVideoMixin):
         backbone_class: a diffusers video VAE class whose encoder and decoder are the backbone
             (``None``: vtok's own network; the width and depth fields above are then unused).
         backbone_config: that class's config.
+        decoder_causal: causal decoder (``False``: time padded on both sides, as LTX-Video's; long
+            videos are then decoded in overlapping, cross-faded chunks).
+        decoder_timestep_conditioning: LTX-Video's denoising decoder: ``decode(z, timestep=t)``
+            reconstructs the clean video from ``(1 - t)·z + t·ε``; in training ``t`` is drawn from
+            ``[0, denoise_max_timestep]`` per clip.
+        denoise_max_timestep: the largest noise level drawn in training.
+        decoder_noise_channels: WeTok's generative decoder: channels of Gaussian noise read beside
+            the latent (sampled in training; zero, or seeded with ``noise_seed``, at inference).
     """
 
     config_name = "config.json"
@@ -114,6 +122,10 @@ class VideoAutoencoder(ModelMixin, ConfigMixin, LongVideoMixin):
         first_frame_tokens: int = 0,
         backbone_class: PriorClass | None = None,
         backbone_config: dict[str, Any] | None = None,
+        decoder_causal: bool = True,
+        decoder_timestep_conditioning: bool = False,
+        denoise_max_timestep: float = 0.2,
+        decoder_noise_channels: int = 0,
     ) -> None:
         super().__init__()
         self.compression = Compression(temporal=temporal_compression, spatial=spatial_compression)
@@ -129,8 +141,13 @@ class VideoAutoencoder(ModelMixin, ConfigMixin, LongVideoMixin):
             plan = resampling_plan(self.compression, patch_size)
             spec = BackboneSpec(block_out_channels, layers_per_block, plan, patch_size, resample_shortcut, frame_padding)
             self.encoder = Encoder3d(in_channels, self.quantizer.input_channels, spec)
-            self.decoder = Decoder3d(self.quantizer.output_channels, in_channels, spec)
+            self.decoder = Decoder3d(
+                self.quantizer.output_channels, in_channels, spec, decoder_causal,
+                decoder_timestep_conditioning, decoder_noise_channels,
+            )  # fmt: skip
         else:
+            if not decoder_causal or decoder_timestep_conditioning or decoder_noise_channels:
+                raise ValueError("the decoder options (non-causal, timestep, noise) need vtok's own backbone")
             self._build_prior_backbone(backbone_class, backbone_config or {}, latent_channels)
 
     def _build_prior_backbone(self, class_name: str, config: dict[str, Any], latent_channels: int) -> None:
@@ -224,14 +241,48 @@ class VideoAutoencoder(ModelMixin, ConfigMixin, LongVideoMixin):
             return features
         return self.quantizer.encode(features)
 
-    def decode(self, latents: torch.Tensor, discrete: bool = True) -> torch.Tensor:
+    def decode(
+        self,
+        latents: torch.Tensor,
+        discrete: bool = True,
+        timestep: float | torch.Tensor | None = None,
+        noise_seed: int | None = None,
+    ) -> torch.Tensor:
         """Video ``[B, 3, 1 + k·t, h·s, w·s]`` from latents as ``encode`` gives them (with the same
-        ``discrete`` flag)."""
+        ``discrete`` flag).
+
+        Args:
+            latents: ``[B, C, t', h', w']``.
+            discrete: ``False`` decodes a discrete model's continuous latents.
+            timestep: noise level of ``latents`` for a denoising decoder (default 0: clean).
+            noise_seed: a generative decoder reads zero noise (deterministic) unless given a seed,
+                which draws one plausible reconstruction.
+        """
         continuous = self.is_discrete and not discrete
         channels = self.quantizer.input_channels if continuous else self.quantizer.code_channels
         if latents.ndim != 5 or latents.shape[1] != channels:
             raise ValueError(f"expected latents [B, {channels}, t, h, w], got {tuple(latents.shape)}")
-        return self._decode_features(latents if continuous else self.quantizer.to_decoder(latents))
+        features = latents if continuous else self.quantizer.to_decoder(latents)
+        if self.config.decoder_noise_channels:
+            generator = torch.Generator(device=features.device).manual_seed(noise_seed) if noise_seed is not None else None
+            features = self._with_noise(features, generator, sample=noise_seed is not None)
+        return self._decode_features(features, self._timestep(timestep, latents))
+
+    def _timestep(self, timestep: float | torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+        if timestep is None or not self.config.decoder_timestep_conditioning:
+            if timestep:
+                raise ValueError("decode(timestep=...) needs decoder_timestep_conditioning=true")
+            return None
+        return torch.as_tensor(timestep, device=like.device, dtype=torch.float32).expand(like.shape[0])
+
+    def _with_noise(self, features: torch.Tensor, generator: torch.Generator | None, sample: bool) -> torch.Tensor:
+        shape = (features.shape[0], self.config.decoder_noise_channels, *features.shape[2:])
+        noise = (
+            torch.randn(shape, generator=generator, device=features.device, dtype=features.dtype)
+            if sample
+            else features.new_zeros(shape)
+        )
+        return torch.cat([features, noise], dim=1)
 
     def tokenize(self, video: torch.Tensor) -> torch.Tensor | FirstFrameTokens:
         """int64 token indices ``[B, K, 1 + k, H/s, W/s]`` (discrete models only); with first-frame
@@ -258,8 +309,16 @@ class VideoAutoencoder(ModelMixin, ConfigMixin, LongVideoMixin):
         sample = self.training if sample_posterior is None else sample_posterior
         features = self.encoder(video)
         out = self.quantizer(features, sample=sample)
+        latents, timestep = out.latents, None
+        if self.config.decoder_timestep_conditioning and self.training:  # denoising: z_t = (1 - t) z + t ε
+            timestep = torch.rand(video.shape[0], device=video.device) * self.config.denoise_max_timestep
+            t = timestep.to(latents.dtype)[:, None, None, None, None]
+            latents = (1 - t) * latents + t * torch.randn_like(latents)
+        decoder_input = self.quantizer.to_decoder(latents)
+        if self.config.decoder_noise_channels:
+            decoder_input = self._with_noise(decoder_input, None, sample=self.training)
         return AutoencoderOutput(
-            reconstruction=self.decoder(self.quantizer.to_decoder(out.latents)),
+            reconstruction=self.decoder(decoder_input) if timestep is None else self.decoder(decoder_input, timestep),
             latents=out.latents,
             indices=out.indices,
             losses=out.losses,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from vtok.vae.streaming import run_in_chunks
+from vtok.vae.streaming import run_in_chunks, run_in_overlapping_chunks
 from vtok.vae.tiling import tiled_map
 
 
@@ -14,11 +14,13 @@ class LongVideoMixin:
 
     ``temporal_chunk`` latent frames go through the network at a time, with a causal cache carried
     between chunks, so the result equals one pass while activation memory depends on the chunk
-    alone (``None``: one pass; diffusers backbones manage long clips themselves). Tiling is off
-    until :meth:`enable_tiling`.
+    alone (``None``: one pass; diffusers backbones manage long clips themselves). A non-causal
+    decoder decodes chunks with ``temporal_overlap`` latent frames of context on each side and
+    cross-fades the overlaps. Tiling is off until :meth:`enable_tiling`.
     """
 
     temporal_chunk: int | None
+    temporal_overlap: int = 1  # latent frames of context on each side of a non-causal decoder's chunk
     tile: tuple[int, int] | None
 
     def enable_tiling(self, tile: int = 256, overlap: int = 64) -> None:
@@ -49,13 +51,17 @@ class LongVideoMixin:
             return chunked(video)
         return tiled_map(chunked, video, *self.tile, scale=1 / self.compression.spatial)
 
-    def _decode_features(self, features: torch.Tensor) -> torch.Tensor:
+    def _decode_features(self, features: torch.Tensor, timestep: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder's output for a whole latent video (decoder-input width): chunks, tiles."""
+        decode = (lambda z: self.decoder(z)) if timestep is None else (lambda z: self.decoder(z, timestep))  # noqa: E731
 
         def chunked(z: torch.Tensor) -> torch.Tensor:
-            if self.temporal_chunk is None:
-                return self.decoder(z)
-            return run_in_chunks(self.decoder, self.decoder, z, 1 + self.temporal_chunk, self.temporal_chunk)
+            chunk = self.temporal_chunk
+            if chunk is None:
+                return decode(z)
+            if getattr(self.decoder.conv_in, "causal", True):
+                return run_in_chunks(self.decoder, decode, z, 1 + chunk, chunk)
+            return run_in_overlapping_chunks(self.decoder, decode, z, chunk, self.temporal_overlap, self.compression.temporal)
 
         if self.tile is None:
             return chunked(features)

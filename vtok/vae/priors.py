@@ -1,10 +1,11 @@
 """Discrete tokenizers initialised from continuous priors (OneVAE, 2508.09857).
 
 Two kinds of prior:
-- a vtok continuous model (an export folder or a training checkpoint, loaded by the caller):
-  :func:`transfer_weights` copies its encoder and decoder into a model with the same backbone and
-  a discrete bottleneck; the encoder's last convolution keeps the posterior-mean half of its
-  output channels, and the quantizer's 1x1x1 projections start fresh;
+- a vtok model (an export folder or a training checkpoint, loaded by the caller):
+  :func:`transfer_weights` copies its encoder and decoder into a model with the same backbone.
+  From a continuous prior to a discrete model, the encoder's last convolution keeps the
+  posterior-mean half of its output channels and the quantizer's 1x1x1 projections start fresh;
+  from a discrete prior with the same bottleneck (a second training stage), everything is copied;
 - a diffusers video VAE (``AutoencoderKLWan``, ``AutoencoderKLCogVideoX``,
   ``AutoencoderKLLTXVideo``, ``AutoencoderKLHunyuanVideo``) by local folder or hub id in the local
   cache: :func:`autoencoder_from_diffusers` builds a ``VideoAutoencoder`` on its encoder and
@@ -39,17 +40,17 @@ def _listify(value: Any) -> Any:
 
 
 def transfer_weights(prior: VideoAutoencoder, model: VideoAutoencoder) -> dict[str, list[str]]:
-    """Copies a continuous prior's encoder and decoder into ``model``.
+    """Copies a prior's encoder, decoder (and, when they match, quantizer) into ``model``.
 
     Returns:
         ``{"copied": [...], "adapted": [...], "new": [...]}`` parameter names of ``model``.
 
     Raises:
-        ValueError: the prior is not continuous, or its backbone differs from the model's (the
-            message names the fields and the values the prior has).
+        ValueError: a discrete prior for a continuous model, or a backbone that differs from the
+            model's (the message names the fields and the values the prior has).
     """
-    if prior.is_discrete:
-        raise ValueError("a prior must be a continuous (kl) vtok model; this one is discrete")
+    if prior.is_discrete and not model.is_discrete:
+        raise ValueError("a discrete prior cannot start a continuous (kl) model; use a kl prior")
     different = {
         name: _listify(prior.config[name])
         for name in BACKBONE_FIELDS
@@ -62,7 +63,7 @@ def transfer_weights(prior: VideoAutoencoder, model: VideoAutoencoder) -> dict[s
     report: dict[str, list[str]] = {"copied": [], "adapted": [], "new": []}
     target = model.state_dict()
     for name, tensor in target.items():
-        if not name.startswith(("encoder.", "decoder.")) or name not in source:
+        if name not in source:
             report["new"].append(name)
             continue
         value = source[name]
