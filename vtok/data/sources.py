@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
 from pathlib import Path
 
@@ -60,3 +61,8 @@ def _read_manifest(path: Path) -> list[str]:
                     raise ValueError(f"manifest {path}, line {number}, has no 'path' field")
                 entries.append(record["path"])
     return [str(root / entry) if not Path(entry).is_absolute() else entry for entry in entries]
+
+
+def file_key(path: str | Path) -> str:
+    """A short name for a file that stays unique across folders: ``<stem>-<8 hex of sha1(path)>``."""
+    return f"{Path(path).stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
