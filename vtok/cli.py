@@ -32,6 +32,7 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 # vtok's own subcommands: name -> "module:function(argv)", imported only when used.
 SUBCOMMANDS = {
     "export": "vtok.commands.export:main",
+    "evaluate": "vtok.commands.evaluate:main",
 }
 
 
