@@ -33,6 +33,8 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 SUBCOMMANDS = {
     "export": "vtok.commands.export:main",
     "evaluate": "vtok.commands.evaluate:main",
+    "tokenize": "vtok.commands.tokenize:main",
+    "detokenize": "vtok.commands.detokenize:main",
 }
 
 
