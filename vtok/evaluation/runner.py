@@ -115,18 +115,21 @@ class _Evaluation:
         ssim = ssim_per_video(reconstruction, video).tolist()
         lpips = lpips_per_video(self.lpips, reconstruction, video).tolist() if self.lpips is not None else None
         for i, info in enumerate(infos):
-            self.rows.append({"path": info.path, "psnr": psnr[i], "ssim": ssim[i], "lpips": lpips[i] if lpips else None})
+            self.rows.append({"path": info.path, "psnr": psnr[i], "ssim": ssim[i], "lpips": None if lpips is None else lpips[i]})
         if self.i3d is not None:
             try:
                 self.features[0].append(self.i3d(video))
                 self.features[1].append(self.i3d(reconstruction))
-            except RuntimeError as error:  # e.g. clips too short or small for the real I3D
+            except RuntimeError as error:  # e.g. clips too short or too small for the real I3D
                 self.i3d, self.features = None, ([], [])
-                self.fvd_skipped = f"the I3D detector failed on clips of shape {tuple(video.shape[1:])}: {str(error).strip()[:300]}"
-        for i, info in enumerate(infos):
-            if len(self.pictures) < self.settings.picture_videos:
-                name = file_key(info.path)
-                self.pictures.append({"path": info.path, **write_pictures(self.out / "pictures", name, video[i], reconstruction[i], info.fps)})
+                detail = " ".join(str(error).split())[:300]  # TorchScript errors span many lines
+                self.fvd_skipped = f"the I3D detector failed on clips of shape {tuple(video.shape[1:])}: {detail}"
+        self._pictures(video, reconstruction, infos)
+
+    def _pictures(self, video: torch.Tensor, reconstruction: torch.Tensor, infos: list[ClipInfo]) -> None:
+        for i, info in enumerate(infos[: max(self.settings.picture_videos - len(self.pictures), 0)]):
+            written = write_pictures(self.out / "pictures", file_key(info.path), video[i], reconstruction[i], info.fps)
+            self.pictures.append({"path": info.path, **written})
 
     def fvd(self) -> float | None:
         if self.i3d is None:
