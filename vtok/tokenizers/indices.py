@@ -25,6 +25,17 @@ def check_index_tensor(indices: torch.Tensor, tokens_per_position: int, codebook
         raise ValueError(f"indices range over [{low}, {high}], outside [0, {codebook_size}); expected {valid}")
 
 
+def histogram_perplexity(counts: torch.Tensor) -> torch.Tensor:
+    """exp of the entropy of a histogram of code counts (zero counts allowed), a float64 scalar.
+
+    Args:
+        counts: how often each code occurred.
+    """
+    p = counts.to(torch.float64)
+    p = p[p > 0] / p.sum()
+    return torch.exp(-(p * p.log()).sum())
+
+
 def usage_stats(groups: torch.Tensor, vocab_size: int) -> dict[str, torch.Tensor]:
     """Batch perplexity and codebook usage of ``[N, S]`` indices, averaged over the ``S`` slots.
 
@@ -42,9 +53,8 @@ def usage_stats(groups: torch.Tensor, vocab_size: int) -> dict[str, torch.Tensor
     groups = groups.detach()
     perplexities, usages = [], []
     for slot in groups.unbind(1):
-        counts = torch.unique(slot, return_counts=True)[1].to(torch.float64)
-        p = counts / counts.sum()
-        perplexities.append(torch.exp(-(p * p.log()).sum()))
+        counts = torch.unique(slot, return_counts=True)[1]
+        perplexities.append(histogram_perplexity(counts))
         usages.append(torch.tensor(counts.numel() / vocab_size, dtype=torch.float64, device=groups.device))
     return {
         "perplexity": torch.stack(perplexities).mean().float(),

@@ -20,7 +20,7 @@ from lightning.pytorch import LightningModule
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
-from vtok.evaluation.metrics import psnr_per_video
+from vtok.evaluation.metrics import psnr_per_video, ssim_per_video
 from vtok.export import CHECKPOINT_KEY
 from vtok.losses import AdversarialLoss, AutoencoderLoss
 from vtok.training.ema import ema_copy
@@ -244,7 +244,8 @@ class AutoencoderModule(LightningModule):
         output = self.inference_autoencoder(video, sample_posterior=False)
         terms = self.loss(video, output, self.global_step)
         metrics = {f"val/{key}": value for key, value in terms.items()}
-        metrics["val/psnr"] = psnr_per_video(output.reconstruction, video).mean()
+        metrics["val/psnr"] = psnr_per_video(output.reconstruction, video).mean()  # the code `vtok evaluate` runs
+        metrics["val/ssim"] = ssim_per_video(output.reconstruction, video).mean()
         if self.continuous_weight:
             continuous = self.inference_autoencoder.decode(
                 self.inference_autoencoder.encode(video, discrete=False), discrete=False
