@@ -27,7 +27,7 @@ KEYS = {
     "psnr", "ssim", "lpips", "lpips_skipped", "fvd", "fvd_skipped", "fvd_weights_sha256", "codebook_usage",
     "perplexity", "bits_per_pixel", "latent_values_per_pixel", "tokens_per_second_of_video", "compression",
     "videos", "clips", "skipped_files", "skipped", "encode_frames_per_s", "decode_frames_per_s", "protocol",
-    "model", "device",
+    "model", "device", "high_frequency_ratio", "mode", "decode_timestep",
 }  # fmt: skip
 
 

@@ -1,7 +1,9 @@
 """Token files: one video's token indices in a safetensors file, with what made them.
 
-A token file holds one tensor, ``indices`` ``[K, t', h', w']`` (int16 when the codebook has at
-most 2^15 codes, int32 up to 2^31, else int64), and string metadata: the format and its version,
+A token file holds ``indices`` ``[K, t', h', w']`` (int16 when the codebook has at most 2^15
+codes, int32 up to 2^31, else int64), for a model with first-frame strengthening also
+``first_frame_extra`` ``[K_extra, 1, h', w']`` (see :class:`~vtok.vae.FirstFrameTokens`), and
+string metadata: the format and its version,
 the source video, the frames used (first frame, count, stride), the clip's frame rate and size, and
 the model (path, compression, codebook size, tokens per position). Files are written to a
 temporary name and renamed into place, so a file under its final name is always complete.
@@ -18,11 +20,12 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from vtok.data import ClipInfo
-from vtok.vae import VideoAutoencoder
+from vtok.vae import FirstFrameTokens, VideoAutoencoder
 
 TOKEN_FORMAT = "vtok-tokens"
 TOKEN_FORMAT_VERSION = 1
 TENSOR = "indices"
+EXTRA_TENSOR = "first_frame_extra"
 
 
 def index_dtype(codebook_size: int) -> torch.dtype:
@@ -47,24 +50,27 @@ def token_metadata(model: VideoAutoencoder, info: ClipInfo, height: int, width: 
         "compression": model.compression,
         "codebook_size": model.codebook_size,
         "tokens_per_position": model.tokens_per_position,
+        "first_frame_tokens": model.config.first_frame_tokens,
         "model": model_path,
     }
     return {key: str(value) for key, value in fields.items()}
 
 
-def write_token_file(path: str | Path, indices: torch.Tensor, metadata: dict[str, str]) -> Path:
-    """Writes ``indices`` ``[K, t', h', w']`` (stored in :func:`index_dtype`) and ``metadata`` atomically.
+def write_token_file(path: str | Path, tokens: torch.Tensor | FirstFrameTokens, metadata: dict[str, str]) -> Path:
+    """Writes one clip's tokens (stored in :func:`index_dtype`) and ``metadata`` atomically.
 
     Args:
         path: the token file (parent folders are created).
-        indices: one clip's token indices.
+        tokens: one clip's token indices ``[K, t', h', w']``, or :class:`FirstFrameTokens` of one clip.
         metadata: as :func:`token_metadata` gives.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    stored = indices.detach().cpu().to(index_dtype(int(metadata["codebook_size"]))).contiguous()
+    dtype = index_dtype(int(metadata["codebook_size"]))
+    tensors = {TENSOR: tokens.indices, EXTRA_TENSOR: tokens.first_frame_extra} if isinstance(tokens, FirstFrameTokens) else {TENSOR: tokens}
+    stored = {name: tensor.detach().cpu().to(dtype).contiguous() for name, tensor in tensors.items()}
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({TENSOR: stored}, str(temporary), metadata=metadata)
+    save_file(stored, str(temporary), metadata=metadata)
     os.replace(temporary, path)
     return path
 
@@ -98,8 +104,9 @@ def read_token_header(path: str | Path) -> tuple[dict[str, str], list[int]]:
     return metadata, shape
 
 
-def read_token_file(path: str | Path) -> tuple[torch.Tensor, dict[str, str]]:
-    """int64 indices ``[K, t', h', w']`` and the metadata of a token file.
+def read_token_file(path: str | Path) -> tuple[torch.Tensor | FirstFrameTokens, dict[str, str]]:
+    """One clip's int64 tokens (indices ``[K, t', h', w']``, or :class:`FirstFrameTokens` when the
+    file holds first-frame extras) and the metadata of a token file.
 
     Raises:
         FileNotFoundError: no file there.
@@ -107,11 +114,14 @@ def read_token_file(path: str | Path) -> tuple[torch.Tensor, dict[str, str]]:
     """
     metadata, _ = read_token_header(path)
     try:
-        indices = load_file(str(path))[TENSOR]
+        tensors = load_file(str(path))
     except Exception as error:
         raise _unreadable(Path(path), error) from None
+    indices = tensors[TENSOR]
     if indices.ndim != 4:
         raise ValueError(f"{path} holds indices of shape {tuple(indices.shape)}, expected [K, t, h, w]")
+    if EXTRA_TENSOR in tensors:
+        return FirstFrameTokens(indices.long(), tensors[EXTRA_TENSOR].long()), metadata
     return indices.long(), metadata
 
 
@@ -130,7 +140,9 @@ def check_model_matches(metadata: dict[str, str], model: VideoAutoencoder, token
         "codebook_size": str(model.codebook_size),
         "compression": str(model.compression),
         "tokens_per_position": str(model.tokens_per_position),
+        "first_frame_tokens": str(model.config.first_frame_tokens),
     }
-    wrong = [f"{key} {metadata.get(key)} in the file, {value} in the model" for key, value in expected.items() if metadata.get(key) != value]
+    found = {"first_frame_tokens": "0", **metadata}  # files from before first-frame tokens have none
+    wrong = [f"{key} {found.get(key)} in the file, {value} in the model" for key, value in expected.items() if found.get(key) != value]
     if wrong:
         raise ValueError(f"{tokens} does not fit this model ({'; '.join(wrong)}); decode it with {wrote}")

@@ -11,6 +11,7 @@ from vtok.commands.device import add_device_argument, resolve_device
 from vtok.data import to_uint8_frames, write_video
 from vtok.export import load_autoencoder
 from vtok.tokenfiles import check_model_matches, read_token_file
+from vtok.vae import map_tokens
 
 DEFAULT_FPS = 24.0  # when the token file does not know its frame rate
 
@@ -28,11 +29,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> None:
     args = parser().parse_args(argv)
     device = resolve_device(args.device)
-    indices, metadata = read_token_file(args.tokens)
+    tokens, metadata = read_token_file(args.tokens)
     model = load_autoencoder(args.model)
     check_model_matches(metadata, model, args.tokens)
     with torch.no_grad():
-        video = model.to(device).detokenize(indices[None].to(device))[0]  # ValueError for out-of-range indices
+        video = model.to(device).detokenize(map_tokens(tokens, lambda t: t[None].to(device)))[0]  # ValueError for out-of-range indices
     fps = args.fps or float(metadata.get("fps", 0)) or DEFAULT_FPS
     path = write_video(args.out, to_uint8_frames(video), fps=fps)
     print(f"decoded {args.tokens} -> {path} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {fps:g} fps)")

@@ -24,6 +24,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips-weights", help="vgg16-397923af.pth (default: $TORCH_HOME/hub/checkpoints/)")
     p.add_argument("--fvd-weights", help="i3d_torchscript.pt (default: $TORCH_HOME/hub/checkpoints/)")
     p.add_argument("--pictures", type=int, default=4, help="pictures and side-by-side videos of the first N videos")
+    p.add_argument("--mode", choices=["discrete", "continuous"],
+                   help="tokens or the continuous latents of a jointly trained discrete model (default: the model's own)")
+    p.add_argument("--decode-timestep", type=float, default=0.0,
+                   help="decode latents noised to this level t in [0, 1] (a denoising decoder is told t; default 0)")
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of the latent noise of --decode-timestep")
     add_protocol_arguments(p)
     return p
 
@@ -50,8 +55,10 @@ def main(argv: Sequence[str]) -> None:
     protocol = resolve_protocol(args, model, metadata.get("_vtok_clip"))
     dataset = clip_dataset(protocol, args.data, model, args.backend)
     settings = EvaluationSettings(
-        device, args.batch_size, args.max_videos, args.lpips_weights, args.fvd_weights, max(args.pictures, 0)
-    )
+        device, args.batch_size, args.max_videos, args.lpips_weights, args.fvd_weights, max(args.pictures, 0),
+        args.mode, args.decode_timestep, args.noise_seed,
+    )  # fmt: skip
+    settings.resolved_mode(model)  # bad flags fail before any video is read
     metrics = evaluate(model, dataset, args.out, settings, protocol.as_dict(), model_record(args.model, model, metadata))
     shown = ", ".join(f"{key} {metrics[key]:.4g}" for key in ("psnr", "ssim", "lpips", "fvd") if metrics[key] is not None)
     print(f"evaluated {metrics['videos']} videos ({metrics['skipped_files']} skipped): {shown} -> {args.out}/metrics.json")

@@ -23,6 +23,7 @@ from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve
 from vtok.data import file_key
 from vtok.export import load_autoencoder_and_metadata
 from vtok.tokenfiles import read_token_header, token_metadata, write_token_file
+from vtok.vae import FirstFrameTokens, map_tokens
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +90,10 @@ def main(argv: Sequence[str]) -> None:
             continue
         video, info = loaded
         with torch.no_grad():
-            indices = model.tokenize(video[None].to(device))[0]
+            tokens = map_tokens(model.tokenize(video[None].to(device)), lambda t: t[0])
         header = token_metadata(model, info, protocol.height, protocol.width, args.model)
-        write_token_file(token_path, indices, header)
+        write_token_file(token_path, tokens, header)
+        indices = tokens.indices if isinstance(tokens, FirstFrameTokens) else tokens
         entries.append(_entry(out, token_path, header, list(indices.shape)))
     out.mkdir(parents=True, exist_ok=True)
     _write_lines(out / "index.jsonl", entries)

@@ -3,6 +3,12 @@
 Models are read through :mod:`vtok.export`'s loader, never through :mod:`vtok.training`.
 """
 
-from vtok.evaluation.metrics import frechet_distance, lpips_per_video, psnr_per_video, ssim_per_video
+from vtok.evaluation.metrics import (
+    frechet_distance,
+    high_frequency_ratio,
+    lpips_per_video,
+    psnr_per_video,
+    ssim_per_video,
+)
 
-__all__ = ["frechet_distance", "lpips_per_video", "psnr_per_video", "ssim_per_video"]
+__all__ = ["frechet_distance", "high_frequency_ratio", "lpips_per_video", "psnr_per_video", "ssim_per_video"]

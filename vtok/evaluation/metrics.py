@@ -85,3 +85,24 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
     a, b = features_a.double(), features_b.double()
     distance = _compute_fid(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T))
     return max(float(distance), 0.0)  # identical sets give 0 up to rounding, never a negative distance
+
+
+def high_frequency_ratio(reconstruction: torch.Tensor, target: torch.Tensor, cutoff: float = 0.5) -> torch.Tensor:
+    """Sharpness without weights: the spectral energy of each video's frames above ``cutoff`` of
+    the Nyquist frequency, reconstruction over original, ``[B]``.
+
+    Blur removes high frequencies and drives the ratio below 1; a decoder that invents detail (or
+    noise) can push it above 1, so read it beside PSNR. Each frame's mean is removed first; the
+    radius is measured in units of Nyquist per axis, so non-square frames are handled alike.
+    """
+    height, width = target.shape[-2:]
+    fy = torch.fft.fftfreq(height, device=target.device).abs() * 2  # 1.0 at Nyquist
+    fx = torch.fft.rfftfreq(width, device=target.device) * 2
+    high = (fy[:, None].square() + fx[None, :].square()).sqrt() > cutoff
+
+    def energy(video: torch.Tensor) -> torch.Tensor:
+        frames = video.float().clamp(-1, 1)
+        spectrum = torch.fft.rfft2(frames - frames.mean(dim=(-2, -1), keepdim=True)).abs().square()
+        return (spectrum * high).sum(dim=(1, 2, 3, 4))
+
+    return energy(reconstruction) / energy(target).clamp_min(1e-12)

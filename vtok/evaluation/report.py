@@ -13,6 +13,7 @@ HEADLINE = [  # (metrics.json key, label in the report)
     ("psnr", "PSNR (dB)"),
     ("ssim", "SSIM"),
     ("lpips", "LPIPS (VGG)"),
+    ("high_frequency_ratio", "high-frequency energy, reconstruction / original (blur < 1)"),
     ("fvd", "FVD (I3D)"),
     ("codebook_usage", "codebook usage"),
     ("perplexity", "perplexity"),
@@ -38,7 +39,7 @@ def _cell(metrics: dict[str, Any], key: str) -> str:
     if value is not None:
         return _number(value)
     reason = metrics.get(f"{key}_skipped")
-    return f"skipped: {reason}" if reason else "n/a (continuous model)"
+    return f"skipped: {reason}" if reason else "n/a (continuous latents)"
 
 
 def report_markdown(metrics: dict[str, Any], pictures: list[dict[str, str]]) -> str:
@@ -51,6 +52,7 @@ def report_markdown(metrics: dict[str, Any], pictures: list[dict[str, str]]) -> 
         "",
         f"Model: training step {model.get('training_step')}, {model.get('weights')} weights, "
         f"bottleneck {model.get('bottleneck')}, compression {metrics['compression']}; run on {metrics['device']}.",
+        f"Mode: {metrics['mode']}" + (f"; latents decoded at noise level t = {metrics['decode_timestep']:g}." if metrics["decode_timestep"] else "."),
         f"Protocol: {frames} frames at {rate}, {protocol['height']}x{protocol['width']}, centre clip, centre crop.",
         "",
         "| metric | value |",
@@ -79,7 +81,8 @@ def report_markdown(metrics: dict[str, Any], pictures: list[dict[str, str]]) -> 
 
 
 def write_outputs(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], pictures: list[dict[str, str]]) -> None:
-    """Writes ``out/metrics.json``, ``out/per_video.csv`` (path, psnr, ssim, lpips) and ``out/report.md``.
+    """Writes ``out/metrics.json``, ``out/per_video.csv`` (path, psnr, ssim, lpips,
+    high_frequency_ratio) and ``out/report.md``.
 
     Args:
         out: the evaluation folder (created).
@@ -90,7 +93,7 @@ def write_outputs(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]]
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with (out / "per_video.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["path", "psnr", "ssim", "lpips"])
+        writer = csv.DictWriter(handle, fieldnames=["path", "psnr", "ssim", "lpips", "high_frequency_ratio"])
         writer.writeheader()
         writer.writerows(rows)
     (out / "report.md").write_text(report_markdown(metrics, pictures))

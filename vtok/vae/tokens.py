@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,3 +29,11 @@ class FirstFrameTokens:
     def tokens_per_clip(self) -> int:
         """Tokens per clip, per batch element."""
         return (self.indices[0].numel() + self.first_frame_extra[0].numel())
+
+
+def map_tokens(tokens: torch.Tensor | FirstFrameTokens, function: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor | FirstFrameTokens:
+    """``function`` applied to a plain index tensor, or to both tensors of :class:`FirstFrameTokens`
+    (e.g. ``lambda t: t[0]`` takes one clip, ``lambda t: t[None]`` makes a batch of one, or ``.to(device)``)."""
+    if isinstance(tokens, FirstFrameTokens):
+        return FirstFrameTokens(function(tokens.indices), function(tokens.first_frame_extra))
+    return function(tokens)
