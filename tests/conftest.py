@@ -10,6 +10,8 @@ import pytest
 import torch
 import torchvision
 
+from tests.helpers import tiny_fit_args
+from vtok.cli import main
 from vtok.data import synthetic_clip, write_sample_clips, write_video
 from vtok.losses.perceptual import VGG16_FILE
 
@@ -75,3 +77,15 @@ def vgg_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     torch.manual_seed(0)
     torch.save(torchvision.models.vgg16().state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def fsq_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny FSQ tokenizer ([8,5,5,5], 1000 codes, 4x8x8) trained for 2 steps on 5x32x32 clips and
+    exported with `vtok export`: ``{"checkpoint": ..., "export": ...}``."""
+    root = tmp_path_factory.mktemp("fsq")
+    fsq = ["--trainer.logger", "false", "--model.autoencoder.bottleneck", "fsq", "--model.autoencoder.fsq_levels", "[8,5,5,5]"]
+    main(tiny_fit_args(root, 2, *fsq))
+    checkpoint = root / "run" / "checkpoints" / "last.ckpt"
+    main(["export", "--ckpt", str(checkpoint), "--out", str(root / "export")])
+    return {"checkpoint": checkpoint, "export": root / "export"}

@@ -22,10 +22,11 @@ TINY_DATA = [
 ]  # fmt: skip
 
 
-def tiny_fit_args(tmp_path: Path, steps: int, *extra: str, run: str = "run") -> list[str]:
-    """``vtok fit`` arguments for a tiny model on generated clips cached under ``tmp_path``."""
+def tiny_fit_args(tmp_path: Path, steps: int, *extra: str, run: str = "run", config: Path | None = None) -> list[str]:
+    """``vtok fit`` arguments for a tiny model on generated clips cached under ``tmp_path``
+    (``config`` comes first, so the flags here override it)."""
     return [
-        "fit", *TINY_MODEL, *TINY_DATA,
+        "fit", *(["--config", str(config)] if config else []), *TINY_MODEL, *TINY_DATA,
         "--data.synthetic_dir", str(tmp_path / "clips"),
         "--trainer.default_root_dir", str(tmp_path / run),
         "--trainer.max_steps", str(steps),

@@ -83,7 +83,7 @@ def test_two_ranks_with_two_workers_read_each_shard_sample_once_per_epoch(tmp_pa
     from vtok.cli import main
 
     main(["prepare", "--data", str(video_folder), "--out", str(tmp_path / "prepared"), "--shards",
-          "--shard-size", "0.005", "--workers", "0", "--no-progress"])  # fmt: skip  (one clip per shard)
+          "--shard-samples", "1", "--workers", "0", "--no-progress"])  # fmt: skip  (one clip per shard)
     shards = sorted((tmp_path / "prepared" / "shards").glob("*.tar"))
     assert len(shards) == 8
     result = _launch(tmp_path, 8, data=["--data.shards", str(tmp_path / "prepared" / "shards"),

@@ -38,7 +38,7 @@ def _names(records: list[dict]) -> list[str]:
 def shard_dir(tmp_path_factory: pytest.TempPathFactory, video_folder: Path) -> Path:
     """``vtok prepare --shards`` over the eight good clips: a manifest, and four shards of two samples."""
     out = tmp_path_factory.mktemp("prepared")
-    prepare(["--data", str(video_folder), "--out", str(out), "--shards", "--shard-size", "0.02", "--workers", "2", *QUIET])
+    prepare(["--data", str(video_folder), "--out", str(out), "--shards", "--shard-samples", "2", "--workers", "2", *QUIET])
     return out
 
 

@@ -26,6 +26,7 @@ def test_fit_lowers_the_loss_and_writes_checkpoints_and_pictures(tmp_path: Path)
     first, last = sum(l1[:10]) / 10, sum(l1[-10:]) / 10
     assert last < 0.9 * first, f"L1 did not fall: {first:.3f} over the first 10 steps, {last:.3f} over the last 10"
     assert metric_column(tmp_path / "run", "val/psnr"), "validation ran and logged PSNR"
+    assert all(0 < v <= 1 for v in metric_column(tmp_path / "run", "val/ssim")), "and SSIM, from vtok.evaluation.metrics"
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["vtok"]["autoencoder_config"]["block_out_channels"] == [16, 32]
     assert checkpoint["vtok"]["batch_step"] == 40

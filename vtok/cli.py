@@ -35,6 +35,9 @@ LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 SUBCOMMANDS = {
     "export": "vtok.commands.export:main",
     "prepare": "vtok.commands.prepare:main",
+    "evaluate": "vtok.commands.evaluate:main",
+    "tokenize": "vtok.commands.tokenize:main",
+    "detokenize": "vtok.commands.detokenize:main",
 }
 
 

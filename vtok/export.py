@@ -148,6 +148,22 @@ def load_autoencoder(path: str | Path, use_ema: bool = True) -> VideoAutoencoder
     return model.eval()
 
 
+def load_autoencoder_and_metadata(path: str | Path, use_ema: bool = True) -> tuple[VideoAutoencoder, dict[str, Any]]:
+    """:func:`load_autoencoder`, plus the model's ``_vtok_*`` metadata (training step, training clip,
+    compression, ...): an export's keys as written, or what ``vtok export`` would write for a checkpoint.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`load_autoencoder`.
+    """
+    path = Path(path)
+    if path.is_file():
+        checkpoint = read_checkpoint(path)
+        model = autoencoder_from_checkpoint(checkpoint, use_ema)
+        return model, export_metadata(model, checkpoint[CHECKPOINT_KEY], use_ema)
+    model = load_autoencoder(path, use_ema)
+    return model, {key: value for key, value in model.config.items() if key.startswith("_vtok_")}
+
+
 def latent_statistics(latents: list[torch.Tensor]) -> dict[str, list[float]]:
     """Per-channel mean and standard deviation over ``[B, C, t, h, w]`` latent tensors."""
     total = sum(z.shape[0] * math.prod(z.shape[2:]) for z in latents)

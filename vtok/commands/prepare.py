@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--crf", type=int, default=defaults.crf, help="with --reencode: H.264 quality, lower is better (default: %(default)s)")
     parser.add_argument("--shards", action="store_true", help="also write WebDataset shards to D/shards (shard-%%06d.tar and index.json)")
     parser.add_argument("--shard-size", type=float, default=defaults.shard_mb, help="target shard size in MB (default: %(default)s)")
+    parser.add_argument("--shard-samples", type=int, default=None, help="also close a shard after N videos (default: size only)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the order videos are written into shards (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -70,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
         crf=args.crf,
         shards=args.shards,
         shard_mb=args.shard_size,
+        shard_samples=args.shard_samples,
         seed=args.seed,
         progress=not args.no_progress,
     )

@@ -63,6 +63,19 @@ class ClipSpec:
         """Frames of the source video one clip covers."""
         return (self.num_frames - 1) * self.stride(video_fps) + 1
 
+    def longest(self, available: int, video_fps: float, multiple: int = 1) -> "ClipSpec":
+        """The longest clip of ``1 + k·multiple`` frames that ``available`` frames hold at this
+        spec's stride or fps (``num_frames`` is ignored): a whole video for a causal model.
+
+        Raises:
+            ClipTooShortError: the video has no frame.
+        """
+        if available < 1:
+            raise ClipTooShortError("too short: the video has no frames")
+        stride = self.stride(video_fps)
+        frames = 1 + (available - 1) // stride // multiple * multiple
+        return ClipSpec(frames, stride)
+
     def frame_indices(
         self, available: int, video_fps: float, generator: torch.Generator | None = None
     ) -> list[int]:

@@ -10,8 +10,10 @@ and count them, whatever worker found them.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,6 +24,8 @@ from vtok.data.errors import UnusableFileError
 from vtok.data.readers import ReaderBackend, VideoReader, open_video
 from vtok.data.seeding import sample_generator
 from vtok.data.transforms import frames_to_clip
+
+log = logging.getLogger(__name__)
 
 SampleKey = int | tuple[int, int]
 
@@ -106,15 +110,42 @@ class SkippingDataset(Dataset, ABC):
         raise ValueError(f"none of the {len(self.files)} files gives a usable sample:\n  {reasons}{more}")
 
 
-def video_clip(
+@dataclass(frozen=True)
+class ClipInfo:
+    """Where a clip came from.
+
+    Args:
+        path: the video file.
+        first_frame: index of the clip's first frame in the file.
+        frames: frames in the clip.
+        stride: frames of the file per frame of the clip.
+        source_frames: frames in the file.
+        source_fps: the file's frame rate (0 when the container does not say).
+    """
+
+    path: str
+    first_frame: int
+    frames: int
+    stride: int
+    source_frames: int
+    source_fps: float
+
+    @property
+    def fps(self) -> float:
+        """The clip's effective frame rate, ``source_fps / stride`` (0 when unknown)."""
+        return self.source_fps / self.stride
+
+
+def video_clip_with_info(
     reader: VideoReader,
     clip: ClipSpec,
     size: tuple[int, int],
     generator: torch.Generator | None,
     horizontal_flip: bool = False,
     length: VideoLength | None = None,
-) -> torch.Tensor:
-    """One clip ``[3, T, H, W]`` from an opened video: the one way files and shard members become samples.
+) -> tuple[torch.Tensor, ClipInfo]:
+    """One clip ``[3, T, H, W]`` from an opened video, and where it came from: the one way files
+    and shard members become samples.
 
     Args:
         reader: the opened video.
@@ -135,7 +166,20 @@ def video_clip(
         indices = clip.frame_indices(frames, fps, generator)
     except ClipTooShortError as error:
         raise UnusableFileError(reader.path, str(error)) from None
-    return frames_to_clip(reader.read(indices), size, generator, horizontal_flip)
+    video = frames_to_clip(reader.read(indices), size, generator, horizontal_flip)
+    return video, ClipInfo(str(reader.path), indices[0], len(indices), clip.stride(fps), frames, fps)
+
+
+def video_clip(
+    reader: VideoReader,
+    clip: ClipSpec,
+    size: tuple[int, int],
+    generator: torch.Generator | None,
+    horizontal_flip: bool = False,
+    length: VideoLength | None = None,
+) -> torch.Tensor:
+    """The clip of :func:`video_clip_with_info` alone."""
+    return video_clip_with_info(reader, clip, size, generator, horizontal_flip, length)[0]
 
 
 class VideoClipDataset(SkippingDataset):
@@ -167,6 +211,53 @@ class VideoClipDataset(SkippingDataset):
         self.backend = backend
         self.lengths = list(lengths) if lengths is not None else [None] * len(self.files)
 
-    def load(self, index: int, generator: torch.Generator | None) -> torch.Tensor:
+    def clip_for(self, reader: VideoReader) -> ClipSpec:
+        """The clip to cut from one opened video."""
+        return self.clip
+
+    def load_with_info(self, index: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ClipInfo]:
+        """The clip ``[3, T, H, W]`` from file ``index`` and where it came from; raises :class:`UnusableFileError`."""
         reader = open_video(self.files[index], self.backend)  # opened here, inside the worker process
-        return video_clip(reader, self.clip, self.size, generator, self.horizontal_flip, self.lengths[index])
+        clip = self.clip_for(reader)
+        return video_clip_with_info(reader, clip, self.size, generator, self.horizontal_flip, self.lengths[index])
+
+    def load(self, index: int, generator: torch.Generator | None) -> torch.Tensor:
+        return self.load_with_info(index, generator)[0]
+
+    def load_or_skip(self, index: int, skipped: list[dict[str, str]]) -> tuple[torch.Tensor, ClipInfo] | None:
+        """The centre clip of file ``index`` and its :class:`ClipInfo`, or ``None`` when the file is
+        unusable: then a warning is logged and ``{"path", "reason"}`` is appended to ``skipped``."""
+        try:
+            return self.load_with_info(index)
+        except UnusableFileError as error:
+            log.warning("skipping %s: %s", error.path, error.reason)
+            skipped.append({"path": error.path, "reason": error.reason})
+            return None
+
+
+class WholeVideoDataset(VideoClipDataset):
+    """Each video whole: as many frames as give ``1 + k·multiple`` at the stride or fps, centred.
+
+    Args:
+        files: video paths.
+        size: output ``(height, width)`` (largest centred crop of that aspect ratio, resized).
+        multiple: the clip length is ``1 + k·multiple`` (a causal model's temporal factor).
+        frame_stride: take every ``frame_stride``-th frame (ignored when ``fps`` is set).
+        fps: target frame rate.
+        backend: the video reader.
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str],
+        size: tuple[int, int],
+        multiple: int = 1,
+        frame_stride: int = 1,
+        fps: float | None = None,
+        backend: ReaderBackend = "auto",
+    ) -> None:
+        super().__init__(files, ClipSpec(1, frame_stride, fps), size, backend=backend, train=False)
+        self.multiple = multiple
+
+    def clip_for(self, reader: VideoReader) -> ClipSpec:
+        return self.clip.longest(reader.num_frames, reader.fps, self.multiple)

@@ -55,6 +55,7 @@ class PrepareOptions:
         crf: with ``reencode``, H.264 quality (lower is better; 18 is visually lossless).
         shards: write the manifest's videos into WebDataset shards in ``D/shards``.
         shard_mb: target shard size in megabytes.
+        shard_samples: at most this many videos per shard (``None``: only the size limits a shard).
         seed: seed of the order in which videos are written into shards.
         progress: show a progress bar.
     """
@@ -69,6 +70,7 @@ class PrepareOptions:
     crf: int = 18
     shards: bool = False
     shard_mb: float = 256.0
+    shard_samples: int | None = None
     seed: int = 0
     progress: bool = True
 
@@ -199,5 +201,5 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
             f"none of the {len(sources)} files of {data!r} is usable; the reasons are in {out / REJECTED_NAME}"
         )
     if options.shards:
-        summary.shards_written = len(write_shards(accepted, out, out / "shards", options.shard_mb, options.seed))
+        summary.shards_written = len(write_shards(accepted, out, out / "shards", options.shard_mb, options.seed, options.shard_samples))
     return summary

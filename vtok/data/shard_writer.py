@@ -61,7 +61,12 @@ class _Shard:
 
 
 def write_shards(
-    records: Sequence[dict[str, Any]], root: str | Path, folder: str | Path, shard_mb: float = 256.0, seed: int = 0
+    records: Sequence[dict[str, Any]],
+    root: str | Path,
+    folder: str | Path,
+    shard_mb: float = 256.0,
+    seed: int = 0,
+    shard_samples: int | None = None,
 ) -> list[dict[str, Any]]:
     """Appends the manifest lines not yet in shards to new shards in ``folder``; returns the new
     shards' index entries.
@@ -73,9 +78,13 @@ def write_shards(
         shard_mb: a shard is closed once it holds this many megabytes (so it ends up slightly larger).
         seed: the new lines are written in an order shuffled by this seed, so a shard does not hold
             only neighbouring files (often cuts of one source video).
+        shard_samples: a shard is also closed once it holds this many videos (``None``: no limit);
+            whichever limit is reached first closes it.
     """
     if shard_mb <= 0:
         raise ValueError(f"--shard-size must be positive, got {shard_mb} MB")
+    if shard_samples is not None and shard_samples < 1:
+        raise ValueError(f"--shard-samples must be at least 1, got {shard_samples}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     index = read_index(folder)
@@ -90,7 +99,7 @@ def write_shards(
         except OSError as error:
             log.warning("not sharding %s: %s", path, error)
             continue
-        if shard is not None and shard.bytes >= shard_mb * 1e6:
+        if shard is not None and (shard.bytes >= shard_mb * 1e6 or (shard_samples is not None and shard.samples >= shard_samples)):
             entries.append(shard.close())
             shard = None
         if shard is None:

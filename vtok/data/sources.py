@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -71,3 +72,8 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
         if not Path(record["path"]).is_absolute():
             record["path"] = str(path.parent / record["path"])
     return records
+
+
+def file_key(path: str | Path) -> str:
+    """A short name for a file that stays unique across folders: ``<stem>-<8 hex of sha1(path)>``."""
+    return f"{Path(path).stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"

@@ -12,6 +12,14 @@ import numpy as np
 import torch
 
 
+def to_uint8_frames(video: torch.Tensor) -> torch.Tensor:
+    """One video ``[3, T, H, W]`` in ``[-1, 1]`` as uint8 RGB frames ``[T, H, W, 3]`` on the CPU
+    (what :func:`write_video` takes); values outside ``[-1, 1]`` are clipped."""
+    if video.ndim != 4 or video.shape[0] != 3:
+        raise ValueError(f"expected one video [3, T, H, W], got shape {tuple(video.shape)}")
+    return video.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu()
+
+
 def write_video(
     path: str | Path,
     frames: torch.Tensor | Iterable[np.ndarray],

@@ -1,5 +1,14 @@
-"""Reconstruction metrics (and, later, the evaluation runner and report)."""
+"""Reconstruction evaluation: the metrics shared with training, the evaluation runner and its report.
 
-from vtok.evaluation.metrics import psnr_per_video
+Models are read through :mod:`vtok.export`'s loader, never through :mod:`vtok.training`.
+"""
 
-__all__ = ["psnr_per_video"]
+from vtok.evaluation.metrics import (
+    frechet_distance,
+    high_frequency_ratio,
+    lpips_per_video,
+    psnr_per_video,
+    ssim_per_video,
+)
+
+__all__ = ["frechet_distance", "high_frequency_ratio", "lpips_per_video", "psnr_per_video", "ssim_per_video"]

@@ -1,15 +1,22 @@
 """Reconstruction metrics shared by validation during training and ``vtok evaluate``.
 
-Inputs are videos ``[B, C, T, H, W]`` in ``[-1, 1]``; every metric returns one value per video,
-so callers choose how to average (per clip, per video, across ranks).
+Inputs are videos ``[B, C, T, H, W]`` in ``[-1, 1]``; every per-video metric returns one value per
+video, so callers choose how to average (per clip, per video, across ranks). PSNR over all frames
+of a video; SSIM (Wang et al., 2004) and LPIPS (Zhang et al., 1801.03924) per frame, averaged over
+the frames of a video; the Fréchet distance between Gaussian fits of two feature sets (FID's math,
+Heusel et al., 1706.08500), which is FVD (Unterthiner et al., 1812.01717) on I3D features.
 """
 
 from __future__ import annotations
 
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio
+from einops import rearrange
+from torch import nn
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.image.fid import _compute_fid
 
 DATA_RANGE = 2.0  # videos live in [-1, 1]
+SSIM_WINDOW = 11  # the standard 11x11 Gaussian window (sigma 1.5)
 
 
 def psnr_per_video(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -21,3 +28,81 @@ def psnr_per_video(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.
         reduction="none",
         dim=(1, 2, 3, 4),
     )
+
+
+def _frames(video: torch.Tensor) -> torch.Tensor:
+    return rearrange(video.float(), "b c t h w -> (b t) c h w")
+
+
+def ssim_per_video(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """SSIM of every frame, averaged over the frames of each video, ``[B]``.
+
+    Computed on pixel values in ``[0, 1]`` (the usual convention: SSIM is not shift-invariant) with
+    an 11x11 Gaussian window, narrowed to the largest odd size that fits frames under 11 pixels.
+    """
+    size = min(SSIM_WINDOW, *target.shape[-2:])
+    window = size if size % 2 else size - 1
+    values = structural_similarity_index_measure(
+        _frames(reconstruction.clamp(-1, 1)).add(1).div(2),
+        _frames(target).add(1).div(2),
+        data_range=1.0,
+        kernel_size=window,
+        reduction="none",
+    )
+    return values.view(target.shape[0], -1).mean(1)
+
+
+@torch.no_grad()
+def lpips_per_video(
+    network: nn.Module, reconstruction: torch.Tensor, target: torch.Tensor, frames_per_pass: int = 64
+) -> torch.Tensor:
+    """LPIPS distance of every frame, averaged over the frames of each video, ``[B]``.
+
+    Args:
+        network: the LPIPS network from :func:`vtok.losses.perceptual.load_lpips_vgg`, on the videos' device.
+        reconstruction: the decoded videos.
+        target: the original videos.
+        frames_per_pass: frames per forward pass of the network (bounds its memory).
+    """
+    pairs = zip(_frames(reconstruction.clamp(-1, 1)).split(frames_per_pass), _frames(target).split(frames_per_pass))
+    distances = torch.cat([network(a, b).flatten() for a, b in pairs])
+    return distances.view(target.shape[0], -1).mean(1)
+
+
+def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> float:
+    """Fréchet distance between Gaussian fits (mean, unbiased covariance) of two feature sets ``[N, D]``.
+
+    ``||mu_a - mu_b||² + Tr(S_a + S_b - 2 (S_a S_b)^½)``, in float64, with the matrix square root's
+    trace taken from the eigenvalues of ``S_a S_b`` (torchmetrics' FID computation).
+
+    Raises:
+        ValueError: a set has fewer than 2 rows, or the sets differ in width.
+    """
+    if features_a.ndim != 2 or features_b.ndim != 2 or features_a.shape[1] != features_b.shape[1]:
+        raise ValueError(f"expected two feature sets [N, D] of one width, got {tuple(features_a.shape)} and {tuple(features_b.shape)}")
+    if min(features_a.shape[0], features_b.shape[0]) < 2:
+        raise ValueError(f"a Fréchet distance needs at least 2 samples per set, got {features_a.shape[0]} and {features_b.shape[0]}")
+    a, b = features_a.double(), features_b.double()
+    distance = _compute_fid(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T))
+    return max(float(distance), 0.0)  # identical sets give 0 up to rounding, never a negative distance
+
+
+def high_frequency_ratio(reconstruction: torch.Tensor, target: torch.Tensor, cutoff: float = 0.5) -> torch.Tensor:
+    """Sharpness without weights: the spectral energy of each video's frames above ``cutoff`` of
+    the Nyquist frequency, reconstruction over original, ``[B]``.
+
+    Blur removes high frequencies and drives the ratio below 1; a decoder that invents detail (or
+    noise) can push it above 1, so read it beside PSNR. Each frame's mean is removed first; the
+    radius is measured in units of Nyquist per axis, so non-square frames are handled alike.
+    """
+    height, width = target.shape[-2:]
+    fy = torch.fft.fftfreq(height, device=target.device).abs() * 2  # 1.0 at Nyquist
+    fx = torch.fft.rfftfreq(width, device=target.device) * 2
+    high = (fy[:, None].square() + fx[None, :].square()).sqrt() > cutoff
+
+    def energy(video: torch.Tensor) -> torch.Tensor:
+        frames = video.float().clamp(-1, 1)
+        spectrum = torch.fft.rfft2(frames - frames.mean(dim=(-2, -1), keepdim=True)).abs().square()
+        return (spectrum * high).sum(dim=(1, 2, 3, 4))
+
+    return energy(reconstruction) / energy(target).clamp_min(1e-12)

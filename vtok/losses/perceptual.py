@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 from torchmetrics.functional.image.lpips import _LPIPS
 
@@ -24,12 +23,17 @@ def vgg16_weights_path(explicit: str | Path | None = None) -> Path:
     return Path(explicit) if explicit else Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
 
 
-def missing_weights_message(path: Path) -> str:
+TRAINING_ALTERNATIVES = (
+    "(or set model.loss.perceptual_backbone to the file's path), or train without the perceptual "
+    "term: --model.loss.perceptual_weight 0"
+)
+
+
+def missing_weights_message(path: Path, alternatives: str = TRAINING_ALTERNATIVES) -> str:
+    """What to fetch and where to put it when the VGG16 file is missing; ``alternatives`` ends the message."""
     return (
         f"LPIPS needs the VGG16 backbone weights at {path}, which does not exist. On a machine with "
-        f"internet access run: mkdir -p {path.parent} && curl -L -o {path} {VGG16_URL} "
-        "(or set model.loss.perceptual_backbone to the file's path), or train without the perceptual "
-        "term: --model.loss.perceptual_weight 0"
+        f"internet access run: mkdir -p {path.parent} && curl -L -o {path} {VGG16_URL} {alternatives}"
     )
 
 
@@ -43,11 +47,11 @@ def load_lpips_vgg(backbone_weights: str | Path | None = None) -> nn.Module:
     if not path.is_file():
         raise FileNotFoundError(missing_weights_message(path))
     network = _LPIPS(pretrained=True, net="vgg", pnet_rand=True)  # random backbone, shipped linear heads
-    vgg = torchvision.models.vgg16(weights=None)
-    vgg.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    state = torch.load(path, map_location="cpu", weights_only=True)
     for slice_ in (network.net.slice1, network.net.slice2, network.net.slice3, network.net.slice4, network.net.slice5):
-        for index, layer in slice_.named_children():
-            layer.load_state_dict(vgg.features[int(index)].state_dict())
+        for index, layer in slice_.named_children():  # named by their index in vgg16.features
+            prefix = f"features.{index}."
+            layer.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
     network.eval().requires_grad_(False)
     return network
 

@@ -25,6 +25,18 @@ def check_index_tensor(indices: torch.Tensor, tokens_per_position: int, codebook
         raise ValueError(f"indices range over [{low}, {high}], outside [0, {codebook_size}); expected {valid}")
 
 
+def histogram_perplexity(counts: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """exp of the entropy of histograms of code counts along ``dim`` (zero counts allowed), float64.
+
+    Args:
+        counts: how often each code occurred.
+        dim: the dimension that runs over codes (the others are separate histograms).
+    """
+    p = counts.to(torch.float64)
+    p = p / p.sum(dim, keepdim=True).clamp_min(1)
+    return torch.exp(-torch.special.xlogy(p, p).sum(dim))
+
+
 def usage_stats(groups: torch.Tensor, vocab_size: int) -> dict[str, torch.Tensor]:
     """Batch perplexity and codebook usage of ``[N, S]`` indices, averaged over the ``S`` slots.
 
@@ -47,7 +59,6 @@ def usage_stats(groups: torch.Tensor, vocab_size: int) -> dict[str, torch.Tensor
     runs = starts.cumsum(0) - 1  # the run (distinct code) each sorted position belongs to
     counts = torch.zeros(ordered.shape, dtype=torch.float64, device=ordered.device)
     counts.scatter_add_(0, runs, torch.ones_like(counts))  # rows past the last run stay 0
-    p = counts / max(ordered.shape[0], 1)
-    perplexity = torch.exp(-torch.special.xlogy(p, p).sum(0))
+    perplexity = histogram_perplexity(counts, dim=0)
     usage = starts.sum(0, dtype=torch.float64) / vocab_size
     return {"perplexity": perplexity.mean().float(), "batch_usage": usage.mean().float()}

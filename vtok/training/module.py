@@ -13,17 +13,18 @@ from __future__ import annotations
 import logging
 import warnings
 from contextlib import nullcontext
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
-from vtok.evaluation.metrics import psnr_per_video
+from vtok.evaluation.metrics import psnr_per_video, ssim_per_video
 from vtok.export import CHECKPOINT_KEY
 from vtok.losses import AdversarialLoss, AutoencoderLoss
 from vtok.training.ema import ema_copy
+from vtok.training.priors import initialise_from_prior
 from vtok.training.optim import OptimizerConfig, build_optimizer
 from vtok.training.speed import apply_speed_options
 from vtok.vae import AutoencoderOutput, VideoAutoencoder
@@ -65,6 +66,15 @@ class AutoencoderModule(LightningModule):
         activation_checkpointing: recompute encoder and decoder stages in the backward pass
             instead of storing their activations (less memory for large clips, about a third
             more compute).
+        init_from: a continuous prior to start from (OneVAE): a vtok KL export folder or training
+            checkpoint (same backbone), or a diffusers video VAE folder or cached hub id (its
+            encoder and decoder become the backbone). See ``vtok.vae.priors``.
+        freeze: parts kept fixed: ``encoder``, ``quantizer``, ``decoder``.
+        freeze_steps: batches they stay fixed for (``None``: the whole run).
+        continuous_weight: joint discrete-continuous training (OneVAE): weight of the objective on
+            the video decoded from the continuous latents (0 turns it off; discrete models only).
+        joint_mode: ``"both"`` paths every batch, or ``"alternate"`` (continuous on even batches,
+            discrete on odd ones; the other path is weighted 0 so every parameter gets a gradient).
         compile_networks: ``torch.compile`` the encoder and the decoder (see ``vtok.training.speed``).
         channels_last: run the network in channels-last-3d memory format (see ``vtok.training.speed``).
     """
@@ -82,6 +92,11 @@ class AutoencoderModule(LightningModule):
         ema_decay: float | None = None,
         max_nonfinite_steps: int = 10,
         activation_checkpointing: bool = False,
+        init_from: str | None = None,
+        freeze: list[Literal["encoder", "quantizer", "decoder"]] | None = None,
+        freeze_steps: int | None = None,
+        continuous_weight: float = 0.0,
+        joint_mode: Literal["both", "alternate"] = "both",
         compile_networks: bool = False,
         channels_last: bool = False,
     ) -> None:
@@ -90,7 +105,18 @@ class AutoencoderModule(LightningModule):
             raise ValueError(f"accumulate_batches must be at least 1, got {accumulate_batches}")
         self.save_hyperparameters(ignore=["autoencoder", "loss", "adversarial"])
         self.automatic_optimization = False
+        if init_from is not None:
+            autoencoder = initialise_from_prior(init_from, autoencoder)
+        if continuous_weight and not autoencoder.is_discrete:
+            raise ValueError("continuous_weight (joint discrete-continuous training) needs a discrete model (fsq or gq)")
         self.autoencoder = autoencoder
+        self.continuous_weight = continuous_weight
+        self.joint_mode = joint_mode
+        self.freeze_steps = freeze_steps
+        self.frozen = [p for part in (freeze or []) for p in _part_parameters(autoencoder, part)]
+        if freeze_steps is None:
+            for parameter in self.frozen:  # before DDP wraps the model: it then ignores them
+                parameter.requires_grad_(False)
         if activation_checkpointing:
             autoencoder.enable_gradient_checkpointing()
         self.loss = loss if loss is not None else AutoencoderLoss()
@@ -120,7 +146,8 @@ class AutoencoderModule(LightningModule):
 
     def configure_optimizers(self) -> Any:
         run_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else None
-        optimizer, scheduler = build_optimizer(self.autoencoder.parameters(), self.optimizer_config, run_steps)
+        trainable = [p for p in self.autoencoder.parameters() if p.requires_grad]
+        optimizer, scheduler = build_optimizer(trainable, self.optimizer_config, run_steps)
         if self.adversarial is None:
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         disc, disc_scheduler = build_optimizer(
@@ -133,9 +160,16 @@ class AutoencoderModule(LightningModule):
 
     def _objective(self, video: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, dict, AutoencoderOutput]:
         """Generator loss, discriminator loss, logs and the autoencoder's output, for one batch part."""
-        output = self.autoencoder(video)
+        output = self.autoencoder(video, continuous=self.continuous_weight > 0)
         terms = self.loss(video, output, step)
         logs = {**{k: v.detach() for k, v in terms.items()}, **output.stats}
+        if output.continuous_reconstruction is not None:
+            continuous = self.loss(video, AutoencoderOutput(output.continuous_reconstruction, output.latents), step)
+            discrete_weight, continuous_weight = 1.0, self.continuous_weight
+            if self.joint_mode == "alternate":
+                discrete_weight, continuous_weight = (0.0, continuous_weight) if step % 2 == 0 else (1.0, 0.0)
+            terms["loss"] = discrete_weight * terms["loss"] + continuous_weight * continuous["loss"]
+            logs.update({f"continuous_{k}": v.detach() for k, v in continuous.items()})
         for name in output.losses:
             logs[f"{name}_weight"] = torch.tensor(self.loss.bottleneck_weight(name, step))
         generator, discriminator = terms["loss"], video.new_zeros((), dtype=torch.float32)
@@ -179,6 +213,9 @@ class AutoencoderModule(LightningModule):
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         schedulers = self.lr_schedulers()
         schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+        if self.freeze_steps is not None and self.batch_step < self.freeze_steps:
+            for parameter in self.frozen:  # frozen for now: no update, no optimizer state
+                parameter.grad = None
         norms = {"train/grad_norm": _clip(self.autoencoder.parameters(), self.grad_clip)}
         if self.adversarial is not None:
             norms["train/disc_grad_norm"] = _clip(self.adversarial.discriminator.parameters(), self.disc_grad_clip)
@@ -213,7 +250,13 @@ class AutoencoderModule(LightningModule):
         output = self.inference_autoencoder(video, sample_posterior=False)
         terms = self.loss(video, output, self.global_step)
         metrics = {f"val/{key}": value for key, value in terms.items()}
-        metrics["val/psnr"] = psnr_per_video(output.reconstruction, video).mean()
+        metrics["val/psnr"] = psnr_per_video(output.reconstruction, video).mean()  # the code `vtok evaluate` runs
+        metrics["val/ssim"] = ssim_per_video(output.reconstruction, video).mean()
+        if self.continuous_weight:
+            continuous = self.inference_autoencoder.decode(
+                self.inference_autoencoder.encode(video, discrete=False), discrete=False
+            )
+            metrics["val/continuous_psnr"] = psnr_per_video(continuous, video).mean()
         self.log_dict(metrics, batch_size=video.shape[0], sync_dist=True)
         self.log("val_psnr", metrics["val/psnr"], batch_size=video.shape[0], sync_dist=True, prog_bar=True, logger=False)
 
@@ -279,6 +322,16 @@ class AutoencoderModule(LightningModule):
         state = checkpoint.get(CHECKPOINT_KEY, {})
         self.skipped_steps = state.get("skipped_steps", 0)
         self._rng_to_restore = state.get("rng")
+
+
+def _part_parameters(autoencoder: VideoAutoencoder, part: str) -> list[torch.nn.Parameter]:
+    if part == "encoder":
+        return list(autoencoder.encoder_parameters())
+    if part == "decoder":
+        return list(autoencoder.decoder_parameters())
+    if part == "quantizer":
+        return list(autoencoder.quantizer.parameters())
+    raise ValueError(f"freeze: {part!r} is not one of encoder, quantizer, decoder")
 
 
 def _clip(parameters: Any, max_norm: float | None) -> torch.Tensor:

@@ -10,13 +10,12 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import WandbLogger
 from torchvision.utils import make_grid, save_image
 
-from vtok.data.writers import write_video
+from vtok.data.writers import to_uint8_frames, write_video
 
 
 def side_by_side_frames(video: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     """uint8 ``[T, H, 2·W, 3]``: the first clip's input on the left, its reconstruction on the right."""
-    pair = torch.cat([video[0], reconstruction[0]], dim=-1).float().clamp(-1, 1)  # [3, T, H, 2W]
-    return pair.add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu()
+    return to_uint8_frames(torch.cat([video[0], reconstruction[0]], dim=-1))  # [T, H, 2W, 3]
 
 
 def comparison_grid(video: torch.Tensor, reconstruction: torch.Tensor, max_videos: int = 2, max_frames: int = 8) -> torch.Tensor:

@@ -2,5 +2,6 @@
 
 from vtok.vae.autoencoder import AutoencoderOutput, VideoAutoencoder
 from vtok.vae.compression import Compression
+from vtok.vae.tokens import FirstFrameTokens, map_tokens
 
-__all__ = ["AutoencoderOutput", "Compression", "VideoAutoencoder"]
+__all__ = ["AutoencoderOutput", "Compression", "FirstFrameTokens", "VideoAutoencoder", "map_tokens"]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
-
 import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import torch
 from diffusers import ConfigMixin, ModelMixin
@@ -18,9 +17,10 @@ from vtok.vae.bottleneck import BottleneckKind, QuantizerSettings, build_bottlen
 from vtok.vae.causal_conv import FramePadding
 from vtok.vae.compression import Compression, resampling_plan
 from vtok.vae.decoder import Decoder3d
+from vtok.vae.diffusers_backbone import PriorClass, PriorDecoder, PriorEncoder, build_prior, prior_compression, prior_latent_channels
 from vtok.vae.encoder import Encoder3d
-from vtok.vae.streaming import run_in_chunks
-from vtok.vae.tiling import tiled_map
+from vtok.vae.long_video import LongVideoMixin
+from vtok.vae.tokens import FirstFrameTokens
 
 
 @dataclass
@@ -33,6 +33,9 @@ class AutoencoderOutput(BaseOutput):
         indices: token indices ``[B, K, t', h', w']`` for discrete bottlenecks, else ``None``.
         losses: the bottleneck's unweighted training losses (``kl``, ``entropy``, ...).
         stats: detached statistics of the bottleneck.
+        continuous_reconstruction: for a discrete model asked for it, the video decoded from the
+            continuous latents (before quantization), for joint discrete-continuous training.
+        first_frame_indices: extra tokens of the first latent frame (first-frame strengthening).
     """
 
     reconstruction: torch.Tensor
@@ -40,22 +43,24 @@ class AutoencoderOutput(BaseOutput):
     indices: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
+    continuous_reconstruction: torch.Tensor | None = None
+    first_frame_indices: torch.Tensor | None = None
 
 
-class VideoAutoencoder(ModelMixin, ConfigMixin):
+class VideoAutoencoder(ModelMixin, ConfigMixin, LongVideoMixin):
     """Causal 3D convolutional autoencoder for video: a continuous VAE or a discrete tokenizer.
 
     Videos are float ``[B, 3, 1 + k·t, H, W]`` in ``[-1, 1]`` (an image is ``T = 1``). ``encode``
     gives ``[B, C, 1 + k, H/s, W/s]``: the Gaussian posterior mean (``kl``, ``C = latent_channels``)
     or the quantized codes (``fsq``/``gq``, ``C`` = the quantizer's width); ``decode`` takes them
     back. Discrete models also ``tokenize`` to int64 ``[B, K, 1 + k, H/s, W/s]`` and
-    ``detokenize``. Every config field is flat and JSON-serialisable, so ``save_pretrained`` /
-    ``from_pretrained`` round-trip the model exactly.
+    ``detokenize``, and give their continuous latents with ``encode(video, discrete=False)``
+    (decoded by ``decode(z, discrete=False)``). Every config field is JSON-serialisable, so
+    ``save_pretrained`` / ``from_pretrained`` round-trip the model exactly.
 
-    Long videos: ``encode``/``decode``/``tokenize`` process ``temporal_chunk`` latent frames at a
-    time with a causal cache carried between chunks (the result equals one pass; activation
-    memory depends on the chunk alone); ``None`` does one pass. :meth:`enable_tiling` adds
-    spatial tiling with blending for frames larger than the training size (off by default).
+    The backbone is vtok's own causal network, or a diffusers video VAE (``backbone_class`` and
+    ``backbone_config``, see :mod:`vtok.vae.diffusers_backbone` and :mod:`vtok.vae.priors`).
+    Long videos and large frames: see :class:`~vtok.vae.long_video.LongVideoMixin`.
 
     Args:
         temporal_compression: time factor ``t`` (1, 2, 4 or 8).
@@ -76,6 +81,20 @@ class VideoAutoencoder(ModelMixin, ConfigMixin):
         gq_groups: GQ groups; each is one token of ``gq_bits / gq_groups`` bits.
         gq_single_token: GQ gives one ``gq_bits``-wide token per position instead (``<= 62`` bits).
         gq_temperature: temperature of GQ's soft assignment in its entropy loss.
+        first_frame_tokens: extra FSQ tokens per position for the first latent frame (OneVAE's
+            first-frame strengthening; 0 turns it off); ``tokenize`` then returns
+            :class:`~vtok.vae.tokens.FirstFrameTokens`.
+        backbone_class: a diffusers video VAE class whose encoder and decoder are the backbone
+            (``None``: vtok's own network; the width and depth fields above are then unused).
+        backbone_config: that class's config.
+        decoder_causal: causal decoder (``False``: time padded on both sides, as LTX-Video's; long
+            videos are then decoded in overlapping, cross-faded chunks).
+        decoder_timestep_conditioning: LTX-Video's denoising decoder: ``decode(z, timestep=t)``
+            reconstructs the clean video from ``(1 - t)·z + t·ε``; in training ``t`` is drawn from
+            ``[0, denoise_max_timestep]`` per clip.
+        denoise_max_timestep: the largest noise level drawn in training.
+        decoder_noise_channels: WeTok's generative decoder: channels of Gaussian noise read beside
+            the latent (sampled in training; zero, or seeded with ``noise_seed``, at inference).
     """
 
     config_name = "config.json"
@@ -100,61 +119,53 @@ class VideoAutoencoder(ModelMixin, ConfigMixin):
         gq_groups: int = 3,
         gq_single_token: bool = False,
         gq_temperature: float = 0.01,
+        first_frame_tokens: int = 0,
+        backbone_class: PriorClass | None = None,
+        backbone_config: dict[str, Any] | None = None,
+        decoder_causal: bool = True,
+        decoder_timestep_conditioning: bool = False,
+        denoise_max_timestep: float = 0.2,
+        decoder_noise_channels: int = 0,
     ) -> None:
         super().__init__()
         self.compression = Compression(temporal=temporal_compression, spatial=spatial_compression)
         if latent_channels < 1:
             raise ValueError(f"latent_channels must be positive, got {latent_channels}")
-        plan = resampling_plan(self.compression, patch_size)
-        settings = QuantizerSettings(fsq_levels, tokens_per_position, gq_bits, gq_groups, gq_single_token, gq_temperature)
+        settings = QuantizerSettings(
+            fsq_levels, tokens_per_position, gq_bits, gq_groups, gq_single_token, gq_temperature, first_frame_tokens
+        )
         self.quantizer = build_bottleneck(bottleneck, latent_channels, settings)
-        spec = BackboneSpec(block_out_channels, layers_per_block, plan, patch_size, resample_shortcut, frame_padding)
-        self.encoder = Encoder3d(in_channels, self.quantizer.input_channels, spec)
-        self.decoder = Decoder3d(self.quantizer.output_channels, in_channels, spec)
         self.temporal_chunk: int | None = 4  # latent frames per chunk in encode/decode/tokenize
         self.tile: tuple[int, int] | None = None  # (tile, overlap) in pixels, see enable_tiling
+        if backbone_class is None:
+            plan = resampling_plan(self.compression, patch_size)
+            spec = BackboneSpec(block_out_channels, layers_per_block, plan, patch_size, resample_shortcut, frame_padding)
+            self.encoder = Encoder3d(in_channels, self.quantizer.input_channels, spec)
+            self.decoder = Decoder3d(
+                self.quantizer.output_channels, in_channels, spec, decoder_causal,
+                decoder_timestep_conditioning, decoder_noise_channels,
+            )  # fmt: skip
+        else:
+            if not decoder_causal or decoder_timestep_conditioning or decoder_noise_channels:
+                raise ValueError("the decoder options (non-causal, timestep, noise) need vtok's own backbone")
+            self._build_prior_backbone(backbone_class, backbone_config or {}, latent_channels)
 
-    def enable_tiling(self, tile: int = 256, overlap: int = 64) -> None:
-        """Encode and decode in overlapping ``tile`` x ``tile`` pixel tiles, blended over ``overlap``.
-
-        Raises:
-            ValueError: sizes that are not multiples of the spatial factor, or an overlap that
-                leaves no stride.
-        """
-        s = self.compression.spatial
-        if tile % s or overlap % s or not 0 <= overlap < tile:
-            raise ValueError(f"tile={tile} and overlap={overlap} must be multiples of {s} with 0 <= overlap < tile")
-        self.tile = (tile, overlap)
-
-    def disable_tiling(self) -> None:
-        self.tile = None
-
-    def _encode_features(self, video: torch.Tensor) -> torch.Tensor:
-        """The encoder's output for a whole video: in temporal chunks, and tiles when enabled."""
-
-        def chunked(x: torch.Tensor) -> torch.Tensor:
-            if self.temporal_chunk is None:
-                return self.encoder(x)
-            span = self.temporal_chunk * self.compression.temporal
-            return run_in_chunks(self.encoder, self.encoder, x, 1 + span, span)
-
-        if self.tile is None:
-            return chunked(video)
-        return tiled_map(chunked, video, *self.tile, scale=1 / self.compression.spatial)
-
-    def _decode_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """The decoder's output for whole latents: in temporal chunks, and tiles when enabled."""
-
-        def chunked(z: torch.Tensor) -> torch.Tensor:
-            decode = lambda piece: self.decoder(self.quantizer.to_decoder(piece))  # noqa: E731
-            if self.temporal_chunk is None:
-                return decode(z)
-            return run_in_chunks(self.decoder, decode, z, 1 + self.temporal_chunk, self.temporal_chunk)
-
-        if self.tile is None:
-            return chunked(codes)
-        s = self.compression.spatial
-        return tiled_map(chunked, codes, self.tile[0] // s, self.tile[1] // s, scale=s)
+    def _build_prior_backbone(self, class_name: str, config: dict[str, Any], latent_channels: int) -> None:
+        vae = build_prior(class_name, config)
+        found = Compression(*prior_compression(vae))
+        if found != self.compression:
+            raise ValueError(
+                f"the {class_name} backbone compresses {found}, but the config asks for {self.compression}: "
+                f"set temporal_compression={found.temporal} and spatial_compression={found.spatial}"
+            )
+        if prior_latent_channels(vae) != latent_channels:
+            raise ValueError(
+                f"the {class_name} backbone has {prior_latent_channels(vae)} latent channels; "
+                f"set latent_channels={prior_latent_channels(vae)}"
+            )
+        self.encoder = PriorEncoder(vae, mean_only=self.is_discrete)
+        self.decoder = PriorDecoder(self.encoder)
+        self.temporal_chunk = None  # diffusers' encode/decode manage long clips with their own caches
 
     @property
     def is_discrete(self) -> bool:
@@ -167,7 +178,7 @@ class VideoAutoencoder(ModelMixin, ConfigMixin):
 
     @property
     def tokens_per_position(self) -> int | None:
-        """Tokens per latent position, ``K`` (``None`` for a continuous model)."""
+        """Regular tokens per latent position, ``K`` (``None`` for a continuous model)."""
         return self.quantizer.quantizer.tokens_per_position if self.is_discrete else None
 
     @property
@@ -175,13 +186,32 @@ class VideoAutoencoder(ModelMixin, ConfigMixin):
         """``log2(codebook_size)`` (``None`` for a continuous model)."""
         return self.quantizer.quantizer.bits_per_token if self.is_discrete else None
 
-    def bits_per_pixel(self, frames: int, height: int, width: int) -> float | None:
-        """Token bits per pixel of a ``frames x height x width`` clip (``None`` for a continuous model):
-        ``K · log2(codebook_size) · latent positions / (T·H·W)``."""
+    def tokens_per_clip(self, frames: int, height: int, width: int) -> int | None:
+        """Tokens of one ``frames x height x width`` clip, first-frame extras included."""
         if not self.is_discrete:
             return None
-        positions = math.prod(self.compression.latent_shape(frames, height, width))
-        return self.tokens_per_position * self.bits_per_token * positions / (frames * height * width)
+        t, h, w = self.compression.latent_shape(frames, height, width)
+        return self.tokens_per_position * t * h * w + self.config.first_frame_tokens * h * w
+
+    def bits_per_pixel(self, frames: int, height: int, width: int) -> float | None:
+        """Token bits per pixel of a ``frames x height x width`` clip (``None`` for a continuous
+        model): ``tokens · log2(codebook_size) / (T·H·W)``."""
+        tokens = self.tokens_per_clip(frames, height, width)
+        return None if tokens is None else tokens * self.bits_per_token / (frames * height * width)
+
+    def encoder_parameters(self) -> Iterator[torch.nn.Parameter]:
+        """Parameters of the encoder side (for freezing), whichever the backbone."""
+        if isinstance(self.encoder, PriorEncoder):
+            vae = self.encoder.vae
+            return (p for name, p in vae.named_parameters() if not name.startswith(("decoder.", "post_quant_conv.")))
+        return self.encoder.parameters()
+
+    def decoder_parameters(self) -> Iterator[torch.nn.Parameter]:
+        """Parameters of the decoder side (for freezing), whichever the backbone."""
+        if isinstance(self.decoder, PriorDecoder):
+            vae = self.decoder.vae
+            return (p for name, p in vae.named_parameters() if name.startswith(("decoder.", "post_quant_conv.")))
+        return self.decoder.parameters()
 
     def _require_discrete(self, what: str) -> None:
         if not self.is_discrete:
@@ -202,44 +232,97 @@ class VideoAutoencoder(ModelMixin, ConfigMixin):
         """Latent values per input pixel value, ``C / (3·t·s·s)``, for long clips."""
         return self.quantizer.code_channels / (self.config.in_channels * self.compression.pixels_per_latent_position())
 
-    def encode(self, video: torch.Tensor) -> torch.Tensor:
+    def encode(self, video: torch.Tensor, discrete: bool = True) -> torch.Tensor:
         """Deterministic latents ``[B, C, 1 + k, H/s, W/s]``: the posterior mean for ``kl``, the
-        quantized codes for ``fsq``/``gq``."""
+        quantized codes for ``fsq``/``gq`` (their continuous latents with ``discrete=False``)."""
         self.check_video(video)
-        return self.quantizer.encode(self._encode_features(video))
+        features = self._encode_features(video)
+        if self.is_discrete and not discrete:
+            return features
+        return self.quantizer.encode(features)
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Video ``[B, 3, 1 + k·t, h·s, w·s]`` from latents ``[B, C, 1 + k, h, w]`` (as ``encode`` gives)."""
-        if latents.ndim != 5 or latents.shape[1] != self.quantizer.code_channels:
-            raise ValueError(
-                f"expected latents [B, {self.quantizer.code_channels}, t, h, w], got {tuple(latents.shape)}"
-            )
-        return self._decode_codes(latents)
+    def decode(
+        self,
+        latents: torch.Tensor,
+        discrete: bool = True,
+        timestep: float | torch.Tensor | None = None,
+        noise_seed: int | None = None,
+    ) -> torch.Tensor:
+        """Video ``[B, 3, 1 + k·t, h·s, w·s]`` from latents as ``encode`` gives them (with the same
+        ``discrete`` flag).
 
-    def tokenize(self, video: torch.Tensor) -> torch.Tensor:
-        """int64 token indices ``[B, K, 1 + k, H/s, W/s]`` (discrete models only)."""
+        Args:
+            latents: ``[B, C, t', h', w']``.
+            discrete: ``False`` decodes a discrete model's continuous latents.
+            timestep: noise level of ``latents`` for a denoising decoder (default 0: clean).
+            noise_seed: a generative decoder reads zero noise (deterministic) unless given a seed,
+                which draws one plausible reconstruction.
+        """
+        continuous = self.is_discrete and not discrete
+        channels = self.quantizer.input_channels if continuous else self.quantizer.code_channels
+        if latents.ndim != 5 or latents.shape[1] != channels:
+            raise ValueError(f"expected latents [B, {channels}, t, h, w], got {tuple(latents.shape)}")
+        features = latents if continuous else self.quantizer.to_decoder(latents)
+        if self.config.decoder_noise_channels:
+            generator = torch.Generator(device=features.device).manual_seed(noise_seed) if noise_seed is not None else None
+            features = self._with_noise(features, generator, sample=noise_seed is not None)
+        return self._decode_features(features, self._timestep(timestep, latents))
+
+    def _timestep(self, timestep: float | torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+        if timestep is None or not self.config.decoder_timestep_conditioning:
+            if timestep:
+                raise ValueError("decode(timestep=...) needs decoder_timestep_conditioning=true")
+            return None
+        return torch.as_tensor(timestep, device=like.device, dtype=torch.float32).expand(like.shape[0])
+
+    def _with_noise(self, features: torch.Tensor, generator: torch.Generator | None, sample: bool) -> torch.Tensor:
+        shape = (features.shape[0], self.config.decoder_noise_channels, *features.shape[2:])
+        noise = (
+            torch.randn(shape, generator=generator, device=features.device, dtype=features.dtype)
+            if sample
+            else features.new_zeros(shape)
+        )
+        return torch.cat([features, noise], dim=1)
+
+    def tokenize(self, video: torch.Tensor) -> torch.Tensor | FirstFrameTokens:
+        """int64 token indices ``[B, K, 1 + k, H/s, W/s]`` (discrete models only); with first-frame
+        strengthening, :class:`~vtok.vae.tokens.FirstFrameTokens` holding them and the extras."""
         self._require_discrete("tokenize")
         self.check_video(video)
-        return self.quantizer.quantizer(self.quantizer.project_in(self._encode_features(video))).indices
+        return self.quantizer.tokenize(self._encode_features(video))
 
-    def indices_to_latents(self, indices: torch.Tensor) -> torch.Tensor:
-        """The exact codes of ``indices``, in the model's dtype; ``ValueError`` when out of range."""
+    def indices_to_latents(self, tokens: torch.Tensor | FirstFrameTokens) -> torch.Tensor:
+        """The exact codes of ``tokens``, in the model's dtype; ``ValueError`` when out of range."""
         self._require_discrete("indices_to_latents")
-        return self.quantizer.quantizer.indices_to_codes(indices).to(self.dtype)
+        return self.quantizer.indices_to_codes(tokens).to(self.dtype)
 
-    def detokenize(self, indices: torch.Tensor) -> torch.Tensor:
-        """Video from token indices ``[B, K, t', h', w']`` (discrete models only)."""
-        return self.decode(self.indices_to_latents(indices))
+    def detokenize(self, tokens: torch.Tensor | FirstFrameTokens) -> torch.Tensor:
+        """Video from the tokens ``tokenize`` gives (discrete models only)."""
+        return self.decode(self.indices_to_latents(tokens))
 
-    def forward(self, video: torch.Tensor, sample_posterior: bool | None = None) -> AutoencoderOutput:
-        """Encodes, passes the bottleneck (sampling it in training mode unless told) and decodes."""
+    def forward(
+        self, video: torch.Tensor, sample_posterior: bool | None = None, continuous: bool = False
+    ) -> AutoencoderOutput:
+        """Encodes, passes the bottleneck (sampling it in training mode unless told) and decodes;
+        with ``continuous`` a discrete model also decodes its continuous latents."""
         self.check_video(video)
         sample = self.training if sample_posterior is None else sample_posterior
-        out = self.quantizer(self.encoder(video), sample=sample)
+        features = self.encoder(video)
+        out = self.quantizer(features, sample=sample)
+        latents, timestep = out.latents, None
+        if self.config.decoder_timestep_conditioning and self.training:  # denoising: z_t = (1 - t) z + t ε
+            timestep = torch.rand(video.shape[0], device=video.device) * self.config.denoise_max_timestep
+            t = timestep.to(latents.dtype)[:, None, None, None, None]
+            latents = (1 - t) * latents + t * torch.randn_like(latents)
+        decoder_input = self.quantizer.to_decoder(latents)
+        if self.config.decoder_noise_channels:
+            decoder_input = self._with_noise(decoder_input, None, sample=self.training)
         return AutoencoderOutput(
-            reconstruction=self.decoder(self.quantizer.to_decoder(out.latents)),
+            reconstruction=self.decoder(decoder_input) if timestep is None else self.decoder(decoder_input, timestep),
             latents=out.latents,
             indices=out.indices,
             losses=out.losses,
             stats=out.stats,
+            continuous_reconstruction=self.decoder(features) if continuous and self.is_discrete else None,
+            first_frame_indices=out.first_frame_indices,
         )

@@ -38,9 +38,13 @@ class BackboneSpec:
 
 
 def run_stages(
-    stages: Sequence[nn.Module], h: torch.Tensor, checkpoint: Callable[..., torch.Tensor] | None
+    stages: Sequence[nn.Module],
+    h: torch.Tensor,
+    checkpoint: Callable[..., torch.Tensor] | None,
+    embedding: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Applies ``stages`` in order, through ``checkpoint`` (activation checkpointing) when given."""
+    """Applies ``stages`` in order (each given ``embedding``), through ``checkpoint`` (activation
+    checkpointing) when given."""
     for stage in stages:
-        h = checkpoint(stage, h) if checkpoint is not None and torch.is_grad_enabled() else stage(h)
+        h = checkpoint(stage, h, embedding) if checkpoint is not None and torch.is_grad_enabled() else stage(h, embedding)
     return h

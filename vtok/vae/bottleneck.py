@@ -26,6 +26,7 @@ class BottleneckOutput:
     indices: torch.Tensor | None = None
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
     stats: dict[str, torch.Tensor] = field(default_factory=dict)
+    first_frame_indices: torch.Tensor | None = None
 
 
 class Bottleneck(Protocol):
@@ -56,6 +57,7 @@ class QuantizerSettings:
     gq_groups: int = 3
     gq_single_token: bool = False
     gq_temperature: float = 0.01
+    first_frame_tokens: int = 0
 
 
 def build_bottleneck(kind: BottleneckKind, latent_channels: int, settings: QuantizerSettings) -> torch.nn.Module:
@@ -67,8 +69,14 @@ def build_bottleneck(kind: BottleneckKind, latent_channels: int, settings: Quant
     from vtok.tokenizers import FSQ, GroupLFQ
     from vtok.vae.quantized import QuantizedBottleneck
 
+    if settings.first_frame_tokens < 0 or (settings.first_frame_tokens and kind != "fsq"):
+        raise ValueError(
+            f"first_frame_tokens={settings.first_frame_tokens}: extra first-frame tokens need bottleneck fsq and "
+            "a count >= 1 (0 turns them off)"
+        )
     if kind == "fsq":
-        return QuantizedBottleneck(FSQ(settings.fsq_levels, settings.tokens_per_position), latent_channels)
+        extra = FSQ(settings.fsq_levels, settings.first_frame_tokens) if settings.first_frame_tokens else None
+        return QuantizedBottleneck(FSQ(settings.fsq_levels, settings.tokens_per_position), latent_channels, extra)
     if kind == "gq":
         quantizer = GroupLFQ(settings.gq_bits, settings.gq_groups, settings.gq_single_token, settings.gq_temperature)
         return QuantizedBottleneck(quantizer, latent_channels)

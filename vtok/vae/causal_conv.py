@@ -2,7 +2,8 @@
 
 The padding before the first frame is either copies of the first frame (``"replicate"``: a still
 image is encoded as if it had always been still) or zeros (``"zeros"``). Height and width are
-zero-padded by the convolution itself, which keeps the fast cuDNN path.
+zero-padded by the convolution itself, which keeps the fast cuDNN path. With ``causal=False``
+(LTX-Video's decoder) time is padded on both sides instead, half the kernel each.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class CausalConv3d(nn.Conv3d, Streamable):
         kernel_size: ``k`` or ``(k_t, k_h, k_w)``; spatial sizes must be odd.
         stride: ``s`` or ``(s_t, s_h, s_w)``.
         frame_padding: what stands before the first frame: ``"replicate"`` or ``"zeros"``.
+        causal: pad only the past (``False``: both sides, for non-causal decoders).
     """
 
     def __init__(
@@ -43,6 +45,7 @@ class CausalConv3d(nn.Conv3d, Streamable):
         kernel_size: int | tuple[int, int, int] = 3,
         stride: int | tuple[int, int, int] = 1,
         frame_padding: FramePadding = "replicate",
+        causal: bool = True,
     ) -> None:
         kt, kh, kw = _triple(kernel_size)
         if kh % 2 == 0 or kw % 2 == 0:
@@ -50,8 +53,17 @@ class CausalConv3d(nn.Conv3d, Streamable):
         super().__init__(in_channels, out_channels, (kt, kh, kw), stride=stride, padding=(0, kh // 2, kw // 2))
         self.time_padding = kt - 1
         self.frame_padding = frame_padding
+        self.causal = causal
+
+    def _pad_both_sides(self, x: torch.Tensor) -> torch.Tensor:
+        before, after = self.time_padding // 2, self.time_padding - self.time_padding // 2
+        if self.frame_padding == "replicate":
+            return torch.cat([x[:, :, :1].expand(-1, -1, before, -1, -1), x, x[:, :, -1:].expand(-1, -1, after, -1, -1)], 2)
+        return F.pad(x, (0, 0, 0, 0, before, after))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.causal:  # each chunk stands alone (overlapping chunks are blended by the caller)
+            return super().forward(self._pad_both_sides(x) if self.time_padding else x)
         if self.later_chunk:
             x = torch.cat([self.stream.past[id(self)], x], dim=2)  # the previous chunk's tail
         elif self.time_padding:

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vtok.vae.backbone import BackboneSpec, run_stages
-from vtok.vae.blocks import ResBlock3d
+from vtok.vae.blocks import ResBlock3d, Stage
 from vtok.vae.causal_conv import CausalConv3d
 from vtok.vae.norm import ChannelRMSNorm
 from vtok.vae.patchify import patchify
@@ -33,8 +33,8 @@ class Encoder3d(nn.Module):
         for level, (space, time) in enumerate(spec.plan):
             blocks = [ResBlock3d(widths[level], widths[level], padding) for _ in range(spec.layers_per_block)]
             blocks.append(Downsample3d(widths[level], widths[level + 1], space, time, spec.resample_shortcut, padding))
-            self.stages.append(nn.Sequential(*blocks))
-        self.mid = nn.Sequential(*(ResBlock3d(widths[-1], widths[-1], padding) for _ in range(2)))
+            self.stages.append(Stage(*blocks))
+        self.mid = Stage(*(ResBlock3d(widths[-1], widths[-1], padding) for _ in range(2)))
         self.norm_out = ChannelRMSNorm(widths[-1])
         self.conv_out = CausalConv3d(widths[-1], out_channels, 3, frame_padding=padding)
 

@@ -1,12 +1,19 @@
-"""A discrete quantizer placed between encoder and decoder, with 1x1x1 projections where widths differ."""
+"""A discrete quantizer between encoder and decoder, with 1x1x1 projections where widths differ,
+and optionally extra tokens for the first latent frame (OneVAE's first-frame strengthening)."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vtok.tokenizers import DiscreteQuantizer
 from vtok.vae.bottleneck import BottleneckOutput
+from vtok.vae.tokens import FirstFrameTokens
+
+
+def _projection(channels_in: int, channels_out: int, bias: bool = True) -> nn.Module:
+    return nn.Identity() if channels_in == channels_out and bias else nn.Conv3d(channels_in, channels_out, 1, bias=bias)
 
 
 class QuantizedBottleneck(nn.Module):
@@ -14,26 +21,69 @@ class QuantizedBottleneck(nn.Module):
     the codes back for the decoder. Codes (what ``encode`` returns, what ``detokenize`` rebuilds
     exactly from indices) live in the quantizer's space, between the two projections.
 
+    With a ``first_frame`` quantizer, the first latent frame is also projected to it and
+    quantized into extra tokens; their codes follow the regular ones on the channel axis (zeros in
+    the other frames) and their projection back is added to the first frame's decoder input.
+
     Args:
         quantizer: an FSQ or GroupLFQ module.
         latent_channels: channels of the encoder's output and of the decoder's input.
+        first_frame: the quantizer of the first frame's extra tokens, or ``None``.
     """
 
-    def __init__(self, quantizer: DiscreteQuantizer, latent_channels: int) -> None:
+    def __init__(self, quantizer: DiscreteQuantizer, latent_channels: int, first_frame: DiscreteQuantizer | None = None) -> None:
         super().__init__()
         self.quantizer = quantizer
+        self.first_frame = first_frame
         self.input_channels = self.output_channels = latent_channels
-        self.code_channels = quantizer.channels
-        same = latent_channels == quantizer.channels
-        self.project_in = nn.Identity() if same else nn.Conv3d(latent_channels, quantizer.channels, 1)
-        self.project_out = nn.Identity() if same else nn.Conv3d(quantizer.channels, latent_channels, 1)
+        self.regular_channels = quantizer.channels
+        self.code_channels = quantizer.channels + (first_frame.channels if first_frame is not None else 0)
+        self.project_in = _projection(latent_channels, quantizer.channels)
+        self.project_out = _projection(quantizer.channels, latent_channels)
+        if first_frame is not None:
+            self.project_in_first = nn.Conv3d(latent_channels, first_frame.channels, 1)
+            # no bias: the extra codes' zeros in later frames must add nothing
+            self.project_out_first = nn.Conv3d(first_frame.channels, latent_channels, 1, bias=False)
+
+    def _with_first_frame(self, codes: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+        """Regular codes ``[B, Kd, T, ...]`` and first-frame extra codes ``[B, Ed, 1, ...]`` -> ``[B, Kd+Ed, T, ...]``."""
+        return torch.cat([codes, F.pad(extra.to(codes.dtype), (0, 0, 0, 0, 0, codes.shape[2] - 1))], dim=1)
 
     def forward(self, h: torch.Tensor, sample: bool = True) -> BottleneckOutput:
         out = self.quantizer(self.project_in(h))
-        return BottleneckOutput(latents=out.codes, indices=out.indices, losses=out.losses, stats=out.stats)
+        if self.first_frame is None:
+            return BottleneckOutput(latents=out.codes, indices=out.indices, losses=out.losses, stats=out.stats)
+        extra = self.first_frame(self.project_in_first(h[:, :, :1]))
+        stats = {**out.stats, **{f"first_frame_{k}": v for k, v in extra.stats.items()}}
+        return BottleneckOutput(
+            latents=self._with_first_frame(out.codes, extra.codes),
+            indices=out.indices,
+            first_frame_indices=extra.indices,
+            losses=out.losses,  # FSQ, the only quantizer with first-frame tokens, has no losses
+            stats=stats,
+        )
 
     def encode(self, h: torch.Tensor) -> torch.Tensor:
-        return self.quantizer(self.project_in(h)).codes
+        return self.forward(h).latents
+
+    def tokenize(self, h: torch.Tensor) -> torch.Tensor | FirstFrameTokens:
+        out = self.forward(h)
+        return out.indices if self.first_frame is None else FirstFrameTokens(out.indices, out.first_frame_indices)
+
+    def indices_to_codes(self, tokens: torch.Tensor | FirstFrameTokens) -> torch.Tensor:
+        """The exact codes of ``tokens``; ``ValueError`` for out-of-range or missing extra tokens."""
+        if self.first_frame is None:
+            if isinstance(tokens, FirstFrameTokens):
+                raise ValueError("this model has no first-frame tokens; pass the index tensor alone")
+            return self.quantizer.indices_to_codes(tokens)
+        if not isinstance(tokens, FirstFrameTokens):
+            raise ValueError("this model strengthens the first frame: pass FirstFrameTokens(indices, first_frame_extra)")
+        codes = self.quantizer.indices_to_codes(tokens.indices)
+        return self._with_first_frame(codes, self.first_frame.indices_to_codes(tokens.first_frame_extra))
 
     def to_decoder(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.project_out(codes)
+        latent = self.project_out(codes[:, : self.regular_channels])
+        if self.first_frame is None:
+            return latent
+        first = latent[:, :, :1] + self.project_out_first(codes[:, self.regular_channels :, :1])
+        return torch.cat([first, latent[:, :, 1:]], dim=2)

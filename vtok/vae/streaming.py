@@ -62,3 +62,53 @@ def run_in_chunks(
             outputs.append(fn(x[:, :, start:stop]))
             state.first = False
     return torch.cat(outputs, dim=2)
+
+
+def latent_to_frame(index: int, temporal: int) -> int:
+    """First video frame decoded from latent frame ``index`` (latent 0 is frame 0 alone)."""
+    return 0 if index == 0 else (index - 1) * temporal + 1
+
+
+def run_in_overlapping_chunks(
+    network: nn.Module,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    z: torch.Tensor,
+    chunk: int,
+    overlap: int,
+    temporal: int,
+) -> torch.Tensor:
+    """``fn`` (a non-causal decoder) over temporal chunks of latents ``z``, each decoded with
+    ``overlap`` latent frames of context on both sides and cross-faded with its neighbours.
+
+    Chunk ``[a, b)`` is decoded from ``[a - overlap, b + overlap)``; around each boundary the two
+    chunks' outputs are blended with linear weights over ``ceil(overlap / 2)`` latent frames on
+    either side, where both still have at least as much context left. When the context exceeds
+    the decoder's receptive field the result equals one pass; below it, the cross-fade spreads the
+    difference instead of leaving a seam.
+    """
+    frames = z.shape[2]
+    if frames <= 1 + chunk:
+        return fn(z)
+    band = -(-overlap // 2)
+    bounds = [0, *range(1 + chunk, frames, chunk), frames]
+    out = total = None
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        low, high = max(0, a - overlap), min(frames, b + overlap)
+        with streaming(network) as state:
+            state.first = low == 0  # a chunk after the first decodes its first latent into `temporal` frames
+            y = fn(z[:, :, low:high])
+        if out is None:
+            out = y.new_zeros(*y.shape[:2], (frames - 1) * temporal + 1, *y.shape[3:])
+            total = y.new_zeros(out.shape[2])
+        start = latent_to_frame(low, temporal)
+        index = torch.arange(start, start + y.shape[2], device=y.device, dtype=y.dtype)
+        weight = torch.ones_like(index)
+        if a > 0:  # rise across the band around the left boundary
+            left, right = latent_to_frame(max(a - band, 1), temporal), latent_to_frame(a + band, temporal)
+            weight = weight * ((index - left + 0.5) / max(right - left, 1)).clamp(0, 1)
+        if b < frames:  # fall across the band around the right boundary
+            left, right = latent_to_frame(max(b - band, 1), temporal), latent_to_frame(b + band, temporal)
+            weight = weight * (1 - (index - left + 0.5) / max(right - left, 1)).clamp(0, 1)
+        out[:, :, start : start + y.shape[2]] += y * weight[:, None, None]
+        total[start : start + y.shape[2]] += weight
+    return out / total[:, None, None]

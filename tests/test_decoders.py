@@ -1,0 +1,119 @@
+"""Decoders for very high compression: LTX-Video's patchified 8x32x32 VAE with a non-causal denoising
+decoder, WeTok's generative decoder and its second training stage; every preset exports and reloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tests.helpers import TINY_DATA, tiny_fit_args
+from vtok import VideoAutoencoder
+from vtok.cli import CONFIG_DIR, main
+
+PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def preset_autoencoder(name: str, **override) -> VideoAutoencoder:
+    """The preset's network with tiny widths (every other field as configured)."""
+    config = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())["model"].get("autoencoder", {})
+    config.update(block_out_channels=[8, 16], layers_per_block=1, **override)
+    torch.manual_seed(0)
+    return VideoAutoencoder(**config).eval()
+
+
+def test_ltx_preset_compresses_1_to_192_from_patchified_input() -> None:
+    model = preset_autoencoder("ltx_8x32x32")
+    assert str(model.compression) == "8x32x32" and model.config.patch_size == 4
+    assert model.latent_values_per_pixel() == pytest.approx(1 / 192)
+    assert model.encoder.conv_in.in_channels == 3 * 4 * 4, "the first convolution runs at 1/4 resolution"
+    video = torch.rand(1, 3, 17, 64, 96) * 2 - 1
+    with torch.no_grad():
+        latents = model.encode(video)
+        assert latents.shape == (1, 128, 3, 2, 3)
+        assert model.decode(latents).shape == video.shape
+
+
+def test_the_denoising_decoder_depends_on_the_timestep_and_is_trained_on_noisy_latents() -> None:
+    model = preset_autoencoder("ltx_8x32x32")
+    for block in model.decoder.modules():
+        if hasattr(block, "modulation") and block.modulation is not None:
+            torch.nn.init.normal_(block.modulation.linear.weight, std=0.1)  # as training leaves them
+    latents = torch.randn(1, 128, 2, 2, 2)
+    with torch.no_grad():
+        clean, noisy = model.decode(latents), model.decode(latents, timestep=0.05)
+        assert not torch.allclose(clean, noisy) and torch.equal(clean, model.decode(latents, timestep=0.0))
+    with pytest.raises(ValueError, match="decoder_timestep_conditioning"):
+        preset_autoencoder("kl_4x8x8").decode(torch.randn(1, 16, 1, 1, 1), timestep=0.1)
+    model.train()
+    video = torch.rand(2, 3, 9, 32, 32) * 2 - 1
+    torch.manual_seed(1)
+    first = model(video).reconstruction
+    torch.manual_seed(2)
+    assert not torch.equal(first, model(video).reconstruction), "training draws t and the noise per step"
+
+
+def test_the_generative_decoder_reads_noise_zero_by_default() -> None:
+    model = preset_autoencoder("gq_8x32x32_gd")
+    video = torch.rand(1, 3, 9, 64, 64) * 2 - 1
+    with torch.no_grad():
+        tokens = model.tokenize(video)
+        default = model.detokenize(tokens)
+        assert torch.equal(default, model.detokenize(tokens)), "zero noise: deterministic"
+        sampled = model.decode(model.indices_to_latents(tokens), noise_seed=3)
+        assert not torch.equal(sampled, default), "the decoder reads the noise"
+        assert torch.equal(sampled, model.decode(model.indices_to_latents(tokens), noise_seed=3)), "seeded"
+        assert not torch.equal(sampled, model.decode(model.indices_to_latents(tokens), noise_seed=4))
+    assert model.decoder.conv_in.in_channels == model.config.latent_channels + 8
+
+
+def test_non_causal_chunks_blend_into_the_one_pass_result() -> None:
+    model = preset_autoencoder("kl_4x8x8", latent_channels=4, decoder_causal=False)
+    latents = torch.randn(1, 4, 61, 2, 2)  # the decoder sees about 8 latent frames either way
+    with torch.no_grad():
+        model.temporal_chunk = None
+        full = model.decode(latents)
+        model.temporal_chunk, model.temporal_overlap = 4, 18  # blend band 9, then 9 frames of context: exact
+        torch.testing.assert_close(model.decode(latents), full, atol=1e-5, rtol=0)
+        errors = []
+        for overlap in (0, 4):
+            model.temporal_overlap = overlap
+            errors.append((model.decode(latents) - full).abs().mean())
+    assert errors[1] < errors[0], "more context, closer to one pass"
+
+
+def test_stage_two_trains_only_the_decoder(tmp_path: Path) -> None:
+    tiny = ["--model.autoencoder.block_out_channels", "[8, 16]", "--model.autoencoder.layers_per_block", "1",
+            "--model.loss.perceptual_weight", "0", "--model.adversarial.channels", "8",
+            "--data.num_frames", "9", "--data.size", "64", "--trainer.limit_val_batches", "0", "--trainer.logger", "false"]  # fmt: skip
+    stage1 = tmp_path / "stage1"
+    main(tiny_fit_args(stage1, 2, *tiny, config=CONFIG_DIR / "gq_8x32x32_gd.yaml"))
+    first = stage1 / "run" / "checkpoints" / "last.ckpt"
+    main(tiny_fit_args(tmp_path, 3, *tiny, "--model.init_from", str(first), "--model.ema_decay", "null",
+                       config=CONFIG_DIR / "gq_8x32x32_gd_stage2.yaml"))  # fmt: skip
+    stage1_state = torch.load(first, weights_only=True)["state_dict"]
+    # init_from reads a checkpoint's EMA weights when the run kept them (what it would export)
+    before = {"autoencoder." + k[len("ema.module."):]: v for k, v in stage1_state.items() if k.startswith("ema.module.")}
+    after = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    live = {k: v for k, v in after.items() if k.startswith("autoencoder.")}
+    for name, value in live.items():
+        if name.startswith(("autoencoder.encoder.", "autoencoder.quantizer.")):
+            assert torch.equal(value, before[name]), f"{name} changed in stage 2"
+    changed = [n for n in live if n.startswith("autoencoder.decoder.") and not torch.equal(live[n], before[n])]
+    assert changed, "stage 2 trains the decoder"
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_exports_and_reloads_with_identical_outputs(preset: str, tmp_path: Path) -> None:
+    model = preset_autoencoder(preset)
+    model.save_pretrained(tmp_path)
+    loaded = VideoAutoencoder.from_pretrained(tmp_path).eval()
+    t, s = model.compression.temporal, model.compression.spatial
+    video = torch.rand(1, 3, 1 + 2 * t, 2 * s, 2 * s) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(model(video).reconstruction, loaded(video).reconstruction)
+        if model.is_discrete:
+            tokens = model.tokenize(video)
+            assert torch.equal(model.detokenize(tokens), loaded.detokenize(tokens))

@@ -1,0 +1,199 @@
+"""`vtok evaluate`: every metric written, PSNR/SSIM equal to a direct computation, LPIPS and FVD from
+local weights (skipped with a reason without them), broken videos skipped and counted, bad input
+reported in one line."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+from vtok import VideoAutoencoder
+from vtok.cli import main
+from vtok.data import ClipSpec, VideoClipDataset, list_files
+from vtok.evaluation.detectors import I3D_FILE, load_i3d
+from vtok.evaluation.metrics import frechet_distance
+from vtok.export import load_autoencoder, write_export
+
+KEYS = {
+    "psnr", "ssim", "lpips", "lpips_skipped", "fvd", "fvd_skipped", "fvd_weights_sha256", "codebook_usage",
+    "perplexity", "bits_per_pixel", "latent_values_per_pixel", "tokens_per_second_of_video", "compression",
+    "videos", "clips", "skipped_files", "skipped", "encode_frames_per_s", "decode_frames_per_s", "protocol",
+    "model", "device", "high_frequency_ratio", "mode", "decode_timestep",
+}  # fmt: skip
+
+
+class TinyI3D(nn.Module):
+    """Stand-in for i3d_torchscript.pt with its call signature: features from per-channel statistics
+    of the resized clip. It refuses any call other than the one the FVD convention makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.projection = nn.Linear(6, 8)
+        with torch.no_grad():
+            self.projection.weight.copy_(torch.linspace(-1, 1, 48).view(8, 6))
+            self.projection.bias.zero_()
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False) -> torch.Tensor:
+        if rescale or not resize or not return_features or x.min() < -1 or x.max() > 1:
+            raise ValueError("expected videos in [-1, 1] with rescale=False, resize=True, return_features=True")
+        x = F.interpolate(x, size=(x.shape[2], 16, 16), mode="trilinear", align_corners=False)
+        return self.projection(torch.cat([x.mean((2, 3, 4)), x.std((2, 3, 4))], dim=1))
+
+
+@pytest.fixture()
+def i3d_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The TinyI3D stand-in saved as TorchScript where the loader looks ($TORCH_HOME/hub/checkpoints)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    path = tmp_path / "torch" / "hub" / "checkpoints" / I3D_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.script(TinyI3D()).save(str(path))
+    return path
+
+
+def run(*args: str | Path) -> None:
+    main([str(a) for a in args])
+
+
+def test_evaluate_writes_every_metric_and_agrees_with_a_direct_computation(
+    fsq_run: dict[str, Path], video_folder: Path, vgg_weights: Path, i3d_weights: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "eval"
+    run("evaluate", "--model", fsq_run["export"], "--data", video_folder, "--out", out, "--max-videos", 3, "--batch-size", 2)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert KEYS <= metrics.keys()
+    assert metrics["videos"] == metrics["clips"] == 3 and metrics["skipped_files"] == 0
+    assert metrics["protocol"]["frames"] == 5 and metrics["protocol"]["height"] == metrics["protocol"]["width"] == 32
+    assert metrics["model"]["training_step"] == 2 and metrics["compression"] == "4x8x8" and metrics["device"] == "cpu"
+
+    # The same centre clips (frames 7-11 of 20; the centred 40x40 crop of 40x64, resized to 32), decoded
+    # by the model itself, and the metrics computed here from their definitions.
+    model = load_autoencoder(fsq_run["export"])
+    files = list_files(video_folder)[:3]
+    clips = torch.stack([VideoClipDataset(files, ClipSpec(5), (32, 32), train=False)[i]["video"] for i in range(3)])
+    with torch.no_grad():
+        reconstruction = model.detokenize(model.tokenize(clips)).clamp(-1, 1)
+    original, decoded = clips.add(1).div(2), reconstruction.add(1).div(2)  # [0, 1]
+    psnr = 10 * torch.log10(1 / (original - decoded).square().mean(dim=(1, 2, 3, 4)))
+    ssim = torch.stack([
+        torch.stack([structural_similarity_index_measure(decoded[v, :, t][None], original[v, :, t][None], data_range=1.0) for t in range(5)]).mean()
+        for v in range(3)
+    ])  # fmt: skip
+    rows = list(csv.DictReader((out / "per_video.csv").open()))
+    assert [row["path"] for row in rows] == files
+    assert [float(row["psnr"]) for row in rows] == pytest.approx(psnr.tolist(), abs=1e-3)
+    assert [float(row["ssim"]) for row in rows] == pytest.approx(ssim.tolist(), abs=1e-4)
+    assert metrics["psnr"] == pytest.approx(psnr.mean().item(), abs=1e-3)
+    assert metrics["ssim"] == pytest.approx(ssim.mean().item(), abs=1e-4)
+
+    assert metrics["lpips"] > 0 and metrics["lpips_skipped"] is None and all(float(row["lpips"]) > 0 for row in rows)
+    assert metrics["fvd"] > 0 and metrics["fvd_skipped"] is None
+    assert metrics["fvd_weights_sha256"] == hashlib.sha256(i3d_weights.read_bytes()).hexdigest()
+    assert 0 < metrics["codebook_usage"] <= 1 and 1 <= metrics["perplexity"] <= 1000
+    assert metrics["bits_per_pixel"] == pytest.approx(math.log2(1000) * 2 * 4 * 4 / (5 * 32 * 32))
+    assert metrics["tokens_per_second_of_video"] == pytest.approx(2 * 4 * 4 / (5 / 24))  # K=1, 2x4x4 positions, 24 fps
+    assert metrics["latent_values_per_pixel"] == pytest.approx(4 * 2 * 4 * 4 / (3 * 5 * 32 * 32))  # 4 FSQ channels
+    assert metrics["encode_frames_per_s"] > 0 and metrics["decode_frames_per_s"] > 0
+
+    report = (out / "report.md").read_text()
+    assert "| PSNR (dB) |" in report and "absolute error amplified" in report
+    pictures = sorted(p.name for p in (out / "pictures").iterdir())
+    assert len(pictures) == 6 and all(f"pictures/{name}" in report for name in pictures)
+
+
+def test_fvd_is_zero_for_identical_sets_and_positive_otherwise(i3d_weights: Path) -> None:
+    detector, reason = load_i3d(None, torch.device("cpu"))
+    assert reason is None and detector.sha256 == hashlib.sha256(i3d_weights.read_bytes()).hexdigest()
+    videos = torch.rand(6, 3, 5, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    features = detector(videos)
+    assert frechet_distance(features, detector(videos.clone())) == pytest.approx(0, abs=1e-6)
+    assert frechet_distance(features, detector(videos * 0.5)) > 1e-3
+    with pytest.raises(ValueError, match="at least 2"):
+        frechet_distance(features[:1], features[:1])
+
+
+def test_fvd_needs_two_videos(fsq_run: dict[str, Path], video_folder: Path, i3d_weights: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    run("evaluate", "--model", fsq_run["export"], "--data", video_folder, "--out", out, "--max-videos", 1, "--pictures", 0)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["fvd"] is None and "at least 2 videos" in metrics["fvd_skipped"]
+    assert metrics["fvd_weights_sha256"] == hashlib.sha256(i3d_weights.read_bytes()).hexdigest()
+
+
+def test_continuous_model_on_broken_files_skips_them_and_the_missing_weights(
+    mixed_folder: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
+    folder, broken = mixed_folder
+    torch.manual_seed(0)
+    model = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1)
+    write_export(model, tmp_path / "kl", {"_vtok_clip": {"num_frames": 9, "size": [32, 32]}, "_vtok_training_step": 7})
+    out = tmp_path / "eval"
+    run("evaluate", "--model", tmp_path / "kl", "--data", folder, "--out", out, "--pictures", 1)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["videos"] == 4 and metrics["skipped_files"] == len(broken) == 5
+    assert sorted(Path(s["path"]).name for s in metrics["skipped"]) == sorted(broken)
+    assert metrics["protocol"]["frames"] == 9 and metrics["model"]["training_step"] == 7
+    for key in ("codebook_usage", "perplexity", "bits_per_pixel", "tokens_per_second_of_video"):
+        assert metrics[key] is None, key
+    assert metrics["latent_values_per_pixel"] == pytest.approx(4 * 3 * 4 * 4 / (3 * 9 * 32 * 32))
+    assert metrics["lpips"] is None and "vgg16-397923af.pth" in metrics["lpips_skipped"]
+    assert metrics["fvd"] is None and "i3d_torchscript.pt" in metrics["fvd_skipped"] and "curl" in metrics["fvd_skipped"]
+    assert metrics["fvd_weights_sha256"] is None
+    report = (out / "report.md").read_text()
+    assert "## Skipped files" in report and all(name in report for name in broken)
+    assert len(list((out / "per_video.csv").open())) == 5  # header + 4 videos
+
+
+def _foreign_checkpoint(tmp_path: Path) -> Path:
+    path = tmp_path / "other.ckpt"
+    torch.save({"vtok": {"autoencoder_class": "ImageVAE"}, "state_dict": {}}, path)
+    return path
+
+
+def _damaged_export(tmp_path: Path, export: Path) -> Path:
+    folder = tmp_path / "damaged"
+    folder.mkdir()
+    (folder / "config.json").write_text((export / "config.json").read_text())
+    (folder / "diffusion_pytorch_model.safetensors").write_bytes(b"\x00" * 64)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("not an export", "is not a vtok export"),
+        ("another model class", "holds a 'ImageVAE'"),
+        ("damaged weights", "cannot be loaded"),
+        ("empty data folder", "no video files found"),
+        ("missing data", "is not a folder, a file"),
+    ],
+)
+def test_bad_input_is_one_line_with_exit_code_2(
+    case: str, message: str, fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "empty").mkdir()
+    model, data = fsq_run["export"], video_folder
+    if case == "not an export":
+        model = tmp_path / "empty"
+    elif case == "another model class":
+        model = _foreign_checkpoint(tmp_path)
+    elif case == "damaged weights":
+        model = _damaged_export(tmp_path, fsq_run["export"])
+    elif case == "empty data folder":
+        data = tmp_path / "empty"
+    else:
+        data = tmp_path / "nowhere"
+    with pytest.raises(SystemExit) as exit_info:
+        run("evaluate", "--model", model, "--data", data, "--out", tmp_path / "eval")
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("vtok evaluate: error:") and message in error and "\n" not in error, error

@@ -1,0 +1,34 @@
+"""The design and technique measurement scripts run at smoke size and print their JSON lines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(*argv: str) -> list[dict]:
+    result = subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def test_design_choices_measures_four_variants() -> None:
+    rows = _run("benchmarks.design_choices", "--steps", "2", "--size", "16", "--frames", "5")
+    assert {(r["frame_padding"], r["resample_shortcut"]) for r in rows} == {
+        ("replicate", True), ("replicate", False), ("zeros", True), ("zeros", False)
+    }
+    assert all(r["val_psnr_db"] > 0 and r["seconds_per_step"] > 0 for r in rows)
+
+
+def test_onevae_measures_prior_tokens_and_first_frame() -> None:
+    rows = _run("benchmarks.onevae", "--steps", "2", "--prior-steps", "2", "--size", "16", "--frames", "5", "--eval-every", "1")
+    by_name = {r["measurement"]: r for r in rows}
+    assert set(by_name) == {"prior_vs_scratch", "tokens_per_position", "first_frame_strengthening"}
+    assert [s for s, _ in by_name["prior_vs_scratch"]["scratch_psnr_by_step"]] == [1, 2]
+    assert by_name["tokens_per_position"]["k2_bits_per_pixel"] == 2 * by_name["tokens_per_position"]["k1_bits_per_pixel"]
+    strengthened = by_name["first_frame_strengthening"]
+    assert strengthened["on"]["bits_per_pixel"] > strengthened["off"]["bits_per_pixel"]

@@ -1,0 +1,139 @@
+"""`vtok tokenize` / `vtok detokenize`: token files that decode to the model's own reconstruction,
+resumable runs, broken videos skipped and listed, and bad token files reported in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from vtok import VideoAutoencoder
+from vtok.cli import main
+from vtok.data import ClipSpec, VideoClipDataset, open_video
+from vtok.export import load_autoencoder, write_export
+from vtok.tokenfiles import read_token_file, write_token_file
+
+
+def run(*args: str | Path) -> None:
+    main([str(a) for a in args])
+
+
+@pytest.fixture()
+def two_videos(video_folder: Path, tmp_path: Path) -> Path:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for path in sorted(video_folder.glob("*.mp4"))[:2]:
+        (folder / path.name).symlink_to(path)
+    return folder
+
+
+def test_tokenize_decodes_to_the_models_reconstruction_and_resumes(
+    fsq_run: dict[str, Path], two_videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "tokens"
+    run("tokenize", "--model", fsq_run["checkpoint"], "--data", two_videos, "--out", out)
+    assert capsys.readouterr().out.strip().startswith("tokenized 2 videos (0 already done, 0 skipped)")
+    entries = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    files = sorted(str(p) for p in two_videos.glob("*.mp4"))
+    assert [e["path"] for e in entries] == files
+    # 20 frames hold 17 = 1 + 4*4 (the whole video, centred: frames 1-17), 32x32 from the recorded clip.
+    assert all(e["frames"] == 17 and e["shape"] == [1, 5, 4, 4] for e in entries)
+
+    model = load_autoencoder(fsq_run["export"])
+    clips = torch.stack([VideoClipDataset(files, ClipSpec(17), (32, 32), train=False)[i]["video"] for i in range(2)])
+    with torch.no_grad():
+        own_tokens = model.tokenize(clips)
+        for i, entry in enumerate(entries):
+            indices, metadata = read_token_file(out / entry["tokens"])
+            assert torch.equal(indices, own_tokens[i])
+        assert torch.equal(model.detokenize(indices[None]), model.detokenize(own_tokens[-1:]))
+    assert metadata["source"] == files[-1] and metadata["first_frame"] == "1" and metadata["fps"] == "24.0"
+    assert (metadata["codebook_size"], metadata["compression"], metadata["tokens_per_position"]) == ("1000", "4x8x8", "1")
+    with safe_open(str(out / entries[0]["tokens"]), framework="pt") as handle:
+        assert handle.get_tensor("indices").dtype == torch.int16  # 1000 codes fit
+
+    token_files = sorted((out / "tokens").iterdir())
+    stamps = [p.stat().st_mtime_ns for p in token_files]
+    run("tokenize", "--model", fsq_run["checkpoint"], "--data", two_videos, "--out", out)
+    assert capsys.readouterr().out.strip().startswith("tokenized 0 videos (2 already done, 0 skipped)")
+    assert [p.stat().st_mtime_ns for p in sorted((out / "tokens").iterdir())] == stamps
+    assert [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()] == entries
+
+    movie = tmp_path / "decoded.mp4"
+    run("detokenize", "--model", fsq_run["export"], "--tokens", out / entries[0]["tokens"], "--out", movie)
+    reader = open_video(movie)
+    assert (reader.num_frames, reader.height, reader.width, reader.fps) == (17, 32, 32, 24.0)
+
+
+def test_fixed_clips_skip_broken_videos_and_redo_damaged_token_files(
+    fsq_run: dict[str, Path], mixed_folder: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    folder, broken = mixed_folder
+    out = tmp_path / "tokens"
+    run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", out, "--frames", 9)
+    assert capsys.readouterr().out.strip().startswith("tokenized 4 videos (0 already done, 5 skipped)")
+    skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
+    assert sorted(Path(s["path"]).name for s in skipped) == sorted(broken) and all(s["reason"] for s in skipped)
+    entries = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert len(entries) == 4 and all(e["frames"] == 9 and e["shape"] == [1, 3, 4, 4] for e in entries)
+
+    damaged = out / entries[0]["tokens"]
+    damaged.write_bytes(damaged.read_bytes()[:40])  # as if cut short by a crash outside vtok's atomic rename
+    run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", out, "--frames", 9)
+    assert capsys.readouterr().out.strip().startswith("tokenized 1 videos (3 already done, 5 skipped)")
+    assert read_token_file(damaged)[0].shape == (1, 3, 4, 4)
+
+
+@pytest.fixture()
+def token_file(fsq_run: dict[str, Path], tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A valid token file for the fsq model (3x4x4 positions, indices all 7)."""
+    metadata = {
+        "format": "vtok-tokens", "format_version": "1", "source": "made-by-the-test.mp4", "first_frame": "0",
+        "frames": "9", "stride": "1", "fps": "12.0", "height": "32", "width": "32", "compression": "4x8x8",
+        "codebook_size": "1000", "tokens_per_position": "1", "model": str(fsq_run["export"]),
+    }  # fmt: skip
+    path = write_token_file(tmp_path / "t.safetensors", torch.full((1, 3, 4, 4), 7), metadata)
+    return path, metadata
+
+
+def test_detokenize_writes_the_frames_of_a_token_file(fsq_run: dict[str, Path], token_file: tuple[Path, dict], tmp_path: Path) -> None:
+    run("detokenize", "--model", fsq_run["export"], "--tokens", token_file[0], "--out", tmp_path / "v.mp4")
+    reader = open_video(tmp_path / "v.mp4")
+    assert (reader.num_frames, reader.fps) == (9, 12.0)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("damaged token file", "is not a readable vtok token file"),
+        ("indices out of range", "outside [0, 1000)"),
+        ("continuous model", "continuous (kl)"),
+        ("other codebook", "codebook_size 64000 in the file, 1000 in the model"),
+        ("tokenize with a continuous model", "continuous (kl) model and has no tokens"),
+    ],
+)
+def test_bad_token_input_is_one_line_with_exit_code_2(
+    case: str, message: str, fsq_run: dict[str, Path], token_file: tuple[Path, dict], video_folder: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture,
+) -> None:  # fmt: skip
+    tokens, metadata = token_file
+    model = fsq_run["export"]
+    command = "detokenize"
+    if case == "damaged token file":
+        tokens.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    elif case == "indices out of range":
+        write_token_file(tokens, torch.full((1, 3, 4, 4), 5000), metadata)
+    elif case in ("continuous model", "tokenize with a continuous model"):
+        model = write_export(VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1), tmp_path / "kl", {})
+        command = "tokenize" if case.startswith("tokenize") else command
+    else:
+        write_token_file(tokens, torch.full((1, 3, 4, 4), 7), {**metadata, "codebook_size": "64000"})
+    arguments = ["--tokens", tokens, "--out", tmp_path / "v.mp4"] if command == "detokenize" else ["--data", video_folder, "--out", tmp_path / "t"]
+    with pytest.raises(SystemExit) as exit_info:
+        run(command, "--model", model, *arguments)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"vtok {command}: error:") and message in error and "\n" not in error, error

@@ -1,0 +1,39 @@
+"""``vtok detokenize --model M --tokens F --out V.mp4``: a token file back to video."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+import torch
+
+from vtok.commands.device import add_device_argument, resolve_device
+from vtok.data import to_uint8_frames, write_video
+from vtok.export import load_autoencoder
+from vtok.tokenfiles import check_model_matches, read_token_file
+from vtok.vae import map_tokens
+
+DEFAULT_FPS = 24.0  # when the token file does not know its frame rate
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vtok detokenize", description=__doc__)
+    p.add_argument("--model", required=True, help="the discrete model that wrote the tokens (export folder or checkpoint)")
+    p.add_argument("--tokens", required=True, help="a token file written by `vtok tokenize`")
+    p.add_argument("--out", required=True, help="the mp4 to write")
+    p.add_argument("--fps", type=float, help="frame rate of the mp4 (default: the clip's, from the token file)")
+    add_device_argument(p)
+    return p
+
+
+def main(argv: Sequence[str]) -> None:
+    args = parser().parse_args(argv)
+    device = resolve_device(args.device)
+    tokens, metadata = read_token_file(args.tokens)
+    model = load_autoencoder(args.model)
+    check_model_matches(metadata, model, args.tokens)
+    with torch.no_grad():
+        video = model.to(device).detokenize(map_tokens(tokens, lambda t: t[None].to(device)))[0]  # ValueError for out-of-range indices
+    fps = args.fps or float(metadata.get("fps", 0)) or DEFAULT_FPS
+    path = write_video(args.out, to_uint8_frames(video), fps=fps)
+    print(f"decoded {args.tokens} -> {path} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {fps:g} fps)")

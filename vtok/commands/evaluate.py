@@ -1,0 +1,64 @@
+"""``vtok evaluate --model M --data P --out D``: reconstruction metrics of an export or a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from vtok.commands.device import add_device_argument, resolve_device
+from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
+from vtok.evaluation.runner import EvaluationSettings, evaluate
+from vtok.export import load_autoencoder_and_metadata
+from vtok.vae import VideoAutoencoder
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vtok evaluate", description=__doc__)
+    p.add_argument("--model", required=True, help="export folder (`vtok export`) or training checkpoint")
+    p.add_argument("--data", required=True, help="videos: a folder, a glob or a manifest (.jsonl/.csv/.txt)")
+    p.add_argument("--out", required=True, help="folder for metrics.json, per_video.csv, report.md, pictures/")
+    add_device_argument(p)
+    p.add_argument("--max-videos", type=int, help="evaluate at most this many readable videos")
+    p.add_argument("--batch-size", type=int, default=4, help="clips per forward pass")
+    p.add_argument("--lpips-weights", help="vgg16-397923af.pth (default: $TORCH_HOME/hub/checkpoints/)")
+    p.add_argument("--fvd-weights", help="i3d_torchscript.pt (default: $TORCH_HOME/hub/checkpoints/)")
+    p.add_argument("--pictures", type=int, default=4, help="pictures and side-by-side videos of the first N videos")
+    p.add_argument("--mode", choices=["discrete", "continuous"],
+                   help="tokens or the continuous latents of a jointly trained discrete model (default: the model's own)")
+    p.add_argument("--decode-timestep", type=float, default=0.0,
+                   help="decode latents noised to this level t in [0, 1] (a denoising decoder is told t; default 0)")
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of the latent noise of --decode-timestep")
+    add_protocol_arguments(p)
+    return p
+
+
+def model_record(path: str, model: VideoAutoencoder, metadata: dict[str, Any]) -> dict[str, Any]:
+    """What the outputs record about the model."""
+    return {
+        "path": path,
+        "training_step": metadata.get("_vtok_training_step"),
+        "weights": metadata.get("_vtok_weights"),
+        "bottleneck": model.config.bottleneck,
+        "codebook_size": model.codebook_size,
+        "tokens_per_position": model.tokens_per_position,
+    }
+
+
+def main(argv: Sequence[str]) -> None:
+    args = parser().parse_args(argv)
+    for flag in ("max_videos", "batch_size"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    device = resolve_device(args.device)
+    model, metadata = load_autoencoder_and_metadata(args.model)
+    protocol = resolve_protocol(args, model, metadata.get("_vtok_clip"))
+    dataset = clip_dataset(protocol, args.data, model, args.backend)
+    settings = EvaluationSettings(
+        device, args.batch_size, args.max_videos, args.lpips_weights, args.fvd_weights, max(args.pictures, 0),
+        args.mode, args.decode_timestep, args.noise_seed,
+    )  # fmt: skip
+    settings.resolved_mode(model)  # bad flags fail before any video is read
+    metrics = evaluate(model, dataset, args.out, settings, protocol.as_dict(), model_record(args.model, model, metadata))
+    shown = ", ".join(f"{key} {metrics[key]:.4g}" for key in ("psnr", "ssim", "lpips", "fvd") if metrics[key] is not None)
+    print(f"evaluated {metrics['videos']} videos ({metrics['skipped_files']} skipped): {shown} -> {args.out}/metrics.json")

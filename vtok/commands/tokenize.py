@@ -1,0 +1,104 @@
+"""``vtok tokenize --model M --data P --out D``: token files for downstream models, one per video.
+
+Writes ``D/tokens/<stem>-<8 hex>.safetensors`` (see :mod:`vtok.tokenfiles`), ``D/index.jsonl`` (one
+line per tokenized video: path, token file, shape, frames) and ``D/skipped.jsonl`` (unreadable
+videos with the reason). Resumable: a video whose token file is already complete is not read again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from vtok.commands.device import add_device_argument, resolve_device
+from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
+from vtok.data import file_key
+from vtok.export import load_autoencoder_and_metadata
+from vtok.tokenfiles import read_token_header, token_metadata, write_token_file
+from vtok.vae import FirstFrameTokens, map_tokens
+
+log = logging.getLogger(__name__)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vtok tokenize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="discrete model: export folder or training checkpoint")
+    p.add_argument("--data", required=True, help="videos: a folder, a glob or a manifest (.jsonl/.csv/.txt)")
+    p.add_argument("--out", required=True, help="folder for tokens/, index.jsonl and skipped.jsonl")
+    add_device_argument(p)
+    add_protocol_arguments(p, whole_video=True)
+    return p
+
+
+def _entry(out: Path, token_path: Path, metadata: dict[str, str], shape: list[int]) -> dict[str, Any]:
+    return {
+        "path": metadata["source"],
+        "tokens": str(token_path.relative_to(out)),
+        "shape": shape,
+        "frames": int(metadata["frames"]),
+        "fps": float(metadata["fps"]),
+    }
+
+
+def _write_lines(path: Path, records: list[dict[str, Any]]) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text("".join(json.dumps(record) + "\n" for record in records))
+    os.replace(temporary, path)
+
+
+def _existing(token_path: Path) -> tuple[dict[str, str], list[int]] | None:
+    """The header of a complete token file already there, else ``None`` (absent or damaged: redo)."""
+    if not token_path.is_file():
+        return None
+    try:
+        return read_token_header(token_path)
+    except ValueError as error:
+        log.warning("rewriting %s: %s", token_path, error)
+        return None
+
+
+def main(argv: Sequence[str]) -> None:
+    args = parser().parse_args(argv)
+    device = resolve_device(args.device)
+    model, metadata = load_autoencoder_and_metadata(args.model)
+    if not model.is_discrete:
+        raise ValueError(f"{args.model} is a continuous (kl) model and has no tokens; tokenize needs a discrete model (bottleneck fsq or gq)")
+    protocol = resolve_protocol(args, model, metadata.get("_vtok_clip"), whole_video=True)
+    dataset = clip_dataset(protocol, args.data, model, args.backend)
+    model = model.to(device)
+    out = Path(args.out)
+    entries: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    done = 0
+    for index, source in enumerate(tqdm(dataset.files, desc="tokenize", unit="video")):
+        token_path = out / "tokens" / f"{file_key(source)}.safetensors"
+        existing = _existing(token_path)
+        if existing is not None:
+            entries.append(_entry(out, token_path, *existing))
+            done += 1
+            continue
+        loaded = dataset.load_or_skip(index, skipped)
+        if loaded is None:
+            continue
+        video, info = loaded
+        with torch.no_grad():
+            tokens = map_tokens(model.tokenize(video[None].to(device)), lambda t: t[0])
+        header = token_metadata(model, info, protocol.height, protocol.width, args.model)
+        write_token_file(token_path, tokens, header)
+        indices = tokens.indices if isinstance(tokens, FirstFrameTokens) else tokens
+        entries.append(_entry(out, token_path, header, list(indices.shape)))
+    out.mkdir(parents=True, exist_ok=True)
+    _write_lines(out / "index.jsonl", entries)
+    _write_lines(out / "skipped.jsonl", skipped)
+    print(
+        f"tokenized {len(entries) - done} videos ({done} already done, {len(skipped)} skipped) "
+        f"-> {out / 'index.jsonl'}"
+    )

@@ -1,0 +1,99 @@
+"""What an evaluation writes: ``metrics.json``, ``per_video.csv`` and ``report.md``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from vtok.evaluation.pictures import ERROR_GAIN
+
+HEADLINE = [  # (metrics.json key, label in the report)
+    ("psnr", "PSNR (dB)"),
+    ("ssim", "SSIM"),
+    ("lpips", "LPIPS (VGG)"),
+    ("high_frequency_ratio", "high-frequency energy, reconstruction / original (blur < 1)"),
+    ("fvd", "FVD (I3D)"),
+    ("codebook_usage", "codebook usage"),
+    ("perplexity", "perplexity"),
+    ("bits_per_pixel", "bits per pixel"),
+    ("latent_values_per_pixel", "latent values per pixel"),
+    ("tokens_per_second_of_video", "tokens per second of video"),
+    ("compression", "compression (t x h x w)"),
+    ("encode_frames_per_s", "encode frames/s"),
+    ("decode_frames_per_s", "decode frames/s"),
+    ("videos", "videos (one clip each)"),
+    ("skipped_files", "skipped files"),
+]
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _cell(metrics: dict[str, Any], key: str) -> str:
+    value = metrics[key]
+    if value is not None:
+        return _number(value)
+    reason = metrics.get(f"{key}_skipped")
+    return f"skipped: {reason}" if reason else "n/a (continuous latents)"
+
+
+def report_markdown(metrics: dict[str, Any], pictures: list[dict[str, str]]) -> str:
+    """The report: headline metrics, model and protocol, skipped files with reasons, pictures."""
+    model, protocol = metrics["model"], metrics["protocol"]
+    frames = protocol["frames"]
+    rate = f"{protocol['fps']} fps" if protocol.get("fps") else f"stride {protocol['stride']}"
+    lines = [
+        f"# Evaluation of `{model['path']}`",
+        "",
+        f"Model: training step {model.get('training_step')}, {model.get('weights')} weights, "
+        f"bottleneck {model.get('bottleneck')}, compression {metrics['compression']}; run on {metrics['device']}.",
+        f"Mode: {metrics['mode']}" + (f"; latents decoded at noise level t = {metrics['decode_timestep']:g}." if metrics["decode_timestep"] else "."),
+        f"Protocol: {frames} frames at {rate}, {protocol['height']}x{protocol['width']}, centre clip, centre crop.",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        *(f"| {label} | {_cell(metrics, key)} |" for key, label in HEADLINE),
+        "",
+    ]
+    if metrics["fvd_weights_sha256"]:
+        lines += [f"FVD detector sha256: `{metrics['fvd_weights_sha256']}`.", ""]
+    if metrics["skipped"]:
+        lines += ["## Skipped files", ""] + [f"- `{s['path']}`: {s['reason']}" for s in metrics["skipped"]] + [""]
+    if pictures:
+        lines += [
+            "## Pictures",
+            "",
+            "Each picture has three rows over evenly spaced frames: the **original** (top), the "
+            f"**reconstruction** (middle) and the **absolute error amplified {ERROR_GAIN:g}x** (bottom: mean "
+            f"over RGB in [0, 1] pixel units times {ERROR_GAIN:g}, so white is an error of 1/{ERROR_GAIN:g} of "
+            "the full range or more). The videos show the original (left) next to the reconstruction (right).",
+            "",
+        ]
+        for picture in pictures:
+            video = f" ([side-by-side video]({picture['video']}))" if "video" in picture else ""
+            lines += [f"### `{picture['path']}`{video}", "", f"![{picture['path']}]({picture['grid']})", ""]
+    return "\n".join(lines)
+
+
+def write_outputs(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], pictures: list[dict[str, str]]) -> None:
+    """Writes ``out/metrics.json``, ``out/per_video.csv`` (path, psnr, ssim, lpips,
+    high_frequency_ratio) and ``out/report.md``.
+
+    Args:
+        out: the evaluation folder (created).
+        metrics: the summary.
+        rows: one dict per video.
+        pictures: the pictures written, with the video each shows.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    with (out / "per_video.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "psnr", "ssim", "lpips", "high_frequency_ratio"])
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "report.md").write_text(report_markdown(metrics, pictures))

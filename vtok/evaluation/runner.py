@@ -1,0 +1,264 @@
+"""The evaluation loop: clips -> encode -> decode -> metrics, codebook statistics, timings, pictures.
+
+Each usable video gives one centre clip under the pinned protocol; unreadable videos are skipped,
+counted and listed with their reasons. Discrete models are run the way they are used: ``tokenize``
+(timed as encoding), then ``indices_to_latents`` + ``decode`` (timed as decoding), the same
+reconstruction as ``detokenize``. ``mode="continuous"`` measures a jointly trained discrete model
+through its continuous latents instead (``encode(discrete=False)`` / ``decode(discrete=False)``).
+A ``decode_timestep`` t > 0 decodes latents noised to z_t = (1 - t)·z + t·ε (seeded), telling a
+denoising decoder t; a decoder without timestep conditioning decodes them as they are, which is
+the comparison LTX-Video's denoising decoder is judged by. Everything runs in float32 on the
+chosen device.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import torch
+from tqdm import tqdm
+
+from vtok.data import ClipInfo, VideoClipDataset, file_key
+from vtok.evaluation.codebook import CodeCounter
+from vtok.evaluation.detectors import load_i3d, load_lpips
+from vtok.evaluation.metrics import frechet_distance, high_frequency_ratio, lpips_per_video, psnr_per_video, ssim_per_video
+from vtok.evaluation.pictures import write_pictures
+from vtok.evaluation.report import write_outputs
+from vtok.vae import FirstFrameTokens, VideoAutoencoder
+
+T = TypeVar("T")
+
+
+@dataclass
+class EvaluationSettings:
+    """How to run an evaluation.
+
+    Args:
+        device: where the model and the metric networks run.
+        batch_size: clips per forward pass.
+        max_videos: evaluate at most this many usable videos (``None``: all).
+        lpips_weights: VGG16 file for LPIPS (``None``: the torch hub cache; missing there: LPIPS is skipped).
+        fvd_weights: ``i3d_torchscript.pt`` for FVD (``None``: the torch hub cache; missing there: FVD is skipped).
+        picture_videos: the first this many videos get a picture and a side-by-side mp4.
+        mode: ``"discrete"`` (tokens) or ``"continuous"`` (latents before quantization); ``None``
+            takes the model's own: discrete for fsq/gq, continuous for kl.
+        decode_timestep: noise level t of the latents that are decoded (0: the latents as encoded).
+        noise_seed: seed of that latent noise.
+    """
+
+    device: torch.device
+    batch_size: int = 4
+    max_videos: int | None = None
+    lpips_weights: str | None = None
+    fvd_weights: str | None = None
+    picture_videos: int = 4
+    mode: Literal["discrete", "continuous"] | None = None
+    decode_timestep: float = 0.0
+    noise_seed: int = 0
+
+    def resolved_mode(self, model: VideoAutoencoder) -> Literal["discrete", "continuous"]:
+        """The mode to run ``model`` in; ``ValueError`` when a continuous model is asked for tokens."""
+        if self.mode == "discrete" and not model.is_discrete:
+            raise ValueError("--mode discrete needs a discrete model (bottleneck fsq or gq); this one is continuous (kl)")
+        if not 0 <= self.decode_timestep <= 1:
+            raise ValueError(f"--decode-timestep must be in [0, 1], got {self.decode_timestep}")
+        return self.mode or ("discrete" if model.is_discrete else "continuous")
+
+
+def _timed(function: Callable[[], T], device: torch.device) -> tuple[T, float]:
+    """``function()`` and its wall-clock seconds (CUDA work included)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    result = function()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return result, time.perf_counter() - start
+
+
+def _decoded(
+    model: VideoAutoencoder, latents: torch.Tensor, discrete: bool, timestep: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``latents`` and their decoding, after noising them to ``timestep`` when it is above 0."""
+    if timestep <= 0:
+        return latents, model.decode(latents, discrete=discrete)
+    noise = torch.randn(latents.shape, generator=generator, device=generator.device, dtype=latents.dtype)
+    noisy = (1 - timestep) * latents + timestep * noise.to(latents.device)
+    told = timestep if model.config.decoder_timestep_conditioning else None
+    return latents, model.decode(noisy, discrete=discrete, timestep=told)
+
+
+class _Evaluation:
+    """Accumulates per-video metrics, features, codebook counts and timings over batches."""
+
+    def __init__(self, model: VideoAutoencoder, settings: EvaluationSettings, out: Path) -> None:
+        self.model, self.settings, self.out = model, settings, out
+        self.discrete = settings.resolved_mode(model) == "discrete"
+        self.generator = torch.Generator().manual_seed(settings.noise_seed)  # on the CPU: the same noise on any device
+        self.lpips, self.lpips_skipped = load_lpips(settings.lpips_weights, settings.device)
+        self.i3d, self.fvd_skipped = load_i3d(settings.fvd_weights, settings.device)
+        self.fvd_sha256 = self.i3d.sha256 if self.i3d is not None else None
+        self.rows: list[dict[str, Any]] = []
+        self.features: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        self.codes: CodeCounter | None = None
+        self.seconds = {"encode": 0.0, "decode": 0.0}
+        self.frames = 0
+        self.latent_values_per_pixel: float | None = None
+        self.token_rates: list[float] = []
+        self.pictures: list[dict[str, str]] = []
+
+    @torch.no_grad()
+    def add(self, videos: list[torch.Tensor], infos: list[ClipInfo]) -> None:
+        model, device = self.model, self.settings.device
+        video = torch.stack(videos).to(device)
+        t, generator = self.settings.decode_timestep, self.generator
+        if self.discrete:
+            tokens, encode_seconds = _timed(lambda: model.tokenize(video), device)
+            decoded, decode_seconds = _timed(lambda: _decoded(model, model.indices_to_latents(tokens), True, t, generator), device)
+            regular = tokens.indices if isinstance(tokens, FirstFrameTokens) else tokens
+            groups, vocabulary = model.quantizer.quantizer.token_groups(regular)
+            self.codes = self.codes or CodeCounter(vocabulary)
+            self.codes.update(groups)
+        else:
+            encoded, encode_seconds = _timed(lambda: model.encode(video, discrete=False), device)
+            decoded, decode_seconds = _timed(lambda: _decoded(model, encoded, False, t, generator), device)
+        latents, reconstruction = decoded
+        self.seconds["encode"] += encode_seconds
+        self.seconds["decode"] += decode_seconds
+        self.frames += video.shape[0] * video.shape[2]
+        self._rates(video, latents, infos)
+        self._metrics(video, reconstruction, infos)
+
+    def _rates(self, video: torch.Tensor, latents: torch.Tensor, infos: list[ClipInfo]) -> None:
+        frames, height, width = video.shape[2:]
+        positions = math.prod(latents.shape[2:])
+        self.latent_values_per_pixel = latents.shape[1] * positions / (video.shape[1] * frames * height * width)
+        if self.discrete:
+            tokens = self.model.tokens_per_clip(frames, height, width)  # first-frame extras included
+            self.token_rates += [tokens * info.fps / frames for info in infos if info.fps > 0]
+
+    def _metrics(self, video: torch.Tensor, reconstruction: torch.Tensor, infos: list[ClipInfo]) -> None:
+        psnr = psnr_per_video(reconstruction, video).tolist()
+        ssim = ssim_per_video(reconstruction, video).tolist()
+        sharpness = high_frequency_ratio(reconstruction, video).tolist()
+        lpips = lpips_per_video(self.lpips, reconstruction, video).tolist() if self.lpips is not None else None
+        for i, info in enumerate(infos):
+            lpips_i = None if lpips is None else lpips[i]
+            self.rows.append({"path": info.path, "psnr": psnr[i], "ssim": ssim[i], "lpips": lpips_i, "high_frequency_ratio": sharpness[i]})
+        if self.i3d is not None:
+            try:
+                self.features[0].append(self.i3d(video))
+                self.features[1].append(self.i3d(reconstruction))
+            except RuntimeError as error:  # e.g. clips too short or too small for the real I3D
+                self.i3d, self.features = None, ([], [])
+                detail = " ".join(str(error).split())[:300]  # TorchScript errors span many lines
+                self.fvd_skipped = f"the I3D detector failed on clips of shape {tuple(video.shape[1:])}: {detail}"
+        self._pictures(video, reconstruction, infos)
+
+    def _pictures(self, video: torch.Tensor, reconstruction: torch.Tensor, infos: list[ClipInfo]) -> None:
+        for i, info in enumerate(infos[: max(self.settings.picture_videos - len(self.pictures), 0)]):
+            written = write_pictures(self.out / "pictures", file_key(info.path), video[i], reconstruction[i], info.fps)
+            self.pictures.append({"path": info.path, **written})
+
+    def fvd(self) -> float | None:
+        if self.i3d is None:
+            return None
+        if len(self.rows) < 2:
+            self.fvd_skipped = f"FVD needs at least 2 videos, {len(self.rows)} could be evaluated"
+            return None
+        return frechet_distance(torch.cat(self.features[0]), torch.cat(self.features[1]))
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def evaluate(
+    model: VideoAutoencoder,
+    dataset: VideoClipDataset,
+    out: str | Path,
+    settings: EvaluationSettings,
+    protocol: dict[str, Any],
+    model_info: dict[str, Any],
+) -> dict[str, Any]:
+    """Evaluates ``model`` on the centre clips of ``dataset`` and writes ``out``'s metrics, table, report and pictures.
+
+    Args:
+        model: the autoencoder (moved to ``settings.device``).
+        dataset: clips under the pinned protocol (unreadable files are skipped and listed).
+        out: output folder (created).
+        settings: device, batch size, limits and metric weights.
+        protocol: the clip protocol, recorded in the outputs.
+        model_info: what to record about the model (path, training step, ...).
+
+    Returns:
+        the contents of ``metrics.json``.
+
+    Raises:
+        ValueError: no video in ``dataset`` could be read.
+    """
+    out = Path(out)
+    model = model.to(settings.device).eval()
+    run = _Evaluation(model, settings, out)
+    limit = settings.max_videos if settings.max_videos is not None else len(dataset)
+    skipped: list[dict[str, str]] = []
+    batch: tuple[list[torch.Tensor], list[ClipInfo]] = ([], [])
+    for index in tqdm(range(len(dataset)), desc="evaluate", unit="video"):
+        if len(run.rows) + len(batch[0]) >= limit:
+            break
+        loaded = dataset.load_or_skip(index, skipped)
+        if loaded is None:
+            continue
+        batch[0].append(loaded[0])
+        batch[1].append(loaded[1])
+        if len(batch[0]) == settings.batch_size:
+            run.add(*batch)
+            batch = ([], [])
+    if batch[0]:
+        run.add(*batch)
+    if not run.rows:
+        reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
+        raise ValueError(f"none of the {len(skipped)} videos could be read ({reasons}); check the data path or run `vtok prepare` on it")
+    metrics = _summary(run, model, protocol, model_info, skipped)
+    write_outputs(out, metrics, run.rows, run.pictures)
+    return metrics
+
+
+def _summary(
+    run: _Evaluation, model: VideoAutoencoder, protocol: dict[str, Any], model_info: dict[str, Any], skipped: list[dict[str, str]]
+) -> dict[str, Any]:
+    frames, height, width = protocol["frames"], protocol["height"], protocol["width"]
+    fvd = run.fvd()
+    return {
+        "psnr": _mean([row["psnr"] for row in run.rows]),
+        "ssim": _mean([row["ssim"] for row in run.rows]),
+        "lpips": _mean([row["lpips"] for row in run.rows]),
+        "lpips_skipped": run.lpips_skipped,
+        "high_frequency_ratio": _mean([row["high_frequency_ratio"] for row in run.rows]),
+        "fvd": fvd,
+        "fvd_skipped": run.fvd_skipped if fvd is None else None,
+        "fvd_weights_sha256": run.fvd_sha256,
+        "mode": "discrete" if run.discrete else "continuous",
+        "decode_timestep": run.settings.decode_timestep,
+        "codebook_usage": run.codes.usage() if run.codes else None,
+        "perplexity": run.codes.perplexity() if run.codes else None,
+        "bits_per_pixel": model.bits_per_pixel(frames, height, width) if run.discrete else None,
+        "latent_values_per_pixel": run.latent_values_per_pixel,
+        "tokens_per_second_of_video": _mean(run.token_rates),
+        "compression": str(model.compression),
+        "videos": len(run.rows),
+        "clips": len(run.rows),
+        "skipped_files": len(skipped),
+        "skipped": skipped,
+        "encode_frames_per_s": run.frames / run.seconds["encode"] if run.seconds["encode"] > 0 else None,
+        "decode_frames_per_s": run.frames / run.seconds["decode"] if run.seconds["decode"] > 0 else None,
+        "protocol": protocol,
+        "model": model_info,
+        "device": str(run.settings.device),
+    }

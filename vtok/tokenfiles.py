@@ -1,0 +1,148 @@
+"""Token files: one video's token indices in a safetensors file, with what made them.
+
+A token file holds ``indices`` ``[K, t', h', w']`` (int16 when the codebook has at most 2^15
+codes, int32 up to 2^31, else int64), for a model with first-frame strengthening also
+``first_frame_extra`` ``[K_extra, 1, h', w']`` (see :class:`~vtok.vae.FirstFrameTokens`), and
+string metadata: the format and its version,
+the source video, the frames used (first frame, count, stride), the clip's frame rate and size, and
+the model (path, compression, codebook size, tokens per position). Files are written to a
+temporary name and renamed into place, so a file under its final name is always complete.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from vtok.data import ClipInfo
+from vtok.vae import FirstFrameTokens, VideoAutoencoder
+
+TOKEN_FORMAT = "vtok-tokens"
+TOKEN_FORMAT_VERSION = 1
+TENSOR = "indices"
+EXTRA_TENSOR = "first_frame_extra"
+
+
+def index_dtype(codebook_size: int) -> torch.dtype:
+    """The smallest signed integer type that holds every index of ``codebook_size`` codes."""
+    if codebook_size <= 2**15:
+        return torch.int16
+    return torch.int32 if codebook_size <= 2**31 else torch.int64
+
+
+def token_metadata(model: VideoAutoencoder, info: ClipInfo, height: int, width: int, model_path: str) -> dict[str, str]:
+    """The string metadata of a token file for a clip of ``info`` tokenized by ``model``."""
+    fields: dict[str, Any] = {
+        "format": TOKEN_FORMAT,
+        "format_version": TOKEN_FORMAT_VERSION,
+        "source": info.path,
+        "first_frame": info.first_frame,
+        "frames": info.frames,
+        "stride": info.stride,
+        "fps": info.fps,
+        "height": height,
+        "width": width,
+        "compression": model.compression,
+        "codebook_size": model.codebook_size,
+        "tokens_per_position": model.tokens_per_position,
+        "first_frame_tokens": model.config.first_frame_tokens,
+        "model": model_path,
+    }
+    return {key: str(value) for key, value in fields.items()}
+
+
+def write_token_file(path: str | Path, tokens: torch.Tensor | FirstFrameTokens, metadata: dict[str, str]) -> Path:
+    """Writes one clip's tokens (stored in :func:`index_dtype`) and ``metadata`` atomically.
+
+    Args:
+        path: the token file (parent folders are created).
+        tokens: one clip's token indices ``[K, t', h', w']``, or :class:`FirstFrameTokens` of one clip.
+        metadata: as :func:`token_metadata` gives.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dtype = index_dtype(int(metadata["codebook_size"]))
+    tensors = {TENSOR: tokens.indices, EXTRA_TENSOR: tokens.first_frame_extra} if isinstance(tokens, FirstFrameTokens) else {TENSOR: tokens}
+    stored = {name: tensor.detach().cpu().to(dtype).contiguous() for name, tensor in tensors.items()}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(stored, str(temporary), metadata=metadata)
+    os.replace(temporary, path)
+    return path
+
+
+def _unreadable(path: Path, error: Exception) -> ValueError:
+    text = str(error).strip().splitlines()
+    detail = text[0][:200] if text else type(error).__name__
+    return ValueError(f"{path} is not a readable vtok token file ({detail}); write it again with `vtok tokenize`")
+
+
+def read_token_header(path: str | Path) -> tuple[dict[str, str], list[int]]:
+    """The metadata and the ``indices`` shape of a token file, reading only its header.
+
+    Raises:
+        FileNotFoundError: no file there.
+        ValueError: not a safetensors file, or not one written by ``vtok tokenize``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no token file at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            shape = list(handle.get_slice(TENSOR).get_shape()) if TENSOR in handle.keys() else None
+    except Exception as error:  # safetensors raises SafetensorError and OSError for damaged files
+        raise _unreadable(path, error) from None
+    if metadata.get("format") != TOKEN_FORMAT or shape is None:
+        raise ValueError(f"{path} is a safetensors file but not a vtok token file (no '{TOKEN_FORMAT}' metadata and '{TENSOR}' tensor)")
+    if int(metadata.get("format_version", 0)) > TOKEN_FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer vtok (token format {metadata['format_version']}); upgrade vtok")
+    return metadata, shape
+
+
+def read_token_file(path: str | Path) -> tuple[torch.Tensor | FirstFrameTokens, dict[str, str]]:
+    """One clip's int64 tokens (indices ``[K, t', h', w']``, or :class:`FirstFrameTokens` when the
+    file holds first-frame extras) and the metadata of a token file.
+
+    Raises:
+        FileNotFoundError: no file there.
+        ValueError: the file is damaged or not a vtok token file.
+    """
+    metadata, _ = read_token_header(path)
+    try:
+        tensors = load_file(str(path))
+    except Exception as error:
+        raise _unreadable(Path(path), error) from None
+    indices = tensors[TENSOR]
+    if indices.ndim != 4:
+        raise ValueError(f"{path} holds indices of shape {tuple(indices.shape)}, expected [K, t, h, w]")
+    if EXTRA_TENSOR in tensors:
+        return FirstFrameTokens(indices.long(), tensors[EXTRA_TENSOR].long()), metadata
+    return indices.long(), metadata
+
+
+def check_model_matches(metadata: dict[str, str], model: VideoAutoencoder, tokens: str | Path) -> None:
+    """Raises ``ValueError`` unless ``model`` can decode the tokens ``metadata`` describes.
+
+    Args:
+        metadata: the token file's metadata.
+        model: the model asked to decode them.
+        tokens: the token file (named in the message).
+    """
+    wrote = f"the model that wrote them ({metadata.get('model')})"
+    if not model.is_discrete:
+        raise ValueError(f"the model is continuous (kl) and has no tokens; {tokens} needs {wrote}")
+    expected = {
+        "codebook_size": str(model.codebook_size),
+        "compression": str(model.compression),
+        "tokens_per_position": str(model.tokens_per_position),
+        "first_frame_tokens": str(model.config.first_frame_tokens),
+    }
+    found = {"first_frame_tokens": "0", **metadata}  # files from before first-frame tokens have none
+    wrong = [f"{key} {found.get(key)} in the file, {value} in the model" for key, value in expected.items() if found.get(key) != value]
+    if wrong:
+        raise ValueError(f"{tokens} does not fit this model ({'; '.join(wrong)}); decode it with {wrote}")

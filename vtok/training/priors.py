@@ -1,0 +1,45 @@
+"""``model.init_from``: start training from a continuous prior (OneVAE, 2508.09857)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from vtok.export import load_autoencoder
+from vtok.vae import VideoAutoencoder
+from vtok.vae.priors import autoencoder_from_diffusers, transfer_weights
+
+log = logging.getLogger(__name__)
+
+# What a model built on a diffusers prior keeps from the configured one: the bottleneck.
+BOTTLENECK_FIELDS = (
+    "bottleneck", "fsq_levels", "tokens_per_position", "gq_bits", "gq_groups", "gq_single_token",
+    "gq_temperature", "first_frame_tokens", "temporal_compression", "spatial_compression", "latent_channels",
+)  # fmt: skip
+
+
+def is_vtok_prior(source: str) -> bool:
+    """A vtok training checkpoint (a file) or export folder, as opposed to a diffusers VAE."""
+    path = Path(source).expanduser()
+    if path.is_file():
+        return True
+    config = path / VideoAutoencoder.config_name
+    return config.is_file() and json.loads(config.read_text()).get("_class_name") == VideoAutoencoder.__name__
+
+
+def initialise_from_prior(source: str, configured: VideoAutoencoder) -> VideoAutoencoder:
+    """The model to train: ``configured`` with a vtok prior's weights, or a model built on the
+    diffusers VAE at ``source`` with ``configured``'s bottleneck settings.
+
+    Raises:
+        ValueError / FileNotFoundError: the prior is missing, not a video VAE, or its compression,
+            latent width or backbone differ from the configured ones (the message names them).
+    """
+    if is_vtok_prior(source):
+        transfer_weights(load_autoencoder(source), configured)
+        return configured
+    settings = {k: configured.config[k] for k in BOTTLENECK_FIELDS}
+    model = autoencoder_from_diffusers(source, **settings)
+    log.info("built on the %s prior at %s (%s)", model.config.backbone_class, source, model.compression)
+    return model

@@ -1,0 +1,69 @@
+"""Long videos and large frames for ``VideoAutoencoder``: temporal chunks with a causal cache, and
+optional spatial tiles blended over their overlaps."""
+
+from __future__ import annotations
+
+import torch
+
+from vtok.vae.streaming import run_in_chunks, run_in_overlapping_chunks
+from vtok.vae.tiling import tiled_map
+
+
+class LongVideoMixin:
+    """``encode``/``decode``/``tokenize`` of ``VideoAutoencoder`` run through these two methods.
+
+    ``temporal_chunk`` latent frames go through the network at a time, with a causal cache carried
+    between chunks, so the result equals one pass while activation memory depends on the chunk
+    alone (``None``: one pass; diffusers backbones manage long clips themselves). A non-causal
+    decoder decodes chunks with ``temporal_overlap`` latent frames of context on each side and
+    cross-fades the overlaps. Tiling is off until :meth:`enable_tiling`.
+    """
+
+    temporal_chunk: int | None
+    temporal_overlap: int = 1  # latent frames of context on each side of a non-causal decoder's chunk
+    tile: tuple[int, int] | None
+
+    def enable_tiling(self, tile: int = 256, overlap: int = 64) -> None:
+        """Encode and decode in overlapping ``tile`` x ``tile`` pixel tiles, blended over ``overlap``.
+
+        Raises:
+            ValueError: sizes that are not multiples of the spatial factor, or an overlap that
+                leaves no stride.
+        """
+        s = self.compression.spatial
+        if tile % s or overlap % s or not 0 <= overlap < tile:
+            raise ValueError(f"tile={tile} and overlap={overlap} must be multiples of {s} with 0 <= overlap < tile")
+        self.tile = (tile, overlap)
+
+    def disable_tiling(self) -> None:
+        self.tile = None
+
+    def _encode_features(self, video: torch.Tensor) -> torch.Tensor:
+        """The encoder's output for a whole video: in temporal chunks, and tiles when enabled."""
+
+        def chunked(x: torch.Tensor) -> torch.Tensor:
+            if self.temporal_chunk is None:
+                return self.encoder(x)
+            span = self.temporal_chunk * self.compression.temporal
+            return run_in_chunks(self.encoder, self.encoder, x, 1 + span, span)
+
+        if self.tile is None:
+            return chunked(video)
+        return tiled_map(chunked, video, *self.tile, scale=1 / self.compression.spatial)
+
+    def _decode_features(self, features: torch.Tensor, timestep: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's output for a whole latent video (decoder-input width): chunks, tiles."""
+        decode = (lambda z: self.decoder(z)) if timestep is None else (lambda z: self.decoder(z, timestep))  # noqa: E731
+
+        def chunked(z: torch.Tensor) -> torch.Tensor:
+            chunk = self.temporal_chunk
+            if chunk is None:
+                return decode(z)
+            if getattr(self.decoder.conv_in, "causal", True):
+                return run_in_chunks(self.decoder, decode, z, 1 + chunk, chunk)
+            return run_in_overlapping_chunks(self.decoder, decode, z, chunk, self.temporal_overlap, self.compression.temporal)
+
+        if self.tile is None:
+            return chunked(features)
+        s = self.compression.spatial
+        return tiled_map(chunked, features, self.tile[0] // s, self.tile[1] // s, scale=s)

@@ -1,0 +1,140 @@
+"""Discrete tokenizers initialised from continuous priors (OneVAE, 2508.09857).
+
+Two kinds of prior:
+- a vtok model (an export folder or a training checkpoint, loaded by the caller):
+  :func:`transfer_weights` copies its encoder and decoder into a model with the same backbone.
+  From a continuous prior to a discrete model, the encoder's last convolution keeps the
+  posterior-mean half of its output channels and the quantizer's 1x1x1 projections start fresh;
+  from a discrete prior with the same bottleneck (a second training stage), everything is copied;
+- a diffusers video VAE (``AutoencoderKLWan``, ``AutoencoderKLCogVideoX``,
+  ``AutoencoderKLLTXVideo``, ``AutoencoderKLHunyuanVideo``) by local folder or hub id in the local
+  cache: :func:`autoencoder_from_diffusers` builds a ``VideoAutoencoder`` on its encoder and
+  decoder with the requested bottleneck and loads its weights. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import diffusers
+import torch
+
+from vtok.vae.autoencoder import VideoAutoencoder
+from vtok.vae.compression import Compression
+from vtok.vae.diffusers_backbone import PRIOR_CLASSES, prior_compression, prior_latent_channels
+
+log = logging.getLogger(__name__)
+
+# The fields that describe a backbone (must match between a vtok prior and the model built on it).
+BACKBONE_FIELDS = (
+    "temporal_compression", "spatial_compression", "block_out_channels", "layers_per_block", "patch_size",
+    "frame_padding", "resample_shortcut", "in_channels", "backbone_class",
+)  # fmt: skip
+
+
+def _listify(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def transfer_weights(prior: VideoAutoencoder, model: VideoAutoencoder) -> dict[str, list[str]]:
+    """Copies a prior's encoder, decoder (and, when they match, quantizer) into ``model``.
+
+    Returns:
+        ``{"copied": [...], "adapted": [...], "new": [...]}`` parameter names of ``model``.
+
+    Raises:
+        ValueError: a discrete prior for a continuous model, or a backbone that differs from the
+            model's (the message names the fields and the values the prior has).
+    """
+    if prior.is_discrete and not model.is_discrete:
+        raise ValueError("a discrete prior cannot start a continuous (kl) model; use a kl prior")
+    different = {
+        name: _listify(prior.config[name])
+        for name in BACKBONE_FIELDS
+        if _listify(prior.config[name]) != _listify(model.config[name])
+    }
+    if different:
+        settings = ", ".join(f"{k}={v}" for k, v in different.items())
+        raise ValueError(f"the prior's backbone differs from the configured one; set {settings} to match it")
+    source = prior.state_dict()
+    report: dict[str, list[str]] = {"copied": [], "adapted": [], "new": []}
+    target = model.state_dict()
+    for name, tensor in target.items():
+        if name not in source:
+            report["new"].append(name)
+            continue
+        value = source[name]
+        if value.shape == tensor.shape:
+            tensor.copy_(value)
+            report["copied"].append(name)
+        elif name.startswith("encoder.conv_out.") and value.shape[0] == 2 * tensor.shape[0]:
+            tensor.copy_(value[: tensor.shape[0]])  # the posterior-mean half of (mean, log-variance)
+            report["adapted"].append(name)
+        else:
+            report["new"].append(name)
+    log.info(
+        "initialised from a continuous prior: %d tensors copied, %d adapted, %d new",
+        len(report["copied"]), len(report["adapted"]), len(report["new"]),
+    )  # fmt: skip
+    return report
+
+
+def load_diffusers_vae(source: str) -> torch.nn.Module:
+    """A diffusers video VAE from a local folder or a hub id already in the local cache.
+
+    A hub id names a VAE repository or a pipeline whose ``vae`` subfolder holds it.
+
+    Raises:
+        FileNotFoundError: not found locally (the message says what to download).
+        ValueError: it is not one of the supported video VAEs.
+    """
+    path = Path(source).expanduser()
+    local = path.exists()
+    if local:
+        folder = path / "vae" if (path / "vae" / "config.json").is_file() and not (path / "config.json").is_file() else path
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"{source} has no config.json: not a diffusers model folder")
+        class_name = json.loads((folder / "config.json").read_text()).get("_class_name")
+        if class_name not in PRIOR_CLASSES:
+            raise ValueError(f"{source} holds a {class_name!r}, not a video VAE; supported: {', '.join(PRIOR_CLASSES)}")
+        return getattr(diffusers, class_name).from_pretrained(folder)
+    errors = []
+    for subfolder in (None, "vae"):
+        try:
+            vae = diffusers.AutoModel.from_pretrained(source, subfolder=subfolder, local_files_only=True)
+        except (OSError, ValueError, EnvironmentError) as error:
+            errors.append(str(error).splitlines()[0][:200])
+            continue
+        if type(vae).__name__ not in PRIOR_CLASSES:
+            raise ValueError(f"{source} holds a {type(vae).__name__}, not a video VAE; supported: {', '.join(PRIOR_CLASSES)}")
+        return vae
+    raise FileNotFoundError(
+        f"{source!r} is neither a local folder nor a model in the local Hugging Face cache (vtok never downloads "
+        f"at run time). Fetch it first, e.g. `huggingface-cli download {source} --include 'vae/*'`, or pass the "
+        f"VAE folder's path. ({'; '.join(errors)})"
+    )
+
+
+def autoencoder_from_diffusers(source: str, **config: Any) -> VideoAutoencoder:
+    """A ``VideoAutoencoder`` whose encoder and decoder are the diffusers VAE at ``source``, with
+    its weights, and the bottleneck settings in ``config`` (compression and latent width come
+    from the prior; when ``config`` names them, they must agree).
+
+    Raises:
+        ValueError: the prior's compression or latent width differs from the configured one.
+    """
+    vae = load_diffusers_vae(source)
+    found = Compression(*prior_compression(vae))
+    for key, value in (("temporal_compression", found.temporal), ("spatial_compression", found.spatial),
+                       ("latent_channels", prior_latent_channels(vae))):  # fmt: skip
+        if config.get(key, value) != value:
+            raise ValueError(f"the prior {source} has {key}={value}, but the config asks for {config[key]}; set {key}={value}")
+        config[key] = value
+    backbone_config = {k: _listify(v) for k, v in vae.config.items() if not k.startswith("_")}
+    config.update(backbone_class=type(vae).__name__, backbone_config=backbone_config)
+    model = VideoAutoencoder(**config)
+    model.encoder.vae.load_state_dict(vae.state_dict())
+    return model
