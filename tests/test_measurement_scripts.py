@@ -16,12 +16,13 @@ def _run(*argv: str) -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
-def test_design_choices_measures_four_variants() -> None:
+def test_design_choices_measures_five_variants() -> None:
     rows = _run("benchmarks.design_choices", "--steps", "2", "--size", "16", "--frames", "5")
-    assert {(r["frame_padding"], r["resample_shortcut"]) for r in rows} == {
-        ("replicate", True), ("replicate", False), ("zeros", True), ("zeros", False)
-    }
+    assert [(r["frame_padding"], r["resample_shortcut"], r.get("patch_size", 1)) for r in rows] == [
+        ("replicate", True, 1), ("replicate", False, 1), ("zeros", True, 1), ("zeros", False, 1), ("replicate", True, 2)
+    ]
     assert all(r["val_psnr_db"] > 0 and r["seconds_per_step"] > 0 for r in rows)
+    assert rows[-1]["params_m"] < rows[0]["params_m"]  # the full-resolution level is gone
 
 
 def test_onevae_measures_prior_tokens_and_first_frame() -> None:
