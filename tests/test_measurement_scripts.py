@@ -33,3 +33,16 @@ def test_onevae_measures_prior_tokens_and_first_frame() -> None:
     assert by_name["tokens_per_position"]["k2_bits_per_pixel"] == 2 * by_name["tokens_per_position"]["k1_bits_per_pixel"]
     strengthened = by_name["first_frame_strengthening"]
     assert strengthened["on"]["bits_per_pixel"] > strengthened["off"]["bits_per_pixel"]
+
+
+def test_decoders_measures_denoising_and_generative_decoding() -> None:
+    rows = _run("benchmarks.decoders", "--steps", "2", "--stage2-steps", "2", "--frames", "9", "--size", "32", "--width", "8")
+    by_name = {r["measurement"]: r for r in rows}
+    assert set(by_name) == {"denoising_decoder", "generative_decoder"}
+    for variant in ("plain", "denoising"):
+        assert set(by_name["denoising_decoder"][variant]) == {"latent_std", "t=0", "t=0.05", "t=0.2"}
+        assert by_name["denoising_decoder"][variant]["t=0.05"]["psnr_db"] > 0
+    generative = by_name["generative_decoder"]
+    for stage in ("stage1", "stage1_continued", "stage2"):
+        assert generative[stage]["zero_noise"]["high_frequency_ratio"] > 0
+        assert generative[stage]["zero_noise"] != generative[stage]["sampled_noise"]  # the noise channels are read
