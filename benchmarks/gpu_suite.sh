@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The commands behind the GPU tables of benchmarks/README.md, in two parts that each fit a
 # 10-minute device call: `bash benchmarks/gpu_suite.sh a OUT` and `... b OUT`. JSON lines go to
-# OUT/<name>.jsonl, logs to OUT/<name>.log; one command failing or timing out does not stop the rest.
+# OUT/<name>.jsonl, every log to OUT/log.txt (the device returns at most 8 files); one command
+# failing or timing out does not stop the rest.
 # SMOKE="--tiny --device cpu --frames 9 --size 32 --batch-size 1 --steps 1 --warmup 0" runs the same
 # commands at test size on a CPU (to check the script before spending device time), with
 # DATA_SMOKE="--size 32 --frames 5 --batches 2" DATA_SOURCES=144p DATA_WORKERS=0 for the data part.
@@ -19,7 +20,7 @@ bench() {  # bench NAME SECONDS MODULE ARGS...
   echo "== $name ($(date +%T))"
   local extra=$smoke
   [ "$1" = benchmarks.data ] && extra=$data_smoke  # its own size flags
-  timeout "$seconds" python3 -m "$@" $extra >>"$out/$name.jsonl" 2>>"$out/$name.log" || echo "   $name: exit $?"
+  timeout "$seconds" python3 -m "$@" $extra >>"$out/$name.jsonl" 2>>"$out/log.txt" || echo "   $name: exit $?"
   grep -h '^{' "$out/$name.jsonl" | cut -c1-400
 }
 
@@ -29,14 +30,13 @@ if [ "$part" = a ]; then
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null | tee "$out/gpu.txt"
   bench train_step 200 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines wan,cogvideox,ltx "${steps[@]}"
   bench inference 150 benchmarks.inference --config configs/fsq_4x8x8.yaml --baselines wan,cogvideox,ltx "${steps[@]}"
-  bench train_step_old_layout 50 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' "${old_layout[@]}" "${steps[@]}"
-  bench train_step_channels_last 50 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' --channels-last "${steps[@]}"
+  bench train_step_variants 50 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' "${old_layout[@]}" "${steps[@]}"
+  bench train_step_variants 50 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' --channels-last "${steps[@]}"
   bench quantizers 80 benchmarks.quantizers --presets configs/gq_4x8x8.yaml
 elif [ "$part" = b ]; then
-  bench train_step_tokenizers 50 benchmarks.train_step --config configs/fsq_4x8x8.yaml --baselines '' "${steps[@]}"
-  bench train_step_tokenizers 50 benchmarks.train_step --config configs/gq_4x8x8.yaml --baselines '' "${steps[@]}"
-  bench train_step_compile 150 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' --compile "${steps[@]}"
-  bench data 120 benchmarks.data --paths sources --sources "${DATA_SOURCES:-720p,1080p}" --workers "${DATA_WORKERS:-1,4,8}" \
+  bench train_step_variants 50 benchmarks.train_step --config configs/fsq_4x8x8.yaml --baselines '' "${steps[@]}"
+  bench train_step_variants 140 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' --compile "${steps[@]}"
+  bench data 200 benchmarks.data --paths sources --sources "${DATA_SOURCES:-720p,1080p}" --workers "${DATA_WORKERS:-1,4,8}" \
     --size 256 --frames 17 --batch-size 2 --source-videos 4 --source-frames 48 --batches 8
 else
   echo "part must be a or b" >&2
