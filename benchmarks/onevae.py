@@ -74,8 +74,11 @@ def tokens_per_position(args: argparse.Namespace, budget: Budget, data: tuple[li
 
 def first_frame(args: argparse.Namespace, budget: Budget, data: tuple[list[str], list[str]]) -> dict:
     result = {"measurement": "first_frame_strengthening", "compression": "4x16x16"}
+    plain = fsq(args.width, spatial=16, tokens_per_position=2)
+    start = {k: v.clone() for k, v in plain.state_dict().items()}
     for name, extra in (("off", 0), ("on", 2)):
         model = fsq(args.width, spatial=16, tokens_per_position=2, first_frame_tokens=extra)
+        model.load_state_dict(start, strict=extra == 0)  # the same starting weights; the extra path starts at zero
         train(model, *data, budget)
         psnr = held_out_psnr(model, data[1], budget)
         result[name] = {

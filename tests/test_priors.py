@@ -154,6 +154,11 @@ def test_first_frame_strengthening_adds_tokens_to_the_first_latent_frame() -> No
     plain = VideoAutoencoder(latent_channels=8, block_out_channels=[8, 16], layers_per_block=1, bottleneck="fsq",
                              fsq_levels=[8, 5, 5], tokens_per_position=2)  # fmt: skip
     assert model.bits_per_pixel(9, 16, 16) == pytest.approx(plain.bits_per_pixel(9, 16, 16) * 36 / 24)
+    # the extra path starts as a no-op: with the plain model's weights, the same reconstruction
+    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all("first" in name for name in missing)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(video).reconstruction, plain.eval()(video).reconstruction)
     with pytest.raises(ValueError, match="need bottleneck fsq"):
         VideoAutoencoder(bottleneck="gq", first_frame_tokens=1)
 

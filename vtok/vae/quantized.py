@@ -23,7 +23,10 @@ class QuantizedBottleneck(nn.Module):
 
     With a ``first_frame`` quantizer, the first latent frame is also projected to it and
     quantized into extra tokens; their codes follow the regular ones on the channel axis (zeros in
-    the other frames) and their projection back is added to the first frame's decoder input.
+    the other frames) and their projection back is added to the first frame's decoder input. That
+    projection starts at zero (as adapters and zero convolutions do), so a model with extra tokens
+    starts out computing exactly what the same weights compute without them, and the extra tokens
+    only add what training finds the regular ones miss; started from a prior, it starts as the prior.
 
     Args:
         quantizer: an FSQ or GroupLFQ module.
@@ -44,6 +47,7 @@ class QuantizedBottleneck(nn.Module):
             self.project_in_first = nn.Conv3d(latent_channels, first_frame.channels, 1)
             # no bias: the extra codes' zeros in later frames must add nothing
             self.project_out_first = nn.Conv3d(first_frame.channels, latent_channels, 1, bias=False)
+            nn.init.zeros_(self.project_out_first.weight)
 
     def _with_first_frame(self, codes: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
         """Regular codes ``[B, Kd, T, ...]`` and first-frame extra codes ``[B, Ed, 1, ...]`` -> ``[B, Kd+Ed, T, ...]``."""
