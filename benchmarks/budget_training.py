@@ -74,13 +74,18 @@ class Run:
         return next((step for step, value in self.psnr_by_step if value >= psnr), None)
 
 
+def held_out_clips(val: list[str], frames: int, size: int, device: str) -> torch.Tensor:
+    """The centre clip of every file in ``val``, ``[N, 3, frames, size, size]`` on ``device``."""
+    dataset = VideoClipDataset(val, ClipSpec(frames), (size, size), train=False)
+    return torch.stack([dataset[(0, i)]["video"] for i in range(len(dataset))]).to(device)
+
+
 def held_out_psnr(model: VideoAutoencoder, val: list[str], budget: Budget) -> dict[str, float]:
     """Mean PSNR of the centre clips of ``val``: all frames, the first frame alone, the others,
     and the last file alone (the real video when carphone is available)."""
-    dataset = VideoClipDataset(val, ClipSpec(budget.frames), (budget.size, budget.size), train=False)
+    videos = held_out_clips(val, budget.frames, budget.size, budget.device)
     model.eval()
     with torch.no_grad():
-        videos = torch.stack([dataset[(0, i)]["video"] for i in range(len(dataset))]).to(budget.device)
         reconstruction = model(videos, sample_posterior=False).reconstruction
     model.train()
     return {

@@ -34,7 +34,7 @@ import torch
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader
 
-from benchmarks.budget_training import prepare_clips
+from benchmarks.budget_training import held_out_clips, prepare_clips
 from vtok import VideoAutoencoder
 from vtok.data import ClipSpec, EpochSampler, VideoClipDataset
 from vtok.evaluation import high_frequency_ratio, lpips_per_video, psnr_per_video
@@ -72,11 +72,6 @@ def fit(module: AutoencoderModule, files: list[str], args: argparse.Namespace, s
     return module
 
 
-def held_out(val: list[str], args: argparse.Namespace) -> torch.Tensor:
-    dataset = VideoClipDataset(val, ClipSpec(args.frames), (args.size, args.size), train=False)
-    return torch.stack([dataset[(0, i)]["video"] for i in range(len(dataset))]).to(args.device)
-
-
 def scores(reconstruction: torch.Tensor, video: torch.Tensor, lpips: torch.nn.Module | None) -> dict[str, float | None]:
     return {
         "psnr_db": round(float(psnr_per_video(reconstruction, video).mean()), 3),
@@ -91,7 +86,7 @@ def module_for(autoencoder: VideoAutoencoder, args: argparse.Namespace, **extra:
 
 
 def denoising(args: argparse.Namespace, data: tuple[list[str], list[str]], lpips: torch.nn.Module | None) -> dict:
-    video = held_out(data[1], args)
+    video = held_out_clips(data[1], args.frames, args.size, args.device)
     result: dict[str, Any] = {"measurement": "denoising_decoder", "layout": "ltx_8x32x32"}
     for name, conditioned in (("plain", False), ("denoising", True)):
         torch.manual_seed(0)
@@ -120,7 +115,7 @@ def decoded(autoencoder: VideoAutoencoder, video: torch.Tensor, lpips: torch.nn.
 
 
 def generative(args: argparse.Namespace, data: tuple[list[str], list[str]], lpips: torch.nn.Module | None) -> dict:
-    video = held_out(data[1], args)
+    video = held_out_clips(data[1], args.frames, args.size, args.device)
     gq = {"bottleneck": "gq", "gq_bits": args.gq_bits, "gq_groups": args.gq_groups, "decoder_noise_channels": 8}
     torch.manual_seed(0)
     stage1 = fit(module_for(VideoAutoencoder(**layout(args.width, latent_channels=args.gq_bits, **gq)), args), data[0], args, args.steps)

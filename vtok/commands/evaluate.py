@@ -58,7 +58,6 @@ def main(argv: Sequence[str]) -> None:
         device, args.batch_size, args.max_videos, args.lpips_weights, args.fvd_weights, max(args.pictures, 0),
         args.mode, args.decode_timestep, args.noise_seed,
     )  # fmt: skip
-    settings.resolved_mode(model)  # bad flags fail before any video is read
     metrics = evaluate(model, dataset, args.out, settings, protocol.as_dict(), model_record(args.model, model, metadata))
     shown = ", ".join(f"{key} {metrics[key]:.4g}" for key in ("psnr", "ssim", "lpips", "fvd") if metrics[key] is not None)
     print(f"evaluated {metrics['videos']} videos ({metrics['skipped_files']} skipped): {shown} -> {args.out}/metrics.json")

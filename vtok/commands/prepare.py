@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
         FileNotFoundError: ``--data`` names nothing that exists.
     """
     args = build_parser().parse_args(argv)
-    for name in ("workers", "min_frames", "short_side", "keyframe_interval"):
+    for name in ("workers", "min_frames", "short_side", "keyframe_interval", "shard_samples"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "workers" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be at least {0 if name == 'workers' else 1}, got {value}")

@@ -23,7 +23,7 @@ from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve
 from vtok.data import file_key
 from vtok.export import load_autoencoder_and_metadata
 from vtok.tokenfiles import read_token_header, token_metadata, write_token_file
-from vtok.vae import FirstFrameTokens, map_tokens
+from vtok.vae import map_tokens, regular_indices
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,7 @@ def main(argv: Sequence[str]) -> None:
             tokens = map_tokens(model.tokenize(video[None].to(device)), lambda t: t[0])
         header = token_metadata(model, info, protocol.height, protocol.width, args.model)
         write_token_file(token_path, tokens, header)
-        indices = tokens.indices if isinstance(tokens, FirstFrameTokens) else tokens
-        entries.append(_entry(out, token_path, header, list(indices.shape)))
+        entries.append(_entry(out, token_path, header, list(regular_indices(tokens).shape)))
     out.mkdir(parents=True, exist_ok=True)
     _write_lines(out / "index.jsonl", entries)
     _write_lines(out / "skipped.jsonl", skipped)

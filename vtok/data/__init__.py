@@ -5,7 +5,7 @@ Knows nothing of networks or the training loop; its only Lightning import is the
 """
 
 from vtok.data.clips import ClipSpec, VideoLength
-from vtok.data.dataset import ClipInfo, SkippingDataset, VideoClipDataset, WholeVideoDataset, video_clip
+from vtok.data.dataset import ClipInfo, SkippingDataset, VideoClipDataset, WholeVideoDataset, video_clip_with_info
 from vtok.data.errors import UnusableFileError
 from vtok.data.images import ImageDataset
 from vtok.data.manifest import VideoInfo
@@ -37,7 +37,7 @@ __all__ = [
     "open_video_bytes",
     "split_shards",
     "synthetic_clip",
-    "video_clip",
+    "video_clip_with_info",
     "to_uint8_frames",
     "write_sample_clips",
     "write_video",

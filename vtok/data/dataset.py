@@ -170,18 +170,6 @@ def video_clip_with_info(
     return video, ClipInfo(str(reader.path), indices[0], len(indices), clip.stride(fps), frames, fps)
 
 
-def video_clip(
-    reader: VideoReader,
-    clip: ClipSpec,
-    size: tuple[int, int],
-    generator: torch.Generator | None,
-    horizontal_flip: bool = False,
-    length: VideoLength | None = None,
-) -> torch.Tensor:
-    """The clip of :func:`video_clip_with_info` alone."""
-    return video_clip_with_info(reader, clip, size, generator, horizontal_flip, length)[0]
-
-
 class VideoClipDataset(SkippingDataset):
     """Clips of ``clip.num_frames`` frames from video files, decoded with decord (or PyAV).
 

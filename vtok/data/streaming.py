@@ -2,7 +2,7 @@
 
 Each rank and loader worker reads its own shards (the policy is in :mod:`vtok.data.shard_split`),
 decodes every ``.mp4`` member in memory and turns it into a sample with the same code as the
-file dataset (:func:`~vtok.data.dataset.video_clip`): the same clip sampling within the verified
+file dataset (:func:`~vtok.data.dataset.video_clip_with_info`): the same clip sampling within the verified
 frames of the member's ``.json``, the same transforms. A member that does not decode, or a shard
 that cannot be read, is skipped and travels as a note with the next sample (``"skipped"``), so the
 data module warns once and counts it, as for files.
@@ -33,7 +33,7 @@ from torch.utils.data import IterableDataset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from vtok.data.clips import ClipSpec, VideoLength
-from vtok.data.dataset import video_clip
+from vtok.data.dataset import video_clip_with_info
 from vtok.data.errors import UnusableFileError
 from vtok.data.readers import ReaderBackend, open_video_bytes
 from vtok.data.seeding import sample_generator
@@ -239,7 +239,8 @@ class ShardClipDataset(IterableDataset):
         generator = None
         if self.train:
             generator = sample_generator(self.seed, self._position["epoch"], zlib.crc32(key.encode()), self._position["pass"])
-        return {"video": video_clip(reader, self.clip, self.size, generator, self.horizontal_flip, length), "key": key}
+        video, _ = video_clip_with_info(reader, self.clip, self.size, generator, self.horizontal_flip, length)
+        return {"video": video, "key": key}
 
 
 class EpochLoader(StatefulDataLoader):

@@ -29,7 +29,7 @@ from vtok.evaluation.detectors import load_i3d, load_lpips
 from vtok.evaluation.metrics import frechet_distance, high_frequency_ratio, lpips_per_video, psnr_per_video, ssim_per_video
 from vtok.evaluation.pictures import write_pictures
 from vtok.evaluation.report import write_outputs
-from vtok.vae import FirstFrameTokens, VideoAutoencoder
+from vtok.vae import VideoAutoencoder, regular_indices
 
 T = TypeVar("T")
 
@@ -120,8 +120,7 @@ class _Evaluation:
         if self.discrete:
             tokens, encode_seconds = _timed(lambda: model.tokenize(video), device)
             decoded, decode_seconds = _timed(lambda: _decoded(model, model.indices_to_latents(tokens), True, t, generator), device)
-            regular = tokens.indices if isinstance(tokens, FirstFrameTokens) else tokens
-            groups, vocabulary = model.quantizer.quantizer.token_groups(regular)
+            groups, vocabulary = model.quantizer.quantizer.token_groups(regular_indices(tokens))
             self.codes = self.codes or CodeCounter(vocabulary)
             self.codes.update(groups)
         else:

@@ -2,6 +2,6 @@
 
 from vtok.vae.autoencoder import AutoencoderOutput, VideoAutoencoder
 from vtok.vae.compression import Compression
-from vtok.vae.tokens import FirstFrameTokens, map_tokens
+from vtok.vae.tokens import FirstFrameTokens, map_tokens, regular_indices
 
-__all__ = ["AutoencoderOutput", "Compression", "FirstFrameTokens", "VideoAutoencoder", "map_tokens"]
+__all__ = ["AutoencoderOutput", "Compression", "FirstFrameTokens", "VideoAutoencoder", "map_tokens", "regular_indices"]

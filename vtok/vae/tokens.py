@@ -37,3 +37,8 @@ def map_tokens(tokens: torch.Tensor | FirstFrameTokens, function: Callable[[torc
     if isinstance(tokens, FirstFrameTokens):
         return FirstFrameTokens(function(tokens.indices), function(tokens.first_frame_extra))
     return function(tokens)
+
+
+def regular_indices(tokens: torch.Tensor | FirstFrameTokens) -> torch.Tensor:
+    """The regular ``[.., K, t', h', w']`` index tensor, with or without first-frame extras."""
+    return tokens.indices if isinstance(tokens, FirstFrameTokens) else tokens
