@@ -18,7 +18,6 @@ at a given MFU (``--mfu``).
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -27,13 +26,11 @@ import torch.nn.functional as F
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from benchmarks.common import (
-    GIB, PEAK_BF16_TFLOPS, TensorMemory, autocast, count_flops, emit, setup_logging, sig, split_list,
+    GIB, PEAK_BF16_TFLOPS, TensorMemory, autocast, count_flops, sig, split_list,
 )  # fmt: skip
-from benchmarks.models import add_model_args, build_subject, model_list
+from benchmarks.models import add_model_args, build_subject, measure_each_model_here
 
-log = logging.getLogger("benchmarks.footprint")
 H100 = dict(PEAK_BF16_TFLOPS)["H100"]
-
 
 @contextmanager
 def norms_in_float32() -> Iterator[None]:
@@ -44,6 +41,8 @@ def norms_in_float32() -> Iterator[None]:
 
     def in_float32(norm: Callable) -> Callable:
         def run(*args: object, **kwargs: object) -> torch.Tensor:
+            if not torch.is_autocast_enabled("cpu"):  # a norm that turned autocast off keeps its dtype
+                return norm(*args, **kwargs)
             upcast = lambda v: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v  # noqa: E731
             with torch.autocast("cpu", enabled=False):
                 return norm(*map(upcast, args), **{k: upcast(v) for k, v in kwargs.items()})
@@ -58,7 +57,6 @@ def norms_in_float32() -> Iterator[None]:
         for name, norm in originals.items():
             setattr(F, name, norm)
 
-
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=17)
@@ -69,7 +67,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--mfu", default="0.35,0.45", help="utilisations to predict H100 clips/s at")
     add_model_args(parser)
     return parser.parse_args()
-
 
 def footprint(name: str, args: argparse.Namespace) -> dict[str, object]:
     with FakeTensorMode():
@@ -104,14 +101,8 @@ def footprint(name: str, args: argparse.Namespace) -> dict[str, object]:
         "activation_checkpointing": subject.is_vtok and args.activation_checkpointing, "tiny": args.tiny, "overrides": args.set,
     }  # fmt: skip
 
-
 def main() -> None:
-    args = parse_args()
-    setup_logging()
-    for name in [args.only] if args.only else model_list(args):
-        log.info("%s on fake tensors", name)
-        emit(footprint(name, args))
-
+    measure_each_model_here(parse_args(), footprint)
 
 if __name__ == "__main__":
     main()

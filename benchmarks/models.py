@@ -169,3 +169,12 @@ def run_per_model(module: str, argv: Sequence[str], args: argparse.Namespace,
     log.info("%s %s: %dx%dx%d clips, batch %d, %s on %s", module, args.only, args.frames, args.size, args.size,
              args.batch_size, args.precision, args.device)  # fmt: skip
     emit(measure(args.only, args))
+
+
+def measure_each_model_here(args: argparse.Namespace, measure: Callable[[str, argparse.Namespace], dict[str, Any]]) -> None:
+    """A fake-tensor benchmark's ``main``: every model of :func:`model_list` (or ``--only`` one),
+    one after another in this process (nothing is allocated, so none skews the next)."""
+    setup_logging()
+    for name in [args.only] if args.only else model_list(args):
+        log.info("%s on fake tensors", name)
+        emit(measure(name, args))

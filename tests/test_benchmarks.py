@@ -42,6 +42,10 @@ COMMANDS: dict[str, list[str]] = {
         "--sources", "48x64", "--source-videos", "2", "--source-frames", "12", "--step-clips-per-s", "2.0"],
     "test_footprint_counts_flops_and_memory_on_fake_tensors": [
         "benchmarks.footprint", *SMALL[:-4], "--baselines", "wan", "--mfu", "0.4"],
+    "test_roofline_costs_every_operator_of_a_step_on_fake_tensors": [
+        "benchmarks.roofline", *SMALL[:-4], "--baselines", "wan", "--top", "3"],
+    "test_profile_step_times_the_operators_of_a_real_step": [
+        "benchmarks.profile_step", *SMALL, "--top", "3"],
     "test_quality_at_budget_trains_wan_by_the_same_loop": [
         "benchmarks.quality_at_budget", *SMALL[:-4], "--seconds", "0", "--only", "wan"],
 }  # fmt: skip
@@ -220,3 +224,25 @@ def test_footprint_counts_flops_and_memory_on_fake_tensors(runs, request) -> Non
     for record in records:
         assert record["train_tflop_per_clip"] > record["encode_tflop_per_clip"] > 0
         assert record["estimated_train_peak_gib"] > 0 and set(record["h100_clips_per_s_at_mfu"]) == {"0.4"}
+
+
+def test_roofline_costs_every_operator_of_a_step_on_fake_tensors(runs, request) -> None:  # noqa: ANN001
+    records = output(runs, request)
+    assert [r["model"] for r in records] == ["vtok:kl_4x8x8", "wan"]
+    for record in records:
+        shares = record["time_share_by_category"]
+        assert shares["convolution"] > 0 and sum(shares.values()) == pytest.approx(1, abs=0.02)
+        assert 0 < record["eager_mfu_upper_bound"] <= 1 and record["eager_step_ms_lower_bound"] > 0
+        assert len(record["top_ops"]) == 3 and record["estimated_peak_gib"] > 0
+        assert sum(record["peak_gib_by_category"].values()) == pytest.approx(record["estimated_peak_gib"], rel=0.05)
+    assert records[0]["time_share_by_category"]["normalisation"] > 0  # vtok's RMS norms, costed as fused kernels
+
+
+def test_profile_step_times_the_operators_of_a_real_step(runs, request) -> None:  # noqa: ANN001
+    (record,) = output(runs, request)
+    assert record["model"] == "vtok:kl_4x8x8" and record["step_ms"] > 0 and record["op_ms_per_step"] > 0
+    assert record["share_by_category"]["convolution"] > 0
+    assert len(record["top_ops"]) == 3 and all(op["name"].startswith("aten::") for op in record["top_ops"])
+    assert record["top_kernels"] == []  # a CPU run has no device kernels
+    memory = record["memory_gib"]
+    assert memory["saved_for_backward"] > 0 and memory["weights"] == memory["gradients"] > 0

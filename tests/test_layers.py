@@ -59,3 +59,21 @@ def test_patchify_is_the_exact_inverse_of_unpatchify() -> None:
     for p in (1, 2, 4, 8):
         assert patchify(x, p).shape == (2, 3 * p * p, 5, 16 // p, 24 // p)
         assert torch.equal(unpatchify(patchify(x, p), p), x)
+
+
+def test_rms_norm_under_autocast_keeps_the_input_dtype() -> None:
+    """Under bf16 autocast the norm runs in bf16 (float32 accumulation inside the kernel), so the
+    activation after it and what the backward pass keeps of it are bf16, not float32 copies; its
+    result is the float32 result rounded once."""
+    torch.manual_seed(0)
+    norm = ChannelRMSNorm(16)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+    x = (torch.randn(2, 16, 3, 4, 4) * 3 + 1).bfloat16().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = norm(x)
+    assert y.dtype == torch.bfloat16
+    reference = norm(x.float()).detach()
+    torch.testing.assert_close(y.float(), reference.bfloat16().float(), atol=0.04, rtol=0.01)
+    y.float().sum().backward()
+    assert x.grad is not None and x.grad.dtype == torch.bfloat16 and norm.weight.grad.dtype == torch.float32

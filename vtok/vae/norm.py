@@ -28,6 +28,10 @@ class ChannelRMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # movedim gives a free view when x is channels-last-3d; rms_norm then reads it contiguously.
-        y = F.rms_norm(x.movedim(1, -1), (x.shape[1],), self.weight, self.eps)
+        # Autocast would run rms_norm in float32: a float32 copy of x in, a float32 result out, both
+        # kept for the backward pass (half the activation memory of a bf16 step, benchmarks/roofline.py).
+        # The kernel accumulates in float32 whatever its input, so it runs in x's own dtype instead.
+        with torch.autocast(x.device.type, enabled=False):
+            # movedim gives a free view when x is channels-last-3d; rms_norm then reads it contiguously.
+            y = F.rms_norm(x.movedim(1, -1), (x.shape[1],), self.weight.to(x.dtype), self.eps)
         return y.movedim(-1, 1)
