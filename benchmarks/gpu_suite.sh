@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The commands behind the GPU tables of benchmarks/README.md, in two parts that each fit a
-# 10-minute device call: `bash benchmarks/gpu_suite.sh a OUT` and `... b OUT`. JSON lines go to
+# The commands behind the GPU tables of benchmarks/README.md, in parts that each fit a 10-minute
+# device call: `bash benchmarks/gpu_suite.sh a OUT`, `... b OUT` and `... c OUT` (a: the targets'
+# speed and memory; b: compile and the loader; c: the kernel profile and quality at equal time). JSON lines go to
 # OUT/<name>.jsonl, every log to OUT/log.txt (the device returns at most 8 files); one command
 # failing or timing out does not stop the rest.
 # SMOKE="--tiny --device cpu --frames 9 --size 32 --batch-size 1 --steps 1 --warmup 0" runs the same
 # commands at test size on a CPU (to check the script before spending device time), with
-# DATA_SMOKE="--size 32 --frames 5 --batches 2" DATA_SOURCES=144p DATA_WORKERS=0 for the data part.
+# DATA_SMOKE="--size 32 --frames 5 --batches 2" DATA_SOURCES=144p DATA_WORKERS=0 for the data part and
+# QUALITY_SMOKE="--tiny --device cpu --frames 9 --size 32 --batch-size 1" QUALITY_SECONDS=2 for part c.
 set -u
 part=${1:?part a or b}
 out=${2:?output folder}
@@ -20,6 +22,7 @@ bench() {  # bench NAME SECONDS MODULE ARGS...
   echo "== $name ($(date +%T))"
   local extra=$smoke
   [ "$1" = benchmarks.data ] && extra=$data_smoke  # its own size flags
+  [ "$1" = benchmarks.quality_at_budget ] && extra=${QUALITY_SMOKE:-}  # no --steps or --warmup
   timeout "$seconds" python3 -m "$@" $extra >>"$out/$name.jsonl" 2>>"$out/log.txt" || echo "   $name: exit $?"
   grep -h '^{' "$out/$name.jsonl" | cut -c1-400
 }
@@ -38,7 +41,11 @@ elif [ "$part" = b ]; then
   bench train_step_variants 140 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' --compile "${steps[@]}"
   bench data 200 benchmarks.data --paths sources --sources "${DATA_SOURCES:-720p,1080p}" --workers "${DATA_WORKERS:-1,4,8}" \
     --size 256 --frames 17 --batch-size 2 --source-videos 4 --source-frames 48 --batches 8
+elif [ "$part" = c ]; then
+  bench profile_step 120 benchmarks.profile_step --config configs/kl_4x8x8.yaml --steps 3 --warmup 2 --top 25
+  bench profile_step 150 benchmarks.profile_step --config configs/kl_4x8x8.yaml --steps 3 --warmup 2 --top 25 --compile
+  bench quality_at_budget 330 benchmarks.quality_at_budget --config configs/kl_4x8x8.yaml --seconds "${QUALITY_SECONDS:-120}"
 else
-  echo "part must be a or b" >&2
+  echo "part must be a, b or c" >&2
   exit 2
 fi
