@@ -22,8 +22,10 @@ from torch.utils.data import DataLoader
 from benchmarks.common import SyncCounter
 from vtok import VideoAutoencoder
 from vtok.tokenizers import FSQ, GroupLFQ
+from vtok.losses import AdversarialLoss
 from vtok.training import AutoencoderModule
 from vtok.training.ema import ema_copy
+from vtok.training.speed import should_compile
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--tiny", "--frames", "5", "--size", "16", "--batch-size", "1", "--steps", "1", "--warmup", "0"]
@@ -140,7 +142,7 @@ class CountSyncs(Callback):
 def test_a_training_step_synchronises_only_for_the_non_finite_check(one_thread: None) -> None:
     torch.manual_seed(0)
     module = AutoencoderModule(VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, bottleneck="fsq",
-                                                fsq_levels=[5, 5, 5]), ema_decay=0.99)  # fmt: skip
+                                                fsq_levels=[5, 5, 5]), ema_decay=0.99, compile_networks="auto")  # fmt: skip
     batches = [{"video": torch.rand(1, 3, 5, 16, 16) * 2 - 1} for _ in range(3)]
     counter = CountSyncs()
     trainer = Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -149,6 +151,32 @@ def test_a_training_step_synchronises_only_for_the_non_finite_check(one_thread: 
     for calls in counter.per_batch:  # bool(isfinite(...).all()), once per step
         assert [(name, where.rsplit("/", 1)[-1].split(":")[0]) for name, where in calls] == [("_local_scalar_dense", "module.py")], calls
     assert len(counter.per_batch) == 3
+    assert module.autoencoder.encoder._compiled_call_impl is None  # "auto", the presets' setting: no compiling on a CPU
+
+
+def test_compile_networks_auto_means_on_a_gpu() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert [should_compile(c, d) for c in (True, False, "auto") for d in (cpu, cuda)] == [True, True, False, False, False, True]
+    with pytest.raises(ValueError, match="true, false or auto"):
+        should_compile("yes", cpu)
+    compiled = tiny_module(compile_networks=True).autoencoder
+    assert compiled.encoder._compiled_call_impl is not None and compiled.decoder._compiled_call_impl is not None
+
+
+@pytest.mark.slow
+def test_compiled_networks_train_with_the_adaptive_adversarial_weight(one_thread: None) -> None:
+    """The adaptive weight differentiates through the compiled decoder twice (``retain_graph``),
+    which compiled backward passes refuse while they donate their buffers (about a minute: compiling)."""
+    torch.manual_seed(0)
+    module = AutoencoderModule(VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1),
+                               adversarial=AdversarialLoss(discriminator="patch3d", channels=8, start_step=1),
+                               compile_networks=True)  # fmt: skip
+    batches = [{"video": torch.rand(1, 3, 5, 32, 32) * 2 - 1} for _ in range(3)]
+    trainer = Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    assert trainer.global_step == 3 and module.skipped_steps == 0
+    assert all(torch.isfinite(p).all() for p in module.autoencoder.parameters())
 
 
 def test_ema_restored_from_a_state_dict_continues_the_same_average() -> None:

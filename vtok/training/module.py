@@ -26,7 +26,7 @@ from vtok.losses import AdversarialLoss, AutoencoderLoss
 from vtok.training.ema import ema_copy
 from vtok.training.priors import initialise_from_prior
 from vtok.training.optim import OptimizerConfig, build_optimizer
-from vtok.training.speed import apply_speed_options
+from vtok.training.speed import CompileChoice, apply_speed_options, should_compile
 from vtok.vae import AutoencoderOutput, VideoAutoencoder
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,8 @@ class AutoencoderModule(LightningModule):
             the video decoded from the continuous latents (0 turns it off; discrete models only).
         joint_mode: ``"both"`` paths every batch, or ``"alternate"`` (continuous on even batches,
             discrete on odd ones; the other path is weighted 0 so every parameter gets a gradient).
-        compile_networks: ``torch.compile`` the encoder and the decoder (see ``vtok.training.speed``).
+        compile_networks: ``torch.compile`` the encoder and the decoder: ``True``, ``False``, or
+            ``"auto"`` (when the trainer runs on a GPU; see ``vtok.training.speed``).
         channels_last: run the network in channels-last-3d memory format (see ``vtok.training.speed``).
     """
 
@@ -97,7 +98,7 @@ class AutoencoderModule(LightningModule):
         freeze_steps: int | None = None,
         continuous_weight: float = 0.0,
         joint_mode: Literal["both", "alternate"] = "both",
-        compile_networks: bool = False,
+        compile_networks: CompileChoice = False,
         channels_last: bool = False,
     ) -> None:
         super().__init__()
@@ -131,7 +132,11 @@ class AutoencoderModule(LightningModule):
         self.skipped_steps = 0
         self._nonfinite_in_a_row = 0
         self._rng_to_restore: dict[str, Any] | None = None
-        apply_speed_options(autoencoder, compile_networks, channels_last)  # after the EMA copy: it stays plain
+        self.compile_networks = compile_networks
+        self._compiled = should_compile(compile_networks, torch.device("cpu"))  # True: now; "auto": in setup
+        self._repeated_backward = adversarial is not None and adversarial.adaptive  # retain_graph through the decoder
+        # after the EMA copy: it stays plain
+        apply_speed_options(autoencoder, self._compiled, channels_last, repeated_backward=self._repeated_backward)
 
     @property
     def batch_step(self) -> int:
@@ -259,6 +264,15 @@ class AutoencoderModule(LightningModule):
             metrics["val/continuous_psnr"] = psnr_per_video(continuous, video).mean()
         self.log_dict(metrics, batch_size=video.shape[0], sync_dist=True)
         self.log("val_psnr", metrics["val/psnr"], batch_size=video.shape[0], sync_dist=True, prog_bar=True, logger=False)
+
+    def setup(self, stage: str) -> None:
+        """Compiles the networks for ``compile_networks: auto`` once the trainer's device is known
+        (before a distributed strategy wraps the module)."""
+        device = self.trainer.strategy.root_device
+        if not self._compiled and should_compile(self.compile_networks, device):
+            log.info("compiling the encoder and the decoder for %s (compile_networks: auto)", device)
+            apply_speed_options(self.autoencoder, compile_networks=True, repeated_backward=self._repeated_backward)
+            self._compiled = True
 
     def on_fit_start(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)

@@ -1,7 +1,9 @@
 """Speed options of the training module: the channels-last-3d memory format and ``torch.compile``
 of the encoder and decoder.
 
-Both are off by default and change no result beyond float rounding. Channels-last-3d puts the
+Both are off by default and change no result beyond float rounding; ``compile_networks: auto``
+(the presets' setting) compiles when training runs on a GPU and skips it on a CPU, where a smoke
+run would spend minutes compiling. Channels-last-3d puts the
 channels innermost, the layout cuDNN's fastest 3D convolution kernels and the fused ``rms_norm``
 of :class:`~vtok.vae.norm.ChannelRMSNorm` read directly. Compilation covers the encoder and the
 decoder separately (never the LightningModule, whose step holds Python control flow, logging and
@@ -12,12 +14,22 @@ apply to the live network only: the EMA copy and exported models stay plain.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
 from vtok.vae import VideoAutoencoder
+
+
+CompileChoice = bool | Literal["auto"]
+
+
+def should_compile(choice: CompileChoice, device: torch.device) -> bool:
+    """Whether ``compile_networks`` means compiling on ``device``: ``True``, or ``"auto"`` on CUDA."""
+    if choice not in (True, False, "auto"):
+        raise ValueError(f"compile_networks must be true, false or auto, got {choice!r}")
+    return choice is True or (choice == "auto" and device.type == "cuda")
 
 
 def channels_last_input(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -31,6 +43,7 @@ def apply_speed_options(
     compile_networks: bool = False,
     channels_last: bool = False,
     compile_mode: str | None = None,
+    repeated_backward: bool = False,
 ) -> None:
     """Applies the options in place; call it after the EMA copy is made, so the copy stays plain.
 
@@ -39,11 +52,17 @@ def apply_speed_options(
         compile_networks: ``torch.compile`` the encoder and the decoder (in place, names kept).
         channels_last: weights and the networks' inputs in channels-last-3d memory format.
         compile_mode: ``torch.compile``'s mode (``None``: the default; e.g. ``"max-autotune"``).
+        repeated_backward: the step differentiates through the decoder more than once (the
+            adversarial objective's adaptive weight takes gradients with ``retain_graph``).
+            Compiled backward passes then must not donate their saved buffers, which torch
+            refuses to run twice; this turns donation off for the process.
     """
     if channels_last:
         autoencoder.to(memory_format=torch.channels_last_3d)
         for network in (autoencoder.encoder, autoencoder.decoder):
             network.register_forward_pre_hook(channels_last_input)
     if compile_networks:
+        if repeated_backward and hasattr(torch._functorch.config, "donated_buffer"):
+            torch._functorch.config.donated_buffer = False
         for network in (autoencoder.encoder, autoencoder.decoder):
             network.compile(mode=compile_mode)
