@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The commands behind the GPU tables of benchmarks/README.md, in parts that each fit a 10-minute
 # device call: `bash benchmarks/gpu_suite.sh a OUT`, `... b OUT` and `... c OUT` (a: the targets'
-# speed and memory; b: compile and the loader; c: the kernel profile and quality at equal time). JSON lines go to
+# speed and memory, eager and compiled; b: other layouts and the loader; c: the kernel profile and
+# quality at equal time). With one 15-minute device budget, run a, then c. JSON lines go to
 # OUT/<name>.jsonl, every log to OUT/log.txt (the device returns at most 8 files); one command
 # failing or timing out does not stop the rest.
 # SMOKE="--tiny --device cpu --frames 9 --size 32 --batch-size 1 --steps 1 --warmup 0" runs the same
@@ -29,16 +30,16 @@ bench() {  # bench NAME SECONDS MODULE ARGS...
 
 old_layout=(--set patch_size=1 --set 'block_out_channels=[128,256,512,512]')
 steps=(--steps 6 --warmup 2)  # per model; SMOKE's flags come later and win
-if [ "$part" = a ]; then
+if [ "$part" = a ]; then  # the targets: the shipped preset eager and compiled (its GPU default) against the baselines
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null | tee "$out/gpu.txt"
   bench train_step 200 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines wan,cogvideox,ltx "${steps[@]}"
+  bench train_step_variants 140 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' --compile "${steps[@]}"
   bench inference 150 benchmarks.inference --config configs/fsq_4x8x8.yaml --baselines wan,cogvideox,ltx "${steps[@]}"
-  bench train_step_variants 50 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' "${old_layout[@]}" "${steps[@]}"
-  bench train_step_variants 50 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' --channels-last "${steps[@]}"
   bench quantizers 80 benchmarks.quantizers --presets configs/gq_4x8x8.yaml
 elif [ "$part" = b ]; then
   bench train_step_variants 50 benchmarks.train_step --config configs/fsq_4x8x8.yaml --baselines '' "${steps[@]}"
-  bench train_step_variants 140 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' --compile "${steps[@]}"
+  bench train_step_variants 50 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' "${old_layout[@]}" "${steps[@]}"
+  bench train_step_variants 50 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' --channels-last "${steps[@]}"
   bench data 200 benchmarks.data --paths sources --sources "${DATA_SOURCES:-720p,1080p}" --workers "${DATA_WORKERS:-1,4,8}" \
     --size 256 --frames 17 --batch-size 2 --source-videos 4 --source-frames 48 --batches 8
 elif [ "$part" = c ]; then
