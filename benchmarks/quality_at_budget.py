@@ -12,7 +12,7 @@ the PSNR is reported. Each model trains in its own process. One JSON line per mo
 summary line.
 
     python -m benchmarks.quality_at_budget --tiny --seconds 20     # CPU smoke: 9x32x32
-    python -m benchmarks.quality_at_budget --device cuda --seconds 600   # 17x128x128, batch 2, bf16
+    python -m benchmarks.quality_at_budget --device cuda --compile --seconds 600   # 17x128x128, batch 2, bf16
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -161,6 +162,16 @@ def test_compile_networks_auto_means_on_a_gpu() -> None:
         should_compile("yes", cpu)
     compiled = tiny_module(compile_networks=True).autoencoder
     assert compiled.encoder._compiled_call_impl is not None and compiled.decoder._compiled_call_impl is not None
+    # "auto" decides in setup(), from the trainer's device (compiling is lazy: no GPU is needed to wrap)
+    module = tiny_module(compile_networks="auto")
+    assert module.autoencoder.encoder._compiled_call_impl is None
+    module._trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=cuda))  # the device this machine lacks
+    module.setup("fit")
+    wrapped = module.autoencoder.decoder._compiled_call_impl
+    assert wrapped is not None and module.autoencoder.encoder._compiled_call_impl is not None
+    module.setup("validate")
+    assert module.autoencoder.decoder._compiled_call_impl is wrapped  # once
+    assert module.inference_autoencoder.decoder._compiled_call_impl is None  # the EMA copy stays plain
 
 
 @pytest.mark.slow
@@ -262,15 +273,15 @@ def test_roofline_costs_every_operator_of_a_step_on_fake_tensors(runs, request) 
         assert shares["convolution"] > 0 and sum(shares.values()) == pytest.approx(1, abs=0.02)
         assert 0 < record["eager_mfu_upper_bound"] <= 1 and record["eager_step_ms_lower_bound"] > 0
         assert len(record["top_ops"]) == 3 and record["estimated_peak_gib"] > 0
-        assert sum(record["peak_gib_by_category"].values()) == pytest.approx(record["estimated_peak_gib"], rel=0.05)
+        assert sum(op["share"] for op in record["top_ops"]) <= 1
     assert records[0]["time_share_by_category"]["normalisation"] > 0  # vtok's RMS norms, costed as fused kernels
 
 
 def test_profile_step_times_the_operators_of_a_real_step(runs, request) -> None:  # noqa: ANN001
     (record,) = output(runs, request)
     assert record["model"] == "vtok:kl_4x8x8" and record["step_ms"] > 0 and record["op_ms_per_step"] > 0
-    assert record["share_by_category"]["convolution"] > 0
+    assert record["share_by_category"]["convolution"] > 0 and sum(record["share_by_category"].values()) == pytest.approx(1, abs=0.02)
     assert len(record["top_ops"]) == 3 and all(op["name"].startswith("aten::") for op in record["top_ops"])
     assert record["top_kernels"] == []  # a CPU run has no device kernels
     memory = record["memory_gib"]
-    assert memory["saved_for_backward"] > 0 and memory["weights"] == memory["gradients"] > 0
+    assert memory["saved_for_backward"] > memory["weights"] > 0 and memory["peak"] is None  # no allocator peak on a CPU

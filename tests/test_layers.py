@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from benchmarks.footprint import norms_in_float32
 from vtok.vae.causal_conv import CausalConv3d
 from vtok.vae.norm import ChannelRMSNorm
 from vtok.vae.patchify import patchify, unpatchify
@@ -62,17 +63,18 @@ def test_patchify_is_the_exact_inverse_of_unpatchify() -> None:
 
 
 def test_rms_norm_under_autocast_keeps_the_input_dtype() -> None:
-    """Under bf16 autocast the norm runs in bf16 (float32 accumulation inside the kernel), so the
-    activation after it and what the backward pass keeps of it are bf16, not float32 copies; its
-    result is the float32 result rounded once."""
+    """Under bf16 autocast with CUDA's rule for norms (float32 inputs; emulated on the CPU by
+    ``norms_in_float32``), the norm still runs in bf16 (float32 accumulation inside the kernel): the
+    activation after it is bf16, not a float32 copy, and equals the float32 result rounded once."""
     torch.manual_seed(0)
     norm = ChannelRMSNorm(16)
     with torch.no_grad():
         norm.weight.uniform_(0.5, 1.5)
     x = (torch.randn(2, 16, 3, 4, 4) * 3 + 1).bfloat16().requires_grad_()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with norms_in_float32(), torch.autocast("cpu", dtype=torch.bfloat16):
         y = norm(x)
-    assert y.dtype == torch.bfloat16
+        upcast = F.rms_norm(x.movedim(1, -1), (16,))  # what autocast does to a norm that lets it
+    assert upcast.dtype == torch.float32 and y.dtype == torch.bfloat16
     reference = norm(x.float()).detach()
     torch.testing.assert_close(y.float(), reference.bfloat16().float(), atol=0.04, rtol=0.01)
     y.float().sum().backward()

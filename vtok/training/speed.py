@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+import torch._functorch.config  # not imported by `import torch` alone
 from torch import nn
 
 from vtok.vae import VideoAutoencoder
@@ -27,7 +28,7 @@ CompileChoice = bool | Literal["auto"]
 
 def should_compile(choice: CompileChoice, device: torch.device) -> bool:
     """Whether ``compile_networks`` means compiling on ``device``: ``True``, or ``"auto"`` on CUDA."""
-    if choice not in (True, False, "auto"):
+    if not (isinstance(choice, bool) or choice == "auto"):
         raise ValueError(f"compile_networks must be true, false or auto, got {choice!r}")
     return choice is True or (choice == "auto" and device.type == "cuda")
 

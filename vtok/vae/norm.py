@@ -9,6 +9,8 @@ decoding) and is the slowest layer of a channels-last video network.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,10 +30,13 @@ class ChannelRMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Autocast would run rms_norm in float32: a float32 copy of x in, a float32 result out, both
-        # kept for the backward pass (half the activation memory of a bf16 step, benchmarks/roofline.py).
-        # The kernel accumulates in float32 whatever its input, so it runs in x's own dtype instead.
-        with torch.autocast(x.device.type, enabled=False):
+        # CUDA's autocast would run rms_norm in float32: a float32 copy of x in, a float32 result out,
+        # both kept for the backward pass (half the activation memory of a bf16 step by the count of
+        # benchmarks/roofline.py). The kernels accumulate in float32 whatever their input, so the
+        # norm runs in x's own dtype instead (the gain cast to it, as the fused kernel needs).
+        kind = x.device.type
+        autocast_on = torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)
+        with torch.autocast(kind, enabled=False) if autocast_on else nullcontext():
             # movedim gives a free view when x is channels-last-3d; rms_norm then reads it contiguously.
             y = F.rms_norm(x.movedim(1, -1), (x.shape[1],), self.weight.to(x.dtype), self.eps)
         return y.movedim(-1, 1)
