@@ -23,7 +23,7 @@ from lightning.pytorch import Trainer
 
 from vtok.data.datamodule import VideoDataModule
 from vtok.launch import LaunchEnvironment, detect_launch
-from vtok.training import AutoencoderModule, CodebookMonitor, StopOnSignal
+from vtok.training import AutoencoderModule, CodebookMonitor, LoaderWaitMonitor, StopOnSignal
 from vtok.training.checkpoint_io import AtomicCheckpointIO
 from vtok.training.module import NonFiniteTrainingError
 from vtok.vae.compression import Compression
@@ -136,11 +136,14 @@ class VtokCLI(LightningCLI):
             raise UsageError(f"{error} (set data.num_frames / data.size to match the model)") from None
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """Every run stops cleanly on SIGTERM and writes checkpoints atomically, and discrete models
-        have their codebook usage watched, whatever the config's callbacks list says."""
+        """Every run stops cleanly on SIGTERM, writes checkpoints atomically and reports whether the
+        loader keeps ahead of the step, and discrete models have their codebook usage watched,
+        whatever the config's callbacks list says."""
         trainer = super().instantiate_trainer(**kwargs)
         if not any(isinstance(c, StopOnSignal) for c in trainer.callbacks):
             trainer.callbacks.append(StopOnSignal())
+        if not any(isinstance(c, LoaderWaitMonitor) for c in trainer.callbacks):
+            trainer.callbacks.append(LoaderWaitMonitor())
         autoencoder = getattr(getattr(self, "model", None), "autoencoder", None)
         discrete = autoencoder is not None and autoencoder.is_discrete
         if discrete and not any(isinstance(c, CodebookMonitor) for c in trainer.callbacks):

@@ -1,10 +1,14 @@
 """Training: the LightningModule, its optimiser settings and callbacks."""
 
 from vtok.training.codebook import CodebookMonitor
+from vtok.training.loader_wait import LoaderWaitMonitor
 from vtok.training.module import AutoencoderModule
 from vtok.training.optim import OptimizerConfig
 from vtok.training.pictures import ReconstructionPictures
 from vtok.training.stop_on_signal import StopOnSignal
 from vtok.training.wandb_logger import OfflineFirstWandbLogger
 
-__all__ = ["AutoencoderModule", "CodebookMonitor", "OfflineFirstWandbLogger", "OptimizerConfig", "ReconstructionPictures", "StopOnSignal"]
+__all__ = [
+    "AutoencoderModule", "CodebookMonitor", "LoaderWaitMonitor", "OfflineFirstWandbLogger", "OptimizerConfig",
+    "ReconstructionPictures", "StopOnSignal",
+]

@@ -1,0 +1,76 @@
+"""Whether the data loader keeps ahead of the training step, measured in every run.
+
+Between the end of one training batch and the start of the next, the Trainer does nothing but
+fetch the next batch: when the loader keeps ahead, that gap is near zero; when decoding is the
+bottleneck, it is where the time goes. The fraction of wall-clock time spent there, and the clips
+per second each device trains on, are logged every window of batches. Host clocks suffice: the
+training step waits for the device once per step (its non-finite check), so host time follows
+device time. Nothing here synchronises with the device. Validation between batches is not counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+log = logging.getLogger(__name__)
+
+
+class LoaderWaitMonitor(Callback):
+    """Logs ``perf/data_wait_fraction`` and ``perf/clips_per_s`` (rank 0's device) every window, and
+    warns when the step waits for data for more than ``warn_fraction`` of a window.
+
+    Args:
+        window_batches: training batches per window (the first starts with the first batch: the
+            wait before it, while the loader's workers start, is not counted).
+        warn_fraction: wait fraction above which a window logs a warning (once per run).
+    """
+
+    def __init__(self, window_batches: int = 50, warn_fraction: float = 0.2) -> None:
+        if window_batches < 1:
+            raise ValueError(f"window_batches must be at least 1, got {window_batches}")
+        self.window_batches = window_batches
+        self.warn_fraction = warn_fraction
+        self._last_end: float | None = None  # when the previous batch ended (None: no gap to count)
+        self._reset(None)
+        self._warned = False
+        self.last_window: dict[str, float] = {}  # what the last complete window logged
+
+    def _reset(self, start: float | None) -> None:
+        self._window_start, self._waited, self._clips, self._batches = start, 0.0, 0, 0
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
+        if self._last_end is None:  # the first batch, or the first after validation: a new window
+            self._reset(now)
+        else:
+            self._waited += now - self._last_end
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        now = time.perf_counter()
+        self._last_end = now
+        self._clips += batch["video"].shape[0] if isinstance(batch, dict) and "video" in batch else 0
+        self._batches += 1
+        if self._batches < self.window_batches or self._window_start is None:
+            return
+        elapsed = now - self._window_start
+        wait = self._waited / elapsed if elapsed > 0 else 0.0
+        self.last_window = {"perf/data_wait_fraction": wait, "perf/clips_per_s": self._clips / elapsed}
+        if trainer.is_global_zero:  # straight to the loggers: windows need not match log_every_n_steps
+            for logger in trainer.loggers:
+                logger.log_metrics(self.last_window, step=trainer.global_step)
+        if wait > self.warn_fraction and not self._warned:
+            self._warned = True
+            log.warning(
+                "the training step waited for data %.0f%% of the last %d batches: the loader is the bottleneck "
+                "(raise data.num_workers, or re-encode the sources near the training size with "
+                "`vtok prepare --reencode --short-side N`)",
+                100 * wait, self._batches,
+            )  # fmt: skip
+        self._reset(now)
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._last_end = None  # the gap across validation is not a wait for training data
