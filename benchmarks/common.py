@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import weakref
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any, ContextManager
@@ -198,11 +199,19 @@ def time_steps(step: Callable[[], Any], steps: int, device: str) -> float:
 class TensorMemory(TorchDispatchMode):
     """Peak bytes of the tensors created while active (alive at the same time), on any device and
     for fake tensors too, so a step's memory can be estimated without running it. Tensors that
-    existed before (parameters) are not counted."""
+    existed before (parameters) are not counted.
 
-    def __init__(self) -> None:
+    Args:
+        kind: names the kind of each operator's outputs (``kind(func)``); then ``peak_by_kind``
+            splits the peak by kind. ``None``: one kind.
+    """
+
+    def __init__(self, kind: Callable[[Any], str] | None = None) -> None:
         super().__init__()
+        self.kind = kind or (lambda func: "all")
         self.current = self.peak = 0
+        self.peak_by_kind: dict[str, int] = {}
+        self._live: dict[str, int] = defaultdict(int)
         self._sizes: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
@@ -212,13 +221,17 @@ class TensorMemory(TorchDispatchMode):
                 storage = tensor.untyped_storage()
                 if storage not in self._sizes:
                     self._sizes[storage] = size = storage.nbytes()
+                    kind = self.kind(func)
                     self.current += size
-                    self.peak = max(self.peak, self.current)
-                    weakref.finalize(storage, self._release, size)
+                    self._live[kind] += size
+                    if self.current > self.peak:
+                        self.peak, self.peak_by_kind = self.current, dict(self._live)
+                    weakref.finalize(storage, self._release, kind, size)
         return out
 
-    def _release(self, size: int) -> None:
+    def _release(self, kind: str, size: int) -> None:
         self.current -= size
+        self._live[kind] -= size
 
 
 # Operators that read a device value on the host, or whose output shape depends on the data

@@ -32,6 +32,7 @@ from benchmarks.models import add_model_args, build_subject, measure_each_model_
 
 H100 = dict(PEAK_BF16_TFLOPS)["H100"]
 
+
 @contextmanager
 def norms_in_float32() -> Iterator[None]:
     """CUDA's autocast runs layer, group and RMS norms in float32; the CPU's does not. Inside CPU
@@ -57,6 +58,7 @@ def norms_in_float32() -> Iterator[None]:
         for name, norm in originals.items():
             setattr(F, name, norm)
 
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=17)
@@ -67,6 +69,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--mfu", default="0.35,0.45", help="utilisations to predict H100 clips/s at")
     add_model_args(parser)
     return parser.parse_args()
+
 
 def footprint(name: str, args: argparse.Namespace) -> dict[str, object]:
     with FakeTensorMode():
@@ -101,8 +104,10 @@ def footprint(name: str, args: argparse.Namespace) -> dict[str, object]:
         "activation_checkpointing": subject.is_vtok and args.activation_checkpointing, "tiny": args.tiny, "overrides": args.set,
     }  # fmt: skip
 
+
 def main() -> None:
     measure_each_model_here(parse_args(), footprint)
+
 
 if __name__ == "__main__":
     main()

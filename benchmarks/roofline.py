@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import weakref
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,9 +34,8 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
-from torch.utils.weak import WeakIdKeyDictionary
 
-from benchmarks.common import GIB, PEAK_BF16_TFLOPS, autocast, sig
+from benchmarks.common import GIB, PEAK_BF16_TFLOPS, TensorMemory, autocast, sig
 from benchmarks.footprint import norms_in_float32
 from benchmarks.models import add_model_args, build_subject, measure_each_model_here
 
@@ -59,13 +57,16 @@ CATEGORIES: tuple[tuple[str, str], ...] = (
 FREE_OPS = frozenset({"detach", "empty", "empty_like", "empty_strided", "new_empty_strided", "ones_like", "zeros_like",
                       "new_zeros", "new_ones", "fill_", "zero_", "_local_scalar_dense", "_unsafe_view"})  # fmt: skip
 
+
 def category(op_name: str) -> str:
     return next((kind for key, kind in CATEGORIES if key in op_name), "other")
+
 
 def unique_bytes(tensor: torch.Tensor) -> int:
     """Bytes a kernel touches reading ``tensor``: broadcast (stride 0) dimensions count once."""
     elements = math.prod(size for size, stride in zip(tensor.shape, tensor.stride()) if stride != 0)
     return elements * tensor.element_size()
+
 
 @dataclass
 class OpCost:
@@ -74,9 +75,9 @@ class OpCost:
     bytes: int = 0
     seconds: float = 0.0
 
+
 class RooflineMode(TorchDispatchMode):
-    """Records each operator's FLOPs, bytes and roofline time, and the live tensors' bytes by the
-    category of the operator that made them (the breakdown kept at the peak).
+    """Records each operator's FLOPs, bytes and roofline time.
 
     Args:
         peak_flops: the device's bf16 peak in FLOP/s.
@@ -87,10 +88,7 @@ class RooflineMode(TorchDispatchMode):
         super().__init__()
         self.peak_flops, self.bandwidth = peak_flops, bandwidth
         self.costs: dict[str, OpCost] = defaultdict(OpCost)
-        self.paused = False
-        self._live: dict[str, int] = defaultdict(int)
-        self._owners: WeakIdKeyDictionary = WeakIdKeyDictionary()
-        self.peak, self.peak_breakdown = 0, {}
+        self.in_norm = False  # inside the fused-norm stand-in: its outputs are the norm's
 
     def record(self, name: str, flops: int, nbytes: int) -> None:
         cost = self.costs[name]
@@ -99,13 +97,17 @@ class RooflineMode(TorchDispatchMode):
         cost.bytes += nbytes
         cost.seconds += max(flops / self.peak_flops, nbytes / self.bandwidth)
 
+    def kind(self, func: object) -> str:
+        """The category of ``func``'s outputs, for :class:`~benchmarks.common.TensorMemory`."""
+        return "normalisation" if self.in_norm else category(func.overloadpacket.__name__)
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
         name = func.overloadpacket.__name__
         returns = func._schema.returns
         is_view = bool(returns) and returns[0].alias_info is not None and not returns[0].alias_info.is_write
-        if not self.paused and not is_view and name not in FREE_OPS and name != "device":
+        if not is_view and name not in FREE_OPS and name != "device":
             inputs = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
             if name == "copy_":
                 inputs = inputs[1:]  # the destination is written, not read
@@ -113,25 +115,8 @@ class RooflineMode(TorchDispatchMode):
             nbytes = sum(unique_bytes(t) for t in inputs) + sum(t.numel() * t.element_size() for t in outputs)
             flops = flop_registry[func.overloadpacket](*args, **kwargs, out_val=out) if func.overloadpacket in flop_registry else 0
             self.record(name, flops, nbytes)
-        self._track(out, category(name) if not self.paused else "normalisation")
         return out
 
-    def _track(self, out: object, kind: str) -> None:
-        for tensor in tree_flatten(out)[0]:
-            if not isinstance(tensor, torch.Tensor):
-                continue
-            storage = tensor.untyped_storage()
-            if storage in self._owners:
-                continue
-            self._owners[storage] = size = storage.nbytes()
-            self._live[kind] += size
-            weakref.finalize(storage, self._release, kind, size)
-            total = sum(self._live.values())
-            if total > self.peak:
-                self.peak, self.peak_breakdown = total, dict(self._live)
-
-    def _release(self, kind: str, size: int) -> None:
-        self._live[kind] -= size
 
 class _FusedRMSNorm(torch.autograd.Function):
     """CUDA's fused RMS norm as the roofline sees it: one kernel forward (read x and the gain,
@@ -140,11 +125,11 @@ class _FusedRMSNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, shape, weight, eps, mode):  # noqa: ANN001, ANN205
-        mode.paused = True
+        mode.in_norm = True
         try:
             y = torch.empty_like(x)  # fake tensors hold no values: only the kernel's output matters
         finally:
-            mode.paused = False
+            mode.in_norm = False
         rows = x.numel() // math.prod(shape)
         mode.record("_fused_rms_norm", 0, x.numel() * x.element_size() * 2 + rows * 4)
         ctx.save_for_backward(x, weight)
@@ -154,14 +139,15 @@ class _FusedRMSNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # noqa: ANN001, ANN205
         x, weight = ctx.saved_tensors
-        ctx.mode.paused = True
+        ctx.mode.in_norm = True
         try:
             grad_x = torch.empty_like(x)
             grad_weight = torch.empty_like(weight) if weight is not None else None
         finally:
-            ctx.mode.paused = False
+            ctx.mode.in_norm = False
         ctx.mode.record("_fused_rms_norm_backward", 0, x.numel() * x.element_size() * 3 + ctx.rows * 4)
         return grad_x, None, grad_weight, None, None
+
 
 @contextmanager
 def fused_rms_norm(mode: RooflineMode) -> Iterator[None]:
@@ -178,6 +164,7 @@ def fused_rms_norm(mode: RooflineMode) -> Iterator[None]:
     finally:
         F.rms_norm = original
 
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=17)
@@ -188,6 +175,7 @@ def parse_args() -> argparse.Namespace:
     add_model_args(parser, baselines="wan,cogvideox")
     return parser.parse_args()
 
+
 def roofline(name: str, args: argparse.Namespace) -> dict[str, object]:
     peak = dict(PEAK_BF16_TFLOPS)[args.gpu] * 1e12
     mode = RooflineMode(peak, MEMORY_TBPS[args.gpu] * 1e12)
@@ -195,7 +183,7 @@ def roofline(name: str, args: argparse.Namespace) -> dict[str, object]:
         subject = build_subject(name, args)
         subject.check(args.frames, args.size)
         video = torch.rand(args.batch_size, 3, args.frames, args.size, args.size) * 2 - 1
-        with mode, fused_rms_norm(mode), norms_in_float32():  # entered last: its upcast runs first
+        with TensorMemory(mode.kind) as memory, mode, fused_rms_norm(mode), norms_in_float32():  # last: upcast first
             with autocast("cpu", "bf16"):
                 loss = subject.loss(video)
             loss.backward()
@@ -217,13 +205,15 @@ def roofline(name: str, args: argparse.Namespace) -> dict[str, object]:
         "time_share_by_category": {k: share(c) for k, c in sorted(by_category.items(), key=lambda i: -i[1].seconds)},
         "top_ops": [{"op": op, "calls": c.calls, "share": share(c), "gb": sig(c.bytes / 1e9), "tflop": sig(c.flops / 1e12)}
                     for op, c in top],
-        "estimated_peak_gib": sig(mode.peak / GIB),
-        "peak_gib_by_category": {k: sig(v / GIB, 3) for k, v in sorted(mode.peak_breakdown.items(), key=lambda i: -i[1]) if v},
+        "estimated_peak_gib": sig(memory.peak / GIB),
+        "peak_gib_by_category": {k: sig(v / GIB, 3) for k, v in sorted(memory.peak_by_kind.items(), key=lambda i: -i[1]) if v},
         "overrides": args.set, "tiny": args.tiny,
     }  # fmt: skip
 
+
 def main() -> None:
     measure_each_model_here(parse_args(), roofline)
+
 
 if __name__ == "__main__":
     main()

@@ -35,11 +35,11 @@ class LoaderWaitMonitor(Callback):
         self.window_batches = window_batches
         self.warn_fraction = warn_fraction
         self._last_end: float | None = None  # when the previous batch ended (None: no gap to count)
-        self._reset(None)
+        self._reset(0.0)  # each window starts at its first batch (on_train_batch_start)
         self._warned = False
         self.last_window: dict[str, float] = {}  # what the last complete window logged
 
-    def _reset(self, start: float | None) -> None:
+    def _reset(self, start: float) -> None:
         self._window_start, self._waited, self._clips, self._batches = start, 0.0, 0, 0
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
@@ -52,9 +52,9 @@ class LoaderWaitMonitor(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         now = time.perf_counter()
         self._last_end = now
-        self._clips += batch["video"].shape[0] if isinstance(batch, dict) and "video" in batch else 0
+        self._clips += batch["video"].shape[0]
         self._batches += 1
-        if self._batches < self.window_batches or self._window_start is None:
+        if self._batches < self.window_batches:
             return
         elapsed = now - self._window_start
         wait = self._waited / elapsed if elapsed > 0 else 0.0

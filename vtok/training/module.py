@@ -134,9 +134,13 @@ class AutoencoderModule(LightningModule):
         self._rng_to_restore: dict[str, Any] | None = None
         self.compile_networks = compile_networks
         self._compiled = should_compile(compile_networks, torch.device("cpu"))  # True: now; "auto": in setup
-        self._repeated_backward = adversarial is not None and adversarial.adaptive  # retain_graph through the decoder
         # after the EMA copy: it stays plain
         apply_speed_options(autoencoder, self._compiled, channels_last, repeated_backward=self._repeated_backward)
+
+    @property
+    def _repeated_backward(self) -> bool:
+        """Whether a step differentiates through the decoder twice (the adaptive GAN weight's retain_graph)."""
+        return self.adversarial is not None and self.adversarial.adaptive
 
     @property
     def batch_step(self) -> int:
