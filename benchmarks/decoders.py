@@ -81,8 +81,7 @@ def scores(reconstruction: torch.Tensor, video: torch.Tensor, lpips: torch.nn.Mo
 
 
 def module_for(autoencoder: VideoAutoencoder, args: argparse.Namespace, **extra: Any) -> AutoencoderModule:
-    loss = AutoencoderLoss(bottleneck_weights={"kl": 1e-6, "entropy": 0.1, "commitment": 0.25})
-    return AutoencoderModule(autoencoder, loss=loss, optimizer=OptimizerConfig(lr=args.lr, warmup_steps=0), **extra)
+    return AutoencoderModule(autoencoder, loss=AutoencoderLoss(), optimizer=OptimizerConfig(lr=args.lr, warmup_steps=0), **extra)
 
 
 def denoising(args: argparse.Namespace, data: tuple[list[str], list[str]], lpips: torch.nn.Module | None) -> dict:
@@ -100,8 +99,7 @@ def denoising(args: argparse.Namespace, data: tuple[list[str], list[str]], lpips
             noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(1)).to(latents)
             result[name] = {"latent_std": round(float(latents.std()), 4), "t=0": scores(autoencoder.decode(latents), video, lpips)}
             for t in NOISE_LEVELS:
-                noisy = (1 - t) * latents + t * noise
-                result[name][f"t={t}"] = scores(autoencoder.decode(noisy, timestep=t if conditioned else None), video, lpips)
+                result[name][f"t={t}"] = scores(autoencoder.decode_noised(latents, t, noise), video, lpips)
     return result
 
 

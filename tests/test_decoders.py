@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from tests.helpers import TINY_DATA, tiny_fit_args
+from tests.helpers import tiny_fit_args
 from vtok import VideoAutoencoder
 from vtok.cli import CONFIG_DIR, main
 
@@ -67,6 +67,17 @@ def test_the_generative_decoder_reads_noise_zero_by_default() -> None:
         assert torch.equal(sampled, model.decode(model.indices_to_latents(tokens), noise_seed=3)), "seeded"
         assert not torch.equal(sampled, model.decode(model.indices_to_latents(tokens), noise_seed=4))
     assert model.decoder.conv_in.in_channels == model.config.latent_channels + 8
+
+
+def test_joint_training_decodes_continuous_latents_through_the_generative_decoder() -> None:
+    """forward(continuous=True), what joint discrete-continuous training runs, gives the decoder its
+    noise channels on the continuous path too: the same video as decode(encode(..., discrete=False))."""
+    model = preset_autoencoder("gq_8x32x32_gd").eval()
+    video = torch.rand(1, 3, 9, 64, 64) * 2 - 1
+    with torch.no_grad():
+        output = model(video, continuous=True)
+        expected = model.decode(model.encode(video, discrete=False), discrete=False)
+    torch.testing.assert_close(output.continuous_reconstruction, expected)
 
 
 def test_non_causal_chunks_blend_into_the_one_pass_result() -> None:

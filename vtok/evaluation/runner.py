@@ -88,9 +88,7 @@ def _decoded(
     if timestep <= 0:
         return latents, model.decode(latents, discrete=discrete)
     noise = torch.randn(latents.shape, generator=generator, device=generator.device, dtype=latents.dtype)
-    noisy = (1 - timestep) * latents + timestep * noise.to(latents.device)
-    told = timestep if model.config.decoder_timestep_conditioning else None
-    return latents, model.decode(noisy, discrete=discrete, timestep=told)
+    return latents, model.decode_noised(latents, timestep, noise.to(latents.device), discrete=discrete)
 
 
 class _Evaluation:

@@ -256,16 +256,13 @@ class AutoencoderModule(LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         video = batch["video"]
-        output = self.inference_autoencoder(video, sample_posterior=False)
+        output = self.inference_autoencoder(video, sample_posterior=False, continuous=self.continuous_weight > 0)
         terms = self.loss(video, output, self.global_step)
         metrics = {f"val/{key}": value for key, value in terms.items()}
         metrics["val/psnr"] = psnr_per_video(output.reconstruction, video).mean()  # the code `vtok evaluate` runs
         metrics["val/ssim"] = ssim_per_video(output.reconstruction, video).mean()
-        if self.continuous_weight:
-            continuous = self.inference_autoencoder.decode(
-                self.inference_autoencoder.encode(video, discrete=False), discrete=False
-            )
-            metrics["val/continuous_psnr"] = psnr_per_video(continuous, video).mean()
+        if output.continuous_reconstruction is not None:  # joint training: one encoding serves both
+            metrics["val/continuous_psnr"] = psnr_per_video(output.continuous_reconstruction, video).mean()
         self.log_dict(metrics, batch_size=video.shape[0], sync_dist=True)
         self.log("val_psnr", metrics["val/psnr"], batch_size=video.shape[0], sync_dist=True, prog_bar=True, logger=False)
 

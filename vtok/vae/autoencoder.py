@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -20,6 +19,7 @@ from vtok.vae.decoder import Decoder3d
 from vtok.vae.diffusers_backbone import PriorClass, PriorDecoder, PriorEncoder, build_prior, prior_compression, prior_latent_channels
 from vtok.vae.encoder import Encoder3d
 from vtok.vae.long_video import LongVideoMixin
+from vtok.vae.timestep import noised
 from vtok.vae.tokens import FirstFrameTokens
 
 
@@ -263,19 +263,32 @@ class VideoAutoencoder(ModelMixin, ConfigMixin, LongVideoMixin):
         if latents.ndim != 5 or latents.shape[1] != channels:
             raise ValueError(f"expected latents [B, {channels}, t, h, w], got {tuple(latents.shape)}")
         features = latents if continuous else self.quantizer.to_decoder(latents)
-        if self.config.decoder_noise_channels:
-            generator = torch.Generator(device=features.device).manual_seed(noise_seed) if noise_seed is not None else None
-            features = self._with_noise(features, generator, sample=noise_seed is not None)
+        generator = torch.Generator(device=features.device).manual_seed(noise_seed) if noise_seed is not None else None
+        features = self._decoder_input(features, sample=noise_seed is not None, generator=generator)
         return self._decode_features(features, self._timestep(timestep, latents))
+
+    def decode_noised(
+        self, latents: torch.Tensor, timestep: float, noise: torch.Tensor, discrete: bool = True
+    ) -> torch.Tensor:
+        """Decodes ``latents`` noised to level ``timestep`` (``(1 - t)·z + t·noise``), telling a
+        denoising decoder the level (a plain decoder is not told: it cannot take it)."""
+        told = timestep if self.config.decoder_timestep_conditioning else None
+        return self.decode(noised(latents, timestep, noise), discrete=discrete, timestep=told)
 
     def _timestep(self, timestep: float | torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
         if timestep is None or not self.config.decoder_timestep_conditioning:
-            if timestep:
+            if timestep is not None and (torch.is_tensor(timestep) or timestep != 0):
                 raise ValueError("decode(timestep=...) needs decoder_timestep_conditioning=true")
             return None
         return torch.as_tensor(timestep, device=like.device, dtype=torch.float32).expand(like.shape[0])
 
-    def _with_noise(self, features: torch.Tensor, generator: torch.Generator | None, sample: bool) -> torch.Tensor:
+    def _decoder_input(
+        self, features: torch.Tensor, sample: bool, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """What the decoder reads: ``features``, with a generative decoder's noise channels appended
+        (drawn when ``sample``, else zeros)."""
+        if not self.config.decoder_noise_channels:
+            return features
         shape = (features.shape[0], self.config.decoder_noise_channels, *features.shape[2:])
         noise = (
             torch.randn(shape, generator=generator, device=features.device, dtype=features.dtype)
@@ -313,16 +326,15 @@ class VideoAutoencoder(ModelMixin, ConfigMixin, LongVideoMixin):
         if self.config.decoder_timestep_conditioning and self.training:  # denoising: z_t = (1 - t) z + t ε
             timestep = torch.rand(video.shape[0], device=video.device) * self.config.denoise_max_timestep
             t = timestep.to(latents.dtype)[:, None, None, None, None]
-            latents = (1 - t) * latents + t * torch.randn_like(latents)
-        decoder_input = self.quantizer.to_decoder(latents)
-        if self.config.decoder_noise_channels:
-            decoder_input = self._with_noise(decoder_input, None, sample=self.training)
+            latents = noised(latents, t, torch.randn_like(latents))
+        decoder_input = self._decoder_input(self.quantizer.to_decoder(latents), sample=self.training)
+        continuous_input = self._decoder_input(features, sample=self.training) if continuous and self.is_discrete else None
         return AutoencoderOutput(
             reconstruction=self.decoder(decoder_input) if timestep is None else self.decoder(decoder_input, timestep),
             latents=out.latents,
             indices=out.indices,
             losses=out.losses,
             stats=out.stats,
-            continuous_reconstruction=self.decoder(features) if continuous and self.is_discrete else None,
+            continuous_reconstruction=self.decoder(continuous_input) if continuous_input is not None else None,
             first_frame_indices=out.first_frame_indices,
         )

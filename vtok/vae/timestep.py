@@ -9,6 +9,11 @@ import torch
 from torch import nn
 
 
+def noised(latents: torch.Tensor, timestep: float | torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """Latents at noise level ``t``: ``(1 - t)·z + t·ε`` (``t`` a float or broadcastable tensor)."""
+    return (1 - timestep) * latents + timestep * noise
+
+
 class TimestepEmbedding(nn.Module):
     """``t`` in ``[0, 1]`` (``[B]``) -> ``[B, channels]``: sinusoidal features of ``1000·t``, then an MLP.
 
