@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.budget_training import Budget, carphone_path, held_out_psnr, prepare_clips, train
+from benchmarks.budget_training import Budget, carphone_path, prepare_clips, train
 from vtok import VideoAutoencoder
 
 
@@ -38,7 +38,7 @@ def measure(variant: dict, train_files: list[str], val: list[str], budget: Budge
     torch.manual_seed(0)
     model = VideoAutoencoder(**{"latent_channels": 8, "block_out_channels": WIDTHS, "layers_per_block": 1, **variant})
     run = train(model, train_files, val, budget)
-    psnr = held_out_psnr(model, val, budget)
+    psnr = run.final
     return {
         "benchmark": "design_choices",
         **variant,

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.budget_training import Budget, held_out_psnr, prepare_clips, train
+from benchmarks.budget_training import Budget, prepare_clips, train
 from vtok import VideoAutoencoder
 from vtok.vae.priors import transfer_weights
 
@@ -66,8 +66,7 @@ def tokens_per_position(args: argparse.Namespace, budget: Budget, data: tuple[li
     result = {"measurement": "tokens_per_position"}
     for k in (1, 2):
         model = fsq(args.width, tokens_per_position=k)
-        train(model, *data, budget)
-        result[f"k{k}_psnr_db"] = round(held_out_psnr(model, data[1], budget)["all"], 3)
+        result[f"k{k}_psnr_db"] = round(train(model, *data, budget).final["all"], 3)
         result[f"k{k}_bits_per_pixel"] = round(model.bits_per_pixel(budget.frames, budget.size, budget.size), 4)
     return result
 
@@ -79,8 +78,7 @@ def first_frame(args: argparse.Namespace, budget: Budget, data: tuple[list[str],
     for name, extra in (("off", 0), ("on", 2)):
         model = fsq(args.width, spatial=16, tokens_per_position=2, first_frame_tokens=extra)
         model.load_state_dict(start, strict=extra == 0)  # the same starting weights; the extra path starts at zero
-        train(model, *data, budget)
-        psnr = held_out_psnr(model, data[1], budget)
+        psnr = train(model, *data, budget).final
         result[name] = {
             "first_frame_psnr_db": round(psnr["first_frame"], 3),
             "other_frames_psnr_db": round(psnr["other_frames"], 3),

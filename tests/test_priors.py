@@ -8,11 +8,10 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, AutoencoderKLLTXVideo, AutoencoderKLWan
 
-from tests.helpers import TINY_DATA, tiny_fit_args
+from tests.helpers import tiny_fit_args
 from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.export import load_autoencoder
-from vtok.tokenizers import FSQ
 from vtok.training import AutoencoderModule
 from vtok.vae.tokens import FirstFrameTokens
 
@@ -164,8 +163,6 @@ def test_first_frame_strengthening_adds_tokens_to_the_first_latent_frame() -> No
 
 
 def test_frozen_parts_stay_fixed_for_their_steps(tmp_path: Path) -> None:
-    from tests.helpers import csv_logger  # noqa: F401 - keeps the helper import surface in one place
-
     main(tiny_fit_args(tmp_path, 4, *QUIET, "--model.freeze", "[encoder]", "--model.freeze_steps", "2",
                        "--trainer.callbacks+", "ModelCheckpoint", "--trainer.callbacks.every_n_train_steps", "1",
                        "--trainer.callbacks.save_top_k", "-1", "--trainer.callbacks.filename", "{step}"))  # fmt: skip

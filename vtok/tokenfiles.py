@@ -35,6 +35,16 @@ def index_dtype(codebook_size: int) -> torch.dtype:
     return torch.int32 if codebook_size <= 2**31 else torch.int64
 
 
+def model_identity(model: VideoAutoencoder) -> dict[str, str]:
+    """What a token file records of the model that wrote it, and checks against the one decoding it."""
+    return {
+        "compression": str(model.compression),
+        "codebook_size": str(model.codebook_size),
+        "tokens_per_position": str(model.tokens_per_position),
+        "first_frame_tokens": str(model.config.first_frame_tokens),
+    }
+
+
 def token_metadata(model: VideoAutoencoder, info: ClipInfo, height: int, width: int, model_path: str) -> dict[str, str]:
     """The string metadata of a token file for a clip of ``info`` tokenized by ``model``."""
     fields: dict[str, Any] = {
@@ -47,10 +57,7 @@ def token_metadata(model: VideoAutoencoder, info: ClipInfo, height: int, width: 
         "fps": info.fps,
         "height": height,
         "width": width,
-        "compression": model.compression,
-        "codebook_size": model.codebook_size,
-        "tokens_per_position": model.tokens_per_position,
-        "first_frame_tokens": model.config.first_frame_tokens,
+        **model_identity(model),
         "model": model_path,
     }
     return {key: str(value) for key, value in fields.items()}
@@ -136,12 +143,7 @@ def check_model_matches(metadata: dict[str, str], model: VideoAutoencoder, token
     wrote = f"the model that wrote them ({metadata.get('model')})"
     if not model.is_discrete:
         raise ValueError(f"the model is continuous (kl) and has no tokens; {tokens} needs {wrote}")
-    expected = {
-        "codebook_size": str(model.codebook_size),
-        "compression": str(model.compression),
-        "tokens_per_position": str(model.tokens_per_position),
-        "first_frame_tokens": str(model.config.first_frame_tokens),
-    }
+    expected = model_identity(model)
     found = {"first_frame_tokens": "0", **metadata}  # files from before first-frame tokens have none
     wrong = [f"{key} {found.get(key)} in the file, {value} in the model" for key, value in expected.items() if found.get(key) != value]
     if wrong:

@@ -119,7 +119,6 @@ class ClipInfo:
         first_frame: index of the clip's first frame in the file.
         frames: frames in the clip.
         stride: frames of the file per frame of the clip.
-        source_frames: frames in the file.
         source_fps: the file's frame rate (0 when the container does not say).
     """
 
@@ -127,7 +126,6 @@ class ClipInfo:
     first_frame: int
     frames: int
     stride: int
-    source_frames: int
     source_fps: float
 
     @property
@@ -167,7 +165,7 @@ def video_clip_with_info(
     except ClipTooShortError as error:
         raise UnusableFileError(reader.path, str(error)) from None
     video = frames_to_clip(reader.read(indices), size, generator, horizontal_flip)
-    return video, ClipInfo(str(reader.path), indices[0], len(indices), clip.stride(fps), frames, fps)
+    return video, ClipInfo(str(reader.path), indices[0], len(indices), clip.stride(fps), fps)
 
 
 class VideoClipDataset(SkippingDataset):

@@ -19,6 +19,17 @@ from vtok.vae.streaming import Streamable
 FramePadding = Literal["replicate", "zeros"]
 
 
+def pad_time(x: torch.Tensor, before: int, after: int, frame_padding: FramePadding) -> torch.Tensor:
+    """``x`` ``[B, C, T, H, W]`` with ``before`` frames put before the first and ``after`` after the
+    last: copies of the edge frames (``"replicate"``) or zeros (``"zeros"``)."""
+    if before == after == 0:
+        return x
+    if frame_padding == "zeros":
+        return F.pad(x, (0, 0, 0, 0, before, after))
+    edges = [x[:, :, :1].expand(-1, -1, before, -1, -1)] if before else []
+    return torch.cat([*edges, x, *([x[:, :, -1:].expand(-1, -1, after, -1, -1)] if after else [])], dim=2)
+
+
 def _triple(value: int | tuple[int, int, int]) -> tuple[int, int, int]:
     return (value, value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
 
@@ -55,23 +66,14 @@ class CausalConv3d(nn.Conv3d, Streamable):
         self.frame_padding = frame_padding
         self.causal = causal
 
-    def _pad_both_sides(self, x: torch.Tensor) -> torch.Tensor:
-        before, after = self.time_padding // 2, self.time_padding - self.time_padding // 2
-        if self.frame_padding == "replicate":
-            return torch.cat([x[:, :, :1].expand(-1, -1, before, -1, -1), x, x[:, :, -1:].expand(-1, -1, after, -1, -1)], 2)
-        return F.pad(x, (0, 0, 0, 0, before, after))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.causal:  # each chunk stands alone (overlapping chunks are blended by the caller)
-            return super().forward(self._pad_both_sides(x) if self.time_padding else x)
+            before = self.time_padding // 2
+            return super().forward(pad_time(x, before, self.time_padding - before, self.frame_padding))
         if self.later_chunk:
             x = torch.cat([self.stream.past[id(self)], x], dim=2)  # the previous chunk's tail
-        elif self.time_padding:
-            if self.frame_padding == "replicate":
-                past = x[:, :, :1].expand(-1, -1, self.time_padding, -1, -1)
-                x = torch.cat([past, x], dim=2)
-            else:
-                x = F.pad(x, (0, 0, 0, 0, self.time_padding, 0))
+        else:
+            x = pad_time(x, self.time_padding, 0, self.frame_padding)
         if self.stream is not None:  # keep the input frames that the next outputs will still read
             consumed = ((x.shape[2] - self.kernel_size[0]) // self.stride[0] + 1) * self.stride[0]
             self.stream.past[id(self)] = x[:, :, consumed:].clone()

@@ -57,8 +57,7 @@ class Decoder3d(nn.Module):
         self.stages = nn.ModuleList()
         for level in reversed(range(len(spec.plan))):
             space, time = spec.plan[level]
-            upsample = Upsample3d(widths[level + 1], widths[level], space, time, spec.resample_shortcut, padding)
-            upsample.conv.causal = causal
+            upsample = Upsample3d(widths[level + 1], widths[level], space, time, spec.resample_shortcut, padding, causal=causal)
             self.stages.append(Stage(upsample, *(block(widths[level], widths[level]) for _ in range(spec.layers_per_block))))
         self.norm_out = ChannelRMSNorm(widths[0])
         self.conv_out = CausalConv3d(widths[0], out_channels * spec.patch_size**2, 3, frame_padding=padding, causal=causal)
@@ -69,7 +68,7 @@ class Decoder3d(nn.Module):
         embedding = None
         if self.time_embedding is not None:
             t = timestep if timestep is not None else z.new_zeros(z.shape[0])
-            embedding = self.time_embedding(t.expand(z.shape[0]) if t.ndim == 0 else t)
+            embedding = self.time_embedding(t)
         checkpoint = self._gradient_checkpointing_func if self.gradient_checkpointing else None
         h = run_stages([self.mid, *self.stages], self.conv_in(z), checkpoint, embedding)
         return unpatchify(self.conv_out(F.silu(self.norm_out(h))), self.patch_size)

@@ -78,6 +78,8 @@ class PriorDecoder(nn.Module):
     def __init__(self, encoder: PriorEncoder) -> None:
         super().__init__()
         self._encoder = (encoder,)  # a tuple keeps the shared model out of this module's state dict
+        convolutions = [m for m in encoder.vae.decoder.modules() if isinstance(m, (nn.Conv3d, nn.Conv2d))]
+        self._conv_out = (convolutions[-1],)  # found once: the adversarial weight reads it every step
 
     @property
     def vae(self) -> nn.Module:
@@ -86,7 +88,7 @@ class PriorDecoder(nn.Module):
     @property
     def conv_out(self) -> nn.Module:
         """The decoder's last convolution (the adaptive adversarial weight reads its gradient)."""
-        return [m for m in self.vae.decoder.modules() if isinstance(m, (nn.Conv3d, nn.Conv2d))][-1]
+        return self._conv_out[0]
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(latents).sample

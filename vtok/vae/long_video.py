@@ -59,7 +59,7 @@ class LongVideoMixin:
             chunk = self.temporal_chunk
             if chunk is None:
                 return decode(z)
-            if getattr(self.decoder.conv_in, "causal", True):
+            if self.config.decoder_causal:
                 return run_in_chunks(self.decoder, decode, z, 1 + chunk, chunk)
             return run_in_overlapping_chunks(self.decoder, decode, z, chunk, self.temporal_overlap, self.compression.temporal)
 

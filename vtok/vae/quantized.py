@@ -12,8 +12,8 @@ from vtok.vae.bottleneck import BottleneckOutput
 from vtok.vae.tokens import FirstFrameTokens
 
 
-def _projection(channels_in: int, channels_out: int, bias: bool = True) -> nn.Module:
-    return nn.Identity() if channels_in == channels_out and bias else nn.Conv3d(channels_in, channels_out, 1, bias=bias)
+def _projection(channels_in: int, channels_out: int) -> nn.Module:
+    return nn.Identity() if channels_in == channels_out else nn.Conv3d(channels_in, channels_out, 1)
 
 
 class QuantizedBottleneck(nn.Module):

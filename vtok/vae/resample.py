@@ -18,16 +18,8 @@ import torch.nn.functional as F
 from einops import rearrange, reduce, repeat
 from torch import nn
 
-from vtok.vae.causal_conv import CausalConv3d, FramePadding
+from vtok.vae.causal_conv import CausalConv3d, FramePadding, pad_time
 from vtok.vae.streaming import Streamable
-
-
-def _pad_first_frame(x: torch.Tensor, frames: int, frame_padding: FramePadding) -> torch.Tensor:
-    """Puts ``frames`` copies of frame 0 (or zeros) before the clip."""
-    if frames == 0:
-        return x
-    past = x[:, :, :1].expand(-1, -1, frames, -1, -1)
-    return torch.cat([past if frame_padding == "replicate" else torch.zeros_like(past), x], dim=2)
 
 
 class _Resample3d(nn.Module, Streamable):
@@ -80,7 +72,7 @@ class Downsample3d(_Resample3d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv(x)
         if self.shortcut_group:
-            s = x if self.later_chunk else _pad_first_frame(x, self.rt - 1, self.frame_padding)
+            s = x if self.later_chunk else pad_time(x, self.rt - 1, 0, self.frame_padding)
             s = rearrange(s, "b c (t rt) (h rh) (w rw) -> b (c rt rh rw) t h w", rt=self.rt, rh=self.rs, rw=self.rs)
             h = h + reduce(s, "b (c g) t h w -> b c t h w", "mean", g=self.shortcut_group)
         return h
@@ -88,11 +80,12 @@ class Downsample3d(_Resample3d):
 
 class Upsample3d(_Resample3d):
     """Doubles height and width (``space``) and/or the frames after the first (``time``):
-    ``1 + n`` frames become ``1 + 2n``. Arguments as in :class:`_Resample3d`."""
+    ``1 + n`` frames become ``1 + 2n``. Arguments as in :class:`_Resample3d`, and ``causal``: a causal
+    convolution (``False``: time padded on both sides, for non-causal decoders)."""
 
-    def __init__(self, in_channels: int, out_channels: int, *args, **kwargs) -> None:
+    def __init__(self, in_channels: int, out_channels: int, *args, causal: bool = True, **kwargs) -> None:
         super().__init__(in_channels, out_channels, *args, **kwargs)
-        self.conv = CausalConv3d(in_channels, out_channels, 3, frame_padding=self.frame_padding)
+        self.conv = CausalConv3d(in_channels, out_channels, 3, frame_padding=self.frame_padding, causal=causal)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         drop = 0 if self.later_chunk else self.rt - 1  # the first latent frame expands to one frame, not rt

@@ -26,10 +26,6 @@ class FirstFrameTokens:
     indices: torch.Tensor
     first_frame_extra: torch.Tensor
 
-    def tokens_per_clip(self) -> int:
-        """Tokens per clip, per batch element."""
-        return (self.indices[0].numel() + self.first_frame_extra[0].numel())
-
 
 def map_tokens(tokens: torch.Tensor | FirstFrameTokens, function: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor | FirstFrameTokens:
     """``function`` applied to a plain index tensor, or to both tensors of :class:`FirstFrameTokens`
