@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from tests.helpers import tiny_fit_args
 from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.export import EXPORT_FORMAT, load_autoencoder
 from vtok.training import AutoencoderModule
+from vtok.vae.strict_loading import IncompleteWeightsError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "export_v1"
 BOTTLENECKS = {
@@ -117,3 +118,32 @@ def test_bad_inputs_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
         load_autoencoder(corrupted)
     with pytest.raises(FileNotFoundError):
         load_autoencoder(tmp_path / "nowhere")
+
+
+def test_weights_missing_a_tensor_are_refused_not_filled_with_random_layers(tmp_path: Path) -> None:
+    # diffusers only warns when a file lacks tensors the config builds; vtok refuses, naming them
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    (incomplete / "config.json").write_text((FIXTURE / "config.json").read_text())
+    weights = load_file(FIXTURE / "diffusion_pytorch_model.safetensors")
+    dropped = sorted(weights)[0]
+    del weights[dropped]
+    save_file(weights, incomplete / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(ValueError, match=f"1 tensors missing from the weights \\(first: {dropped}\\)"):
+        load_autoencoder(incomplete)
+    with pytest.raises(IncompleteWeightsError, match=dropped):
+        VideoAutoencoder.from_pretrained(incomplete)  # diffusers' own entry point, as a user would call it
+    config = json.loads((FIXTURE / "config.json").read_text())
+    config["layers_per_block"] = config["layers_per_block"] + 1  # a config edited to a deeper network
+    (incomplete / "config.json").write_text(json.dumps(config))
+    save_file(load_file(FIXTURE / "diffusion_pytorch_model.safetensors"), incomplete / "diffusion_pytorch_model.safetensors")
+    with pytest.raises(IncompleteWeightsError, match="tensors missing from the weights"):
+        load_autoencoder(incomplete)
+
+
+def test_a_checkpoint_whose_config_does_not_fit_its_weights_is_refused(tmp_path: Path) -> None:
+    checkpoint = torch.load(_train(tmp_path, "kl"), weights_only=True)
+    checkpoint["vtok"]["autoencoder_config"]["latent_channels"] += 1
+    torch.save(checkpoint, tmp_path / "mismatched.ckpt")
+    with pytest.raises(ValueError, match="do not fit its recorded config"):
+        load_autoencoder(tmp_path / "mismatched.ckpt")

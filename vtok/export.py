@@ -17,7 +17,9 @@ from typing import Any
 
 import torch
 
+from vtok.jsonfile import read_json_object
 from vtok.vae import VideoAutoencoder
+from vtok.vae.strict_loading import IncompleteWeightsError
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +58,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def autoencoder_from_checkpoint(checkpoint: dict[str, Any], use_ema: bool = True) -> VideoAutoencoder:
     """The network in a training checkpoint (its EMA weights when kept and ``use_ema``), in eval mode."""
     record = checkpoint[CHECKPOINT_KEY]
-    model = VideoAutoencoder(**record["autoencoder_config"])
+    try:
+        model = VideoAutoencoder(**record["autoencoder_config"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"the checkpoint's recorded network config cannot build a model ({error})") from None
     prefix = "ema.module." if use_ema and record.get("has_ema") else "autoencoder."
     state = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-    model.load_state_dict(state)  # strict: a missing or unexpected weight is an error, never random
+    if not state:
+        raise ValueError(f"the checkpoint holds no weights under '{prefix}' (pass use_ema=False for the live weights)")
+    try:  # strict: a missing or unexpected weight is an error, never random
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        raise ValueError(f"the checkpoint's weights do not fit its recorded config: {str(error)[:500]}") from None
     return model.eval()
 
 
@@ -131,10 +141,7 @@ def load_autoencoder(path: str | Path, use_ema: bool = True) -> VideoAutoencoder
     config_path = path / VideoAutoencoder.config_name
     if not config_path.is_file():
         raise ValueError(f"{path} is not a vtok export: it has no {VideoAutoencoder.config_name}")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{config_path} is not valid JSON ({error})") from None
+    config = read_json_object(config_path)
     if config.get("_class_name") != VideoAutoencoder.__name__:
         raise ValueError(f"{path} holds a {config.get('_class_name')!r}, not a vtok {VideoAutoencoder.__name__}")
     if config.get("_vtok_format", EXPORT_FORMAT) > EXPORT_FORMAT:
@@ -143,6 +150,8 @@ def load_autoencoder(path: str | Path, use_ema: bool = True) -> VideoAutoencoder
         raise ValueError(f"{path} has no .safetensors weights")
     try:
         model = VideoAutoencoder.from_pretrained(path, low_cpu_mem_usage=False)
+    except IncompleteWeightsError:
+        raise  # names the tensors; a ValueError
     except Exception as error:  # safetensors and diffusers raise several types for damaged files
         raise ValueError(f"the weights in {path} cannot be loaded ({str(error).splitlines()[0][:300]})") from None
     return model.eval()

@@ -29,7 +29,13 @@ class VideoLength(NamedTuple):
         if record.get("frames") in (None, ""):
             return None
         fps = record.get("fps")
-        return cls(int(record["frames"]), float(fps) if fps not in (None, "") else None)
+        try:
+            return cls(int(record["frames"]), float(fps) if fps not in (None, "") else None)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"record of {record.get('path')!r}: 'frames' ({record['frames']!r}) must be a whole number "
+                f"and 'fps' ({fps!r}) a number"
+            ) from None
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import glob
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
+
+from vtok.jsonfile import parse_json_object
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
@@ -64,9 +65,9 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
             for number, line in enumerate(handle, 1):
                 if not line.strip():
                     continue
-                record = json.loads(line)
-                if "path" not in record:
-                    raise ValueError(f"manifest {path}, line {number}, has no 'path' field")
+                record = parse_json_object(line, f"manifest {path}, line {number},")
+                if not isinstance(record.get("path"), str) or not record["path"]:
+                    raise ValueError(f"manifest {path}, line {number}, has no 'path' field holding a file path")
                 records.append(record)
     for record in records:
         if not Path(record["path"]).is_absolute():

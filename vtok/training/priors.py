@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from vtok.export import load_autoencoder
+from vtok.jsonfile import read_json_object
 from vtok.vae import VideoAutoencoder
 from vtok.vae.priors import autoencoder_from_diffusers, transfer_weights
 
@@ -25,7 +25,7 @@ def is_vtok_prior(source: str) -> bool:
     if path.is_file():
         return True
     config = path / VideoAutoencoder.config_name
-    return config.is_file() and json.loads(config.read_text()).get("_class_name") == VideoAutoencoder.__name__
+    return config.is_file() and read_json_object(config).get("_class_name") == VideoAutoencoder.__name__
 
 
 def initialise_from_prior(source: str, configured: VideoAutoencoder) -> VideoAutoencoder:

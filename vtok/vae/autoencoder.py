@@ -19,6 +19,7 @@ from vtok.vae.decoder import Decoder3d
 from vtok.vae.diffusers_backbone import PriorClass, PriorDecoder, PriorEncoder, build_prior, prior_compression, prior_latent_channels
 from vtok.vae.encoder import Encoder3d
 from vtok.vae.long_video import LongVideoMixin
+from vtok.vae.strict_loading import StrictLoadingMixin
 from vtok.vae.timestep import noised
 from vtok.vae.tokens import FirstFrameTokens
 
@@ -47,7 +48,7 @@ class AutoencoderOutput(BaseOutput):
     first_frame_indices: torch.Tensor | None = None
 
 
-class VideoAutoencoder(ModelMixin, ConfigMixin, LongVideoMixin):
+class VideoAutoencoder(StrictLoadingMixin, ModelMixin, ConfigMixin, LongVideoMixin):
     """Causal 3D convolutional autoencoder for video: a continuous VAE or a discrete tokenizer.
 
     Videos are float ``[B, 3, 1 + k·t, H, W]`` in ``[-1, 1]`` (an image is ``T = 1``). ``encode``

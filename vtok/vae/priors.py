@@ -14,7 +14,6 @@ Two kinds of prior:
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import diffusers
 import torch
 
+from vtok.jsonfile import read_json_object
 from vtok.vae.autoencoder import VideoAutoencoder
 from vtok.vae.compression import Compression
 from vtok.vae.diffusers_backbone import PRIOR_CLASSES, prior_compression, prior_latent_channels
@@ -97,10 +97,12 @@ def load_diffusers_vae(source: str) -> torch.nn.Module:
         folder = path / "vae" if (path / "vae" / "config.json").is_file() and not (path / "config.json").is_file() else path
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"{source} has no config.json: not a diffusers model folder")
-        class_name = json.loads((folder / "config.json").read_text()).get("_class_name")
+        class_name = read_json_object(folder / "config.json").get("_class_name")
         if class_name not in PRIOR_CLASSES:
             raise ValueError(f"{source} holds a {class_name!r}, not a video VAE; supported: {', '.join(PRIOR_CLASSES)}")
         return getattr(diffusers, class_name).from_pretrained(folder)
+    if path.is_absolute() or source.startswith((".", "~")) or source.count("/") > 1:
+        raise FileNotFoundError(f"no model folder at {source} (a hub id is 'owner/name')")
     errors = []
     for subfolder in (None, "vae"):
         try:
