@@ -21,6 +21,10 @@ from vtok.data.errors import UnusableFileError
 
 ReaderBackend = Literal["auto", "decord", "pyav"]
 VideoSource = str | Path | bytes  # a file, or a whole encoded file in memory (a shard member)
+# MPEG program and transport streams: decord 0.6 seeks in them by timestamps that start late, and
+# returns frames shifted by whole seconds (the clip's tail frozen on the last frame), with no error.
+# PyAV decodes them from the start, correctly; "auto" sends them there.
+MPEG_STREAM_SUFFIXES = frozenset({".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".vob"})
 
 
 def _openable(source: VideoSource) -> str | io.BytesIO:
@@ -167,7 +171,8 @@ class FallbackReader:
 
 
 def open_video(path: str | Path, backend: ReaderBackend = "auto") -> VideoReader:
-    """Opens ``path`` with decord, PyAV, or (``"auto"``) decord with PyAV as the fallback.
+    """Opens ``path`` with decord, PyAV, or (``"auto"``) decord with PyAV as the fallback, and PyAV
+    alone for MPEG program and transport streams (``.ts``, ``.mpg``, ...), which decord mis-seeks.
 
     Raises:
         VideoDecodeError: the file is missing, empty, not a video, or undecodable.
@@ -177,28 +182,29 @@ def open_video(path: str | Path, backend: ReaderBackend = "auto") -> VideoReader
         raise VideoDecodeError(path, "no such file")
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "the file is empty (0 bytes)")
-    return _open(path, str(path), backend)
+    return _open(path, str(path), backend, path.suffix)
 
 
-def open_video_bytes(data: bytes, name: str, backend: ReaderBackend = "auto") -> VideoReader:
+def open_video_bytes(data: bytes, name: str, backend: ReaderBackend = "auto", suffix: str = "") -> VideoReader:
     """Opens a whole encoded video held in memory (e.g. a WebDataset shard member), like :func:`open_video`.
 
     Args:
         data: the bytes of the file.
         name: what errors call it (e.g. ``shard.tar#key``).
         backend: see :func:`open_video`.
+        suffix: the file type the bytes came as (``".mp4"``, ``".ts"``), which picks the reader.
 
     Raises:
         VideoDecodeError: the bytes are empty, not a video, or undecodable.
     """
     if not data:
         raise VideoDecodeError(name, "the file is empty (0 bytes)")
-    return _open(data, name, backend)
+    return _open(data, name, backend, suffix)
 
 
-def _open(source: VideoSource, name: str, backend: ReaderBackend) -> VideoReader:
+def _open(source: VideoSource, name: str, backend: ReaderBackend, suffix: str) -> VideoReader:
     if backend == "decord":
         return DecordReader(source, name)
-    if backend == "auto" and decord_available():
+    if backend == "auto" and decord_available() and suffix.lower() not in MPEG_STREAM_SUFFIXES:
         return FallbackReader(source, name)
     return PyAVReader(source, name)
