@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import filecmp
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from vtok import VideoAutoencoder
 from vtok.cli import CONFIG_DIR, DEFAULT_CONFIG, VtokCLI, main
@@ -75,3 +77,31 @@ def test_importing_from_the_repository_root_shadows_nothing() -> None:
     assert Path(result.stdout.strip()).is_relative_to(ROOT / "vtok")
     for shadowing in ("tokenizers", "data", "vae"):
         assert not (ROOT / shadowing / "__init__.py").exists()
+
+
+def test_checkpoint_and_data_mistakes_are_one_line_errors(
+    capsys: pytest.CaptureFixture, tmp_path: Path, video_folder: Path
+) -> None:
+    root = ("--trainer.default_root_dir", str(tmp_path))
+    assert "no such file" in _fit_error(capsys, "--ckpt_path", str(tmp_path / "nowhere.ckpt"), *root)
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    assert "is not a readable torch checkpoint" in _fit_error(capsys, "--ckpt_path", str(tmp_path / "notes.ckpt"), *root)
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.ckpt")
+    assert "not a Lightning training checkpoint" in _fit_error(capsys, "--ckpt_path", str(tmp_path / "foreign.ckpt"), *root)
+    assert "data.batch_size must be at least 1" in _fit_error(capsys, "--data.batch_size", "0", *root)
+    assert "height=-64 must be positive" in _fit_error(capsys, "--data.size", "-64", *root)
+    message = _fit_error(capsys, "--data.path", str(video_folder), "--data.batch_size", "8", "--data.size", "32", *root)
+    assert "the training split has 7 files (1 more held out by data.val_fraction" in message, message
+    (tmp_path / "torn.jsonl").write_text(json.dumps({"path": str(next(video_folder.glob("*.mp4")))}) + '\n{"path": \n')
+    message = _fit_error(capsys, "--data.path", str(tmp_path / "torn.jsonl"), *root)
+    assert "torn.jsonl, line 2, is not valid JSON" in message
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate", "--trainer.logger", "false", *root])
+    assert exit_info.value.code == 2 and "vtok validate needs --ckpt_path" in capsys.readouterr().err
+
+
+def test_a_damaged_lpips_file_is_named_in_one_line(capsys: pytest.CaptureFixture, tmp_path: Path, vgg_weights: Path) -> None:
+    vgg_weights.write_bytes(vgg_weights.read_bytes()[:4096])  # a download cut short
+    message = _fit_error(capsys, "--model.loss.perceptual_weight", "0.1", "--trainer.default_root_dir", str(tmp_path))
+    assert f"{vgg_weights} is not torchvision's VGG16 weights" in message and "curl" in message
+    assert "Union" not in message and "Traceback" not in message

@@ -288,3 +288,31 @@ def test_an_item_that_stalls_is_reported_and_the_others_finish() -> None:
     # time.sleep stands in for a decoder stuck in C code: the pool is replaced, the rest carries on
     results = dict(run_with_deadlines(time.sleep, [0.1, 30.0, 0.2, 0.3], workers=2, timeout=1.5))
     assert results == {0.1: None, 30.0: STALLED, 0.2: None, 0.3: None}
+
+
+def _fit_shards(shards: Path, tmp_path: Path, batch_size: int) -> None:
+    vtok_main(["fit", "--data.shards", str(shards), "--data.batch_size", str(batch_size), "--data.num_workers", "0",
+               "--data.num_frames", "5", "--data.size", "32", "--trainer.max_steps", "2", "--trainer.logger", "false",
+               "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "run"),
+               "--model.autoencoder.block_out_channels", "[8,16]", "--model.autoencoder.latent_channels", "4"])  # fmt: skip
+
+
+def test_shards_that_cannot_fill_a_batch_stop_the_run_instead_of_looping_over_empty_epochs(
+    shard_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:  # with the index: known before training
+        _fit_shards(shard_dir / "shards", tmp_path, batch_size=16)
+    assert exit_info.value.code == 2 and "the shards hold 8 samples, fewer than one batch" in capsys.readouterr().err
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "shard-000000.tar").write_bytes((shard_dir / "shards" / "shard-000000.tar").read_bytes())
+    with pytest.raises(SystemExit) as exit_info:  # no index: two empty epochs in a row
+        _fit_shards(lone, tmp_path, batch_size=4)
+    assert exit_info.value.code == 1 and "gave no training batch" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    with wds.TarWriter(str(broken / "shard-000000.tar")) as writer:
+        writer.write({"__key__": "broken", "mp4": b"\x00\x00\x00\x18ftypmp42 not really a video", "json": {"frames": 20}})
+    with pytest.raises(SystemExit) as exit_info:  # nothing usable at all
+        _fit_shards(broken, tmp_path, batch_size=1)
+    assert exit_info.value.code == 1 and "gives a usable clip" in capsys.readouterr().err

@@ -1,5 +1,7 @@
-"""``vtok``: LightningCLI for ``fit | validate | test | predict``, plus vtok's own subcommands
-(``prepare``, dispatched through :data:`COMMANDS` before LightningCLI sees the arguments).
+"""``vtok``: LightningCLI for ``fit | validate``, plus vtok's own subcommands (``prepare``,
+``evaluate``, ``export``, ..., dispatched through :data:`SUBCOMMANDS` before LightningCLI sees the
+arguments). Lightning's ``test`` and ``predict`` are left out: the module has no test or predict
+step (``vtok evaluate`` scores held-out videos, ``vtok tokenize`` and ``export`` give outputs).
 
 ``vtok fit`` with no arguments trains on the default config shipped in the package
 (``vtok/configs/default.yaml``, readable as ``configs/default.yaml`` in the repository); a
@@ -9,6 +11,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import time
@@ -22,15 +25,24 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch import Trainer
 
 from vtok.data.datamodule import VideoDataModule
+from vtok.data.errors import NoUsableDataError
 from vtok.launch import LaunchEnvironment, detect_launch
-from vtok.training import AutoencoderModule, CodebookMonitor, LoaderWaitMonitor, StopOnSignal
+from vtok.training import (
+    AutoencoderModule,
+    CodebookMonitor,
+    EmptyEpochGuard,
+    LoaderWaitMonitor,
+    NoTrainingBatchesError,
+    StopOnSignal,
+)
 from vtok.training.checkpoint_io import AtomicCheckpointIO
 from vtok.training.module import NonFiniteTrainingError
 from vtok.vae.compression import Compression
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
-LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+LIGHTNING_COMMANDS = ("fit", "validate")
+CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")  # --ckpt_path values Lightning resolves itself
 # vtok's own subcommands: name -> "module:function(argv)", imported only when used.
 SUBCOMMANDS = {
     "export": "vtok.commands.export:main",
@@ -39,6 +51,13 @@ SUBCOMMANDS = {
     "tokenize": "vtok.commands.tokenize:main",
     "detokenize": "vtok.commands.detokenize:main",
 }
+
+
+COMMANDS_HELP = (
+    "vtok's own commands, each with its --help: "
+    + ", ".join(f"vtok {name}" for name in SUBCOMMANDS)
+    + ". Listed above: vtok fit trains; vtok validate --ckpt_path CKPT scores a checkpoint."
+)
 
 
 class UsageError(Exception):
@@ -53,6 +72,16 @@ def _get(namespace: Any, dotted: str, default: Any = None) -> Any:
     return namespace
 
 
+def _without_union_noise(message: str) -> str:
+    """jsonargparse reports an error raised while building an optional component (``model.loss``:
+    ``AutoencoderLoss | None``) as a failure to match each type of the union, the real error among
+    lines about ``NoneType``; this keeps the real one."""
+    if "Does not validate against any of the Union subtypes" not in message:
+        return message
+    reasons = [line[4:] for line in message.splitlines() if line.startswith("  - ") and "NoneType" not in line]
+    return reasons[0] if len(reasons) == 1 else message
+
+
 class VtokCLI(LightningCLI):
     """LightningCLI over :class:`AutoencoderModule` and :class:`VideoDataModule` with vtok's defaults:
     one run folder per run, bf16 on GPU and fp32 on CPU, shapes checked before anything is built."""
@@ -63,12 +92,17 @@ class VtokCLI(LightningCLI):
             AutoencoderModule,
             VideoDataModule,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={cmd: defaults for cmd in LIGHTNING_COMMANDS} if run else defaults,
+            parser_kwargs={"epilog": COMMANDS_HELP, **dict.fromkeys(LIGHTNING_COMMANDS, defaults)} if run else defaults,
             trainer_defaults={"use_distributed_sampler": False},  # vtok's EpochSampler shards by rank
             auto_configure_optimizers=False,
             args=list(args) if args is not None else None,
             run=run,
         )
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Lightning's ``fit`` and ``validate``, with the arguments it fills itself."""
+        return {name: skip for name, skip in LightningCLI.subcommands().items() if name in LIGHTNING_COMMANDS}
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -142,8 +176,9 @@ class VtokCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         if not any(isinstance(c, StopOnSignal) for c in trainer.callbacks):
             trainer.callbacks.append(StopOnSignal())
-        if not any(isinstance(c, LoaderWaitMonitor) for c in trainer.callbacks):
-            trainer.callbacks.append(LoaderWaitMonitor())
+        for kind in (LoaderWaitMonitor, EmptyEpochGuard):
+            if not any(isinstance(c, kind) for c in trainer.callbacks):
+                trainer.callbacks.append(kind())
         autoencoder = getattr(getattr(self, "model", None), "autoencoder", None)
         discrete = autoencoder is not None and autoencoder.is_discrete
         if discrete and not any(isinstance(c, CodebookMonitor) for c in trainer.callbacks):
@@ -156,7 +191,36 @@ class VtokCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except (ValueError, FileNotFoundError) as error:
-            raise UsageError(str(error)) from error
+            raise UsageError(_without_union_noise(str(error))) from error
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's reading of ``--ckpt_path``'s hyperparameters, with a missing or unreadable file
+        reported in one line instead of a raw traceback (Lightning skips a missing file here and
+        fails much later)."""
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path is None or path in CHECKPOINT_KEYWORDS or "://" in str(path):
+            return super()._parse_ckpt_path()  # remote paths are Lightning's (fsspec) to open
+        if not Path(path).is_file():
+            raise UsageError(f"--ckpt_path {path}: no such file")
+        try:  # memory-mapped: only the small records are read here
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception as error:  # torch.load raises many types for foreign or cut-short files
+            first_line = (str(error).strip().splitlines() or [""])[0][:200]
+            raise UsageError(
+                f"--ckpt_path {path} is not a readable torch checkpoint ({type(error).__name__}: {first_line})"
+            ) from None
+        if not isinstance(checkpoint, dict) or "pytorch-lightning_version" not in checkpoint:
+            raise UsageError(f"--ckpt_path {path} is not a Lightning training checkpoint (vtok fit writes them)")
+        super()._parse_ckpt_path()
+
+    def before_validate(self) -> None:
+        config = self.config["validate"]
+        if config.get("ckpt_path") is None and _get(config, "model.init_from") is None:
+            raise UsageError(
+                "vtok validate needs --ckpt_path (a checkpoint written by vtok fit, or 'last'); "
+                "without one it would score the untrained network"
+            )
 
     def before_fit(self) -> None:
         # Single-process runs list and probe their data now, so an empty or unusable dataset is a
@@ -167,6 +231,19 @@ class VtokCLI(LightningCLI):
                 self.datamodule.setup("fit")
             except (ValueError, FileNotFoundError) as error:
                 raise UsageError(str(error)) from error
+
+
+def _show_vtok_messages() -> None:
+    """vtok's INFO messages (files found, effective batch size, ...) on stderr, from the first rank
+    only; warnings from every rank. Python's default shows nothing below WARNING."""
+    logger = logging.getLogger("vtok")
+    if any(getattr(handler, "vtok_cli", False) for handler in logger.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("vtok %(levelname)s: %(message)s"))
+    handler.vtok_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING)
 
 
 def _run_subcommand(name: str, argv: list[str]) -> None:
@@ -184,12 +261,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"vtok {arguments[0]}: error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         return
+    _show_vtok_messages()
     try:
         VtokCLI(args=argv)
     except UsageError as error:
         print(f"vtok: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    except NonFiniteTrainingError as error:
+    except (NonFiniteTrainingError, NoTrainingBatchesError, NoUsableDataError) as error:
         print(f"vtok: training stopped: {error}", file=sys.stderr)
         raise SystemExit(1) from None
 

@@ -115,6 +115,12 @@ class VideoDataModule(LightningDataModule):
         if shuffle_buffer < 0:
             raise ValueError(f"shuffle_buffer must be 0 (no shuffling) or more, got {shuffle_buffer}")
         self.shards, self.shard_index, self.shuffle_buffer = shards, shard_index, shuffle_buffer
+        batch_sizes = {"batch_size": batch_size, "val_batch_size": val_batch_size, "image_batch_size": image_batch_size}
+        for name, count in batch_sizes.items():
+            if count is not None and count < 1:
+                raise ValueError(f"data.{name} must be at least 1, got {count}")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be 0 (decode in the training process) or more, got {num_workers}")
         self.val_fraction = val_fraction
         self.horizontal_flip = horizontal_flip
         self.batch_size = batch_size
@@ -149,7 +155,8 @@ class VideoDataModule(LightningDataModule):
         """Writes the generated sample clips once per machine (Lightning runs this on local rank 0)."""
         if self.path is None and self.shards is None:
             folder = self._synthetic_folder()
-            log.info("writing %d generated sample clips to %s", self.synthetic_videos, folder)
+            if len(list(folder.glob("sample_*.mp4"))) < self.synthetic_videos:
+                log.info("writing %d generated sample clips to %s", self.synthetic_videos, folder)
             write_sample_clips(folder, self.synthetic_videos, self._synthetic_frames(), *self._synthetic_size(), seed=self.seed)
 
     def _split(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -198,13 +205,41 @@ class VideoDataModule(LightningDataModule):
             self.datasets["images"] = ImageDataset(
                 image_files, size=self.size, train=True, seed=self.seed, horizontal_flip=self.horizontal_flip
             )
+        self._check_one_batch()
         for name, dataset in self.datasets.items():
             if isinstance(dataset, ShardClipDataset):
                 continue  # a stream is checked as it is read: unusable members are skipped and counted
-            _, errors = dataset.first_usable()  # raises ValueError when no file is usable
+            try:
+                _, errors = dataset.first_usable()
+            except ValueError as error:  # no file of the split is usable
+                if name != "val" or self.val_path:
+                    raise
+                raise ValueError(
+                    f"the validation files, held out from data.path by data.val_fraction: {error}; "
+                    "pass data.val_path, or run `vtok prepare` on the data to drop unusable files"
+                ) from None
             for error in errors:
                 self._record(error.path, error.reason, count=False)
             log.info("%s: %d files", name, len(dataset))
+
+    def _check_one_batch(self) -> None:
+        """Raises ``ValueError`` when a rank's share of the training clips (or, for shards with an
+        index, of the samples) is smaller than one batch: every batch would be dropped as partial."""
+        world = self.trainer.world_size if self.trainer is not None else 1
+        train = self.datasets["train"]
+        if isinstance(train, ShardClipDataset):
+            if train.counts is None:
+                return  # unknown until read: EmptyEpochGuard stops a run whose epoch gives no batch
+            total, what = sum(train.counts), f"the shards hold {sum(train.counts)} samples"
+        else:
+            total, what = len(train), f"the training split has {len(train)} files"
+            if self.val_path is None and "val" in self.datasets:
+                what += f" ({len(self.datasets['val'])} more held out by data.val_fraction={self.val_fraction})"
+        if -(-total // world) < self.batch_size:
+            raise ValueError(
+                f"{what}, fewer than one batch of data.batch_size={self.batch_size} per rank on {world} rank(s): "
+                "no training batch would be made. Lower data.batch_size or add data"
+            )
 
     def _stream(self) -> ShardClipDataset:
         shards = expand_shards(self.shards)

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vtok.data.clips import ClipSpec, ClipTooShortError, VideoLength
-from vtok.data.errors import UnusableFileError
+from vtok.data.errors import NoUsableDataError, UnusableFileError
 from vtok.data.readers import ReaderBackend, VideoReader, open_video
 from vtok.data.seeding import sample_generator
 from vtok.data.transforms import frames_to_clip
@@ -83,7 +83,7 @@ class SkippingDataset(Dataset, ABC):
                 skipped.append(error.note)
                 continue
             return {"video": video, "index": index, "source_index": candidate, "skipped": "\n".join(skipped)}
-        raise RuntimeError(
+        raise NoUsableDataError(
             f"{self.max_attempts} files in a row could not give a sample (last: {skipped[-1:] or 'known bad'}); "
             "most of this dataset is unusable: run `vtok prepare` on it to see why"
         )

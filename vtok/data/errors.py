@@ -1,4 +1,5 @@
-"""The one exception a dataset catches: a file that cannot give a sample (skipped and counted)."""
+"""The one exception a dataset catches, a file that cannot give a sample (skipped and counted), and
+the one it raises when skipping cannot help: no file gives a sample at all."""
 
 from __future__ import annotations
 
@@ -22,3 +23,7 @@ class UnusableFileError(Exception):
     def note(self) -> str:
         """One ``path<TAB>reason`` line: how a sample tells the main process what it skipped."""
         return f"{self.path}\t{self.reason}"
+
+
+class NoUsableDataError(RuntimeError):
+    """Every file (or shard member) a loader was given is unusable: training cannot go on."""

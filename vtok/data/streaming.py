@@ -21,7 +21,6 @@ exact to the shard, not to the sample.
 from __future__ import annotations
 
 import json
-import logging
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -34,14 +33,14 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from vtok.data.clips import ClipSpec, VideoLength
 from vtok.data.dataset import video_clip_with_info
-from vtok.data.errors import UnusableFileError
+from vtok.data.errors import NoUsableDataError, UnusableFileError
 from vtok.data.readers import ReaderBackend, open_video_bytes
 from vtok.data.seeding import sample_generator
 from vtok.data.shard_split import sample_quotas, split_shards
 from vtok.data.shard_writer import INDEX_NAME
 from vtok.data.sources import VIDEO_SUFFIXES
+from vtok.jsonfile import read_json_object
 
-log = logging.getLogger(__name__)
 
 VIDEO_FIELDS = frozenset(suffix.lstrip(".") for suffix in VIDEO_SUFFIXES)
 
@@ -82,7 +81,10 @@ def shard_counts(shards: Sequence[str], index: str | None = None) -> list[int] |
         if folder is None or not (folder / INDEX_NAME).is_file():
             return None
         index = str(folder / INDEX_NAME)
-    entries = {entry["name"]: entry["samples"] for entry in json.loads(Path(index).read_text())["shards"]}
+    try:
+        entries = {entry["name"]: int(entry["samples"]) for entry in read_json_object(index)["shards"]}
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"shard index {index} is not one written by `vtok prepare --shards` ({error})") from None
     counts = [entries.get(Path(shard).name) for shard in shards]
     return None if None in counts else counts
 
@@ -168,15 +170,14 @@ class ShardClipDataset(IterableDataset):
                 yield sample
                 if quota is not None and position["yielded"] >= quota:
                     return
-            if quota is None:
-                if given == 0 and whole_pass:
-                    log.warning("no member of shards %s gives a usable clip", shards)
-                return
-            if given == 0 and whole_pass:
-                raise RuntimeError(
-                    f"no member of shards {shards[:3]}... gives a usable clip, and this worker owes "
-                    f"{quota - position['yielded']} more samples: run `vtok prepare` on the data behind them"
+            if given == 0 and whole_pass:  # every epoch would be empty: a run would never end
+                owed = "" if quota is None else f", and this worker owes {quota - position['yielded']} more samples"
+                raise NoUsableDataError(
+                    f"no member of shards {shards[:3]}... gives a usable clip{owed}: "
+                    "run `vtok prepare` on the data behind them"
                 )
+            if quota is None:
+                return
             position["pass"] += 1  # short of the quota (corrupt members): read the shards again
             position["shard"] = 0
 
@@ -235,7 +236,7 @@ class ShardClipDataset(IterableDataset):
             length = VideoLength.from_record(json.loads(member["json"])) if "json" in member else None
         except (ValueError, TypeError, AttributeError) as error:
             raise UnusableFileError(name, f"its .json is not a metadata record ({error})") from None
-        reader = open_video_bytes(member[field], name, self.backend)
+        reader = open_video_bytes(member[field], name, self.backend, f".{field}")
         generator = None
         if self.train:
             generator = sample_generator(self.seed, self._position["epoch"], zlib.crc32(key.encode()), self._position["pass"])

@@ -42,16 +42,24 @@ def load_lpips_vgg(backbone_weights: str | Path | None = None) -> nn.Module:
 
     Raises:
         FileNotFoundError: the backbone weights are not there (the message says how to get them).
+        ValueError: the file there is not torchvision's VGG16 weights (damaged, or another model).
     """
     path = vgg16_weights_path(backbone_weights)
     if not path.is_file():
         raise FileNotFoundError(missing_weights_message(path))
     network = _LPIPS(pretrained=True, net="vgg", pnet_rand=True)  # random backbone, shipped linear heads
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for slice_ in (network.net.slice1, network.net.slice2, network.net.slice3, network.net.slice4, network.net.slice5):
-        for index, layer in slice_.named_children():  # named by their index in vgg16.features
-            prefix = f"features.{index}."
-            layer.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for slice_ in (network.net.slice1, network.net.slice2, network.net.slice3, network.net.slice4, network.net.slice5):
+            for index, layer in slice_.named_children():  # named by their index in vgg16.features
+                prefix = f"features.{index}."
+                layer.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
+    except Exception as error:  # torch.load's many types for damaged files; load_state_dict's RuntimeError
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        raise ValueError(
+            f"{path} is not torchvision's VGG16 weights ({type(error).__name__}: {first_line}); "
+            f"fetch it again: curl -L -o {path} {VGG16_URL}"
+        ) from None
     network.eval().requires_grad_(False)
     return network
 

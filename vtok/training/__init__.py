@@ -1,6 +1,7 @@
 """Training: the LightningModule, its optimiser settings and callbacks."""
 
 from vtok.training.codebook import CodebookMonitor
+from vtok.training.empty_epoch import EmptyEpochGuard, NoTrainingBatchesError
 from vtok.training.loader_wait import LoaderWaitMonitor
 from vtok.training.module import AutoencoderModule
 from vtok.training.optim import OptimizerConfig
@@ -9,6 +10,6 @@ from vtok.training.stop_on_signal import StopOnSignal
 from vtok.training.wandb_logger import OfflineFirstWandbLogger
 
 __all__ = [
-    "AutoencoderModule", "CodebookMonitor", "LoaderWaitMonitor", "OfflineFirstWandbLogger", "OptimizerConfig",
-    "ReconstructionPictures", "StopOnSignal",
+    "AutoencoderModule", "CodebookMonitor", "EmptyEpochGuard", "LoaderWaitMonitor", "NoTrainingBatchesError",
+    "OfflineFirstWandbLogger", "OptimizerConfig", "ReconstructionPictures", "StopOnSignal",
 ]

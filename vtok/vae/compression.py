@@ -73,7 +73,9 @@ class Compression:
                 f"frames={frames} is not 1 + k*{self.temporal}; use {below} or {below + self.temporal}"
             )
         for name, size in (("height", height), ("width", width)):
-            if size < self.spatial or size % self.spatial:
+            if size < 1:
+                problems.append(f"{name}={size} must be positive (a multiple of {self.spatial})")
+            elif size < self.spatial or size % self.spatial:
                 below, above = size // self.spatial * self.spatial, (size // self.spatial + 1) * self.spatial
                 options = f"{below} or {above}" if below else f"{above}"
                 problems.append(f"{name}={size} is not a multiple of {self.spatial}; use {options}")
