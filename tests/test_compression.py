@@ -72,6 +72,8 @@ def test_invalid_clip_shapes_name_the_nearby_valid_sizes() -> None:
         model.encode(torch.zeros(1, 3, 5, 8, 4))
     with pytest.raises(ValueError, match=r"expected a video batch \[B, 3, T, H, W\]"):
         model.encode(torch.zeros(3, 5, 8, 8))
+    with pytest.raises(ValueError, match=r"expected float pixels in \[-1, 1\], got torch.uint8"):
+        model.encode(torch.zeros(1, 3, 5, 8, 8, dtype=torch.uint8))
     with pytest.raises(ValueError, match="expected latents"):
         model.decode(torch.zeros(1, 5, 2, 1, 1))
 

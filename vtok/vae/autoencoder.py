@@ -227,6 +227,8 @@ class VideoAutoencoder(StrictLoadingMixin, ModelMixin, ConfigMixin, LongVideoMix
             raise ValueError(
                 f"expected a video batch [B, {self.config.in_channels}, T, H, W], got shape {tuple(video.shape)}"
             )
+        if not video.is_floating_point():  # uint8 frames straight from a decoder
+            raise ValueError(f"expected float pixels in [-1, 1], got {video.dtype}: use video.float() / 127.5 - 1")
         self.compression.check_clip(*video.shape[2:])
 
     def latent_values_per_pixel(self) -> float:
