@@ -233,13 +233,26 @@ class VtokCLI(LightningCLI):
                 raise UsageError(str(error)) from error
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is at each message (a handler keeping the stream it was made
+    with writes to a closed one once that is replaced, e.g. by a test's capture)."""
+
+    @property
+    def stream(self) -> Any:  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def _show_vtok_messages() -> None:
     """vtok's INFO messages (files found, effective batch size, ...) on stderr, from the first rank
     only; warnings from every rank. Python's default shows nothing below WARNING."""
     logger = logging.getLogger("vtok")
     if any(getattr(handler, "vtok_cli", False) for handler in logger.handlers):
         return
-    handler = logging.StreamHandler()
+    handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("vtok %(levelname)s: %(message)s"))
     handler.vtok_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
