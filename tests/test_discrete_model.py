@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Trainer
 
 from tests.helpers import TINY_DATA, csv_logger, metric_column
 from vtok import VideoAutoencoder
 from vtok.cli import CONFIG_DIR, main
+from vtok.training import AutoencoderModule, CodebookMonitor
 
 DISCRETE = {
     "fsq": {"bottleneck": "fsq", "fsq_levels": [8, 5, 5, 5]},
@@ -107,3 +110,32 @@ def test_each_discrete_preset_trains_and_logs_usage(preset: str, tmp_path: Path)
     usage = metric_column(tmp_path / "run", "codebook/usage")
     assert len(usage) == 4 and all(0 < u <= 1 for u in usage)
     assert metric_column(tmp_path / "run", "train/perplexity")
+
+
+def test_codebook_monitor_counts_codes_per_slot_over_a_window(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The real callback on a real fsq_mt2 module (2 slots of 1000 codes), fed the training step's
+    ``indices`` [B, K, T, H, W] with known codes; only ``log_dict`` is recorded, as no loop runs."""
+    module = AutoencoderModule(tiny(**DISCRETE["fsq_mt2"]))
+    logged: list[dict[str, float]] = []
+    monkeypatch.setattr(module, "log_dict", lambda metrics, **_: logged.append({k: float(v) for k, v in metrics.items()}))
+    trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    monitor = CodebookMonitor(window_steps=2)  # collapse below 5% of a slot's codes
+
+    def step(first_slot: torch.Tensor, second_slot: torch.Tensor) -> None:  # 64 positions each
+        indices = torch.stack([first_slot, second_slot]).reshape(1, 2, 1, 8, 8)
+        monitor.on_train_batch_end(trainer, module, {"indices": indices}, None, 0)
+
+    with caplog.at_level(logging.WARNING, logger="vtok.training.codebook"):
+        step(torch.arange(64), torch.full((64,), 5))
+        assert logged == [], "nothing before the window is full"
+        step(torch.arange(32, 96), torch.tensor([5, 6]).repeat(32))  # codes 0-95 in slot 0, {5, 6} in slot 1
+        assert logged[-1] == pytest.approx({"codebook/usage": (0.096 + 0.002) / 2, "codebook/min_slot_usage": 0.002})
+        [warning] = [r.getMessage() for r in caplog.records]
+        assert warning.startswith("codebook collapse: a token slot used only 0.2% of its 1000 codes"), warning
+        caplog.clear()
+        for _ in range(2):  # a fresh window: 64 codes (6.4%) in each slot, above the threshold
+            step(torch.arange(64), torch.arange(100, 164))
+        assert logged[-1] == pytest.approx({"codebook/usage": 0.064, "codebook/min_slot_usage": 0.064})
+        assert len(logged) == 2 and caplog.records == []

@@ -81,12 +81,31 @@ def test_the_format_1_fixture_still_loads_and_reproduces_its_outputs() -> None:
 
 
 def test_latent_statistics_are_stored_in_the_export(tmp_path: Path, video_folder: Path) -> None:
+    from vtok.commands.protocol import ClipProtocol, clip_dataset
+    from vtok.export import latent_statistics
+
+    # per channel, over every batch element and position of tensors of any batch size and length
+    parts = [torch.randn(2, 3, 1, 2, 2) * 3 + 1, torch.randn(1, 3, 4, 2, 3) - 2]
+    flat = torch.cat([z.movedim(1, 0).flatten(1) for z in parts], dim=1).double()
+    stats = latent_statistics(parts)
+    torch.testing.assert_close(torch.tensor(stats["mean"], dtype=torch.float64), flat.mean(1))
+    torch.testing.assert_close(torch.tensor(stats["std"], dtype=torch.float64), flat.std(1, correction=0))
+
     checkpoint_path = _train(tmp_path, "kl")
     main(["export", "--ckpt", str(checkpoint_path), "--out", str(tmp_path / "export"),
           "--latent-stats", str(video_folder), "--frames", "5", "--size", "32"])  # fmt: skip
     model = load_autoencoder(tmp_path / "export")
     mean, std = model.config["_vtok_latent_mean"], model.config["_vtok_latent_std"]
     assert len(mean) == len(std) == 8 and all(s > 0 for s in std)
+    # the exported model's latents of the same centre clips, measured here with plain torch
+    clips = clip_dataset(ClipProtocol(frames=5, height=32, width=32), str(video_folder), model)
+    with torch.no_grad():
+        latents = torch.cat([model.encode(clips[(0, i)]["video"][None]) for i in range(len(clips))])
+    assert len(clips) == 8 and latents.shape == (8, 8, 2, 4, 4)
+    flat = latents.movedim(1, 0).flatten(1).double()
+    close = {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(torch.tensor(mean, dtype=torch.float64), flat.mean(1), **close)
+    torch.testing.assert_close(torch.tensor(std, dtype=torch.float64), flat.std(1, correction=0), **close)
 
 
 def _export_error(capsys: pytest.CaptureFixture, *argv: str) -> str:

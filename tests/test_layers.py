@@ -43,6 +43,15 @@ def test_resampling_shapes_and_parameter_free_shortcuts() -> None:
     for conv in (down.conv, up.conv):
         torch.nn.init.zeros_(conv.weight)
         torch.nn.init.zeros_(conv.bias)
+    # down in time too: frame 0 copied before the clip pairs the frames (0, 0), (1, 2), (3, 4), and
+    # output channel 2c + p is the 2x2 average of input channel c over the p-th frames of the pairs
+    pooled = F.avg_pool3d(torch.cat([x[:, :, :1], x], dim=2), (1, 2, 2))
+    torch.testing.assert_close(down(x), torch.stack([pooled[:, :, 0::2], pooled[:, :, 1::2]], dim=2).flatten(1, 2))
+    # and up: output channel c at frame 2t + p is input channel 2c + p at frame t, each pixel 2x2,
+    # less the first frame (latent frame 0 becomes one frame)
+    y = torch.randn(1, 8, 3, 4, 4)
+    frames = torch.stack([y[:, 0::2], y[:, 1::2]], dim=3).flatten(2, 3)  # [1, 4, 6, 4, 4]
+    torch.testing.assert_close(up(y), frames.repeat_interleave(2, -1).repeat_interleave(2, -2)[:, :, 1:])
     same = Downsample3d(4, 4, space=True, time=False)
     torch.nn.init.zeros_(same.conv.weight)
     torch.nn.init.zeros_(same.conv.bias)

@@ -12,13 +12,25 @@ from safetensors import safe_open
 
 from vtok import VideoAutoencoder
 from vtok.cli import main
-from vtok.data import ClipSpec, VideoClipDataset, open_video
+from vtok.data import ClipSpec, VideoClipDataset, open_video, to_uint8_frames
 from vtok.export import load_autoencoder, write_export
 from vtok.tokenfiles import read_token_file, write_token_file
 
 
 def run(*args: str | Path) -> None:
     main([str(a) for a in args])
+
+
+def assert_mp4_shows(movie: Path, video: torch.Tensor) -> None:
+    """The mp4's frames are ``video`` (``[3, T, H, W]`` in [-1, 1]) up to H.264's error, and not a flat
+    grey (a zeroed video) or black one. Compared on luma: 4:2:0 keeps colour at half resolution, which on
+    an untrained model's pixel-level noise costs ~15 per RGB value; brightness is kept at full resolution."""
+    weights = torch.tensor([0.299, 0.587, 0.114])
+    expected = to_uint8_frames(video).float() @ weights
+    decoded = open_video(movie).read(range(video.shape[1])).float() @ weights
+    error = (decoded - expected).abs().mean()
+    assert error < 6, f"mp4 differs from the model's frames by {error:.1f} (luma, 0..255)"
+    assert (decoded - 128).abs().mean() > 10 and decoded.mean() > 40, "the mp4 is a flat grey or black video"
 
 
 @pytest.fixture()
@@ -66,6 +78,9 @@ def test_tokenize_decodes_to_the_models_reconstruction_and_resumes(
     run("detokenize", "--model", fsq_run["export"], "--tokens", out / entries[0]["tokens"], "--out", movie)
     reader = open_video(movie)
     assert (reader.num_frames, reader.height, reader.width, reader.fps) == (17, 32, 32, 24.0)
+    with torch.no_grad():
+        video = model.detokenize(own_tokens[:1])[0]
+    assert_mp4_shows(movie, video)
 
 
 def test_fixed_clips_skip_broken_videos_and_redo_damaged_token_files(
@@ -103,6 +118,9 @@ def test_detokenize_writes_the_frames_of_a_token_file(fsq_run: dict[str, Path], 
     run("detokenize", "--model", fsq_run["export"], "--tokens", token_file[0], "--out", tmp_path / "v.mp4")
     reader = open_video(tmp_path / "v.mp4")
     assert (reader.num_frames, reader.fps) == (9, 12.0)
+    with torch.no_grad():
+        video = load_autoencoder(fsq_run["export"]).detokenize(torch.full((1, 1, 3, 4, 4), 7))[0]
+    assert_mp4_shows(tmp_path / "v.mp4", video)
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import torch
+from torchvision.io import read_image
 
 from tests.helpers import csv_logger, metric_column, tiny_fit_args
 from vtok.cli import main
+from vtok.training.pictures import comparison_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,6 +34,12 @@ def test_fit_lowers_the_loss_and_writes_checkpoints_and_pictures(tmp_path: Path)
     assert checkpoint["vtok"]["batch_step"] == 40
     pictures = sorted(p.name for p in (tmp_path / "run" / "reconstructions").iterdir())
     assert pictures == ["step_0000000.mp4", "step_0000000.png", "step_0000039.mp4", "step_0000039.png"]
+    for png in ("step_0000000.png", "step_0000039.png"):  # 2 clips: 5 input frames (32x32, 2 px apart) over their reconstruction
+        grid = read_image(str(tmp_path / "run" / "reconstructions" / png)).float()
+        assert grid.shape == (3, 4 * 34 + 2, 5 * 34 + 2)
+        rows = [grid[:, 2 + 34 * row : 34 + 34 * row] for row in range(4)]
+        for inputs, reconstruction in (rows[0], rows[1]), (rows[2], rows[3]):  # ~35-50 apart on 0..255
+            assert (inputs - reconstruction).abs().mean() > 5, f"{png} shows no reconstruction under the input"
     assert list((tmp_path / "run").rglob("config.yaml")), "the resolved config is saved with the run"
 
 
@@ -81,3 +89,15 @@ def test_train_py_is_the_same_entry_point() -> None:
         return result.stdout
 
     assert printed([sys.executable, "train.py"]) == printed([sys.executable, "-m", "vtok.cli"])
+
+
+def test_comparison_grid_puts_each_input_over_its_reconstruction() -> None:
+    torch.manual_seed(0)
+    video, reconstruction = torch.rand(2, 3, 3, 9, 6, 4) * 2 - 1  # 3 clips of 9 frames of 6x4
+    grid = comparison_grid(video, reconstruction, max_videos=2, max_frames=3)
+    # frames 0, 4 and 8 of the first 2 clips: rows of input over reconstruction, tiles 2 pixels apart
+    assert grid.shape == (3, 4 * 8 + 2, 3 * 6 + 2)
+    for row, clip in enumerate([video[0], reconstruction[0], video[1], reconstruction[1]]):
+        for column, frame in enumerate([0, 4, 8]):
+            tile = grid[:, 2 + 8 * row : 8 + 8 * row, 2 + 6 * column : 6 + 6 * column]
+            torch.testing.assert_close(tile, clip[:, frame].add(1).div(2), msg=f"row {row}, column {column}")
