@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import torch
 from vtok.losses import AdversarialLoss, AutoencoderLoss, PerceptualLoss
 from vtok.losses.perceptual import VGG16_FILE
 from vtok.training.ema import ema_copy
+from vtok.vae import AutoencoderOutput
+from vtok.vae.gaussian import GaussianBottleneck
 
 
 def test_missing_lpips_weights_is_a_setup_error_naming_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,6 +65,102 @@ def test_discriminator_terms_route_gradients_to_the_right_side() -> None:
     assert disc["loss"].item() > 0 and disc["lecam"].item() >= 0
     disc["loss"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in adversarial.discriminator.parameters())
+
+
+def test_hinge_and_lecam_terms_match_their_formulas() -> None:
+    torch.manual_seed(0)
+    # group norm: spectral norm's power iteration moves on every forward, so re-running D would differ
+    adversarial = AdversarialLoss("patch3d", channels=8, layers=2, norm="group", lecam_weight=0.3, lecam_decay=0.9)
+    real = torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    fake = torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    with torch.no_grad():
+        real_logits, fake_logits = adversarial.discriminator(real), adversarial.discriminator(fake)
+    # anchors inside the logits' range, so both LeCAM hinges are active on some patches only
+    ema_real, ema_fake = fake_logits.median().item(), real_logits.median().item()
+    adversarial.ema_real.fill_(ema_real)
+    adversarial.ema_fake.fill_(ema_fake)
+
+    terms = adversarial.discriminator_terms(real, fake, step=0)
+    hinge = torch.clamp(1 - real_logits, min=0).mean() + torch.clamp(1 + fake_logits, min=0).mean()
+    lecam = (torch.clamp(real_logits - ema_fake, min=0) ** 2).mean() + (torch.clamp(ema_real - fake_logits, min=0) ** 2).mean()
+    assert terms["hinge"].item() == pytest.approx(hinge.item(), rel=1e-5)
+    assert terms["lecam"].item() == pytest.approx(lecam.item(), rel=1e-5)
+    assert terms["loss"].item() == pytest.approx(hinge.item() + 0.3 * lecam.item(), rel=1e-5)
+    # the anchors move towards this step's mean logits by 1 - decay
+    assert adversarial.ema_real.item() == pytest.approx(ema_real + 0.1 * (real_logits.mean().item() - ema_real), rel=1e-5)
+    assert adversarial.ema_fake.item() == pytest.approx(ema_fake + 0.1 * (fake_logits.mean().item() - ema_fake), rel=1e-5)
+
+
+def test_adaptive_weight_is_the_ratio_of_gradient_norms_at_the_last_layer() -> None:
+    torch.manual_seed(0)
+    adversarial = AdversarialLoss("patch3d", channels=8, layers=2, norm="group", weight=0.5)
+    decoder_last = torch.nn.Conv3d(4, 3, 1)
+    reconstruction = decoder_last(torch.randn(2, 4, 5, 32, 32))
+    real = torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    reconstruction_loss = (reconstruction - real).abs().mean()
+
+    terms = adversarial.generator_terms(reconstruction, reconstruction_loss, decoder_last.weight, step=0)
+    generator = -adversarial.discriminator(reconstruction).mean()
+    rec_grad = torch.autograd.grad(reconstruction_loss, decoder_last.weight, retain_graph=True)[0]
+    gen_grad = torch.autograd.grad(generator, decoder_last.weight, retain_graph=True)[0]
+    ratio = (rec_grad.norm() / gen_grad.norm()).item()
+    assert abs(ratio - 1) > 0.1, "a ratio near 1 would not tell it from its inverse"
+    assert gen_grad.norm().item() > 0.02, "so the code's 1e-4 guard against 0 stays under the 1% tolerance"
+    assert terms["generator"].item() == pytest.approx(generator.item(), rel=1e-5)
+    assert terms["adaptive_weight"].item() == pytest.approx(0.5 * ratio, rel=1e-2)
+    assert terms["loss"].item() == pytest.approx(0.5 * ratio * generator.item(), rel=1e-2)
+    fixed = AdversarialLoss("patch3d", channels=8, layers=2, norm="group", weight=0.5, adaptive=False)
+    assert fixed.generator_terms(reconstruction, reconstruction_loss, decoder_last.weight, step=0)["adaptive_weight"].item() == 0.5
+
+
+def _gaussian_output(video: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> AutoencoderOutput:
+    """What the autoencoder gives for a KL model whose encoder produced ``mean`` and ``logvar``."""
+    bottleneck = GaussianBottleneck(latent_channels=mean.shape[1])
+    posterior = bottleneck(torch.cat([mean, logvar], dim=1), sample=False)
+    return AutoencoderOutput(reconstruction=video.flip(-1), latents=posterior.latents, losses=posterior.losses)
+
+
+def test_loss_terms_match_l1_and_the_textbook_gaussian_kl() -> None:
+    torch.manual_seed(0)
+    video = torch.rand(2, 3, 5, 8, 8) * 2 - 1
+    mean, logvar = torch.randn(2, 4, 2, 2, 2), torch.randn(2, 4, 2, 2, 2)
+    output = _gaussian_output(video, mean, logvar)
+    loss = AutoencoderLoss(l1_weight=2.5, bottleneck_weights={"kl": 0.5}, bottleneck_weights_start={"kl": 1.5}, anneal_steps=10)
+    terms = loss(video, output, step=4)
+
+    l1 = (video.flip(-1) - video).abs().sum().item() / video.numel()
+    posterior = torch.distributions.Normal(mean.double(), torch.exp(0.5 * logvar.double()))
+    per_element = torch.distributions.kl_divergence(posterior, torch.distributions.Normal(0.0, 1.0))
+    kl = per_element.flatten(1).sum(1).mean().item()  # summed over the latent, averaged over the batch
+    weight = 1.5 + (0.5 - 1.5) * 4 / 10  # 40% of the way from the start weight to the final one
+    assert terms["l1"].item() == pytest.approx(l1, rel=1e-5)
+    assert terms["kl"].item() == pytest.approx(kl, rel=1e-5)
+    assert terms["reconstruction"].item() == pytest.approx(2.5 * l1, rel=1e-5)
+    assert terms["loss"].item() == pytest.approx(2.5 * l1 + weight * kl, rel=1e-5)
+    assert torch.equal(output.latents, mean), "no sampling when asked for the mean"
+
+
+@pytest.mark.parametrize(("logvar", "bounded"), [(25.0, 20.0), (-40.0, -30.0)])
+def test_kl_clamps_the_log_variance(logvar: float, bounded: float) -> None:
+    video = torch.zeros(1, 3, 1, 4, 4)
+    output = _gaussian_output(video, torch.zeros(1, 1, 1, 1, 1), torch.full((1, 1, 1, 1, 1), logvar))
+    # KL(N(0, e^v) || N(0, 1)) = (e^v - 1 - v) / 2, with v the clamped log-variance
+    assert output.losses["kl"].item() == pytest.approx(0.5 * (math.exp(bounded) - 1 - bounded), rel=1e-5)
+
+
+def test_perceptual_weight_scales_lpips_in_the_reconstruction_term(vgg_weights: Path) -> None:
+    torch.manual_seed(0)
+    video = torch.rand(1, 3, 2, 32, 32) * 2 - 1
+    output = AutoencoderOutput(reconstruction=video.flip(-1), latents=torch.zeros(1, 4, 1, 4, 4))
+    loss = AutoencoderLoss(l1_weight=1.0, perceptual_weight=0.1)  # one LPIPS network: loading it is slow
+    low = loss(video, output)
+    loss.perceptual_weight = 0.2
+    high = loss(video, output)
+    # relative to the module's own LPIPS value: the random stand-in backbone gives no meaningful absolute one
+    assert low["perceptual"].item() > 0 and high["perceptual"].item() == pytest.approx(low["perceptual"].item(), rel=1e-6)
+    assert low["reconstruction"].item() == pytest.approx(low["l1"].item() + 0.1 * low["perceptual"].item(), rel=1e-5)
+    assert high["reconstruction"].item() - low["reconstruction"].item() == pytest.approx(0.1 * low["perceptual"].item(), rel=1e-4)
+    assert low["loss"].item() == pytest.approx(low["reconstruction"].item(), rel=1e-6)  # no bottleneck terms
 
 
 @pytest.mark.parametrize("kind", ["patch3d", "patch2d"])

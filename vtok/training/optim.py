@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -9,6 +10,8 @@ from typing import Literal
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -19,7 +22,7 @@ class OptimizerConfig:
         lr: peak learning rate.
         betas: AdamW betas.
         weight_decay: decoupled weight decay.
-        warmup_steps: batches of linear warm-up from 0 to ``lr``.
+        warmup_steps: batches of linear warm-up to ``lr`` (batch ``s`` uses ``lr·(s + 1)/warmup_steps``).
         schedule: ``"constant"`` after warm-up, or ``"cosine"`` decay to ``min_lr_ratio · lr``.
         decay_steps: batches from the start to the end of the cosine (default: the run's length).
         min_lr_ratio: final learning rate of the cosine, as a fraction of ``lr``.
@@ -62,5 +65,12 @@ def build_optimizer(
     decay_steps = config.decay_steps or run_steps or 0
     if config.schedule == "cosine" and decay_steps <= 0:
         raise ValueError("a cosine schedule needs optimizer.decay_steps or trainer.max_steps")
+    if config.schedule == "cosine" and decay_steps <= config.warmup_steps:
+        if config.decay_steps:  # asked for: a cosine that could never start is a mistake
+            raise ValueError(
+                f"optimizer.decay_steps={config.decay_steps} must exceed optimizer.warmup_steps={config.warmup_steps}: "
+                "the cosine runs from the end of warm-up to decay_steps"
+            )
+        log.warning("the run (%d steps) ends before warm-up (%d steps): no cosine decay", decay_steps, config.warmup_steps)
     schedule = WarmupSchedule(config.warmup_steps, config.schedule, decay_steps, config.min_lr_ratio)
     return optimizer, LambdaLR(optimizer, schedule)

@@ -1,0 +1,137 @@
+"""The learning-rate schedule (linear warm-up, then constant or cosine) and gradient clipping in training."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer
+from torch.utils.data import DataLoader
+
+from vtok import VideoAutoencoder
+from vtok.losses import AdversarialLoss
+from vtok.training import AutoencoderModule
+from vtok.training.optim import OptimizerConfig, build_optimizer
+
+
+def expected_lr(step: int, lr: float, warmup: int, schedule: str, decay: int, min_ratio: float) -> float:
+    """The documented schedule, written out: warm-up reaches ``lr`` at its last step, then the cosine
+    falls from ``lr`` to ``min_ratio · lr`` between the end of warm-up and ``decay``, and stays there."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    if schedule == "constant":
+        return lr
+    progress = min(1.0, (step - warmup) / (decay - warmup))
+    return lr * (min_ratio + (1 - min_ratio) * (1 + math.cos(math.pi * progress)) / 2)
+
+
+def lrs(config: OptimizerConfig, run_steps: int | None, steps: int) -> list[float]:
+    """The learning rate of each of the first ``steps`` batches, stepping the real scheduler."""
+    optimizer, scheduler = build_optimizer([torch.nn.Parameter(torch.zeros(2))], config, run_steps)
+    values = []
+    for _ in range(steps):
+        values.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return values
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_schedule_warms_up_linearly_then_follows_its_shape(schedule: str) -> None:
+    config = OptimizerConfig(lr=2e-3, warmup_steps=4, schedule=schedule, decay_steps=12, min_lr_ratio=0.1)
+    values = lrs(config, run_steps=100, steps=16)  # decay_steps wins over the run's length
+    assert values == pytest.approx([expected_lr(s, 2e-3, 4, schedule, 12, 0.1) for s in range(16)], rel=1e-9)
+    assert values[0] == pytest.approx(5e-4) and values[3] == pytest.approx(2e-3)  # lr/4 first, peak at the end of warm-up
+    if schedule == "cosine":
+        assert values[8] == pytest.approx(1.1e-3) and values[12:] == pytest.approx([2e-4] * 4)  # midpoint, then the floor
+
+
+def test_cosine_decays_over_the_run_without_decay_steps() -> None:
+    config = OptimizerConfig(lr=1e-3, schedule="cosine", min_lr_ratio=0.0)
+    values = lrs(config, run_steps=10, steps=11)
+    assert values == pytest.approx([expected_lr(s, 1e-3, 0, "cosine", 10, 0.0) for s in range(11)], abs=1e-12)
+    assert values[0] == pytest.approx(1e-3) and values[5] == pytest.approx(5e-4) and values[10] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_cosine_without_a_length_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="cosine schedule needs optimizer.decay_steps or trainer.max_steps"):
+        build_optimizer([torch.nn.Parameter(torch.zeros(2))], OptimizerConfig(schedule="cosine"), run_steps=None)
+    build_optimizer([torch.nn.Parameter(torch.zeros(2))], OptimizerConfig(schedule="constant"), run_steps=None)  # needs none
+    with pytest.raises(ValueError, match="decay_steps=4 must exceed optimizer.warmup_steps=4"):
+        build_optimizer([torch.nn.Parameter(torch.zeros(2))], OptimizerConfig(schedule="cosine", warmup_steps=4, decay_steps=4), None)
+
+
+def test_adamw_takes_the_configured_settings() -> None:
+    config = OptimizerConfig(lr=3e-4, betas=(0.5, 0.9), weight_decay=0.05)
+    optimizer, _ = build_optimizer([torch.nn.Parameter(torch.zeros(2))], config, run_steps=None)
+    group = optimizer.param_groups[0]
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert (group["lr"], tuple(group["betas"]), group["weight_decay"]) == (3e-4, (0.5, 0.9), 0.05)
+
+
+class RecordSteps(Callback):
+    """Test-only: per optimiser step, the gradient norm and learning rate the optimiser sees (from
+    a step pre-hook, so after vtok's clipping), and the pre-clip norms vtok logs."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[tuple[float, float]]] = []  # per optimiser: (grad norm, lr) per step
+        self.logged: list[dict[str, float]] = []
+
+    def on_train_start(self, trainer: Trainer, pl_module: AutoencoderModule) -> None:
+        for index, optimizer in enumerate(trainer.optimizers):
+            self.seen.append([])
+            optimizer.register_step_pre_hook(self._hook(index))
+
+    def _hook(self, index: int) -> Any:
+        def record(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
+            self.seen[index].append((norm, optimizer.param_groups[0]["lr"]))
+
+        return record
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: AutoencoderModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        metrics = trainer.callback_metrics
+        self.logged.append({k: metrics[k].item() for k in ("train/grad_norm", "train/disc_grad_norm")})
+
+
+def train(steps: int, grad_clip: float | None, disc_grad_clip: float | None) -> RecordSteps:
+    """A tiny KL autoencoder against a discriminator (on from the first batch), warm-up then a cosine
+    over the run, trained for ``steps`` batches on the CPU."""
+    torch.manual_seed(0)
+    module = AutoencoderModule(
+        VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1),
+        adversarial=AdversarialLoss("patch2d", channels=8, layers=1, start_step=0),
+        optimizer=OptimizerConfig(lr=1e-3, warmup_steps=2, schedule="cosine", min_lr_ratio=0.2),
+        disc_optimizer=OptimizerConfig(lr=4e-4, betas=(0.5, 0.999)),
+        grad_clip=grad_clip,
+        disc_grad_clip=disc_grad_clip,
+    )
+    batches = [{"video": torch.rand(1, 3, 5, 16, 16) * 2 - 1} for _ in range(steps)]
+    recorder = RecordSteps()
+    trainer = Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[recorder], accelerator="cpu")  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    assert module.skipped_steps == 0
+    return recorder
+
+
+def test_training_clips_each_gradient_to_its_own_limit_and_logs_the_norm_before() -> None:
+    recorder = train(steps=4, grad_clip=1e-3, disc_grad_clip=2e-3)  # limits far below these networks' norms
+    (generator, discriminator), logged = recorder.seen, recorder.logged
+    assert len(generator) == len(discriminator) == len(logged) == 4
+    for (gen_norm, _), (disc_norm, _), before in zip(generator, discriminator, logged):
+        assert before["train/grad_norm"] > 1e-2 and before["train/disc_grad_norm"] > 1e-2, "the limits really bite"
+        assert gen_norm == pytest.approx(1e-3, rel=1e-3) and disc_norm == pytest.approx(2e-3, rel=1e-3)
+    # the schedules over the run (4 batches): the generator's warm-up then cosine, the discriminator's constant
+    assert [lr for _, lr in generator] == pytest.approx([expected_lr(s, 1e-3, 2, "cosine", 4, 0.2) for s in range(4)], rel=1e-9)
+    assert [lr for _, lr in discriminator] == pytest.approx([4e-4] * 4, rel=1e-9)
+
+
+def test_training_without_limits_steps_on_the_unclipped_gradients() -> None:
+    recorder = train(steps=1, grad_clip=None, disc_grad_clip=None)
+    (generator, discriminator), logged = recorder.seen, recorder.logged
+    assert generator[0][0] == pytest.approx(logged[0]["train/grad_norm"], rel=1e-4) and generator[0][0] > 1e-2
+    assert discriminator[0][0] == pytest.approx(logged[0]["train/disc_grad_norm"], rel=1e-4) and discriminator[0][0] > 1e-2
