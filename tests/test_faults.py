@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.trainer.states import TrainerFn
 
 from tests.helpers import csv_logger, metric_column, tiny_fit_args
 from vtok import VideoAutoencoder
 from vtok.cli import main
+from vtok.training import AutoencoderModule
 from vtok.data.dataset import VideoClipDataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +58,12 @@ def test_accumulated_batches_make_one_optimizer_step(tmp_path: Path) -> None:
                        "--model.accumulate_batches", "2"))  # fmt: skip
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 1 and checkpoint["vtok"]["batch_step"] == 2
+    # validating that checkpoint reads the loss weights at 2 trained batches, as training would
+    module = AutoencoderModule(VideoAutoencoder(**checkpoint["vtok"]["autoencoder_config"]))
+    module.on_load_checkpoint(checkpoint)
+    module.trainer = Trainer(logger=False, accelerator="cpu")
+    module.trainer.state.fn = TrainerFn.VALIDATING
+    assert module.trained_batches == 2
 
 
 def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:

@@ -132,6 +132,7 @@ class AutoencoderModule(LightningModule):
         self.skipped_steps = 0
         self._nonfinite_in_a_row = 0
         self._rng_to_restore: dict[str, Any] | None = None
+        self._loaded_batch_step: int | None = None  # the checkpoint's count, for `vtok validate`
         self.compile_networks = compile_networks
         self._compiled = should_compile(compile_networks, torch.device("cpu"))  # True: now; "auto": in setup
         # after the EMA copy: it stays plain
@@ -141,6 +142,15 @@ class AutoencoderModule(LightningModule):
     def _repeated_backward(self) -> bool:
         """Whether a step differentiates through the decoder twice (the adaptive GAN weight's retain_graph)."""
         return self.adversarial is not None and self.adversarial.adaptive
+
+    @property
+    def trained_batches(self) -> int:
+        """Training batches behind the current weights, the step the loss weights are read at: the
+        running count while fitting, the checkpoint's record when only validating (``global_step``
+        counts optimiser steps, fewer with ``accumulate_batches``)."""
+        if self.trainer.state.fn == "fit":
+            return self.batch_step
+        return self._loaded_batch_step if self._loaded_batch_step is not None else self.global_step
 
     @property
     def batch_step(self) -> int:
@@ -257,7 +267,7 @@ class AutoencoderModule(LightningModule):
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         video = batch["video"]
         output = self.inference_autoencoder(video, sample_posterior=False, continuous=self.continuous_weight > 0)
-        terms = self.loss(video, output, self.global_step)
+        terms = self.loss(video, output, self.trained_batches)
         metrics = {f"val/{key}": value for key, value in terms.items()}
         metrics["val/psnr"] = psnr_per_video(output.reconstruction, video).mean()  # the code `vtok evaluate` runs
         metrics["val/ssim"] = ssim_per_video(output.reconstruction, video).mean()
@@ -337,6 +347,7 @@ class AutoencoderModule(LightningModule):
         state = checkpoint.get(CHECKPOINT_KEY, {})
         self.skipped_steps = state.get("skipped_steps", 0)
         self._rng_to_restore = state.get("rng")
+        self._loaded_batch_step = state.get("batch_step")
 
 
 def _part_parameters(autoencoder: VideoAutoencoder, part: str) -> list[torch.nn.Parameter]:
