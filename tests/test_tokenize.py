@@ -130,6 +130,7 @@ def test_detokenize_writes_the_frames_of_a_token_file(fsq_run: dict[str, Path], 
         ("indices out of range", "outside [0, 1000)"),
         ("continuous model", "continuous (kl)"),
         ("other codebook", "codebook_size 64000 in the file, 1000 in the model"),
+        ("grid unlike the recorded clip", "holds a 3x4x5 token grid, but its 9x32x32 clip gives 3x4x4 at 4x8x8"),
         ("tokenize with a continuous model", "continuous (kl) model and has no tokens"),
     ],
 )
@@ -144,6 +145,8 @@ def test_bad_token_input_is_one_line_with_exit_code_2(
         tokens.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
     elif case == "indices out of range":
         write_token_file(tokens, torch.full((1, 3, 4, 4), 5000), metadata)
+    elif case == "grid unlike the recorded clip":
+        write_token_file(tokens, torch.full((1, 3, 4, 5), 7), metadata)
     elif case in ("continuous model", "tokenize with a continuous model"):
         model = write_export(VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1), tmp_path / "kl", {})
         command = "tokenize" if case.startswith("tokenize") else command

@@ -148,3 +148,16 @@ def check_model_matches(metadata: dict[str, str], model: VideoAutoencoder, token
     wrong = [f"{key} {found.get(key)} in the file, {value} in the model" for key, value in expected.items() if found.get(key) != value]
     if wrong:
         raise ValueError(f"{tokens} does not fit this model ({'; '.join(wrong)}); decode it with {wrote}")
+
+
+def check_token_grid(indices: torch.Tensor, metadata: dict[str, str], model: VideoAutoencoder, tokens: str | Path) -> None:
+    """Raises ``ValueError`` unless the token grid ``[K, t', h', w']`` is the one ``model`` gives for
+    the clip the metadata records (a file edited or written by something else decodes to a clip of
+    another size than it claims)."""
+    frames, height, width = (int(metadata[key]) for key in ("frames", "height", "width"))
+    expected = model.compression.latent_shape(frames, height, width)
+    if tuple(indices.shape[1:]) != expected:
+        raise ValueError(
+            f"{tokens} holds a {'x'.join(map(str, indices.shape[1:]))} token grid, but its {frames}x{height}x{width} "
+            f"clip gives {'x'.join(map(str, expected))} at {model.compression}: the file was changed after tokenizing"
+        )
