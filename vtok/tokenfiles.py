@@ -150,7 +150,9 @@ def check_model_matches(metadata: dict[str, str], model: VideoAutoencoder, token
         raise ValueError(f"{tokens} does not fit this model ({'; '.join(wrong)}); decode it with {wrote}")
 
 
-def check_token_grid(indices: torch.Tensor, metadata: dict[str, str], model: VideoAutoencoder, tokens: str | Path) -> None:
+def check_token_grid(
+    indices: torch.Tensor, metadata: dict[str, str], model: VideoAutoencoder, tokens: str | Path
+) -> None:
     """Raises ``ValueError`` unless the token grid ``[K, t', h', w']`` is the one ``model`` gives for
     the clip the metadata records (a file edited or written by something else decodes to a clip of
     another size than it claims)."""
