@@ -105,3 +105,15 @@ def test_a_damaged_lpips_file_is_named_in_one_line(capsys: pytest.CaptureFixture
     message = _fit_error(capsys, "--model.loss.perceptual_weight", "0.1", "--trainer.default_root_dir", str(tmp_path))
     assert f"{vgg_weights} is not torchvision's VGG16 weights" in message and "curl" in message
     assert "Union" not in message and "Traceback" not in message
+
+
+def test_launcher_settings_that_cannot_work_are_refused_before_training(
+    capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {"WORLD_SIZE": "16", "LOCAL_WORLD_SIZE": "8", "TORCHELASTIC_RUN_ID": "none"}.items():
+        monkeypatch.setenv(name, value)  # a 2-node x 8-GPU torchrun launch, as each rank sees it
+    root = ("--trainer.default_root_dir", str(tmp_path))
+    assert "trainer.devices=4 disagrees with the torchelastic launch (8)" in _fit_error(capsys, "--trainer.devices", "4", *root)
+    assert "trainer.num_nodes=3 disagrees" in _fit_error(capsys, "--trainer.num_nodes", "3", *root)
+    assert "FSDP is not supported" in _fit_error(capsys, "--trainer.strategy", "fsdp", *root)
+    assert "a multi-process run needs --trainer.default_root_dir" in _fit_error(capsys)  # no run id to name it by
