@@ -26,6 +26,7 @@ from lightning.pytorch import Trainer
 
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import NoUsableDataError
+from vtok.error_text import first_line
 from vtok.launch import LaunchEnvironment, detect_launch
 from vtok.training import (
     AutoencoderModule,
@@ -206,9 +207,8 @@ class VtokCLI(LightningCLI):
         try:  # memory-mapped: only the small records are read here
             checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception as error:  # torch.load raises many types for foreign or cut-short files
-            first_line = (str(error).strip().splitlines() or [""])[0][:200]
             raise UsageError(
-                f"--ckpt_path {path} is not a readable torch checkpoint ({type(error).__name__}: {first_line})"
+                f"--ckpt_path {path} is not a readable torch checkpoint ({type(error).__name__}: {first_line(error)})"
             ) from None
         if not isinstance(checkpoint, dict) or "pytorch-lightning_version" not in checkpoint:
             raise UsageError(f"--ckpt_path {path} is not a Lightning training checkpoint (vtok fit writes them)")

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from vtok.error_text import first_line
 from vtok.jsonfile import read_json_object
 from vtok.vae import VideoAutoencoder
 from vtok.vae.strict_loading import IncompleteWeightsError
@@ -40,7 +41,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # the weights-only unpickler raises many types for foreign bytes
-        raise ValueError(f"{path} is not a readable torch checkpoint ({str(error).splitlines()[0][:200]})") from None
+        raise ValueError(f"{path} is not a readable torch checkpoint ({first_line(error)})") from None
     if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise ValueError(
             f"{path} is not a vtok training checkpoint (no '{CHECKPOINT_KEY}' record); "
@@ -153,7 +154,7 @@ def load_autoencoder(path: str | Path, use_ema: bool = True) -> VideoAutoencoder
     except IncompleteWeightsError:
         raise  # names the tensors; a ValueError
     except Exception as error:  # safetensors and diffusers raise several types for damaged files
-        raise ValueError(f"the weights in {path} cannot be loaded ({str(error).splitlines()[0][:300]})") from None
+        raise ValueError(f"the weights in {path} cannot be loaded ({first_line(error, 300)})") from None
     return model.eval()
 
 

@@ -155,8 +155,6 @@ class VideoDataModule(LightningDataModule):
         """Writes the generated sample clips once per machine (Lightning runs this on local rank 0)."""
         if self.path is None and self.shards is None:
             folder = self._synthetic_folder()
-            if len(list(folder.glob("sample_*.mp4"))) < self.synthetic_videos:
-                log.info("writing %d generated sample clips to %s", self.synthetic_videos, folder)
             write_sample_clips(folder, self.synthetic_videos, self._synthetic_frames(), *self._synthetic_size(), seed=self.seed)
 
     def _split(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -11,6 +11,7 @@ from PIL import Image, UnidentifiedImageError
 from vtok.data.dataset import SkippingDataset
 from vtok.data.errors import UnusableFileError
 from vtok.data.transforms import frames_to_clip
+from vtok.error_text import first_line
 
 
 def read_rgb_image(path: str) -> torch.Tensor:
@@ -26,7 +27,7 @@ def read_rgb_image(path: str) -> torch.Tensor:
                 raise UnusableFileError(path, f"the image has {len(bands)} channels ({bands}), expected 3 (RGB)")
             return torch.from_numpy(np.asarray(image).copy())
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise UnusableFileError(path, f"cannot decode the image ({str(error).splitlines()[0][:200]})") from None
+        raise UnusableFileError(path, f"cannot decode the image ({first_line(error)})") from None
 
 
 class ImageDataset(SkippingDataset):

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from vtok.data.errors import UnusableFileError
+from vtok.error_text import first_line
 
 ReaderBackend = Literal["auto", "decord", "pyav"]
 VideoSource = str | Path | bytes  # a file, or a whole encoded file in memory (a shard member)
@@ -63,7 +64,7 @@ class DecordReader:
             self.fps = float(self._reader.get_avg_fps())
             first = self._reader[0].shape if self.num_frames else (0, 0, 3)
         except Exception as error:  # decord raises DECORDError (a RuntimeError) and friends
-            raise VideoDecodeError(path, f"decord cannot open it ({_first_line(error)})") from None
+            raise VideoDecodeError(path, f"decord cannot open it ({first_line(error)})") from None
         self.height, self.width = int(first[0]), int(first[1])
         if self.num_frames == 0:
             raise VideoDecodeError(path, "it holds no video frames")
@@ -72,7 +73,7 @@ class DecordReader:
         try:
             frames = self._reader.get_batch(list(indices)).asnumpy()
         except Exception as error:
-            raise VideoDecodeError(self.path, f"decord cannot decode frames ({_first_line(error)})") from None
+            raise VideoDecodeError(self.path, f"decord cannot decode frames ({first_line(error)})") from None
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise VideoDecodeError(self.path, f"decord gave frames of shape {frames.shape}, expected [T, H, W, 3]")
         return torch.from_numpy(np.ascontiguousarray(frames))
@@ -98,7 +99,7 @@ class PyAVReader:
         except VideoDecodeError:
             raise
         except Exception as error:  # av.error.InvalidDataError and friends
-            raise VideoDecodeError(path, f"PyAV cannot open it ({_first_line(error)})") from None
+            raise VideoDecodeError(path, f"PyAV cannot open it ({first_line(error)})") from None
         if self.num_frames == 0:
             raise VideoDecodeError(path, "it holds no video frames")
 
@@ -115,7 +116,7 @@ class PyAVReader:
                     if position >= wanted[-1]:
                         break
         except Exception as error:
-            raise VideoDecodeError(self.path, f"PyAV cannot decode frames ({_first_line(error)})") from None
+            raise VideoDecodeError(self.path, f"PyAV cannot decode frames ({first_line(error)})") from None
         missing = [i for i in wanted if i not in found]
         if missing:
             raise VideoDecodeError(self.path, f"frames {missing[:3]}... are not decodable")
@@ -124,11 +125,6 @@ class PyAVReader:
 
 def _count_frames(container) -> int:  # noqa: ANN001 - an av container
     return sum(1 for _ in container.demux(video=0) if _.size)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
 
 
 def decord_available() -> bool:

@@ -39,6 +39,7 @@ from vtok.data.seeding import sample_generator
 from vtok.data.shard_split import sample_quotas, split_shards
 from vtok.data.shard_writer import INDEX_NAME
 from vtok.data.sources import VIDEO_SUFFIXES
+from vtok.error_text import first_line
 from vtok.jsonfile import read_json_object
 
 
@@ -189,7 +190,7 @@ class ShardClipDataset(IterableDataset):
         waiting = self._waiting = Counter()  # shard -> samples read from it, not delivered yet
 
         def skip(error: Exception) -> bool:  # webdataset's handler for unreadable shards and members
-            reason = str(error.args[0] if error.args else error).splitlines()[0][:200]
+            reason = first_line(error.args[0] if error.args else error)  # webdataset wraps the cause
             notes.append(UnusableFileError(shards[position["shard"]], f"cannot read the shard ({reason})").note)
             return True
 

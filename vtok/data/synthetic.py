@@ -6,6 +6,7 @@ motion, edges and texture at several scales, and they are generated in a second,
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import torch
 
 from vtok.data.seeding import sample_generator
 from vtok.data.writers import write_video
+
+log = logging.getLogger(__name__)
 
 
 def _waves(yy: torch.Tensor, xx: torch.Tensor, t: torch.Tensor, g: torch.Generator, count: int) -> torch.Tensor:
@@ -56,12 +59,12 @@ def write_sample_clips(
     """
     folder = Path(folder)
     height, width = height + height % 2, width + width % 2
-    paths = []
-    for index in range(count):
-        path = folder / f"sample_{index:04d}.mp4"
-        if not path.exists():
-            tmp = path.with_suffix(".tmp.mp4")
-            write_video(tmp, synthetic_clip(frames, height, width, seed=seed * 100_003 + index), fps)
-            tmp.replace(path)  # atomic: a crash never leaves a half-written sample behind
-        paths.append(path)
+    paths = [folder / f"sample_{index:04d}.mp4" for index in range(count)]
+    missing = [index for index, path in enumerate(paths) if not path.exists()]
+    if missing:
+        log.info("writing %d generated sample clips to %s", len(missing), folder)
+    for index in missing:
+        tmp = paths[index].with_suffix(".tmp.mp4")
+        write_video(tmp, synthetic_clip(frames, height, width, seed=seed * 100_003 + index), fps)
+        tmp.replace(paths[index])  # atomic: a crash never leaves a half-written sample behind
     return paths

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vtok.error_text import first_line
 from vtok.losses.perceptual import load_lpips_vgg, missing_weights_message, vgg16_weights_path
 
 I3D_FILE = "i3d_torchscript.pt"
@@ -72,8 +73,7 @@ class I3DFeatures:
         try:
             self.network = torch.jit.load(str(path), map_location=device).eval()
         except Exception as error:  # TorchScript raises RuntimeError and friends for foreign files
-            first = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-            raise ValueError(f"{path} is not a TorchScript I3D detector ({first}); fetch it again from {I3D_URL}") from None
+            raise ValueError(f"{path} is not a TorchScript I3D detector ({first_line(error)}); fetch it again from {I3D_URL}") from None
 
     @torch.no_grad()
     def __call__(self, videos: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,9 @@ import torch
 from torch import nn
 from torchmetrics.functional.image.lpips import _LPIPS
 
+from vtok.error_text import first_line
+
+
 VGG16_FILE = "vgg16-397923af.pth"
 VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILE}"
 
@@ -55,9 +58,8 @@ def load_lpips_vgg(backbone_weights: str | Path | None = None) -> nn.Module:
                 prefix = f"features.{index}."
                 layer.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
     except Exception as error:  # torch.load's many types for damaged files; load_state_dict's RuntimeError
-        first_line = (str(error).strip().splitlines() or [""])[0][:200]
         raise ValueError(
-            f"{path} is not torchvision's VGG16 weights ({type(error).__name__}: {first_line}); "
+            f"{path} is not torchvision's VGG16 weights ({type(error).__name__}: {first_line(error)}); "
             f"fetch it again: curl -L -o {path} {VGG16_URL}"
         ) from None
     network.eval().requires_grad_(False)

@@ -21,6 +21,7 @@ from typing import Any
 import diffusers
 import torch
 
+from vtok.error_text import first_line
 from vtok.jsonfile import read_json_object
 from vtok.vae.autoencoder import VideoAutoencoder
 from vtok.vae.compression import Compression
@@ -108,7 +109,7 @@ def load_diffusers_vae(source: str) -> torch.nn.Module:
         try:
             vae = diffusers.AutoModel.from_pretrained(source, subfolder=subfolder, local_files_only=True)
         except (OSError, ValueError, EnvironmentError) as error:
-            errors.append(str(error).splitlines()[0][:200])
+            errors.append(first_line(error))
             continue
         if type(vae).__name__ not in PRIOR_CLASSES:
             raise ValueError(f"{source} holds a {type(vae).__name__}, not a video VAE; supported: {', '.join(PRIOR_CLASSES)}")
