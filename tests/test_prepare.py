@@ -17,7 +17,7 @@ import webdataset as wds
 
 from tests.conftest import write_broken_files
 from vtok.cli import main as vtok_main
-from vtok.data import ClipSpec, ShardClipDataset, open_video, synthetic_clip, write_sample_clips
+from vtok.data import ClipSpec, ShardClipDataset, open_video, synthetic_clip, write_sample_clips, write_video
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.manifest import read_jsonl
 from vtok.data.readers import DecordReader, VideoDecodeError
@@ -131,6 +131,47 @@ def test_a_file_whose_header_promises_missing_frames_is_cut_to_the_frames_that_d
     assert requested and max(requested) < usable
     assert max(requested) == usable - 1, "the random starts reach the last verified frame"
     assert module.skipped_files == {}
+
+
+def _write_damaged_in_the_middle(path: Path, frames: int = 48) -> Path:
+    """An H.264 mp4 with a keyframe every 8 frames whose 21st packet (a P-frame) is zeroed: the
+    header, the first, the middle and the last frame are intact."""
+    write_video(path, synthetic_clip(frames, 48, 64, seed=3), keyframe_interval=8)
+    with av.open(str(path)) as container:
+        packets = [(p.pos, p.size, p.is_keyframe) for p in container.demux(video=0) if p.size]
+    position, size, keyframe = packets[20]
+    assert not keyframe
+    data = bytearray(path.read_bytes())
+    data[position : position + size] = bytes(size)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("flags", [["--every-frame"], ["--reencode"]], ids=["every-frame", "reencode"])
+def test_damage_inside_a_file_keeps_the_frames_before_it_and_says_so(
+    tmp_path: Path, video_folder: Path, flags: list[str], capsys: pytest.CaptureFixture
+) -> None:
+    folder = tmp_path / "videos"
+    damaged = _write_damaged_in_the_middle(folder / "damaged.mp4")
+    (folder / "good.mp4").symlink_to(sorted(video_folder.glob("*.mp4"))[0])
+    reader = DecordReader(damaged)
+    assert reader.num_frames == 48 and reader.read([0, 24, 47]).shape[0] == 3  # the sampled checks pass...
+    with pytest.raises(VideoDecodeError):
+        reader.read(list(range(48)))  # ...but not every frame decodes
+
+    out = tmp_path / "out"
+    summary = prepare(["--data", str(folder), "--out", str(out), "--workers", "0", *flags, *QUIET])
+    assert (summary.accepted, summary.shortened) == (2, 1)
+    assert "1 of the accepted keep only the frames before damage" in capsys.readouterr().out
+    records = {Path(r["source"]).name: r for r in read_jsonl(out / "manifest.jsonl")}
+    assert "reported_frames" not in records["good.mp4"] and records["good.mp4"]["frames"] == 20
+    kept = records["damaged.mp4"]
+    assert kept["reported_frames"] == 48 and 8 <= kept["frames"] < 48
+    read_from = out / kept["path"] if "--reencode" in flags else damaged
+    assert open_video(read_from).read(list(range(kept["frames"]))).shape[0] == kept["frames"]  # all kept frames decode
+    if "--every-frame" in flags:
+        with pytest.raises(VideoDecodeError):
+            open_video(damaged).read(list(range(kept["frames"] + 1)))  # and the next one does not
 
 
 def test_a_manifest_line_whose_file_is_gone_is_skipped_with_a_warning(

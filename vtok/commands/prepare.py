@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=get_args(ReaderBackend), default=defaults.backend, help="video reader, as in training (default: %(default)s)")
     parser.add_argument("--min-frames", type=int, default=defaults.min_frames, help="reject videos with fewer decodable frames, e.g. one clip's span (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=defaults.timeout, help="seconds one file may take before it is rejected as stalled (default: %(default)s)")
+    parser.add_argument(
+        "--every-frame",
+        action="store_true",
+        help="decode every frame, not only the first, middle and last: finds damage inside a file (keeps the frames "
+        "before it) at the cost of decoding the whole dataset once",
+    )
     parser.add_argument("--reencode", action="store_true", help="re-encode accepted videos to D/videos as H.264 with short keyframe intervals")
     parser.add_argument("--short-side", type=int, default=None, help="with --reencode: scale the short side to N pixels (never enlarges)")
     parser.add_argument("--keyframe-interval", type=int, default=defaults.keyframe_interval, help="with --reencode: at most N frames between keyframes (default: %(default)s)")
@@ -65,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
         backend=args.backend,
         min_frames=args.min_frames,
         timeout=args.timeout,
+        every_frame=args.every_frame,
         reencode=args.reencode,
         short_side=args.short_side,
         keyframe_interval=args.keyframe_interval,

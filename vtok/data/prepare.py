@@ -49,6 +49,8 @@ class PrepareOptions:
         backend: the reader training uses: ``"auto"``, ``"decord"`` or ``"pyav"``.
         min_frames: files with fewer decodable frames are rejected (set it to one clip's span).
         timeout: seconds one file may take before it is rejected as stalled.
+        every_frame: decode every frame of every file (not only the first, middle and last) and keep
+            the frames before the first that fails: finds damage inside a file, at one decode's cost.
         reencode: re-encode accepted videos to ``D/videos`` as H.264 and list those instead.
         short_side: with ``reencode``, scale so the short side has this many pixels (never enlarged).
         keyframe_interval: with ``reencode``, at most this many frames between keyframes.
@@ -64,6 +66,7 @@ class PrepareOptions:
     backend: ReaderBackend = "auto"
     min_frames: int = 1
     timeout: float = 120.0
+    every_frame: bool = False
     reencode: bool = False
     short_side: int | None = None
     keyframe_interval: int = 8
@@ -85,6 +88,7 @@ class PrepareSummary:
         known: of those, files already in the manifest or the rejected list (not decoded again).
         probed: files decoded this run.
         accepted: files added to the manifest this run.
+        shortened: of those, files kept with fewer frames than their header claims (``reported_frames``).
         rejected: ``(path, reason)`` of the files rejected this run.
         manifest_total: lines in the manifest now.
         rejected_total: lines in the rejected list now.
@@ -96,6 +100,7 @@ class PrepareSummary:
     known: int = 0
     probed: int = 0
     accepted: int = 0
+    shortened: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)
     manifest_total: int = 0
     rejected_total: int = 0
@@ -106,6 +111,11 @@ class PrepareSummary:
         lines = [
             f"vtok prepare: {self.found} files, {self.known} already done, {self.probed} checked now: "
             f"{self.accepted} accepted, {len(self.rejected)} rejected",
+            *(
+                [f"  {self.shortened} of the accepted keep only the frames before damage (see reported_frames)"]
+                if self.shortened
+                else []
+            ),
             f"  manifest: {self.out / MANIFEST_NAME} ({self.manifest_total} videos)",
             f"  rejected: {self.out / REJECTED_NAME} ({self.rejected_total} files)",
         ]
@@ -123,7 +133,7 @@ def check_file(source: str, out: Path, options: PrepareOptions) -> dict[str, Any
     Runs in a worker process; never raises for a bad file.
     """
     try:
-        info = probe_video(source, options.backend, options.min_frames)
+        info = probe_video(source, options.backend, options.min_frames, options.every_frame)
         if options.reencode:
             info = _reencode(info, out, options)
         return {"accepted": info.to_record()}
@@ -143,7 +153,10 @@ def _reencode(info: VideoInfo, out: Path, options: PrepareOptions) -> VideoInfo:
     except Exception as error:
         raise UnusableFileError(info.path, f"re-encoding failed ({str(error)[:200]})") from None
     written = probe_video(str(out / relative), options.backend, options.min_frames)  # the copy is what training reads
-    return VideoInfo(**{**written.to_record(), "path": str(relative), "source": info.path})
+    if written.frames < info.frames:  # the re-encoder decodes in order and stops at a damaged frame
+        log.info("%s: %d of %d frames decode in order; the copy keeps %d", info.path, written.frames, info.frames, written.frames)
+    reported = info.reported_frames or (info.frames if written.frames < info.frames else None)  # the source's claim
+    return VideoInfo(**{**written.to_record(), "path": str(relative), "source": info.path, "reported_frames": reported})
 
 
 def _results(todo: list[str], check: Callable[[str], dict[str, Any]], options: PrepareOptions) -> Iterator[tuple[str, dict]]:
@@ -190,6 +203,7 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
                 append_line(manifest, result["accepted"])
                 accepted.append(result["accepted"])
                 summary.accepted += 1
+                summary.shortened += "reported_frames" in result["accepted"]
             else:
                 append_line(rejects, result["rejected"])
                 rejected.append(result["rejected"])

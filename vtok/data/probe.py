@@ -5,7 +5,8 @@ promises every frame: decord reports them all and fails, or stalls, on the last 
 opens the file with the training reader, decodes the first, middle and last reported frames, and
 when the last fails, bisects for the last frame that decodes, each probe with a fresh reader as
 training opens one per sample. That assumes the decodable frames are a prefix, which is what a
-cut tail leaves; damage in the middle shows up in the middle frame's check.
+cut tail leaves. Damage between the checked frames is only found by decoding every frame
+(``every_frame``, :func:`first_undecodable_frame`); the frames before the first bad one are kept.
 """
 
 from __future__ import annotations
@@ -48,6 +49,40 @@ def usable_frames(path: str, reported: int, backend: ReaderBackend = "auto") -> 
     return good
 
 
+def first_undecodable_frame(path: str, frames: int, backend: ReaderBackend = "auto", chunk: int = 32) -> int | None:
+    """The index of the first of ``frames`` frames that does not decode, reading them all in order.
+
+    Reads ``chunk`` consecutive frames at a time with one reader (sequential reads cost one decode
+    per frame); inside a chunk that fails, each frame is read with a fresh reader, as training opens
+    one per sample, so a decoder left confused by the failure does not blame good frames.
+
+    Args:
+        path: the video.
+        frames: how many leading frames to check.
+        backend: the reader, as in :func:`~vtok.data.readers.open_video`.
+        chunk: frames per read.
+
+    Returns:
+        The first bad frame's index, or ``None`` when every frame decodes.
+    """
+    reader = open_video(path, backend)
+    for start in range(0, frames, chunk):
+        indices = range(start, min(start + chunk, frames))
+        try:
+            reader.read(list(indices))
+            continue
+        except VideoDecodeError:
+            pass
+        for index in indices:
+            try:
+                if not _decodes(open_video(path, backend), index):
+                    return index
+            except VideoDecodeError:
+                return index
+        reader = open_video(path, backend)  # each frame decodes alone: go on with a fresh reader
+    return None
+
+
 def stream_facts(path: str) -> tuple[str | None, int | None]:
     """The codec's name and the longest run of frames between keyframes (``None`` where unknown).
 
@@ -72,13 +107,15 @@ def stream_facts(path: str) -> tuple[str | None, int | None]:
     return codec, max((b - a for a, b in zip(bounds, bounds[1:])), default=None)
 
 
-def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1) -> VideoInfo:
+def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1, every_frame: bool = False) -> VideoInfo:
     """Verifies that ``path`` gives frames and describes it; the usable count replaces a header's lie.
 
     Args:
         path: the video file.
         backend: the reader training uses, as in :func:`~vtok.data.readers.open_video`.
         min_frames: fewer decodable frames than this rejects the file (e.g. one clip's span).
+        every_frame: decode every frame, not only the first, middle and last; the frames before the
+            first that does not decode are kept (one pass of decoding: slower, and complete).
 
     Raises:
         UnusableFileError: the file cannot be opened, its first or middle frame does not decode,
@@ -93,7 +130,12 @@ def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1)
     if not _decodes(reader, reported - 1):
         frames = usable_frames(path, reported, backend)
         log.info("%s: the header reports %d frames, %d decode", path, reported, frames)
-    if not _decodes(reader, frames // 2):
+    if every_frame:
+        first_bad = first_undecodable_frame(path, frames, backend)
+        if first_bad is not None:
+            log.info("%s: frame %d of %d does not decode; the %d before it are kept", path, first_bad, frames, first_bad)
+            frames = first_bad
+    elif not _decodes(reader, frames // 2):
         raise UnusableFileError(path, f"frame {frames // 2} (the middle one) does not decode")
     if frames < min_frames:
         raise UnusableFileError(path, f"too short: {frames} frames decode, at least {min_frames} wanted (--min-frames)")
