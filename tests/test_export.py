@@ -61,6 +61,17 @@ def test_export_reproduces_the_training_module_exactly(tmp_path: Path, bottlenec
     assert not any(k.startswith(("adversarial", "ema", "loss")) for k in weights)
 
 
+def test_no_ema_exports_the_live_weights(tmp_path: Path) -> None:
+    checkpoint_path = _train(tmp_path, "kl")
+    main(["export", "--ckpt", str(checkpoint_path), "--out", str(tmp_path / "live"), "--no-ema"])
+    state = torch.load(checkpoint_path, weights_only=True)["state_dict"]
+    exported = load_file(tmp_path / "live" / "diffusion_pytorch_model.safetensors")
+    live = {k.removeprefix("autoencoder."): v for k, v in state.items() if k.startswith("autoencoder.")}
+    assert exported.keys() == live.keys() and all(torch.equal(exported[k], live[k]) for k in live)
+    assert not torch.equal(live["encoder.conv_in.weight"], state["ema.module.encoder.conv_in.weight"])
+    assert json.loads((tmp_path / "live" / "config.json").read_text())["_vtok_weights"] == "live"
+
+
 def test_an_export_loads_without_lightning(tmp_path: Path) -> None:
     code = (
         "import sys, torch; from vtok import VideoAutoencoder; "

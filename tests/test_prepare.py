@@ -16,6 +16,7 @@ import torch
 import webdataset as wds
 
 from tests.conftest import write_broken_files
+from tests.helpers import csv_logger, metric_column
 from vtok.cli import main as vtok_main
 from vtok.data import ClipSpec, ShardClipDataset, open_video, synthetic_clip, write_sample_clips, write_video
 from vtok.data.datamodule import VideoDataModule
@@ -357,3 +358,29 @@ def test_shards_that_cannot_fill_a_batch_stop_the_run_instead_of_looping_over_em
     with pytest.raises(SystemExit) as exit_info:  # nothing usable at all
         _fit_shards(broken, tmp_path, batch_size=1)
     assert exit_info.value.code == 1 and "gives a usable clip" in capsys.readouterr().err
+
+
+def test_shards_train_and_data_val_path_validates_on_files(
+    shard_dir: Path, video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "val").mkdir()
+    for path in sorted(video_folder.glob("*.mp4"))[:2]:
+        (tmp_path / "val" / path.name).symlink_to(path)
+    args = ["fit", "--data.shards", str(shard_dir / "shards"), "--data.val_path", str(tmp_path / "val"),
+            "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.check_val_every_n_epoch", "null",
+            "--trainer.enable_progress_bar", "false",
+            "--trainer.default_root_dir", str(tmp_path / "run"), *csv_logger(tmp_path),
+            "--model.autoencoder.block_out_channels", "[8,16]", "--model.autoencoder.latent_channels", "4",
+            "--data.num_frames", "5", "--data.size", "32", "--data.batch_size", "2", "--data.num_workers", "0"]  # fmt: skip
+    vtok_main(args)
+    assert len(metric_column(tmp_path / "run", "val/psnr")) == 2, "validated on the files every 2 steps"
+    assert len(metric_column(tmp_path / "run", "train/l1")) == 4, "while training streamed the shards"
+
+    (tmp_path / "empty").mkdir()
+    args[args.index(str(tmp_path / "val"))] = str(tmp_path / "empty")
+    with pytest.raises(SystemExit):
+        vtok_main(args)
+    assert "no video files found" in capsys.readouterr().err
+    files = VideoDataModule(path=str(video_folder), val_path=str(tmp_path / "empty"), num_frames=5, size=32, num_workers=0)
+    with pytest.raises(ValueError, match="no video files found in data.val_path"):
+        files.setup("fit")  # was: training without validation, silently

@@ -162,13 +162,19 @@ class VideoDataModule(LightningDataModule):
         if not records:
             raise ValueError(f"no video files found in {self.path!r}")
         if self.val_path is not None:
-            return records, list_records(self.val_path)
+            return records, self._val_path_records()
         held_out = round(len(records) * self.val_fraction) if len(records) > 1 else 0
         if self.val_fraction > 0 and len(records) > 1:
             held_out = max(held_out, 1)
         order = torch.randperm(len(records), generator=torch.Generator().manual_seed(self.seed)).tolist()
         val = sorted((records[i] for i in order[:held_out]), key=lambda record: record["path"])
         return [records[i] for i in order[held_out:]], val
+
+    def _val_path_records(self) -> list[dict[str, Any]]:
+        records = list_records(self.val_path)
+        if not records:  # never train on without the validation that was asked for
+            raise ValueError(f"no video files found in data.val_path {self.val_path!r}")
+        return records
 
     def _clips(self, records: list[dict[str, Any]], train: bool) -> VideoClipDataset:
         """Clips from the files of ``records``; a manifest's verified frame counts and fps bound the clips."""
@@ -190,7 +196,7 @@ class VideoDataModule(LightningDataModule):
         if self.shards is not None:
             self.datasets["train"] = self._stream()
             if self.val_path is not None:
-                self.datasets["val"] = self._clips(list_records(self.val_path), train=False)
+                self.datasets["val"] = self._clips(self._val_path_records(), train=False)
         else:
             train_records, val_records = self._split()
             self.datasets["train"] = self._clips(train_records, train=True)
