@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import torch
-from torchvision.io import read_image
+from torchvision.io import read_image, write_png
 
 from tests.helpers import csv_logger, metric_column, tiny_fit_args
 from vtok.cli import main
@@ -101,3 +101,19 @@ def test_comparison_grid_puts_each_input_over_its_reconstruction() -> None:
         for column, frame in enumerate([0, 4, 8]):
             tile = grid[:, 2 + 8 * row : 8 + 8 * row, 2 + 6 * column : 6 + 6 * column]
             torch.testing.assert_close(tile, clip[:, frame].add(1).div(2), msg=f"row {row}, column {column}")
+
+
+def test_images_train_beside_the_videos_in_batches_of_their_own(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(6):  # 40x48 gradients: resized and cropped to 32x32 like the clips' frames
+        ramp = torch.linspace(0, 255, 48).expand(40, 48)
+        write_png((torch.stack([ramp, ramp.flip(1), torch.full_like(ramp, 40.0 * index)])).to(torch.uint8), str(images / f"{index}.png"))
+    main(
+        tiny_fit_args(tmp_path, 6, *csv_logger(tmp_path), "--trainer.check_val_every_n_epoch", "100",
+                      "--data.image_path", str(images), "--data.image_batch_size", "3")  # fmt: skip
+    )
+    run = tmp_path / "run"
+    video_l1, image_l1 = metric_column(run, "train/l1"), metric_column(run, "train/images_l1")
+    assert len(video_l1) == len(image_l1) == 6, "every step trains on a batch of clips and a batch of images"
+    assert all(0 < value < 2 for value in image_l1) and image_l1 != video_l1

@@ -14,6 +14,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 
 from vtok.data.clips import ClipSpec, VideoLength
 from vtok.data.dataset import SkippingDataset, VideoClipDataset
+from vtok.data.batches import video_parts
 from vtok.data.images import ImageDataset
 from vtok.data.readers import ReaderBackend
 from vtok.data.sampler import EpochSampler
@@ -312,7 +313,7 @@ class VideoDataModule(LightningDataModule):
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Takes the skipped-file notes off every batch: one warning per file, counted per epoch."""
-        for part in batch.values() if "video" not in batch else [batch]:
+        for part in video_parts(batch).values():
             for note in part.pop("skipped", []):
                 for line in filter(None, note.split("\n")):
                     self._record(*line.split("\t", 1))

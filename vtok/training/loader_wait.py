@@ -16,6 +16,8 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from vtok.data.batches import video_parts
+
 log = logging.getLogger(__name__)
 
 
@@ -52,7 +54,7 @@ class LoaderWaitMonitor(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         now = time.perf_counter()
         self._last_end = now
-        self._clips += batch["video"].shape[0]
+        self._clips += video_parts(batch)["videos"]["video"].shape[0]  # the clips, not a combined batch's images
         self._batches += 1
         if self._batches < self.window_batches:
             return

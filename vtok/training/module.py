@@ -20,6 +20,7 @@ from lightning.pytorch import LightningModule
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
+from vtok.data.batches import video_parts
 from vtok.evaluation.metrics import psnr_per_video, ssim_per_video
 from vtok.export import CHECKPOINT_KEY
 from vtok.losses import AdversarialLoss, AutoencoderLoss
@@ -40,11 +41,6 @@ CHECKPOINT_FORMAT = 1
 
 class NonFiniteTrainingError(RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
-
-
-def video_parts(batch: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``{"videos": batch}`` for a plain batch; the named parts of a combined (videos + images) one."""
-    return {"videos": batch} if "video" in batch else batch
 
 
 class AutoencoderModule(LightningModule):
