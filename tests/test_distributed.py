@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning.fabric.plugins.environments.lightning import find_free_network_port
 
-from tests.helpers import TINY_DATA, TINY_MODEL
+from tests.helpers import TINY_DATA, TINY_MODEL, tiny_fit_args
 from vtok.launch import detect_launch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +77,49 @@ def test_two_ranks_train_in_step_on_disjoint_shares_and_resume(tmp_path: Path) -
     assert [row["step"] for row in first["rows"]] == [5, 6], "the resumed run continues from its step"
     assert first["weights"] == second["weights"]
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
+
+
+def _fit_as_torchrun_rank(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, steps: int, restart_count: int) -> list[int]:
+    """A tiny ``vtok fit`` with no ``--ckpt_path``, run in this process as the one rank of a torchrun launch
+    (a world of one, the environment torchrun gives it); returns the steps it trained."""
+    from vtok.cli import main
+
+    torchrun = {
+        "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "GROUP_RANK": "0",
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(find_free_network_port()),
+        "TORCHELASTIC_RUN_ID": "job42", "TORCHELASTIC_RESTART_COUNT": str(restart_count),
+        "OMP_NUM_THREADS": str(torch.get_num_threads()),  # else Lightning's DDP sets it for the rest of the session
+    }  # fmt: skip
+    for name, value in torchrun.items():
+        monkeypatch.setenv(name, value)
+    folder = tmp_path / "record"
+    record = ["--trainer.callbacks+", "tests.helpers.RecordSamples", "--trainer.callbacks.folder", str(folder)]
+    try:  # the default config's ModelCheckpoint has save_last: true
+        main(tiny_fit_args(tmp_path, steps, "--trainer.logger", "false", "--trainer.limit_val_batches", "0", *record))
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()  # Lightning leaves the DDP group to an atexit hook
+    return [row["step"] for row in json.loads((folder / "rank0.json").read_text())["rows"]]
+
+
+def _newest_last_checkpoint_step(tmp_path: Path) -> int:
+    """The global step of the newest ``last*.ckpt``: the one ``ckpt_path="last"`` resumes from (a fresh
+    start into a folder that already holds ``last.ckpt`` writes ``last-v1.ckpt`` beside it)."""
+    newest = max((tmp_path / "run" / "checkpoints").glob("last*.ckpt"), key=lambda path: path.stat().st_mtime)
+    return torch.load(newest, weights_only=True)["global_step"]
+
+
+def test_a_restarted_launch_resumes_from_its_last_checkpoint_and_a_first_start_does_not(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert _fit_as_torchrun_rank(monkeypatch, tmp_path, 2, restart_count=0) == [1, 2]
+    assert _newest_last_checkpoint_step(tmp_path) == 2
+    first_start = _fit_as_torchrun_rank(monkeypatch, tmp_path, 3, restart_count=0)
+    assert first_start == [1, 2, 3], "a first start trains from step 0 even beside an old last.ckpt"
+    assert _newest_last_checkpoint_step(tmp_path) == 3
+    restart = _fit_as_torchrun_rank(monkeypatch, tmp_path, 5, restart_count=1)
+    assert restart == [4, 5], "a restarted launch continues from its newest last checkpoint"
+    assert _newest_last_checkpoint_step(tmp_path) == 5
 
 
 def test_two_ranks_with_two_workers_read_each_shard_sample_once_per_epoch(tmp_path: Path, video_folder: Path) -> None:

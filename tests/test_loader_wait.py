@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from vtok import VideoAutoencoder
 from vtok.training import AutoencoderModule, LoaderWaitMonitor
@@ -44,28 +44,62 @@ class Clock:
         return self.now
 
 
-def test_wait_is_the_gap_between_batches_without_validation(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+class ClockedBatches(Dataset):
+    """Training batches of three clips; fetching one advances the clock by its wait."""
+
+    def __init__(self, clock: Clock, waits: list[float]) -> None:
+        self.clock, self.waits = clock, waits
+
+    def __len__(self) -> int:
+        return len(self.waits)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        self.clock.now += self.waits[index]
+        return {"video": torch.zeros(3, 3, 1, 2, 2)}
+
+
+class ClockedModule(LightningModule):
+    """Each training step advances the clock by its time, each validation step by ``validation``."""
+
+    def __init__(self, clock: Clock, steps: list[float], validation: float) -> None:
+        super().__init__()
+        self.clock, self.steps, self.validation = clock, steps, validation
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        self.clock.now += self.steps[batch_idx]
+        return self.weight * batch["video"].mean()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self.clock.now += self.validation
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_a_training_run_logs_the_gap_between_batches_as_wait_without_validation_and_warns_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     clock = Clock()
-    monkeypatch.setattr(loader_wait.time, "perf_counter", clock)
-    written: list[dict[str, float]] = []
-    trainer = SimpleNamespace(is_global_zero=True, global_step=0,
-                              loggers=[SimpleNamespace(log_metrics=lambda metrics, step: written.append(metrics))])  # fmt: skip
-    monitor = LoaderWaitMonitor(window_batches=2, warn_fraction=0.2)
-    batch = {"video": torch.zeros(3, 3, 1, 2, 2)}
-
-    def run_batch(wait: float, step: float) -> None:
-        clock.now += wait
-        monitor.on_train_batch_start(trainer, None, batch, 0)
-        clock.now += step
-        monitor.on_train_batch_end(trainer, None, None, batch, 0)
-
+    monkeypatch.setattr(loader_wait, "time", SimpleNamespace(perf_counter=clock))  # the monitor's clock only
+    # A sized loader is not prefetched: batch i is fetched just before its on_train_batch_start.
+    # Batch 0's 5 s wait is worker start-up, not counted. Window 1 (batches 0-1): 1 + 2 + 1 = 4 s, 2 s waiting.
+    # Window 2 (batches 2-3) starts where window 1 ended: 1 + 1 + 0 + 1 = 3 s, 1 s waiting.
+    # Validation after batch 3 (30 s), then batch 4's 3 s fetch: both left out, batch 4 starts window 3.
+    # Window 3 (batches 4-5): 1 + 0.5 + 0.5 = 2 s, 0.5 s waiting. Six clips a window.
+    train = DataLoader(ClockedBatches(clock, waits=[5.0, 2.0, 1.0, 0.0, 3.0, 0.5]), batch_size=None)
+    val = DataLoader([{"video": torch.zeros(1, 3, 1, 2, 2)}], batch_size=None)
+    module = ClockedModule(clock, steps=[1.0, 1.0, 1.0, 1.0, 1.0, 0.5], validation=30.0)
+    trainer = Trainer(max_epochs=1, val_check_interval=4, limit_val_batches=1, num_sanity_val_steps=0,
+                      logger=CSVLogger(tmp_path), enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu",
+                      callbacks=[LoaderWaitMonitor(window_batches=2, warn_fraction=0.2)])  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="vtok.training.loader_wait"):
-        run_batch(wait=5.0, step=1.0)  # worker start-up before the first batch: not counted
-        run_batch(wait=1.0, step=1.0)  # window 1: 3 s, 1 s of it waiting, 6 clips
-        monitor.on_validation_start(trainer, None)
-        clock.now += 30.0  # validation, then the next batch starts a new window
-        run_batch(wait=0.0, step=1.0)
-        run_batch(wait=0.0, step=1.0)  # window 2: 2 s, no wait
-    assert written == [{"perf/data_wait_fraction": pytest.approx(1 / 3), "perf/clips_per_s": pytest.approx(2.0)},
-                       {"perf/data_wait_fraction": 0.0, "perf/clips_per_s": pytest.approx(3.0)}]  # fmt: skip
-    assert len([r for r in caplog.records if "waited for data 33%" in r.getMessage()]) == 1
+        trainer.fit(module, train_dataloaders=train, val_dataloaders=val)
+    assert clock.now == 5 + 1 + 2 + 1 + 1 + 1 + 0 + 1 + 30 + 3 + 1 + 0.5 + 0.5  # one validation, not at the epoch's end
+    with open(next(tmp_path.rglob("metrics.csv"))) as file:
+        rows = [row for row in csv.DictReader(file) if row.get("perf/clips_per_s")]
+    windows = [(int(r["step"]), float(r["perf/data_wait_fraction"]), float(r["perf/clips_per_s"])) for r in rows]
+    assert windows == [(2, 2 / 4, 6 / 4), (4, 1 / 3, 6 / 3), (6, 0.5 / 2, 6 / 2)]  # exact: the CSV holds each repr
+    warnings = [r.getMessage() for r in caplog.records if r.name == "vtok.training.loader_wait"]
+    assert len(warnings) == 1 and "waited for data 50% of the last 2 batches" in warnings[0]  # once: not 33%, 25%
