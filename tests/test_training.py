@@ -117,3 +117,16 @@ def test_images_train_beside_the_videos_in_batches_of_their_own(tmp_path: Path) 
     video_l1, image_l1 = metric_column(run, "train/l1"), metric_column(run, "train/images_l1")
     assert len(video_l1) == len(image_l1) == 6, "every step trains on a batch of clips and a batch of images"
     assert all(0 < value < 2 for value in image_l1) and image_l1 != video_l1
+
+
+def test_last_ckpt_holds_the_final_step_when_the_run_ends_between_periodic_saves(tmp_path: Path) -> None:
+    config = tmp_path / "every5.yaml"
+    config.write_text(
+        "trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n      init_args:\n"
+        "        filename: '{step}'\n        every_n_train_steps: 5\n        save_last: true\n        save_top_k: -1\n"
+    )
+    main(tiny_fit_args(tmp_path, 7, "--trainer.logger", "false", config=config))
+    folder = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt", "step=5.ckpt"]
+    assert torch.load(folder / "step=5.ckpt", weights_only=True)["global_step"] == 5
+    assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 7, "steps 6 and 7 were saved nowhere"

@@ -32,6 +32,7 @@ from vtok.training import (
     AutoencoderModule,
     CodebookMonitor,
     EmptyEpochGuard,
+    FinalStepCheckpoint,
     LoaderWaitMonitor,
     NoTrainingBatchesError,
     StopOnSignal,
@@ -43,6 +44,7 @@ from vtok.vae.compression import Compression
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 LIGHTNING_COMMANDS = ("fit", "validate")
+LIGHTNING_CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
 CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")  # --ckpt_path values Lightning resolves itself
 # vtok's own subcommands: name -> "module:function(argv)", imported only when used.
 SUBCOMMANDS = {
@@ -124,7 +126,9 @@ class VtokCLI(LightningCLI):
             if logger and not isinstance(logger, bool) and logger.init_args.get("save_dir") in (None, "."):
                 logger.init_args["save_dir"] = trainer.default_root_dir
         for callback in trainer.callbacks or []:
-            if callback.class_path.endswith("ModelCheckpoint") and not callback.init_args.get("dirpath"):
+            if callback.class_path == LIGHTNING_CHECKPOINT:  # same options; last.ckpt also ends at the final step
+                callback.class_path = f"{FinalStepCheckpoint.__module__}.{FinalStepCheckpoint.__name__}"
+            if callback.class_path.endswith(("ModelCheckpoint", "FinalStepCheckpoint")) and not callback.init_args.get("dirpath"):
                 callback.init_args.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
         self._check_clip_shape(config)
 

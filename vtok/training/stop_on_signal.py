@@ -34,6 +34,7 @@ class StopOnSignal(Callback):
         self.signals = tuple(signals)
         self.received: int | None = None
         self.checkpoint_path: Path | None = None
+        self.saved_step: int | None = None  # the global step the signal's checkpoint holds
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -55,6 +56,7 @@ class StopOnSignal(Callback):
         self.checkpoint_path = folder / f"last-signal-step={trainer.global_step}.ckpt"
         log.warning("signal received: writing %s and stopping", self.checkpoint_path)
         trainer.save_checkpoint(self.checkpoint_path)
+        self.saved_step = trainer.global_step
         trainer.should_stop = True
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
