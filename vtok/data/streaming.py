@@ -135,6 +135,7 @@ class ShardClipDataset(IterableDataset):
         self._position = {"epoch": 0, "pass": 0, "shard": 0, "yielded": 0}
         self._resume: dict[str, int] | None = None
         self._waiting: Counter[int] = Counter()
+        self._delivered: Counter[int] = Counter()
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch seeds the shard order and every sample's randomness (see :class:`EpochLoader`)."""
@@ -144,21 +145,25 @@ class ShardClipDataset(IterableDataset):
         """This worker's place: epoch, pass over its shards, samples given, and the first shard
         with samples read but not yet delivered (waiting in the shuffle buffer), where a resumed
         run starts again."""
-        return {**self._position, "shard": min(self._waiting, default=self._position["shard"])}
+        restart = min(self._waiting, default=self._position["shard"])
+        # Samples of the shards read again on resuming are delivered again: they count from there.
+        again = sum(count for shard, count in self._delivered.items() if shard >= restart)
+        return {**self._position, "shard": restart, "yielded": self._position["yielded"] - again}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self._resume = dict(state)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         rank, world, worker, workers = wds.utils.pytorch_worker_info()
-        mine = split_shards(self.shards, rank, world, worker, workers, self.epoch, self.seed, self.train)
+        # A resumed run first finishes the interrupted epoch, whatever number Lightning gives the
+        # next one (a run stopped by max_steps mid-epoch is saved as if the epoch had ended).
+        start, self._resume = self._resume or {}, None
+        epoch = start.get("epoch", self.epoch)
+        mine = split_shards(self.shards, rank, world, worker, workers, epoch, self.seed, self.train)
         quota = None
         if self.counts is not None:
-            quotas = sample_quotas(self.counts, world, workers, self.batch_size, self.epoch, self.seed, self.train)
-            quota = quotas[rank][worker]
-        start = self._resume if self._resume and self._resume.get("epoch") == self.epoch else {}
-        self._resume = None
-        self._position = {"epoch": self.epoch, "pass": 0, "shard": 0, "yielded": 0, **start}
+            quota = sample_quotas(self.counts, world, workers, self.batch_size, epoch, self.seed, self.train)[rank][worker]
+        self._position = {"epoch": epoch, "pass": 0, "shard": 0, "yielded": 0, **start}
         return self._passes(mine, quota, (rank, worker))
 
     def _passes(self, shards: list[str], quota: int | None, place: tuple[int, int]) -> Iterator[dict[str, Any]]:
@@ -188,6 +193,7 @@ class ShardClipDataset(IterableDataset):
         position = self._position
         notes: list[str] = []
         waiting = self._waiting = Counter()  # shard -> samples read from it, not delivered yet
+        given = self._delivered = Counter()  # shard -> samples delivered from it in this pass
 
         def skip(error: Exception) -> bool:  # webdataset's handler for unreadable shards and members
             reason = first_line(error.args[0] if error.args else error)  # webdataset wraps the cause
@@ -201,10 +207,11 @@ class ShardClipDataset(IterableDataset):
                     waiting[number] += 1
                     yield {**member, "__shard__": number}
 
-        def delivered(shard: int) -> None:
+        def delivered(shard: int, used: bool = True) -> None:
             waiting[shard] -= 1
             if not waiting[shard]:
                 del waiting[shard]
+            given[shard] += used
 
         stream: Iterator[dict[str, Any]] = members()
         if self.train and self.shuffle_buffer > 1:
@@ -216,7 +223,7 @@ class ShardClipDataset(IterableDataset):
                 sample = {**self._clip(member), "__shard__": member["__shard__"]}
             except UnusableFileError as error:
                 notes.append(error.note)
-                delivered(member["__shard__"])
+                delivered(member["__shard__"], used=False)
                 continue
             if held is not None:
                 delivered(held.pop("__shard__"))  # before the yield: the loader snapshots state while we wait
