@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import shutil
 import json
 import subprocess
 import sys
@@ -57,6 +58,33 @@ def test_invalid_settings_fail_at_parse_time_naming_the_fix(capsys: pytest.Captu
     assert "bf16-mixed" in _fit_error(capsys, "--trainer.precision", "16-mixed")
     message = _fit_error(capsys, "--model.autoencoder.block_out_channels", "[12, 20]")
     assert "set resample_shortcut=false" in message and "Traceback" not in message
+    assert "set model.accumulate_batches instead" in _fit_error(capsys, "--trainer.accumulate_grad_batches", "2")
+    assert "set model.grad_clip instead" in _fit_error(capsys, "--trainer.gradient_clip_val", "1.0")
+
+
+def test_a_picture_interval_of_zero_is_refused_when_the_config_is_read(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    config = tmp_path / "pictures.yaml"
+    config.write_text("trainer:\n  callbacks:\n    - class_path: vtok.training.ReconstructionPictures\n"
+                      "      init_args:\n        every_n_steps: 0\n")  # fmt: skip
+    message = _fit_error(capsys, "--config", str(config), "--trainer.default_root_dir", str(tmp_path))
+    assert "ReconstructionPictures every_n_steps must be at least 1, got 0" in message and "Traceback" not in message
+
+
+def test_validate_keeps_the_run_config_and_a_checkpoint_of_another_network_is_one_line(
+    capsys: pytest.CaptureFixture, tmp_path: Path, fsq_run: dict[str, Path]
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(fsq_run["checkpoint"].parents[1], run)
+    written = (run / "config.yaml").read_bytes()
+    checkpoint = str(run / "checkpoints" / "last.ckpt")
+    main(["validate", "--config", str(run / "config.yaml"), "--trainer.default_root_dir", str(run), "--ckpt_path", checkpoint])
+    assert (run / "config.yaml").read_bytes() == written, "validate rewrote the config that reruns and resumes use"
+    with pytest.raises(SystemExit) as exit_info:  # the default network (KL, wider) instead of the run's FSQ one
+        main(["validate", "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "other"),
+              "--data.synthetic_dir", str(tmp_path / "clips"), "--ckpt_path", checkpoint])  # fmt: skip
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "the checkpoint's weights do not fit the network the config describes" in message
+    assert "--config runs/<run>/config.yaml" in message and "Traceback" not in message
 
 
 def test_missing_lpips_weights_stop_fit_at_setup(capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from lightning.pytorch import Trainer
 
@@ -117,6 +117,12 @@ class VtokCLI(LightningCLI):
             trainer.default_root_dir = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
         if trainer.precision is None:
             trainer.precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+        for setting, instead in (("accumulate_grad_batches", "model.accumulate_batches"), ("gradient_clip_val", "model.grad_clip")):
+            if trainer.get(setting) not in (None, 1 if setting == "accumulate_grad_batches" else None):
+                raise UsageError(
+                    f"trainer.{setting} does not apply: vtok steps its optimisers itself (generator and discriminator); "
+                    f"set {instead} instead"
+                )
         if str(trainer.precision).startswith("16"):
             raise UsageError(
                 f"trainer.precision={trainer.precision} is not supported (fp16 overflows in video VAEs); "
@@ -188,6 +194,8 @@ class VtokCLI(LightningCLI):
         discrete = autoencoder is not None and autoencoder.is_discrete
         if discrete and not any(isinstance(c, CodebookMonitor) for c in trainer.callbacks):
             trainer.callbacks.append(CodebookMonitor())
+        if self.subcommand == "validate":  # keep the run's config.yaml the fit wrote (a rerun needs it)
+            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, SaveConfigCallback)]
         if type(trainer.strategy.checkpoint_io).__name__ == "TorchCheckpointIO":
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
@@ -225,14 +233,18 @@ class VtokCLI(LightningCLI):
                 "vtok validate needs --ckpt_path (a checkpoint written by vtok fit, or 'last'); "
                 "without one it would score the untrained network"
             )
+        self._check_data("validate")
 
     def before_fit(self) -> None:
-        # Single-process runs list and probe their data now, so an empty or unusable dataset is a
-        # one-line error before the Trainer starts; multi-process runs do it in Lightning's setup.
+        self._check_data("fit")
+
+    def _check_data(self, stage: str) -> None:
+        """Single-process runs list and probe their data now, so an empty or unusable dataset is a
+        one-line error before the Trainer starts; multi-process runs do it in Lightning's setup."""
         if int(os.environ.get("WORLD_SIZE", "1")) == 1:
             try:
                 self.datamodule.prepare_data()
-                self.datamodule.setup("fit")
+                self.datamodule.setup(stage)
             except (ValueError, FileNotFoundError) as error:
                 raise UsageError(str(error)) from error
 
@@ -283,6 +295,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         VtokCLI(args=argv)
     except UsageError as error:
         print(f"vtok: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except RuntimeError as error:
+        if not str(error).startswith("Error(s) in loading state_dict"):
+            raise
+        mismatch = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), "")
+        print(
+            f"vtok: error: the checkpoint's weights do not fit the network the config describes ({mismatch[:300]}); "
+            "give the run's own config: --config runs/<run>/config.yaml",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
     except (NonFiniteTrainingError, NoTrainingBatchesError, NoUsableDataError) as error:
         print(f"vtok: training stopped: {error}", file=sys.stderr)

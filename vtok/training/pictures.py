@@ -43,6 +43,9 @@ class ReconstructionPictures(Callback):
     """
 
     def __init__(self, every_n_steps: int = 100, max_videos: int = 2, max_frames: int = 8) -> None:
+        for name, value in (("every_n_steps", every_n_steps), ("max_videos", max_videos), ("max_frames", max_frames)):
+            if value < 1:
+                raise ValueError(f"ReconstructionPictures {name} must be at least 1, got {value} (drop the callback for none)")
         self.every_n_steps = every_n_steps
         self.max_videos = max_videos
         self.max_frames = max_frames
