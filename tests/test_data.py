@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
@@ -176,6 +177,28 @@ def test_images_are_one_frame_clips_and_wrong_channels_are_skipped(tmp_path: Pat
         assert reason in sample["skipped"]
 
 
+def test_data_settings_that_cannot_work_name_themselves_at_setup(
+    tmp_path: Path, video_folder: Path, carphone: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def setup_error(**settings: Any) -> str:
+        module = VideoDataModule(num_frames=5, size=32, batch_size=2, num_workers=0, **settings)
+        with pytest.raises((ValueError, FileNotFoundError)) as error:
+            module.setup("fit")
+        return str(error.value)
+
+    for index in range(2):
+        Image.fromarray(synthetic_clip(1, 40, 40, seed=index)[0].numpy()).save(tmp_path / f"{index}.png")
+    assert setup_error(path=str(video_folder), image_path=str(tmp_path), image_batch_size=3).startswith(
+        "data.image_path has 2 images, fewer than one batch of data.image_batch_size=3"
+    )
+    gone = str(tmp_path / "gone")
+    assert setup_error(path=str(video_folder), val_path=gone).startswith(f"data.val_path: data source {gone!r}")
+    assert setup_error(path=str(video_folder), image_path=gone).startswith("data.image_path: data source")
+    assert setup_error(path=gone).startswith("data.path: data source")
+    VideoDataModule(path=str(carphone), num_frames=5, size=32, batch_size=1, num_workers=0).setup("fit")
+    assert any("data.path lists one file: none is held out for validation" in r.message for r in caplog.records)
+
+
 def test_manifests_list_files_relative_to_themselves(tmp_path: Path, video_folder: Path) -> None:
     names = [p.name for p in sorted(video_folder.glob("*.mp4"))[:2]]
     (tmp_path / "list.jsonl").write_text("".join(json.dumps({"path": str(video_folder / n)}) + "\n" for n in names))
@@ -195,14 +218,18 @@ def test_datamodule_warns_once_per_unusable_file_and_counts_per_epoch(
     module = VideoDataModule(path=str(folder), val_fraction=0, num_frames=9, size=32, batch_size=3, num_workers=0)
     module.setup("fit")
     loader = module.train_dataloader()
+    substituted = []
     for _ in range(2):
         for batch in loader:
             batch = module.on_after_batch_transfer(batch, 0)
             assert "skipped" not in batch
+        substituted.append(module.pop_epoch_skips())
     assert set(map(lambda p: Path(p).name, module.skipped_files)) == set(broken)
     warnings = [r for r in caplog.records if "skipping unusable file" in r.message]
-    assert len(warnings) == len(broken)
-    assert module.pop_epoch_skips() > 0 and module.pop_epoch_skips() == 0
+    assert len(warnings) == len(broken), "one warning per file, not per epoch"
+    # every epoch, each broken file's own slot is filled by another file (files known to be bad count too)
+    assert all(count >= len(broken) for count in substituted), substituted
+    assert module.pop_epoch_skips() == 0
 
 
 def test_datamodule_writes_sample_clips_and_splits_them(tmp_path: Path) -> None:

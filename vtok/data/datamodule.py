@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,14 @@ from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, sh
 from vtok.data.synthetic import write_sample_clips
 
 log = logging.getLogger(__name__)
+
+
+def _named(setting: str, lister: Callable[..., list], *args: Any) -> list:
+    """``lister(*args)``, with a source that does not exist reported under the setting that names it."""
+    try:
+        return lister(*args)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{setting}: {error}") from None
 
 
 def default_sample_dir() -> Path:
@@ -69,7 +78,8 @@ class VideoDataModule(LightningDataModule):
         image_batch_size: images per batch (default ``batch_size``).
         num_workers: decoding processes per loader.
         seed: seed of clip positions, crops, flips, shuffling and file substitution.
-        backend: video reader: ``"auto"`` (decord if installed), ``"decord"`` or ``"pyav"``.
+        backend: video reader: ``"auto"`` (decord, with PyAV for the files decord cannot read and for
+            ``.ts``/``.mpg`` streams), ``"decord"`` or ``"pyav"``.
         synthetic_videos: number of generated sample clips to use when ``path`` is unset.
         synthetic_dir: where generated clips are written (default: the user cache folder).
     """
@@ -159,12 +169,18 @@ class VideoDataModule(LightningDataModule):
             write_sample_clips(folder, self.synthetic_videos, self._synthetic_frames(), *self._synthetic_size(), seed=self.seed)
 
     def _split(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        records = list_records(self.path if self.path is not None else self._synthetic_folder())
+        records = _named("data.path", list_records, self.path if self.path is not None else self._synthetic_folder())
         if not records:
             raise ValueError(f"no video files found in {self.path!r}")
         if self.val_path is not None:
             return records, self._val_path_records()
         held_out = round(len(records) * self.val_fraction) if len(records) > 1 else 0
+        if self.val_fraction > 0 and len(records) == 1:
+            log.warning(
+                "data.path lists one file: none is held out for validation (data.val_fraction=%g), so no "
+                "validation runs; pass data.val_path to validate",
+                self.val_fraction,
+            )
         if self.val_fraction > 0 and len(records) > 1:
             held_out = max(held_out, 1)
         order = torch.randperm(len(records), generator=torch.Generator().manual_seed(self.seed)).tolist()
@@ -172,7 +188,7 @@ class VideoDataModule(LightningDataModule):
         return [records[i] for i in order[held_out:]], val
 
     def _val_path_records(self) -> list[dict[str, Any]]:
-        records = list_records(self.val_path)
+        records = _named("data.val_path", list_records, self.val_path)
         if not records:  # never train on without the validation that was asked for
             raise ValueError(f"no video files found in data.val_path {self.val_path!r}")
         return records
@@ -204,7 +220,7 @@ class VideoDataModule(LightningDataModule):
             if val_records:
                 self.datasets["val"] = self._clips(val_records, train=False)
         if self.image_path is not None:
-            image_files = list_files(self.image_path, IMAGE_SUFFIXES)
+            image_files = _named("data.image_path", list_files, self.image_path, IMAGE_SUFFIXES)
             if not image_files:
                 raise ValueError(f"no image files found in {self.image_path!r}")
             self.datasets["images"] = ImageDataset(
@@ -244,6 +260,12 @@ class VideoDataModule(LightningDataModule):
             raise ValueError(
                 f"{what}, fewer than one batch of data.batch_size={self.batch_size} per rank on {world} rank(s): "
                 "no training batch would be made. Lower data.batch_size or add data"
+            )
+        images = len(self.datasets["images"]) if "images" in self.datasets else None
+        if images is not None and -(-images // world) < self.image_batch_size:
+            raise ValueError(
+                f"data.image_path has {images} images, fewer than one batch of data.image_batch_size="
+                f"{self.image_batch_size} per rank on {world} rank(s). Lower data.image_batch_size or add images"
             )
 
     def _stream(self) -> ShardClipDataset:

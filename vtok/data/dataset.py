@@ -73,7 +73,8 @@ class SkippingDataset(Dataset, ABC):
         skipped: list[str] = []
         for attempt in range(self.max_attempts):
             candidate = index if attempt == 0 else self._substitute(epoch, index, attempt)
-            if candidate in self._bad:
+            if candidate in self._bad:  # known bad: not read again, but still counted as a substitution
+                skipped.append(UnusableFileError(self.files[candidate], self._bad[candidate]).note)
                 continue
             generator = sample_generator(self.seed, epoch, index) if self.train else None
             try:
