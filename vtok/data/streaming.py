@@ -14,8 +14,10 @@ sample's key), so they do not depend on which worker reads it; the shuffle buffe
 Resuming: the shuffle buffer keeps no state, so the dataset's state is, per worker, the first shard
 that still had samples waiting (read, not yet delivered). A resumed run restarts each worker at the
 start of that shard: no sample of the epoch is lost, and the ones of those shards that were
-already delivered are delivered again (up to about one shuffle buffer per worker). Resumption is
-exact to the shard, not to the sample.
+already delivered are delivered again (up to about one shuffle buffer per worker; the count of
+samples given restarts there too, so they do not use up a worker's quota). Resumption is exact to
+the shard, not to the sample. A resumed stream first finishes the epoch it saved, even when
+Lightning numbers the resumed epoch one higher (as it does for a run stopped by ``max_steps``).
 """
 
 from __future__ import annotations
