@@ -77,6 +77,19 @@ def test_prepare_accepts_exactly_the_good_files_and_a_second_run_decodes_nothing
     assert (summary.probed, summary.accepted, summary.manifest_total) == (1, 1, 5)
 
 
+def test_a_rerun_with_settings_that_would_change_listed_files_says_they_do_not_apply(
+    video_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    args = ["--data", str(video_folder), "--out", str(tmp_path / "out"), "--workers", "0", *QUIET]
+    prepare(args)
+    caplog.clear()
+    summary = prepare([*args, "--reencode", "--min-frames", "30"])
+    assert summary.probed == 0 and not (tmp_path / "out" / "videos").exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(w.startswith("8 videos already in") and "are not re-encoded" in w for w in warnings), warnings
+    assert any("are shorter than --min-frames 30" in w and "use a new --out" in w for w in warnings), warnings
+
+
 def _write_faststart(path: Path, frames: int) -> Path:
     """An H.264 mp4 with the index (moov) before the frames (mdat), as streaming sites serve them."""
     with av.open(str(path), "w", options={"movflags": "faststart"}) as container:

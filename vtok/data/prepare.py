@@ -169,6 +169,21 @@ def _results(todo: list[str], check: Callable[[str], dict[str, Any]], options: P
         yield source, result
 
 
+def _warn_about_earlier_settings(accepted: list[dict[str, Any]], options: PrepareOptions, out: Path) -> None:
+    """Files already listed are not checked again, so settings that would change them do not apply."""
+    listed = {"not re-encoded": 0, f"shorter than --min-frames {options.min_frames}": 0}
+    for record in accepted:
+        listed["not re-encoded"] += options.reencode and "source" in record and record["path"] == record["source"]
+        listed[f"shorter than --min-frames {options.min_frames}"] += record["frames"] < options.min_frames
+    for what, count in listed.items():
+        if count:
+            log.warning(
+                "%d videos already in %s are %s: an earlier run listed them with other settings, and files already "
+                "listed are not checked again; use a new --out to apply these settings to them",
+                count, out / MANIFEST_NAME, what,
+            )  # fmt: skip
+
+
 def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None = None) -> PrepareSummary:
     """Scans the videos of ``data`` into ``out`` (see the module docstring for what is written).
 
@@ -190,6 +205,7 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
     accepted, rejected = read_jsonl(out / MANIFEST_NAME), read_jsonl(out / REJECTED_NAME)
     known = {r.get("source", r["path"]) for r in accepted} | {r["path"] for r in rejected}
     todo = [source for source in sources if source not in known]
+    _warn_about_earlier_settings(accepted, options, out)
     summary = PrepareSummary(out, found=len(sources), known=len(sources) - len(todo), probed=len(todo))
     log.info("%d files, %d already in %s: checking %d", len(sources), summary.known, out, len(todo))
     check = functools.partial(check_file, out=out, options=options)
