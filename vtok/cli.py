@@ -296,6 +296,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     except UsageError as error:
         print(f"vtok: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except (NonFiniteTrainingError, NoTrainingBatchesError, NoUsableDataError) as error:
+        print(f"vtok: training stopped: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     except RuntimeError as error:
         if not str(error).startswith("Error(s) in loading state_dict"):
             raise
@@ -306,9 +309,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             file=sys.stderr,
         )
         raise SystemExit(2) from None
-    except (NonFiniteTrainingError, NoTrainingBatchesError, NoUsableDataError) as error:
-        print(f"vtok: training stopped: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
