@@ -15,6 +15,7 @@ import torch
 from vtok import VideoAutoencoder
 from vtok.cli import CONFIG_DIR, DEFAULT_CONFIG, VtokCLI, main
 from vtok.data.datamodule import VideoDataModule
+from vtok.losses.perceptual import load_lpips_vgg
 from vtok.training import AutoencoderModule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,3 +146,11 @@ def test_launcher_settings_that_cannot_work_are_refused_before_training(
     assert "trainer.num_nodes=3 disagrees" in _fit_error(capsys, "--trainer.num_nodes", "3", *root)
     assert "FSDP is not supported" in _fit_error(capsys, "--trainer.strategy", "fsdp", *root)
     assert "a multi-process run needs --trainer.default_root_dir" in _fit_error(capsys)  # no run id to name it by
+
+
+def test_a_wrong_perceptual_backbone_file_is_never_advised_to_be_overwritten(tmp_path: Path) -> None:
+    wrong = tmp_path / "config.json"  # e.g. an export's config, passed by mistake
+    wrong.write_text("{}")
+    with pytest.raises(ValueError) as error:
+        load_lpips_vgg(wrong)
+    assert f"curl -L -o {wrong}" not in str(error.value) and "model.loss.perceptual_backbone" in str(error.value)

@@ -197,3 +197,96 @@ def test_bad_input_is_one_line_with_exit_code_2(
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("vtok evaluate: error:") and message in error and "\n" not in error, error
+
+
+def test_a_manifest_bounds_the_clips_and_the_real_clip_rate_is_recorded(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # as `vtok prepare` records files damaged after frame 12 and 5 (their headers say 20), at 12 fps
+    files = sorted(video_folder.glob("*.mp4"))[:2]
+    manifest = tmp_path / "manifest.jsonl"
+    lines = [{"path": str(f), "frames": n, "fps": 12.0, "reported_frames": 20} for f, n in zip(files, (12, 5))]
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "eval"
+    run("evaluate", "--model", fsq_run["export"], "--data", manifest, "--out", out, "--frames", 9, "--fps", 48,
+        "--pictures", 0)  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["videos"] == 1 and [s["path"] for s in metrics["skipped"]] == [str(files[1])]
+    assert "too short" in metrics["skipped"][0]["reason"] and "the video has 5" in metrics["skipped"][0]["reason"]
+    model = load_autoencoder(fsq_run["export"])
+    assert metrics["tokens_per_second_of_video"] == pytest.approx(model.tokens_per_clip(9, 32, 32) * 12 / 9)
+    assert metrics["protocol"]["fps"] == 48 and metrics["protocol"]["clip_fps"] == [12.0]  # below --fps: its own rate
+    assert "--fps 48 is above the frame rate of 1 videos" in caplog.text
+    assert "(clips at 12 fps)" in (out / "report.md").read_text()
+
+
+class FailingI3D(nn.Module):
+    """An I3D stand-in that fails inside TorchScript on clips under 9 frames, as the real one does on short clips."""
+
+    def forward(
+        self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False
+    ) -> torch.Tensor:
+        return F.max_pool3d(x, [9, 1, 1]).flatten(1)
+
+
+def test_a_failing_detector_keeps_the_cause_and_the_report_names_no_detector(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    path = tmp_path / "torch" / "hub" / "checkpoints" / I3D_FILE
+    path.parent.mkdir(parents=True)
+    torch.jit.script(FailingI3D()).save(str(path))
+    out = tmp_path / "eval"
+    run("evaluate", "--model", fsq_run["export"], "--data", video_folder, "--out", out, "--max-videos", 2,
+        "--pictures", 0)  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["fvd"] is None and metrics["fvd_weights_sha256"] is not None
+    reason = metrics["fvd_skipped"]
+    assert reason.startswith("the I3D detector failed on clips of shape (3, 5, 32, 32): RuntimeError: "), reason
+    assert "Output size is too small" in reason and "\n" not in reason, reason
+    assert "FVD detector sha256" not in (out / "report.md").read_text()
+
+
+def test_a_wrong_lpips_file_is_never_advised_to_be_overwritten(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    mine = tmp_path / "my-notes.pth"
+    mine.write_text("not weights")
+    with pytest.raises(SystemExit) as exit_info:
+        run("evaluate", "--model", fsq_run["export"], "--data", video_folder, "--out", tmp_path / "eval",
+            "--lpips-weights", mine)  # fmt: skip
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    cache = tmp_path / "torch" / "hub" / "checkpoints" / "vgg16-397923af.pth"
+    assert error.startswith("vtok evaluate: error: --lpips-weights") and f"curl -L -o {cache} " in error, error
+    assert f"-o {mine}" not in error
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "message"),
+    [
+        ("evaluate", ["--size", "32", "32", "32"], "--size takes one number or two (H W), got 3"),
+        ("evaluate", ["--frames", "0"], "--frames must be at least 1, got 0"),
+        ("evaluate", ["--out", "FILE"], "--out FILE is a file"),
+        ("evaluate", ["--out", "FILE/eval"], "--out FILE/eval cannot be a folder: FILE is a file"),
+        ("tokenize", ["--out", "FILE"], "--out FILE is a file"),
+        ("prepare", ["--out", "FILE"], "--out FILE is a file"),
+        ("prepare", ["--timeout", "0"], "--timeout must be above 0 seconds, got 0"),
+    ],
+)
+def test_bad_flags_are_one_line_errors_before_any_work(
+    command: str, flags: list[str], message: str, fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    Path("FILE").write_text("a file")
+    model = [] if command == "prepare" else ["--model", str(fsq_run["export"])]
+    out = [] if "--out" in flags else ["--out", "out"]
+    with pytest.raises(SystemExit) as exit_info:
+        run(command, *model, "--data", video_folder, *out, *flags)
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"vtok {command}: error:") and message in error and "\n" not in error, error
+    assert not Path("out").exists()

@@ -177,3 +177,46 @@ def test_a_checkpoint_whose_config_does_not_fit_its_weights_is_refused(tmp_path:
     torch.save(checkpoint, tmp_path / "mismatched.ckpt")
     with pytest.raises(ValueError, match="do not fit its recorded config"):
         load_autoencoder(tmp_path / "mismatched.ckpt")
+
+
+def test_latent_statistics_skip_unreadable_videos_and_count_them(
+    fsq_run: dict[str, Path], mixed_folder: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from vtok.commands.protocol import ClipProtocol, clip_dataset
+    from vtok.export import latent_statistics
+
+    folder, broken = mixed_folder
+    main(["export", "--ckpt", str(fsq_run["checkpoint"]), "--out", str(tmp_path / "export"),
+          "--latent-stats", str(folder), "--frames", "5", "--size", "32"])  # fmt: skip
+    assert f"latent statistics from 4 videos ({len(broken)} skipped)" in capsys.readouterr().out
+    model = load_autoencoder(tmp_path / "export")
+    good = sorted(str(p) for p in folder.glob("*.mp4") if p.name not in broken)  # each once, no stand-ins
+    clips = clip_dataset(ClipProtocol(frames=5, height=32, width=32), str(folder), model)
+    with torch.no_grad():
+        expected = latent_statistics([model.encode(clips.load_with_info(clips.files.index(f))[0][None]) for f in good])
+    close = {"rtol": 1e-5, "atol": 1e-6}
+    torch.testing.assert_close(torch.tensor(model.config["_vtok_latent_mean"]), torch.tensor(expected["mean"]), **close)
+    torch.testing.assert_close(torch.tensor(model.config["_vtok_latent_std"]), torch.tensor(expected["std"]), **close)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-videos", "0"], "--max-videos must be at least 1, got 0"),
+        (["--max-videos", "-3"], "--max-videos must be at least 1, got -3"),
+        (["--frames", "101"], "--latent-stats: none of the 8 videos could be read"),
+        (["--out", "FILE"], "is a file; give the path of a new or an existing folder"),
+    ],
+)
+def test_bad_latent_statistics_flags_are_one_line_errors(
+    flags: list[str], message: str, fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:  # fmt: skip
+    (tmp_path / "FILE").write_text("a file")
+    flags = [str(tmp_path / f) if f == "FILE" else f for f in flags]
+    out = [] if "--out" in flags else ["--out", str(tmp_path / "export")]
+    data = ["--latent-stats", str(video_folder)]
+    stderr = _export_error(capsys, "--ckpt", str(fsq_run["checkpoint"]), *out, *data, *flags)
+    error = stderr.strip().splitlines()[-1]  # after the warnings of skipped videos
+    assert error.startswith("vtok export: error:") and message in error, error
+    assert not (tmp_path / "export").exists()

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from tests.conftest import write_broken_files
 from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.data import ClipSpec, VideoClipDataset, open_video, to_uint8_frames
@@ -158,3 +159,77 @@ def test_bad_token_input_is_one_line_with_exit_code_2(
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"vtok {command}: error:") and message in error and "\n" not in error, error
+
+
+def test_a_rerun_with_another_model_or_other_clip_settings_is_refused(
+    fsq_run: dict[str, Path], two_videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "tokens"
+    run("tokenize", "--model", fsq_run["export"], "--data", two_videos, "--out", out)
+    run("tokenize", "--model", fsq_run["checkpoint"], "--data", two_videos, "--out", out)  # the same weights
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("tokenized 0 videos (2 already done, 0 skipped)")
+    other = load_autoencoder(fsq_run["export"])
+    with torch.no_grad():
+        other.encoder.conv_in.weight.add_(0.01)
+    write_export(other, tmp_path / "other", {"_vtok_clip": {"num_frames": 5, "size": [32, 32]}})
+    index = (out / "index.jsonl").read_text()
+    for model, flags, difference in [
+        (fsq_run["export"], ["--size", "48", "64", "--frames", "9"], "frames None in the file, 9 now; height 32 in"),
+        (fsq_run["export"], ["--fps", "12"], "fps None in the file, 12.0 now"),
+        (tmp_path / "other", [], "model weights sha256"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            run("tokenize", "--model", model, "--data", two_videos, "--out", out, *flags)
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith("vtok tokenize: error:") and "\n" not in error, error
+        assert difference in error and "new --out" in error, error
+    assert (out / "index.jsonl").read_text() == index and len(list((out / "tokens").iterdir())) == 2
+
+
+def test_a_manifest_bounds_the_frames_and_sets_the_rate(
+    fsq_run: dict[str, Path], two_videos: Path, tmp_path: Path
+) -> None:
+    # as `vtok prepare` records a file damaged after frame 9 (its header says 20) at 12 fps
+    files = sorted(two_videos.glob("*.mp4"))
+    manifest = tmp_path / "manifest.jsonl"
+    lines = [{"path": str(f), "frames": 9, "fps": 12.0, "reported_frames": 20} for f in files]
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "tokens"
+    run("tokenize", "--model", fsq_run["export"], "--data", manifest, "--out", out)
+    entries = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert [(e["frames"], e["fps"], e["shape"]) for e in entries] == [(9, 12.0, [1, 3, 4, 4])] * 2
+    assert read_token_file(out / entries[0]["tokens"])[1]["first_frame"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "message"),
+    [
+        ("tokenize", {"--size": ["32", "32", "32"]}, "--size takes one number or two (H W), got 3"),
+        ("tokenize", {"--frames": ["0"]}, "--frames must be at least 1, got 0"),
+        ("tokenize", {"--fps": ["0"]}, "--fps must be positive"),
+        ("tokenize", {"--out": ["FILE"]}, "is a file; give the path of a new or an existing folder"),
+        ("tokenize", {"--data": ["BROKEN"], "--frames": ["9"]}, "none of the 5 videos could be read"),
+        ("detokenize", {"--fps": ["-5"]}, "--fps must be above 0, got -5"),
+        ("detokenize", {"--out": ["clip.avi"]}, "must name an .mp4 file"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(
+    command: str, flags: dict[str, list[str]], message: str, fsq_run: dict[str, Path], token_file: tuple[Path, dict],
+    video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+) -> None:  # fmt: skip
+    (tmp_path / "FILE").write_text("a file")
+    write_broken_files(tmp_path / "BROKEN", sorted(video_folder.glob("*.mp4"))[0])
+    inputs = {"--data": [video_folder]} if command == "tokenize" else {"--tokens": [token_file[0]]}
+    options = {"--out": [tmp_path / ("tokens" if command == "tokenize" else "v.mp4")], **inputs}
+    for flag, values in flags.items():
+        options[flag] = [tmp_path / v if v in ("FILE", "BROKEN", "clip.avi") else v for v in values]
+    with pytest.raises(SystemExit) as exit_info:
+        run(command, "--model", fsq_run["export"], *[a for flag, values in options.items() for a in (flag, *values)])
+    assert exit_info.value.code == 2
+    stderr = capsys.readouterr().err
+    error = stderr.strip().splitlines()[-1]  # after the warnings of skipped videos
+    assert "Traceback" not in stderr and error.startswith(f"vtok {command}: error:") and message in error, stderr
+    if flags.get("--data") == ["BROKEN"]:  # the reasons are listed where the message says
+        assert str(tmp_path / "tokens" / "skipped.jsonl") in error
+        assert len((tmp_path / "tokens" / "skipped.jsonl").read_text().splitlines()) == 5

@@ -4,13 +4,16 @@ A token file holds ``indices`` ``[K, t', h', w']`` (int16 when the codebook has 
 codes, int32 up to 2^31, else int64), for a model with first-frame strengthening also
 ``first_frame_extra`` ``[K_extra, 1, h', w']`` (see :class:`~vtok.vae.FirstFrameTokens`), and
 string metadata: the format and its version,
-the source video, the frames used (first frame, count, stride), the clip's frame rate and size, and
-the model (path, compression, codebook size, tokens per position). Files are written to a
-temporary name and renamed into place, so a file under its final name is always complete.
+the source video, the frames used (first frame, count, stride), the clip's frame rate and size, the
+clip protocol asked for (``settings``: frames, stride or fps, size) and the model (path, a sha256 of
+its weights, compression, codebook size, tokens per position). Files are written to a temporary
+name and renamed into place, so a file under its final name is always complete.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ TOKEN_FORMAT = "vtok-tokens"
 TOKEN_FORMAT_VERSION = 1
 TENSOR = "indices"
 EXTRA_TENSOR = "first_frame_extra"
+PROTOCOL_KEYS = ("frames", "stride", "fps", "height", "width")  # the clip settings a token file records
 
 
 def index_dtype(codebook_size: int) -> torch.dtype:
@@ -45,8 +49,52 @@ def model_identity(model: VideoAutoencoder) -> dict[str, str]:
     }
 
 
-def token_metadata(model: VideoAutoencoder, info: ClipInfo, height: int, width: int, model_path: str) -> dict[str, str]:
-    """The string metadata of a token file for a clip of ``info`` tokenized by ``model``."""
+def weights_sha256(model: VideoAutoencoder) -> str:
+    """Hex sha256 of ``model``'s weights (names, dtypes, shapes and values): the same for an export and
+    the checkpoint it came from, different for any other weights, wherever the files lie."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def tokenize_settings(protocol: dict[str, Any], model_sha256: str) -> dict[str, str]:
+    """What must be the same for two token files to belong in one output folder: the clip protocol
+    asked for (frames, stride, fps, height and width of a protocol dict) and the model's weights."""
+    clip = {key: protocol[key] for key in PROTOCOL_KEYS}
+    return {"settings": json.dumps(clip, sort_keys=True), "model_sha256": model_sha256}
+
+
+def settings_mismatch(metadata: dict[str, str], settings: dict[str, str]) -> list[str]:
+    """How a token file's ``metadata`` differs from a run's ``settings`` (see :func:`tokenize_settings`),
+    one ``<what> <file's> in the file, <run's> now`` text per difference (none: the file belongs)."""
+    if metadata.get("settings") is None or metadata.get("model_sha256") is None:
+        return ["the file records no clip protocol or weights hash (written by an older vtok)"]
+    differences = []
+    recorded_sha, wanted_sha = metadata["model_sha256"], settings["model_sha256"]
+    if recorded_sha != wanted_sha:
+        differences.append(f"model weights sha256 {recorded_sha[:12]}... in the file, {wanted_sha[:12]}... now")
+    try:
+        recorded = json.loads(metadata["settings"])
+    except json.JSONDecodeError:
+        recorded = {}
+    for key, value in json.loads(settings["settings"]).items():
+        if recorded.get(key) != value:
+            differences.append(f"{key} {recorded.get(key)} in the file, {value} now")
+    return differences
+
+
+def token_metadata(
+    model: VideoAutoencoder,
+    info: ClipInfo,
+    height: int,
+    width: int,
+    model_path: str,
+    settings: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The string metadata of a token file for a clip of ``info`` tokenized by ``model``, with the
+    run's ``settings`` (see :func:`tokenize_settings`) when given."""
     fields: dict[str, Any] = {
         "format": TOKEN_FORMAT,
         "format_version": TOKEN_FORMAT_VERSION,
@@ -59,6 +107,7 @@ def token_metadata(model: VideoAutoencoder, info: ClipInfo, height: int, width: 
         "width": width,
         **model_identity(model),
         "model": model_path,
+        **(settings or {}),
     }
     return {key: str(value) for key, value in fields.items()}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -20,14 +21,20 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vtok detokenize", description=__doc__)
     p.add_argument("--model", required=True, help="the discrete model that wrote the tokens (export folder or checkpoint)")
     p.add_argument("--tokens", required=True, help="a token file written by `vtok tokenize`")
-    p.add_argument("--out", required=True, help="the mp4 to write")
-    p.add_argument("--fps", type=float, help="frame rate of the mp4 (default: the clip's, from the token file)")
+    p.add_argument("--out", required=True, help="the mp4 to write (a path ending in .mp4)")
+    p.add_argument("--fps", type=float, help="frame rate of the mp4, above 0 (default: the clip's, in the token file)")
     add_device_argument(p)
     return p
 
 
 def main(argv: Sequence[str]) -> None:
     args = parser().parse_args(argv)
+    if args.fps is not None and args.fps <= 0:
+        raise ValueError(f"--fps must be above 0, got {args.fps:g}")
+    if Path(args.out).suffix.lower() != ".mp4":
+        raise ValueError(f"--out {args.out} must name an .mp4 file (H.264 in MP4 is what detokenize writes)")
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a folder; give the path of the .mp4 file to write")
     device = resolve_device(args.device)
     tokens, metadata = read_token_file(args.tokens)
     model = load_autoencoder(args.model)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from vtok.commands.device import add_device_argument, resolve_device
+from vtok.commands.outputs import output_folder
 from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
 from vtok.evaluation.runner import EvaluationSettings, evaluate
 from vtok.export import load_autoencoder_and_metadata
@@ -50,13 +51,14 @@ def main(argv: Sequence[str]) -> None:
     for flag in ("max_videos", "batch_size"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
+    output_folder(args.out)
     device = resolve_device(args.device)
     model, metadata = load_autoencoder_and_metadata(args.model)
     protocol = resolve_protocol(args, model, metadata.get("_vtok_clip"))
     dataset = clip_dataset(protocol, args.data, model, args.backend)
     settings = EvaluationSettings(
         device, args.batch_size, args.max_videos, args.lpips_weights, args.fvd_weights, max(args.pictures, 0),
-        args.mode, args.decode_timestep, args.noise_seed,
+        args.mode, args.decode_timestep, args.noise_seed, protocol.fps,
     )  # fmt: skip
     metrics = evaluate(model, dataset, args.out, settings, protocol.as_dict(), model_record(args.model, model, metadata))
     shown = ", ".join(f"{key} {metrics[key]:.4g}" for key in ("psnr", "ssim", "lpips", "fvd") if metrics[key] is not None)

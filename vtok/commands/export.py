@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 
 import torch
 from tqdm import tqdm
 
+from vtok.commands.outputs import output_folder
 from vtok.commands.protocol import add_protocol_arguments, protocol_dataset
 from vtok.export import autoencoder_from_checkpoint, export_checkpoint, latent_statistics, read_checkpoint
-
-log = logging.getLogger(__name__)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -20,23 +18,50 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True, help="training checkpoint written by `vtok fit`")
     p.add_argument("--out", required=True, help="folder to write (config.json + safetensors)")
     p.add_argument("--no-ema", action="store_true", help="export the live weights even when the run kept an EMA")
-    p.add_argument("--latent-stats", metavar="DATA", help="videos to measure per-channel latent mean/std on")
-    p.add_argument("--max-videos", type=int, default=256, help="at most this many videos for --latent-stats")
+    p.add_argument(
+        "--latent-stats",
+        metavar="DATA",
+        help="videos to measure per-channel latent mean/std on (unreadable or too short ones are skipped and counted)",
+    )
+    p.add_argument("--max-videos", type=int, default=256, help="at most this many readable videos for --latent-stats")
     add_protocol_arguments(p)
     return p
 
 
+def _latent_stats(args: argparse.Namespace) -> dict[str, list[float]]:
+    """Per-channel latent statistics over the centre clips of the first ``--max-videos`` readable videos
+    of ``--latent-stats``; unreadable ones are skipped with a warning and counted.
+
+    Raises:
+        ValueError: no video could be read (the message names the first reasons).
+    """
+    checkpoint = read_checkpoint(args.ckpt)
+    model = autoencoder_from_checkpoint(checkpoint, use_ema=not args.no_ema)
+    dataset = protocol_dataset(args, args.latent_stats, model, checkpoint["vtok"].get("clip"))
+    latents: list[torch.Tensor] = []
+    skipped: list[dict[str, str]] = []
+    with torch.no_grad():
+        for index in tqdm(range(len(dataset)), desc="latent statistics", unit="video"):
+            if len(latents) == args.max_videos:
+                break
+            loaded = dataset.load_or_skip(index, skipped)  # never a substitute: duplicates would bias the statistics
+            if loaded is not None:
+                latents.append(model.encode(loaded[0][None]))
+    if not latents:
+        reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
+        raise ValueError(
+            f"--latent-stats: none of the {len(skipped)} videos could be read ({reasons}); "
+            "check the data path and the clip flags, or run `vtok prepare` on it"
+        )
+    print(f"latent statistics from {len(latents)} videos ({len(skipped)} skipped)")
+    return latent_statistics(latents)
+
+
 def main(argv: Sequence[str]) -> None:
     args = parser().parse_args(argv)
-    stats = None
-    if args.latent_stats:
-        checkpoint = read_checkpoint(args.ckpt)
-        model = autoencoder_from_checkpoint(checkpoint, use_ema=not args.no_ema)
-        dataset = protocol_dataset(args, args.latent_stats, model, checkpoint["vtok"].get("clip"))
-        latents = []
-        with torch.no_grad():
-            for index in tqdm(range(min(len(dataset), args.max_videos)), desc="latent statistics", unit="video"):
-                latents.append(model.encode(dataset[(0, index)]["video"][None]))
-        stats = latent_statistics(latents)
-    folder = export_checkpoint(args.ckpt, args.out, use_ema=not args.no_ema, latent_stats=stats)
+    if args.max_videos < 1:
+        raise ValueError(f"--max-videos must be at least 1, got {args.max_videos}")
+    out = output_folder(args.out)
+    stats = _latent_stats(args) if args.latent_stats else None
+    folder = export_checkpoint(args.ckpt, out, use_ema=not args.no_ema, latent_stats=stats)
     print(f"exported {args.ckpt} -> {folder}")

@@ -12,6 +12,7 @@ from typing import get_args
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from vtok.commands.outputs import output_folder
 from vtok.data.prepare import PrepareOptions, PrepareSummary, prepare_dataset
 from vtok.data.readers import ReaderBackend
 
@@ -32,7 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=defaults.workers, help="decoding processes; 0 decodes in this process (default: %(default)s)")
     parser.add_argument("--backend", choices=get_args(ReaderBackend), default=defaults.backend, help="video reader, as in training (default: %(default)s)")
     parser.add_argument("--min-frames", type=int, default=defaults.min_frames, help="reject videos with fewer decodable frames, e.g. one clip's span (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=defaults.timeout, help="seconds one file may take before it is rejected as stalled (default: %(default)s)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=defaults.timeout,
+        help="seconds one file may take before it is rejected as stalled, above 0; with --workers 0 there is no "
+        "deadline (default: %(default)s)",
+    )
     parser.add_argument(
         "--every-frame",
         action="store_true",
@@ -55,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
     """Runs the command; prints the summary and returns it.
 
     Raises:
-        ValueError: bad arguments, no video found, or none usable (``vtok`` reports it in one line).
+        ValueError: bad arguments (``--out`` a file, ``--timeout`` not above 0, ...), no video found, or none
+            usable (``vtok`` reports it in one line).
         FileNotFoundError: ``--data`` names nothing that exists.
     """
     args = build_parser().parse_args(argv)
@@ -63,6 +71,9 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
         value = getattr(args, name)
         if value is not None and value < (0 if name == "workers" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be at least {0 if name == 'workers' else 1}, got {value}")
+    if args.timeout <= 0:
+        raise ValueError(f"--timeout must be above 0 seconds, got {args.timeout:g} (every file would count as stalled)")
+    output_folder(args.out)
     if not args.reencode and args.short_side is not None:
         raise ValueError("--short-side only applies with --reencode; add --reencode")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

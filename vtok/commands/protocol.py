@@ -11,7 +11,7 @@ import argparse
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from vtok.data import ClipSpec, VideoClipDataset, WholeVideoDataset, list_files
+from vtok.data import ClipSpec, VideoClipDataset, VideoLength, WholeVideoDataset, list_records
 from vtok.data.readers import ReaderBackend
 from vtok.vae import VideoAutoencoder
 
@@ -37,10 +37,15 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, whole_video: bool = 
     """The protocol flags; with ``whole_video``, no ``--frames`` means each video whole."""
     default = "whole videos" if whole_video else "the clip shape the model was trained on"
     group = parser.add_argument_group(f"clip protocol (defaults: {default})")
-    group.add_argument("--frames", type=int, help="frames per clip, 1 + k*t")
+    whole = " (leave it out for each video whole)" if whole_video else ""
+    group.add_argument("--frames", type=int, help=f"frames per clip, 1 + k*t, at least 1{whole}")
     group.add_argument("--size", type=int, nargs="+", metavar="N", help="output size: one number or H W")
     group.add_argument("--stride", type=int, default=1, help="take every n-th frame")
-    group.add_argument("--fps", type=float, help="target frame rate (overrides --stride per video)")
+    group.add_argument(
+        "--fps",
+        type=float,
+        help="target frame rate (overrides --stride per video; a video slower than it keeps its own rate, stride 1)",
+    )
     group.add_argument("--backend", choices=["auto", "decord", "pyav"], default="auto", help="video reader")
 
 
@@ -56,8 +61,17 @@ def resolve_protocol(
         whole_video: without ``--frames``, each video whole instead of the recorded clip length.
 
     Raises:
-        ValueError: the clip shape does not fit the model's compression (the message names sizes that do).
+        ValueError: a flag out of range (``--frames``, ``--stride`` or ``--fps`` below 1 or 0, more than two
+            ``--size`` numbers), or the clip shape does not fit the model's compression (the message
+            names sizes that do).
     """
+    for flag, value, least in (("frames", args.frames, 1), ("stride", args.stride, 1)):
+        if value is not None and value < least:
+            raise ValueError(f"--{flag} must be at least {least}, got {value}")
+    if args.fps is not None and args.fps <= 0:
+        raise ValueError(f"--fps must be positive, got {args.fps:g}")
+    if args.size is not None and not 1 <= len(args.size) <= 2:
+        raise ValueError(f"--size takes one number or two (H W), got {len(args.size)}: {' '.join(map(str, args.size))}")
     recorded = recorded or {}
     frames = args.frames or (None if whole_video else recorded.get("num_frames") or DEFAULT_FRAMES)
     size = args.size or recorded.get("size") or [DEFAULT_SIZE]
@@ -69,18 +83,24 @@ def resolve_protocol(
 def clip_dataset(protocol: ClipProtocol, data: str, model: VideoAutoencoder, backend: ReaderBackend = "auto") -> VideoClipDataset:
     """Centre clips (or whole videos) of ``data``'s videos under ``protocol``; unusable files raise on load.
 
+    A manifest's verified frame counts and frame rates (``frames``, ``fps``, as ``vtok prepare`` writes
+    them) bound the clips, as in training: a damaged file is read only up to its last good frame.
+
     Raises:
         FileNotFoundError: ``data`` names nothing.
-        ValueError: ``data`` holds no video file.
+        ValueError: ``data`` holds no video file, or a manifest line has a malformed ``frames`` or ``fps``.
     """
-    files = list_files(data)
-    if not files:
+    records = list_records(data)
+    if not records:
         raise ValueError(f"no video files found in {data!r}; give a folder of videos, a glob or a manifest")
+    files = [record["path"] for record in records]
+    lengths = [VideoLength.from_record(record) for record in records]
     size = (protocol.height, protocol.width)
     if protocol.frames is None:
-        return WholeVideoDataset(files, size, model.compression.temporal, protocol.stride, protocol.fps, backend)
+        multiple = model.compression.temporal
+        return WholeVideoDataset(files, size, multiple, protocol.stride, protocol.fps, backend, lengths)
     clip = ClipSpec(protocol.frames, protocol.stride, protocol.fps)
-    return VideoClipDataset(files, clip, size, backend=backend, train=False)
+    return VideoClipDataset(files, clip, size, backend=backend, lengths=lengths, train=False)
 
 
 def protocol_dataset(

@@ -3,6 +3,9 @@
 Writes ``D/tokens/<stem>-<8 hex>.safetensors`` (see :mod:`vtok.tokenfiles`), ``D/index.jsonl`` (one
 line per tokenized video: path, token file, shape, frames) and ``D/skipped.jsonl`` (unreadable
 videos with the reason). Resumable: a video whose token file is already complete is not read again.
+An output folder belongs to one model and one clip protocol: every token file records the model's
+weights hash and the protocol, and a rerun into a folder holding token files of another model or
+other clip settings (--frames, --size, --stride, --fps) is refused; give such a run a new --out.
 """
 
 from __future__ import annotations
@@ -19,10 +22,18 @@ import torch
 from tqdm import tqdm
 
 from vtok.commands.device import add_device_argument, resolve_device
+from vtok.commands.outputs import output_folder
 from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
 from vtok.data import file_key
 from vtok.export import load_autoencoder_and_metadata
-from vtok.tokenfiles import read_token_header, token_metadata, write_token_file
+from vtok.tokenfiles import (
+    read_token_header,
+    settings_mismatch,
+    token_metadata,
+    tokenize_settings,
+    weights_sha256,
+    write_token_file,
+)
 from vtok.vae import map_tokens, regular_indices
 
 log = logging.getLogger(__name__)
@@ -65,16 +76,34 @@ def _existing(token_path: Path) -> tuple[dict[str, str], list[int]] | None:
         return None
 
 
+def _check_same_settings(out: Path, settings: dict[str, str]) -> None:
+    """Raises ``ValueError`` when ``out`` already holds a token file of another model or clip protocol
+    (damaged files are left to the run, which redoes them)."""
+    for token_path in sorted((out / "tokens").glob("*.safetensors")) if (out / "tokens").is_dir() else []:
+        try:
+            metadata, _ = read_token_header(token_path)
+        except ValueError:
+            continue
+        differences = settings_mismatch(metadata, settings)
+        if differences:
+            raise ValueError(
+                f"{out} already holds token files of another model or clip protocol ({token_path.name}: "
+                f"{'; '.join(differences)}); tokenize into a new --out (one folder never mixes them)"
+            )
+
+
 def main(argv: Sequence[str]) -> None:
     args = parser().parse_args(argv)
+    out = output_folder(args.out)
     device = resolve_device(args.device)
     model, metadata = load_autoencoder_and_metadata(args.model)
     if not model.is_discrete:
         raise ValueError(f"{args.model} is a continuous (kl) model and has no tokens; tokenize needs a discrete model (bottleneck fsq or gq)")
     protocol = resolve_protocol(args, model, metadata.get("_vtok_clip"), whole_video=True)
     dataset = clip_dataset(protocol, args.data, model, args.backend)
+    settings = tokenize_settings(protocol.as_dict(), weights_sha256(model))
+    _check_same_settings(out, settings)
     model = model.to(device)
-    out = Path(args.out)
     entries: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     done = 0
@@ -91,12 +120,17 @@ def main(argv: Sequence[str]) -> None:
         video, info = loaded
         with torch.no_grad():
             tokens = map_tokens(model.tokenize(video[None].to(device)), lambda t: t[0])
-        header = token_metadata(model, info, protocol.height, protocol.width, args.model)
+        header = token_metadata(model, info, protocol.height, protocol.width, args.model, settings)
         write_token_file(token_path, tokens, header)
         entries.append(_entry(out, token_path, header, list(regular_indices(tokens).shape)))
     out.mkdir(parents=True, exist_ok=True)
-    _write_lines(out / "index.jsonl", entries)
     _write_lines(out / "skipped.jsonl", skipped)
+    if not entries:
+        reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
+        raise ValueError(
+            f"none of the {len(skipped)} videos could be read ({reasons}); all are listed in {out / 'skipped.jsonl'}"
+        )
+    _write_lines(out / "index.jsonl", entries)
     print(
         f"tokenized {len(entries) - done} videos ({done} already done, {len(skipped)} skipped) "
         f"-> {out / 'index.jsonl'}"

@@ -198,14 +198,14 @@ class VideoClipDataset(SkippingDataset):
         self.backend = backend
         self.lengths = list(lengths) if lengths is not None else [None] * len(self.files)
 
-    def clip_for(self, reader: VideoReader) -> ClipSpec:
-        """The clip to cut from one opened video."""
+    def clip_for(self, reader: VideoReader, length: VideoLength | None) -> ClipSpec:
+        """The clip to cut from one opened video (``length``: what a manifest verified of it)."""
         return self.clip
 
     def load_with_info(self, index: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ClipInfo]:
         """The clip ``[3, T, H, W]`` from file ``index`` and where it came from; raises :class:`UnusableFileError`."""
         reader = open_video(self.files[index], self.backend)  # opened here, inside the worker process
-        clip = self.clip_for(reader)
+        clip = self.clip_for(reader, self.lengths[index])
         return video_clip_with_info(reader, clip, self.size, generator, self.horizontal_flip, self.lengths[index])
 
     def load(self, index: int, generator: torch.Generator | None) -> torch.Tensor:
@@ -232,6 +232,8 @@ class WholeVideoDataset(VideoClipDataset):
         frame_stride: take every ``frame_stride``-th frame (ignored when ``fps`` is set).
         fps: target frame rate.
         backend: the video reader.
+        lengths: per file, the frames and rate a manifest verified (``None``: trust the header); a
+            whole video is then those frames, not the header's count.
     """
 
     def __init__(
@@ -242,9 +244,16 @@ class WholeVideoDataset(VideoClipDataset):
         frame_stride: int = 1,
         fps: float | None = None,
         backend: ReaderBackend = "auto",
+        lengths: Sequence[VideoLength | None] | None = None,
     ) -> None:
-        super().__init__(files, ClipSpec(1, frame_stride, fps), size, backend=backend, train=False)
+        super().__init__(files, ClipSpec(1, frame_stride, fps), size, backend=backend, lengths=lengths, train=False)
         self.multiple = multiple
 
-    def clip_for(self, reader: VideoReader) -> ClipSpec:
-        return self.clip.longest(reader.num_frames, reader.fps, self.multiple)
+    def clip_for(self, reader: VideoReader, length: VideoLength | None) -> ClipSpec:
+        frames, fps = reader.num_frames, reader.fps
+        if length is not None:
+            frames, fps = min(frames, length.frames), length.fps or fps
+        try:
+            return self.clip.longest(frames, fps, self.multiple)
+        except ClipTooShortError as error:
+            raise UnusableFileError(reader.path, str(error)) from None

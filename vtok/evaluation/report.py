@@ -47,6 +47,8 @@ def report_markdown(metrics: dict[str, Any], pictures: list[dict[str, str]]) -> 
     model, protocol = metrics["model"], metrics["protocol"]
     frames = protocol["frames"]
     rate = f"{protocol['fps']} fps" if protocol.get("fps") else f"stride {protocol['stride']}"
+    real = ", ".join(f"{fps:g}" for fps in protocol.get("clip_fps") or [])
+    rate += f" (clips at {real} fps)" if real else ""
     lines = [
         f"# Evaluation of `{model['path']}`",
         "",
@@ -60,7 +62,7 @@ def report_markdown(metrics: dict[str, Any], pictures: list[dict[str, str]]) -> 
         *(f"| {label} | {_cell(metrics, key)} |" for key, label in HEADLINE),
         "",
     ]
-    if metrics["fvd_weights_sha256"]:
+    if metrics["fvd_weights_sha256"] and metrics["fvd"] is not None:
         lines += [f"FVD detector sha256: `{metrics['fvd_weights_sha256']}`.", ""]
     if metrics["skipped"]:
         lines += ["## Skipped files", ""] + [f"- `{s['path']}`: {s['reason']}" for s in metrics["skipped"]] + [""]

@@ -13,7 +13,9 @@ chosen device.
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from vtok.data import ClipInfo, VideoClipDataset, file_key
+from vtok.error_text import first_line
 from vtok.evaluation.codebook import CodeCounter
 from vtok.evaluation.detectors import load_i3d, load_lpips
 from vtok.evaluation.metrics import frechet_distance, high_frequency_ratio, lpips_per_video, psnr_per_video, ssim_per_video
@@ -32,6 +35,7 @@ from vtok.evaluation.report import write_outputs
 from vtok.vae import VideoAutoencoder, regular_indices
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,6 +53,8 @@ class EvaluationSettings:
             takes the model's own: discrete for fsq/gq, continuous for kl.
         decode_timestep: noise level t of the latents that are decoded (0: the latents as encoded).
         noise_seed: seed of that latent noise.
+        target_fps: the protocol's ``--fps``, when set: videos slower than it are reported (their clips
+            keep their own rate, stride 1).
     """
 
     device: torch.device
@@ -60,6 +66,7 @@ class EvaluationSettings:
     mode: Literal["discrete", "continuous"] | None = None
     decode_timestep: float = 0.0
     noise_seed: int = 0
+    target_fps: float | None = None
 
     def resolved_mode(self, model: VideoAutoencoder) -> Literal["discrete", "continuous"]:
         """The mode to run ``model`` in; ``ValueError`` when a continuous model is asked for tokens."""
@@ -109,6 +116,8 @@ class _Evaluation:
         self.latent_values_per_pixel: float | None = None
         self.token_rates: list[float] = []
         self.pictures: list[dict[str, str]] = []
+        self.clip_rates: set[float] = set()  # the clips' real frame rates (source fps / stride)
+        self.slower_than_asked: list[str] = []  # videos whose own rate is below the protocol's fps
 
     @torch.no_grad()
     def add(self, videos: list[torch.Tensor], infos: list[ClipInfo]) -> None:
@@ -132,6 +141,10 @@ class _Evaluation:
         self._metrics(video, reconstruction, infos)
 
     def _rates(self, video: torch.Tensor, latents: torch.Tensor, infos: list[ClipInfo]) -> None:
+        self.clip_rates.update(round(info.fps, 3) for info in infos if info.fps > 0)
+        target = self.settings.target_fps
+        if target:
+            self.slower_than_asked += [info.path for info in infos if info.stride == 1 and 0 < info.source_fps < target]
         frames, height, width = video.shape[2:]
         positions = math.prod(latents.shape[2:])
         self.latent_values_per_pixel = latents.shape[1] * positions / (video.shape[1] * frames * height * width)
@@ -153,8 +166,8 @@ class _Evaluation:
                 self.features[1].append(self.i3d(reconstruction))
             except RuntimeError as error:  # e.g. clips too short or too small for the real I3D
                 self.i3d, self.features = None, ([], [])
-                detail = " ".join(str(error).split())[:300]  # TorchScript errors span many lines
-                self.fvd_skipped = f"the I3D detector failed on clips of shape {tuple(video.shape[1:])}: {detail}"
+                shape = tuple(video.shape[1:])
+                self.fvd_skipped = f"the I3D detector failed on clips of shape {shape}: {_cause(error)}"
         self._pictures(video, reconstruction, infos)
 
     def _pictures(self, video: torch.Tensor, reconstruction: torch.Tensor, infos: list[ClipInfo]) -> None:
@@ -169,6 +182,13 @@ class _Evaluation:
             self.fvd_skipped = f"FVD needs at least 2 videos, {len(self.rows)} could be evaluated"
             return None
         return frechet_distance(torch.cat(self.features[0]), torch.cat(self.features[1]))
+
+
+def _cause(error: Exception) -> str:
+    """The first line of what went wrong: a TorchScript error puts its traceback first and the cause
+    (``RuntimeError: ...``) last, so that line is kept when there is one."""
+    named = [line for line in str(error).splitlines() if re.match(r"[A-Za-z_.]*(Error|Exception): ", line)]
+    return first_line(named[-1] if named else error, 300)
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -219,6 +239,12 @@ def evaluate(
             batch = ([], [])
     if batch[0]:
         run.add(*batch)
+    if run.slower_than_asked:
+        log.warning(
+            "--fps %g is above the frame rate of %d videos (first: %s): their clips run at their own rate; "
+            "metrics.json records the real rates under protocol.clip_fps",
+            settings.target_fps, len(run.slower_than_asked), run.slower_than_asked[0],
+        )  # fmt: skip
     if not run.rows:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         raise ValueError(f"none of the {len(skipped)} videos could be read ({reasons}); check the data path or run `vtok prepare` on it")
@@ -255,7 +281,7 @@ def _summary(
         "skipped": skipped,
         "encode_frames_per_s": run.frames / run.seconds["encode"] if run.seconds["encode"] > 0 else None,
         "decode_frames_per_s": run.frames / run.seconds["decode"] if run.seconds["decode"] > 0 else None,
-        "protocol": protocol,
+        "protocol": {**protocol, "clip_fps": sorted(run.clip_rates)},
         "model": model_info,
         "device": str(run.settings.device),
     }

@@ -58,10 +58,12 @@ def load_lpips_vgg(backbone_weights: str | Path | None = None) -> nn.Module:
                 prefix = f"features.{index}."
                 layer.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
     except Exception as error:  # torch.load's many types for damaged files; load_state_dict's RuntimeError
-        raise ValueError(
-            f"{path} is not torchvision's VGG16 weights ({type(error).__name__}: {first_line(error)}); "
-            f"fetch it again: curl -L -o {path} {VGG16_URL}"
-        ) from None
+        cache = vgg16_weights_path()  # fetched there, never over a file the user named (it may be another model's)
+        advice = f"fetch it again: curl -L -o {path} {VGG16_URL}" if path == cache else (
+            f"fetch them: mkdir -p {cache.parent} && curl -L -o {cache} {VGG16_URL}, and point "
+            "model.loss.perceptual_backbone at that file (or leave it unset)"
+        )
+        raise ValueError(f"{path} is not torchvision's VGG16 weights ({type(error).__name__}: {first_line(error)}); {advice}") from None
     network.eval().requires_grad_(False)
     return network
 
