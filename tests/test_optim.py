@@ -63,6 +63,13 @@ def test_cosine_without_a_length_is_a_clear_error() -> None:
         build_optimizer([torch.nn.Parameter(torch.zeros(2))], OptimizerConfig(schedule="cosine", warmup_steps=4, decay_steps=4), None)
 
 
+def test_settings_out_of_range_are_refused_naming_each() -> None:
+    with pytest.raises(ValueError, match=r"lr=-1 must be positive; .*betas=\(0.9, 1.5\) must each lie in \[0, 1\)"):
+        OptimizerConfig(lr=-1, betas=(0.9, 1.5))
+    with pytest.raises(ValueError, match="warmup_steps=-3 must not be negative"):
+        OptimizerConfig(warmup_steps=-3)
+
+
 def test_adamw_takes_the_configured_settings() -> None:
     config = OptimizerConfig(lr=3e-4, betas=(0.5, 0.9), weight_decay=0.05)
     optimizer, _ = build_optimizer([torch.nn.Parameter(torch.zeros(2))], config, run_steps=None)
@@ -94,7 +101,7 @@ class RecordSteps(Callback):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: AutoencoderModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         metrics = trainer.callback_metrics
-        self.logged.append({k: metrics[k].item() for k in ("train/grad_norm", "train/disc_grad_norm")})
+        self.logged.append({k: metrics[k].item() for k in ("train/grad_norm", "train/disc_grad_norm", "train/lr")})
 
 
 def train(steps: int, grad_clip: float | None, disc_grad_clip: float | None) -> RecordSteps:
@@ -128,6 +135,7 @@ def test_training_clips_each_gradient_to_its_own_limit_and_logs_the_norm_before(
     # the schedules over the run (4 batches): the generator's warm-up then cosine, the discriminator's constant
     assert [lr for _, lr in generator] == pytest.approx([expected_lr(s, 1e-3, 2, "cosine", 4, 0.2) for s in range(4)], rel=1e-9)
     assert [lr for _, lr in discriminator] == pytest.approx([4e-4] * 4, rel=1e-9)
+    assert [row["train/lr"] for row in logged] == pytest.approx([lr for _, lr in generator], rel=1e-6), "the rate used"
 
 
 def test_training_without_limits_steps_on_the_unclipped_gradients() -> None:

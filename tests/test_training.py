@@ -8,11 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+from lightning.pytorch import Trainer
+from torch.utils.data import DataLoader
 from torchvision.io import read_image, write_png
 
 from tests.helpers import csv_logger, metric_column, tiny_fit_args
+from vtok import VideoAutoencoder
 from vtok.cli import main
+from vtok.evaluation.metrics import psnr_per_video, ssim_per_video
+from vtok.training import AutoencoderModule
 from vtok.training.pictures import comparison_grid
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,3 +136,16 @@ def test_last_ckpt_holds_the_final_step_when_the_run_ends_between_periodic_saves
     assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt", "step=5.ckpt"]
     assert torch.load(folder / "step=5.ckpt", weights_only=True)["global_step"] == 5
     assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 7, "steps 6 and 7 were saved nowhere"
+
+
+def test_validation_scores_in_fp32_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    module = AutoencoderModule(VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1))
+    video = torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    trainer = Trainer(precision="bf16-mixed", accelerator="cpu", logger=False, enable_progress_bar=False,
+                      enable_model_summary=False)  # fmt: skip
+    (logged,) = trainer.validate(module, DataLoader([{"video": video}], batch_size=None), verbose=False)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # the network as validation ran it
+        reconstruction = module.eval().inference_autoencoder(video, sample_posterior=False).reconstruction
+    assert logged["val/ssim"] == pytest.approx(ssim_per_video(reconstruction.float(), video).mean().item(), rel=1e-5)
+    assert logged["val/psnr"] == pytest.approx(psnr_per_video(reconstruction.float(), video).mean().item(), rel=1e-5)

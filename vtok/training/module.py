@@ -100,6 +100,11 @@ class AutoencoderModule(LightningModule):
         super().__init__()
         if accumulate_batches < 1:
             raise ValueError(f"accumulate_batches must be at least 1, got {accumulate_batches}")
+        for name, value in (("grad_clip", grad_clip), ("disc_grad_clip", disc_grad_clip)):
+            if value is not None and value <= 0:  # 0 would zero every gradient, a negative one reverse it
+                raise ValueError(f"model.{name} must be positive (or null for no clipping), got {value}")
+        if max_nonfinite_steps < 1:
+            raise ValueError(f"model.max_nonfinite_steps must be at least 1, got {max_nonfinite_steps}")
         self.save_hyperparameters(ignore=["autoencoder", "loss", "adversarial"])
         self.automatic_optimization = False
         if init_from is not None:
@@ -252,12 +257,12 @@ class AutoencoderModule(LightningModule):
                 )
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
+        norms["train/lr"] = torch.tensor(optimizers[0].param_groups[0]["lr"])  # the rate this step used
+        if self.adversarial is not None:
+            norms["train/disc_lr"] = torch.tensor(optimizers[1].param_groups[0]["lr"])
         for scheduler in schedulers:
             scheduler.step()
         norms["train/skipped_steps"] = torch.tensor(float(self.skipped_steps))
-        norms["train/lr"] = torch.tensor(optimizers[0].param_groups[0]["lr"])
-        if self.adversarial is not None:
-            norms["train/disc_lr"] = torch.tensor(optimizers[1].param_groups[0]["lr"])
         return norms
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -265,10 +270,12 @@ class AutoencoderModule(LightningModule):
         output = self.inference_autoencoder(video, sample_posterior=False, continuous=self.continuous_weight > 0)
         terms = self.loss(video, output, self.trained_batches)
         metrics = {f"val/{key}": value for key, value in terms.items()}
-        metrics["val/psnr"] = psnr_per_video(output.reconstruction, video).mean()  # the code `vtok evaluate` runs
-        metrics["val/ssim"] = ssim_per_video(output.reconstruction, video).mean()
-        if output.continuous_reconstruction is not None:  # joint training: one encoding serves both
-            metrics["val/continuous_psnr"] = psnr_per_video(output.continuous_reconstruction, video).mean()
+        with torch.autocast(video.device.type, enabled=False):  # the code `vtok evaluate` runs, in fp32 as there
+            reconstruction = output.reconstruction.float()
+            metrics["val/psnr"] = psnr_per_video(reconstruction, video.float()).mean()
+            metrics["val/ssim"] = ssim_per_video(reconstruction, video.float()).mean()  # bf16 convolutions skew SSIM
+            if output.continuous_reconstruction is not None:  # joint training: one encoding serves both
+                metrics["val/continuous_psnr"] = psnr_per_video(output.continuous_reconstruction.float(), video.float()).mean()
         self.log_dict(metrics, batch_size=video.shape[0], sync_dist=True)
         self.log("val_psnr", metrics["val/psnr"], batch_size=video.shape[0], sync_dist=True, prog_bar=True, logger=False)
 

@@ -16,15 +16,16 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class OptimizerConfig:
-    """AdamW and its schedule. Steps count training batches.
+    """AdamW and its schedule. Steps count optimiser steps: training batches, or groups of
+    ``model.accumulate_batches`` batches when gradients are accumulated.
 
     Args:
         lr: peak learning rate.
         betas: AdamW betas.
         weight_decay: decoupled weight decay.
-        warmup_steps: batches of linear warm-up to ``lr`` (batch ``s`` uses ``lr·(s + 1)/warmup_steps``).
+        warmup_steps: steps of linear warm-up to ``lr`` (step ``s`` uses ``lr·(s + 1)/warmup_steps``).
         schedule: ``"constant"`` after warm-up, or ``"cosine"`` decay to ``min_lr_ratio · lr``.
-        decay_steps: batches from the start to the end of the cosine (default: the run's length).
+        decay_steps: steps from the start to the end of the cosine (default: the run's length).
         min_lr_ratio: final learning rate of the cosine, as a fraction of ``lr``.
     """
 
@@ -35,6 +36,18 @@ class OptimizerConfig:
     schedule: Literal["constant", "cosine"] = "constant"
     decay_steps: int | None = None
     min_lr_ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"lr={self.lr} must be positive" if self.lr <= 0 else "",
+            f"weight_decay={self.weight_decay} must not be negative" if self.weight_decay < 0 else "",
+            f"betas={tuple(self.betas)} must each lie in [0, 1)" if not all(0 <= b < 1 for b in self.betas) else "",
+            f"warmup_steps={self.warmup_steps} must not be negative" if self.warmup_steps < 0 else "",
+            f"decay_steps={self.decay_steps} must be positive" if self.decay_steps is not None and self.decay_steps < 1 else "",
+            f"min_lr_ratio={self.min_lr_ratio} must lie in [0, 1]" if not 0 <= self.min_lr_ratio <= 1 else "",
+        ]
+        if any(problems):
+            raise ValueError("optimizer: " + "; ".join(p for p in problems if p))
 
 
 @dataclass
