@@ -49,7 +49,8 @@ def test_fsq_on_a_diffusers_prior_trains_exports_and_reloads(tmp_path: Path, pri
         shape = ["--model.autoencoder.latent_channels", "8", "--model.autoencoder.temporal_compression", "8",
                  "--model.autoencoder.spatial_compression", "32", "--data.num_frames", "9", "--data.size", "64"]  # fmt: skip
     export = _fit_and_export(tmp_path, 2, "--model.init_from", str(folder), *FSQ_ARGS, *shape,
-                             "--model.autoencoder.tokens_per_position", "2", "--model.ema_decay", "null")  # fmt: skip
+                             "--model.autoencoder.tokens_per_position", "2", "--model.ema_decay", "null",
+                             "--model.channels_last", "true")  # fmt: skip  (the prior's 2D weights stay as they are)
     model = load_autoencoder(export)
     assert model.config.backbone_class == {"wan": "AutoencoderKLWan", "ltx": "AutoencoderKLLTXVideo"}[prior]
     frames, size = (9, 64) if prior == "ltx" else (5, 32)
@@ -97,6 +98,7 @@ def test_fsq_from_a_vtok_kl_export_keeps_its_encoder_and_decoder(tmp_path: Path)
         ("image_vae", "not a video VAE"),
         ("missing", "vtok never downloads"),
         ("vtok_backbone", "backbone differs"),
+        ("decoder_options", "the decoder options (non-causal, timestep, noise) need vtok's own backbone"),
     ],
 )
 def test_bad_priors_are_clear_errors_before_training(tmp_path: Path, setup: str, message: str, capsys) -> None:  # noqa: ANN001
@@ -110,6 +112,8 @@ def test_bad_priors_are_clear_errors_before_training(tmp_path: Path, setup: str,
         prior = str(tmp_path / "image")
     elif setup == "missing":
         prior = "nobody/no-such-video-vae"
+    elif setup == "decoder_options":  # were dropped without a word
+        extra += ["--model.autoencoder.decoder_noise_channels", "4"]
     elif setup == "vtok_backbone":
         prior = str(_fit_and_export(tmp_path / "kl", 1))
         extra = ["--model.autoencoder.block_out_channels", "[16, 16]"]

@@ -12,10 +12,13 @@ from vtok.vae.priors import autoencoder_from_diffusers, transfer_weights
 
 log = logging.getLogger(__name__)
 
-# What a model built on a diffusers prior keeps from the configured one: the bottleneck.
-BOTTLENECK_FIELDS = (
+# What a model built on a diffusers prior keeps from the configured one: the bottleneck, and the
+# decoder options (which a diffusers backbone cannot honour: passed on so that they are refused,
+# not dropped).
+CARRIED_FIELDS = (
     "bottleneck", "fsq_levels", "tokens_per_position", "gq_bits", "gq_groups", "gq_single_token",
     "gq_temperature", "first_frame_tokens", "temporal_compression", "spatial_compression", "latent_channels",
+    "decoder_causal", "decoder_timestep_conditioning", "decoder_noise_channels",
 )  # fmt: skip
 
 
@@ -39,7 +42,7 @@ def initialise_from_prior(source: str, configured: VideoAutoencoder) -> VideoAut
     if is_vtok_prior(source):
         transfer_weights(load_autoencoder(source), configured)
         return configured
-    settings = {k: configured.config[k] for k in BOTTLENECK_FIELDS}
+    settings = {k: configured.config[k] for k in CARRIED_FIELDS}
     model = autoencoder_from_diffusers(source, **settings)
     log.info("built on the %s prior at %s (%s)", model.config.backbone_class, source, model.compression)
     return model

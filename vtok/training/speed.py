@@ -59,7 +59,9 @@ def apply_speed_options(
             refuses to run twice; this turns donation off for the process.
     """
     if channels_last:
-        autoencoder.to(memory_format=torch.channels_last_3d)
+        for parameter in autoencoder.parameters():  # 3D convolutions only (a diffusers backbone also has 2D ones)
+            if parameter.dim() == 5:
+                parameter.data = parameter.data.contiguous(memory_format=torch.channels_last_3d)
         for network in (autoencoder.encoder, autoencoder.decoder):
             network.register_forward_pre_hook(channels_last_input)
     if compile_networks:
