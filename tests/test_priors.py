@@ -98,6 +98,7 @@ def test_fsq_from_a_vtok_kl_export_keeps_its_encoder_and_decoder(tmp_path: Path)
         ("image_vae", "not a video VAE"),
         ("missing", "vtok never downloads"),
         ("vtok_backbone", "backbone differs"),
+        ("vtok_latent", "backbone differs from the configured one; set latent_channels=8"),
         ("decoder_options", "the decoder options (non-causal, timestep, noise) need vtok's own backbone"),
     ],
 )
@@ -114,6 +115,9 @@ def test_bad_priors_are_clear_errors_before_training(tmp_path: Path, setup: str,
         prior = "nobody/no-such-video-vae"
     elif setup == "decoder_options":  # were dropped without a word
         extra += ["--model.autoencoder.decoder_noise_channels", "4"]
+    elif setup == "vtok_latent":  # was copied whole: the prior's log-variance channels became latent channels
+        prior = str(_fit_and_export(tmp_path / "kl", 1))
+        extra = ["--model.autoencoder.latent_channels", "16"]
     elif setup == "vtok_backbone":
         prior = str(_fit_and_export(tmp_path / "kl", 1))
         extra = ["--model.autoencoder.block_out_channels", "[16, 16]"]

@@ -54,7 +54,7 @@ def transfer_weights(prior: VideoAutoencoder, model: VideoAutoencoder) -> dict[s
         raise ValueError("a discrete prior cannot start a continuous (kl) model; use a kl prior")
     different = {
         name: _listify(prior.config[name])
-        for name in BACKBONE_FIELDS
+        for name in (*BACKBONE_FIELDS, "latent_channels")  # a wider latent would take the log-variance channels
         if _listify(prior.config[name]) != _listify(model.config[name])
     }
     if different:
@@ -77,7 +77,8 @@ def transfer_weights(prior: VideoAutoencoder, model: VideoAutoencoder) -> dict[s
         else:
             report["new"].append(name)
     log.info(
-        "initialised from a continuous prior: %d tensors copied, %d adapted, %d new",
+        "initialised from a %s prior: %d tensors copied, %d adapted, %d new",
+        "discrete" if prior.is_discrete else "continuous",
         len(report["copied"]), len(report["adapted"]), len(report["new"]),
     )  # fmt: skip
     return report
