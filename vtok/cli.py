@@ -39,11 +39,13 @@ from vtok.training import (
 )
 from vtok.training.checkpoint_io import AtomicCheckpointIO
 from vtok.training.module import NonFiniteTrainingError
+from vtok.training.optim import build_optimizer
 from vtok.vae.compression import Compression
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 LIGHTNING_COMMANDS = ("fit", "validate")
+log = logging.getLogger("vtok.cli")
 LIGHTNING_CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
 CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")  # --ckpt_path values Lightning resolves itself
 # vtok's own subcommands: name -> "module:function(argv)", imported only when used.
@@ -123,6 +125,11 @@ class VtokCLI(LightningCLI):
                     f"trainer.{setting} does not apply: vtok steps its optimisers itself (generator and discriminator); "
                     f"set {instead} instead"
                 )
+        if str(trainer.precision).startswith("bf16") and not torch.cuda.is_available():
+            log.warning(
+                "trainer.precision=%s on the CPU: torch's CPU bf16 3D-convolution backward has given NaN gradients "
+                "at random (seen in the discriminator); use 32-true on the CPU", trainer.precision,
+            )  # fmt: skip
         if str(trainer.precision).startswith("16"):
             raise UsageError(
                 f"trainer.precision={trainer.precision} is not supported (fp16 overflows in video VAEs); "
@@ -236,7 +243,19 @@ class VtokCLI(LightningCLI):
         self._check_data("validate")
 
     def before_fit(self) -> None:
+        self._check_schedules()
         self._check_data("fit")
+
+    def _check_schedules(self) -> None:
+        """The learning-rate schedules against the run's length, here rather than in
+        ``configure_optimizers``, where Lightning reports a mistake with a traceback."""
+        run_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else None
+        configs = [self.model.optimizer_config] + ([self.model.disc_optimizer_config] if self.model.adversarial else [])
+        for config in configs:
+            try:
+                build_optimizer([torch.nn.Parameter(torch.zeros(1))], config, run_steps)
+            except ValueError as error:
+                raise UsageError(str(error)) from None
 
     def _check_data(self, stage: str) -> None:
         """Single-process runs list and probe their data now, so an empty or unusable dataset is a
