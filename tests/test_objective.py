@@ -193,3 +193,12 @@ def test_ema_follows_early_then_settles() -> None:
         model.weight.fill_(2.0)
     ema.update_parameters(model)  # n = 1: effective decay 2/11
     assert ema.module.weight[0, 0].item() == pytest.approx(1.0 + 9 / 11, rel=1e-5)
+
+
+def test_misspelt_or_unused_bottleneck_weights_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"loss.bottleneck_weights names \['commitmnet'\], which no bottleneck reports"):
+        AutoencoderLoss(bottleneck_weights={"commitmnet": 1.0})
+    with pytest.raises(ValueError, match="bottleneck_weights_start names"):
+        AutoencoderLoss(bottleneck_weights_start={"klx": 1.0}, anneal_steps=10)
+    with pytest.raises(ValueError, match="needs loss.anneal_steps > 0"):
+        AutoencoderLoss(bottleneck_weights_start={"entropy": 0.5})

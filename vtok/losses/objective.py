@@ -47,6 +47,15 @@ class AutoencoderLoss(nn.Module):
         self.l1_weight = l1_weight
         self.perceptual_weight = perceptual_weight
         self.perceptual = PerceptualLoss(perceptual_backbone, perceptual_frames) if perceptual_weight > 0 else None
+        for setting, names in (("bottleneck_weights", bottleneck_weights), ("bottleneck_weights_start", bottleneck_weights_start)):
+            unknown = sorted(set(names or {}) - set(DEFAULT_BOTTLENECK_WEIGHTS))
+            if unknown:  # a misspelt name would leave the real term at its default weight
+                raise ValueError(
+                    f"loss.{setting} names {unknown}, which no bottleneck reports; the terms are "
+                    f"{sorted(DEFAULT_BOTTLENECK_WEIGHTS)} (kl for kl, entropy and commitment for gq)"
+                )
+        if bottleneck_weights_start and anneal_steps <= 0:
+            raise ValueError("loss.bottleneck_weights_start needs loss.anneal_steps > 0 (the batches to reach the final weights)")
         self.bottleneck_weights = {**DEFAULT_BOTTLENECK_WEIGHTS, **(bottleneck_weights or {})}
         self.bottleneck_weights_start = dict(bottleneck_weights_start or {})
         self.anneal_steps = anneal_steps
