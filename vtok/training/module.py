@@ -103,6 +103,11 @@ class AutoencoderModule(LightningModule):
         for name, value in (("grad_clip", grad_clip), ("disc_grad_clip", disc_grad_clip)):
             if value is not None and value <= 0:  # 0 would zero every gradient, a negative one reverse it
                 raise ValueError(f"model.{name} must be positive (or null for no clipping), got {value}")
+        if continuous_weight < 0 or (freeze_steps is not None and freeze_steps < 0):
+            raise ValueError(
+                f"model.continuous_weight (got {continuous_weight}) and model.freeze_steps (got {freeze_steps}) "
+                "must not be negative"
+            )
         if max_nonfinite_steps < 1:
             raise ValueError(f"model.max_nonfinite_steps must be at least 1, got {max_nonfinite_steps}")
         self.save_hyperparameters(ignore=["autoencoder", "loss", "adversarial"])

@@ -132,6 +132,13 @@ class VideoAutoencoder(StrictLoadingMixin, ModelMixin, ConfigMixin, LongVideoMix
         self.compression = Compression(temporal=temporal_compression, spatial=spatial_compression)
         if latent_channels < 1:
             raise ValueError(f"latent_channels must be positive, got {latent_channels}")
+        if layers_per_block < 1 or decoder_noise_channels < 0:
+            raise ValueError(
+                f"layers_per_block must be at least 1 (got {layers_per_block}) and decoder_noise_channels at least 0 "
+                f"(got {decoder_noise_channels})"
+            )
+        if not 0 <= denoise_max_timestep <= 1:
+            raise ValueError(f"denoise_max_timestep must lie in [0, 1], got {denoise_max_timestep}")
         settings = QuantizerSettings(
             fsq_levels, tokens_per_position, gq_bits, gq_groups, gq_single_token, gq_temperature, first_frame_tokens
         )
