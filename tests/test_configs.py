@@ -65,6 +65,7 @@ def test_invalid_settings_fail_at_parse_time_naming_the_fix(capsys: pytest.Captu
     assert "optimizer: lr=-0.001 must be positive" in _fit_error(capsys, "--model.optimizer.lr=-1e-3")
     assert "decoder_noise_channels at least 0 (got -1)" in _fit_error(capsys, "--model.autoencoder.decoder_noise_channels=-1")
     assert "model.continuous_weight (got -1.0)" in _fit_error(capsys, "--model.continuous_weight=-1")
+    assert "gives RGB clips (3 channels)" in _fit_error(capsys, "--model.autoencoder.in_channels", "1")
     cosine = ["--model.optimizer.schedule", "cosine", "--model.optimizer.warmup_steps", "5"]
     message = _fit_error(capsys, *cosine, "--model.optimizer.decay_steps", "3")
     assert "decay_steps=3 must exceed optimizer.warmup_steps=5" in message and "Traceback" not in message

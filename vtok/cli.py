@@ -186,6 +186,10 @@ class VtokCLI(LightningCLI):
             compression.check_clip(_get(config, "data.num_frames", 17), height, width)
         except ValueError as error:
             raise UsageError(f"{error} (set data.num_frames / data.size to match the model)") from None
+        if _get(autoencoder, "in_channels", 3) != 3:
+            raise UsageError(
+                f"model.autoencoder.in_channels={_get(autoencoder, 'in_channels')}: the data module gives RGB clips (3 channels)"
+            )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Every run stops cleanly on SIGTERM, writes checkpoints atomically and reports whether the
