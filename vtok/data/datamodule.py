@@ -349,7 +349,8 @@ class VideoDataModule(LightningDataModule):
             log.warning("skipping unusable file %s: %s", path, reason)
 
     def pop_epoch_skips(self) -> int:
-        """Slots filled by a substitute since the last call (the per-epoch total)."""
+        """Times an unusable file was passed over since the last call (the per-epoch total): once per
+        substituted slot, once more for each unusable substitute tried; for shards, the members skipped."""
         total = sum(self.skips_this_epoch.values())
         self.skips_this_epoch.clear()
         return total
