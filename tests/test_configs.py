@@ -135,6 +135,9 @@ def test_checkpoint_and_data_mistakes_are_one_line_errors(
     with pytest.raises(SystemExit) as exit_info:
         main(["validate", "--trainer.logger", "false", *root])
     assert exit_info.value.code == 2 and "vtok validate needs --ckpt_path" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate", "--trainer.logger", "false", *root, "--ckpt_path", "best"])
+    assert exit_info.value.code == 2 and "give a checkpoint file" in capsys.readouterr().err
 
 
 def test_a_damaged_lpips_file_is_named_in_one_line(capsys: pytest.CaptureFixture, tmp_path: Path, vgg_weights: Path) -> None:

@@ -223,6 +223,11 @@ class VtokCLI(LightningCLI):
         fails much later)."""
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path == "best":  # Lightning knows a best checkpoint only within the fit that made it
+            raise UsageError(
+                "--ckpt_path best names the best checkpoint of a fit in this same process; give a checkpoint "
+                "file (runs/<run>/checkpoints/step=N.ckpt) or 'last'"
+            )
         if path is None or path in CHECKPOINT_KEYWORDS or "://" in str(path):
             return super()._parse_ckpt_path()  # remote paths are Lightning's (fsspec) to open
         if not Path(path).is_file():
