@@ -66,6 +66,9 @@ def test_invalid_settings_fail_at_parse_time_naming_the_fix(capsys: pytest.Captu
     assert "decoder_noise_channels at least 0 (got -1)" in _fit_error(capsys, "--model.autoencoder.decoder_noise_channels=-1")
     assert "model.continuous_weight (got -1.0)" in _fit_error(capsys, "--model.continuous_weight=-1")
     assert "gives RGB clips (3 channels)" in _fit_error(capsys, "--model.autoencoder.in_channels", "1")
+    small = ["--data.num_frames", "5", "--data.size", "32", "--model.adversarial.channels", "8"]
+    message = _fit_error(capsys, *small, "--model.adversarial.layers", "5")
+    assert "the discriminator cannot take 5x32x32 clips" in message and "lower model.adversarial.layers" in message
     cosine = ["--model.optimizer.schedule", "cosine", "--model.optimizer.warmup_steps", "5"]
     message = _fit_error(capsys, *cosine, "--model.optimizer.decay_steps", "3")
     assert "decay_steps=3 must exceed optimizer.warmup_steps=5" in message and "Traceback" not in message

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from lightning.pytorch import Trainer
 
@@ -253,7 +254,24 @@ class VtokCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._check_schedules()
+        self._check_discriminator()
         self._check_data("fit")
+
+    def _check_discriminator(self) -> None:
+        """The discriminator against the clip size, on fake tensors (no compute): too many layers for a
+        small clip otherwise fail at the first adversarial step, mid-run, with a convolution error."""
+        adversarial = self.model.adversarial
+        if adversarial is None:
+            return
+        height, width = self.datamodule.size
+        with torch.no_grad(), FakeTensorMode(allow_non_fake_inputs=True):
+            try:
+                adversarial.discriminator(torch.empty(1, 3, self.datamodule.num_frames, height, width))
+            except RuntimeError as error:
+                raise UsageError(
+                    f"the discriminator cannot take {self.datamodule.num_frames}x{height}x{width} clips "
+                    f"({first_line(error)}); lower model.adversarial.layers or enlarge data.size"
+                ) from None
 
     def _check_schedules(self) -> None:
         """The learning-rate schedules against the run's length, here rather than in
