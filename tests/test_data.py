@@ -77,9 +77,13 @@ def test_carphone_sample_gives_clips(carphone: Path) -> None:
     assert -1 <= sample["video"].min() < sample["video"].max() <= 1
 
 
-def test_clip_spec_strides_and_target_fps() -> None:
+def test_clip_spec_strides_and_target_fps(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     assert ClipSpec(5, frame_stride=2).frame_indices(9, 30.0) == [0, 2, 4, 6, 8]
     assert ClipSpec(3, fps=10).frame_indices(30, 30.0) == [11, 14, 17]  # stride 3, span 7, centred
+    monkeypatch.setattr("vtok.data.clips._warned_slow_source", False)
+    for _ in range(3):  # a target above the video's rate: every frame, at the video's rate, said once
+        assert ClipSpec(3, fps=60).frame_indices(30, 24.0) == [13, 14, 15]
+    assert [r.getMessage()[:40] for r in caplog.records] == ["data.fps=60 is above the frame rate of s"]
     g = torch.Generator().manual_seed(0)
     starts = {ClipSpec(3).frame_indices(50, 24.0, g)[0] for _ in range(20)}
     assert len(starts) > 5 and max(starts) <= 47

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
+
+
+log = logging.getLogger(__name__)
+_warned_slow_source = False  # once per process (each loader worker is one)
+
+
+def _warn_slow_source(video_fps: float, target_fps: float) -> None:
+    global _warned_slow_source
+    if not _warned_slow_source:
+        _warned_slow_source = True
+        log.warning(
+            "data.fps=%g is above the frame rate of some videos (e.g. %g fps): their clips take every frame and run "
+            "at the video's own rate, slower than asked (frames are never repeated)", target_fps, video_fps,
+        )  # fmt: skip
 
 
 class ClipTooShortError(ValueError):
@@ -63,6 +78,8 @@ class ClipSpec:
     def stride(self, video_fps: float) -> int:
         if self.fps is None or video_fps <= 0:
             return self.frame_stride
+        if video_fps < 0.99 * self.fps:
+            _warn_slow_source(video_fps, self.fps)
         return max(1, round(video_fps / self.fps))
 
     def span(self, video_fps: float) -> int:
