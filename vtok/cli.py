@@ -120,8 +120,9 @@ class VtokCLI(LightningCLI):
             trainer.default_root_dir = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
         if trainer.precision is None:
             trainer.precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
-        for setting, instead in (("accumulate_grad_batches", "model.accumulate_batches"), ("gradient_clip_val", "model.grad_clip")):
-            if trainer.get(setting) not in (None, 1 if setting == "accumulate_grad_batches" else None):
+        for setting, neutral, instead in (("accumulate_grad_batches", 1, "model.accumulate_batches"),
+                                          ("gradient_clip_val", None, "model.grad_clip")):  # fmt: skip
+            if trainer.get(setting) not in (None, neutral):
                 raise UsageError(
                     f"trainer.{setting} does not apply: vtok steps its optimisers itself (generator and discriminator); "
                     f"set {instead} instead"

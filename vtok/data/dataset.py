@@ -135,6 +135,13 @@ class ClipInfo:
         return self.source_fps / self.stride
 
 
+def verified_extent(reader: VideoReader, length: VideoLength | None) -> tuple[int, float]:
+    """Frames and frame rate to cut clips from: the header's, bounded by what a manifest verified."""
+    if length is None:
+        return reader.num_frames, reader.fps
+    return min(reader.num_frames, length.frames), length.fps or reader.fps
+
+
 def video_clip_with_info(
     reader: VideoReader,
     clip: ClipSpec,
@@ -158,9 +165,7 @@ def video_clip_with_info(
     Raises:
         UnusableFileError: the video is too short for one clip, or its frames do not decode.
     """
-    frames, fps = reader.num_frames, reader.fps
-    if length is not None:
-        frames, fps = min(frames, length.frames), length.fps or fps
+    frames, fps = verified_extent(reader, length)
     try:
         indices = clip.frame_indices(frames, fps, generator)
     except ClipTooShortError as error:
@@ -250,9 +255,7 @@ class WholeVideoDataset(VideoClipDataset):
         self.multiple = multiple
 
     def clip_for(self, reader: VideoReader, length: VideoLength | None) -> ClipSpec:
-        frames, fps = reader.num_frames, reader.fps
-        if length is not None:
-            frames, fps = min(frames, length.frames), length.fps or fps
+        frames, fps = verified_extent(reader, length)
         try:
             return self.clip.longest(frames, fps, self.multiple)
         except ClipTooShortError as error:

@@ -127,16 +127,17 @@ def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1,
         reader.read([0])
     except VideoDecodeError as error:
         raise UnusableFileError(path, f"the first frame does not decode ({error.reason})") from None
-    if not _decodes(reader, reported - 1):
-        frames = usable_frames(path, reported, backend)
-        log.info("%s: the header reports %d frames, %d decode", path, reported, frames)
-    if every_frame:
-        first_bad = first_undecodable_frame(path, frames, backend)
+    if every_frame:  # one pass finds a cut tail as well as damage inside: no sampled checks needed
+        first_bad = first_undecodable_frame(path, reported, backend)
         if first_bad is not None:
-            log.info("%s: frame %d of %d does not decode; the %d before it are kept", path, first_bad, frames, first_bad)
             frames = first_bad
-    elif not _decodes(reader, frames // 2):
-        raise UnusableFileError(path, f"frame {frames // 2} (the middle one) does not decode")
+            log.info("%s: frame %d of %d does not decode; the %d before it are kept", path, first_bad, reported, frames)
+    else:
+        if not _decodes(reader, reported - 1):
+            frames = usable_frames(path, reported, backend)
+            log.info("%s: the header reports %d frames, %d decode", path, reported, frames)
+        if not _decodes(reader, frames // 2):
+            raise UnusableFileError(path, f"frame {frames // 2} (the middle one) does not decode")
     if frames < min_frames:
         raise UnusableFileError(path, f"too short: {frames} frames decode, at least {min_frames} wanted (--min-frames)")
     codec, keyframe_interval = stream_facts(path)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from vtok.error_text import first_line
-from vtok.losses.perceptual import VGG16_URL, load_lpips_vgg, missing_weights_message, vgg16_weights_path
+from vtok.losses.perceptual import load_lpips_vgg, missing_weights_message, vgg16_weights_path
 
 I3D_FILE = "i3d_torchscript.pt"
 I3D_URL = "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1"  # the file StyleGAN-V fetches
@@ -116,16 +116,4 @@ def load_lpips(explicit: str | Path | None, device: torch.device) -> tuple[nn.Mo
     _require_explicit(path, explicit, "lpips-weights")
     if not path.is_file():
         return None, missing_weights_message(path, "(or pass --lpips-weights FILE)")
-    try:
-        return load_lpips_vgg(path).to(device), None
-    except ValueError as error:
-        if not explicit:
-            raise  # the standard cache path: fetching the file again there is the advice
-        cache = vgg16_weights_path()
-        context = error.__context__  # the loading error, kept though load_lpips_vgg raises "from None"
-        cause = f"{type(context).__name__}: {first_line(context)}" if context is not None else "unreadable"
-        raise ValueError(
-            f"--lpips-weights {path} is not torchvision's VGG16 weights ({cause}); fetch them to the standard "
-            f"cache: mkdir -p {cache.parent} && curl -L -o {cache} {VGG16_URL}, then leave out --lpips-weights "
-            "(or pass the fetched file to it)"
-        ) from None
+    return load_lpips_vgg(path, setting="--lpips-weights").to(device), None

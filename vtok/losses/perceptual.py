@@ -40,8 +40,12 @@ def missing_weights_message(path: Path, alternatives: str = TRAINING_ALTERNATIVE
     )
 
 
-def load_lpips_vgg(backbone_weights: str | Path | None = None) -> nn.Module:
+def load_lpips_vgg(backbone_weights: str | Path | None = None, setting: str = "model.loss.perceptual_backbone") -> nn.Module:
     """torchmetrics' LPIPS network with its VGG16 backbone loaded from a local file, frozen, in eval mode.
+
+    Args:
+        backbone_weights: the file (``None``: torchvision's cache location).
+        setting: the option that names the file, for the advice in errors (e.g. ``--lpips-weights``).
 
     Raises:
         FileNotFoundError: the backbone weights are not there (the message says how to get them).
@@ -58,12 +62,15 @@ def load_lpips_vgg(backbone_weights: str | Path | None = None) -> nn.Module:
                 prefix = f"features.{index}."
                 layer.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
     except Exception as error:  # torch.load's many types for damaged files; load_state_dict's RuntimeError
+        cause = f"{type(error).__name__}: {first_line(error)}"
         cache = vgg16_weights_path()  # fetched there, never over a file the user named (it may be another model's)
-        advice = f"fetch it again: curl -L -o {path} {VGG16_URL}" if path == cache else (
-            f"fetch them: mkdir -p {cache.parent} && curl -L -o {cache} {VGG16_URL}, and point "
-            "model.loss.perceptual_backbone at that file (or leave it unset)"
-        )
-        raise ValueError(f"{path} is not torchvision's VGG16 weights ({type(error).__name__}: {first_line(error)}); {advice}") from None
+        if path == cache:
+            raise ValueError(f"{path} is not torchvision's VGG16 weights ({cause}); fetch it again: curl -L -o {path} {VGG16_URL}") from None
+        raise ValueError(
+            f"{setting} {path} is not torchvision's VGG16 weights ({cause}); fetch them to the standard cache: "
+            f"mkdir -p {cache.parent} && curl -L -o {cache} {VGG16_URL}, then leave out {setting} (or point it at "
+            "the fetched file)"
+        ) from None
     network.eval().requires_grad_(False)
     return network
 
