@@ -107,6 +107,15 @@ def test_evaluate_writes_every_metric_and_agrees_with_a_direct_computation(
     assert "| PSNR (dB) |" in report and "absolute error amplified" in report
     pictures = sorted(p.name for p in (out / "pictures").iterdir())
     assert len(pictures) == 6 and all(f"pictures/{name}" in report for name in pictures)
+    assert sorted(name for picture in metrics["pictures"] for k, name in picture.items() if k != "path") == [
+        f"pictures/{name}" for name in pictures
+    ]
+
+    # Again into the same folder with fewer pictures: the earlier run's other pictures go, a user's file stays.
+    (out / "pictures" / "notes.txt").write_text("mine")
+    run("evaluate", "--model", fsq_run["export"], "--data", video_folder, "--out", out, "--max-videos", 2, "--pictures", 1)
+    first = Path(metrics["pictures"][0]["grid"]).stem
+    assert sorted(p.name for p in (out / "pictures").iterdir()) == sorted([f"{first}.png", f"{first}.mp4", "notes.txt"])
 
 
 def test_fvd_is_zero_for_identical_sets_and_positive_otherwise(i3d_weights: Path) -> None:

@@ -42,9 +42,9 @@ def _cell(metrics: dict[str, Any], key: str) -> str:
     return f"skipped: {reason}" if reason else "n/a (continuous latents)"
 
 
-def report_markdown(metrics: dict[str, Any], pictures: list[dict[str, str]]) -> str:
+def report_markdown(metrics: dict[str, Any]) -> str:
     """The report: headline metrics, model and protocol, skipped files with reasons, pictures."""
-    model, protocol = metrics["model"], metrics["protocol"]
+    model, protocol, pictures = metrics["model"], metrics["protocol"], metrics["pictures"]
     frames = protocol["frames"]
     rate = f"{protocol['fps']} fps" if protocol.get("fps") else f"stride {protocol['stride']}"
     real = ", ".join(f"{fps:g}" for fps in protocol.get("clip_fps") or [])
@@ -82,20 +82,36 @@ def report_markdown(metrics: dict[str, Any], pictures: list[dict[str, str]]) -> 
     return "\n".join(lines)
 
 
-def write_outputs(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]], pictures: list[dict[str, str]]) -> None:
-    """Writes ``out/metrics.json``, ``out/per_video.csv`` (path, psnr, ssim, lpips,
-    high_frequency_ratio) and ``out/report.md``.
+def write_outputs(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Writes ``out/metrics.json``, ``out/per_video.csv``
+    (path, psnr, ssim, lpips, high_frequency_ratio) and ``out/report.md``; removes the pictures that an
+    earlier evaluation into ``out`` listed and this one did not rewrite, so the folder shows this run only.
 
     Args:
         out: the evaluation folder (created).
-        metrics: the summary.
+        metrics: the summary; its ``pictures`` lists the pictures written, with the video each shows.
         rows: one dict per video.
-        pictures: the pictures written, with the video each shows.
     """
     out.mkdir(parents=True, exist_ok=True)
+    _remove_earlier_pictures(out, metrics["pictures"])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with (out / "per_video.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["path", "psnr", "ssim", "lpips", "high_frequency_ratio"])
         writer.writeheader()
         writer.writerows(rows)
-    (out / "report.md").write_text(report_markdown(metrics, pictures))
+    (out / "report.md").write_text(report_markdown(metrics))
+
+
+def _remove_earlier_pictures(out: Path, pictures: list[dict[str, str]]) -> None:
+    """Deletes the picture files listed in an earlier ``out/metrics.json`` that ``pictures`` does not
+    list; only files vtok recorded writing there (inside ``out``) are touched."""
+    try:
+        earlier = json.loads((out / "metrics.json").read_text()).get("pictures") or []
+    except (OSError, ValueError, AttributeError):
+        return  # no earlier evaluation here, or not one of ours
+    kept = {name for picture in pictures for key, name in picture.items() if key != "path"}
+    for picture in earlier:
+        for key, name in picture.items() if isinstance(picture, dict) else ():
+            path = (out / str(name)).resolve()
+            if key != "path" and name not in kept and path.parent == (out / "pictures").resolve():
+                path.unlink(missing_ok=True)

@@ -249,7 +249,7 @@ def evaluate(
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         raise ValueError(f"none of the {len(skipped)} videos could be read ({reasons}); check the data path or run `vtok prepare` on it")
     metrics = _summary(run, model, protocol, model_info, skipped)
-    write_outputs(out, metrics, run.rows, run.pictures)
+    write_outputs(out, metrics, run.rows)
     return metrics
 
 
@@ -284,4 +284,5 @@ def _summary(
         "protocol": {**protocol, "clip_fps": sorted(run.clip_rates)},
         "model": model_info,
         "device": str(run.settings.device),
+        "pictures": run.pictures,
     }
