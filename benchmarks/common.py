@@ -37,7 +37,8 @@ PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
     ("H100 PCIe", 756.0),
     ("H100 NVL", 835.0),
     ("H100", 989.4),  # SXM and HBM3 parts
-    ("H200", 989.4),
+    ("H200 NVL", 835.0),  # 1,671 with sparsity on NVIDIA's sheet, as the H100 NVL
+    ("H200", 989.4),  # SXM
     ("A100", 312.0),
 )
 
@@ -289,10 +290,15 @@ def emit(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
 
 
-def run_isolated(module: str, argv: Sequence[str], models: Sequence[str]) -> list[dict[str, Any]]:
+def run_isolated(module: str, argv: Sequence[str], models: Sequence[str], echo: bool = True) -> list[dict[str, Any]]:
     """Runs ``python -m module *argv --only MODEL`` once per model, one process each (so one
-    model's memory, allocator state or compiled kernels never affect the next), and re-emits the
-    JSON lines each prints. A process that fails gives ``{"model": ..., "error": ...}``."""
+    model's memory, allocator state or compiled kernels never affect the next), and returns the
+    JSON lines each prints. A process that fails gives ``{"model": ..., "error": ...}``.
+
+    Args:
+        echo: re-emit every returned line on stdout, as this process's own records (``False``
+            where the caller only uses a figure from them, which must not read as a record of its own).
+    """
     records = []
     for model in models:
         log.info("%s: %s in its own process", module, model)
@@ -301,12 +307,14 @@ def run_isolated(module: str, argv: Sequence[str], models: Sequence[str]) -> lis
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
         for line in lines:
             records.append(json.loads(line))
-            print(line, flush=True)
+            if echo:
+                print(line, flush=True)
         if done.returncode != 0 or not lines:
             reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1][-300:]
             record = {"benchmark": module.rsplit(".", 1)[-1], "model": model, "error": reason}
             records.append(record)
-            emit(record)
+            if echo:
+                emit(record)
     return records
 
 

@@ -60,7 +60,7 @@ def layout(width: int, **extra: Any) -> dict[str, Any]:
 
 def fit(module: AutoencoderModule, files: list[str], args: argparse.Namespace, steps: int, seed: int = 0) -> AutoencoderModule:
     """Trains ``module`` for ``steps`` batches of random training clips (a new epoch of clips on
-    every pass over the files) with Lightning's Trainer."""
+    every pass over the files) with Lightning's Trainer; returns it on ``args.device``."""
     torch.manual_seed(seed)
     dataset = VideoClipDataset(files, ClipSpec(args.frames), (args.size, args.size), seed=seed)
     loader = DataLoader(dataset, batch_size=args.batch_size, sampler=EpochSampler(len(dataset), seed=seed), drop_last=True)
@@ -69,7 +69,7 @@ def fit(module: AutoencoderModule, files: list[str], args: argparse.Namespace, s
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, max_epochs=-1,
     )  # fmt: skip
     trainer.fit(module, train_dataloaders=loader)
-    return module
+    return module.to(args.device)  # Lightning's teardown leaves it on the CPU; the held-out clips are on the device
 
 
 def scores(reconstruction: torch.Tensor, video: torch.Tensor, lpips: torch.nn.Module | None) -> dict[str, float | None]:

@@ -9,7 +9,7 @@ Every variant trains the same tiny 4x8x8 KL model from the same seed on the same
 installed) and is scored by PSNR on held-out clips (the last 40 carphone frames and held-out
 generated clips). One JSON line per variant on stdout (and appended to ``--out``).
 
-    python -m benchmarks.design_choices --steps 400            # the recorded CPU measurement
+    python -m benchmarks.design_choices --steps 300            # the recorded CPU measurement
     python -m benchmarks.design_choices --steps 2 --size 32    # smoke
 """
 
@@ -54,7 +54,7 @@ def measure(variant: dict, train_files: list[str], val: list[str], budget: Budge
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--frames", type=int, default=9)
     parser.add_argument("--batch-size", type=int, default=2)

@@ -33,7 +33,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
-    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     subject = build_subject(name, args)
     subject.check(args.frames, args.size)
     prepare(subject, args)

@@ -84,7 +84,6 @@ def summarise(events: EventList, on_cuda: bool, steps: int, top: int) -> dict[st
 
 
 def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
-    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     on_cuda = torch.device(args.device).type == "cuda"
     subject = build_subject(name, args)
     subject.check(args.frames, args.size)

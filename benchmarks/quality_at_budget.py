@@ -23,6 +23,7 @@ import logging
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ from benchmarks.common import (
 )  # fmt: skip
 from benchmarks.budget_training import carphone_path, prepare_clips
 from benchmarks.models import Subject, add_model_args, build_subject, model_list
-from benchmarks.train_step import add_speed_args, compile_networks, prepare
+from benchmarks.train_step import add_speed_args, compile_networks, prepare, speed_options
 from vtok.data import ClipSpec, EpochSampler, VideoClipDataset, list_files
 from vtok.evaluation import psnr_per_video
 
@@ -91,15 +92,19 @@ def train(subject: Subject, files: list[str], args: argparse.Namespace) -> dict[
 
 @torch.no_grad()
 def validate(subject: Subject, files: list[str], args: argparse.Namespace) -> torch.Tensor:
-    """PSNR of each held-out clip (centre crops), reconstructed from deterministic latents."""
+    """PSNR of each held-out clip (centre crops), reconstructed from deterministic latents.
+
+    Compiled networks run eagerly here: no-grad, eval mode and a smaller last batch would each
+    recompile them (a second full compilation on a GPU) for a handful of clips."""
     subject.module.eval()
     dataset = VideoClipDataset(files, ClipSpec(args.frames), (args.size, args.size), train=False)
     psnr = []
-    for batch in DataLoader(dataset, batch_size=args.batch_size):
-        video = batch["video"].to(args.device)
-        with autocast(args.device, args.precision):
-            reconstruction = subject.decode(subject.encode(video))
-        psnr.append(psnr_per_video(reconstruction, video).cpu())
+    with torch.compiler.set_stance("force_eager") if hasattr(torch.compiler, "set_stance") else nullcontext():
+        for batch in DataLoader(dataset, batch_size=args.batch_size):
+            video = batch["video"].to(args.device)
+            with autocast(args.device, args.precision):
+                reconstruction = subject.decode(subject.encode(video))
+            psnr.append(psnr_per_video(reconstruction, video).cpu())
     return torch.cat(psnr)
 
 
@@ -131,7 +136,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, object]:
         "budget_s": args.seconds, **trained, "lr": args.lr, "frames": args.frames, "size": args.size,
         "batch_size": args.batch_size, "workers": args.workers, "val_clips": len(psnr), "val_psnr_db": round(float(psnr.mean()), 3),
         "val_psnr_real_video_db": round(float(psnr[-1]), 3) if real[1].is_file() else None,
-        "tiny": args.tiny, "overrides": args.set, **environment(args),
+        "tiny": args.tiny, "overrides": args.set,
+        **(speed_options(args) if subject.is_vtok else {"cudnn_benchmark": args.cudnn_benchmark}), **environment(args),
     }  # fmt: skip
 
 

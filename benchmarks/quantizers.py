@@ -120,6 +120,10 @@ def measure(name: str, quantizer: nn.Module, shape: tuple[int, ...], args: argpa
             seconds = time_steps(step, args.steps, args.device)
     except torch.OutOfMemoryError as error:
         return {"quantizer": name, "error": f"out of memory: {str(error).splitlines()[0]}"}
+    finally:  # hand the cached blocks back (LFQ at 2^18 leaves ~70 GiB), so the next one or a child process finds them
+        del step
+        if torch.device(args.device).type == "cuda":
+            torch.cuda.empty_cache()
     return {"quantizer": name, "ms_per_step": sig(seconds * 1e3), "tensor_peak_bytes": peak, **memory.record()}
 
 
@@ -138,13 +142,13 @@ def gq_loss_memory(bits: int, positions_shape: tuple[int, ...]) -> dict[str, obj
     }  # fmt: skip
 
 
-def step_seconds(preset: str, args: argparse.Namespace) -> float | None:
-    """Seconds per training step of ``preset`` at the run's size, from ``benchmarks.train_step``."""
+def train_step(preset: str, args: argparse.Namespace) -> dict[str, object]:
+    """``benchmarks.train_step``'s record of ``preset`` at the run's size (``error`` when it failed)."""
     argv = ["--config", preset, "--baselines", "", "--device", args.device, "--precision", args.precision,
             "--frames", str(args.frames), "--size", str(args.size), "--batch-size", str(args.batch_size),
             "--steps", str(args.steps), "--warmup", str(args.warmup), *(["--tiny"] if args.tiny else [])]  # fmt: skip
-    record = run_isolated("benchmarks.train_step", argv, ["vtok"])[-1]
-    return record.get("seconds_per_step")
+    # not echoed: the step's line is no record of this benchmark; the share line carries its figure (or error)
+    return run_isolated("benchmarks.train_step", argv, ["vtok"], echo=False)[-1]
 
 
 def share_of_step(preset: str, args: argparse.Namespace, common: dict[str, object]) -> dict[str, object]:
@@ -153,9 +157,11 @@ def share_of_step(preset: str, args: argparse.Namespace, common: dict[str, objec
     bottleneck = VideoAutoencoder(**config).quantizer
     row = measure("vtok_bottleneck", bottleneck, latent_shape(args, bottleneck.input_channels, Compression(
         config.get("temporal_compression", 4), config.get("spatial_compression", 8))), args)  # fmt: skip
-    step = step_seconds(preset, args)
+    step_record = train_step(preset, args)
+    step = step_record.get("seconds_per_step")
     share = None if step is None or "ms_per_step" not in row else sig(row["ms_per_step"] / 1e3 / step)
     return {"benchmark": "quantizer_share", "preset": preset_name(preset), **row, "train_step_seconds": step,
+            **({"train_step_error": step_record["error"]} if "error" in step_record else {}),
             "share_of_step": share, "tiny": args.tiny, **common}  # fmt: skip
 
 
@@ -164,6 +170,11 @@ def main() -> None:
     setup_logging()
     compression = Compression(4, 8)
     common = {"frames": args.frames, "size": args.size, "batch_size": args.batch_size, **environment(args)}
+    # the steps first, while this process holds next to no device memory: the step runs in a child
+    # process on the same GPU, which the quantizers below (LFQ at 2^18: ~70 GiB) would crowd out
+    for preset in split_list(args.presets):
+        log.info("share of a %s training step", preset_name(preset))
+        emit(share_of_step(preset, args, common))
     for bits in (int(b) for b in split_list(args.bits)):
         for name, quantizer in quantizers(bits).items():
             channels = bits if "gq" in name or "lfq" in name else len(FSQ_LEVELS[bits])
@@ -176,9 +187,6 @@ def main() -> None:
                 shape = (sizes[2], *compression.latent_shape(sizes[0], sizes[1], sizes[1]))
                 clip = {"frames": sizes[0], "size": sizes[1], "batch_size": sizes[2]}
                 emit({**gq_loss_memory(bits, shape), **common, **clip})
-    for preset in split_list(args.presets):
-        log.info("share of a %s training step", preset_name(preset))
-        emit(share_of_step(preset, args, common))
 
 
 if __name__ == "__main__":

@@ -50,7 +50,9 @@ def speed_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def prepare(subject: Subject, args: argparse.Namespace) -> None:
-    """Moves the model to the device and applies the speed options but compilation (vtok only)."""
+    """Sets ``--cudnn-benchmark`` (every model), moves the model to the device and applies the
+    other speed options but compilation (vtok only)."""
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     subject.module.to(args.device).train()
     if subject.is_vtok:
         if args.activation_checkpointing:
@@ -70,7 +72,6 @@ def compile_networks(subject: Subject, args: argparse.Namespace) -> None:
 
 
 def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
-    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     subject = build_subject(name, args)
     subject.check(args.frames, args.size)
     prepare(subject, args)

@@ -190,6 +190,16 @@ def test_compiled_networks_train_with_the_adaptive_adversarial_weight(one_thread
     assert all(torch.isfinite(p).all() for p in module.autoencoder.parameters())
 
 
+def test_mfu_peaks_tell_the_nvl_parts_from_the_sxm_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.common import peak_tflops
+
+    peaks = {}
+    for name in ("NVIDIA H100 80GB HBM3", "NVIDIA H100 PCIe", "NVIDIA H100 NVL", "NVIDIA H200", "NVIDIA H200 NVL"):
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None, name=name: name)
+        peaks[name] = peak_tflops("cuda")
+    assert list(peaks.values()) == [989.4, 756.0, 835.0, 989.4, 835.0] and peak_tflops("cpu") is None
+
+
 def test_ema_restored_from_a_state_dict_continues_the_same_average() -> None:
     model = torch.nn.Linear(2, 2)
     ema = ema_copy(model, decay=0.9)
@@ -238,6 +248,9 @@ def test_quantizers_compare_with_the_reference_and_take_their_share_of_a_step(ru
     assert memory["lfq_over_gq"] >= 16, memory  # the target, counted exactly
     (share,) = [r for r in records if r["benchmark"] == "quantizer_share"]
     assert share["preset"] == "gq_4x8x8" and 0 < share["share_of_step"] < 1 and share["train_step_seconds"] > 0
+    assert "train_step_error" not in share
+    # the training step's own line stays in its child process: no stray "train_step" record
+    assert {r["benchmark"] for r in records} == {"quantizer", "gq_loss_memory", "quantizer_share"}
 
 
 def test_data_times_files_shards_and_h264_sources_with_both_readers(runs, request) -> None:  # noqa: ANN001
@@ -255,6 +268,7 @@ def test_quality_at_budget_trains_wan_by_the_same_loop(runs, request) -> None:  
     assert record["model"] == "wan" and record["steps"] == 1 and record["clips_seen"] == 1
     assert record["val_clips"] == 5 and record["val_psnr_db"] > 0
     assert record["val_psnr_real_video_db"] is not None  # the carphone clip was found and held out
+    assert record["cudnn_benchmark"] is True and "compile" not in record  # vtok's speed options are vtok's only
 
 
 def test_footprint_counts_flops_and_memory_on_fake_tensors(runs, request) -> None:  # noqa: ANN001
