@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -220,3 +221,51 @@ def test_bad_latent_statistics_flags_are_one_line_errors(
     error = stderr.strip().splitlines()[-1]  # after the warnings of skipped videos
     assert error.startswith("vtok export: error:") and message in error, error
     assert not (tmp_path / "export").exists()
+
+
+def _edited_fixture(tmp_path: Path, **edits: object) -> Path:
+    folder = tmp_path / "edited"
+    folder.mkdir()
+    config = {**json.loads((FIXTURE / "config.json").read_text()), **edits}
+    (folder / "config.json").write_text(json.dumps(config))
+    weights = "diffusion_pytorch_model.safetensors"
+    (folder / weights).write_bytes((FIXTURE / weights).read_bytes())
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("edits", "message"),
+    [
+        ({"fsq_levels": [8, 5, 4]}, "codebook_size 125 (written at export), but its fields build codebook_size 160"),
+        ({"temporal_compression": 2}, "compression '4x8x8' (written at export), but its fields build "
+                                      "compression '2x8x8'"),
+        ({"_vtok_tokens_per_position": 2}, "tokens_per_position 2 (written at export), but its fields build "
+                                           "tokens_per_position 1"),
+    ],
+)  # fmt: skip
+def test_a_config_edited_after_export_is_refused_by_every_loader(tmp_path: Path, edits: dict, message: str) -> None:
+    # the weights' shapes do not change, so without the recorded keys another model would load silently
+    folder = _edited_fixture(tmp_path, **edits)
+    for load in (VideoAutoencoder.from_pretrained, load_autoencoder):
+        with pytest.raises(ValueError, match="config.json records " + re.escape(message)) as error:
+            load(folder)
+        assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("edits", "message"),
+    [
+        ({"_class_name": "AutoencoderKL"}, "holds a 'AutoencoderKL', not a vtok VideoAutoencoder"),
+        ({"_vtok_format": 2}, "was written by a newer vtok (export format 2); upgrade vtok"),
+        ({"_vtok_format": "2"}, "config.json has _vtok_format '2', not a positive integer"),
+        ({"_vtok_format": None}, "config.json has _vtok_format None, not a positive integer"),
+    ],
+)
+def test_another_class_or_export_format_is_a_one_line_error_from_every_loader(
+    tmp_path: Path, edits: dict, message: str
+) -> None:
+    folder = _edited_fixture(tmp_path, **edits)
+    for load in (VideoAutoencoder.from_pretrained, load_autoencoder):
+        with pytest.raises(ValueError, match=re.escape(message)) as error:
+            load(folder)
+        assert "\n" not in str(error.value)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from vtok import VideoAutoencoder
+from vtok.vae.timestep import Modulation
 
 
 def test_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
@@ -29,3 +33,68 @@ def test_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
         assert torch.equal(model.decode(latents), loaded.decode(latents))
         assert torch.equal(model(video).reconstruction, loaded(video).reconstruction)
     assert str(loaded.compression) == "2x8x8"
+
+
+def test_a_denoising_decoder_runs_in_bfloat16_close_to_float32(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = VideoAutoencoder(
+        temporal_compression=2, spatial_compression=8, latent_channels=6, block_out_channels=(8, 16),
+        layers_per_block=1, decoder_causal=False, decoder_timestep_conditioning=True,
+    )  # fmt: skip
+    for module in model.decoder.modules():  # the scale and shift start at zero: make the timestep matter
+        if isinstance(module, Modulation):
+            torch.nn.init.normal_(module.linear.weight, std=0.1)
+    model.save_pretrained(tmp_path)
+    full = VideoAutoencoder.from_pretrained(tmp_path).eval()
+    half = VideoAutoencoder.from_pretrained(tmp_path).eval().to(torch.bfloat16)
+    video = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    with torch.no_grad():
+        latents = full.encode(video)
+        assert (full.decode(latents, timestep=0.1) - full.decode(latents)).abs().mean() > 0.02  # the timestep counts
+        for timestep in (None, 0.1):
+            reference = full.decode(latents, timestep=timestep)
+            decoded = half.decode(half.encode(video.bfloat16()), timestep=timestep)  # raised a dtype mismatch
+            assert decoded.dtype == torch.bfloat16
+            assert (decoded.float() - reference).abs().mean() < 0.05 * reference.abs().mean()
+        out = half(video.bfloat16(), sample_posterior=False)
+    assert out.reconstruction.dtype == torch.bfloat16
+
+
+@pytest.fixture()
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any connection attempt fails the test (vtok never downloads unasked)."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"network access: {args[1:]}")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_a_missing_folder_is_file_not_found_without_asking_the_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    start = time.monotonic()
+    for missing in (tmp_path / "missing", "./missing", "some/missing_folder", "missing"):
+        with pytest.raises(FileNotFoundError, match="missing"):
+            VideoAutoencoder.from_pretrained(missing)
+    assert time.monotonic() - start < 5
+    (tmp_path / "model.ckpt").write_text("a file")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        VideoAutoencoder.from_pretrained(tmp_path / "model.ckpt")
+
+
+def test_a_hub_model_in_the_standard_cache_loads_offline(tmp_path: Path, no_network: None) -> None:
+    torch.manual_seed(0)
+    model = VideoAutoencoder(spatial_compression=8, latent_channels=4, block_out_channels=(8,), layers_per_block=1)
+    commit = "0" * 40
+    repo = tmp_path / "cache" / "models--someone--tiny-vae"
+    model.save_pretrained(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    loaded = VideoAutoencoder.from_pretrained("someone/tiny-vae", cache_dir=tmp_path / "cache")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    with pytest.raises(FileNotFoundError, match="local_files_only=False"):
+        VideoAutoencoder.from_pretrained("someone/other-vae", cache_dir=tmp_path / "cache")

@@ -15,7 +15,8 @@ from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.data import ClipSpec, VideoClipDataset, open_video, to_uint8_frames
 from vtok.export import load_autoencoder, write_export
-from vtok.tokenfiles import read_token_file, write_token_file
+from vtok.tokenfiles import read_token_file, tokenizer_sha256, weights_sha256, write_token_file
+from vtok.vae import FirstFrameTokens, map_tokens
 
 
 def run(*args: str | Path) -> None:
@@ -233,3 +234,95 @@ def test_bad_flags_are_one_line_errors(
     if flags.get("--data") == ["BROKEN"]:  # the reasons are listed where the message says
         assert str(tmp_path / "tokens" / "skipped.jsonl") in error
         assert len((tmp_path / "tokens" / "skipped.jsonl").read_text().splitlines()) == 5
+
+
+def _exported_copy(fsq_run: dict[str, Path], out: Path, change: str) -> VideoAutoencoder:
+    """The fsq export with one part's weights changed, exported to ``out``."""
+    model = load_autoencoder(fsq_run["export"])
+    with torch.no_grad():
+        for parameter in model.decoder_parameters() if change == "decoder" else model.encoder_parameters():
+            parameter.add_(0.01)
+        if change == "decoder":  # a stage-2 decoder may retrain the projection from codes to it too
+            model.quantizer.project_out.weight.add_(0.01)
+    write_export(model, out, {})
+    return model
+
+
+def test_detokenize_takes_another_decoder_but_refuses_another_encoder(
+    fsq_run: dict[str, Path], two_videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run("tokenize", "--model", fsq_run["export"], "--data", two_videos, "--out", tmp_path / "t", "--frames", 9)
+    token_path = sorted((tmp_path / "t" / "tokens").iterdir())[0]
+    tokens, metadata = read_token_file(token_path)
+    original = load_autoencoder(fsq_run["export"])
+    assert metadata["model_sha256"] == weights_sha256(original)
+    assert metadata["tokenizer_sha256"] == tokenizer_sha256(original)
+    capsys.readouterr()
+
+    # a decoder trained on the frozen encoder and quantizer (stage 2) decodes them, saying so
+    stage2 = _exported_copy(fsq_run, tmp_path / "stage2", "decoder")
+    assert tokenizer_sha256(stage2) == metadata["tokenizer_sha256"] != weights_sha256(stage2)
+    run("detokenize", "--model", tmp_path / "stage2", "--tokens", token_path, "--out", tmp_path / "stage2.mp4")
+    log = capsys.readouterr().err
+    assert "another decoder" in log and metadata["model_sha256"][:12] in log and weights_sha256(stage2)[:12] in log
+    with torch.no_grad():
+        assert_mp4_shows(tmp_path / "stage2.mp4", stage2.detokenize(tokens[None])[0])
+
+    # another encoder gives the indices other meanings: refused, naming both hashes
+    other = _exported_copy(fsq_run, tmp_path / "other", "encoder")
+    with pytest.raises(SystemExit) as exit_info:
+        run("detokenize", "--model", tmp_path / "other", "--tokens", token_path, "--out", tmp_path / "other.mp4")
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("vtok detokenize: error:") and "\n" not in error, error
+    assert "another encoder or quantizer" in error and metadata["tokenizer_sha256"][:12] in error, error
+    assert tokenizer_sha256(other)[:12] in error and not (tmp_path / "other.mp4").exists()
+
+    # a file from before the tokenizer hash cannot tell: decoded with a warning naming both weights hashes
+    older = {key: value for key, value in metadata.items() if key != "tokenizer_sha256"}
+    older_path = write_token_file(tmp_path / "older.safetensors", tokens, older)
+    run("detokenize", "--model", tmp_path / "other", "--tokens", older_path, "--out", tmp_path / "o.mp4")
+    log = capsys.readouterr().err
+    assert "WARNING" in log and metadata["model_sha256"][:12] in log and weights_sha256(other)[:12] in log, log
+    run("detokenize", "--model", fsq_run["export"], "--tokens", token_path, "--out", tmp_path / "same.mp4")
+    assert "sha256" not in capsys.readouterr().err  # the very weights: nothing to say
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ((2, 1, 4, 3), "tokens of shape [2, 1, 4, 3], but the model reads [2, 1, 4, 4] for its 3x4x4 grid"),
+        ((1, 1, 4, 4), "tokens of shape [1, 1, 4, 4], but the model reads [2, 1, 4, 4] for its 3x4x4 grid"),
+        ((2, 3, 4, 4), "tokens of shape [2, 3, 4, 4], but the model reads [2, 1, 4, 4] for its 3x4x4 grid"),
+        (None, "holds no 'first_frame_extra' tokens, but the model reads 2 per first-latent-frame position"),
+    ],
+)
+def test_damaged_first_frame_tokens_are_one_line_errors(
+    extra: tuple[int, ...] | None, message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    torch.manual_seed(0)
+    model = VideoAutoencoder(
+        bottleneck="fsq", fsq_levels=[5, 5, 5], first_frame_tokens=2, block_out_channels=[8, 16], latent_channels=4,
+        layers_per_block=1,
+    ).eval()  # fmt: skip
+    write_export(model, tmp_path / "ff", {})
+    metadata = {
+        "format": "vtok-tokens", "format_version": "1", "source": "made-by-the-test.mp4", "first_frame": "0",
+        "frames": "9", "stride": "1", "fps": "12.0", "height": "32", "width": "32", "compression": "4x8x8",
+        "codebook_size": "125", "tokens_per_position": "1", "first_frame_tokens": "2", "model": str(tmp_path / "ff"),
+    }  # fmt: skip
+    good = FirstFrameTokens(torch.full((1, 3, 4, 4), 7), torch.full((2, 1, 4, 4), 3))
+    good_path = write_token_file(tmp_path / "good.safetensors", good, metadata)
+    run("detokenize", "--model", tmp_path / "ff", "--tokens", good_path, "--out", tmp_path / "good.mp4")
+    assert open_video(tmp_path / "good.mp4").num_frames == 9
+
+    damaged = good.indices if extra is None else FirstFrameTokens(good.indices, torch.full(extra, 3))
+    bad_path = write_token_file(tmp_path / "bad.safetensors", damaged, metadata)
+    with pytest.raises(SystemExit) as exit_info:
+        run("detokenize", "--model", tmp_path / "ff", "--tokens", bad_path, "--out", tmp_path / "v.mp4")
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("vtok detokenize: error:") and message in error and "\n" not in error, error
+    if extra is not None:  # from Python too: a ValueError naming the shapes, not torch.cat's error
+        with pytest.raises(ValueError, match=r"first_frame_extra has shape \(1, "):
+            model.detokenize(map_tokens(damaged, lambda t: t[None]))

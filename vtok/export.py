@@ -20,11 +20,11 @@ import torch
 from vtok.error_text import first_line
 from vtok.jsonfile import read_json_object
 from vtok.vae import VideoAutoencoder
+from vtok.vae.export_config import EXPORT_FORMAT, ExportConfigError, check_export_config
 from vtok.vae.strict_loading import IncompleteWeightsError
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 1  # bump when the folder layout or the metadata keys change; keep loading old ones
 CHECKPOINT_KEY = "vtok"  # where the training module records the network's config in a checkpoint
 
 
@@ -131,8 +131,9 @@ def load_autoencoder(path: str | Path, use_ema: bool = True) -> VideoAutoencoder
 
     Raises:
         FileNotFoundError: nothing at ``path``.
-        ValueError: ``path`` is neither a vtok export nor a vtok training checkpoint, or its
-            weights are corrupted or incomplete.
+        ValueError: ``path`` is neither a vtok export nor a vtok training checkpoint, its weights are
+            corrupted or incomplete, or its config.json was edited after export (see
+            :mod:`vtok.vae.export_config`, which ``VideoAutoencoder.from_pretrained`` applies too).
     """
     path = Path(path)
     if path.is_file():
@@ -142,17 +143,13 @@ def load_autoencoder(path: str | Path, use_ema: bool = True) -> VideoAutoencoder
     config_path = path / VideoAutoencoder.config_name
     if not config_path.is_file():
         raise ValueError(f"{path} is not a vtok export: it has no {VideoAutoencoder.config_name}")
-    config = read_json_object(config_path)
-    if config.get("_class_name") != VideoAutoencoder.__name__:
-        raise ValueError(f"{path} holds a {config.get('_class_name')!r}, not a vtok {VideoAutoencoder.__name__}")
-    if config.get("_vtok_format", EXPORT_FORMAT) > EXPORT_FORMAT:
-        raise ValueError(f"{path} was written by a newer vtok (export format {config['_vtok_format']}); upgrade vtok")
+    check_export_config(read_json_object(config_path), path)  # from_pretrained checks it too; first, before the weights
     if not list(path.glob("*.safetensors")):
         raise ValueError(f"{path} has no .safetensors weights")
     try:
         model = VideoAutoencoder.from_pretrained(path, low_cpu_mem_usage=False)
-    except IncompleteWeightsError:
-        raise  # names the tensors; a ValueError
+    except (IncompleteWeightsError, ExportConfigError):
+        raise  # name the tensors, or the edited config field; ValueErrors
     except Exception as error:  # safetensors and diffusers raise several types for damaged files
         raise ValueError(f"the weights in {path} cannot be loaded ({first_line(error, 300)})") from None
     return model.eval()

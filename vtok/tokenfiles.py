@@ -6,15 +6,18 @@ codes, int32 up to 2^31, else int64), for a model with first-frame strengthening
 string metadata: the format and its version,
 the source video, the frames used (first frame, count, stride), the clip's frame rate and size, the
 clip protocol asked for (``settings``: frames, stride or fps, size) and the model (path, a sha256 of
-its weights, compression, codebook size, tokens per position). Files are written to a temporary
-name and renamed into place, so a file under its final name is always complete.
+its weights and one of the weights that decide the tokens, compression, codebook size, tokens per
+position). Files are written to a temporary name and renamed into place, so a file under its final
+name is always complete.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from vtok.data import ClipInfo
-from vtok.vae import FirstFrameTokens, VideoAutoencoder
+from vtok.vae import FirstFrameTokens, VideoAutoencoder, regular_indices
+
+log = logging.getLogger(__name__)
 
 TOKEN_FORMAT = "vtok-tokens"
 TOKEN_FORMAT_VERSION = 1
@@ -49,21 +54,38 @@ def model_identity(model: VideoAutoencoder) -> dict[str, str]:
     }
 
 
-def weights_sha256(model: VideoAutoencoder) -> str:
-    """Hex sha256 of ``model``'s weights (names, dtypes, shapes and values): the same for an export and
-    the checkpoint it came from, different for any other weights, wherever the files lie."""
+def _sha256(tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
     digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
+    for name, tensor in tensors:
         digest.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}\n".encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
-def tokenize_settings(protocol: dict[str, Any], model_sha256: str) -> dict[str, str]:
+def weights_sha256(model: VideoAutoencoder) -> str:
+    """Hex sha256 of ``model``'s weights (names, dtypes, shapes and values): the same for an export and
+    the checkpoint it came from, different for any other weights, wherever the files lie."""
+    return _sha256(model.state_dict().items())
+
+
+def tokenizer_sha256(model: VideoAutoencoder) -> str:
+    """Hex sha256 of the weights that decide ``model``'s tokens, as :func:`weights_sha256`: all but the
+    decoder and the quantizer's projections from codes back to the decoder, so the same for a model
+    whose decoder alone was trained further on the frozen tokens (a stage-2 decoder)."""
+    decoder_side = {id(p) for p in model.decoder_parameters()}
+    decoder_side |= {id(p) for name, p in model.quantizer.named_parameters() if name.startswith("project_out")}
+    return _sha256((name, t) for name, t in model.state_dict(keep_vars=True).items() if id(t) not in decoder_side)
+
+
+def tokenize_settings(
+    protocol: dict[str, Any], model_sha256: str, tokenizer_sha256: str | None = None
+) -> dict[str, str]:
     """What must be the same for two token files to belong in one output folder: the clip protocol
-    asked for (frames, stride, fps, height and width of a protocol dict) and the model's weights."""
+    asked for (frames, stride, fps, height and width of a protocol dict) and the model's weights; with
+    ``tokenizer_sha256`` (see :func:`tokenizer_sha256`) also that, which ``vtok detokenize`` checks."""
     clip = {key: protocol[key] for key in PROTOCOL_KEYS}
-    return {"settings": json.dumps(clip, sort_keys=True), "model_sha256": model_sha256}
+    settings = {"settings": json.dumps(clip, sort_keys=True), "model_sha256": model_sha256}
+    return settings if tokenizer_sha256 is None else {**settings, "tokenizer_sha256": tokenizer_sha256}
 
 
 def settings_mismatch(metadata: dict[str, str], settings: dict[str, str]) -> list[str]:
@@ -184,6 +206,15 @@ def read_token_file(path: str | Path) -> tuple[torch.Tensor | FirstFrameTokens, 
 def check_model_matches(metadata: dict[str, str], model: VideoAutoencoder, tokens: str | Path) -> None:
     """Raises ``ValueError`` unless ``model`` can decode the tokens ``metadata`` describes.
 
+    The configuration must agree (compression, codebook size, tokens per position, first-frame
+    tokens). The weights may differ, but only on the decoder side: a decoder trained on the frozen
+    encoder and quantizer of the model that tokenized (a generative or denoising stage-2 decoder) is
+    meant to decode its tokens, so other weights with the same :func:`tokenizer_sha256` are logged
+    (INFO, both weights hashes) and decoded. Another encoder or quantizer gives the same indices
+    other meanings: the video would be no model's reconstruction of the clip, so that is refused,
+    naming both hashes. A file from before the tokenizer hash was recorded cannot tell the two
+    apart: other weights then give a warning naming both hashes, and are decoded.
+
     Args:
         metadata: the token file's metadata.
         model: the model asked to decode them.
@@ -197,18 +228,64 @@ def check_model_matches(metadata: dict[str, str], model: VideoAutoencoder, token
     wrong = [f"{key} {found.get(key)} in the file, {value} in the model" for key, value in expected.items() if found.get(key) != value]
     if wrong:
         raise ValueError(f"{tokens} does not fit this model ({'; '.join(wrong)}); decode it with {wrote}")
+    recorded = metadata.get("model_sha256")
+    own = weights_sha256(model) if recorded is not None else None
+    if recorded is None or recorded == own:
+        return  # the very weights, or a file from before the weights hash (nothing to compare)
+    weights = f"weights sha256 {recorded[:12]}... in the file, {own[:12]}... in the model"
+    recorded_tokenizer = metadata.get("tokenizer_sha256")
+    if recorded_tokenizer is None:
+        log.warning(
+            "%s was written by other weights (%s) and records no tokenizer hash: the video is right only if "
+            "this model's encoder and quantizer are the ones that tokenized (a decoder trained on their frozen tokens)",
+            tokens, weights,
+        )  # fmt: skip
+        return
+    own_tokenizer = tokenizer_sha256(model)
+    if recorded_tokenizer != own_tokenizer:
+        raise ValueError(
+            f"{tokens} was tokenized by another encoder or quantizer (tokenizer sha256 {recorded_tokenizer[:12]}... in "
+            f"the file, {own_tokenizer[:12]}... in the model; {weights}): its indices mean other codes to this "
+            f"model; decode it with {wrote} or a decoder trained on its frozen tokens"
+        )
+    log.info(
+        "%s: decoding with another decoder than the tokenizing model's (%s; the same encoder and quantizer): "
+        "expected for a decoder trained on the frozen tokens (a stage-2 decoder)",
+        tokens, weights,
+    )  # fmt: skip
 
 
 def check_token_grid(
-    indices: torch.Tensor, metadata: dict[str, str], model: VideoAutoencoder, tokens: str | Path
+    tokens: torch.Tensor | FirstFrameTokens, metadata: dict[str, str], model: VideoAutoencoder, where: str | Path
 ) -> None:
-    """Raises ``ValueError`` unless the token grid ``[K, t', h', w']`` is the one ``model`` gives for
-    the clip the metadata records (a file edited or written by something else decodes to a clip of
-    another size than it claims)."""
+    """Raises ``ValueError`` unless the token grid ``[K, t', h', w']`` (and a first-frame model's extra
+    tokens ``[E, 1, h', w']``) is the one ``model`` gives for the clip the metadata records (a file
+    edited or written by something else decodes to a clip of another size than it claims, or fails
+    inside the network).
+
+    Args:
+        tokens: one clip's tokens, as :func:`read_token_file` gives them.
+        metadata: the token file's metadata.
+        model: the model asked to decode them.
+        where: the token file (named in the message).
+    """
+    indices = regular_indices(tokens)
     frames, height, width = (int(metadata[key]) for key in ("frames", "height", "width"))
     expected = model.compression.latent_shape(frames, height, width)
     if tuple(indices.shape[1:]) != expected:
         raise ValueError(
-            f"{tokens} holds a {'x'.join(map(str, indices.shape[1:]))} token grid, but its {frames}x{height}x{width} "
+            f"{where} holds a {'x'.join(map(str, indices.shape[1:]))} token grid, but its {frames}x{height}x{width} "
             f"clip gives {'x'.join(map(str, expected))} at {model.compression}: the file was changed after tokenizing"
+        )
+    extra = tokens.first_frame_extra if isinstance(tokens, FirstFrameTokens) else None
+    count = model.config.first_frame_tokens
+    if count and extra is None:
+        raise ValueError(
+            f"{where} holds no '{EXTRA_TENSOR}' tokens, but the model reads {count} per first-latent-frame position"
+        )
+    if extra is not None and tuple(extra.shape) != (count, 1, *expected[1:]):
+        wanted = "none" if not count else f"[{count}, 1, {expected[1]}, {expected[2]}]"
+        raise ValueError(
+            f"{where} holds '{EXTRA_TENSOR}' tokens of shape {list(extra.shape)}, but the model reads {wanted} for "
+            f"its {'x'.join(map(str, expected))} grid: the file was changed after tokenizing"
         )

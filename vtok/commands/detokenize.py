@@ -12,7 +12,7 @@ from vtok.commands.device import add_device_argument, resolve_device
 from vtok.data import to_uint8_frames, write_video
 from vtok.export import load_autoencoder
 from vtok.tokenfiles import check_model_matches, check_token_grid, read_token_file
-from vtok.vae import FirstFrameTokens, map_tokens
+from vtok.vae import map_tokens
 
 DEFAULT_FPS = 24.0  # when the token file does not know its frame rate
 
@@ -39,7 +39,7 @@ def main(argv: Sequence[str]) -> None:
     tokens, metadata = read_token_file(args.tokens)
     model = load_autoencoder(args.model)
     check_model_matches(metadata, model, args.tokens)
-    check_token_grid(tokens.indices if isinstance(tokens, FirstFrameTokens) else tokens, metadata, model, args.tokens)
+    check_token_grid(tokens, metadata, model, args.tokens)
     with torch.no_grad():
         video = model.to(device).detokenize(map_tokens(tokens, lambda t: t[None].to(device)))[0]  # ValueError for out-of-range indices
     fps = args.fps or float(metadata.get("fps", 0)) or DEFAULT_FPS

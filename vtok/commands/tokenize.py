@@ -31,6 +31,7 @@ from vtok.tokenfiles import (
     settings_mismatch,
     token_metadata,
     tokenize_settings,
+    tokenizer_sha256,
     weights_sha256,
     write_token_file,
 )
@@ -101,7 +102,7 @@ def main(argv: Sequence[str]) -> None:
         raise ValueError(f"{args.model} is a continuous (kl) model and has no tokens; tokenize needs a discrete model (bottleneck fsq or gq)")
     protocol = resolve_protocol(args, model, metadata.get("_vtok_clip"), whole_video=True)
     dataset = clip_dataset(protocol, args.data, model, args.backend)
-    settings = tokenize_settings(protocol.as_dict(), weights_sha256(model))
+    settings = tokenize_settings(protocol.as_dict(), weights_sha256(model), tokenizer_sha256(model))
     _check_same_settings(out, settings)
     model = model.to(device)
     entries: list[dict[str, Any]] = []

@@ -18,6 +18,7 @@ from vtok.vae.compression import Compression, resampling_plan
 from vtok.vae.decoder import Decoder3d
 from vtok.vae.diffusers_backbone import PriorClass, PriorDecoder, PriorEncoder, build_prior, prior_compression, prior_latent_channels
 from vtok.vae.encoder import Encoder3d
+from vtok.vae.export_config import ExportConfigMixin
 from vtok.vae.long_video import LongVideoMixin
 from vtok.vae.strict_loading import StrictLoadingMixin
 from vtok.vae.timestep import noised
@@ -48,7 +49,7 @@ class AutoencoderOutput(BaseOutput):
     first_frame_indices: torch.Tensor | None = None
 
 
-class VideoAutoencoder(StrictLoadingMixin, ModelMixin, ConfigMixin, LongVideoMixin):
+class VideoAutoencoder(ExportConfigMixin, StrictLoadingMixin, ModelMixin, ConfigMixin, LongVideoMixin):
     """Causal 3D convolutional autoencoder for video: a continuous VAE or a discrete tokenizer.
 
     Videos are float ``[B, 3, 1 + k·t, H, W]`` in ``[-1, 1]`` (an image is ``T = 1``). ``encode``
@@ -57,7 +58,9 @@ class VideoAutoencoder(StrictLoadingMixin, ModelMixin, ConfigMixin, LongVideoMix
     back. Discrete models also ``tokenize`` to int64 ``[B, K, 1 + k, H/s, W/s]`` and
     ``detokenize``, and give their continuous latents with ``encode(video, discrete=False)``
     (decoded by ``decode(z, discrete=False)``). Every config field is JSON-serialisable, so
-    ``save_pretrained`` / ``from_pretrained`` round-trip the model exactly.
+    ``save_pretrained`` / ``from_pretrained`` round-trip the model exactly. ``from_pretrained`` reads
+    a folder or the Hub cache, never the network unless given ``local_files_only=False``, and refuses
+    incomplete weights and a config.json edited after export (:mod:`~vtok.vae.export_config`).
 
     The backbone is vtok's own causal network, or a diffusers video VAE (``backbone_class`` and
     ``backbone_config``, see :mod:`vtok.vae.diffusers_backbone` and :mod:`vtok.vae.priors`).

@@ -82,8 +82,15 @@ class QuantizedBottleneck(nn.Module):
             return self.quantizer.indices_to_codes(tokens)
         if not isinstance(tokens, FirstFrameTokens):
             raise ValueError("this model strengthens the first frame: pass FirstFrameTokens(indices, first_frame_extra)")
-        codes = self.quantizer.indices_to_codes(tokens.indices)
-        return self._with_first_frame(codes, self.first_frame.indices_to_codes(tokens.first_frame_extra))
+        codes = self.quantizer.indices_to_codes(tokens.indices)  # checks the regular indices
+        extra, count = tokens.first_frame_extra, self.first_frame.tokens_per_position
+        expected = (tokens.indices.shape[0], count, 1, *tokens.indices.shape[3:])
+        if tuple(extra.shape) != expected:  # cat would fail (or pad) with a raw error
+            raise ValueError(
+                f"first_frame_extra has shape {tuple(extra.shape)}, but indices of shape {tuple(tokens.indices.shape)} "
+                f"need {list(expected)}: [B, {count}, 1, h, w] extra tokens for their first latent frame"
+            )
+        return self._with_first_frame(codes, self.first_frame.indices_to_codes(extra))
 
     def to_decoder(self, codes: torch.Tensor) -> torch.Tensor:
         latent = self.project_out(codes[:, : self.regular_channels])

@@ -28,9 +28,12 @@ class TimestepEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(2 * frequencies, channels), nn.SiLU(), nn.Linear(channels, channels))
 
     def forward(self, timestep: torch.Tensor) -> torch.Tensor:
+        """``[B, channels]`` in the MLP's dtype; the sinusoids are computed in float32 whatever the
+        dtype of ``timestep`` or of the model (bfloat16 cannot tell ``1000·t`` apart finely enough)."""
         exponent = torch.arange(self.frequencies, device=timestep.device, dtype=torch.float32) / self.frequencies
         angles = 1000.0 * timestep.float()[:, None] * torch.exp(-math.log(10_000.0) * exponent)[None]
-        return self.mlp(torch.cat([angles.sin(), angles.cos()], dim=1))
+        features = torch.cat([angles.sin(), angles.cos()], dim=1)
+        return self.mlp(features.to(self.mlp[0].weight.dtype))
 
 
 class Modulation(nn.Module):

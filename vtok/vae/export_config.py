@@ -1,0 +1,79 @@
+"""What an export's ``config.json`` records beside the constructor's fields, and the checks that it
+describes the model it builds.
+
+``vtok export`` writes private ``_vtok_*`` keys into config.json (the format version, and what the
+network it wrote computes: compression, codebook size, tokens per position). diffusers keeps them in
+``model.config`` and never passes them to the constructor, so a config edited after export (other
+``fsq_levels`` or ``temporal_compression``: the weights' shapes do not change) would build another
+model from the same weights without a word. :class:`ExportConfigMixin` makes every
+``from_pretrained`` (``vtok.export.load_autoencoder`` included) refuse that, a config.json of another
+class and one of a newer export format. A folder written by plain ``save_pretrained`` records no
+``_vtok_*`` keys and is not checked against them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+EXPORT_FORMAT = 1  # bump when the folder layout or the metadata keys change; keep loading old ones
+CLASS_NAME = "VideoAutoencoder"
+RECORDED = {  # config.json key -> the model property it records
+    "_vtok_compression": "compression",
+    "_vtok_codebook_size": "codebook_size",
+    "_vtok_tokens_per_position": "tokens_per_position",
+}
+
+
+class ExportConfigError(ValueError):
+    """A config.json that is not a vtok export this version can load, or that was edited after export."""
+
+
+def check_export_config(config: Mapping[str, Any], where: Any) -> None:
+    """Raises :class:`ExportConfigError` unless ``config`` (config.json as read) is a
+    ``VideoAutoencoder``'s of an export format this vtok reads."""
+    if config.get("_class_name") != CLASS_NAME:
+        raise ExportConfigError(f"{where} holds a {config.get('_class_name')!r}, not a vtok {CLASS_NAME}")
+    version = config.get("_vtok_format", EXPORT_FORMAT)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ExportConfigError(
+            f"{where}: config.json has _vtok_format {version!r}, not a positive integer; "
+            "the file was edited or damaged: re-export it from its training checkpoint"
+        )
+    if version > EXPORT_FORMAT:
+        raise ExportConfigError(f"{where} was written by a newer vtok (export format {version}); upgrade vtok")
+
+
+def check_recorded_identity(model: Any, where: Any) -> None:
+    """Raises :class:`ExportConfigError` when the compression, codebook size or tokens per position
+    that ``model.config`` recorded at export differ from what its fields built in ``model``."""
+    for key, field in RECORDED.items():
+        if key not in model.config:
+            continue
+        recorded, built = model.config[key], getattr(model, field)
+        built = str(built) if field == "compression" else built
+        if recorded != built:
+            raise ExportConfigError(
+                f"{where}: config.json records {field} {recorded!r} (written at export), but its fields build "
+                f"{field} {built!r}: the config was edited after export; restore it or re-export from the checkpoint"
+            )
+
+
+class ExportConfigMixin:
+    """Mixed into ``VideoAutoencoder`` before the diffusers classes: ``load_config`` runs
+    :func:`check_export_config` on what it reads, and ``from_pretrained`` runs
+    :func:`check_recorded_identity` on the model it built."""
+
+    @classmethod
+    def load_config(cls, *args: Any, **kwargs: Any) -> Any:
+        loaded = super().load_config(*args, **kwargs)  # type: ignore[misc]
+        where = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        check_export_config(loaded[0] if isinstance(loaded, tuple) else loaded, where)
+        return loaded
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
+        loaded = super().from_pretrained(*args, **kwargs)  # type: ignore[misc]
+        where = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        check_recorded_identity(loaded[0] if isinstance(loaded, tuple) else loaded, where)
+        return loaded
