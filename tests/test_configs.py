@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from vtok import VideoAutoencoder
 from vtok.cli import CONFIG_DIR, DEFAULT_CONFIG, VtokCLI, main
@@ -80,6 +81,23 @@ def test_a_picture_interval_of_zero_is_refused_when_the_config_is_read(capsys: p
                       "      init_args:\n        every_n_steps: 0\n")  # fmt: skip
     message = _fit_error(capsys, "--config", str(config), "--trainer.default_root_dir", str(tmp_path))
     assert "ReconstructionPictures every_n_steps must be at least 1, got 0" in message and "Traceback" not in message
+
+
+def test_a_saved_config_rerun_with_another_run_folder_writes_only_there(tmp_path: Path, fsq_run: dict[str, Path]) -> None:
+    run = tmp_path / "a"
+    shutil.copytree(fsq_run["checkpoint"].parents[1], run)
+    written = (run / "config.yaml").read_bytes()
+    saved = yaml.safe_load(written)
+    assert not any(c.get("init_args", {}).get("dirpath") for c in saved["trainer"]["callbacks"]), "derived, not saved"
+    other = tmp_path / "b"
+    main(["fit", "--config", str(run / "config.yaml"), "--trainer.default_root_dir", str(other), "--trainer.max_steps", "3",
+          "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])  # fmt: skip
+    assert (run / "config.yaml").read_bytes() == written, "the first run's folder is left alone"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == sorted(
+        p.name for p in (fsq_run["checkpoint"].parent).iterdir()
+    )
+    assert torch.load(other / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert (other / "config.yaml").is_file()
 
 
 def test_validate_keeps_the_run_config_and_a_checkpoint_of_another_network_is_one_line(

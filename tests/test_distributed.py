@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from lightning.fabric.plugins.environments.lightning import find_free_network_port
 
-from tests.helpers import TINY_DATA, TINY_MODEL, tiny_fit_args
+from tests.helpers import TINY_DATA, TINY_MODEL, csv_logger, metric_column, tiny_fit_args
+from vtok.data.synthetic import write_sample_clips
 from vtok.launch import detect_launch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,23 +124,65 @@ def test_a_restarted_launch_resumes_from_its_last_checkpoint_and_a_first_start_d
     assert _newest_last_checkpoint_step(tmp_path) == 5
 
 
-def test_two_ranks_with_two_workers_read_each_shard_sample_once_per_epoch(tmp_path: Path, video_folder: Path) -> None:
+def test_two_ranks_with_two_workers_read_each_shard_sample_once_per_epoch_and_resume_losing_none(tmp_path: Path) -> None:
     from vtok.cli import main
 
-    main(["prepare", "--data", str(video_folder), "--out", str(tmp_path / "prepared"), "--shards",
-          "--shard-samples", "1", "--workers", "0", "--no-progress"])  # fmt: skip  (one clip per shard)
-    shards = sorted((tmp_path / "prepared" / "shards").glob("*.tar"))
-    assert len(shards) == 8
-    result = _launch(tmp_path, 8, data=["--data.shards", str(tmp_path / "prepared" / "shards"),
-                                        "--data.num_workers", "2", "--data.batch_size", "1"])  # fmt: skip
+    write_sample_clips(tmp_path / "videos", count=16, frames=20, height=40, width=64, seed=1)
+    main(["prepare", "--data", str(tmp_path / "videos"), "--out", str(tmp_path / "prepared"), "--shards",
+          "--shard-samples", "2", "--workers", "0", "--no-progress"])  # fmt: skip
+    assert len(list((tmp_path / "prepared" / "shards").glob("*.tar"))) == 8
+    data = ["--data.shards", str(tmp_path / "prepared" / "shards"), "--data.num_workers", "2", "--data.batch_size", "2"]
+    # 2 ranks x 2 workers x 2 shards of 2 samples, batch 2: 4 steps per epoch, every sample in it. Stopped
+    # after step 3 with step 4's batch already fetched (Lightning reads ahead of a stream), each rank at
+    # its own place in its own shards.
+    stopped = _launch(tmp_path, 3, data=data)
+    assert stopped.returncode == 0, stopped.stdout[-2000:] + stopped.stderr[-4000:]
+    before = _records(tmp_path)
+    resumed = _launch(tmp_path, 9, "--ckpt_path", "last", data=data)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-4000:]
+    after = _records(tmp_path)
+    assert after[0]["weights"] == after[1]["weights"]
+
+    first_epoch = [key for record in before for row in record["rows"] for key in row["index"]]
+    finishing = min(row["epoch"] for row in after[0]["rows"])  # the interrupted epoch, as the resumed run numbers it
+    first_epoch += [key for record in after for row in record["rows"] if row["epoch"] == finishing for key in row["index"]]
+    assert len(first_epoch) == len(set(first_epoch)) == 16, "the interrupted epoch, finished after resuming, trains each sample once"
+    full = [key for record in after for row in record["rows"] if row["epoch"] == finishing + 1 for key in row["index"]]
+    assert len(full) == len(set(full)) == 16, "an epoch reads each sample once, on exactly one rank and worker"
+
+
+def test_two_ranks_score_each_validation_clip_once_count_an_unusable_file_once_and_resume_only_on_two(
+    tmp_path: Path, video_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vtok.cli import main
+
+    train, val = tmp_path / "train", tmp_path / "val"
+    train.mkdir(), val.mkdir()
+    for index, video in enumerate(sorted(video_folder.glob("*.mp4"))):
+        (train / video.name).symlink_to(video)
+        if index < 3:  # 3 clips on 2 ranks: one rank's share is padded with a clip the other scores
+            (val / video.name).symlink_to(video)
+    (train / "0bad.mp4").write_text("not a video")  # listed first: every rank meets it when probing the data
+    run = tmp_path / "run"
+    result = _launch(tmp_path, 4, *csv_logger(tmp_path), "--trainer.limit_val_batches", "1.0",
+                     "--trainer.check_val_every_n_epoch", "2", "--data.val_batch_size", "1",
+                     data=["--data.path", str(train), "--data.val_path", str(val)])  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    first, second = _records(tmp_path)
-    assert first["weights"] == second["weights"]
-    epochs = {row["epoch"] for row in first["rows"]}
-    assert len(epochs) == 2, "8 samples, 2 ranks, batch 1: 4 steps per epoch"
-    for epoch in epochs:
-        reads = [key for record in (first, second) for row in record["rows"] if row["epoch"] == epoch for key in row["index"]]
-        assert len(reads) == len(set(reads)) == 8, f"epoch {epoch}: each sample read by exactly one rank and worker"
+    assert metric_column(run, "data/unusable_files") == [1.0, 1.0], "one file, however many ranks met it"
+    two_ranks = metric_column(run, "val/psnr")
+    assert len(two_ranks) == 1
+
+    saved = next(run.rglob("config.yaml"))  # beside the CSV logger's metrics
+    config = yaml.safe_load(saved.read_text())
+    assert config["trainer"]["devices"] != 2 and config["trainer"]["strategy"] != "ddp", "the launcher's, not the run's"
+    main(["validate", "--config", str(saved), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+          *csv_logger(tmp_path, "single")])  # fmt: skip  (one process: the config says nothing of two)
+    assert metric_column(tmp_path / "single", "val/psnr") == pytest.approx(two_ranks, abs=1e-4), "each clip counted once"
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["fit", "--config", str(saved), "--trainer.default_root_dir", str(tmp_path / "one"),
+              "--trainer.max_steps", "6", "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])  # fmt: skip
+    assert stopped.value.code == 2 and "written by 2 processes and this run has 1" in capsys.readouterr().err
 
 
 def test_launch_environment_sets_devices_and_nodes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -96,10 +96,11 @@ def test_resume_reaches_the_same_weights_as_an_unbroken_run(tmp_path: Path, work
                            _weights(stopped)["autoencoder.encoder.conv_in.weight"])  # fmt: skip
 
 
-def test_sigterm_leaves_a_loadable_checkpoint_and_exits_zero(tmp_path: Path) -> None:
+def test_sigterm_to_the_process_group_leaves_a_loadable_checkpoint_and_exits_zero(tmp_path: Path) -> None:
     env = {**os.environ, "WANDB_SILENT": "true"}
+    arguments = tiny_fit_args(tmp_path, 100000, "--trainer.logger", "false", "--data.num_workers", "2")
     process = subprocess.Popen(
-        [sys.executable, "-m", "vtok.cli", *tiny_fit_args(tmp_path, 100000, "--trainer.logger", "false")],
+        [sys.executable, "-m", "vtok.cli", *arguments], start_new_session=True,
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     first_picture = tmp_path / "run" / "reconstructions" / "step_0000000.png"
@@ -107,7 +108,8 @@ def test_sigterm_leaves_a_loadable_checkpoint_and_exits_zero(tmp_path: Path) -> 
     while not first_picture.exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.5)
     assert first_picture.exists(), "training never started"
-    process.send_signal(signal.SIGTERM)
+    # as `timeout`, `kill -- -PGID` or a scheduler stop a job: the loader workers get it too
+    os.killpg(process.pid, signal.SIGTERM)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output[-3000:]
     checkpoints = list((tmp_path / "run" / "checkpoints").glob("last-signal-step=*.ckpt"))

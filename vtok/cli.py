@@ -40,6 +40,7 @@ from vtok.training import (
 )
 from vtok.training.checkpoint_io import AtomicCheckpointIO
 from vtok.training.module import NonFiniteTrainingError
+from vtok.training.rank_states import ResumeMismatchError
 from vtok.training.optim import build_optimizer
 from vtok.vae.compression import Compression
 
@@ -113,6 +114,8 @@ class VtokCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
+        # settings vtok derives, put back as given once the classes are built (see instantiate_classes)
+        self._derived: list[tuple[Any, str, Any]] = []
         launch = detect_launch()
         if launch is not None:
             self._apply_launch(config, launch)
@@ -139,17 +142,23 @@ class VtokCLI(LightningCLI):
             )
         for logger in trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]:
             if logger and not isinstance(logger, bool) and logger.init_args.get("save_dir") in (None, "."):
+                self._derived.append((logger.init_args, "save_dir", logger.init_args.get("save_dir")))
                 logger.init_args["save_dir"] = trainer.default_root_dir
         for callback in trainer.callbacks or []:
             if callback.class_path == LIGHTNING_CHECKPOINT:  # same options; last.ckpt also ends at the final step
                 callback.class_path = f"{FinalStepCheckpoint.__module__}.{FinalStepCheckpoint.__name__}"
             if callback.class_path.endswith(("ModelCheckpoint", "FinalStepCheckpoint")) and not callback.init_args.get("dirpath"):
+                self._derived.append((callback.init_args, "dirpath", callback.init_args.get("dirpath")))
                 callback.init_args.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
         self._check_clip_shape(config)
 
     def _apply_launch(self, config: Any, launch: LaunchEnvironment) -> None:
-        """Devices, nodes and strategy from the launcher; one run folder for all ranks and restarts."""
+        """Devices, nodes and strategy from the launcher; one run folder for all ranks and restarts.
+        The values given before are put back once the trainer is built (see ``instantiate_classes``),
+        so the run's config.yaml does not tie a rerun or resume to this launch."""
         trainer = config.trainer
+        self._derived += [(trainer, key, trainer[key]) for key in ("devices", "num_nodes", "strategy")]
+        self._derived.append((config, "ckpt_path", config.get("ckpt_path")))
         for key, value in (("devices", launch.devices), ("num_nodes", launch.num_nodes)):
             given = trainer[key]
             if given not in (None, "auto", 1, value) and str(given) != str(value):
@@ -218,6 +227,10 @@ class VtokCLI(LightningCLI):
             super().instantiate_classes()
         except (ValueError, FileNotFoundError) as error:
             raise UsageError(_without_union_noise(str(error))) from error
+        # The built objects have the derived settings; config.yaml keeps what was given, so a rerun of it
+        # under another launch or with another --trainer.default_root_dir derives them afresh.
+        for namespace, key, given in getattr(self, "_derived", []):
+            namespace[key] = given
 
     def _parse_ckpt_path(self) -> None:
         """Lightning's reading of ``--ckpt_path``'s hyperparameters, with a missing or unreadable file
@@ -340,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     _show_vtok_messages()
     try:
         VtokCLI(args=argv)
-    except UsageError as error:
+    except (UsageError, ResumeMismatchError) as error:
         print(f"vtok: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except (NonFiniteTrainingError, NoTrainingBatchesError, NoUsableDataError) as error:

@@ -22,6 +22,8 @@ from vtok.data.sampler import EpochSampler
 from vtok.data.sources import IMAGE_SUFFIXES, list_files, list_records
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts
 from vtok.data.synthetic import write_sample_clips
+from vtok.data.trained_state import LIGHTNING_FETCHES_AHEAD, TrainedStateLoader
+from vtok.data.worker_signals import leave_stop_signals_to_main_process
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +247,8 @@ class VideoDataModule(LightningDataModule):
 
     def _check_one_batch(self) -> None:
         """Raises ``ValueError`` when a rank's share of the training clips (or, for shards with an
-        index, of the samples) is smaller than one batch: every batch would be dropped as partial."""
+        index, of the samples) is smaller than one batch: every batch would be dropped as partial;
+        or when a rank would have no validation clip of its own."""
         world = self.trainer.world_size if self.trainer is not None else 1
         train = self.datasets["train"]
         if isinstance(train, ShardClipDataset):
@@ -260,6 +263,13 @@ class VideoDataModule(LightningDataModule):
             raise ValueError(
                 f"{what}, fewer than one batch of data.batch_size={self.batch_size} per rank on {world} rank(s): "
                 "no training batch would be made. Lower data.batch_size or add data"
+            )
+        validates = self.trainer is None or self.trainer.limit_val_batches != 0
+        if "val" in self.datasets and validates and len(self.datasets["val"]) < world:
+            raise ValueError(
+                f"{len(self.datasets['val'])} validation files for {world} ranks: each rank needs one (the "
+                "metrics are averaged over ranks, each clip once). Add validation files (data.val_path, "
+                "data.val_fraction) or turn validation off (trainer.limit_val_batches 0)"
             )
         images = len(self.datasets["images"]) if "images" in self.datasets else None
         if images is not None and -(-images // world) < self.image_batch_size:
@@ -309,14 +319,19 @@ class VideoDataModule(LightningDataModule):
                 epoch=self._current_epoch,
                 batch_size=batch_size,
                 num_workers=self.num_workers,
+                worker_init_fn=leave_stop_signals_to_main_process,
                 drop_last=True,
                 pin_memory=torch.cuda.is_available(),
             )
-        return StatefulDataLoader(
+        # beside a stream (no length), Lightning fetches this loader's batches a step ahead too
+        beside_stream = name == "images" and isinstance(self.datasets["train"], ShardClipDataset)
+        return TrainedStateLoader(
             dataset,
+            fetched_ahead=LIGHTNING_FETCHES_AHEAD if beside_stream else 0,
             batch_size=batch_size,
-            sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=self.seed),
+            sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=self.seed, mark_repeats=name == "val"),
             num_workers=self.num_workers,
+            worker_init_fn=leave_stop_signals_to_main_process,
             drop_last=shuffle,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
@@ -342,11 +357,14 @@ class VideoDataModule(LightningDataModule):
         return batch
 
     def _record(self, path: str, reason: str, count: bool = True) -> None:
+        """Remembers an unusable file and warns once; ``count=False`` for the probe at setup, which
+        every rank runs on the same files (so only the first rank warns of those)."""
         if count:
             self.skips_this_epoch[path] += 1
         if path not in self.skipped_files:
             self.skipped_files[path] = reason
-            log.warning("skipping unusable file %s: %s", path, reason)
+            if count or self.trainer is None or self.trainer.global_rank == 0:
+                log.warning("skipping unusable file %s: %s", path, reason)
 
     def pop_epoch_skips(self) -> int:
         """Times an unusable file was passed over since the last call (the per-epoch total): once per

@@ -27,7 +27,7 @@ from vtok.data.transforms import frames_to_clip
 
 log = logging.getLogger(__name__)
 
-SampleKey = int | tuple[int, int]
+SampleKey = int | tuple[int, int] | tuple[int, int, bool]  # index, (epoch, index), (epoch, index, repeated)
 
 
 class SkippingDataset(Dataset, ABC):
@@ -69,7 +69,8 @@ class SkippingDataset(Dataset, ABC):
         """The clip ``[3, T, H, W]`` from file ``index``; raises :class:`UnusableFileError`."""
 
     def __getitem__(self, key: SampleKey) -> dict[str, Any]:
-        epoch, index = key if isinstance(key, tuple) else (0, key)
+        epoch, index, *repeated = key if isinstance(key, tuple) else (0, key)
+        marks = {"repeated": bool(repeated[0])} if repeated else {}  # validation: padding left out of metrics
         skipped: list[str] = []
         for attempt in range(self.max_attempts):
             candidate = index if attempt == 0 else self._substitute(epoch, index, attempt)
@@ -83,7 +84,7 @@ class SkippingDataset(Dataset, ABC):
                 self._bad[candidate] = error.reason
                 skipped.append(error.note)
                 continue
-            return {"video": video, "index": index, "source_index": candidate, "skipped": "\n".join(skipped)}
+            return {"video": video, "index": index, "source_index": candidate, "skipped": "\n".join(skipped), **marks}
         raise NoUsableDataError(
             f"{self.max_attempts} files in a row could not give a sample (last: {skipped[-1:] or 'known bad'}); "
             "most of this dataset is unusable: run `vtok prepare` on it to see why"

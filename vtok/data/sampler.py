@@ -9,7 +9,9 @@ the position within it.
 
 Each rank takes a disjoint, equal share of a permutation that changes every epoch: the index list
 is padded by repeating its start until it divides the world size (so every rank runs the same
-number of steps; a few samples are seen twice per epoch when the size does not divide).
+number of steps; a few samples are seen twice per epoch when the size does not divide). With
+``mark_repeats`` (validation) the keys are ``(epoch, index, repeated)``, so the padding can be left
+out of the metrics: each validation clip then counts once, whatever the world size.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-class EpochSampler(Sampler[tuple[int, int]]):
+class EpochSampler(Sampler[tuple[int, ...]]):
     """Yields ``(epoch, index)`` for this rank's share of ``size`` samples, one epoch per pass.
 
     Args:
@@ -38,12 +40,16 @@ class EpochSampler(Sampler[tuple[int, int]]):
         shuffle: a new permutation every epoch (seeded by ``seed`` and the epoch).
         seed: seed of the permutation.
         first_epoch: epoch number of the first pass.
+        mark_repeats: yield ``(epoch, index, repeated)``, ``repeated`` true for the padding.
     """
 
-    def __init__(self, size: int, shuffle: bool = True, seed: int = 0, first_epoch: int = 0) -> None:
+    def __init__(
+        self, size: int, shuffle: bool = True, seed: int = 0, first_epoch: int = 0, mark_repeats: bool = False
+    ) -> None:
         self.size = size
         self.shuffle = shuffle
         self.seed = seed
+        self.mark_repeats = mark_repeats
         self.epoch = first_epoch  # epoch of the current (or next, before any pass) pass
         self.yielded = 0
         self._next_epoch = first_epoch
@@ -55,6 +61,10 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     def indices(self, epoch: int) -> list[int]:
         """This rank's indices for ``epoch``, in order."""
+        return [index for index, _ in self._share(epoch)]
+
+    def _share(self, epoch: int) -> list[tuple[int, bool]]:
+        """This rank's ``(index, repeated)`` pairs for ``epoch``: ``repeated`` marks the padding."""
         rank, world = _rank_and_world()
         if self.shuffle:
             order = torch.randperm(self.size, generator=sample_generator(self.seed, epoch, -1)).tolist()
@@ -62,18 +72,18 @@ class EpochSampler(Sampler[tuple[int, int]]):
             order = list(range(self.size))
         padded = -(-self.size // world) * world
         order = (order * (padded // max(len(order), 1) + 1))[:padded]
-        return order[rank::world]
+        return [(index, position >= self.size) for position, index in enumerate(order)][rank::world]
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, ...]]:
         # A generator: nothing below runs until the first sample is asked for, so an iterator
         # created and dropped (as torchdata does while restoring) changes no state.
         epoch, start = self._resume if self._resume is not None else (self._next_epoch, 0)
         self._resume = None
         self._next_epoch = epoch + 1
         self.epoch, self.yielded = epoch, start
-        for index in self.indices(epoch)[start:]:
+        for index, repeated in self._share(epoch)[start:]:
             self.yielded += 1
-            yield epoch, index
+            yield (epoch, index, repeated) if self.mark_repeats else (epoch, index)
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "yielded": self.yielded}

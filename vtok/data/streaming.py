@@ -12,12 +12,14 @@ sample's key), so they do not depend on which worker reads it; the shuffle buffe
 (seed, epoch, rank, worker). The epoch reaches the dataset through :class:`EpochLoader`.
 
 Resuming: the shuffle buffer keeps no state, so the dataset's state is, per worker, the first shard
-that still had samples waiting (read, not yet delivered). A resumed run restarts each worker at the
-start of that shard: no sample of the epoch is lost, and the ones of those shards that were
-already delivered are delivered again (up to about one shuffle buffer per worker; the count of
-samples given restarts there too, so they do not use up a worker's quota). Resumption is exact to
-the shard, not to the sample. A resumed stream first finishes the epoch it saved, even when
-Lightning numbers the resumed epoch one higher (as it does for a run stopped by ``max_steps``).
+that still had samples waiting (read, not yet delivered) and the keys of the samples it has
+delivered from that shard on. A resumed run restarts each worker at the start of that shard and
+passes over those keys: every sample of the epoch is delivered once, and each worker delivers
+exactly its quota, so every rank still runs the same number of steps (ranks that ran different
+numbers would wait for each other forever). The order after the restart differs from an
+uninterrupted run's (the shuffle buffer refills). A resumed stream first finishes the epoch it
+saved, even when Lightning numbers the resumed epoch one higher (as it does for a run stopped by
+``max_steps``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from typing import Any
 
 import webdataset as wds
 from torch.utils.data import IterableDataset
-from torchdata.stateful_dataloader import StatefulDataLoader
 
 from vtok.data.clips import ClipSpec, VideoLength
 from vtok.data.dataset import video_clip_with_info
@@ -40,6 +41,7 @@ from vtok.data.readers import ReaderBackend, open_video_bytes
 from vtok.data.seeding import sample_generator
 from vtok.data.shard_split import sample_quotas, split_shards
 from vtok.data.shard_writer import INDEX_NAME
+from vtok.data.trained_state import TrainedStateLoader
 from vtok.data.sources import VIDEO_SUFFIXES
 from vtok.error_text import first_line
 from vtok.jsonfile import read_json_object
@@ -135,24 +137,24 @@ class ShardClipDataset(IterableDataset):
         self.batch_size = batch_size
         self.epoch = 0
         self._position = {"epoch": 0, "pass": 0, "shard": 0, "yielded": 0}
-        self._resume: dict[str, int] | None = None
+        self._resume: dict[str, Any] | None = None
         self._waiting: Counter[int] = Counter()
-        self._delivered: Counter[int] = Counter()
+        self._delivered: dict[int, list[str]] = {}  # shard -> keys delivered from it in this pass
+        self._pass_over: set[str] = set()  # keys a resumed worker delivered before it was stopped
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch seeds the shard order and every sample's randomness (see :class:`EpochLoader`)."""
         self.epoch = epoch
 
-    def state_dict(self) -> dict[str, int]:
-        """This worker's place: epoch, pass over its shards, samples given, and the first shard
-        with samples read but not yet delivered (waiting in the shuffle buffer), where a resumed
-        run starts again."""
+    def state_dict(self) -> dict[str, Any]:
+        """This worker's place: epoch, pass over its shards, samples given, the first shard with
+        samples read but not yet delivered (waiting in the shuffle buffer), where a resumed run
+        starts again, and the keys already delivered from that shard on, which it passes over."""
         restart = min(self._waiting, default=self._position["shard"])
-        # Samples of the shards read again on resuming are delivered again: they count from there.
-        again = sum(count for shard, count in self._delivered.items() if shard >= restart)
-        return {**self._position, "shard": restart, "yielded": self._position["yielded"] - again}
+        again = [key for shard, keys in self._delivered.items() if shard >= restart for key in keys]
+        return {**self._position, "shard": restart, "delivered": again}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self._resume = dict(state)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -160,6 +162,7 @@ class ShardClipDataset(IterableDataset):
         # A resumed run first finishes the interrupted epoch, whatever number Lightning gives the
         # next one (a run stopped by max_steps mid-epoch is saved as if the epoch had ended).
         start, self._resume = self._resume or {}, None
+        self._pass_over = set(start.pop("delivered", []))
         epoch = start.get("epoch", self.epoch)
         mine = split_shards(self.shards, rank, world, worker, workers, epoch, self.seed, self.train)
         quota = None
@@ -171,7 +174,7 @@ class ShardClipDataset(IterableDataset):
     def _passes(self, shards: list[str], quota: int | None, place: tuple[int, int]) -> Iterator[dict[str, Any]]:
         position = self._position
         while shards and (quota is None or position["yielded"] < quota):
-            given, whole_pass = 0, position["shard"] == 0
+            given, whole_pass = 0, position["shard"] == 0 and not self._pass_over
             for sample in self._samples(shards, place):
                 given += 1
                 position["yielded"] += 1
@@ -188,6 +191,7 @@ class ShardClipDataset(IterableDataset):
                 return
             position["pass"] += 1  # short of the quota (corrupt members): read the shards again
             position["shard"] = 0
+            self._pass_over = set()
 
     def _samples(self, shards: list[str], place: tuple[int, int]) -> Iterator[dict[str, Any]]:
         """Good samples from ``shards`` (from the current one on), each carrying the notes of the
@@ -195,7 +199,7 @@ class ShardClipDataset(IterableDataset):
         position = self._position
         notes: list[str] = []
         waiting = self._waiting = Counter()  # shard -> samples read from it, not delivered yet
-        given = self._delivered = Counter()  # shard -> samples delivered from it in this pass
+        given = self._delivered = {}  # shard -> keys delivered from it in this pass
 
         def skip(error: Exception) -> bool:  # webdataset's handler for unreadable shards and members
             reason = first_line(error.args[0] if error.args else error)  # webdataset wraps the cause
@@ -209,11 +213,12 @@ class ShardClipDataset(IterableDataset):
                     waiting[number] += 1
                     yield {**member, "__shard__": number}
 
-        def delivered(shard: int, used: bool = True) -> None:
+        def delivered(shard: int, key: str | None = None) -> None:  # key None: an unusable member
             waiting[shard] -= 1
             if not waiting[shard]:
                 del waiting[shard]
-            given[shard] += used
+            if key is not None:
+                given.setdefault(shard, []).append(key)
 
         stream: Iterator[dict[str, Any]] = members()
         if self.train and self.shuffle_buffer > 1:
@@ -221,19 +226,22 @@ class ShardClipDataset(IterableDataset):
             stream = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, seed=seed)(stream)
         held: dict[str, Any] | None = None
         for member in stream:
+            if member.get("__key__") in self._pass_over:  # delivered before the run was stopped
+                delivered(member["__shard__"], member["__key__"])
+                continue
             try:
                 sample = {**self._clip(member), "__shard__": member["__shard__"]}
             except UnusableFileError as error:
                 notes.append(error.note)
-                delivered(member["__shard__"], used=False)
+                delivered(member["__shard__"])
                 continue
             if held is not None:
-                delivered(held.pop("__shard__"))  # before the yield: the loader snapshots state while we wait
+                delivered(held.pop("__shard__"), held["key"])  # before the yield: the loader snapshots state while we wait
                 yield {**held, "skipped": "\n".join(notes)}
                 notes.clear()
             held = sample
         if held is not None:
-            delivered(held.pop("__shard__"))
+            delivered(held.pop("__shard__"), held["key"])
             yield {**held, "skipped": "\n".join(notes)}
 
     def _clip(self, member: dict[str, Any]) -> dict[str, Any]:
@@ -254,18 +262,20 @@ class ShardClipDataset(IterableDataset):
         return {"video": video, "key": key}
 
 
-class EpochLoader(StatefulDataLoader):
+class EpochLoader(TrainedStateLoader):
     """A :class:`StatefulDataLoader` over a :class:`ShardClipDataset` that gives it the epoch.
 
     Lightning calls ``set_epoch`` on a loader's sampler, and an iterable dataset has none; so the
     loader asks ``epoch()`` (the trainer's current epoch) each time an epoch's iterator is made, which
     covers the first epoch, later ones and resumed runs alike. Workers must not be persistent: they
     hold a copy of the dataset made when they start, so fresh ones each epoch see the new epoch.
+    A stream has no length, so Lightning fetches a batch ahead of the step: the saved state is the
+    one of the last batch trained (see :class:`~vtok.data.trained_state.TrainedStateLoader`).
 
     Args:
         dataset: the stream.
         epoch: returns the epoch about to start.
-        **kwargs: see :class:`StatefulDataLoader` (``persistent_workers`` must stay false).
+        **kwargs: see :class:`TrainedStateLoader` (``persistent_workers`` must stay false).
     """
 
     def __init__(self, dataset: ShardClipDataset, epoch: Callable[[], int], **kwargs: Any) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.trainer.states import TrainerFn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
@@ -24,8 +25,10 @@ from vtok.data.batches import video_parts
 from vtok.evaluation.metrics import psnr_per_video, ssim_per_video
 from vtok.export import CHECKPOINT_KEY
 from vtok.losses import AdversarialLoss, AutoencoderLoss
+from vtok.training.clip_means import ClipWeightedMeans
 from vtok.training.ema import ema_copy
 from vtok.training.priors import initialise_from_prior
+from vtok.training.rank_states import from_every_rank, gather_rank_states, take_rank_state
 from vtok.training.optim import OptimizerConfig, build_optimizer
 from vtok.training.speed import CompileChoice, apply_speed_options, should_compile
 from vtok.vae import AutoencoderOutput, VideoAutoencoder
@@ -139,6 +142,7 @@ class AutoencoderModule(LightningModule):
         self._nonfinite_in_a_row = 0
         self._rng_to_restore: dict[str, Any] | None = None
         self._loaded_batch_step: int | None = None  # the checkpoint's count, for `vtok validate`
+        self._validation_means = ClipWeightedMeans()
         self.compile_networks = compile_networks
         self._compiled = should_compile(compile_networks, torch.device("cpu"))  # True: now; "auto": in setup
         # after the EMA copy: it stays plain
@@ -272,6 +276,11 @@ class AutoencoderModule(LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         video = batch["video"]
+        repeated = batch.get("repeated")  # a rank's padding when the clips do not divide by the world size
+        if repeated is not None and bool(repeated.any()):
+            if bool(repeated.all()):
+                return  # nothing of its own in this batch: so each clip counts once
+            video = video[~repeated]
         output = self.inference_autoencoder(video, sample_posterior=False, continuous=self.continuous_weight > 0)
         terms = self.loss(video, output, self.trained_batches)
         metrics = {f"val/{key}": value for key, value in terms.items()}
@@ -281,8 +290,13 @@ class AutoencoderModule(LightningModule):
             metrics["val/ssim"] = ssim_per_video(reconstruction, video.float()).mean()  # bf16 convolutions skew SSIM
             if output.continuous_reconstruction is not None:  # joint training: one encoding serves both
                 metrics["val/continuous_psnr"] = psnr_per_video(output.continuous_reconstruction.float(), video.float()).mean()
-        self.log_dict(metrics, batch_size=video.shape[0], sync_dist=True)
-        self.log("val_psnr", metrics["val/psnr"], batch_size=video.shape[0], sync_dist=True, prog_bar=True, logger=False)
+        self._validation_means.add(metrics, video.shape[0])
+
+    def on_validation_epoch_end(self) -> None:
+        means = self._validation_means.means(lambda sums: self.trainer.strategy.reduce(sums, reduce_op="sum"))
+        if means:  # the same on every rank; "max" keeps Lightning's reduction of them exact
+            self.log_dict(means, sync_dist=True, reduce_fx="max")
+            self.log("val_psnr", means["val/psnr"], sync_dist=True, reduce_fx="max", prog_bar=True, logger=False)
 
     def setup(self, stage: str) -> None:
         """Compiles the networks for ``compile_networks: auto`` once the trainer's device is known
@@ -318,13 +332,15 @@ class AutoencoderModule(LightningModule):
         substituted = datamodule.pop_epoch_skips()
         # summed over ranks: each rank counts what its own share of the data met
         self.log("data/substituted_samples", float(substituted), sync_dist=True, reduce_fx="sum")
-        self.log("data/unusable_files", float(len(datamodule.skipped_files)), sync_dist=True, reduce_fx="sum")
+        # every rank probes the same files at setup: a file met by several ranks counts once
+        unusable = len(set().union(*from_every_rank(set(datamodule.skipped_files))))
+        self.log("data/unusable_files", float(unusable), sync_dist=True, reduce_fx="max")
         if substituted:
             log.warning(
                 "epoch %d: %d samples came from substitutes for unusable files (%d unusable files so far)",
                 self.current_epoch,
                 substituted,
-                len(datamodule.skipped_files),
+                unusable,
             )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -340,9 +356,10 @@ class AutoencoderModule(LightningModule):
             "batch_step": self.batch_step,
             "has_ema": self.ema is not None,
             "skipped_steps": self.skipped_steps,
-            "rng": rng,
+            "rng": rng,  # rank 0's; each rank's own is under RANK_STATES_KEY
             "clip": self._clip_shape(),
         }
+        gather_rank_states(checkpoint, rng)
 
     def _clip_shape(self) -> dict[str, Any] | None:
         """The training clip shape, so export and evaluation can default to it."""
@@ -355,6 +372,9 @@ class AutoencoderModule(LightningModule):
         state = checkpoint.get(CHECKPOINT_KEY, {})
         self.skipped_steps = state.get("skipped_steps", 0)
         self._rng_to_restore = state.get("rng")
+        if self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:  # resuming, not validating
+            mine = take_rank_state(checkpoint, self.trainer.global_rank, self.trainer.world_size)
+            self._rng_to_restore = mine["rng"] if mine is not None else self._rng_to_restore
         self._loaded_batch_step = state.get("batch_step")
 
 
