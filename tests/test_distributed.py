@@ -36,11 +36,19 @@ FILE_DATA = [
 ]  # fmt: skip
 
 
-def _launch(tmp_path: Path, steps: int, *extra: str, data: list[str] = FILE_DATA) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "RANK", "WORLD_SIZE", "LOCAL_"))}
-    env["PYTHONPATH"] = str(ROOT)
+def _launcher() -> list[str]:
     command = readme_launch_prefix()
     command[0] = shutil.which("accelerate") or command[0]
+    return command
+
+
+def _launch_options() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "RANK", "WORLD_SIZE", "LOCAL_"))}
+    env["PYTHONPATH"] = str(ROOT)
+    return {"cwd": ROOT, "env": env, "capture_output": True, "text": True, "timeout": 600}
+
+
+def _launch(tmp_path: Path, steps: int, *extra: str, data: list[str] = FILE_DATA) -> subprocess.CompletedProcess:
     arguments = [
         "fit", *TINY_MODEL, *TINY_DATA, *data, "--data.synthetic_dir", str(tmp_path / "clips"),
         "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.max_steps", str(steps),
@@ -52,7 +60,7 @@ def _launch(tmp_path: Path, steps: int, *extra: str, data: list[str] = FILE_DATA
         "--trainer.callbacks+", "tests.helpers.RecordSamples", "--trainer.callbacks.folder", str(tmp_path / "record"),
         *extra,
     ]  # fmt: skip
-    return subprocess.run([*command, *arguments], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([*_launcher(), *arguments], **_launch_options())
 
 
 def _records(tmp_path: Path) -> list[dict]:
@@ -178,6 +186,17 @@ def test_two_ranks_score_each_validation_clip_once_count_an_unusable_file_once_a
     main(["validate", "--config", str(saved), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
           *csv_logger(tmp_path, "single")])  # fmt: skip  (one process: the config says nothing of two)
     assert metric_column(tmp_path / "single", "val/psnr") == pytest.approx(two_ranks, abs=1e-4), "each clip counted once"
+
+    # one validation clip for two ranks: the second rank's share is all padding, it scores nothing
+    one = tmp_path / "one_clip"
+    one.mkdir()
+    (one / "clip.mp4").symlink_to(sorted(val.iterdir())[0])
+    checkpoint = ["--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--data.val_path", str(one)]
+    main(["validate", "--config", str(saved), *checkpoint, *csv_logger(tmp_path, "single_one")])
+    launched = subprocess.run([*_launcher(), "validate", "--config", str(saved), *checkpoint,
+                               *csv_logger(tmp_path, "two_one")], **_launch_options())  # fmt: skip
+    assert launched.returncode == 0, launched.stderr[-4000:]
+    assert metric_column(tmp_path / "two_one", "val/psnr") == pytest.approx(metric_column(tmp_path / "single_one", "val/psnr"), abs=1e-4)
 
     with pytest.raises(SystemExit) as stopped:
         main(["fit", "--config", str(saved), "--trainer.default_root_dir", str(tmp_path / "one"),

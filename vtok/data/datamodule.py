@@ -22,7 +22,7 @@ from vtok.data.sampler import EpochSampler
 from vtok.data.sources import IMAGE_SUFFIXES, list_files, list_records
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts
 from vtok.data.synthetic import write_sample_clips
-from vtok.data.trained_state import LIGHTNING_FETCHES_AHEAD, TrainedStateLoader
+from vtok.data.trained_state import TrainedStateLoader
 from vtok.data.worker_signals import leave_stop_signals_to_main_process
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ class VideoDataModule(LightningDataModule):
         self.synthetic_dir = synthetic_dir
         self.skipped_files: dict[str, str] = {}  # path -> reason, every unusable file met so far
         self.skips_this_epoch: Counter[str] = Counter()
+        self._training_loaders: list[TrainedStateLoader] = []
         self.datasets: dict[str, SkippingDataset] = {}
 
     @property
@@ -247,8 +248,7 @@ class VideoDataModule(LightningDataModule):
 
     def _check_one_batch(self) -> None:
         """Raises ``ValueError`` when a rank's share of the training clips (or, for shards with an
-        index, of the samples) is smaller than one batch: every batch would be dropped as partial;
-        or when a rank would have no validation clip of its own."""
+        index, of the samples) is smaller than one batch: every batch would be dropped as partial."""
         world = self.trainer.world_size if self.trainer is not None else 1
         train = self.datasets["train"]
         if isinstance(train, ShardClipDataset):
@@ -263,13 +263,6 @@ class VideoDataModule(LightningDataModule):
             raise ValueError(
                 f"{what}, fewer than one batch of data.batch_size={self.batch_size} per rank on {world} rank(s): "
                 "no training batch would be made. Lower data.batch_size or add data"
-            )
-        validates = self.trainer is None or self.trainer.limit_val_batches != 0
-        if "val" in self.datasets and validates and len(self.datasets["val"]) < world:
-            raise ValueError(
-                f"{len(self.datasets['val'])} validation files for {world} ranks: each rank needs one (the "
-                "metrics are averaged over ranks, each clip once). Add validation files (data.val_path, "
-                "data.val_fraction) or turn validation off (trainer.limit_val_batches 0)"
             )
         images = len(self.datasets["images"]) if "images" in self.datasets else None
         if images is not None and -(-images // world) < self.image_batch_size:
@@ -323,11 +316,9 @@ class VideoDataModule(LightningDataModule):
                 drop_last=True,
                 pin_memory=torch.cuda.is_available(),
             )
-        # beside a stream (no length), Lightning fetches this loader's batches a step ahead too
-        beside_stream = name == "images" and isinstance(self.datasets["train"], ShardClipDataset)
         return TrainedStateLoader(
             dataset,
-            fetched_ahead=LIGHTNING_FETCHES_AHEAD if beside_stream else 0,
+            track_trained=shuffle,  # training: saves the place of the batches trained (see on_after_batch_transfer)
             batch_size=batch_size,
             sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=self.seed, mark_repeats=name == "val"),
             num_workers=self.num_workers,
@@ -341,15 +332,23 @@ class VideoDataModule(LightningDataModule):
 
     def train_dataloader(self) -> Any:
         videos = self._loader("train", self.batch_size, shuffle=True)
+        self._training_loaders = [videos]
         if "images" not in self.datasets:
             return videos
-        return {"videos": videos, "images": self._loader("images", self.image_batch_size, shuffle=True)}
+        images = self._loader("images", self.image_batch_size, shuffle=True)
+        self._training_loaders.append(images)
+        return {"videos": videos, "images": images}
 
     def val_dataloader(self) -> Any:
         return self._loader("val", self.val_batch_size, shuffle=False) if "val" in self.datasets else []
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Takes the skipped-file notes off every batch: one warning per file, counted per epoch."""
+        """Takes the skipped-file notes off every batch: one warning per file, counted per epoch; and
+        tells the training loaders that a batch is being trained (so a checkpoint saves their place
+        after it, whatever Lightning fetched ahead)."""
+        if self.trainer is not None and self.trainer.training:
+            for loader in self._training_loaders:
+                loader.batch_trained()
         for part in video_parts(batch).values():
             for note in part.pop("skipped", []):
                 for line in filter(None, note.split("\n")):

@@ -140,7 +140,7 @@ class ShardClipDataset(IterableDataset):
         self._resume: dict[str, Any] | None = None
         self._waiting: Counter[int] = Counter()
         self._delivered: dict[int, list[str]] = {}  # shard -> keys delivered from it in this pass
-        self._pass_over: set[str] = set()  # keys a resumed worker delivered before it was stopped
+        self._pass_over: set[tuple[int, str]] = set()  # (shard, key) a resumed worker delivered before it stopped
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch seeds the shard order and every sample's randomness (see :class:`EpochLoader`)."""
@@ -151,7 +151,8 @@ class ShardClipDataset(IterableDataset):
         samples read but not yet delivered (waiting in the shuffle buffer), where a resumed run
         starts again, and the keys already delivered from that shard on, which it passes over."""
         restart = min(self._waiting, default=self._position["shard"])
-        again = [key for shard, keys in self._delivered.items() if shard >= restart for key in keys]
+        # (shard, key): other tools' shards may number their keys from 0 in every shard
+        again = [[shard, key] for shard, keys in self._delivered.items() if shard >= restart for key in keys]
         return {**self._position, "shard": restart, "delivered": again}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -162,7 +163,7 @@ class ShardClipDataset(IterableDataset):
         # A resumed run first finishes the interrupted epoch, whatever number Lightning gives the
         # next one (a run stopped by max_steps mid-epoch is saved as if the epoch had ended).
         start, self._resume = self._resume or {}, None
-        self._pass_over = set(start.pop("delivered", []))
+        self._pass_over = {(int(shard), str(key)) for shard, key in start.pop("delivered", [])}
         epoch = start.get("epoch", self.epoch)
         mine = split_shards(self.shards, rank, world, worker, workers, epoch, self.seed, self.train)
         quota = None
@@ -226,7 +227,7 @@ class ShardClipDataset(IterableDataset):
             stream = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, seed=seed)(stream)
         held: dict[str, Any] | None = None
         for member in stream:
-            if member.get("__key__") in self._pass_over:  # delivered before the run was stopped
+            if (member["__shard__"], member.get("__key__")) in self._pass_over:  # delivered before the run stopped
                 delivered(member["__shard__"], member["__key__"])
                 continue
             try:
@@ -269,8 +270,8 @@ class EpochLoader(TrainedStateLoader):
     loader asks ``epoch()`` (the trainer's current epoch) each time an epoch's iterator is made, which
     covers the first epoch, later ones and resumed runs alike. Workers must not be persistent: they
     hold a copy of the dataset made when they start, so fresh ones each epoch see the new epoch.
-    A stream has no length, so Lightning fetches a batch ahead of the step: the saved state is the
-    one of the last batch trained (see :class:`~vtok.data.trained_state.TrainedStateLoader`).
+    Its saved state is the one of the last batch trained, not of a batch Lightning fetched ahead
+    (see :class:`~vtok.data.trained_state.TrainedStateLoader`).
 
     Args:
         dataset: the stream.

@@ -29,14 +29,22 @@ class ClipWeightedMeans:
             self.sums[name] = self.sums[name] + weighted if name in self.sums else weighted
         self.clips += clips
 
-    def means(self, sum_over_ranks: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The means over every rank's clips (each rank must call this: ``sum_over_ranks`` is a
-        collective), then starts afresh."""
-        names = sorted(self.sums)
+    def means(
+        self, names: list[str], device: torch.device, sum_over_ranks: Callable[[torch.Tensor], torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """The means of ``names`` over every rank's clips, then starts afresh. Every rank must call it
+        with the same ``names`` (``sum_over_ranks`` is a collective); a rank that scored none of them
+        (its share was all padding) adds zeros.
+
+        Args:
+            names: the metrics every rank reported (the union of :attr:`sums`' keys over ranks).
+            device: where a rank with nothing of its own puts its zeros.
+            sum_over_ranks: sums a tensor over the ranks (the strategy's ``reduce``).
+        """
         if not names:
             return {}
-        totals = torch.stack([self.sums[name] for name in names])
-        count = torch.tensor([float(self.clips)], device=totals.device)
-        reduced = sum_over_ranks(torch.cat([totals, count]))
+        zero = torch.zeros((), device=device)
+        totals = torch.stack([self.sums.get(name, zero).to(device) for name in names])
+        reduced = sum_over_ranks(torch.cat([totals, torch.tensor([float(self.clips)], device=device)]))
         self.sums, self.clips = {}, 0
-        return dict(zip(names, reduced[:-1] / reduced[-1]))
+        return dict(zip(names, reduced[:-1] / reduced[-1])) if float(reduced[-1]) > 0 else {}
