@@ -59,10 +59,6 @@ class EpochSampler(Sampler[tuple[int, ...]]):
         world = _rank_and_world()[1]
         return -(-self.size // world)
 
-    def indices(self, epoch: int) -> list[int]:
-        """This rank's indices for ``epoch``, in order."""
-        return [index for index, _ in self._share(epoch)]
-
     def _share(self, epoch: int) -> list[tuple[int, bool]]:
         """This rank's ``(index, repeated)`` pairs for ``epoch``: ``repeated`` marks the padding."""
         rank, world = _rank_and_world()

@@ -4,13 +4,15 @@ Lightning's ``self.log(..., batch_size=n, sync_dist=True)`` averages the ranks' 
 their clip counts separately, and the count is an integer tensor: averaging 2 clips on one rank
 with 1 on another gives 1, not 1.5, and the metric comes out 1.5x too large. Ranks score unequal
 numbers of clips whenever the validation set does not divide by the world size (the padding is
-left out so that each clip counts once), so vtok keeps the sums and the count itself, in float,
-and reduces them once at the end of validation.
+left out so that each clip counts once), so vtok keeps the sums and the count itself and gathers
+them once at the end of validation (torchmetrics' ``MeanMetric`` would need every rank to know
+every metric's name beforehand; a rank whose share is all padding knows none).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -29,22 +31,17 @@ class ClipWeightedMeans:
             self.sums[name] = self.sums[name] + weighted if name in self.sums else weighted
         self.clips += clips
 
-    def means(
-        self, names: list[str], device: torch.device, sum_over_ranks: Callable[[torch.Tensor], torch.Tensor]
-    ) -> dict[str, torch.Tensor]:
-        """The means of ``names`` over every rank's clips, then starts afresh. Every rank must call it
-        with the same ``names`` (``sum_over_ranks`` is a collective); a rank that scored none of them
-        (its share was all padding) adds zeros.
+    def means(self, from_every_rank: Callable[[Any], list[Any]]) -> dict[str, float]:
+        """The means over every rank's clips, then starts afresh. Every rank must call it
+        (``from_every_rank`` is a collective); a rank that scored nothing (its share was all
+        padding) adds nothing.
 
         Args:
-            names: the metrics every rank reported (the union of :attr:`sums`' keys over ranks).
-            device: where a rank with nothing of its own puts its zeros.
-            sum_over_ranks: sums a tensor over the ranks (the strategy's ``reduce``).
+            from_every_rank: gathers a picklable value from every rank
+                (:func:`vtok.training.rank_states.from_every_rank`).
         """
-        if not names:
-            return {}
-        zero = torch.zeros((), device=device)
-        totals = torch.stack([self.sums.get(name, zero).to(device) for name in names])
-        reduced = sum_over_ranks(torch.cat([totals, torch.tensor([float(self.clips)], device=device)]))
+        parts = from_every_rank(({name: float(total) for name, total in self.sums.items()}, self.clips))
         self.sums, self.clips = {}, 0
-        return dict(zip(names, reduced[:-1] / reduced[-1])) if float(reduced[-1]) > 0 else {}
+        clips = sum(count for _, count in parts)
+        names = sorted(set().union(*(sums for sums, _ in parts)))
+        return {name: sum(sums.get(name, 0.0) for sums, _ in parts) / clips for name in names} if clips else {}

@@ -293,11 +293,8 @@ class AutoencoderModule(LightningModule):
         self._validation_means.add(metrics, video.shape[0])
 
     def on_validation_epoch_end(self) -> None:
-        names = sorted(set().union(*from_every_rank(sorted(self._validation_means.sums))))
-        means = self._validation_means.means(
-            names, self.device, lambda sums: self.trainer.strategy.reduce(sums, reduce_op="sum")
-        )
-        # Reduced already, the same on every rank: logged with sync_dist and "max" only because Lightning
+        means = self._validation_means.means(from_every_rank)
+        # Gathered already, the same on every rank: logged with sync_dist and "max" only because Lightning
         # warns about epoch-level values logged without sync_dist (one small extra all-reduce per metric).
         if means:
             self.log_dict(means, sync_dist=True, reduce_fx="max")

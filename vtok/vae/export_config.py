@@ -59,6 +59,14 @@ def check_recorded_identity(model: Any, where: Any) -> None:
             )
 
 
+def _source(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return args[0] if args else kwargs.get("pretrained_model_name_or_path")
+
+
+def _first(loaded: Any) -> Any:
+    return loaded[0] if isinstance(loaded, tuple) else loaded  # (config, ...) or (model, loading info)
+
+
 class ExportConfigMixin:
     """Mixed into ``VideoAutoencoder`` before the diffusers classes: ``load_config`` runs
     :func:`check_export_config` on what it reads, and ``from_pretrained`` runs
@@ -67,13 +75,11 @@ class ExportConfigMixin:
     @classmethod
     def load_config(cls, *args: Any, **kwargs: Any) -> Any:
         loaded = super().load_config(*args, **kwargs)  # type: ignore[misc]
-        where = args[0] if args else kwargs.get("pretrained_model_name_or_path")
-        check_export_config(loaded[0] if isinstance(loaded, tuple) else loaded, where)
+        check_export_config(_first(loaded), _source(args, kwargs))
         return loaded
 
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
         loaded = super().from_pretrained(*args, **kwargs)  # type: ignore[misc]
-        where = args[0] if args else kwargs.get("pretrained_model_name_or_path")
-        check_recorded_identity(loaded[0] if isinstance(loaded, tuple) else loaded, where)
+        check_recorded_identity(_first(loaded), _source(args, kwargs))
         return loaded
