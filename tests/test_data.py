@@ -94,13 +94,15 @@ def test_clip_spec_strides_and_target_fps(caplog: pytest.LogCaptureFixture, monk
 def test_sampler_gives_disjoint_rank_shares_that_change_per_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
     shares = {}
     for rank in (0, 1):
-        monkeypatch.setattr("vtok.data.sampler._rank_and_world", lambda rank=rank: (rank, 2))
+        monkeypatch.setattr("vtok.data.sampler.rank_and_world", lambda rank=rank: (rank, 2))
         sampler = EpochSampler(10, shuffle=True, seed=3)
         shares[rank] = [index for _, index in sampler]  # pass 0 is epoch 0
         shares[rank, 1] = [index for epoch, index in sampler if epoch == 1]  # pass 1 is epoch 1
     assert sorted(shares[0] + shares[1]) == list(range(10))
     assert sorted(shares[0, 1] + shares[1, 1]) == list(range(10))
     assert shares[0] != shares[0, 1]
+    monkeypatch.setattr("vtok.data.sampler.rank_and_world", lambda: (3, 4))  # 10 samples on 4 ranks: 2 repeats
+    assert [repeated for _, _, repeated in EpochSampler(10, mark_repeats=True)] == [False, False, True]
 
 
 def test_sampler_resumes_mid_epoch_and_at_an_epoch_end() -> None:
@@ -118,6 +120,36 @@ def test_sampler_resumes_mid_epoch_and_at_an_epoch_end() -> None:
     ended = EpochSampler(6, seed=1)
     ended.load_state_dict({"epoch": 0, "yielded": 6})
     assert list(ended) == [] and list(ended) == second
+
+
+@pytest.mark.parametrize("saved_world, resumed_world", [(2, 3), (3, 1), (2, 4)])
+def test_sampler_places_from_another_number_of_ranks_finish_the_epoch_with_every_sample_once(
+    monkeypatch: pytest.MonkeyPatch, saved_world: int, resumed_world: int
+) -> None:
+    def ranks(world: int) -> list[EpochSampler]:
+        samplers = []
+        for rank in range(world):
+            monkeypatch.setattr("vtok.data.sampler.rank_and_world", lambda rank=rank: (rank, world))
+            samplers.append(EpochSampler(11, seed=5))
+        return samplers
+
+    trained, saved = [], []
+    for rank, sampler in enumerate(ranks(saved_world)):
+        monkeypatch.setattr("vtok.data.sampler.rank_and_world", lambda rank=rank: (rank, saved_world))
+        iterator = iter(sampler)
+        trained += [next(iterator)[1] for _ in range(2)]  # every rank trained 2 samples
+        saved.append(sampler.state_dict())
+    rest = []
+    for rank, sampler in enumerate(ranks(resumed_world)):
+        monkeypatch.setattr("vtok.data.sampler.rank_and_world", lambda rank=rank: (rank, resumed_world))
+        sampler.load_state_dict(saved[0])  # every rank takes rank 0's place (all ranks' are equal)
+        share = list(sampler)
+        assert {epoch for epoch, _ in share} <= {0}
+        rest.append([index for _, index in share])
+    assert len({len(share) for share in rest}) == 1, "every rank runs the same number of steps"
+    assert set(trained + sum(rest, [])) == set(range(11)) and len(set(trained)) == len(trained)
+    assert not set(trained) & set(sum(rest, [])), "no sample trained before the stop comes again"
+    assert len(sum(rest, [])) - len(set(sum(rest, []))) < resumed_world, "only the padding repeats"
 
 
 def _videos(loader: DataLoader) -> list[dict]:

@@ -361,17 +361,25 @@ def test_a_stream_saves_the_place_of_the_batches_trained_not_of_the_batch_fetche
 
 
 def test_fit_streams_shards_with_two_workers_through_the_cli(shard_dir: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "vtok.cli", "fit", "--data.shards", str(shard_dir / "shards"),
-         "--trainer.max_steps", "3", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-         "--trainer.default_root_dir", str(tmp_path / "run"),
-         "--model.autoencoder.block_out_channels", "[8,16]", "--model.autoencoder.latent_channels", "4",
-         "--data.num_frames", "5", "--data.size", "32", "--data.num_workers", "2"],  # fmt: skip
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-    )
+    def fit(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "vtok.cli", "fit", "--data.shards", str(shard_dir / "shards"),
+             "--trainer.max_steps", "3", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+             "--trainer.default_root_dir", str(tmp_path / "run"),
+             "--model.autoencoder.block_out_channels", "[8,16]", "--model.autoencoder.latent_channels", "4",
+             "--data.num_frames", "5", "--data.size", "32", *extra],  # fmt: skip
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )
+
+    result = fit("--data.num_workers", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["vtok"]["batch_step"] == 3
+    # a stream's place is each worker's own: another number of workers is refused in one line (it
+    # used to hang: torchdata's assertion left the workers running, and they ignore SIGTERM at exit)
+    other = fit("--data.num_workers", "1", "--trainer.max_steps", "5", "--ckpt_path", "last")
+    assert other.returncode == 2, other.stderr[-3000:]
+    assert "saved by 1 processes with 2 loader workers each, and this run has 1 with 1" in other.stderr
 
 
 def test_bad_input_is_a_clear_error_never_a_crash(tmp_path: Path, video_folder: Path, capsys: pytest.CaptureFixture) -> None:

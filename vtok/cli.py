@@ -26,7 +26,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from lightning.pytorch import Trainer
 
 from vtok.data.datamodule import VideoDataModule
-from vtok.data.errors import NoUsableDataError
+from vtok.data.errors import NoUsableDataError, ResumeMismatchError
 from vtok.error_text import first_line
 from vtok.launch import LaunchEnvironment, detect_launch
 from vtok.training import (
@@ -40,7 +40,6 @@ from vtok.training import (
 )
 from vtok.training.checkpoint_io import AtomicCheckpointIO
 from vtok.training.module import NonFiniteTrainingError
-from vtok.training.rank_states import ResumeMismatchError
 from vtok.training.optim import build_optimizer
 from vtok.vae.compression import Compression
 

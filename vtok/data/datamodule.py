@@ -23,7 +23,7 @@ from vtok.data.sources import IMAGE_SUFFIXES, list_files, list_records
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts
 from vtok.data.synthetic import write_sample_clips
 from vtok.data.trained_state import TrainedStateLoader
-from vtok.data.worker_signals import leave_stop_signals_to_main_process
+from vtok.data.worker_signals import kill_loader_workers_at_exit, leave_stop_signals_to_main_process
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +306,8 @@ class VideoDataModule(LightningDataModule):
 
     def _loader(self, name: str, batch_size: int, shuffle: bool) -> StatefulDataLoader:
         dataset = self.datasets[name]
+        if self.num_workers > 0:
+            kill_loader_workers_at_exit()  # the workers ignore SIGTERM: see vtok.data.worker_signals
         if isinstance(dataset, ShardClipDataset):
             return EpochLoader(
                 dataset,

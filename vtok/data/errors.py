@@ -1,5 +1,6 @@
-"""The one exception a dataset catches, a file that cannot give a sample (skipped and counted), and
-the one it raises when skipping cannot help: no file gives a sample at all."""
+"""The one exception a dataset catches, a file that cannot give a sample (skipped and counted); the
+one it raises when skipping cannot help: no file gives a sample at all; and the one a loader raises
+when a saved place in the data cannot be resumed as this run is launched."""
 
 from __future__ import annotations
 
@@ -27,3 +28,8 @@ class UnusableFileError(Exception):
 
 class NoUsableDataError(RuntimeError):
     """Every file (or shard member) a loader was given is unusable: training cannot go on."""
+
+
+class ResumeMismatchError(RuntimeError):
+    """A checkpoint's place in the data that cannot be resumed as this run is launched (another
+    number of processes or loader workers for a shard stream)."""

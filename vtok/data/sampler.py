@@ -12,6 +12,10 @@ is padded by repeating its start until it divides the world size (so every rank 
 number of steps; a few samples are seen twice per epoch when the size does not divide). With
 ``mark_repeats`` (validation) the keys are ``(epoch, index, repeated)``, so the padding can be left
 out of the metrics: each validation clip then counts once, whatever the world size.
+
+A place saved by another number of ranks is taken over: the ranks had trained the first
+``yielded x world`` positions of the epoch's permutation between them, so the new ranks share out
+the rest of it (from that ``offset``), and each sample of the epoch is still trained once.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from torch.utils.data import Sampler
 from vtok.data.seeding import sample_generator
 
 
-def _rank_and_world() -> tuple[int, int]:
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of ranks (``(0, 1)`` outside a process group)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -51,38 +56,49 @@ class EpochSampler(Sampler[tuple[int, ...]]):
         self.seed = seed
         self.mark_repeats = mark_repeats
         self.epoch = first_epoch  # epoch of the current (or next, before any pass) pass
+        self.offset = 0  # positions of the epoch's permutation trained before this pass's share began
         self.yielded = 0
         self._next_epoch = first_epoch
-        self._resume: tuple[int, int] | None = None
+        self._resume: tuple[int, int, int] | None = None  # epoch, offset, yielded
 
     def __len__(self) -> int:
-        world = _rank_and_world()[1]
+        world = rank_and_world()[1]
         return -(-self.size // world)
 
-    def _share(self, epoch: int) -> list[tuple[int, bool]]:
-        """This rank's ``(index, repeated)`` pairs for ``epoch``: ``repeated`` marks the padding."""
-        rank, world = _rank_and_world()
+    def _share(self, epoch: int, offset: int = 0) -> list[tuple[int, bool]]:
+        """This rank's ``(index, repeated)`` pairs for ``epoch`` from position ``offset`` of its
+        permutation on: ``repeated`` marks the padding."""
+        rank, world = rank_and_world()
         if self.shuffle:
             order = torch.randperm(self.size, generator=sample_generator(self.seed, epoch, -1)).tolist()
         else:
             order = list(range(self.size))
-        padded = -(-self.size // world) * world
-        order = (order * (padded // max(len(order), 1) + 1))[:padded]
-        return [(index, position >= self.size) for position, index in enumerate(order)][rank::world]
+        order = order[offset:]
+        real = len(order)
+        padded = -(-real // world) * world
+        order = (order * (padded // max(real, 1) + 1))[:padded]
+        return [(index, position >= real) for position, index in enumerate(order)][rank::world]
 
     def __iter__(self) -> Iterator[tuple[int, ...]]:
         # A generator: nothing below runs until the first sample is asked for, so an iterator
         # created and dropped (as torchdata does while restoring) changes no state.
-        epoch, start = self._resume if self._resume is not None else (self._next_epoch, 0)
+        epoch, offset, start = self._resume if self._resume is not None else (self._next_epoch, 0, 0)
         self._resume = None
         self._next_epoch = epoch + 1
-        self.epoch, self.yielded = epoch, start
-        for index, repeated in self._share(epoch)[start:]:
+        self.epoch, self.offset, self.yielded = epoch, offset, start
+        for index, repeated in self._share(epoch, offset)[start:]:
             self.yielded += 1
             yield (epoch, index, repeated) if self.mark_repeats else (epoch, index)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "yielded": self.yielded}
+        return {"epoch": self.epoch, "offset": self.offset, "yielded": self.yielded, "world": rank_and_world()[1]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._resume = (int(state["epoch"]), int(state["yielded"]))
+        """Resumes at ``state``'s place; one saved by another number of ranks continues the epoch
+        after the positions those ranks trained."""
+        epoch, offset, yielded = int(state["epoch"]), int(state.get("offset", 0)), int(state["yielded"])
+        world = int(state.get("world", rank_and_world()[1]))
+        if world == rank_and_world()[1]:
+            self._resume = (epoch, offset, yielded)
+        else:
+            self._resume = (epoch, min(offset + yielded * world, self.size), 0)

@@ -9,6 +9,10 @@ loader beside the stream (images) is read ahead the same way. Rather than guess 
 consumer reads, :class:`TrainedStateLoader` keeps its state after every batch handed out and is told
 when a batch is trained (``batch_trained``, called by the data module as each training batch
 reaches the device); it saves the state of the last batch trained.
+
+The saved state also says how the run was launched (ranks, loader workers). torchdata restores a
+state only into as many workers as saved it; a state from another launch goes to the sampler alone,
+which knows its place without the workers (see :meth:`TrainedStateLoader.load_state_dict`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from torchdata.stateful_dataloader import StatefulDataLoader
+
+from vtok.data.errors import ResumeMismatchError
+from vtok.data.sampler import rank_and_world
+
+LAUNCH_KEY = "vtok_launch"  # {"world": ranks, "workers": loader workers} of the run that saved the state
 
 
 class TrainedStateLoader(StatefulDataLoader):
@@ -57,7 +66,48 @@ class TrainedStateLoader(StatefulDataLoader):
         if len(self._states) > 1:
             self._states.popleft()
 
+    def _launch(self) -> dict[str, int]:
+        return {"world": rank_and_world()[1], "workers": self.num_workers}
+
     def state_dict(self) -> dict[str, Any]:
         if not self.track_trained or not self._states or (self._exhausted and len(self._states) == 1):
-            return super().state_dict()
-        return copy.deepcopy(self._states[0])
+            state = super().state_dict()
+        else:
+            state = copy.deepcopy(self._states[0])
+        return {**state, LAUNCH_KEY: self._launch()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restores a saved place. One saved by another number of ranks or workers (which torchdata
+        cannot restore) goes to the sampler alone: it resumes the epoch from its own state, and the
+        loader starts afresh from there.
+
+        Raises:
+            ResumeMismatchError: the state is from another launch and the sampler cannot resume it.
+        """
+        state = dict(state_dict)
+        saved = state.pop(LAUNCH_KEY, None)
+        if saved is None or saved == self._launch():
+            super().load_state_dict(state)
+            return
+        sampler_state = _sampler_state(state)
+        if sampler_state is None or not hasattr(self.sampler, "load_state_dict"):
+            raise ResumeMismatchError(self._mismatch(saved))
+        self.sampler.load_state_dict(sampler_state)
+
+    def _mismatch(self, saved: dict[str, int]) -> str:
+        """Why a state from the launch ``saved`` cannot be restored here."""
+        now = self._launch()
+        return (
+            f"the checkpoint's place in the training data was saved by {saved['world']} processes with "
+            f"{saved['workers']} loader workers each, and this run has {now['world']} with {now['workers']}; "
+            f"this loader cannot take it over. Resume with data.num_workers={saved['workers']} on {saved['world']} "
+            "processes, or start a new run from the checkpoint's weights (--model.init_from <checkpoint>, without "
+            "--ckpt_path)"
+        )
+
+
+def _sampler_state(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The sampler's state inside a torchdata loader state (saved with or without workers)."""
+    main = state.get("_snapshot", {}).get("_main_snapshot", state)  # with workers, the main process's part
+    batches = main.get("_sampler_iter_state") or {}  # the batch sampler's iterator: its sampler's state inside
+    return batches.get("sampler_state")

@@ -6,10 +6,17 @@ die at once, torch reports "DataLoader worker ... is killed by signal" in the ma
 it has written its stop checkpoint, and the run ends with an error and no checkpoint. Workers that
 ignore the stop signals keep serving batches until the main process has saved and shuts them down
 (they still exit when the main process dies: torch's workers watch their parent).
+
+One exit needs help: when the main process ends with workers still running (an error while a loader
+iterator was being made, or one left referenced), Python's exit terminates them with SIGTERM, which
+they ignore, and then waits for them forever. :func:`kill_loader_workers_at_exit` makes the exit kill
+them instead.
 """
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
 import signal
 
 STOP_SIGNALS = ("SIGTERM", "SIGUSR1")  # what the training loop checkpoints on (vtok.training.StopOnSignal)
@@ -21,3 +28,25 @@ def leave_stop_signals_to_main_process(worker_id: int) -> None:
         signum = getattr(signal, name, None)
         if signum is not None:
             signal.signal(signum, signal.SIG_IGN)
+
+
+_exit_hook_registered = False
+
+
+def kill_loader_workers_at_exit() -> None:
+    """Makes this (main) process kill its loader workers still alive when it exits; registered once.
+
+    Runs before multiprocessing's own exit hook (exit hooks run newest first), which would otherwise
+    wait for workers that ignore its SIGTERM.
+    """
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        atexit.register(_kill_leftover_workers)
+        _exit_hook_registered = True
+
+
+def _kill_leftover_workers() -> None:
+    for child in multiprocessing.active_children():
+        target = getattr(child, "_target", None)
+        if child.daemon and getattr(target, "__name__", "") == "_worker_loop":  # torch's and torchdata's workers
+            child.kill()

@@ -7,6 +7,12 @@ place: samples of the epoch lost or read twice. :func:`gather_rank_states` colle
 states into the checkpoint while it is built (every rank takes part, as in every Lightning save)
 and :func:`take_rank_state` gives each rank its own back when the checkpoint is loaded, before
 Lightning restores the loops from it.
+
+A checkpoint written by another number of ranks is taken over where the data allows it: each rank
+takes rank 0's loader state (file data: the sampler shares out the rest of the epoch among the new
+ranks; a shard stream refuses, see :class:`~vtok.data.trained_state.TrainedStateLoader`) and the
+count of batches Lightning has trained in the epoch is rescaled to the new ranks, so that Lightning
+neither ends the epoch before the data does nor counts past it.
 """
 
 from __future__ import annotations
@@ -15,11 +21,10 @@ from typing import Any
 
 import torch.distributed as dist
 
+from vtok.data.errors import ResumeMismatchError
+from vtok.data.trained_state import LAUNCH_KEY
+
 RANK_STATES_KEY = "vtok_rank_states"
-
-
-class ResumeMismatchError(RuntimeError):
-    """A checkpoint that cannot be resumed as this run is launched."""
 
 
 def _fit_loop_state(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
@@ -51,22 +56,38 @@ def take_rank_state(checkpoint: dict[str, Any], rank: int, world: int) -> dict[s
     """This rank's saved states (``None`` for a checkpoint from before they were saved per rank),
     with its loader state put where Lightning restores the training loader from.
 
+    From a checkpoint of another number of ranks, rank ``r`` takes rank ``r % saved``'s RNG state and
+    rank 0's loader state, and the epoch's batch count in the fit loop is rescaled (see the module
+    docstring).
+
     Raises:
-        ResumeMismatchError: the checkpoint was written by another number of ranks.
+        ResumeMismatchError: another number of ranks wrote a checkpoint whose loader states do not say
+            how they were launched (an older vtok's).
     """
     record = checkpoint.get(RANK_STATES_KEY)
     if record is None:
         return None
     saved = int(record["world_size"])
-    if saved != world:
-        raise ResumeMismatchError(
-            f"the checkpoint was written by {saved} processes and this run has {world}: each process's place in "
-            f"the data is saved for its own share, which another number of processes splits differently. Resume "
-            f"with {saved} processes; to go on with {world}, start a new run from its weights "
-            "(--model.init_from <checkpoint>, without --ckpt_path)"
-        )
-    mine = record["states"][rank]
+    mine = dict(record["states"][rank % saved])
     loop = _fit_loop_state(checkpoint)
+    if saved != world:
+        mine["loader"] = record["states"][0]["loader"]
+        if any(LAUNCH_KEY not in state for state in mine["loader"] or []):
+            raise ResumeMismatchError(
+                f"the checkpoint was written by {saved} processes and this run has {world}, and it is from a "
+                f"vtok that saved no launch with its place in the data. Resume with {saved} processes; to go on "
+                f"with {world}, start a new run from its weights (--model.init_from <checkpoint>, without --ckpt_path)"
+            )
+        _rescale_epoch_batches(checkpoint, saved, world)
     if loop is not None and mine.get("loader") is not None:
         loop["combined_loader"] = mine["loader"]
     return mine
+
+
+def _rescale_epoch_batches(checkpoint: dict[str, Any], saved: int, world: int) -> None:
+    """The fit loop's count of batches in the current epoch, as ``world`` ranks count the clips that
+    ``saved`` ranks trained (rounded down: Lightning then never ends the epoch before the data runs out)."""
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {}).get("current")
+    if progress:
+        for name, count in progress.items():
+            progress[name] = count * saved // world
