@@ -63,7 +63,7 @@ def test_bad_token_requests_are_clear_errors() -> None:
         model.detokenize(torch.zeros(1, 1, 2, 1, 1))
     for config, message in [
         ({"bottleneck": "fsq", "fsq_levels": []}, "non-empty"),
-        ({"bottleneck": "fsq", "fsq_levels": [8, 1]}, ">= 2"),
+        ({"bottleneck": "fsq", "fsq_levels": [8, 1]}, ">= 3"),
         ({"bottleneck": "gq", "gq_bits": 10, "gq_groups": 3}, "must divide"),
         ({"bottleneck": "gq", "gq_bits": 34, "gq_groups": 2}, "exceeds 16"),
     ]:

@@ -52,7 +52,7 @@ def all_indices(quantizer: FSQ | GroupLFQ) -> torch.Tensor:
 # --- exact inverses ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("levels", [[8, 5, 5, 5], [8, 8, 8, 5, 5, 5], [3, 4], [2, 7]])
+@pytest.mark.parametrize("levels", [[8, 5, 5, 5], [8, 8, 8, 5, 5, 5], [3, 4], [4, 7]])
 @pytest.mark.parametrize("tokens", [1, 2])
 def test_fsq_indices_to_codes_reproduces_the_codes_exactly(levels: list[int], tokens: int) -> None:
     fsq = FSQ(levels, tokens_per_position=tokens)
@@ -93,7 +93,7 @@ def test_gq_indices_to_codes_reproduces_the_codes_exactly(bits: int, groups: int
 
 @pytest.mark.parametrize(
     ("levels", "tokens", "exhaustive"),
-    [([8, 5, 5, 5], 1, True), ([3, 4], 2, True), ([2, 3], 1, True)]
+    [([8, 5, 5, 5], 1, True), ([3, 4], 2, True), ([4, 3], 1, True)]
     + [([8, 8, 8, 5, 5, 5], 2, False), ([8] * 6, 1, False)],
 )
 def test_fsq_every_index_is_a_code_that_quantizes_to_itself(
@@ -134,7 +134,7 @@ def test_gq_index_reads_the_channels_as_a_binary_number() -> None:
 # --- FSQ: grid, gradient, oracle ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("levels", [[8, 5, 5, 5], [3, 4, 2, 7]])
+@pytest.mark.parametrize("levels", [[8, 5, 5, 5], [3, 4, 6, 7]])
 def test_fsq_error_is_at_most_half_a_step_and_the_gradient_reaches_z(levels: list[int]) -> None:
     fsq = FSQ(levels, tokens_per_position=2)
     z = latents(fsq.channels, seed=2).requires_grad_()
@@ -154,8 +154,8 @@ def test_fsq_error_is_at_most_half_a_step_and_the_gradient_reaches_z(levels: lis
 def test_fsq_agrees_with_vector_quantize_pytorch(levels: list[int], tokens: int) -> None:
     """Same bound, grid and index order as the oracle, to the bit.
 
-    Intended differences, not exercised here: the oracle refuses a level of 2 without its
-    ``preserve_symmetry`` variant (vtok allows it: grid {-1, 0}); vtok clamps the digits, so
+    Intended differences, not exercised here: the oracle takes a level of 2 with its
+    ``preserve_symmetry`` variant, vtok refuses it (see the test below); vtok clamps the digits, so
     inputs the oracle would round off the grid (bf16, levels above ~1000) stay in range; vtok's
     indices are int64 ``[B, K, T, H, W]`` where the oracle gives int32 ``[B, T, H, W(, K)]``; vtok
     disables autocast on any device, the oracle only on CUDA.
@@ -174,6 +174,16 @@ def test_fsq_agrees_with_vector_quantize_pytorch(levels: list[int], tokens: int)
     assert torch.equal(fsq.indices_to_codes(out.indices), oracle.indices_to_codes(expected_indices))
 
 
+@pytest.mark.parametrize("levels", [[2], [8, 2, 5], [2, 2, 2, 2]])
+def test_fsq_refuses_a_level_of_two_whose_channel_would_be_dead(levels: list[int]) -> None:
+    """With the half-step shift of even levels, L = 2 has its one boundary at z = -3.8: the channel
+    would take one value for practically every input. Three levels use all of their values."""
+    with pytest.raises(ValueError, match=r"level of 2 .*z = -3\.8.*use 3 or more"):
+        FSQ(levels)
+    digits = FSQ([3])(latents(1, seed=6, scale=1.0)).indices
+    assert torch.bincount(digits.flatten(), minlength=3).min() > 0.2 * digits.numel()
+
+
 # --- bf16 and autocast --------------------------------------------------------------------------
 
 
@@ -187,7 +197,7 @@ def extreme_latents(channels: int) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     "quantizer",
-    [FSQ([8, 8, 8, 5, 5, 5], 2), FSQ([2, 3, 1000, 1003]), GroupLFQ(18, 3), GroupLFQ(18, 3, single_token=True)],
+    [FSQ([8, 8, 8, 5, 5, 5], 2), FSQ([4, 3, 1000, 1003]), GroupLFQ(18, 3), GroupLFQ(18, 3, single_token=True)],
     ids=repr,
 )
 def test_bf16_and_autocast_never_give_out_of_range_indices(quantizer: FSQ | GroupLFQ) -> None:
@@ -220,10 +230,10 @@ def _under_autocast(quantizer: FSQ | GroupLFQ, z: torch.Tensor) -> QuantizerOutp
 @pytest.mark.parametrize(
     ("make", "valid_range"),
     [
-        (lambda: FSQ([8, 1, 5]), r"\[2, inf\)"),
-        (lambda: FSQ([]), r"\[2, inf\)"),
+        (lambda: FSQ([8, 1, 5]), r"\[3, inf\)"),
+        (lambda: FSQ([]), r"\[3, inf\)"),
         (lambda: FSQ([8, 5], tokens_per_position=0), r"\[1, inf\)"),
-        (lambda: FSQ([2**16] * 4), r"\[2, 2\*\*62\]"),
+        (lambda: FSQ([2**16] * 4), r"\[3, 2\*\*62\]"),
         (lambda: GroupLFQ(0, 1), r"\[1, inf\)"),
         (lambda: GroupLFQ(18, 4), r"\[1, 18\]"),
         (lambda: GroupLFQ(18, 0), r"\[1, 18\]"),

@@ -21,6 +21,8 @@ from vtok.tokenizers.output import QuantizerOutput
 # the outer levels are hit by finite inputs.
 BOUND_EPS = 1e-3
 MAX_CODEBOOK_SIZE = 2**62
+# A level of 2 is dead: the half-step shift of even levels puts its only boundary at z = -3.8.
+MIN_LEVELS = 3
 
 
 class FSQ(DiscreteQuantizer):
@@ -29,26 +31,32 @@ class FSQ(DiscreteQuantizer):
     Channel ``i`` of a token takes ``L_i`` values on a grid scaled into ``[-1, 1]``: for odd
     ``L`` the grid is ``{-1, ..., 1}`` in steps of ``2/(L-1)``; for even ``L`` it is shifted by
     half a step (the standard implementation) and runs from ``-1`` to ``1 - 2/L`` in steps of
-    ``2/L`` (so ``L = 2`` gives ``{-1, 0}``). The index of a token is
+    ``2/L`` (``L = 4`` gives ``{-1, -0.5, 0, 0.5}``). Every ``L`` is at least 3: the half-step
+    shift puts the only boundary of ``L = 2`` at ``z = -3.8``, so such a channel is dead (one
+    level for practically every input). The index of a token is
     ``sum_i digit_i * prod_{j<i} L_j`` with ``digit_i`` in ``[0, L_i)``: the first channel is the
     least significant digit, as in vector-quantize-pytorch. Channels of token ``k`` are
     ``k*d ... k*d + d - 1``. Quantization runs in float32 with autocast disabled; the codes come
     back in the input's dtype.
 
     Args:
-        levels: number of levels per channel, each at least 2, e.g. ``[8, 8, 8, 5, 5, 5]``.
+        levels: number of levels per channel, each at least 3, e.g. ``[8, 8, 8, 5, 5, 5]``.
         tokens_per_position: ``K``, independent tokens per latent position (OneVAE multi-token).
     """
 
     def __init__(self, levels: Sequence[int], tokens_per_position: int = 1) -> None:
         super().__init__()
         levels = [int(level) for level in levels]
-        if not levels or min(levels) < 2:
-            raise ValueError(f"FSQ levels must be a non-empty list of integers >= 2 (range [2, inf)), got {levels}")
+        if not levels or min(levels) < MIN_LEVELS:
+            raise ValueError(
+                f"FSQ levels must be a non-empty list of integers >= 3 (range [3, inf)), got {levels}: an even level "
+                "is shifted by half a step, so a level of 2 puts its only boundary at the tail of the bound "
+                "(z = -3.8) and its channel takes one value for practically every input; use 3 or more"
+            )
         if tokens_per_position < 1:
             raise ValueError(f"tokens_per_position must be an integer >= 1 (range [1, inf)), got {tokens_per_position}")
         if math.prod(levels) > MAX_CODEBOOK_SIZE:
-            raise ValueError(f"FSQ codebook size prod({levels}) exceeds 2**62; the valid range is [2, 2**62]")
+            raise ValueError(f"FSQ codebook size prod({levels}) exceeds 2**62; the valid range is [3, 2**62]")
         self.levels = levels
         self.tokens_per_position = int(tokens_per_position)
         self.codebook_size = math.prod(levels)
