@@ -13,6 +13,7 @@ from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.export import load_autoencoder
 from vtok.training import AutoencoderModule
+from vtok.vae.priors import autoencoder_from_diffusers
 from vtok.vae.tokens import FirstFrameTokens
 
 FSQ_ARGS = ["--model.autoencoder.bottleneck", "fsq", "--model.autoencoder.fsq_levels", "[8, 5, 5]"]
@@ -31,6 +32,25 @@ def tiny_ltx(folder: Path) -> Path:
         latent_channels=8, block_out_channels=(8, 16, 16, 16), decoder_block_out_channels=(8, 16, 16, 16),
         layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1, 1),
     ).save_pretrained(folder)  # fmt: skip
+    return folder
+
+
+def tiny_ltx_091(folder: Path) -> Path:
+    """The LTX-Video 0.9.1 VAE layout (diffusers' own test config of it): a timestep-conditioned
+    decoder that injects noise, with non-zero noise scales as in the trained weights."""
+    torch.manual_seed(0)
+    vae = AutoencoderKLLTXVideo(
+        latent_channels=8, block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(16, 32, 64),
+        layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, True, False), decoder_spatio_temporal_scaling=(True, True, True),
+        decoder_inject_noise=(True, True, True, False), upsample_residual=(True, True, True), upsample_factor=(2, 2, 2),
+        timestep_conditioning=True, patch_size=1, patch_size_t=1, encoder_causal=True, decoder_causal=False,
+    )  # fmt: skip
+    with torch.no_grad():
+        for name, parameter in vae.named_parameters():
+            if "per_channel_scale" in name:
+                parameter.fill_(0.1)
+    vae.save_pretrained(folder)
     return folder
 
 
@@ -88,6 +108,41 @@ def test_fsq_from_a_vtok_kl_export_keeps_its_encoder_and_decoder(tmp_path: Path)
     video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
     with torch.no_grad():
         assert load_autoencoder(export).tokenize(video).shape == (1, 1, 2, 4, 4)
+
+
+def test_an_ltx_091_prior_decodes_at_t0_and_the_same_tokens_give_the_same_video(tmp_path: Path) -> None:
+    model = autoencoder_from_diffusers(str(tiny_ltx_091(tmp_path / "prior")), bottleneck="fsq", fsq_levels=[8, 5, 5])
+    video = torch.rand(1, 3, 9, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert model(video).reconstruction.shape == video.shape  # was a TypeError: the decoder needs a timestep
+        tokens = model.tokenize(video)
+        assert not torch.equal(model.detokenize(tokens), model.detokenize(tokens)), "training: fresh noise each call"
+        model.eval()
+        first = model.detokenize(tokens)
+        state = torch.get_rng_state()
+        assert torch.equal(model.detokenize(tokens), first)
+        assert torch.equal(torch.get_rng_state(), state), "the caller's random stream is left as it was"
+        assert torch.equal(model.decode(model.encode(video)), first)
+
+
+def test_a_decoder_with_noise_channels_starts_as_its_kl_prior(tmp_path: Path) -> None:
+    tiny = {"block_out_channels": [8, 16], "layers_per_block": 1, "latent_channels": 8}
+    torch.manual_seed(0)
+    VideoAutoencoder(bottleneck="kl", **tiny).save_pretrained(tmp_path / "kl")
+    prior = load_autoencoder(tmp_path / "kl")
+    module = AutoencoderModule(
+        VideoAutoencoder(bottleneck="gq", gq_bits=8, gq_groups=2, decoder_noise_channels=4, **tiny),
+        init_from=str(tmp_path / "kl"),
+    )
+    model = module.autoencoder.eval()
+    weight = model.decoder.conv_in.weight
+    assert torch.equal(weight[:, :8], prior.decoder.conv_in.weight), "the latent's channels come first"
+    assert not weight[:, 8:].any(), "the noise channels start at zero"
+    video = torch.rand(1, 3, 9, 16, 16) * 2 - 1
+    with torch.no_grad():
+        latents = prior.encode(video)
+        assert torch.equal(model.encode(video, discrete=False), latents)
+        torch.testing.assert_close(model.decode(latents, discrete=False), prior.decode(latents), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize(

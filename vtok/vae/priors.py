@@ -5,6 +5,8 @@ Two kinds of prior:
   :func:`transfer_weights` copies its encoder and decoder into a model with the same backbone.
   From a continuous prior to a discrete model, the encoder's last convolution keeps the
   posterior-mean half of its output channels and the quantizer's 1x1x1 projections start fresh;
+  a decoder that reads noise channels beside the latent (WeTok) gets the prior's first convolution
+  on its latent channels and zeros on the noise channels;
   from a discrete prior with the same bottleneck (a second training stage), everything is copied;
 - a diffusers video VAE (``AutoencoderKLWan``, ``AutoencoderKLCogVideoX``,
   ``AutoencoderKLLTXVideo``, ``AutoencoderKLHunyuanVideo``) by local folder or hub id in the local
@@ -40,6 +42,15 @@ def _listify(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _widened_inputs(prior: torch.Tensor, model: torch.Tensor) -> bool:
+    """Whether the convolution weight ``model`` is ``prior`` with more input channels (dim 1)."""
+    return (
+        prior.ndim == model.ndim >= 2
+        and prior.shape[1] < model.shape[1]
+        and prior.shape[:1] + prior.shape[2:] == model.shape[:1] + model.shape[2:]
+    )
+
+
 def transfer_weights(prior: VideoAutoencoder, model: VideoAutoencoder) -> dict[str, list[str]]:
     """Copies a prior's encoder, decoder (and, when they match, quantizer) into ``model``.
 
@@ -73,6 +84,13 @@ def transfer_weights(prior: VideoAutoencoder, model: VideoAutoencoder) -> dict[s
             report["copied"].append(name)
         elif name.startswith("encoder.conv_out.") and value.shape[0] == 2 * tensor.shape[0]:
             tensor.copy_(value[: tensor.shape[0]])  # the posterior-mean half of (mean, log-variance)
+            report["adapted"].append(name)
+        elif name == "decoder.conv_in.weight" and _widened_inputs(value, tensor):
+            # A generative decoder reads [latent, noise] (the noise appended after the latent): the
+            # prior's weights take the latent's input channels, the noise channels start at zero, so
+            # the decoder starts as the prior's (and with zero noise decodes exactly as it does).
+            tensor.zero_()
+            tensor[:, : value.shape[1]].copy_(value)
             report["adapted"].append(name)
         else:
             report["new"].append(name)
