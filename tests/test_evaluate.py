@@ -14,8 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics.functional.image import structural_similarity_index_measure
 
+from tests.ssim_reference import reference_ssim_per_video
 from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.data import ClipSpec, VideoClipDataset, list_files
@@ -27,7 +27,8 @@ KEYS = {
     "psnr", "ssim", "lpips", "lpips_skipped", "fvd", "fvd_skipped", "fvd_weights_sha256", "codebook_usage",
     "perplexity", "bits_per_pixel", "latent_values_per_pixel", "tokens_per_second_of_video", "compression",
     "videos", "clips", "skipped_files", "skipped", "encode_frames_per_s", "decode_frames_per_s", "protocol",
-    "model", "device", "high_frequency_ratio", "mode", "decode_timestep",
+    "model", "device", "high_frequency_ratio", "mode", "decode_timestep", "lpips_weights_sha256",
+    "group_codebook_usage", "group_perplexity",
 }  # fmt: skip
 
 
@@ -83,10 +84,7 @@ def test_evaluate_writes_every_metric_and_agrees_with_a_direct_computation(
         reconstruction = model.detokenize(model.tokenize(clips)).clamp(-1, 1)
     original, decoded = clips.add(1).div(2), reconstruction.add(1).div(2)  # [0, 1]
     psnr = 10 * torch.log10(1 / (original - decoded).square().mean(dim=(1, 2, 3, 4)))
-    ssim = torch.stack([
-        torch.stack([structural_similarity_index_measure(decoded[v, :, t][None], original[v, :, t][None], data_range=1.0) for t in range(5)]).mean()
-        for v in range(3)
-    ])  # fmt: skip
+    ssim = torch.tensor(reference_ssim_per_video(reconstruction.numpy(), clips.numpy()))  # valid windows, numpy
     rows = list(csv.DictReader((out / "per_video.csv").open()))
     assert [row["path"] for row in rows] == files
     assert [float(row["psnr"]) for row in rows] == pytest.approx(psnr.tolist(), abs=1e-3)
@@ -95,6 +93,7 @@ def test_evaluate_writes_every_metric_and_agrees_with_a_direct_computation(
     assert metrics["ssim"] == pytest.approx(ssim.mean().item(), abs=1e-4)
 
     assert metrics["lpips"] > 0 and metrics["lpips_skipped"] is None and all(float(row["lpips"]) > 0 for row in rows)
+    assert metrics["lpips_weights_sha256"] == hashlib.sha256(vgg_weights.read_bytes()).hexdigest()
     assert metrics["fvd"] > 0 and metrics["fvd_skipped"] is None
     assert metrics["fvd_weights_sha256"] == hashlib.sha256(i3d_weights.read_bytes()).hexdigest()
     assert 0 < metrics["codebook_usage"] <= 1 and 1 <= metrics["perplexity"] <= 1000
@@ -105,6 +104,7 @@ def test_evaluate_writes_every_metric_and_agrees_with_a_direct_computation(
 
     report = (out / "report.md").read_text()
     assert "| PSNR (dB) |" in report and "absolute error amplified" in report
+    assert f"LPIPS backbone (VGG16) sha256: `{metrics['lpips_weights_sha256']}`" in report
     pictures = sorted(p.name for p in (out / "pictures").iterdir())
     assert len(pictures) == 6 and all(f"pictures/{name}" in report for name in pictures)
     assert sorted(name for picture in metrics["pictures"] for k, name in picture.items() if k != "path") == [
@@ -137,6 +137,18 @@ def test_fvd_needs_two_videos(fsq_run: dict[str, Path], video_folder: Path, i3d_
     assert metrics["fvd_weights_sha256"] == hashlib.sha256(i3d_weights.read_bytes()).hexdigest()
 
 
+def test_the_lpips_weights_given_are_the_ones_identified(
+    fsq_run: dict[str, Path], video_folder: Path, vgg_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))  # only the file named is there to hash
+    out = tmp_path / "eval"
+    run("evaluate", "--model", fsq_run["export"], "--data", video_folder, "--out", out, "--max-videos", 1,
+        "--pictures", 0, "--lpips-weights", vgg_weights)  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["lpips"] is not None
+    assert metrics["lpips_weights_sha256"] == hashlib.sha256(vgg_weights.read_bytes()).hexdigest()
+
+
 def test_continuous_model_on_broken_files_skips_them_and_the_missing_weights(
     mixed_folder: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -156,7 +168,7 @@ def test_continuous_model_on_broken_files_skips_them_and_the_missing_weights(
     assert metrics["latent_values_per_pixel"] == pytest.approx(4 * 3 * 4 * 4 / (3 * 9 * 32 * 32))
     assert metrics["lpips"] is None and "vgg16-397923af.pth" in metrics["lpips_skipped"]
     assert metrics["fvd"] is None and "i3d_torchscript.pt" in metrics["fvd_skipped"] and "curl" in metrics["fvd_skipped"]
-    assert metrics["fvd_weights_sha256"] is None
+    assert metrics["fvd_weights_sha256"] is None and metrics["lpips_weights_sha256"] is None
     report = (out / "report.md").read_text()
     assert "## Skipped files" in report and all(name in report for name in broken)
     assert len(list((out / "per_video.csv").open())) == 5  # header + 4 videos

@@ -4,7 +4,9 @@ through evaluate, tokenize and detokenize: each result equals the model's own co
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -12,11 +14,11 @@ import torch
 
 from vtok import VideoAutoencoder
 from vtok.cli import main
-from vtok.data import ClipSpec, VideoClipDataset, list_files, open_video
+from vtok.data import ClipSpec, VideoClipDataset, file_key, list_files, open_video
 from vtok.evaluation import psnr_per_video
 from vtok.export import load_autoencoder, write_export
 from vtok.tokenfiles import read_token_file
-from vtok.vae import FirstFrameTokens
+from vtok.vae import FirstFrameTokens, regular_indices
 
 PROTOCOL = ["--frames", "5", "--size", "32", "--max-videos", "2", "--pictures", "0"]
 
@@ -42,6 +44,13 @@ def evaluated(model: Path, data: Path, out: Path, *flags: str | float) -> tuple[
     return json.loads((out / "metrics.json").read_text()), [float(row["psnr"]) for row in rows]
 
 
+def clip_generator(seed: int, path: str) -> torch.Generator:
+    """The documented per-clip seeding of the latent noise: sha256 of "<seed>/<file key>", first 8 bytes
+    little-endian, top bit cleared."""
+    digest = hashlib.sha256(f"{seed}/{file_key(path)}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
 def test_continuous_mode_measures_the_continuous_path_of_a_discrete_model(video_folder: Path, tmp_path: Path) -> None:
     path = export(tmp_path / "fsq", bottleneck="fsq", fsq_levels=[8, 5, 5, 5])
     model, video = load_autoencoder(path), clips(video_folder)
@@ -53,6 +62,7 @@ def test_continuous_mode_measures_the_continuous_path_of_a_discrete_model(video_
     assert psnr == pytest.approx(psnr_per_video(continuous, video).tolist(), abs=1e-3)
     metrics, psnr = evaluated(path, video_folder, tmp_path / "d", "--mode", "discrete")
     assert metrics["mode"] == "discrete" and metrics["codebook_usage"] > 0
+    assert metrics["group_codebook_usage"] is None and metrics["group_perplexity"] is None  # FSQ: tokens are the slots
     assert psnr == pytest.approx(psnr_per_video(discrete, video).tolist(), abs=1e-3)
     assert metrics["high_frequency_ratio"] > 0
 
@@ -64,12 +74,54 @@ def test_decode_timestep_decodes_seeded_noisy_latents(conditioned: bool, video_f
     t = 0.3
     with torch.no_grad():
         latents = model.encode(video)
-        noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(5))
+        generators = [clip_generator(5, path) for path in list_files(video_folder)[:2]]  # one per clip
+        noise = torch.stack([torch.randn(latents.shape[1:], generator=generator) for generator in generators])
         expected = model.decode((1 - t) * latents + t * noise, timestep=t if conditioned else None)
     metrics, psnr = evaluated(path, video_folder, tmp_path / "t", "--decode-timestep", t, "--noise-seed", 5, "--batch-size", 2)
     assert metrics["decode_timestep"] == t and metrics["mode"] == "continuous"
     assert psnr == pytest.approx(psnr_per_video(expected, video).tolist(), abs=1e-3)
-    assert "noise level t = 0.3" in (tmp_path / "t" / "report.md").read_text()
+    assert "noise level t = 0.3 (noise seed 5, per clip); batch size 2." in (tmp_path / "t" / "report.md").read_text()
+
+
+def test_decode_timestep_results_do_not_depend_on_the_batch_size(video_folder: Path, tmp_path: Path) -> None:
+    path = export(tmp_path / "kl", decoder_timestep_conditioning=True)
+    runs = {}
+    for batch_size in (1, 3):
+        out = tmp_path / f"bs{batch_size}"
+        # 24x40 frames: 4x2x3x5 latents per clip, not a multiple of 16 values, so one generator drawing for a
+        # whole batch gives other numbers than one drawing clip by clip (torch.randn fills 16 values at a time)
+        metrics, _ = evaluated(path, video_folder, out, "--decode-timestep", 0.5, "--noise-seed", 7,
+                               "--max-videos", 4, "--batch-size", batch_size, "--size", 24, 40)  # fmt: skip
+        assert metrics["protocol"]["batch_size"] == batch_size and metrics["protocol"]["noise_seed"] == 7
+        assert f"(noise seed 7, per clip); batch size {batch_size}." in (out / "report.md").read_text()
+        runs[batch_size] = list(csv.DictReader((out / "per_video.csv").open()))
+    assert [row["path"] for row in runs[1]] == [row["path"] for row in runs[3]] and len(runs[1]) == 4
+    for key in ("psnr", "ssim", "high_frequency_ratio"):  # batches of 1 and of 3 + 1 clips: the same noise per clip
+        one_by_one = [float(row[key]) for row in runs[1]]  # equal up to float32 rounding of batched convolutions
+        assert [float(row[key]) for row in runs[3]] == pytest.approx(one_by_one, rel=1e-5, abs=1e-6), key
+    metrics, _ = evaluated(path, video_folder, tmp_path / "t0", "--noise-seed", 7)
+    assert metrics["protocol"]["noise_seed"] is None, "no noise, no seed to record"
+
+
+def test_single_token_gq_counts_whole_tokens_against_the_reported_codebook(video_folder: Path, tmp_path: Path) -> None:
+    path = export(tmp_path / "gqs", bottleneck="gq", gq_bits=12, gq_groups=3, gq_single_token=True)
+    model, video = load_autoencoder(path), clips(video_folder, 4)
+    metrics, _ = evaluated(path, video_folder, tmp_path / "e", "--max-videos", 4, "--batch-size", 3)
+    assert metrics["model"]["codebook_size"] == 2**12 and metrics["model"]["tokens_per_position"] == 1
+    with torch.no_grad():
+        tokens = regular_indices(model.tokenize(video)).flatten()  # every 12-bit token of the 4 clips
+
+    def usage_and_perplexity(values: torch.Tensor, vocabulary: int) -> tuple[float, float]:
+        counts = torch.bincount(values, minlength=vocabulary).double()
+        p = counts[counts > 0] / counts.sum()
+        return (counts > 0).sum().item() / vocabulary, math.exp(-(p * p.log()).sum().item())
+
+    usage, perplexity = usage_and_perplexity(tokens, 2**12)
+    assert metrics["codebook_usage"] == pytest.approx(usage) and metrics["perplexity"] == pytest.approx(perplexity)
+    groups = [usage_and_perplexity((tokens >> (4 * g)) & 15, 16) for g in range(3)]  # three 4-bit groups
+    assert metrics["group_codebook_usage"] == pytest.approx(sum(u for u, _ in groups) / 3)
+    assert metrics["group_perplexity"] == pytest.approx(sum(p for _, p in groups) / 3)
+    assert "Per group of the single-token GQ" in (tmp_path / "e" / "report.md").read_text()
 
 
 @pytest.mark.parametrize(

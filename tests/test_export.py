@@ -109,6 +109,10 @@ def test_latent_statistics_are_stored_in_the_export(tmp_path: Path, video_folder
     model = load_autoencoder(tmp_path / "export")
     mean, std = model.config["_vtok_latent_mean"], model.config["_vtok_latent_std"]
     assert len(mean) == len(std) == 8 and all(s > 0 for s in std)
+    assert model.config["_vtok_latent_stats_protocol"] == {
+        "frames": 5, "height": 32, "width": 32, "stride": 1, "fps": None, "crop": "centre", "clip": "centre",
+        "videos": 8, "skipped_files": 0,
+    }  # fmt: skip
     # the exported model's latents of the same centre clips, measured here with plain torch
     clips = clip_dataset(ClipProtocol(frames=5, height=32, width=32), str(video_folder), model)
     with torch.no_grad():
@@ -118,6 +122,41 @@ def test_latent_statistics_are_stored_in_the_export(tmp_path: Path, video_folder
     close = {"rtol": 1e-5, "atol": 1e-6}
     torch.testing.assert_close(torch.tensor(mean, dtype=torch.float64), flat.mean(1), **close)
     torch.testing.assert_close(torch.tensor(std, dtype=torch.float64), flat.std(1, correction=0), **close)
+
+
+def test_an_export_with_latent_statistics_loads_through_every_loader(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from vtok.export import load_autoencoder_and_metadata
+    from vtok.training.priors import initialise_from_prior
+
+    folder = tmp_path / "export"
+    main(["export", "--ckpt", str(fsq_run["checkpoint"]), "--out", str(folder), "--latent-stats", str(video_folder),
+          "--max-videos", "3", "--frames", "9", "--size", "32", "48", "--fps", "12"])  # fmt: skip
+    recorded = json.loads((folder / "config.json").read_text())["_vtok_latent_stats_protocol"]
+    assert recorded == {
+        "frames": 9, "height": 32, "width": 48, "stride": 1, "fps": 12.0, "crop": "centre", "clip": "centre",
+        "videos": 3, "skipped_files": 0,
+    }  # fmt: skip
+    reference = load_autoencoder(fsq_run["export"])  # the same weights, exported without statistics
+    video = torch.rand(1, 3, 5, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    model, metadata = load_autoencoder_and_metadata(folder)
+    assert metadata["_vtok_latent_stats_protocol"] == recorded
+    loaded = [VideoAutoencoder.from_pretrained(folder), load_autoencoder(folder), model]
+    loaded.append(initialise_from_prior(str(folder), VideoAutoencoder.from_config(reference.config)))  # model.init_from
+    with torch.no_grad():
+        for each in loaded:
+            assert torch.equal(each.eval().tokenize(video), reference.tokenize(video))
+    out = tmp_path / "eval"  # and the commands that load it
+    main(["evaluate", "--model", str(folder), "--data", str(video_folder), "--out", str(out), "--max-videos", "1",
+          "--pictures", "0"])  # fmt: skip
+    assert json.loads((out / "metrics.json").read_text())["model"]["path"] == str(folder)
+    main(["tokenize", "--model", str(folder), "--data", str(video_folder), "--out", str(tmp_path / "tokens"),
+          "--frames", "5", "--size", "32"])  # fmt: skip
+    assert (tmp_path / "tokens" / "index.jsonl").is_file()
+    # an export without the key, as older versions wrote them, loads as before
+    assert "_vtok_latent_stats_protocol" not in json.loads((FIXTURE / "config.json").read_text())
+    assert "_vtok_latent_stats_protocol" not in load_autoencoder(fsq_run["export"]).config
 
 
 def _export_error(capsys: pytest.CaptureFixture, *argv: str) -> str:
@@ -191,6 +230,8 @@ def test_latent_statistics_skip_unreadable_videos_and_count_them(
           "--latent-stats", str(folder), "--frames", "5", "--size", "32"])  # fmt: skip
     assert f"latent statistics from 4 videos ({len(broken)} skipped)" in capsys.readouterr().out
     model = load_autoencoder(tmp_path / "export")
+    recorded = model.config["_vtok_latent_stats_protocol"]
+    assert recorded["videos"] == 4 and recorded["skipped_files"] == len(broken) and recorded["frames"] == 5
     good = sorted(str(p) for p in folder.glob("*.mp4") if p.name not in broken)  # each once, no stand-ins
     clips = clip_dataset(ClipProtocol(frames=5, height=32, width=32), str(folder), model)
     with torch.no_grad():

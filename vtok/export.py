@@ -108,6 +108,7 @@ def export_checkpoint(
     out: str | Path,
     use_ema: bool = True,
     latent_stats: dict[str, list[float]] | None = None,
+    latent_stats_protocol: dict[str, Any] | None = None,
 ) -> Path:
     """Writes the export folder for a training checkpoint.
 
@@ -117,12 +118,17 @@ def export_checkpoint(
         use_ema: export the EMA weights when the checkpoint has them.
         latent_stats: per-channel ``{"mean": [...], "std": [...]}`` of the latents, stored as
             ``_vtok_latent_mean`` / ``_vtok_latent_std`` for diffusion models trained on them.
+        latent_stats_protocol: what ``latent_stats`` were measured on (clip frames, size, stride or
+            fps, crop, number of videos and of skipped files), stored as ``_vtok_latent_stats_protocol``.
+            Optional: exports without it (older ones included) load alike.
     """
     checkpoint = read_checkpoint(checkpoint_path)
     model = autoencoder_from_checkpoint(checkpoint, use_ema)
     metadata = export_metadata(model, checkpoint[CHECKPOINT_KEY], use_ema)
     if latent_stats is not None:
         metadata["_vtok_latent_mean"], metadata["_vtok_latent_std"] = latent_stats["mean"], latent_stats["std"]
+    if latent_stats_protocol is not None:
+        metadata["_vtok_latent_stats_protocol"] = latent_stats_protocol
     return write_export(model, out, metadata)
 
 

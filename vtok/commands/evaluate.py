@@ -10,6 +10,7 @@ from vtok.commands.device import add_device_argument, resolve_device
 from vtok.commands.outputs import output_folder
 from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
 from vtok.evaluation.runner import EvaluationSettings, evaluate
+from vtok.evaluation.ssim import check_ssim_size
 from vtok.export import load_autoencoder_and_metadata
 from vtok.vae import VideoAutoencoder
 
@@ -55,6 +56,7 @@ def main(argv: Sequence[str]) -> None:
     device = resolve_device(args.device)
     model, metadata = load_autoencoder_and_metadata(args.model)
     protocol = resolve_protocol(args, model, metadata.get("_vtok_clip"))
+    check_ssim_size(protocol.height, protocol.width)  # before any video is read
     dataset = clip_dataset(protocol, args.data, model, args.backend)
     settings = EvaluationSettings(
         device, args.batch_size, args.max_videos, args.lpips_weights, args.fvd_weights, max(args.pictures, 0),

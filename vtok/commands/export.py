@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
 from vtok.commands.outputs import output_folder
-from vtok.commands.protocol import add_protocol_arguments, protocol_dataset
+from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
 from vtok.export import autoencoder_from_checkpoint, export_checkpoint, latent_statistics, read_checkpoint
 
 
@@ -28,16 +29,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _latent_stats(args: argparse.Namespace) -> dict[str, list[float]]:
+def _latent_stats(args: argparse.Namespace) -> tuple[dict[str, list[float]], dict[str, Any]]:
     """Per-channel latent statistics over the centre clips of the first ``--max-videos`` readable videos
-    of ``--latent-stats``; unreadable ones are skipped with a warning and counted.
+    of ``--latent-stats``; unreadable ones are skipped with a warning and counted. Also returns what they
+    were measured on: the clip protocol (frames, size, stride or fps, centre clip and crop), the number
+    of videos used and of files skipped.
 
     Raises:
         ValueError: no video could be read (the message names the first reasons).
     """
     checkpoint = read_checkpoint(args.ckpt)
     model = autoencoder_from_checkpoint(checkpoint, use_ema=not args.no_ema)
-    dataset = protocol_dataset(args, args.latent_stats, model, checkpoint["vtok"].get("clip"))
+    protocol = resolve_protocol(args, model, checkpoint["vtok"].get("clip"))
+    dataset = clip_dataset(protocol, args.latent_stats, model, args.backend)
     latents: list[torch.Tensor] = []
     skipped: list[dict[str, str]] = []
     with torch.no_grad():
@@ -54,7 +58,7 @@ def _latent_stats(args: argparse.Namespace) -> dict[str, list[float]]:
             "check the data path and the clip flags, or run `vtok prepare` on it"
         )
     print(f"latent statistics from {len(latents)} videos ({len(skipped)} skipped)")
-    return latent_statistics(latents)
+    return latent_statistics(latents), {**protocol.as_dict(), "videos": len(latents), "skipped_files": len(skipped)}
 
 
 def main(argv: Sequence[str]) -> None:
@@ -62,6 +66,6 @@ def main(argv: Sequence[str]) -> None:
     if args.max_videos < 1:
         raise ValueError(f"--max-videos must be at least 1, got {args.max_videos}")
     out = output_folder(args.out)
-    stats = _latent_stats(args) if args.latent_stats else None
-    folder = export_checkpoint(args.ckpt, out, use_ema=not args.no_ema, latent_stats=stats)
+    stats, measured_on = _latent_stats(args) if args.latent_stats else (None, None)
+    folder = export_checkpoint(args.ckpt, out, not args.no_ema, latent_stats=stats, latent_stats_protocol=measured_on)
     print(f"exported {args.ckpt} -> {folder}")

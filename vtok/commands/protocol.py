@@ -101,10 +101,3 @@ def clip_dataset(protocol: ClipProtocol, data: str, model: VideoAutoencoder, bac
         return WholeVideoDataset(files, size, multiple, protocol.stride, protocol.fps, backend, lengths)
     clip = ClipSpec(protocol.frames, protocol.stride, protocol.fps)
     return VideoClipDataset(files, clip, size, backend=backend, lengths=lengths, train=False)
-
-
-def protocol_dataset(
-    args: argparse.Namespace, data: str, model: VideoAutoencoder, recorded: dict[str, Any] | None
-) -> VideoClipDataset:
-    """Centre clips of ``data``'s videos under the resolved protocol (unusable files are skipped)."""
-    return clip_dataset(resolve_protocol(args, model, recorded), data, model, args.backend)

@@ -100,6 +100,11 @@ def load_i3d(explicit: str | Path | None, device: torch.device) -> tuple[I3DFeat
     return I3DFeatures(path, device), None
 
 
+def lpips_weights_sha256(explicit: str | Path | None) -> str:
+    """Hex sha256 of the VGG16 backbone file that :func:`load_lpips` reads for ``explicit``."""
+    return sha256_of(vgg16_weights_path(explicit))
+
+
 def load_lpips(explicit: str | Path | None, device: torch.device) -> tuple[nn.Module | None, str | None]:
     """The LPIPS network (VGG16 backbone from a local file), or ``None`` and the reason it is not there.
 

@@ -2,9 +2,10 @@
 
 Inputs are videos ``[B, C, T, H, W]`` in ``[-1, 1]``; every per-video metric returns one value per
 video, so callers choose how to average (per clip, per video, across ranks). PSNR over all frames
-of a video; SSIM (Wang et al., 2004) and LPIPS (Zhang et al., 1801.03924) per frame, averaged over
-the frames of a video; the Fréchet distance between Gaussian fits of two feature sets (FID's math,
-Heusel et al., 1706.08500), which is FVD (Unterthiner et al., 1812.01717) on I3D features.
+of a video; SSIM (Wang et al., 2004, as :mod:`vtok.evaluation.ssim` computes it) and LPIPS (Zhang et
+al., 1801.03924) per frame, averaged over the frames of a video; the Fréchet distance between
+Gaussian fits of two feature sets (FID's math, Heusel et al., 1706.08500), which is FVD
+(Unterthiner et al., 1812.01717) on I3D features.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 from torch import nn
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import peak_signal_noise_ratio
 from torchmetrics.image.fid import _compute_fid
 
+from vtok.evaluation.ssim import ssim_per_frame
+
 DATA_RANGE = 2.0  # videos live in [-1, 1]
-SSIM_WINDOW = 11  # the standard 11x11 Gaussian window (sigma 1.5)
 
 
 def psnr_per_video(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -37,18 +39,16 @@ def _frames(video: torch.Tensor) -> torch.Tensor:
 def ssim_per_video(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """SSIM of every frame, averaged over the frames of each video, ``[B]``.
 
-    Computed on pixel values in ``[0, 1]`` (the usual convention: SSIM is not shift-invariant) with
-    an 11x11 Gaussian window, narrowed to the largest odd size that fits frames under 11 pixels.
+    Computed on pixel values in ``[0, 1]`` with data range 1 (the usual convention, as 8-bit frames
+    over 255: SSIM is not shift-invariant), by :func:`vtok.evaluation.ssim.ssim_per_frame`: the
+    11x11 Gaussian window (sigma 1.5) of Wang et al. (2004), averaged over the valid window
+    positions only, then over the channels.
+
+    Raises:
+        ValueError: frames smaller than 11x11 pixels.
     """
-    size = min(SSIM_WINDOW, *target.shape[-2:])
-    window = size if size % 2 else size - 1
-    values = structural_similarity_index_measure(
-        _frames(reconstruction.clamp(-1, 1)).add(1).div(2),
-        _frames(target).add(1).div(2),
-        data_range=1.0,
-        kernel_size=window,
-        reduction="none",
-    )
+    reconstruction, target = reconstruction.clamp(-1, 1).add(1).div(2), target.add(1).div(2)
+    values = ssim_per_frame(_frames(reconstruction), _frames(target), data_range=1.0)
     return values.view(target.shape[0], -1).mean(1)
 
 

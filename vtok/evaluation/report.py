@@ -42,6 +42,15 @@ def _cell(metrics: dict[str, Any], key: str) -> str:
     return f"skipped: {reason}" if reason else "n/a (continuous latents)"
 
 
+def _mode_line(metrics: dict[str, Any]) -> str:
+    """Mode, the noise level and seed of the decoded latents (when noised), and the batch size."""
+    protocol, timestep = metrics["protocol"], metrics["decode_timestep"]
+    line = f"Mode: {metrics['mode']}"
+    if timestep:
+        line += f"; latents decoded at noise level t = {timestep:g} (noise seed {protocol.get('noise_seed')}, per clip)"
+    return line + (f"; batch size {protocol['batch_size']}." if protocol.get("batch_size") else ".")
+
+
 def report_markdown(metrics: dict[str, Any]) -> str:
     """The report: headline metrics, model and protocol, skipped files with reasons, pictures."""
     model, protocol, pictures = metrics["model"], metrics["protocol"], metrics["pictures"]
@@ -54,7 +63,7 @@ def report_markdown(metrics: dict[str, Any]) -> str:
         "",
         f"Model: training step {model.get('training_step')}, {model.get('weights')} weights, "
         f"bottleneck {model.get('bottleneck')}, compression {metrics['compression']}; run on {metrics['device']}.",
-        f"Mode: {metrics['mode']}" + (f"; latents decoded at noise level t = {metrics['decode_timestep']:g}." if metrics["decode_timestep"] else "."),
+        _mode_line(metrics),
         f"Protocol: {frames} frames at {rate}, {protocol['height']}x{protocol['width']}, centre clip, centre crop.",
         "",
         "| metric | value |",
@@ -62,6 +71,14 @@ def report_markdown(metrics: dict[str, Any]) -> str:
         *(f"| {label} | {_cell(metrics, key)} |" for key, label in HEADLINE),
         "",
     ]
+    if metrics.get("group_codebook_usage") is not None:
+        lines += [
+            f"Per group of the single-token GQ (averaged over the groups): codebook usage "
+            f"{metrics['group_codebook_usage']:.4g}, perplexity {metrics['group_perplexity']:.4g}.",
+            "",
+        ]
+    if metrics.get("lpips_weights_sha256") and metrics["lpips"] is not None:
+        lines += [f"LPIPS backbone (VGG16) sha256: `{metrics['lpips_weights_sha256']}`.", ""]
     if metrics["fvd_weights_sha256"] and metrics["fvd"] is not None:
         lines += [f"FVD detector sha256: `{metrics['fvd_weights_sha256']}`.", ""]
     if metrics["skipped"]:

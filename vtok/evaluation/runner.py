@@ -5,7 +5,8 @@ counted and listed with their reasons. Discrete models are run the way they are 
 (timed as encoding), then ``indices_to_latents`` + ``decode`` (timed as decoding), the same
 reconstruction as ``detokenize``. ``mode="continuous"`` measures a jointly trained discrete model
 through its continuous latents instead (``encode(discrete=False)`` / ``decode(discrete=False)``).
-A ``decode_timestep`` t > 0 decodes latents noised to z_t = (1 - t)·z + t·ε (seeded), telling a
+A ``decode_timestep`` t > 0 decodes latents noised to z_t = (1 - t)·z + t·ε, each clip's ε seeded by
+(``noise_seed``, its file key: :mod:`vtok.evaluation.noise`) so no result depends on the batch size, telling a
 denoising decoder t; a decoder without timestep conditioning decodes them as they are, which is
 the comparison LTX-Video's denoising decoder is judged by. Everything runs in float32 on the
 chosen device.
@@ -23,13 +24,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import torch
+from einops import rearrange
 from tqdm import tqdm
 
 from vtok.data import ClipInfo, VideoClipDataset, file_key
 from vtok.error_text import first_line
 from vtok.evaluation.codebook import CodeCounter
-from vtok.evaluation.detectors import load_i3d, load_lpips
+from vtok.evaluation.detectors import load_i3d, load_lpips, lpips_weights_sha256
 from vtok.evaluation.metrics import frechet_distance, high_frequency_ratio, lpips_per_video, psnr_per_video, ssim_per_video
+from vtok.evaluation.noise import clip_noise
 from vtok.evaluation.pictures import write_pictures
 from vtok.evaluation.report import write_outputs
 from vtok.vae import VideoAutoencoder, regular_indices
@@ -52,7 +55,7 @@ class EvaluationSettings:
         mode: ``"discrete"`` (tokens) or ``"continuous"`` (latents before quantization); ``None``
             takes the model's own: discrete for fsq/gq, continuous for kl.
         decode_timestep: noise level t of the latents that are decoded (0: the latents as encoded).
-        noise_seed: seed of that latent noise.
+        noise_seed: seed of that latent noise (each clip's noise is seeded by it and the clip's file key).
         target_fps: the protocol's ``--fps``, when set: videos slower than it are reported (their clips
             keep their own rate, stride 1).
     """
@@ -89,12 +92,13 @@ def _timed(function: Callable[[], T], device: torch.device) -> tuple[T, float]:
 
 
 def _decoded(
-    model: VideoAutoencoder, latents: torch.Tensor, discrete: bool, timestep: float, generator: torch.Generator
+    model: VideoAutoencoder, latents: torch.Tensor, discrete: bool, timestep: float, noise_seed: int, keys: list[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``latents`` and their decoding, after noising them to ``timestep`` when it is above 0."""
+    """``latents`` and their decoding, after noising them to ``timestep`` when it is above 0 (clip ``i``'s
+    noise drawn on the CPU from ``noise_seed`` and ``keys[i]``: the same on any device and in any batch)."""
     if timestep <= 0:
         return latents, model.decode(latents, discrete=discrete)
-    noise = torch.randn(latents.shape, generator=generator, device=generator.device, dtype=latents.dtype)
+    noise = clip_noise(latents.shape[1:], noise_seed, keys, latents.dtype)
     return latents, model.decode_noised(latents, timestep, noise.to(latents.device), discrete=discrete)
 
 
@@ -104,13 +108,14 @@ class _Evaluation:
     def __init__(self, model: VideoAutoencoder, settings: EvaluationSettings, out: Path) -> None:
         self.model, self.settings, self.out = model, settings, out
         self.discrete = settings.resolved_mode(model) == "discrete"
-        self.generator = torch.Generator().manual_seed(settings.noise_seed)  # on the CPU: the same noise on any device
         self.lpips, self.lpips_skipped = load_lpips(settings.lpips_weights, settings.device)
+        self.lpips_sha256 = lpips_weights_sha256(settings.lpips_weights) if self.lpips is not None else None
         self.i3d, self.fvd_skipped = load_i3d(settings.fvd_weights, settings.device)
         self.fvd_sha256 = self.i3d.sha256 if self.i3d is not None else None
         self.rows: list[dict[str, Any]] = []
         self.features: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
-        self.codes: CodeCounter | None = None
+        self.codes: CodeCounter | None = None  # whole tokens, over the model's codebook_size
+        self.group_codes: CodeCounter | None = None  # a single-token GQ's groups, over a group's vocabulary
         self.seconds = {"encode": 0.0, "decode": 0.0}
         self.frames = 0
         self.latent_values_per_pixel: float | None = None
@@ -123,22 +128,31 @@ class _Evaluation:
     def add(self, videos: list[torch.Tensor], infos: list[ClipInfo]) -> None:
         model, device = self.model, self.settings.device
         video = torch.stack(videos).to(device)
-        t, generator = self.settings.decode_timestep, self.generator
+        noise = (self.settings.decode_timestep, self.settings.noise_seed, [file_key(info.path) for info in infos])
         if self.discrete:
             tokens, encode_seconds = _timed(lambda: model.tokenize(video), device)
-            decoded, decode_seconds = _timed(lambda: _decoded(model, model.indices_to_latents(tokens), True, t, generator), device)
-            groups, vocabulary = model.quantizer.quantizer.token_groups(regular_indices(tokens))
-            self.codes = self.codes or CodeCounter(vocabulary)
-            self.codes.update(groups)
+            to_latents = model.indices_to_latents  # timed with the decoding, as detokenize runs it
+            decoded, decode_seconds = _timed(lambda: _decoded(model, to_latents(tokens), True, *noise), device)
+            self._count(regular_indices(tokens))
         else:
             encoded, encode_seconds = _timed(lambda: model.encode(video, discrete=False), device)
-            decoded, decode_seconds = _timed(lambda: _decoded(model, encoded, False, t, generator), device)
+            decoded, decode_seconds = _timed(lambda: _decoded(model, encoded, False, *noise), device)
         latents, reconstruction = decoded
         self.seconds["encode"] += encode_seconds
         self.seconds["decode"] += decode_seconds
         self.frames += video.shape[0] * video.shape[2]
         self._rates(video, latents, infos)
         self._metrics(video, reconstruction, infos)
+
+    def _count(self, indices: torch.Tensor) -> None:
+        """Counts the tokens ``[B, K, t, h, w]`` as the model reports them (each of K slots over ``codebook_size``
+        values) and, where the quantizer's groups are not the tokens (single-token GQ), the groups too."""
+        self.codes = self.codes or CodeCounter(self.model.codebook_size)
+        self.codes.update(rearrange(indices, "b k t h w -> (b t h w) k"))
+        groups, vocabulary = self.model.quantizer.quantizer.token_groups(indices)
+        if groups.shape[1] != indices.shape[1] or vocabulary != self.model.codebook_size:
+            self.group_codes = self.group_codes or CodeCounter(vocabulary)
+            self.group_codes.update(groups)
 
     def _rates(self, video: torch.Tensor, latents: torch.Tensor, infos: list[ClipInfo]) -> None:
         self.clip_rates.update(round(info.fps, 3) for info in infos if info.fps > 0)
@@ -267,10 +281,13 @@ def _summary(
         "fvd": fvd,
         "fvd_skipped": run.fvd_skipped if fvd is None else None,
         "fvd_weights_sha256": run.fvd_sha256,
+        "lpips_weights_sha256": run.lpips_sha256,
         "mode": "discrete" if run.discrete else "continuous",
         "decode_timestep": run.settings.decode_timestep,
         "codebook_usage": run.codes.usage() if run.codes else None,
         "perplexity": run.codes.perplexity() if run.codes else None,
+        "group_codebook_usage": run.group_codes.usage() if run.group_codes else None,
+        "group_perplexity": run.group_codes.perplexity() if run.group_codes else None,
         "bits_per_pixel": model.bits_per_pixel(frames, height, width) if run.discrete else None,
         "latent_values_per_pixel": run.latent_values_per_pixel,
         "tokens_per_second_of_video": _mean(run.token_rates),
@@ -281,7 +298,12 @@ def _summary(
         "skipped": skipped,
         "encode_frames_per_s": run.frames / run.seconds["encode"] if run.seconds["encode"] > 0 else None,
         "decode_frames_per_s": run.frames / run.seconds["decode"] if run.seconds["decode"] > 0 else None,
-        "protocol": {**protocol, "clip_fps": sorted(run.clip_rates)},
+        "protocol": {
+            **protocol,
+            "clip_fps": sorted(run.clip_rates),
+            "batch_size": run.settings.batch_size,
+            "noise_seed": run.settings.noise_seed if run.settings.decode_timestep > 0 else None,
+        },
         "model": model_info,
         "device": str(run.settings.device),
         "pictures": run.pictures,

@@ -1,0 +1,73 @@
+"""SSIM is Wang et al.'s (2004) on the valid window positions, equal to an independent computation,
+and frames smaller than its 11x11 window are a one-line error through `vtok evaluate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.ssim_reference import reference_ssim, reference_ssim_per_video
+from vtok import VideoAutoencoder
+from vtok.cli import main
+from vtok.evaluation import ssim_per_video
+from vtok.evaluation.ssim import ssim_per_frame
+from vtok.export import write_export
+
+
+def _pair(shape: tuple[int, ...], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A smooth-ish target in [-1, 1] and a noisy reconstruction that strays outside it (clipped by the metric)."""
+    generator = torch.Generator().manual_seed(seed)
+    target = torch.rand(shape, generator=generator).mul(2).sub(1).cumsum(-1).div(4).clamp(-1, 1)
+    return target + 0.3 * torch.randn(shape, generator=generator), target
+
+
+def test_ssim_equals_the_standard_definition_on_the_valid_region() -> None:
+    reconstruction, target = _pair((2, 3, 3, 13, 17))  # 3x7 valid window positions: borders would weigh a lot
+    expected = reference_ssim_per_video(reconstruction.numpy(), target.numpy())
+    assert ssim_per_video(reconstruction, target).tolist() == pytest.approx(expected, abs=1e-5)
+    assert ssim_per_video(target, target).tolist() == pytest.approx([1.0, 1.0], abs=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as validation may call it: still computed in float32
+        assert ssim_per_video(reconstruction, target).tolist() == pytest.approx(expected, abs=1e-5)
+
+
+def test_ssim_per_frame_in_float64_and_other_data_ranges() -> None:
+    a, b = (x.double() for x in _pair((4, 3, 24, 11), seed=1))  # frames [N, C, H, W]: one valid column
+    for data_range in (1.0, 2.0, 255.0):
+        got = ssim_per_frame(a * data_range, b * data_range, data_range=data_range)
+        want = [reference_ssim(x * data_range, y * data_range, data_range) for x, y in zip(a.numpy(), b.numpy())]
+        assert got.dtype == torch.float64 and got.tolist() == pytest.approx(want, abs=1e-10)
+    try:  # scikit-image is no dependency of vtok: compared with it where it is installed
+        from skimage.metrics import structural_similarity
+    except ImportError:
+        return
+    x, y = np.random.default_rng(0).random((2, 3, 20, 30))
+    options = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False, "data_range": 1.0}
+    assert reference_ssim(x, y) == pytest.approx(structural_similarity(x, y, channel_axis=0, **options), abs=1e-10)
+    assert ssim_per_frame(torch.from_numpy(x)[None], torch.from_numpy(y)[None]).item() == pytest.approx(
+        structural_similarity(x, y, channel_axis=0, **options), abs=1e-10
+    )
+
+
+def test_frames_under_the_window_are_refused() -> None:
+    with pytest.raises(ValueError, match=r"SSIM needs frames of at least 11x11 pixels .* got 16x10"):
+        ssim_per_video(torch.zeros(1, 3, 1, 16, 10), torch.zeros(1, 3, 1, 16, 10))
+
+
+@pytest.mark.parametrize("size", [4, 8])
+def test_small_frames_are_a_one_line_error_of_evaluate_before_any_work(
+    size: int, video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    torch.manual_seed(0)
+    config = {"block_out_channels": [8, 16, 16], "latent_channels": 4, "layers_per_block": 1, "spatial_compression": 4}
+    path = write_export(VideoAutoencoder(**config), tmp_path / "s4", {})
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--model", str(path), "--data", str(video_folder), "--out", str(tmp_path / "eval"),
+              "--frames", "5", "--size", str(size), str(size), "--pictures", "0"])  # fmt: skip
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("vtok evaluate: error: SSIM needs frames of at least 11x11 pixels"), error
+    assert f"got {size}x{size}" in error and "\n" not in error, error
+    assert not (tmp_path / "eval").exists()
