@@ -149,3 +149,11 @@ def test_validation_scores_in_fp32_under_bf16_autocast() -> None:
         reconstruction = module.eval().inference_autoencoder(video, sample_posterior=False).reconstruction
     assert logged["val/ssim"] == pytest.approx(ssim_per_video(reconstruction.float(), video).mean().item(), rel=1e-5)
     assert logged["val/psnr"] == pytest.approx(psnr_per_video(reconstruction.float(), video).mean().item(), rel=1e-5)
+
+
+def test_frames_smaller_than_the_ssim_window_validate_without_ssim(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clips = ["--data.size", "8", "--data.synthetic_dir", str(tmp_path / "clips8")]  # 8x8 frames: 1x1 latents
+    main(tiny_fit_args(tmp_path, 3, *csv_logger(tmp_path), *clips, "--trainer.check_val_every_n_epoch", "1"))
+    assert metric_column(tmp_path / "run", "val/psnr"), "validation ran and scored PSNR"
+    assert not metric_column(tmp_path / "run", "val/ssim")
+    assert "val/ssim is not logged: frames of 8x8 are smaller than SSIM's 11x11 window" in caplog.text

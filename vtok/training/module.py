@@ -23,6 +23,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from vtok.data.batches import video_parts
 from vtok.evaluation.metrics import psnr_per_video, ssim_per_video
+from vtok.evaluation.ssim import WINDOW as SSIM_WINDOW
 from vtok.export import CHECKPOINT_KEY
 from vtok.losses import AdversarialLoss, AutoencoderLoss
 from vtok.training.clip_means import ClipWeightedMeans
@@ -143,6 +144,7 @@ class AutoencoderModule(LightningModule):
         self._rng_to_restore: dict[str, Any] | None = None
         self._loaded_batch_step: int | None = None  # the checkpoint's count, for `vtok validate`
         self._validation_means = ClipWeightedMeans()
+        self._said_no_ssim = False
         self.compile_networks = compile_networks
         self._compiled = should_compile(compile_networks, torch.device("cpu"))  # True: now; "auto": in setup
         # after the EMA copy: it stays plain
@@ -287,7 +289,12 @@ class AutoencoderModule(LightningModule):
         with torch.autocast(video.device.type, enabled=False):  # the code `vtok evaluate` runs, in fp32 as there
             reconstruction = output.reconstruction.float()
             metrics["val/psnr"] = psnr_per_video(reconstruction, video.float()).mean()
-            metrics["val/ssim"] = ssim_per_video(reconstruction, video.float()).mean()  # bf16 convolutions skew SSIM
+            if min(video.shape[-2:]) >= SSIM_WINDOW:  # smaller frames: no SSIM (said once, at the first)
+                metrics["val/ssim"] = ssim_per_video(reconstruction, video.float()).mean()  # bf16 skews SSIM
+            elif not self._said_no_ssim:
+                log.info("val/ssim is not logged: frames of %dx%d are smaller than SSIM's %dx%d window",
+                         *video.shape[-2:], SSIM_WINDOW, SSIM_WINDOW)  # fmt: skip
+                self._said_no_ssim = True
             if output.continuous_reconstruction is not None:  # joint training: one encoding serves both
                 metrics["val/continuous_psnr"] = psnr_per_video(output.continuous_reconstruction.float(), video.float()).mean()
         self._validation_means.add(metrics, video.shape[0])
