@@ -121,3 +121,24 @@ def test_sigterm_to_the_process_group_leaves_a_loadable_checkpoint_and_exits_zer
     prefix = "autoencoder."
     model.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)})
     assert not list((tmp_path / "run" / "checkpoints").glob(".*partial")), "no half-written files"
+
+
+LEFT_RUNNING = """
+import torch
+from torchdata.stateful_dataloader import StatefulDataLoader
+from vtok.data.worker_signals import kill_loader_workers_at_exit, leave_stop_signals_to_main_process
+
+kill_loader_workers_at_exit()
+loader = StatefulDataLoader(list(range(64)), batch_size=2, num_workers=2, persistent_workers=True,
+                            worker_init_fn=leave_stop_signals_to_main_process)
+batches = iter(loader)
+next(batches)  # the workers run, and stay referenced when the error ends the process
+raise RuntimeError("an error with loader workers running")
+"""
+
+
+def test_an_error_with_loader_workers_running_ends_the_process(tmp_path: Path) -> None:
+    """The workers ignore SIGTERM, which is how Python's exit stops daemonic children: without vtok's
+    exit hook the process waits for them forever."""
+    result = subprocess.run([sys.executable, "-c", LEFT_RUNNING], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 1 and "an error with loader workers running" in result.stderr

@@ -34,7 +34,8 @@ _exit_hook_registered = False
 
 
 def kill_loader_workers_at_exit() -> None:
-    """Makes this (main) process kill its loader workers still alive when it exits; registered once.
+    """Makes this (main) process kill its daemonic children (loader workers) still alive when it
+    exits; registered once.
 
     Runs before multiprocessing's own exit hook (exit hooks run newest first), which would otherwise
     wait for workers that ignore its SIGTERM.
@@ -46,7 +47,9 @@ def kill_loader_workers_at_exit() -> None:
 
 
 def _kill_leftover_workers() -> None:
+    # Every daemonic child: multiprocessing's own hook would terminate them all next anyway, and a
+    # started Process no longer says what it runs (start() drops its target), so loader workers
+    # cannot be told apart from other daemonic children.
     for child in multiprocessing.active_children():
-        target = getattr(child, "_target", None)
-        if child.daemon and getattr(target, "__name__", "") == "_worker_loop":  # torch's and torchdata's workers
+        if child.daemon:
             child.kill()
