@@ -7,6 +7,7 @@ import hashlib
 import json
 from pathlib import Path
 
+import torch
 from lightning.pytorch import Callback
 
 TINY_MODEL = [
@@ -65,7 +66,8 @@ class RecordSamples(Callback):
         sampler = getattr(trainer.train_dataloader, "sampler", None)
         epoch = sampler.epoch if hasattr(sampler, "epoch") else trainer.current_epoch  # files vs shards
         samples = batch["index"].tolist() if "index" in batch else list(batch["key"])
-        self.rows.append({"step": pl_module.batch_step, "epoch": epoch, "index": samples})
+        rng = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()[:16]  # after the step's draws
+        self.rows.append({"step": pl_module.batch_step, "epoch": epoch, "index": samples, "rng": rng})
 
     def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
         digest = hashlib.sha256()

@@ -77,6 +77,7 @@ def test_two_ranks_train_in_step_on_disjoint_shares_and_resume(tmp_path: Path) -
     first, second = _records(tmp_path)
     assert first["world"] == second["world"] == 2
     assert first["weights"] == second["weights"], "both ranks end with identical weights"
+    assert first["rows"][0]["rng"] != second["rows"][0]["rng"], "each rank draws its own noise"
     for epoch in {row["epoch"] for row in first["rows"]}:
         shares = [{i for row in record["rows"] if row["epoch"] == epoch for i in row["index"]} for record in (first, second)]
         assert not shares[0] & shares[1], f"epoch {epoch}: ranks shared clips"
@@ -111,6 +112,7 @@ def test_a_run_goes_on_with_another_number_of_ranks_training_each_clip_of_the_ep
     clips = [index for hop in hops for row in hop["rows"] for index in row["index"]]
     assert sorted(clips) == list(range(8)), "each clip of the epoch once, however many ranks trained it"
     assert hops[-1]["weights"] == hops[-2]["weights"]
+    assert hops[-1]["rows"][0]["rng"] != hops[-2]["rows"][0]["rng"], "the added rank seeds its own noise"
 
 
 def _fit_as_torchrun_rank(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, steps: int, restart_count: int) -> list[int]:

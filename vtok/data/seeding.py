@@ -10,7 +10,12 @@ import numpy as np
 import torch
 
 
+def mixed_seed(*keys: int) -> int:
+    """A non-negative 63-bit seed mixed from the integer ``keys`` (nearby keys give unrelated seeds)."""
+    state = np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, dtype=np.uint64)
+    return int(state[0] >> 1)
+
+
 def sample_generator(*keys: int) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded from the integer ``keys`` (e.g. seed, epoch, index)."""
-    state = np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, dtype=np.uint64)
-    return torch.Generator().manual_seed(int(state[0] >> 1))
+    return torch.Generator().manual_seed(mixed_seed(*keys))

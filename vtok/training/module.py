@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
 from vtok.data.batches import video_parts
+from vtok.data.seeding import mixed_seed
 from vtok.evaluation.metrics import psnr_per_video, ssim_per_video
 from vtok.evaluation.ssim import WINDOW as SSIM_WINDOW
 from vtok.export import CHECKPOINT_KEY
@@ -145,6 +146,7 @@ class AutoencoderModule(LightningModule):
         self._loaded_batch_step: int | None = None  # the checkpoint's count, for `vtok validate`
         self._validation_means = ClipWeightedMeans()
         self._said_no_ssim = False
+        self._rng_seeded_per_rank = False  # see on_train_batch_start
         self.compile_networks = compile_networks
         self._compiled = should_compile(compile_networks, torch.device("cpu"))  # True: now; "auto": in setup
         # after the EMA copy: it stays plain
@@ -333,6 +335,13 @@ class AutoencoderModule(LightningModule):
             if "cuda" in self._rng_to_restore and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(self._rng_to_restore["cuda"])
             self._rng_to_restore = None
+        elif not self._rng_seeded_per_rank and self.trainer.world_size > 1:
+            # seed_everything gives every rank one seed, so every rank would draw the same noise (the
+            # KL sample, the denoising decoder's t, the generative decoder's noise) for different clips;
+            # the weights are the same on every rank already (DDP broadcasts rank 0's), so from here on
+            # each rank draws its own.
+            torch.manual_seed(mixed_seed(torch.initial_seed(), self.trainer.global_rank))
+        self._rng_seeded_per_rank = True
 
     def on_train_epoch_end(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -383,6 +392,7 @@ class AutoencoderModule(LightningModule):
         self._rng_to_restore = state.get("rng")
         if self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:  # resuming, not validating
             mine = take_rank_state(checkpoint, self.trainer.global_rank, self.trainer.world_size)
+            # None for a rank the checkpoint had no state for: it seeds its own (on_train_batch_start)
             self._rng_to_restore = mine["rng"] if mine is not None else self._rng_to_restore
         self._loaded_batch_step = state.get("batch_step")
 

@@ -56,9 +56,9 @@ def take_rank_state(checkpoint: dict[str, Any], rank: int, world: int) -> dict[s
     """This rank's saved states (``None`` for a checkpoint from before they were saved per rank),
     with its loader state put where Lightning restores the training loader from.
 
-    From a checkpoint of another number of ranks, rank ``r`` takes rank ``r % saved``'s RNG state and
-    rank 0's loader state, and the epoch's batch count in the fit loop is rescaled (see the module
-    docstring).
+    From a checkpoint of another number of ranks, rank ``r`` takes rank ``r``'s RNG state (``None`` for a
+    rank the checkpoint had none for: it seeds its own) and rank 0's loader state, and the epoch's batch
+    count in the fit loop is rescaled (see the module docstring).
 
     Raises:
         ResumeMismatchError: another number of ranks wrote a checkpoint whose loader states do not say
@@ -68,7 +68,7 @@ def take_rank_state(checkpoint: dict[str, Any], rank: int, world: int) -> dict[s
     if record is None:
         return None
     saved = int(record["world_size"])
-    mine = dict(record["states"][rank % saved])
+    mine = dict(record["states"][rank]) if rank < saved else {"rng": None}
     loop = _fit_loop_state(checkpoint)
     if saved != world:
         mine["loader"] = record["states"][0]["loader"]
