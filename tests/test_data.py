@@ -296,3 +296,12 @@ def test_a_manifests_frame_counts_bound_the_clips_and_videos_open_from_memory(
     from_memory = open_video_bytes(path.read_bytes(), "clip in memory")
     assert (from_memory.num_frames, from_memory.path) == (20, "clip in memory")
     assert torch.equal(from_memory.read([0, 19]), open_video(path).read([0, 19]))
+
+
+def test_a_tiny_frame_far_from_the_output_aspect_ratio_still_gives_a_clip() -> None:
+    from vtok.data.transforms import crop_box, frames_to_clip
+
+    frames = synthetic_clip(2, 2, 2, seed=0)  # 2x2 pixels, to be cropped to 64x256 (1:4)
+    assert crop_box(2, 2, 64, 256) == (0, 0, 1, 2)
+    assert frames_to_clip(frames, (64, 256)).shape == (3, 2, 64, 256)
+    assert frames_to_clip(frames, (256, 64), torch.Generator().manual_seed(0)).shape == (3, 2, 256, 64)

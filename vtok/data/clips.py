@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -40,17 +41,43 @@ class VideoLength(NamedTuple):
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> VideoLength | None:
-        """From a manifest line or a shard's metadata; ``None`` when it holds no frame count."""
+        """From a manifest line or a shard's metadata; ``None`` when it holds no frame count.
+
+        ``frames`` is a whole number, 0 or more (``20.0`` and ``"20"``, as CSV and some JSON writers
+        give it, count as 20); ``fps`` a finite number, 0 or more, where 0 or empty means unknown
+        (the file's own rate is used).
+
+        Raises:
+            ValueError: a ``frames`` or ``fps`` that is not that; the message names the field and value.
+        """
         if record.get("frames") in (None, ""):
             return None
         fps = record.get("fps")
-        try:
-            return cls(int(record["frames"]), float(fps) if fps not in (None, "") else None)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"record of {record.get('path')!r}: 'frames' ({record['frames']!r}) must be a whole number "
-                f"and 'fps' ({fps!r}) a number"
-            ) from None
+        return cls(_whole_frames(record["frames"]), None if fps in (None, "") else _frame_rate(fps))
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a number (a number, or a string of one, as CSV gives it), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _whole_frames(value: Any) -> int:
+    number = _number(value)
+    if number is None or not math.isfinite(number) or number != int(number) or number < 0:
+        raise ValueError(f"'frames' is {value!r}: it must be a whole number of frames, 0 or more")
+    return int(number)
+
+
+def _frame_rate(value: Any) -> float:
+    number = _number(value)
+    if number is None or not math.isfinite(number) or number < 0:
+        raise ValueError(f"'fps' is {value!r}: it must be a finite number of frames per second, 0 or more (0: unknown)")
+    return number
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from vtok.data.readers import ReaderBackend
 from vtok.data.reencode import reencode_video
 from vtok.data.scan_pool import STALLED, run_with_deadlines
 from vtok.data.shard_writer import write_shards
-from vtok.data.sources import list_files
+from vtok.data.sources import list_files, unique_files
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,9 @@ class PrepareSummary:
 
     Args:
         out: the output folder.
-        found: files the data source lists.
+        found: files the data source lists, each real file once.
+        duplicates: paths of the data source left out because they lead (through symlinks, or as a
+            manifest's repeated line) to a file already listed: it is checked, and trained on, once.
         known: of those, files already in the manifest or the rejected list (not decoded again).
         probed: files decoded this run.
         accepted: files added to the manifest this run.
@@ -97,6 +99,7 @@ class PrepareSummary:
 
     out: Path
     found: int = 0
+    duplicates: int = 0
     known: int = 0
     probed: int = 0
     accepted: int = 0
@@ -111,6 +114,11 @@ class PrepareSummary:
         lines = [
             f"vtok prepare: {self.found} files, {self.known} already done, {self.probed} checked now: "
             f"{self.accepted} accepted, {len(self.rejected)} rejected",
+            *(
+                [f"  {self.duplicates} more paths lead to files already listed (symlinks or repeated lines): left out"]
+                if self.duplicates
+                else []
+            ),
             *(
                 [f"  {self.shortened} of the accepted keep only the frames before damage (see reported_frames)"]
                 if self.shortened
@@ -132,6 +140,8 @@ def check_file(source: str, out: Path, options: PrepareOptions) -> dict[str, Any
 
     Runs in a worker process; never raises for a bad file.
     """
+    if os.path.islink(source) and not os.path.exists(source):
+        return {"rejected": {"path": source, "reason": f"no such file: dangling symlink to {os.readlink(source)}"}}
     try:
         info = probe_video(source, options.backend, options.min_frames, options.every_frame)
         if options.reencode:
@@ -199,14 +209,14 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
     options = options or PrepareOptions()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    sources = list(dict.fromkeys(os.path.abspath(p) for p in list_files(data)))
+    sources, duplicates = unique_files([os.path.abspath(p) for p in list_files(data)])
     if not sources:
         raise ValueError(f"no video files found in {data!r}")
     accepted, rejected = read_jsonl(out / MANIFEST_NAME), read_jsonl(out / REJECTED_NAME)
     known = {r.get("source", r["path"]) for r in accepted} | {r["path"] for r in rejected}
     todo = [source for source in sources if source not in known]
     _warn_about_earlier_settings(accepted, options, out)
-    summary = PrepareSummary(out, found=len(sources), known=len(sources) - len(todo), probed=len(todo))
+    summary = PrepareSummary(out, len(sources), duplicates, known=len(sources) - len(todo), probed=len(todo))
     log.info("%d files, %d already in %s: checking %d", len(sources), summary.known, out, len(todo))
     check = functools.partial(check_file, out=out, options=options)
     with (

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import csv
+import fnmatch
 import glob
 import hashlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from vtok.data.clips import VideoLength
 from vtok.jsonfile import parse_json_object
+
+log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
@@ -28,26 +35,107 @@ def list_records(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) 
         source: a folder (searched recursively for ``suffixes``), a glob pattern (``**`` allowed),
             or a manifest: ``.jsonl`` with a ``path`` field per line, ``.csv`` with a ``path``
             column, or ``.txt`` with one path per line. Relative paths in a manifest are relative
-            to the manifest's folder.
+            to the manifest's folder. A folder search follows symlinked folders, each real folder
+            once (so a link loop ends; a glob follows them as :func:`glob.glob` does); both list
+            each real file once (the first path in sorted order), warn with counts of what they
+            left out for that, and keep dangling symlinks, which fail as "no such file" where they
+            are read. A manifest's lines are kept as written, repeats included.
         suffixes: file endings a folder search keeps (case-insensitive).
 
     Raises:
         FileNotFoundError: ``source`` names nothing that exists.
-        ValueError: a manifest without a ``path`` column or field.
+        ValueError: a manifest without a ``path`` column or field, or a line with a malformed
+            ``frames`` or ``fps`` (the message names the manifest and the line).
     """
     text = str(source)
     path = Path(text).expanduser()
     if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
         return _read_manifest(path)
+    searched_twice: list[str] = []  # symlinked folders not entered: their real folder was searched already
     if path.is_dir():
-        files = sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+        folders = _folders(str(path), True, searched_twice)
+        listed = (file for folder, names in folders for file in _files_in(folder, names, "*", True))
+        files = [file for file in listed if Path(file).suffix.lower() in suffixes]
     elif path.is_file():
-        files = [str(path)]
+        return [{"path": str(path)}]
     elif glob.has_magic(text):
-        files = sorted(p for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+        # glob follows symlinked folders, and round a loop until the path gets too long: the
+        # duplicates that gives are dropped below with the others
+        files = [file for file in glob.glob(str(path), recursive=True) if _file_or_dangling(file)]
     else:
         raise FileNotFoundError(f"data source {text!r} is not a folder, a file, a manifest or a glob pattern that exists")
+    files, repeats = unique_files(sorted(files))
+    notes = [f"{len(searched_twice)} symlinked folders (e.g. {searched_twice[0]}) lead to a folder searched already "
+             "(a symlink loop, or a second way to it): each folder is searched once"] if searched_twice else []
+    if repeats:
+        notes.append(f"{repeats} paths lead through symlinks to a file listed already: each file is listed once")
+    if notes:
+        log.warning("data source %s: %s", text, "; ".join(notes))
     return [{"path": file} for file in files]
+
+
+def unique_files(paths: Sequence[str]) -> tuple[list[str], int]:
+    """``paths`` in order without those that lead to a file already listed (the same real path,
+    through symlinks), and how many were left out."""
+    real_folders: dict[str, str] = {}  # one realpath per folder, not per file: listing stays cheap
+
+    def real(path: str) -> str:
+        if os.path.islink(path):
+            return os.path.realpath(path)
+        folder, name = os.path.split(os.path.abspath(path))
+        if folder not in real_folders:
+            real_folders[folder] = os.path.realpath(folder)
+        return os.path.join(real_folders[folder], name)
+
+    seen: set[str] = set()
+    kept = []
+    for path in paths:
+        key = real(path)
+        if key not in seen:
+            seen.add(key)
+            kept.append(path)
+    return kept, len(paths) - len(kept)
+
+
+def _listdir(folder: str) -> list[str] | None:
+    try:
+        return sorted(os.listdir(folder))
+    except OSError as error:
+        log.warning("cannot list folder %s (%s): its files are left out", folder, error.strerror or error)
+        return None
+
+
+def _folders(root: str, hidden: bool, searched_twice: list[str]) -> Iterator[tuple[str, list[str]]]:
+    """``(folder, names in it)`` for ``root`` and the folders under it, depth first in sorted order,
+    following symlinked folders: each real folder once (at the first path met), so a symlink loop
+    ends; the paths not entered for that are added to ``searched_twice``. Hidden folders below
+    ``root`` only with ``hidden``."""
+    seen: set[str] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        real = os.path.realpath(folder)
+        if real in seen:
+            searched_twice.append(folder)
+            continue
+        seen.add(real)
+        names = _listdir(folder)
+        if names is None:
+            continue
+        yield folder, names
+        subfolders = [os.path.join(folder, n) for n in names if hidden or not n.startswith(".")]
+        stack.extend(reversed([f for f in subfolders if os.path.isdir(f)]))
+
+
+def _files_in(folder: str, names: list[str], pattern: str, hidden: bool) -> list[str]:
+    """The entries of ``folder`` matching ``pattern`` that are not folders: files, and symlinks that
+    lead nowhere (dangling, or a loop), kept so that reading them reports them."""
+    paths = [os.path.join(folder, n) for n in fnmatch.filter(names, pattern) if hidden or not n.startswith(".")]
+    return [p for p in paths if _file_or_dangling(p)]
+
+
+def _file_or_dangling(path: str) -> bool:
+    return os.path.isfile(path) or (os.path.islink(path) and not os.path.exists(path))
 
 
 def _read_manifest(path: Path) -> list[dict[str, Any]]:
@@ -59,7 +147,10 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
             reader = csv.DictReader(handle)
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise ValueError(f"manifest {path} has no 'path' column (columns: {reader.fieldnames})")
-            records = list(reader)
+            records = []
+            for row in reader:
+                _check_length(row, f"manifest {path}, line {reader.line_num},")
+                records.append(row)
         else:
             records = []
             for number, line in enumerate(handle, 1):
@@ -68,11 +159,21 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
                 record = parse_json_object(line, f"manifest {path}, line {number},")
                 if not isinstance(record.get("path"), str) or not record["path"]:
                     raise ValueError(f"manifest {path}, line {number}, has no 'path' field holding a file path")
+                _check_length(record, f"manifest {path}, line {number},")
                 records.append(record)
     for record in records:
         if not Path(record["path"]).is_absolute():
             record["path"] = str(path.parent / record["path"])
     return records
+
+
+def _check_length(record: dict[str, Any], where: str) -> None:
+    """Refuses a line whose ``frames`` or ``fps`` training could not use, naming the line, before any
+    training starts (rather than failing far from the manifest, or quietly ignoring ``data.fps``)."""
+    try:
+        VideoLength.from_record(record)
+    except ValueError as error:
+        raise ValueError(f"{where} {error}") from None
 
 
 def file_key(path: str | Path) -> str:

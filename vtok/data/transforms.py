@@ -12,10 +12,11 @@ def crop_box(
     """``(top, left, h, w)`` of the largest box with the output's aspect ratio.
 
     Placed at random with ``generator``, else centred. Cropping at the source resolution before
-    resizing is the same as "resize the short side, then crop" and resizes fewer pixels.
+    resizing is the same as "resize the short side, then crop" and resizes fewer pixels. The box
+    is at least one pixel each way, however far a tiny frame is from the output's aspect ratio.
     """
     scale = min(height / out_height, width / out_width)
-    h, w = min(height, round(out_height * scale)), min(width, round(out_width * scale))
+    h, w = (max(1, min(side, round(out * scale))) for side, out in ((height, out_height), (width, out_width)))
     if generator is None:
         return (height - h) // 2, (width - w) // 2, h, w
     top = int(torch.randint(height - h + 1, (), generator=generator))
