@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vtok.data.dataset import SkippingDataset
 from vtok.data.errors import UnusableFileError
@@ -15,11 +15,13 @@ from vtok.error_text import first_line
 
 
 def read_rgb_image(path: str) -> torch.Tensor:
-    """uint8 ``[H, W, 3]``. Palette images are expanded to RGB; other channel layouts (grey,
+    """uint8 ``[H, W, 3]``, upright as a viewer shows it (EXIF orientation applied, as videos get
+    their display rotation). Palette images are expanded to RGB; other channel layouts (grey,
     alpha, CMYK) raise :class:`UnusableFileError` rather than being converted behind the user's back."""
     try:
         with Image.open(path) as image:
             image.load()
+            image = ImageOps.exif_transpose(image)
             if image.mode == "P" and "transparency" not in image.info:
                 image = image.convert("RGB")
             if image.mode != "RGB":

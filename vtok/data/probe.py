@@ -6,7 +6,12 @@ opens the file with the training reader, decodes the first, middle and last repo
 when the last fails, bisects for the last frame that decodes, each probe with a fresh reader as
 training opens one per sample. That assumes the decodable frames are a prefix, which is what a
 cut tail leaves. Damage between the checked frames is only found by decoding every frame
-(``every_frame``, :func:`first_undecodable_frame`); the frames before the first bad one are kept.
+(``every_frame``: one strict pass with PyAV, :mod:`vtok.data.strict_decode`, which also finds the
+damage FFmpeg notices but would conceal); the frames before the first bad one are kept.
+
+The training reader is decord checked against PyAV (:mod:`vtok.data.decord_check`): files decord
+reads wrong are read with PyAV, so the frames counted here are PyAV's; with ``backend="decord"``
+they are rejected instead. A file whose frame size changes part-way is rejected.
 """
 
 from __future__ import annotations
@@ -17,14 +22,27 @@ import av
 
 from vtok.data.errors import UnusableFileError
 from vtok.data.manifest import VideoInfo
-from vtok.data.readers import ReaderBackend, VideoDecodeError, VideoReader, open_video
+from vtok.data.pyav_frames import video_stream
+from vtok.data.readers import (
+    DecordReader,
+    FallbackReader,
+    FrameSizeChangeError,
+    ReaderBackend,
+    VideoDecodeError,
+    VideoReader,
+    open_video,
+)
+from vtok.data.strict_decode import strict_pass
 
 log = logging.getLogger(__name__)
 
 
 def _decodes(reader: VideoReader, index: int) -> bool:
+    """Whether frame ``index`` decodes; a frame size change is not a bad frame but a bad file: it raises."""
     try:
         reader.read([index])
+    except FrameSizeChangeError:
+        raise
     except VideoDecodeError:
         return False
     return True
@@ -37,60 +55,35 @@ def usable_frames(path: str, reported: int, backend: ReaderBackend = "auto") -> 
         path: the video.
         reported: the frame count the reader reports.
         backend: the reader, as in :func:`~vtok.data.readers.open_video`.
+
+    Raises:
+        FrameSizeChangeError: the frame size changes part-way.
     """
     good, bad = 1, reported  # frame good - 1 decodes, frame bad - 1 does not
     while bad - good > 1:
         middle = (good + bad) // 2
         try:
-            decodes = _decodes(open_video(path, backend), middle - 1)
+            reader = open_video(path, backend)
+        except FrameSizeChangeError:
+            raise
         except VideoDecodeError:
-            decodes = False
+            reader = None
+        decodes = reader is not None and _decodes(reader, middle - 1)
         good, bad = (middle, bad) if decodes else (good, middle)
     return good
-
-
-def first_undecodable_frame(path: str, frames: int, backend: ReaderBackend = "auto", chunk: int = 32) -> int | None:
-    """The index of the first of ``frames`` frames that does not decode, reading them all in order.
-
-    Reads ``chunk`` consecutive frames at a time with one reader (sequential reads cost one decode
-    per frame); inside a chunk that fails, each frame is read with a fresh reader, as training opens
-    one per sample, so a decoder left confused by the failure does not blame good frames.
-
-    Args:
-        path: the video.
-        frames: how many leading frames to check.
-        backend: the reader, as in :func:`~vtok.data.readers.open_video`.
-        chunk: frames per read.
-
-    Returns:
-        The first bad frame's index, or ``None`` when every frame decodes.
-    """
-    reader = open_video(path, backend)
-    for start in range(0, frames, chunk):
-        indices = range(start, min(start + chunk, frames))
-        try:
-            reader.read(list(indices))
-            continue
-        except VideoDecodeError:
-            pass
-        for index in indices:
-            try:
-                if not _decodes(open_video(path, backend), index):
-                    return index
-            except VideoDecodeError:
-                return index
-        reader = open_video(path, backend)  # each frame decodes alone: go on with a fresh reader
-    return None
 
 
 def stream_facts(path: str) -> tuple[str | None, int | None]:
     """The codec's name and the longest run of frames between keyframes (``None`` where unknown).
 
-    PyAV demuxes the packets without decoding them; a damaged tail ends the count early.
+    PyAV demuxes the packets of the stream training reads without decoding them; a damaged tail
+    ends the count early.
     """
     try:
         with av.open(path) as container:
-            stream = container.streams.video[0]
+            stream = video_stream(container)
+            if stream is None:
+                return None, None
             codec = stream.codec_context.name
             keyframes, count = [], 0
             try:
@@ -101,10 +94,23 @@ def stream_facts(path: str) -> tuple[str | None, int | None]:
                         count += 1
             except av.error.FFmpegError:
                 pass
-    except (av.error.FFmpegError, IndexError):
+    except av.error.FFmpegError:
         return None, None
     bounds = [*keyframes, count]
     return codec, max((b - a for a, b in zip(bounds, bounds[1:])), default=None)
+
+
+def _open_checked(path: str, backend: ReaderBackend) -> VideoReader:
+    """The training reader; a file decord reads wrong is said so (``auto``: PyAV reads it) or rejected
+    (``decord``: nothing would read it right)."""
+    reader = open_video(path, backend)
+    if isinstance(reader, DecordReader):
+        reason = reader.check_against_pyav()
+        if reason is not None:
+            raise UnusableFileError(path, f"decord reads it wrong: {reason}; the auto or pyav backend reads it right")
+    elif isinstance(reader, FallbackReader) and reader.decord_mismatch:
+        log.info("%s: read with PyAV, not decord: %s", path, reader.decord_mismatch)
+    return reader
 
 
 def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1, every_frame: bool = False) -> VideoInfo:
@@ -114,30 +120,40 @@ def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1,
         path: the video file.
         backend: the reader training uses, as in :func:`~vtok.data.readers.open_video`.
         min_frames: fewer decodable frames than this rejects the file (e.g. one clip's span).
-        every_frame: decode every frame, not only the first, middle and last; the frames before the
-            first that does not decode are kept (one pass of decoding: slower, and complete).
+        every_frame: also decode every frame, strictly (:mod:`vtok.data.strict_decode`); the frames
+            before the first damaged one are kept (one more pass of decoding: slower, and finds the
+            damage the decoder notices, not only where the sampled frames fall).
 
     Raises:
         UnusableFileError: the file cannot be opened, its first or middle frame does not decode,
-            or too few frames decode.
+            too few frames decode, its frame size changes, or decord (``backend="decord"``) reads it wrong.
     """
-    reader = open_video(path, backend)
+    reader = _open_checked(path, backend)
     reported = frames = reader.num_frames
     try:
         reader.read([0])
+    except FrameSizeChangeError:
+        raise
     except VideoDecodeError as error:
         raise UnusableFileError(path, f"the first frame does not decode ({error.reason})") from None
-    if every_frame:  # one pass finds a cut tail as well as damage inside: no sampled checks needed
-        first_bad = first_undecodable_frame(path, reported, backend)
-        if first_bad is not None:
-            frames = first_bad
-            log.info("%s: frame %d of %d does not decode; the %d before it are kept", path, first_bad, reported, frames)
-    else:
-        if not _decodes(reader, reported - 1):
-            frames = usable_frames(path, reported, backend)
-            log.info("%s: the header reports %d frames, %d decode", path, reported, frames)
-        if not _decodes(reader, frames // 2):
-            raise UnusableFileError(path, f"frame {frames // 2} (the middle one) does not decode")
+    if every_frame:
+        checked = strict_pass(path)
+        if checked.clean == 0:
+            raise UnusableFileError(path, f"the first frame is damaged ({checked.damage})")
+        if checked.clean < reported:
+            frames = checked.clean
+            if checked.damage:
+                log.info(
+                    "%s: frame %d of %d is damaged (%s); the %d before it are kept",
+                    path, frames, reported, checked.damage, frames,
+                )  # fmt: skip
+            else:
+                log.info("%s: the reader reports %d frames, PyAV decodes %d", path, reported, frames)
+    if not _decodes(reader, frames - 1):
+        frames = usable_frames(path, frames, backend)
+        log.info("%s: the header reports %d frames, %d decode", path, reported, frames)
+    if not _decodes(reader, frames // 2):
+        raise UnusableFileError(path, f"frame {frames // 2} (the middle one) does not decode")
     if frames < min_frames:
         raise UnusableFileError(path, f"too short: {frames} frames decode, at least {min_frames} wanted (--min-frames)")
     codec, keyframe_interval = stream_facts(path)

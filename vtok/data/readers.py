@@ -1,14 +1,18 @@
-"""Video readers: decord first, PyAV where decord has no wheel (it ships for x86-64 Linux only).
+"""Video readers: decord first, PyAV where decord has no wheel (it ships for x86-64 Linux only)
+and for the files decord reads wrong.
 
 A reader is opened per file (or per shard member held in memory) inside the process that uses
 it (a data-loader worker), never shared across a fork. Every failure to open or decode is raised as :class:`VideoDecodeError` with the
-path and the reason, so the dataset can skip the file and count it.
+path and the reason, so the dataset can skip the file and count it. Both readers give the frames a
+player shows: the same stream, upright (see :mod:`vtok.data.pyav_frames`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import logging
+import os
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -17,23 +21,25 @@ from typing import Literal, Protocol
 import numpy as np
 import torch
 
-from vtok.data.errors import UnusableFileError
+from vtok.data.decode_errors import FrameSizeChangeError, VideoDecodeError
+from vtok.data.decord_check import decord_disagreement
+from vtok.data.pyav_frames import displayed_array, frames_in_order, presented_frames, video_stream
 from vtok.error_text import first_line
+
+log = logging.getLogger(__name__)
 
 ReaderBackend = Literal["auto", "decord", "pyav"]
 VideoSource = str | Path | bytes  # a file, or a whole encoded file in memory (a shard member)
 # MPEG program and transport streams: decord 0.6 seeks in them by timestamps that start late, and
 # returns frames shifted by whole seconds (the clip's tail frozen on the last frame), with no error.
-# PyAV decodes them from the start, correctly; "auto" sends them there.
 MPEG_STREAM_SUFFIXES = frozenset({".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".vob"})
+# AVI: with B-frames (H.264, or MPEG-4 Part 2 as "xvid"/"divx" write it) decord's seeks land in the
+# wrong stretch of the file. PyAV decodes both from the start, correctly; "auto" sends them there.
+PYAV_SUFFIXES = MPEG_STREAM_SUFFIXES | {".avi"}
 
 
 def _openable(source: VideoSource) -> str | io.BytesIO:
     return io.BytesIO(source) if isinstance(source, bytes) else str(source)
-
-
-class VideoDecodeError(UnusableFileError):
-    """A video file that cannot be opened or decoded."""
 
 
 class VideoReader(Protocol):
@@ -58,6 +64,7 @@ class DecordReader:
 
         decord.logging.set_level(decord.logging.QUIET)  # vtok reports bad files itself, once each
         self.path = path = name or str(source)
+        self._source = source
         try:
             self._reader = decord.VideoReader(_openable(source), ctx=decord.cpu(0), num_threads=1)
             self.num_frames = len(self._reader)
@@ -78,9 +85,18 @@ class DecordReader:
             raise VideoDecodeError(self.path, f"decord gave frames of shape {frames.shape}, expected [T, H, W, 3]")
         return torch.from_numpy(np.ascontiguousarray(frames))
 
+    def check_against_pyav(self) -> str | None:
+        """Why decord's frames of this file cannot be trusted, or ``None`` when they agree with
+        PyAV's (:func:`~vtok.data.decord_check.decord_disagreement`; this moves the reader)."""
+        return decord_disagreement(self._reader, self._source, self.path)
+
 
 class PyAVReader:
-    """PyAV decoding from the start of the file up to the last wanted frame (the portable fallback)."""
+    """PyAV decoding from the start of the file up to the last wanted frame (the portable fallback).
+
+    Reads the stream :func:`~vtok.data.pyav_frames.video_stream` picks, counts the frames a player
+    presents, and gives them upright; its height and width are those of the first frame as shown.
+    """
 
     def __init__(self, source: VideoSource, name: str | None = None) -> None:
         import av
@@ -89,19 +105,26 @@ class PyAVReader:
         self._source = source
         try:
             with av.open(_openable(source)) as container:
-                if not container.streams.video:
+                stream = video_stream(container)
+                if stream is None:
                     raise VideoDecodeError(path, "it has no video stream")
-                stream = container.streams.video[0]
                 rate = stream.average_rate or stream.guessed_rate or Fraction(0)
                 self.fps = float(rate)
-                self.height, self.width = int(stream.height), int(stream.width)
-                self.num_frames = int(stream.frames) or _count_frames(container)
+                presented, counted, first = presented_frames(stream), 0, None
+                for packet in container.demux(stream):  # the first frame; and the count, where the index has none
+                    if first is None:
+                        first = next((displayed_array(frame) for frame in packet.decode()), None)
+                    counted += bool(packet.size and not packet.is_discard)  # frames an edit list cuts are not shown
+                    if first is not None and presented:
+                        break
+                self.num_frames = presented or counted
         except VideoDecodeError:
             raise
         except Exception as error:  # av.error.InvalidDataError and friends
             raise VideoDecodeError(path, f"PyAV cannot open it ({first_line(error)})") from None
-        if self.num_frames == 0:
+        if self.num_frames == 0 or first is None:
             raise VideoDecodeError(path, "it holds no video frames")
+        self.height, self.width = first.shape[:2]
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         import av
@@ -110,11 +133,13 @@ class PyAVReader:
         found: dict[int, np.ndarray] = {}
         try:
             with av.open(_openable(self._source)) as container:
-                for position, frame in enumerate(container.decode(video=0)):
+                for position, frame in frames_in_order(container, video_stream(container), self.path):
                     if position in wanted:
-                        found[position] = frame.to_ndarray(format="rgb24")
+                        found[position] = displayed_array(frame)
                     if position >= wanted[-1]:
                         break
+        except FrameSizeChangeError:
+            raise
         except Exception as error:
             raise VideoDecodeError(self.path, f"PyAV cannot decode frames ({first_line(error)})") from None
         missing = [i for i in wanted if i not in found]
@@ -123,33 +148,71 @@ class PyAVReader:
         return torch.from_numpy(np.stack([found[i] for i in indices]))
 
 
-def _count_frames(container) -> int:  # noqa: ANN001 - an av container
-    return sum(1 for _ in container.demux(video=0) if _.size)
-
-
 def decord_available() -> bool:
     return importlib.util.find_spec("decord") is not None
 
 
+# Per process: why decord cannot be trusted with a file (None: it can), so that a data-loader worker
+# checks each file once, not once per sample. Keyed by path, size and modification time (shard
+# members: name and size); forgotten wholesale when full.
+_decord_verdicts: dict[tuple[str, int, int], str | None] = {}
+_VERDICTS_KEPT = 100_000
+
+
+def _decord_verdict(reader: DecordReader) -> str | None:
+    if isinstance(reader._source, bytes):
+        key = (reader.path, len(reader._source), 0)
+    else:
+        try:
+            stat = os.stat(reader._source)
+        except OSError:  # gone since decord opened it: check, without remembering
+            return reader.check_against_pyav()
+        key = (str(reader._source), stat.st_size, stat.st_mtime_ns)
+    if key not in _decord_verdicts:
+        if len(_decord_verdicts) >= _VERDICTS_KEPT:
+            _decord_verdicts.clear()
+        try:
+            _decord_verdicts[key] = reader.check_against_pyav()
+        except Exception as error:  # PyAV cannot open what decord reads: nothing to compare with
+            log.debug("%s: decord's frames not checked (%s)", reader.path, first_line(error))
+            _decord_verdicts[key] = None
+    return _decord_verdicts[key]
+
+
 class FallbackReader:
-    """decord, with PyAV taking over a file (or a read) that decord fails on.
+    """decord, with PyAV taking over a file (or a read) that decord fails on or reads wrong.
 
     decord mis-decodes some valid files (for instance, some narrow frame widths come back with
-    four channels); a file is only unusable when neither decoder can read it.
+    four channels) and reads others wrong without an error (edit lists, B-frames in AVI or MPEG-4
+    Part 2, see :mod:`vtok.data.decord_check`): its frames are checked against PyAV's once per file
+    and process, and PyAV reads the files where they differ. A file is only unusable when neither
+    decoder can read it.
+
+    Attributes:
+        decord_mismatch: why PyAV, not decord, reads this file (``None``: decord reads it).
     """
 
     def __init__(self, source: VideoSource, name: str | None = None) -> None:
         self.path = name or str(source)
         self._source = source
+        self.decord_mismatch: str | None = None
+        self._primary: VideoReader | None = None
         try:
-            self._primary: VideoReader | None = DecordReader(source, self.path)
-            probe: VideoReader = self._primary
+            primary = DecordReader(source, self.path)
+            self.decord_mismatch = _decord_verdict(primary)
+            if self.decord_mismatch is None:
+                self._primary = probe = primary
+            else:
+                log.debug("%s: read with PyAV: %s", self.path, self.decord_mismatch)
         except VideoDecodeError as decord_error:
-            self._primary = None
+            self.decord_mismatch = decord_error.reason
+        if self._primary is None:
             try:
                 probe = PyAVReader(source, self.path)
+            except FrameSizeChangeError:
+                raise
             except VideoDecodeError as pyav_error:
-                raise VideoDecodeError(self.path, f"{decord_error.reason}; {pyav_error.reason}") from None
+                raise VideoDecodeError(self.path, f"{self.decord_mismatch}; {pyav_error.reason}") from None
         self.num_frames, self.fps = probe.num_frames, probe.fps
         self.height, self.width = probe.height, probe.width
 
@@ -161,14 +224,17 @@ class FallbackReader:
                 self._primary = None
                 try:
                     return PyAVReader(self._source, self.path).read(indices)
+                except FrameSizeChangeError:
+                    raise
                 except VideoDecodeError as pyav_error:
                     raise VideoDecodeError(self.path, f"{decord_error.reason}; {pyav_error.reason}") from None
         return PyAVReader(self._source, self.path).read(indices)
 
 
 def open_video(path: str | Path, backend: ReaderBackend = "auto") -> VideoReader:
-    """Opens ``path`` with decord, PyAV, or (``"auto"``) decord with PyAV as the fallback, and PyAV
-    alone for MPEG program and transport streams (``.ts``, ``.mpg``, ...), which decord mis-seeks.
+    """Opens ``path`` with decord, PyAV, or (``"auto"``) decord checked against PyAV and with PyAV as
+    the fallback (:class:`FallbackReader`), and PyAV alone for MPEG program and transport streams
+    (``.ts``, ``.mpg``, ...) and AVI files, in which decord mis-seeks.
 
     Raises:
         VideoDecodeError: the file is missing, empty, not a video, or undecodable.
@@ -201,6 +267,6 @@ def open_video_bytes(data: bytes, name: str, backend: ReaderBackend = "auto", su
 def _open(source: VideoSource, name: str, backend: ReaderBackend, suffix: str) -> VideoReader:
     if backend == "decord":
         return DecordReader(source, name)
-    if backend == "auto" and decord_available() and suffix.lower() not in MPEG_STREAM_SUFFIXES:
+    if backend == "auto" and decord_available() and suffix.lower() not in PYAV_SUFFIXES:
         return FallbackReader(source, name)
     return PyAVReader(source, name)

@@ -3,6 +3,9 @@
 Random access to a clip decodes from the keyframe before it; datasets encoded for streaming often
 have a keyframe every few seconds (or one per file), so every clip decodes hundreds of frames it
 throws away. Re-encoding once with a keyframe every few frames makes clip reads cheap.
+
+The copy holds the frames the readers give (:mod:`vtok.data.pyav_frames`): the best video stream,
+shown upright, so it needs no display rotation of its own.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from vtok.data.decode_errors import VideoDecodeError
+from vtok.data.pyav_frames import displayed_array, displayed_size, frames_in_order, video_stream
 from vtok.data.writers import write_video
 
 
@@ -22,14 +27,20 @@ def scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, i
     return max(2, round(height * scale / 2) * 2), max(2, round(width * scale / 2) * 2)
 
 
-def _frames(path: str, count: int, height: int, width: int) -> Iterator[np.ndarray]:
+def _frames(path: str, count: int, short_side: int | None) -> Iterator[np.ndarray]:
     with av.open(path) as container:
+        stream = video_stream(container)
+        if stream is None:
+            raise VideoDecodeError(path, "it has no video stream")
+        size: tuple[int, int] | None = None
         try:
-            for index, frame in enumerate(container.decode(video=0)):
+            for index, frame in frames_in_order(container, stream, path):  # raises where the frame size changes
                 if index >= count:
                     return
+                if size is None:  # the first frame as shown (a display matrix may turn it)
+                    size = scaled_size(*displayed_size(frame), short_side)
                 # PyAV resizes with swscale while converting; area averaging suits downscaling
-                yield frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+                yield displayed_array(frame, size)
         except av.error.FFmpegError:
             return  # a damaged tail: keep what decoded (the output is verified again afterwards)
 
@@ -46,7 +57,7 @@ def reencode_video(
     """Writes the first ``frames`` frames of ``source`` to ``destination`` as H.264.
 
     Args:
-        source: the video (frames are decoded with PyAV, in order).
+        source: the video (frames are decoded with PyAV, in order, and written upright).
         destination: the mp4 to write (written to a temporary name, then renamed).
         frames: how many frames to keep (the verified count).
         fps: frame rate of the output.
@@ -54,10 +65,7 @@ def reencode_video(
         keyframe_interval: at most this many frames between keyframes.
         crf: H.264 quality (lower is better; 18 is visually lossless).
     """
-    with av.open(source) as container:
-        stream = container.streams.video[0]
-        height, width = scaled_size(stream.codec_context.height, stream.codec_context.width, short_side)
     destination = Path(destination)
     partial = destination.with_name(destination.stem + ".partial" + destination.suffix)
-    write_video(partial, _frames(source, frames, height, width), fps, crf=crf, keyframe_interval=keyframe_interval)
+    write_video(partial, _frames(source, frames, short_side), fps, crf=crf, keyframe_interval=keyframe_interval)
     return partial.replace(destination)

@@ -1,0 +1,292 @@
+"""Decoding: every reader gives the frames a player shows, or says why it cannot.
+
+Files decord reads wrong without an error (AVI or MPEG-4 Part 2 with B-frames, edit lists), files
+with several video streams, display rotations, frame sizes that change part-way, and damage the
+decoder would conceal. The ground truth is PyAV decoding the file in order from its first frame.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+
+from vtok.data import ClipSpec, VideoClipDataset, open_video, synthetic_clip
+from vtok.data.errors import UnusableFileError
+from vtok.data.images import read_rgb_image
+from vtok.data.manifest import read_jsonl
+from vtok.data.probe import probe_video
+from vtok.data.decode_errors import FrameSizeChangeError
+from vtok.data.readers import DecordReader, PyAVReader, VideoDecodeError
+from vtok.data.reencode import reencode_video
+from vtok.commands.prepare import main as prepare
+
+QUIET = ["--no-progress", "--workers", "0"]
+
+
+def _write(
+    path: Path, frames: int = 60, height: int = 64, width: int = 64, codec: str = "libx264", **options: str
+) -> Path:
+    """Synthetic frames encoded with ``codec`` and encoder ``options`` (``bf``: B-frames, ``g``: keyframe
+    interval; ``rotation``: a display matrix, in degrees counter-clockwise)."""
+    rotation = options.pop("rotation", None)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=24)
+        stream.width, stream.height, stream.pix_fmt, stream.options = width, height, "yuv420p", options
+        if rotation is not None:
+            stream.set_display_rotation(int(rotation))
+        for array in synthetic_clip(frames, height, width, seed=2).numpy():
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def _in_order(path: Path, stream_index: int | None = None) -> np.ndarray:
+    """Every frame of the file's best (or the given) video stream, as coded, decoded from the start."""
+    with av.open(str(path)) as container:
+        stream = container.streams.best("video") if stream_index is None else container.streams[stream_index]
+        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(stream)])
+
+
+def _error(frames: torch.Tensor | np.ndarray, truth: np.ndarray) -> float:
+    frames = frames.numpy() if isinstance(frames, torch.Tensor) else frames
+    assert frames.shape == truth.shape, (frames.shape, truth.shape)
+    return float(np.abs(frames.astype(np.int16) - truth).mean())
+
+
+@pytest.mark.parametrize(
+    "name, codec, options",
+    [
+        ("h264_bframes.avi", "libx264", {"bf": "3", "g": "30"}),
+        ("xvid_like.avi", "mpeg4", {"bf": "1", "g": "12"}),
+        ("mpeg4_bframes.mp4", "mpeg4", {"bf": "2", "g": "30"}),
+    ],
+)
+def test_b_frames_in_avi_and_mpeg4_part2_give_the_frames_asked_for(
+    tmp_path: Path, name: str, codec: str, options: dict[str, str]
+) -> None:
+    # decord 0.6 returns frames of another stretch after a seek in these files, without an error
+    path = _write(tmp_path / name, codec=codec, **options)
+    truth = _in_order(path)
+    for start in (1, 2, 11, 16, 25, 31, 32, 47):
+        clip = open_video(path).read(list(range(start, start + 4)))  # a fresh reader per clip, as training opens
+        assert _error(clip, truth[start : start + 4]) < 3, f"clip at frame {start}"
+    dataset = VideoClipDataset([str(path)], ClipSpec(9), (64, 64), train=False)
+    video, info = dataset.load_with_info(0)
+    assert info.first_frame == 25 and video.shape == (3, 9, 64, 64)
+
+
+def _trim_by_stream_copy(source: Path, destination: Path, frames: int) -> Path:
+    """What ``ffmpeg -ss ... -c copy`` writes: every packet, shifted so that the first ``frames`` have
+    negative timestamps and an edit list that tells players to skip them."""
+    with av.open(str(source)) as inp, av.open(str(destination), "w") as out:
+        stream = inp.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        step = int(round(1 / 24 / stream.time_base))
+        for packet in inp.demux(stream):
+            if packet.size and packet.pts is not None:
+                packet.pts -= frames * step
+                packet.dts -= frames * step
+                packet.stream = copy
+                out.mux(packet)
+    return destination
+
+
+def test_an_mp4_trimmed_by_stream_copy_gives_the_frames_a_player_shows(tmp_path: Path) -> None:
+    source = _write(tmp_path / "source.mp4", frames=40, g="40", bf="0")
+    (tmp_path / "videos").mkdir()
+    trimmed = _trim_by_stream_copy(source, tmp_path / "videos" / "trimmed.mp4", 10)
+    truth = _in_order(trimmed)
+    assert len(truth) == 30 and _error(truth, _in_order(source)[10:]) == 0  # PyAV shows frames 10-39 of the source
+    for backend in ("auto", "pyav"):
+        reader = open_video(trimmed, backend)
+        assert reader.num_frames == 30, backend  # decord counts the header's 40
+        assert _error(reader.read(list(range(30))), truth) < 3, backend
+        assert _error(open_video(trimmed, backend).read([25]), truth[25:26]) < 3, backend
+        with pytest.raises(VideoDecodeError):
+            open_video(trimmed, backend).read([30])
+    reason = "decord counts 40 frames where PyAV presents 30 (an edit list?)"
+    assert DecordReader(trimmed).check_against_pyav() == reason
+    with pytest.raises(UnusableFileError, match="decord reads it wrong: decord counts 40 frames"):
+        probe_video(str(trimmed), "decord")
+    prepare(["--data", str(tmp_path / "videos"), "--out", str(tmp_path / "out"), *QUIET])
+    (record,) = read_jsonl(tmp_path / "out" / "manifest.jsonl")
+    assert record["frames"] == 30 and "reported_frames" not in record
+
+
+def _with_size_change(path: Path) -> Path:
+    """12 frames of 64x64, then 12 of 64x96, in one H.264 stream (as spliced broadcast captures are)."""
+    raw = b""
+    for index, width in enumerate((64, 96)):
+        segment = path.with_name(f"segment{index}.h264")
+        with av.open(str(segment), "w", format="h264") as container:
+            stream = container.add_stream("libx264", rate=24)
+            stream.width, stream.height, stream.pix_fmt = width, 64, "yuv420p"
+            for array in synthetic_clip(12, 64, width, seed=index).numpy():
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+            container.mux(stream.encode())
+        raw += segment.read_bytes()
+    joined = path.with_name("joined.h264")
+    joined.write_bytes(raw)
+    with av.open(str(joined), format="h264") as inp, av.open(str(path), "w") as out:
+        copy = out.add_stream_from_template(inp.streams.video[0])
+        copy.time_base = Fraction(1, 90000)
+        for index, packet in enumerate(p for p in inp.demux(inp.streams.video[0]) if p.size):
+            packet.stream, packet.time_base = copy, copy.time_base
+            packet.pts = packet.dts = index * 3750
+            out.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".ts", ".mkv"])  # PyAV reads .ts; decord would read .mkv, scaling every frame
+def test_a_frame_size_change_skips_the_file_with_the_reason(tmp_path: Path, suffix: str) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    changing = _with_size_change(videos / f"changing{suffix}")
+    good = _write(videos / "good.mp4", frames=30)
+    for junk in tmp_path.glob("videos/*.h264"):
+        junk.unlink()
+    reason = "frame size changes from 64x64 to 64x96 at frame 12"
+    with pytest.raises(FrameSizeChangeError, match=reason):
+        open_video(changing).read(list(range(16)))
+    dataset = VideoClipDataset([str(changing), str(good)], ClipSpec(20), (32, 32), train=False)
+    skipped: list[dict[str, str]] = []
+    assert dataset.load_or_skip(0, skipped) is None and dataset.load_or_skip(1, skipped) is not None
+    assert skipped == [{"path": str(changing), "reason": reason}]
+    summary = prepare(["--data", str(videos), "--out", str(tmp_path / "out"), *QUIET])
+    assert summary.accepted == 1 and summary.rejected == [(str(changing), reason)]
+
+
+def _thumbnail_first(path: Path) -> Path:
+    """A 1-frame 32x32 MJPEG thumbnail as stream 0, then the 20-frame 64x64 video."""
+    with av.open(str(path), "w", format="matroska") as container:
+        thumbnail = container.add_stream("mjpeg", rate=24)
+        thumbnail.width = thumbnail.height = 32
+        thumbnail.pix_fmt = "yuvj420p"
+        video = container.add_stream("libx264", rate=24)
+        video.width = video.height = 64
+        video.pix_fmt = "yuv420p"
+        for stream, frames, size in ((thumbnail, 1, 32), (video, 20, 64)):
+            for array in synthetic_clip(frames, size, size, seed=size).numpy():
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+            container.mux(stream.encode())
+    return path
+
+
+def test_every_reader_reads_the_best_video_stream_not_a_thumbnail(tmp_path: Path) -> None:
+    (tmp_path / "videos").mkdir()
+    path = _thumbnail_first(tmp_path / "videos" / "thumb_first.mkv")
+    truth = _in_order(path, stream_index=1)
+    for backend in ("auto", "pyav", "decord"):
+        reader = open_video(path, backend)
+        assert (reader.num_frames, reader.height, reader.width) == (20, 64, 64), backend
+        assert _error(reader.read([0, 19]), truth[[0, 19]]) < 3, backend
+    copy = reencode_video(str(path), tmp_path / "copy.mp4", frames=20, fps=24.0)
+    assert _error(PyAVReader(copy).read(list(range(20))), truth) < 6
+    prepare(["--data", str(tmp_path / "videos"), "--out", str(tmp_path / "out"), *QUIET])
+    (record,) = read_jsonl(tmp_path / "out" / "manifest.jsonl")
+    assert (record["frames"], record["height"], record["codec"], record["keyframe_interval"]) == (20, 64, "h264", 20)
+
+
+@pytest.mark.parametrize("rotation", [90, 180, -90])
+def test_a_display_rotation_is_applied_by_every_reader_and_the_reencoded_copy(tmp_path: Path, rotation: int) -> None:
+    path = _write(tmp_path / f"rot{rotation}.mp4", frames=10, height=48, width=80, rotation=str(rotation))
+    shown = np.rot90(_in_order(path), rotation // 90, axes=(1, 2))  # counter-clockwise, as FFmpeg's display matrix says
+    for backend in ("auto", "pyav"):
+        reader = open_video(path, backend)
+        assert (reader.height, reader.width) == shown.shape[1:3], backend
+        assert _error(reader.read(list(range(10))), shown) < 3, backend
+    copy = reencode_video(str(path), tmp_path / "copy.mp4", frames=10, fps=24.0)
+    with av.open(str(copy)) as container:
+        assert next(container.decode(video=0)).rotation == 0  # written upright, with no display matrix
+    assert _error(open_video(copy).read(list(range(10))), shown) < 6
+    info = probe_video(str(path))
+    assert (info.height, info.width) == shown.shape[1:3]
+
+
+def test_a_jpeg_is_read_in_its_exif_orientation(tmp_path: Path) -> None:
+    array = np.zeros((48, 80, 3), np.uint8)
+    array[:, :20] = 255  # a white band on the left, as stored
+    image = Image.fromarray(array)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    image.save(tmp_path / "portrait.jpg", exif=exif.tobytes())
+    read = read_rgb_image(str(tmp_path / "portrait.jpg"))
+    with Image.open(tmp_path / "portrait.jpg") as stored:
+        shown = np.array(ImageOps.exif_transpose(stored))
+    assert read.shape == (80, 48, 3) and torch.equal(read, torch.from_numpy(shown))
+    assert read[:20].float().mean() > 200 and read[-20:].float().mean() < 50  # the band is now on top
+
+
+def test_decord_keeps_the_files_it_reads_right(tmp_path: Path, carphone: Path) -> None:
+    files = [
+        carphone,
+        _write(tmp_path / "keyframe_every_8.mp4", frames=40, g="8"),
+        _write(tmp_path / "b_frames.mp4", frames=60, bf="3", g="24"),
+        _write(tmp_path / "rot180.mp4", frames=10, rotation="180"),  # decord turns it as PyAV does
+        _write(tmp_path / "clip.mkv", frames=30, g="10"),
+    ]
+    for path in files:
+        assert DecordReader(path).check_against_pyav() is None, path.name
+
+
+def test_a_worker_checks_each_file_against_pyav_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path / "clip.mp4", frames=30, g="8")
+    checks: list[str] = []
+    check = DecordReader.check_against_pyav
+    monkeypatch.setattr(DecordReader, "check_against_pyav", lambda self: (checks.append(self.path), check(self))[1])
+    monkeypatch.setattr("vtok.data.readers._decord_verdicts", {})
+    for _ in range(3):
+        open_video(path).read([5])
+    assert checks == [str(path)]
+    path.write_bytes(_write(tmp_path / "other.mp4", frames=20, g="8").read_bytes())  # a new file at the same path
+    open_video(path).read([5])
+    assert checks == [str(path)] * 2
+
+
+def _frames_and_marks(path: Path) -> tuple[np.ndarray, list[bool]]:
+    """Every frame, decoded as FFmpeg does by default (concealing damage), and which it marks corrupt."""
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+    return np.stack([f.to_ndarray(format="rgb24") for f in frames]), [f.is_corrupt for f in frames]
+
+
+def _damage_quietly(source: Path, destination: Path) -> int:
+    """Writes ``source`` with 40 random bytes over part of a P- or B-frame, where FFmpeg conceals them:
+    every frame decodes without an error, and it marks the damaged ones corrupt (the decoder noticed).
+    Returns the first damaged frame. Not all damage is noticed: the candidates are tried in turn."""
+    clean, _ = _frames_and_marks(source)
+    with av.open(str(source)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size and not p.is_keyframe]
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    for (position, size), seed in [(packet, seed) for packet in packets[8:14] for seed in range(3)]:
+        data = bytearray(source.read_bytes())
+        start = position + size // 4
+        data[start : start + 40] = np.random.default_rng(seed).integers(0, 256, 40, dtype=np.uint8).tobytes()
+        destination.write_bytes(bytes(data))
+        try:
+            concealed, corrupt = _frames_and_marks(destination)
+        except av.error.FFmpegError:
+            continue  # an error, not concealment
+        wrong = np.abs(concealed.astype(np.int16) - clean).reshape(len(clean), -1).max(1) > 0
+        if len(concealed) == len(clean) and any(corrupt) and corrupt.index(True) == np.argmax(wrong) > 0:
+            return int(np.argmax(wrong))
+    raise AssertionError("no candidate damage is concealed and noticed by this FFmpeg")
+
+
+@pytest.mark.parametrize("flags", [[], ["--reencode"]], ids=["in-place", "reencoded"])
+def test_every_frame_cuts_damage_the_decoder_would_conceal(tmp_path: Path, flags: list[str]) -> None:
+    # By default FFmpeg returns every frame of this file without an error, some of them smeared
+    source = _write(tmp_path / "source.mp4", frames=30, crf="10", g="10")
+    first_bad = _damage_quietly(source, tmp_path / "videos" / "damaged.mp4")
+    assert 0 < first_bad < 30
+    out = tmp_path / "out"
+    summary = prepare(["--data", str(tmp_path / "videos"), "--out", str(out), "--every-frame", *flags, *QUIET])
+    assert (summary.accepted, summary.shortened) == (1, 1)
+    (record,) = read_jsonl(out / "manifest.jsonl")
+    assert record["reported_frames"] == 30 and record["frames"] == first_bad  # every clean frame, no damaged one

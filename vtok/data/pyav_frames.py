@@ -1,0 +1,89 @@
+"""How every PyAV path of vtok sees a video: the same stream, the same frames, shown upright.
+
+- The stream: FFmpeg's best video stream (``av_find_best_stream``, which decord uses too), never an
+  attached picture (cover art, thumbnails); stream 0 may be a one-frame thumbnail.
+- The frames: those a player presents. An mp4 trimmed by stream copy keeps the cut frames, marked
+  discarded by its edit list; they are neither counted nor returned.
+- Upright: a display matrix (phone videos) rotates the frames by quarter turns as players show
+  them, so height and width are those of the displayed frames. Other angles and flips are ignored.
+- One size: a frame whose (displayed) size differs from the first one's raises
+  :class:`~vtok.data.decode_errors.FrameSizeChangeError`, never a squeezed or mismatched frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import av
+import numpy as np
+
+from vtok.data.decode_errors import FrameSizeChangeError
+
+
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
+    """The stream vtok reads: FFmpeg's best video stream, skipping attached pictures (``None``: none)."""
+    candidates = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not candidates:
+        return None
+    best = container.streams.best("video")
+    if best is not None and any(best.index == s.index for s in candidates):
+        return best
+    return max(candidates, key=lambda s: s.frames)  # FFmpeg picked a picture: the longest other stream
+
+
+def presented_frames(stream: av.video.stream.VideoStream) -> int:
+    """Frames a player presents, without decoding: from the container's index where it lists every
+    frame (an mp4's), else the header's count; 0 when the container does not say."""
+    entries = stream.index_entries
+    if stream.frames and len(entries) == stream.frames:
+        return sum(1 for entry in entries if not entry.is_discard)
+    return int(stream.frames)
+
+
+def quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns that show ``frame`` upright (0 without a display matrix)."""
+    degrees = frame.rotation
+    turns = round(degrees / 90)
+    return turns % 4 if abs(degrees - 90 * turns) < 1 else 0
+
+
+def displayed_size(frame: av.VideoFrame) -> tuple[int, int]:
+    """``(height, width)`` of the frame as shown."""
+    return (frame.width, frame.height) if quarter_turns(frame) % 2 else (frame.height, frame.width)
+
+
+def displayed_array(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
+    """uint8 RGB ``[H, W, 3]`` of the frame as shown, optionally resized (area averaging) to ``size``
+    (displayed ``(height, width)``)."""
+    turns = quarter_turns(frame)
+    if size is None:
+        array = frame.to_ndarray(format="rgb24")
+    else:  # swscale resizes the coded frame while converting: give it the coded orientation's size
+        height, width = size[::-1] if turns % 2 else size
+        array = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+    return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
+
+
+def check_size(first: tuple[int, int], frame: av.VideoFrame, index: int, name: str) -> None:
+    """Raises :class:`~vtok.data.decode_errors.FrameSizeChangeError` when frame ``index`` is not
+    shown at ``first``, the first frame's displayed ``(height, width)``."""
+    size = displayed_size(frame)
+    if size != first:
+        raise FrameSizeChangeError(
+            name, f"frame size changes from {first[0]}x{first[1]} to {size[0]}x{size[1]} at frame {index}"
+        )
+
+
+def frames_in_order(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, name: str
+) -> Iterator[tuple[int, av.VideoFrame]]:
+    """``(index, frame)`` of ``stream`` from the first frame on, in presentation order.
+
+    Raises:
+        FrameSizeChangeError: a frame's displayed size differs from the first frame's.
+    """
+    first: tuple[int, int] | None = None
+    for index, frame in enumerate(container.decode(stream)):
+        first = first or displayed_size(frame)
+        check_size(first, frame, index, name)
+        yield index, frame
