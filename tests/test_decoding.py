@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageOps
 
 from vtok.data import ClipSpec, VideoClipDataset, open_video, synthetic_clip
+from vtok.data.clips import VideoLength
 from vtok.data.errors import UnusableFileError
 from vtok.data.images import read_rgb_image
 from vtok.data.manifest import read_jsonl
@@ -247,6 +248,31 @@ def test_a_worker_checks_each_file_against_pyav_once(tmp_path: Path, monkeypatch
     path.write_bytes(_write(tmp_path / "other.mp4", frames=20, g="8").read_bytes())  # a new file at the same path
     open_video(path).read([5])
     assert checks == [str(path)] * 2
+
+
+def test_training_trusts_the_reader_prepare_recorded_and_checks_nothing_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _write(videos / "plain.mp4", frames=30, g="8")
+    trimmed = _trim_by_stream_copy(_write(tmp_path / "source.mp4", frames=40, g="40", bf="0"), videos / "trimmed.mp4", 10)
+    prepare(["--data", str(videos), "--out", str(tmp_path / "out"), *QUIET])
+    records = sorted(read_jsonl(tmp_path / "out" / "manifest.jsonl"), key=lambda record: record["path"])
+    assert [(Path(r["path"]).name, r["reader"]) for r in records] == [("plain.mp4", "decord"), ("trimmed.mp4", "pyav")]
+
+    checks: list[str] = []
+    check = DecordReader.check_against_pyav
+    monkeypatch.setattr(DecordReader, "check_against_pyav", lambda self: (checks.append(self.path), check(self))[1])
+    monkeypatch.setattr("vtok.data.readers._decord_verdicts", {})
+    files = [record["path"] for record in records]
+    lengths = [VideoLength.from_record(record) for record in records]
+    dataset = VideoClipDataset(files, ClipSpec(30), (32, 32), lengths=lengths, train=False)
+    clips = [dataset.load_with_info(index)[0] for index in range(2)]
+    assert checks == [], "a file prepare checked is not checked again"
+    unprepared = VideoClipDataset(files, ClipSpec(30), (32, 32), train=False)
+    assert [torch.equal(unprepared.load_with_info(index)[0], clip) for index, clip in enumerate(clips)] == [True, True]
+    assert checks == files, "without the record, each file is checked once"
 
 
 def _frames_and_marks(path: Path) -> tuple[np.ndarray, list[bool]]:

@@ -100,7 +100,10 @@ def test_manifest_lines_with_a_frame_count_or_rate_training_cannot_use_are_refus
     with pytest.raises(ValueError, match=r"list.csv, line 3, 'fps' is 'inf'"):
         list_records(tmp_path / "list.csv")
     # what JSON and CSV writers give for good values is read as meant; 0 or no fps is unknown
-    assert VideoLength.from_record({"frames": 20.0, "fps": 24}) == (20, 24.0)
-    assert VideoLength.from_record({"frames": "20", "fps": ""}) == (20, None)
-    assert VideoLength.from_record({"frames": 0, "fps": "0"}) == (0, 0.0)
+    assert VideoLength.from_record({"frames": 20.0, "fps": 24}) == (20, 24.0, None)
+    assert VideoLength.from_record({"frames": "20", "fps": ""}) == (20, None, None)
+    assert VideoLength.from_record({"frames": 0, "fps": "0"}) == (0, 0.0, None)
+    assert VideoLength.from_record({"frames": 5, "reader": "pyav"}).reader == "pyav"
+    with pytest.raises(ValueError, match="'reader' is 'ffmpeg'"):
+        VideoLength.from_record({"frames": 5, "reader": "ffmpeg"})
     assert VideoLength.from_record({"path": clip}) is None

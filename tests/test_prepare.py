@@ -129,8 +129,8 @@ def test_a_file_whose_header_promises_missing_frames_is_cut_to_the_frames_that_d
 
     requested: list[int] = []
 
-    def spying_open_video(file: str, backend: str = "auto"):  # noqa: ANN202
-        opened = open_video(file, backend)
+    def spying_open_video(file: str, backend: str = "auto", verified: str | None = None):  # noqa: ANN202
+        opened = open_video(file, backend, verified)
         read = opened.read
         opened.read = lambda indices: (requested.extend(indices), read(indices))[1]
         return opened

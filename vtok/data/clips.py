@@ -10,6 +10,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from vtok.data.readers import READER_NAMES
+
 
 log = logging.getLogger(__name__)
 _warned_slow_source = False  # once per process (each loader worker is one)
@@ -30,14 +32,17 @@ class ClipTooShortError(ValueError):
 
 
 class VideoLength(NamedTuple):
-    """What a manifest knows of a video: the frames verified to decode, and its frame rate.
+    """What a manifest knows of a video: the frames verified to decode, its frame rate, and the
+    decoder that reads it right.
 
     Clips are drawn within ``frames`` (never beyond what ``vtok prepare`` verified), without
-    trusting the count in the file's header.
+    trusting the count in the file's header; ``reader`` (``"decord"`` or ``"pyav"``) spares the
+    default reader its check of decord against PyAV (see :func:`~vtok.data.readers.open_video`).
     """
 
     frames: int
     fps: float | None = None
+    reader: str | None = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> VideoLength | None:
@@ -53,7 +58,10 @@ class VideoLength(NamedTuple):
         if record.get("frames") in (None, ""):
             return None
         fps = record.get("fps")
-        return cls(_whole_frames(record["frames"]), None if fps in (None, "") else _frame_rate(fps))
+        reader = record.get("reader") or None
+        if reader is not None and reader not in READER_NAMES:
+            raise ValueError(f"'reader' is {reader!r}: it must be one of {', '.join(READER_NAMES)} (as vtok prepare writes it)")
+        return cls(_whole_frames(record["frames"]), None if fps in (None, "") else _frame_rate(fps), reader)
 
 
 def _number(value: Any) -> float | None:

@@ -210,9 +210,10 @@ class VideoClipDataset(SkippingDataset):
 
     def load_with_info(self, index: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ClipInfo]:
         """The clip ``[3, T, H, W]`` from file ``index`` and where it came from; raises :class:`UnusableFileError`."""
-        reader = open_video(self.files[index], self.backend)  # opened here, inside the worker process
-        clip = self.clip_for(reader, self.lengths[index])
-        return video_clip_with_info(reader, clip, self.size, generator, self.horizontal_flip, self.lengths[index])
+        length = self.lengths[index]  # opened here, inside the worker process; with the reader prepare verified
+        reader = open_video(self.files[index], self.backend, length.reader if length is not None else None)
+        clip = self.clip_for(reader, length)
+        return video_clip_with_info(reader, clip, self.size, generator, self.horizontal_flip, length)
 
     def load(self, index: int, generator: torch.Generator | None) -> torch.Tensor:
         return self.load_with_info(index, generator)[0]

@@ -36,6 +36,9 @@ class VideoInfo:
             read at random costs up to this many decoded frames.
         source: the file ``vtok prepare`` scanned (differs from ``path`` after re-encoding).
         reported_frames: the count the file's header claims, when it is more than decodes.
+        reader: the decoder that reads the file right with the default ``auto`` backend (``decord``,
+            or ``pyav`` where decord reads it wrong); training opens the file with it instead of
+            checking decord against PyAV again (see :class:`~vtok.data.readers.FallbackReader`).
     """
 
     path: str
@@ -48,6 +51,7 @@ class VideoInfo:
     keyframe_interval: int | None = None
     source: str | None = None
     reported_frames: int | None = None
+    reader: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The JSON-serialisable line (unknown fields left out)."""

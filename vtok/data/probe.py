@@ -31,6 +31,7 @@ from vtok.data.readers import (
     VideoDecodeError,
     VideoReader,
     open_video,
+    reader_name,
 )
 from vtok.data.strict_decode import strict_pass
 
@@ -169,4 +170,5 @@ def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1,
         keyframe_interval=keyframe_interval,
         source=path,
         reported_frames=reported if frames < reported else None,
+        reader=reader_name(reader) if backend != "pyav" else None,  # PyAV alone says nothing of decord
     )

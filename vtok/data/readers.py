@@ -29,6 +29,8 @@ from vtok.error_text import first_line
 log = logging.getLogger(__name__)
 
 ReaderBackend = Literal["auto", "decord", "pyav"]
+ReaderName = Literal["decord", "pyav"]  # the decoder that reads a file right, as a manifest records it
+READER_NAMES: tuple[str, ...] = ReaderName.__args__
 VideoSource = str | Path | bytes  # a file, or a whole encoded file in memory (a shard member)
 # MPEG program and transport streams: decord 0.6 seeks in them by timestamps that start late, and
 # returns frames shifted by whole seconds (the clip's tail frozen on the last frame), with no error.
@@ -188,18 +190,24 @@ class FallbackReader:
     and process, and PyAV reads the files where they differ. A file is only unusable when neither
     decoder can read it.
 
+    Args:
+        source: the file, or its bytes.
+        name: what errors call it.
+        checked: decord is known to read this file right (``vtok prepare`` checked it and recorded
+            ``reader: decord``): the check is not run again.
+
     Attributes:
         decord_mismatch: why PyAV, not decord, reads this file (``None``: decord reads it).
     """
 
-    def __init__(self, source: VideoSource, name: str | None = None) -> None:
+    def __init__(self, source: VideoSource, name: str | None = None, checked: bool = False) -> None:
         self.path = name or str(source)
         self._source = source
         self.decord_mismatch: str | None = None
         self._primary: VideoReader | None = None
         try:
             primary = DecordReader(source, self.path)
-            self.decord_mismatch = _decord_verdict(primary)
+            self.decord_mismatch = None if checked else _decord_verdict(primary)
             if self.decord_mismatch is None:
                 self._primary = probe = primary
             else:
@@ -231,10 +239,16 @@ class FallbackReader:
         return PyAVReader(self._source, self.path).read(indices)
 
 
-def open_video(path: str | Path, backend: ReaderBackend = "auto") -> VideoReader:
+def open_video(path: str | Path, backend: ReaderBackend = "auto", verified: ReaderName | None = None) -> VideoReader:
     """Opens ``path`` with decord, PyAV, or (``"auto"``) decord checked against PyAV and with PyAV as
     the fallback (:class:`FallbackReader`), and PyAV alone for MPEG program and transport streams
     (``.ts``, ``.mpg``, ...) and AVI files, in which decord mis-seeks.
+
+    Args:
+        path: the file.
+        backend: the reader.
+        verified: with ``"auto"``, the reader ``vtok prepare`` found to read this file right (the
+            manifest's ``reader``): the file is opened with it and not checked again.
 
     Raises:
         VideoDecodeError: the file is missing, empty, not a video, or undecodable.
@@ -244,10 +258,12 @@ def open_video(path: str | Path, backend: ReaderBackend = "auto") -> VideoReader
         raise VideoDecodeError(path, "no such file")
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "the file is empty (0 bytes)")
-    return _open(path, str(path), backend, path.suffix)
+    return _open(path, str(path), backend, path.suffix, verified)
 
 
-def open_video_bytes(data: bytes, name: str, backend: ReaderBackend = "auto", suffix: str = "") -> VideoReader:
+def open_video_bytes(
+    data: bytes, name: str, backend: ReaderBackend = "auto", suffix: str = "", verified: ReaderName | None = None
+) -> VideoReader:
     """Opens a whole encoded video held in memory (e.g. a WebDataset shard member), like :func:`open_video`.
 
     Args:
@@ -255,18 +271,26 @@ def open_video_bytes(data: bytes, name: str, backend: ReaderBackend = "auto", su
         name: what errors call it (e.g. ``shard.tar#key``).
         backend: see :func:`open_video`.
         suffix: the file type the bytes came as (``".mp4"``, ``".ts"``), which picks the reader.
+        verified: see :func:`open_video`.
 
     Raises:
         VideoDecodeError: the bytes are empty, not a video, or undecodable.
     """
     if not data:
         raise VideoDecodeError(name, "the file is empty (0 bytes)")
-    return _open(data, name, backend, suffix)
+    return _open(data, name, backend, suffix, verified)
 
 
-def _open(source: VideoSource, name: str, backend: ReaderBackend, suffix: str) -> VideoReader:
+def reader_name(reader: VideoReader) -> ReaderName:
+    """Which decoder gives ``reader``'s frames: what ``vtok prepare`` records as ``reader``."""
+    if isinstance(reader, FallbackReader):
+        return "decord" if reader.decord_mismatch is None else "pyav"
+    return "decord" if isinstance(reader, DecordReader) else "pyav"
+
+
+def _open(source: VideoSource, name: str, backend: ReaderBackend, suffix: str, verified: ReaderName | None) -> VideoReader:
     if backend == "decord":
         return DecordReader(source, name)
-    if backend == "auto" and decord_available() and suffix.lower() not in PYAV_SUFFIXES:
-        return FallbackReader(source, name)
+    if backend == "auto" and decord_available() and suffix.lower() not in PYAV_SUFFIXES and verified != "pyav":
+        return FallbackReader(source, name, checked=verified == "decord")
     return PyAVReader(source, name)

@@ -255,7 +255,7 @@ class ShardClipDataset(IterableDataset):
             length = VideoLength.from_record(json.loads(member["json"])) if "json" in member else None
         except (ValueError, TypeError, AttributeError) as error:
             raise UnusableFileError(name, f"its .json is not a metadata record ({error})") from None
-        reader = open_video_bytes(member[field], name, self.backend, f".{field}")
+        reader = open_video_bytes(member[field], name, self.backend, f".{field}", length.reader if length else None)
         generator = None
         if self.train:
             generator = sample_generator(self.seed, self._position["epoch"], zlib.crc32(key.encode()), self._position["pass"])
