@@ -13,10 +13,12 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.trainer.states import TrainerFn
+from torch.utils.data import DataLoader
 
 from tests.helpers import csv_logger, metric_column, tiny_fit_args
 from vtok import VideoAutoencoder
 from vtok.cli import main
+from vtok.losses import AdversarialLoss
 from vtok.training import AutoencoderModule
 from vtok.data.dataset import VideoClipDataset
 
@@ -51,6 +53,26 @@ def test_a_stream_of_nans_stops_the_run_with_a_clear_error(tmp_path: Path, monke
         main(tiny_fit_args(tmp_path, 20, "--trainer.logger", "false", "--model.max_nonfinite_steps", "3"))
     assert exit_info.value.code == 1
     assert "3 consecutive steps had a non-finite loss or gradient" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lecam_weight, start_step", [(0.1, 0), (0.0, 0), (0.1, 1000)])
+def test_one_nan_batch_with_a_discriminator_skips_that_step_only(lecam_weight: float, start_step: int) -> None:
+    """LeCAM's running means see every batch, before the start and at weight 0 too (0 · NaN is NaN)."""
+    torch.manual_seed(0)
+    module = AutoencoderModule(
+        VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1),
+        adversarial=AdversarialLoss("patch2d", channels=8, layers=1, norm="group", start_step=start_step,
+                                    lecam_weight=lecam_weight),
+        max_nonfinite_steps=3,
+    )  # fmt: skip
+    batches = [{"video": torch.rand(1, 3, 5, 16, 16) * 2 - 1} for _ in range(7)]
+    batches[1]["video"][0, 0, 0, 0, 0] = float("nan")
+    trainer = Trainer(max_steps=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    assert module.skipped_steps == 1 and module.batch_step == 7 and trainer.global_step == 6  # the skip does not count
+    assert torch.isfinite(module.adversarial.ema_real) and torch.isfinite(module.adversarial.ema_fake)
+    assert all(torch.isfinite(v).all() for v in module.state_dict().values())
 
 
 def test_accumulated_batches_make_one_optimizer_step(tmp_path: Path) -> None:

@@ -91,6 +91,25 @@ def test_hinge_and_lecam_terms_match_their_formulas() -> None:
     assert adversarial.ema_fake.item() == pytest.approx(ema_fake + 0.1 * (fake_logits.mean().item() - ema_fake), rel=1e-5)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_batch_leaves_the_lecam_anchors_where_they_were(bad: float) -> None:
+    """The module skips such a step; an anchor that took it in would stay non-finite for good."""
+    torch.manual_seed(0)
+    adversarial = AdversarialLoss("patch2d", channels=8, layers=1, norm="group", start_step=100, lecam_decay=0.9)
+    adversarial.ema_real.fill_(0.25)
+    adversarial.ema_fake.fill_(-0.5)
+    real, fake = torch.rand(2, 3, 1, 16, 16) * 2 - 1, torch.rand(2, 3, 1, 16, 16) * 2 - 1
+    real[0, 0, 0, 0, 0] = bad
+    with torch.no_grad():
+        fake_mean = adversarial.discriminator(fake).mean().item()
+    terms = adversarial.discriminator_terms(real, fake, step=0)  # before the start: weighted 0, anchors still move
+    assert not torch.isfinite(terms["loss"]), "the step itself is not finite (the module skips it)"
+    assert adversarial.ema_real.item() == 0.25, "the non-finite mean did not move its anchor"
+    assert adversarial.ema_fake.item() == pytest.approx(-0.5 + 0.1 * (fake_mean + 0.5), rel=1e-5), "the finite one did"
+    clean = adversarial.discriminator_terms(torch.rand(2, 3, 1, 16, 16) * 2 - 1, fake, step=0)
+    assert torch.isfinite(clean["loss"]) and torch.isfinite(adversarial.ema_real), "the next batch is finite again"
+
+
 def test_adaptive_weight_is_the_ratio_of_gradient_norms_at_the_last_layer() -> None:
     torch.manual_seed(0)
     adversarial = AdversarialLoss("patch3d", channels=8, layers=2, norm="group", weight=0.5)

@@ -143,3 +143,69 @@ def test_training_without_limits_steps_on_the_unclipped_gradients() -> None:
     (generator, discriminator), logged = recorder.seen, recorder.logged
     assert generator[0][0] == pytest.approx(logged[0]["train/grad_norm"], rel=1e-4) and generator[0][0] > 1e-2
     assert discriminator[0][0] == pytest.approx(logged[0]["train/disc_grad_norm"], rel=1e-4) and discriminator[0][0] > 1e-2
+
+
+class RecordDiscriminator(Callback):
+    """Test-only: the discriminator's weights around every batch, its gradients and learning rate at each
+    of its optimiser's steps (a step pre-hook), and the ``train/disc_lr`` each batch logged."""
+
+    def __init__(self) -> None:
+        self.before: list[list[torch.Tensor]] = []
+        self.after: list[list[torch.Tensor]] = []
+        self.steps: list[tuple[list[torch.Tensor], float]] = []
+        self.logged_lr: list[float] = []
+
+    def on_train_start(self, trainer: Trainer, pl_module: AutoencoderModule) -> None:
+        def record(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            self.steps.append(([p.grad.clone() for p in params], optimizer.param_groups[0]["lr"]))
+
+        trainer.optimizers[1].register_step_pre_hook(record)
+
+    def _weights(self, pl_module: AutoencoderModule) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in pl_module.adversarial.discriminator.parameters()]
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: AutoencoderModule, batch: Any, batch_idx: int) -> None:
+        self.before.append(self._weights(pl_module))
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: AutoencoderModule, *args: Any) -> None:
+        self.after.append(self._weights(pl_module))
+        self.logged_lr.append(trainer.callback_metrics["train/disc_lr"].item())
+
+
+def test_the_discriminator_optimizer_and_its_schedule_start_at_the_adversarial_start() -> None:
+    """Before ``start_step`` its gradients are zeros: AdamW must not step on them (Adam's bias correction
+    would be spent, a first real update several times too large; weight decay would shrink the weights),
+    and its warm-up and cosine count from its start and end with the run."""
+    start, steps, lr, decay = 6, 11, 1e-3, 0.1
+    torch.manual_seed(0)
+    module = AutoencoderModule(
+        VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1),
+        adversarial=AdversarialLoss("patch2d", channels=8, layers=1, norm="group", start_step=start),
+        disc_optimizer=OptimizerConfig(lr=lr, betas=(0.5, 0.999), weight_decay=decay, warmup_steps=2, schedule="cosine",
+                                       min_lr_ratio=0.0),
+        disc_grad_clip=None,
+    )  # fmt: skip
+    batches = [{"video": torch.rand(1, 3, 5, 16, 16) * 2 - 1} for _ in range(steps)]
+    recorder = RecordDiscriminator()
+    trainer = Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, callbacks=[recorder], accelerator="cpu")  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    assert module.skipped_steps == 0 and len(recorder.after) == steps
+    for batch in range(start):  # no step: no update, no weight decay
+        assert all(torch.equal(a, b) for a, b in zip(recorder.before[batch], recorder.after[batch])), f"batch {batch}"
+    # its schedule's step 0 is the adversarial start: warm-up over 2 steps, then a cosine to 0 at the run's end
+    used = [expected_lr(s, lr, 2, "cosine", steps - start, 0.0) for s in range(steps - start)]
+    assert [rate for _, rate in recorder.steps] == pytest.approx(used, rel=1e-9)
+    assert recorder.logged_lr[start:] == pytest.approx(used, rel=1e-6)
+    assert recorder.logged_lr[start] == pytest.approx(lr / 2), "the warm-up's first rate at the first real step"
+    # Adam's first step: m̂ = g and v̂ = g², so each weight moves by lr·g/(|g| + eps), after the decoupled decay
+    grads, rate = recorder.steps[0]
+    for before, after, grad in zip(recorder.before[start], recorder.after[start], grads):
+        expected = before * (1 - rate * decay) - rate * grad / (grad.abs() + 1e-8)
+        assert torch.allclose(after, expected, rtol=0, atol=1e-3 * rate)
+    first = zip(recorder.after[start], recorder.before[start])
+    moved = torch.cat([(after - before * (1 - rate * decay)).abs().flatten() for after, before in first])
+    assert moved.median().item() == pytest.approx(rate, rel=1e-3), "|update| = lr for a weight with a real gradient"
+    state = trainer.optimizers[1].state
+    assert all(int(state[p]["step"]) == steps - start for p in module.adversarial.discriminator.parameters())

@@ -13,11 +13,16 @@ reaches the device); it saves the state of the last batch trained.
 The saved state also says how the run was launched (ranks, loader workers). torchdata restores a
 state only into as many workers as saved it; a state from another launch goes to the sampler alone,
 which knows its place without the workers (see :meth:`TrainedStateLoader.load_state_dict`).
+
+The loader also adds up the seconds its consumer spent blocked in its iterator's ``next()``
+(``fetch_seconds``): the time a training step waited for data, which the training loop's loader-wait
+monitor reads (host clock only).
 """
 
 from __future__ import annotations
 
 import copy
+import time
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -48,10 +53,23 @@ class TrainedStateLoader(StatefulDataLoader):
         # states after the last batch trained, then after each batch handed out since
         self._states: deque[dict[str, Any]] = deque()
         self._exhausted = True
+        self.fetch_seconds = 0.0  # host seconds spent in next() of this loader's iterators, ever
 
     def __iter__(self) -> Iterator[Any]:
-        batches = super().__iter__()
+        batches = self._timed(super().__iter__())
         return self._tracked(batches) if self.track_trained else batches
+
+    def _timed(self, batches: Iterator[Any]) -> Iterator[Any]:
+        """``batches``, adding the time each ``next()`` takes (a batch, or the end) to ``fetch_seconds``."""
+        while True:
+            start = time.perf_counter()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            finally:
+                self.fetch_seconds += time.perf_counter() - start
+            yield batch
 
     def _tracked(self, batches: Iterator[Any]) -> Iterator[Any]:
         self._states = deque([copy.deepcopy(super().state_dict())])

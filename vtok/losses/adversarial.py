@@ -4,7 +4,8 @@ adaptive generator weight of VQGAN (2012.09841).
 Designed for one backward per step under DDP without ``find_unused_parameters``: the generator
 term calls the discriminator with its parameters frozen (so no gradient reaches them from it), and
 the discriminator term is computed every step, multiplied by 0 before ``start_step``, so every
-discriminator parameter gets a gradient (of zero) and DDP all-reduces once.
+discriminator parameter gets a gradient (of zero) and DDP all-reduces once. The training module does not
+step the discriminator's optimizer on those zeros (see ``vtok.training.module``).
 """
 
 from __future__ import annotations
@@ -80,7 +81,15 @@ class AdversarialLoss(nn.Module):
         self.register_buffer("ema_fake", torch.zeros(()))
 
     def started(self, step: int) -> bool:
+        """Whether the adversarial terms are on at training batch ``step``."""
         return step >= self.start_step
+
+    def _update_anchor(self, anchor: torch.Tensor, mean_logit: torch.Tensor) -> None:
+        """Moves a LeCAM anchor towards ``mean_logit``, unless that is not finite: a non-finite batch
+        (whose step the module skips) would otherwise leave NaN in the anchor for good, and with it
+        every later loss, even while the term is weighted 0 (0 · NaN is NaN). Decided on the device."""
+        moved = anchor.lerp(mean_logit, 1 - self.lecam_decay)
+        anchor.copy_(torch.where(torch.isfinite(moved), moved, anchor))
 
     def generator_terms(
         self, reconstruction: torch.Tensor, reconstruction_loss: torch.Tensor, last_layer: torch.Tensor, step: int
@@ -105,8 +114,8 @@ class AdversarialLoss(nn.Module):
             F.relu(real_logits - self.ema_fake).square().mean() + F.relu(self.ema_real - fake_logits).square().mean()
         )
         with torch.no_grad():
-            self.ema_real.lerp_(real_logits.mean(), 1 - self.lecam_decay)
-            self.ema_fake.lerp_(fake_logits.mean(), 1 - self.lecam_decay)
+            self._update_anchor(self.ema_real, real_logits.mean())
+            self._update_anchor(self.ema_fake, fake_logits.mean())
         factor = 1.0 if self.started(step) else 0.0
         return {
             "loss": factor * (hinge + self.lecam_weight * lecam),

@@ -1,17 +1,23 @@
 """Whether the data loader keeps ahead of the training step, measured in every run.
 
-Between the end of one training batch and the start of the next, the Trainer does nothing but
-fetch the next batch: when the loader keeps ahead, that gap is near zero; when decoding is the
-bottleneck, it is where the time goes. The fraction of wall-clock time spent there, and the clips
-per second each device trains on, are logged every window of batches. Host clocks suffice: the
-training step waits for the device once per step (its non-finite check), so host time follows
-device time. Nothing here synchronises with the device. Validation between batches is not counted.
+The time the step waits for data is the time the training loop spends blocked in the training
+loaders' ``next()``: when the loader keeps ahead, near zero; when decoding is the bottleneck, it is
+where the time goes. vtok's loaders add that time up themselves (``fetch_seconds``, see
+:class:`~vtok.data.trained_state.TrainedStateLoader`), so checkpoint saving and other callbacks'
+work between two batches is not taken for a wait. For other loaders (a plain ``DataLoader``) the
+monitor falls back to the whole gap between the end of one batch and the start of the next, which
+also holds that work. The fraction of wall-clock time spent waiting, and the clips per second each
+device trains on, are logged every window of batches, on the x axis of ``train/*`` (one training
+batch). Host clocks suffice: the training step waits for the device once per step (its non-finite
+check), so host time follows device time. Nothing here synchronises with the device. Validation
+between batches is not counted.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -36,19 +42,30 @@ class LoaderWaitMonitor(Callback):
             raise ValueError(f"window_batches must be at least 1, got {window_batches}")
         self.window_batches = window_batches
         self.warn_fraction = warn_fraction
-        self._last_end: float | None = None  # when the previous batch ended (None: no gap to count)
-        self._reset(0.0)  # each window starts at its first batch (on_train_batch_start)
+        self._last_end: float | None = None  # when the previous batch ended (None: no window running)
+        self._marks: list[tuple[Any, float]] | None = None  # (loader, its fetch_seconds) at the window's start
+        self._reset(0.0, None)  # each window starts at its first batch (on_train_batch_start)
         self._warned = False
         self.last_window: dict[str, float] = {}  # what the last complete window logged
 
-    def _reset(self, start: float) -> None:
+    def _reset(self, start: float, trainer: Trainer | None) -> None:
         self._window_start, self._waited, self._clips, self._batches = start, 0.0, 0, 0
+        loaders = _timed_loaders(trainer.train_dataloader) if trainer is not None else None
+        self._marks = [(loader, loader.fetch_seconds) for loader in loaders] if loaders is not None else None
+
+    def _fetch_wait(self, trainer: Trainer) -> float:
+        """Seconds spent in the training loaders' ``next()`` since the window started (a loader made
+        since, when the trainer reloads them, counts from 0)."""
+        marks = {id(loader): mark for loader, mark in self._marks}
+        loaders = {id(loader): loader for loader, _ in self._marks}
+        loaders.update({id(loader): loader for loader in _timed_loaders(trainer.train_dataloader) or []})
+        return sum(loader.fetch_seconds - marks.get(key, 0.0) for key, loader in loaders.items())
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         now = time.perf_counter()
         if self._last_end is None:  # the first batch, or the first after validation: a new window
-            self._reset(now)
-        else:
+            self._reset(now, trainer)
+        elif self._marks is None:  # loaders that do not time themselves: the whole gap counts
             self._waited += now - self._last_end
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -59,11 +76,14 @@ class LoaderWaitMonitor(Callback):
         if self._batches < self.window_batches:
             return
         elapsed = now - self._window_start
-        wait = self._waited / elapsed if elapsed > 0 else 0.0
+        waited = self._fetch_wait(trainer) if self._marks is not None else self._waited
+        wait = waited / elapsed if elapsed > 0 else 0.0
         self.last_window = {"perf/data_wait_fraction": wait, "perf/clips_per_s": self._clips / elapsed}
         if trainer.is_global_zero:  # straight to the loggers: windows need not match log_every_n_steps
+            # the step Lightning logs this batch's train/* at (one per training batch, whatever the accumulation)
+            step = trainer.fit_loop.epoch_loop._batches_that_stepped
             for logger in trainer.loggers:
-                logger.log_metrics(self.last_window, step=trainer.global_step)
+                logger.log_metrics(self.last_window, step=step)
         if wait > self.warn_fraction and not self._warned:
             self._warned = True
             log.warning(
@@ -72,7 +92,17 @@ class LoaderWaitMonitor(Callback):
                 "`vtok prepare --reencode --short-side N`)",
                 100 * wait, self._batches,
             )  # fmt: skip
-        self._reset(now)
+        self._reset(now, trainer)
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._last_end = None  # the gap across validation is not a wait for training data
+
+
+def _timed_loaders(loaders: Any) -> list[Any] | None:
+    """The training loaders (one, or a dict or list of them), when each adds up its own fetch time
+    (``fetch_seconds``, as vtok's do); ``None`` otherwise."""
+    if isinstance(loaders, Mapping):
+        found = list(loaders.values())
+    else:
+        found = list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
+    return found if found and all(isinstance(getattr(x, "fetch_seconds", None), float) for x in found) else None

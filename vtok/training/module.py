@@ -2,9 +2,10 @@
 
 Manual optimisation, one backward per batch: the generator objective (reconstruction, bottleneck
 and adversarial terms) and the discriminator objective are summed and back-propagated once; each
-optimiser then steps on its own parameters (see ``vtok.losses.adversarial`` for why this needs no
-``find_unused_parameters`` under DDP). A "step" in vtok's configs and logs is one training batch;
-Lightning's ``global_step`` counts generator optimiser steps (one per batch, or per
+optimiser then steps on its own parameters, the discriminator's from the adversarial ``start_step`` on
+(see ``vtok.losses.adversarial`` for why this needs no ``find_unused_parameters`` under DDP). A "step"
+in vtok's configs and logs is one training batch, except in the learning-rate schedules, which count
+optimiser steps; Lightning's ``global_step`` counts generator optimiser steps (one per batch, or per
 ``accumulate_batches`` batches; skipped non-finite steps do not count).
 """
 
@@ -183,8 +184,13 @@ class AutoencoderModule(LightningModule):
         optimizer, scheduler = build_optimizer(trainable, self.optimizer_config, run_steps)
         if self.adversarial is None:
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        # The discriminator's optimizer steps only from the adversarial start on (see _optimizer_step): its
+        # schedule's step 0 is the first optimiser step whose batch is at or after start_step, and its default
+        # cosine ends with the run. (A start after the run's end: never stepped, any length will do.)
+        first = -(-(self.adversarial.start_step + 1) // self.accumulate_batches) - 1  # ceil((start + 1) / A) - 1
+        disc_run_steps = run_steps - first if run_steps is not None and run_steps > first else run_steps
         disc, disc_scheduler = build_optimizer(
-            self.adversarial.discriminator.parameters(), self.disc_optimizer_config, run_steps
+            self.adversarial.discriminator.parameters(), self.disc_optimizer_config, disc_run_steps
         )
         return [optimizer, disc], [
             {"scheduler": scheduler, "interval": "step"},
@@ -238,7 +244,13 @@ class AutoencoderModule(LightningModule):
         if steps:
             logs.update(self._optimizer_step(total.detach()))
         self.log_dict(logs, batch_size=shown["video"].shape[0])
-        self.log("loss", logs["train/loss"], prog_bar=True, logger=False)
+        # The progress bar turns its values into Python numbers at every batch, the last one logged included: a
+        # device tensor there would sync host and device every batch. So the loss goes to it only on the batches
+        # the loggers write (synced there already), copied to the host; the bar shows a loss up to
+        # trainer.log_every_n_steps batches old.
+        every = self.trainer.log_every_n_steps
+        if every > 0 and (step + 1) % every == 0:
+            self.log("loss", logs["train/loss"].cpu(), prog_bar=True, logger=False)
         return {"loss": total.detach(), **shown}
 
     def _optimizer_step(self, loss: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -252,10 +264,14 @@ class AutoencoderModule(LightningModule):
         norms = {"train/grad_norm": _clip(self.autoencoder.parameters(), self.grad_clip)}
         if self.adversarial is not None:
             norms["train/disc_grad_norm"] = _clip(self.adversarial.discriminator.parameters(), self.disc_grad_clip)
+        # Before its start the discriminator's gradients are zeros (see vtok.losses.adversarial): stepping AdamW
+        # on them would still count Adam's steps (no bias correction at its first real update), apply weight
+        # decay and advance its schedule, which counts from the start (see configure_optimizers).
+        disc_steps = self.adversarial is not None and self.adversarial.started(self.batch_step)
         if bool(torch.isfinite(torch.stack([loss, *norms.values()])).all()):  # one host sync per optimiser step
             optimizers[0].step()  # a LightningOptimizer: counts in global_step
-            for extra in optimizers[1:]:
-                extra.optimizer.step()  # stepped directly, so global_step stays one per generator step
+            if disc_steps:
+                optimizers[1].optimizer.step()  # stepped directly, so global_step stays one per generator step
             if self.ema is not None:
                 self.ema.update_parameters(self.autoencoder)
             self._nonfinite_in_a_row = 0
@@ -273,8 +289,9 @@ class AutoencoderModule(LightningModule):
         norms["train/lr"] = torch.tensor(optimizers[0].param_groups[0]["lr"])  # the rate this step used
         if self.adversarial is not None:
             norms["train/disc_lr"] = torch.tensor(optimizers[1].param_groups[0]["lr"])
-        for scheduler in schedulers:
-            scheduler.step()
+        schedulers[0].step()
+        if disc_steps:
+            schedulers[1].step()
         norms["train/skipped_steps"] = torch.tensor(float(self.skipped_steps))
         return norms
 

@@ -16,8 +16,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class OptimizerConfig:
-    """AdamW and its schedule. Steps count optimiser steps: training batches, or groups of
-    ``model.accumulate_batches`` batches when gradients are accumulated.
+    """AdamW and its schedule. Steps count optimiser steps, not training batches: one per batch, or one
+    per ``model.accumulate_batches`` batches when gradients are accumulated (a skipped non-finite step
+    counts too). The discriminator's (``model.disc_optimizer``) count from its first step, the first at or
+    after ``adversarial.start_step``.
 
     Args:
         lr: peak learning rate.
@@ -25,7 +27,8 @@ class OptimizerConfig:
         weight_decay: decoupled weight decay.
         warmup_steps: steps of linear warm-up to ``lr`` (step ``s`` uses ``lr·(s + 1)/warmup_steps``).
         schedule: ``"constant"`` after warm-up, or ``"cosine"`` decay to ``min_lr_ratio · lr``.
-        decay_steps: steps from the start to the end of the cosine (default: the run's length).
+        decay_steps: steps from the start to the end of the cosine (default: the run's length; for the
+            discriminator, the optimiser steps from its start to the run's end).
         min_lr_ratio: final learning rate of the cosine, as a fraction of ``lr``.
     """
 
