@@ -97,20 +97,22 @@ def test_a_run_goes_on_with_another_number_of_ranks_training_each_clip_of_the_ep
     from vtok.cli import main
 
     data = [*FILE_DATA, "--data.batch_size", "1"]  # 8 training clips: an epoch is 4 steps on 2 ranks, 8 on one
-    resume = ["--ckpt_path", str(tmp_path / "run" / "checkpoints" / "last.ckpt")]
+    checkpoints = tmp_path / "run" / "checkpoints"
     hops = []
-    first = _launch(tmp_path, 1, data=data)  # 2 ranks: 2 clips
+    first = _launch(tmp_path, 1, data=data)  # 2 ranks: 2 clips; last.ckpt written as training ends
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-4000:]
     hops += _records(tmp_path)
-    main(_fit_arguments(tmp_path, 3, *resume, data=data))  # one process: 2 more clips, steps 2 and 3
+    main(_fit_arguments(tmp_path, 2, "--ckpt_path", str(checkpoints / "last.ckpt"), data=data))  # one process: step 2
     hops += _records(tmp_path, ranks=1)
-    last = _launch(tmp_path, 5, *resume, data=data)  # 2 ranks again: the epoch's last 4 clips, steps 4 and 5
+    # 2 ranks again, from the checkpoint written at step 2's end (Lightning completes that batch as it
+    # restores): the epoch's 5 clips left, 3 per rank with one repeat as padding, steps 3 to 5
+    last = _launch(tmp_path, 5, "--ckpt_path", str(checkpoints / "step=2.ckpt"), data=data)
     assert last.returncode == 0, last.stdout[-2000:] + last.stderr[-4000:]
     hops += _records(tmp_path)
-    assert [[row["step"] for row in hop["rows"]] for hop in hops] == [[1], [1], [2, 3], [4, 5], [4, 5]]
+    assert [[row["step"] for row in hop["rows"]] for hop in hops] == [[1], [1], [2], [3, 4, 5], [3, 4, 5]]
     assert {row["epoch"] for hop in hops for row in hop["rows"]} == {0}
     clips = [index for hop in hops for row in hop["rows"] for index in row["index"]]
-    assert sorted(clips) == list(range(8)), "each clip of the epoch once, however many ranks trained it"
+    assert set(clips) == set(range(8)) and len(clips) == 9, "each clip of the epoch once (and one padding repeat)"
     assert hops[-1]["weights"] == hops[-2]["weights"]
     assert hops[-1]["rows"][0]["rng"] != hops[-2]["rows"][0]["rng"], "the added rank seeds its own noise"
 

@@ -21,7 +21,7 @@ def read_rgb_image(path: str) -> torch.Tensor:
     try:
         with Image.open(path) as image:
             image.load()
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an image without the tag
             if image.mode == "P" and "transparency" not in image.info:
                 image = image.convert("RGB")
             if image.mode != "RGB":

@@ -170,5 +170,5 @@ def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1,
         keyframe_interval=keyframe_interval,
         source=path,
         reported_frames=reported if frames < reported else None,
-        reader=reader_name(reader) if backend != "pyav" else None,  # PyAV alone says nothing of decord
+        reader=reader_name(reader) if isinstance(reader, (DecordReader, FallbackReader)) else None,  # decord was tried
     )

@@ -23,7 +23,7 @@ import torch
 
 from vtok.data.decode_errors import FrameSizeChangeError, VideoDecodeError
 from vtok.data.decord_check import decord_disagreement
-from vtok.data.pyav_frames import displayed_array, frames_in_order, presented_frames, video_stream
+from vtok.data.pyav_frames import displayed_array, displayed_size, frames_in_order, presented_frames, video_stream
 from vtok.error_text import first_line
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ class PyAVReader:
                 presented, counted, first = presented_frames(stream), 0, None
                 for packet in container.demux(stream):  # the first frame; and the count, where the index has none
                     if first is None:
-                        first = next((displayed_array(frame) for frame in packet.decode()), None)
+                        first = next((displayed_size(frame) for frame in packet.decode()), None)  # no RGB conversion
                     counted += bool(packet.size and not packet.is_discard)  # frames an edit list cuts are not shown
                     if first is not None and presented:
                         break
@@ -126,7 +126,7 @@ class PyAVReader:
             raise VideoDecodeError(path, f"PyAV cannot open it ({first_line(error)})") from None
         if self.num_frames == 0 or first is None:
             raise VideoDecodeError(path, "it holds no video frames")
-        self.height, self.width = first.shape[:2]
+        self.height, self.width = first
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         import av

@@ -86,8 +86,15 @@ def take_rank_state(checkpoint: dict[str, Any], rank: int, world: int) -> dict[s
 
 def _rescale_epoch_batches(checkpoint: dict[str, Any], saved: int, world: int) -> None:
     """The fit loop's count of batches in the current epoch, as ``world`` ranks count the clips that
-    ``saved`` ranks trained (rounded down: Lightning then never ends the epoch before the data runs out)."""
+    ``saved`` ranks trained (rounded down: Lightning then never ends the epoch before the data runs out).
+
+    The batches processed are rescaled and the others follow with their lag kept: a checkpoint written
+    at a batch's end (``ModelCheckpoint(every_n_train_steps)``, a stop signal) has one batch processed and
+    not yet completed, which Lightning completes when it restores; rescaling ``completed`` on its own
+    would round it to one batch more than the processed clips are worth.
+    """
     progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {}).get("current")
-    if progress:
-        for name, count in progress.items():
-            progress[name] = count * saved // world
+    if progress and "processed" in progress:
+        old = dict(progress)
+        processed = old["processed"] * saved // world
+        progress.update({name: max(0, processed - (old["processed"] - count)) for name, count in old.items()})
