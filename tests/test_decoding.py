@@ -273,6 +273,9 @@ def test_training_trusts_the_reader_prepare_recorded_and_checks_nothing_again(
     unprepared = VideoClipDataset(files, ClipSpec(30), (32, 32), train=False)
     assert [torch.equal(unprepared.load_with_info(index)[0], clip) for index, clip in enumerate(clips)] == [True, True]
     assert checks == files, "without the record, each file is checked once"
+    forced = VideoClipDataset(files, ClipSpec(30), (32, 32), backend="decord", lengths=lengths, train=False)
+    with pytest.raises(VideoDecodeError, match="decord reads it wrong"):
+        forced.load_with_info(1)  # recorded as pyav: the explicit decord backend does not read it wrong
     monkeypatch.setattr("vtok.data.readers.decord_available", lambda: False)  # prepared where decord has no wheel
     assert probe_video(files[0]).reader is None, "PyAV alone says nothing of decord: no reader recorded"
 

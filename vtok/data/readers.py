@@ -290,6 +290,8 @@ def reader_name(reader: VideoReader) -> ReaderName:
 
 def _open(source: VideoSource, name: str, backend: ReaderBackend, suffix: str, verified: ReaderName | None) -> VideoReader:
     if backend == "decord":
+        if verified == "pyav":  # the check prepare ran found decord's frames wrong: never read them anyway
+            raise VideoDecodeError(name, "vtok prepare found that decord reads it wrong (reader: pyav); use backend auto or pyav")
         return DecordReader(source, name)
     if backend == "auto" and decord_available() and suffix.lower() not in PYAV_SUFFIXES and verified != "pyav":
         return FallbackReader(source, name, checked=verified == "decord")

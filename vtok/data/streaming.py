@@ -25,6 +25,7 @@ saved, even when Lightning numbers the resumed epoch one higher (as it does for 
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +47,8 @@ from vtok.data.sources import VIDEO_SUFFIXES
 from vtok.error_text import first_line
 from vtok.jsonfile import read_json_object
 
+
+log = logging.getLogger(__name__)
 
 VIDEO_FIELDS = frozenset(suffix.lstrip(".") for suffix in VIDEO_SUFFIXES)
 
@@ -255,12 +258,31 @@ class ShardClipDataset(IterableDataset):
             length = VideoLength.from_record(json.loads(member["json"])) if "json" in member else None
         except (ValueError, TypeError, AttributeError) as error:
             raise UnusableFileError(name, f"its .json is not a metadata record ({error})") from None
+        if self.backend == "auto" and (length is None or length.reader is None):
+            _say_members_are_checked_at_every_read(name)
         reader = open_video_bytes(member[field], name, self.backend, f".{field}", length.reader if length else None)
         generator = None
         if self.train:
             generator = sample_generator(self.seed, self._position["epoch"], zlib.crc32(key.encode()), self._position["pass"])
         video, _ = video_clip_with_info(reader, self.clip, self.size, generator, self.horizontal_flip, length)
         return {"video": video, "key": key}
+
+
+_said_unchecked = False
+
+
+def _say_members_are_checked_at_every_read(name: str) -> None:
+    """Warns once per process: a member whose metadata records no reader has decord checked against
+    PyAV at every read (workers of a stream start afresh each epoch and read each member once, so no
+    answer is remembered), a few clip reads' worth of decoding each time."""
+    global _said_unchecked
+    if not _said_unchecked:
+        _said_unchecked = True
+        log.warning(
+            "%s: the shard's metadata records no reader, so decord is checked against PyAV at every read of such a "
+            "member (slower loading); shards written by `vtok prepare --shards` record it",
+            name,
+        )
 
 
 class EpochLoader(TrainedStateLoader):
