@@ -222,13 +222,16 @@ def test_reencoding_shortens_the_keyframe_interval_and_scales_the_short_side(vid
         assert open_video(out / record["path"]).read([19]).shape == (1, 32, 52, 3)
 
 
-def test_shards_hold_the_manifest_and_a_corrupt_member_is_skipped_and_counted(shard_dir: Path, tmp_path: Path) -> None:
+def test_shards_hold_the_manifest_and_a_corrupt_member_is_skipped_and_counted(
+    shard_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     shards = expand_shards(str(shard_dir / "shards"))
     assert [Path(s).name for s in shards] == [f"shard-{i:06d}.tar" for i in range(4)]
     assert shard_counts(shards) == [2, 2, 2, 2]
     members = list(wds.WebDataset(shards, shardshuffle=False))
     assert sorted(m["__key__"] for m in members) == sorted(k for k in {m["__key__"] for m in members})
     assert {json.loads(m["json"])["frames"] for m in members} == {20} and all(m["mp4"][4:8] == b"ftyp" for m in members)
+    assert {json.loads(m["json"])["reader"] for m in members} == {"decord"}, "training reads each member as prepare checked"
     # a later run with nothing new writes no shard
     assert prepare(["--data", str(shard_dir / "manifest.jsonl"), "--out", str(shard_dir), "--shards", *QUIET]).shards_written == 0
 
@@ -243,6 +246,18 @@ def test_shards_hold_the_manifest_and_a_corrupt_member_is_skipped_and_counted(sh
     assert [b["key"] for b in batches] == [["fine"]]
     assert sorted(path.split("#")[-1] for path in module.skipped_files) == ["broken", "nothing"]
     assert module.pop_epoch_skips() == 2
+
+    # metadata without a reader (another tool's shards): decord is checked at every read, said once
+    with wds.TarWriter(str(tmp_path / "plain.tar")) as writer:
+        for key in ("a", "b"):
+            writer.write({"__key__": key, "mp4": good["mp4"], "json": {"frames": 20}})
+    monkeypatch.setattr("vtok.data.streaming._said_unchecked", False)
+    caplog.clear()
+    module = VideoDataModule(shards=str(tmp_path / "plain.tar"), num_frames=5, size=32, batch_size=1, num_workers=0)
+    module.setup("fit")
+    assert len(list(module.train_dataloader())) == 2
+    said = [r.getMessage() for r in caplog.records if "records no reader" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"{tmp_path / 'plain.tar'}#")
 
 
 def test_the_split_gives_each_shard_to_exactly_one_rank_and_worker() -> None:
