@@ -272,9 +272,10 @@ _said_unchecked = False
 
 
 def _say_members_are_checked_at_every_read(name: str) -> None:
-    """Warns once per process: a member whose metadata records no reader has decord checked against
-    PyAV at every read (workers of a stream start afresh each epoch and read each member once, so no
-    answer is remembered), a few clip reads' worth of decoding each time."""
+    """Warns once per process (a stream's workers start afresh each epoch, so once per worker and
+    epoch): a member whose metadata records no reader has decord checked against PyAV at every read
+    (each member is read once per epoch, so no answer is remembered), a few clip reads' worth of
+    decoding each time."""
     global _said_unchecked
     if not _said_unchecked:
         _said_unchecked = True
