@@ -77,15 +77,16 @@ def tokenizer_sha256(model: VideoAutoencoder) -> str:
     return _sha256((name, t) for name, t in model.state_dict(keep_vars=True).items() if id(t) not in decoder_side)
 
 
-def tokenize_settings(
-    protocol: dict[str, Any], model_sha256: str, tokenizer_sha256: str | None = None
-) -> dict[str, str]:
+def tokenize_settings(protocol: dict[str, Any], model_sha256: str, tokenizer_sha256: str) -> dict[str, str]:
     """What must be the same for two token files to belong in one output folder: the clip protocol
-    asked for (frames, stride, fps, height and width of a protocol dict) and the model's weights; with
-    ``tokenizer_sha256`` (see :func:`tokenizer_sha256`) also that, which ``vtok detokenize`` checks."""
+    asked for (frames, stride, fps, height and width of a protocol dict), the model's weights and its
+    tokenizer's (see :func:`tokenizer_sha256`), which ``vtok detokenize`` checks."""
     clip = {key: protocol[key] for key in PROTOCOL_KEYS}
-    settings = {"settings": json.dumps(clip, sort_keys=True), "model_sha256": model_sha256}
-    return settings if tokenizer_sha256 is None else {**settings, "tokenizer_sha256": tokenizer_sha256}
+    return {
+        "settings": json.dumps(clip, sort_keys=True),
+        "model_sha256": model_sha256,
+        "tokenizer_sha256": tokenizer_sha256,
+    }
 
 
 def settings_mismatch(metadata: dict[str, str], settings: dict[str, str]) -> list[str]:

@@ -35,19 +35,17 @@ CHECK_SPAN = 300  # frames from the start within which frames are compared
 TOLERANCE = 6.0  # mean |difference| per pixel (0-255): the two RGB conversions differ by 0-2, wrong frames by tens
 
 
-def check_indices(frames: int, keyframes: Sequence[int], span: int = CHECK_SPAN) -> tuple[list[int], list[int]]:
+def check_indices(frames: int, keyframes: Sequence[int]) -> tuple[list[int], list[int]]:
     """The frames read alone (the first, and each of decord's first two keyframes past it within the
-    first ``span`` frames with the frame after it: where a seek lands) and those read as one batch
+    first :data:`CHECK_SPAN` frames with the frame after it: where a seek lands) and those read as one batch
     (the first such keyframe and the frame after it, as a clip that starts there is read)."""
-    last = min(frames, span) - 1
+    last = min(frames, CHECK_SPAN) - 1
     keys = [key for key in keyframes if 0 < key <= last][:2]
     pairs = [sorted({key, min(key + 1, last)}) for key in keys]
     return sorted({0, *(index for pair in pairs for index in pair)}), pairs[0] if pairs else []
 
 
-def decord_disagreement(
-    decord_reader: Any, source: str | Path | bytes, name: str, span: int = CHECK_SPAN
-) -> str | None:
+def decord_disagreement(decord_reader: Any, source: str | Path | bytes, name: str) -> str | None:
     """Why decord's frames of a file cannot be trusted, in words, or ``None`` where they agree with PyAV's.
 
     Frames that PyAV cannot decode (or a file it cannot open), or that decord cannot read, are not
@@ -57,7 +55,6 @@ def decord_disagreement(
         decord_reader: the file's open ``decord.VideoReader`` (its position changes).
         source: the same file, or its bytes, for PyAV.
         name: what the reasons call the file.
-        span: only the first ``span`` frames are compared (the cost, see the module docstring).
     """
     frames = len(decord_reader)
     try:
@@ -71,7 +68,7 @@ def decord_disagreement(
         presented = presented_frames(stream)
         if presented and presented != frames:
             return f"decord counts {frames} frames where PyAV presents {presented} (an edit list?)"
-        alone, batch = check_indices(frames, decord_reader.get_key_indices(), span)
+        alone, batch = check_indices(frames, decord_reader.get_key_indices())
         truth: dict[int, np.ndarray] = {}
         try:
             for index, frame in frames_in_order(container, stream, name):

@@ -140,8 +140,6 @@ def check_file(source: str, out: Path, options: PrepareOptions) -> dict[str, Any
 
     Runs in a worker process; never raises for a bad file.
     """
-    if os.path.islink(source) and not os.path.exists(source):
-        return {"rejected": {"path": source, "reason": f"no such file: dangling symlink to {os.readlink(source)}"}}
     try:
         info = probe_video(source, options.backend, options.min_frames, options.every_frame)
         if options.reencode:

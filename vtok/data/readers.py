@@ -205,6 +205,7 @@ class FallbackReader:
         self._source = source
         self.decord_mismatch: str | None = None
         self._primary: VideoReader | None = None
+        self._pyav: PyAVReader | None = None  # opened once, where PyAV reads this file
         try:
             primary = DecordReader(source, self.path)
             self.decord_mismatch = None if checked else _decord_verdict(primary)
@@ -215,14 +216,18 @@ class FallbackReader:
         except VideoDecodeError as decord_error:
             self.decord_mismatch = decord_error.reason
         if self._primary is None:
-            try:
-                probe = PyAVReader(source, self.path)
-            except FrameSizeChangeError:
-                raise
-            except VideoDecodeError as pyav_error:
-                raise VideoDecodeError(self.path, f"{self.decord_mismatch}; {pyav_error.reason}") from None
+            probe = self._pyav = self._open_pyav(self.decord_mismatch)
         self.num_frames, self.fps = probe.num_frames, probe.fps
         self.height, self.width = probe.height, probe.width
+
+    def _open_pyav(self, decord_failure: str | None) -> PyAVReader:
+        """PyAV's reader of this file; an error says why decord did not read it either."""
+        try:
+            return PyAVReader(self._source, self.path)
+        except FrameSizeChangeError:
+            raise
+        except VideoDecodeError as pyav_error:
+            raise VideoDecodeError(self.path, f"{decord_failure}; {pyav_error.reason}") from None
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         if self._primary is not None:
@@ -230,13 +235,15 @@ class FallbackReader:
                 return self._primary.read(indices)
             except VideoDecodeError as decord_error:
                 self._primary = None
+                self._pyav = self._open_pyav(decord_error.reason)
                 try:
-                    return PyAVReader(self._source, self.path).read(indices)
+                    return self._pyav.read(indices)
                 except FrameSizeChangeError:
                     raise
                 except VideoDecodeError as pyav_error:
                     raise VideoDecodeError(self.path, f"{decord_error.reason}; {pyav_error.reason}") from None
-        return PyAVReader(self._source, self.path).read(indices)
+        assert self._pyav is not None  # set whenever decord is not the reader
+        return self._pyav.read(indices)
 
 
 def open_video(path: str | Path, backend: ReaderBackend = "auto", verified: ReaderName | None = None) -> VideoReader:
@@ -255,7 +262,8 @@ def open_video(path: str | Path, backend: ReaderBackend = "auto", verified: Read
     """
     path = Path(path)
     if not path.is_file():
-        raise VideoDecodeError(path, "no such file")
+        dangling = f": dangling symlink to {os.readlink(path)}" if path.is_symlink() else ""
+        raise VideoDecodeError(path, f"no such file{dangling}")
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "the file is empty (0 bytes)")
     return _open(path, str(path), backend, path.suffix, verified)

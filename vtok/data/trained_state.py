@@ -72,10 +72,12 @@ class TrainedStateLoader(StatefulDataLoader):
             yield batch
 
     def _tracked(self, batches: Iterator[Any]) -> Iterator[Any]:
-        self._states = deque([copy.deepcopy(super().state_dict())])
+        # No copies here: torchdata builds a new state at each call and never changes an earlier one
+        # (nor do vtok's sampler and stream); the one kept is copied when it is saved (state_dict).
+        self._states = deque([super().state_dict()])
         self._exhausted = False
         for batch in batches:
-            self._states.append(copy.deepcopy(super().state_dict()))
+            self._states.append(super().state_dict())
             yield batch
         self._exhausted = True
 

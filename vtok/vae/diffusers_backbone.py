@@ -14,7 +14,7 @@ noise level of their latents and add random noise inside their residual blocks; 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Literal
 
 import diffusers
@@ -142,7 +142,6 @@ class PriorDecoder(nn.Module):
         if self._timestep_conditioning:
             batch = latents.shape[0]
             told["temb"] = torch.full((batch,), CLEAN_DECODE_TIMESTEP, device=latents.device, dtype=latents.dtype)
-        if self.training or not self._injects_noise:
-            return self.vae.decode(latents, **told).sample
-        with _seeded_default_generator(latents.device, EVAL_NOISE_SEED):
+        fixed_noise = not self.training and self._injects_noise
+        with _seeded_default_generator(latents.device, EVAL_NOISE_SEED) if fixed_noise else nullcontext():
             return self.vae.decode(latents, **told).sample
