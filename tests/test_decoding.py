@@ -7,6 +7,8 @@ decoder would conceal. The ground truth is PyAV decoding the file in order from 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -51,7 +53,7 @@ def _in_order(path: Path, stream_index: int | None = None) -> np.ndarray:
     """Every frame of the file's best (or the given) video stream, as coded, decoded from the start."""
     with av.open(str(path)) as container:
         stream = container.streams.best("video") if stream_index is None else container.streams[stream_index]
-        return np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(stream)])
+        return np.stack([frame.to_ndarray(format="rgb24", threads=1) for frame in container.decode(stream)])
 
 
 def _error(frames: torch.Tensor | np.ndarray, truth: np.ndarray) -> float:
@@ -256,7 +258,7 @@ def test_training_trusts_the_reader_prepare_recorded_and_checks_nothing_again(
     videos = tmp_path / "videos"
     videos.mkdir()
     _write(videos / "plain.mp4", frames=30, g="8")
-    trimmed = _trim_by_stream_copy(_write(tmp_path / "source.mp4", frames=40, g="40", bf="0"), videos / "trimmed.mp4", 10)
+    _trim_by_stream_copy(_write(tmp_path / "source.mp4", frames=40, g="40", bf="0"), videos / "trimmed.mp4", 10)
     prepare(["--data", str(videos), "--out", str(tmp_path / "out"), *QUIET])
     records = sorted(read_jsonl(tmp_path / "out" / "manifest.jsonl"), key=lambda record: record["path"])
     assert [(Path(r["path"]).name, r["reader"]) for r in records] == [("plain.mp4", "decord"), ("trimmed.mp4", "pyav")]
@@ -284,7 +286,7 @@ def _frames_and_marks(path: Path) -> tuple[np.ndarray, list[bool]]:
     """Every frame, decoded as FFmpeg does by default (concealing damage), and which it marks corrupt."""
     with av.open(str(path)) as container:
         frames = list(container.decode(video=0))
-    return np.stack([f.to_ndarray(format="rgb24") for f in frames]), [f.is_corrupt for f in frames]
+    return np.stack([f.to_ndarray(format="rgb24", threads=1) for f in frames]), [f.is_corrupt for f in frames]
 
 
 def _damage_quietly(source: Path, destination: Path) -> int:
@@ -321,3 +323,38 @@ def test_every_frame_cuts_damage_the_decoder_would_conceal(tmp_path: Path, flags
     assert (summary.accepted, summary.shortened) == (1, 1)
     (record,) = read_jsonl(out / "manifest.jsonl")
     assert record["reported_frames"] == 30 and record["frames"] == first_bad  # every clean frame, no damaged one
+
+
+_FORKED_READ = """
+import sys
+import torch
+from vtok.data.readers import PyAVReader
+
+path = sys.argv[1]
+PyAVReader(path).read([0, 1])  # the parent converts frames first, as a main process may
+
+
+class Clips(torch.utils.data.Dataset):
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        return PyAVReader(path).read([index, index + 2])
+
+
+loader = torch.utils.data.DataLoader(Clips(), batch_size=2, num_workers=1, multiprocessing_context="fork")
+print(tuple(next(iter(loader)).shape))
+"""
+
+
+def test_pyav_reads_in_a_loader_worker_forked_after_the_parent_read(tmp_path: Path) -> None:
+    """PyAV 19's frame conversions start a pool of scaling threads by default, and a worker forked
+    after one hung at its first conversion (seen with PyAV 19.0.2 on Python 3.12; PyAV 18, which this
+    machine has, never hung): vtok converts on one thread. Run in a subprocess so a hang fails the
+    test at its timeout instead of stopping the suite."""
+    path = _write(tmp_path / "clip.mp4", frames=6)
+    done = subprocess.run(
+        [sys.executable, "-c", _FORKED_READ, str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "(2, 2, 64, 64, 3)"

@@ -8,6 +8,10 @@
   them, so height and width are those of the displayed frames. Other angles and flips are ignored.
 - One size: a frame whose (displayed) size differs from the first one's raises
   :class:`~vtok.data.decode_errors.FrameSizeChangeError`, never a squeezed or mismatched frame.
+- One thread per conversion: from PyAV 19 (the FFmpeg its wheels bundle) a conversion starts a pool of scaling
+  threads by default, and a process forked after one (a data-loader worker) hangs at its own first
+  conversion, even with threads set to 1 there. vtok never starts that pool: parallelism comes from
+  the loader's workers, as with decord's one decoding thread.
 """
 
 from __future__ import annotations
@@ -57,10 +61,10 @@ def displayed_array(frame: av.VideoFrame, size: tuple[int, int] | None = None) -
     (displayed ``(height, width)``)."""
     turns = quarter_turns(frame)
     if size is None:
-        array = frame.to_ndarray(format="rgb24")
+        array = frame.to_ndarray(format="rgb24", threads=1)
     else:  # swscale resizes the coded frame while converting: give it the coded orientation's size
         height, width = size[::-1] if turns % 2 else size
-        array = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA")
+        array = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA", threads=1)
     return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
 
 
