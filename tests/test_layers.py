@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 from benchmarks.footprint import norms_in_float32
-from vtok.vae.causal_conv import CausalConv3d
+from vtok.vae.causal_conv import CausalConv3d, pad_time
 from vtok.vae.norm import ChannelRMSNorm
 from vtok.vae.patchify import patchify, unpatchify
 from vtok.vae.resample import Downsample3d, Upsample3d
@@ -88,3 +89,27 @@ def test_rms_norm_under_autocast_keeps_the_input_dtype() -> None:
     torch.testing.assert_close(y.float(), reference.bfloat16().float(), atol=0.04, rtol=0.01)
     y.float().sum().backward()
     assert x.grad is not None and x.grad.dtype == torch.bfloat16 and norm.weight.grad.dtype == torch.float32
+
+
+
+
+def test_on_cuda_padding_resampling_and_patchify_keep_activations_channels_last() -> None:
+    """On CUDA the network runs channels-last-3d, the layout cuDNN's fast bf16 3D kernels read
+    without transposing (on an H200 the conversions and cuDNN's own transposes took 31 % of the
+    eager step before; benchmarks/README.md): patchify turns the loader's channels-first video
+    channels-last, and the causal padding and both resamplings hand every convolution a
+    channels-last input. Checked on fake CUDA tensors (shapes and strides, no GPU); on a CPU the
+    network stays channels-first, which its convolutions answer in anyway."""
+    channels_last = torch.channels_last_3d
+    inputs: list[bool] = []
+    with FakeTensorMode(), torch.device("cuda"):
+        x = torch.randn(1, 8, 5, 8, 8).contiguous(memory_format=channels_last)
+        assert pad_time(x, 2, 0, "replicate").is_contiguous(memory_format=channels_last)
+        assert pad_time(x, 1, 1, "replicate").is_contiguous(memory_format=channels_last)
+        assert patchify(torch.randn(1, 3, 5, 8, 8), 2).is_contiguous(memory_format=channels_last)
+        assert unpatchify(x, 2).is_contiguous(memory_format=channels_last)
+        for layer in (Upsample3d(8, 8, space=True, time=True), Downsample3d(8, 8, space=True, time=True)):
+            layer.conv.register_forward_pre_hook(lambda _, args: inputs.append(args[0].stride()))
+            assert layer(x).is_contiguous(memory_format=channels_last)
+    assert all(stride[1] == 1 for stride in inputs) and len(inputs) == 2  # channels innermost
+    assert patchify(torch.randn(1, 3, 5, 8, 8), 2).is_contiguous()  # on the CPU

@@ -79,7 +79,7 @@ class AutoencoderModule(LightningModule):
             discrete on odd ones; the other path is weighted 0 so every parameter gets a gradient).
         compile_networks: ``torch.compile`` the encoder and the decoder: ``True``, ``False``, or
             ``"auto"`` (when the trainer runs on a GPU; see ``vtok.training.speed``).
-        channels_last: run the network in channels-last-3d memory format (see ``vtok.training.speed``).
+        channels_last: convolution weights in channels-last-3d memory format (see ``vtok.training.speed``).
     """
 
     def __init__(

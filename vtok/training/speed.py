@@ -3,9 +3,12 @@ of the encoder and decoder.
 
 Both are off by default and change no result beyond float rounding; ``compile_networks: auto``
 (the presets' setting) compiles when training runs on a GPU and skips it on a CPU, where a smoke
-run would spend minutes compiling. Channels-last-3d puts the
-channels innermost, the layout cuDNN's fastest 3D convolution kernels and the fused ``rms_norm``
-of :class:`~vtok.vae.norm.ChannelRMSNorm` read directly. Compilation covers the encoder and the
+run would spend minutes compiling. On CUDA the activations run channels-last-3d whatever this
+option says (``vtok/vae/layout.py``: the layout cuDNN's fast 3D kernels and the fused ``rms_norm``
+read directly); ``channels_last`` also stores the convolution weights in it, which saves converting
+each weight and its gradient at every step (about 2 GB of copies per step of the 4x8x8 presets at
+17x256x256, batch 2, by ``benchmarks/layout_copies.py``); a diffusers prior's networks also get
+their inputs channels-last. Compilation covers the encoder and the
 decoder separately (never the LightningModule, whose step holds Python control flow, logging and
 the optimisers) and keeps their parameter names, so checkpoints and exports are unchanged. Both
 apply to the live network only: the EMA copy and exported models stay plain.

@@ -19,6 +19,7 @@ from vtok.vae.decoder import Decoder3d
 from vtok.vae.diffusers_backbone import PriorClass, PriorDecoder, PriorEncoder, build_prior, prior_compression, prior_latent_channels
 from vtok.vae.encoder import Encoder3d
 from vtok.vae.export_config import ExportConfigMixin
+from vtok.vae.layout import to_network_layout
 from vtok.vae.long_video import LongVideoMixin
 from vtok.vae.strict_loading import StrictLoadingMixin
 from vtok.vae.timestep import noised
@@ -275,6 +276,8 @@ class VideoAutoencoder(ExportConfigMixin, StrictLoadingMixin, ModelMixin, Config
         channels = self.quantizer.input_channels if continuous else self.quantizer.code_channels
         if latents.ndim != 5 or latents.shape[1] != channels:
             raise ValueError(f"expected latents [B, {channels}, t, h, w], got {tuple(latents.shape)}")
+        # one layout whatever the caller's, so latents built from token indices decode to the same bits
+        latents = to_network_layout(latents)
         features = latents if continuous else self.quantizer.to_decoder(latents)
         generator = torch.Generator(device=features.device).manual_seed(noise_seed) if noise_seed is not None else None
         features = self._decoder_input(features, sample=noise_seed is not None, generator=generator)
@@ -340,6 +343,7 @@ class VideoAutoencoder(ExportConfigMixin, StrictLoadingMixin, ModelMixin, Config
             timestep = torch.rand(video.shape[0], device=video.device) * self.config.denoise_max_timestep
             t = timestep.to(latents.dtype)[:, None, None, None, None]
             latents = noised(latents, t, torch.randn_like(latents))
+        latents = to_network_layout(latents)  # as decode() reads them
         decoder_input = self._decoder_input(self.quantizer.to_decoder(latents), sample=self.training)
         continuous_input = self._decoder_input(features, sample=self.training) if continuous and self.is_discrete else None
         return AutoencoderOutput(

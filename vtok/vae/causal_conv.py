@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vtok.vae.layout import to_network_layout
 from vtok.vae.streaming import Streamable
 
 FramePadding = Literal["replicate", "zeros"]
@@ -26,8 +27,10 @@ def pad_time(x: torch.Tensor, before: int, after: int, frame_padding: FramePaddi
         return x
     if frame_padding == "zeros":
         return F.pad(x, (0, 0, 0, 0, before, after))
-    edges = [x[:, :, :1].expand(-1, -1, before, -1, -1)] if before else []
-    return torch.cat([*edges, x, *([x[:, :, -1:].expand(-1, -1, after, -1, -1)] if after else [])], dim=2)
+    # Plain slices, not .expand(): cat writes its output in its inputs' common memory format, and an
+    # expanded slice (stride 0 in time) counts as channels-first, which would turn every convolution
+    # input of a channels-last network back to channels-first (one conversion per convolution).
+    return torch.cat([x[:, :, :1]] * before + [x] + [x[:, :, -1:]] * after, dim=2)
 
 
 def _triple(value: int | tuple[int, int, int]) -> tuple[int, int, int]:
@@ -69,7 +72,8 @@ class CausalConv3d(nn.Conv3d, Streamable):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.causal:  # each chunk stands alone (overlapping chunks are blended by the caller)
             before = self.time_padding // 2
-            return super().forward(pad_time(x, before, self.time_padding - before, self.frame_padding))
+            padded = pad_time(x, before, self.time_padding - before, self.frame_padding)
+            return super().forward(to_network_layout(padded))
         if self.later_chunk:
             x = torch.cat([self.stream.past[id(self)], x], dim=2)  # the previous chunk's tail
         else:
@@ -77,4 +81,6 @@ class CausalConv3d(nn.Conv3d, Streamable):
         if self.stream is not None:  # keep the input frames that the next outputs will still read
             consumed = ((x.shape[2] - self.kernel_size[0]) // self.stride[0] + 1) * self.stride[0]
             self.stream.past[id(self)] = x[:, :, consumed:].clone()
-        return super().forward(x)
+        # the layout the device's convolution reads natively (vtok/vae/layout.py): a no-op on CUDA,
+        # where the padding already wrote it; on a CPU it keeps channels-last views (the norms') out
+        return super().forward(to_network_layout(x))

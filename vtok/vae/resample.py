@@ -9,16 +9,20 @@ The shortcuts follow DC-AE's residual autoencoding (arXiv 2410.10733): space/tim
 channel average on the way down, and channel repetition then depth-to-space on the way up, so
 the learned convolution only has to model a residual. ``benchmarks/design_choices.py``
 measures them against plain resampling.
+
+Every rearrangement works on the channels-last view ``x.movedim(1, -1)`` (``[B, T, H, W, C]``) and
+returns the network's layout (``vtok/vae/layout.py``): on CUDA channels-last-3d, as written, which
+cuDNN's convolutions read without a conversion (``F.interpolate``'s CUDA kernel is channels-first only).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange, reduce, repeat
 from torch import nn
 
 from vtok.vae.causal_conv import CausalConv3d, FramePadding, pad_time
+from vtok.vae.layout import to_network_layout
 from vtok.vae.streaming import Streamable
 
 
@@ -73,8 +77,10 @@ class Downsample3d(_Resample3d):
         h = self.conv(x)
         if self.shortcut_group:
             s = x if self.later_chunk else pad_time(x, self.rt - 1, 0, self.frame_padding)
-            s = rearrange(s, "b c (t rt) (h rh) (w rw) -> b (c rt rh rw) t h w", rt=self.rt, rh=self.rs, rw=self.rs)
-            h = h + reduce(s, "b (c g) t h w -> b c t h w", "mean", g=self.shortcut_group)
+            factors = dict(rt=self.rt, rh=self.rs, rw=self.rs)
+            s = rearrange(s.movedim(1, -1), "b (t rt) (h rh) (w rw) c -> b t h w (c rt rh rw)", **factors)
+            s = reduce(s, "b t h w (c g) -> b t h w c", "mean", g=self.shortcut_group)
+            h = h + to_network_layout(s.movedim(-1, 1))
         return h
 
 
@@ -89,10 +95,13 @@ class Upsample3d(_Resample3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         drop = 0 if self.later_chunk else self.rt - 1  # the first latent frame expands to one frame, not rt
-        up = F.interpolate(x, scale_factor=(self.rt, self.rs, self.rs), mode="nearest")[:, :, drop:]
-        h = self.conv(up)
+        factors = dict(rt=self.rt, rh=self.rs, rw=self.rs)
+        x = x.movedim(1, -1)
+        up = repeat(x, "b t h w c -> b (t rt) (h rh) (w rw) c", **factors)  # nearest-neighbour
+        # the layout before slicing: the whole tensor is already in it on CUDA, and a slice is not
+        h = self.conv(to_network_layout(up.movedim(-1, 1))[:, :, drop:])
         if self.shortcut_group:
-            s = repeat(x, "b c t h w -> b (c g) t h w", g=self.shortcut_group)
-            s = rearrange(s, "b (c rt rh rw) t h w -> b c (t rt) (h rh) (w rw)", rt=self.rt, rh=self.rs, rw=self.rs)
-            h = h + s[:, :, drop:]
+            s = repeat(x, "b t h w c -> b t h w (c g)", g=self.shortcut_group)
+            s = rearrange(s, "b t h w (c rt rh rw) -> b (t rt) (h rh) (w rw) c", **factors)
+            h = h + to_network_layout(s.movedim(-1, 1))[:, :, drop:]
         return h
