@@ -291,6 +291,40 @@ def test_roofline_costs_every_operator_of_a_step_on_fake_tensors(runs, request) 
     assert records[0]["time_share_by_category"]["normalisation"] > 0  # vtok's RMS norms, costed as fused kernels
 
 
+def test_layout_copies_counts_the_copies_of_a_cuda_step_on_fake_tensors(capsys: pytest.CaptureFixture[str]) -> None:
+    import torch.nn.functional as F
+
+    from benchmarks.layout_copies import main
+
+    patched = (F.rms_norm, F.interpolate)
+    records = {}
+    for layout in ([], ["--channels-last"]):  # in this process: fake tensors, no compute
+        main([*SMALL[:-4], "--top", "3", *layout])
+        (line,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+        records[bool(layout)] = json.loads(line)
+    assert (F.rms_norm, F.interpolate) == patched  # CUDA's rules are patched in for the run only
+    for channels_last, record in records.items():
+        assert record["model"] == "vtok:kl_4x8x8" and record["channels_last"] is channels_last
+        assert {"convolutions", "cudnn_formats", "conv_input_layouts", "conv_grad_output_layouts", "layout_copies",
+                "dtype_casts", "cat", "slice_backward_zero_fills", "cudnn_internal_transposes", "copy_kernel_launches",
+                "top_sites"} <= record.keys()  # fmt: skip
+        convs = record["convolutions"]["forward"]
+        assert convs == record["convolutions"]["backward"] > 0
+        # every convolution's input is already channels-last-3d, so cuDNN never transposes
+        assert record["conv_input_layouts"] == {"NDHWC": convs} == record["cudnn_formats"]["forward"]
+        assert all(d["count"] == 0 for d in record["cudnn_internal_transposes"].values())
+        assert record["copy_kernel_launches"] == record["layout_copies"]["events"] + record["dtype_casts"]["events"]
+        assert record["cat"]["events"] > 0 and record["slice_backward_zero_fills"]["gb"] > 0  # causal padding
+        sites = record["top_sites"]
+        assert len(sites) == 3 and [s["gb"] for s in sites] == sorted((s["gb"] for s in sites), reverse=True)
+        assert all(s.keys() == {"op", "phase", "site", "layouts", "count", "gb"} for s in sites)
+        assert all(s["phase"] in ("fwd", "bwd") and ".py:" in s["site"] and s["count"] > 0 for s in sites)
+    # channels-first weights are copied to channels-last for each convolution; --channels-last stores them so
+    (plain, fast), convs = records.values(), records[False]["convolutions"]["forward"]
+    assert plain["conv_weight_layouts"] == {"NCDHW": convs} and fast["conv_weight_layouts"] == {"NDHWC": convs}
+    assert fast["layout_copies"]["events"] < plain["layout_copies"]["events"]
+
+
 def test_profile_step_times_the_operators_of_a_real_step(runs, request) -> None:  # noqa: ANN001
     (record,) = output(runs, request)
     assert record["model"] == "vtok:kl_4x8x8" and record["step_ms"] > 0 and record["op_ms_per_step"] > 0
