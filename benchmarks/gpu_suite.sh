@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # The commands behind the GPU tables of benchmarks/README.md, in parts that each fit one 10-minute
-# device call: `bash benchmarks/gpu_suite.sh a OUT`, `... b OUT` and `... c OUT` (a: the targets'
-# speed and memory, eager and compiled; b: other layouts and the loader; c: the kernel profile,
-# eager then compiled, and quality at equal time). Their timeouts add up to 570 s (a), 350 s (b)
-# and 470 s (c). A 15-minute device budget holds one part, not a then c: the machine's start-up
-# (1-2 minutes) and a leave c 3.5 minutes or more, so call c after a with what is left as its
-# timeout: its commands run in that order, so a cut call still returns the profiles finished by
-# then; quality at equal time needs c alone (or first). JSON lines go to OUT/<name>.jsonl, every
-# log to OUT/log.txt (the device returns at most 8 files); one command failing or timing out does
-# not stop the rest.
+# device call: `bash benchmarks/gpu_suite.sh a OUT`, then `... b OUT` and `... c OUT` if device time is left.
+#  a: the speed and memory targets of #9 in one call: the shipped kl_4x8x8 preset eager and
+#     compiled (its GPU default) against Wan 2.1's VAE, inference, the quantizers and the eager kernel
+#     profile, one after another on the GPU; meanwhile the loader benchmark (CPU only) decodes 720p
+#     and 1080p sources on cores of its own (taskset: the GPU commands get cores 0-5, the loader
+#     6-15, so neither measurement takes the other's cores).
+#  b: the other baselines (CogVideoX, LTX-Video) and layouts (fsq, the patch-1 layout, channels_last).
+#  c: quality at equal training time (vtok compiled against Wan 2.1) and the compiled kernel profile.
+# Timeouts: a's GPU commands add up to 470 s, the loader's 480 s; b 330 s; c 480 s.
+# JSON lines go to OUT/<name>.jsonl, every log to OUT/log.txt (the loader's to OUT/data_log.txt;
+# the device returns at most 8 files); one command failing or timing out does not stop the rest.
 # SMOKE="--tiny --device cpu --frames 9 --size 32 --batch-size 1 --steps 1 --warmup 0" runs the same
 # commands at test size on a CPU (to check the script before spending device time; part b's old
 # layout then keeps its shape at test widths, [16,32,64,64]), with
-# DATA_SMOKE="--size 32 --frames 5 --batches 2" DATA_SOURCES=144p DATA_WORKERS=0 for the data part and
-# QUALITY_SMOKE="--tiny --device cpu --frames 9 --size 32 --batch-size 1" QUALITY_SECONDS=2 for part c.
+# DATA_SMOKE="--size 32 --frames 5 --batches 2" DATA_SOURCES=144p DATA_WORKERS=0 for the loader and
+# QUALITY_SMOKE="--tiny --device cpu --frames 9 --size 32 --batch-size 1" QUALITY_SECONDS=2 for quality.
 set -u
 part=${1:?part a, b or c}
 out=${2:?output folder}
@@ -21,6 +23,11 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 smoke=${SMOKE:-}
 data_smoke=${DATA_SMOKE:-}
+cores=$(nproc)
+pin_gpu=() pin_data=()
+if command -v taskset >/dev/null && [ "$cores" -ge 12 ]; then
+  pin_gpu=(taskset -c "0-5") pin_data=(taskset -c "6-$((cores - 1))")
+fi
 
 bench() {  # bench NAME SECONDS MODULE ARGS...
   local name=$1 seconds=$2
@@ -31,7 +38,7 @@ bench() {  # bench NAME SECONDS MODULE ARGS...
   [ "$1" = benchmarks.quality_at_budget ] && extra=${QUALITY_SMOKE:-}  # no --steps or --warmup
   local before=0  # lines other commands of the same name wrote there before: not shown again
   [ -f "$out/$name.jsonl" ] && before=$(wc -l <"$out/$name.jsonl")
-  timeout "$seconds" python3 -m "$@" $extra >>"$out/$name.jsonl" 2>>"$out/log.txt" || echo "   $name: exit $?"
+  timeout "$seconds" "${pin_gpu[@]}" python3 -m "$@" $extra >>"$out/$name.jsonl" 2>>"$out/log.txt" || echo "   $name: exit $?"
   tail -n +"$((before + 1))" "$out/$name.jsonl" | grep '^{' | cut -c1-400
 }
 
@@ -40,25 +47,34 @@ old_widths='[128,256,512,512]'
 [ -n "$smoke" ] && old_widths='[16,32,64,64]'
 old_layout=(--set patch_size=1 --set "block_out_channels=$old_widths")
 steps=(--steps 6 --warmup 2)  # per model; SMOKE's flags come later and win
-if [ "$part" = a ]; then  # the targets: the shipped preset eager and compiled (its GPU default) against the baselines
-  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null | tee "$out/gpu.txt"
-  bench train_step 200 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines wan,cogvideox,ltx "${steps[@]}"
-  bench train_step_variants 140 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' --compile "${steps[@]}"
-  bench inference 150 benchmarks.inference --config configs/fsq_4x8x8.yaml --baselines wan,cogvideox,ltx "${steps[@]}"
-  bench quantizers 80 benchmarks.quantizers --presets configs/gq_4x8x8.yaml
+if [ "$part" = a ]; then
+  nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null >>"$out/log.txt"
+  # the loader, CPU only, on its own cores for the whole call
+  timeout 480 "${pin_data[@]}" python3 -m benchmarks.data --paths sources --sources "${DATA_SOURCES:-720p,1080p}" \
+    --workers "${DATA_WORKERS:-1,4,8}" --backends decord,pyav --size 256 --frames 17 --batch-size 2 \
+    --source-videos 4 --source-frames 48 --batches 8 $data_smoke >>"$out/data.jsonl" 2>>"$out/data_log.txt" &
+  loader=$!
+  bench train_step 120 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines wan "${steps[@]}"
+  # compiling on six cores takes over 100 s (seen: the H200 machine, 2026-11-26)
+  bench train_step 170 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' --compile "${steps[@]}"
+  bench inference 70 benchmarks.inference --config configs/fsq_4x8x8.yaml --baselines wan "${steps[@]}"
+  bench quantizers 50 benchmarks.quantizers --presets configs/gq_4x8x8.yaml
+  bench profile_step 60 benchmarks.profile_step --config configs/kl_4x8x8.yaml --steps 3 --warmup 2 --top 25
+  echo "== waiting for the loader ($(date +%T))"
+  wait "$loader" || echo "   data: exit $?"
+  grep '^{' "$out/data.jsonl" | cut -c1-400
 elif [ "$part" = b ]; then
-  bench train_step_variants 50 benchmarks.train_step --config configs/fsq_4x8x8.yaml --baselines '' "${steps[@]}"
-  bench train_step_variants 50 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' "${old_layout[@]}" "${steps[@]}"
-  bench train_step_variants 50 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' --channels-last "${steps[@]}"
-  bench data 200 benchmarks.data --paths sources --sources "${DATA_SOURCES:-720p,1080p}" --workers "${DATA_WORKERS:-1,4,8}" \
-    --size 256 --frames 17 --batch-size 2 --source-videos 4 --source-frames 48 --batches 8
+  bench train_step 130 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines cogvideox,ltx "${steps[@]}"
+  bench train_step 50 benchmarks.train_step --config configs/fsq_4x8x8.yaml --baselines '' "${steps[@]}"
+  bench train_step 50 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' "${old_layout[@]}" "${steps[@]}"
+  bench train_step 50 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' --channels-last "${steps[@]}"
+  bench inference 50 benchmarks.inference --config configs/fsq_4x8x8.yaml --baselines cogvideox,ltx "${steps[@]}"
 elif [ "$part" = c ]; then
-  bench profile_step 100 benchmarks.profile_step --config configs/kl_4x8x8.yaml --steps 3 --warmup 2 --top 25
-  bench profile_step 130 benchmarks.profile_step --config configs/kl_4x8x8.yaml --steps 3 --warmup 2 --top 25 --compile
-  # vtok compiled, as the preset trains on a GPU (compilation falls in the first step, which is not timed);
-  # 60 s of training per model, validation eager (no recompiling): 240 s holds both processes
-  bench quality_at_budget 240 benchmarks.quality_at_budget --config configs/kl_4x8x8.yaml --compile \
+  # vtok compiled, as the preset trains on a GPU (compilation falls in the untimed first step);
+  # validation eager (no recompiling). Each model takes about 90 s beyond its budget (compiling, loading).
+  bench quality_at_budget 330 benchmarks.quality_at_budget --config configs/kl_4x8x8.yaml --compile \
     --seconds "${QUALITY_SECONDS:-60}"
+  bench profile_step 150 benchmarks.profile_step --config configs/kl_4x8x8.yaml --steps 3 --warmup 2 --top 25 --compile
 else
   echo "part must be a, b or c" >&2
   exit 2
