@@ -55,6 +55,20 @@ def test_the_denoising_decoder_depends_on_the_timestep_and_is_trained_on_noisy_l
     assert not torch.equal(first, model(video).reconstruction), "training draws t and the noise per step"
 
 
+
+def test_the_denoising_noise_is_the_same_whatever_the_network_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA the latents are channels-last (vtok/vae/layout.py); a noise draw that followed the
+    memory layout (randn_like) gave every position other noise there than on a CPU for one seed.
+    Here the CPU runs CUDA's layout to compare."""
+    model = preset_autoencoder("ltx_8x32x32").train()
+    video = torch.rand(2, 3, 9, 32, 32) * 2 - 1
+    torch.manual_seed(5)
+    channels_first = model(video).reconstruction
+    monkeypatch.setattr("vtok.vae.layout.network_layout", lambda device: torch.channels_last_3d)
+    torch.manual_seed(5)
+    channels_last = model(video).reconstruction
+    torch.testing.assert_close(channels_last, channels_first, rtol=1e-4, atol=1e-5)
+
 def test_the_generative_decoder_reads_noise_zero_by_default() -> None:
     model = preset_autoencoder("gq_8x32x32_gd")
     video = torch.rand(1, 3, 9, 64, 64) * 2 - 1

@@ -342,7 +342,8 @@ class VideoAutoencoder(ExportConfigMixin, StrictLoadingMixin, ModelMixin, Config
         if self.config.decoder_timestep_conditioning and self.training:  # denoising: z_t = (1 - t) z + t ε
             timestep = torch.rand(video.shape[0], device=video.device) * self.config.denoise_max_timestep
             t = timestep.to(latents.dtype)[:, None, None, None, None]
-            latents = noised(latents, t, torch.randn_like(latents))
+            # noise in logical order (randn_like would follow the memory layout, which differs by device)
+            latents = noised(latents, t, torch.randn(latents.shape, dtype=latents.dtype, device=latents.device))
         latents = to_network_layout(latents)  # as decode() reads them
         decoder_input = self._decoder_input(self.quantizer.to_decoder(latents), sample=self.training)
         continuous_input = self._decoder_input(features, sample=self.training) if continuous and self.is_discrete else None
