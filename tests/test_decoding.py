@@ -7,6 +7,8 @@ decoder would conceal. The ground truth is PyAV decoding the file in order from 
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from fractions import Fraction
@@ -353,8 +355,15 @@ def test_pyav_reads_in_a_loader_worker_forked_after_the_parent_read(tmp_path: Pa
     machine has, never hung): vtok converts on one thread. Run in a subprocess so a hang fails the
     test at its timeout instead of stopping the suite."""
     path = _write(tmp_path / "clip.mp4", frames=6)
-    done = subprocess.run(
-        [sys.executable, "-c", _FORKED_READ, str(path)], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "(2, 2, 64, 64, 3)"
+    command = [sys.executable, "-c", _FORKED_READ, str(path)]
+    # a session of its own, so a timeout kills the hung worker too (it ignores SIGTERM; killing
+    # only the parent would leave it running)
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = child.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        pytest.fail("a loader worker hung reading with PyAV")
+    assert child.returncode == 0, err[-2000:]
+    assert out.strip().splitlines()[-1] == "(2, 2, 64, 64, 3)"
