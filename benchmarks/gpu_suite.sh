@@ -24,8 +24,8 @@ export PYTHONUNBUFFERED=1
 smoke=${SMOKE:-}
 data_smoke=${DATA_SMOKE:-}
 cores=$(nproc)
-pin_gpu=() pin_data=()
-if command -v taskset >/dev/null && [ "$cores" -ge 12 ]; then
+pin_gpu=() pin_data=()  # part a only, where the loader benchmark runs beside the GPU commands
+if [ "$part" = a ] && command -v taskset >/dev/null && [ "$cores" -ge 12 ]; then
   pin_gpu=(taskset -c "0-5") pin_data=(taskset -c "6-$((cores - 1))")
 fi
 
