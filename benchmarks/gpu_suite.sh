@@ -49,10 +49,14 @@ old_layout=(--set patch_size=1 --set "block_out_channels=$old_widths")
 steps=(--steps 6 --warmup 2)  # per model; SMOKE's flags come later and win
 if [ "$part" = a ]; then
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null >>"$out/log.txt"
-  # the loader, CPU only, on its own cores for the whole call
-  timeout 480 "${pin_data[@]}" python3 -m benchmarks.data --paths sources --sources "${DATA_SOURCES:-720p,1080p}" \
-    --workers "${DATA_WORKERS:-1,4,8}" --backends decord,pyav --size 256 --frames 17 --batch-size 2 \
-    --source-videos 4 --source-frames 48 --batches 8 $data_smoke >>"$out/data.jsonl" 2>>"$out/data_log.txt" &
+  # the loader, CPU only, on its own cores for the whole call: decord (what training uses) at both
+  # resolutions first, then PyAV for comparison, so a cut call still has the training reader's rows
+  loader_run() {  # loader_run SECONDS BACKEND SOURCES
+    timeout "$1" "${pin_data[@]}" python3 -m benchmarks.data --paths sources --sources "$3" \
+      --workers "${DATA_WORKERS:-1,4,8}" --backends "$2" --size 256 --frames 17 --batch-size 2 \
+      --source-videos 4 --source-frames 48 --batches 8 $data_smoke >>"$out/data.jsonl" 2>>"$out/data_log.txt"
+  }
+  (loader_run 330 decord "${DATA_SOURCES:-720p,1080p}"; loader_run 150 pyav "${DATA_SOURCES:-720p}") &
   loader=$!
   bench train_step 120 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines wan "${steps[@]}"
   # compiling on six cores takes over 100 s (seen: the H200 machine, 2026-11-26)
