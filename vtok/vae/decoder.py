@@ -17,7 +17,6 @@ from torch import nn
 from vtok.vae.backbone import BackboneSpec, run_stages
 from vtok.vae.blocks import ResBlock3d, Stage
 from vtok.vae.causal_conv import CausalConv3d
-from vtok.vae.layout import to_network_layout
 from vtok.vae.norm import ChannelRMSNorm
 from vtok.vae.patchify import unpatchify
 from vtok.vae.resample import Upsample3d
@@ -71,7 +70,5 @@ class Decoder3d(nn.Module):
             t = timestep if timestep is not None else z.new_zeros(z.shape[0])
             embedding = self.time_embedding(t)
         checkpoint = self._gradient_checkpointing_func if self.gradient_checkpointing else None
-        # the network's layout whatever the caller's (encode()'s latents, codes built from token indices)
-        z = to_network_layout(z)
         h = run_stages([self.mid, *self.stages], self.conv_in(z), checkpoint, embedding)
         return unpatchify(self.conv_out(F.silu(self.norm_out(h))), self.patch_size)

@@ -6,9 +6,9 @@ view it reads. On an H200 those copies and transposes took 31 % of an eager trai
 (``benchmarks/README.md``). The CPU's 3D convolutions answer channels-first whatever they are
 given, so there the network stays channels-first (a channels-last input only adds conversions).
 
-The entry points put a tensor in this layout (:func:`to_network_layout`: the encoder's patchify,
-the decoder's input); the layers in between keep it (the causal padding concatenates plain slices)
-or restore it after an einops rearrangement.
+Every convolution puts its (padded) input in this layout (:func:`to_network_layout`, a no-op where
+it already is), and the layers in between keep it: the causal padding concatenates plain slices,
+and patchify and the resampling restore it after an einops rearrangement.
 """
 
 from __future__ import annotations
