@@ -32,7 +32,8 @@ The summary splits the copies into layout copies (everything but dtype casts and
 casts (``_to_copy``) and ``cat`` (causal padding: a copy by nature), lists the ``slice_backward``
 zero fills apart (a fill, not a copy) and counts the copy-kernel launches (every copy but ``cat``,
 which is its own kernel). ``--top`` lists the sites that move the most bytes. ``--baselines`` runs
-diffusers' VAEs through the same rules; their sites name only the benchmark's own lines.
+diffusers' VAEs through the same rules (not autocast's float32 rule for their group and layer
+norms, which vtok's norms do not use); their sites name only the benchmark's own lines.
 
     python -m benchmarks.layout_copies                          # kl_4x8x8, 17x256x256, batch 2
     python -m benchmarks.layout_copies --channels-last --top 20 # apply_speed_options(channels_last=True)
@@ -60,6 +61,7 @@ from torch.utils._pytree import tree_flatten
 
 from benchmarks.common import autocast, sig
 from benchmarks.models import Subject, add_model_args, build_subject, measure_each_model_here
+from benchmarks.roofline import unique_bytes
 from vtok.vae import layout as vtok_layout
 
 CL = torch.channels_last_3d
@@ -91,11 +93,6 @@ def cudnn_format(x: torch.Tensor, weight: torch.Tensor) -> torch.memory_format:
 def format_name(memory_format: torch.memory_format) -> str:
     """``NDHWC`` for channels-last-3d, else ``NCDHW``."""
     return "NDHWC" if memory_format == CL else "NCDHW"
-
-
-def nbytes(tensor: torch.Tensor) -> int:
-    """The tensor's size in bytes (its elements, not its storage)."""
-    return tensor.numel() * tensor.element_size()
 
 
 def _repository_frames(frames: Sequence[tuple[str, int]]) -> tuple[str, ...]:
@@ -162,7 +159,7 @@ class CudaLayoutMode(TorchDispatchMode):
     def record_copy(self, kind: str, op: str, src: torch.Tensor, destination: str, moved: int | None = None) -> None:
         """One copy of ``src`` into ``destination`` layout (``moved`` bytes; by default read + write of ``src``)."""
         phase, frames = where()
-        moved = 2 * nbytes(src) if moved is None else moved
+        moved = 2 * src.nbytes if moved is None else moved
         self.copies.append(CopyEvent(kind, op, phase, short_site(frames), f"{layout(src)}->{destination}", moved))
 
     def record_transposes(self, into: Sequence[torch.Tensor], out_of: Sequence[torch.Tensor]) -> None:
@@ -171,7 +168,7 @@ class CudaLayoutMode(TorchDispatchMode):
         for direction, tensors in (("nchw_to_nhwc", into), ("nhwc_to_nchw", out_of)):
             for tensor in tensors:
                 self.cudnn_internal[direction] += 1
-                self.cudnn_internal[direction + "_bytes"] += 2 * nbytes(tensor)
+                self.cudnn_internal[direction + "_bytes"] += 2 * tensor.nbytes
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
         kwargs = kwargs or {}
@@ -199,17 +196,17 @@ class CudaLayoutMode(TorchDispatchMode):
         result = returns[0]
         src = inputs[1] if name == "copy_" else inputs[0] if inputs else result
         if name == "cat":  # an expanded (stride-0) input is read once per distinct element
-            read = sum(nbytes(t) if 0 not in t.stride() else nbytes(t) // max(1, t.shape[2]) for t in inputs)
-            self.record_copy(name, name, result, layout(result), read + nbytes(result))
+            read = sum(unique_bytes(t) for t in inputs)
+            self.record_copy(name, name, result, layout(result), read + result.nbytes)
         elif name in ("slice_backward", "select_backward"):  # zeros of the full input, then a copy_ of the slice
-            self.zero_fills.append(nbytes(result))
-            self.record_copy(f"{name} (copy_ part; + zeros fill)", name, src, layout(result), 2 * nbytes(src))
+            self.zero_fills.append(result.nbytes)
+            self.record_copy(f"{name} (copy_ part; + zeros fill)", name, src, layout(result), 2 * src.nbytes)
         else:
             kind = name
             if name == "_to_copy":
                 kind = f"_to_copy {str(src.dtype)[6:]}->{str(result.dtype)[6:]}"
                 kind += "" if src.dim() == 5 else " (param/1D)"
-            self.record_copy(kind, name, src, layout(result), nbytes(src) + nbytes(result))
+            self.record_copy(kind, name, src, layout(result), src.nbytes + result.nbytes)
 
     def _convolution(self, func, args: tuple, kwargs: dict) -> torch.Tensor:  # noqa: ANN001
         x, weight = args[0], args[1]

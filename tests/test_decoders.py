@@ -55,7 +55,6 @@ def test_the_denoising_decoder_depends_on_the_timestep_and_is_trained_on_noisy_l
     assert not torch.equal(first, model(video).reconstruction), "training draws t and the noise per step"
 
 
-
 def test_the_denoising_noise_is_the_same_whatever_the_network_layout(monkeypatch: pytest.MonkeyPatch) -> None:
     """On CUDA the latents are channels-last (vtok/vae/layout.py); a noise draw that followed the
     memory layout (randn_like) gave every position other noise there than on a CPU for one seed.
@@ -68,6 +67,7 @@ def test_the_denoising_noise_is_the_same_whatever_the_network_layout(monkeypatch
     torch.manual_seed(5)
     channels_last = model(video).reconstruction
     torch.testing.assert_close(channels_last, channels_first, rtol=1e-4, atol=1e-5)
+
 
 def test_the_generative_decoder_reads_noise_zero_by_default() -> None:
     model = preset_autoencoder("gq_8x32x32_gd")

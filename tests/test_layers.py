@@ -91,8 +91,6 @@ def test_rms_norm_under_autocast_keeps_the_input_dtype() -> None:
     assert x.grad is not None and x.grad.dtype == torch.bfloat16 and norm.weight.grad.dtype == torch.float32
 
 
-
-
 def test_on_cuda_padding_resampling_and_patchify_keep_activations_channels_last() -> None:
     """On CUDA the network runs channels-last-3d, the layout cuDNN's fast bf16 3D kernels read
     without transposing (on an H200 the conversions and cuDNN's own transposes took 31 % of the
@@ -101,7 +99,7 @@ def test_on_cuda_padding_resampling_and_patchify_keep_activations_channels_last(
     channels-last input. Checked on fake CUDA tensors (shapes and strides, no GPU); on a CPU the
     network stays channels-first, which its convolutions answer in anyway."""
     channels_last = torch.channels_last_3d
-    inputs: list[bool] = []
+    inputs: list[tuple[int, ...]] = []
     with FakeTensorMode(), torch.device("cuda"):
         x = torch.randn(1, 8, 5, 8, 8).contiguous(memory_format=channels_last)
         assert pad_time(x, 2, 0, "replicate").is_contiguous(memory_format=channels_last)
