@@ -24,6 +24,7 @@ import torch._functorch.config  # not imported by `import torch` alone
 from torch import nn
 
 from vtok.vae import VideoAutoencoder
+from vtok.vae.diffusers_backbone import PriorDecoder, PriorEncoder
 
 
 CompileChoice = bool | Literal["auto"]
@@ -54,7 +55,7 @@ def apply_speed_options(
     Args:
         autoencoder: the live network.
         compile_networks: ``torch.compile`` the encoder and the decoder (in place, names kept).
-        channels_last: weights and the networks' inputs in channels-last-3d memory format.
+        channels_last: 3D weights in channels-last-3d memory format; a diffusers prior's inputs too.
         compile_mode: ``torch.compile``'s mode (``None``: the default; e.g. ``"max-autotune"``).
         repeated_backward: the step differentiates through the decoder more than once (the
             adversarial objective's adaptive weight takes gradients with ``retain_graph``).
@@ -66,7 +67,8 @@ def apply_speed_options(
             if parameter.dim() == 5:
                 parameter.data = parameter.data.contiguous(memory_format=torch.channels_last_3d)
         for network in (autoencoder.encoder, autoencoder.decoder):
-            network.register_forward_pre_hook(channels_last_input)
+            if isinstance(network, (PriorEncoder, PriorDecoder)):  # vtok's own networks: vtok/vae/layout.py
+                network.register_forward_pre_hook(channels_last_input)
     if compile_networks:
         if repeated_backward and hasattr(torch._functorch.config, "donated_buffer"):
             torch._functorch.config.donated_buffer = False
