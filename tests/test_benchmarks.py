@@ -174,6 +174,21 @@ def test_compile_networks_auto_means_on_a_gpu() -> None:
     assert module.inference_autoencoder.decoder._compiled_call_impl is None  # the EMA copy stays plain
 
 
+def test_the_networks_compile_to_one_graph_each_in_the_cuda_layout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA the activations are channels-last-3d (vtok/vae/layout.py), a path the CPU never takes:
+    traced in that layout, encoder and decoder are still one graph each, without breaks."""
+    monkeypatch.setattr("vtok.vae.layout.network_layout", lambda device: torch.channels_last_3d)
+    for bottleneck in ("kl", "fsq"):
+        model = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1, patch_size=2,
+                                 bottleneck=bottleneck)  # fmt: skip
+        video = torch.randn(1, 3, 5, 16, 16)
+        encoded = torch._dynamo.explain(model.encoder)(video)
+        latents = model.quantizer.to_decoder(model.quantizer(model.encoder(video)).latents)
+        decoded = torch._dynamo.explain(model.decoder)(latents.contiguous(memory_format=torch.channels_last_3d))
+        assert [(r.graph_count, r.graph_break_count) for r in (encoded, decoded)] == [(1, 0), (1, 0)], bottleneck
+        torch._dynamo.reset()
+
+
 @pytest.mark.slow
 def test_compiled_networks_train_with_the_adaptive_adversarial_weight(one_thread: None) -> None:
     """The adaptive weight differentiates through the compiled decoder twice (``retain_graph``),
