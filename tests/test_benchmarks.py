@@ -287,16 +287,18 @@ def test_quality_at_budget_trains_wan_by_the_same_loop(runs, request) -> None:  
     assert record["psnr_curve"] == [{"seconds": 0.0, "steps": 1, "val_psnr_db": record["val_psnr_db"]}]
 
 
-def test_quality_summary_says_when_vtok_reached_each_baselines_final_psnr() -> None:
+def test_quality_summary_says_from_when_vtok_stayed_at_each_baselines_final_psnr() -> None:
     from benchmarks.quality_at_budget import summary
 
-    curve = [{"seconds": s, "steps": 10 * s, "val_psnr_db": p} for s, p in [(15, 12.0), (30, 13.0), (45, 14.0), (60, 15.0)]]
+    curve = [{"seconds": s, "steps": 10 * s, "val_psnr_db": p} for s, p in [(15, 12.0), (30, 14.0), (45, 13.0), (60, 15.0)]]
     records = [{"model": "vtok:kl_4x8x8", "val_psnr_db": 15.0, "psnr_curve": curve},
                {"model": "wan", "val_psnr_db": 13.5}, {"model": "ltx", "val_psnr_db": 15.5}, {"model": "cogvideox", "error": "oom"}]  # fmt: skip
     result = summary(records, 60.0)
     assert result["val_psnr_db"] == {"vtok:kl_4x8x8": 15.0, "wan": 13.5, "ltx": 15.5}
     assert result["vtok_minus_baseline_db"] == {"wan": 1.5, "ltx": -0.5}
-    assert result["vtok_seconds_to_baseline_final_psnr"] == {"wan": 45, "ltx": None}
+    # 14 dB at 30 s touched wan's 13.5, but the curve fell back under it at 45 s
+    assert result["vtok_seconds_to_stay_at_baseline_final_psnr"] == {"wan": 60, "ltx": None}
+    assert summary(records[1:], 60.0)["vtok_seconds_to_stay_at_baseline_final_psnr"] == {}
 
 
 def test_footprint_counts_flops_and_memory_on_fake_tensors(runs, request) -> None:  # noqa: ANN001
