@@ -101,7 +101,7 @@ def footprint(name: str, args: argparse.Namespace) -> dict[str, object]:
         "decode_tflop_per_clip": sig(decode / args.batch_size / 1e12),
         "estimated_train_peak_gib": sig((memory.peak + weights) / GIB),
         "h100_clips_per_s_at_mfu": {m: sig(float(m) * H100 * 1e12 / per_clip) for m in split_list(args.mfu)},
-        "activation_checkpointing": subject.is_vtok and args.activation_checkpointing, "tiny": args.tiny, "overrides": args.set,
+        "activation_checkpointing": subject.is_vtok and args.activation_checkpointing, "tiny": args.tiny, "overrides": subject.overrides,
     }  # fmt: skip
 
 

@@ -67,7 +67,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
     record["encode_decode_frames_per_s"] = sig(frames / (seconds["encode"] + seconds["decode"]))
     with PeakMemory(args.device) as memory:
         run(lambda: subject.decode(subject.encode(video)))()
-    record.update(memory.record(), tiny=args.tiny, overrides=args.set, **environment(args))
+    record.update(memory.record(), tiny=args.tiny, overrides=subject.overrides, **environment(args))
     return record
 
 

@@ -366,7 +366,7 @@ def layout_copies(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "layout_copies", "model": subject.name, "params_m": round(subject.parameters / 1e6, 2),
         "frames": args.frames, "size": args.size, "batch_size": args.batch_size, "precision": "bf16",
-        "channels_last": channels_last, **summarise(mode, args.top), "tiny": args.tiny, "overrides": args.set,
+        "channels_last": channels_last, **summarise(mode, args.top), "tiny": args.tiny, "overrides": subject.overrides,
     }  # fmt: skip
 
 

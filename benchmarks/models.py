@@ -49,6 +49,9 @@ def add_model_args(parser: argparse.ArgumentParser, baselines: str = "wan,cogvid
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="vtok preset; its model.autoencoder section is built")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a field of the preset's autoencoder, e.g. --set 'block_out_channels=[64,128]'")  # fmt: skip
+    parser.add_argument("--baseline-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override an argument of every baseline's diffusers class, e.g. --baseline-set base_dim=40 "
+                             "(to compare both architectures scaled down alike)")  # fmt: skip
     parser.add_argument("--baselines", default=baselines, help=f"comma-separated, of {','.join(BASELINES)} ('' for none)")
     parser.add_argument("--tiny", action="store_true", help="test-size widths for every model (CI smoke runs)")
     parser.add_argument("--only", default=None, help="measure this one model here (vtok or a baseline name)")
@@ -56,13 +59,18 @@ def add_model_args(parser: argparse.ArgumentParser, baselines: str = "wan,cogvid
 
 def load_preset(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """The ``model.autoencoder`` section of a preset, with ``KEY=VALUE`` overrides (YAML values)."""
-    config = dict(yaml.safe_load(Path(path).read_text())["model"]["autoencoder"])
-    for item in overrides:
+    return {**yaml.safe_load(Path(path).read_text())["model"]["autoencoder"], **parse_overrides(overrides)}
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["KEY=VALUE", ...]`` -> ``{KEY: VALUE}``, each value read as YAML (``[64,128]``, ``40``, ``true``)."""
+    parsed = {}
+    for item in items:
         key, sep, value = item.partition("=")
         if not sep:
-            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
-        config[key.strip()] = yaml.safe_load(value)
-    return config
+            raise ValueError(f"overrides take KEY=VALUE, got {item!r}")
+        parsed[key.strip()] = yaml.safe_load(value)
+    return parsed
 
 
 def preset_name(path: str | Path) -> str:
@@ -84,12 +92,15 @@ class Subject:
         module: the network.
         compression: ``(temporal, spatial)`` factors.
         discrete: whether it tokenizes.
+        overrides: the ``KEY=VALUE`` changes to its default architecture (``--set`` for vtok,
+            ``--baseline-set`` for a baseline), recorded with its numbers.
     """
 
     name: str
     module: nn.Module
     compression: tuple[int, int]
     discrete: bool = False
+    overrides: Sequence[str] = ()
 
     @property
     def is_vtok(self) -> bool:
@@ -131,21 +142,23 @@ _VTOK_LOSS = AutoencoderLoss()  # L1 and the published bottleneck weights, no LP
 
 
 def build_subject(name: str, args: argparse.Namespace) -> Subject:
-    """``"vtok"`` (the preset ``args.config`` with ``args.set``) or a baseline name, with
-    ``args.tiny`` widths when set; random weights, in train mode, on the CPU."""
+    """``"vtok"`` (the preset ``args.config`` with ``args.set``) or a baseline name (its diffusers
+    defaults with ``args.baseline_set``), with ``args.tiny`` widths first when set; random weights,
+    in train mode, on the CPU."""
     torch.manual_seed(0)
     if name == "vtok" or name.startswith("vtok:"):
         config = load_preset(args.config, [*(f"{k}={v}" for k, v in TINY["vtok"].items() if args.tiny), *args.set])
         model = VideoAutoencoder(**config)
         compression = (model.compression.temporal, model.compression.spatial)
-        return Subject(f"vtok:{preset_name(args.config)}", model, compression, model.is_discrete)
+        return Subject(f"vtok:{preset_name(args.config)}", model, compression, model.is_discrete, args.set)
     if name not in BASELINES:
         raise ValueError(f"unknown model {name!r}; choose vtok or one of {', '.join(BASELINES)}")
     import diffusers
 
     class_name, compression = BASELINES[name]
-    model = getattr(diffusers, class_name)(**(TINY[name] if args.tiny else {}))
-    return Subject(name, model, compression)
+    overrides = args.baseline_set
+    model = getattr(diffusers, class_name)(**{**(TINY[name] if args.tiny else {}), **parse_overrides(overrides)})
+    return Subject(name, model, compression, overrides=overrides)
 
 
 def model_list(args: argparse.Namespace) -> list[str]:

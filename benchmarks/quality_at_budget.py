@@ -156,7 +156,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, object]:
         "budget_s": args.seconds, **trained, "lr": args.lr, "frames": args.frames, "size": args.size,
         "batch_size": args.batch_size, "workers": args.workers, "val_clips": len(psnr), "val_psnr_db": round(float(psnr.mean()), 3),
         "val_psnr_real_video_db": round(float(psnr[-1]), 3) if real[1].is_file() else None,
-        "tiny": args.tiny, "overrides": args.set,
+        "tiny": args.tiny, "overrides": subject.overrides,
         **(speed_options(args) if subject.is_vtok else {"cudnn_benchmark": args.cudnn_benchmark}), **environment(args),
     }  # fmt: skip
 

@@ -207,7 +207,7 @@ def roofline(name: str, args: argparse.Namespace) -> dict[str, object]:
                     for op, c in top],
         "estimated_peak_gib": sig(memory.peak / GIB),
         "peak_gib_by_category": {k: sig(v / GIB, 3) for k, v in sorted(memory.peak_by_kind.items(), key=lambda i: -i[1]) if v},
-        "overrides": args.set, "tiny": args.tiny,
+        "overrides": subject.overrides, "tiny": args.tiny,
     }  # fmt: skip
 
 

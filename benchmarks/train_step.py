@@ -96,7 +96,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
         "clips_per_s": sig(args.batch_size / seconds), "seconds_per_step": sig(seconds), **memory.record(),
         "tflop_per_clip": sig(flops / args.batch_size / 1e12), "achieved_tflops": sig(flops / seconds / 1e12),
         "mfu": mfu(flops / seconds, peak), "peak_tflops": peak, "host_syncs_per_step": syncs.count,
-        "tiny": args.tiny, "overrides": args.set, **(speed_options(args) if subject.is_vtok else {}), **environment(args),
+        "tiny": args.tiny, "overrides": subject.overrides, **(speed_options(args) if subject.is_vtok else {}), **environment(args),
     }  # fmt: skip
 
 

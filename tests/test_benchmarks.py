@@ -50,7 +50,7 @@ COMMANDS: dict[str, list[str]] = {
     "test_profile_step_times_the_operators_of_a_real_step": [
         "benchmarks.profile_step", *SMALL, "--top", "3"],
     "test_quality_at_budget_trains_wan_by_the_same_loop": [
-        "benchmarks.quality_at_budget", *SMALL[:-4], "--seconds", "0", "--only", "wan"],
+        "benchmarks.quality_at_budget", *SMALL[:-4], "--seconds", "0", "--only", "wan", "--baseline-set", "base_dim=8"],
 }  # fmt: skip
 
 
@@ -285,6 +285,14 @@ def test_quality_at_budget_trains_wan_by_the_same_loop(runs, request) -> None:  
     assert record["val_psnr_real_video_db"] is not None  # the carphone clip was found and held out
     assert record["cudnn_benchmark"] is True and "compile" not in record  # vtok's speed options are vtok's only
     assert record["psnr_curve"] == [{"seconds": 0.0, "steps": 1, "val_psnr_db": record["val_psnr_db"]}]
+    # --baseline-set narrows Wan past its test size, and the record says so
+    import diffusers
+
+    from benchmarks.models import TINY
+
+    narrowed = diffusers.AutoencoderKLWan(**{**TINY["wan"], "base_dim": 8})
+    assert record["overrides"] == ["base_dim=8"]
+    assert record["params_m"] == round(sum(p.numel() for p in narrowed.parameters()) / 1e6, 2)
 
 
 def test_quality_summary_says_from_when_vtok_stayed_at_each_baselines_final_psnr() -> None:
