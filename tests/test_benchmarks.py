@@ -21,6 +21,7 @@ from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader
 
 from benchmarks.common import SyncCounter
+from benchmarks.models import TINY
 from vtok import VideoAutoencoder
 from vtok.tokenizers import FSQ, GroupLFQ
 from vtok.losses import AdversarialLoss
@@ -289,8 +290,6 @@ def test_quality_at_budget_trains_wan_by_the_same_loop(runs, request) -> None:  
     assert record["psnr_curve"] == [{"seconds": 0.0, "steps": 1, "val_psnr_db": record["val_psnr_db"]}]
     # --baseline-set narrows Wan past its test size, and the record says so
     import diffusers
-
-    from benchmarks.models import TINY
 
     narrowed = diffusers.AutoencoderKLWan(**{**TINY["wan"], "base_dim": 8})
     assert record["overrides"] == ["base_dim=8"]
