@@ -57,9 +57,11 @@ def add_model_args(parser: argparse.ArgumentParser, baselines: str = "wan,cogvid
     parser.add_argument("--only", default=None, help="measure this one model here (vtok or a baseline name)")
 
 
-def load_preset(path: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The ``model.autoencoder`` section of a preset, with ``KEY=VALUE`` overrides (YAML values)."""
-    return {**yaml.safe_load(Path(path).read_text())["model"]["autoencoder"], **parse_overrides(overrides)}
+def load_preset(path: str | Path, tiny: bool = False, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The ``model.autoencoder`` section of a preset, with the test-size widths when ``tiny``, then
+    ``KEY=VALUE`` overrides (YAML values)."""
+    config = yaml.safe_load(Path(path).read_text())["model"]["autoencoder"]
+    return {**config, **(TINY["vtok"] if tiny else {}), **parse_overrides(overrides)}
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -147,8 +149,7 @@ def build_subject(name: str, args: argparse.Namespace) -> Subject:
     in train mode, on the CPU."""
     torch.manual_seed(0)
     if name == "vtok" or name.startswith("vtok:"):
-        config = load_preset(args.config, [*(f"{k}={v}" for k, v in TINY["vtok"].items() if args.tiny), *args.set])
-        model = VideoAutoencoder(**config)
+        model = VideoAutoencoder(**load_preset(args.config, args.tiny, args.set))
         compression = (model.compression.temporal, model.compression.spatial)
         return Subject(f"vtok:{preset_name(args.config)}", model, compression, model.is_discrete, args.set)
     if name not in BASELINES:
@@ -156,9 +157,8 @@ def build_subject(name: str, args: argparse.Namespace) -> Subject:
     import diffusers
 
     class_name, compression = BASELINES[name]
-    overrides = args.baseline_set
-    model = getattr(diffusers, class_name)(**{**(TINY[name] if args.tiny else {}), **parse_overrides(overrides)})
-    return Subject(name, model, compression, overrides=overrides)
+    model = getattr(diffusers, class_name)(**{**(TINY[name] if args.tiny else {}), **parse_overrides(args.baseline_set)})
+    return Subject(name, model, compression, overrides=args.baseline_set)
 
 
 def model_list(args: argparse.Namespace) -> list[str]:

@@ -33,7 +33,7 @@ from benchmarks.common import (
     FULL, GIB, PeakMemory, TensorMemory, add_run_args, autocast, emit, environment, resolve_run_args, run_isolated,
     setup_logging, sig, split_list, time_steps, warm_up,
 )  # fmt: skip
-from benchmarks.models import TINY, load_preset, preset_name
+from benchmarks.models import load_preset, preset_name
 from vtok import VideoAutoencoder
 from vtok.losses.objective import DEFAULT_BOTTLENECK_WEIGHTS
 from vtok.tokenizers import FSQ, GroupLFQ
@@ -152,7 +152,7 @@ def train_step(preset: str, args: argparse.Namespace) -> dict[str, object]:
 
 
 def share_of_step(preset: str, args: argparse.Namespace, common: dict[str, object]) -> dict[str, object]:
-    config = load_preset(preset, [f"{k}={v}" for k, v in TINY["vtok"].items()] if args.tiny else [])
+    config = load_preset(preset, args.tiny)
     torch.manual_seed(0)
     bottleneck = VideoAutoencoder(**config).quantizer
     row = measure("vtok_bottleneck", bottleneck, latent_shape(args, bottleneck.input_channels, Compression(
