@@ -25,6 +25,7 @@ from vtok.data.prepare import PrepareOptions, _reencode
 from vtok.data.readers import DecordReader, VideoDecodeError
 from vtok.data.scan_pool import STALLED, run_with_deadlines
 from vtok.data.shard_split import sample_quotas, split_shards
+from vtok.data.shard_writer import write_shards
 from vtok.data.streaming import EpochLoader, expand_shards, shard_counts
 from vtok.commands.prepare import main as prepare
 
@@ -258,6 +259,31 @@ def test_shards_hold_the_manifest_and_a_corrupt_member_is_skipped_and_counted(
     assert len(list(module.train_dataloader())) == 2
     said = [r.getMessage() for r in caplog.records if "records no reader" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith(f"{tmp_path / 'plain.tar'}#")
+
+
+def test_shards_follow_an_edited_manifest_each_line_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Lines removed, added or repeated between two runs: every line is sharded exactly once, and an
+    unreadable line is tried again by the next run instead of being counted as sharded."""
+    for name in "abcdef":
+        (tmp_path / f"{name}.mp4").write_bytes(name.encode() * 10)  # sharding copies bytes, it does not decode
+    line = {name: {"path": f"{name}.mp4", "frames": 20} for name in "abcdef"}
+
+    def sharded() -> Counter:
+        members = wds.WebDataset(expand_shards(str(tmp_path / "shards")), shardshuffle=False)
+        return Counter(json.loads(member["json"])["path"][0] for member in members)
+
+    write_shards([line["a"], line["b"], line["c"], line["c"]], tmp_path, tmp_path / "shards")
+    assert sharded() == Counter("abcc"), "a repeated line is a sample of its own"
+    (tmp_path / "d.mp4").unlink()
+    with caplog.at_level("WARNING", logger="vtok.data.shard_writer"):
+        write_shards([line["a"], line["c"], line["c"], line["e"], line["d"]], tmp_path, tmp_path / "shards")
+    assert sharded() == Counter("abcce"), "b's removal shifts no line: e is sharded, c not again, d (unreadable) not yet"
+    assert "no longer in the manifest" in caplog.text and "not sharding" in caplog.text
+    (tmp_path / "d.mp4").write_bytes(b"d" * 10)
+    write_shards([line["a"], line["c"], line["c"], line["d"], line["e"], line["f"], line["f"]], tmp_path, tmp_path / "shards")
+    assert sharded() == Counter("abccdeff")
+    keys = [m["__key__"] for m in wds.WebDataset(expand_shards(str(tmp_path / "shards")), shardshuffle=False)]
+    assert len(set(keys)) == len(keys) == 8, "repeats have keys of their own"
 
 
 def test_the_split_gives_each_shard_to_exactly_one_rank_and_worker() -> None:

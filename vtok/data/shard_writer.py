@@ -2,9 +2,10 @@
 
 A sample is ``<key>.mp4`` (the file's bytes, as they are: no decoding, no re-encoding) and
 ``<key>.json`` (its manifest line, with the verified frame count and fps). Shards are only ever
-added: ``index.json`` records how many manifest lines are already in shards, so a later run shards
-only the new lines. The index also gives each shard's sample count, which keeps ranks in step
-when they stream (see :mod:`vtok.data.shard_split`).
+added: ``index.json`` records the sample keys already in shards (with how many times each, since a
+manifest may repeat a line to weight it), so a later run shards only the lines not yet there, however
+the manifest was edited in between. The index also gives each shard's sample count, which keeps
+ranks in step when they stream (see :mod:`vtok.data.shard_split`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,9 +29,44 @@ INDEX_NAME = "index.json"
 
 
 def read_index(folder: str | Path) -> dict[str, Any]:
-    """``{"records": lines of the manifest already sharded, "shards": [{"name", "samples", "bytes"}]}``."""
+    """``{"records": manifest lines in shards, "keys": {sample key: times sharded}, "shards": [{"name",
+    "samples", "bytes"}]}`` (an index written before keys were recorded has no ``"keys"``)."""
     path = Path(folder) / INDEX_NAME
-    return json.loads(path.read_text()) if path.exists() else {"records": 0, "shards": []}
+    return json.loads(path.read_text()) if path.exists() else {"records": 0, "keys": {}, "shards": []}
+
+
+def record_key(record: dict[str, Any]) -> str:
+    """The sample key of a manifest line: its source file's (see :func:`sample_key`)."""
+    return sample_key(record.get("source", record["path"]))
+
+
+def _sharded_keys(index: dict[str, Any], records: Sequence[dict[str, Any]]) -> Counter[str]:
+    """How many times each sample key is already in shards. An index from before keys were recorded
+    only counts lines: the manifest's first ``index["records"]`` lines are the ones sharded."""
+    if "keys" in index:
+        return Counter(index["keys"])
+    return Counter(record_key(record) for record in records[: index["records"]])
+
+
+def _unsharded(records: Sequence[dict[str, Any]], sharded: Counter[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The lines not yet in shards, each with its sample key: a key's first ``sharded[key]`` lines
+    are in shards already; a repeated line's later copies get keys of their own (``<key>-2``, ...),
+    since samples of a tar are told apart by their keys."""
+    seen: Counter[str] = Counter()
+    new = []
+    for record in records:
+        key = record_key(record)
+        seen[key] += 1
+        if seen[key] > sharded[key]:
+            new.append((key if seen[key] == 1 else f"{key}-{seen[key]}", record))
+    gone = sharded - seen
+    if gone:
+        log.warning(
+            "%d samples in the shards are no longer in the manifest (for instance %s): they stay in the shards, "
+            "which are only added to; write the shards into a new folder to leave them out",
+            sum(gone.values()), next(iter(gone)),
+        )  # fmt: skip
+    return new
 
 
 def _write_index(folder: Path, index: dict[str, Any]) -> None:
@@ -69,10 +106,11 @@ def write_shards(
     shard_samples: int | None = None,
 ) -> list[dict[str, Any]]:
     """Appends the manifest lines not yet in shards to new shards in ``folder``; returns the new
-    shards' index entries.
+    shards' index entries. A line that cannot be read is left out with a warning and tried again
+    by the next run.
 
     Args:
-        records: every line of the manifest, in order (the index says which are already sharded).
+        records: every line of the manifest (the index says which are already sharded).
         root: the folder relative ``path`` fields are relative to (the manifest's).
         folder: where the shards and ``index.json`` go.
         shard_mb: a shard is closed once it holds this many megabytes (so it ends up slightly larger).
@@ -88,11 +126,12 @@ def write_shards(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     index = read_index(folder)
-    new = list(records[index["records"] :])
-    random.Random(seed + index["records"]).shuffle(new)
+    sharded = _sharded_keys(index, records)
+    new = _unsharded(records, sharded)
+    random.Random(seed + sum(sharded.values())).shuffle(new)
     entries: list[dict[str, Any]] = []
     shard: _Shard | None = None
-    for record in new:
+    for key, record in new:
         path = Path(record["path"]) if Path(record["path"]).is_absolute() else Path(root) / record["path"]
         try:
             data = path.read_bytes()
@@ -104,9 +143,10 @@ def write_shards(
             shard = None
         if shard is None:
             shard = _Shard(folder, len(index["shards"]) + len(entries))
-        shard.write(sample_key(record.get("source", record["path"])), path.suffix.lower().lstrip(".") or "mp4", data, record)
+        shard.write(key, path.suffix.lower().lstrip(".") or "mp4", data, record)
+        sharded[record_key(record)] += 1
     if shard is not None:
         entries.append(shard.close())
-    index = {"records": len(records), "shards": [*index["shards"], *entries]}
+    index = {"records": sum(sharded.values()), "keys": dict(sharded), "shards": [*index["shards"], *entries]}
     _write_index(folder, index)
     return entries
