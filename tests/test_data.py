@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +278,18 @@ def test_datamodule_writes_sample_clips_and_splits_them(tmp_path: Path) -> None:
     assert batch["video"].shape == (1, 3, 5, 32, 48)
     with pytest.raises(ValueError, match="set data.path"):
         VideoDataModule()
+
+
+def test_a_file_repeated_in_a_manifest_is_held_out_whole_or_not_at_all(tmp_path: Path, video_folder: Path) -> None:
+    files = sorted(video_folder.glob("*.mp4"))[:6]
+    lines = [{"path": str(files[0])}] * 5 + [{"path": str(path)} for path in files[1:]]  # the first file weighted 5x
+    (tmp_path / "list.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    for seed in range(6):
+        module = VideoDataModule(path=str(tmp_path / "list.jsonl"), val_fraction=0.3, seed=seed, num_frames=3, size=32, num_workers=0)
+        train, val = module._split()
+        assert not {r["path"] for r in train} & {r["path"] for r in val}, f"seed {seed}: a file in both splits"
+        assert len({r["path"] for r in val}) == 2, "30 % of the 6 files, not of the 10 lines"
+        assert len(train) + len(val) == 10 and Counter(r["path"] for r in train + val)[str(files[0])] == 5
 
 
 def test_a_manifests_frame_counts_bound_the_clips_and_videos_open_from_memory(

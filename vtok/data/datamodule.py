@@ -177,18 +177,21 @@ class VideoDataModule(LightningDataModule):
             raise ValueError(f"no video files found in {self.path!r}")
         if self.val_path is not None:
             return records, self._val_path_records()
-        held_out = round(len(records) * self.val_fraction) if len(records) > 1 else 0
-        if self.val_fraction > 0 and len(records) == 1:
+        # files are held out, not lines: a manifest that repeats a file (to weight it) never has it in both splits
+        paths = list(dict.fromkeys(record["path"] for record in records))
+        held_out = round(len(paths) * self.val_fraction) if len(paths) > 1 else 0
+        if self.val_fraction > 0 and len(paths) == 1:
             log.warning(
                 "data.path lists one file: none is held out for validation (data.val_fraction=%g), so no "
                 "validation runs; pass data.val_path to validate",
                 self.val_fraction,
             )
-        if self.val_fraction > 0 and len(records) > 1:
+        if self.val_fraction > 0 and len(paths) > 1:
             held_out = max(held_out, 1)
-        order = torch.randperm(len(records), generator=torch.Generator().manual_seed(self.seed)).tolist()
-        val = sorted((records[i] for i in order[:held_out]), key=lambda record: record["path"])
-        return [records[i] for i in order[held_out:]], val
+        order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        val_paths = {paths[i] for i in order[:held_out]}
+        train = [record for record in records if record["path"] not in val_paths]
+        return train, sorted((r for r in records if r["path"] in val_paths), key=lambda record: record["path"])
 
     def _val_path_records(self) -> list[dict[str, Any]]:
         records = _named("data.val_path", list_records, self.val_path)
