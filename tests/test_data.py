@@ -292,6 +292,35 @@ def test_a_file_repeated_in_a_manifest_is_held_out_whole_or_not_at_all(tmp_path:
         assert len(train) + len(val) == 10 and Counter(r["path"] for r in train + val)[str(files[0])] == 5
 
 
+def test_a_clip_that_fails_to_decode_does_not_change_what_later_samples_of_that_worker_hold(tmp_path: Path, video_folder: Path) -> None:
+    """A file whose header promises 40 frames but whose tail is cut off: clips near its start decode,
+    clips near its end do not. Which sample a key gives must not depend on what the worker read before."""
+    source = tmp_path / "faststart.mp4"  # the index up front, so the cut-off file still opens
+    with av.open(str(source), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for frame in synthetic_clip(40, 48, 64, seed=1).numpy():
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(source.read_bytes()[: source.stat().st_size * 6 // 10])
+    files = [str(cut), str(sorted(video_folder.glob("*.mp4"))[0])]
+
+    def fresh_worker() -> VideoClipDataset:
+        return VideoClipDataset(files, ClipSpec(9), (32, 32), train=True, seed=0)
+
+    served = {epoch: fresh_worker()[(epoch, 0)] for epoch in range(12)}
+    failing = [epoch for epoch, sample in served.items() if sample["source_index"] != 0]
+    decoding = [epoch for epoch, sample in served.items() if sample["source_index"] == 0]
+    assert failing and decoding, "the cut file must give some clips and fail on others"
+    worker = fresh_worker()
+    assert "cut.mp4" in worker[(failing[0], 0)]["skipped"], "the failing clip is skipped and counted"
+    for epoch in decoding:  # after it, the worker still reads the file's other clips, as a fresh one does
+        sample = worker[(epoch, 0)]
+        assert sample["source_index"] == 0 and sample["skipped"] == "", f"epoch {epoch}: the file was written off"
+        assert torch.equal(sample["video"], served[epoch]["video"])
+
+
 def test_a_manifests_frame_counts_bound_the_clips_and_videos_open_from_memory(
     tmp_path: Path, video_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

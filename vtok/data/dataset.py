@@ -59,7 +59,7 @@ class SkippingDataset(Dataset, ABC):
         self.seed = seed
         self.horizontal_flip = horizontal_flip
         self.max_attempts = max_attempts
-        self._bad: dict[int, str] = {}  # this process's memory of unusable files
+        self._bad: dict[int, str] = {}  # this process's memory of files no clip can come from
 
     def __len__(self) -> int:
         return len(self.files)
@@ -81,7 +81,8 @@ class SkippingDataset(Dataset, ABC):
             try:
                 video = self.load(candidate, generator)
             except UnusableFileError as error:
-                self._bad[candidate] = error.reason
+                if error.every_clip:
+                    self._bad[candidate] = error.reason
                 skipped.append(error.note)
                 continue
             return {"video": video, "index": index, "source_index": candidate, "skipped": "\n".join(skipped), **marks}
@@ -171,7 +172,11 @@ def video_clip_with_info(
         indices = clip.frame_indices(frames, fps, generator)
     except ClipTooShortError as error:
         raise UnusableFileError(reader.path, str(error)) from None
-    video = frames_to_clip(reader.read(indices), size, generator, horizontal_flip)
+    try:
+        decoded = reader.read(indices)
+    except UnusableFileError as error:  # these frames: another clip of the file may decode
+        raise UnusableFileError(error.path, error.reason, every_clip=False) from None
+    video = frames_to_clip(decoded, size, generator, horizontal_flip)
     return video, ClipInfo(str(reader.path), indices[0], len(indices), clip.stride(fps), fps)
 
 

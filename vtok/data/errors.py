@@ -13,12 +13,17 @@ class UnusableFileError(Exception):
     Args:
         path: the file.
         reason: what is wrong with it, in words a user can act on.
+        every_clip: every read of the file fails this way (it cannot be opened, holds too few frames):
+            a dataset may remember it and not read the file again. ``False`` where only some frames
+            fail to decode (another clip of the file may), so that what a sample holds never
+            depends on which loader worker read the file before.
     """
 
-    def __init__(self, path: str | Path, reason: str) -> None:
+    def __init__(self, path: str | Path, reason: str, every_clip: bool = True) -> None:
         super().__init__(f"{path}: {reason}")
         self.path = str(path)
         self.reason = reason
+        self.every_clip = every_clip
 
     @property
     def note(self) -> str:
