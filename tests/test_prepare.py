@@ -261,6 +261,31 @@ def test_shards_hold_the_manifest_and_a_corrupt_member_is_skipped_and_counted(
     assert len(said) == 1 and said[0].startswith(f"{tmp_path / 'plain.tar'}#")
 
 
+def test_rejections_the_settings_decided_are_checked_again_under_settings_that_may_accept_them(
+    mixed_folder: tuple[Path, dict[str, str]], tmp_path: Path, video_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder, _ = mixed_folder
+    out = tmp_path / "prepared"
+    prepare(["--data", str(folder), "--out", str(out), "--min-frames", "9", "--workers", "0", *QUIET])
+    assert {Path(r["path"]).name: r.get("frames") for r in read_jsonl(out / "rejected.jsonl")}["short.mp4"] == 3
+    summary = prepare(["--data", str(folder), "--out", str(out), "--min-frames", "4", "--workers", "0", *QUIET])
+    assert summary.probed == 0, "3 frames are still too few for 4: nothing to check again"
+    summary = prepare(["--data", str(folder), "--out", str(out), "--min-frames", "3", "--workers", "0", *QUIET])
+    assert (summary.probed, summary.accepted) == (1, 1) and "short.mp4" in _names(read_jsonl(out / "manifest.jsonl"))
+    assert "short.mp4" not in _names(read_jsonl(out / "rejected.jsonl")) and summary.rejected_total == 4
+
+    # a deadline no file can meet: every file stalls; the same deadline again checks nothing, a longer one all
+    stalled, data = tmp_path / "stalled", str(sorted(video_folder.glob("*.mp4"))[0])
+    with pytest.raises(ValueError, match="none of the 1 files"):
+        prepare(["--data", data, "--out", str(stalled), "--timeout", "0.001", "--workers", "1", *QUIET])
+    assert read_jsonl(stalled / "rejected.jsonl")[0]["timeout"] == 0.001
+    with caplog.at_level("WARNING", logger="vtok.data.prepare"), pytest.raises(ValueError, match="none of the 1 files"):
+        prepare(["--data", data, "--out", str(stalled), "--timeout", "0.001", "--workers", "1", *QUIET])
+    assert "a longer --timeout checks them again" in caplog.text
+    summary = prepare(["--data", data, "--out", str(stalled), "--workers", "1", *QUIET])
+    assert (summary.probed, summary.accepted, summary.rejected_total) == (1, 1, 0)
+
+
 def test_shards_follow_an_edited_manifest_each_line_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Lines removed, added or repeated between two runs: every line is sharded exactly once, and an
     unreadable line is tried again by the next run instead of being counted as sharded."""

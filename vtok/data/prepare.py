@@ -10,12 +10,15 @@ Output folder ``D``:
 
 A second run skips every file already in the manifest or the rejected list (it decodes nothing
 for them), so an interrupted run carries on where it stopped, and a grown folder costs only its
-new files.
+new files. Rejections the settings decided are the exception: a file rejected as too short is
+checked again by a run with a ``--min-frames`` it may meet, and one whose decoding stalled by a run
+with a longer ``--timeout`` (or none, ``--workers 0``); their old lines leave the rejected list.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -27,7 +30,7 @@ from tqdm.auto import tqdm
 
 from vtok.data.errors import UnusableFileError
 from vtok.data.manifest import VideoInfo, append_line, appending, read_jsonl, sample_key
-from vtok.data.probe import probe_video
+from vtok.data.probe import TooFewFramesError, probe_video
 from vtok.data.readers import ReaderBackend
 from vtok.data.reencode import reencode_video
 from vtok.data.scan_pool import STALLED, run_with_deadlines
@@ -145,6 +148,8 @@ def check_file(source: str, out: Path, options: PrepareOptions) -> dict[str, Any
         if options.reencode:
             info = _reencode(info, out, options)
         return {"accepted": info.to_record()}
+    except TooFewFramesError as error:  # the count lets a run with a lower --min-frames take it
+        return {"rejected": {"path": source, "reason": error.reason, "frames": error.frames}}
     except UnusableFileError as error:
         return {"rejected": {"path": source, "reason": error.reason}}
     except Exception as error:  # a decoder failing in a way no reader anticipated: still not fatal
@@ -173,7 +178,8 @@ def _results(todo: list[str], check: Callable[[str], dict[str, Any]], options: P
         return
     for source, result in run_with_deadlines(check, todo, options.workers, options.timeout, preload=[__name__]):
         if result is STALLED:
-            result = {"rejected": {"path": source, "reason": f"decoding stalled: no answer in {options.timeout:g} s"}}
+            reason = f"decoding stalled: no answer in {options.timeout:g} s"
+            result = {"rejected": {"path": source, "reason": reason, "timeout": options.timeout}}
         yield source, result
 
 
@@ -190,6 +196,35 @@ def _warn_about_earlier_settings(accepted: list[dict[str, Any]], options: Prepar
                 "listed are not checked again; use a new --out to apply these settings to them",
                 count, out / MANIFEST_NAME, what,
             )  # fmt: skip
+
+
+def _settings_may_change(rejection: dict[str, Any], options: PrepareOptions) -> bool:
+    """Whether this run's settings could accept a file an earlier run rejected: too short for that
+    run's ``--min-frames`` but not for this one's, or stalled within a shorter ``--timeout``."""
+    if "frames" in rejection:
+        return rejection["frames"] >= options.min_frames
+    if "timeout" in rejection:
+        return options.workers == 0 or options.timeout > rejection["timeout"]
+    return False
+
+
+def _take_back(rejected: list[dict[str, Any]], options: PrepareOptions, out: Path) -> list[dict[str, Any]]:
+    """The rejections this run checks again (see :func:`_settings_may_change`), taken out of the
+    rejected list on disk (rewritten whole, then renamed into place); the others are returned."""
+    again = [record for record in rejected if _settings_may_change(record, options)]
+    kept = [record for record in rejected if not _settings_may_change(record, options)]
+    stalled = sum("timeout" in record for record in kept)
+    if stalled:
+        log.warning(
+            "%d files in %s stalled within an earlier run's --timeout and are not checked again; a longer "
+            "--timeout checks them again", stalled, out / REJECTED_NAME,
+        )  # fmt: skip
+    if again:
+        log.info("checking %d files again that an earlier run rejected with other settings", len(again))
+        partial = out / (REJECTED_NAME + ".partial")
+        partial.write_text("".join(json.dumps(record) + "\n" for record in kept))
+        partial.replace(out / REJECTED_NAME)
+    return kept
 
 
 def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None = None) -> PrepareSummary:
@@ -210,7 +245,8 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
     sources, duplicates = unique_files([os.path.abspath(p) for p in list_files(data)])
     if not sources:
         raise ValueError(f"no video files found in {data!r}")
-    accepted, rejected = read_jsonl(out / MANIFEST_NAME), read_jsonl(out / REJECTED_NAME)
+    accepted = read_jsonl(out / MANIFEST_NAME)
+    rejected = _take_back(read_jsonl(out / REJECTED_NAME), options, out)
     known = {r.get("source", r["path"]) for r in accepted} | {r["path"] for r in rejected}
     todo = [source for source in sources if source not in known]
     _warn_about_earlier_settings(accepted, options, out)

@@ -38,6 +38,15 @@ from vtok.data.strict_decode import strict_pass
 log = logging.getLogger(__name__)
 
 
+class TooFewFramesError(UnusableFileError):
+    """A video that decodes, but with fewer frames than ``--min-frames``: a later run with a lower
+    ``--min-frames`` accepts it (``vtok prepare`` records ``frames`` with the rejection for that)."""
+
+    def __init__(self, path: str, frames: int, min_frames: int) -> None:
+        super().__init__(path, f"too short: {frames} frames decode, at least {min_frames} wanted (--min-frames)")
+        self.frames = frames
+
+
 def _decodes(reader: VideoReader, index: int) -> bool:
     """Whether frame ``index`` decodes; a frame size change is not a bad frame but a bad file: it raises."""
     try:
@@ -156,7 +165,7 @@ def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1,
     if not _decodes(reader, frames // 2):
         raise UnusableFileError(path, f"frame {frames // 2} (the middle one) does not decode")
     if frames < min_frames:
-        raise UnusableFileError(path, f"too short: {frames} frames decode, at least {min_frames} wanted (--min-frames)")
+        raise TooFewFramesError(path, frames, min_frames)
     codec, keyframe_interval = stream_facts(path)
     fps = reader.fps if reader.fps > 0 else None
     return VideoInfo(
