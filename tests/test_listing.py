@@ -99,6 +99,13 @@ def test_manifest_lines_with_a_frame_count_or_rate_training_cannot_use_are_refus
     (tmp_path / "list.csv").write_text(f"path,frames,fps\n{clip},20,24\n{clip},20,inf\n")
     with pytest.raises(ValueError, match=r"list.csv, line 3, 'fps' is 'inf'"):
         list_records(tmp_path / "list.csv")
+    (tmp_path / "list.csv").write_text(f"path,frames\n{clip},20\n,20\n")  # an empty cell is not the manifest's folder
+    with pytest.raises(ValueError, match=r"list.csv, line 3, has an empty 'path'"):
+        list_records(tmp_path / "list.csv")
+    (tmp_path / "list.csv").write_bytes(f"\ufeffpath,frames\r\n{clip},20\r\n".encode())  # as Excel saves it
+    assert [r["path"] for r in list_records(tmp_path / "list.csv")] == [clip]
+    (tmp_path / "list.txt").write_text(f"# clips\n  # indented comment\r\n{clip}\n")
+    assert [r["path"] for r in list_records(tmp_path / "list.txt")] == [clip]
     # what JSON and CSV writers give for good values is read as meant; 0 or no fps is unknown
     assert VideoLength.from_record({"frames": 20.0, "fps": 24}) == (20, 24.0, None)
     assert VideoLength.from_record({"frames": "20", "fps": ""}) == (20, None, None)

@@ -140,15 +140,18 @@ def _file_or_dangling(path: str) -> bool:
 
 def _read_manifest(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a byte-order mark (Excel's CSV) is no column name
         if suffix == ".txt":
-            records = [{"path": line.strip()} for line in handle if line.strip() and not line.startswith("#")]
+            lines = (line.strip() for line in handle)
+            records = [{"path": line} for line in lines if line and not line.startswith("#")]
         elif suffix == ".csv":
             reader = csv.DictReader(handle)
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise ValueError(f"manifest {path} has no 'path' column (columns: {reader.fieldnames})")
             records = []
             for row in reader:
+                if not (row["path"] or "").strip():
+                    raise ValueError(f"manifest {path}, line {reader.line_num}, has an empty 'path'")
                 _check_length(row, f"manifest {path}, line {reader.line_num},")
                 records.append(row)
         else:
