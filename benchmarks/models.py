@@ -79,10 +79,11 @@ def preset_name(path: str | Path) -> str:
     return Path(path).stem
 
 
-def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL to N(0, I), summed over latent elements and averaged over the batch (vtok's convention)."""
+def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor, pixel_values: int) -> torch.Tensor:
+    """KL to N(0, I) per pixel value of a clip (``pixel_values``), averaged over the batch (vtok's
+    convention, see :class:`vtok.vae.gaussian.GaussianBottleneck`)."""
     mean, logvar = mean.float(), logvar.float()
-    return (0.5 * (mean.square() + logvar.exp() - 1.0 - logvar)).flatten(1).sum(1).mean()
+    return (0.5 * (mean.square() + logvar.exp() - 1.0 - logvar)).flatten(1).sum(1).mean() / pixel_values
 
 
 @dataclass
@@ -123,7 +124,7 @@ class Subject:
         posterior = self.module.encode(video).latent_dist
         reconstruction = self.module.decode(posterior.sample()).sample
         l1 = (reconstruction.float() - video.float()).abs().mean()
-        return l1 + DEFAULT_BOTTLENECK_WEIGHTS["kl"] * gaussian_kl(posterior.mean, posterior.logvar)
+        return l1 + DEFAULT_BOTTLENECK_WEIGHTS["kl"] * gaussian_kl(posterior.mean, posterior.logvar, video[0].numel())
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """Deterministic latents (the posterior mean, or quantized codes)."""

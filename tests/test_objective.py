@@ -12,6 +12,7 @@ from vtok.losses import AdversarialLoss, AutoencoderLoss, PerceptualLoss
 from vtok.losses.perceptual import VGG16_FILE
 from vtok.training.ema import ema_copy
 from vtok.vae import AutoencoderOutput
+from vtok.vae import VideoAutoencoder
 from vtok.vae.gaussian import GaussianBottleneck
 
 
@@ -135,7 +136,7 @@ def test_adaptive_weight_is_the_ratio_of_gradient_norms_at_the_last_layer() -> N
 def _gaussian_output(video: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> AutoencoderOutput:
     """What the autoencoder gives for a KL model whose encoder produced ``mean`` and ``logvar``."""
     bottleneck = GaussianBottleneck(latent_channels=mean.shape[1])
-    posterior = bottleneck(torch.cat([mean, logvar], dim=1), sample=False)
+    posterior = bottleneck(torch.cat([mean, logvar], dim=1), sample=False, pixel_values=video[0].numel())
     return AutoencoderOutput(reconstruction=video.flip(-1), latents=posterior.latents, losses=posterior.losses)
 
 
@@ -150,7 +151,7 @@ def test_loss_terms_match_l1_and_the_textbook_gaussian_kl() -> None:
     l1 = (video.flip(-1) - video).abs().sum().item() / video.numel()
     posterior = torch.distributions.Normal(mean.double(), torch.exp(0.5 * logvar.double()))
     per_element = torch.distributions.kl_divergence(posterior, torch.distributions.Normal(0.0, 1.0))
-    kl = per_element.flatten(1).sum(1).mean().item()  # summed over the latent, averaged over the batch
+    kl = per_element.flatten(1).sum(1).mean().item() / video[0].numel()  # per pixel value of a clip, as L1 is
     weight = 1.5 + (0.5 - 1.5) * 4 / 10  # 40% of the way from the start weight to the final one
     assert terms["l1"].item() == pytest.approx(l1, rel=1e-5)
     assert terms["kl"].item() == pytest.approx(kl, rel=1e-5)
@@ -163,8 +164,19 @@ def test_loss_terms_match_l1_and_the_textbook_gaussian_kl() -> None:
 def test_kl_clamps_the_log_variance(logvar: float, bounded: float) -> None:
     video = torch.zeros(1, 3, 1, 4, 4)
     output = _gaussian_output(video, torch.zeros(1, 1, 1, 1, 1), torch.full((1, 1, 1, 1, 1), logvar))
-    # KL(N(0, e^v) || N(0, 1)) = (e^v - 1 - v) / 2, with v the clamped log-variance
-    assert output.losses["kl"].item() == pytest.approx(0.5 * (math.exp(bounded) - 1 - bounded), rel=1e-5)
+    # KL(N(0, e^v) || N(0, 1)) = (e^v - 1 - v) / 2, with v the clamped log-variance, over the clip's 48 pixel values
+    assert output.losses["kl"].item() == pytest.approx(0.5 * (math.exp(bounded) - 1 - bounded) / 48, rel=1e-5)
+
+
+def test_the_autoencoder_reports_the_kl_per_pixel_value_of_its_input() -> None:
+    """The published 1e-6 weighs a summed KL against a summed L1; vtok's L1 is a per-pixel mean, so the
+    KL it weighs is per pixel value too (at 17x256x256 a summed KL would be ~3 million times stronger)."""
+    torch.manual_seed(0)
+    model = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1).eval()
+    video = torch.rand(2, 3, 5, 16, 16) * 2 - 1
+    mean, logvar = model.encoder(video).float().chunk(2, dim=1)
+    summed = (0.5 * (mean.square() + logvar.exp() - 1 - logvar)).flatten(1).sum(1).mean()
+    assert model(video).losses["kl"].item() == pytest.approx(summed.item() / (3 * 5 * 16 * 16), rel=1e-4)
 
 
 def test_perceptual_weight_scales_lpips_in_the_reconstruction_term(vgg_weights: Path) -> None:

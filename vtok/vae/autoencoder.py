@@ -337,7 +337,7 @@ class VideoAutoencoder(ExportConfigMixin, StrictLoadingMixin, ModelMixin, Config
         self.check_video(video)
         sample = self.training if sample_posterior is None else sample_posterior
         features = self.encoder(video)
-        out = self.quantizer(features, sample=sample)
+        out = self.quantizer(features, sample=sample, pixel_values=video[0].numel())
         latents, timestep = out.latents, None
         if self.config.decoder_timestep_conditioning and self.training:  # denoising: z_t = (1 - t) z + t ε
             timestep = torch.rand(video.shape[0], device=video.device) * self.config.denoise_max_timestep

@@ -36,7 +36,9 @@ class Bottleneck(Protocol):
     code_channels: int
     output_channels: int
 
-    def __call__(self, h: torch.Tensor, sample: bool) -> BottleneckOutput: ...
+    def __call__(self, h: torch.Tensor, sample: bool, pixel_values: int) -> BottleneckOutput:
+        """``pixel_values``: of one input clip (3·T·H·W), for losses reported per pixel value."""
+        ...
 
     def encode(self, h: torch.Tensor) -> torch.Tensor:
         """Deterministic latents in code space, for inference."""

@@ -53,7 +53,9 @@ class QuantizedBottleneck(nn.Module):
         """Regular codes ``[B, Kd, T, ...]`` and first-frame extra codes ``[B, Ed, 1, ...]`` -> ``[B, Kd+Ed, T, ...]``."""
         return torch.cat([codes, F.pad(extra.to(codes.dtype), (0, 0, 0, 0, 0, codes.shape[2] - 1))], dim=1)
 
-    def forward(self, h: torch.Tensor, sample: bool = True) -> BottleneckOutput:
+    def forward(self, h: torch.Tensor, sample: bool = True, pixel_values: int = 1) -> BottleneckOutput:
+        """Quantizes ``h`` (``sample`` and ``pixel_values`` are the Gaussian's: quantizing draws
+        nothing, and the quantizers' losses are means already)."""
         out = self.quantizer(self.project_in(h))
         if self.first_frame is None:
             return BottleneckOutput(latents=out.codes, indices=out.indices, losses=out.losses, stats=out.stats)
