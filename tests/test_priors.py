@@ -12,6 +12,7 @@ from tests.helpers import tiny_fit_args
 from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.export import load_autoencoder
+from vtok.losses import AdversarialLoss
 from vtok.training import AutoencoderModule
 from vtok.vae.priors import autoencoder_from_diffusers
 from vtok.vae.tokens import FirstFrameTokens
@@ -234,3 +235,33 @@ def test_frozen_parts_stay_fixed_for_their_steps(tmp_path: Path) -> None:
     assert torch.equal(state[1][key], state[2][key]), "frozen for the first two steps"
     assert not torch.equal(state[2][key], state[3][key]), "trained after them"
     assert not torch.equal(state[1]["autoencoder.decoder.conv_in.weight"], state[2]["autoencoder.decoder.conv_in.weight"])
+
+
+def test_a_decoder_frozen_for_the_whole_run_and_an_adaptive_adversarial_weight_are_refused_at_once() -> None:
+    """The adaptive weight reads gradients at the decoder's last layer: frozen for good, it has none,
+    and the run would fail only at adversarial.start_step, hours in."""
+    def module(**settings) -> AutoencoderModule:  # noqa: ANN003
+        autoencoder = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1)
+        return AutoencoderModule(autoencoder, freeze=["decoder"], **settings)
+
+    with pytest.raises(ValueError, match="adaptive false"):
+        module(adversarial=AdversarialLoss("patch2d", channels=8, layers=1))
+    module(adversarial=AdversarialLoss("patch2d", channels=8, layers=1, adaptive=False))
+    module(adversarial=AdversarialLoss("patch2d", channels=8, layers=1), freeze_steps=10)  # frozen for a while only
+
+
+def test_alternate_joint_training_leaves_the_discrete_path_alone_on_continuous_batches() -> None:
+    """joint_mode alternate: on even batches only the continuous path trains, the adversarial term
+    (which judges the discrete reconstruction) included; on odd batches the discrete path trains."""
+    torch.manual_seed(0)
+    autoencoder = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=8, layers_per_block=1, bottleneck="fsq", fsq_levels=[5, 5, 5, 5])
+    adversarial = AdversarialLoss("patch2d", channels=8, layers=1, start_step=0, adaptive=False)
+    module = AutoencoderModule(autoencoder, adversarial=adversarial, continuous_weight=1.0, joint_mode="alternate")
+    video = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    for step, discrete_trains in ((0, False), (1, True)):
+        autoencoder.zero_grad()
+        generator, _, logs, _ = module._objective(video, step)
+        generator.backward()
+        grad = autoencoder.quantizer.project_out.weight.grad  # only the discrete path runs through it
+        assert (grad is not None and grad.abs().sum() > 0) == discrete_trains, f"step {step}"
+        assert logs["adversarial_generator"] != 0, "the discriminator was asked at both steps"

@@ -130,6 +130,13 @@ class AutoencoderModule(LightningModule):
         if freeze_steps is None:
             for parameter in self.frozen:  # before DDP wraps the model: it then ignores them
                 parameter.requires_grad_(False)
+            last_layer = autoencoder.decoder.conv_out.weight
+            if adversarial is not None and adversarial.adaptive and any(p is last_layer for p in self.frozen):
+                raise ValueError(
+                    "model.freeze holds the decoder for the whole run (model.freeze_steps null), but the adaptive "
+                    "adversarial weight reads gradients at the decoder's last layer; set "
+                    "model.adversarial.init_args.adaptive false (or model.freeze_steps N to freeze for N batches only)"
+                )
         if activation_checkpointing:
             autoencoder.enable_gradient_checkpointing()
         self.loss = loss if loss is not None else AutoencoderLoss()
@@ -202,9 +209,10 @@ class AutoencoderModule(LightningModule):
         output = self.autoencoder(video, continuous=self.continuous_weight > 0)
         terms = self.loss(video, output, step)
         logs = {**{k: v.detach() for k, v in terms.items()}, **output.stats}
+        discrete_weight = 1.0  # of the discrete path's terms, its adversarial one included
         if output.continuous_reconstruction is not None:
             continuous = self.loss(video, AutoencoderOutput(output.continuous_reconstruction, output.latents), step)
-            discrete_weight, continuous_weight = 1.0, self.continuous_weight
+            continuous_weight = self.continuous_weight
             if self.joint_mode == "alternate":
                 discrete_weight, continuous_weight = (0.0, continuous_weight) if step % 2 == 0 else (1.0, 0.0)
             terms["loss"] = discrete_weight * terms["loss"] + continuous_weight * continuous["loss"]
@@ -216,7 +224,8 @@ class AutoencoderModule(LightningModule):
             last_layer = self.autoencoder.decoder.conv_out.weight
             gen = self.adversarial.generator_terms(output.reconstruction, terms["reconstruction"], last_layer, step)
             disc = self.adversarial.discriminator_terms(video, output.reconstruction, step)
-            generator, discriminator = generator + gen["loss"], disc["loss"]
+            # the discriminator judges the discrete reconstruction; its term is the discrete path's, weighted alike
+            generator, discriminator = generator + discrete_weight * gen["loss"], disc["loss"]
             logs.update({f"adversarial_{k}": v.detach() for k, v in gen.items() if k != "loss"})
             logs.update({f"discriminator_{k}": v.detach() for k, v in disc.items()})
         logs["loss"] = generator.detach()
