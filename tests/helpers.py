@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
+import signal
 from pathlib import Path
 
 import torch
@@ -78,3 +80,23 @@ class RecordSamples(Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         record = {"rank": trainer.global_rank, "world": trainer.world_size, "rows": self.rows, "weights": digest.hexdigest()}
         (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+class SignalOneRank(Callback):
+    """Test-only: rank ``rank`` sends itself SIGTERM at the end of batch ``at_batch`` (counted from 1),
+    as a scheduler stopping one process of a job would.
+
+    Args:
+        rank: the global rank that is signalled.
+        at_batch: the batch after which it is.
+    """
+
+    def __init__(self, rank: int, at_batch: int) -> None:
+        self.rank = rank
+        self.at_batch = at_batch
+        self.batches = 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self.batches += 1
+        if trainer.global_rank == self.rank and self.batches == self.at_batch:
+            os.kill(os.getpid(), signal.SIGTERM)

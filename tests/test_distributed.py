@@ -93,6 +93,20 @@ def test_two_ranks_train_in_step_on_disjoint_shares_and_resume(tmp_path: Path) -
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
 
 
+def test_a_signal_to_one_rank_stops_both_at_the_same_batch_with_one_checkpoint(tmp_path: Path) -> None:
+    """SIGTERM reaches rank 1 alone after its 5th batch; the ranks agree every 4 batches, so both
+    stop after the 8th, write one checkpoint together and exit with 0."""
+    signal_rank_1 = ["--trainer.callbacks+", "tests.helpers.SignalOneRank", "--trainer.callbacks.rank", "1",
+                     "--trainer.callbacks.at_batch", "5"]  # fmt: skip
+    result = _launch(tmp_path, 100, *signal_rank_1)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    first, second = _records(tmp_path)
+    assert [row["step"] for row in first["rows"]] == [row["step"] for row in second["rows"]] == list(range(1, 9))
+    assert first["weights"] == second["weights"]
+    signalled = list((tmp_path / "run" / "checkpoints").glob("last-signal-step=*.ckpt"))
+    assert [p.name for p in signalled] == ["last-signal-step=8.ckpt"]
+
+
 def test_a_run_goes_on_with_another_number_of_ranks_training_each_clip_of_the_epoch_once(tmp_path: Path) -> None:
     from vtok.cli import main
 

@@ -3,8 +3,10 @@ takes part in writing one checkpoint, then training ends normally and the proces
 
 Lightning's own SIGTERM handling broadcasts from rank 0 only (a signal reaching another rank
 alone leaves rank 0 waiting) and runs a collective inside the signal handler. This callback
-replaces it once training starts: the handler only sets a flag, and at the end of every batch the
-ranks agree (one tiny all-reduce) whether any of them was signalled.
+replaces it once training starts: the handler only sets a flag, and every few batches the ranks
+agree (one tiny all-reduce) whether any of them was signalled. Not at every batch: reading the
+all-reduce's answer makes the host wait for the GPU to finish the batch's optimizer step, which
+leaves the GPU idle while the host then queues the next batch.
 """
 
 from __future__ import annotations
@@ -28,10 +30,17 @@ class StopOnSignal(Callback):
     Args:
         signals: names of the signals to handle (SIGUSR1 is left to Lightning under SLURM
             auto-requeue, which checkpoints and requeues the job itself).
+        every_n_batches: with several processes, the ranks agree whether one was signalled after
+            every this many batches (the stop comes at most this many batches after the signal); a
+            single process checks its flag after every batch, which costs nothing.
     """
 
-    def __init__(self, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1")) -> None:
+    def __init__(self, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1"), every_n_batches: int = 4) -> None:
+        if every_n_batches < 1:
+            raise ValueError(f"every_n_batches must be at least 1, got {every_n_batches}")
         self.signals = tuple(signals)
+        self.every_n_batches = every_n_batches
+        self._batches = 0  # this run's batches so far: the same count on every rank
         self.received: int | None = None
         self.checkpoint_path: Path | None = None
         self.saved_step: int | None = None  # the global step the signal's checkpoint holds
@@ -50,6 +59,9 @@ class StopOnSignal(Callback):
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._batches += 1
+        if trainer.world_size > 1 and self._batches % self.every_n_batches:
+            return  # every rank skips the same batches, so all of them meet at the all-reduce
         if not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
             return
         folder = Path(trainer.checkpoint_callback.dirpath) if getattr(trainer.checkpoint_callback, "dirpath", None) else Path(trainer.default_root_dir) / "checkpoints"
