@@ -96,7 +96,7 @@ def train(subject: Subject, files: list[str], args: argparse.Namespace, score: C
         synchronize(args.device)
         spent += time.perf_counter() - start if steps else 0.0  # the first step (warm-up, compilation) is free
         steps += 1
-        losses.append(float(loss))
+        losses.append(loss.item())  # after the timed part (synchronised above)
         if spent >= args.seconds:
             break
         if marks and spent >= marks[0]:

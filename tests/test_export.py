@@ -18,6 +18,7 @@ from vtok.cli import main
 from vtok.export import EXPORT_FORMAT, load_autoencoder
 from vtok.training import AutoencoderModule
 from vtok.vae.strict_loading import IncompleteWeightsError
+from vtok.vae.export_config import config_fingerprint
 
 FIXTURE = Path(__file__).parent / "fixtures" / "export_v1"
 BOTTLENECKS = {
@@ -266,7 +267,7 @@ def test_bad_latent_statistics_flags_are_one_line_errors(
 
 def _edited_fixture(tmp_path: Path, **edits: object) -> Path:
     folder = tmp_path / "edited"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     config = {**json.loads((FIXTURE / "config.json").read_text()), **edits}
     (folder / "config.json").write_text(json.dumps(config))
     weights = "diffusion_pytorch_model.safetensors"
@@ -289,6 +290,21 @@ def test_a_config_edited_after_export_is_refused_by_every_loader(tmp_path: Path,
     folder = _edited_fixture(tmp_path, **edits)
     for load in (VideoAutoencoder.from_pretrained, load_autoencoder):
         with pytest.raises(ValueError, match="config.json records " + re.escape(message)) as error:
+            load(folder)
+        assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("edits", [{"frame_padding": "zeros"}, {"resample_shortcut": False}, {"decoder_causal": False}])
+def test_a_field_edited_after_export_that_keeps_every_recorded_figure_is_refused_by_its_fingerprint(
+    tmp_path: Path, edits: dict
+) -> None:
+    """Edits that change neither the weights' shapes nor compression, codebook or tokens per position
+    (a field the export did not hold, set now, included): only the fingerprint of the fields tells."""
+    fingerprint = config_fingerprint(VideoAutoencoder.from_pretrained(FIXTURE).config)  # as `vtok export` records it
+    assert load_autoencoder(_edited_fixture(tmp_path / "as_exported", _vtok_config_sha256=fingerprint)) is not None
+    folder = _edited_fixture(tmp_path, _vtok_config_sha256=fingerprint, **edits)
+    for load in (VideoAutoencoder.from_pretrained, load_autoencoder):
+        with pytest.raises(ValueError, match="config.json's fields differ from those written at export") as error:
             load(folder)
         assert "\n" not in str(error.value)
 

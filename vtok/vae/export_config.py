@@ -2,9 +2,10 @@
 describes the model it builds.
 
 ``vtok export`` writes private ``_vtok_*`` keys into config.json (the format version, and what the
-network it wrote computes: compression, codebook size, tokens per position). diffusers keeps them in
-``model.config`` and never passes them to the constructor, so a config edited after export (other
-``fsq_levels`` or ``temporal_compression``: the weights' shapes do not change) would build another
+network it wrote computes: compression, codebook size, tokens per position; and a fingerprint of the
+constructor's fields). diffusers keeps them in ``model.config`` and never passes them to the
+constructor, so a config edited after export (other ``fsq_levels`` or their order, another
+``frame_padding`` or ``decoder_causal``: the weights' shapes do not change) would build another
 model from the same weights without a word. :class:`ExportConfigMixin` makes every
 ``from_pretrained`` (``vtok.export.load_autoencoder`` included) refuse that, a config.json of another
 class and one of a newer export format. A folder written by plain ``save_pretrained`` records no
@@ -13,6 +14,8 @@ class and one of a newer export format. A folder written by plain ``save_pretrai
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +26,18 @@ RECORDED = {  # config.json key -> the model property it records
     "_vtok_codebook_size": "codebook_size",
     "_vtok_tokens_per_position": "tokens_per_position",
 }
+
+
+FINGERPRINT_KEY = "_vtok_config_sha256"
+
+
+def config_fingerprint(config: Mapping[str, Any]) -> str:
+    """Hex sha256 of the constructor's fields in ``config`` (a model's ``config``): private keys are
+    left out, and so are fields the file did not hold (diffusers lists them in ``_use_default_values``),
+    so an export keeps its fingerprint when a later vtok adds a field with a default."""
+    defaulted = set(config.get("_use_default_values", ()))
+    fields = {key: value for key, value in config.items() if not key.startswith("_") and key not in defaulted}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class ExportConfigError(ValueError):
@@ -46,7 +61,15 @@ def check_export_config(config: Mapping[str, Any], where: Any) -> None:
 
 def check_recorded_identity(model: Any, where: Any) -> None:
     """Raises :class:`ExportConfigError` when the compression, codebook size or tokens per position
-    that ``model.config`` recorded at export differ from what its fields built in ``model``."""
+    that ``model.config`` recorded at export differ from what its fields built in ``model``, or when
+    its fields differ from those the export's fingerprint was taken of (exports without one: not checked)."""
+    recorded_fingerprint = model.config.get(FINGERPRINT_KEY)
+    if recorded_fingerprint is not None and recorded_fingerprint != config_fingerprint(model.config):
+        raise ExportConfigError(
+            f"{where}: config.json's fields differ from those written at export ({FINGERPRINT_KEY} does not match): "
+            "the config was edited after export, and the same weights would compute something else; restore it "
+            "or re-export from the checkpoint"
+        )
     for key, field in RECORDED.items():
         if key not in model.config:
             continue
