@@ -61,6 +61,15 @@ def test_bad_token_requests_are_clear_errors() -> None:
         model.detokenize(torch.full((1, 1, 2, 1, 1), 1000))
     with pytest.raises(ValueError, match="integer tensor"):
         model.detokenize(torch.zeros(1, 1, 2, 1, 1))
+    video = torch.zeros(1, 3, 5, 8, 8)
+    video[0, 0, 0, 0, 0] = float("nan")  # rounding NaN would give an index out of any codebook
+    for discrete in (model, tiny(**DISCRETE["gq"])):  # GQ's sign test would map it to index 0 silently
+        with pytest.raises(ValueError, match="non-finite values"):
+            discrete.tokenize(video)
+    with pytest.raises(ValueError, match=r"the video is torch.float64 and the model torch.float32: use video.to\(model.dtype\)"):
+        model.encode(torch.zeros(1, 3, 5, 8, 8, dtype=torch.float64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts as it goes: allowed
+        model.encode(torch.zeros(1, 3, 5, 8, 8, dtype=torch.bfloat16))
     for config, message in [
         ({"bottleneck": "fsq", "fsq_levels": []}, "non-empty"),
         ({"bottleneck": "fsq", "fsq_levels": [8, 1]}, ">= 3"),

@@ -210,6 +210,13 @@ def test_weights_missing_a_tensor_are_refused_not_filled_with_random_layers(tmp_
     save_file(load_file(FIXTURE / "diffusion_pytorch_model.safetensors"), incomplete / "diffusion_pytorch_model.safetensors")
     with pytest.raises(IncompleteWeightsError, match="tensors missing from the weights"):
         load_autoencoder(incomplete)
+    # a tensor of another shape: the error names it and both shapes, not only torch's heading
+    weights = load_file(FIXTURE / "diffusion_pytorch_model.safetensors")
+    weights["encoder.conv_in.bias"] = torch.zeros(weights["encoder.conv_in.bias"].numel() + 1)
+    save_file(weights, incomplete / "diffusion_pytorch_model.safetensors")
+    (incomplete / "config.json").write_text((FIXTURE / "config.json").read_text())
+    with pytest.raises(ValueError, match=r"size mismatch for encoder\.conv_in\.bias: .*torch\.Size"):
+        load_autoencoder(incomplete)
 
 
 def test_a_checkpoint_whose_config_does_not_fit_its_weights_is_refused(tmp_path: Path) -> None:

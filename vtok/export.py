@@ -158,7 +158,10 @@ def load_autoencoder(path: str | Path, use_ema: bool = True) -> VideoAutoencoder
     except (IncompleteWeightsError, ExportConfigError):
         raise  # name the tensors, or the edited config field; ValueErrors
     except Exception as error:  # safetensors and diffusers raise several types for damaged files
-        raise ValueError(f"the weights in {path} cannot be loaded ({first_line(error, 300)})") from None
+        # torch's load_state_dict heads its message with a line that names nothing; the tensor follows
+        mismatch = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
+        reason = mismatch[0][:300] + (f" (and {len(mismatch) - 1} more)" if len(mismatch) > 1 else "") if mismatch else first_line(error, 300)
+        raise ValueError(f"the weights in {path} cannot be loaded ({reason})") from None
     return model.eval()
 
 

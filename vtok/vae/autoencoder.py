@@ -240,6 +240,8 @@ class VideoAutoencoder(ExportConfigMixin, StrictLoadingMixin, ModelMixin, Config
             )
         if not video.is_floating_point():  # uint8 frames straight from a decoder
             raise ValueError(f"expected float pixels in [-1, 1], got {video.dtype}: use video.float() / 127.5 - 1")
+        if video.dtype != self.dtype and not torch.is_autocast_enabled(video.device.type):
+            raise ValueError(f"the video is {video.dtype} and the model {self.dtype}: use video.to(model.dtype)")
         self.compression.check_clip(*video.shape[2:])
 
     def latent_values_per_pixel(self) -> float:
@@ -318,7 +320,13 @@ class VideoAutoencoder(ExportConfigMixin, StrictLoadingMixin, ModelMixin, Config
         strengthening, :class:`~vtok.vae.tokens.FirstFrameTokens` holding them and the extras."""
         self._require_discrete("tokenize")
         self.check_video(video)
-        return self.quantizer.tokenize(self._encode_features(video))
+        features = self._encode_features(video)
+        if not bool(torch.isfinite(features).all()):  # rounding NaN gives an index out of any codebook
+            raise ValueError(
+                "the encoder gave non-finite values (NaN or inf) for this video, which no token can hold: "
+                "check the input for NaN or inf pixels"
+            )
+        return self.quantizer.tokenize(features)
 
     def indices_to_latents(self, tokens: torch.Tensor | FirstFrameTokens) -> torch.Tensor:
         """The exact codes of ``tokens``, in the model's dtype; ``ValueError`` when out of range."""
