@@ -208,11 +208,14 @@ def _settings_may_change(rejection: dict[str, Any], options: PrepareOptions) -> 
     return False
 
 
-def _take_back(rejected: list[dict[str, Any]], options: PrepareOptions, out: Path) -> list[dict[str, Any]]:
-    """The rejections this run checks again (see :func:`_settings_may_change`), taken out of the
-    rejected list on disk (rewritten whole, then renamed into place); the others are returned."""
-    again = [record for record in rejected if _settings_may_change(record, options)]
-    kept = [record for record in rejected if not _settings_may_change(record, options)]
+def _take_back(
+    rejected: list[dict[str, Any]], sources: set[str], options: PrepareOptions, out: Path
+) -> list[dict[str, Any]]:
+    """The rejections of ``sources`` this run checks again (see :func:`_settings_may_change`), taken
+    out of the rejected list on disk (rewritten whole, then renamed into place); the others are returned."""
+    again = [record for record in rejected if record["path"] in sources and _settings_may_change(record, options)]
+    taken = {id(record) for record in again}
+    kept = [record for record in rejected if id(record) not in taken]
     stalled = sum("timeout" in record for record in kept)
     if stalled:
         log.warning(
@@ -246,7 +249,7 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
     if not sources:
         raise ValueError(f"no video files found in {data!r}")
     accepted = read_jsonl(out / MANIFEST_NAME)
-    rejected = _take_back(read_jsonl(out / REJECTED_NAME), options, out)
+    rejected = _take_back(read_jsonl(out / REJECTED_NAME), set(sources), options, out)
     known = {r.get("source", r["path"]) for r in accepted} | {r["path"] for r in rejected}
     todo = [source for source in sources if source not in known]
     _warn_about_earlier_settings(accepted, options, out)
