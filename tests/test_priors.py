@@ -265,3 +265,18 @@ def test_alternate_joint_training_leaves_the_discrete_path_alone_on_continuous_b
         grad = autoencoder.quantizer.project_out.weight.grad  # only the discrete path runs through it
         assert (grad is not None and grad.abs().sum() > 0) == discrete_trains, f"step {step}"
         assert logs["adversarial_generator"] != 0, "the discriminator was asked at both steps"
+
+
+def test_settings_of_a_technique_that_is_off_are_said_to_be_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    def module(**settings) -> AutoencoderModule:  # noqa: ANN003
+        return AutoencoderModule(VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1), **settings)
+
+    with caplog.at_level("WARNING", logger="vtok.training.module"):
+        module(freeze_steps=100)
+        module(joint_mode="alternate")
+    assert "model.freeze_steps has no effect without model.freeze" in caplog.text
+    assert "model.joint_mode has no effect without model.continuous_weight" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vtok.training.module"):
+        module(freeze=["encoder"], freeze_steps=100)
+    assert "no effect" not in caplog.text

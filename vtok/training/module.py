@@ -116,6 +116,10 @@ class AutoencoderModule(LightningModule):
             )
         if max_nonfinite_steps < 1:
             raise ValueError(f"model.max_nonfinite_steps must be at least 1, got {max_nonfinite_steps}")
+        unused = [("freeze_steps", "freeze")] if freeze_steps is not None and not freeze else []
+        unused += [("joint_mode", "continuous_weight")] if joint_mode != "both" and not continuous_weight else []
+        for setting, needs in unused:  # settings of a technique that is off: most likely a forgotten flag
+            log.warning("model.%s has no effect without model.%s: it is ignored", setting, needs)
         self.save_hyperparameters(ignore=["autoencoder", "loss", "adversarial"])
         self.automatic_optimization = False
         if init_from is not None:
