@@ -67,6 +67,19 @@ def test_continuous_mode_measures_the_continuous_path_of_a_discrete_model(video_
     assert metrics["high_frequency_ratio"] > 0
 
 
+def test_continuous_mode_on_a_model_trained_without_the_continuous_path_says_so(
+    video_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    torch.manual_seed(0)
+    model = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1, bottleneck="fsq", fsq_levels=[8, 5, 5, 5])
+    for joint, warned in ((False, True), (True, False)):
+        path = write_export(model, tmp_path / f"joint_{joint}", {"_vtok_joint_training": joint})  # as `vtok export` records it
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="vtok.commands.evaluate"):
+            evaluated(path, video_folder, tmp_path / f"e_{joint}", "--mode", "continuous", "--max-videos", 1)
+        assert ("trained without model.continuous_weight" in caplog.text) == warned
+
+
 @pytest.mark.parametrize("conditioned", [True, False], ids=["denoising decoder", "plain decoder"])
 def test_decode_timestep_decodes_seeded_noisy_latents(conditioned: bool, video_folder: Path, tmp_path: Path) -> None:
     path = export(tmp_path / "kl", decoder_timestep_conditioning=conditioned)

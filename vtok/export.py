@@ -90,6 +90,7 @@ def export_metadata(model: VideoAutoencoder, record: dict[str, Any], use_ema: bo
         "_vtok_training_step": record.get("batch_step"),
         "_vtok_weights": "ema" if use_ema and record.get("has_ema") else "live",
         "_vtok_clip": record.get("clip"),
+        "_vtok_joint_training": record.get("joint_training"),  # None: a checkpoint from before it was recorded
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,8 @@ from vtok.evaluation.runner import EvaluationSettings, evaluate
 from vtok.evaluation.ssim import check_ssim_size
 from vtok.export import load_autoencoder_and_metadata
 from vtok.vae import VideoAutoencoder
+
+log = logging.getLogger(__name__)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,6 +59,11 @@ def main(argv: Sequence[str]) -> None:
     device = resolve_device(args.device)
     model, metadata = load_autoencoder_and_metadata(args.model)
     protocol = resolve_protocol(args, model, metadata.get("_vtok_clip"))
+    if args.mode == "continuous" and model.is_discrete and metadata.get("_vtok_joint_training") is False:
+        log.warning(
+            "--mode continuous: this discrete model was trained without model.continuous_weight, so its decoder "
+            "never learnt to read the continuous latents; the scores say little about it"
+        )
     check_ssim_size(protocol.height, protocol.width)  # before any video is read
     dataset = clip_dataset(protocol, args.data, model, args.backend)
     settings = EvaluationSettings(

@@ -403,6 +403,7 @@ class AutoencoderModule(LightningModule):
             "autoencoder_config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
             "batch_step": self.batch_step,
             "has_ema": self.ema is not None,
+            "joint_training": self.continuous_weight > 0,  # whether a discrete model's continuous path was trained
             "skipped_steps": self.skipped_steps,
             "rng": rng,  # rank 0's; each rank's own is under RANK_STATES_KEY
             "clip": self._clip_shape(),
