@@ -292,6 +292,20 @@ def test_a_file_repeated_in_a_manifest_is_held_out_whole_or_not_at_all(tmp_path:
         assert len(train) + len(val) == 10 and Counter(r["path"] for r in train + val)[str(files[0])] == 5
 
 
+def test_videos_a_manifest_records_as_smaller_than_the_training_size_are_counted(
+    tmp_path: Path, video_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = sorted(video_folder.glob("*.mp4"))[:3]  # 64x40
+    lines = [{"path": str(path), "width": 64, "height": 40} for path in files[:2]] + [{"path": str(files[2])}]
+    (tmp_path / "list.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    for size, warned in ((32, False), (48, True)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="vtok.data.datamodule"):
+            module = VideoDataModule(path=str(tmp_path / "list.jsonl"), val_fraction=0, num_frames=3, size=size, num_workers=0)
+            module.setup("fit")
+        assert ("2 of the 2 videos whose size the manifest records are smaller than data.size [48, 48]" in caplog.text) == warned
+
+
 def test_a_clip_that_fails_to_decode_does_not_change_what_later_samples_of_that_worker_hold(tmp_path: Path, video_folder: Path) -> None:
     """A file whose header promises 40 frames but whose tail is cut off: clips near its start decode,
     clips near its end do not. Which sample a key gives must not depend on what the worker read before."""

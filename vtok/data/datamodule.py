@@ -22,6 +22,7 @@ from vtok.data.sampler import EpochSampler
 from vtok.data.sources import IMAGE_SUFFIXES, list_files, list_records
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts
 from vtok.data.synthetic import write_sample_clips
+from vtok.data.transforms import crop_box
 from vtok.data.trained_state import TrainedStateLoader
 from vtok.data.worker_signals import kill_loader_workers_at_exit, leave_stop_signals_to_main_process
 
@@ -222,6 +223,7 @@ class VideoDataModule(LightningDataModule):
                 self.datasets["val"] = self._clips(self._val_path_records(), train=False)
         else:
             train_records, val_records = self._split()
+            self._warn_about_upscaling(train_records + val_records)
             self.datasets["train"] = self._clips(train_records, train=True)
             if val_records:
                 self.datasets["val"] = self._clips(val_records, train=False)
@@ -248,6 +250,18 @@ class VideoDataModule(LightningDataModule):
             for error in errors:
                 self._record(error.path, error.reason, count=False)
             log.info("%s: %d files", name, len(dataset))
+
+    def _warn_about_upscaling(self, records: list[dict[str, Any]]) -> None:
+        """Says how many videos a manifest records as smaller than ``data.size``: their crops are
+        enlarged to it (blurrier than the rest). Files without a recorded size are not opened for it."""
+        sized = [r for r in records if isinstance(r.get("height"), int) and isinstance(r.get("width"), int)]
+        small = [r for r in sized if crop_box(r["height"], r["width"], *self.size)[2] < self.size[0]]
+        if small:
+            log.warning(
+                "%d of the %d videos whose size the manifest records are smaller than data.size %s (for instance "
+                "%s, %dx%d): their crops are enlarged to it; lower data.size or leave them out",
+                len(small), len(sized), list(self.size), small[0]["path"], small[0]["width"], small[0]["height"],
+            )  # fmt: skip
 
     def _check_one_batch(self) -> None:
         """Raises ``ValueError`` when a rank's share of the training clips (or, for shards with an
