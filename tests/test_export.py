@@ -18,7 +18,7 @@ from vtok.cli import main
 from vtok.export import EXPORT_FORMAT, load_autoencoder
 from vtok.training import AutoencoderModule
 from vtok.vae.strict_loading import IncompleteWeightsError
-from vtok.vae.export_config import config_fingerprint
+from vtok.vae.export_config import config_fingerprint, constructor_fields
 
 FIXTURE = Path(__file__).parent / "fixtures" / "export_v1"
 BOTTLENECKS = {
@@ -302,17 +302,29 @@ def test_a_config_edited_after_export_is_refused_by_every_loader(tmp_path: Path,
         assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("edits", [{"frame_padding": "zeros"}, {"resample_shortcut": False}, {"decoder_causal": False}])
+@pytest.mark.parametrize(
+    ("edits", "message"),
+    [
+        ({"frame_padding": "zeros"}, "_vtok_config_sha256 does not match"),
+        ({"resample_shortcut": False}, "_vtok_config_sha256 does not match"),
+        ({"decoder_causal": False}, "decoder_causal is set, which the export left at its default"),  # a later field
+    ],
+)
 def test_a_field_edited_after_export_that_keeps_every_recorded_figure_is_refused_by_its_fingerprint(
-    tmp_path: Path, edits: dict
+    tmp_path: Path, edits: dict, message: str
 ) -> None:
     """Edits that change neither the weights' shapes nor compression, codebook or tokens per position
     (a field the export did not hold, set now, included): only the fingerprint of the fields tells."""
-    fingerprint = config_fingerprint(VideoAutoencoder.from_pretrained(FIXTURE).config)  # as `vtok export` records it
-    assert load_autoencoder(_edited_fixture(tmp_path / "as_exported", _vtok_config_sha256=fingerprint)) is not None
-    folder = _edited_fixture(tmp_path, _vtok_config_sha256=fingerprint, **edits)
+    fields = constructor_fields(json.loads((FIXTURE / "config.json").read_text()))  # what the export held
+    recorded = {"_vtok_config_sha256": config_fingerprint(VideoAutoencoder.from_pretrained(FIXTURE).config, fields),
+                "_vtok_config_fields": fields}  # as `vtok export` records them  # fmt: skip
+    as_exported = _edited_fixture(tmp_path / "as_exported", **recorded)
+    loaded = load_autoencoder(as_exported)
+    loaded.save_pretrained(tmp_path / "saved_again")  # now with every field of this vtok, defaults included
+    assert load_autoencoder(tmp_path / "saved_again") is not None, "the fingerprint holds through a save"
+    folder = _edited_fixture(tmp_path, **recorded, **edits)
     for load in (VideoAutoencoder.from_pretrained, load_autoencoder):
-        with pytest.raises(ValueError, match="config.json's fields differ from those written at export") as error:
+        with pytest.raises(ValueError, match=re.escape(f"config.json's fields differ from those written at export ({message})")) as error:
             load(folder)
         assert "\n" not in str(error.value)
 

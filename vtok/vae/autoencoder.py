@@ -240,8 +240,10 @@ class VideoAutoencoder(ExportConfigMixin, StrictLoadingMixin, ModelMixin, Config
             )
         if not video.is_floating_point():  # uint8 frames straight from a decoder
             raise ValueError(f"expected float pixels in [-1, 1], got {video.dtype}: use video.float() / 127.5 - 1")
-        if video.dtype != self.dtype and not torch.is_autocast_enabled(video.device.type):
-            raise ValueError(f"the video is {video.dtype} and the model {self.dtype}: use video.to(model.dtype)")
+        if not torch.is_autocast_enabled(video.device.type):  # first: cheaper than diffusers' self.dtype
+            weights = next(self.parameters()).dtype
+            if video.dtype != weights:
+                raise ValueError(f"the video is {video.dtype} and the model {weights}: use video.to(model.dtype)")
         self.compression.check_clip(*video.shape[2:])
 
     def latent_values_per_pixel(self) -> float:

@@ -15,6 +15,7 @@ class and one of a newer export format. A folder written by plain ``save_pretrai
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -29,15 +30,20 @@ RECORDED = {  # config.json key -> the model property it records
 
 
 FINGERPRINT_KEY = "_vtok_config_sha256"
+FINGERPRINT_FIELDS_KEY = "_vtok_config_fields"
 
 
-def config_fingerprint(config: Mapping[str, Any]) -> str:
-    """Hex sha256 of the constructor's fields in ``config`` (a model's ``config``): private keys are
-    left out, and so are fields the file did not hold (diffusers lists them in ``_use_default_values``),
-    so an export keeps its fingerprint when a later vtok adds a field with a default."""
-    defaulted = set(config.get("_use_default_values", ()))
-    fields = {key: value for key, value in config.items() if not key.startswith("_") and key not in defaulted}
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+def constructor_fields(config: Mapping[str, Any]) -> list[str]:
+    """The constructor's fields in ``config`` (a model's ``config``): its keys but the private ones."""
+    return sorted(key for key in config if not key.startswith("_"))
+
+
+def config_fingerprint(config: Mapping[str, Any], fields: list[str]) -> str:
+    """Hex sha256 of the values of ``fields`` in ``config``. An export records the fields it hashed
+    (``_vtok_config_fields``), so fields a later vtok adds with a default, and a loaded export saved
+    again with them, leave its fingerprint alone."""
+    values = {field: config.get(field) for field in fields}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class ExportConfigError(ValueError):
@@ -63,13 +69,7 @@ def check_recorded_identity(model: Any, where: Any) -> None:
     """Raises :class:`ExportConfigError` when the compression, codebook size or tokens per position
     that ``model.config`` recorded at export differ from what its fields built in ``model``, or when
     its fields differ from those the export's fingerprint was taken of (exports without one: not checked)."""
-    recorded_fingerprint = model.config.get(FINGERPRINT_KEY)
-    if recorded_fingerprint is not None and recorded_fingerprint != config_fingerprint(model.config):
-        raise ExportConfigError(
-            f"{where}: config.json's fields differ from those written at export ({FINGERPRINT_KEY} does not match): "
-            "the config was edited after export, and the same weights would compute something else; restore it "
-            "or re-export from the checkpoint"
-        )
+    _check_fingerprint(model, where)
     for key, field in RECORDED.items():
         if key not in model.config:
             continue
@@ -80,6 +80,35 @@ def check_recorded_identity(model: Any, where: Any) -> None:
                 f"{where}: config.json records {field} {recorded!r} (written at export), but its fields build "
                 f"{field} {built!r}: the config was edited after export; restore it or re-export from the checkpoint"
             )
+
+
+def _check_fingerprint(model: Any, where: Any) -> None:
+    """The fields the export hashed must hash alike; any other field (one a later vtok added) must
+    hold its constructor default, as the model the export wrote did."""
+    recorded = model.config.get(FINGERPRINT_KEY)
+    if recorded is None:
+        return
+    fields = list(model.config.get(FINGERPRINT_FIELDS_KEY) or [])
+    defaults = inspect.signature(type(model).__init__).parameters
+    added = [
+        field for field in constructor_fields(model.config)
+        if field not in fields and field in defaults and _jsonable(model.config[field]) != _jsonable(defaults[field].default)
+    ]  # fmt: skip
+    if added:
+        what = f"{added[0]} is set, which the export left at its default"
+    elif recorded != config_fingerprint(model.config, fields):
+        what = f"{FINGERPRINT_KEY} does not match"
+    else:
+        return
+    raise ExportConfigError(
+        f"{where}: config.json's fields differ from those written at export ({what}): the config was edited "
+        "after export, and the same weights would compute something else; restore it or re-export from the checkpoint"
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as config.json holds it (tuples as lists), to compare a loaded field with a default."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def _source(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
