@@ -270,6 +270,9 @@ def test_rejections_the_settings_decided_are_checked_again_under_settings_that_m
     assert {Path(r["path"]).name: r.get("frames") for r in read_jsonl(out / "rejected.jsonl")}["short.mp4"] == 3
     summary = prepare(["--data", str(folder), "--out", str(out), "--min-frames", "4", "--workers", "0", *QUIET])
     assert summary.probed == 0, "3 frames are still too few for 4: nothing to check again"
+    # as an older vtok wrote it: no "frames", only the reason, which is read instead
+    lines = [{k: v for k, v in r.items() if k != "frames"} for r in read_jsonl(out / "rejected.jsonl")]
+    (out / "rejected.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     summary = prepare(["--data", str(folder), "--out", str(out), "--min-frames", "3", "--workers", "0", *QUIET])
     assert (summary.probed, summary.accepted) == (1, 1) and "short.mp4" in _names(read_jsonl(out / "manifest.jsonl"))
     assert "short.mp4" not in _names(read_jsonl(out / "rejected.jsonl")) and summary.rejected_total == 4
@@ -282,6 +285,8 @@ def test_rejections_the_settings_decided_are_checked_again_under_settings_that_m
     with caplog.at_level("WARNING", logger="vtok.data.prepare"), pytest.raises(ValueError, match="none of the 1 files"):
         prepare(["--data", data, "--out", str(stalled), "--timeout", "0.001", "--workers", "1", *QUIET])
     assert "a longer --timeout checks them again" in caplog.text
+    with pytest.raises(ValueError, match="none of the 1 files"):  # no deadline: a hanging file would hang the run
+        prepare(["--data", data, "--out", str(stalled), "--workers", "0", *QUIET])
     summary = prepare(["--data", data, "--out", str(stalled), "--workers", "1", *QUIET])
     assert (summary.probed, summary.accepted, summary.rejected_total) == (1, 1, 0)
 

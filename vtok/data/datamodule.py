@@ -37,6 +37,15 @@ def _named(setting: str, lister: Callable[..., list], *args: Any) -> list:
         raise FileNotFoundError(f"{setting}: {error}") from None
 
 
+def _recorded_size(record: dict[str, Any]) -> tuple[int, int] | None:
+    """``(height, width)`` a manifest line records (JSON numbers or CSV text), else ``None``."""
+    try:
+        height, width = int(record["height"]), int(record["width"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (height, width) if height > 0 and width > 0 else None
+
+
 def default_sample_dir() -> Path:
     """Where generated sample clips are cached: ``$XDG_CACHE_HOME/vtok/sample_clips``."""
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vtok" / "sample_clips"
@@ -192,7 +201,8 @@ class VideoDataModule(LightningDataModule):
         order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(self.seed)).tolist()
         val_paths = {paths[i] for i in order[:held_out]}
         train = [record for record in records if record["path"] not in val_paths]
-        return train, sorted((r for r in records if r["path"] in val_paths), key=lambda record: record["path"])
+        val = {r["path"]: r for r in records if r["path"] in val_paths}  # each once: validation clips are fixed
+        return train, sorted(val.values(), key=lambda record: record["path"])
 
     def _val_path_records(self) -> list[dict[str, Any]]:
         records = _named("data.val_path", list_records, self.val_path)
@@ -254,13 +264,15 @@ class VideoDataModule(LightningDataModule):
     def _warn_about_upscaling(self, records: list[dict[str, Any]]) -> None:
         """Says how many videos a manifest records as smaller than ``data.size``: their crops are
         enlarged to it (blurrier than the rest). Files without a recorded size are not opened for it."""
-        sized = [r for r in records if isinstance(r.get("height"), int) and isinstance(r.get("width"), int)]
-        small = [r for r in sized if crop_box(r["height"], r["width"], *self.size)[2] < self.size[0]]
+        sizes = {r["path"]: _recorded_size(r) for r in records}  # each file once, however often listed
+        sized = {path: size for path, size in sizes.items() if size is not None}
+        small = [(path, size) for path, size in sized.items() if crop_box(*size, *self.size)[2] < self.size[0]]
         if small:
+            (path, (height, width)) = small[0]
             log.warning(
                 "%d of the %d videos whose size the manifest records are smaller than data.size %s (for instance "
                 "%s, %dx%d): their crops are enlarged to it; lower data.size or leave them out",
-                len(small), len(sized), list(self.size), small[0]["path"], small[0]["width"], small[0]["height"],
+                len(small), len(sized), list(self.size), path, width, height,
             )  # fmt: skip
 
     def _check_one_batch(self) -> None:

@@ -12,7 +12,7 @@ A second run skips every file already in the manifest or the rejected list (it d
 for them), so an interrupted run carries on where it stopped, and a grown folder costs only its
 new files. Rejections the settings decided are the exception: a file rejected as too short is
 checked again by a run with a ``--min-frames`` it may meet, and one whose decoding stalled by a run
-with a longer ``--timeout`` (or none, ``--workers 0``); their old lines leave the rejected list.
+with a longer ``--timeout``; their old lines leave the rejected list.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import functools
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,14 +199,22 @@ def _warn_about_earlier_settings(accepted: list[dict[str, Any]], options: Prepar
             )  # fmt: skip
 
 
+_TOO_SHORT = re.compile(r"too short: (\d+) frames decode")
+_STALLED = re.compile(r"decoding stalled: no answer in ([0-9.e+-]+) s")
+
+
 def _settings_may_change(rejection: dict[str, Any], options: PrepareOptions) -> bool:
     """Whether this run's settings could accept a file an earlier run rejected: too short for that
-    run's ``--min-frames`` but not for this one's, or stalled within a shorter ``--timeout``."""
-    if "frames" in rejection:
-        return rejection["frames"] >= options.min_frames
-    if "timeout" in rejection:
-        return options.workers == 0 or options.timeout > rejection["timeout"]
-    return False
+    run's ``--min-frames`` but not for this one's, or stalled within a shorter ``--timeout`` (with a
+    deadline: ``--workers 0`` has none, and a file that hangs the decoder would hang the run). Lines
+    of a vtok that did not record ``frames`` or ``timeout`` are read from their reason."""
+    reason = str(rejection.get("reason", ""))
+    too_short, stalled = _TOO_SHORT.match(reason), _STALLED.match(reason)
+    frames = rejection.get("frames", int(too_short[1]) if too_short else None)
+    timeout = rejection.get("timeout", float(stalled[1]) if stalled else None)
+    if frames is not None:
+        return frames >= options.min_frames
+    return timeout is not None and options.workers > 0 and options.timeout > timeout
 
 
 def _take_back(
@@ -216,7 +225,7 @@ def _take_back(
     again = [record for record in rejected if record["path"] in sources and _settings_may_change(record, options)]
     taken = {id(record) for record in again}
     kept = [record for record in rejected if id(record) not in taken]
-    stalled = sum("timeout" in record for record in kept)
+    stalled = sum("timeout" in record or bool(_STALLED.match(str(record.get("reason", "")))) for record in kept)
     if stalled:
         log.warning(
             "%d files in %s stalled within an earlier run's --timeout and are not checked again; a longer "

@@ -48,17 +48,15 @@ def _sharded_keys(index: dict[str, Any], records: Sequence[dict[str, Any]]) -> C
     return Counter(record_key(record) for record in records[: index["records"]])
 
 
-def _unsharded(records: Sequence[dict[str, Any]], sharded: Counter[str]) -> list[tuple[str, dict[str, Any]]]:
-    """The lines not yet in shards, each with its sample key: a key's first ``sharded[key]`` lines
-    are in shards already; a repeated line's later copies get keys of their own (``<key>-2``, ...),
-    since samples of a tar are told apart by their keys."""
+def _unsharded(records: Sequence[dict[str, Any]], sharded: Counter[str]) -> list[dict[str, Any]]:
+    """The lines not yet in shards: a key's first ``sharded[key]`` lines are in shards already."""
     seen: Counter[str] = Counter()
     new = []
     for record in records:
         key = record_key(record)
         seen[key] += 1
         if seen[key] > sharded[key]:
-            new.append((key if seen[key] == 1 else f"{key}-{seen[key]}", record))
+            new.append(record)
     gone = sharded - seen
     if gone:
         log.warning(
@@ -131,7 +129,7 @@ def write_shards(
     random.Random(seed + sum(sharded.values())).shuffle(new)
     entries: list[dict[str, Any]] = []
     shard: _Shard | None = None
-    for key, record in new:
+    for record in new:
         path = Path(record["path"]) if Path(record["path"]).is_absolute() else Path(root) / record["path"]
         try:
             data = path.read_bytes()
@@ -143,8 +141,11 @@ def write_shards(
             shard = None
         if shard is None:
             shard = _Shard(folder, len(index["shards"]) + len(entries))
-        shard.write(key, path.suffix.lower().lstrip(".") or "mp4", data, record)
-        sharded[record_key(record)] += 1
+        # a repeated line's copies get keys of their own (<key>-2, ...), numbered by the copies already in
+        # shards (samples of a tar are told apart by their keys; a copy that failed to read takes no number)
+        key = record_key(record)
+        sharded[key] += 1
+        shard.write(key if sharded[key] == 1 else f"{key}-{sharded[key]}", path.suffix.lower().lstrip(".") or "mp4", data, record)
     if shard is not None:
         entries.append(shard.close())
     index = {"records": sum(sharded.values()), "keys": dict(sharded), "shards": [*index["shards"], *entries]}
