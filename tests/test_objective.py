@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from vtok.export import CHECKPOINT_KEY
 from vtok.losses import AdversarialLoss, AutoencoderLoss, PerceptualLoss
 from vtok.losses.perceptual import VGG16_FILE
+from vtok.training import AutoencoderModule
 from vtok.training.ema import ema_copy
-from vtok.vae import AutoencoderOutput
-from vtok.vae import VideoAutoencoder
+from vtok.vae import AutoencoderOutput, VideoAutoencoder
 from vtok.vae.gaussian import GaussianBottleneck
 
 
@@ -233,3 +234,17 @@ def test_misspelt_or_unused_bottleneck_weights_are_refused() -> None:
         AutoencoderLoss(bottleneck_weights_start={"klx": 1.0}, anneal_steps=10)
     with pytest.raises(ValueError, match="needs loss.anneal_steps > 0"):
         AutoencoderLoss(bottleneck_weights_start={"entropy": 0.5})
+
+
+def test_resuming_a_checkpoint_from_before_the_kl_scale_says_how_much_weaker_the_kl_now_pulls(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    module = AutoencoderModule(VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1))
+    old = {CHECKPOINT_KEY: {"batch_step": 3, "clip": {"num_frames": 5, "size": [32, 32]}}}
+    with caplog.at_level("WARNING", logger="vtok.training.module"):
+        module.on_load_checkpoint(old)
+    assert "multiply that weight by 15,360" in caplog.text  # 3 x 5 x 32 x 32 pixel values
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="vtok.training.module"):
+        module.on_load_checkpoint({CHECKPOINT_KEY: {**old[CHECKPOINT_KEY], "kl_scale": "per_pixel_value"}})
+    assert "KL" not in caplog.text

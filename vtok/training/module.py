@@ -404,6 +404,7 @@ class AutoencoderModule(LightningModule):
             "batch_step": self.batch_step,
             "has_ema": self.ema is not None,
             "joint_training": self.continuous_weight > 0,  # whether a discrete model's continuous path was trained
+            "kl_scale": "per_pixel_value",  # the KL's normalisation (see vtok.vae.gaussian); absent before it was
             "skipped_steps": self.skipped_steps,
             "rng": rng,  # rank 0's; each rank's own is under RANK_STATES_KEY
             "clip": self._clip_shape(),
@@ -426,6 +427,22 @@ class AutoencoderModule(LightningModule):
             # None for a rank the checkpoint had no state for: it seeds its own (on_train_batch_start)
             self._rng_to_restore = mine["rng"] if mine is not None else self._rng_to_restore
         self._loaded_batch_step = state.get("batch_step")
+        if self.autoencoder.config.bottleneck == "kl" and "kl_scale" not in state and "batch_step" in state:
+            self._warn_about_the_kl_scale(state.get("clip"))
+
+    @staticmethod
+    def _warn_about_the_kl_scale(clip: dict[str, Any] | None) -> None:
+        """A checkpoint from before the KL was divided by the clip's pixel values: the same weight now
+        pulls far less; says by how much for the checkpoint's training clip."""
+        if clip:
+            factor = f"{3 * clip['num_frames'] * clip['size'][0] * clip['size'][1]:,}"
+        else:
+            factor = "3·T·H·W"
+        log.warning(
+            "this checkpoint was trained with the KL summed over the latent; vtok now divides it by the clip's pixel "
+            "values (the scale the published weight 1e-6 assumes), so the same loss.bottleneck_weights.kl pulls %s "
+            "times less; to go on with the old objective, multiply that weight by %s", factor, factor,
+        )  # fmt: skip
 
 
 def _part_parameters(autoencoder: VideoAutoencoder, part: str) -> list[torch.nn.Parameter]:
