@@ -24,6 +24,7 @@ from vtok import VideoAutoencoder
 from vtok.losses import AutoencoderLoss
 from vtok.losses.objective import DEFAULT_BOTTLENECK_WEIGHTS
 from vtok.vae import Compression
+from vtok.vae.gaussian import GaussianBottleneck
 
 # name -> (diffusers class, (temporal, spatial) compression of its default config)
 BASELINES: dict[str, tuple[str, tuple[int, int]]] = {
@@ -79,13 +80,6 @@ def preset_name(path: str | Path) -> str:
     return Path(path).stem
 
 
-def gaussian_kl(mean: torch.Tensor, logvar: torch.Tensor, pixel_values: int) -> torch.Tensor:
-    """KL to N(0, I) per pixel value of a clip (``pixel_values``), averaged over the batch (vtok's
-    convention, see :class:`vtok.vae.gaussian.GaussianBottleneck`)."""
-    mean, logvar = mean.float(), logvar.float()
-    return (0.5 * (mean.square() + logvar.exp() - 1.0 - logvar)).flatten(1).sum(1).mean() / pixel_values
-
-
 @dataclass
 class Subject:
     """One model under measurement.
@@ -124,7 +118,10 @@ class Subject:
         posterior = self.module.encode(video).latent_dist
         reconstruction = self.module.decode(posterior.sample()).sample
         l1 = (reconstruction.float() - video.float()).abs().mean()
-        return l1 + DEFAULT_BOTTLENECK_WEIGHTS["kl"] * gaussian_kl(posterior.mean, posterior.logvar, video[0].numel())
+        # vtok's own KL (per pixel value, log-variance bounded as diffusers bounds it) on the baseline's posterior
+        features = torch.cat([posterior.mean, posterior.logvar], dim=1)
+        kl = GaussianBottleneck(posterior.mean.shape[1])(features, sample=False, pixel_values=video[0].numel()).losses["kl"]
+        return l1 + DEFAULT_BOTTLENECK_WEIGHTS["kl"] * kl
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """Deterministic latents (the posterior mean, or quantized codes)."""

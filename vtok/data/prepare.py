@@ -203,15 +203,23 @@ _TOO_SHORT = re.compile(r"too short: (\d+) frames decode")
 _STALLED = re.compile(r"decoding stalled: no answer in ([0-9.e+-]+) s")
 
 
+def _deciding_settings(rejection: dict[str, Any]) -> tuple[int | None, float | None]:
+    """``(frames, timeout)``: the decoded frames of a file rejected as too short, the deadline of one
+    that stalled (``None`` for other rejections). Lines of a vtok that did not record them as fields
+    give them in their reason."""
+    reason = str(rejection.get("reason", ""))
+    too_short, stalled = _TOO_SHORT.match(reason), _STALLED.match(reason)
+    return (
+        rejection.get("frames", int(too_short[1]) if too_short else None),
+        rejection.get("timeout", float(stalled[1]) if stalled else None),
+    )
+
+
 def _settings_may_change(rejection: dict[str, Any], options: PrepareOptions) -> bool:
     """Whether this run's settings could accept a file an earlier run rejected: too short for that
     run's ``--min-frames`` but not for this one's, or stalled within a shorter ``--timeout`` (with a
-    deadline: ``--workers 0`` has none, and a file that hangs the decoder would hang the run). Lines
-    of a vtok that did not record ``frames`` or ``timeout`` are read from their reason."""
-    reason = str(rejection.get("reason", ""))
-    too_short, stalled = _TOO_SHORT.match(reason), _STALLED.match(reason)
-    frames = rejection.get("frames", int(too_short[1]) if too_short else None)
-    timeout = rejection.get("timeout", float(stalled[1]) if stalled else None)
+    deadline: ``--workers 0`` has none, and a file that hangs the decoder would hang the run)."""
+    frames, timeout = _deciding_settings(rejection)
     if frames is not None:
         return frames >= options.min_frames
     return timeout is not None and options.workers > 0 and options.timeout > timeout
@@ -222,10 +230,10 @@ def _take_back(
 ) -> list[dict[str, Any]]:
     """The rejections of ``sources`` this run checks again (see :func:`_settings_may_change`), taken
     out of the rejected list on disk (rewritten whole, then renamed into place); the others are returned."""
-    again = [record for record in rejected if record["path"] in sources and _settings_may_change(record, options)]
-    taken = {id(record) for record in again}
-    kept = [record for record in rejected if id(record) not in taken]
-    stalled = sum("timeout" in record or bool(_STALLED.match(str(record.get("reason", "")))) for record in kept)
+    kept, again = [], []
+    for record in rejected:
+        (again if record["path"] in sources and _settings_may_change(record, options) else kept).append(record)
+    stalled = sum(_deciding_settings(record)[1] is not None for record in kept)
     if stalled:
         log.warning(
             "%d files in %s stalled within an earlier run's --timeout and are not checked again; a longer "

@@ -40,7 +40,6 @@ class StopOnSignal(Callback):
             raise ValueError(f"every_n_batches must be at least 1, got {every_n_batches}")
         self.signals = tuple(signals)
         self.every_n_batches = every_n_batches
-        self._batches = 0  # this run's batches so far: the same count on every rank
         self.received: int | None = None
         self.checkpoint_path: Path | None = None
         self.saved_step: int | None = None  # the global step the signal's checkpoint holds
@@ -59,8 +58,8 @@ class StopOnSignal(Callback):
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._batches += 1
-        if trainer.world_size > 1 and self._batches % self.every_n_batches:
+        batches = trainer.fit_loop.epoch_loop.total_batch_idx + 1  # across epochs and a resume: alike on every rank
+        if trainer.world_size > 1 and batches % self.every_n_batches:
             return  # every rank skips the same batches, so all of them meet at the all-reduce
         if not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
             return
