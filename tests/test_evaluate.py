@@ -20,7 +20,7 @@ from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.data import ClipSpec, VideoClipDataset, list_files
 from vtok.evaluation.detectors import I3D_FILE, load_i3d
-from vtok.evaluation.metrics import frechet_distance
+from vtok.evaluation.metrics import MAX_PSNR, frechet_distance, high_frequency_energy, high_frequency_ratio, psnr_per_video
 from vtok.export import load_autoencoder, write_export
 
 KEYS = {
@@ -28,7 +28,8 @@ KEYS = {
     "perplexity", "bits_per_pixel", "latent_values_per_pixel", "tokens_per_second_of_video", "compression",
     "videos", "clips", "skipped_files", "skipped", "encode_frames_per_s", "decode_frames_per_s", "protocol",
     "model", "device", "high_frequency_ratio", "mode", "decode_timestep", "lpips_weights_sha256",
-    "group_codebook_usage", "group_perplexity",
+    "group_codebook_usage", "group_perplexity", "fvd_clips", "high_frequency_ratio_skipped",
+    "tokens_per_second_of_video_skipped",
 }  # fmt: skip
 
 
@@ -65,7 +66,8 @@ def run(*args: str | Path) -> None:
 
 
 def test_evaluate_writes_every_metric_and_agrees_with_a_direct_computation(
-    fsq_run: dict[str, Path], video_folder: Path, vgg_weights: Path, i3d_weights: Path, tmp_path: Path
+    fsq_run: dict[str, Path], video_folder: Path, vgg_weights: Path, i3d_weights: Path, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     out = tmp_path / "eval"
     run("evaluate", "--model", fsq_run["export"], "--data", video_folder, "--out", out, "--max-videos", 3, "--batch-size", 2)
@@ -91,10 +93,14 @@ def test_evaluate_writes_every_metric_and_agrees_with_a_direct_computation(
     assert [float(row["ssim"]) for row in rows] == pytest.approx(ssim.tolist(), abs=1e-4)
     assert metrics["psnr"] == pytest.approx(psnr.mean().item(), abs=1e-3)
     assert metrics["ssim"] == pytest.approx(ssim.mean().item(), abs=1e-4)
+    # sharpness over the set: summed energies, not a mean of ratios
+    energy = high_frequency_energy(reconstruction).sum() / high_frequency_energy(clips).sum()
+    assert metrics["high_frequency_ratio"] == pytest.approx(energy.item(), rel=1e-4)
 
     assert metrics["lpips"] > 0 and metrics["lpips_skipped"] is None and all(float(row["lpips"]) > 0 for row in rows)
     assert metrics["lpips_weights_sha256"] == hashlib.sha256(vgg_weights.read_bytes()).hexdigest()
-    assert metrics["fvd"] > 0 and metrics["fvd_skipped"] is None
+    assert metrics["fvd"] > 0 and metrics["fvd_skipped"] is None and metrics["fvd_clips"] == 3
+    assert "FVD from 3 clips" in caplog.text and "compare it only with FVDs of 3 clips" in caplog.text
     assert metrics["fvd_weights_sha256"] == hashlib.sha256(i3d_weights.read_bytes()).hexdigest()
     assert 0 < metrics["codebook_usage"] <= 1 and 1 <= metrics["perplexity"] <= 1000
     assert metrics["bits_per_pixel"] == pytest.approx(math.log2(1000) * 2 * 4 * 4 / (5 * 32 * 32))
@@ -105,6 +111,7 @@ def test_evaluate_writes_every_metric_and_agrees_with_a_direct_computation(
     report = (out / "report.md").read_text()
     assert "| PSNR (dB) |" in report and "absolute error amplified" in report
     assert f"LPIPS backbone (VGG16) sha256: `{metrics['lpips_weights_sha256']}`" in report
+    assert "FVD over 3 clips (comparable only with FVDs over as many" in report
     pictures = sorted(p.name for p in (out / "pictures").iterdir())
     assert len(pictures) == 6 and all(f"pictures/{name}" in report for name in pictures)
     assert sorted(name for picture in metrics["pictures"] for k, name in picture.items() if k != "path") == [
@@ -127,6 +134,25 @@ def test_fvd_is_zero_for_identical_sets_and_positive_otherwise(i3d_weights: Path
     assert frechet_distance(features, detector(videos * 0.5)) > 1e-3
     with pytest.raises(ValueError, match="at least 2"):
         frechet_distance(features[:1], features[:1])
+
+
+def test_an_exact_reconstruction_scores_the_psnr_ceiling_not_infinity() -> None:
+    black = -torch.ones(2, 3, 5, 16, 16)
+    assert psnr_per_video(black - 0.5, black).tolist() == [MAX_PSNR, MAX_PSNR]  # clamped to -1: exact
+    assert psnr_per_video(black + 0.02, black).max() < MAX_PSNR
+
+
+def test_high_frequency_ratio_weighs_both_directions_alike_and_skips_flat_originals() -> None:
+    y, x = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    stripes = lambda along: (0.5 * torch.cos(math.pi * 0.75 * along)).expand(1, 3, 2, 16, 16)  # noqa: E731
+    horizontal_detail, vertical_detail = stripes(x), stripes(y)
+    # the same detail turned by 90 degrees keeps its energy: a ratio of 1 either way
+    assert high_frequency_ratio(horizontal_detail, vertical_detail).item() == pytest.approx(1.0, rel=1e-5)
+    assert high_frequency_ratio(vertical_detail, horizontal_detail).item() == pytest.approx(1.0, rel=1e-5)
+    flat = torch.zeros(1, 3, 2, 16, 16)
+    assert high_frequency_ratio(flat + 1e-4 * torch.randn_like(flat), flat).isnan().all()  # nothing to compare with
+    noise = torch.randn(1, 3, 2, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.1
+    assert high_frequency_energy(noise).item() == pytest.approx(0.01 * 0.80, rel=0.15)  # ~80 % of white noise is above half Nyquist
 
 
 def test_fvd_needs_two_videos(fsq_run: dict[str, Path], video_folder: Path, i3d_weights: Path, tmp_path: Path) -> None:
@@ -311,3 +337,23 @@ def test_bad_flags_are_one_line_errors_before_any_work(
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"vtok {command}: error:") and message in error and "\n" not in error, error
     assert not Path("out").exists()
+
+
+def test_the_clip_protocol_defaults_to_the_frame_rate_the_model_was_trained_at() -> None:
+    import argparse
+
+    from vtok.commands.protocol import add_protocol_arguments, resolve_protocol
+
+    parser = argparse.ArgumentParser()
+    add_protocol_arguments(parser)
+    model = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1)
+    trained = {"num_frames": 9, "size": [32, 32], "frame_stride": 3, "fps": None}
+    protocol = resolve_protocol(parser.parse_args([]), model, trained)
+    assert (protocol.frames, protocol.stride, protocol.fps) == (9, 3, None)
+    at_fps = resolve_protocol(parser.parse_args([]), model, {**trained, "frame_stride": 1, "fps": 8.0})
+    assert (at_fps.stride, at_fps.fps) == (1, 8.0)
+    # either flag given: the flags alone decide
+    assert resolve_protocol(parser.parse_args(["--fps", "12"]), model, trained).stride == 1
+    assert resolve_protocol(parser.parse_args(["--stride", "2"]), model, {**trained, "fps": 8.0}).fps is None
+    # an export from before the stride was recorded: stride 1
+    assert resolve_protocol(parser.parse_args([]), model, {"num_frames": 9, "size": [32, 32]}).stride == 1

@@ -54,7 +54,7 @@ def test_export_reproduces_the_training_module_exactly(tmp_path: Path, bottlenec
     config = json.loads((tmp_path / "export" / "config.json").read_text())
     assert config["_vtok_format"] == EXPORT_FORMAT and config["_vtok_compression"] == "4x8x8"
     assert config["_vtok_weights"] == "ema" and config["_vtok_training_step"] == 3
-    assert config["_vtok_clip"] == {"num_frames": 5, "size": [32, 32]}
+    assert config["_vtok_clip"] == {"num_frames": 5, "size": [32, 32], "frame_stride": 1, "fps": None}
     assert config["_vtok_joint_training"] is False, "trained without model.continuous_weight"
     assert config["_vtok_input_range"] == [-1.0, 1.0]
     assert (config["_vtok_codebook_size"] is None) == (bottleneck == "kl")

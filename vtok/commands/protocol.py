@@ -40,11 +40,12 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, whole_video: bool = 
     whole = " (leave it out for each video whole)" if whole_video else ""
     group.add_argument("--frames", type=int, help=f"frames per clip, 1 + k*t, at least 1{whole}")
     group.add_argument("--size", type=int, nargs="+", metavar="N", help="output size: one number or H W")
-    group.add_argument("--stride", type=int, default=1, help="take every n-th frame")
+    group.add_argument("--stride", type=int, help="take every n-th frame (default: the training's data.frame_stride, else 1)")
     group.add_argument(
         "--fps",
         type=float,
-        help="target frame rate (overrides --stride per video; a video slower than it keeps its own rate, stride 1)",
+        help="target frame rate (overrides --stride per video; a video slower than it keeps its own rate, stride 1; "
+        "default: the training's data.fps when it set one)",
     )
     group.add_argument("--backend", choices=["auto", "decord", "pyav"], default="auto", help="video reader")
 
@@ -57,7 +58,8 @@ def resolve_protocol(
     Args:
         args: parsed flags of :func:`add_protocol_arguments`.
         model: the model the clips are for.
-        recorded: the model's training clip (``{"num_frames", "size"}``), when known.
+        recorded: the model's training clip (``{"num_frames", "size", "frame_stride", "fps"}``; the last two
+            since 2026-11-27), when known. Its stride and fps apply when neither ``--stride`` nor ``--fps`` is given.
         whole_video: without ``--frames``, each video whole instead of the recorded clip length.
 
     Raises:
@@ -77,7 +79,11 @@ def resolve_protocol(
     size = args.size or recorded.get("size") or [DEFAULT_SIZE]
     height, width = (size[0], size[-1]) if isinstance(size, (list, tuple)) else (size, size)
     model.compression.check_clip(frames or 1, height, width)
-    return ClipProtocol(frames=frames, height=height, width=width, stride=args.stride, fps=args.fps)
+    if args.stride is None and args.fps is None:  # neither flag: the frame rate the model was trained at
+        stride, fps = recorded.get("frame_stride") or 1, recorded.get("fps")
+    else:
+        stride, fps = args.stride or 1, args.fps
+    return ClipProtocol(frames=frames, height=height, width=width, stride=stride, fps=fps)
 
 
 def clip_dataset(protocol: ClipProtocol, data: str, model: VideoAutoencoder, backend: ReaderBackend = "auto") -> VideoClipDataset:

@@ -19,17 +19,19 @@ from torchmetrics.image.fid import _compute_fid
 from vtok.evaluation.ssim import ssim_per_frame
 
 DATA_RANGE = 2.0  # videos live in [-1, 1]
+MAX_PSNR = 100.0  # dB: what an exact reconstruction scores (an infinite PSNR would make every mean infinite)
 
 
 def psnr_per_video(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB over all frames of each video, ``[B]``."""
+    """PSNR in dB over all frames of each video, ``[B]``, at most :data:`MAX_PSNR` (an exact
+    reconstruction, such as a black clip's, scores it instead of infinity)."""
     return peak_signal_noise_ratio(
         reconstruction.float().clamp(-1, 1),
         target.float(),
         data_range=DATA_RANGE,
         reduction="none",
         dim=(1, 2, 3, 4),
-    )
+    ).clamp_max(MAX_PSNR)
 
 
 def _frames(video: torch.Tensor) -> torch.Tensor:
@@ -87,22 +89,42 @@ def frechet_distance(features_a: torch.Tensor, features_b: torch.Tensor) -> floa
     return max(float(distance), 0.0)  # identical sets give 0 up to rounding, never a negative distance
 
 
+def high_frequency_energy(video: torch.Tensor, cutoff: float = 0.5) -> torch.Tensor:
+    """Spectral energy of each video's frames above ``cutoff`` of the Nyquist frequency, per pixel
+    value (Parseval: a white-noise video of variance v has energy about v·(share of the band)), ``[B]``.
+
+    Each frame's mean is removed first; the radius is measured in units of Nyquist per axis, so
+    non-square frames are handled alike, and horizontal and vertical detail weigh the same (the
+    half-spectrum's columns between 0 and Nyquist count twice, for their mirrored halves).
+    """
+    height, width = video.shape[-2:]
+    fy = torch.fft.fftfreq(height, device=video.device).abs() * 2  # 1.0 at Nyquist
+    fx = torch.fft.rfftfreq(width, device=video.device) * 2
+    high = (fy[:, None].square() + fx[None, :].square()).sqrt() > cutoff
+    mirrored = torch.full_like(fx, 2.0)
+    mirrored[0] = 1.0
+    if width % 2 == 0:
+        mirrored[-1] = 1.0  # the Nyquist column has no mirror either
+    weight = high * mirrored[None, :]
+    frames = video.float().clamp(-1, 1)
+    spectrum = torch.fft.rfft2(frames - frames.mean(dim=(-2, -1), keepdim=True), norm="ortho").abs().square()
+    return (spectrum * weight).sum(dim=(1, 2, 3, 4)) / video[0].numel()
+
+
+# Below this high-band energy per pixel value (an RMS of 1e-3, an eighth of an 8-bit level) an original
+# is flat: a ratio against it measures nothing but rounding, so none is given.
+FLAT_ENERGY = 1e-6
+
+
 def high_frequency_ratio(reconstruction: torch.Tensor, target: torch.Tensor, cutoff: float = 0.5) -> torch.Tensor:
-    """Sharpness without weights: the spectral energy of each video's frames above ``cutoff`` of
-    the Nyquist frequency, reconstruction over original, ``[B]``.
+    """Sharpness without weights: :func:`high_frequency_energy` of each video, reconstruction over
+    original, ``[B]``; NaN where the original is flat (below :data:`FLAT_ENERGY`).
 
     Blur removes high frequencies and drives the ratio below 1; a decoder that invents detail (or
-    noise) can push it above 1, so read it beside PSNR. Each frame's mean is removed first; the
-    radius is measured in units of Nyquist per axis, so non-square frames are handled alike.
+    noise) can push it above 1, so read it beside PSNR. Over a set of videos, take the ratio of the
+    summed energies (as ``vtok evaluate`` does), not the mean of the ratios, which one nearly flat
+    video can swamp.
     """
-    height, width = target.shape[-2:]
-    fy = torch.fft.fftfreq(height, device=target.device).abs() * 2  # 1.0 at Nyquist
-    fx = torch.fft.rfftfreq(width, device=target.device) * 2
-    high = (fy[:, None].square() + fx[None, :].square()).sqrt() > cutoff
-
-    def energy(video: torch.Tensor) -> torch.Tensor:
-        frames = video.float().clamp(-1, 1)
-        spectrum = torch.fft.rfft2(frames - frames.mean(dim=(-2, -1), keepdim=True)).abs().square()
-        return (spectrum * high).sum(dim=(1, 2, 3, 4))
-
-    return energy(reconstruction) / energy(target).clamp_min(1e-12)
+    original = high_frequency_energy(target, cutoff)
+    ratio = high_frequency_energy(reconstruction, cutoff) / original.clamp_min(FLAT_ENERGY)
+    return ratio.masked_fill(original < FLAT_ENERGY, float("nan"))

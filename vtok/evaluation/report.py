@@ -39,7 +39,9 @@ def _cell(metrics: dict[str, Any], key: str) -> str:
     if value is not None:
         return _number(value)
     reason = metrics.get(f"{key}_skipped")
-    return f"skipped: {reason}" if reason else "n/a (continuous latents)"
+    if reason:
+        return f"skipped: {reason}"
+    return "n/a (continuous latents)" if metrics.get("mode") == "continuous" else "n/a"
 
 
 def _mode_line(metrics: dict[str, Any]) -> str:
@@ -79,8 +81,12 @@ def report_markdown(metrics: dict[str, Any]) -> str:
         ]
     if metrics.get("lpips_weights_sha256") and metrics["lpips"] is not None:
         lines += [f"LPIPS backbone (VGG16) sha256: `{metrics['lpips_weights_sha256']}`.", ""]
-    if metrics["fvd_weights_sha256"] and metrics["fvd"] is not None:
-        lines += [f"FVD detector sha256: `{metrics['fvd_weights_sha256']}`.", ""]
+    if metrics["fvd"] is not None:
+        lines += [
+            f"FVD over {metrics['fvd_clips']} clips (comparable only with FVDs over as many: a small sample adds a "
+            f"large bias); detector sha256: `{metrics['fvd_weights_sha256']}`.",
+            "",
+        ]
     if metrics["skipped"]:
         lines += ["## Skipped files", ""] + [f"- `{s['path']}`: {s['reason']}" for s in metrics["skipped"]] + [""]
     if pictures:

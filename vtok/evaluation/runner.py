@@ -31,7 +31,9 @@ from vtok.data import ClipInfo, VideoClipDataset, file_key
 from vtok.error_text import first_line
 from vtok.evaluation.codebook import CodeCounter
 from vtok.evaluation.detectors import load_i3d, load_lpips, lpips_weights_sha256
-from vtok.evaluation.metrics import frechet_distance, high_frequency_ratio, lpips_per_video, psnr_per_video, ssim_per_video
+from vtok.evaluation.metrics import (
+    FLAT_ENERGY, frechet_distance, high_frequency_energy, lpips_per_video, psnr_per_video, ssim_per_video,
+)  # fmt: skip
 from vtok.evaluation.noise import clip_noise
 from vtok.evaluation.pictures import write_pictures
 from vtok.evaluation.report import write_outputs
@@ -39,6 +41,9 @@ from vtok.vae import VideoAutoencoder, regular_indices
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+# FVD is conventionally reported over 2,048 clips or more (as in FVD-2048); from fewer, the distance between
+# two samples of one distribution is large (about 640 at 32 clips of 400 I3D features, 40 at 2,048).
+FVD_STEADY_CLIPS = 2048
 
 
 @dataclass
@@ -117,6 +122,7 @@ class _Evaluation:
         self.codes: CodeCounter | None = None  # whole tokens, over the model's codebook_size
         self.group_codes: CodeCounter | None = None  # a single-token GQ's groups, over a group's vocabulary
         self.seconds = {"encode": 0.0, "decode": 0.0}
+        self.high_frequency_energy = [0.0, 0.0]  # summed over the videos: reconstructions, originals
         self.frames = 0
         self.latent_values_per_pixel: float | None = None
         self.token_rates: list[float] = []
@@ -169,11 +175,14 @@ class _Evaluation:
     def _metrics(self, video: torch.Tensor, reconstruction: torch.Tensor, infos: list[ClipInfo]) -> None:
         psnr = psnr_per_video(reconstruction, video).tolist()
         ssim = ssim_per_video(reconstruction, video).tolist()
-        sharpness = high_frequency_ratio(reconstruction, video).tolist()
+        energies = high_frequency_energy(reconstruction), high_frequency_energy(video)
+        self.high_frequency_energy = [total + float(energy.sum()) for total, energy in zip(self.high_frequency_energy, energies)]
         lpips = lpips_per_video(self.lpips, reconstruction, video).tolist() if self.lpips is not None else None
         for i, info in enumerate(infos):
             lpips_i = None if lpips is None else lpips[i]
-            self.rows.append({"path": info.path, "psnr": psnr[i], "ssim": ssim[i], "lpips": lpips_i, "high_frequency_ratio": sharpness[i]})
+            decoded, original = float(energies[0][i]), float(energies[1][i])
+            sharpness = decoded / original if original >= FLAT_ENERGY else None  # a flat original has no ratio
+            self.rows.append({"path": info.path, "psnr": psnr[i], "ssim": ssim[i], "lpips": lpips_i, "high_frequency_ratio": sharpness})
         if self.i3d is not None:
             try:
                 self.features[0].append(self.i3d(video))
@@ -195,6 +204,14 @@ class _Evaluation:
         if len(self.rows) < 2:
             self.fvd_skipped = f"FVD needs at least 2 videos, {len(self.rows)} could be evaluated"
             return None
+        clips = len(self.rows)
+        if clips < FVD_STEADY_CLIPS:
+            log.warning(
+                "FVD from %d clips: below about %d clips the Fréchet distance is mostly the bias of a small "
+                "sample (two sets from one distribution score far above 0), so compare it only with FVDs of %d "
+                "clips; metrics.json records the count as fvd_clips",
+                clips, FVD_STEADY_CLIPS, clips,
+            )  # fmt: skip
         return frechet_distance(torch.cat(self.features[0]), torch.cat(self.features[1]))
 
 
@@ -203,6 +220,16 @@ def _cause(error: Exception) -> str:
     (``RuntimeError: ...``) last, so that line is kept when there is one."""
     named = [line for line in str(error).splitlines() if re.match(r"[A-Za-z_.]*(Error|Exception): ", line)]
     return first_line(named[-1] if named else error, 300)
+
+
+def _token_rate_skipped(run: _Evaluation) -> str | None:
+    """Why there is no token rate, where a discrete run has none: no clip's frame rate was known."""
+    return "no clip's frame rate is known" if run.discrete and not run.token_rates else None
+
+
+def _ratio(decoded: float, original: float) -> float | None:
+    """High-frequency energy of all reconstructions over that of all originals (``None`` when the originals are flat)."""
+    return decoded / original if original >= FLAT_ENERGY else None
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -240,12 +267,14 @@ def evaluate(
     limit = settings.max_videos if settings.max_videos is not None else len(dataset)
     skipped: list[dict[str, str]] = []
     batch: tuple[list[torch.Tensor], list[ClipInfo]] = ([], [])
-    for index in tqdm(range(len(dataset)), desc="evaluate", unit="video"):
+    progress = tqdm(total=min(limit, len(dataset)), desc="evaluate", unit="video")  # videos read, skips not counted
+    for index in range(len(dataset)):
         if len(run.rows) + len(batch[0]) >= limit:
             break
         loaded = dataset.load_or_skip(index, skipped)
         if loaded is None:
             continue
+        progress.update()
         batch[0].append(loaded[0])
         batch[1].append(loaded[1])
         if len(batch[0]) == settings.batch_size:
@@ -253,6 +282,7 @@ def evaluate(
             batch = ([], [])
     if batch[0]:
         run.add(*batch)
+    progress.close()
     if run.slower_than_asked:
         log.warning(
             "--fps %g is above the frame rate of %d videos (first: %s): their clips run at their own rate; "
@@ -277,10 +307,12 @@ def _summary(
         "ssim": _mean([row["ssim"] for row in run.rows]),
         "lpips": _mean([row["lpips"] for row in run.rows]),
         "lpips_skipped": run.lpips_skipped,
-        "high_frequency_ratio": _mean([row["high_frequency_ratio"] for row in run.rows]),
+        "high_frequency_ratio": _ratio(*run.high_frequency_energy),
+        "high_frequency_ratio_skipped": None if _ratio(*run.high_frequency_energy) is not None else "every original is flat",
         "fvd": fvd,
         "fvd_skipped": run.fvd_skipped if fvd is None else None,
-        "fvd_weights_sha256": run.fvd_sha256,
+        "fvd_clips": len(run.rows) if fvd is not None else None,
+        "fvd_weights_sha256": run.fvd_sha256,  # also when the detector failed: which file failed
         "lpips_weights_sha256": run.lpips_sha256,
         "mode": "discrete" if run.discrete else "continuous",
         "decode_timestep": run.settings.decode_timestep,
@@ -291,6 +323,7 @@ def _summary(
         "bits_per_pixel": model.bits_per_pixel(frames, height, width) if run.discrete else None,
         "latent_values_per_pixel": run.latent_values_per_pixel,
         "tokens_per_second_of_video": _mean(run.token_rates),
+        "tokens_per_second_of_video_skipped": _token_rate_skipped(run),
         "compression": str(model.compression),
         "videos": len(run.rows),
         "clips": len(run.rows),

@@ -416,7 +416,12 @@ class AutoencoderModule(LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "num_frames"):
             return None
-        return {"num_frames": datamodule.num_frames, "size": list(datamodule.size)}
+        return {
+            "num_frames": datamodule.num_frames,
+            "size": list(datamodule.size),
+            "frame_stride": getattr(datamodule, "frame_stride", 1),
+            "fps": getattr(datamodule, "fps", None),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get(CHECKPOINT_KEY, {})
