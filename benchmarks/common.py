@@ -148,14 +148,15 @@ class PeakMemory:
     read). ``kind`` says which."""
 
     def __init__(self, device: str) -> None:
-        self.cuda = torch.device(device).type == "cuda"
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
         self.kind = "cuda_max_memory_allocated" if self.cuda else "cpu_peak_rss_growth"
         self.bytes: int | None = None
 
     def __enter__(self) -> "PeakMemory":
         if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
         else:
             try:  # "5" resets the peak resident set (VmHWM) to the current one (Linux)
                 with open("/proc/self/clear_refs", "w") as handle:
@@ -168,8 +169,8 @@ class PeakMemory:
 
     def __exit__(self, *exc: object) -> None:
         if self.cuda:
-            torch.cuda.synchronize()
-            self.bytes = torch.cuda.max_memory_allocated()
+            torch.cuda.synchronize(self.device)
+            self.bytes = torch.cuda.max_memory_allocated(self.device)
             return
         peak = _rss_bytes("VmHWM")
         if peak is None or self._start is None:
@@ -246,7 +247,9 @@ SYNCING_OPS = frozenset({
 class SyncCounter(TorchDispatchMode):
     """Counts the operators in :data:`SYNCING_OPS` (``.item()``, ``bool(tensor)``,
     ``torch.unique``, boolean indexing, ...) that run while active. On a CPU this finds, without a
-    GPU, every place where a GPU run would wait for the device. ``calls`` lists each as
+    GPU, the places where a GPU run would wait for the device to answer a value; copies to the host
+    (``.cpu()``, ``.tolist()``, ``torch.equal``) are not among them (none runs in a measured step:
+    checked by reading). ``calls`` lists each as
     ``(operator, "file:line")`` of the Python code that ran it.
 
     Args:

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 from benchmarks.budget_training import held_out_clips, prepare_clips
 from vtok import VideoAutoencoder
 from vtok.data import ClipSpec, EpochSampler, VideoClipDataset
-from vtok.evaluation import high_frequency_ratio, lpips_per_video, psnr_per_video
+from vtok.evaluation import high_frequency_energy, lpips_per_video, psnr_per_video
 from vtok.evaluation.detectors import load_lpips
 from vtok.losses import AdversarialLoss, AutoencoderLoss
 from vtok.training import AutoencoderModule
@@ -75,7 +75,7 @@ def fit(module: AutoencoderModule, files: list[str], args: argparse.Namespace, s
 def scores(reconstruction: torch.Tensor, video: torch.Tensor, lpips: torch.nn.Module | None) -> dict[str, float | None]:
     return {
         "psnr_db": round(float(psnr_per_video(reconstruction, video).mean()), 3),
-        "high_frequency_ratio": round(float(high_frequency_ratio(reconstruction, video).mean()), 4),
+        "high_frequency_ratio": round(float(high_frequency_energy(reconstruction).sum() / high_frequency_energy(video).sum()), 4),
         "lpips": round(float(lpips_per_video(lpips, reconstruction, video).mean()), 4) if lpips is not None else None,
     }
 

@@ -21,7 +21,7 @@ import torch
 
 from benchmarks.common import PeakMemory, add_run_args, autocast, count_flops, environment, sig, time_steps, warm_up
 from benchmarks.models import add_model_args, build_subject, run_per_model
-from benchmarks.train_step import add_speed_args, compile_networks, prepare
+from benchmarks.train_step import add_speed_args, prepare, recompute_and_compile
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,7 +58,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
     }  # fmt: skip
     for key, fn in operations.items():  # on the eager model
         record[f"{key}_tflop_per_clip"] = sig(count_flops(fn) / args.batch_size / 1e12)
-    compile_networks(subject, args)
+    recompute_and_compile(subject, args)
     seconds = {}
     for key, fn in operations.items():
         warm_up(fn, args.warmup, args.device)

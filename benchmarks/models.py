@@ -108,8 +108,15 @@ class Subject:
         return sum(p.numel() for p in self.module.parameters())
 
     def check(self, frames: int, size: int) -> None:
-        """``ValueError`` naming valid sizes when a clip does not fit this model's compression."""
+        """``ValueError`` naming valid sizes when a clip does not fit this model's compression (or,
+        for CogVideoX, whose decoder rebuilds frames from an odd number of latent frames, its clips of 1 + 8k frames)."""
         Compression(*self.compression).check_clip(frames, size, size)
+        if self.name == "cogvideox" and (frames - 1) % 8:
+            below = frames - 1 - (frames - 1) % 8
+            raise ValueError(
+                f"CogVideoX's decoder rebuilds clips of 1 + 8k frames only (an odd number of latent frames), got "
+                f"frames={frames}; use {below + 1} or {below + 9}"
+            )
 
     def loss(self, video: torch.Tensor) -> torch.Tensor:
         """L1 plus the bottleneck's own weighted term, for one batch."""

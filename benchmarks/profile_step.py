@@ -23,7 +23,7 @@ from torch.profiler import ProfilerActivity, profile
 from benchmarks.common import GIB, add_run_args, autocast, environment, sig, synchronize, time_steps, warm_up
 from benchmarks.models import add_model_args, build_subject, run_per_model
 from benchmarks.roofline import category
-from benchmarks.train_step import add_speed_args, compile_networks, prepare, speed_options
+from benchmarks.train_step import add_speed_args, prepare, recompute_and_compile, speed_options
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -88,7 +88,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
     subject = build_subject(name, args)
     subject.check(args.frames, args.size)
     prepare(subject, args)
-    compile_networks(subject, args)
+    recompute_and_compile(subject, args)
     video = torch.rand(args.batch_size, 3, args.frames, args.size, args.size, device=args.device) * 2 - 1
 
     def loss() -> torch.Tensor:

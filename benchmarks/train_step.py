@@ -50,22 +50,25 @@ def speed_options(args: argparse.Namespace) -> dict[str, object]:
 
 
 def prepare(subject: Subject, args: argparse.Namespace) -> None:
-    """Sets ``--cudnn-benchmark`` (every model), moves the model to the device and applies the
-    other speed options but compilation (vtok only)."""
+    """Sets ``--cudnn-benchmark`` (every model), moves the model to the device and applies
+    ``--channels-last`` (vtok only); the options that change the work but not the model's FLOPs come
+    after they are counted, in :func:`recompute_and_compile`."""
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     subject.module.to(args.device).train()
-    if subject.is_vtok:
-        if args.activation_checkpointing:
-            subject.module.enable_gradient_checkpointing()
-        if args.channels_last:
-            from vtok.training.speed import apply_speed_options  # vtok.training imports lightning: only when used
+    if subject.is_vtok and args.channels_last:
+        from vtok.training.speed import apply_speed_options  # vtok.training imports lightning: only when used
 
-            apply_speed_options(subject.module, channels_last=True)
+        apply_speed_options(subject.module, channels_last=True)
 
 
-def compile_networks(subject: Subject, args: argparse.Namespace) -> None:
-    """``--compile``: compiles vtok's encoder and decoder (after FLOPs are counted on the eager model)."""
-    if subject.is_vtok and args.compile:
+def recompute_and_compile(subject: Subject, args: argparse.Namespace) -> None:
+    """``--activation-checkpointing`` and ``--compile`` on vtok's encoder and decoder, after FLOPs are
+    counted on the eager model: a recomputed forward is work, not model FLOPs (MFU, not HFU)."""
+    if not subject.is_vtok:
+        return
+    if args.activation_checkpointing:
+        subject.module.enable_gradient_checkpointing()
+    if args.compile:
         from vtok.training.speed import apply_speed_options
 
         apply_speed_options(subject.module, compile_networks=True, compile_mode=args.compile_mode)
@@ -85,7 +88,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
 
     with SyncCounter() as syncs:
         flops = count_flops(step)
-    compile_networks(subject, args)
+    recompute_and_compile(subject, args)
     warm_up(step, args.warmup, args.device)
     with PeakMemory(args.device) as memory:
         seconds = time_steps(step, args.steps, args.device)
