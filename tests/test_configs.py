@@ -18,6 +18,7 @@ from vtok.cli import CONFIG_DIR, DEFAULT_CONFIG, VtokCLI, main
 from vtok.data.datamodule import VideoDataModule
 from vtok.losses.perceptual import load_lpips_vgg
 from vtok.training import AutoencoderModule
+from tests.helpers import tiny_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p for p in CONFIG_DIR.glob("*.yaml"))
@@ -186,3 +187,43 @@ def test_a_wrong_perceptual_backbone_file_is_never_advised_to_be_overwritten(tmp
     with pytest.raises(ValueError) as error:
         load_lpips_vgg(wrong)
     assert f"curl -L -o {wrong}" not in str(error.value) and "model.loss.perceptual_backbone" in str(error.value)
+
+
+def test_a_resume_goes_on_in_its_run_with_the_flags_given_and_a_rerun_starts_a_new_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)  # runs/<date-time> lands here
+    arguments = tiny_fit_args(tmp_path, 2, "--trainer.logger", "false")
+    at = arguments.index("--trainer.default_root_dir")
+    main(arguments[:at] + arguments[at + 2 :])  # no run folder given: vtok makes one
+    (run,) = (tmp_path / "runs").iterdir()
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["trainer"]["default_root_dir"] is None and saved["ckpt_path"] is None, "derived, not saved"
+
+    # resume: no run folder given, it is the checkpoint's; a flag given to resume with wins over the checkpoint's
+    config = run / "config.yaml"
+    main(["fit", "--config", str(config), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--trainer.max_steps", "3",
+          "--model.grad_clip", "0.5", "--model.optimizer.lr", "0.001"])  # fmt: skip
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [run.name]
+    resumed = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == 3 and resumed["hyper_parameters"]["grad_clip"] == 0.5
+    assert "model.grad_clip=0.5, where the checkpoint trained with 1.0" in caplog.text
+    # but learning rates come back with the optimizer's state: said, not hidden
+    assert "model.optimizer differs from the checkpoint's" in caplog.text and "does not apply" in caplog.text
+    assert {group["lr"] for group in resumed["optimizer_states"][0]["param_groups"]} != {0.001}
+    assert yaml.safe_load(config.read_text())["ckpt_path"] is None, "a rerun of config.yaml must not resume"
+
+    # a fresh run into a folder with checkpoints is refused; the same config without a folder gets its own
+    message = _fit_error(capsys, "--config", str(config), "--trainer.default_root_dir", str(run))
+    assert "already holds a run's checkpoints" in message and f"--ckpt_path {run / 'checkpoints' / 'last.ckpt'}" in message
+    main(["fit", "--config", str(config), "--trainer.max_steps", "1"])
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+    assert "--trainer.default_root_dir" in _fit_error(capsys, "--ckpt_path", "last")  # a new folder has nothing to resume
+
+
+def test_checkpointing_off_and_a_missing_accelerator_are_handled(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    main(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--trainer.enable_checkpointing", "false"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    if not torch.cuda.is_available():
+        message = _fit_error(capsys, "--trainer.accelerator", "cuda", "--trainer.default_root_dir", str(tmp_path / "gpu"))
+        assert "CUDAAccelerator" in message and "Traceback" not in message

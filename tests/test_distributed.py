@@ -162,15 +162,16 @@ def _newest_last_checkpoint_step(tmp_path: Path) -> int:
 
 
 def test_a_restarted_launch_resumes_from_its_last_checkpoint_and_a_first_start_does_not(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     assert _fit_as_torchrun_rank(monkeypatch, tmp_path, 2, restart_count=0) == [1, 2]
     assert _newest_last_checkpoint_step(tmp_path) == 2
-    first_start = _fit_as_torchrun_rank(monkeypatch, tmp_path, 3, restart_count=0)
-    assert first_start == [1, 2, 3], "a first start trains from step 0 even beside an old last.ckpt"
-    assert _newest_last_checkpoint_step(tmp_path) == 3
+    with pytest.raises(SystemExit) as exit_info:  # a new job into the old run's folder neither resumes nor mixes runs
+        _fit_as_torchrun_rank(monkeypatch, tmp_path, 3, restart_count=0)
+    assert exit_info.value.code == 2 and "already holds a run's checkpoints" in capsys.readouterr().err
+    assert _newest_last_checkpoint_step(tmp_path) == 2
     restart = _fit_as_torchrun_rank(monkeypatch, tmp_path, 5, restart_count=1)
-    assert restart == [4, 5], "a restarted launch continues from its newest last checkpoint"
+    assert restart == [3, 4, 5], "a restarted launch continues from its newest last checkpoint"
     assert _newest_last_checkpoint_step(tmp_path) == 5
 
 

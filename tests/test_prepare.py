@@ -463,6 +463,9 @@ def test_bad_input_is_a_clear_error_never_a_crash(tmp_path: Path, video_folder: 
         prepare(["--data", str(tmp_path / "bad"), "--out", str(tmp_path / "out"), "--min-frames", "9", *QUIET])
     with pytest.raises(ValueError, match="not both"):
         VideoDataModule(path=str(video_folder), shards=str(tmp_path / "shards"))
+    with pytest.raises(ValueError, match="--shard-size must be positive"):  # before any file is read
+        prepare(["--data", str(video_folder), "--out", str(tmp_path / "sized"), "--shards", "--shard-size", "-5", *QUIET])
+    assert not (tmp_path / "sized" / "manifest.jsonl").exists()
 
 
 def test_an_item_that_stalls_is_reported_and_the_others_finish() -> None:
@@ -517,6 +520,7 @@ def test_shards_train_and_data_val_path_validates_on_files(
 
     (tmp_path / "empty").mkdir()
     args[args.index(str(tmp_path / "val"))] = str(tmp_path / "empty")
+    args[args.index(str(tmp_path / "run"))] = str(tmp_path / "run-2")  # a new run: "run" holds checkpoints
     with pytest.raises(SystemExit):
         vtok_main(args)
     assert "no video files found" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -68,6 +69,15 @@ COMMANDS_HELP = (
 
 class UsageError(Exception):
     """A mistake in the command line or the config: reported in one line, without a traceback."""
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists and mappings as dicts, as a checkpoint's saved settings hold them."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _get(namespace: Any, dotted: str, default: Any = None) -> Any:
@@ -119,7 +129,17 @@ class VtokCLI(LightningCLI):
         if launch is not None:
             self._apply_launch(config, launch)
         if trainer.default_root_dir is None:
-            trainer.default_root_dir = str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+            trainer.default_root_dir = self._run_folder(config)
+            # config.yaml keeps it unset: a rerun gets a folder of its own, a resume its checkpoint's run
+            self._derived.append((trainer, "default_root_dir", None))
+        if self.subcommand == "fit":
+            self._refuse_a_fresh_run_over_an_old_one(config)
+            self._derived.append((config, "ckpt_path", None))  # a rerun of config.yaml is a new run, not a resume
+            if trainer.get("enable_checkpointing") is False:  # the callbacks would make Lightning refuse it
+                kept = [c for c in trainer.callbacks or [] if not c.class_path.endswith(("ModelCheckpoint", "FinalStepCheckpoint"))]
+                if len(kept) < len(trainer.callbacks or []):
+                    log.info("trainer.enable_checkpointing=false: the config's checkpoint callbacks are left out")
+                trainer.callbacks = kept
         if trainer.precision is None:
             trainer.precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
         for setting, neutral, instead in (("accumulate_grad_batches", 1, "model.accumulate_batches"),
@@ -150,6 +170,41 @@ class VtokCLI(LightningCLI):
                 self._derived.append((callback.init_args, "dirpath", callback.init_args.get("dirpath")))
                 callback.init_args.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
         self._check_clip_shape(config)
+
+    @staticmethod
+    def _run_folder(config: Any) -> str:
+        """The run folder when none is given: the one a ``--ckpt_path`` file lies in
+        (``<run>/checkpoints/*.ckpt``: resuming goes on there), else a new ``runs/<date-time>``.
+
+        Raises:
+            UsageError: ``--ckpt_path last`` with no run folder: a new one holds no checkpoint to resume.
+        """
+        checkpoint = config.get("ckpt_path")
+        if checkpoint == "last":
+            raise UsageError(
+                "--ckpt_path last needs the run folder to look in: add --trainer.default_root_dir runs/<run> "
+                "(or give the checkpoint file, runs/<run>/checkpoints/last.ckpt)"
+            )
+        if checkpoint and checkpoint not in CHECKPOINT_KEYWORDS and "://" not in str(checkpoint):
+            folder = Path(checkpoint).parent
+            if folder.name == "checkpoints":
+                return str(folder.parent)
+        return str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+
+    @staticmethod
+    def _refuse_a_fresh_run_over_an_old_one(config: Any) -> None:
+        """A fit from scratch into a run folder that already holds checkpoints would interleave two runs'
+        files (``last.ckpt`` beside ``last-v1.ckpt``, which ``--ckpt_path last`` then picks by date)."""
+        if config.get("ckpt_path") is not None:
+            return
+        folder = Path(config.trainer.default_root_dir) / "checkpoints"
+        old = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
+        if old:
+            raise UsageError(
+                f"{folder.parent} already holds a run's checkpoints ({old[0].name}, ...): resume it with "
+                f"--ckpt_path {folder / 'last.ckpt'}, or give this run a folder of its own with "
+                "--trainer.default_root_dir (a rerun of a run's config.yaml gets a new runs/<date-time> by itself)"
+            )
 
     def _apply_launch(self, config: Any, launch: LaunchEnvironment) -> None:
         """Devices, nodes and strategy from the launcher; one run folder for all ranks and restarts.
@@ -224,7 +279,7 @@ class VtokCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         try:
             super().instantiate_classes()
-        except (ValueError, FileNotFoundError) as error:
+        except (ValueError, FileNotFoundError, MisconfigurationException) as error:
             raise UsageError(_without_union_noise(str(error))) from error
         # The built objects have the derived settings; config.yaml keeps what was given, so a rerun of it
         # under another launch or with another --trainer.default_root_dir derives them afresh.
@@ -232,9 +287,9 @@ class VtokCLI(LightningCLI):
             namespace[key] = given
 
     def _parse_ckpt_path(self) -> None:
-        """Lightning's reading of ``--ckpt_path``'s hyperparameters, with a missing or unreadable file
-        reported in one line instead of a raw traceback (Lightning skips a missing file here and
-        fails much later)."""
+        """Checks a ``--ckpt_path`` file early: a missing or unreadable file is one line instead of a
+        raw traceback (Lightning skips a missing file here and fails much later); settings changed
+        since the checkpoint are reported, and the command line and config keep them."""
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if path == "best":  # Lightning knows a best checkpoint only within the fit that made it
@@ -243,7 +298,7 @@ class VtokCLI(LightningCLI):
                 "file (runs/<run>/checkpoints/step=N.ckpt) or 'last'"
             )
         if path is None or path in CHECKPOINT_KEYWORDS or "://" in str(path):
-            return super()._parse_ckpt_path()  # remote paths are Lightning's (fsspec) to open
+            return  # Lightning resolves these when training starts (remote paths through fsspec)
         if not Path(path).is_file():
             raise UsageError(f"--ckpt_path {path}: no such file")
         try:  # memory-mapped: only the small records are read here
@@ -254,7 +309,30 @@ class VtokCLI(LightningCLI):
             ) from None
         if not isinstance(checkpoint, dict) or "pytorch-lightning_version" not in checkpoint:
             raise UsageError(f"--ckpt_path {path} is not a Lightning training checkpoint (vtok fit writes them)")
-        super()._parse_ckpt_path()
+        self._report_changed_settings(checkpoint.get("hyper_parameters") or {}, self.config[subcommand].get("model"))
+
+    @staticmethod
+    def _report_changed_settings(saved: dict[str, Any], model: Any) -> None:
+        """Says which ``model.*`` settings differ from those the checkpoint was trained with. The command
+        line and config decide (Lightning's own reading would lay the checkpoint's over them, silently
+        undoing a flag given to resume with, such as ``--model.activation_checkpointing true``); but an
+        optimizer's learning rates come back with its state, so a changed ``optimizer`` does not apply."""
+        for key, before in saved.items():
+            if key.startswith("_") or model is None or key not in model:
+                continue
+            now = model[key]
+            now = now.as_dict() if hasattr(now, "as_dict") else now
+            if _plain(now) == _plain(before):
+                continue
+            if key in ("optimizer", "disc_optimizer"):
+                log.warning(
+                    "model.%s differs from the checkpoint's (%s, was %s): the optimizer's state and learning rates "
+                    "come back from the checkpoint, so the change does not apply; to train on with it, start a new "
+                    "run from the weights: --model.init_from <checkpoint> without --ckpt_path",
+                    key, _plain(now), _plain(before),
+                )  # fmt: skip
+            else:
+                log.warning("model.%s=%s, where the checkpoint trained with %s: going on with %s", key, now, before, now)
 
     def before_validate(self) -> None:
         config = self.config["validate"]
