@@ -85,6 +85,30 @@ def test_tokenize_decodes_to_the_models_reconstruction_and_resumes(
     assert_mp4_shows(movie, video)
 
 
+def test_a_dataset_tokenized_part_by_part_into_one_folder_is_indexed_whole(
+    fsq_run: dict[str, Path], two_videos: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    first, second = sorted(two_videos.glob("*.mp4"))
+    parts = []
+    for video in (first, second, tmp_path / "missing.mp4"):
+        part = tmp_path / f"part-{len(parts)}"
+        part.mkdir()
+        (part / video.name).symlink_to(video)
+        parts.append(part)
+    out = tmp_path / "tokens"
+    run("tokenize", "--model", fsq_run["checkpoint"], "--data", parts[0], "--out", out)
+    run("tokenize", "--model", fsq_run["checkpoint"], "--data", parts[1], "--out", out)
+    assert "1 from earlier runs kept" in capsys.readouterr().out
+    entries = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert sorted(Path(e["path"]).name for e in entries) == [first.name, second.name]
+    assert all((out / e["tokens"]).is_file() for e in entries)
+    with pytest.raises(SystemExit):  # a part whose only video cannot be read: its skip is added, nothing lost
+        run("tokenize", "--model", fsq_run["checkpoint"], "--data", parts[2], "--out", out)
+    skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
+    assert [Path(s["path"]).name for s in skipped] == ["missing.mp4"]
+    assert len((out / "index.jsonl").read_text().splitlines()) == 2
+
+
 def test_fixed_clips_skip_broken_videos_and_redo_damaged_token_files(
     fsq_run: dict[str, Path], mixed_folder: tuple[Path, dict[str, str]], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -2,7 +2,8 @@
 
 Writes ``D/tokens/<stem>-<8 hex>.safetensors`` (see :mod:`vtok.tokenfiles`), ``D/index.jsonl`` (one
 line per tokenized video: path, token file, shape, frames) and ``D/skipped.jsonl`` (unreadable
-videos with the reason). Resumable: a video whose token file is already complete is not read again.
+videos with the reason); both cover the whole folder, so a dataset can be tokenized part by part
+into one ``D`` (runs with other ``--data``: the earlier runs' lines are kept). Resumable: a video whose token file is already complete is not read again.
 An output folder belongs to one model and one clip protocol: every token file records the model's
 weights hash and the protocol, and a rerun into a folder holding token files of another model or
 other clip settings (--frames, --size, --stride, --fps) is refused; give such a run a new --out.
@@ -125,14 +126,39 @@ def main(argv: Sequence[str]) -> None:
         write_token_file(token_path, tokens, header)
         entries.append(_entry(out, token_path, header, list(regular_indices(tokens).shape)))
     out.mkdir(parents=True, exist_ok=True)
-    _write_lines(out / "skipped.jsonl", skipped)
+    earlier = _earlier_entries(out, {entry["tokens"] for entry in entries})
+    tokenized = {entry["path"] for entry in entries + earlier}
+    _write_lines(out / "skipped.jsonl", skipped + _earlier_skips(out, tokenized | {s["path"] for s in skipped}))
     if not entries:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         raise ValueError(
             f"none of the {len(skipped)} videos could be read ({reasons}); all are listed in {out / 'skipped.jsonl'}"
         )
-    _write_lines(out / "index.jsonl", entries)
+    _write_lines(out / "index.jsonl", entries + earlier)
+    kept = f", {len(earlier)} from earlier runs kept" if earlier else ""
     print(
-        f"tokenized {len(entries) - done} videos ({done} already done, {len(skipped)} skipped) "
+        f"tokenized {len(entries) - done} videos ({done} already done, {len(skipped)} skipped{kept}) "
         f"-> {out / 'index.jsonl'}"
     )
+
+
+def _earlier_entries(out: Path, listed: set[str]) -> list[dict[str, Any]]:
+    """Index entries of the complete token files in ``out`` that this run did not list (videos an
+    earlier run into the same folder tokenized from other data): the index covers the whole folder."""
+    entries = []
+    for token_path in sorted((out / "tokens").glob("*.safetensors")) if (out / "tokens").is_dir() else []:
+        if str(token_path.relative_to(out)) in listed:
+            continue
+        try:
+            entries.append(_entry(out, token_path, *read_token_header(token_path)))
+        except ValueError as error:
+            log.warning("leaving %s out of the index: %s", token_path, error)
+    return entries
+
+
+def _earlier_skips(out: Path, settled: set[str]) -> list[dict[str, str]]:
+    """The earlier runs' skipped videos that have not been tokenized or skipped again since."""
+    path = out / "skipped.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    records = [json.loads(line) for line in lines if line.strip()]
+    return [record for record in records if record.get("path") not in settled]
