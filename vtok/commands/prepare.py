@@ -71,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
         value = getattr(args, name)
         if value is not None and value < (0 if name == "workers" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be at least {0 if name == 'workers' else 1}, got {value}")
+    if args.shard_size <= 0:  # checked before the scan, not after hours of it
+        raise ValueError(f"--shard-size must be positive, got {args.shard_size:g} MB")
     if args.timeout <= 0:
         raise ValueError(f"--timeout must be above 0 seconds, got {args.timeout:g} (every file would count as stalled)")
     output_folder(args.out)
