@@ -466,6 +466,10 @@ def test_bad_input_is_a_clear_error_never_a_crash(tmp_path: Path, video_folder: 
     with pytest.raises(ValueError, match="--shard-size must be positive"):  # before any file is read
         prepare(["--data", str(video_folder), "--out", str(tmp_path / "sized"), "--shards", "--shard-size", "-5", *QUIET])
     assert not (tmp_path / "sized" / "manifest.jsonl").exists()
+    for flags, message in ((["--crf", "18"], "--crf only applies with --reencode"), (["--reencode", "--crf", "99"], "0-51"),
+                           (["--seed", "3", "--shard-samples", "2"], "--shard-samples, --seed only apply with --shards")):  # fmt: skip
+        with pytest.raises(ValueError, match=message):  # a flag that would do nothing is said, not ignored
+            prepare(["--data", str(video_folder), "--out", str(tmp_path / "flags"), *flags, *QUIET])
 
 
 def test_an_item_that_stalls_is_reported_and_the_others_finish() -> None:

@@ -48,12 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--reencode", action="store_true", help="re-encode accepted videos to D/videos as H.264 with short keyframe intervals")
     parser.add_argument("--short-side", type=int, default=None, help="with --reencode: scale the short side to N pixels (never enlarges)")
-    parser.add_argument("--keyframe-interval", type=int, default=defaults.keyframe_interval, help="with --reencode: at most N frames between keyframes (default: %(default)s)")
-    parser.add_argument("--crf", type=int, default=defaults.crf, help="with --reencode: H.264 quality, lower is better (default: %(default)s)")
+    parser.add_argument("--keyframe-interval", type=int, help=f"with --reencode: at most N frames between keyframes (default: {defaults.keyframe_interval})")
+    parser.add_argument("--crf", type=int, help=f"with --reencode: H.264 quality, 0-51, lower is better (default: {defaults.crf})")
     parser.add_argument("--shards", action="store_true", help="also write WebDataset shards to D/shards (shard-%%06d.tar and index.json)")
-    parser.add_argument("--shard-size", type=float, default=defaults.shard_mb, help="target shard size in MB (default: %(default)s)")
-    parser.add_argument("--shard-samples", type=int, default=None, help="also close a shard after N videos (default: size only)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the order videos are written into shards (default: %(default)s)")
+    parser.add_argument("--shard-size", type=float, help=f"with --shards: target shard size in MB (default: {defaults.shard_mb:g})")
+    parser.add_argument("--shard-samples", type=int, default=None, help="with --shards: also close a shard after N videos (default: size only)")
+    parser.add_argument("--seed", type=int, help=f"with --shards: seed of the order videos are written into shards (default: {defaults.seed})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -67,17 +67,23 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
         FileNotFoundError: ``--data`` names nothing that exists.
     """
     args = build_parser().parse_args(argv)
+    defaults = PrepareOptions()
     for name in ("workers", "min_frames", "short_side", "keyframe_interval", "shard_samples"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "workers" else 1):
             raise ValueError(f"--{name.replace('_', '-')} must be at least {0 if name == 'workers' else 1}, got {value}")
-    if args.shard_size <= 0:  # checked before the scan, not after hours of it
+    for mode, flags in (("reencode", ("keyframe_interval", "crf", "short_side")), ("shards", ("shard_size", "shard_samples", "seed"))):
+        given = [f"--{flag.replace('_', '-')}" for flag in flags if getattr(args, flag) is not None]
+        if given and not getattr(args, mode):
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ValueError(f"{', '.join(given)} only {verb} with --{mode}; add --{mode}")
+    if args.shard_size is not None and args.shard_size <= 0:  # checked before the scan, not after hours of it
         raise ValueError(f"--shard-size must be positive, got {args.shard_size:g} MB")
+    if args.crf is not None and not 0 <= args.crf <= 51:
+        raise ValueError(f"--crf must be in 0-51 (H.264's range), got {args.crf}")
     if args.timeout <= 0:
         raise ValueError(f"--timeout must be above 0 seconds, got {args.timeout:g} (every file would count as stalled)")
     output_folder(args.out)
-    if not args.reencode and args.short_side is not None:
-        raise ValueError("--short-side only applies with --reencode; add --reencode")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     options = PrepareOptions(
         workers=args.workers,
@@ -87,12 +93,12 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
         every_frame=args.every_frame,
         reencode=args.reencode,
         short_side=args.short_side,
-        keyframe_interval=args.keyframe_interval,
-        crf=args.crf,
+        keyframe_interval=args.keyframe_interval if args.keyframe_interval is not None else defaults.keyframe_interval,
+        crf=args.crf if args.crf is not None else defaults.crf,
         shards=args.shards,
-        shard_mb=args.shard_size,
+        shard_mb=args.shard_size if args.shard_size is not None else defaults.shard_mb,
         shard_samples=args.shard_samples,
-        seed=args.seed,
+        seed=args.seed if args.seed is not None else defaults.seed,
         progress=not args.no_progress,
     )
     with logging_redirect_tqdm():  # log lines above the progress bar, not through it
