@@ -179,6 +179,9 @@ def test_launcher_settings_that_cannot_work_are_refused_before_training(
     assert "trainer.num_nodes=3 disagrees" in _fit_error(capsys, "--trainer.num_nodes", "3", *root)
     assert "FSDP is not supported" in _fit_error(capsys, "--trainer.strategy", "fsdp", *root)
     assert "a multi-process run needs --trainer.default_root_dir" in _fit_error(capsys)  # no run id to name it by
+    monkeypatch.delenv("WORLD_SIZE")
+    fsdp = "lightning.pytorch.strategies.FSDPStrategy"
+    assert "FSDP is not supported" in _fit_error(capsys, "--trainer.strategy", fsdp, *root), "nor launched, nor by class"
 
 
 def test_a_wrong_perceptual_backbone_file_is_never_advised_to_be_overwritten(tmp_path: Path) -> None:
@@ -199,6 +202,7 @@ def test_a_resume_goes_on_in_its_run_with_the_flags_given_and_a_rerun_starts_a_n
     (run,) = (tmp_path / "runs").iterdir()
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["trainer"]["default_root_dir"] is None and saved["ckpt_path"] is None, "derived, not saved"
+    assert saved["trainer"]["precision"] is None, "fp32 on this CPU; a rerun on a GPU derives bf16"
 
     # resume: no run folder given, it is the checkpoint's; a flag given to resume with wins over the checkpoint's
     config = run / "config.yaml"

@@ -142,6 +142,8 @@ class VtokCLI(LightningCLI):
                 trainer.callbacks = kept
         if trainer.precision is None:
             trainer.precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+            self._derived.append((trainer, "precision", None))  # a rerun on other hardware derives its own
+        self._refuse_fsdp(trainer.strategy)
         for setting, neutral, instead in (("accumulate_grad_batches", 1, "model.accumulate_batches"),
                                           ("gradient_clip_val", None, "model.grad_clip")):  # fmt: skip
             if trainer.get(setting) not in (None, neutral):
@@ -170,6 +172,16 @@ class VtokCLI(LightningCLI):
                 self._derived.append((callback.init_args, "dirpath", callback.init_args.get("dirpath")))
                 callback.init_args.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
         self._check_clip_shape(config)
+
+    @staticmethod
+    def _refuse_fsdp(strategy: Any) -> None:
+        """FSDP, named or as a class path, launched or not."""
+        name = strategy.get("class_path", "") if hasattr(strategy, "get") else strategy
+        if isinstance(name, str) and "fsdp" in name.lower():
+            raise UsageError(
+                "FSDP is not supported: the EMA copy, the frozen-discriminator generator term and the adaptive "
+                "weight need unsharded parameters; use the default DDP strategy (vtok's models fit one GPU)"
+            )
 
     @staticmethod
     def _run_folder(config: Any) -> str:
@@ -222,11 +234,6 @@ class VtokCLI(LightningCLI):
                 )
             trainer[key] = value
         strategy = trainer.strategy
-        if isinstance(strategy, str) and "fsdp" in strategy:
-            raise UsageError(
-                "FSDP is not supported: the EMA copy, the frozen-discriminator generator term and the adaptive "
-                "weight need unsharded parameters; use the default DDP strategy (vtok's models fit one GPU)"
-            )
         if strategy in (None, "auto"):
             trainer.strategy = "ddp"  # find_unused_parameters=False: every parameter gets a gradient each step
         if trainer.default_root_dir is None:
