@@ -357,3 +357,22 @@ def test_the_clip_protocol_defaults_to_the_frame_rate_the_model_was_trained_at()
     assert resolve_protocol(parser.parse_args(["--stride", "2"]), model, {**trained, "fps": 8.0}).fps is None
     # an export from before the stride was recorded: stride 1
     assert resolve_protocol(parser.parse_args([]), model, {"num_frames": 9, "size": [32, 32]}).stride == 1
+
+
+def test_videos_read_ahead_in_workers_give_the_same_results_and_skips(
+    mixed_folder: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
+    folder, broken = mixed_folder
+    torch.manual_seed(0)
+    model = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1)
+    write_export(model, tmp_path / "kl", {"_vtok_clip": {"num_frames": 9, "size": [32, 32]}})
+    results = []
+    for workers in (0, 2):
+        out = tmp_path / f"eval-{workers}"
+        run("evaluate", "--model", tmp_path / "kl", "--data", folder, "--out", out, "--pictures", 0, "--workers", workers,
+            "--max-videos", 3)  # fmt: skip
+        metrics = json.loads((out / "metrics.json").read_text())
+        results.append(((out / "per_video.csv").read_text(), metrics["skipped"], metrics["psnr"]))
+    assert results[0] == results[1]
+    assert len(results[0][0].splitlines()) == 4 and results[0][1], "3 videos and the broken files before them"

@@ -120,6 +120,13 @@ def test_fixed_clips_skip_broken_videos_and_redo_damaged_token_files(
     assert sorted(Path(s["path"]).name for s in skipped) == sorted(broken) and all(s["reason"] for s in skipped)
     entries = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
     assert len(entries) == 4 and all(e["frames"] == 9 and e["shape"] == [1, 3, 4, 4] for e in entries)
+    ahead = tmp_path / "read-ahead"  # the videos decoded in two workers: the same files, tokens and skips
+    run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", ahead, "--frames", 9, "--workers", 2)
+    assert (ahead / "index.jsonl").read_text() == (out / "index.jsonl").read_text()
+    assert (ahead / "skipped.jsonl").read_text() == (out / "skipped.jsonl").read_text()
+    for entry in entries:
+        assert torch.equal(read_token_file(ahead / entry["tokens"])[0], read_token_file(out / entry["tokens"])[0])
+    capsys.readouterr()
 
     damaged = out / entries[0]["tokens"]
     damaged.write_bytes(damaged.read_bytes()[:40])  # as if cut short by a crash outside vtok's atomic rename

@@ -1,4 +1,6 @@
-"""The ``--device`` flag of the offline commands: CUDA when there is one, else the CPU."""
+"""The ``--device`` and ``--workers`` flags of the offline commands: CUDA when there is one, else the
+CPU; videos decoded ahead in worker processes on a GPU, in this process on a CPU (where the model's
+own work keeps the cores busy)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,24 @@ import argparse
 import torch
 
 
+GPU_WORKERS = 4
+
+
 def add_device_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--workers", type=int,
+                   help=f"processes decoding the next videos while the model runs (default: {GPU_WORKERS} on a GPU, 0 on a CPU)")  # fmt: skip
+
+
+def resolve_workers(workers: int | None, device: torch.device) -> int:
+    """The ``--workers`` flag, checked, or its default for ``device``.
+
+    Raises:
+        ValueError: below 0.
+    """
+    if workers is not None and workers < 0:
+        raise ValueError(f"--workers must be at least 0, got {workers}")
+    return workers if workers is not None else (GPU_WORKERS if device.type == "cuda" else 0)
 
 
 def resolve_device(name: str | None) -> torch.device:

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from vtok.commands.device import add_device_argument, resolve_device
+from vtok.commands.device import add_device_argument, resolve_device, resolve_workers
 from vtok.commands.outputs import output_folder
 from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
 from vtok.evaluation.runner import EvaluationSettings, evaluate
@@ -57,6 +57,7 @@ def main(argv: Sequence[str]) -> None:
             raise ValueError(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(args, flag)}")
     output_folder(args.out)
     device = resolve_device(args.device)
+    workers = resolve_workers(args.workers, device)
     model, metadata = load_autoencoder_and_metadata(args.model)
     protocol = resolve_protocol(args, model, metadata.get("_vtok_clip"))
     if args.mode == "continuous" and model.is_discrete and metadata.get("_vtok_joint_training") is False:
@@ -68,7 +69,7 @@ def main(argv: Sequence[str]) -> None:
     dataset = clip_dataset(protocol, args.data, model, args.backend)
     settings = EvaluationSettings(
         device, args.batch_size, args.max_videos, args.lpips_weights, args.fvd_weights, max(args.pictures, 0),
-        args.mode, args.decode_timestep, args.noise_seed, protocol.fps,
+        args.mode, args.decode_timestep, args.noise_seed, protocol.fps, workers,
     )  # fmt: skip
     metrics = evaluate(model, dataset, args.out, settings, protocol.as_dict(), model_record(args.model, model, metadata))
     shown = ", ".join(f"{key} {metrics[key]:.4g}" for key in ("psnr", "ssim", "lpips", "fvd") if metrics[key] is not None)

@@ -22,10 +22,11 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from vtok.commands.device import add_device_argument, resolve_device
+from vtok.commands.device import add_device_argument, resolve_device, resolve_workers
 from vtok.commands.outputs import output_folder
 from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
 from vtok.data import file_key
+from vtok.data.read_ahead import read_ahead
 from vtok.export import load_autoencoder_and_metadata
 from vtok.tokenfiles import (
     read_token_header,
@@ -67,6 +68,10 @@ def _write_lines(path: Path, records: list[dict[str, Any]]) -> None:
     os.replace(temporary, path)
 
 
+def _token_path(out: Path, source: str) -> Path:
+    return out / "tokens" / f"{file_key(source)}.safetensors"
+
+
 def _existing(token_path: Path) -> tuple[dict[str, str], list[int]] | None:
     """The header of a complete token file already there, else ``None`` (absent or damaged: redo)."""
     if not token_path.is_file():
@@ -98,6 +103,7 @@ def main(argv: Sequence[str]) -> None:
     args = parser().parse_args(argv)
     out = output_folder(args.out)
     device = resolve_device(args.device)
+    workers = resolve_workers(args.workers, device)
     model, metadata = load_autoencoder_and_metadata(args.model)
     if not model.is_discrete:
         raise ValueError(f"{args.model} is a continuous (kl) model and has no tokens; tokenize needs a discrete model (bottleneck fsq or gq)")
@@ -106,25 +112,25 @@ def main(argv: Sequence[str]) -> None:
     settings = tokenize_settings(protocol.as_dict(), weights_sha256(model), tokenizer_sha256(model))
     _check_same_settings(out, settings)
     model = model.to(device)
-    entries: list[dict[str, Any]] = []
-    skipped: list[dict[str, str]] = []
-    done = 0
-    for index, source in enumerate(tqdm(dataset.files, desc="tokenize", unit="video")):
-        token_path = out / "tokens" / f"{file_key(source)}.safetensors"
-        existing = _existing(token_path)
+    found: dict[int, dict[str, Any]] = {}  # file index -> index entry, for the files already tokenized
+    for index, source in enumerate(dataset.files):
+        existing = _existing(_token_path(out, source))
         if existing is not None:
-            entries.append(_entry(out, token_path, *existing))
-            done += 1
+            found[index] = _entry(out, _token_path(out, source), *existing)
+    done = len(found)
+    skipped: list[dict[str, str]] = []
+    to_read = [index for index in range(len(dataset.files)) if index not in found]
+    for index, video, info, skip in tqdm(read_ahead(dataset, to_read, workers), desc="tokenize", unit="video", total=len(to_read)):
+        if skip is not None:
+            skipped.append(skip)
             continue
-        loaded = dataset.load_or_skip(index, skipped)
-        if loaded is None:
-            continue
-        video, info = loaded
         with torch.no_grad():
             tokens = map_tokens(model.tokenize(video[None].to(device)), lambda t: t[0])
         header = token_metadata(model, info, protocol.height, protocol.width, args.model, settings)
+        token_path = _token_path(out, dataset.files[index])
         write_token_file(token_path, tokens, header)
-        entries.append(_entry(out, token_path, header, list(regular_indices(tokens).shape)))
+        found[index] = _entry(out, token_path, header, list(regular_indices(tokens).shape))
+    entries = [found[index] for index in sorted(found)]  # in the order of --data, whichever run wrote them
     out.mkdir(parents=True, exist_ok=True)
     earlier = _earlier_entries(out, {entry["tokens"] for entry in entries})
     tokenized = {entry["path"] for entry in entries + earlier}

@@ -28,6 +28,7 @@ from einops import rearrange
 from tqdm import tqdm
 
 from vtok.data import ClipInfo, VideoClipDataset, file_key
+from vtok.data.read_ahead import read_ahead
 from vtok.error_text import first_line
 from vtok.evaluation.codebook import CodeCounter
 from vtok.evaluation.detectors import load_i3d, load_lpips, lpips_weights_sha256
@@ -63,6 +64,7 @@ class EvaluationSettings:
         noise_seed: seed of that latent noise (each clip's noise is seeded by it and the clip's file key).
         target_fps: the protocol's ``--fps``, when set: videos slower than it are reported (their clips
             keep their own rate, stride 1).
+        workers: processes decoding the next videos while the model runs (0: read in this process).
     """
 
     device: torch.device
@@ -75,6 +77,7 @@ class EvaluationSettings:
     decode_timestep: float = 0.0
     noise_seed: int = 0
     target_fps: float | None = None
+    workers: int = 0
 
     def resolved_mode(self, model: VideoAutoencoder) -> Literal["discrete", "continuous"]:
         """The mode to run ``model`` in; ``ValueError`` when a continuous model is asked for tokens."""
@@ -268,15 +271,15 @@ def evaluate(
     skipped: list[dict[str, str]] = []
     batch: tuple[list[torch.Tensor], list[ClipInfo]] = ([], [])
     progress = tqdm(total=min(limit, len(dataset)), desc="evaluate", unit="video")  # videos read, skips not counted
-    for index in range(len(dataset)):
+    for _, video, info, skip in read_ahead(dataset, workers=settings.workers):
         if len(run.rows) + len(batch[0]) >= limit:
             break
-        loaded = dataset.load_or_skip(index, skipped)
-        if loaded is None:
+        if skip is not None:
+            skipped.append(skip)
             continue
         progress.update()
-        batch[0].append(loaded[0])
-        batch[1].append(loaded[1])
+        batch[0].append(video)
+        batch[1].append(info)
         if len(batch[0]) == settings.batch_size:
             run.add(*batch)
             batch = ([], [])
