@@ -175,16 +175,22 @@ def test_the_lpips_weights_given_are_the_ones_identified(
     assert metrics["lpips_weights_sha256"] == hashlib.sha256(vgg_weights.read_bytes()).hexdigest()
 
 
-def test_continuous_model_on_broken_files_skips_them_and_the_missing_weights(
-    mixed_folder: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture()
+def kl_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A tiny random KL model exported for 9x32x32 clips, with no LPIPS or I3D weights in reach."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
-    folder, broken = mixed_folder
     torch.manual_seed(0)
     model = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1)
     write_export(model, tmp_path / "kl", {"_vtok_clip": {"num_frames": 9, "size": [32, 32]}, "_vtok_training_step": 7})
+    return tmp_path / "kl"
+
+
+def test_continuous_model_on_broken_files_skips_them_and_the_missing_weights(
+    mixed_folder: tuple[Path, dict[str, str]], kl_export: Path, tmp_path: Path
+) -> None:
+    folder, broken = mixed_folder
     out = tmp_path / "eval"
-    run("evaluate", "--model", tmp_path / "kl", "--data", folder, "--out", out, "--pictures", 1)
+    run("evaluate", "--model", kl_export, "--data", folder, "--out", out, "--pictures", 1)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["videos"] == 4 and metrics["skipped_files"] == len(broken) == 5
     assert sorted(Path(s["path"]).name for s in metrics["skipped"]) == sorted(broken)
@@ -360,17 +366,13 @@ def test_the_clip_protocol_defaults_to_the_frame_rate_the_model_was_trained_at()
 
 
 def test_videos_read_ahead_in_workers_give_the_same_results_and_skips(
-    mixed_folder: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mixed_folder: tuple[Path, dict[str, str]], kl_export: Path, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-cache"))
-    folder, broken = mixed_folder
-    torch.manual_seed(0)
-    model = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1)
-    write_export(model, tmp_path / "kl", {"_vtok_clip": {"num_frames": 9, "size": [32, 32]}})
+    folder, _ = mixed_folder
     results = []
     for workers in (0, 2):
         out = tmp_path / f"eval-{workers}"
-        run("evaluate", "--model", tmp_path / "kl", "--data", folder, "--out", out, "--pictures", 0, "--workers", workers,
+        run("evaluate", "--model", kl_export, "--data", folder, "--out", out, "--pictures", 0, "--workers", workers,
             "--max-videos", 3)  # fmt: skip
         metrics = json.loads((out / "metrics.json").read_text())
         results.append(((out / "per_video.csv").read_text(), metrics["skipped"], metrics["psnr"]))
