@@ -196,13 +196,15 @@ def test_a_resume_goes_on_in_its_run_with_the_flags_given_and_a_rerun_starts_a_n
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture
 ) -> None:
     monkeypatch.chdir(tmp_path)  # runs/<date-time> lands here
-    arguments = tiny_fit_args(tmp_path, 2, "--trainer.logger", "false")
+    arguments = tiny_fit_args(tmp_path, 2, "--trainer.logger", "false", "--data.frame_stride", "2")
     at = arguments.index("--trainer.default_root_dir")
     main(arguments[:at] + arguments[at + 2 :])  # no run folder given: vtok makes one
     (run,) = (tmp_path / "runs").iterdir()
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["trainer"]["default_root_dir"] is None and saved["ckpt_path"] is None, "derived, not saved"
     assert saved["trainer"]["precision"] is None, "fp32 on this CPU; a rerun on a GPU derives bf16"
+    clip = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["vtok"]["clip"]
+    assert clip == {"num_frames": 5, "size": [32, 32], "frame_stride": 2, "fps": None}, "what evaluate defaults to"
 
     # resume: no run folder given, it is the checkpoint's; a flag given to resume with wins over the checkpoint's
     config = run / "config.yaml"
@@ -223,11 +225,43 @@ def test_a_resume_goes_on_in_its_run_with_the_flags_given_and_a_rerun_starts_a_n
     main(["fit", "--config", str(config), "--trainer.max_steps", "1"])
     assert len(list((tmp_path / "runs").iterdir())) == 2
     assert "--trainer.default_root_dir" in _fit_error(capsys, "--ckpt_path", "last")  # a new folder has nothing to resume
+    main(["validate", "--config", str(config), "--ckpt_path", "last"])  # the run's config.yaml says where "last" is
+    assert len(list((tmp_path / "runs").iterdir())) == 2
+
+
+def test_a_launched_run_resumes_in_its_folder_and_a_requeued_slurm_job_is_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_distributed import _fit_as_torchrun_rank
+
+    monkeypatch.chdir(tmp_path)
+    arguments = tiny_fit_args(tmp_path, 2, "--trainer.logger", "false")
+    at = arguments.index("--trainer.default_root_dir")
+    first = _fit_as_torchrun_rank(monkeypatch, tmp_path, 2, restart_count=0, arguments=arguments[:at] + arguments[at + 2 :])
+    assert first == [1, 2] and [p.name for p in (tmp_path / "runs").iterdir()] == ["job42"]
+    config = tmp_path / "runs" / "job42" / "config.yaml"
+    assert yaml.safe_load(config.read_text())["trainer"]["default_root_dir"] is None, "a rerun gets a folder of its own"
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job43")  # a new launch resuming the old run goes on in its folder
+    resume = ["fit", "--config", str(config), "--ckpt_path", str(config.parent / "checkpoints" / "last.ckpt"), "--trainer.max_steps", "3"]
+    assert _fit_as_torchrun_rank(monkeypatch, tmp_path, 3, restart_count=0, arguments=resume) == [3]
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["job42"]
+
+    # one SLURM task (no launcher), requeued: the same command, Lightning resumes from its hpc checkpoint
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "RANK", "LOCAL_RANK", "GROUP_RANK", "TORCHELASTIC_RUN_ID",
+                 "TORCHELASTIC_RESTART_COUNT"):  # fmt: skip
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    shutil.copy(config.parent / "checkpoints" / "last.ckpt", config.parent / "hpc_ckpt_1.ckpt")
+    main(["fit", "--config", str(config), "--trainer.default_root_dir", str(config.parent), "--trainer.max_steps", "4"])
+    assert torch.load(config.parent / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
 
 
 def test_checkpointing_off_and_a_missing_accelerator_are_handled(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     main(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--trainer.enable_checkpointing", "false"))
     assert not (tmp_path / "run" / "checkpoints").exists()
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["trainer"]["callbacks"]
+    assert any(c["class_path"].endswith("ModelCheckpoint") for c in saved), "a rerun with checkpointing keeps them"
     if not torch.cuda.is_available():
         message = _fit_error(capsys, "--trainer.accelerator", "cuda", "--trainer.default_root_dir", str(tmp_path / "gpu"))
         assert "CUDAAccelerator" in message and "Traceback" not in message

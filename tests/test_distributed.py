@@ -131,9 +131,11 @@ def test_a_run_goes_on_with_another_number_of_ranks_training_each_clip_of_the_ep
     assert hops[-1]["rows"][0]["rng"] != hops[-2]["rows"][0]["rng"], "the added rank seeds its own noise"
 
 
-def _fit_as_torchrun_rank(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, steps: int, restart_count: int) -> list[int]:
-    """A tiny ``vtok fit`` with no ``--ckpt_path``, run in this process as the one rank of a torchrun launch
-    (a world of one, the environment torchrun gives it); returns the steps it trained."""
+def _fit_as_torchrun_rank(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, steps: int, restart_count: int, arguments: list[str] | None = None
+) -> list[int]:
+    """A tiny ``vtok fit`` (``arguments``, default: with no ``--ckpt_path``), run in this process as the one
+    rank of a torchrun launch (a world of one, the environment torchrun gives it); returns the steps it trained."""
     from vtok.cli import main
 
     torchrun = {
@@ -147,7 +149,8 @@ def _fit_as_torchrun_rank(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, steps
     folder = tmp_path / "record"
     record = ["--trainer.callbacks+", "tests.helpers.RecordSamples", "--trainer.callbacks.folder", str(folder)]
     try:  # the default config's ModelCheckpoint has save_last: true
-        main(tiny_fit_args(tmp_path, steps, "--trainer.logger", "false", "--trainer.limit_val_batches", "0", *record))
+        fit = arguments or tiny_fit_args(tmp_path, steps, "--trainer.logger", "false", "--trainer.limit_val_batches", "0")
+        main([*fit, *record])
     finally:
         if torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()  # Lightning leaves the DDP group to an atexit hook

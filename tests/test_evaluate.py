@@ -155,6 +155,14 @@ def test_high_frequency_ratio_weighs_both_directions_alike_and_skips_flat_origin
     assert high_frequency_energy(noise).item() == pytest.approx(0.01 * 0.80, rel=0.15)  # ~80 % of white noise is above half Nyquist
 
 
+def test_the_sets_sharpness_needs_originals_with_detail_on_average() -> None:
+    from vtok.evaluation.runner import _ratio
+
+    assert _ratio(1.0, 2.0, 1) == 0.5
+    assert _ratio(9e-3, 8.5e-6, 1000) is None, "1,000 flat originals add up to no detail"
+    assert _ratio(0.0, 0.0, 0) is None
+
+
 def test_fvd_needs_two_videos(fsq_run: dict[str, Path], video_folder: Path, i3d_weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
     run("evaluate", "--model", fsq_run["export"], "--data", video_folder, "--out", out, "--max-videos", 1, "--pictures", 0)

@@ -463,8 +463,9 @@ def test_bad_input_is_a_clear_error_never_a_crash(tmp_path: Path, video_folder: 
         prepare(["--data", str(tmp_path / "bad"), "--out", str(tmp_path / "out"), "--min-frames", "9", *QUIET])
     with pytest.raises(ValueError, match="not both"):
         VideoDataModule(path=str(video_folder), shards=str(tmp_path / "shards"))
-    with pytest.raises(ValueError, match="--shard-size must be positive"):  # before any file is read
-        prepare(["--data", str(video_folder), "--out", str(tmp_path / "sized"), "--shards", "--shard-size", "-5", *QUIET])
+    for size in ("-5", "nan", "inf"):
+        with pytest.raises(ValueError, match="--shard-size must be a positive number of MB"):  # before any file is read
+            prepare(["--data", str(video_folder), "--out", str(tmp_path / "sized"), "--shards", "--shard-size", size, *QUIET])
     assert not (tmp_path / "sized" / "manifest.jsonl").exists()
     for flags, message in ((["--crf", "18"], "--crf only applies with --reencode"), (["--reencode", "--crf", "99"], "0-51"),
                            (["--seed", "3", "--shard-samples", "2"], "--shard-samples, --seed only apply with --shards")):  # fmt: skip

@@ -102,6 +102,11 @@ def test_a_dataset_tokenized_part_by_part_into_one_folder_is_indexed_whole(
     entries = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
     assert sorted(Path(e["path"]).name for e in entries) == [first.name, second.name]
     assert all((out / e["tokens"]).is_file() for e in entries)
+    (tmp_path / "alias").symlink_to(parts[0])  # the first part again under another name: still one entry per video
+    run("tokenize", "--model", fsq_run["checkpoint"], "--data", tmp_path / "alias", "--out", out)
+    again = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert sorted(Path(e["path"]).name for e in again) == [first.name, second.name]
+    assert str(tmp_path / "alias") in next(e["path"] for e in again if e["path"].endswith(first.name)), "this run's"
     with pytest.raises(SystemExit):  # a part whose only video cannot be read: its skip is added, nothing lost
         run("tokenize", "--model", fsq_run["checkpoint"], "--data", parts[2], "--out", out)
     skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]

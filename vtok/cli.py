@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from torch._subclasses.fake_tensor import FakeTensorMode
@@ -139,6 +140,7 @@ class VtokCLI(LightningCLI):
                 kept = [c for c in trainer.callbacks or [] if not c.class_path.endswith(("ModelCheckpoint", "FinalStepCheckpoint"))]
                 if len(kept) < len(trainer.callbacks or []):
                     log.info("trainer.enable_checkpointing=false: the config's checkpoint callbacks are left out")
+                    self._derived.append((trainer, "callbacks", trainer.callbacks))  # config.yaml keeps them
                 trainer.callbacks = kept
         if trainer.precision is None:
             trainer.precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
@@ -184,23 +186,35 @@ class VtokCLI(LightningCLI):
             )
 
     @staticmethod
-    def _run_folder(config: Any) -> str:
-        """The run folder when none is given: the one a ``--ckpt_path`` file lies in
-        (``<run>/checkpoints/*.ckpt``: resuming goes on there), else a new ``runs/<date-time>``.
-
-        Raises:
-            UsageError: ``--ckpt_path last`` with no run folder: a new one holds no checkpoint to resume.
-        """
+    def _resumed_run_folder(config: Any) -> str | None:
+        """The run a resume goes on in: the folder of a ``--ckpt_path`` file ``<run>/checkpoints/*.ckpt``,
+        or for ``--ckpt_path last`` the folder of a ``--config <run>/config.yaml`` that has ``checkpoints/``."""
         checkpoint = config.get("ckpt_path")
         if checkpoint == "last":
-            raise UsageError(
-                "--ckpt_path last needs the run folder to look in: add --trainer.default_root_dir runs/<run> "
-                "(or give the checkpoint file, runs/<run>/checkpoints/last.ckpt)"
-            )
+            given = [Path(str(path)) for path in config.get("config") or []]
+            runs = [path.parent for path in given if path.name == "config.yaml" and (path.parent / "checkpoints").is_dir()]
+            return str(runs[-1]) if runs else None
         if checkpoint and checkpoint not in CHECKPOINT_KEYWORDS and "://" not in str(checkpoint):
             folder = Path(checkpoint).parent
             if folder.name == "checkpoints":
                 return str(folder.parent)
+        return None
+
+    def _run_folder(self, config: Any) -> str:
+        """The run folder when none is given: the resumed run's (:meth:`_resumed_run_folder`), else a new
+        ``runs/<date-time>``.
+
+        Raises:
+            UsageError: ``--ckpt_path last`` and no run to take it from: a new folder holds no checkpoint.
+        """
+        resumed = self._resumed_run_folder(config)
+        if resumed is not None:
+            return resumed
+        if config.get("ckpt_path") == "last":
+            raise UsageError(
+                "--ckpt_path last needs the run folder to look in: add --trainer.default_root_dir runs/<run> "
+                "(or --config runs/<run>/config.yaml, or give the checkpoint file, runs/<run>/checkpoints/last.ckpt)"
+            )
         return str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
 
     @staticmethod
@@ -209,6 +223,8 @@ class VtokCLI(LightningCLI):
         files (``last.ckpt`` beside ``last-v1.ckpt``, which ``--ckpt_path last`` then picks by date)."""
         if config.get("ckpt_path") is not None:
             return
+        if SLURMEnvironment.detect() and any(Path(config.trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")):
+            return  # a requeued SLURM job: Lightning resumes from its hpc checkpoint by itself
         folder = Path(config.trainer.default_root_dir) / "checkpoints"
         old = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
         if old:
@@ -237,12 +253,14 @@ class VtokCLI(LightningCLI):
         if strategy in (None, "auto"):
             trainer.strategy = "ddp"  # find_unused_parameters=False: every parameter gets a gradient each step
         if trainer.default_root_dir is None:
-            if launch.run_id is None:
+            resumed = self._resumed_run_folder(config)  # the same on every rank
+            if resumed is None and launch.run_id is None:
                 raise UsageError(
                     "a multi-process run needs --trainer.default_root_dir (every rank and every restart must "
                     "write to the same run folder)"
                 )
-            trainer.default_root_dir = str(Path("runs") / launch.run_id)
+            trainer.default_root_dir = resumed or str(Path("runs") / str(launch.run_id))
+            self._derived.append((trainer, "default_root_dir", None))  # a rerun of config.yaml gets its own
         if launch.restart_count > 0 and self.subcommand == "fit" and config.get("ckpt_path") is None:
             config.ckpt_path = "last"  # a restarted job continues from its newest last*.ckpt
 
@@ -328,15 +346,19 @@ class VtokCLI(LightningCLI):
             if key.startswith("_") or model is None or key not in model:
                 continue
             now = model[key]
-            now = now.as_dict() if hasattr(now, "as_dict") else now
-            if _plain(now) == _plain(before):
+            now = _plain(now.as_dict() if hasattr(now, "as_dict") else now)
+            before = _plain(before)
+            if isinstance(now, dict) and isinstance(before, dict):  # a field a later vtok added is no change
+                shared = now.keys() & before.keys()
+                now, before = {k: now[k] for k in shared}, {k: before[k] for k in shared}
+            if now == before:
                 continue
             if key in ("optimizer", "disc_optimizer"):
                 log.warning(
                     "model.%s differs from the checkpoint's (%s, was %s): the optimizer's state and learning rates "
                     "come back from the checkpoint, so the change does not apply; to train on with it, start a new "
                     "run from the weights: --model.init_from <checkpoint> without --ckpt_path",
-                    key, _plain(now), _plain(before),
+                    key, now, before,
                 )  # fmt: skip
             else:
                 log.warning("model.%s=%s, where the checkpoint trained with %s: going on with %s", key, now, before, now)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from collections.abc import Sequence
 from typing import get_args
 
@@ -77,8 +78,8 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
         if given and not getattr(args, mode):
             verb = "applies" if len(given) == 1 else "apply"
             raise ValueError(f"{', '.join(given)} only {verb} with --{mode}; add --{mode}")
-    if args.shard_size is not None and args.shard_size <= 0:  # checked before the scan, not after hours of it
-        raise ValueError(f"--shard-size must be positive, got {args.shard_size:g} MB")
+    if args.shard_size is not None and not 0 < args.shard_size < math.inf:  # before the scan, not after hours of it
+        raise ValueError(f"--shard-size must be a positive number of MB, got {args.shard_size:g}")
     if args.crf is not None and not 0 <= args.crf <= 51:
         raise ValueError(f"--crf must be in 0-51 (H.264's range), got {args.crf}")
     if args.timeout <= 0:

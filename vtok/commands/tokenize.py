@@ -132,7 +132,7 @@ def main(argv: Sequence[str]) -> None:
         found[index] = _entry(out, token_path, header, list(regular_indices(tokens).shape))
     entries = [found[index] for index in sorted(found)]  # in the order of --data, whichever run wrote them
     out.mkdir(parents=True, exist_ok=True)
-    earlier = _earlier_entries(out, {entry["tokens"] for entry in entries})
+    earlier = _earlier_entries(out, entries)
     tokenized = {entry["path"] for entry in entries + earlier}
     _write_lines(out / "skipped.jsonl", skipped + _earlier_skips(out, tokenized | {s["path"] for s in skipped}))
     if not entries:
@@ -148,17 +148,25 @@ def main(argv: Sequence[str]) -> None:
     )
 
 
-def _earlier_entries(out: Path, listed: set[str]) -> list[dict[str, Any]]:
-    """Index entries of the complete token files in ``out`` that this run did not list (videos an
-    earlier run into the same folder tokenized from other data): the index covers the whole folder."""
+def _earlier_entries(out: Path, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Index entries of the complete token files in ``out`` for videos this run did not list (an earlier
+    run into the same folder tokenized other data): the index covers the whole folder, each video once
+    however its path was spelled (a path given relative, absolute or through a link names one file:
+    this run's entry is kept)."""
+    files = {str(Path(entry["tokens"])) for entry in listed}
+    videos = {os.path.realpath(entry["path"]) for entry in listed}
     entries = []
     for token_path in sorted((out / "tokens").glob("*.safetensors")) if (out / "tokens").is_dir() else []:
-        if str(token_path.relative_to(out)) in listed:
+        if str(token_path.relative_to(out)) in files:
             continue
         try:
-            entries.append(_entry(out, token_path, *read_token_header(token_path)))
+            entry = _entry(out, token_path, *read_token_header(token_path))
         except ValueError as error:
             log.warning("leaving %s out of the index: %s", token_path, error)
+            continue
+        if os.path.realpath(entry["path"]) not in videos:
+            videos.add(os.path.realpath(entry["path"]))
+            entries.append(entry)
     return entries
 
 

@@ -230,9 +230,10 @@ def _token_rate_skipped(run: _Evaluation) -> str | None:
     return "no clip's frame rate is known" if run.discrete and not run.token_rates else None
 
 
-def _ratio(decoded: float, original: float) -> float | None:
-    """High-frequency energy of all reconstructions over that of all originals (``None`` when the originals are flat)."""
-    return decoded / original if original >= FLAT_ENERGY else None
+def _ratio(decoded: float, original: float, videos: int) -> float | None:
+    """High-frequency energy of all ``videos`` reconstructions over that of their originals (``None`` when
+    the originals are flat on average)."""
+    return decoded / original if videos and original / videos >= FLAT_ENERGY else None
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -310,8 +311,10 @@ def _summary(
         "ssim": _mean([row["ssim"] for row in run.rows]),
         "lpips": _mean([row["lpips"] for row in run.rows]),
         "lpips_skipped": run.lpips_skipped,
-        "high_frequency_ratio": _ratio(*run.high_frequency_energy),
-        "high_frequency_ratio_skipped": None if _ratio(*run.high_frequency_energy) is not None else "every original is flat",
+        "high_frequency_ratio": _ratio(*run.high_frequency_energy, len(run.rows)),
+        "high_frequency_ratio_skipped": None
+        if _ratio(*run.high_frequency_energy, len(run.rows)) is not None
+        else "the originals are flat (no detail to compare)",
         "fvd": fvd,
         "fvd_skipped": run.fvd_skipped if fvd is None else None,
         "fvd_clips": len(run.rows) if fvd is not None else None,

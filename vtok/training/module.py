@@ -416,11 +416,12 @@ class AutoencoderModule(LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is None or not hasattr(datamodule, "num_frames"):
             return None
+        clip = getattr(datamodule, "clip", None)  # VideoDataModule's ClipSpec: stride and fps
         return {
             "num_frames": datamodule.num_frames,
             "size": list(datamodule.size),
-            "frame_stride": getattr(datamodule, "frame_stride", 1),
-            "fps": getattr(datamodule, "fps", None),
+            "frame_stride": getattr(clip, "frame_stride", 1),
+            "fps": getattr(clip, "fps", None),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
