@@ -14,8 +14,11 @@ GPU_WORKERS = 4
 
 def add_device_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--workers", type=int,
-                   help=f"processes decoding the next videos while the model runs (default: {GPU_WORKERS} on a GPU, 0 on a CPU)")  # fmt: skip
+    p.add_argument(
+        "--workers",
+        type=int,
+        help=f"processes decoding the next videos while the model runs (default: {GPU_WORKERS} on a GPU, 0 on a CPU)",
+    )
 
 
 def resolve_workers(workers: int | None, device: torch.device) -> int:

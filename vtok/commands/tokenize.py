@@ -120,7 +120,8 @@ def main(argv: Sequence[str]) -> None:
     done = len(found)
     skipped: list[dict[str, str]] = []
     to_read = [index for index in range(len(dataset.files)) if index not in found]
-    for index, video, info, skip in tqdm(read_ahead(dataset, to_read, workers), desc="tokenize", unit="video", total=len(to_read)):
+    loaded = read_ahead(dataset, to_read, workers)
+    for index, video, info, skip in tqdm(loaded, desc="tokenize", unit="video", total=len(to_read)):
         if skip is not None:
             skipped.append(skip)
             continue

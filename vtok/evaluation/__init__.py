@@ -12,4 +12,11 @@ from vtok.evaluation.metrics import (
     ssim_per_video,
 )
 
-__all__ = ["frechet_distance", "high_frequency_energy", "high_frequency_ratio", "lpips_per_video", "psnr_per_video", "ssim_per_video"]
+__all__ = [
+    "frechet_distance",
+    "high_frequency_energy",
+    "high_frequency_ratio",
+    "lpips_per_video",
+    "psnr_per_video",
+    "ssim_per_video",
+]
