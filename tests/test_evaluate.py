@@ -156,11 +156,11 @@ def test_high_frequency_ratio_weighs_both_directions_alike_and_skips_flat_origin
 
 
 def test_the_sets_sharpness_needs_originals_with_detail_on_average() -> None:
-    from vtok.evaluation.runner import _ratio
+    from vtok.evaluation.runner import _set_sharpness
 
-    assert _ratio(1.0, 2.0, 1) == 0.5
-    assert _ratio(9e-3, 8.5e-6, 1000) is None, "1,000 flat originals add up to no detail"
-    assert _ratio(0.0, 0.0, 0) is None
+    assert _set_sharpness(torch.tensor([[1.0, 2.0]])) == 0.5
+    assert _set_sharpness(torch.tensor([[9e-6, 8.5e-9]] * 1000)) is None, "1,000 flat originals add up to no detail"
+    assert _set_sharpness(torch.zeros(0, 2)) is None
 
 
 def test_fvd_needs_two_videos(fsq_run: dict[str, Path], video_folder: Path, i3d_weights: Path, tmp_path: Path) -> None:

@@ -68,7 +68,6 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
         FileNotFoundError: ``--data`` names nothing that exists.
     """
     args = build_parser().parse_args(argv)
-    defaults = PrepareOptions()
     for name in ("workers", "min_frames", "short_side", "keyframe_interval", "shard_samples"):
         value = getattr(args, name)
         if value is not None and value < (0 if name == "workers" else 1):
@@ -86,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
         raise ValueError(f"--timeout must be above 0 seconds, got {args.timeout:g} (every file would count as stalled)")
     output_folder(args.out)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    given = {"keyframe_interval": args.keyframe_interval, "crf": args.crf, "shard_mb": args.shard_size, "seed": args.seed}
     options = PrepareOptions(
+        **{key: value for key, value in given.items() if value is not None},  # the others keep their defaults
         workers=args.workers,
         backend=args.backend,
         min_frames=args.min_frames,
@@ -94,12 +95,8 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
         every_frame=args.every_frame,
         reencode=args.reencode,
         short_side=args.short_side,
-        keyframe_interval=args.keyframe_interval if args.keyframe_interval is not None else defaults.keyframe_interval,
-        crf=args.crf if args.crf is not None else defaults.crf,
         shards=args.shards,
-        shard_mb=args.shard_size if args.shard_size is not None else defaults.shard_mb,
         shard_samples=args.shard_samples,
-        seed=args.seed if args.seed is not None else defaults.seed,
         progress=not args.no_progress,
     )
     with logging_redirect_tqdm():  # log lines above the progress bar, not through it

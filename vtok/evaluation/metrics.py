@@ -125,6 +125,10 @@ def high_frequency_ratio(reconstruction: torch.Tensor, target: torch.Tensor, cut
     summed energies (as ``vtok evaluate`` does), not the mean of the ratios, which one nearly flat
     video can swamp.
     """
-    original = high_frequency_energy(target, cutoff)
-    ratio = high_frequency_energy(reconstruction, cutoff) / original.clamp_min(FLAT_ENERGY)
-    return ratio.masked_fill(original < FLAT_ENERGY, float("nan"))
+    return energy_ratio(high_frequency_energy(reconstruction, cutoff), high_frequency_energy(target, cutoff))
+
+
+def energy_ratio(decoded: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    """``decoded / original`` of high-frequency energies (per video, or means over a set), NaN where
+    the original is flat (below :data:`FLAT_ENERGY`)."""
+    return (decoded / original.clamp_min(FLAT_ENERGY)).masked_fill(original < FLAT_ENERGY, float("nan"))

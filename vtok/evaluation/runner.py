@@ -33,7 +33,7 @@ from vtok.error_text import first_line
 from vtok.evaluation.codebook import CodeCounter
 from vtok.evaluation.detectors import load_i3d, load_lpips, lpips_weights_sha256
 from vtok.evaluation.metrics import (
-    FLAT_ENERGY, frechet_distance, high_frequency_energy, lpips_per_video, psnr_per_video, ssim_per_video,
+    energy_ratio, frechet_distance, high_frequency_energy, lpips_per_video, psnr_per_video, ssim_per_video,
 )  # fmt: skip
 from vtok.evaluation.noise import clip_noise
 from vtok.evaluation.pictures import write_pictures
@@ -125,7 +125,7 @@ class _Evaluation:
         self.codes: CodeCounter | None = None  # whole tokens, over the model's codebook_size
         self.group_codes: CodeCounter | None = None  # a single-token GQ's groups, over a group's vocabulary
         self.seconds = {"encode": 0.0, "decode": 0.0}
-        self.high_frequency_energy = [0.0, 0.0]  # summed over the videos: reconstructions, originals
+        self.high_frequency_energy = torch.zeros(0, 2)  # per video: reconstruction, original
         self.frames = 0
         self.latent_values_per_pixel: float | None = None
         self.token_rates: list[float] = []
@@ -178,14 +178,13 @@ class _Evaluation:
     def _metrics(self, video: torch.Tensor, reconstruction: torch.Tensor, infos: list[ClipInfo]) -> None:
         psnr = psnr_per_video(reconstruction, video).tolist()
         ssim = ssim_per_video(reconstruction, video).tolist()
-        energies = high_frequency_energy(reconstruction), high_frequency_energy(video)
-        self.high_frequency_energy = [total + float(energy.sum()) for total, energy in zip(self.high_frequency_energy, energies)]
+        energies = torch.stack([high_frequency_energy(reconstruction), high_frequency_energy(video)], dim=1).cpu()
+        self.high_frequency_energy = torch.cat([self.high_frequency_energy, energies])
+        sharpness = [_finite(value) for value in energy_ratio(energies[:, 0], energies[:, 1]).tolist()]  # flat: none
         lpips = lpips_per_video(self.lpips, reconstruction, video).tolist() if self.lpips is not None else None
         for i, info in enumerate(infos):
             lpips_i = None if lpips is None else lpips[i]
-            decoded, original = float(energies[0][i]), float(energies[1][i])
-            sharpness = decoded / original if original >= FLAT_ENERGY else None  # a flat original has no ratio
-            self.rows.append({"path": info.path, "psnr": psnr[i], "ssim": ssim[i], "lpips": lpips_i, "high_frequency_ratio": sharpness})
+            self.rows.append({"path": info.path, "psnr": psnr[i], "ssim": ssim[i], "lpips": lpips_i, "high_frequency_ratio": sharpness[i]})
         if self.i3d is not None:
             try:
                 self.features[0].append(self.i3d(video))
@@ -230,10 +229,14 @@ def _token_rate_skipped(run: _Evaluation) -> str | None:
     return "no clip's frame rate is known" if run.discrete and not run.token_rates else None
 
 
-def _ratio(decoded: float, original: float, videos: int) -> float | None:
-    """High-frequency energy of all ``videos`` reconstructions over that of their originals (``None`` when
-    the originals are flat on average)."""
-    return decoded / original if videos and original / videos >= FLAT_ENERGY else None
+def _finite(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+def _set_sharpness(energies: torch.Tensor) -> float | None:
+    """High-frequency energy of the reconstructions over that of the originals, ``energies`` ``[N, 2]``
+    averaged over the set first (``None`` when the originals are flat on average, or there are none)."""
+    return _finite(float(energy_ratio(*energies.mean(0)))) if len(energies) else None
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -305,16 +308,14 @@ def _summary(
     run: _Evaluation, model: VideoAutoencoder, protocol: dict[str, Any], model_info: dict[str, Any], skipped: list[dict[str, str]]
 ) -> dict[str, Any]:
     frames, height, width = protocol["frames"], protocol["height"], protocol["width"]
-    fvd = run.fvd()
+    fvd, sharpness = run.fvd(), _set_sharpness(run.high_frequency_energy)
     return {
         "psnr": _mean([row["psnr"] for row in run.rows]),
         "ssim": _mean([row["ssim"] for row in run.rows]),
         "lpips": _mean([row["lpips"] for row in run.rows]),
         "lpips_skipped": run.lpips_skipped,
-        "high_frequency_ratio": _ratio(*run.high_frequency_energy, len(run.rows)),
-        "high_frequency_ratio_skipped": None
-        if _ratio(*run.high_frequency_energy, len(run.rows)) is not None
-        else "the originals are flat (no detail to compare)",
+        "high_frequency_ratio": sharpness,
+        "high_frequency_ratio_skipped": None if sharpness is not None else "the originals are flat (no detail to compare)",
         "fvd": fvd,
         "fvd_skipped": run.fvd_skipped if fvd is None else None,
         "fvd_clips": len(run.rows) if fvd is not None else None,
