@@ -27,6 +27,7 @@ from vtok.data.images import read_rgb_image
 from vtok.data.manifest import read_jsonl
 from vtok.data.probe import probe_video
 from vtok.data.decode_errors import FrameSizeChangeError
+from vtok.data.read_ahead import read_ahead
 from vtok.data.readers import DecordReader, PyAVReader, VideoDecodeError
 from vtok.data.reencode import reencode_video
 from vtok.commands.prepare import main as prepare
@@ -160,9 +161,9 @@ def test_a_frame_size_change_skips_the_file_with_the_reason(tmp_path: Path, suff
     with pytest.raises(FrameSizeChangeError, match=reason):
         open_video(changing).read(list(range(16)))
     dataset = VideoClipDataset([str(changing), str(good)], ClipSpec(20), (32, 32), train=False)
-    skipped: list[dict[str, str]] = []
-    assert dataset.load_or_skip(0, skipped) is None and dataset.load_or_skip(1, skipped) is not None
-    assert skipped == [{"path": str(changing), "reason": reason}]
+    (_, unusable, _, skip), (_, usable, _, _) = read_ahead(dataset)
+    assert unusable is None and usable is not None
+    assert skip == {"path": str(changing), "reason": reason}
     summary = prepare(["--data", str(videos), "--out", str(tmp_path / "out"), *QUIET])
     assert summary.accepted == 1 and summary.rejected == [(str(changing), reason)]
 

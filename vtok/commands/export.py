@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from vtok.commands.outputs import output_folder
 from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
+from vtok.data.read_ahead import read_ahead
 from vtok.export import autoencoder_from_checkpoint, export_checkpoint, latent_statistics, read_checkpoint
 
 
@@ -45,12 +46,14 @@ def _latent_stats(args: argparse.Namespace) -> tuple[dict[str, list[float]], dic
     latents: list[torch.Tensor] = []
     skipped: list[dict[str, str]] = []
     with torch.no_grad():
-        for index in tqdm(range(len(dataset)), desc="latent statistics", unit="video"):
+        # each file's own clip or a skip, never a substitute: duplicates would bias the statistics
+        for _, video, _, skip in tqdm(read_ahead(dataset), desc="latent statistics", unit="video", total=len(dataset)):
+            if skip is not None:
+                skipped.append(skip)
+                continue
+            latents.append(model.encode(video[None]))
             if len(latents) == args.max_videos:
                 break
-            loaded = dataset.load_or_skip(index, skipped)  # never a substitute: duplicates would bias the statistics
-            if loaded is not None:
-                latents.append(model.encode(loaded[0][None]))
     if not latents:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         raise ValueError(

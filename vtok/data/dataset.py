@@ -10,7 +10,6 @@ and count them, whatever worker found them.
 
 from __future__ import annotations
 
-import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from vtok.data.readers import ReaderBackend, VideoReader, open_video
 from vtok.data.seeding import sample_generator
 from vtok.data.transforms import frames_to_clip
 
-log = logging.getLogger(__name__)
 
 SampleKey = int | tuple[int, int] | tuple[int, int, bool]  # index, (epoch, index), (epoch, index, repeated)
 
@@ -222,16 +220,6 @@ class VideoClipDataset(SkippingDataset):
 
     def load(self, index: int, generator: torch.Generator | None) -> torch.Tensor:
         return self.load_with_info(index, generator)[0]
-
-    def load_or_skip(self, index: int, skipped: list[dict[str, str]]) -> tuple[torch.Tensor, ClipInfo] | None:
-        """The centre clip of file ``index`` and its :class:`ClipInfo`, or ``None`` when the file is
-        unusable: then a warning is logged and ``{"path", "reason"}`` is appended to ``skipped``."""
-        try:
-            return self.load_with_info(index)
-        except UnusableFileError as error:
-            log.warning("skipping %s: %s", error.path, error.reason)
-            skipped.append({"path": error.path, "reason": error.reason})
-            return None
 
 
 class WholeVideoDataset(VideoClipDataset):

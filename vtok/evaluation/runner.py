@@ -276,8 +276,6 @@ def evaluate(
     batch: tuple[list[torch.Tensor], list[ClipInfo]] = ([], [])
     progress = tqdm(total=min(limit, len(dataset)), desc="evaluate", unit="video")  # videos read, skips not counted
     for _, video, info, skip in read_ahead(dataset, workers=settings.workers):
-        if len(run.rows) + len(batch[0]) >= limit:
-            break
         if skip is not None:
             skipped.append(skip)
             continue
@@ -287,6 +285,8 @@ def evaluate(
         if len(batch[0]) == settings.batch_size:
             run.add(*batch)
             batch = ([], [])
+        if len(run.rows) + len(batch[0]) >= limit:
+            break
     if batch[0]:
         run.add(*batch)
     progress.close()
