@@ -72,31 +72,27 @@ def _token_path(out: Path, source: str) -> Path:
     return out / "tokens" / f"{file_key(source)}.safetensors"
 
 
-def _existing(token_path: Path) -> tuple[dict[str, str], list[int]] | None:
-    """The header of a complete token file already there, else ``None`` (absent or damaged: redo)."""
-    if not token_path.is_file():
-        return None
-    try:
-        return read_token_header(token_path)
-    except ValueError as error:
-        log.warning("rewriting %s: %s", token_path, error)
-        return None
+def _token_files(out: Path, settings: dict[str, str]) -> dict[Path, tuple[dict[str, str], list[int]]]:
+    """The complete token files already in ``out`` with their headers, each read once. A damaged one is
+    left out (redone if its video is in this run's data).
 
-
-def _check_same_settings(out: Path, settings: dict[str, str]) -> None:
-    """Raises ``ValueError`` when ``out`` already holds a token file of another model or clip protocol
-    (damaged files are left to the run, which redoes them)."""
+    Raises:
+        ValueError: ``out`` holds a token file of another model or clip protocol.
+    """
+    headers = {}
     for token_path in sorted((out / "tokens").glob("*.safetensors")) if (out / "tokens").is_dir() else []:
         try:
-            metadata, _ = read_token_header(token_path)
-        except ValueError:
+            headers[token_path] = read_token_header(token_path)
+        except ValueError as error:
+            log.warning("%s is damaged (%s): redone if its video is in --data, else left out of the index", token_path, error)
             continue
-        differences = settings_mismatch(metadata, settings)
+        differences = settings_mismatch(headers[token_path][0], settings)
         if differences:
             raise ValueError(
                 f"{out} already holds token files of another model or clip protocol ({token_path.name}: "
                 f"{'; '.join(differences)}); tokenize into a new --out (one folder never mixes them)"
             )
+    return headers
 
 
 def main(argv: Sequence[str]) -> None:
@@ -110,13 +106,12 @@ def main(argv: Sequence[str]) -> None:
     protocol = resolve_protocol(args, model, metadata.get("_vtok_clip"), whole_video=True)
     dataset = clip_dataset(protocol, args.data, model, args.backend)
     settings = tokenize_settings(protocol.as_dict(), weights_sha256(model), tokenizer_sha256(model))
-    _check_same_settings(out, settings)
+    existing = _token_files(out, settings)
     model = model.to(device)
     found: dict[int, dict[str, Any]] = {}  # file index -> index entry, for the files already tokenized
     for index, source in enumerate(dataset.files):
-        existing = _existing(_token_path(out, source))
-        if existing is not None:
-            found[index] = _entry(out, _token_path(out, source), *existing)
+        if _token_path(out, source) in existing:
+            found[index] = _entry(out, _token_path(out, source), *existing[_token_path(out, source)])
     done = len(found)
     skipped: list[dict[str, str]] = []
     to_read = [index for index in range(len(dataset.files)) if index not in found]
@@ -133,7 +128,7 @@ def main(argv: Sequence[str]) -> None:
         found[index] = _entry(out, token_path, header, list(regular_indices(tokens).shape))
     entries = [found[index] for index in sorted(found)]  # in the order of --data, whichever run wrote them
     out.mkdir(parents=True, exist_ok=True)
-    earlier = _earlier_entries(out, entries)
+    earlier = _earlier_entries(out, existing, entries)
     tokenized = {entry["path"] for entry in entries + earlier}
     _write_lines(out / "skipped.jsonl", skipped + _earlier_skips(out, tokenized | {s["path"] for s in skipped}))
     if not entries:
@@ -149,23 +144,19 @@ def main(argv: Sequence[str]) -> None:
     )
 
 
-def _earlier_entries(out: Path, listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Index entries of the complete token files in ``out`` for videos this run did not list (an earlier
-    run into the same folder tokenized other data): the index covers the whole folder, each video once
-    however its path was spelled (a path given relative, absolute or through a link names one file:
-    this run's entry is kept)."""
-    files = {str(Path(entry["tokens"])) for entry in listed}
+def _earlier_entries(
+    out: Path, existing: dict[Path, tuple[dict[str, str], list[int]]], listed: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Index entries of the ``existing`` token files for videos this run did not list (an earlier run into
+    the same folder tokenized other data): the index covers the whole folder, each video once however its
+    path was spelled (a path given relative, absolute or through a link names one file: this run's entry
+    is kept)."""
+    files = {entry["tokens"] for entry in listed}
     videos = {os.path.realpath(entry["path"]) for entry in listed}
     entries = []
-    for token_path in sorted((out / "tokens").glob("*.safetensors")) if (out / "tokens").is_dir() else []:
-        if str(token_path.relative_to(out)) in files:
-            continue
-        try:
-            entry = _entry(out, token_path, *read_token_header(token_path))
-        except ValueError as error:
-            log.warning("leaving %s out of the index: %s", token_path, error)
-            continue
-        if os.path.realpath(entry["path"]) not in videos:
+    for token_path, header in existing.items():
+        entry = _entry(out, token_path, *header)
+        if entry["tokens"] not in files and os.path.realpath(entry["path"]) not in videos:
             videos.add(os.path.realpath(entry["path"]))
             entries.append(entry)
     return entries
