@@ -29,7 +29,7 @@ KEYS = {
     "videos", "clips", "skipped_files", "skipped", "encode_frames_per_s", "decode_frames_per_s", "protocol",
     "model", "device", "high_frequency_ratio", "mode", "decode_timestep", "lpips_weights_sha256",
     "group_codebook_usage", "group_perplexity", "fvd_clips", "high_frequency_ratio_skipped",
-    "tokens_per_second_of_video_skipped",
+    "tokens_per_second_of_video_skipped", "enlarged_videos",
 }  # fmt: skip
 
 
@@ -73,7 +73,7 @@ def test_evaluate_writes_every_metric_and_agrees_with_a_direct_computation(
     run("evaluate", "--model", fsq_run["export"], "--data", video_folder, "--out", out, "--max-videos", 3, "--batch-size", 2)
     metrics = json.loads((out / "metrics.json").read_text())
     assert KEYS <= metrics.keys()
-    assert metrics["videos"] == metrics["clips"] == 3 and metrics["skipped_files"] == 0
+    assert metrics["videos"] == metrics["clips"] == 3 and metrics["skipped_files"] == 0 and metrics["enlarged_videos"] == 0
     assert metrics["protocol"]["frames"] == 5 and metrics["protocol"]["height"] == metrics["protocol"]["width"] == 32
     assert metrics["model"]["training_step"] == 2 and metrics["compression"] == "4x8x8" and metrics["device"] == "cpu"
 
@@ -386,3 +386,16 @@ def test_videos_read_ahead_in_workers_give_the_same_results_and_skips(
         results.append(((out / "per_video.csv").read_text(), metrics["skipped"], metrics["psnr"]))
     assert results[0] == results[1]
     assert len(results[0][0].splitlines()) == 4 and results[0][1], "3 videos and the broken files before them"
+
+
+def test_videos_smaller_than_the_protocol_size_are_counted_and_named(
+    video_folder: Path, kl_export: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """40x64 sources evaluated at 48x48: their 40x40 crops are enlarged, which the report must say."""
+    out = tmp_path / "eval"
+    with caplog.at_level("WARNING", logger="vtok.evaluation.runner"):
+        run("evaluate", "--model", kl_export, "--data", video_folder, "--out", out, "--max-videos", 2, "--size", 48)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["enlarged_videos"] == 2 and metrics["protocol"]["height"] == 48
+    assert "2 videos are smaller than the protocol's 48x48" in caplog.text
+    assert "| videos smaller than the protocol size (compared enlarged) | 2 |" in (out / "report.md").read_text()

@@ -157,3 +157,23 @@ def test_frames_smaller_than_the_ssim_window_validate_without_ssim(tmp_path: Pat
     assert metric_column(tmp_path / "run", "val/psnr"), "validation ran and scored PSNR"
     assert not metric_column(tmp_path / "run", "val/ssim")
     assert "val/ssim is not logged: frames of 8x8 are smaller than SSIM's 11x11 window" in caplog.text
+
+
+def test_training_samples_from_sources_smaller_than_the_size_are_counted_each_epoch(
+    tmp_path: Path, video_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A folder's frame sizes are known only as its files are read: samples of the 40x64 sources,
+    enlarged to 48x48, are counted per epoch, and the first such source is named once."""
+    from vtok.data import write_sample_clips
+
+    folder = tmp_path / "videos"
+    write_sample_clips(folder, count=4, frames=20, height=64, width=80, seed=2)  # large enough for 48x48
+    for video in sorted(video_folder.glob("*.mp4"))[:4]:
+        (folder / f"small_{video.name}").symlink_to(video)
+    data = ["--data.path", str(folder), "--data.synthetic_videos", "0", "--data.val_fraction", "0",
+            "--data.size", "48", "--data.batch_size", "2", "--data.num_workers", "1"]  # fmt: skip
+    with caplog.at_level("WARNING", logger="vtok.data.datamodule"):
+        main(tiny_fit_args(tmp_path, 8, *csv_logger(tmp_path), *data, "--trainer.limit_val_batches", "0"))
+    assert metric_column(tmp_path / "run", "data/enlarged_samples") == [4.0, 4.0], "each small source once per epoch"
+    warned = [r.message for r in caplog.records if "smaller than data.size" in r.message]
+    assert len(warned) == 1 and "small_" in warned[0], warned

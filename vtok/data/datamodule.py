@@ -22,7 +22,7 @@ from vtok.data.sampler import EpochSampler
 from vtok.data.sources import IMAGE_SUFFIXES, list_files, list_records
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts
 from vtok.data.synthetic import write_sample_clips
-from vtok.data.transforms import crop_box
+from vtok.data.transforms import enlarges
 from vtok.data.trained_state import TrainedStateLoader
 from vtok.data.worker_signals import kill_loader_workers_at_exit, leave_stop_signals_to_main_process
 
@@ -156,6 +156,8 @@ class VideoDataModule(LightningDataModule):
         self.synthetic_dir = synthetic_dir
         self.skipped_files: dict[str, str] = {}  # path -> reason, every unusable file met so far
         self.skips_this_epoch: Counter[str] = Counter()
+        self.enlarged_this_epoch = 0  # training samples from sources smaller than data.size
+        self._said_enlarged = False
         self._training_loaders: list[TrainedStateLoader] = []
         self.datasets: dict[str, SkippingDataset] = {}
 
@@ -266,8 +268,9 @@ class VideoDataModule(LightningDataModule):
         enlarged to it (blurrier than the rest). Files without a recorded size are not opened for it."""
         sizes = {r["path"]: _recorded_size(r) for r in records}  # each file once, however often listed
         sized = {path: size for path, size in sizes.items() if size is not None}
-        small = [(path, size) for path, size in sized.items() if crop_box(*size, *self.size)[2] < self.size[0]]
+        small = [(path, size) for path, size in sized.items() if enlarges(*size, self.size)]
         if small:
+            self._said_enlarged = True  # the files read later are counted, not said again
             (path, (height, width)) = small[0]
             log.warning(
                 "%d of the %d videos whose size the manifest records are smaller than data.size %s (for instance "
@@ -384,7 +387,29 @@ class VideoDataModule(LightningDataModule):
             for note in part.pop("skipped", []):
                 for line in filter(None, note.split("\n")):
                     self._record(*line.split("\t", 1))
+            for path in filter(None, part.pop("enlarged", [])):
+                self._record_enlarged(path)
         return batch
+
+    def _record_enlarged(self, path: str) -> None:
+        """Counts a training sample whose source is smaller than ``data.size`` (logged each epoch as
+        ``data/enlarged_samples``); warns at the first such source, training or validation, since a
+        folder's sizes are known only as its files are read."""
+        if self.trainer is not None and self.trainer.training:
+            self.enlarged_this_epoch += 1
+        if not self._said_enlarged:
+            self._said_enlarged = True
+            log.warning(
+                "%s is smaller than data.size %s: its crops are enlarged to it (blurrier than the rest); "
+                "training samples from such sources are counted in data/enlarged_samples. Lower data.size "
+                "or leave them out",
+                path, list(self.size),
+            )  # fmt: skip
+
+    def pop_epoch_enlarged(self) -> int:
+        """Training samples cut from sources smaller than ``data.size`` since the last call."""
+        count, self.enlarged_this_epoch = self.enlarged_this_epoch, 0
+        return count
 
     def _record(self, path: str, reason: str, count: bool = True) -> None:
         """Remembers an unusable file and warns once; ``count=False`` for the probe at setup, which

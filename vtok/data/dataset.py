@@ -5,7 +5,8 @@ random choices come from a generator seeded by ``(seed, epoch, index)``. When th
 ``index`` cannot give a sample, another file is drawn deterministically from the same key, so
 batches keep their size and every rank stays in step. The skipped files travel with the sample
 (``"skipped"``: one ``path<TAB>reason`` per line) so the main process can warn once per file
-and count them, whatever worker found them.
+and count them, whatever worker found them; so does the path of a source smaller than the output
+size (``"enlarged"``, empty for the others), whose crops are enlarged.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from vtok.data.clips import ClipSpec, ClipTooShortError, VideoLength
 from vtok.data.errors import NoUsableDataError, UnusableFileError
 from vtok.data.readers import ReaderBackend, VideoReader, open_video
 from vtok.data.seeding import sample_generator
-from vtok.data.transforms import frames_to_clip
+from vtok.data.transforms import enlarges, frames_to_clip
 
 
 SampleKey = int | tuple[int, int] | tuple[int, int, bool]  # index, (epoch, index), (epoch, index, repeated)
@@ -63,8 +64,9 @@ class SkippingDataset(Dataset, ABC):
         return len(self.files)
 
     @abstractmethod
-    def load(self, index: int, generator: torch.Generator | None) -> torch.Tensor:
-        """The clip ``[3, T, H, W]`` from file ``index``; raises :class:`UnusableFileError`."""
+    def load(self, index: int, generator: torch.Generator | None) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The clip ``[3, T, H, W]`` from file ``index`` and the ``(height, width)`` of the file's
+        frames; raises :class:`UnusableFileError`."""
 
     def __getitem__(self, key: SampleKey) -> dict[str, Any]:
         epoch, index, *repeated = key if isinstance(key, tuple) else (0, key)
@@ -77,13 +79,15 @@ class SkippingDataset(Dataset, ABC):
                 continue
             generator = sample_generator(self.seed, epoch, index) if self.train else None
             try:
-                video = self.load(candidate, generator)
+                video, source_size = self.load(candidate, generator)
             except UnusableFileError as error:
                 if error.every_clip:
                     self._bad[candidate] = error.reason
                 skipped.append(error.note)
                 continue
-            return {"video": video, "index": index, "source_index": candidate, "skipped": "\n".join(skipped), **marks}
+            enlarged = self.files[candidate] if enlarges(*source_size, self.size) else ""
+            sample = {"video": video, "index": index, "source_index": candidate, "enlarged": enlarged}
+            return {**sample, "skipped": "\n".join(skipped), **marks}
         raise NoUsableDataError(
             f"{self.max_attempts} files in a row could not give a sample (last: {skipped[-1:] or 'known bad'}); "
             "most of this dataset is unusable: run `vtok prepare` on it to see why"
@@ -121,6 +125,7 @@ class ClipInfo:
         frames: frames in the clip.
         stride: frames of the file per frame of the clip.
         source_fps: the file's frame rate (0 when the container does not say).
+        source_size: ``(height, width)`` of the file's frames.
     """
 
     path: str
@@ -128,6 +133,7 @@ class ClipInfo:
     frames: int
     stride: int
     source_fps: float
+    source_size: tuple[int, int]
 
     @property
     def fps(self) -> float:
@@ -175,7 +181,8 @@ def video_clip_with_info(
     except UnusableFileError as error:  # these frames: another clip of the file may decode
         raise UnusableFileError(error.path, error.reason, every_clip=False) from None
     video = frames_to_clip(decoded, size, generator, horizontal_flip)
-    return video, ClipInfo(str(reader.path), indices[0], len(indices), clip.stride(fps), fps)
+    source_size = (int(decoded.shape[1]), int(decoded.shape[2]))
+    return video, ClipInfo(str(reader.path), indices[0], len(indices), clip.stride(fps), fps, source_size)
 
 
 class VideoClipDataset(SkippingDataset):
@@ -218,8 +225,9 @@ class VideoClipDataset(SkippingDataset):
         clip = self.clip_for(reader, length)
         return video_clip_with_info(reader, clip, self.size, generator, self.horizontal_flip, length)
 
-    def load(self, index: int, generator: torch.Generator | None) -> torch.Tensor:
-        return self.load_with_info(index, generator)[0]
+    def load(self, index: int, generator: torch.Generator | None) -> tuple[torch.Tensor, tuple[int, int]]:
+        video, info = self.load_with_info(index, generator)
+        return video, info.source_size
 
 
 class WholeVideoDataset(VideoClipDataset):

@@ -44,5 +44,6 @@ class ImageDataset(SkippingDataset):
     def __init__(self, files: Sequence[str], size: tuple[int, int], **kwargs) -> None:
         super().__init__(files, size, **kwargs)
 
-    def load(self, index: int, generator: torch.Generator | None) -> torch.Tensor:
-        return frames_to_clip(read_rgb_image(self.files[index])[None], self.size, generator, self.horizontal_flip)
+    def load(self, index: int, generator: torch.Generator | None) -> tuple[torch.Tensor, tuple[int, int]]:
+        image = read_rgb_image(self.files[index])
+        return frames_to_clip(image[None], self.size, generator, self.horizontal_flip), (image.shape[0], image.shape[1])

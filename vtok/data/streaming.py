@@ -37,6 +37,7 @@ from torch.utils.data import IterableDataset
 
 from vtok.data.clips import ClipSpec, VideoLength
 from vtok.data.dataset import video_clip_with_info
+from vtok.data.transforms import enlarges
 from vtok.data.errors import NoUsableDataError, UnusableFileError
 from vtok.data.readers import ReaderBackend, open_video_bytes
 from vtok.data.seeding import sample_generator
@@ -264,8 +265,8 @@ class ShardClipDataset(IterableDataset):
         generator = None
         if self.train:
             generator = sample_generator(self.seed, self._position["epoch"], zlib.crc32(key.encode()), self._position["pass"])
-        video, _ = video_clip_with_info(reader, self.clip, self.size, generator, self.horizontal_flip, length)
-        return {"video": video, "key": key}
+        video, info = video_clip_with_info(reader, self.clip, self.size, generator, self.horizontal_flip, length)
+        return {"video": video, "key": key, "enlarged": name if enlarges(*info.source_size, self.size) else ""}
 
 
 _said_unchecked = False

@@ -24,6 +24,12 @@ def crop_box(
     return top, left, h, w
 
 
+def enlarges(height: int, width: int, size: tuple[int, int]) -> bool:
+    """Whether a ``height x width`` source is smaller than the output ``size`` at its crop, so that
+    its crops are enlarged (blurrier than those of larger sources)."""
+    return crop_box(height, width, *size)[2] < size[0]
+
+
 def frames_to_clip(
     frames: torch.Tensor,
     size: tuple[int, int],

@@ -25,6 +25,7 @@ HEADLINE = [  # (metrics.json key, label in the report)
     ("decode_frames_per_s", "decode frames/s"),
     ("videos", "videos (one clip each)"),
     ("skipped_files", "skipped files"),
+    ("enlarged_videos", "videos smaller than the protocol size (compared enlarged)"),
 ]
 
 

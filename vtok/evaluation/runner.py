@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from vtok.data import ClipInfo, VideoClipDataset, file_key
 from vtok.data.read_ahead import read_ahead
+from vtok.data.transforms import enlarges
 from vtok.error_text import first_line
 from vtok.evaluation.codebook import CodeCounter
 from vtok.evaluation.detectors import load_i3d, load_lpips, lpips_weights_sha256
@@ -132,6 +133,7 @@ class _Evaluation:
         self.pictures: list[dict[str, str]] = []
         self.clip_rates: set[float] = set()  # the clips' real frame rates (source fps / stride)
         self.slower_than_asked: list[str] = []  # videos whose own rate is below the protocol's fps
+        self.enlarged: list[str] = []  # videos smaller than the protocol's size: compared enlarged to it
 
     @torch.no_grad()
     def add(self, videos: list[torch.Tensor], infos: list[ClipInfo]) -> None:
@@ -169,6 +171,7 @@ class _Evaluation:
         if target:
             self.slower_than_asked += [info.path for info in infos if info.stride == 1 and 0 < info.source_fps < target]
         frames, height, width = video.shape[2:]
+        self.enlarged += [info.path for info in infos if enlarges(*info.source_size, (height, width))]
         positions = math.prod(latents.shape[2:])
         self.latent_values_per_pixel = latents.shape[1] * positions / (video.shape[1] * frames * height * width)
         if self.discrete:
@@ -296,6 +299,12 @@ def evaluate(
             "metrics.json records the real rates under protocol.clip_fps",
             settings.target_fps, len(run.slower_than_asked), run.slower_than_asked[0],
         )  # fmt: skip
+    if run.enlarged:
+        log.warning(
+            "%d videos are smaller than the protocol's %dx%d (first: %s): they are compared enlarged to it "
+            "(smoother than real frames of that size); metrics.json counts them under enlarged_videos",
+            len(run.enlarged), protocol["width"], protocol["height"], run.enlarged[0],
+        )  # fmt: skip
     if not run.rows:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         raise ValueError(f"none of the {len(skipped)} videos could be read ({reasons}); check the data path or run `vtok prepare` on it")
@@ -336,6 +345,7 @@ def _summary(
         "clips": len(run.rows),
         "skipped_files": len(skipped),
         "skipped": skipped,
+        "enlarged_videos": len(run.enlarged),
         "encode_frames_per_s": run.frames / run.seconds["encode"] if run.seconds["encode"] > 0 else None,
         "decode_frames_per_s": run.frames / run.seconds["decode"] if run.seconds["decode"] > 0 else None,
         "protocol": {

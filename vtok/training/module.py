@@ -383,6 +383,8 @@ class AutoencoderModule(LightningModule):
         # every rank probes the same files at setup: a file met by several ranks counts once
         unusable = len(set().union(*from_every_rank(set(datamodule.skipped_files))))
         self.log("data/unusable_files", float(unusable), sync_dist=True, reduce_fx="max")
+        enlarged = datamodule.pop_epoch_enlarged() if hasattr(datamodule, "pop_epoch_enlarged") else 0
+        self.log("data/enlarged_samples", float(enlarged), sync_dist=True, reduce_fx="sum")
         if substituted:
             log.warning(
                 "epoch %d: %d samples came from substitutes for unusable files (%d unusable files so far)",
