@@ -532,3 +532,22 @@ def test_shards_train_and_data_val_path_validates_on_files(
     files = VideoDataModule(path=str(video_folder), val_path=str(tmp_path / "empty"), num_frames=5, size=32, num_workers=0)
     with pytest.raises(ValueError, match="no video files found in data.val_path"):
         files.setup("fit")  # was: training without validation, silently
+
+
+def test_a_still_image_named_as_a_video_is_rejected_and_a_one_frame_video_is_not(tmp_path: Path) -> None:
+    """FFmpeg opens a PNG or JPEG called .mp4 as a one-frame "video"; prepare says what it is."""
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    picture = Image.fromarray(synthetic_clip(1, 40, 64, seed=3)[0].numpy())
+    picture.save(folder / "still.mp4", format="PNG")
+    picture.save(folder / "photo.mov", format="JPEG")
+    write_video(folder / "one_frame.mp4", synthetic_clip(1, 40, 64, seed=3))  # H.264: a video, however short
+    summary = prepare(["--data", str(folder), "--out", str(tmp_path / "out"), "--workers", "0", *QUIET])
+    reasons = {Path(record["path"]).name: record["reason"] for record in read_jsonl(tmp_path / "out" / "rejected.jsonl")}
+    assert reasons == {
+        "still.mp4": "a still image (png) named as a video; images train through data.image_path",
+        "photo.mov": "a still image (mjpeg) named as a video; images train through data.image_path",
+    }
+    assert summary.accepted == 1 and _names(read_jsonl(tmp_path / "out" / "manifest.jsonl")) == ["one_frame.mp4"]

@@ -83,6 +83,11 @@ def usable_frames(path: str, reported: int, backend: ReaderBackend = "auto") -> 
     return good
 
 
+STILL_IMAGE_CODECS = frozenset(
+    {"png", "apng", "mjpeg", "jpeg2000", "jpegls", "jpegxl", "webp", "gif", "bmp", "tiff", "qoi", "targa", "sgi", "exr", "ppm", "pam"}
+)  # one frame in one of these is a picture FFmpeg's image demuxer opened, whatever the file's suffix
+
+
 def stream_facts(path: str) -> tuple[str | None, int | None]:
     """The codec's name and the longest run of frames between keyframes (``None`` where unknown).
 
@@ -136,7 +141,8 @@ def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1,
 
     Raises:
         UnusableFileError: the file cannot be opened, its first or middle frame does not decode,
-            too few frames decode, its frame size changes, or decord (``backend="decord"``) reads it wrong.
+            too few frames decode, its frame size changes, it is a still image named as a video, or
+            decord (``backend="decord"``) reads it wrong.
     """
     reader = _open_checked(path, backend)
     reported = frames = reader.num_frames
@@ -167,6 +173,8 @@ def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1,
     if frames < min_frames:
         raise TooFewFramesError(path, frames, min_frames)
     codec, keyframe_interval = stream_facts(path)
+    if frames == 1 and codec in STILL_IMAGE_CODECS:
+        raise UnusableFileError(path, f"a still image ({codec}) named as a video; images train through data.image_path")
     fps = reader.fps if reader.fps > 0 else None
     return VideoInfo(
         path=path,
