@@ -214,9 +214,12 @@ def test_a_resume_goes_on_in_its_run_with_the_flags_given_and_a_rerun_starts_a_n
     resumed = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert resumed["global_step"] == 3 and resumed["hyper_parameters"]["grad_clip"] == 0.5
     assert "model.grad_clip=0.5, where the checkpoint trained with 1.0" in caplog.text
-    # but learning rates come back with the optimizer's state: said, not hidden
-    assert "model.optimizer differs from the checkpoint's" in caplog.text and "does not apply" in caplog.text
-    assert {group["lr"] for group in resumed["optimizer_states"][0]["param_groups"]} != {0.001}
+    # so does a new learning rate, laid over the optimizer state that brought back the old one
+    assert "model.optimizer.lr=0.001, where the checkpoint trained with 0.0002" in caplog.text
+    assert "model.optimizer: learning rate 0.0003 from step 2 on, where the checkpoint's settings give 6e-05" in caplog.text  # warm-up
+    groups = resumed["optimizer_states"][0]["param_groups"]
+    assert [(group["initial_lr"], group["lr"]) for group in groups] == [(0.001, pytest.approx(0.001 * 4 / 10))], "warm-up step 3 of 10"
+    assert resumed["optimizer_states"][0]["state"][0]["step"] == 3, "Adam's moments and step count came back"
     assert yaml.safe_load(config.read_text())["ckpt_path"] is None, "a rerun of config.yaml must not resume"
 
     # a fresh run into a folder with checkpoints is refused; the same config without a folder gets its own

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -209,3 +210,49 @@ def test_the_discriminator_optimizer_and_its_schedule_start_at_the_adversarial_s
     assert moved.median().item() == pytest.approx(rate, rel=1e-3), "|update| = lr for a weight with a real gradient"
     state = trainer.optimizers[1].state
     assert all(int(state[p]["step"]) == steps - start for p in module.adversarial.discriminator.parameters())
+
+
+class RecordRates(Callback):
+    """Test-only: the learning rate each optimizer is about to use, per batch."""
+
+    def __init__(self) -> None:
+        self.rates: list[tuple[float, ...]] = []
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: AutoencoderModule, batch: Any, batch_idx: int) -> None:
+        self.rates.append(tuple(optimizer.param_groups[0]["lr"] for optimizer in trainer.optimizers))
+
+
+def test_a_resume_lays_the_optimizer_settings_given_now_over_the_restored_state(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lower learning rate after a spike, a cosine stretched over a longer run: the settings given on
+    resume apply from the restored step, while Adam's moments and step counts come back."""
+
+    def module(lr: float, disc_lr: float) -> AutoencoderModule:
+        torch.manual_seed(0)
+        return AutoencoderModule(
+            VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1),
+            adversarial=AdversarialLoss("patch2d", channels=8, layers=1, norm="group", start_step=2),
+            optimizer=OptimizerConfig(lr=lr, schedule="cosine", min_lr_ratio=0.0),
+            disc_optimizer=OptimizerConfig(lr=disc_lr, betas=(0.5, 0.999)),
+        )
+
+    def trainer(steps: int, *callbacks: Callback) -> Trainer:
+        return Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                       enable_model_summary=False, callbacks=list(callbacks), accelerator="cpu")  # fmt: skip
+
+    batches = DataLoader([{"video": torch.rand(1, 3, 5, 16, 16) * 2 - 1} for _ in range(12)], batch_size=None)
+    first = trainer(4)
+    first.fit(module(1e-3, 1e-4), train_dataloaders=batches)
+    first.save_checkpoint(tmp_path / "step4.ckpt")
+    recorder = RecordRates()
+    second = trainer(10, recorder)
+    with caplog.at_level("WARNING", logger="vtok.training.module"):
+        second.fit(module(5e-4, 3e-4), train_dataloaders=batches, ckpt_path=tmp_path / "step4.ckpt")
+    # the generator's cosine now runs to step 10 from 5e-4; the discriminator's constant rate is the new one
+    assert recorder.rates == [(pytest.approx(expected_lr(s, 5e-4, 0, "cosine", 10, 0.0)), pytest.approx(3e-4)) for s in range(4, 10)]
+    now = expected_lr(4, 5e-4, 0, "cosine", 10, 0.0)
+    assert f"model.optimizer: learning rate {now:.4g} from step 4 on, where the checkpoint's settings give 0\n" in caplog.text
+    assert "model.disc_optimizer: learning rate 0.0003 from step 2 on, where the checkpoint's settings give 0.0001" in caplog.text
+    generator, discriminator = (optimizer.state for optimizer in second.optimizers)
+    assert {int(s["step"]) for s in generator.values()} == {10} and {int(s["step"]) for s in discriminator.values()} == {8}

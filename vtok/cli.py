@@ -340,28 +340,21 @@ class VtokCLI(LightningCLI):
     def _report_changed_settings(saved: dict[str, Any], model: Any) -> None:
         """Says which ``model.*`` settings differ from those the checkpoint was trained with. The command
         line and config decide (Lightning's own reading would lay the checkpoint's over them, silently
-        undoing a flag given to resume with, such as ``--model.activation_checkpointing true``); but an
-        optimizer's learning rates come back with its state, so a changed ``optimizer`` does not apply."""
+        undoing a flag given to resume with, such as ``--model.activation_checkpointing true``); the
+        optimizers' settings too (laid over their restored state when training starts)."""
         for key, before in saved.items():
             if key.startswith("_") or model is None or key not in model:
                 continue
             now = model[key]
             now = _plain(now.as_dict() if hasattr(now, "as_dict") else now)
             before = _plain(before)
-            if isinstance(now, dict) and isinstance(before, dict):  # a field a later vtok added is no change
-                shared = now.keys() & before.keys()
-                now, before = {k: now[k] for k in shared}, {k: before[k] for k in shared}
-            if now == before:
-                continue
-            if key in ("optimizer", "disc_optimizer"):
-                log.warning(
-                    "model.%s differs from the checkpoint's (%s, was %s): the optimizer's state and learning rates "
-                    "come back from the checkpoint, so the change does not apply; to train on with it, start a new "
-                    "run from the weights: --model.init_from <checkpoint> without --ckpt_path",
-                    key, now, before,
-                )  # fmt: skip
+            if isinstance(now, dict) and isinstance(before, dict):  # each changed field; one a later vtok added is no change
+                changes = [(f"{key}.{field}", now[field], before[field]) for field in sorted(now.keys() & before.keys())]
             else:
-                log.warning("model.%s=%s, where the checkpoint trained with %s: going on with %s", key, now, before, now)
+                changes = [(key, now, before)]
+            for name, given, trained in changes:
+                if given != trained:
+                    log.warning("model.%s=%s, where the checkpoint trained with %s: going on with %s", name, given, trained, given)
 
     def before_validate(self) -> None:
         config = self.config["validate"]

@@ -12,8 +12,10 @@ optimiser steps; Lightning's ``global_step`` counts generator optimiser steps (o
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any, Literal
 
 import torch
@@ -32,7 +34,7 @@ from vtok.training.clip_means import ClipWeightedMeans
 from vtok.training.ema import ema_copy
 from vtok.training.priors import initialise_from_prior
 from vtok.training.rank_states import from_every_rank, gather_rank_states, take_rank_state
-from vtok.training.optim import OptimizerConfig, build_optimizer
+from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings, build_optimizer
 from vtok.training.speed import CompileChoice, apply_speed_options, should_compile
 from vtok.vae import AutoencoderOutput, VideoAutoencoder
 
@@ -156,6 +158,8 @@ class AutoencoderModule(LightningModule):
         self._nonfinite_in_a_row = 0
         self._rng_to_restore: dict[str, Any] | None = None
         self._loaded_batch_step: int | None = None  # the checkpoint's count, for `vtok validate`
+        self._resuming = False  # fitting from a checkpoint: its optimizers come back, the settings given now apply
+        self._configured: list[tuple[OptimizerConfig, WarmupSchedule]] = []  # per optimizer, as configured now
         self._validation_means = ClipWeightedMeans()
         self._said_no_ssim = False
         self._rng_seeded_per_rank = False  # see on_train_batch_start
@@ -193,6 +197,7 @@ class AutoencoderModule(LightningModule):
         run_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else None
         trainable = [p for p in self.autoencoder.parameters() if p.requires_grad]
         optimizer, scheduler = build_optimizer(trainable, self.optimizer_config, run_steps)
+        self._configured = [(self.optimizer_config, replace(scheduler.lr_lambdas[0]))]  # a resume lays these over the restored
         if self.adversarial is None:
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         # The discriminator's optimizer steps only from the adversarial start on (see _optimizer_step): its
@@ -203,10 +208,31 @@ class AutoencoderModule(LightningModule):
         disc, disc_scheduler = build_optimizer(
             self.adversarial.discriminator.parameters(), self.disc_optimizer_config, disc_run_steps
         )
+        self._configured.append((self.disc_optimizer_config, replace(disc_scheduler.lr_lambdas[0])))
         return [optimizer, disc], [
             {"scheduler": scheduler, "interval": "step"},
             {"scheduler": disc_scheduler, "interval": "step"},
         ]
+
+    def on_train_start(self) -> None:
+        """On resume, the optimizers' settings given now apply (see :func:`vtok.training.optim.apply_settings`):
+        a lower learning rate after a loss spike, a longer cosine for a longer run. Says when that changes
+        the learning rate the checkpoint's settings would have given."""
+        if not self._resuming:
+            return
+        optimizers = self.optimizers()
+        schedulers = self.lr_schedulers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+        names = ["optimizer", "disc_optimizer"]
+        for name, optimizer, scheduler, (config, schedule) in zip(names, optimizers, schedulers, self._configured):
+            restored = apply_settings(optimizer.optimizer, scheduler, config, schedule)
+            now = scheduler.get_last_lr()[0]
+            if not math.isclose(now, restored, rel_tol=1e-6):
+                log.warning(
+                    "model.%s: learning rate %.4g from step %d on, where the checkpoint's settings give %.4g",
+                    name, now, scheduler.last_epoch, restored,
+                )  # fmt: skip
 
     def _objective(self, video: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, dict, AutoencoderOutput]:
         """Generator loss, discriminator loss, logs and the autoencoder's output, for one batch part."""
@@ -435,6 +461,7 @@ class AutoencoderModule(LightningModule):
             # None for a rank the checkpoint had no state for: it seeds its own (on_train_batch_start)
             self._rng_to_restore = mine["rng"] if mine is not None else self._rng_to_restore
         self._loaded_batch_step = state.get("batch_step")
+        self._resuming = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
         if self.autoencoder.config.bottleneck == "kl" and "kl_scale" not in state and "batch_step" in state:
             self._warn_about_the_kl_scale(state.get("clip"))
 

@@ -53,6 +53,11 @@ class OptimizerConfig:
             raise ValueError("optimizer: " + "; ".join(p for p in problems if p))
 
 
+# A module built in Python (not by the CLI, which saves plain dicts) keeps its OptimizerConfig objects in the
+# checkpoint's hyperparameters: a plain dataclass of numbers, safe for torch.load(weights_only=True) to rebuild.
+torch.serialization.add_safe_globals([OptimizerConfig])
+
+
 @dataclass
 class WarmupSchedule:
     """Learning-rate multiplier per step (a picklable callable for ``LambdaLR``)."""
@@ -78,6 +83,11 @@ def build_optimizer(
     optimizer = torch.optim.AdamW(
         parameters, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay
     )
+    return optimizer, LambdaLR(optimizer, warmup_schedule(config, run_steps))
+
+
+def warmup_schedule(config: OptimizerConfig, run_steps: int | None) -> WarmupSchedule:
+    """The multiplier of ``config.lr`` per step; ``run_steps`` is the default end of the cosine."""
     decay_steps = config.decay_steps or run_steps or 0
     if config.schedule == "cosine" and decay_steps <= 0:
         raise ValueError("a cosine schedule needs optimizer.decay_steps or trainer.max_steps")
@@ -88,5 +98,24 @@ def build_optimizer(
                 "the cosine runs from the end of warm-up to decay_steps"
             )
         log.warning("the run (%d steps) ends before warm-up (%d steps): no cosine decay", decay_steps, config.warmup_steps)
-    schedule = WarmupSchedule(config.warmup_steps, config.schedule, decay_steps, config.min_lr_ratio)
-    return optimizer, LambdaLR(optimizer, schedule)
+    return WarmupSchedule(config.warmup_steps, config.schedule, decay_steps, config.min_lr_ratio)
+
+
+def apply_settings(
+    optimizer: torch.optim.Optimizer, scheduler: LambdaLR, config: OptimizerConfig, schedule: WarmupSchedule
+) -> float:
+    """Lays ``config`` and its ``schedule`` over an optimizer and schedule restored from a checkpoint,
+    which bring back the checkpoint's learning rate, betas, weight decay and schedule along with Adam's
+    moments and step count: those stay, the settings become these, evaluated at the restored step.
+
+    Returns:
+        The learning rate of the next step under the checkpoint's settings, before they were replaced.
+    """
+    restored = scheduler.get_last_lr()[0]
+    scheduler.base_lrs = [config.lr for _ in optimizer.param_groups]
+    scheduler.lr_lambdas = [schedule for _ in optimizer.param_groups]
+    for group in optimizer.param_groups:
+        group.update(initial_lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
+        group["lr"] = config.lr * schedule(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what get_last_lr() reports
+    return restored
