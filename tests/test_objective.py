@@ -204,6 +204,15 @@ def test_discriminators_take_clips_and_images(kind: str, norm: str) -> None:
         assert logits.shape[0] == (2 if kind == "patch3d" else 2 * frames) and logits.numel() > 2
 
 
+@pytest.mark.parametrize("channels", [8, 20, 24, 48])
+def test_group_norm_discriminators_take_any_width(channels: int) -> None:
+    """Widths 2x, 4x, 8x the first: 48 is above 32 groups and not a multiple of them (20, 24 gave a torch error)."""
+    adversarial = AdversarialLoss("patch3d", channels=channels, layers=3, norm="group")
+    groups = [m.num_groups for m in adversarial.discriminator.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert groups == [math.gcd(32, channels * 2**i) for i in (1, 2, 3)]
+    assert adversarial.discriminator(torch.randn(1, 3, 9, 32, 32)).isfinite().all()
+
+
 def test_bottleneck_weights_anneal_linearly() -> None:
     loss = AutoencoderLoss(bottleneck_weights={"entropy": 0.1}, bottleneck_weights_start={"entropy": 1.0}, anneal_steps=100)
     assert loss.bottleneck_weight("entropy", 0) == pytest.approx(1.0)

@@ -7,6 +7,7 @@ the real and fake halves and between ranks.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Literal
 
@@ -21,7 +22,7 @@ DiscriminatorNorm = Literal["spectral", "group"]
 def _block(conv: nn.Module, channels: int, norm: DiscriminatorNorm, normalise: bool) -> list[nn.Module]:
     layers: list[nn.Module] = [spectral_norm(conv) if norm == "spectral" else conv]
     if normalise and norm == "group":
-        layers.append(nn.GroupNorm(min(32, channels), channels))
+        layers.append(nn.GroupNorm(math.gcd(32, channels), channels))  # 32 groups where the width allows
     layers.append(nn.LeakyReLU(0.2))
     return layers
 
