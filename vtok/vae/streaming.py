@@ -37,16 +37,26 @@ class Streamable:
 
 @contextmanager
 def streaming(network: nn.Module) -> Iterator[StreamState]:
-    """Puts every streamable layer of ``network`` on one shared :class:`StreamState`."""
+    """Puts every streamable layer of ``network`` on one shared :class:`StreamState`.
+
+    Activation checkpointing is off meanwhile: backward would recompute a chunk after the state had
+    moved on (as a later chunk without its cache, or as the first), giving other shapes or, silently,
+    wrong gradients. A chunk's activations are bounded by the chunk size anyway.
+    """
     state = StreamState()
     layers = [m for m in network.modules() if isinstance(m, Streamable)]
+    checkpointed = [m for m in network.modules() if getattr(m, "gradient_checkpointing", False)]
     for layer in layers:
         layer.stream = state
+    for module in checkpointed:
+        module.gradient_checkpointing = False
     try:
         yield state
     finally:
         for layer in layers:
             layer.stream = None
+        for module in checkpointed:
+            module.gradient_checkpointing = True
 
 
 def run_in_chunks(
