@@ -3,10 +3,28 @@ optional spatial tiles blended over their overlaps."""
 
 from __future__ import annotations
 
-import torch
+import math
 
+import torch
+from torch import nn
+
+from vtok.vae.causal_conv import CausalConv3d
+from vtok.vae.resample import Upsample3d
 from vtok.vae.streaming import run_in_chunks, run_in_overlapping_chunks
 from vtok.vae.tiling import tiled_map
+
+
+def temporal_reach(decoder: nn.Module) -> int:
+    """Latent frames on either side that one output frame of a non-causal ``decoder`` depends on:
+    each time-padded convolution adds half its kernel at the temporal resolution it runs at (finer
+    after each temporal upsampling), and the nearest-neighbour upsampling up to one frame more."""
+    reach, resolution = 0.0, 1
+    for module in decoder.modules():  # in the order they run: each upsampling before its convolution
+        if isinstance(module, Upsample3d):
+            resolution *= module.rt
+        elif isinstance(module, CausalConv3d) and not module.causal:
+            reach += -(-module.time_padding // 2) / resolution
+    return math.ceil(reach) + 1
 
 
 class LongVideoMixin:
@@ -16,11 +34,13 @@ class LongVideoMixin:
     between chunks, so the result equals one pass while activation memory depends on the chunk
     alone (``None``: one pass; diffusers backbones manage long clips themselves). A non-causal
     decoder decodes chunks with ``temporal_overlap`` latent frames of context on each side and
-    cross-fades the overlaps. Tiling is off until :meth:`enable_tiling`.
+    cross-fades the overlaps; by default twice the decoder's reach (:func:`temporal_reach`), so
+    that beyond the cross-fade each chunk sees all it depends on and the result equals one pass.
+    Tiling is off until :meth:`enable_tiling`.
     """
 
     temporal_chunk: int | None
-    temporal_overlap: int = 1  # latent frames of context on each side of a non-causal decoder's chunk
+    temporal_overlap: int | None = None  # latent frames of context each side of a non-causal chunk (None: exact)
     tile: tuple[int, int] | None
 
     def enable_tiling(self, tile: int = 256, overlap: int = 64) -> None:
@@ -61,7 +81,8 @@ class LongVideoMixin:
                 return decode(z)
             if self.config.decoder_causal:
                 return run_in_chunks(self.decoder, decode, z, 1 + chunk, chunk)
-            return run_in_overlapping_chunks(self.decoder, decode, z, chunk, self.temporal_overlap, self.compression.temporal)
+            overlap = self.temporal_overlap if self.temporal_overlap is not None else 2 * temporal_reach(self.decoder)
+            return run_in_overlapping_chunks(self.decoder, decode, z, chunk, overlap, self.compression.temporal)
 
         if self.tile is None:
             return chunked(features)
