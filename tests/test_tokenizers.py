@@ -219,6 +219,16 @@ def test_bf16_and_autocast_never_give_out_of_range_indices(quantizer: FSQ | Grou
             assert torch.equal(out.indices, reference.indices)
 
 
+@pytest.mark.parametrize("quantizer", [FSQ([8, 5, 5]), FSQ([8, 8, 8, 5, 5, 5], 2), GroupLFQ(18, 3)], ids=repr)
+def test_a_nan_latent_gives_in_range_indices_and_nan_codes(quantizer: FSQ | GroupLFQ) -> None:
+    """A diverging step's NaN must not turn into indices far outside the codebook (FSQ gave -2^63)."""
+    z = torch.randn(2, quantizer.channels, 2, 3, 3)
+    z[0, 0, 0, 0, 0] = float("nan")
+    out = quantizer(z)
+    quantizer.check_indices(out.indices)
+    assert out.codes[0, 0, 0, 0, 0].isnan() and out.codes[1].isfinite().all()
+
+
 def _under_autocast(quantizer: FSQ | GroupLFQ, z: torch.Tensor) -> QuantizerOutput:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         return quantizer(z)

@@ -96,8 +96,9 @@ class FSQ(DiscreteQuantizer):
             x = rearrange(z.float(), "b (k d) t h w -> b k d t h w", k=self.tokens_per_position)
             levels, half_width = self._grid()
             bounded = self._bound(x)
-            # Clamped digits: no input (bf16, extreme values) can give an out-of-range index.
-            digits = torch.minimum((bounded.detach().round() + half_width).clamp_min(0), levels - 1)
+            # Clamped digits: no input (bf16, extreme values; NaN, as the middle digit) gives an out-of-range
+            # index. A NaN latent still makes its codes NaN (the loss says so) and tokenize() refuses it.
+            digits = torch.minimum((bounded.detach().nan_to_num(0.0).round() + half_width).clamp_min(0), levels - 1)
             # q + (s - s.detach()) keeps the value exactly q (what indices_to_codes returns)
             # while the gradient flows to z as through the bound.
             scaled = bounded / half_width
