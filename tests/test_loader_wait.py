@@ -177,10 +177,11 @@ class SleepyBatches(Dataset):
         return {"video": torch.zeros(1, 3, 5, 16, 16)}
 
 
-@pytest.mark.parametrize("sleep", [0.0, 0.2])
+@pytest.mark.parametrize("sleep", [0.0, 0.5])
 def test_a_checkpoint_every_step_is_not_taken_for_waiting_for_data(tmp_path: Path, sleep: float) -> None:
-    """Real clocks, so only generous bounds: the gap clock took saving for waiting (about a quarter of the
-    time here); time spent in the loader's next() is a few thousandths; a loader that really sleeps shows."""
+    """Real clocks, so only generous bounds that hold on a loaded machine too: the gap clock took saving
+    for waiting (about a quarter of the time here); time spent in the loader's next() is a few
+    thousandths; a loader that really sleeps shows (0.15 of the time, not 0.3, when other work slowed the steps)."""
     monitor = LoaderWaitMonitor(window_batches=4)
     saving = ModelCheckpoint(tmp_path / "checkpoints", filename="{step}", every_n_train_steps=1, save_top_k=-1)
     trainer = Trainer(max_steps=4, logger=False, enable_progress_bar=False, enable_model_summary=False,
@@ -192,7 +193,7 @@ def test_a_checkpoint_every_step_is_not_taken_for_waiting_for_data(tmp_path: Pat
     assert len(list((tmp_path / "checkpoints").glob("*.ckpt"))) == 4
     fraction = monitor.last_window["perf/data_wait_fraction"]
     message = f"data_wait_fraction {fraction:.3f} with {sleep} s per fetch"
-    assert (fraction < 0.1) if sleep == 0 else (fraction > 0.3), message
+    assert (fraction < 0.05) if sleep == 0 else (fraction > 0.1), message
 
 
 class CountConversions(Callback):
