@@ -283,11 +283,14 @@ def test_datamodule_writes_sample_clips_and_splits_them(tmp_path: Path) -> None:
 def test_a_file_repeated_in_a_manifest_is_held_out_whole_or_not_at_all(tmp_path: Path, video_folder: Path) -> None:
     files = sorted(video_folder.glob("*.mp4"))[:6]
     lines = [{"path": str(files[0])}] * 5 + [{"path": str(path)} for path in files[1:]]  # the first file weighted 5x
+    (tmp_path / "link.mp4").symlink_to(files[1])
+    lines += [{"path": "link.mp4"}, {"path": str(tmp_path / ".." / tmp_path.name / "link.mp4")}]  # files[1], spelt twice more
     (tmp_path / "list.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     for seed in range(6):
         module = VideoDataModule(path=str(tmp_path / "list.jsonl"), val_fraction=0.3, seed=seed, num_frames=3, size=32, num_workers=0)
         train, val = module._split()
-        assert not {r["path"] for r in train} & {r["path"] for r in val}, f"seed {seed}: a file in both splits"
+        real = {Path(r["path"]).resolve() for r in train}, {Path(r["path"]).resolve() for r in val}
+        assert not real[0] & real[1], f"seed {seed}: a file in both splits"
         assert len({r["path"] for r in val}) == len(val) == 2, "30 % of the 6 files, not of the 10 lines; each once"
         assert Counter(r["path"] for r in train)[str(files[0])] in (0, 5), "training keeps the weighting"
 

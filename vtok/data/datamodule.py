@@ -19,7 +19,7 @@ from vtok.data.batches import video_parts
 from vtok.data.images import ImageDataset
 from vtok.data.readers import ReaderBackend
 from vtok.data.sampler import EpochSampler
-from vtok.data.sources import IMAGE_SUFFIXES, list_files, list_records
+from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_files, list_records
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts
 from vtok.data.synthetic import write_sample_clips
 from vtok.data.transforms import enlarges
@@ -189,8 +189,11 @@ class VideoDataModule(LightningDataModule):
             raise ValueError(f"no video files found in {self.path!r}")
         if self.val_path is not None:
             return records, self._val_path_records()
-        # files are held out, not lines: a manifest that repeats a file (to weight it) never has it in both splits
-        paths = list(dict.fromkeys(record["path"] for record in records))
+        # files are held out, not lines: a manifest that repeats a file (to weight it, or spelt another way:
+        # relative and absolute, through a symlink) never has it in both splits
+        real = RealPaths()
+        files = [real(record["path"]) for record in records]
+        paths = list(dict.fromkeys(files))
         held_out = round(len(paths) * self.val_fraction) if len(paths) > 1 else 0
         if self.val_fraction > 0 and len(paths) == 1:
             log.warning(
@@ -201,9 +204,9 @@ class VideoDataModule(LightningDataModule):
         if self.val_fraction > 0 and len(paths) > 1:
             held_out = max(held_out, 1)
         order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(self.seed)).tolist()
-        val_paths = {paths[i] for i in order[:held_out]}
-        train = [record for record in records if record["path"] not in val_paths]
-        val = {r["path"]: r for r in records if r["path"] in val_paths}  # each once: validation clips are fixed
+        val_files = {paths[i] for i in order[:held_out]}
+        train = [record for record, file in zip(records, files) if file not in val_files]
+        val = {file: r for r, file in zip(records, files) if file in val_files}  # each once: validation clips are fixed
         return train, sorted(val.values(), key=lambda record: record["path"])
 
     def _val_path_records(self) -> list[dict[str, Any]]:

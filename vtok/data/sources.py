@@ -74,19 +74,26 @@ def list_records(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) 
     return [{"path": file} for file in files]
 
 
-def unique_files(paths: Sequence[str]) -> tuple[list[str], int]:
-    """``paths`` in order without those that lead to a file already listed (the same real path,
-    through symlinks), and how many were left out."""
-    real_folders: dict[str, str] = {}  # one realpath per folder, not per file: listing stays cheap
+class RealPaths:
+    """The real path of each file (through symlinks, ``..`` and relative spellings), resolving each
+    folder once rather than each file, so that a million-line manifest stays cheap."""
 
-    def real(path: str) -> str:
+    def __init__(self) -> None:
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
         if os.path.islink(path):
             return os.path.realpath(path)
         folder, name = os.path.split(os.path.abspath(path))
-        if folder not in real_folders:
-            real_folders[folder] = os.path.realpath(folder)
-        return os.path.join(real_folders[folder], name)
+        if folder not in self._folders:
+            self._folders[folder] = os.path.realpath(folder)
+        return os.path.join(self._folders[folder], name)
 
+
+def unique_files(paths: Sequence[str]) -> tuple[list[str], int]:
+    """``paths`` in order without those that lead to a file already listed (the same real path,
+    through symlinks), and how many were left out."""
+    real = RealPaths()
     seen: set[str] = set()
     kept = []
     for path in paths:
