@@ -551,3 +551,15 @@ def test_a_still_image_named_as_a_video_is_rejected_and_a_one_frame_video_is_not
         "photo.mov": "a still image (mjpeg) named as a video; images train through data.image_path",
     }
     assert summary.accepted == 1 and _names(read_jsonl(tmp_path / "out" / "manifest.jsonl")) == ["one_frame.mp4"]
+
+
+def test_an_output_folder_inside_the_data_is_not_taken_for_new_videos(tmp_path: Path, video_folder: Path) -> None:
+    """With --out inside --data, a rerun found its own re-encoded copies as new sources (copies of copies next time)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for video in sorted(video_folder.glob("*.mp4"))[:2]:
+        (data / video.name).symlink_to(video)
+    args = ["--data", str(data), "--out", str(data / "prepared"), "--reencode", "--workers", "0", *QUIET]
+    first = prepare(args)
+    again = prepare(args)
+    assert (first.accepted, again.found, again.probed, again.manifest_total) == (2, 2, 0, 2)

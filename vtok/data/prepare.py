@@ -247,6 +247,16 @@ def _take_back(
     return kept
 
 
+def _outside(sources: list[str], out: Path) -> list[str]:
+    """``sources`` without the files under ``out``: with ``--out`` inside ``--data``, a rerun would take
+    its own re-encoded copies (``out/videos``) for new videos, and copies of those the time after."""
+    inside = tuple(os.path.join(folder, "") for folder in {str(out.absolute()), os.path.realpath(out)})
+    kept = [source for source in sources if not source.startswith(inside)]
+    if len(kept) < len(sources):
+        log.info("%d files inside the output folder %s are not taken as sources", len(sources) - len(kept), out)
+    return kept
+
+
 def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None = None) -> PrepareSummary:
     """Scans the videos of ``data`` into ``out`` (see the module docstring for what is written).
 
@@ -263,6 +273,7 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sources, duplicates = unique_files([os.path.abspath(p) for p in list_files(data)])
+    sources = _outside(sources, out)
     if not sources:
         raise ValueError(f"no video files found in {data!r}")
     accepted = read_jsonl(out / MANIFEST_NAME)
