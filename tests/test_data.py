@@ -25,6 +25,7 @@ from vtok.data import (
     write_video,
 )
 from vtok.data.datamodule import VideoDataModule
+from vtok.data.errors import read_notes
 from vtok.data.readers import DecordReader, PyAVReader
 
 
@@ -165,8 +166,7 @@ def test_broken_files_are_skipped_counted_and_replaced(mixed_folder: tuple[Path,
     loader = DataLoader(dataset, batch_size=3, sampler=EpochSampler(len(files), seed=5), num_workers=2)
     batches = _videos(loader)
     assert [b["video"].shape for b in batches] == [(3, 3, 9, 32, 32)] * 3  # batches keep their size
-    notes = [line for b in batches for note in b["skipped"] for line in note.split("\n") if line]
-    skipped = {Path(line.split("\t")[0]).name: line.split("\t")[1] for line in notes}
+    skipped = {Path(path).name: reason for b in batches for notes in b["skipped"] for path, reason in read_notes(notes)}
     assert set(skipped) == set(broken)
     assert "empty" in skipped["empty.mp4"] and "too short" in skipped["short.mp4"]
     good = {i for i, f in enumerate(files) if Path(f).name not in broken}
@@ -267,6 +267,21 @@ def test_datamodule_warns_once_per_unusable_file_and_counts_per_epoch(
     # every epoch, each broken file's own slot is filled by another file (files known to be bad count too)
     assert all(count >= len(broken) for count in substituted), substituted
     assert module.pop_epoch_skips() == 0
+
+
+def test_a_skipped_file_whose_name_holds_a_newline_or_tab_is_counted_under_its_name(tmp_path: Path, video_folder: Path) -> None:
+    """Skip notes were ``path<TAB>reason`` lines: such a name crashed the main process or was misread."""
+    for video in sorted(video_folder.glob("*.mp4"))[:3]:
+        (tmp_path / video.name).symlink_to(video)
+    odd = {str(tmp_path / "bad\nname.mp4"), str(tmp_path / "tab\tname.mp4")}
+    for path in odd:
+        Path(path).write_bytes(b"")
+    module = VideoDataModule(path=str(tmp_path), val_fraction=0, num_frames=5, size=32, batch_size=1, num_workers=1)
+    module.setup("fit")
+    for batch in module.train_dataloader():
+        module.on_after_batch_transfer(batch, 0)
+    assert set(module.skipped_files) == odd and all("empty" in reason for reason in module.skipped_files.values())
+    assert module.pop_epoch_skips() >= 2
 
 
 def test_datamodule_writes_sample_clips_and_splits_them(tmp_path: Path) -> None:

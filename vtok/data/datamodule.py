@@ -16,6 +16,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from vtok.data.clips import ClipSpec, VideoLength
 from vtok.data.dataset import SkippingDataset, VideoClipDataset
 from vtok.data.batches import video_parts
+from vtok.data.errors import read_notes
 from vtok.data.images import ImageDataset
 from vtok.data.readers import ReaderBackend
 from vtok.data.sampler import EpochSampler
@@ -387,9 +388,9 @@ class VideoDataModule(LightningDataModule):
             for loader in self._training_loaders:
                 loader.batch_trained()
         for part in video_parts(batch).values():
-            for note in part.pop("skipped", []):
-                for line in filter(None, note.split("\n")):
-                    self._record(*line.split("\t", 1))
+            for notes in part.pop("skipped", []):
+                for path, reason in read_notes(notes):
+                    self._record(path, reason)
             for path in filter(None, part.pop("enlarged", [])):
                 self._record_enlarged(path)
         return batch

@@ -4,9 +4,9 @@ A sample is keyed by ``(epoch, index)`` (see :class:`~vtok.data.sampler.EpochSam
 random choices come from a generator seeded by ``(seed, epoch, index)``. When the file at
 ``index`` cannot give a sample, another file is drawn deterministically from the same key, so
 batches keep their size and every rank stays in step. The skipped files travel with the sample
-(``"skipped"``: one ``path<TAB>reason`` per line) so the main process can warn once per file
-and count them, whatever worker found them; so does the path of a source smaller than the output
-size (``"enlarged"``, empty for the others), whose crops are enlarged.
+(``"skipped"``: one note per line, see :func:`~vtok.data.errors.read_notes`) so the main process
+can warn once per file and count them, whatever worker found them; so does the path of a source
+smaller than the output size (``"enlarged"``, empty for the others), whose crops are enlarged.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ when a saved place in the data cannot be resumed as this run is launched."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -27,8 +28,14 @@ class UnusableFileError(Exception):
 
     @property
     def note(self) -> str:
-        """One ``path<TAB>reason`` line: how a sample tells the main process what it skipped."""
-        return f"{self.path}\t{self.reason}"
+        """One line, ``["path", "reason"]`` in JSON (whatever characters the name holds): how a sample
+        tells the main process what it skipped (several notes joined by newlines; see :func:`read_notes`)."""
+        return json.dumps([str(self.path), self.reason])
+
+
+def read_notes(notes: str) -> list[tuple[str, str]]:
+    """``(path, reason)`` of each note in ``notes``, the newline-joined :attr:`UnusableFileError.note` lines."""
+    return [tuple(json.loads(line)) for line in notes.split("\n") if line]
 
 
 class NoUsableDataError(RuntimeError):
