@@ -563,3 +563,40 @@ def test_an_output_folder_inside_the_data_is_not_taken_for_new_videos(tmp_path: 
     first = prepare(args)
     again = prepare(args)
     assert (first.accepted, again.found, again.probed, again.manifest_total) == (2, 2, 0, 2)
+
+
+def test_a_worker_whose_only_shard_is_unreadable_fills_its_quota_from_the_others(
+    shard_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """4 shards for 4 loader workers: the one whose shard is cut short owned nothing usable and ended the
+    run (NoUsableDataError), where 0 or 2 workers skip the shard and count it."""
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for path in (shard_dir / "shards").iterdir():
+        (shards / path.name).write_bytes(path.read_bytes())
+    damaged = shards / "shard-000003.tar"
+    damaged.write_bytes(damaged.read_bytes()[:300])
+    module = VideoDataModule(shards=str(shards), num_frames=5, size=32, batch_size=1, num_workers=4)
+    module.setup("fit")
+    for epoch in range(2):
+        batches = [module.on_after_batch_transfer(batch, 0) for batch in module.train_dataloader()]
+        assert len(batches) == 8, f"epoch {epoch}: every worker filled its quota"
+        assert list(module.skipped_files) == [str(damaged)] and module.pop_epoch_skips() >= 1, "the shard counted"
+    # that worker, stopped anywhere, resumes reading the others (WORKER / NUM_WORKERS: webdataset's worker info)
+    listed = expand_shards(str(shards))
+    owner = next(w for w in range(4) if split_shards(listed, 0, 1, w, 4) == [str(damaged)])
+    monkeypatch.setenv("WORKER", str(owner))
+    monkeypatch.setenv("NUM_WORKERS", "4")
+
+    def stream() -> ShardClipDataset:
+        return ShardClipDataset(listed, ClipSpec(5), (32, 32), counts=shard_counts(listed), batch_size=1, shuffle_buffer=4)
+
+    whole = [sample["key"] for sample in stream()]
+    assert len(whole) == 2
+    for stop in (1, 2):
+        first = stream()
+        samples = iter(first)
+        given = [next(samples)["key"] for _ in range(stop)]
+        resumed = stream()
+        resumed.load_state_dict(first.state_dict())
+        assert given + [sample["key"] for sample in resumed] == whole

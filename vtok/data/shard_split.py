@@ -17,7 +17,8 @@ The policy, every epoch:
    ``vtok prepare --shards``), every rank delivers the largest number of full batches that every
    rank can fill, handed out to its workers in the order the loader takes batches from them
    (:func:`sample_quotas`); samples beyond a worker's quota are left for another epoch. A worker
-   whose shards give fewer good samples than its quota (corrupt members) reads them again.
+   whose shards give fewer good samples than its quota (corrupt members) reads them again; one
+   whose shards give none at all reads the other shards instead (see ``ShardClipDataset``).
    Without counts, each worker reads its shards once: fine on one rank; on several, give shards
    equal sample counts and divisible shard numbers, or pass the index.
 """

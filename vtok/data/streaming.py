@@ -143,6 +143,7 @@ class ShardClipDataset(IterableDataset):
         self._position = {"epoch": 0, "pass": 0, "shard": 0, "yielded": 0}
         self._resume: dict[str, Any] | None = None
         self._waiting: Counter[int] = Counter()
+        self._notes: list[str] = []  # skips not yet told: they travel with the next sample
         self._delivered: dict[int, list[str]] = {}  # shard -> keys delivered from it in this pass
         self._pass_over: set[tuple[int, str]] = set()  # (shard, key) a resumed worker delivered before it stopped
 
@@ -173,8 +174,18 @@ class ShardClipDataset(IterableDataset):
         quota = None
         if self.counts is not None:
             quota = sample_quotas(self.counts, world, workers, self.batch_size, epoch, self.seed, self.train)[rank][worker]
-        self._position = {"epoch": epoch, "pass": 0, "shard": 0, "yielded": 0, **start}
+        self._position = {"epoch": epoch, "pass": 0, "shard": 0, "yielded": 0, "borrowing": False, **start}
+        self._notes = []
+        if self._position["borrowing"]:  # resumed while filling its quota from the other shards
+            mine = self._borrowed(mine, (rank, worker))
         return self._passes(mine, quota, (rank, worker))
+
+    def _borrowed(self, own: list[str], place: tuple[int, int]) -> list[str]:
+        """The shards a worker whose own give no usable clip reads instead: all the others, from a place
+        that depends on the worker (so that several such workers do not all read the same one first)."""
+        others = [shard for shard in self.shards if shard not in set(own)]
+        start = zlib.crc32(repr(place).encode()) % len(others) if others else 0
+        return others[start:] + others[:start]
 
     def _passes(self, shards: list[str], quota: int | None, place: tuple[int, int]) -> Iterator[dict[str, Any]]:
         position = self._position
@@ -186,23 +197,42 @@ class ShardClipDataset(IterableDataset):
                 yield sample
                 if quota is not None and position["yielded"] >= quota:
                     return
-            if given == 0 and whole_pass:  # every epoch would be empty: a run would never end
-                owed = "" if quota is None else f", and this worker owes {quota - position['yielded']} more samples"
-                raise NoUsableDataError(
-                    f"no member of shards {shards[:3]}... gives a usable clip{owed}: "
-                    "run `vtok prepare` on the data behind them"
-                )
+            if given == 0 and whole_pass:
+                shards = self._nothing_usable_in(shards, quota, place)
             if quota is None:
                 return
             position["pass"] += 1  # short of the quota (corrupt members): read the shards again
             position["shard"] = 0
             self._pass_over = set()
 
+    def _nothing_usable_in(self, shards: list[str], quota: int | None, place: tuple[int, int]) -> list[str]:
+        """What a worker reads next when a whole pass over ``shards`` gave no usable clip (one damaged
+        shard, or a failed remote read, can be all a worker owns): without a quota, nothing (the other
+        workers deliver the epoch); with one, which it must fill or its rank would wait for it, the
+        other shards (samples that other workers deliver too, as a re-read pass repeats its own).
+
+        Raises:
+            NoUsableDataError: the other shards gave nothing either, or there are none.
+        """
+        rank, worker = place
+        where = f"rank {rank}'s loader worker {worker}"
+        borrowed = [] if quota is None or self._position["borrowing"] else self._borrowed(shards, place)
+        if quota is not None and not borrowed:
+            raise NoUsableDataError(
+                f"{where} owes {quota - self._position['yielded']} more samples, and no member of any of the "
+                f"{len(self.shards)} shards gives a usable clip: run `vtok prepare` on the data behind them"
+            )
+        listed = f"{shards[:3]}{'...' if len(shards) > 3 else ''}"
+        then = ": it reads the other shards to fill its quota" if borrowed else ""
+        log.warning("%s: no member of its shards %s gives a usable clip%s", where, listed, then)
+        self._position["borrowing"] = bool(borrowed)
+        return borrowed
+
     def _samples(self, shards: list[str], place: tuple[int, int]) -> Iterator[dict[str, Any]]:
         """Good samples from ``shards`` (from the current one on), each carrying the notes of the
         members skipped before it; the last one is held back until the stream ends, so no note is lost."""
         position = self._position
-        notes: list[str] = []
+        notes = self._notes  # kept across passes: a pass that gives no sample hands its notes to the next
         waiting = self._waiting = Counter()  # shard -> samples read from it, not delivered yet
         given = self._delivered = {}  # shard -> keys delivered from it in this pass
 
