@@ -86,6 +86,19 @@ def test_a_missing_folder_is_file_not_found_without_asking_the_hub(
         VideoAutoencoder.from_pretrained(tmp_path / "model.ckpt")
 
 
+def test_a_folder_under_the_home_directory_loads_from_a_tilde_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None
+) -> None:
+    """``~/exports/x`` from Python: found as a folder, then handed unexpanded to diffusers, which took it for a Hub id."""
+    from vtok.export import load_autoencoder
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    model = VideoAutoencoder(block_out_channels=(8, 16), latent_channels=4, layers_per_block=1)
+    model.save_pretrained(tmp_path / "exports" / "tiny")
+    for loaded in (VideoAutoencoder.from_pretrained("~/exports/tiny"), load_autoencoder("~/exports/tiny")):
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
 def test_a_hub_model_in_the_standard_cache_loads_offline(tmp_path: Path, no_network: None) -> None:
     torch.manual_seed(0)
     model = VideoAutoencoder(spatial_compression=8, latent_channels=4, block_out_channels=(8,), layers_per_block=1)

@@ -43,7 +43,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         FileNotFoundError: no file there.
         ValueError: the file is not a torch checkpoint, or not one written by vtok's training.
     """
-    path = Path(path)
+    path = Path(path).expanduser()  # "~/runs/x" from Python, as a shell would expand it
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
     try:
@@ -152,7 +152,7 @@ def load_autoencoder(path: str | Path, use_ema: bool = True) -> VideoAutoencoder
             corrupted or incomplete, or its config.json was edited after export (see
             :mod:`vtok.vae.export_config`, which ``VideoAutoencoder.from_pretrained`` applies too).
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.is_file():
         return autoencoder_from_checkpoint(read_checkpoint(path), use_ema)
     if not path.is_dir():
@@ -182,7 +182,7 @@ def load_autoencoder_and_metadata(path: str | Path, use_ema: bool = True) -> tup
     Raises:
         FileNotFoundError, ValueError: as :func:`load_autoencoder`.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.is_file():
         checkpoint = read_checkpoint(path)
         model = autoencoder_from_checkpoint(checkpoint, use_ema)

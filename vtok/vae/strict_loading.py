@@ -42,19 +42,20 @@ def _is_hub_id(source: str) -> bool:
     return True
 
 
-def check_source(source: Any, kwargs: dict[str, Any]) -> None:
+def check_source(source: Any, kwargs: dict[str, Any]) -> Any:
     """Raises unless ``source`` is a folder, or a Hub id in the local cache (``kwargs`` of
-    ``from_pretrained``, given ``local_files_only=True`` unless they ask for downloads).
+    ``from_pretrained``, given ``local_files_only=True`` unless they ask for downloads); returns the
+    source to load: a folder with ``~`` expanded (diffusers would take ``~/export`` for a Hub id).
 
     Raises:
         FileNotFoundError: no such folder, and (for a name shaped like a Hub id) none in the cache.
         ValueError: ``source`` is a file.
     """
     if not isinstance(source, (str, os.PathLike)):
-        return  # diffusers' own error
+        return source  # diffusers' own error
     path = Path(source).expanduser()
     if path.is_dir():
-        return
+        return str(path)
     if path.exists():
         raise ValueError(
             f"{source} is a file, not a folder written by save_pretrained or `vtok export` "
@@ -63,7 +64,7 @@ def check_source(source: Any, kwargs: dict[str, Any]) -> None:
     if not isinstance(source, str) or not _is_hub_id(source):
         raise FileNotFoundError(f"no folder at {source}: give the folder written by save_pretrained or `vtok export`")
     if kwargs.get("local_files_only") is False:
-        return  # downloads asked for
+        return source  # downloads asked for
     kwargs["local_files_only"] = True
     subfolder = kwargs.get("subfolder")
     config = f"{subfolder}/config.json" if subfolder else "config.json"
@@ -72,6 +73,7 @@ def check_source(source: Any, kwargs: dict[str, Any]) -> None:
             f"{source!r} is neither a folder here nor a Hugging Face Hub model in the local cache; vtok never "
             f"downloads unasked: fetch it (`hf download {source}`) or pass local_files_only=False"
         )
+    return source
 
 
 class StrictLoadingMixin:
@@ -82,7 +84,11 @@ class StrictLoadingMixin:
 
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
-        check_source(args[0] if args else kwargs.get("pretrained_model_name_or_path"), kwargs)
+        source = check_source(args[0] if args else kwargs.get("pretrained_model_name_or_path"), kwargs)
+        if args:
+            args = (source, *args[1:])
+        else:
+            kwargs["pretrained_model_name_or_path"] = source
         wants_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)  # type: ignore[misc]
         problems = [
