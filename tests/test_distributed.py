@@ -173,9 +173,21 @@ def test_a_restarted_launch_resumes_from_its_last_checkpoint_and_a_first_start_d
         _fit_as_torchrun_rank(monkeypatch, tmp_path, 3, restart_count=0)
     assert exit_info.value.code == 2 and "already holds a run's checkpoints" in capsys.readouterr().err
     assert _newest_last_checkpoint_step(tmp_path) == 2
+    checkpoints = tmp_path / "run" / "checkpoints"
+    shutil.copy(checkpoints / "last.ckpt", tmp_path / "step2.ckpt")
     restart = _fit_as_torchrun_rank(monkeypatch, tmp_path, 5, restart_count=1)
     assert restart == [3, 4, 5], "a restarted launch continues from its newest last checkpoint"
     assert _newest_last_checkpoint_step(tmp_path) == 5
+
+    # a job started as a resume (or fine-tuning) from a named checkpoint, restarted: from where it stopped
+    from_named = tiny_fit_args(tmp_path, 6, "--trainer.logger", "false", "--trainer.limit_val_batches", "0",
+                               "--ckpt_path", str(tmp_path / "step2.ckpt"))  # fmt: skip
+    assert _fit_as_torchrun_rank(monkeypatch, tmp_path, 6, restart_count=2, arguments=from_named) == [6]
+    # SLURM's auto-requeue checkpoint, newer than the last periodic save: that one
+    shutil.copy(checkpoints / "last.ckpt", tmp_path / "run" / "hpc_ckpt_1.ckpt")  # step 6
+    shutil.copy(tmp_path / "step2.ckpt", checkpoints / "last.ckpt")
+    os.utime(checkpoints / "last.ckpt", (1e9, 1e9))
+    assert _fit_as_torchrun_rank(monkeypatch, tmp_path, 7, restart_count=3) == [7]
 
 
 def test_two_ranks_with_two_workers_read_each_shard_sample_once_per_epoch_and_resume_losing_none(tmp_path: Path) -> None:

@@ -67,6 +67,13 @@ COMMANDS_HELP = (
     + ". Listed above: vtok fit trains; vtok validate --ckpt_path CKPT scores a checkpoint."
 )
 
+def _newest_checkpoint(run: Path) -> str | None:
+    """The newest checkpoint a run folder holds to resume from: a ``checkpoints/last*.ckpt`` or the
+    ``hpc_ckpt_*.ckpt`` Lightning's SLURM auto-requeue writes (by modification time, as Lightning
+    picks among ``last*``); ``None`` before any."""
+    saved = [*(run / "checkpoints").glob("last*.ckpt"), *run.glob("hpc_ckpt_*.ckpt")]
+    return str(max(saved, key=lambda path: path.stat().st_mtime)) if saved else None
+
 
 class UsageError(Exception):
     """A mistake in the command line or the config: reported in one line, without a traceback."""
@@ -261,8 +268,10 @@ class VtokCLI(LightningCLI):
                 )
             trainer.default_root_dir = resumed or str(Path("runs") / str(launch.run_id))
             self._derived.append((trainer, "default_root_dir", None))  # a rerun of config.yaml gets its own
-        if launch.restart_count > 0 and self.subcommand == "fit" and config.get("ckpt_path") is None:
-            config.ckpt_path = "last"  # a restarted job continues from its newest last*.ckpt
+        if launch.restart_count > 0 and self.subcommand == "fit":
+            # a restarted job goes on from where it stopped: not from the checkpoint its command line names
+            # (where a resumed or fine-tuned job started), nor from a last.ckpt older than SLURM's hpc checkpoint
+            config.ckpt_path = _newest_checkpoint(Path(trainer.default_root_dir)) or config.get("ckpt_path")
 
     @staticmethod
     def _check_clip_shape(config: Any) -> None:
