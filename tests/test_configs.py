@@ -5,6 +5,7 @@ from __future__ import annotations
 import filecmp
 import shutil
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -258,6 +259,15 @@ def test_a_launched_run_resumes_in_its_folder_and_a_requeued_slurm_job_is_not_re
     shutil.copy(config.parent / "checkpoints" / "last.ckpt", config.parent / "hpc_ckpt_1.ckpt")
     main(["fit", "--config", str(config), "--trainer.default_root_dir", str(config.parent), "--trainer.max_steps", "4"])
     assert torch.load(config.parent / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    # a job script that passes --ckpt_path last: the requeue checkpoint when it is the newest
+    checkpoints = config.parent / "checkpoints"
+    shutil.copy(checkpoints / "last.ckpt", config.parent / "hpc_ckpt_2.ckpt")  # step 4
+    shutil.copy(config.parent / "hpc_ckpt_1.ckpt", checkpoints / "last.ckpt")  # step 3, older
+    os.utime(checkpoints / "last.ckpt", (1e9, 1e9))
+    record = ["--trainer.callbacks+", "tests.helpers.RecordSamples", "--trainer.callbacks.folder", str(tmp_path / "record")]
+    main(["fit", "--config", str(config), "--trainer.default_root_dir", str(config.parent), "--trainer.max_steps", "5",
+          "--ckpt_path", "last", *record])  # fmt: skip
+    assert [row["step"] for row in json.loads((tmp_path / "record" / "rank0.json").read_text())["rows"]] == [5]
 
 
 def test_checkpointing_off_and_a_missing_accelerator_are_handled(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

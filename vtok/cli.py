@@ -141,6 +141,8 @@ class VtokCLI(LightningCLI):
             # config.yaml keeps it unset: a rerun gets a folder of its own, a resume its checkpoint's run
             self._derived.append((trainer, "default_root_dir", None))
         if self.subcommand == "fit":
+            if config.get("ckpt_path") == "last":  # Lightning's "last" would pass over a newer SLURM requeue checkpoint
+                config.ckpt_path = _newest_checkpoint(Path(trainer.default_root_dir)) or "last"
             self._refuse_a_fresh_run_over_an_old_one(config)
             self._derived.append((config, "ckpt_path", None))  # a rerun of config.yaml is a new run, not a resume
             if trainer.get("enable_checkpointing") is False:  # the callbacks would make Lightning refuse it
