@@ -67,6 +67,7 @@ COMMANDS_HELP = (
     + ". Listed above: vtok fit trains; vtok validate --ckpt_path CKPT scores a checkpoint."
 )
 
+
 def _newest_checkpoint(run: Path) -> str | None:
     """The newest checkpoint a run folder holds to resume from: a ``checkpoints/last*.ckpt`` or the
     ``hpc_ckpt_*.ckpt`` Lightning's SLURM auto-requeue writes (by modification time, as Lightning

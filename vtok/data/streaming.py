@@ -37,10 +37,10 @@ from torch.utils.data import IterableDataset
 
 from vtok.data.clips import ClipSpec, VideoLength
 from vtok.data.dataset import video_clip_with_info
-from vtok.data.transforms import enlarges
 from vtok.data.errors import NoUsableDataError, UnusableFileError
 from vtok.data.readers import ReaderBackend, open_video_bytes
 from vtok.data.seeding import sample_generator
+from vtok.data.transforms import enlarges
 from vtok.data.shard_split import sample_quotas, split_shards
 from vtok.data.shard_writer import INDEX_NAME
 from vtok.data.trained_state import TrainedStateLoader
