@@ -40,10 +40,10 @@ from vtok.data.dataset import video_clip_with_info
 from vtok.data.errors import NoUsableDataError, UnusableFileError
 from vtok.data.readers import ReaderBackend, open_video_bytes
 from vtok.data.seeding import sample_generator
-from vtok.data.transforms import enlarges
 from vtok.data.shard_split import sample_quotas, split_shards
 from vtok.data.shard_writer import INDEX_NAME
 from vtok.data.trained_state import TrainedStateLoader
+from vtok.data.transforms import enlarges
 from vtok.data.sources import VIDEO_SUFFIXES
 from vtok.error_text import first_line
 from vtok.jsonfile import read_json_object
