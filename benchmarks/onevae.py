@@ -1,8 +1,9 @@
 """OneVAE's techniques measured at a fixed small budget (labelled: small models, few steps).
 
 (i)  continuous prior: a vtok KL model is trained first in this script; an FSQ tokenizer
-     fine-tuned from it is compared with one trained from scratch (same data, steps and seed):
-     validation PSNR against steps, and how many steps each needs to reach the from-scratch
+     fine-tuned from it (encoder and decoder copied, quantizer projections fitted to its latents
+     at the first batch, as ``vtok fit --model.init_from`` does) is compared with one trained
+     from scratch (same data, steps and seed): validation PSNR against steps, and how many steps each needs to reach the from-scratch
      run's final PSNR;
 (ii) 1 vs 2 FSQ tokens per position at the same budget;
 (iii) first-frame strengthening on vs off at 4x16x16: PSNR of the first frame and of the rest.
@@ -26,7 +27,11 @@ from typing import Any
 import torch
 
 from benchmarks.budget_training import Budget, prepare_clips, train
+from torch.utils.data import DataLoader
+
 from vtok import VideoAutoencoder
+from vtok.data import ClipSpec, EpochSampler, VideoClipDataset
+from vtok.vae.prior_projections import fit_projections, latent_moments
 from vtok.vae.priors import transfer_weights
 
 LEVELS = [8, 5, 5, 5]  # 1,000 codes: small enough that tokens, not the codebook, limit quality
@@ -41,13 +46,22 @@ def fsq(width: int, spatial: int = 8, **extra: Any) -> VideoAutoencoder:
     return VideoAutoencoder(bottleneck="fsq", fsq_levels=LEVELS, **backbone(width, spatial), **extra)
 
 
+def first_batch(files: list[str], budget: Budget) -> torch.Tensor:
+    """The first training batch :func:`train` will see (same dataset, sampler and seed)."""
+    dataset = VideoClipDataset(files, ClipSpec(budget.frames), (budget.size, budget.size), seed=0)
+    loader = DataLoader(dataset, batch_size=budget.batch_size, sampler=EpochSampler(len(dataset), seed=0), drop_last=True)
+    return next(iter(loader))["video"]
+
+
 def prior_vs_scratch(args: argparse.Namespace, budget: Budget, data: tuple[list[str], list[str]]) -> dict:
     torch.manual_seed(0)
     prior = VideoAutoencoder(**backbone(args.width))
     train(prior, *data, replace(budget, steps=args.prior_steps, eval_every=0))
     scratch_run = train(fsq(args.width), *data, budget)
     tuned = fsq(args.width)
-    transfer_weights(prior, tuned)
+    transfer_weights(prior.cpu(), tuned)
+    with torch.no_grad():  # as vtok fit does at the first batch: the projections fitted to the prior's latents
+        kept = fit_projections(tuned.quantizer, *latent_moments(tuned.encode(first_batch(data[0], budget), discrete=False)))
     tuned_run = train(tuned, *data, budget)
     target = scratch_run.final_psnr
     scratch_steps, tuned_steps = scratch_run.steps_to_reach(target), tuned_run.steps_to_reach(target)
@@ -59,6 +73,7 @@ def prior_vs_scratch(args: argparse.Namespace, budget: Budget, data: tuple[list[
         "target_psnr_db": round(target, 3),
         "steps_to_target": {"scratch": scratch_steps, "from_prior": tuned_steps},
         "speedup": round(scratch_steps / tuned_steps, 2) if tuned_steps else None,
+        "projections_variance_kept": round(kept, 4),
     }
 
 

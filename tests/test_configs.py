@@ -231,6 +231,9 @@ def test_a_resume_goes_on_in_its_run_with_the_flags_given_and_a_rerun_starts_a_n
     assert "--trainer.default_root_dir" in _fit_error(capsys, "--ckpt_path", "last")  # a new folder has nothing to resume
     main(["validate", "--config", str(config), "--ckpt_path", "last"])  # the run's config.yaml says where "last" is
     assert len(list((tmp_path / "runs").iterdir())) == 2
+    caplog.clear()  # "last" is resolved to its file, whose settings are compared as a named file's are
+    main(["fit", "--config", str(config), "--ckpt_path", "last", "--trainer.max_steps", "4", "--model.grad_clip", "0.25"])
+    assert "model.grad_clip=0.25, where the checkpoint trained with 0.5" in caplog.text
 
 
 def test_a_launched_run_resumes_in_its_folder_and_a_requeued_slurm_job_is_not_refused(

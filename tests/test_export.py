@@ -145,7 +145,7 @@ def test_an_export_with_latent_statistics_loads_through_every_loader(
     model, metadata = load_autoencoder_and_metadata(folder)
     assert metadata["_vtok_latent_stats_protocol"] == recorded
     loaded = [VideoAutoencoder.from_pretrained(folder), load_autoencoder(folder), model]
-    loaded.append(initialise_from_prior(str(folder), VideoAutoencoder.from_config(reference.config)))  # model.init_from
+    loaded.append(initialise_from_prior(str(folder), VideoAutoencoder.from_config(reference.config))[0])  # model.init_from
     with torch.no_grad():
         for each in loaded:
             assert torch.equal(each.eval().tokenize(video), reference.tokenize(video))

@@ -111,6 +111,42 @@ def test_fsq_from_a_vtok_kl_export_keeps_its_encoder_and_decoder(tmp_path: Path)
         assert load_autoencoder(export).tokenize(video).shape == (1, 1, 2, 4, 4)
 
 
+def test_the_quantizer_projections_are_fitted_to_the_prior_s_latents_at_the_first_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Random projections around the quantizer gave the prior's decoder a latent unrelated to its own
+    (2x the latent's spread off): fitted to the prior's principal components, only their rounding
+    and the dropped components separate them, and the decoded video is close to the prior's."""
+    kl = _fit_and_export(tmp_path / "kl", 2)
+    prior = load_autoencoder(kl)
+    video = torch.rand(2, 3, 9, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+    def started(fitted: bool) -> tuple[float, float, AutoencoderModule]:
+        torch.manual_seed(0)
+        fsq = VideoAutoencoder(latent_channels=8, block_out_channels=[16, 32], layers_per_block=1, bottleneck="fsq",
+                               fsq_levels=[8, 8, 8, 5, 5])  # fmt: skip
+        module = AutoencoderModule(fsq, init_from=str(kl), ema_decay=0.999)
+        if fitted:  # what the first training batch does
+            module._fit_projections(video)
+        model, bottleneck = module.autoencoder.eval(), module.autoencoder.quantizer
+        with torch.no_grad():
+            latent = prior.encode(video)
+            read = bottleneck.project_out(bottleneck.quantizer(bottleneck.project_in(latent)).codes)
+            spread = (latent - latent.mean((0, 2, 3, 4), keepdim=True)).norm()
+            off = ((read - latent).norm() / spread).item()
+            video_off = (model.decode(model.encode(video)) - prior.decode(latent)).square().mean().sqrt().item()
+        return off, video_off, module
+
+    random_off, random_video_off, _ = started(False)
+    with caplog.at_level("INFO", logger="vtok.training.module"):
+        fitted_off, fitted_video_off, module = started(True)
+    assert random_off > 1 and fitted_off < 0.6 and fitted_video_off < random_video_off / 2, (random_off, fitted_off)
+    assert "fitted the quantizer's projections to the prior's latents" in caplog.text
+    live, averaged = module.autoencoder.quantizer, module.ema.module.quantizer
+    assert torch.equal(live.project_in.weight, averaged.project_in.weight), "validation and export start from them too"
+    assert torch.equal(live.project_out.bias, averaged.project_out.bias)
+
+
 def test_an_ltx_091_prior_decodes_at_t0_and_the_same_tokens_give_the_same_video(tmp_path: Path) -> None:
     model = autoencoder_from_diffusers(str(tiny_ltx_091(tmp_path / "prior")), bottleneck="fsq", fsq_levels=[8, 5, 5])
     video = torch.rand(1, 3, 9, 32, 32) * 2 - 1

@@ -144,6 +144,8 @@ class VtokCLI(LightningCLI):
         if self.subcommand == "fit":
             if config.get("ckpt_path") == "last":  # Lightning's "last" would pass over a newer SLURM requeue checkpoint
                 config.ckpt_path = _newest_checkpoint(Path(trainer.default_root_dir)) or "last"
+                if config.ckpt_path != "last":
+                    self._check_checkpoint(config.ckpt_path, config)
             self._refuse_a_fresh_run_over_an_old_one(config)
             self._derived.append((config, "ckpt_path", None))  # a rerun of config.yaml is a new run, not a resume
             if trainer.get("enable_checkpointing") is False:  # the callbacks would make Lightning refuse it
@@ -335,7 +337,12 @@ class VtokCLI(LightningCLI):
                 "file (runs/<run>/checkpoints/step=N.ckpt) or 'last'"
             )
         if path is None or path in CHECKPOINT_KEYWORDS or "://" in str(path):
-            return  # Lightning resolves these when training starts (remote paths through fsspec)
+            return  # resolved later: "last" once the run folder is known, the others by Lightning, fsspec
+        self._check_checkpoint(path, self.config[subcommand])
+
+    def _check_checkpoint(self, path: str, config: Any) -> None:
+        """Raises :class:`UsageError` unless ``path`` is a readable Lightning checkpoint; reports the
+        ``model.*`` settings that differ from its own (see :meth:`_report_changed_settings`)."""
         if not Path(path).is_file():
             raise UsageError(f"--ckpt_path {path}: no such file")
         try:  # memory-mapped: only the small records are read here
@@ -346,7 +353,7 @@ class VtokCLI(LightningCLI):
             ) from None
         if not isinstance(checkpoint, dict) or "pytorch-lightning_version" not in checkpoint:
             raise UsageError(f"--ckpt_path {path} is not a Lightning training checkpoint (vtok fit writes them)")
-        self._report_changed_settings(checkpoint.get("hyper_parameters") or {}, self.config[subcommand].get("model"))
+        self._report_changed_settings(checkpoint.get("hyper_parameters") or {}, config.get("model"))
 
     @staticmethod
     def _report_changed_settings(saved: dict[str, Any], model: Any) -> None:

@@ -33,6 +33,7 @@ from vtok.losses import AdversarialLoss, AutoencoderLoss
 from vtok.training.clip_means import ClipWeightedMeans
 from vtok.training.ema import ema_copy
 from vtok.training.priors import initialise_from_prior
+from vtok.vae.prior_projections import fit_projections, latent_moments
 from vtok.training.rank_states import from_every_rank, gather_rank_states, take_rank_state
 from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings, build_optimizer
 from vtok.training.speed import CompileChoice, apply_speed_options, should_compile
@@ -124,8 +125,11 @@ class AutoencoderModule(LightningModule):
             log.warning("model.%s has no effect without model.%s: it is ignored", setting, needs)
         self.save_hyperparameters(ignore=["autoencoder", "loss", "adversarial"])
         self.automatic_optimization = False
+        continuous_prior = False
         if init_from is not None:
-            autoencoder = initialise_from_prior(init_from, autoencoder)
+            autoencoder, continuous_prior = initialise_from_prior(init_from, autoencoder)
+        # OneVAE: the quantizer's fresh projections are fitted to the prior's latents at the first batch
+        self._fit_projections_to_prior = continuous_prior and autoencoder.is_discrete
         if continuous_weight and not autoencoder.is_discrete:
             raise ValueError("continuous_weight (joint discrete-continuous training) needs a discrete model (fsq or gq)")
         self.autoencoder = autoencoder
@@ -398,6 +402,36 @@ class AutoencoderModule(LightningModule):
             # each rank draws its own.
             torch.manual_seed(mixed_seed(torch.initial_seed(), self.trainer.global_rank))
         self._rng_seeded_per_rank = True
+        if self._fit_projections_to_prior and not self._resuming:
+            self._fit_projections(video_parts(batch)["videos"]["video"])
+        self._fit_projections_to_prior = False
+
+    @torch.no_grad()
+    def _fit_projections(self, video: torch.Tensor) -> None:
+        """Fits the quantizer's projections to the continuous prior's latents of the first batch (all
+        ranks' together), in the EMA copy too, so the decoder starts by reading the prior's latent."""
+        bottleneck = self.autoencoder.quantizer
+        count, total, outer = latent_moments(self.autoencoder.encode(video, discrete=False))
+        kept = fit_projections(bottleneck, count, total, outer)
+        if kept is None:
+            log.warning(
+                "the quantizer is as wide as the prior's latent: it reads the latent as it is, with no projections "
+                "to fit to its scale (a latent_channels other than the quantizer's width gives fitted ones)"
+            )
+            return
+        parameters = [*bottleneck.project_in.parameters(), *bottleneck.project_out.parameters()]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for parameter in parameters:  # the same moments on every rank; rank 0's result, bit for bit
+                torch.distributed.broadcast(parameter, 0)
+        if self.ema is not None:
+            averaged = self.ema.module.quantizer
+            for mine, theirs in zip([*averaged.project_in.parameters(), *averaged.project_out.parameters()], parameters):
+                mine.copy_(theirs)
+        log.info(
+            "fitted the quantizer's projections to the prior's latents (%d positions of the first batch): its %d "
+            "input channels hold %.1f%% of the latent's variance",
+            int(count), bottleneck.regular_channels, 100 * kept,
+        )  # fmt: skip
 
     def on_train_epoch_end(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)

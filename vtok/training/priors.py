@@ -31,18 +31,21 @@ def is_vtok_prior(source: str) -> bool:
     return config.is_file() and read_json_object(config).get("_class_name") == VideoAutoencoder.__name__
 
 
-def initialise_from_prior(source: str, configured: VideoAutoencoder) -> VideoAutoencoder:
+def initialise_from_prior(source: str, configured: VideoAutoencoder) -> tuple[VideoAutoencoder, bool]:
     """The model to train: ``configured`` with a vtok prior's weights, or a model built on the
-    diffusers VAE at ``source`` with ``configured``'s bottleneck settings.
+    diffusers VAE at ``source`` with ``configured``'s bottleneck settings; and whether the prior is
+    continuous (a discrete model's quantizer projections then start fresh, to be fitted to its
+    latents: :mod:`vtok.vae.prior_projections`).
 
     Raises:
         ValueError / FileNotFoundError: the prior is missing, not a video VAE, or its compression,
             latent width or backbone differ from the configured ones (the message names them).
     """
     if is_vtok_prior(source):
-        transfer_weights(load_autoencoder(source), configured)
-        return configured
+        prior = load_autoencoder(source)
+        transfer_weights(prior, configured)
+        return configured, not prior.is_discrete
     settings = {k: configured.config[k] for k in CARRIED_FIELDS}
     model = autoencoder_from_diffusers(source, **settings)
     log.info("built on the %s prior at %s (%s)", model.config.backbone_class, source, model.compression)
-    return model
+    return model, True

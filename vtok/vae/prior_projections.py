@@ -1,0 +1,65 @@
+"""Fitting a discrete model's quantizer projections to a continuous prior's latents (OneVAE).
+
+A tokenizer started from a continuous prior keeps the prior's encoder and decoder, but the 1x1x1
+projections into and out of the quantizer start random: the decoder then reads something
+unrelated to the latent it was trained on, and the prior is lost at the first step. Fitted to the
+prior's latents instead, ``project_in`` maps them onto their principal directions, scaled so that
+two standard deviations span the codes' range [-1, 1], and ``project_out`` maps codes back to the
+latent (its mean plus those components): with the quantizer replaced by the identity, the decoder
+reads the latent's best rank-``d`` approximation, and the quantizer only rounds it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from einops import rearrange
+from torch import nn
+
+from vtok.vae.quantized import QuantizedBottleneck
+
+SPREAD = 0.5  # codes per standard deviation of a principal component: +-2 sigma fill [-1, 1]
+
+
+def latent_moments(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Count, per-channel sum and channel outer-product sum of ``[B, C, T, H, W]`` latents (float64),
+    summed over the ranks of a process group, so every rank fits the same projections."""
+    flat = rearrange(latents.detach().double(), "b c t h w -> (b t h w) c")
+    moments = [torch.tensor(float(flat.shape[0]), dtype=torch.float64, device=flat.device), flat.sum(0), flat.T @ flat]
+    if dist.is_available() and dist.is_initialized():
+        for moment in moments:
+            dist.all_reduce(moment)
+    return moments[0], moments[1], moments[2]
+
+
+def fit_projections(
+    bottleneck: QuantizedBottleneck, count: torch.Tensor, total: torch.Tensor, outer: torch.Tensor
+) -> float | None:
+    """Sets the bottleneck's projections from the latents' moments (see the module docstring).
+
+    A quantizer wider than the latent keeps its extra input channels as they were and reads them
+    back as nothing (training gives them a use).
+
+    Returns:
+        The share of the latents' variance the kept components hold; ``None``, changing nothing,
+        when the projections are identities (equal widths: no parameters to fit).
+    """
+    project_in, project_out = bottleneck.project_in, bottleneck.project_out
+    if not isinstance(project_in, nn.Conv3d) or not isinstance(project_out, nn.Conv3d):
+        return None
+    mean = total / count
+    covariance = outer / count - torch.outer(mean, mean)
+    variances, directions = torch.linalg.eigh(covariance)  # ascending
+    kept = min(project_in.out_channels, directions.shape[0])
+    share = float(variances.flip(0)[:kept].sum() / variances.sum().clamp_min(1e-12))
+    variances, directions = variances.flip(0)[:kept].clamp_min(1e-12), directions.flip(1)[:, :kept]
+    scale = SPREAD / variances.sqrt()
+    w_in = (directions * scale).T  # [kept, C]
+    w_out = torch.zeros(project_out.out_channels, project_out.in_channels, dtype=torch.float64, device=mean.device)
+    w_out[:, :kept] = directions / scale
+    with torch.no_grad():
+        project_in.weight[:kept, :, 0, 0, 0] = w_in.to(project_in.weight.dtype)
+        project_in.bias[:kept] = (-w_in @ mean).to(project_in.bias.dtype)
+        project_out.weight[:, :, 0, 0, 0] = w_out.to(project_out.weight.dtype)
+        project_out.bias.copy_(mean.to(project_out.bias.dtype))
+    return share
