@@ -243,6 +243,7 @@ def test_shards_hold_the_manifest_and_a_corrupt_member_is_skipped_and_counted(
         writer.write({"__key__": "nothing", "txt": b"no video here"})
     module = VideoDataModule(shards=str(tmp_path / "bad.tar"), num_frames=5, size=32, batch_size=1, num_workers=0)
     module.setup("fit")
+    assert "data.shards without data.val_path: no validation runs" in caplog.text
     batches = [module.on_after_batch_transfer(batch, 0) for batch in module.train_dataloader()]
     assert [b["key"] for b in batches] == [["fine"]]
     assert sorted(path.split("#")[-1] for path in module.skipped_files) == ["broken", "nothing"]
@@ -551,6 +552,11 @@ def test_a_still_image_named_as_a_video_is_rejected_and_a_one_frame_video_is_not
         "photo.mov": "a still image (mjpeg) named as a video; images train through data.image_path",
     }
     assert summary.accepted == 1 and _names(read_jsonl(tmp_path / "out" / "manifest.jsonl")) == ["one_frame.mp4"]
+    # said so whatever --min-frames asks (a 1-frame picture is too short too, but that is not the news)
+    with pytest.raises(ValueError, match="none of the 3 files"):
+        prepare(["--data", str(folder), "--out", str(tmp_path / "out17"), "--workers", "0", "--min-frames", "17", *QUIET])
+    reasons = {Path(record["path"]).name: record["reason"] for record in read_jsonl(tmp_path / "out17" / "rejected.jsonl")}
+    assert reasons["still.mp4"].startswith("a still image (png)") and reasons["one_frame.mp4"].startswith("too short")
 
 
 def test_an_output_folder_inside_the_data_is_not_taken_for_new_videos(tmp_path: Path, video_folder: Path) -> None:

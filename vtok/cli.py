@@ -243,7 +243,8 @@ class VtokCLI(LightningCLI):
             raise UsageError(
                 f"{folder.parent} already holds a run's checkpoints ({old[0].name}, ...): resume it with "
                 f"--ckpt_path {folder / 'last.ckpt'}, or give this run a folder of its own with "
-                "--trainer.default_root_dir (a rerun of a run's config.yaml gets a new runs/<date-time> by itself)"
+                "--trainer.default_root_dir NEW (a run's config.yaml names its folder when the run was given one, "
+                "else a rerun of it gets a new runs/<date-time> by itself)"
             )
 
     def _apply_launch(self, config: Any, launch: LaunchEnvironment) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,4 +74,4 @@ def main(argv: Sequence[str]) -> None:
     )  # fmt: skip
     metrics = evaluate(model, dataset, args.out, settings, protocol.as_dict(), model_record(args.model, model, metadata))
     shown = ", ".join(f"{key} {metrics[key]:.4g}" for key in ("psnr", "ssim", "lpips", "fvd") if metrics[key] is not None)
-    print(f"evaluated {metrics['videos']} videos ({metrics['skipped_files']} skipped): {shown} -> {args.out}/metrics.json")
+    print(f"evaluated {metrics['videos']} videos ({metrics['skipped_files']} skipped): {shown} -> {os.path.join(args.out, 'metrics.json')}")

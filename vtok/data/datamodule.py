@@ -237,6 +237,8 @@ class VideoDataModule(LightningDataModule):
             self.datasets["train"] = self._stream()
             if self.val_path is not None:
                 self.datasets["val"] = self._clips(self._val_path_records(), train=False)
+            elif stage in (None, "fit"):  # a stream holds nothing out: say so, as a split that holds out none does
+                log.warning("data.shards without data.val_path: no validation runs; pass data.val_path to validate")
         else:
             train_records, val_records = self._split()
             self._warn_about_upscaling(train_records + val_records)

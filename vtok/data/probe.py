@@ -170,11 +170,11 @@ def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1,
         log.info("%s: the header reports %d frames, %d decode", path, reported, frames)
     if not _decodes(reader, frames // 2):
         raise UnusableFileError(path, f"frame {frames // 2} (the middle one) does not decode")
+    codec, keyframe_interval = stream_facts(path)
+    if frames == 1 and codec in STILL_IMAGE_CODECS:  # what it is, before how short it is
+        raise UnusableFileError(path, f"a still image ({codec}) named as a video; images train through data.image_path")
     if frames < min_frames:
         raise TooFewFramesError(path, frames, min_frames)
-    codec, keyframe_interval = stream_facts(path)
-    if frames == 1 and codec in STILL_IMAGE_CODECS:
-        raise UnusableFileError(path, f"a still image ({codec}) named as a video; images train through data.image_path")
     fps = reader.fps if reader.fps > 0 else None
     return VideoInfo(
         path=path,
