@@ -281,3 +281,18 @@ def test_checkpointing_off_and_a_missing_accelerator_are_handled(tmp_path: Path,
     if not torch.cuda.is_available():
         message = _fit_error(capsys, "--trainer.accelerator", "cuda", "--trainer.default_root_dir", str(tmp_path / "gpu"))
         assert "CUDAAccelerator" in message and "Traceback" not in message
+
+
+def test_a_preset_is_found_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """After a plain pip install there is no configs/ folder beside the user: the README's
+    ``--config configs/<preset>.yaml`` names the preset shipped in the package."""
+    monkeypatch.chdir(tmp_path)
+    for given in (["--config", "configs/gq_4x8x8.yaml"], ["--config=gq_4x8x8.yaml"]):
+        with pytest.raises(SystemExit):
+            main(["fit", *given, "--print_config"])
+        assert yaml.safe_load(capsys.readouterr().out)["model"]["autoencoder"]["init_args"]["gq_bits"] == 18
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "gq_4x8x8.yaml").write_text("model:\n  grad_clip: 0.5\n")
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", "configs/gq_4x8x8.yaml", "--print_config"])  # a file of that name here wins
+    assert yaml.safe_load(capsys.readouterr().out)["model"]["grad_clip"] == 0.5

@@ -459,6 +459,24 @@ def _run_subcommand(name: str, argv: list[str]) -> None:
     getattr(importlib.import_module(module_name), function)(argv)
 
 
+def _with_packaged_presets(arguments: list[str]) -> list[str]:
+    """``--config configs/<preset>.yaml`` (or ``<preset>.yaml``) that is not a file here names the preset
+    shipped in the package, so the README's commands work from any folder after a plain ``pip install``."""
+    resolved = list(arguments)
+    for index, argument in enumerate(resolved):
+        if argument.startswith("--config="):
+            prefix, given = "--config=", argument[len("--config=") :]
+        elif index > 0 and resolved[index - 1] == "--config":
+            prefix, given = "", argument
+        else:
+            continue
+        name, packaged = Path(given), CONFIG_DIR / Path(given).name
+        if not name.exists() and name.parent in (Path("."), Path("configs")) and packaged.is_file():
+            log.info("--config %s: the preset shipped with vtok, %s", given, packaged)
+            resolved[index] = prefix + str(packaged)
+    return resolved
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``vtok`` console script and of ``train.py``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -470,6 +488,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(2) from None
         return
     _show_vtok_messages()
+    if argv is None:
+        sys.argv[1:] = _with_packaged_presets(arguments)  # Lightning reads the command line itself
+    else:
+        argv = _with_packaged_presets(arguments)
     try:
         VtokCLI(args=argv)
     except (UsageError, ResumeMismatchError) as error:
