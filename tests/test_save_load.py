@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -25,6 +26,14 @@ def test_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     assert all(not isinstance(v, dict) for v in config.values()), "the config must stay flat"
     assert list(tmp_path.glob("*.safetensors")), "weights must be safetensors, not pickles"
 
+    umask = os.umask(0o022)
+    try:  # others can read the weights as they can the config (diffusers leaves them owner-only)
+        model.save_pretrained(tmp_path)
+    finally:
+        os.umask(umask)
+    assert {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()} == {
+        "config.json": 0o644, "diffusion_pytorch_model.safetensors": 0o644
+    }
     loaded = VideoAutoencoder.from_pretrained(tmp_path).eval()
     video = torch.rand(2, 3, 5, 16, 16) * 2 - 1
     with torch.no_grad():

@@ -21,6 +21,7 @@ from vtok.vae.encoder import Encoder3d
 from vtok.vae.export_config import ExportConfigMixin
 from vtok.vae.layout import to_network_layout
 from vtok.vae.long_video import LongVideoMixin
+from vtok.vae.readable_weights import ReadableWeightsMixin
 from vtok.vae.strict_loading import StrictLoadingMixin
 from vtok.vae.timestep import noised
 from vtok.vae.tokens import FirstFrameTokens
@@ -50,7 +51,7 @@ class AutoencoderOutput(BaseOutput):
     first_frame_indices: torch.Tensor | None = None
 
 
-class VideoAutoencoder(ExportConfigMixin, StrictLoadingMixin, ModelMixin, ConfigMixin, LongVideoMixin):
+class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMixin, ModelMixin, ConfigMixin, LongVideoMixin):
     """Causal 3D convolutional autoencoder for video: a continuous VAE or a discrete tokenizer.
 
     Videos are float ``[B, 3, 1 + k·t, H, W]`` in ``[-1, 1]`` (an image is ``T = 1``). ``encode``
