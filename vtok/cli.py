@@ -14,13 +14,11 @@ import importlib
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from torch._subclasses.fake_tensor import FakeTensorMode
@@ -31,6 +29,13 @@ from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import NoUsableDataError, ResumeMismatchError
 from vtok.error_text import first_line
 from vtok.launch import LaunchEnvironment, detect_launch
+from vtok.run_folder import (
+    CHECKPOINT_KEYWORDS,
+    newest_checkpoint,
+    refuse_a_fresh_run_over_an_old_one,
+    resumed_run_folder,
+    run_folder,
+)
 from vtok.training import (
     AutoencoderModule,
     CodebookMonitor,
@@ -43,6 +48,7 @@ from vtok.training import (
 from vtok.training.checkpoint_io import AtomicCheckpointIO
 from vtok.training.module import NonFiniteTrainingError
 from vtok.training.optim import build_optimizer
+from vtok.usage_error import UsageError
 from vtok.vae.compression import Compression
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -50,7 +56,6 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 LIGHTNING_COMMANDS = ("fit", "validate")
 log = logging.getLogger("vtok.cli")
 LIGHTNING_CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
-CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")  # --ckpt_path values Lightning resolves itself
 # vtok's own subcommands: name -> "module:function(argv)", imported only when used.
 SUBCOMMANDS = {
     "export": "vtok.commands.export:main",
@@ -66,18 +71,6 @@ COMMANDS_HELP = (
     + ", ".join(f"vtok {name}" for name in SUBCOMMANDS)
     + ". Listed above: vtok fit trains; vtok validate --ckpt_path CKPT scores a checkpoint."
 )
-
-
-def _newest_checkpoint(run: Path) -> str | None:
-    """The newest checkpoint a run folder holds to resume from: a ``checkpoints/last*.ckpt`` or the
-    ``hpc_ckpt_*.ckpt`` Lightning's SLURM auto-requeue writes (by modification time, as Lightning
-    picks among ``last*``); ``None`` before any."""
-    saved = [*(run / "checkpoints").glob("last*.ckpt"), *run.glob("hpc_ckpt_*.ckpt")]
-    return str(max(saved, key=lambda path: path.stat().st_mtime)) if saved else None
-
-
-class UsageError(Exception):
-    """A mistake in the command line or the config: reported in one line, without a traceback."""
 
 
 def _plain(value: Any) -> Any:
@@ -138,15 +131,15 @@ class VtokCLI(LightningCLI):
         if launch is not None:
             self._apply_launch(config, launch)
         if trainer.default_root_dir is None:
-            trainer.default_root_dir = self._run_folder(config)
+            trainer.default_root_dir = run_folder(config)
             # config.yaml keeps it unset: a rerun gets a folder of its own, a resume its checkpoint's run
             self._derived.append((trainer, "default_root_dir", None))
         if self.subcommand == "fit":
             if config.get("ckpt_path") == "last":  # Lightning's "last" would pass over a newer SLURM requeue checkpoint
-                config.ckpt_path = _newest_checkpoint(Path(trainer.default_root_dir)) or "last"
+                config.ckpt_path = newest_checkpoint(Path(trainer.default_root_dir)) or "last"
                 if config.ckpt_path != "last":
                     self._check_checkpoint(config.ckpt_path, config)
-            self._refuse_a_fresh_run_over_an_old_one(config)
+            refuse_a_fresh_run_over_an_old_one(config)
             self._derived.append((config, "ckpt_path", None))  # a rerun of config.yaml is a new run, not a resume
             if trainer.get("enable_checkpointing") is False:  # the callbacks would make Lightning refuse it
                 kept = [c for c in trainer.callbacks or [] if not c.class_path.endswith(("ModelCheckpoint", "FinalStepCheckpoint"))]
@@ -197,56 +190,6 @@ class VtokCLI(LightningCLI):
                 "weight need unsharded parameters; use the default DDP strategy (vtok's models fit one GPU)"
             )
 
-    @staticmethod
-    def _resumed_run_folder(config: Any) -> str | None:
-        """The run a resume goes on in: the folder of a ``--ckpt_path`` file ``<run>/checkpoints/*.ckpt``,
-        or for ``--ckpt_path last`` the folder of a ``--config <run>/config.yaml`` that has ``checkpoints/``."""
-        checkpoint = config.get("ckpt_path")
-        if checkpoint == "last":
-            given = [Path(str(path)) for path in config.get("config") or []]
-            runs = [path.parent for path in given if path.name == "config.yaml" and (path.parent / "checkpoints").is_dir()]
-            return str(runs[-1]) if runs else None
-        if checkpoint and checkpoint not in CHECKPOINT_KEYWORDS and "://" not in str(checkpoint):
-            folder = Path(checkpoint).parent
-            if folder.name == "checkpoints":
-                return str(folder.parent)
-        return None
-
-    def _run_folder(self, config: Any) -> str:
-        """The run folder when none is given: the resumed run's (:meth:`_resumed_run_folder`), else a new
-        ``runs/<date-time>``.
-
-        Raises:
-            UsageError: ``--ckpt_path last`` and no run to take it from: a new folder holds no checkpoint.
-        """
-        resumed = self._resumed_run_folder(config)
-        if resumed is not None:
-            return resumed
-        if config.get("ckpt_path") == "last":
-            raise UsageError(
-                "--ckpt_path last needs the run folder to look in: add --trainer.default_root_dir runs/<run> "
-                "(or --config runs/<run>/config.yaml, or give the checkpoint file, runs/<run>/checkpoints/last.ckpt)"
-            )
-        return str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
-
-    @staticmethod
-    def _refuse_a_fresh_run_over_an_old_one(config: Any) -> None:
-        """A fit from scratch into a run folder that already holds checkpoints would interleave two runs'
-        files (``last.ckpt`` beside ``last-v1.ckpt``, which ``--ckpt_path last`` then picks by date)."""
-        if config.get("ckpt_path") is not None:
-            return
-        if SLURMEnvironment.detect() and any(Path(config.trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")):
-            return  # a requeued SLURM job: Lightning resumes from its hpc checkpoint by itself
-        folder = Path(config.trainer.default_root_dir) / "checkpoints"
-        old = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
-        if old:
-            raise UsageError(
-                f"{folder.parent} already holds a run's checkpoints ({old[0].name}, ...): resume it with "
-                f"--ckpt_path {folder / 'last.ckpt'}, or give this run a folder of its own with "
-                "--trainer.default_root_dir NEW (a run's config.yaml names its folder when the run was given one, "
-                "else a rerun of it gets a new runs/<date-time> by itself)"
-            )
-
     def _apply_launch(self, config: Any, launch: LaunchEnvironment) -> None:
         """Devices, nodes and strategy from the launcher; one run folder for all ranks and restarts.
         The values given before are put back once the trainer is built (see ``instantiate_classes``),
@@ -266,7 +209,7 @@ class VtokCLI(LightningCLI):
         if strategy in (None, "auto"):
             trainer.strategy = "ddp"  # find_unused_parameters=False: every parameter gets a gradient each step
         if trainer.default_root_dir is None:
-            resumed = self._resumed_run_folder(config)  # the same on every rank
+            resumed = resumed_run_folder(config)  # the same on every rank
             if resumed is None and launch.run_id is None:
                 raise UsageError(
                     "a multi-process run needs --trainer.default_root_dir (every rank and every restart must "
@@ -277,7 +220,7 @@ class VtokCLI(LightningCLI):
         if launch.restart_count > 0 and self.subcommand == "fit":
             # a restarted job goes on from where it stopped: not from the checkpoint its command line names
             # (where a resumed or fine-tuned job started), nor from a last.ckpt older than SLURM's hpc checkpoint
-            config.ckpt_path = _newest_checkpoint(Path(trainer.default_root_dir)) or config.get("ckpt_path")
+            config.ckpt_path = newest_checkpoint(Path(trainer.default_root_dir)) or config.get("ckpt_path")
 
     @staticmethod
     def _check_clip_shape(config: Any) -> None:

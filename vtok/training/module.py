@@ -12,7 +12,6 @@ optimiser steps; Lightning's ``global_step`` counts generator optimiser steps (o
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from contextlib import nullcontext
 from dataclasses import replace
@@ -32,10 +31,9 @@ from vtok.export import CHECKPOINT_KEY
 from vtok.losses import AdversarialLoss, AutoencoderLoss
 from vtok.training.clip_means import ClipWeightedMeans
 from vtok.training.ema import ema_copy
-from vtok.training.priors import initialise_from_prior
-from vtok.vae.prior_projections import fit_projections, latent_moments
+from vtok.training.priors import fit_quantizer_to_prior, initialise_from_prior
 from vtok.training.rank_states import from_every_rank, gather_rank_states, take_rank_state
-from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings, build_optimizer
+from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings_on_resume, build_optimizer
 from vtok.training.speed import CompileChoice, apply_speed_options, should_compile
 from vtok.vae import AutoencoderOutput, VideoAutoencoder
 
@@ -220,23 +218,17 @@ class AutoencoderModule(LightningModule):
 
     def on_train_start(self) -> None:
         """On resume, the optimizers' settings given now apply (see :func:`vtok.training.optim.apply_settings`):
-        a lower learning rate after a loss spike, a longer cosine for a longer run. Says when that changes
-        the learning rate the checkpoint's settings would have given."""
-        if not self._resuming:
-            return
-        optimizers = self.optimizers()
-        schedulers = self.lr_schedulers()
-        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
-        names = ["optimizer", "disc_optimizer"]
-        for name, optimizer, scheduler, (config, schedule) in zip(names, optimizers, schedulers, self._configured):
-            restored = apply_settings(optimizer.optimizer, scheduler, config, schedule)
-            now = scheduler.get_last_lr()[0]
-            if not math.isclose(now, restored, rel_tol=1e-6):
-                log.warning(
-                    "model.%s: learning rate %.4g from step %d on, where the checkpoint's settings give %.4g",
-                    name, now, scheduler.last_epoch, restored,
-                )  # fmt: skip
+        a lower learning rate after a loss spike, a longer cosine for a longer run."""
+        if self._resuming:
+            apply_settings_on_resume(*self._optimizers_and_schedulers(), self._configured)
+
+    def _optimizers_and_schedulers(self) -> tuple[list[Any], list[Any]]:
+        """The (Lightning-wrapped) optimizers and their schedulers, as lists however many there are."""
+        optimizers, schedulers = self.optimizers(), self.lr_schedulers()
+        return (
+            optimizers if isinstance(optimizers, list) else [optimizers],
+            schedulers if isinstance(schedulers, list) else [schedulers],
+        )
 
     def _objective(self, video: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, dict, AutoencoderOutput]:
         """Generator loss, discriminator loss, logs and the autoencoder's output, for one batch part."""
@@ -297,10 +289,7 @@ class AutoencoderModule(LightningModule):
         return {"loss": total.detach(), **shown}
 
     def _optimizer_step(self, loss: torch.Tensor) -> dict[str, torch.Tensor]:
-        optimizers = self.optimizers()
-        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        schedulers = self.lr_schedulers()
-        schedulers = schedulers if isinstance(schedulers, list) else [schedulers]
+        optimizers, schedulers = self._optimizers_and_schedulers()
         if self.freeze_steps is not None and self.batch_step < self.freeze_steps:
             for parameter in self.frozen:  # frozen for now: no update, no optimizer state
                 parameter.grad = None
@@ -406,32 +395,8 @@ class AutoencoderModule(LightningModule):
             self._fit_projections(video_parts(batch)["videos"]["video"])
         self._fit_projections_to_prior = False
 
-    @torch.no_grad()
     def _fit_projections(self, video: torch.Tensor) -> None:
-        """Fits the quantizer's projections to the continuous prior's latents of the first batch (all
-        ranks' together), in the EMA copy too, so the decoder starts by reading the prior's latent."""
-        bottleneck = self.autoencoder.quantizer
-        count, total, outer = latent_moments(self.autoencoder.encode(video, discrete=False))
-        kept = fit_projections(bottleneck, count, total, outer)
-        if kept is None:
-            log.warning(
-                "the quantizer is as wide as the prior's latent: it reads the latent as it is, with no projections "
-                "to fit to its scale (a latent_channels other than the quantizer's width gives fitted ones)"
-            )
-            return
-        parameters = [*bottleneck.project_in.parameters(), *bottleneck.project_out.parameters()]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            for parameter in parameters:  # the same moments on every rank; rank 0's result, bit for bit
-                torch.distributed.broadcast(parameter, 0)
-        if self.ema is not None:
-            averaged = self.ema.module.quantizer
-            for mine, theirs in zip([*averaged.project_in.parameters(), *averaged.project_out.parameters()], parameters):
-                mine.copy_(theirs)
-        log.info(
-            "fitted the quantizer's projections to the prior's latents (%d positions of the first batch): its %d "
-            "input channels hold %.1f%% of the latent's variance",
-            int(count), bottleneck.regular_channels, 100 * kept,
-        )  # fmt: skip
+        fit_quantizer_to_prior(self.autoencoder, self.ema.module if self.ema is not None else None, video)
 
     def on_train_epoch_end(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)

@@ -6,7 +6,7 @@ import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -119,3 +119,19 @@ def apply_settings(
         group["lr"] = config.lr * schedule(scheduler.last_epoch)
     scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]  # what get_last_lr() reports
     return restored
+
+
+def apply_settings_on_resume(
+    optimizers: list[Any], schedulers: list[LambdaLR], configured: list[tuple[OptimizerConfig, WarmupSchedule]]
+) -> None:
+    """:func:`apply_settings` for the generator's optimizer and the discriminator's (Lightning-wrapped,
+    in that order), each with its configured settings; warns where that changes the learning rate."""
+    names = ["optimizer", "disc_optimizer"]
+    for name, optimizer, scheduler, (config, schedule) in zip(names, optimizers, schedulers, configured):
+        restored = apply_settings(optimizer.optimizer, scheduler, config, schedule)
+        now = scheduler.get_last_lr()[0]
+        if not math.isclose(now, restored, rel_tol=1e-6):
+            log.warning(
+                "model.%s: learning rate %.4g from step %d on, where the checkpoint's settings give %.4g",
+                name, now, scheduler.last_epoch, restored,
+            )  # fmt: skip

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
+
 from vtok.export import load_autoencoder
 from vtok.jsonfile import read_json_object
 from vtok.vae import VideoAutoencoder
+from vtok.vae.prior_projections import fit_projections, latent_moments
 from vtok.vae.priors import autoencoder_from_diffusers, transfer_weights
 
 log = logging.getLogger(__name__)
@@ -49,3 +52,32 @@ def initialise_from_prior(source: str, configured: VideoAutoencoder) -> tuple[Vi
     model = autoencoder_from_diffusers(source, **settings)
     log.info("built on the %s prior at %s (%s)", model.config.backbone_class, source, model.compression)
     return model, True
+
+
+@torch.no_grad()
+def fit_quantizer_to_prior(autoencoder: VideoAutoencoder, averaged: VideoAutoencoder | None, video: torch.Tensor) -> None:
+    """Fits the quantizer's projections to the continuous prior's latents of ``video`` (the first
+    batch, all ranks' together), in the EMA copy ``averaged`` too, so that the decoder starts by
+    reading the prior's latent (:mod:`vtok.vae.prior_projections`)."""
+    bottleneck = autoencoder.quantizer
+    count, total, outer = latent_moments(autoencoder.encode(video, discrete=False))
+    kept = fit_projections(bottleneck, count, total, outer)
+    if kept is None:
+        log.warning(
+            "the quantizer is as wide as the prior's latent: it reads the latent as it is, with no projections "
+            "to fit to its scale (a latent_channels other than the quantizer's width gives fitted ones)"
+        )
+        return
+    parameters = [*bottleneck.project_in.parameters(), *bottleneck.project_out.parameters()]
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        for parameter in parameters:  # the same moments on every rank; rank 0's result, bit for bit
+            torch.distributed.broadcast(parameter, 0)
+    if averaged is not None:
+        copies = [*averaged.quantizer.project_in.parameters(), *averaged.quantizer.project_out.parameters()]
+        for copy, parameter in zip(copies, parameters):
+            copy.copy_(parameter)
+    log.info(
+        "fitted the quantizer's projections to the prior's latents (%d positions of the first batch): its %d "
+        "input channels hold %.1f%% of the latent's variance",
+        int(count), bottleneck.regular_channels, 100 * kept,
+    )  # fmt: skip

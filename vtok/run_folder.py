@@ -1,0 +1,73 @@
+"""Where a run's files go: the run folder a fit writes into or resumes in, and the checkpoint a
+resume starts from (``--ckpt_path last``, a restarted launch, a requeued SLURM job)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from lightning.fabric.plugins.environments import SLURMEnvironment
+
+from vtok.usage_error import UsageError
+
+CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")  # --ckpt_path values Lightning resolves itself
+
+
+def newest_checkpoint(run: Path) -> str | None:
+    """The newest checkpoint a run folder holds to resume from: a ``checkpoints/last*.ckpt`` or the
+    ``hpc_ckpt_*.ckpt`` Lightning's SLURM auto-requeue writes (by modification time, as Lightning
+    picks among ``last*``); ``None`` before any."""
+    saved = [*(run / "checkpoints").glob("last*.ckpt"), *run.glob("hpc_ckpt_*.ckpt")]
+    return str(max(saved, key=lambda path: path.stat().st_mtime)) if saved else None
+
+
+def resumed_run_folder(config: Any) -> str | None:
+    """The run a resume goes on in: the folder of a ``--ckpt_path`` file ``<run>/checkpoints/*.ckpt``,
+    or for ``--ckpt_path last`` the folder of a ``--config <run>/config.yaml`` that has ``checkpoints/``."""
+    checkpoint = config.get("ckpt_path")
+    if checkpoint == "last":
+        given = [Path(str(path)) for path in config.get("config") or []]
+        runs = [path.parent for path in given if path.name == "config.yaml" and (path.parent / "checkpoints").is_dir()]
+        return str(runs[-1]) if runs else None
+    if checkpoint and checkpoint not in CHECKPOINT_KEYWORDS and "://" not in str(checkpoint):
+        folder = Path(checkpoint).parent
+        if folder.name == "checkpoints":
+            return str(folder.parent)
+    return None
+
+
+def run_folder(config: Any) -> str:
+    """The run folder when none is given: the resumed run's (:func:`resumed_run_folder`), else a new
+    ``runs/<date-time>``.
+
+    Raises:
+        UsageError: ``--ckpt_path last`` and no run to take it from: a new folder holds no checkpoint.
+    """
+    resumed = resumed_run_folder(config)
+    if resumed is not None:
+        return resumed
+    if config.get("ckpt_path") == "last":
+        raise UsageError(
+            "--ckpt_path last needs the run folder to look in: add --trainer.default_root_dir runs/<run> "
+            "(or --config runs/<run>/config.yaml, or give the checkpoint file, runs/<run>/checkpoints/last.ckpt)"
+        )
+    return str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+
+
+def refuse_a_fresh_run_over_an_old_one(config: Any) -> None:
+    """A fit from scratch into a run folder that already holds checkpoints would interleave two runs'
+    files (``last.ckpt`` beside ``last-v1.ckpt``, which ``--ckpt_path last`` then picks by date)."""
+    if config.get("ckpt_path") is not None:
+        return
+    if SLURMEnvironment.detect() and any(Path(config.trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")):
+        return  # a requeued SLURM job: Lightning resumes from its hpc checkpoint by itself
+    folder = Path(config.trainer.default_root_dir) / "checkpoints"
+    old = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
+    if old:
+        raise UsageError(
+            f"{folder.parent} already holds a run's checkpoints ({old[0].name}, ...): resume it with "
+            f"--ckpt_path {folder / 'last.ckpt'}, or give this run a folder of its own with "
+            "--trainer.default_root_dir NEW (a run's config.yaml names its folder when the run was given one, "
+            "else a rerun of it gets a new runs/<date-time> by itself)"
+        )
