@@ -27,6 +27,7 @@ from vtok.commands.outputs import output_folder
 from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
 from vtok.data import file_key
 from vtok.data.read_ahead import read_ahead
+from vtok.data.sources import RealPaths
 from vtok.export import load_autoencoder_and_metadata
 from vtok.tokenfiles import (
     read_token_header,
@@ -110,8 +111,9 @@ def main(argv: Sequence[str]) -> None:
     model = model.to(device)
     found: dict[int, dict[str, Any]] = {}  # file index -> index entry, for the files already tokenized
     for index, source in enumerate(dataset.files):
-        if _token_path(out, source) in existing:
-            found[index] = _entry(out, _token_path(out, source), *existing[_token_path(out, source)])
+        token_path = _token_path(out, source)
+        if token_path in existing:
+            found[index] = _entry(out, token_path, *existing[token_path])
     done = len(found)
     skipped: list[dict[str, str]] = []
     to_read = [index for index in range(len(dataset.files)) if index not in found]
@@ -151,13 +153,14 @@ def _earlier_entries(
     the same folder tokenized other data): the index covers the whole folder, each video once however its
     path was spelled (a path given relative, absolute or through a link names one file: this run's entry
     is kept)."""
+    real = RealPaths()
     files = {entry["tokens"] for entry in listed}
-    videos = {os.path.realpath(entry["path"]) for entry in listed}
+    videos = {real(entry["path"]) for entry in listed}
     entries = []
     for token_path, header in existing.items():
         entry = _entry(out, token_path, *header)
-        if entry["tokens"] not in files and os.path.realpath(entry["path"]) not in videos:
-            videos.add(os.path.realpath(entry["path"]))
+        if entry["tokens"] not in files and real(entry["path"]) not in videos:
+            videos.add(real(entry["path"]))
             entries.append(entry)
     return entries
 
