@@ -183,7 +183,8 @@ class ShardClipDataset(IterableDataset):
     def _borrowed(self, own: list[str], place: tuple[int, int]) -> list[str]:
         """The shards a worker whose own give no usable clip reads instead: all the others, from a place
         that depends on the worker (so that several such workers do not all read the same one first)."""
-        others = [shard for shard in self.shards if shard not in set(own)]
+        mine = set(own)
+        others = [shard for shard in self.shards if shard not in mine]
         start = zlib.crc32(repr(place).encode()) % len(others) if others else 0
         return others[start:] + others[:start]
 
