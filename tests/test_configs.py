@@ -19,7 +19,7 @@ from vtok.cli import CONFIG_DIR, DEFAULT_CONFIG, VtokCLI, main
 from vtok.data.datamodule import VideoDataModule
 from vtok.losses.perceptual import load_lpips_vgg
 from vtok.training import AutoencoderModule
-from tests.helpers import tiny_fit_args
+from tests.helpers import csv_logger, metric_column, tiny_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = sorted(p for p in CONFIG_DIR.glob("*.yaml"))
@@ -296,3 +296,25 @@ def test_a_preset_is_found_from_any_folder(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(SystemExit):
         main(["fit", "--config", "configs/gq_4x8x8.yaml", "--print_config"])  # a file of that name here wins
     assert yaml.safe_load(capsys.readouterr().out)["model"]["grad_clip"] == 0.5
+
+
+def test_vtok_test_scores_data_test_path_as_validate_scores_its_files(
+    capsys: pytest.CaptureFixture, tmp_path: Path, fsq_run: dict[str, Path], video_folder: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(fsq_run["checkpoint"].parents[1], run)
+    written = (run / "config.yaml").read_bytes()
+    given = ["--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")]
+    main(["validate", *given, "--data.val_path", str(video_folder), *csv_logger(tmp_path, "validated")])
+    main(["test", *given, "--data.test_path", str(video_folder), *csv_logger(tmp_path, "tested")])
+    assert (run / "config.yaml").read_bytes() == written, "test rewrote the config that reruns and resumes use"
+    for metric in ("psnr", "ssim", "l1"):
+        (tested,) = metric_column(tmp_path / "tested", f"test/{metric}")
+        assert tested == pytest.approx(metric_column(tmp_path / "validated", f"val/{metric}")[0], rel=1e-6), metric
+    with pytest.raises(SystemExit) as exit_info:
+        main(["test", *given, "--trainer.logger", "false"])
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "pass --data.test_path" in message and "Traceback" not in message
+    with pytest.raises(SystemExit) as exit_info:
+        main(["test", "--config", str(run / "config.yaml"), "--data.test_path", str(video_folder)])
+    assert exit_info.value.code == 2 and "vtok test needs --ckpt_path" in capsys.readouterr().err

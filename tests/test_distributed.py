@@ -244,6 +244,10 @@ def test_two_ranks_score_each_validation_clip_once_and_count_an_unusable_file_on
     main(["validate", "--config", str(saved), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
           *csv_logger(tmp_path, "single")])  # fmt: skip  (one process: the config says nothing of two)
     assert metric_column(tmp_path / "single", "val/psnr") == pytest.approx(two_ranks, abs=1e-4), "each clip counted once"
+    tested = subprocess.run([*_launcher(), "test", "--config", str(saved), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+                             "--data.test_path", str(val), *csv_logger(tmp_path, "tested")], **_launch_options())  # fmt: skip
+    assert tested.returncode == 0, tested.stderr[-4000:]
+    assert metric_column(tmp_path / "tested", "test/psnr") == pytest.approx(two_ranks, abs=1e-4), "test: each clip once too"
 
     # one validation clip for two ranks: the second rank's share is all padding, it scores nothing
     one = tmp_path / "one_clip"

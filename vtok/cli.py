@@ -1,7 +1,7 @@
-"""``vtok``: LightningCLI for ``fit | validate``, plus vtok's own subcommands (``prepare``,
+"""``vtok``: LightningCLI for ``fit | validate | test``, plus vtok's own subcommands (``prepare``,
 ``evaluate``, ``export``, ..., dispatched through :data:`SUBCOMMANDS` before LightningCLI sees the
-arguments). Lightning's ``test`` and ``predict`` are left out: the module has no test or predict
-step (``vtok evaluate`` scores held-out videos, ``vtok tokenize`` and ``export`` give outputs).
+arguments). ``test`` scores ``data.test_path`` as validation scores its files. Lightning's ``predict``
+is left out: the module has no predict step (``vtok tokenize`` and ``export`` give outputs).
 
 ``vtok fit`` with no arguments trains on the default config shipped in the package
 (``vtok/configs/default.yaml``, readable as ``configs/default.yaml`` in the repository); a
@@ -53,7 +53,7 @@ from vtok.vae.compression import Compression
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
-LIGHTNING_COMMANDS = ("fit", "validate")
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
 log = logging.getLogger("vtok.cli")
 LIGHTNING_CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
 # vtok's own subcommands: name -> "module:function(argv)", imported only when used.
@@ -69,7 +69,8 @@ SUBCOMMANDS = {
 COMMANDS_HELP = (
     "vtok's own commands, each with its --help: "
     + ", ".join(f"vtok {name}" for name in SUBCOMMANDS)
-    + ". Listed above: vtok fit trains; vtok validate --ckpt_path CKPT scores a checkpoint."
+    + ". Listed above: vtok fit trains; vtok validate --ckpt_path CKPT scores a checkpoint on the validation "
+    "files, vtok test --ckpt_path CKPT --data.test_path P on held-out test files."
 )
 
 
@@ -119,7 +120,7 @@ class VtokCLI(LightningCLI):
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        """Lightning's ``fit`` and ``validate``, with the arguments it fills itself."""
+        """Lightning's ``fit``, ``validate`` and ``test``, with the arguments it fills itself."""
         return {name: skip for name, skip in LightningCLI.subcommands().items() if name in LIGHTNING_COMMANDS}
 
     def before_instantiate_classes(self) -> None:
@@ -253,7 +254,7 @@ class VtokCLI(LightningCLI):
         discrete = autoencoder is not None and autoencoder.is_discrete
         if discrete and not any(isinstance(c, CodebookMonitor) for c in trainer.callbacks):
             trainer.callbacks.append(CodebookMonitor())
-        if self.subcommand == "validate":  # keep the run's config.yaml the fit wrote (a rerun needs it)
+        if self.subcommand != "fit":  # keep the run's config.yaml the fit wrote (a rerun needs it)
             trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, SaveConfigCallback)]
         if type(trainer.strategy.checkpoint_io).__name__ == "TorchCheckpointIO":
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
@@ -320,13 +321,20 @@ class VtokCLI(LightningCLI):
                     log.warning("model.%s=%s, where the checkpoint trained with %s: going on with %s", name, given, trained, given)
 
     def before_validate(self) -> None:
-        config = self.config["validate"]
+        self._check_scoring("validate")
+
+    def before_test(self) -> None:
+        self._check_scoring("test")
+
+    def _check_scoring(self, subcommand: str) -> None:
+        """``vtok validate`` and ``vtok test`` score trained weights, on data that can be read."""
+        config = self.config[subcommand]
         if config.get("ckpt_path") is None and _get(config, "model.init_from") is None:
             raise UsageError(
-                "vtok validate needs --ckpt_path (a checkpoint written by vtok fit, or 'last'); "
+                f"vtok {subcommand} needs --ckpt_path (a checkpoint written by vtok fit, or 'last'); "
                 "without one it would score the untrained network"
             )
-        self._check_data("validate")
+        self._check_data(subcommand)
 
     def before_fit(self) -> None:
         self._check_schedules()

@@ -79,6 +79,8 @@ class VideoDataModule(LightningDataModule):
             shards); with it every rank delivers the same number of batches per epoch.
         shuffle_buffer: streamed samples each worker holds to shuffle across shards.
         val_path: validation videos; unset, ``val_fraction`` of ``path``'s files are held out.
+        test_path: videos ``vtok test`` scores (a folder, glob or manifest, like ``val_path``): held out
+            from training and from the choices validation guided. Only ``vtok test`` reads it.
         image_path: training images (1-frame clips), batched separately from the videos.
         val_fraction: share of files held out for validation when ``val_path`` is unset.
         num_frames: frames per clip (``1 + k·t`` for temporal compression ``t``).
@@ -104,6 +106,7 @@ class VideoDataModule(LightningDataModule):
         shard_index: str | None = None,
         shuffle_buffer: int = 64,
         val_path: str | None = None,
+        test_path: str | None = None,
         image_path: str | None = None,
         val_fraction: float = 0.1,
         num_frames: int = 17,
@@ -135,7 +138,7 @@ class VideoDataModule(LightningDataModule):
                 "set data.path to your videos, data.shards to WebDataset shards, "
                 "or data.synthetic_videos to train on generated clips"
             )
-        self.path, self.val_path, self.image_path = path, val_path, image_path
+        self.path, self.val_path, self.test_path, self.image_path = path, val_path, test_path, image_path
         if shuffle_buffer < 0:
             raise ValueError(f"shuffle_buffer must be 0 (no shuffling) or more, got {shuffle_buffer}")
         self.shards, self.shard_index, self.shuffle_buffer = shards, shard_index, shuffle_buffer
@@ -189,7 +192,7 @@ class VideoDataModule(LightningDataModule):
         if not records:
             raise ValueError(f"no video files found in {self.path!r}")
         if self.val_path is not None:
-            return records, self._val_path_records()
+            return records, self._held_out_records("data.val_path", self.val_path)
         # files are held out, not lines: a manifest that repeats a file (to weight it, or spelt another way:
         # relative and absolute, through a symlink) never has it in both splits
         real = RealPaths()
@@ -210,10 +213,13 @@ class VideoDataModule(LightningDataModule):
         val = {file: r for r, file in zip(records, files) if file in val_files}  # each once: validation clips are fixed
         return train, sorted(val.values(), key=lambda record: record["path"])
 
-    def _val_path_records(self) -> list[dict[str, Any]]:
-        records = _named("data.val_path", list_records, self.val_path)
-        if not records:  # never train on without the validation that was asked for
-            raise ValueError(f"no video files found in data.val_path {self.val_path!r}")
+    @staticmethod
+    def _held_out_records(setting: str, path: str) -> list[dict[str, Any]]:
+        """The files of ``data.val_path`` or ``data.test_path``; none is an error (never train on
+        without the validation that was asked for, nor score an empty test set)."""
+        records = _named(setting, list_records, path)
+        if not records:
+            raise ValueError(f"no video files found in {setting} {path!r}")
         return records
 
     def _clips(self, records: list[dict[str, Any]], train: bool) -> VideoClipDataset:
@@ -233,10 +239,13 @@ class VideoDataModule(LightningDataModule):
         """Lists and splits the files, and fails here, before training, when none is usable."""
         if self.datasets:
             return
+        if stage == "test":  # `vtok test` reads its own files only
+            self._setup_test()
+            return
         if self.shards is not None:
             self.datasets["train"] = self._stream()
             if self.val_path is not None:
-                self.datasets["val"] = self._clips(self._val_path_records(), train=False)
+                self.datasets["val"] = self._clips(self._held_out_records("data.val_path", self.val_path), train=False)
             elif stage in (None, "fit"):  # a stream holds nothing out: say so, as a split that holds out none does
                 log.warning("data.shards without data.val_path: no validation runs; pass data.val_path to validate")
         else:
@@ -268,6 +277,20 @@ class VideoDataModule(LightningDataModule):
             for error in errors:
                 self._record(error.path, error.reason, count=False)
             log.info("%s: %d files", name, len(dataset))
+
+    def _setup_test(self) -> None:
+        if self.test_path is None:
+            raise ValueError(
+                "vtok test scores data.test_path, videos held out from training and validation: pass "
+                "--data.test_path (a folder, glob or manifest); vtok validate scores the validation files"
+            )
+        records = self._held_out_records("data.test_path", self.test_path)
+        self._warn_about_upscaling(records)
+        self.datasets["test"] = self._clips(records, train=False)
+        _, errors = self.datasets["test"].first_usable()
+        for error in errors:
+            self._record(error.path, error.reason, count=False)
+        log.info("test: %d files", len(self.datasets["test"]))
 
     def _warn_about_upscaling(self, records: list[dict[str, Any]]) -> None:
         """Says how many videos a manifest records as smaller than ``data.size``: their crops are
@@ -360,7 +383,7 @@ class VideoDataModule(LightningDataModule):
             dataset,
             track_trained=shuffle,  # training: saves the place of the batches trained (see on_after_batch_transfer)
             batch_size=batch_size,
-            sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=self.seed, mark_repeats=name == "val"),
+            sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=self.seed, mark_repeats=not shuffle),
             num_workers=self.num_workers,
             worker_init_fn=leave_stop_signals_to_main_process,
             drop_last=shuffle,
@@ -381,6 +404,9 @@ class VideoDataModule(LightningDataModule):
 
     def val_dataloader(self) -> Any:
         return self._loader("val", self.val_batch_size, shuffle=False) if "val" in self.datasets else []
+
+    def test_dataloader(self) -> Any:
+        return self._loader("test", self.val_batch_size, shuffle=False)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Takes the skipped-file notes off every batch: one warning per file, counted per epoch; and

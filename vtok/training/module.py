@@ -25,12 +25,10 @@ from torch.optim.swa_utils import AveragedModel
 
 from vtok.data.batches import video_parts
 from vtok.data.seeding import mixed_seed
-from vtok.evaluation.metrics import psnr_per_video, ssim_per_video
-from vtok.evaluation.ssim import WINDOW as SSIM_WINDOW
 from vtok.export import CHECKPOINT_KEY
 from vtok.losses import AdversarialLoss, AutoencoderLoss
-from vtok.training.clip_means import ClipWeightedMeans
 from vtok.training.ema import ema_copy
+from vtok.training.held_out import HeldOutScoring
 from vtok.training.priors import fit_quantizer_to_prior, initialise_from_prior
 from vtok.training.rank_states import from_every_rank, gather_rank_states, take_rank_state
 from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings_on_resume, build_optimizer
@@ -50,7 +48,7 @@ class NonFiniteTrainingError(RuntimeError):
     """Too many consecutive steps had a non-finite loss or gradient."""
 
 
-class AutoencoderModule(LightningModule):
+class AutoencoderModule(HeldOutScoring, LightningModule):
     """Trains the autoencoder: reconstruction + bottleneck terms, optional adversarial terms, EMA.
 
     Args:
@@ -162,8 +160,6 @@ class AutoencoderModule(LightningModule):
         self._loaded_batch_step: int | None = None  # the checkpoint's count, for `vtok validate`
         self._resuming = False  # fitting from a checkpoint: its optimizers come back, the settings given now apply
         self._configured: list[tuple[OptimizerConfig, WarmupSchedule]] = []  # per optimizer, as configured now
-        self._validation_means = ClipWeightedMeans()
-        self._said_no_ssim = False
         self._rng_seeded_per_rank = False  # see on_train_batch_start
         self.compile_networks = compile_networks
         self._compiled = should_compile(compile_networks, torch.device("cpu"))  # True: now; "auto": in setup
@@ -326,37 +322,6 @@ class AutoencoderModule(LightningModule):
             schedulers[1].step()
         norms["train/skipped_steps"] = torch.tensor(float(self.skipped_steps))
         return norms
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        video = batch["video"]
-        repeated = batch.get("repeated")  # a rank's padding when the clips do not divide by the world size
-        if repeated is not None and bool(repeated.any()):
-            if bool(repeated.all()):
-                return  # nothing of its own in this batch: so each clip counts once
-            video = video[~repeated]
-        output = self.inference_autoencoder(video, sample_posterior=False, continuous=self.continuous_weight > 0)
-        terms = self.loss(video, output, self.trained_batches)
-        metrics = {f"val/{key}": value for key, value in terms.items()}
-        with torch.autocast(video.device.type, enabled=False):  # the code `vtok evaluate` runs, in fp32 as there
-            reconstruction = output.reconstruction.float()
-            metrics["val/psnr"] = psnr_per_video(reconstruction, video.float()).mean()
-            if min(video.shape[-2:]) >= SSIM_WINDOW:  # smaller frames: no SSIM (said once, at the first)
-                metrics["val/ssim"] = ssim_per_video(reconstruction, video.float()).mean()  # bf16 skews SSIM
-            elif not self._said_no_ssim:
-                log.info("val/ssim is not logged: frames of %dx%d are smaller than SSIM's %dx%d window",
-                         *video.shape[-2:], SSIM_WINDOW, SSIM_WINDOW)  # fmt: skip
-                self._said_no_ssim = True
-            if output.continuous_reconstruction is not None:  # joint training: one encoding serves both
-                metrics["val/continuous_psnr"] = psnr_per_video(output.continuous_reconstruction.float(), video.float()).mean()
-        self._validation_means.add(metrics, video.shape[0])
-
-    def on_validation_epoch_end(self) -> None:
-        means = self._validation_means.means(from_every_rank)
-        # Gathered already, the same on every rank: logged with sync_dist and "max" only because Lightning
-        # warns about epoch-level values logged without sync_dist (one small extra all-reduce per metric).
-        if means:
-            self.log_dict(means, sync_dist=True, reduce_fx="max")
-            self.log("val_psnr", means["val/psnr"], sync_dist=True, reduce_fx="max", prog_bar=True, logger=False)
 
     def setup(self, stage: str) -> None:
         """Compiles the networks for ``compile_networks: auto`` once the trainer's device is known
