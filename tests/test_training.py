@@ -83,9 +83,14 @@ def test_console_script_trains_with_offline_wandb(tmp_path: Path) -> None:
         [*command, *tiny_fit_args(tmp_path, 4)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert list((tmp_path / "run" / "wandb").glob("offline-run-*")), "wandb logs offline into the run folder"
+    (offline,) = (tmp_path / "run" / "wandb").glob("offline-run-*")  # wandb logs offline into the run folder
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "wandb").exists()
+    # the picture wandb holds is the one in the run folder (a float grid once reached it as a black image)
+    logged = sorted((offline / "files" / "media" / "images").rglob("*.png"))
+    assert logged, "the first batch's picture reached wandb"
+    saved = read_image(str(tmp_path / "run" / "reconstructions" / "step_0000000.png"))
+    assert torch.equal(read_image(str(logged[0])), saved) and int(saved.max()) > 128
 
 
 def test_train_py_is_the_same_entry_point() -> None:

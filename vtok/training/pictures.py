@@ -72,13 +72,15 @@ class ReconstructionPictures(Callback):
         grid = comparison_grid(video, reconstruction, self.max_videos, self.max_frames)
         folder = Path(trainer.default_root_dir) / "reconstructions"
         folder.mkdir(parents=True, exist_ok=True)
-        save_image(grid, folder / f"step_{step:07d}.png")
+        picture = folder / f"step_{step:07d}.png"
+        save_image(grid, picture)
         frames = side_by_side_frames(video, reconstruction)
         movie = None
         if frames.shape[0] > 1 and frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0:
             movie = write_video(folder / f"step_{step:07d}.mp4", frames, fps=8.0)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                logger.log_image("train/reconstruction", [grid], step=step, caption=["top: input, bottom: reconstruction"])
+                # the saved PNG itself (wandb 0.31 casts a float tensor to uint8 without scaling: a black image)
+                logger.log_image("train/reconstruction", [str(picture)], step=step, caption=["top: input, bottom: reconstruction"])
                 if movie is not None:
                     logger.log_video("train/reconstruction_video", [str(movie)], step=step, format=["mp4"])
