@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import logging
 from pathlib import Path
 
 import pytest
 import torch
 from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import CSVLogger
 
-from tests.helpers import TINY_DATA, csv_logger, metric_column
+from tests.helpers import TINY_DATA, csv_logger, metric_column, tiny_fit_args
 from vtok import VideoAutoencoder
 from vtok.cli import CONFIG_DIR, main
 from vtok.training import AutoencoderModule, CodebookMonitor
@@ -121,15 +123,28 @@ def test_each_discrete_preset_trains_and_logs_usage(preset: str, tmp_path: Path)
     assert metric_column(tmp_path / "run", "train/perplexity")
 
 
+def test_codebook_usage_is_logged_at_the_batch_that_ends_its_window(tmp_path: Path) -> None:
+    """A window of 3 batches with the loggers writing every 2: each window's usage at its own last
+    batch (Lightning's own logging from a callback would write it late, again, or never)."""
+    main(tiny_fit_args(tmp_path, 9, "--model.autoencoder.bottleneck", "fsq", "--model.autoencoder.fsq_levels", "[8,5,5,5]",
+                       "--trainer.callbacks+", "vtok.training.CodebookMonitor", "--trainer.callbacks.window_steps", "3",
+                       "--trainer.limit_val_batches", "0", *csv_logger(tmp_path), "--trainer.log_every_n_steps", "2"))  # fmt: skip
+    with next((tmp_path / "run").rglob("metrics.csv")).open() as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("codebook/usage")]
+    assert [int(row["step"]) for row in rows] == [2, 5, 8], "batches 3, 6 and 9 (0-based steps)"
+    assert all(0 < float(row["codebook/usage"]) <= 1 for row in rows)
+
+
 def test_codebook_monitor_counts_codes_per_slot_over_a_window(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The real callback on a real fsq_mt2 module (2 slots of 1000 codes), fed the training step's
-    ``indices`` [B, K, T, H, W] with known codes; only ``log_dict`` is recorded, as no loop runs."""
+    ``indices`` [B, K, T, H, W] with known codes; what reaches the trainer's logger is recorded."""
     module = AutoencoderModule(tiny(**DISCRETE["fsq_mt2"]))
     logged: list[dict[str, float]] = []
-    monkeypatch.setattr(module, "log_dict", lambda metrics, **_: logged.append({k: float(v) for k, v in metrics.items()}))
-    trainer = Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    logger = CSVLogger("unused")
+    monkeypatch.setattr(logger, "log_metrics", lambda metrics, step: logged.append(metrics))
+    trainer = Trainer(accelerator="cpu", devices=1, logger=logger, enable_checkpointing=False, enable_progress_bar=False)
     monitor = CodebookMonitor(window_steps=2)  # collapse below 5% of a slot's codes
 
     def step(first_slot: torch.Tensor, second_slot: torch.Tensor) -> None:  # 64 positions each

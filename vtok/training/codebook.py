@@ -14,6 +14,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.distributed import ReduceOp
 
+from vtok.training.direct_logging import log_on_this_batch
+
 log = logging.getLogger(__name__)
 
 MAX_TRACKED_VOCABULARY = 2**24  # a bool per code and slot; larger vocabularies are not tracked
@@ -50,9 +52,9 @@ class CodebookMonitor(Callback):
         if self._steps < self.window_steps:
             return
         usage = trainer.strategy.reduce(self._seen.float(), reduce_op=ReduceOp.MAX).mean(1)  # codes seen on any rank
-        pl_module.log_dict({"codebook/usage": usage.mean(), "codebook/min_slot_usage": usage.min()}, rank_zero_only=True)
-        worst = float(usage.min())
-        if worst < self.collapse_threshold:
+        worst = float(usage.min())  # the window's one host-device sync
+        log_on_this_batch(trainer, {"codebook/usage": float(usage.mean()), "codebook/min_slot_usage": worst})
+        if worst < self.collapse_threshold and trainer.is_global_zero:  # the same on every rank: said once
             log.warning(
                 "codebook collapse: a token slot used only %.1f%% of its %d codes over the last %d steps "
                 "(mean over slots %.1f%%); raise the entropy weight or lower the learning rate",

@@ -23,6 +23,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from vtok.data.batches import video_parts
+from vtok.training.direct_logging import log_on_this_batch
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,7 @@ class LoaderWaitMonitor(Callback):
         waited = self._fetch_wait(trainer) if self._marks is not None else self._waited
         wait = waited / elapsed if elapsed > 0 else 0.0
         self.last_window = {"perf/data_wait_fraction": wait, "perf/clips_per_s": self._clips / elapsed}
-        if trainer.is_global_zero:  # straight to the loggers: windows need not match log_every_n_steps
-            # the step Lightning logs this batch's train/* at (one per training batch, whatever the accumulation)
-            step = trainer.fit_loop.epoch_loop._batches_that_stepped
-            for logger in trainer.loggers:
-                logger.log_metrics(self.last_window, step=step)
+        log_on_this_batch(trainer, self.last_window)  # windows need not match log_every_n_steps
         if wait > self.warn_fraction and not self._warned:
             self._warned = True
             log.warning(
