@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from lightning.pytorch import Trainer
 from torch.utils.data import DataLoader
 from torchvision.io import read_image, write_png
@@ -47,6 +48,9 @@ def test_fit_lowers_the_loss_and_writes_checkpoints_and_pictures(tmp_path: Path)
         for inputs, reconstruction in (rows[0], rows[1]), (rows[2], rows[3]):  # ~35-50 apart on 0..255
             assert (inputs - reconstruction).abs().mean() > 5, f"{png} shows no reconstruction under the input"
     assert list((tmp_path / "run").rglob("config.yaml")), "the resolved config is saved with the run"
+    hparams = yaml.safe_load(next((tmp_path / "run").rglob("hparams.yaml")).read_text())  # and given to the loggers
+    assert hparams["model"]["autoencoder"]["init_args"]["block_out_channels"] == [16, 32] and hparams["data"]["num_frames"] == 5
+    assert hparams["trainer"]["max_steps"] == 40 and hparams["ema_decay"] == 0.999, "beside the module's own"
 
 
 def test_every_loss_on_trains_through_the_discriminator_start(tmp_path: Path, vgg_weights: Path) -> None:

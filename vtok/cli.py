@@ -29,6 +29,7 @@ from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import NoUsableDataError, ResumeMismatchError
 from vtok.error_text import first_line
 from vtok.launch import LaunchEnvironment, detect_launch
+from vtok.logged_config import SaveAndLogConfig
 from vtok.run_folder import (
     CHECKPOINT_KEYWORDS,
     newest_checkpoint,
@@ -110,6 +111,7 @@ class VtokCLI(LightningCLI):
         super().__init__(
             AutoencoderModule,
             VideoDataModule,
+            save_config_callback=SaveAndLogConfig,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"epilog": COMMANDS_HELP, **dict.fromkeys(LIGHTNING_COMMANDS, defaults)} if run else defaults,
             trainer_defaults={"use_distributed_sampler": False},  # vtok's EpochSampler shards by rank
