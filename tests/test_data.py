@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -26,6 +27,7 @@ from vtok.data import (
 )
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import read_notes
+from vtok.data.images import read_rgb_image
 from vtok.data.readers import DecordReader, PyAVReader
 
 
@@ -200,18 +202,28 @@ def test_a_dataset_without_a_usable_file_is_a_clear_error(tmp_path: Path, video_
         VideoDataModule(path=str(tmp_path / "missing"), num_frames=9, size=32).setup("fit")
 
 
-def test_images_are_one_frame_clips_and_wrong_channels_are_skipped(tmp_path: Path) -> None:
+def test_images_are_one_frame_clips_in_rgb_whatever_their_layout_and_undecodable_ones_are_skipped(tmp_path: Path) -> None:
     frames = synthetic_clip(1, 40, 40, seed=2)[0].numpy()
     Image.fromarray(frames).save(tmp_path / "rgb.png")
     Image.fromarray(frames[..., 0]).save(tmp_path / "gray.png")
-    Image.fromarray(frames).convert("RGBA").save(tmp_path / "alpha.png")
+    alpha = np.dstack([frames, np.where(np.arange(40) < 20, 255, 0).astype(np.uint8)[None].repeat(40, 0)])
+    Image.fromarray(alpha, "RGBA").save(tmp_path / "alpha.png")  # the right half fully transparent
+    Image.fromarray(frames[..., 1].astype(np.uint16) * 257).save(tmp_path / "gray16.png")  # 16-bit grey
+    Image.fromarray(frames[..., 0].astype(np.float32)).save(tmp_path / "float.tiff")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
-    files = list_files(tmp_path, frozenset({".png"}))
-    assert [Path(f).name for f in files] == ["alpha.png", "broken.png", "gray.png", "rgb.png"]
-    for index, reason in enumerate(["4 channels (RGBA)", "cannot decode", "1 channels (L)"]):
-        sample = ImageDataset(files, size=(32, 32))[(0, index)]  # replaced by rgb.png, the only usable file
-        assert sample["video"].shape == (3, 1, 32, 32) and sample["source_index"] == 3
-        assert reason in sample["skipped"]
+    rgb = read_rgb_image(str(tmp_path / "rgb.png"))
+    assert torch.equal(read_rgb_image(str(tmp_path / "gray.png")), rgb[..., :1].expand(-1, -1, 3))
+    assert torch.equal(read_rgb_image(str(tmp_path / "gray16.png")), rgb[..., 1:2].expand(-1, -1, 3)), "scaled, not clipped"
+    over_white = read_rgb_image(str(tmp_path / "alpha.png"))
+    assert torch.equal(over_white[:, :20], rgb[:, :20]) and bool((over_white[:, 20:] == 255).all())
+    files = list_files(tmp_path, frozenset({".png", ".tiff"}))
+    assert [Path(f).name for f in files] == ["alpha.png", "broken.png", "float.tiff", "gray.png", "gray16.png", "rgb.png"]
+    for index in (0, 3, 4, 5):
+        sample = ImageDataset(files, size=(32, 32))[(0, index)]
+        assert sample["video"].shape == (3, 1, 32, 32) and sample["source_index"] == index and not sample["skipped"]
+    for index, reason in ((1, "cannot decode"), (2, "floating-point values")):
+        sample = ImageDataset(files, size=(32, 32))[(0, index)]  # replaced by the next usable file
+        assert sample["source_index"] != index and reason in sample["skipped"]
 
 
 def test_data_settings_that_cannot_work_name_themselves_at_setup(

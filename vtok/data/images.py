@@ -16,20 +16,34 @@ from vtok.error_text import first_line
 
 def read_rgb_image(path: str) -> torch.Tensor:
     """uint8 ``[H, W, 3]``, upright as a viewer shows it (EXIF orientation applied, as videos get
-    their display rotation). Palette images are expanded to RGB; other channel layouts (grey,
-    alpha, CMYK) raise :class:`UnusableFileError` rather than being converted behind the user's back."""
+    their display rotation), in RGB whatever the file stores, as videos are decoded to RGB whatever
+    their pixel format: see :func:`as_rgb`."""
     try:
         with Image.open(path) as image:
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an image without the tag
-            if image.mode == "P" and "transparency" not in image.info:
-                image = image.convert("RGB")
-            if image.mode != "RGB":
-                bands = "".join(image.getbands())
-                raise UnusableFileError(path, f"the image has {len(bands)} channels ({bands}), expected 3 (RGB)")
-            return torch.from_numpy(np.asarray(image).copy())
+            return torch.from_numpy(np.asarray(as_rgb(image, path)).copy())
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise UnusableFileError(path, f"cannot decode the image ({first_line(error)})") from None
+
+
+def as_rgb(image: Image.Image, path: str) -> Image.Image:
+    """``image`` as 8-bit RGB: grey repeated on the three channels, 16-bit grey scaled to 8 bits (not
+    clipped, as Pillow's own conversion does), CMYK and palettes converted, and transparency laid over
+    white (how a viewer on a page shows it; the colours under fully transparent pixels are often junk).
+    Raises :class:`UnusableFileError` for floating-point and over-16-bit images (no known range)."""
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):  # 16-bit grey: Pillow loads it as 32-bit "I"
+        values = np.asarray(image, dtype=np.int64)
+        if values.min() < 0 or values.max() > 65535:
+            raise UnusableFileError(path, f"the image has {image.mode} values outside 16 bits: no known range")
+        grey = Image.fromarray(np.round(values / 257).astype(np.uint8), "L")
+        return grey.convert("RGB")
+    if image.mode == "F":
+        raise UnusableFileError(path, "the image has floating-point values (mode F): no known range")
+    if "A" in image.getbands() or "transparency" in image.info:
+        over_white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(over_white, image.convert("RGBA")).convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 class ImageDataset(SkippingDataset):
