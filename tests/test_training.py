@@ -132,6 +132,8 @@ def test_images_train_beside_the_videos_in_batches_of_their_own(tmp_path: Path) 
     video_l1, image_l1 = metric_column(run, "train/l1"), metric_column(run, "train/images_l1")
     assert len(video_l1) == len(image_l1) == 6, "every step trains on a batch of clips and a batch of images"
     assert all(0 < value < 2 for value in image_l1) and image_l1 != video_l1
+    parts = zip(metric_column(run, "train/loss"), metric_column(run, "train/images_loss"), strict=True)
+    assert metric_column(run, "train/total_loss") == pytest.approx([videos + images for videos, images in parts])
 
 
 def test_last_ckpt_holds_the_final_step_when_the_run_ends_between_periodic_saves(tmp_path: Path) -> None:

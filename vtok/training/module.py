@@ -258,9 +258,12 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         total = torch.zeros((), device=self.device)
         logs: dict[str, torch.Tensor] = {}
         shown: dict[str, torch.Tensor] = {}
-        for name, part in video_parts(batch).items():
+        parts = video_parts(batch)
+        for name, part in parts.items():
             generator, discriminator, part_logs, output = self._objective(part["video"], step)
             total = total + generator + discriminator
+            if len(parts) > 1:  # videos and images: what the autoencoder's optimiser follows is their sum
+                logs["train/total_loss"] = logs.get("train/total_loss", 0.0) + generator.detach()
             prefix = "train/" if name == "videos" else f"train/{name}_"
             logs.update({prefix + key: value for key, value in part_logs.items()})
             if not shown:  # what callbacks see: the first part's input, reconstruction and tokens
