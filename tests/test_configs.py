@@ -308,6 +308,8 @@ def test_vtok_test_scores_data_test_path_as_validate_scores_its_files(
     main(["validate", *given, "--data.val_path", str(video_folder), *csv_logger(tmp_path, "validated")])
     main(["test", *given, "--data.test_path", str(video_folder), *csv_logger(tmp_path, "tested")])
     assert (run / "config.yaml").read_bytes() == written, "test rewrote the config that reruns and resumes use"
+    for logged in ("validated", "tested"):  # at the checkpoint's step (2 batches), not at 0
+        assert metric_column(tmp_path / logged, "step") == [2.0]
     for metric in ("psnr", "ssim", "l1"):
         (tested,) = metric_column(tmp_path / "tested", f"test/{metric}")
         assert tested == pytest.approx(metric_column(tmp_path / "validated", f"val/{metric}")[0], rel=1e-6), metric

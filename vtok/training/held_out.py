@@ -77,4 +77,6 @@ class HeldOutScoring:
         # warns about epoch-level values logged without sync_dist (one small extra all-reduce per metric).
         if means:
             self.log_dict(means, sync_dist=True, reduce_fx="max")
+            if self.trainer.state.fn != "fit":  # vtok validate/test: at the checkpoint's step, where fitting logs it
+                self.log("step", float(self.trained_batches), sync_dist=True, reduce_fx="max")
         return means
