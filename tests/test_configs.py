@@ -304,12 +304,14 @@ def test_vtok_test_scores_data_test_path_as_validate_scores_its_files(
     run = tmp_path / "run"
     shutil.copytree(fsq_run["checkpoint"].parents[1], run)
     written = (run / "config.yaml").read_bytes()
-    given = ["--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")]
+    given = ["--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+             "--trainer.default_root_dir", str(run)]  # fmt: skip
     main(["validate", *given, "--data.val_path", str(video_folder), *csv_logger(tmp_path, "validated")])
     main(["test", *given, "--data.test_path", str(video_folder), *csv_logger(tmp_path, "tested")])
     assert (run / "config.yaml").read_bytes() == written, "test rewrote the config that reruns and resumes use"
-    for logged in ("validated", "tested"):  # at the checkpoint's step (2 batches), not at 0
-        assert metric_column(tmp_path / logged, "step") == [2.0]
+    for logged in ("validated", "tested"):  # where the fit logs validation: at its last batch's index (of 2), not at 0
+        assert metric_column(tmp_path / logged, "step") == [1.0]
+    assert {p.name for p in (run / "reconstructions").glob("*_step_*.png")} == {"val_step_0000001.png", "test_step_0000001.png"}
     for metric in ("psnr", "ssim", "l1"):
         (tested,) = metric_column(tmp_path / "tested", f"test/{metric}")
         assert tested == pytest.approx(metric_column(tmp_path / "validated", f"val/{metric}")[0], rel=1e-6), metric

@@ -40,7 +40,12 @@ def test_fit_lowers_the_loss_and_writes_checkpoints_and_pictures(tmp_path: Path)
     assert checkpoint["vtok"]["autoencoder_config"]["block_out_channels"] == [16, 32]
     assert checkpoint["vtok"]["batch_step"] == 40
     pictures = sorted(p.name for p in (tmp_path / "run" / "reconstructions").iterdir())
-    assert pictures == ["step_0000000.mp4", "step_0000000.png", "step_0000039.mp4", "step_0000039.png"]
+    # validation every 4 epochs of 3 batches, pictured at the index of the batch it follows (as its metrics are logged)
+    held_out = [f"val_step_{step:07d}.{kind}" for step in (11, 23, 35) for kind in ("mp4", "png")]
+    assert pictures == ["step_0000000.mp4", "step_0000000.png", "step_0000039.mp4", "step_0000039.png", *held_out]
+    first, last = (read_image(str(tmp_path / "run" / "reconstructions" / f"val_step_{s:07d}.png")) for s in (11, 35))
+    assert torch.equal(first[:, :34], last[:, :34]), "the same held-out clip every validation"
+    assert not torch.equal(first[:, 34:68], last[:, 34:68]), "as the weights of each time reconstruct it"
     for png in ("step_0000000.png", "step_0000039.png"):  # 2 clips: 5 input frames (32x32, 2 px apart) over their reconstruction
         grid = read_image(str(tmp_path / "run" / "reconstructions" / png)).float()
         assert grid.shape == (3, 4 * 34 + 2, 5 * 34 + 2)

@@ -30,11 +30,11 @@ class HeldOutScoring:
     _held_out_means: ClipWeightedMeans | None = None
     _said_no_ssim = False
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._score(batch, "val")
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor] | None:
+        return self._score(batch, "val")
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._score(batch, "test")
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor] | None:
+        return self._score(batch, "test")
 
     def on_validation_epoch_end(self) -> None:
         means = self._log_means()
@@ -44,12 +44,14 @@ class HeldOutScoring:
     def on_test_epoch_end(self) -> None:
         self._log_means()
 
-    def _score(self, batch: dict[str, Any], prefix: str) -> None:
+    def _score(self, batch: dict[str, Any], prefix: str) -> dict[str, torch.Tensor] | None:
+        """Adds the batch's scores; returns its clips and their reconstructions (for pictures), or
+        ``None`` for a batch of padding only."""
         video = batch["video"]
         repeated = batch.get("repeated")  # a rank's padding when the clips do not divide by the world size
         if repeated is not None and bool(repeated.any()):
             if bool(repeated.all()):
-                return  # nothing of its own in this batch: so each clip counts once
+                return None  # nothing of its own in this batch: so each clip counts once
             video = video[~repeated]
         output = self.inference_autoencoder(video, sample_posterior=False, continuous=self.continuous_weight > 0)
         terms = self.loss(video, output, self.trained_batches)
@@ -69,6 +71,7 @@ class HeldOutScoring:
         if self._held_out_means is None:
             self._held_out_means = ClipWeightedMeans()
         self._held_out_means.add(metrics, video.shape[0])
+        return {"video": video, "reconstruction": output.reconstruction.detach()}
 
     def _log_means(self) -> dict[str, float]:
         """Logs the loop's means over every rank's clips (a collective: every rank calls it)."""
@@ -77,6 +80,6 @@ class HeldOutScoring:
         # warns about epoch-level values logged without sync_dist (one small extra all-reduce per metric).
         if means:
             self.log_dict(means, sync_dist=True, reduce_fx="max")
-            if self.trainer.state.fn != "fit":  # vtok validate/test: at the checkpoint's step, where fitting logs it
-                self.log("step", float(self.trained_batches), sync_dist=True, reduce_fx="max")
+            if self.trainer.state.fn != "fit":  # vtok validate/test: where fitting logs it, at its last batch's index
+                self.log("step", float(max(self.trained_batches - 1, 0)), sync_dist=True, reduce_fx="max")
         return means

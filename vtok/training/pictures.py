@@ -34,7 +34,13 @@ def comparison_grid(video: torch.Tensor, reconstruction: torch.Tensor, max_video
 class ReconstructionPictures(Callback):
     """Every ``every_n_steps`` training batches (and at the end of training), a PNG of inputs over
     reconstructions and a side-by-side mp4 in ``<default_root_dir>/reconstructions/``; with wandb,
-    the same as an image and a video panel.
+    the same as an image and a video panel (``train/reconstruction``). These show the training
+    batch as the live weights reconstructed it (a KL posterior sampled, in training mode).
+
+    At every validation (and ``vtok validate``/``vtok test``), the same of the first held-out batch,
+    as validation and export see it (EMA weights, the posterior mean): ``val_step_*``/``test_step_*``
+    files and ``val/reconstruction`` panels. That batch holds the same clips every time, so these
+    pictures compare across training.
 
     Args:
         every_n_steps: batches between pictures (the first batch always gets one).
@@ -66,21 +72,40 @@ class ReconstructionPictures(Callback):
             self._write(trainer, *self._last)
         self._last = None
 
-    def _write(self, trainer: Trainer, step: int, video: torch.Tensor, reconstruction: torch.Tensor) -> None:
+    def on_validation_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._held_out(trainer, pl_module, outputs, batch_idx, "val")
+
+    def on_test_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._held_out(trainer, pl_module, outputs, batch_idx, "test")
+
+    def _held_out(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch_idx: int, stage: str) -> None:
+        if batch_idx != 0 or trainer.sanity_checking or not isinstance(outputs, dict) or "reconstruction" not in outputs:
+            return
+        step = max(getattr(pl_module, "trained_batches", 1) - 1, 0)  # the last batch the weights trained on
+        count = self.max_videos
+        self._write(trainer, step, outputs["video"][:count], outputs["reconstruction"][:count], stage)
+
+    def _write(self, trainer: Trainer, step: int, video: torch.Tensor, reconstruction: torch.Tensor, stage: str = "train") -> None:
         if not trainer.is_global_zero:
             return
         grid = comparison_grid(video, reconstruction, self.max_videos, self.max_frames)
         folder = Path(trainer.default_root_dir) / "reconstructions"
         folder.mkdir(parents=True, exist_ok=True)
-        picture = folder / f"step_{step:07d}.png"
+        name = f"step_{step:07d}" if stage == "train" else f"{stage}_step_{step:07d}"
+        picture = folder / f"{name}.png"
         save_image(grid, picture)
         frames = side_by_side_frames(video, reconstruction)
         movie = None
         if frames.shape[0] > 1 and frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0:
-            movie = write_video(folder / f"step_{step:07d}.mp4", frames, fps=8.0)
+            movie = write_video(folder / f"{name}.mp4", frames, fps=8.0)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 # the saved PNG itself (wandb 0.31 casts a float tensor to uint8 without scaling: a black image)
-                logger.log_image("train/reconstruction", [str(picture)], step=step, caption=["top: input, bottom: reconstruction"])
+                caption = ["top: input, bottom: reconstruction"]
+                logger.log_image(f"{stage}/reconstruction", [str(picture)], step=step, caption=caption)
                 if movie is not None:
-                    logger.log_video("train/reconstruction_video", [str(movie)], step=step, format=["mp4"])
+                    logger.log_video(f"{stage}/reconstruction_video", [str(movie)], step=step, format=["mp4"])
