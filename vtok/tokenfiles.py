@@ -26,6 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from vtok.data import ClipInfo
+from vtok.error_text import first_line
 from vtok.vae import FirstFrameTokens, VideoAutoencoder, regular_indices
 
 log = logging.getLogger(__name__)
@@ -155,9 +156,7 @@ def write_token_file(path: str | Path, tokens: torch.Tensor | FirstFrameTokens, 
 
 
 def _unreadable(path: Path, error: Exception) -> ValueError:
-    text = str(error).strip().splitlines()
-    detail = text[0][:200] if text else type(error).__name__
-    return ValueError(f"{path} is not a readable vtok token file ({detail}); write it again with `vtok tokenize`")
+    return ValueError(f"{path} is not a readable vtok token file ({first_line(error)}); write it again with `vtok tokenize`")
 
 
 def read_token_header(path: str | Path) -> tuple[dict[str, str], list[int]]:

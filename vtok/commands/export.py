@@ -12,7 +12,7 @@ from tqdm import tqdm
 from vtok.commands.outputs import output_folder
 from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
 from vtok.data.read_ahead import read_ahead
-from vtok.export import autoencoder_from_checkpoint, export_checkpoint, latent_statistics, read_checkpoint
+from vtok.export import CHECKPOINT_KEY, autoencoder_from_checkpoint, export_checkpoint, latent_statistics, read_checkpoint
 
 
 def parser() -> argparse.ArgumentParser:
@@ -41,7 +41,7 @@ def _latent_stats(args: argparse.Namespace) -> tuple[dict[str, list[float]], dic
     """
     checkpoint = read_checkpoint(args.ckpt)
     model = autoencoder_from_checkpoint(checkpoint, use_ema=not args.no_ema)
-    protocol = resolve_protocol(args, model, checkpoint["vtok"].get("clip"))
+    protocol = resolve_protocol(args, model, checkpoint[CHECKPOINT_KEY].get("clip"))
     dataset = clip_dataset(protocol, args.latent_stats, model, args.backend)
     latents: list[torch.Tensor] = []
     skipped: list[dict[str, str]] = []

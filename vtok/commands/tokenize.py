@@ -26,6 +26,7 @@ from vtok.commands.device import add_device_argument, resolve_device, resolve_wo
 from vtok.commands.outputs import output_folder
 from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
 from vtok.data import file_key
+from vtok.data.manifest import read_jsonl
 from vtok.data.read_ahead import read_ahead
 from vtok.data.sources import RealPaths
 from vtok.export import load_autoencoder_and_metadata
@@ -167,7 +168,4 @@ def _earlier_entries(
 
 def _earlier_skips(out: Path, settled: set[str]) -> list[dict[str, str]]:
     """The earlier runs' skipped videos that have not been tokenized or skipped again since."""
-    path = out / "skipped.jsonl"
-    lines = path.read_text().splitlines() if path.is_file() else []
-    records = [json.loads(line) for line in lines if line.strip()]
-    return [record for record in records if record.get("path") not in settled]
+    return [record for record in read_jsonl(out / "skipped.jsonl") if record.get("path") not in settled]
