@@ -57,9 +57,12 @@ class VideoDataModule(LightningDataModule):
     images in a loader of their own.
 
     Batches are dicts: ``video`` float ``[B, 3, T, H, W]`` in ``[-1, 1]``, ``index`` (the
-    sample's slot), ``source_index`` (the file that filled it) and ``skipped`` (unusable files met
-    while filling it). Streamed batches have ``key`` (the shard member) instead of the two indices.
-    With ``image_path`` set, training batches are ``{"videos": ..., "images": ...}``.
+    sample's slot), ``source_index`` (the file that filled it), ``skipped`` (unusable files met
+    while filling it) and ``enlarged`` (the source's path when it was smaller than ``size``, else
+    empty); ``skipped`` and ``enlarged`` are taken off in :meth:`on_after_batch_transfer`. Validation
+    and test batches also have ``repeated`` (true for a rank's padding, scored by no one). Streamed
+    batches have ``key`` (the shard member) instead of the two indices. With ``image_path`` set,
+    training batches are ``{"videos": ..., "images": ...}``.
 
     Streaming (``shards``): each rank and worker reads its own shards (policy in
     :mod:`vtok.data.shard_split`); the epoch reaches the stream through

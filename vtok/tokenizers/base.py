@@ -25,6 +25,7 @@ class DiscreteQuantizer(nn.Module, ABC):
 
     @property
     def bits_per_token(self) -> float:
+        """``log2(codebook_size)``: the information one token carries at most."""
         return math.log2(self.codebook_size)
 
     def check_indices(self, indices: torch.Tensor) -> None:

@@ -68,10 +68,12 @@ class FSQ(DiscreteQuantizer):
 
     @property
     def dim(self) -> int:
+        """Channels per token: one per entry of ``levels``."""
         return len(self.levels)
 
     @property
     def channels(self) -> int:
+        """Latent channels the quantizer takes: ``tokens_per_position`` tokens of ``dim`` channels."""
         return self.tokens_per_position * self.dim
 
     def extra_repr(self) -> str:

@@ -93,14 +93,17 @@ class GroupLFQ(DiscreteQuantizer):
 
     @property
     def channels(self) -> int:
+        """Latent channels the quantizer takes: one sign bit each."""
         return self.bits
 
     @property
     def tokens_per_position(self) -> int:
+        """Tokens per latent position: one per group, or one of all the bits with ``single_token``."""
         return 1 if self.single_token else self.groups
 
     @property
     def codebook_size(self) -> int:
+        """The vocabulary of one token: ``2^group_bits``, or ``2^bits`` with ``single_token``."""
         return 2 ** (self.bits if self.single_token else self.group_bits)
 
     def extra_repr(self) -> str:

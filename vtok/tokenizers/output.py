@@ -15,7 +15,8 @@ class QuantizerOutput:
         codes: quantized latent, same shape as the input, with a straight-through gradient.
         indices: int64 token indices ``[B, K, T, H, W]``, ``K`` tokens per latent position.
         losses: auxiliary training losses (unweighted scalars), e.g. ``{"entropy": ...}``.
-        stats: detached statistics, e.g. ``{"usage": ..., "perplexity": ...}``.
+        stats: detached statistics of the batch: ``perplexity`` and ``batch_usage`` (the share of the
+            codebook the batch used), and GQ's ``per_sample_entropy`` and ``codebook_entropy``.
     """
 
     codes: torch.Tensor

@@ -182,6 +182,7 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
 
     @property
     def is_discrete(self) -> bool:
+        """Whether the bottleneck quantizes (FSQ or GQ: ``tokenize``/``detokenize`` work), not a KL VAE."""
         return self.config.bottleneck != "kl"
 
     @property

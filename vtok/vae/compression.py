@@ -57,6 +57,7 @@ class Compression:
         return int(math.log2(self.spatial))
 
     def latent_frames(self, frames: int) -> int:
+        """Latent frames of a ``frames``-frame clip: the first frame alone, then one per ``temporal``."""
         return 1 + (frames - 1) // self.temporal
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
@@ -83,6 +84,7 @@ class Compression:
             raise ValueError(f"clip shape does not fit compression {self}: " + "; ".join(problems))
 
     def pixels_per_latent_position(self) -> int:
+        """Pixels (per channel) one latent position stands for: ``temporal · spatial²``."""
         return self.temporal * self.spatial * self.spatial
 
 

@@ -56,6 +56,7 @@ class LongVideoMixin:
         self.tile = (tile, overlap)
 
     def disable_tiling(self) -> None:
+        """Encodes and decodes whole frames again (undoes :meth:`enable_tiling`)."""
         self.tile = None
 
     def _encode_features(self, video: torch.Tensor) -> torch.Tensor:
