@@ -322,3 +322,12 @@ def test_vtok_test_scores_data_test_path_as_validate_scores_its_files(
     with pytest.raises(SystemExit) as exit_info:
         main(["test", "--config", str(run / "config.yaml"), "--data.test_path", str(video_folder)])
     assert exit_info.value.code == 2 and "vtok test needs --ckpt_path" in capsys.readouterr().err
+
+
+def test_a_config_whose_callbacks_list_drops_the_checkpoints_is_warned_of(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = tmp_path / "pictures_only.yaml"
+    config.write_text("trainer:\n  callbacks:\n    - class_path: vtok.training.ReconstructionPictures\n")
+    with caplog.at_level("WARNING", logger="vtok.cli"):
+        main(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--trainer.limit_val_batches", "0", config=config))
+    assert "trainer.callbacks names no ModelCheckpoint" in caplog.text and "--trainer.callbacks+=" in caplog.text
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists(), "what the warning is about"

@@ -175,6 +175,13 @@ class VtokCLI(LightningCLI):
             if logger and not isinstance(logger, bool) and logger.init_args.get("save_dir") in (None, "."):
                 self._derived.append((logger.init_args, "save_dir", logger.init_args.get("save_dir")))
                 logger.init_args["save_dir"] = trainer.default_root_dir
+        checkpoints = [c for c in trainer.callbacks or [] if c.class_path.endswith(("ModelCheckpoint", "FinalStepCheckpoint"))]
+        if self.subcommand == "fit" and not checkpoints and trainer.get("enable_checkpointing") is not False:
+            log.warning(
+                "trainer.callbacks names no ModelCheckpoint (a config's callbacks list replaces the default one): "
+                "Lightning's own saves at epoch ends only, with no last.ckpt to resume from; add to the list with "
+                "--trainer.callbacks+=CLASS, or copy the default's list (configs/default.yaml) into the config"
+            )
         for callback in trainer.callbacks or []:
             if callback.class_path == LIGHTNING_CHECKPOINT:  # same options; last.ckpt also ends at the final step
                 callback.class_path = f"{FinalStepCheckpoint.__module__}.{FinalStepCheckpoint.__name__}"
