@@ -13,6 +13,7 @@ from tests.ssim_reference import reference_ssim, reference_ssim_per_video
 from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.evaluation import ssim_per_video
+from vtok.evaluation import ssim as ssim_module
 from vtok.evaluation.ssim import ssim_per_frame
 from vtok.export import write_export
 
@@ -49,6 +50,37 @@ def test_ssim_per_frame_in_float64_and_other_data_ranges() -> None:
     assert ssim_per_frame(torch.from_numpy(x)[None], torch.from_numpy(y)[None]).item() == pytest.approx(
         structural_similarity(x, y, channel_axis=0, **options), abs=1e-10
     )
+
+
+def test_the_filtering_never_runs_in_tf32_and_leaves_the_global_settings_as_they_were(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TF32 (cuDNN's default for float32 convolutions) breaks E[x²] - μ²: SSIM off by 0.02-0.04 on real
+    frames. The convolutions must see IEEE float32 whatever the user set, and the settings come back."""
+    conv_settings = (torch.backends.cudnn.conv, torch.backends.mkldnn.conv)
+    for setting in conv_settings:
+        monkeypatch.setattr(setting, "fp32_precision", "tf32")  # what a user (or cuDNN's default) may have
+    legacy = torch.backends.cudnn.allow_tf32
+    real_conv2d, seen = ssim_module.F.conv2d, []
+
+    def spy(*args: object, **kwargs: object) -> torch.Tensor:
+        seen.append([setting.fp32_precision for setting in conv_settings])
+        return real_conv2d(*args, **kwargs)
+
+    monkeypatch.setattr(ssim_module.F, "conv2d", spy)
+    reconstruction, target = _pair((1, 3, 2, 16, 16))
+    ssim_per_video(reconstruction, target)
+    assert seen and all(precisions == ["ieee", "ieee"] for precisions in seen), seen
+    assert [setting.fp32_precision for setting in conv_settings] == ["tf32", "tf32"]
+    assert torch.backends.cudnn.allow_tf32 == legacy
+
+    def failing(*args: object, **kwargs: object) -> torch.Tensor:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(ssim_module.F, "conv2d", failing)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        ssim_per_video(reconstruction, target)
+    assert [setting.fp32_precision for setting in conv_settings] == ["tf32", "tf32"], "restored after an error too"
 
 
 def test_frames_under_the_window_are_refused() -> None:

@@ -16,9 +16,16 @@ reflect-padded whole frame, which reads about 0.004 lower on real frames.
 Frames smaller than the window are refused (:class:`ValueError`) rather than measured with a
 narrower window: such a number would not be the SSIM that papers report, and a metric that cannot
 be compared is worse than none.
+
+The filtering runs in full float32 (or float64) whatever the global precision settings: TF32, which
+cuDNN uses for float32 convolutions by default, keeps 10 mantissa bits, and the variances
+E[x²] - μ² cancel those away (SSIM off by 0.02-0.04 on real frames).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -65,10 +72,33 @@ def ssim_per_frame(
     window = gaussian_window(dtype=dtype).to(x.device)
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
     values = []
-    with torch.autocast(x.device.type, enabled=False):  # filtered in float32 or float64 even inside autocast
+    # filtered in float32 or float64 even inside autocast, and never in TF32
+    with torch.autocast(x.device.type, enabled=False), full_precision_convolutions():
         for a, b in zip(x.to(dtype).split(frames_per_pass), y.to(dtype).split(frames_per_pass)):
             values.append(_ssim_map(a, b, window, c1, c2).mean(dim=(1, 2, 3)))
     return torch.cat(values)
+
+
+@contextmanager
+def full_precision_convolutions() -> Iterator[None]:
+    """Float32 convolutions in IEEE precision inside, on cuDNN (TF32 by default) and oneDNN alike; the
+    global settings are restored on the way out.
+
+    The per-operator settings (``torch.backends.cudnn.conv.fp32_precision``, PyTorch 2.9 and later) are
+    the ones convolutions read, and an operator's own ``"ieee"`` overrides the backend-wide setting and
+    the legacy ``torch.backends.cudnn.allow_tf32``; ``cudnn.flags(allow_tf32=False)`` would instead leave
+    the operator inheriting a backend-wide ``"tf32"``. The float32 matmul precision plays no part: the
+    depthwise convolutions here run on cuDNN or CUDA's depthwise kernel, never on cuBLAS.
+    """
+    settings = (torch.backends.cudnn.conv, torch.backends.mkldnn.conv)
+    earlier = [setting.fp32_precision for setting in settings]
+    try:
+        for setting in settings:
+            setting.fp32_precision = "ieee"
+        yield
+    finally:
+        for setting, precision in zip(settings, earlier):
+            setting.fp32_precision = precision
 
 
 def _ssim_map(a: torch.Tensor, b: torch.Tensor, window: torch.Tensor, c1: float, c2: float) -> torch.Tensor:
