@@ -12,6 +12,9 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback
 
+from vtok import VideoAutoencoder
+from vtok.export import write_export
+
 TINY_MODEL = [
     "--model.autoencoder.block_out_channels", "[16, 32]",
     "--model.autoencoder.latent_channels", "8",
@@ -36,6 +39,13 @@ def tiny_fit_args(tmp_path: Path, steps: int, *extra: str, run: str = "run", con
         "--trainer.enable_progress_bar", "false",
         *extra,
     ]  # fmt: skip
+
+
+def small_frame_export(folder: Path) -> Path:
+    """A tiny random model with 4x spatial compression (for frames of a few pixels), exported to ``folder``."""
+    torch.manual_seed(0)
+    config = {"block_out_channels": [8, 16, 16], "latent_channels": 4, "layers_per_block": 1, "spatial_compression": 4}
+    return write_export(VideoAutoencoder(**config), folder, {})
 
 
 def csv_logger(tmp_path: Path, run: str = "run") -> list[str]:

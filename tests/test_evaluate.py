@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.helpers import small_frame_export
 from tests.ssim_reference import reference_ssim_per_video
 from vtok import VideoAutoencoder
 from vtok.cli import main
@@ -399,3 +400,20 @@ def test_videos_smaller_than_the_protocol_size_are_counted_and_named(
     assert metrics["enlarged_videos"] == 2 and metrics["protocol"]["height"] == 48
     assert "2 videos are smaller than the protocol's 48x48" in caplog.text
     assert "| videos smaller than the protocol size (compared enlarged) | 2 |" in (out / "report.md").read_text()
+
+
+def test_frames_too_small_for_vgg_skip_lpips_with_a_reason_said_once(
+    video_folder: Path, vgg_weights: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """11-15 pixel frames suit SSIM but not VGG16, whose four poolings leave no pixel for its last features."""
+    path = small_frame_export(tmp_path / "s4")
+    out = tmp_path / "eval"
+    with caplog.at_level("WARNING", logger="vtok.evaluation.runner"):
+        run("evaluate", "--model", path, "--data", video_folder, "--out", out, "--frames", "5", "--size", "12", "16",
+            "--max-videos", 3, "--batch-size", 2, "--pictures", "0")  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["videos"] == 3 and metrics["ssim"] is not None
+    assert metrics["lpips"] is None and metrics["lpips_weights_sha256"] is None
+    assert metrics["lpips_skipped"] == "LPIPS (VGG16) needs frames of at least 16x16 pixels, got 12x16"
+    assert caplog.text.count("LPIPS (VGG16) needs frames of at least 16x16 pixels") == 1
+    assert "skipped: LPIPS (VGG16) needs frames" in (out / "report.md").read_text()

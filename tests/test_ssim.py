@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import small_frame_export
 from tests.ssim_reference import reference_ssim, reference_ssim_per_video
-from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.evaluation import ssim_per_video
 from vtok.evaluation import ssim as ssim_module
 from vtok.evaluation.ssim import ssim_per_frame
-from vtok.export import write_export
 
 
 def _pair(shape: tuple[int, ...], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,9 +91,7 @@ def test_frames_under_the_window_are_refused() -> None:
 def test_small_frames_are_a_one_line_error_of_evaluate_before_any_work(
     size: int, video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    torch.manual_seed(0)
-    config = {"block_out_channels": [8, 16, 16], "latent_channels": 4, "layers_per_block": 1, "spatial_compression": 4}
-    path = write_export(VideoAutoencoder(**config), tmp_path / "s4", {})
+    path = small_frame_export(tmp_path / "s4")
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", "--model", str(path), "--data", str(video_folder), "--out", str(tmp_path / "eval"),
               "--frames", "5", "--size", str(size), str(size), "--pictures", "0"])  # fmt: skip

@@ -27,6 +27,7 @@ from vtok.losses.perceptual import load_lpips_vgg, missing_weights_message, vgg1
 
 I3D_FILE = "i3d_torchscript.pt"
 I3D_URL = "https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt?dl=1"  # the file StyleGAN-V fetches
+LPIPS_MIN_SIZE = 16  # VGG16's four poolings before its fifth feature map leave 1 pixel of 16
 
 
 def sha256_of(path: str | Path) -> str:
@@ -105,12 +106,24 @@ def lpips_weights_sha256(explicit: str | Path | None) -> str:
     return sha256_of(vgg16_weights_path(explicit))
 
 
-def load_lpips(explicit: str | Path | None, device: torch.device) -> tuple[nn.Module | None, str | None]:
-    """The LPIPS network (VGG16 backbone from a local file), or ``None`` and the reason it is not there.
+def lpips_size_reason(height: int, width: int) -> str | None:
+    """Why LPIPS cannot measure ``height x width`` frames (``None`` when it can): VGG16 halves them in
+    four poolings before its last features, which need at least one pixel per side."""
+    if min(height, width) >= LPIPS_MIN_SIZE:
+        return None
+    return f"LPIPS (VGG16) needs frames of at least {LPIPS_MIN_SIZE}x{LPIPS_MIN_SIZE} pixels, got {height}x{width}"
+
+
+def load_lpips(
+    explicit: str | Path | None, device: torch.device, frame_size: tuple[int, int]
+) -> tuple[nn.Module | None, str | None]:
+    """The LPIPS network (VGG16 backbone from a local file), or ``None`` and the reason it is not there
+    or cannot measure frames of ``frame_size``.
 
     Args:
         explicit: ``--lpips-weights``; ``None`` looks in the torch hub cache.
         device: where it runs.
+        frame_size: height and width of the frames it would compare.
 
     Raises:
         FileNotFoundError: ``explicit`` names no file.
@@ -119,6 +132,9 @@ def load_lpips(explicit: str | Path | None, device: torch.device) -> tuple[nn.Mo
     """
     path = vgg16_weights_path(explicit)
     _require_explicit(path, explicit, "lpips-weights")
+    too_small = lpips_size_reason(*frame_size)
+    if too_small:
+        return None, too_small
     if not path.is_file():
         return None, missing_weights_message(path, "(or pass --lpips-weights FILE)")
     return load_lpips_vgg(path, setting="--lpips-weights").to(device), None

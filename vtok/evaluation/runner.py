@@ -32,7 +32,7 @@ from vtok.data.read_ahead import read_ahead
 from vtok.data.transforms import enlarges
 from vtok.error_text import first_line
 from vtok.evaluation.codebook import CodeCounter
-from vtok.evaluation.detectors import load_i3d, load_lpips, lpips_weights_sha256
+from vtok.evaluation.detectors import load_i3d, load_lpips, lpips_size_reason, lpips_weights_sha256
 from vtok.evaluation.metrics import (
     energy_ratio, frechet_distance, high_frequency_energy, lpips_per_video, psnr_per_video, ssim_per_video,
 )  # fmt: skip
@@ -114,10 +114,14 @@ def _decoded(
 class _Evaluation:
     """Accumulates per-video metrics, features, codebook counts and timings over batches."""
 
-    def __init__(self, model: VideoAutoencoder, settings: EvaluationSettings, out: Path) -> None:
+    def __init__(
+        self, model: VideoAutoencoder, settings: EvaluationSettings, out: Path, frame_size: tuple[int, int]
+    ) -> None:
         self.model, self.settings, self.out = model, settings, out
         self.discrete = settings.resolved_mode(model) == "discrete"
-        self.lpips, self.lpips_skipped = load_lpips(settings.lpips_weights, settings.device)
+        self.lpips, self.lpips_skipped = load_lpips(settings.lpips_weights, settings.device, frame_size)
+        if lpips_size_reason(*frame_size):
+            log.warning("%s: LPIPS is skipped (metrics.json says so under lpips_skipped)", self.lpips_skipped)
         self.lpips_sha256 = lpips_weights_sha256(settings.lpips_weights) if self.lpips is not None else None
         self.i3d, self.fvd_skipped = load_i3d(settings.fvd_weights, settings.device)
         self.fvd_sha256 = self.i3d.sha256 if self.i3d is not None else None
@@ -273,7 +277,7 @@ def evaluate(
     """
     out = Path(out)
     model = model.to(settings.device).eval()
-    run = _Evaluation(model, settings, out)
+    run = _Evaluation(model, settings, out, (protocol["height"], protocol["width"]))
     limit = settings.max_videos if settings.max_videos is not None else len(dataset)
     skipped: list[dict[str, str]] = []
     batch: tuple[list[torch.Tensor], list[ClipInfo]] = ([], [])
