@@ -7,6 +7,7 @@ import csv
 import hashlib
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ import torch
 
 from vtok import VideoAutoencoder
 from vtok.cli import main
-from vtok.data import ClipSpec, VideoClipDataset, file_key, list_files, open_video
+from vtok.data import ClipSpec, VideoClipDataset, list_files, open_video
 from vtok.evaluation import psnr_per_video
 from vtok.export import load_autoencoder, write_export
 from vtok.tokenfiles import read_token_file
@@ -45,9 +46,9 @@ def evaluated(model: Path, data: Path, out: Path, *flags: str | float) -> tuple[
 
 
 def clip_generator(seed: int, path: str) -> torch.Generator:
-    """The documented per-clip seeding of the latent noise: sha256 of "<seed>/<file key>", first 8 bytes
-    little-endian, top bit cleared."""
-    digest = hashlib.sha256(f"{seed}/{file_key(path)}".encode()).digest()
+    """The documented per-clip seeding of the latent noise: sha256 of "<seed>/<file name>/<file bytes>",
+    first 8 bytes little-endian, top bit cleared."""
+    digest = hashlib.sha256(f"{seed}/{Path(path).name}/{Path(path).stat().st_size}".encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
 
 
@@ -114,6 +115,24 @@ def test_decode_timestep_results_do_not_depend_on_the_batch_size(video_folder: P
         assert [float(row[key]) for row in runs[3]] == pytest.approx(one_by_one, rel=1e-5, abs=1e-6), key
     metrics, _ = evaluated(path, video_folder, tmp_path / "t0", "--noise-seed", 7)
     assert metrics["protocol"]["noise_seed"] is None, "no noise, no seed to record"
+
+
+def test_decode_timestep_noise_does_not_depend_on_how_or_where_the_videos_are_found(
+    video_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same videos through an absolute path, a relative one and a copy elsewhere score the same."""
+    path = export(tmp_path / "kl", decoder_timestep_conditioning=True)
+    copy = tmp_path / "elsewhere" / "videos"
+    copy.mkdir(parents=True)
+    for source in list_files(video_folder)[:2]:
+        shutil.copyfile(source, copy / Path(source).name)
+    monkeypatch.chdir(video_folder.parent)
+    scores = {}
+    for name, data in {"absolute": video_folder, "relative": Path(video_folder.name), "copy": copy}.items():
+        metrics, psnr = evaluated(path, data, tmp_path / name, "--decode-timestep", 0.5, "--noise-seed", 3)
+        assert metrics["videos"] == 2
+        scores[name] = psnr
+    assert scores["relative"] == scores["absolute"] and scores["copy"] == scores["absolute"], scores
 
 
 def test_single_token_gq_counts_whole_tokens_against_the_reported_codebook(video_folder: Path, tmp_path: Path) -> None:

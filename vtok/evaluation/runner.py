@@ -6,10 +6,10 @@ counted and listed with their reasons. Discrete models are run the way they are 
 reconstruction as ``detokenize``. ``mode="continuous"`` measures a jointly trained discrete model
 through its continuous latents instead (``encode(discrete=False)`` / ``decode(discrete=False)``).
 A ``decode_timestep`` t > 0 decodes latents noised to z_t = (1 - t)·z + t·ε, each clip's ε seeded by
-(``noise_seed``, its file key: :mod:`vtok.evaluation.noise`) so no result depends on the batch size, telling a
-denoising decoder t; a decoder without timestep conditioning decodes them as they are, which is
-the comparison LTX-Video's denoising decoder is judged by. Everything runs in float32 on the
-chosen device.
+(``noise_seed``, its file's name and size: :mod:`vtok.evaluation.noise`) so no result depends on the
+batch size or on where the videos live, telling a denoising decoder t; a decoder without timestep
+conditioning decodes them as they are, which is the comparison LTX-Video's denoising decoder is
+judged by. Everything runs in float32 on the chosen device.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from vtok.evaluation.detectors import load_i3d, load_lpips, lpips_size_reason, l
 from vtok.evaluation.metrics import (
     energy_ratio, frechet_distance, high_frequency_energy, lpips_per_video, psnr_per_video, ssim_per_video,
 )  # fmt: skip
-from vtok.evaluation.noise import clip_noise
+from vtok.evaluation.noise import clip_noise, noise_key
 from vtok.evaluation.pictures import write_pictures
 from vtok.evaluation.report import write_outputs
 from vtok.vae import VideoAutoencoder, regular_indices
@@ -62,7 +62,7 @@ class EvaluationSettings:
         mode: ``"discrete"`` (tokens) or ``"continuous"`` (latents before quantization); ``None``
             takes the model's own: discrete for fsq/gq, continuous for kl.
         decode_timestep: noise level t of the latents that are decoded (0: the latents as encoded).
-        noise_seed: seed of that latent noise (each clip's noise is seeded by it and the clip's file key).
+        noise_seed: seed of that latent noise (each clip's noise is seeded by it and its file's name and size).
         target_fps: the protocol's ``--fps``, when set: videos slower than it are reported (their clips
             keep their own rate, stride 1).
         workers: processes decoding the next videos while the model runs (0: read in this process).
@@ -143,7 +143,7 @@ class _Evaluation:
     def add(self, videos: list[torch.Tensor], infos: list[ClipInfo]) -> None:
         model, device = self.model, self.settings.device
         video = torch.stack(videos).to(device)
-        noise = (self.settings.decode_timestep, self.settings.noise_seed, [file_key(info.path) for info in infos])
+        noise = (self.settings.decode_timestep, self.settings.noise_seed, [noise_key(info.path) for info in infos])
         if self.discrete:
             tokens, encode_seconds = _timed(lambda: model.tokenize(video), device)
             to_latents = model.indices_to_latents  # timed with the decoding, as detokenize runs it
