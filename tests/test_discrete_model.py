@@ -66,8 +66,14 @@ def test_bad_token_requests_are_clear_errors() -> None:
     video = torch.zeros(1, 3, 5, 8, 8)
     video[0, 0, 0, 0, 0] = float("nan")  # rounding NaN would give an index out of any codebook
     for discrete in (model, tiny(**DISCRETE["gq"])):  # GQ's sign test would map it to index 0 silently
-        with pytest.raises(ValueError, match="non-finite values"):
+        with pytest.raises(ValueError, match=r"the video has non-finite values \(NaN or inf pixels\)"):
             discrete.tokenize(video)
+    diverged = tiny(**DISCRETE["fsq"])
+    with torch.no_grad():
+        diverged.encoder.conv_in.weight.view(-1)[0] = float("nan")
+    with pytest.raises(ValueError, match="its weights are NaN/inf") as error:  # the pixels are fine: not theirs
+        diverged.tokenize(torch.zeros(2, 3, 5, 8, 8))
+    assert "encoder.conv_in.weight" in str(error.value) and "pixels:" in str(error.value) and error.value.clips == [0, 1]
     with pytest.raises(ValueError, match=r"the video is torch.float64 and the model torch.float32: use video.to\(model.dtype\)"):
         model.encode(torch.zeros(1, 3, 5, 8, 8, dtype=torch.float64))
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts as it goes: allowed

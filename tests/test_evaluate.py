@@ -417,3 +417,54 @@ def test_frames_too_small_for_vgg_skip_lpips_with_a_reason_said_once(
     assert metrics["lpips_skipped"] == "LPIPS (VGG16) needs frames of at least 16x16 pixels, got 12x16"
     assert caplog.text.count("LPIPS (VGG16) needs frames of at least 16x16 pixels") == 1
     assert "skipped: LPIPS (VGG16) needs frames" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(("bottleneck", "part", "what"), [("kl", "decoder", "reconstructions"), ("fsq", "encoder", "latents")])
+def test_a_diverged_model_is_a_one_line_error_that_blames_its_weights(
+    bottleneck: str, part: str, what: str, video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """NaN weights gave metrics.json bare NaN (invalid JSON) and, for FSQ, an error blaming the input's pixels."""
+    torch.manual_seed(0)
+    config = {"bottleneck": "fsq", "fsq_levels": [8, 5, 5, 5]} if bottleneck == "fsq" else {}
+    model = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1, **config)
+    name, weight = next(getattr(model, part).named_parameters())
+    with torch.no_grad():
+        weight.view(-1)[0] = float("nan")
+    path = write_export(model, tmp_path / "diverged", {})
+    with pytest.raises(SystemExit) as exit_info:
+        run("evaluate", "--model", path, "--data", video_folder, "--out", tmp_path / "eval", "--frames", "5",
+            "--size", "32", "--pictures", "0")  # fmt: skip
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    first = list_files(video_folder)[0]
+    expected = f"vtok evaluate: error: the model gave non-finite {what} for {first}: its weights are NaN/inf ({part}.{name}"
+    assert error.startswith(expected) and "diverged training?" in error and "pixels" not in error, error
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_metrics_json_holds_no_nan_or_inf_and_says_why_a_metric_is_null(tmp_path: Path) -> None:
+    from vtok.evaluation.report import HEADLINE, finite_metrics, write_outputs
+    from vtok.evaluation.runner import _set_sharpness
+
+    sharpness = _set_sharpness(torch.tensor([[float("nan"), 1.0]]))
+    assert math.isnan(sharpness), "non-finite reconstructions of detailed originals: not 'the originals are flat'"
+    metrics = {
+        "psnr": float("nan"), "ssim": 0.5, "lpips": None, "lpips_skipped": "no weights", "high_frequency_ratio": sharpness,
+        "high_frequency_ratio_skipped": None, "fvd": float("inf"), "fvd_skipped": None, "compression": "4x8x8",
+        "mode": "continuous", "decode_timestep": 0.0, "skipped": [], "pictures": [],
+        "protocol": {"frames": 5, "height": 32, "width": 32, "stride": 1, "fps": float("nan"), "clip_fps": [24.0]},
+        "model": {"path": "m"}, "device": "cpu",
+    }  # fmt: skip
+    metrics |= {key: None for key, _ in HEADLINE if key not in metrics}  # the rest of the report's table
+    finite = finite_metrics(metrics)
+    assert finite["psnr"] is None and finite["psnr_skipped"] == "not a finite number (NaN or inf)"
+    assert list(finite)[:2] == ["psnr", "psnr_skipped"], "the reason follows its metric"
+    assert finite["fvd"] is None and finite["fvd_skipped"] == finite["high_frequency_ratio_skipped"] == finite["psnr_skipped"]
+    assert finite["ssim"] == 0.5 and "ssim_skipped" not in finite and finite["lpips_skipped"] == "no weights"
+    assert finite["protocol"]["fps"] is None and finite["protocol"]["clip_fps"] == [24.0]
+    write_outputs(tmp_path, finite, [])
+    strict = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=lambda name: pytest.fail(f"bare {name}"))
+    assert strict["psnr"] is None and strict["fvd_skipped"] == "not a finite number (NaN or inf)"
+    assert "| PSNR (dB) | skipped: not a finite number (NaN or inf) |" in (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        write_outputs(tmp_path, metrics, [])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,33 @@ HEADLINE = [  # (metrics.json key, label in the report)
     ("skipped_files", "skipped files"),
     ("enlarged_videos", "videos smaller than the protocol size (compared enlarged)"),
 ]
+
+
+NOT_FINITE = "not a finite number (NaN or inf)"
+
+
+def finite_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` with every NaN or inf, which JSON cannot hold, made null (nested ones too), and each
+    top-level number so made given a ``<key>_skipped`` reason, right after it, unless it has one."""
+    finite: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if key in finite:
+            continue  # the reason given just below for the metric before it
+        finite[key] = finite_or_none(value)
+        if isinstance(value, float) and finite[key] is None and not metrics.get(f"{key}_skipped"):
+            finite[f"{key}_skipped"] = NOT_FINITE
+    return finite
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with NaN and inf floats, in it or in its dicts and lists, made ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite_or_none(item) for item in value]
+    return value
 
 
 def _number(value: Any) -> str:
@@ -113,12 +141,13 @@ def write_outputs(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]]
 
     Args:
         out: the evaluation folder (created).
-        metrics: the summary; its ``pictures`` lists the pictures written, with the video each shows.
+        metrics: the summary, finite (:func:`finite_metrics`); its ``pictures`` lists the pictures written,
+            with the video each shows.
         rows: one dict per video.
     """
     out.mkdir(parents=True, exist_ok=True)
     _remove_earlier_pictures(out, metrics["pictures"])
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")  # finite_metrics first
     with (out / "per_video.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["path", "psnr", "ssim", "lpips", "high_frequency_ratio"])
         writer.writeheader()

@@ -34,12 +34,14 @@ from vtok.error_text import first_line
 from vtok.evaluation.codebook import CodeCounter
 from vtok.evaluation.detectors import load_i3d, load_lpips, lpips_size_reason, lpips_weights_sha256
 from vtok.evaluation.metrics import (
-    energy_ratio, frechet_distance, high_frequency_energy, lpips_per_video, psnr_per_video, ssim_per_video,
+    FLAT_ENERGY, energy_ratio, frechet_distance, high_frequency_energy, lpips_per_video, psnr_per_video,
+    ssim_per_video,
 )  # fmt: skip
 from vtok.evaluation.noise import clip_noise, noise_key
 from vtok.evaluation.pictures import write_pictures
-from vtok.evaluation.report import write_outputs
+from vtok.evaluation.report import finite_metrics, finite_or_none, write_outputs
 from vtok.vae import VideoAutoencoder, regular_indices
+from vtok.vae.finite import NonFiniteLatents, model_fault, non_finite_clips
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -145,7 +147,10 @@ class _Evaluation:
         video = torch.stack(videos).to(device)
         noise = (self.settings.decode_timestep, self.settings.noise_seed, [noise_key(info.path) for info in infos])
         if self.discrete:
-            tokens, encode_seconds = _timed(lambda: model.tokenize(video), device)
+            try:
+                tokens, encode_seconds = _timed(lambda: model.tokenize(video), device)
+            except NonFiniteLatents as error:
+                raise _non_finite(model, "latents", video, infos, error.clips[0]) from None
             to_latents = model.indices_to_latents  # timed with the decoding, as detokenize runs it
             decoded, decode_seconds = _timed(lambda: _decoded(model, to_latents(tokens), True, *noise), device)
             self._count(regular_indices(tokens))
@@ -153,6 +158,7 @@ class _Evaluation:
             encoded, encode_seconds = _timed(lambda: model.encode(video, discrete=False), device)
             decoded, decode_seconds = _timed(lambda: _decoded(model, encoded, False, *noise), device)
         latents, reconstruction = decoded
+        _check_finite(model, video, {"latents": latents, "reconstructions": reconstruction}, infos)
         self.seconds["encode"] += encode_seconds
         self.seconds["decode"] += decode_seconds
         self.frames += video.shape[0] * video.shape[2]
@@ -187,7 +193,8 @@ class _Evaluation:
         ssim = ssim_per_video(reconstruction, video).tolist()
         energies = torch.stack([high_frequency_energy(reconstruction), high_frequency_energy(video)], dim=1).cpu()
         self.high_frequency_energy = torch.cat([self.high_frequency_energy, energies])
-        sharpness = [_finite(value) for value in energy_ratio(energies[:, 0], energies[:, 1]).tolist()]  # flat: none
+        ratios = energy_ratio(energies[:, 0], energies[:, 1]).tolist()
+        sharpness = [finite_or_none(value) for value in ratios]  # NaN for a flat original: none
         lpips = lpips_per_video(self.lpips, reconstruction, video).tolist() if self.lpips is not None else None
         for i, info in enumerate(infos):
             lpips_i = None if lpips is None else lpips[i]
@@ -224,6 +231,28 @@ class _Evaluation:
         return frechet_distance(torch.cat(self.features[0]), torch.cat(self.features[1]))
 
 
+def _check_finite(
+    model: VideoAutoencoder, video: torch.Tensor, outputs: dict[str, torch.Tensor], infos: list[ClipInfo]
+) -> None:
+    """Raises :func:`_non_finite`'s error for the first clip whose ``outputs`` (by name) hold NaN or inf:
+    a diverged model would otherwise give NaN metrics (one host sync per output)."""
+    for what, values in outputs.items():
+        clips = non_finite_clips(values)
+        if clips:
+            raise _non_finite(model, what, video, infos, clips[0])
+
+
+def _non_finite(
+    model: VideoAutoencoder, what: str, video: torch.Tensor, infos: list[ClipInfo], clip: int
+) -> ValueError:
+    """The error for NaN or inf ``what`` (latents, reconstructions) of batch item ``clip``, naming its file:
+    the fault of its pixels when they are not finite, else of the model (its weights, or an overflow)."""
+    path = infos[clip].path
+    if not bool(video[clip].isfinite().all()):
+        return ValueError(f"{path} was read as NaN or inf pixels, which no model can measure")
+    return ValueError(f"the model gave non-finite {what} for {path}: {model_fault(model)}")
+
+
 def _cause(error: Exception) -> str:
     """The first line of what went wrong: a TorchScript error puts its traceback first and the cause
     (``RuntimeError: ...``) last, so that line is kept when there is one."""
@@ -236,14 +265,14 @@ def _token_rate_skipped(run: _Evaluation) -> str | None:
     return "no clip's frame rate is known" if run.discrete and not run.token_rates else None
 
 
-def _finite(value: float) -> float | None:
-    return None if math.isnan(value) else value
-
-
 def _set_sharpness(energies: torch.Tensor) -> float | None:
     """High-frequency energy of the reconstructions over that of the originals, ``energies`` ``[N, 2]``
-    averaged over the set first (``None`` when the originals are flat on average, or there are none)."""
-    return _finite(float(energy_ratio(*energies.mean(0)))) if len(energies) else None
+    averaged over the set first (``None`` when the originals are flat on average, or there are none;
+    NaN or inf from non-finite reconstructions stays, so that it is never taken for flat originals)."""
+    if not len(energies):
+        return None
+    decoded, original = energies.mean(0)
+    return None if original < FLAT_ENERGY else float(energy_ratio(decoded, original))
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -273,7 +302,8 @@ def evaluate(
         the contents of ``metrics.json``.
 
     Raises:
-        ValueError: no video in ``dataset`` could be read.
+        ValueError: no video in ``dataset`` could be read, or the model gave NaN or inf latents or
+            reconstructions (the message names the file and blames the weights when they are not finite).
     """
     out = Path(out)
     model = model.to(settings.device).eval()
@@ -281,22 +311,22 @@ def evaluate(
     limit = settings.max_videos if settings.max_videos is not None else len(dataset)
     skipped: list[dict[str, str]] = []
     batch: tuple[list[torch.Tensor], list[ClipInfo]] = ([], [])
-    progress = tqdm(total=min(limit, len(dataset)), desc="evaluate", unit="video")  # videos read, skips not counted
-    for _, video, info, skip in read_ahead(dataset, workers=settings.workers):
-        if skip is not None:
-            skipped.append(skip)
-            continue
-        progress.update()
-        batch[0].append(video)
-        batch[1].append(info)
-        if len(batch[0]) == settings.batch_size:
+    # videos read, skips not counted; closed before an error, which then gets a line of its own
+    with tqdm(total=min(limit, len(dataset)), desc="evaluate", unit="video") as progress:
+        for _, video, info, skip in read_ahead(dataset, workers=settings.workers):
+            if skip is not None:
+                skipped.append(skip)
+                continue
+            progress.update()
+            batch[0].append(video)
+            batch[1].append(info)
+            if len(batch[0]) == settings.batch_size:
+                run.add(*batch)
+                batch = ([], [])
+            if len(run.rows) + len(batch[0]) >= limit:
+                break
+        if batch[0]:
             run.add(*batch)
-            batch = ([], [])
-        if len(run.rows) + len(batch[0]) >= limit:
-            break
-    if batch[0]:
-        run.add(*batch)
-    progress.close()
     if run.slower_than_asked:
         log.warning(
             "--fps %g is above the frame rate of %d videos (first: %s): their clips run at their own rate; "
@@ -312,7 +342,7 @@ def evaluate(
     if not run.rows:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
         raise ValueError(f"none of the {len(skipped)} videos could be read ({reasons}); check the data path or run `vtok prepare` on it")
-    metrics = _summary(run, model, protocol, model_info, skipped)
+    metrics = finite_metrics(_summary(run, model, protocol, model_info, skipped))  # null, with a reason, for NaN
     write_outputs(out, metrics, run.rows)
     return metrics
 

@@ -19,6 +19,7 @@ from vtok.vae.decoder import Decoder3d
 from vtok.vae.diffusers_backbone import PriorClass, PriorDecoder, PriorEncoder, build_prior, prior_compression, prior_latent_channels
 from vtok.vae.encoder import Encoder3d
 from vtok.vae.export_config import ExportConfigMixin
+from vtok.vae.finite import NonFiniteLatents, model_fault, non_finite_clips
 from vtok.vae.layout import to_network_layout
 from vtok.vae.long_video import LongVideoMixin
 from vtok.vae.readable_weights import ReadableWeightsMixin
@@ -325,12 +326,16 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
         self._require_discrete("tokenize")
         self.check_video(video)
         features = self._encode_features(video)
-        if not bool(torch.isfinite(features).all()):  # rounding NaN gives an index out of any codebook
-            raise ValueError(
-                "the encoder gave non-finite values (NaN or inf) for this video, which no token can hold: "
-                "check the input for NaN or inf pixels"
-            )
+        clips = non_finite_clips(features)  # rounding NaN gives an index out of any codebook
+        if clips:
+            raise NonFiniteLatents(self._non_finite_reason(video[clips]), clips)
         return self.quantizer.tokenize(features)
+
+    def _non_finite_reason(self, video: torch.Tensor) -> str:
+        """Why the encoder gave NaN or inf for ``video``: its pixels, or else the model."""
+        if not bool(video.isfinite().all()):
+            return "the video has non-finite values (NaN or inf pixels), which no token can hold"
+        return f"the encoder gave non-finite values (NaN or inf) for finite pixels: {model_fault(self)}"
 
     def indices_to_latents(self, tokens: torch.Tensor | FirstFrameTokens) -> torch.Tensor:
         """The exact codes of ``tokens``, in the model's dtype; ``ValueError`` when out of range."""
