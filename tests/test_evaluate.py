@@ -30,7 +30,7 @@ KEYS = {
     "videos", "clips", "skipped_files", "skipped", "encode_frames_per_s", "decode_frames_per_s", "protocol",
     "model", "device", "high_frequency_ratio", "mode", "decode_timestep", "lpips_weights_sha256",
     "group_codebook_usage", "group_perplexity", "fvd_clips", "high_frequency_ratio_skipped",
-    "tokens_per_second_of_video_skipped", "enlarged_videos",
+    "tokens_per_second_of_video_skipped", "enlarged_videos", "first_frame_codebook_usage", "first_frame_perplexity",
 }  # fmt: skip
 
 
@@ -104,6 +104,7 @@ def test_evaluate_writes_every_metric_and_agrees_with_a_direct_computation(
     assert "FVD from 3 clips" in caplog.text and "compare it only with FVDs of 3 clips" in caplog.text
     assert metrics["fvd_weights_sha256"] == hashlib.sha256(i3d_weights.read_bytes()).hexdigest()
     assert 0 < metrics["codebook_usage"] <= 1 and 1 <= metrics["perplexity"] <= 1000
+    assert metrics["first_frame_codebook_usage"] is None and metrics["first_frame_perplexity"] is None  # no extras
     assert metrics["bits_per_pixel"] == pytest.approx(math.log2(1000) * 2 * 4 * 4 / (5 * 32 * 32))
     assert metrics["tokens_per_second_of_video"] == pytest.approx(2 * 4 * 4 / (5 / 24))  # K=1, 2x4x4 positions, 24 fps
     assert metrics["latent_values_per_pixel"] == pytest.approx(4 * 2 * 4 * 4 / (3 * 5 * 32 * 32))  # 4 FSQ channels

@@ -135,6 +135,13 @@ def test_decode_timestep_noise_does_not_depend_on_how_or_where_the_videos_are_fo
     assert scores["relative"] == scores["absolute"] and scores["copy"] == scores["absolute"], scores
 
 
+def usage_and_perplexity(values: torch.Tensor, vocabulary: int) -> tuple[float, float]:
+    """Codebook usage and perplexity of one slot's codes, from their definitions."""
+    counts = torch.bincount(values, minlength=vocabulary).double()
+    p = counts[counts > 0] / counts.sum()
+    return (counts > 0).sum().item() / vocabulary, math.exp(-(p * p.log()).sum().item())
+
+
 def test_single_token_gq_counts_whole_tokens_against_the_reported_codebook(video_folder: Path, tmp_path: Path) -> None:
     path = export(tmp_path / "gqs", bottleneck="gq", gq_bits=12, gq_groups=3, gq_single_token=True)
     model, video = load_autoencoder(path), clips(video_folder, 4)
@@ -142,12 +149,6 @@ def test_single_token_gq_counts_whole_tokens_against_the_reported_codebook(video
     assert metrics["model"]["codebook_size"] == 2**12 and metrics["model"]["tokens_per_position"] == 1
     with torch.no_grad():
         tokens = regular_indices(model.tokenize(video)).flatten()  # every 12-bit token of the 4 clips
-
-    def usage_and_perplexity(values: torch.Tensor, vocabulary: int) -> tuple[float, float]:
-        counts = torch.bincount(values, minlength=vocabulary).double()
-        p = counts[counts > 0] / counts.sum()
-        return (counts > 0).sum().item() / vocabulary, math.exp(-(p * p.log()).sum().item())
-
     usage, perplexity = usage_and_perplexity(tokens, 2**12)
     assert metrics["codebook_usage"] == pytest.approx(usage) and metrics["perplexity"] == pytest.approx(perplexity)
     groups = [usage_and_perplexity((tokens >> (4 * g)) & 15, 16) for g in range(3)]  # three 4-bit groups
@@ -174,6 +175,14 @@ def test_first_frame_tokens_go_through_evaluate_tokenize_and_detokenize(video_fo
     model = load_autoencoder(path)
     metrics, _ = evaluated(path, video_folder, tmp_path / "eval")
     assert metrics["tokens_per_second_of_video"] == pytest.approx((2 * 4 * 4 + 2 * 4 * 4) / (5 / 24))  # 2x4x4 regular + 2 extra per first-frame position
+    with torch.no_grad():
+        own = model.tokenize(clips(video_folder))
+    regular = usage_and_perplexity(own.indices.flatten(), 1000)  # regular tokens only, as before
+    assert (metrics["codebook_usage"], metrics["perplexity"]) == pytest.approx(regular)
+    extra = [usage_and_perplexity(own.first_frame_extra[:, slot].flatten(), 1000) for slot in range(2)]  # per slot
+    assert metrics["first_frame_codebook_usage"] == pytest.approx(sum(u for u, _ in extra) / 2)
+    assert metrics["first_frame_perplexity"] == pytest.approx(sum(p for _, p in extra) / 2)
+    assert "First latent frame's extra tokens" in (tmp_path / "eval" / "report.md").read_text()
 
     run("tokenize", "--model", path, "--data", video_folder, "--out", tmp_path / "tokens", "--frames", "9", "--size", "32")
     entry = json.loads((tmp_path / "tokens" / "index.jsonl").read_text().splitlines()[0])

@@ -108,6 +108,12 @@ def report_markdown(metrics: dict[str, Any]) -> str:
             f"{metrics['group_codebook_usage']:.4g}, perplexity {metrics['group_perplexity']:.4g}.",
             "",
         ]
+    if metrics.get("first_frame_codebook_usage") is not None:
+        lines += [
+            f"First latent frame's extra tokens (first-frame strengthening, averaged over their slots): codebook "
+            f"usage {metrics['first_frame_codebook_usage']:.4g}, perplexity {metrics['first_frame_perplexity']:.4g}.",
+            "",
+        ]
     if metrics.get("lpips_weights_sha256") and metrics["lpips"] is not None:
         lines += [f"LPIPS backbone (VGG16) sha256: `{metrics['lpips_weights_sha256']}`.", ""]
     if metrics["fvd"] is not None:

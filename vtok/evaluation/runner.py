@@ -40,7 +40,7 @@ from vtok.evaluation.metrics import (
 from vtok.evaluation.noise import clip_noise, noise_key
 from vtok.evaluation.pictures import write_pictures
 from vtok.evaluation.report import finite_metrics, finite_or_none, write_outputs
-from vtok.vae import VideoAutoencoder, regular_indices
+from vtok.vae import FirstFrameTokens, VideoAutoencoder, regular_indices
 from vtok.vae.finite import NonFiniteLatents, model_fault, non_finite_clips
 
 T = TypeVar("T")
@@ -131,6 +131,7 @@ class _Evaluation:
         self.features: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
         self.codes: CodeCounter | None = None  # whole tokens, over the model's codebook_size
         self.group_codes: CodeCounter | None = None  # a single-token GQ's groups, over a group's vocabulary
+        self.first_frame_codes: CodeCounter | None = None  # the first latent frame's extra tokens, if any
         self.seconds = {"encode": 0.0, "decode": 0.0}
         self.high_frequency_energy = torch.zeros(0, 2)  # per video: reconstruction, original
         self.frames = 0
@@ -154,6 +155,8 @@ class _Evaluation:
             to_latents = model.indices_to_latents  # timed with the decoding, as detokenize runs it
             decoded, decode_seconds = _timed(lambda: _decoded(model, to_latents(tokens), True, *noise), device)
             self._count(regular_indices(tokens))
+            if isinstance(tokens, FirstFrameTokens):
+                self._count_first_frame(tokens.first_frame_extra)
         else:
             encoded, encode_seconds = _timed(lambda: model.encode(video, discrete=False), device)
             decoded, decode_seconds = _timed(lambda: _decoded(model, encoded, False, *noise), device)
@@ -174,6 +177,13 @@ class _Evaluation:
         if groups.shape[1] != indices.shape[1] or vocabulary != self.model.codebook_size:
             self.group_codes = self.group_codes or CodeCounter(vocabulary)
             self.group_codes.update(groups)
+
+    def _count_first_frame(self, extra: torch.Tensor) -> None:
+        """Counts the first latent frame's extra tokens ``[B, K_extra, 1, h, w]`` (first-frame strengthening),
+        each slot over the vocabulary of their own quantizer."""
+        groups, vocabulary = self.model.quantizer.first_frame.token_groups(extra)
+        self.first_frame_codes = self.first_frame_codes or CodeCounter(vocabulary)
+        self.first_frame_codes.update(groups)
 
     def _rates(self, video: torch.Tensor, latents: torch.Tensor, infos: list[ClipInfo]) -> None:
         self.clip_rates.update(round(info.fps, 3) for info in infos if info.fps > 0)
@@ -370,6 +380,8 @@ def _summary(
         "perplexity": run.codes.perplexity() if run.codes else None,
         "group_codebook_usage": run.group_codes.usage() if run.group_codes else None,
         "group_perplexity": run.group_codes.perplexity() if run.group_codes else None,
+        "first_frame_codebook_usage": run.first_frame_codes.usage() if run.first_frame_codes else None,
+        "first_frame_perplexity": run.first_frame_codes.perplexity() if run.first_frame_codes else None,
         "bits_per_pixel": model.bits_per_pixel(frames, height, width) if run.discrete else None,
         "latent_values_per_pixel": run.latent_values_per_pixel,
         "tokens_per_second_of_video": _mean(run.token_rates),
