@@ -90,6 +90,14 @@ def full_precision_convolutions() -> Iterator[None]:
     the operator inheriting a backend-wide ``"tf32"``. The float32 matmul precision plays no part: the
     depthwise convolutions here run on cuDNN or CUDA's depthwise kernel, never on cuBLAS.
     """
+    if not hasattr(torch.backends.cudnn, "conv"):  # PyTorch before 2.9: only the backend-wide flag exists
+        earlier_flag = torch.backends.cudnn.allow_tf32
+        try:
+            torch.backends.cudnn.allow_tf32 = False
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32 = earlier_flag
+        return
     settings = (torch.backends.cudnn.conv, torch.backends.mkldnn.conv)
     earlier = [setting.fp32_precision for setting in settings]
     try:
