@@ -145,7 +145,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["denoising", "generative"], help="run one measurement")
     args = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    lpips, lpips_skipped = load_lpips(None, torch.device(args.device))
+    lpips, lpips_skipped = load_lpips(None, torch.device(args.device), (args.size, args.size))
     measurements = {"denoising": denoising, "generative": generative}
     with tempfile.TemporaryDirectory() as folder:
         data = prepare_clips(Path(folder), args.frames, args.size)
