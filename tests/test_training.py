@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -193,3 +194,21 @@ def test_training_samples_from_sources_smaller_than_the_size_are_counted_each_ep
     assert metric_column(tmp_path / "run", "data/enlarged_samples") == [4.0, 4.0], "each small source once per epoch"
     warned = [r.message for r in caplog.records if "smaller than data.size" in r.message]
     assert len(warned) == 1 and "small_" in warned[0], warned
+
+
+def test_a_run_resumed_from_its_final_checkpoint_on_an_epoch_end_trains_every_later_epoch_once(tmp_path: Path) -> None:
+    """6 training clips in batches of 2: 6 steps end exactly on epoch 1's last batch, validating there.
+    Lightning's first epoch after the resume then skips the loader (its validation already ran); the
+    next epoch must start the sampler's next pass, not read the finished one's end again (two epochs
+    without a batch stopped the run)."""
+    record = ["--trainer.callbacks+", "tests.helpers.RecordSamples", "--trainer.callbacks.folder", str(tmp_path / "record")]
+    flags = ["--trainer.logger", "false", "--trainer.check_val_every_n_epoch", "1", *record]
+    main(tiny_fit_args(tmp_path, 6, *flags))
+    first = json.loads((tmp_path / "record" / "rank0.json").read_text())["rows"]
+    main(tiny_fit_args(tmp_path, 12, *flags, "--ckpt_path", "last"))
+    resumed = json.loads((tmp_path / "record" / "rank0.json").read_text())["rows"]
+    epochs: dict[int, list[int]] = {}
+    for row in first + resumed:
+        epochs.setdefault(row["epoch"], []).extend(row["index"])
+    assert [row["step"] for row in first + resumed] == list(range(1, 13)), "each batch once, none lost"
+    assert sorted(epochs) == [0, 1, 2, 3] and all(sorted(indices) == list(range(6)) for indices in epochs.values())

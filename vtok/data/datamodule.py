@@ -426,6 +426,14 @@ class VideoDataModule(LightningDataModule):
                 self._record_enlarged(path)
         return batch
 
+    def end_training_epoch(self) -> None:
+        """Called by the training module at the end of every training epoch: see
+        :meth:`vtok.data.sampler.EpochSampler.skip_unread_epoch_end`."""
+        for loader in self._training_loaders:
+            skip = getattr(getattr(loader, "sampler", None), "skip_unread_epoch_end", None)
+            if skip is not None:
+                skip()
+
     def _record_enlarged(self, path: str) -> None:
         """Counts a training sample whose source is smaller than ``data.size`` (logged each epoch as
         ``data/enlarged_samples``); warns at the first such source, training or validation, since a

@@ -368,6 +368,8 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
 
     def on_train_epoch_end(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
+        if hasattr(datamodule, "end_training_epoch"):
+            datamodule.end_training_epoch()
         if datamodule is None or not hasattr(datamodule, "pop_epoch_skips"):
             return
         substituted = datamodule.pop_epoch_skips()
