@@ -322,6 +322,10 @@ def test_vtok_test_scores_data_test_path_as_validate_scores_its_files(
     with pytest.raises(SystemExit) as exit_info:
         main(["test", "--config", str(run / "config.yaml"), "--data.test_path", str(video_folder)])
     assert exit_info.value.code == 2 and "vtok test needs --ckpt_path" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # a folder without checkpoints: not the untrained network's scores
+        main(["test", *given[:2], "--ckpt_path", "last", "--trainer.default_root_dir", str(tmp_path / "empty"),
+              "--data.test_path", str(video_folder), "--trainer.logger", "false"])  # fmt: skip
+    assert exit_info.value.code == 2 and "holds no last.ckpt to test" in capsys.readouterr().err
 
 
 def test_a_config_whose_callbacks_list_drops_the_checkpoints_is_warned_of(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
