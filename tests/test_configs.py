@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from vtok import VideoAutoencoder
-from vtok.cli import CONFIG_DIR, DEFAULT_CONFIG, VtokCLI, main
+from vtok.cli import CONFIG_DIR, DEFAULT_CONFIG, VtokCLI, _is_checkpoint, main
 from vtok.data.datamodule import VideoDataModule
 from vtok.losses.perceptual import load_lpips_vgg
 from vtok.training import AutoencoderModule
@@ -335,3 +336,12 @@ def test_a_config_whose_callbacks_list_drops_the_checkpoints_is_warned_of(tmp_pa
         main(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--trainer.limit_val_batches", "0", config=config))
     assert "trainer.callbacks names no ModelCheckpoint" in caplog.text and "--trainer.callbacks+=" in caplog.text
     assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists(), "what the warning is about"
+
+
+class KeepBest(ModelCheckpoint):
+    """A user's checkpoint callback whose name does not say so."""
+
+
+def test_a_model_checkpoint_subclass_counts_as_the_run_s_checkpoints() -> None:
+    assert _is_checkpoint("tests.test_configs.KeepBest") and _is_checkpoint("lightning.pytorch.callbacks.ModelCheckpoint")
+    assert not _is_checkpoint("vtok.training.ReconstructionPictures")

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -73,6 +74,17 @@ COMMANDS_HELP = (
     + ". Listed above: vtok fit trains; vtok validate --ckpt_path CKPT scores a checkpoint on the validation "
     "files, vtok test --ckpt_path CKPT --data.test_path P on held-out test files."
 )
+
+
+def _is_checkpoint(class_path: str) -> bool:
+    """Whether a callback's ``class_path`` names Lightning's ``ModelCheckpoint`` or a subclass of it
+    (by name when the class cannot be imported: jsonargparse reports that itself)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        callback = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return class_path.endswith("Checkpoint")
+    return isinstance(callback, type) and issubclass(callback, ModelCheckpoint)
 
 
 def _plain(value: Any) -> Any:
@@ -154,7 +166,7 @@ class VtokCLI(LightningCLI):
             refuse_a_fresh_run_over_an_old_one(config)
             self._derived.append((config, "ckpt_path", None))  # a rerun of config.yaml is a new run, not a resume
             if trainer.get("enable_checkpointing") is False:  # the callbacks would make Lightning refuse it
-                kept = [c for c in trainer.callbacks or [] if not c.class_path.endswith(("ModelCheckpoint", "FinalStepCheckpoint"))]
+                kept = [c for c in trainer.callbacks or [] if not _is_checkpoint(c.class_path)]
                 if len(kept) < len(trainer.callbacks or []):
                     log.info("trainer.enable_checkpointing=false: the config's checkpoint callbacks are left out")
                     self._derived.append((trainer, "callbacks", trainer.callbacks))  # config.yaml keeps them
@@ -184,7 +196,7 @@ class VtokCLI(LightningCLI):
             if logger and not isinstance(logger, bool) and logger.init_args.get("save_dir") in (None, "."):
                 self._derived.append((logger.init_args, "save_dir", logger.init_args.get("save_dir")))
                 logger.init_args["save_dir"] = trainer.default_root_dir
-        checkpoints = [c for c in trainer.callbacks or [] if c.class_path.endswith(("ModelCheckpoint", "FinalStepCheckpoint"))]
+        checkpoints = [c for c in trainer.callbacks or [] if _is_checkpoint(c.class_path)]
         if self.subcommand == "fit" and not checkpoints and trainer.get("enable_checkpointing") is not False:
             log.warning(
                 "trainer.callbacks names no ModelCheckpoint (a config's callbacks list replaces the default one): "
@@ -194,7 +206,7 @@ class VtokCLI(LightningCLI):
         for callback in trainer.callbacks or []:
             if callback.class_path == LIGHTNING_CHECKPOINT:  # same options; last.ckpt also ends at the final step
                 callback.class_path = f"{FinalStepCheckpoint.__module__}.{FinalStepCheckpoint.__name__}"
-            if callback.class_path.endswith(("ModelCheckpoint", "FinalStepCheckpoint")) and not callback.init_args.get("dirpath"):
+            if _is_checkpoint(callback.class_path) and not callback.init_args.get("dirpath"):
                 self._derived.append((callback.init_args, "dirpath", callback.init_args.get("dirpath")))
                 callback.init_args.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
         self._check_clip_shape(config)
