@@ -42,14 +42,16 @@ case "$part" in
   b) needs+=(vector_quantize_pytorch) ;;
   c) needs+=(skvideo) ;;
 esac
+case "$part" in a|b|c) ;; *) echo "part must be a, b or c" >&2; exit 2 ;; esac
 missing=$(python3 -c "
-import importlib.util, sys
-def found(name):
+import importlib, sys
+def imports(name):  # imported, not only found: a missing dependency or native library counts as missing
     try:
-        return importlib.util.find_spec(name) is not None
-    except Exception:  # a broken install counts as missing
+        importlib.import_module(name)
+        return True
+    except Exception:
         return False
-print(' '.join(name for name in sys.argv[1:] if not found(name)))" "${needs[@]}")
+print(' '.join(name for name in sys.argv[1:] if not imports(name)))" "${needs[@]}")
 if [ -n "$missing" ]; then
   echo "part $part needs Python packages this machine lacks: $missing (see the top of benchmarks/gpu_suite.sh: carry .whl)" >&2
   exit 3
