@@ -31,13 +31,16 @@ def as_rgb(image: Image.Image, path: str) -> Image.Image:
     """``image`` as 8-bit RGB: grey repeated on the three channels, 16-bit grey scaled to 8 bits (not
     clipped, as Pillow's own conversion does), CMYK and palettes converted, and transparency laid over
     white (how a viewer on a page shows it; the colours under fully transparent pixels are often junk).
-    Raises :class:`UnusableFileError` for floating-point and over-16-bit images (no known range)."""
-    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N"):  # 16-bit grey: Pillow loads it as 32-bit "I"
+    Raises :class:`UnusableFileError` for floating-point and 32-bit integer images (no known range)."""
+    sixteen_bit = image.mode.startswith("I;16") or (image.mode == "I" and image.format == "PNG")  # PNG: 16 bits at most
+    if image.mode == "I" and not sixteen_bit:
+        raise UnusableFileError(path, "the image has 32-bit integer values (mode I): no known range")
+    if sixteen_bit:
         values = np.asarray(image, dtype=np.int64)
-        if values.min() < 0 or values.max() > 65535:
-            raise UnusableFileError(path, f"the image has {image.mode} values outside 16 bits: no known range")
-        grey = Image.fromarray(np.round(values / 257).astype(np.uint8), "L")
-        return grey.convert("RGB")
+        rgb = np.repeat(np.round(values / 257).astype(np.uint8)[..., None], 3, axis=2)
+        if isinstance(image.info.get("transparency"), int):  # one grey value marked transparent: white
+            rgb[values == image.info["transparency"]] = 255
+        return Image.fromarray(rgb, "RGB")
     if image.mode == "F":
         raise UnusableFileError(path, "the image has floating-point values (mode F): no known range")
     if "A" in image.getbands() or "transparency" in image.info:
