@@ -214,14 +214,6 @@ def test_images_are_one_frame_clips_in_rgb_whatever_their_layout_and_undecodable
     rgb = read_rgb_image(str(tmp_path / "rgb.png"))
     assert torch.equal(read_rgb_image(str(tmp_path / "gray.png")), rgb[..., :1].expand(-1, -1, 3))
     assert torch.equal(read_rgb_image(str(tmp_path / "gray16.png")), rgb[..., 1:2].expand(-1, -1, 3)), "scaled, not clipped"
-    (tmp_path / "single").mkdir()
-    Image.fromarray(frames[..., 1].astype(np.uint16) * 257).save(tmp_path / "single" / "keyed16.png", transparency=int(frames[0, 0, 1]) * 257)
-    keyed = read_rgb_image(str(tmp_path / "single" / "keyed16.png"))  # a 16-bit grey value marked transparent: white
-    key = rgb[..., 1] == rgb[0, 0, 1]
-    assert bool((keyed[key] == 255).all()) and torch.equal(keyed[~key], rgb[..., 1:2].expand(-1, -1, 3)[~key])
-    Image.fromarray(frames[..., 0].astype(np.int32), "I").save(tmp_path / "single" / "int32.tif")  # no known range
-    with pytest.raises(UnusableFileError, match="32-bit integer values"):
-        read_rgb_image(str(tmp_path / "single" / "int32.tif"))
     over_white = read_rgb_image(str(tmp_path / "alpha.png"))
     assert torch.equal(over_white[:, :20], rgb[:, :20]) and bool((over_white[:, 20:] == 255).all())
     files = list_files(tmp_path, frozenset({".png", ".tiff"}))
@@ -232,6 +224,14 @@ def test_images_are_one_frame_clips_in_rgb_whatever_their_layout_and_undecodable
     for index, reason in ((1, "cannot decode"), (2, "floating-point values")):
         sample = ImageDataset(files, size=(32, 32))[(0, index)]  # replaced by the next usable file
         assert sample["source_index"] != index and reason in sample["skipped"]
+    (tmp_path / "single").mkdir()  # after the listing: files it must not see
+    Image.fromarray(frames[..., 1].astype(np.uint16) * 257).save(tmp_path / "single" / "keyed16.png", transparency=int(frames[0, 0, 1]) * 257)
+    keyed = read_rgb_image(str(tmp_path / "single" / "keyed16.png"))  # a 16-bit grey value marked transparent: white
+    key = rgb[..., 1] == rgb[0, 0, 1]
+    assert bool((keyed[key] == 255).all()) and torch.equal(keyed[~key], rgb[..., 1:2].expand(-1, -1, 3)[~key])
+    Image.fromarray(frames[..., 0].astype(np.int32), "I").save(tmp_path / "single" / "int32.tif")  # no known range
+    with pytest.raises(UnusableFileError, match="32-bit integer values"):
+        read_rgb_image(str(tmp_path / "single" / "int32.tif"))
 
 
 def test_data_settings_that_cannot_work_name_themselves_at_setup(
