@@ -284,8 +284,10 @@ class VtokCLI(LightningCLI):
         discrete = autoencoder is not None and autoencoder.is_discrete
         if discrete and not any(isinstance(c, CodebookMonitor) for c in trainer.callbacks):
             trainer.callbacks.append(CodebookMonitor())
-        if self.subcommand != "fit":  # keep the run's config.yaml the fit wrote (a rerun needs it)
-            trainer.callbacks = [c for c in trainer.callbacks if not isinstance(c, SaveConfigCallback)]
+        if self.subcommand != "fit":  # keep the run's config.yaml the fit wrote (a rerun needs it); the loggers get it
+            for callback in trainer.callbacks:
+                if isinstance(callback, SaveConfigCallback):
+                    callback.save_to_log_dir = False
         if type(trainer.strategy.checkpoint_io).__name__ == "TorchCheckpointIO":
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer
