@@ -196,13 +196,14 @@ def test_training_samples_from_sources_smaller_than_the_size_are_counted_each_ep
     assert len(warned) == 1 and "small_" in warned[0], warned
 
 
-def test_a_run_resumed_from_its_final_checkpoint_on_an_epoch_end_trains_every_later_epoch_once(tmp_path: Path) -> None:
-    """6 training clips in batches of 2: 6 steps end exactly on epoch 1's last batch, validating there.
-    Lightning's first epoch after the resume then skips the loader (its validation already ran); the
-    next epoch must start the sampler's next pass, not read the finished one's end again (two epochs
-    without a batch stopped the run)."""
+@pytest.mark.parametrize("clips", [8, 9], ids=["epoch_of_whole_batches", "epoch_with_a_leftover_clip"])
+def test_a_run_resumed_from_its_final_checkpoint_on_an_epoch_end_trains_every_later_epoch_once(tmp_path: Path, clips: int) -> None:
+    """6 or 7 training clips in batches of 2: 6 steps end exactly on epoch 1's last batch, validating
+    there. Lightning's first epoch after the resume then skips the loader (its validation already ran);
+    the next epoch must start the sampler's next pass, not read the finished one's end again (its
+    leftover clip, or nothing: two epochs without a batch stopped the run)."""
     record = ["--trainer.callbacks+", "tests.helpers.RecordSamples", "--trainer.callbacks.folder", str(tmp_path / "record")]
-    flags = ["--trainer.logger", "false", "--trainer.check_val_every_n_epoch", "1", *record]
+    flags = ["--trainer.logger", "false", "--trainer.check_val_every_n_epoch", "1", "--data.synthetic_videos", str(clips), *record]
     main(tiny_fit_args(tmp_path, 6, *flags))
     first = json.loads((tmp_path / "record" / "rank0.json").read_text())["rows"]
     main(tiny_fit_args(tmp_path, 12, *flags, "--ckpt_path", "last"))
@@ -211,4 +212,5 @@ def test_a_run_resumed_from_its_final_checkpoint_on_an_epoch_end_trains_every_la
     for row in first + resumed:
         epochs.setdefault(row["epoch"], []).extend(row["index"])
     assert [row["step"] for row in first + resumed] == list(range(1, 13)), "each batch once, none lost"
-    assert sorted(epochs) == [0, 1, 2, 3] and all(sorted(indices) == list(range(6)) for indices in epochs.values())
+    assert sorted(epochs) == [0, 1, 2, 3], "the sampler's passes follow on, none read twice"
+    assert all(len(set(indices)) == len(indices) == 6 for indices in epochs.values()), "3 whole batches of distinct clips"

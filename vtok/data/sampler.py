@@ -60,7 +60,6 @@ class EpochSampler(Sampler[tuple[int, ...]]):
         self.yielded = 0
         self._next_epoch = first_epoch
         self._resume: tuple[int, int, int] | None = None  # epoch, offset, yielded
-        self._resume_at_epoch_end = False  # the restored place is past this rank's whole share of its epoch
 
     def __len__(self) -> int:
         world = rank_and_world()[1]
@@ -103,15 +102,14 @@ class EpochSampler(Sampler[tuple[int, ...]]):
             self._resume = (epoch, offset, yielded)
         else:
             self._resume = (epoch, min(offset + yielded * world, self.size), 0)
-        epoch, offset, start = self._resume
-        self._resume_at_epoch_end = start >= len(self._share(epoch, offset))
 
     def skip_unread_epoch_end(self) -> None:
-        """Called at the end of every training epoch: a restored place at the very end of its epoch
-        that no pass has read is dropped, so the next pass starts the next epoch. Lightning's first
-        epoch after resuming from a checkpoint written on an epoch's last batch reads the loader (and
-        finds that end) only when it does not skip the validation the checkpoint had run; otherwise
-        the pass after it would read the same end, a second epoch without a batch."""
-        if self._resume is not None and self._resume_at_epoch_end:
+        """Called at the end of every training epoch: a restored place that no pass has read is
+        dropped, so the next pass starts the next epoch, as in a run never stopped. Only the epoch
+        Lightning restarts from a checkpoint written on an epoch's last batch leaves one unread (it
+        skips the loader when the checkpoint had run that epoch's validation); the pass after would
+        otherwise read that epoch's end again: its leftover clips, fewer than a batch, or none, a
+        second epoch without a batch."""
+        if self._resume is not None:
             self._next_epoch = self._resume[0] + 1
             self._resume = None
