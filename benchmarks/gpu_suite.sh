@@ -27,6 +27,7 @@
 set -u
 part=${1:?part a, b or c}
 out=${2:?output folder}
+case "$part" in a|b|c) ;; *) echo "part must be a, b or c" >&2; exit 2 ;; esac
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 smoke=${SMOKE:-}
@@ -42,7 +43,6 @@ case "$part" in
   b) needs+=(vector_quantize_pytorch) ;;
   c) needs+=(skvideo) ;;
 esac
-case "$part" in a|b|c) ;; *) echo "part must be a, b or c" >&2; exit 2 ;; esac
 missing=$(python3 -c "
 import importlib, sys
 def imports(name):  # imported, not only found: a missing dependency or native library counts as missing
@@ -51,7 +51,10 @@ def imports(name):  # imported, not only found: a missing dependency or native l
         return True
     except Exception:
         return False
-print(' '.join(name for name in sys.argv[1:] if not imports(name)))" "${needs[@]}")
+print(' '.join(name for name in sys.argv[1:] if not imports(name)))" "${needs[@]}") || {
+  echo "part $part: python3 died importing ${needs[*]} (a native library that aborts on import?)" >&2
+  exit 3
+}
 if [ -n "$missing" ]; then
   echo "part $part needs Python packages this machine lacks: $missing (see the top of benchmarks/gpu_suite.sh: carry .whl)" >&2
   exit 3
