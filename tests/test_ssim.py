@@ -3,6 +3,7 @@ and frames smaller than its 11x11 window are a one-line error through `vtok eval
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from tests.ssim_reference import reference_ssim, reference_ssim_per_video
 from vtok.cli import main
 from vtok.evaluation import ssim_per_video
 from vtok.evaluation import ssim as ssim_module
+from vtok.evaluation.ssim import full_precision_convolutions
 from vtok.evaluation.ssim import ssim_per_frame
 
 
@@ -100,3 +102,35 @@ def test_small_frames_are_a_one_line_error_of_evaluate_before_any_work(
     assert error.startswith("vtok evaluate: error: SSIM needs frames of at least 11x11 pixels"), error
     assert f"got {size}x{size}" in error and "\n" not in error, error
     assert not (tmp_path / "eval").exists()
+
+
+def test_full_precision_convolutions_are_held_by_one_thread_at_a_time() -> None:
+    """The settings are process-wide: a second thread waits for the first to leave, so it neither
+    filters in a state the first restores nor restores one the first set."""
+    conv = torch.backends.cudnn.conv if hasattr(torch.backends.cudnn, "conv") else None
+    before = conv.fp32_precision if conv is not None else torch.backends.cudnn.allow_tf32
+    first_inside, first_may_leave = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def first() -> None:
+        with full_precision_convolutions():
+            order.append("first in")
+            first_inside.set()
+            first_may_leave.wait(10)
+            order.append("first out")
+
+    def second() -> None:
+        first_inside.wait(10)
+        with full_precision_convolutions():
+            order.append("second in")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    first_inside.wait(10)
+    threads[1].join(0.5)  # the second thread is kept waiting while the first holds the settings
+    first_may_leave.set()
+    for thread in threads:
+        thread.join(10)
+    assert order == ["first in", "first out", "second in"]
+    assert (conv.fp32_precision if conv is not None else torch.backends.cudnn.allow_tf32) == before

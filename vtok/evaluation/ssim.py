@@ -24,6 +24,7 @@ E[x²] - μ² cancel those away (SSIM off by 0.02-0.04 on real frames).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -79,6 +80,9 @@ def ssim_per_frame(
     return torch.cat(values)
 
 
+_PRECISION_SETTINGS = threading.RLock()  # see full_precision_convolutions
+
+
 @contextmanager
 def full_precision_convolutions() -> Iterator[None]:
     """Float32 convolutions in IEEE precision inside, on cuDNN (TF32 by default) and oneDNN alike; the
@@ -88,8 +92,15 @@ def full_precision_convolutions() -> Iterator[None]:
     the ones convolutions read, and an operator's own ``"ieee"`` overrides the backend-wide setting and
     the legacy ``torch.backends.cudnn.allow_tf32``; ``cudnn.flags(allow_tf32=False)`` would instead leave
     the operator inheriting a backend-wide ``"tf32"``. The float32 matmul precision plays no part: the
-    depthwise convolutions here run on cuDNN or CUDA's depthwise kernel, never on cuBLAS.
+    depthwise convolutions here run on cuDNN or CUDA's depthwise kernel, never on cuBLAS. The settings
+    are process-wide: one thread at a time holds them (another waits), so none restores a state that
+    another thread set.
     """
+    with _PRECISION_SETTINGS:
+        yield from _ieee_convolutions()
+
+
+def _ieee_convolutions() -> Iterator[None]:
     if not hasattr(torch.backends.cudnn, "conv"):  # PyTorch before 2.9: only the backend-wide flag exists
         earlier_flag = torch.backends.cudnn.allow_tf32
         try:
