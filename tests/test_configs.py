@@ -347,3 +347,15 @@ class KeepBest(ModelCheckpoint):
 def test_a_model_checkpoint_subclass_counts_as_the_run_s_checkpoints() -> None:
     assert _is_checkpoint("tests.test_configs.KeepBest") and _is_checkpoint("lightning.pytorch.callbacks.ModelCheckpoint")
     assert not _is_checkpoint("vtok.training.ReconstructionPictures")
+
+
+def test_ckpt_path_last_with_a_run_config_finds_a_run_requeued_before_its_first_checkpoint(tmp_path: Path) -> None:
+    from vtok.run_folder import resumed_run_folder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("{}\n")
+    config = {"ckpt_path": "last", "config": [str(run / "config.yaml")]}
+    assert resumed_run_folder(config) is None, "nothing to resume"
+    (run / "hpc_ckpt_1.ckpt").write_bytes(b"")  # SLURM's requeue checkpoint only, no checkpoints/ yet
+    assert resumed_run_folder(config) == str(run)

@@ -24,17 +24,22 @@ def newest_checkpoint(run: Path) -> str | None:
 
 def resumed_run_folder(config: Any) -> str | None:
     """The run a resume goes on in: the folder of a ``--ckpt_path`` file ``<run>/checkpoints/*.ckpt``,
-    or for ``--ckpt_path last`` the folder of a ``--config <run>/config.yaml`` that has ``checkpoints/``."""
+    or for ``--ckpt_path last`` the folder of a ``--config <run>/config.yaml`` that holds a checkpoint
+    (``checkpoints/``, or only SLURM's ``hpc_ckpt_*.ckpt`` when requeued before the first save)."""
     checkpoint = config.get("ckpt_path")
     if checkpoint == "last":
         given = [Path(str(path)) for path in config.get("config") or []]
-        runs = [path.parent for path in given if path.name == "config.yaml" and (path.parent / "checkpoints").is_dir()]
+        runs = [path.parent for path in given if path.name == "config.yaml" and _holds_checkpoints(path.parent)]
         return str(runs[-1]) if runs else None
     if checkpoint and checkpoint not in CHECKPOINT_KEYWORDS and "://" not in str(checkpoint):
         folder = Path(checkpoint).parent
         if folder.name == "checkpoints":
             return str(folder.parent)
     return None
+
+
+def _holds_checkpoints(run: Path) -> bool:
+    return (run / "checkpoints").is_dir() or any(run.glob("hpc_ckpt_*.ckpt"))
 
 
 def run_folder(config: Any) -> str:
