@@ -149,20 +149,19 @@ class VtokCLI(LightningCLI):
             trainer.default_root_dir = run_folder(config)
             # config.yaml keeps it unset: a rerun gets a folder of its own, a resume its checkpoint's run
             self._derived.append((trainer, "default_root_dir", None))
-        if self.subcommand in ("validate", "test") and config.get("ckpt_path") == "last":
-            # Lightning's "last" finding nothing would warn and score the untrained network
-            config.ckpt_path = newest_checkpoint(Path(trainer.default_root_dir))
-            if config.ckpt_path is None:
+        if config.get("ckpt_path") == "last":
+            # Lightning's "last" would pass over a newer SLURM requeue checkpoint, and, finding none, only
+            # warn: validate and test would score the untrained network
+            newest = newest_checkpoint(Path(trainer.default_root_dir))
+            if newest is None and self.subcommand != "fit":
                 raise UsageError(
                     f"--ckpt_path last: {trainer.default_root_dir} holds no last.ckpt to {self.subcommand}; pass "
                     "--config runs/<run>/config.yaml (it names its run folder) or a checkpoint file"
                 )
-            self._check_checkpoint(config.ckpt_path, config)
+            if newest is not None:
+                config.ckpt_path = newest
+                self._check_checkpoint(newest, config)
         if self.subcommand == "fit":
-            if config.get("ckpt_path") == "last":  # Lightning's "last" would pass over a newer SLURM requeue checkpoint
-                config.ckpt_path = newest_checkpoint(Path(trainer.default_root_dir)) or "last"
-                if config.ckpt_path != "last":
-                    self._check_checkpoint(config.ckpt_path, config)
             refuse_a_fresh_run_over_an_old_one(config)
             self._derived.append((config, "ckpt_path", None))  # a rerun of config.yaml is a new run, not a resume
             if trainer.get("enable_checkpointing") is False:  # the callbacks would make Lightning refuse it
