@@ -44,6 +44,12 @@ class HeldOutScoring:
     def on_test_epoch_end(self) -> None:
         self._log_means()
 
+    @property
+    def scored_step(self) -> int:
+        """The step held-out scores and pictures are logged at: the index of the last batch the weights
+        trained on, where the fit logs its validation (``vtok validate``/``test``: the checkpoint's)."""
+        return max(self.trained_batches - 1, 0)
+
     def _score(self, batch: dict[str, Any], prefix: str) -> dict[str, torch.Tensor] | None:
         """Adds the batch's scores; returns its clips and their reconstructions (for pictures), or
         ``None`` for a batch of padding only."""
@@ -81,5 +87,5 @@ class HeldOutScoring:
         if means:
             self.log_dict(means, sync_dist=True, reduce_fx="max")
             if self.trainer.state.fn != "fit":  # vtok validate/test: where fitting logs it, at its last batch's index
-                self.log("step", float(max(self.trained_batches - 1, 0)), sync_dist=True, reduce_fx="max")
+                self.log("step", float(self.scored_step), sync_dist=True, reduce_fx="max")
         return means

@@ -85,11 +85,12 @@ class ReconstructionPictures(Callback):
     def _held_out(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch_idx: int, stage: str) -> None:
         if batch_idx != 0 or trainer.sanity_checking or not isinstance(outputs, dict) or "reconstruction" not in outputs:
             return
-        step = max(getattr(pl_module, "trained_batches", 1) - 1, 0)  # the last batch the weights trained on
-        count = self.max_videos
-        self._write(trainer, step, outputs["video"][:count], outputs["reconstruction"][:count], stage)
+        step = getattr(pl_module, "scored_step", 0)  # where the held-out scores are logged
+        self._write(trainer, step, outputs["video"][: self.max_videos], outputs["reconstruction"][: self.max_videos], stage)
 
-    def _write(self, trainer: Trainer, step: int, video: torch.Tensor, reconstruction: torch.Tensor, stage: str = "train") -> None:
+    def _write(
+        self, trainer: Trainer, step: int, video: torch.Tensor, reconstruction: torch.Tensor, stage: str = "train"
+    ) -> None:
         if not trainer.is_global_zero:
             return
         grid = comparison_grid(video, reconstruction, self.max_videos, self.max_frames)
