@@ -244,7 +244,12 @@ class VideoDataModule(LightningDataModule):
             return
         if stage == "test":  # `vtok test` reads its own files only
             self._setup_test()
-            return
+        else:
+            self._setup_training(stage)
+        self._probe_datasets()
+
+    def _setup_training(self, stage: str | None) -> None:
+        """The training datasets (videos, images) and the validation one."""
         if self.shards is not None:
             self.datasets["train"] = self._stream()
             if self.val_path is not None:
@@ -265,6 +270,9 @@ class VideoDataModule(LightningDataModule):
                 image_files, size=self.size, train=True, seed=self.seed, horizontal_flip=self.horizontal_flip
             )
         self._check_one_batch()
+
+    def _probe_datasets(self) -> None:
+        """Finds each dataset's first usable file (an error when none is), recording the unusable ones before it."""
         for name, dataset in self.datasets.items():
             if isinstance(dataset, ShardClipDataset):
                 continue  # a stream is checked as it is read: unusable members are skipped and counted
@@ -290,10 +298,6 @@ class VideoDataModule(LightningDataModule):
         records = self._held_out_records("data.test_path", self.test_path)
         self._warn_about_upscaling(records)
         self.datasets["test"] = self._clips(records, train=False)
-        _, errors = self.datasets["test"].first_usable()
-        for error in errors:
-            self._record(error.path, error.reason, count=False)
-        log.info("test: %d files", len(self.datasets["test"]))
 
     def _warn_about_upscaling(self, records: list[dict[str, Any]]) -> None:
         """Says how many videos a manifest records as smaller than ``data.size``: their crops are
