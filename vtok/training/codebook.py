@@ -52,13 +52,13 @@ class CodebookMonitor(Callback):
         if self._steps < self.window_steps:
             return
         usage = trainer.strategy.reduce(self._seen.float(), reduce_op=ReduceOp.MAX).mean(1)  # codes seen on any rank
-        worst = float(usage.min())  # the window's one host-device sync
-        log_on_this_batch(trainer, {"codebook/usage": float(usage.mean()), "codebook/min_slot_usage": worst})
+        mean, worst = torch.stack([usage.mean(), usage.min()]).tolist()  # the window's one host-device sync
+        log_on_this_batch(trainer, {"codebook/usage": mean, "codebook/min_slot_usage": worst})
         if worst < self.collapse_threshold and trainer.is_global_zero:  # the same on every rank: said once
             log.warning(
                 "codebook collapse: a token slot used only %.1f%% of its %d codes over the last %d steps "
                 "(mean over slots %.1f%%); raise the entropy weight or lower the learning rate",
-                100 * worst, vocabulary, self._steps, 100 * float(usage.mean()),
+                100 * worst, vocabulary, self._steps, 100 * mean,
             )
         self._seen.zero_()
         self._steps = 0
