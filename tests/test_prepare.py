@@ -108,7 +108,9 @@ def test_a_file_whose_header_promises_missing_frames_is_cut_to_the_frames_that_d
     folder = tmp_path / "videos"
     folder.mkdir()
     whole = _write_faststart(folder / "cut.mp4", 40).read_bytes()
-    for cut in (10, 40, 5, 60, 1):  # decord refuses to open some cuts outright (PyAV then reads them)
+    # decord refuses to open some cuts outright (PyAV then reads them); which ones varies with the bytes
+    # x264 writes, which vary from run to run (its threads): try cuts until decord opens one
+    for cut in (10, 40, 5, 60, 1, *range(2, 120)):
         path = folder / "cut.mp4"
         path.write_bytes(whole[:-cut])  # the tail of the mdat is gone; the moov still lists 40 frames
         try:
@@ -116,6 +118,8 @@ def test_a_file_whose_header_promises_missing_frames_is_cut_to_the_frames_that_d
             break
         except VideoDecodeError:
             continue
+    else:
+        pytest.fail("decord opened none of the cut files")
     assert reader.num_frames == 40  # decord believes the header...
     with pytest.raises(VideoDecodeError):
         reader.read([39])  # ...and cannot give the last frame
