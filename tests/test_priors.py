@@ -111,21 +111,25 @@ def test_fsq_from_a_vtok_kl_export_keeps_its_encoder_and_decoder(tmp_path: Path)
         assert load_autoencoder(export).tokenize(video).shape == (1, 1, 2, 4, 4)
 
 
+@pytest.mark.parametrize(
+    ("quantizer", "closest", "video_share"),  # sign codes keep less of each component than FSQ's levels
+    [({"bottleneck": "fsq", "fsq_levels": [8, 8, 8, 5, 5]}, 0.6, 0.5), ({"bottleneck": "gq", "gq_bits": 6, "gq_groups": 2}, 0.8, 0.6)],
+)
 def test_the_quantizer_projections_are_fitted_to_the_prior_s_latents_at_the_first_batch(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, quantizer: dict, closest: float, video_share: float
 ) -> None:
     """Random projections around the quantizer gave the prior's decoder a latent unrelated to its own
     (2x the latent's spread off): fitted to the prior's principal components, only their rounding
-    and the dropped components separate them, and the decoded video is close to the prior's."""
+    and the dropped components separate them, and the decoded video is close to the prior's. GroupLFQ's
+    sign codes read back at FSQ's scale were 1.3x the spread off, worse than the latent's mean (1.0)."""
     kl = _fit_and_export(tmp_path / "kl", 2)
     prior = load_autoencoder(kl)
     video = torch.rand(2, 3, 9, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
     def started(fitted: bool) -> tuple[float, float, AutoencoderModule]:
         torch.manual_seed(0)
-        fsq = VideoAutoencoder(latent_channels=8, block_out_channels=[16, 32], layers_per_block=1, bottleneck="fsq",
-                               fsq_levels=[8, 8, 8, 5, 5])  # fmt: skip
-        module = AutoencoderModule(fsq, init_from=str(kl), ema_decay=0.999)
+        discrete = VideoAutoencoder(latent_channels=8, block_out_channels=[16, 32], layers_per_block=1, **quantizer)
+        module = AutoencoderModule(discrete, init_from=str(kl), ema_decay=0.999)
         if fitted:  # what the first training batch does
             module._fit_projections(video)
         model, bottleneck = module.autoencoder.eval(), module.autoencoder.quantizer
@@ -140,7 +144,7 @@ def test_the_quantizer_projections_are_fitted_to_the_prior_s_latents_at_the_firs
     random_off, random_video_off, _ = started(False)
     with caplog.at_level("INFO", logger="vtok.training.module"):
         fitted_off, fitted_video_off, module = started(True)
-    assert random_off > 1 and fitted_off < 0.6 and fitted_video_off < random_video_off / 2, (random_off, fitted_off)
+    assert random_off > 1 and fitted_off < closest and fitted_video_off < random_video_off * video_share, (random_off, fitted_off)
     assert "fitted the quantizer's projections to the prior's latents" in caplog.text
     live, averaged = module.autoencoder.quantizer, module.ema.module.quantizer
     assert torch.equal(live.project_in.weight, averaged.project_in.weight), "validation and export start from them too"

@@ -5,8 +5,14 @@ projections into and out of the quantizer start random: the decoder then reads s
 unrelated to the latent it was trained on, and the prior is lost at the first step. Fitted to the
 prior's latents instead, ``project_in`` maps them onto their principal directions, scaled so that
 two standard deviations span the codes' range [-1, 1], and ``project_out`` maps codes back to the
-latent (its mean plus those components): with the quantizer replaced by the identity, the decoder
-reads the latent's best rank-``d`` approximation, and the quantizer only rounds it.
+latent (its mean plus those components), each code scaled by the gain that best predicts a
+component from its code. With the quantizer replaced by the identity that gain is 1 and the decoder
+reads the latent's best rank-``d`` approximation. Real quantizers shrink or stretch: a GroupLFQ code
+is a sign, ±1 whatever the component's size, and the best guess of a Gaussian component from its
+sign is ±0.8σ, not the ±2σ that an unscaled ±1 maps back to (the decoder would read each component
+2.5x too large, worse than reading the latent's mean); FSQ's tanh bound pulls codes inwards. The
+gains are measured by passing Gaussian components through the quantizer itself, so any quantizer
+gets its own.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from torch import nn
 from vtok.vae.quantized import QuantizedBottleneck
 
 SPREAD = 0.5  # codes per standard deviation of a principal component: +-2 sigma fill [-1, 1]
+GAIN_SAMPLES = 64  # a 64x64 grid of Gaussian positions per channel to measure the quantizer's gains on
 
 
 def latent_moments(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -30,6 +37,19 @@ def latent_moments(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
         for moment in moments:
             dist.all_reduce(moment)
     return moments[0], moments[1], moments[2]
+
+
+def code_gains(quantizer: nn.Module, channels: int, device: torch.device) -> torch.Tensor:
+    """Least-squares gains ``E[x q] / E[q^2]`` of the quantizer's codes ``q`` for inputs ``x`` drawn from
+    ``N(0, SPREAD^2)`` (the projected components' distribution), for its first ``channels`` channels
+    (float64, ``[channels]``): the factor that best maps a code back to the input it came from. Seeded,
+    so every rank measures the same gains."""
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(1, quantizer.channels, 1, GAIN_SAMPLES, GAIN_SAMPLES, generator=generator) * SPREAD
+    with torch.no_grad():
+        codes = quantizer(x.to(device)).codes.double().cpu()
+    x, codes = x.double()[0, :channels].flatten(1), codes[0, :channels].flatten(1)
+    return ((x * codes).sum(1) / codes.square().sum(1).clamp_min(1e-12)).to(device)
 
 
 def fit_projections(
@@ -56,7 +76,7 @@ def fit_projections(
     scale = SPREAD / variances.sqrt()
     w_in = (directions * scale).T  # [kept, C]
     w_out = torch.zeros(project_out.out_channels, project_out.in_channels, dtype=torch.float64, device=mean.device)
-    w_out[:, :kept] = directions / scale
+    w_out[:, :kept] = directions * (code_gains(bottleneck.quantizer, kept, mean.device) / scale)
     with torch.no_grad():
         project_in.weight[:kept, :, 0, 0, 0] = w_in.to(project_in.weight.dtype)
         project_in.bias[:kept] = (-w_in @ mean).to(project_in.bias.dtype)
