@@ -89,6 +89,32 @@ def test_a_rerun_with_settings_that_would_change_listed_files_says_they_do_not_a
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(w.startswith("8 videos already in") and "are not re-encoded" in w for w in warnings), warnings
     assert any("are shorter than --min-frames 30" in w and "use a new --out" in w for w in warnings), warnings
+    caplog.clear()
+    prepare([*args, "--every-frame"])  # three frames were decoded per file, not all: the stricter check did not run
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(w.startswith("8 videos already in") and "are not checked with --every-frame" in w for w in warnings), warnings
+
+
+def test_files_already_listed_under_another_spelling_are_not_listed_again(video_folder: Path, tmp_path: Path) -> None:
+    """A folder reached through a symlink (``/data`` pointing at a mount) holds the same files: a rerun
+    through it listed every video a second time, and training weighed each twice."""
+    (tmp_path / "linked").symlink_to(video_folder)
+    out = tmp_path / "out"
+    prepare(["--data", str(video_folder), "--out", str(out), "--workers", "0", *QUIET])
+    summary = prepare(["--data", str(tmp_path / "linked"), "--out", str(out), "--workers", "0", "--shards", *QUIET])
+    assert (summary.found, summary.known, summary.probed, summary.manifest_total) == (8, 8, 0, 8)
+
+
+def test_a_file_name_that_is_not_utf8_is_listed_and_sharded(tmp_path: Path, video_folder: Path) -> None:
+    """Names are bytes on Linux: a Latin-1 ``café.mp4`` reaches Python with a surrogate, which the
+    shard key's hash could not encode: ``--shards`` failed on it at every rerun."""
+    folder = tmp_path / "latin1"
+    folder.mkdir()
+    source = sorted(video_folder.glob("*.mp4"))[0]
+    name = (bytes(folder) + b"/caf\xe9.mp4").decode(errors="surrogateescape")
+    Path(name).write_bytes(source.read_bytes())
+    summary = prepare(["--data", str(folder), "--out", str(tmp_path / "out"), "--workers", "0", "--shards", *QUIET])
+    assert (summary.accepted, summary.shards_written) == (1, 1)
 
 
 def _write_faststart(path: Path, frames: int) -> Path:
@@ -472,6 +498,9 @@ def test_bad_input_is_a_clear_error_never_a_crash(tmp_path: Path, video_folder: 
         with pytest.raises(ValueError, match="--shard-size must be a positive number of MB"):  # before any file is read
             prepare(["--data", str(video_folder), "--out", str(tmp_path / "sized"), "--shards", "--shard-size", size, *QUIET])
     assert not (tmp_path / "sized" / "manifest.jsonl").exists()
+    for timeout in ("0", "nan", "inf"):  # nan looped for ever, inf overflowed the deadline's clock
+        with pytest.raises(ValueError, match="--timeout must be a number of seconds above 0"):
+            prepare(["--data", str(video_folder), "--out", str(tmp_path / "timed"), "--timeout", timeout, *QUIET])
     for flags, message in ((["--crf", "18"], "--crf only applies with --reencode"), (["--reencode", "--crf", "99"], "0-51"),
                            (["--seed", "3", "--shard-samples", "2"], "--shard-samples, --seed only apply with --shards")):  # fmt: skip
         with pytest.raises(ValueError, match=message):  # a flag that would do nothing is said, not ignored

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import threading
 from collections.abc import Sequence
 from typing import get_args
 
@@ -81,8 +82,10 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
         raise ValueError(f"--shard-size must be a positive number of MB, got {args.shard_size:g}")
     if args.crf is not None and not 0 <= args.crf <= 51:
         raise ValueError(f"--crf must be in 0-51 (H.264's range), got {args.crf}")
-    if args.timeout <= 0:
-        raise ValueError(f"--timeout must be above 0 seconds, got {args.timeout:g} (every file would count as stalled)")
+    if not 0 < args.timeout <= threading.TIMEOUT_MAX:  # nan looped for ever, inf overflowed the pool's clock
+        raise ValueError(
+            f"--timeout must be a number of seconds above 0 and at most {threading.TIMEOUT_MAX:.3g}, got {args.timeout:g}"
+        )
     output_folder(args.out)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     given = {"keyframe_interval": args.keyframe_interval, "crf": args.crf, "shard_mb": args.shard_size, "seed": args.seed}

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,8 @@ class VideoInfo:
         reader: the decoder that reads the file right with the default ``auto`` backend (``decord``,
             or ``pyav`` where decord reads it wrong); training opens the file with it instead of
             checking decord against PyAV again (see :class:`~vtok.data.readers.FallbackReader`).
+        every_frame: ``True`` when ``vtok prepare --every-frame`` decoded all of its frames (not only
+            the first, middle and last), so that a rerun asking for that check knows which lines lack it.
     """
 
     path: str
@@ -52,6 +55,7 @@ class VideoInfo:
     source: str | None = None
     reported_frames: int | None = None
     reader: str | None = None
+    every_frame: bool | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The JSON-serialisable line (unknown fields left out)."""
@@ -67,7 +71,7 @@ def sample_key(source: str) -> str:
     """A stable name for a source file, unique per path and free of dots (WebDataset splits keys at
     the first dot): its stem, then a hash of its whole path."""
     stem = re.sub(r"[^A-Za-z0-9_-]", "_", Path(source).stem)[:48]
-    return f"{stem}-{hashlib.sha1(source.encode()).hexdigest()[:12]}"
+    return f"{stem}-{hashlib.sha1(os.fsencode(source)).hexdigest()[:12]}"  # the name's bytes, UTF-8 or not
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ with a longer ``--timeout``; their old lines leave the rejected list.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -36,7 +37,7 @@ from vtok.data.readers import ReaderBackend
 from vtok.data.reencode import reencode_video
 from vtok.data.scan_pool import STALLED, run_with_deadlines
 from vtok.data.shard_writer import write_shards
-from vtok.data.sources import list_files, unique_files
+from vtok.data.sources import RealPaths, list_files, unique_files
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,8 @@ def check_file(source: str, out: Path, options: PrepareOptions) -> dict[str, Any
         info = probe_video(source, options.backend, options.min_frames, options.every_frame)
         if options.reencode:
             info = _reencode(info, out, options)
+        if options.every_frame:
+            info = dataclasses.replace(info, every_frame=True)
         return {"accepted": info.to_record()}
     except TooFewFramesError as error:  # the count lets a run with a lower --min-frames take it
         return {"rejected": {"path": source, "reason": error.reason, "frames": error.frames}}
@@ -186,9 +189,10 @@ def _results(todo: list[str], check: Callable[[str], dict[str, Any]], options: P
 
 def _warn_about_earlier_settings(accepted: list[dict[str, Any]], options: PrepareOptions, out: Path) -> None:
     """Files already listed are not checked again, so settings that would change them do not apply."""
-    listed = {"not re-encoded": 0, f"shorter than --min-frames {options.min_frames}": 0}
+    listed = {"not re-encoded": 0, f"shorter than --min-frames {options.min_frames}": 0, "not checked with --every-frame": 0}
     for record in accepted:
         listed["not re-encoded"] += options.reencode and "source" in record and record["path"] == record["source"]
+        listed["not checked with --every-frame"] += options.every_frame and not record.get("every_frame")
         listed[f"shorter than --min-frames {options.min_frames}"] += record["frames"] < options.min_frames
     for what, count in listed.items():
         if count:
@@ -226,13 +230,13 @@ def _settings_may_change(rejection: dict[str, Any], options: PrepareOptions) -> 
 
 
 def _take_back(
-    rejected: list[dict[str, Any]], sources: set[str], options: PrepareOptions, out: Path
+    rejected: list[dict[str, Any]], sources: set[str], real: RealPaths, options: PrepareOptions, out: Path
 ) -> list[dict[str, Any]]:
-    """The rejections of ``sources`` this run checks again (see :func:`_settings_may_change`), taken
-    out of the rejected list on disk (rewritten whole, then renamed into place); the others are returned."""
+    """The rejections of ``sources`` (real paths) this run checks again (see :func:`_settings_may_change`),
+    taken out of the rejected list on disk (rewritten whole, then renamed into place); the others are returned."""
     kept, again = [], []
     for record in rejected:
-        (again if record["path"] in sources and _settings_may_change(record, options) else kept).append(record)
+        (again if real(record["path"]) in sources and _settings_may_change(record, options) else kept).append(record)
     stalled = sum(_deciding_settings(record)[1] is not None for record in kept)
     if stalled:
         log.warning(
@@ -277,9 +281,10 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
     if not sources:
         raise ValueError(f"no video files found in {data!r}")
     accepted = read_jsonl(out / MANIFEST_NAME)
-    rejected = _take_back(read_jsonl(out / REJECTED_NAME), set(sources), options, out)
-    known = {r.get("source", r["path"]) for r in accepted} | {r["path"] for r in rejected}
-    todo = [source for source in sources if source not in known]
+    real = RealPaths()  # a file listed under another spelling (a symlinked folder) is the same file
+    rejected = _take_back(read_jsonl(out / REJECTED_NAME), {real(s) for s in sources}, real, options, out)
+    known = {real(r.get("source", r["path"])) for r in accepted} | {real(r["path"]) for r in rejected}
+    todo = [source for source in sources if real(source) not in known]
     _warn_about_earlier_settings(accepted, options, out)
     summary = PrepareSummary(out, len(sources), duplicates, known=len(sources) - len(todo), probed=len(todo))
     log.info("%d files, %d already in %s: checking %d", len(sources), summary.known, out, len(todo))

@@ -188,4 +188,4 @@ def _check_length(record: dict[str, Any], where: str) -> None:
 
 def file_key(path: str | Path) -> str:
     """A short name for a file that stays unique across folders: ``<stem>-<8 hex of sha1(path)>``."""
-    return f"{Path(path).stem}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    return f"{Path(path).stem}-{hashlib.sha1(os.fsencode(path)).hexdigest()[:8]}"  # the name's bytes, UTF-8 or not
