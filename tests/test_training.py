@@ -88,12 +88,18 @@ def test_console_script_trains_with_offline_wandb(tmp_path: Path) -> None:
     vtok = shutil.which("vtok")
     command = [vtok] if vtok else [sys.executable, str(ROOT / "train.py")]
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env["WANDB_SILENT"] = "true"
     result = subprocess.run(
         [*command, *tiny_fit_args(tmp_path, 4)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    (offline,) = (tmp_path / "run" / "wandb").glob("offline-run-*")  # wandb logs offline into the run folder
+    resumed = subprocess.run([*command, *tiny_fit_args(tmp_path, 6), "--ckpt_path", "last"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    # a normal run's console holds no library noise a user cannot act on (vtok/console.py)
+    for noise in ("wandb: WARNING", "set_vital", "LeafSpec", "litlogger", "exists and is not empty"):
+        assert noise not in result.stderr + result.stdout + resumed.stderr + resumed.stdout, noise
+    offline = min((tmp_path / "run" / "wandb").glob("offline-run-*"))  # wandb logs offline into the run folder; the
+    # resumed launch wrote a second offline run beside the first (wandb 0.31 cannot resume an offline run)
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     assert not (tmp_path / "wandb").exists()
     # the picture wandb holds is the one in the run folder (a float grid once reached it as a black image)

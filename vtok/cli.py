@@ -26,6 +26,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from lightning.pytorch import Trainer
 
+from vtok.console import quiet_third_party_noise, show_vtok_messages
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import NoUsableDataError, ResumeMismatchError
 from vtok.error_text import first_line
@@ -410,32 +411,6 @@ class VtokCLI(LightningCLI):
                 raise UsageError(str(error)) from error
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to ``sys.stderr`` as it is at each message (a handler keeping the stream it was made
-    with writes to a closed one once that is replaced, e.g. by a test's capture)."""
-
-    @property
-    def stream(self) -> Any:  # noqa: D102
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
-def _show_vtok_messages() -> None:
-    """vtok's INFO messages (files found, effective batch size, ...) on stderr, from the first rank
-    only; warnings from every rank. Python's default shows nothing below WARNING."""
-    logger = logging.getLogger("vtok")
-    if any(getattr(handler, "vtok_cli", False) for handler in logger.handlers):
-        return
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("vtok %(levelname)s: %(message)s"))
-    handler.vtok_cli = True  # type: ignore[attr-defined]
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING)
-
-
 def _run_subcommand(name: str, argv: list[str]) -> None:
     module_name, function = SUBCOMMANDS[name].split(":")
     getattr(importlib.import_module(module_name), function)(argv)
@@ -469,7 +444,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"vtok {arguments[0]}: error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         return
-    _show_vtok_messages()
+    show_vtok_messages()
+    quiet_third_party_noise()
     if argv is None:
         sys.argv[1:] = _with_packaged_presets(arguments)  # Lightning reads the command line itself
     else:

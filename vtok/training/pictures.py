@@ -107,6 +107,6 @@ class ReconstructionPictures(Callback):
             if isinstance(logger, WandbLogger):
                 # the saved PNG itself (wandb 0.31 casts a float tensor to uint8 without scaling: a black image)
                 caption = ["top: input, bottom: reconstruction"]
-                logger.log_image(f"{stage}/reconstruction", [str(picture)], step=step, caption=caption)
+                logger.log_image(f"{stage}/pictures", [str(picture)], step=step, caption=caption)
                 if movie is not None:
                     logger.log_video(f"{stage}/reconstruction_video", [str(movie)], step=step, format=["mp4"])

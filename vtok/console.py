@@ -1,0 +1,74 @@
+"""What vtok's training commands (``vtok fit`` / ``validate`` / ``test``) print on the console.
+
+vtok's own messages are shown: its INFO lines (files found, effective batch size, ...) from the
+first rank, warnings from every rank (Python's default shows nothing below WARNING).
+
+Messages of the libraries under vtok that tell a vtok user nothing they can act on are hidden, so
+that vtok's own warnings stand out. Each is matched by its text, so a changed message shows again
+rather than something else going missing:
+
+- torchdata's ``StatefulDataLoader`` calls a deprecated torch function (``set_vital``) at every
+  loader it builds;
+- Lightning's pytree helper uses a deprecated ``LeafSpec`` check of torch's;
+- Lightning's advertisement for its cloud logger ("Tip: ... litlogger");
+- ModelCheckpoint's "Checkpoint directory ... exists and is not empty": vtok refuses a new run into
+  a folder with checkpoints (it says to resume), so the folder only holds them when resuming;
+- Lightning's "Total length of ... across ranks is zero" for an empty validation loader, which vtok
+  sets up on purpose when there is nothing to validate on and says why in its own warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from typing import Any
+
+_WARNINGS = (
+    r"'set_vital' is deprecated",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"Checkpoint directory .* exists and is not empty",
+    r"Total length of .* across ranks is zero",
+)
+_LOGGED = ("💡 Tip: For seamless cloud logging",)
+
+
+class _DropMessages(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_LOGGED)
+
+
+def quiet_third_party_noise() -> None:
+    """Hides the messages listed in the module docstring (idempotent)."""
+    for message in _WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) for f in logger.filters):
+            logger.addFilter(_DropMessages())
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is at each message (a handler keeping the stream it was made
+    with writes to a closed one once that is replaced, e.g. by a test's capture)."""
+
+    @property
+    def stream(self) -> Any:  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def show_vtok_messages() -> None:
+    """vtok's INFO messages on stderr from the first rank, warnings from every rank (idempotent)."""
+    logger = logging.getLogger("vtok")
+    if any(getattr(handler, "vtok_cli", False) for handler in logger.handlers):
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("vtok %(levelname)s: %(message)s"))
+    handler.vtok_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING)
