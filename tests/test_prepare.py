@@ -347,6 +347,45 @@ def test_shards_follow_an_edited_manifest_each_line_once(tmp_path: Path, caplog:
     assert len(set(keys)) == len(keys) == 8, "repeats have keys of their own"
 
 
+def test_an_interrupted_sharding_run_is_indexed_and_the_next_run_shards_each_line_once(
+    video_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Shards were renamed into place as they closed but indexed only at the end: a stopped run left them
+    outside the index, and the next run numbered its shards over them or beside them (training read them
+    all: samples twice, sample counts unknown)."""
+    lines = [{"path": str(path), "frames": 20} for path in sorted(video_folder.glob("*.mp4"))]
+    out, read, reads = tmp_path / "shards", Path.read_bytes, Counter()
+
+    def stopped_at_the_fourth_video(path: Path) -> bytes:
+        reads[path.suffix] += 1
+        if path.suffix == ".mp4" and reads[".mp4"] == 4:
+            raise KeyboardInterrupt  # Ctrl-C while the third shard is being written
+        return read(path)
+
+    monkeypatch.setattr(Path, "read_bytes", stopped_at_the_fourth_video)
+    with pytest.raises(KeyboardInterrupt):
+        write_shards(lines, video_folder, out, shard_samples=1)
+    monkeypatch.undo()
+    index = json.loads((out / "index.json").read_text())
+    assert [(s["name"], s["samples"]) for s in index["shards"]] == [("shard-000000.tar", 1), ("shard-000001.tar", 1)]
+    assert sum(index["keys"].values()) == 2 and (out / "shard-000002.tar.partial").exists()
+
+    # as a vtok that indexed only at the end left it: the last closed shard, and its sample, not in the index
+    last = index["shards"].pop()
+    del index["keys"][next(iter(wds.WebDataset(str(out / last["name"]), shardshuffle=False)))["__key__"]]
+    (out / "index.json").write_text(json.dumps({**index, "records": 1}))
+    with caplog.at_level("WARNING"):
+        assert shard_counts(expand_shards(str(out))) is None
+        assert f"1 of the 2 shards are not in {out / 'index.json'} ({out / last['name']})" in caplog.text
+        write_shards(lines, video_folder, out, shard_samples=3)
+    assert f"removing {out / last['name']}: it is not in index.json (an interrupted run's?)" in caplog.text
+    assert sorted(p.name for p in out.iterdir()) == ["index.json", *(f"shard-{i:06d}.tar" for i in range(4))]
+    shards = expand_shards(str(out))
+    assert shard_counts(shards) == [1, 3, 3, 1]
+    sources = [json.loads(member["json"])["path"] for member in wds.WebDataset(shards, shardshuffle=False)]
+    assert sorted(sources) == sorted(line["path"] for line in lines), "every line once"
+
+
 def test_the_split_gives_each_shard_to_exactly_one_rank_and_worker() -> None:
     shards = [f"shard-{i}.tar" for i in range(8)]
     owners = {}

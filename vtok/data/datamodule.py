@@ -21,7 +21,7 @@ from vtok.data.images import ImageDataset
 from vtok.data.readers import ReaderBackend
 from vtok.data.sampler import EpochSampler
 from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_files, list_records
-from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts
+from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts, shard_index
 from vtok.data.synthetic import write_sample_clips
 from vtok.data.transforms import enlarges
 from vtok.data.trained_state import TrainedStateLoader
@@ -344,11 +344,14 @@ class VideoDataModule(LightningDataModule):
         counts = shard_counts(shards, self.shard_index)
         world = self.trainer.world_size if self.trainer is not None else 1
         if counts is None and world > 1:
+            why = "see the shards named above"
+            if shard_index(shards, self.shard_index) is None:
+                why = "no index.json; set data.shard_index to the index vtok prepare wrote"
             log.warning(
-                "the shards' sample counts are unknown (no index.json): %d ranks may end an epoch at different "
-                "steps and wait for each other; set data.shard_index to the index vtok prepare wrote",
-                world,
-            )
+                "the shards' sample counts are unknown: %d ranks may end an epoch at different steps and wait for "
+                "each other (%s)",
+                world, why,
+            )  # fmt: skip
         if len(shards) < world * max(self.num_workers, 1):
             log.warning(
                 "%d shards for %d ranks x %d workers: some workers idle or shards are read twice per epoch; "

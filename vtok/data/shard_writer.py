@@ -5,7 +5,8 @@ A sample is ``<key>.mp4`` (the file's bytes, as they are: no decoding, no re-enc
 added: ``index.json`` records the sample keys already in shards (with how many times each, since a
 manifest may repeat a line to weight it), so a later run shards only the lines not yet there, however
 the manifest was edited in between. The index also gives each shard's sample count, which keeps
-ranks in step when they stream (see :mod:`vtok.data.shard_split`).
+ranks in step when they stream (see :mod:`vtok.data.shard_split`). It is rewritten as each shard
+closes, so an interrupted run's closed shards are indexed and the next run continues after them.
 """
 
 from __future__ import annotations
@@ -67,10 +68,28 @@ def _unsharded(records: Sequence[dict[str, Any]], sharded: Counter[str]) -> list
     return new
 
 
-def _write_index(folder: Path, index: dict[str, Any]) -> None:
+def _write_index(folder: Path, sharded: Counter[str], shards: list[dict[str, Any]]) -> None:
+    """Replaces ``index.json`` in one step: a run stopped at any point leaves the old index or the new one."""
+    index = {"records": sum(sharded.values()), "keys": dict(sharded), "shards": shards}
     partial = folder / (INDEX_NAME + ".partial")
     partial.write_text(json.dumps(index, indent=1) + "\n")
     partial.replace(folder / INDEX_NAME)
+
+
+def _remove_unindexed(folder: Path, index: dict[str, Any]) -> None:
+    """Deletes what an interrupted run left outside the index: a shard it was writing (``.tar.partial``)
+    and shards closed but never indexed (by a vtok that wrote the index only at the end; or every shard,
+    when the index was deleted). Their samples' keys are not in the index, so this run shards them
+    again; kept, training would read them twice."""
+    indexed = {entry["name"] for entry in index["shards"]}
+    for path in sorted(folder.glob(SHARD_PATTERN.split("%")[0] + "*.tar")):
+        if path.name not in indexed:
+            log.warning(
+                "removing %s: it is not in %s (an interrupted run's?), so its samples are sharded again", path, INDEX_NAME
+            )
+            path.unlink()
+    for path in folder.glob("*.tar.partial"):
+        path.unlink()
 
 
 class _Shard:
@@ -105,7 +124,8 @@ def write_shards(
 ) -> list[dict[str, Any]]:
     """Appends the manifest lines not yet in shards to new shards in ``folder``; returns the new
     shards' index entries. A line that cannot be read is left out with a warning and tried again
-    by the next run.
+    by the next run. Shards an interrupted run left outside the index are deleted first (their lines
+    are sharded again).
 
     Args:
         records: every line of the manifest (the index says which are already sharded).
@@ -124,10 +144,11 @@ def write_shards(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     index = read_index(folder)
+    _remove_unindexed(folder, index)
     sharded = _sharded_keys(index, records)
     new = _unsharded(records, sharded)
     random.Random(seed + sum(sharded.values())).shuffle(new)
-    entries: list[dict[str, Any]] = []
+    shards: list[dict[str, Any]] = list(index["shards"])
     shard: _Shard | None = None
     for record in new:
         path = Path(record["path"]) if Path(record["path"]).is_absolute() else Path(root) / record["path"]
@@ -137,17 +158,17 @@ def write_shards(
             log.warning("not sharding %s: %s", path, error)
             continue
         if shard is not None and (shard.bytes >= shard_mb * 1e6 or (shard_samples is not None and shard.samples >= shard_samples)):
-            entries.append(shard.close())
+            shards.append(shard.close())
+            _write_index(folder, sharded, shards)  # the keys counted so far are exactly those of the closed shards
             shard = None
         if shard is None:
-            shard = _Shard(folder, len(index["shards"]) + len(entries))
+            shard = _Shard(folder, len(shards))
         # a repeated line's copies get keys of their own (<key>-2, ...), numbered by the copies already in
         # shards (samples of a tar are told apart by their keys; a copy that failed to read takes no number)
         key = record_key(record)
         sharded[key] += 1
         shard.write(key if sharded[key] == 1 else f"{key}-{sharded[key]}", path.suffix.lower().lstrip(".") or "mp4", data, record)
     if shard is not None:
-        entries.append(shard.close())
-    index = {"records": sum(sharded.values()), "keys": dict(sharded), "shards": [*index["shards"], *entries]}
-    _write_index(folder, index)
-    return entries
+        shards.append(shard.close())
+    _write_index(folder, sharded, shards)
+    return shards[len(index["shards"]) :]

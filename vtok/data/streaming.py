@@ -82,20 +82,36 @@ def expand_shards(spec: str) -> list[str]:
     return shards
 
 
-def shard_counts(shards: Sequence[str], index: str | None = None) -> list[int] | None:
-    """Samples per shard from ``vtok prepare``'s ``index.json`` (``index``, else beside local shards);
-    ``None`` when there is no index or it lacks one of the shards."""
+def shard_index(shards: Sequence[str], index: str | None = None) -> str | None:
+    """The shards' ``index.json``: ``index``, else the one beside local shards; ``None`` when there is none."""
     if index is None:
         folder = Path(shards[0]).parent if _is_local(shards[0]) else None
         if folder is None or not (folder / INDEX_NAME).is_file():
             return None
         index = str(folder / INDEX_NAME)
+    return index
+
+
+def shard_counts(shards: Sequence[str], index: str | None = None) -> list[int] | None:
+    """Samples per shard from ``vtok prepare``'s ``index.json`` (see :func:`shard_index`); ``None`` when
+    there is no index or it lacks one of the shards (said with the shards' names)."""
+    index = shard_index(shards, index)
+    if index is None:
+        return None
     try:
         entries = {entry["name"]: int(entry["samples"]) for entry in read_json_object(index)["shards"]}
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"shard index {index} is not one written by `vtok prepare --shards` ({error})") from None
-    counts = [entries.get(Path(shard).name) for shard in shards]
-    return None if None in counts else counts
+    unlisted = [shard for shard in shards if Path(shard).name not in entries]
+    if unlisted:
+        log.warning(
+            "%d of the %d shards are not in %s (%s%s): their sample counts are unknown. If an interrupted "
+            "`vtok prepare --shards` left them, rerun it (it removes them and shards their samples again); "
+            "otherwise move them out",
+            len(unlisted), len(shards), index, ", ".join(unlisted[:3]), "..." if len(unlisted) > 3 else "",
+        )  # fmt: skip
+        return None
+    return [entries[Path(shard).name] for shard in shards]
 
 
 class ShardClipDataset(IterableDataset):
