@@ -580,6 +580,30 @@ def test_shards_that_cannot_fill_a_batch_stop_the_run_instead_of_looping_over_em
     assert exit_info.value.code == 1 and "gives a usable clip" in capsys.readouterr().err
 
 
+def test_shards_that_no_loader_worker_can_fill_a_batch_from_are_an_error_at_setup(
+    shard_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Batches are made inside each loader worker from its own shards: 8 samples passed the per-rank check
+    for a batch of 4, and 4 workers with 2 samples each then trained nothing (empty epochs until
+    EmptyEpochGuard stopped the run, blaming the data)."""
+
+    def setup(batch_size: int, num_workers: int) -> VideoDataModule:
+        module = VideoDataModule(shards=str(shard_dir / "shards"), num_frames=5, size=32, batch_size=batch_size,
+                                 num_workers=num_workers)
+        module.setup("fit")
+        return module
+
+    with pytest.raises(ValueError, match="8 samples in 4 shards, but each of the 1 rank.* x 4 loader worker.* no worker's shards"):
+        setup(batch_size=4, num_workers=4)
+    with caplog.at_level("WARNING", logger="vtok.data.shard_split"):
+        setup(batch_size=4, num_workers=1)
+        setup(batch_size=2, num_workers=4)
+        assert "are trained" not in caplog.text, "every sample trained"
+        module = setup(batch_size=3, num_workers=2)  # 4 samples per worker: one batch of 3 each
+    assert "6 of the 8 samples an epoch reads from the 4 shards are trained" in caplog.text
+    assert sum(len(batch["key"]) for batch in module.train_dataloader()) == 6
+
+
 def test_shards_train_and_data_val_path_validates_on_files(
     shard_dir: Path, video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -21,6 +21,7 @@ from vtok.data.images import ImageDataset
 from vtok.data.readers import ReaderBackend
 from vtok.data.sampler import EpochSampler
 from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_files, list_records
+from vtok.data.shard_split import check_quotas
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts, shard_index
 from vtok.data.synthetic import write_sample_clips
 from vtok.data.transforms import enlarges
@@ -315,8 +316,8 @@ class VideoDataModule(LightningDataModule):
             )  # fmt: skip
 
     def _check_one_batch(self) -> None:
-        """Raises ``ValueError`` when a rank's share of the training clips (or, for shards with an
-        index, of the samples) is smaller than one batch: every batch would be dropped as partial."""
+        """Raises ``ValueError`` when a rank's share of the training clips (or, for shards with an index,
+        of the samples) is smaller than one batch, or no loader worker of a rank holds one: no batch would be made."""
         world = self.trainer.world_size if self.trainer is not None else 1
         train = self.datasets["train"]
         if isinstance(train, ShardClipDataset):
@@ -332,6 +333,8 @@ class VideoDataModule(LightningDataModule):
                 f"{what}, fewer than one batch of data.batch_size={self.batch_size} per rank on {world} rank(s): "
                 "no training batch would be made. Lower data.batch_size or add data"
             )
+        if isinstance(train, ShardClipDataset):  # batches are made inside each loader worker: it may fill none
+            check_quotas(train.counts, world, max(self.num_workers, 1), self.batch_size, self.seed)
         images = len(self.datasets["images"]) if "images" in self.datasets else None
         if images is not None and -(-images // world) < self.image_batch_size:
             raise ValueError(

@@ -20,16 +20,23 @@ The policy, every epoch:
    whose shards give fewer good samples than its quota (corrupt members) reads them again; one
    whose shards give none at all reads the other shards instead (see ``ShardClipDataset``).
    Without counts, each worker reads its shards once: fine on one rank; on several, give shards
-   equal sample counts and divisible shard numbers, or pass the index.
+   equal sample counts and divisible shard numbers, or pass the index. With counts, the data module
+   checks the quotas before training (:func:`check_quotas`): none at all is an error, and a large share
+   of the samples left untrained each epoch (few samples per worker) a warning.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
 
 from vtok.data.seeding import sample_generator
+
+log = logging.getLogger(__name__)
+
+UNTRAINED_SHARE_TO_WARN = 0.1
 
 
 def epoch_order(num_shards: int, world: int, epoch: int = 0, seed: int = 0, shuffle: bool = True) -> list[int]:
@@ -99,6 +106,43 @@ def sample_quotas(
     batches = [[samples // batch_size for samples in row] for row in full]
     target = min(sum(row) for row in batches)
     return [[batch * batch_size for batch in _deal(row, target)] for row in batches]
+
+
+def check_quotas(counts: Sequence[int], world: int, workers: int, batch_size: int, seed: int = 0) -> None:
+    """Checks the first epoch's quotas before training: batches are made inside each loader worker from
+    its own shards, so samples spread thinly over workers may fill few batches, or none.
+
+    Args:
+        counts: samples in each shard.
+        world: number of ranks.
+        workers: data-loader workers per rank (1 without workers).
+        batch_size: samples per batch.
+        seed: seed of the shard order.
+
+    Raises:
+        ValueError: no rank would deliver a batch (the training loop would run empty epochs).
+    """
+    quotas = sample_quotas(counts, world, workers, batch_size, 0, seed)
+    read = sum(counts[index] for index in epoch_order(len(counts), world, 0, seed))
+    trained = sum(sum(row) for row in quotas)
+    how = f"each of the {world} rank(s) x {workers} loader worker(s) makes batches of data.batch_size={batch_size}"
+    how += " from its own shards"
+    fix = (
+        f"Lower {'data.num_workers or ' if workers > 1 else ''}data.batch_size, or write smaller shards "
+        "(vtok prepare --shards --shard-samples, with a new --out)"
+    )
+    if trained == 0:
+        where = "on some rank no worker's" if world > 1 else "no worker's"
+        raise ValueError(
+            f"the shards hold {sum(counts)} samples in {len(counts)} shards, but {how}, and {where} shards hold "
+            f"enough for one: no training batch would be made. {fix}"
+        )
+    if trained < read * (1 - UNTRAINED_SHARE_TO_WARN):
+        even = ", and every rank gives as many as the one that fills fewest" if world > 1 else ""
+        log.warning(
+            "%d of the %d samples an epoch reads from the %d shards are trained: %s%s; the others wait for another epoch. %s",
+            trained, read, len(counts), how, even, fix,
+        )  # fmt: skip
 
 
 def _deal(capacity: list[int], total: int) -> list[int]:
