@@ -478,6 +478,39 @@ def test_a_resumed_stream_restarts_at_a_shard_and_delivers_each_sample_once(shar
     assert resumed.state_dict()["epoch"] == 0, "the interrupted epoch was finished, not replaced by epoch 1"
 
 
+def _copy_cutting_the_last_shard_short(shards: Path, folder: Path) -> Path:
+    """Copies ``shard_dir``'s four shards and their index into ``folder``, the last one cut to its first
+    300 bytes (a read error); returns that one."""
+    folder.mkdir()
+    for path in shards.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
+    damaged = folder / "shard-000003.tar"
+    damaged.write_bytes(damaged.read_bytes()[:300])
+    return damaged
+
+
+def test_a_shard_holding_another_number_of_members_than_its_index_says_is_warned_of(
+    shard_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stale index gives quotas the shards cannot fill (the worker reads them again: samples twice in an
+    epoch) or leave samples out, and nothing said so. A shard cut short is counted as unreadable instead."""
+    folder = _copy_cutting_the_last_shard_short(shard_dir / "shards", tmp_path / "shards").parent
+    index = json.loads((folder / "index.json").read_text())
+    index["shards"][0]["samples"], index["shards"][1]["samples"] = 4, 1  # each holds 2
+    (folder / "index.json").write_text(json.dumps(index))
+    shards = expand_shards(str(folder))
+    monkeypatch.setattr("vtok.data.streaming._said_stale", set())
+    with caplog.at_level("WARNING", logger="vtok.data.streaming"):
+        dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), train=False, counts=shard_counts(shards), batch_size=1)
+        keys = [sample["key"] for sample in dataset]
+    assert len(keys) == 9 and len(set(keys)) < 9, "the quota the index gives, filled by reading the shards again"
+    stale = [r.getMessage() for r in caplog.records if "the index is stale" in r.getMessage()]
+    assert [message.split(":")[0] for message in stale] == [
+        f"{shards[0]} holds 2 members, index.json says 4",
+        f"{shards[1]} holds 2 members, index.json says 1",
+    ], "once per shard, though read twice; not the one cut short"
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_stream_saves_the_place_of_the_batches_trained_not_of_the_batch_fetched_ahead(
     shard_dir: Path, workers: int
@@ -672,12 +705,8 @@ def test_a_worker_whose_only_shard_is_unreadable_fills_its_quota_from_the_others
 ) -> None:
     """4 shards for 4 loader workers: the one whose shard is cut short owned nothing usable and ended the
     run (NoUsableDataError), where 0 or 2 workers skip the shard and count it."""
-    shards = tmp_path / "shards"
-    shards.mkdir()
-    for path in (shard_dir / "shards").iterdir():
-        (shards / path.name).write_bytes(path.read_bytes())
-    damaged = shards / "shard-000003.tar"
-    damaged.write_bytes(damaged.read_bytes()[:300])
+    damaged = _copy_cutting_the_last_shard_short(shard_dir / "shards", tmp_path / "shards")
+    shards = damaged.parent
     module = VideoDataModule(shards=str(shards), num_frames=5, size=32, batch_size=1, num_workers=4)
     module.setup("fit")
     for epoch in range(2):

@@ -5,7 +5,8 @@ decodes every ``.mp4`` member in memory and turns it into a sample with the same
 file dataset (:func:`~vtok.data.dataset.video_clip_with_info`): the same clip sampling within the verified
 frames of the member's ``.json``, the same transforms. A member that does not decode, or a shard
 that cannot be read, is skipped and travels as a note with the next sample (``"skipped"``), so the
-data module warns once and counts it, as for files.
+data module warns once and counts it, as for files. A shard read through whose member count is not the
+one its index gives is warned of: a stale index makes an epoch repeat samples or leave some out.
 
 Randomness: a sample's clip, crop and flip come from a generator seeded by (seed, epoch, the
 sample's key), so they do not depend on which worker reads it; the shuffle buffer is seeded by
@@ -154,6 +155,7 @@ class ShardClipDataset(IterableDataset):
         self.horizontal_flip, self.backend = horizontal_flip, backend
         self.shuffle_buffer = shuffle_buffer
         self.counts = list(counts) if counts is not None else None
+        self._indexed = dict(zip(self.shards, self.counts or []))  # shard -> samples its index gives it
         self.batch_size = batch_size
         self.epoch = 0
         self._position = {"epoch": 0, "pass": 0, "shard": 0, "yielded": 0}
@@ -252,18 +254,24 @@ class ShardClipDataset(IterableDataset):
         notes = self._notes  # kept across passes: a pass that gives no sample hands its notes to the next
         waiting = self._waiting = Counter()  # shard -> samples read from it, not delivered yet
         given = self._delivered = {}  # shard -> keys delivered from it in this pass
+        unreadable: set[int] = set()  # shards with a read error: fewer members than the index is no news
 
         def skip(error: Exception) -> bool:  # webdataset's handler for unreadable shards and members
             reason = first_line(error.args[0] if error.args else error)  # webdataset wraps the cause
             notes.append(UnusableFileError(shards[position["shard"]], f"cannot read the shard ({reason})").note)
+            unreadable.add(position["shard"])
             return True
 
         def members() -> Iterator[dict[str, Any]]:
             for number in range(position["shard"], len(shards)):
                 position["shard"] = number
+                read = 0
                 for member in wds.tarfile_samples([{"url": shards[number]}], handler=skip):
                     waiting[number] += 1
+                    read += 1
                     yield {**member, "__shard__": number}
+                if number not in unreadable:  # read through, from its start (a resumed worker restarts there too)
+                    self._check_index(shards[number], read)
 
         def delivered(shard: int, key: str | None = None) -> None:  # key None: an unusable member
             waiting[shard] -= 1
@@ -296,6 +304,19 @@ class ShardClipDataset(IterableDataset):
             delivered(held.pop("__shard__"), held["key"])
             yield {**held, "skipped": "\n".join(notes)}
 
+    def _check_index(self, shard: str, members: int) -> None:
+        """Warns, once per shard and process, when a shard read through holds another number of members
+        than the index gives it: the quotas come from the index, so the epoch repeats samples (a pass
+        short of its quota reads the shards again) or leaves some out."""
+        indexed = self._indexed.get(shard)
+        if indexed is not None and indexed != members and shard not in _said_stale:
+            _said_stale.add(shard)
+            log.warning(
+                "%s holds %d members, index.json says %d: the index is stale, so an epoch repeats samples or leaves "
+                "some out; write the shards again (vtok prepare --shards, with a new --out) or delete index.json",
+                shard, members, indexed,
+            )  # fmt: skip
+
     def _clip(self, member: dict[str, Any]) -> dict[str, Any]:
         key = member["__key__"]
         name = f"{member.get('__url__', '?')}#{key}"
@@ -317,6 +338,7 @@ class ShardClipDataset(IterableDataset):
 
 
 _said_unchecked = False
+_said_stale: set[str] = set()  # shards whose index count was found wrong, said once per process
 
 
 def _say_members_are_checked_at_every_read(name: str) -> None:
