@@ -89,3 +89,12 @@ def fsq_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     checkpoint = root / "run" / "checkpoints" / "last.ckpt"
     main(["export", "--ckpt", str(checkpoint), "--out", str(root / "export")])
     return {"checkpoint": checkpoint, "export": root / "export"}
+
+
+@pytest.fixture(scope="session")
+def shard_dir(tmp_path_factory: pytest.TempPathFactory, video_folder: Path) -> Path:
+    """``vtok prepare --shards`` over the eight good clips: a manifest, and four shards of two samples."""
+    out = tmp_path_factory.mktemp("prepared")
+    main(["prepare", "--data", str(video_folder), "--out", str(out), "--shards", "--shard-samples", "2", "--workers", "2",
+          "--no-progress"])  # fmt: skip
+    return out

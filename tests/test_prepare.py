@@ -1,10 +1,8 @@
-"""vtok prepare: verified manifests, resumable scans, re-encoding, and shards streamed into training."""
+"""vtok prepare: verified manifests, resumable scans, re-encoding, and writing shards (streaming them: test_shards.py)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections import Counter
 from fractions import Fraction
@@ -12,21 +10,18 @@ from pathlib import Path
 
 import av
 import pytest
-import torch
 import webdataset as wds
 
 from tests.conftest import write_broken_files
-from tests.helpers import csv_logger, metric_column
 from vtok.cli import main as vtok_main
-from vtok.data import ClipSpec, ShardClipDataset, open_video, synthetic_clip, write_sample_clips, write_video
+from vtok.data import open_video, synthetic_clip, write_sample_clips, write_video
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.manifest import VideoInfo, read_jsonl
 from vtok.data.prepare import PrepareOptions, _reencode
 from vtok.data.readers import DecordReader, VideoDecodeError
 from vtok.data.scan_pool import STALLED, run_with_deadlines
-from vtok.data.shard_split import sample_quotas, split_shards
 from vtok.data.shard_writer import write_shards
-from vtok.data.streaming import EpochLoader, expand_shards, shard_counts
+from vtok.data.streaming import expand_shards, shard_counts
 from vtok.commands.prepare import main as prepare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,14 +30,6 @@ QUIET = ["--no-progress"]
 
 def _names(records: list[dict]) -> list[str]:
     return sorted(Path(record.get("source", record["path"])).name for record in records)
-
-
-@pytest.fixture(scope="module")
-def shard_dir(tmp_path_factory: pytest.TempPathFactory, video_folder: Path) -> Path:
-    """``vtok prepare --shards`` over the eight good clips: a manifest, and four shards of two samples."""
-    out = tmp_path_factory.mktemp("prepared")
-    prepare(["--data", str(video_folder), "--out", str(out), "--shards", "--shard-samples", "2", "--workers", "2", *QUIET])
-    return out
 
 
 def test_prepare_accepts_exactly_the_good_files_and_a_second_run_decodes_nothing(
@@ -386,176 +373,6 @@ def test_an_interrupted_sharding_run_is_indexed_and_the_next_run_shards_each_lin
     assert sorted(sources) == sorted(line["path"] for line in lines), "every line once"
 
 
-def test_the_split_gives_each_shard_to_exactly_one_rank_and_worker() -> None:
-    shards = [f"shard-{i}.tar" for i in range(8)]
-    owners = {}
-    for epoch in (0, 1):
-        owners[epoch] = {}
-        for rank in range(2):
-            for worker in range(2):
-                for shard in split_shards(shards, rank, 2, worker, 2, epoch=epoch, seed=3):
-                    owners[epoch].setdefault(shard, []).append((rank, worker))
-        assert sorted(owners[epoch]) == sorted(shards)
-        assert all(len(readers) == 1 for readers in owners[epoch].values())
-        assert Counter(r for readers in owners[epoch].values() for r in readers) == {(r, w): 2 for r in range(2) for w in range(2)}
-    assert owners[0] != owners[1], "the assignment changes every epoch"
-    assert split_shards(shards, 1, 2, 0, 2, epoch=5, shuffle=False) == ["shard-1.tar", "shard-5.tar"]
-
-    # five shards on two ranks: the order is padded to six, so one shard is read twice and each rank reads three
-    reads = Counter(s for r in range(2) for w in range(2) for s in split_shards(shards[:5], r, 2, w, 2))
-    assert set(reads) == set(shards[:5]) and sorted(reads.values()) == [1, 1, 1, 1, 2]
-    assert [sum(len(split_shards(shards[:5], r, 2, w, 2)) for w in range(2)) for r in range(2)] == [3, 3]
-    # uneven shard sizes: every rank still gives the same number of full batches
-    quotas = sample_quotas([7, 7, 7, 7, 3], world=2, workers=2, batch_size=2)
-    assert sum(quotas[0]) == sum(quotas[1]) > 0 and all(q % 2 == 0 for row in quotas for q in row)
-
-
-def test_streamed_samples_reach_exactly_one_rank_and_worker(shard_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    shards = expand_shards(str(shard_dir / "shards"))
-    readers: dict[str, list[tuple[int, int]]] = {}
-    for rank in range(2):
-        for worker in range(2):
-            # webdataset's pytorch_worker_info reads these before torch.distributed and the worker info
-            for name, value in {"RANK": rank, "WORLD_SIZE": 2, "WORKER": worker, "NUM_WORKERS": 2}.items():
-                monkeypatch.setenv(name, str(value))
-            dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), seed=1, counts=shard_counts(shards), batch_size=2)
-            dataset.set_epoch(1)
-            for sample in dataset:
-                readers.setdefault(sample["key"], []).append((rank, worker))
-    assert len(readers) == 8 and all(len(r) == 1 for r in readers.values())
-
-
-def test_the_epoch_reseeds_the_stream_and_workers_do_not_change_the_clips(shard_dir: Path) -> None:
-    shards = expand_shards(str(shard_dir / "shards"))
-    dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), seed=1, horizontal_flip=True)
-
-    def epoch_clips(epoch: int, workers: int) -> dict[str, torch.Tensor]:
-        loader = EpochLoader(dataset, epoch=lambda: epoch, batch_size=1, num_workers=workers)
-        return {batch["key"][0]: batch["video"][0] for batch in loader}
-
-    first, again, second = epoch_clips(0, 0), epoch_clips(0, 2), epoch_clips(1, 0)
-    assert sorted(first) == sorted(second) and len(first) == 8
-    assert all(torch.equal(first[key], again[key]) for key in first)
-    assert any(not torch.equal(first[key], second[key]) for key in first)
-
-
-def test_a_resumed_stream_restarts_at_a_shard_and_delivers_each_sample_once(shard_dir: Path) -> None:
-    shards = expand_shards(str(shard_dir / "shards"))
-    dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), train=False)
-    stream = iter(dataset)
-    seen = [next(stream)["key"] for _ in range(3)]
-    state = dataset.state_dict()
-    # shard 1's second sample was read, not delivered: the run restarts at shard 1, passing over its first
-    assert state["shard"] == 1 and state["yielded"] == 3 and state["delivered"] == [[1, seen[2]]]
-    resumed = ShardClipDataset(shards, ClipSpec(5), (32, 32), train=False)
-    resumed.load_state_dict(state)
-    rest = [sample["key"] for sample in resumed]
-    assert len(rest) == 5 and not set(rest) & set(seen)
-
-    # with a shuffle buffer holding samples of several shards, the restart goes back far enough
-    dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), shuffle_buffer=6)
-    stream = iter(dataset)
-    seen = [next(stream)["key"] for _ in range(3)]
-    resumed = ShardClipDataset(shards, ClipSpec(5), (32, 32), shuffle_buffer=6)
-    resumed.load_state_dict(dataset.state_dict())
-    everything = {m["__key__"] for m in wds.WebDataset(shards, shardshuffle=False)}
-    rest = [sample["key"] for sample in resumed]
-    assert sorted(seen + rest) == sorted(everything)
-
-    # With sample quotas (an index), a worker delivers exactly its quota, so every rank runs the same
-    # number of steps; and a run stopped by max_steps mid-epoch, which Lightning resumes as the next
-    # epoch, finishes this one.
-    counts = shard_counts(shards)
-    assert counts == [2, 2, 2, 2]
-    dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), shuffle_buffer=6, counts=counts, batch_size=2)
-    stream = iter(dataset)
-    seen = [next(stream)["key"] for _ in range(5)]
-    resumed = ShardClipDataset(shards, ClipSpec(5), (32, 32), shuffle_buffer=6, counts=counts, batch_size=2)
-    resumed.load_state_dict(dataset.state_dict())
-    resumed.set_epoch(1)
-    rest = [sample["key"] for sample in resumed]
-    assert sorted(seen + rest) == sorted(everything), "each sample once"
-    assert resumed.state_dict()["epoch"] == 0, "the interrupted epoch was finished, not replaced by epoch 1"
-
-
-def _copy_cutting_the_last_shard_short(shards: Path, folder: Path) -> Path:
-    """Copies ``shard_dir``'s four shards and their index into ``folder``, the last one cut to its first
-    300 bytes (a read error); returns that one."""
-    folder.mkdir()
-    for path in shards.iterdir():
-        (folder / path.name).write_bytes(path.read_bytes())
-    damaged = folder / "shard-000003.tar"
-    damaged.write_bytes(damaged.read_bytes()[:300])
-    return damaged
-
-
-def test_a_shard_holding_another_number_of_members_than_its_index_says_is_warned_of(
-    shard_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A stale index gives quotas the shards cannot fill (the worker reads them again: samples twice in an
-    epoch) or leave samples out, and nothing said so. A shard cut short is counted as unreadable instead."""
-    folder = _copy_cutting_the_last_shard_short(shard_dir / "shards", tmp_path / "shards").parent
-    index = json.loads((folder / "index.json").read_text())
-    index["shards"][0]["samples"], index["shards"][1]["samples"] = 4, 1  # each holds 2
-    (folder / "index.json").write_text(json.dumps(index))
-    shards = expand_shards(str(folder))
-    monkeypatch.setattr("vtok.data.streaming._said_stale", set())
-    with caplog.at_level("WARNING", logger="vtok.data.streaming"):
-        dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), train=False, counts=shard_counts(shards), batch_size=1)
-        keys = [sample["key"] for sample in dataset]
-    assert len(keys) == 9 and len(set(keys)) < 9, "the quota the index gives, filled by reading the shards again"
-    stale = [r.getMessage() for r in caplog.records if "the index is stale" in r.getMessage()]
-    assert [message.split(":")[0] for message in stale] == [
-        f"{shards[0]} holds 2 members, index.json says 4",
-        f"{shards[1]} holds 2 members, index.json says 1",
-    ], "once per shard, though read twice; not the one cut short"
-
-
-@pytest.mark.parametrize("workers", [0, 2])
-def test_a_stream_saves_the_place_of_the_batches_trained_not_of_the_batch_fetched_ahead(
-    shard_dir: Path, workers: int
-) -> None:
-    """Lightning takes batch n + 1 from a stream (no length) before checkpointing after step n."""
-    shards = expand_shards(str(shard_dir / "shards"))
-
-    def loader() -> EpochLoader:
-        dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), counts=shard_counts(shards), batch_size=2)
-        return EpochLoader(dataset, epoch=lambda: 0, batch_size=2, num_workers=workers, drop_last=True)
-
-    stopped = loader()
-    batches = iter(stopped)
-    trained, _fetched_ahead = [next(batches)["key"] for _ in range(2)], next(batches)
-    for _ in trained:
-        stopped.batch_trained()  # as the data module reports each training batch reaching the device
-    resumed = loader()
-    resumed.load_state_dict(stopped.state_dict())
-    rest = [key for batch in resumed for key in batch["key"]]
-    assert len(rest) == 4, "the batch fetched ahead was not trained: it comes again"
-    assert sorted([key for batch in trained for key in batch] + rest) == sorted(key for batch in loader() for key in batch["key"])
-
-
-def test_fit_streams_shards_with_two_workers_through_the_cli(shard_dir: Path, tmp_path: Path) -> None:
-    def fit(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "vtok.cli", "fit", "--data.shards", str(shard_dir / "shards"),
-             "--trainer.max_steps", "3", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-             "--trainer.default_root_dir", str(tmp_path / "run"),
-             "--model.autoencoder.block_out_channels", "[8,16]", "--model.autoencoder.latent_channels", "4",
-             "--data.num_frames", "5", "--data.size", "32", *extra],  # fmt: skip
-            cwd=ROOT, capture_output=True, text=True, timeout=300,
-        )
-
-    result = fit("--data.num_workers", "2")
-    assert result.returncode == 0, result.stderr[-3000:]
-    checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
-    assert checkpoint["vtok"]["batch_step"] == 3
-    # a stream's place is each worker's own: another number of workers is refused in one line (it
-    # used to hang: torchdata's assertion left the workers running, and they ignore SIGTERM at exit)
-    other = fit("--data.num_workers", "1", "--trainer.max_steps", "5", "--ckpt_path", "last")
-    assert other.returncode == 2, other.stderr[-3000:]
-    assert "saved by 1 processes with 2 loader workers each, and this run has 1 with 1" in other.stderr
-
-
 def test_bad_input_is_a_clear_error_never_a_crash(tmp_path: Path, video_folder: Path, capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "nothing").mkdir()
     with pytest.raises(SystemExit) as exit_info:
@@ -583,85 +400,6 @@ def test_an_item_that_stalls_is_reported_and_the_others_finish() -> None:
     # time.sleep stands in for a decoder stuck in C code: the pool is replaced, the rest carries on
     results = dict(run_with_deadlines(time.sleep, [0.1, 30.0, 0.2, 0.3], workers=2, timeout=1.5))
     assert results == {0.1: None, 30.0: STALLED, 0.2: None, 0.3: None}
-
-
-def _fit_shards(shards: Path, tmp_path: Path, batch_size: int) -> None:
-    vtok_main(["fit", "--data.shards", str(shards), "--data.batch_size", str(batch_size), "--data.num_workers", "0",
-               "--data.num_frames", "5", "--data.size", "32", "--trainer.max_steps", "2", "--trainer.logger", "false",
-               "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "run"),
-               "--model.autoencoder.block_out_channels", "[8,16]", "--model.autoencoder.latent_channels", "4"])  # fmt: skip
-
-
-def test_shards_that_cannot_fill_a_batch_stop_the_run_instead_of_looping_over_empty_epochs(
-    shard_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    with pytest.raises(SystemExit) as exit_info:  # with the index: known before training
-        _fit_shards(shard_dir / "shards", tmp_path, batch_size=16)
-    assert exit_info.value.code == 2 and "the shards hold 8 samples, fewer than one batch" in capsys.readouterr().err
-    lone = tmp_path / "lone"
-    lone.mkdir()
-    (lone / "shard-000000.tar").write_bytes((shard_dir / "shards" / "shard-000000.tar").read_bytes())
-    with pytest.raises(SystemExit) as exit_info:  # no index: two empty epochs in a row
-        _fit_shards(lone, tmp_path, batch_size=4)
-    assert exit_info.value.code == 1 and "gave no training batch" in capsys.readouterr().err
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    with wds.TarWriter(str(broken / "shard-000000.tar")) as writer:
-        writer.write({"__key__": "broken", "mp4": b"\x00\x00\x00\x18ftypmp42 not really a video", "json": {"frames": 20}})
-    with pytest.raises(SystemExit) as exit_info:  # nothing usable at all
-        _fit_shards(broken, tmp_path, batch_size=1)
-    assert exit_info.value.code == 1 and "gives a usable clip" in capsys.readouterr().err
-
-
-def test_shards_that_no_loader_worker_can_fill_a_batch_from_are_an_error_at_setup(
-    shard_dir: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Batches are made inside each loader worker from its own shards: 8 samples passed the per-rank check
-    for a batch of 4, and 4 workers with 2 samples each then trained nothing (empty epochs until
-    EmptyEpochGuard stopped the run, blaming the data)."""
-
-    def setup(batch_size: int, num_workers: int) -> VideoDataModule:
-        module = VideoDataModule(shards=str(shard_dir / "shards"), num_frames=5, size=32, batch_size=batch_size,
-                                 num_workers=num_workers)
-        module.setup("fit")
-        return module
-
-    with pytest.raises(ValueError, match="8 samples in 4 shards, but each of the 1 rank.* x 4 loader worker.* no worker's shards"):
-        setup(batch_size=4, num_workers=4)
-    with caplog.at_level("WARNING", logger="vtok.data.shard_split"):
-        setup(batch_size=4, num_workers=1)
-        setup(batch_size=2, num_workers=4)
-        assert "are trained" not in caplog.text, "every sample trained"
-        module = setup(batch_size=3, num_workers=2)  # 4 samples per worker: one batch of 3 each
-    assert "6 of the 8 samples an epoch reads from the 4 shards are trained" in caplog.text
-    assert sum(len(batch["key"]) for batch in module.train_dataloader()) == 6
-
-
-def test_shards_train_and_data_val_path_validates_on_files(
-    shard_dir: Path, video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    (tmp_path / "val").mkdir()
-    for path in sorted(video_folder.glob("*.mp4"))[:2]:
-        (tmp_path / "val" / path.name).symlink_to(path)
-    args = ["fit", "--data.shards", str(shard_dir / "shards"), "--data.val_path", str(tmp_path / "val"),
-            "--trainer.max_steps", "4", "--trainer.val_check_interval", "2", "--trainer.check_val_every_n_epoch", "null",
-            "--trainer.enable_progress_bar", "false",
-            "--trainer.default_root_dir", str(tmp_path / "run"), *csv_logger(tmp_path),
-            "--model.autoencoder.block_out_channels", "[8,16]", "--model.autoencoder.latent_channels", "4",
-            "--data.num_frames", "5", "--data.size", "32", "--data.batch_size", "2", "--data.num_workers", "0"]  # fmt: skip
-    vtok_main(args)
-    assert len(metric_column(tmp_path / "run", "val/psnr")) == 2, "validated on the files every 2 steps"
-    assert len(metric_column(tmp_path / "run", "train/l1")) == 4, "while training streamed the shards"
-
-    (tmp_path / "empty").mkdir()
-    args[args.index(str(tmp_path / "val"))] = str(tmp_path / "empty")
-    args[args.index(str(tmp_path / "run"))] = str(tmp_path / "run-2")  # a new run: "run" holds checkpoints
-    with pytest.raises(SystemExit):
-        vtok_main(args)
-    assert "no video files found" in capsys.readouterr().err
-    files = VideoDataModule(path=str(video_folder), val_path=str(tmp_path / "empty"), num_frames=5, size=32, num_workers=0)
-    with pytest.raises(ValueError, match="no video files found in data.val_path"):
-        files.setup("fit")  # was: training without validation, silently
 
 
 def test_a_still_image_named_as_a_video_is_rejected_and_a_one_frame_video_is_not(tmp_path: Path) -> None:
@@ -698,36 +436,3 @@ def test_an_output_folder_inside_the_data_is_not_taken_for_new_videos(tmp_path: 
     first = prepare(args)
     again = prepare(args)
     assert (first.accepted, again.found, again.probed, again.manifest_total) == (2, 2, 0, 2)
-
-
-def test_a_worker_whose_only_shard_is_unreadable_fills_its_quota_from_the_others(
-    shard_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """4 shards for 4 loader workers: the one whose shard is cut short owned nothing usable and ended the
-    run (NoUsableDataError), where 0 or 2 workers skip the shard and count it."""
-    damaged = _copy_cutting_the_last_shard_short(shard_dir / "shards", tmp_path / "shards")
-    shards = damaged.parent
-    module = VideoDataModule(shards=str(shards), num_frames=5, size=32, batch_size=1, num_workers=4)
-    module.setup("fit")
-    for epoch in range(2):
-        batches = [module.on_after_batch_transfer(batch, 0) for batch in module.train_dataloader()]
-        assert len(batches) == 8, f"epoch {epoch}: every worker filled its quota"
-        assert list(module.skipped_files) == [str(damaged)] and module.pop_epoch_skips() >= 1, "the shard counted"
-    # that worker, stopped anywhere, resumes reading the others (WORKER / NUM_WORKERS: webdataset's worker info)
-    listed = expand_shards(str(shards))
-    owner = next(w for w in range(4) if split_shards(listed, 0, 1, w, 4) == [str(damaged)])
-    monkeypatch.setenv("WORKER", str(owner))
-    monkeypatch.setenv("NUM_WORKERS", "4")
-
-    def stream() -> ShardClipDataset:
-        return ShardClipDataset(listed, ClipSpec(5), (32, 32), counts=shard_counts(listed), batch_size=1, shuffle_buffer=4)
-
-    whole = [sample["key"] for sample in stream()]
-    assert len(whole) == 2
-    for stop in (1, 2):
-        first = stream()
-        samples = iter(first)
-        given = [next(samples)["key"] for _ in range(stop)]
-        resumed = stream()
-        resumed.load_state_dict(first.state_dict())
-        assert given + [sample["key"] for sample in resumed] == whole
