@@ -288,7 +288,7 @@ class VideoDataModule(LightningDataModule):
                 ) from None
             for error in errors:
                 self._record(error.path, error.reason, count=False)
-            log.info("%s: %d files", name, len(dataset))
+            log.info("%s: %d file%s", name, len(dataset), "" if len(dataset) == 1 else "s")
 
     def _setup_test(self) -> None:
         if self.test_path is None:

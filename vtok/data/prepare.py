@@ -130,7 +130,7 @@ class PrepareSummary:
                 else []
             ),
             f"  manifest: {self.out / MANIFEST_NAME} ({self.manifest_total} videos)",
-            f"  rejected: {self.out / REJECTED_NAME} ({self.rejected_total} files)",
+            f"  rejected: {self.out / REJECTED_NAME} ({self.rejected_total} file{'' if self.rejected_total == 1 else 's'})",
         ]
         lines += [f"    {Path(path).name}: {reason}" for path, reason in self.rejected[:max_reasons]]
         if len(self.rejected) > max_reasons:

@@ -66,7 +66,7 @@ class StopOnSignal(Callback):
         folder = Path(trainer.checkpoint_callback.dirpath) if getattr(trainer.checkpoint_callback, "dirpath", None) else Path(trainer.default_root_dir) / "checkpoints"
         self.checkpoint_path = folder / f"last-signal-step={trainer.global_step}.ckpt"
         log.warning("signal received: writing %s and stopping", self.checkpoint_path)
-        trainer.save_checkpoint(self.checkpoint_path)
+        trainer.save_checkpoint(self.checkpoint_path, weights_only=False)  # the full state, to resume from
         self.saved_step = trainer.global_step
         trainer.should_stop = True
 
