@@ -141,7 +141,7 @@ def test_importing_from_the_repository_root_shadows_nothing() -> None:
 
 
 def test_checkpoint_and_data_mistakes_are_one_line_errors(
-    capsys: pytest.CaptureFixture, tmp_path: Path, video_folder: Path
+    capsys: pytest.CaptureFixture, tmp_path: Path, video_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = ("--trainer.default_root_dir", str(tmp_path))
     assert "no such file" in _fit_error(capsys, "--ckpt_path", str(tmp_path / "nowhere.ckpt"), *root)
@@ -156,9 +156,13 @@ def test_checkpoint_and_data_mistakes_are_one_line_errors(
     (tmp_path / "torn.jsonl").write_text(json.dumps({"path": str(next(video_folder.glob("*.mp4")))}) + '\n{"path": \n')
     message = _fit_error(capsys, "--data.path", str(tmp_path / "torn.jsonl"), *root)
     assert "torn.jsonl, line 2, is not valid JSON" in message
+    built = []
+    monkeypatch.setattr("vtok.cli.VtokCLI.instantiate_trainer", lambda self, **kwargs: built.append(1))
     with pytest.raises(SystemExit) as exit_info:
         main(["validate", "--trainer.logger", "false", *root])
     assert exit_info.value.code == 2 and "vtok validate needs --ckpt_path" in capsys.readouterr().err
+    assert not built, "refused before the Trainer is built (it prints its devices first)"
+    monkeypatch.undo()
     with pytest.raises(SystemExit) as exit_info:
         main(["validate", "--trainer.logger", "false", *root, "--ckpt_path", "best"])
     assert exit_info.value.code == 2 and "give a checkpoint file" in capsys.readouterr().err

@@ -162,6 +162,11 @@ class VtokCLI(LightningCLI):
             if newest is not None:
                 config.ckpt_path = newest
                 self._check_checkpoint(newest, config)
+        if self.subcommand in ("validate", "test") and config.get("ckpt_path") is None and _get(config, "model.init_from") is None:
+            raise UsageError(  # before the Trainer is built and prints its devices
+                f"vtok {self.subcommand} needs --ckpt_path (a checkpoint written by vtok fit, or 'last'); "
+                "without one it would score the untrained network"
+            )
         if self.subcommand == "fit":
             refuse_a_fresh_run_over_an_old_one(config)
             self._derived.append((config, "ckpt_path", None))  # a rerun of config.yaml is a new run, not a resume
@@ -353,20 +358,10 @@ class VtokCLI(LightningCLI):
                     log.warning("model.%s=%s, where the checkpoint trained with %s: going on with %s", name, given, trained, given)
 
     def before_validate(self) -> None:
-        self._check_scoring("validate")
+        self._check_data("validate")
 
     def before_test(self) -> None:
-        self._check_scoring("test")
-
-    def _check_scoring(self, subcommand: str) -> None:
-        """``vtok validate`` and ``vtok test`` score trained weights, on data that can be read."""
-        config = self.config[subcommand]
-        if config.get("ckpt_path") is None and _get(config, "model.init_from") is None:
-            raise UsageError(
-                f"vtok {subcommand} needs --ckpt_path (a checkpoint written by vtok fit, or 'last'); "
-                "without one it would score the untrained network"
-            )
-        self._check_data(subcommand)
+        self._check_data("test")
 
     def before_fit(self) -> None:
         self._check_schedules()
