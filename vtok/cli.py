@@ -69,6 +69,10 @@ SUBCOMMANDS = {
 }
 
 
+DESCRIPTION = (
+    "vtok trains video tokenizers and autoencoders. fit, validate and test (below) run Lightning's loops on a "
+    "config; vtok's own commands (" + ", ".join(SUBCOMMANDS) + ") are listed at the end."
+)
 COMMANDS_HELP = (
     "vtok's own commands, each with its --help: "
     + ", ".join(f"vtok {name}" for name in SUBCOMMANDS)
@@ -126,7 +130,11 @@ class VtokCLI(LightningCLI):
             VideoDataModule,
             save_config_callback=SaveAndLogConfig,
             save_config_kwargs={"overwrite": True},
-            parser_kwargs={"epilog": COMMANDS_HELP, **dict.fromkeys(LIGHTNING_COMMANDS, defaults)} if run else defaults,
+            parser_kwargs=(
+                {"description": DESCRIPTION, "epilog": COMMANDS_HELP, **dict.fromkeys(LIGHTNING_COMMANDS, defaults)}
+                if run
+                else defaults
+            ),
             trainer_defaults={"use_distributed_sampler": False},  # vtok's EpochSampler shards by rank
             auto_configure_optimizers=False,
             args=list(args) if args is not None else None,
