@@ -18,6 +18,7 @@ from vtok.data import open_video, synthetic_clip, write_sample_clips, write_vide
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.manifest import VideoInfo, read_jsonl
 from vtok.data.prepare import PrepareOptions, _reencode
+from vtok.data.probe import TooFewFramesError
 from vtok.data.readers import DecordReader, VideoDecodeError
 from vtok.data.scan_pool import STALLED, run_with_deadlines
 from vtok.data.shard_writer import write_shards
@@ -210,6 +211,9 @@ def test_a_reencoded_copy_cut_short_by_damage_records_the_source_frame_count(tmp
     copy = _reencode(trusted, tmp_path / "out", PrepareOptions(reencode=True))
     assert copy.reported_frames == 48 and 8 <= copy.frames < 48  # the re-encoder stops at the damage
     assert open_video(tmp_path / "out" / copy.path).num_frames == copy.frames
+    with pytest.raises(TooFewFramesError):  # a copy too short for --min-frames is rejected, and not left behind
+        _reencode(trusted, tmp_path / "short", PrepareOptions(reencode=True, min_frames=copy.frames + 1))
+    assert list((tmp_path / "short" / "videos").iterdir()) == []
 
 
 def test_a_manifest_line_whose_file_is_gone_is_skipped_with_a_warning(

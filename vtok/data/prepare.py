@@ -169,7 +169,11 @@ def _reencode(info: VideoInfo, out: Path, options: PrepareOptions) -> VideoInfo:
         )
     except Exception as error:
         raise UnusableFileError(info.path, f"re-encoding failed ({str(error)[:200]})") from None
-    written = probe_video(str(out / relative), options.backend, options.min_frames)  # the copy is what training reads
+    try:
+        written = probe_video(str(out / relative), options.backend, options.min_frames)  # the copy is what training reads
+    except Exception:  # a copy too short (or unreadable) is rejected with its source: no file left unlisted
+        (out / relative).unlink(missing_ok=True)
+        raise
     if written.frames < info.frames:  # the re-encoder decodes in order and stops at a damaged frame
         log.info("%s: %d of %d frames decode in order; the copy keeps %d", info.path, written.frames, info.frames, written.frames)
     reported = info.reported_frames or (info.frames if written.frames < info.frames else None)  # the source's claim

@@ -67,5 +67,9 @@ def reencode_video(
     """
     destination = Path(destination)
     partial = destination.with_name(destination.stem + ".partial" + destination.suffix)
-    write_video(partial, _frames(source, frames, short_side), fps, crf=crf, keyframe_interval=keyframe_interval)
+    try:
+        write_video(partial, _frames(source, frames, short_side), fps, crf=crf, keyframe_interval=keyframe_interval)
+    except BaseException:  # a failed or interrupted encode leaves no half-written copy behind
+        partial.unlink(missing_ok=True)
+        raise
     return partial.replace(destination)
