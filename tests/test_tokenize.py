@@ -170,6 +170,9 @@ def test_detokenize_writes_the_frames_of_a_token_file(fsq_run: dict[str, Path], 
         ("other codebook", "codebook_size 64000 in the file, 1000 in the model"),
         ("grid unlike the recorded clip", "holds a 3x4x5 token grid, but its 9x32x32 clip gives 3x4x4 at 4x8x8"),
         ("tokenize with a continuous model", "continuous (kl) model and has no tokens"),
+        ("metadata without height", "t.safetensors: token metadata 'height' missing or not a number; write it again"),
+        ("frames not a number", "t.safetensors: token metadata 'frames' missing or not a number"),
+        ("format_version not a number", "t.safetensors: token metadata 'format_version' missing or not a number"),
     ],
 )
 def test_bad_token_input_is_one_line_with_exit_code_2(
@@ -185,6 +188,10 @@ def test_bad_token_input_is_one_line_with_exit_code_2(
         write_token_file(tokens, torch.full((1, 3, 4, 4), 5000), metadata)
     elif case == "grid unlike the recorded clip":
         write_token_file(tokens, torch.full((1, 3, 4, 5), 7), metadata)
+    elif case == "metadata without height":  # a KeyError traceback once
+        write_token_file(tokens, torch.full((1, 3, 4, 4), 7), {k: v for k, v in metadata.items() if k != "height"})
+    elif case.endswith("not a number"):  # int()'s error, naming no file, once
+        write_token_file(tokens, torch.full((1, 3, 4, 4), 7), {**metadata, case.split()[0]: "abc"})
     elif case in ("continuous model", "tokenize with a continuous model"):
         model = write_export(VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1), tmp_path / "kl", {})
         command = "tokenize" if case.startswith("tokenize") else command

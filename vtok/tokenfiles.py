@@ -36,6 +36,7 @@ TOKEN_FORMAT_VERSION = 1
 TENSOR = "indices"
 EXTRA_TENSOR = "first_frame_extra"
 PROTOCOL_KEYS = ("frames", "stride", "fps", "height", "width")  # the clip settings a token file records
+NUMBER_KEYS = {"format_version": int, "frames": int, "height": int, "width": int, "fps": float}  # read by vtok
 
 
 def index_dtype(codebook_size: int) -> torch.dtype:
@@ -159,12 +160,25 @@ def _unreadable(path: Path, error: Exception) -> ValueError:
     return ValueError(f"{path} is not a readable vtok token file ({first_line(error)}); write it again with `vtok tokenize`")
 
 
+def _check_numbers(path: Path, metadata: dict[str, str], keys: Iterable[str] = NUMBER_KEYS) -> None:
+    """Raises ``ValueError`` naming the file unless each of ``keys`` (of :data:`NUMBER_KEYS`) is in
+    ``metadata`` and parses as its type: readers of a header's numbers then meet no KeyError or bare int() error."""
+    for key in keys:
+        try:
+            NUMBER_KEYS[key](metadata[key])
+        except (KeyError, ValueError):
+            raise ValueError(
+                f"{path}: token metadata {key!r} missing or not a number; write it again with `vtok tokenize`"
+            ) from None
+
+
 def read_token_header(path: str | Path) -> tuple[dict[str, str], list[int]]:
     """The metadata and the ``indices`` shape of a token file, reading only its header.
 
     Raises:
         FileNotFoundError: no file there.
-        ValueError: not a safetensors file, or not one written by ``vtok tokenize``.
+        ValueError: not a safetensors file, not one written by ``vtok tokenize``, or without one of
+            :data:`NUMBER_KEYS` as a number.
     """
     path = Path(path)
     if not path.is_file():
@@ -177,8 +191,10 @@ def read_token_header(path: str | Path) -> tuple[dict[str, str], list[int]]:
         raise _unreadable(path, error) from None
     if metadata.get("format") != TOKEN_FORMAT or shape is None:
         raise ValueError(f"{path} is a safetensors file but not a vtok token file (no '{TOKEN_FORMAT}' metadata and '{TENSOR}' tensor)")
-    if int(metadata.get("format_version", 0)) > TOKEN_FORMAT_VERSION:
+    _check_numbers(path, metadata, ["format_version"])  # a newer format may record other keys: say so first
+    if int(metadata["format_version"]) > TOKEN_FORMAT_VERSION:
         raise ValueError(f"{path} was written by a newer vtok (token format {metadata['format_version']}); upgrade vtok")
+    _check_numbers(path, metadata)
     return metadata, shape
 
 
