@@ -256,6 +256,7 @@ def test_a_manifest_bounds_the_frames_and_sets_the_rate(
         ("tokenize", {"--data": ["BROKEN"], "--frames": ["9"]}, "none of the 5 videos could be read"),
         ("detokenize", {"--fps": ["-5"]}, "--fps must be above 0, got -5"),
         ("detokenize", {"--out": ["clip.avi"]}, "must name an .mp4 file"),
+        ("detokenize", {"--out": ["FILE/v.mp4"]}, "v.mp4: its folder "),  # a FileExistsError after the decode once
     ],
 )
 def test_bad_flags_are_one_line_errors(
@@ -267,13 +268,15 @@ def test_bad_flags_are_one_line_errors(
     inputs = {"--data": [video_folder]} if command == "tokenize" else {"--tokens": [token_file[0]]}
     options = {"--out": [tmp_path / ("tokens" if command == "tokenize" else "v.mp4")], **inputs}
     for flag, values in flags.items():
-        options[flag] = [tmp_path / v if v in ("FILE", "BROKEN", "clip.avi") else v for v in values]
+        options[flag] = [tmp_path / v if v in ("FILE", "BROKEN", "clip.avi", "FILE/v.mp4") else v for v in values]
     with pytest.raises(SystemExit) as exit_info:
         run(command, "--model", fsq_run["export"], *[a for flag, values in options.items() for a in (flag, *values)])
     assert exit_info.value.code == 2
     stderr = capsys.readouterr().err
     error = stderr.strip().splitlines()[-1]  # after the warnings of skipped videos
     assert "Traceback" not in stderr and error.startswith(f"vtok {command}: error:") and message in error, stderr
+    if flags.get("--out") == ["FILE/v.mp4"]:
+        assert f"{tmp_path / 'FILE'} is a file; give the path of a new or an existing folder" in error, error
     if flags.get("--data") == ["BROKEN"]:  # the reasons are listed where the message says
         assert str(tmp_path / "tokens" / "skipped.jsonl") in error
         assert len((tmp_path / "tokens" / "skipped.jsonl").read_text().splitlines()) == 5

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from vtok.commands.device import add_device_argument, resolve_device
+from vtok.commands.outputs import output_folder
 from vtok.data import to_uint8_frames, write_video
 from vtok.export import load_autoencoder
 from vtok.tokenfiles import check_model_matches, check_token_grid, read_token_file
@@ -35,6 +36,7 @@ def main(argv: Sequence[str]) -> None:
         raise ValueError(f"--out {args.out} must name an .mp4 file (H.264 in MP4 is what detokenize writes)")
     if Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a folder; give the path of the .mp4 file to write")
+    output_folder(Path(args.out).parent, f"--out {args.out}: its folder")  # before the decode, not after it
     device = resolve_device(args.device)
     tokens, metadata = read_token_file(args.tokens)
     model = load_autoencoder(args.model)
