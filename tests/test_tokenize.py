@@ -161,6 +161,20 @@ def test_detokenize_writes_the_frames_of_a_token_file(fsq_run: dict[str, Path], 
     assert_mp4_shows(tmp_path / "v.mp4", video)
 
 
+@pytest.mark.parametrize("recorded", ["nan", "-5", "0"])
+def test_detokenize_writes_a_clip_of_unknown_or_edited_rate_at_the_default_fps(
+    recorded: str, fsq_run: dict[str, Path], token_file: tuple[Path, dict], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """NaN crashed after the whole decode (no integer ratio) and -5 in the encoder; 0 records an unknown rate."""
+    tokens = write_token_file(token_file[0], torch.full((1, 3, 4, 4), 7), {**token_file[1], "fps": recorded})
+    run("detokenize", "--model", fsq_run["export"], "--tokens", tokens, "--out", tmp_path / "v.mp4")
+    assert open_video(tmp_path / "v.mp4").fps == 24.0
+    log = capsys.readouterr().err
+    assert "WARNING" in log and f"records fps {recorded}: writing the mp4 at 24 fps (choose with --fps)" in log, log
+    run("detokenize", "--model", fsq_run["export"], "--tokens", tokens, "--out", tmp_path / "w.mp4", "--fps", "10")
+    assert open_video(tmp_path / "w.mp4").fps == 10.0 and "WARNING" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("case", "message"),
     [
@@ -254,7 +268,8 @@ def test_a_manifest_bounds_the_frames_and_sets_the_rate(
         ("tokenize", {"--fps": ["0"]}, "--fps must be positive"),
         ("tokenize", {"--out": ["FILE"]}, "is a file; give the path of a new or an existing folder"),
         ("tokenize", {"--data": ["BROKEN"], "--frames": ["9"]}, "none of the 5 videos could be read"),
-        ("detokenize", {"--fps": ["-5"]}, "--fps must be above 0, got -5"),
+        ("detokenize", {"--fps": ["-5"]}, "--fps must be a finite number above 0, got -5"),
+        ("detokenize", {"--fps": ["nan"]}, "--fps must be a finite number above 0, got nan"),
         ("detokenize", {"--out": ["clip.avi"]}, "must name an .mp4 file"),
         ("detokenize", {"--out": ["FILE/v.mp4"]}, "v.mp4: its folder "),  # a FileExistsError after the decode once
     ],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +16,8 @@ from vtok.data import to_uint8_frames, write_video
 from vtok.export import load_autoencoder
 from vtok.tokenfiles import check_model_matches, check_token_grid, read_token_file
 from vtok.vae import map_tokens
+
+log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 24.0  # when the token file does not know its frame rate
 
@@ -28,10 +32,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def frame_rate(chosen: float | None, metadata: dict[str, str], tokens: str) -> float:
+    """The mp4's frame rate: ``--fps`` when given, else the clip's recorded in the token file when finite and
+    above 0, else :data:`DEFAULT_FPS` with a warning (0 records an unknown rate; NaN or below 0, an edited file)."""
+    if chosen is not None:
+        return chosen
+    recorded = float(metadata["fps"])  # a number: read_token_header checks it
+    if math.isfinite(recorded) and recorded > 0:
+        return recorded
+    log.warning("%s records fps %s: writing the mp4 at %g fps (choose with --fps)", tokens, metadata["fps"], DEFAULT_FPS)
+    return DEFAULT_FPS
+
+
 def main(argv: Sequence[str]) -> None:
     args = parser().parse_args(argv)
-    if args.fps is not None and args.fps <= 0:
-        raise ValueError(f"--fps must be above 0, got {args.fps:g}")
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        raise ValueError(f"--fps must be a finite number above 0, got {args.fps:g}")
     if Path(args.out).suffix.lower() != ".mp4":
         raise ValueError(f"--out {args.out} must name an .mp4 file (H.264 in MP4 is what detokenize writes)")
     if Path(args.out).is_dir():
@@ -39,11 +55,11 @@ def main(argv: Sequence[str]) -> None:
     output_folder(Path(args.out).parent, f"--out {args.out}: its folder")  # before the decode, not after it
     device = resolve_device(args.device)
     tokens, metadata = read_token_file(args.tokens)
+    fps = frame_rate(args.fps, metadata, args.tokens)
     model = load_autoencoder(args.model)
     check_model_matches(metadata, model, args.tokens)
     check_token_grid(tokens, metadata, model, args.tokens)
     with torch.no_grad():
         video = model.to(device).detokenize(map_tokens(tokens, lambda t: t[None].to(device)))[0]  # ValueError for out-of-range indices
-    fps = args.fps or float(metadata.get("fps", 0)) or DEFAULT_FPS
     path = write_video(args.out, to_uint8_frames(video), fps=fps)
     print(f"decoded {args.tokens} -> {path} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {fps:g} fps)")
