@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 
 from tests.conftest import write_broken_files
 from vtok import VideoAutoencoder
@@ -187,6 +188,7 @@ def test_detokenize_writes_a_clip_of_unknown_or_edited_rate_at_the_default_fps(
         ("metadata without height", "t.safetensors: token metadata 'height' missing or not a number; write it again"),
         ("frames not a number", "t.safetensors: token metadata 'frames' missing or not a number"),
         ("format_version not a number", "t.safetensors: token metadata 'format_version' missing or not a number"),
+        ("float indices", "holds 'indices' of dtype torch.float32, not integer token indices"),
     ],
 )
 def test_bad_token_input_is_one_line_with_exit_code_2(
@@ -202,6 +204,8 @@ def test_bad_token_input_is_one_line_with_exit_code_2(
         write_token_file(tokens, torch.full((1, 3, 4, 4), 5000), metadata)
     elif case == "grid unlike the recorded clip":
         write_token_file(tokens, torch.full((1, 3, 4, 5), 7), metadata)
+    elif case == "float indices":  # 7.5 was read as 7, silently
+        save_file({"indices": torch.full((1, 3, 4, 4), 7.5)}, str(tokens), metadata=metadata)
     elif case == "metadata without height":  # a KeyError traceback once
         write_token_file(tokens, torch.full((1, 3, 4, 4), 7), {k: v for k, v in metadata.items() if k != "height"})
     elif case.endswith("not a number"):  # int()'s error, naming no file, once
@@ -356,10 +360,13 @@ def test_detokenize_takes_another_decoder_but_refuses_another_encoder(
         ((1, 1, 4, 4), "tokens of shape [1, 1, 4, 4], but the model reads [2, 1, 4, 4] for its 3x4x4 grid"),
         ((2, 3, 4, 4), "tokens of shape [2, 3, 4, 4], but the model reads [2, 1, 4, 4] for its 3x4x4 grid"),
         (None, "holds no 'first_frame_extra' tokens, but the model reads 2 per first-latent-frame position"),
+        # once described with the regular grid's shape, [B, 2, T, H, W]
+        (torch.full((2, 1, 4, 4), 125), "first_frame_extra tokens range over [125, 125], outside [0, 125); expected int64 [B, 2, 1,"),
+        (torch.full((2, 1, 4, 4), 3.5), "holds 'first_frame_extra' of dtype torch.float32, not integer"),  # once read as 3
     ],
 )
 def test_damaged_first_frame_tokens_are_one_line_errors(
-    extra: tuple[int, ...] | None, message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+    extra: tuple[int, ...] | torch.Tensor | None, message: str, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     torch.manual_seed(0)
     model = VideoAutoencoder(
@@ -377,13 +384,17 @@ def test_damaged_first_frame_tokens_are_one_line_errors(
     run("detokenize", "--model", tmp_path / "ff", "--tokens", good_path, "--out", tmp_path / "good.mp4")
     assert open_video(tmp_path / "good.mp4").num_frames == 9
 
-    damaged = good.indices if extra is None else FirstFrameTokens(good.indices, torch.full(extra, 3))
-    bad_path = write_token_file(tmp_path / "bad.safetensors", damaged, metadata)
+    bad_path = tmp_path / "bad.safetensors"
+    if isinstance(extra, torch.Tensor):  # as it is, where write_token_file would store integers
+        save_file({"indices": good.indices.to(torch.int16), "first_frame_extra": extra}, str(bad_path), metadata=metadata)
+    else:
+        damaged = good.indices if extra is None else FirstFrameTokens(good.indices, torch.full(extra, 3))
+        write_token_file(bad_path, damaged, metadata)
     with pytest.raises(SystemExit) as exit_info:
         run("detokenize", "--model", tmp_path / "ff", "--tokens", bad_path, "--out", tmp_path / "v.mp4")
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("vtok detokenize: error:") and message in error and "\n" not in error, error
-    if extra is not None:  # from Python too: a ValueError naming the shapes, not torch.cat's error
+    if isinstance(extra, tuple):  # from Python too: a ValueError naming the shapes, not torch.cat's error
         with pytest.raises(ValueError, match=r"first_frame_extra has shape \(1, "):
             model.detokenize(map_tokens(damaged, lambda t: t[None]))

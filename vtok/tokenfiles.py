@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from vtok.data import ClipInfo
 from vtok.error_text import first_line
+from vtok.tokenizers.indices import is_integer_dtype
 from vtok.vae import FirstFrameTokens, VideoAutoencoder, regular_indices
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,11 @@ def read_token_file(path: str | Path) -> tuple[torch.Tensor | FirstFrameTokens, 
         tensors = load_file(str(path))
     except Exception as error:
         raise _unreadable(Path(path), error) from None
+    for name, tensor in tensors.items():  # .long() would truncate floats (and take bools as 0 and 1) silently
+        if not is_integer_dtype(tensor.dtype):
+            raise ValueError(
+                f"{path} holds '{name}' of dtype {tensor.dtype}, not integer token indices; write it again with `vtok tokenize`"
+            )
     indices = tensors[TENSOR]
     if indices.ndim != 4:
         raise ValueError(f"{path} holds indices of shape {tuple(indices.shape)}, expected [K, t, h, w]")

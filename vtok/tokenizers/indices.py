@@ -5,24 +5,33 @@ from __future__ import annotations
 import torch
 
 
-def check_index_tensor(indices: torch.Tensor, tokens_per_position: int, codebook_size: int) -> None:
+def is_integer_dtype(dtype: torch.dtype) -> bool:
+    """Whether ``dtype`` holds integers (indices), not floats, complex numbers or booleans."""
+    return not (dtype.is_floating_point or dtype.is_complex or dtype == torch.bool)
+
+
+def check_index_tensor(
+    indices: torch.Tensor, tokens_per_position: int, codebook_size: int, name: str = "indices", frames: str = "T"
+) -> None:
     """Raises ``ValueError`` unless ``indices`` is an integer ``[B, K, T, H, W]`` tensor in range.
 
     Args:
         indices: token indices to check.
         tokens_per_position: the expected ``K`` (size of dim 1).
         codebook_size: the vocabulary of one token; valid values are ``[0, codebook_size)``.
+        name: what the messages call the tensor.
+        frames: what they give as its frame count (``"1"`` for first-frame extras).
     """
-    valid = f"int64 [B, {tokens_per_position}, T, H, W] with values in [0, {codebook_size})"
-    if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
-        raise ValueError(f"indices must be an integer tensor, got {indices.dtype}; expected {valid}")
+    valid = f"int64 [B, {tokens_per_position}, {frames}, H, W] with values in [0, {codebook_size})"
+    if not is_integer_dtype(indices.dtype):
+        raise ValueError(f"{name} must be an integer tensor, got {indices.dtype}; expected {valid}")
     if indices.ndim != 5 or indices.shape[1] != tokens_per_position:
-        raise ValueError(f"indices have shape {tuple(indices.shape)}; expected {valid}")
+        raise ValueError(f"{name} have shape {tuple(indices.shape)}; expected {valid}")
     if indices.numel() == 0:
         return
     low, high = int(indices.min()), int(indices.max())
     if low < 0 or high >= codebook_size:
-        raise ValueError(f"indices range over [{low}, {high}], outside [0, {codebook_size}); expected {valid}")
+        raise ValueError(f"{name} range over [{low}, {high}], outside [0, {codebook_size}); expected {valid}")
 
 
 def histogram_perplexity(counts: torch.Tensor, dim: int = 0) -> torch.Tensor:

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vtok.tokenizers import DiscreteQuantizer
+from vtok.tokenizers.indices import check_index_tensor
 from vtok.vae.bottleneck import BottleneckOutput
 from vtok.vae.tokens import FirstFrameTokens
 
@@ -92,6 +93,7 @@ class QuantizedBottleneck(nn.Module):
                 f"first_frame_extra has shape {tuple(extra.shape)}, but indices of shape {tuple(tokens.indices.shape)} "
                 f"need {list(expected)}: [B, {count}, 1, h, w] extra tokens for their first latent frame"
             )
+        check_index_tensor(extra, count, self.first_frame.codebook_size, "first_frame_extra tokens", "1")
         return self._with_first_frame(codes, self.first_frame.indices_to_codes(extra))
 
     def to_decoder(self, codes: torch.Tensor) -> torch.Tensor:
