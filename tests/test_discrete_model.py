@@ -83,6 +83,9 @@ def test_bad_token_requests_are_clear_errors() -> None:
         ({"bottleneck": "fsq", "fsq_levels": [8, 1]}, ">= 3"),
         ({"bottleneck": "gq", "gq_bits": 10, "gq_groups": 3}, "must divide"),
         ({"bottleneck": "gq", "gq_bits": 34, "gq_groups": 2}, "exceeds 16"),
+        ({"first_frame_tokens": 2}, "first_frame_tokens=2: extra first-frame tokens need bottleneck fsq"),  # kl ignored it
+        ({"first_frame_tokens": -1}, "first_frame_tokens=-1: extra first-frame tokens need bottleneck fsq and a count >= 1"),
+        ({**DISCRETE["fsq"], "first_frame_tokens": -1}, "first_frame_tokens=-1"),
     ]:
         with pytest.raises(ValueError, match=message):
             tiny(**config)

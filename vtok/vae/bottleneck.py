@@ -64,6 +64,11 @@ class QuantizerSettings:
 
 def build_bottleneck(kind: BottleneckKind, latent_channels: int, settings: QuantizerSettings) -> torch.nn.Module:
     """Instantiates the bottleneck named by the config."""
+    if settings.first_frame_tokens < 0 or (settings.first_frame_tokens and kind != "fsq"):  # kl too: never ignored
+        raise ValueError(
+            f"first_frame_tokens={settings.first_frame_tokens}: extra first-frame tokens need bottleneck fsq and "
+            "a count >= 1 (0 turns them off, as bottleneck kl and gq need)"
+        )
     if kind == "kl":
         from vtok.vae.gaussian import GaussianBottleneck
 
@@ -71,11 +76,6 @@ def build_bottleneck(kind: BottleneckKind, latent_channels: int, settings: Quant
     from vtok.tokenizers import FSQ, GroupLFQ
     from vtok.vae.quantized import QuantizedBottleneck
 
-    if settings.first_frame_tokens < 0 or (settings.first_frame_tokens and kind != "fsq"):
-        raise ValueError(
-            f"first_frame_tokens={settings.first_frame_tokens}: extra first-frame tokens need bottleneck fsq and "
-            "a count >= 1 (0 turns them off)"
-        )
     if kind == "fsq":
         extra = FSQ(settings.fsq_levels, settings.first_frame_tokens) if settings.first_frame_tokens else None
         return QuantizedBottleneck(FSQ(settings.fsq_levels, settings.tokens_per_position), latent_channels, extra)
