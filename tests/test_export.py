@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
@@ -171,8 +172,6 @@ def _export_error(capsys: pytest.CaptureFixture, *argv: str) -> str:
 
 
 def test_bad_inputs_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    (tmp_path / "not_a_checkpoint.ckpt").write_text("hello")
-    assert "not a readable torch checkpoint" in _export_error(capsys, "--ckpt", str(tmp_path / "not_a_checkpoint.ckpt"), "--out", str(tmp_path / "o"))
     torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
     assert "not a vtok training checkpoint" in _export_error(capsys, "--ckpt", str(tmp_path / "foreign.ckpt"), "--out", str(tmp_path / "o"))
     torch.save({"state_dict": {}, "vtok": {"autoencoder_class": "OtherModel"}}, tmp_path / "other.ckpt")
@@ -190,6 +189,36 @@ def test_bad_inputs_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
         load_autoencoder(corrupted)
     with pytest.raises(FileNotFoundError):
         load_autoencoder(tmp_path / "nowhere")
+
+
+def test_a_folder_an_export_s_file_or_a_file_torch_cannot_read_is_named_for_what_it_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """An export folder was "no checkpoint at" it; a non-torch file or one holding objects came with torch's
+    advice to load it with weights_only=False (running its code); a cut-short checkpoint's reason was cut mid-sentence."""
+    torch.save({"state_dict": {"w": torch.zeros(2**18)}}, tmp_path / "whole.ckpt")
+    (tmp_path / "cut.ckpt").write_bytes((tmp_path / "whole.ckpt").read_bytes()[:100_000])  # as a copy cut short
+    torch.save({"state_dict": {}, "vtok": {}, "args": argparse.Namespace(lr=1.0)}, tmp_path / "objects.ckpt")
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "not_a_checkpoint.ckpt").write_text("hello")
+    (tmp_path / "clip.mp4").write_bytes(b"\x00\x00\x00\x20ftypisom" + bytes(200))
+    for ckpt, message in [
+        (FIXTURE, f"{FIXTURE} is a folder (an export? it holds config.json), not a training checkpoint: give a .ckpt file"),
+        (tmp_path / "runs", "runs is a folder, not a training checkpoint: give a .ckpt file written by `vtok fit`"),
+        (FIXTURE / "config.json", f"config.json is a file of the export folder {FIXTURE}: give the folder itself"),
+        (FIXTURE / "diffusion_pytorch_model.safetensors", f"is a file of the export folder {FIXTURE}: give the folder itself"),
+        (tmp_path / "not_a_checkpoint.ckpt", "not_a_checkpoint.ckpt is not a torch checkpoint (a file written by `vtok fit`"),
+        (tmp_path / "clip.mp4", "clip.mp4 is not a torch checkpoint (a file written by `vtok fit` / torch.save)"),
+        (tmp_path / "objects.ckpt", "holding Python objects (argparse.Namespace) beyond tensors and plain data"),
+        (tmp_path / "cut.ckpt", "cut.ckpt is not a readable torch checkpoint (PytorchStreamReader failed reading zip archive"),
+    ]:
+        error = _export_error(capsys, "--ckpt", str(ckpt), "--out", str(tmp_path / "o")).strip()
+        assert error.startswith("vtok export: error:") and message in error and "\n" not in error, error
+        assert "weights_only" not in error, error
+    assert error.endswith("modified after saving.)"), f"torch's reason whole: {error}"  # the cut-short checkpoint's
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(ValueError, match="give the folder itself"):  # what a loader is given
+        load_autoencoder(FIXTURE / "config.json")
 
 
 def test_weights_missing_a_tensor_are_refused_not_filled_with_random_layers(tmp_path: Path) -> None:

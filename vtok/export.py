@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +37,58 @@ log = logging.getLogger(__name__)
 CHECKPOINT_KEY = "vtok"  # where the training module records the network's config in a checkpoint
 
 
+def _export_part(path: Path) -> str | None:
+    """Why ``path``, a folder or a file of an export folder, is no training checkpoint (``None``: it may be one)."""
+    config = VideoAutoencoder.config_name
+    if path.is_dir():
+        export = f" (an export? it holds {config})" if (path / config).is_file() else ""
+        return f"{path} is a folder{export}, not a training checkpoint: give a .ckpt file written by `vtok fit`"
+    if (path.name == config or path.suffix == ".safetensors") and (path.parent / config).is_file():
+        return (
+            f"{path} is a file of the export folder {path.parent}: give the folder itself to load the export "
+            "(a training checkpoint is a .ckpt file written by `vtok fit`)"
+        )
+    return None
+
+
+def _load_failure(path: Path, error: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` could not read ``path``, never with torch's advice to load it
+    with ``weights_only=False`` (which runs whatever code the file holds)."""
+    try:
+        with path.open("rb") as handle:
+            torch_format = handle.read(4) == b"PK\x03\x04"  # torch.save's zip (and Lightning's), whole or cut short
+    except OSError:
+        torch_format = True  # unreadable: torch's reason says why
+    if not torch_format:
+        return f"{path} is not a torch checkpoint (a file written by `vtok fit` / torch.save)"
+    if "weights_only" in str(error):
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        held = f" ({found.group(1)})" if found else ""
+        return (
+            f"{path} is a torch file holding Python objects{held} beyond tensors and plain data, which vtok never "
+            "unpickles (that could run any code); give a .ckpt file written by `vtok fit`"
+        )
+    return f"{path} is not a readable torch checkpoint ({first_line(error, None)})"
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The training checkpoint at ``path``, loaded with ``weights_only=True``.
 
     Raises:
-        FileNotFoundError: no file there.
-        ValueError: the file is not a torch checkpoint, or not one written by vtok's training.
+        FileNotFoundError: nothing there.
+        ValueError: a folder or a file of an export folder, a file that is not a torch checkpoint, or not
+            one written by vtok's training.
     """
     path = Path(path).expanduser()  # "~/runs/x" from Python, as a shell would expand it
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
+    wrong_kind = _export_part(path)
+    if wrong_kind:
+        raise ValueError(wrong_kind)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # the weights-only unpickler raises many types for foreign bytes
-        raise ValueError(f"{path} is not a readable torch checkpoint ({first_line(error)})") from None
+        raise ValueError(_load_failure(path, error)) from None
     if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise ValueError(
             f"{path} is not a vtok training checkpoint (no '{CHECKPOINT_KEY}' record); "
