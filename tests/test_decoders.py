@@ -101,7 +101,7 @@ def test_non_causal_chunks_blend_into_the_one_pass_result(preset: str) -> None:
     pass's result (an overlap of 1, the old default, was 33 % off at the LTX preset's depth)."""
     model = preset_autoencoder(preset, latent_channels=4, decoder_causal=False)
     assert temporal_reach(model.decoder) == 9  # about 8 latent frames either way, and the upsampling's repeat
-    latents = torch.randn(1, 4, 61, 2, 2)
+    latents = torch.randn(1, 4, 81, 2, 2)  # past one chunk's window (1 + 36 + 2 x 18): three chunks
     with torch.no_grad():
         model.temporal_chunk = None
         full = model.decode(latents)

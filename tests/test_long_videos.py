@@ -56,6 +56,25 @@ def test_chunked_encode_and_decode_with_activation_checkpointing_give_the_one_pa
     torch.testing.assert_close(chunked, one_pass, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("frames", [81, 161])
+def test_a_non_causal_decoder_decodes_each_latent_frame_at_most_twice(frames: int) -> None:
+    """Chunks of 4 latent frames, each with twice the reach (2 x 10) of context either side, decoded each
+    frame about ten times over (7x one pass's time at the LTX preset); chunks are at least twice the
+    overlap, and a clip within one chunk's window goes in one pass. The result is one pass's either way."""
+    model = tiny(decoder_causal=False)
+    latents = torch.randn(1, 4, frames, 1, 1)
+    decoded_frames: list[int] = []
+    model.decoder.register_forward_pre_hook(lambda _, args: decoded_frames.append(args[0].shape[2]))
+    with torch.no_grad():
+        model.temporal_chunk = None
+        full = model.decode(latents)
+        decoded_frames.clear()
+        model.temporal_chunk = 4
+        torch.testing.assert_close(model.decode(latents), full, atol=1e-5, rtol=0)
+    assert sum(decoded_frames) <= 2 * frames, decoded_frames
+    assert len(decoded_frames) == (1 if frames <= 1 + 40 + 2 * 20 else 4), decoded_frames  # chunks of 40 after the first
+
+
 class LargestConvolution(TorchDispatchMode):
     """Records the largest convolution output: the activation memory a pass needs."""
 

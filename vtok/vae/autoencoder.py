@@ -149,7 +149,7 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
             fsq_levels, tokens_per_position, gq_bits, gq_groups, gq_single_token, gq_temperature, first_frame_tokens
         )
         self.quantizer = build_bottleneck(bottleneck, latent_channels, settings)
-        self.temporal_chunk: int | None = 4  # latent frames per chunk in encode/decode/tokenize
+        self.temporal_chunk: int | None = 4  # latent frames per chunk in encode/decode/tokenize (see LongVideoMixin)
         self.tile: tuple[int, int] | None = None  # (tile, overlap) in pixels, see enable_tiling
         if backbone_class is None:
             plan = resampling_plan(self.compression, patch_size)

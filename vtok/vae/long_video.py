@@ -36,6 +36,10 @@ class LongVideoMixin:
     decoder decodes chunks with ``temporal_overlap`` latent frames of context on each side and
     cross-fades the overlaps; by default twice the decoder's reach (:func:`temporal_reach`), so
     that beyond the cross-fade each chunk sees all it depends on and the result equals one pass.
+    Its effective chunk is ``max(temporal_chunk, 2 * overlap)``: a chunk of 4 between 2 x 18 frames
+    of context decoded each latent frame ten times over, a chunk of twice the overlap decodes at most
+    twice the clip's frames; a clip of at most ``1 + chunk + 2 * overlap`` latent frames, no more than
+    one chunk's window, is decoded in one pass. Its activation memory follows that window.
     Tiling is off until :meth:`enable_tiling`.
     """
 
@@ -83,6 +87,7 @@ class LongVideoMixin:
             if self.config.decoder_causal:
                 return run_in_chunks(self.decoder, decode, z, 1 + chunk, chunk)
             overlap = self.temporal_overlap if self.temporal_overlap is not None else 2 * temporal_reach(self.decoder)
+            chunk = max(chunk, 2 * overlap)  # each chunk also decodes 2 * overlap frames of context
             return run_in_overlapping_chunks(self.decoder, decode, z, chunk, overlap, self.compression.temporal)
 
         if self.tile is None:

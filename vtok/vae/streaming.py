@@ -94,10 +94,11 @@ def run_in_overlapping_chunks(
     chunks' outputs are blended with linear weights over ``ceil(overlap / 2)`` latent frames on
     either side, where both still have at least as much context left. When the context exceeds
     the decoder's receptive field the result equals one pass; below it, the cross-fade spreads the
-    difference instead of leaving a seam.
+    difference instead of leaving a seam. Latents no longer than one chunk with context on both sides
+    (``1 + chunk + 2 * overlap`` frames: no more memory than a chunk's window) go in one pass.
     """
     frames = z.shape[2]
-    if frames <= 1 + chunk:
+    if frames <= 1 + chunk + 2 * overlap:
         return fn(z)
     band = -(-overlap // 2)
     bounds = [0, *range(1 + chunk, frames, chunk), frames]
