@@ -146,7 +146,9 @@ def test_checkpoint_and_data_mistakes_are_one_line_errors(
     root = ("--trainer.default_root_dir", str(tmp_path))
     assert "no such file" in _fit_error(capsys, "--ckpt_path", str(tmp_path / "nowhere.ckpt"), *root)
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
-    assert "is not a readable torch checkpoint" in _fit_error(capsys, "--ckpt_path", str(tmp_path / "notes.ckpt"), *root)
+    message = _fit_error(capsys, "--ckpt_path", str(tmp_path / "notes.ckpt"), *root)
+    assert "notes.ckpt is not a torch checkpoint" in message and "weights_only" not in message, message
+    assert "is a folder" in _fit_error(capsys, "--ckpt_path", str(tmp_path), *root)
     torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.ckpt")
     assert "not a Lightning training checkpoint" in _fit_error(capsys, "--ckpt_path", str(tmp_path / "foreign.ckpt"), *root)
     assert "data.batch_size must be at least 1" in _fit_error(capsys, "--data.batch_size", "0", *root)

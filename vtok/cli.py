@@ -30,6 +30,7 @@ from vtok.console import quiet_third_party_noise, show_vtok_messages
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import NoUsableDataError, ResumeMismatchError
 from vtok.error_text import first_line
+from vtok.export import load_failure_reason, not_a_checkpoint_reason
 from vtok.launch import LaunchEnvironment, detect_launch
 from vtok.logged_config import SaveAndLogConfig
 from vtok.run_folder import (
@@ -333,14 +334,15 @@ class VtokCLI(LightningCLI):
     def _check_checkpoint(self, path: str, config: Any) -> None:
         """Raises :class:`UsageError` unless ``path`` is a readable Lightning checkpoint; reports the
         ``model.*`` settings that differ from its own (see :meth:`_report_changed_settings`)."""
-        if not Path(path).is_file():
+        if not Path(path).exists():
             raise UsageError(f"--ckpt_path {path}: no such file")
+        wrong_kind = not_a_checkpoint_reason(Path(path))
+        if wrong_kind:
+            raise UsageError(f"--ckpt_path: {wrong_kind}")
         try:  # memory-mapped: only the small records are read here
             checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception as error:  # torch.load raises many types for foreign or cut-short files
-            raise UsageError(
-                f"--ckpt_path {path} is not a readable torch checkpoint ({type(error).__name__}: {first_line(error)})"
-            ) from None
+            raise UsageError(f"--ckpt_path: {load_failure_reason(Path(path), error)}") from None
         if not isinstance(checkpoint, dict) or "pytorch-lightning_version" not in checkpoint:
             raise UsageError(f"--ckpt_path {path} is not a Lightning training checkpoint (vtok fit writes them)")
         self._report_changed_settings(checkpoint.get("hyper_parameters") or {}, config.get("model"))

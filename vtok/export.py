@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_KEY = "vtok"  # where the training module records the network's config in a checkpoint
 
 
-def _export_part(path: Path) -> str | None:
+def not_a_checkpoint_reason(path: Path) -> str | None:
     """Why ``path``, a folder or a file of an export folder, is no training checkpoint (``None``: it may be one)."""
     config = VideoAutoencoder.config_name
     if path.is_dir():
@@ -51,7 +51,7 @@ def _export_part(path: Path) -> str | None:
     return None
 
 
-def _load_failure(path: Path, error: Exception) -> str:
+def load_failure_reason(path: Path, error: Exception) -> str:
     """Why ``torch.load(weights_only=True)`` could not read ``path``, never with torch's advice to load it
     with ``weights_only=False`` (which runs whatever code the file holds)."""
     try:
@@ -82,13 +82,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path).expanduser()  # "~/runs/x" from Python, as a shell would expand it
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    wrong_kind = _export_part(path)
+    wrong_kind = not_a_checkpoint_reason(path)
     if wrong_kind:
         raise ValueError(wrong_kind)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # the weights-only unpickler raises many types for foreign bytes
-        raise ValueError(_load_failure(path, error)) from None
+        raise ValueError(load_failure_reason(path, error)) from None
     if not isinstance(checkpoint, dict) or CHECKPOINT_KEY not in checkpoint or "state_dict" not in checkpoint:
         raise ValueError(
             f"{path} is not a vtok training checkpoint (no '{CHECKPOINT_KEY}' record); "
