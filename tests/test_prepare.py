@@ -369,12 +369,18 @@ def test_an_interrupted_sharding_run_is_indexed_and_the_next_run_shards_each_lin
         assert shard_counts(expand_shards(str(out))) is None
         assert f"1 of the 2 shards are not in {out / 'index.json'} ({out / last['name']})" in caplog.text
         write_shards(lines, video_folder, out, shard_samples=3)
-    assert f"removing {out / last['name']}: it is not in index.json (an interrupted run's?)" in caplog.text
+    assert f"removing {out / last['name']}: an interrupted run closed it after the last shard index.json lists" in caplog.text
     assert sorted(p.name for p in out.iterdir()) == ["index.json", *(f"shard-{i:06d}.tar" for i in range(4))]
     shards = expand_shards(str(out))
     assert shard_counts(shards) == [1, 3, 3, 1]
     sources = [json.loads(member["json"])["path"] for member in wds.WebDataset(shards, shardshuffle=False)]
     assert sorted(sources) == sorted(line["path"] for line in lines), "every line once"
+
+    # without an index, vtok cannot tell what shards hold: it deleted them all (their sources may be gone)
+    (out / "index.json").unlink()
+    with pytest.raises(ValueError, match="holds shards that no index.json there accounts for .*restore the index.json"):
+        write_shards(lines, video_folder, out, shard_samples=3)
+    assert sorted(p.name for p in out.glob("*.tar")) == [f"shard-{i:06d}.tar" for i in range(4)], "nothing deleted"
 
 
 def test_bad_input_is_a_clear_error_never_a_crash(tmp_path: Path, video_folder: Path, capsys: pytest.CaptureFixture) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,16 +79,32 @@ def _write_index(folder: Path, sharded: Counter[str], shards: list[dict[str, Any
 
 def _remove_unindexed(folder: Path, index: dict[str, Any]) -> None:
     """Deletes what an interrupted run left outside the index: a shard it was writing (``.tar.partial``)
-    and shards closed but never indexed (by a vtok that wrote the index only at the end; or every shard,
-    when the index was deleted). Their samples' keys are not in the index, so this run shards them
-    again; kept, training would read them twice."""
-    indexed = {entry["name"] for entry in index["shards"]}
-    for path in sorted(folder.glob(SHARD_PATTERN.split("%")[0] + "*.tar")):
-        if path.name not in indexed:
-            log.warning(
-                "removing %s: it is not in %s (an interrupted run's?), so its samples are sharded again", path, INDEX_NAME
-            )
-            path.unlink()
+    and shards it closed after the index's last (a vtok that wrote the index only at the end left
+    them). Those are numbered from ``len(index["shards"])`` on, the names this run writes next, and
+    their samples' keys are not in the index, so this run shards them again; kept, training would
+    read them twice.
+
+    Raises:
+        ValueError: shards the index does not account for otherwise (no ``index.json`` beside them, or
+            one numbered inside the index's range): vtok cannot tell what they hold, and deleting them
+            could lose samples whose source files are gone.
+    """
+    listed = {entry["name"] for entry in index["shards"]}
+    unlisted = [path for path in sorted(folder.glob("shard-*.tar")) if path.name not in listed]
+    numbers = [re.fullmatch(r"shard-(\d+)\.tar", path.name) for path in unlisted]
+    unknown = [
+        path.name for path, number in zip(unlisted, numbers)
+        if not (folder / INDEX_NAME).is_file() or number is None or int(number[1]) < len(index["shards"])
+    ]  # fmt: skip
+    if unknown:
+        raise ValueError(
+            f"{folder} holds shards that no {INDEX_NAME} there accounts for ({', '.join(unknown[:3])}"
+            f"{', ...' if len(unknown) > 3 else ''}): restore the {INDEX_NAME} written with them, or write the shards "
+            "to a new --out (or, if a first run was stopped before it wrote an index, delete them)"
+        )
+    for path in unlisted:
+        log.warning("removing %s: an interrupted run closed it after the last shard %s lists", path, INDEX_NAME)
+        path.unlink()
     for path in folder.glob("*.tar.partial"):
         path.unlink()
 

@@ -305,7 +305,8 @@ class ShardClipDataset(IterableDataset):
             yield {**held, "skipped": "\n".join(notes)}
 
     def _check_index(self, shard: str, members: int) -> None:
-        """Warns, once per shard and process, when a shard read through holds another number of members
+        """Warns, once per shard and process (loader workers start afresh each epoch, so with workers once
+        per shard, worker and epoch), when a shard read through holds another number of members
         than the index gives it: the quotas come from the index, so the epoch repeats samples (a pass
         short of its quota reads the shards again) or leaves some out."""
         indexed = self._indexed.get(shard)
@@ -313,7 +314,7 @@ class ShardClipDataset(IterableDataset):
             _said_stale.add(shard)
             log.warning(
                 "%s holds %d members, index.json says %d: the index is stale, so an epoch repeats samples or leaves "
-                "some out; write the shards again (vtok prepare --shards, with a new --out) or delete index.json",
+                "some out; write the shards again (vtok prepare --shards, with a new --out)",
                 shard, members, indexed,
             )  # fmt: skip
 
