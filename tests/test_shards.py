@@ -17,7 +17,7 @@ from tests.helpers import csv_logger, metric_column
 from vtok.cli import main as vtok_main
 from vtok.data import ClipSpec, ShardClipDataset
 from vtok.data.datamodule import VideoDataModule
-from vtok.data.shard_split import sample_quotas, split_shards
+from vtok.data.shard_split import check_quotas, sample_quotas, split_shards
 from vtok.data.streaming import EpochLoader, expand_shards, shard_counts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -303,3 +303,17 @@ def test_a_worker_whose_only_shard_is_unreadable_fills_its_quota_from_the_others
         resumed = stream()
         resumed.load_state_dict(first.state_dict())
         assert given + [sample["key"] for sample in resumed] == whole
+
+
+def test_the_untrained_share_warning_names_what_loses_the_samples(caplog: pytest.LogCaptureFixture) -> None:
+    """Batches made inside each worker leave remainders (fewer workers or a smaller batch help); ranks
+    whose shards hold unequal numbers of samples give as many as the poorest (only smaller shards help)."""
+    with caplog.at_level("WARNING", logger="vtok.data.shard_split"):
+        check_quotas([3, 3, 3, 3], world=1, workers=2, batch_size=4)
+        assert "8 of the 12 samples" in caplog.text and "Lower data.num_workers or data.batch_size" in caplog.text
+        caplog.clear()
+        check_quotas([10, 2], world=2, workers=1, batch_size=1)
+        assert "4 of the 12 samples" in caplog.text and "unequal numbers of samples: write smaller shards" in caplog.text
+        caplog.clear()
+        check_quotas([10, 2], world=2, workers=1, batch_size=1, warn=False)  # the ranks but one
+        assert caplog.text == ""

@@ -26,7 +26,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from lightning.pytorch import Trainer
 
-from vtok.console import quiet_third_party_noise, show_vtok_messages
+from vtok.console import quiet_resumed_checkpoint_folder, quiet_third_party_noise, show_vtok_messages
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import NoUsableDataError, ResumeMismatchError
 from vtok.error_text import first_line
@@ -177,6 +177,8 @@ class VtokCLI(LightningCLI):
                 "without one it would score the untrained network"
             )
         if self.subcommand == "fit":
+            if config.get("ckpt_path") is not None:
+                quiet_resumed_checkpoint_folder()  # the folder holds the run's own checkpoints
             refuse_a_fresh_run_over_an_old_one(config)
             self._derived.append((config, "ckpt_path", None))  # a rerun of config.yaml is a new run, not a resume
             if trainer.get("enable_checkpointing") is False:  # the callbacks would make Lightning refuse it
@@ -408,7 +410,7 @@ class VtokCLI(LightningCLI):
     def _check_data(self, stage: str) -> None:
         """Single-process runs list and probe their data now, so an empty or unusable dataset is a
         one-line error before the Trainer starts; multi-process runs do it in Lightning's setup."""
-        if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        if self.trainer.world_size == 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:  # Lightning's own launch too
             try:
                 self.datamodule.prepare_data()
                 self.datamodule.setup(stage)

@@ -11,10 +11,10 @@ rather than something else going missing:
   loader it builds;
 - Lightning's pytree helper uses a deprecated ``LeafSpec`` check of torch's;
 - Lightning's advertisement for its cloud logger ("Tip: ... litlogger");
-- ModelCheckpoint's "Checkpoint directory ... exists and is not empty": vtok refuses a new run into
-  a folder with checkpoints (it says to resume), so the folder only holds them when resuming;
-- Lightning's "Total length of ... across ranks is zero" for an empty validation loader, which vtok
-  sets up on purpose when there is nothing to validate on and says why in its own warning.
+- ModelCheckpoint's "Checkpoint directory ... exists and is not empty", when resuming only
+  (:func:`quiet_resumed_checkpoint_folder`): the folder holds the run's own checkpoints then. A new
+  run into a folder with checkpoints still hears it (vtok refuses one into its run folder; a
+  ``dirpath`` set by hand may still be shared).
 """
 
 from __future__ import annotations
@@ -28,8 +28,6 @@ from typing import Any
 _WARNINGS = (
     r"'set_vital' is deprecated",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-    r"Checkpoint directory .* exists and is not empty",
-    r"Total length of .* across ranks is zero",
 )
 _LOGGED = ("💡 Tip: For seamless cloud logging",)
 
@@ -47,6 +45,11 @@ def quiet_third_party_noise() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropMessages) for f in logger.filters):
             logger.addFilter(_DropMessages())
+
+
+def quiet_resumed_checkpoint_folder() -> None:
+    """Hides ModelCheckpoint's warning that its folder holds checkpoints: call it for a resumed fit."""
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -334,7 +334,8 @@ class VideoDataModule(LightningDataModule):
                 "no training batch would be made. Lower data.batch_size or add data"
             )
         if isinstance(train, ShardClipDataset):  # batches are made inside each loader worker: it may fill none
-            check_quotas(train.counts, world, max(self.num_workers, 1), self.batch_size, self.seed)
+            warn = self.trainer is None or self.trainer.is_global_zero  # one warning, not one per rank
+            check_quotas(train.counts, world, max(self.num_workers, 1), self.batch_size, self.seed, warn)
         images = len(self.datasets["images"]) if "images" in self.datasets else None
         if images is not None and -(-images // world) < self.image_batch_size:
             raise ValueError(

@@ -108,9 +108,12 @@ def sample_quotas(
     return [[batch * batch_size for batch in _deal(row, target)] for row in batches]
 
 
-def check_quotas(counts: Sequence[int], world: int, workers: int, batch_size: int, seed: int = 0) -> None:
+def check_quotas(
+    counts: Sequence[int], world: int, workers: int, batch_size: int, seed: int = 0, warn: bool = True
+) -> None:
     """Checks the first epoch's quotas before training: batches are made inside each loader worker from
-    its own shards, so samples spread thinly over workers may fill few batches, or none.
+    its own shards, so samples spread thinly over workers may fill few batches, or none; and every rank
+    gives as many as the one whose shards hold fewest.
 
     Args:
         counts: samples in each shard.
@@ -118,6 +121,7 @@ def check_quotas(counts: Sequence[int], world: int, workers: int, batch_size: in
         workers: data-loader workers per rank (1 without workers).
         batch_size: samples per batch.
         seed: seed of the shard order.
+        warn: log the warning for a large untrained share (pass ``False`` on all ranks but one).
 
     Raises:
         ValueError: no rank would deliver a batch (the training loop would run empty epochs).
@@ -127,18 +131,19 @@ def check_quotas(counts: Sequence[int], world: int, workers: int, batch_size: in
     trained = sum(sum(row) for row in quotas)
     how = f"each of the {world} rank(s) x {workers} loader worker(s) makes batches of data.batch_size={batch_size}"
     how += " from its own shards"
-    fix = (
-        f"Lower {'data.num_workers or ' if workers > 1 else ''}data.batch_size, or write smaller shards "
-        "(vtok prepare --shards --shard-samples, with a new --out)"
-    )
+    smaller_shards = "write smaller shards (vtok prepare --shards --shard-samples, with a new --out)"
+    fix = f"Lower {'data.num_workers or ' if workers > 1 else ''}data.batch_size, or {smaller_shards}"
     if trained == 0:
         where = "on some rank no worker's" if world > 1 else "no worker's"
         raise ValueError(
             f"the shards hold {sum(counts)} samples in {len(counts)} shards, but {how}, and {where} shards hold "
             f"enough for one: no training batch would be made. {fix}"
         )
-    if trained < read * (1 - UNTRAINED_SHARE_TO_WARN):
+    if warn and trained < read * (1 - UNTRAINED_SHARE_TO_WARN):
         even = ", and every rank gives as many as the one that fills fewest" if world > 1 else ""
+        by_rank = sum(sum(row) for row in sample_quotas(counts, world, 1, 1, 0, seed))  # with no batches to fill
+        if by_rank < read * (1 - UNTRAINED_SHARE_TO_WARN):  # the ranks' unequal shares lose most: workers do not
+            fix = f"The ranks' shards hold unequal numbers of samples: {smaller_shards}, or more shards per rank"
         log.warning(
             "%d of the %d samples an epoch reads from the %d shards are trained: %s%s; the others wait for another epoch. %s",
             trained, read, len(counts), how, even, fix,

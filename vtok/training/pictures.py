@@ -34,12 +34,12 @@ def comparison_grid(video: torch.Tensor, reconstruction: torch.Tensor, max_video
 class ReconstructionPictures(Callback):
     """Every ``every_n_steps`` training batches (and at the end of training), a PNG of inputs over
     reconstructions and a side-by-side mp4 in ``<default_root_dir>/reconstructions/``; with wandb,
-    the same as an image and a video panel (``train/reconstruction``). These show the training
+    the same as an image and a video panel (``train/pictures``, ``train/pictures_video``). These show the training
     batch as the live weights reconstructed it (a KL posterior sampled, in training mode).
 
     At every validation (and ``vtok validate``/``vtok test``), the same of the first held-out batch,
     as validation and export see it (EMA weights, the posterior mean): ``val_step_*``/``test_step_*``
-    files and ``val/reconstruction`` panels. That batch holds the same clips every time, so these
+    files and ``val/pictures`` panels (``test/pictures`` for ``vtok test``). That batch holds the same clips every time, so these
     pictures compare across training.
 
     Args:
@@ -109,4 +109,4 @@ class ReconstructionPictures(Callback):
                 caption = ["top: input, bottom: reconstruction"]
                 logger.log_image(f"{stage}/pictures", [str(picture)], step=step, caption=caption)
                 if movie is not None:
-                    logger.log_video(f"{stage}/reconstruction_video", [str(movie)], step=step, format=["mp4"])
+                    logger.log_video(f"{stage}/pictures_video", [str(movie)], step=step, format=["mp4"])
