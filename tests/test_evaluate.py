@@ -336,7 +336,7 @@ def test_a_wrong_lpips_file_is_never_advised_to_be_overwritten(
         ("evaluate", ["--out", "FILE/eval"], "--out FILE/eval cannot be a folder: FILE is a file"),
         ("tokenize", ["--out", "FILE"], "--out FILE is a file"),
         ("prepare", ["--out", "FILE"], "--out FILE is a file"),
-        ("prepare", ["--timeout", "0"], "--timeout must be above 0 seconds, got 0"),
+        ("prepare", ["--timeout", "0"], "--timeout must be a number of seconds above 0"),
     ],
 )
 def test_bad_flags_are_one_line_errors_before_any_work(
