@@ -44,6 +44,19 @@ def test_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
     assert str(loaded.compression) == "2x8x8"
 
 
+@pytest.mark.parametrize("edit", [{"fsq_levels": [5, 8, 8]}, {"frame_padding": "zeros"}, {"temporal_compression": 2}])
+def test_a_saved_folder_whose_config_was_edited_is_refused(tmp_path: Path, edit: dict) -> None:
+    """The weights' shapes stay the same under these edits: a plain save_pretrained recorded nothing to
+    check them against, and another network loaded the same weights without a word."""
+    tiny = {"latent_channels": 6, "block_out_channels": (8, 16), "layers_per_block": 1, "bottleneck": "fsq"}
+    VideoAutoencoder(fsq_levels=[8, 8, 5], **tiny).save_pretrained(tmp_path / "saved")
+    assert VideoAutoencoder.from_pretrained(tmp_path / "saved") is not None, "unedited, it loads"
+    config = {**json.loads((tmp_path / "saved" / "config.json").read_text()), **edit}
+    (tmp_path / "saved" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="the config was edited"):
+        VideoAutoencoder.from_pretrained(tmp_path / "saved")
+
+
 def test_a_denoising_decoder_runs_in_bfloat16_close_to_float32(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = VideoAutoencoder(

@@ -8,8 +8,9 @@ constructor, so a config edited after export (other ``fsq_levels`` or their orde
 ``frame_padding`` or ``decoder_causal``: the weights' shapes do not change) would build another
 model from the same weights without a word. :class:`ExportConfigMixin` makes every
 ``from_pretrained`` (``vtok.export.load_autoencoder`` included) refuse that, a config.json of another
-class and one of a newer export format. A folder written by plain ``save_pretrained`` records no
-``_vtok_*`` keys and is not checked against them.
+class and one of a newer export format. A plain ``save_pretrained`` records the same identity (the
+fingerprint, compression, codebook size and tokens per position) where the model's config holds none
+yet, so its folder is checked alike; folders saved before it did are loaded unchecked.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 EXPORT_FORMAT = 1  # bump when the folder layout or the metadata keys change; keep loading old ones
@@ -135,3 +138,18 @@ class ExportConfigMixin:
         loaded = super().from_pretrained(*args, **kwargs)  # type: ignore[misc]
         check_recorded_identity(_first(loaded), _source(args, kwargs))
         return loaded
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """diffusers' save; a model whose config records no identity yet (built in Python, not loaded from
+        an export, which keeps its own) gets it written into config.json, so an edited copy is refused."""
+        super().save_pretrained(save_directory, *args, **kwargs)  # type: ignore[misc]
+        config_path = Path(save_directory) / self.config_name  # type: ignore[attr-defined]
+        if FINGERPRINT_KEY in self.config or not config_path.is_file():  # type: ignore[attr-defined]
+            return
+        config = json.loads(config_path.read_text())
+        fields = constructor_fields(self.config)  # type: ignore[attr-defined]
+        config.update({FINGERPRINT_KEY: config_fingerprint(self.config, fields), FINGERPRINT_FIELDS_KEY: fields})  # type: ignore[attr-defined]
+        for key, field in RECORDED.items():
+            value = getattr(self, field)
+            config[key] = str(value) if field == "compression" else value
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
