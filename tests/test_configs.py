@@ -365,3 +365,20 @@ def test_ckpt_path_last_with_a_run_config_finds_a_run_requeued_before_its_first_
     assert resumed_run_folder(config) is None, "nothing to resume"
     (run / "hpc_ckpt_1.ckpt").write_bytes(b"")  # SLURM's requeue checkpoint only, no checkpoints/ yet
     assert resumed_run_folder(config) == str(run)
+
+
+def test_data_is_probed_before_the_trainer_only_when_it_runs_one_process(tmp_path: Path) -> None:
+    """Lightning's own launch of devices=2 sets WORLD_SIZE only when it starts the processes: the early
+    probe ran as one rank on rank 0 (its shard quotas checked for one) and was never redone."""
+    for devices, probed in ((1, ["fit"]), (2, [])):
+        cli = VtokCLI(
+            args=["--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / str(devices)),
+                  "--trainer.accelerator", "cpu", "--trainer.devices", str(devices), "--data.synthetic_videos", "4",
+                  "--data.synthetic_dir", str(tmp_path / "clips")],
+            run=False,
+        )  # fmt: skip
+        stages: list[str] = []
+        cli.datamodule.setup = stages.append  # what the early probe would call
+        cli.datamodule.prepare_data = lambda: None
+        cli._check_data("fit")
+        assert stages == probed, devices
