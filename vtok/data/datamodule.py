@@ -263,6 +263,11 @@ class VideoDataModule(LightningDataModule):
             self.datasets["train"] = self._clips(train_records, train=True)
             if val_records:
                 self.datasets["val"] = self._clips(val_records, train=False)
+        if stage == "validate" and "val" not in self.datasets:  # Lightning would score nothing and exit 0
+            raise ValueError(
+                "vtok validate has no validation files: pass data.val_path, or hold some of data.path out with "
+                "data.val_fraction above 0 (data.path must then list more than one file)"
+            )
         if self.image_path is not None:
             image_files = _named("data.image_path", list_files, self.image_path, IMAGE_SUFFIXES)
             if not image_files:
