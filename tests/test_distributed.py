@@ -3,11 +3,14 @@ no find_unused_parameters, identical weights, disjoint data shares, one checkpoi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -62,8 +65,47 @@ def _fit_arguments(tmp_path: Path, steps: int, *extra: str, data: list[str] = FI
     ]  # fmt: skip
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (the ranks start sessions of their own, out of reach of a process group)."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess:
+    """``subprocess.run`` with :func:`_launch_options`; a launch still running at the timeout has every
+    process of it print its threads' stacks (vtok's SIGUSR2) before it is killed, so a hang says where."""
+    options = _launch_options()
+    timeout = options.pop("timeout")
+    options.pop("capture_output")
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **options) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            below = _descendants(process.pid)
+            for pid in below:
+                os.kill(pid, signal.SIGUSR2)
+            time.sleep(5)
+            for pid in [process.pid, *below]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            pytest.fail(f"the launch hung for {timeout} s; the stacks of its processes:\n{stderr[-30000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 def _launch(tmp_path: Path, steps: int, *extra: str, data: list[str] = FILE_DATA) -> subprocess.CompletedProcess:
-    return subprocess.run([*_launcher(), *_fit_arguments(tmp_path, steps, *extra, data=data)], **_launch_options())
+    return _run([*_launcher(), *_fit_arguments(tmp_path, steps, *extra, data=data)])
 
 
 def _records(tmp_path: Path, ranks: int = 2) -> list[dict]:
@@ -244,8 +286,8 @@ def test_two_ranks_score_each_validation_clip_once_and_count_an_unusable_file_on
     main(["validate", "--config", str(saved), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
           *csv_logger(tmp_path, "single")])  # fmt: skip  (one process: the config says nothing of two)
     assert metric_column(tmp_path / "single", "val/psnr") == pytest.approx(two_ranks, abs=1e-4), "each clip counted once"
-    tested = subprocess.run([*_launcher(), "test", "--config", str(saved), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
-                             "--data.test_path", str(val), *csv_logger(tmp_path, "tested")], **_launch_options())  # fmt: skip
+    tested = _run([*_launcher(), "test", "--config", str(saved), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+                   "--data.test_path", str(val), *csv_logger(tmp_path, "tested")])  # fmt: skip
     assert tested.returncode == 0, tested.stderr[-4000:]
     assert metric_column(tmp_path / "tested", "test/psnr") == pytest.approx(two_ranks, abs=1e-4), "test: each clip once too"
 
@@ -255,8 +297,7 @@ def test_two_ranks_score_each_validation_clip_once_and_count_an_unusable_file_on
     (one / "clip.mp4").symlink_to(sorted(val.iterdir())[0])
     checkpoint = ["--ckpt_path", str(run / "checkpoints" / "last.ckpt"), "--data.val_path", str(one)]
     main(["validate", "--config", str(saved), *checkpoint, *csv_logger(tmp_path, "single_one")])
-    launched = subprocess.run([*_launcher(), "validate", "--config", str(saved), *checkpoint,
-                               *csv_logger(tmp_path, "two_one")], **_launch_options())  # fmt: skip
+    launched = _run([*_launcher(), "validate", "--config", str(saved), *checkpoint, *csv_logger(tmp_path, "two_one")])
     assert launched.returncode == 0, launched.stderr[-4000:]
     assert metric_column(tmp_path / "two_one", "val/psnr") == pytest.approx(metric_column(tmp_path / "single_one", "val/psnr"), abs=1e-4)
 

@@ -132,10 +132,13 @@ def test_sigterm_to_the_process_group_leaves_a_loadable_checkpoint_and_exits_zer
     while not first_picture.exists() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.5)
     assert first_picture.exists(), "training never started"
+    os.killpg(process.pid, signal.SIGUSR2)  # where is it? every process prints its threads' stacks and goes on
+    time.sleep(2)
     # as `timeout`, `kill -- -PGID` or a scheduler stop a job: the loader workers get it too
     os.killpg(process.pid, signal.SIGTERM)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output[-3000:]
+    assert "Current thread" in output and "most recent call first" in output, output[-3000:]
     checkpoints = list((tmp_path / "run" / "checkpoints").glob("last-signal-step=*.ckpt"))
     assert len(checkpoints) == 1, output[-3000:]
     checkpoint = torch.load(checkpoints[0], weights_only=True)

@@ -40,6 +40,7 @@ from vtok.run_folder import (
     resumed_run_folder,
     run_folder,
 )
+from vtok.stack_dump import dump_stacks_on_sigusr2
 from vtok.training import (
     AutoencoderModule,
     CodebookMonitor,
@@ -444,6 +445,7 @@ def _with_packaged_presets(arguments: list[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``vtok`` console script and of ``train.py``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
+    dump_stacks_on_sigusr2()  # kill -USR2 <pid>: where a stuck process is
     if arguments and arguments[0] in SUBCOMMANDS:
         try:
             _run_subcommand(arguments[0], arguments[1:])
