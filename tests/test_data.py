@@ -289,6 +289,29 @@ def test_datamodule_warns_once_per_unusable_file_and_counts_per_epoch(
     assert module.pop_epoch_skips() == 0
 
 
+def test_an_unusable_validation_file_is_stood_in_for_the_same_way_every_time_and_not_scored_twice(
+    mixed_folder: tuple[Path, dict[str, str]], video_folder: Path
+) -> None:
+    """A held-out file that gives no clip took a stand-in drawn anew at each validation (another file's
+    own clip, scored a second time), and its skips went into the training epoch's count."""
+    folder, broken = mixed_folder
+    module = VideoDataModule(path=str(video_folder), val_path=str(folder), num_frames=9, size=32, batch_size=1,
+                             val_batch_size=9, num_workers=0)  # fmt: skip
+    module.setup("fit")
+    module.trainer = type("Validating", (), {"training": False, "global_rank": 0, "world_size": 1})()
+    passes = []
+    for _ in range(3):
+        (batch,) = list(module.val_dataloader())
+        batch = module.on_after_batch_transfer(batch, 0)
+        stood_in = [i for i, (index, source) in enumerate(zip(batch["index"], batch["source_index"])) if index != source]
+        assert len(stood_in) == len(broken) and all(batch["repeated"][i] for i in stood_in), "left out of the metrics"
+        assert not any(batch["repeated"][i] for i in range(len(batch["index"])) if i not in stood_in)
+        passes.append(batch["source_index"].tolist())
+    assert passes[0] == passes[1] == passes[2], "the same clips at every validation"
+    assert module.pop_epoch_skips() == 0, "validation's skips are not the training epoch's"
+    assert len(module.skipped_files) == len(broken), "each still warned of, once"
+
+
 def test_a_skipped_file_whose_name_holds_a_newline_or_tab_is_counted_under_its_name(tmp_path: Path, video_folder: Path) -> None:
     """Skip notes were ``path<TAB>reason`` lines: such a name crashed the main process or was misread."""
     for video in sorted(video_folder.glob("*.mp4"))[:3]:

@@ -292,7 +292,7 @@ class VideoDataModule(LightningDataModule):
                     "pass data.val_path, or run `vtok prepare` on the data to drop unusable files"
                 ) from None
             for error in errors:
-                self._record(error.path, error.reason, count=False)
+                self._record(error.path, error.reason, count=False, probe=True)
             log.info("%s: %d file%s", name, len(dataset), "" if len(dataset) == 1 else "s")
 
     def _setup_test(self) -> None:
@@ -435,9 +435,10 @@ class VideoDataModule(LightningDataModule):
             for loader in self._training_loaders:
                 loader.batch_trained()
         for part in video_parts(batch).values():
+            training = self.trainer is None or self.trainer.training  # held-out skips stay out of the training count
             for notes in part.pop("skipped", []):
                 for path, reason in read_notes(notes):
-                    self._record(path, reason)
+                    self._record(path, reason, count=training)
             for path in filter(None, part.pop("enlarged", [])):
                 self._record_enlarged(path)
         return batch
@@ -470,14 +471,15 @@ class VideoDataModule(LightningDataModule):
         count, self.enlarged_this_epoch = self.enlarged_this_epoch, 0
         return count
 
-    def _record(self, path: str, reason: str, count: bool = True) -> None:
-        """Remembers an unusable file and warns once; ``count=False`` for the probe at setup, which
-        every rank runs on the same files (so only the first rank warns of those)."""
+    def _record(self, path: str, reason: str, count: bool = True, probe: bool = False) -> None:
+        """Remembers an unusable file and warns once. ``count=False`` leaves it out of the training epoch's
+        count (held-out batches, and the probe at setup); ``probe=True`` for the probe, which every rank runs
+        on the same files, so only the first rank warns of those."""
         if count:
             self.skips_this_epoch[path] += 1
         if path not in self.skipped_files:
             self.skipped_files[path] = reason
-            if count or self.trainer is None or self.trainer.global_rank == 0:
+            if not probe or self.trainer is None or self.trainer.global_rank == 0:
                 log.warning("skipping unusable file %s: %s", path, reason)
 
     def pop_epoch_skips(self) -> int:

@@ -73,7 +73,8 @@ class SkippingDataset(Dataset, ABC):
         marks = {"repeated": bool(repeated[0])} if repeated else {}  # validation: padding left out of metrics
         skipped: list[str] = []
         for attempt in range(self.max_attempts):
-            candidate = index if attempt == 0 else self._substitute(epoch, index, attempt)
+            # held out: the same stand-in at every validation (its clips must compare across epochs)
+            candidate = index if attempt == 0 else self._substitute(epoch if self.train else 0, index, attempt)
             if candidate in self._bad:  # known bad: not read again, but still counted as a substitution
                 skipped.append(UnusableFileError(self.files[candidate], self._bad[candidate]).note)
                 continue
@@ -87,6 +88,8 @@ class SkippingDataset(Dataset, ABC):
                 continue
             enlarged = self.files[candidate] if enlarges(*source_size, self.size) else ""
             sample = {"video": video, "index": index, "source_index": candidate, "enlarged": enlarged}
+            if "repeated" in marks and candidate != index:  # a held-out stand-in is another file's own clip:
+                marks["repeated"] = True  # scored once, as that file, not twice
             return {**sample, "skipped": "\n".join(skipped), **marks}
         raise NoUsableDataError(
             f"{self.max_attempts} files in a row could not give a sample (last: {skipped[-1:] or 'known bad'}); "
