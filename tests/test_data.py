@@ -88,6 +88,11 @@ def test_clip_spec_strides_and_target_fps(caplog: pytest.LogCaptureFixture, monk
     for _ in range(3):  # a target above the video's rate: every frame, at the video's rate, said once
         assert ClipSpec(3, fps=60).frame_indices(30, 24.0) == [13, 14, 15]
     assert [r.getMessage()[:40] for r in caplog.records] == ["data.fps=60 is above the frame rate of s"]
+    caplog.clear()
+    monkeypatch.setattr("vtok.data.clips._warned_unknown_rate", False)
+    for unknown in (0.0, float("nan")):  # no rate recorded: data.fps cannot apply; said once (NaN crashed)
+        assert ClipSpec(3, fps=8, frame_stride=2).stride(unknown) == 2
+    assert [r.getMessage()[:50] for r in caplog.records] == ["data.fps=8, but some videos record no frame rate: "]
     g = torch.Generator().manual_seed(0)
     starts = {ClipSpec(3).frame_indices(50, 24.0, g)[0] for _ in range(20)}
     assert len(starts) > 5 and max(starts) <= 47
