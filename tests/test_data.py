@@ -84,12 +84,11 @@ def test_carphone_sample_gives_clips(carphone: Path) -> None:
 def test_clip_spec_strides_and_target_fps(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     assert ClipSpec(5, frame_stride=2).frame_indices(9, 30.0) == [0, 2, 4, 6, 8]
     assert ClipSpec(3, fps=10).frame_indices(30, 30.0) == [11, 14, 17]  # stride 3, span 7, centred
-    monkeypatch.setattr("vtok.data.clips._warned_slow_source", False)
+    monkeypatch.setattr("vtok.data.clips._said", set())
     for _ in range(3):  # a target above the video's rate: every frame, at the video's rate, said once
         assert ClipSpec(3, fps=60).frame_indices(30, 24.0) == [13, 14, 15]
     assert [r.getMessage()[:40] for r in caplog.records] == ["data.fps=60 is above the frame rate of s"]
     caplog.clear()
-    monkeypatch.setattr("vtok.data.clips._warned_unknown_rate", False)
     for unknown in (0.0, float("nan")):  # no rate recorded: data.fps cannot apply; said once (NaN crashed)
         assert ClipSpec(3, fps=8, frame_stride=2).stride(unknown) == 2
     assert [r.getMessage()[:50] for r in caplog.records] == ["data.fps=8, but some videos record no frame rate: "]

@@ -14,28 +14,13 @@ from vtok.data.readers import READER_NAMES
 
 
 log = logging.getLogger(__name__)
-_warned_slow_source = False  # once per process (each loader worker is one)
-_warned_unknown_rate = False
+_said: set[str] = set()  # the warnings below given in this process (each loader worker is one)
 
 
-def _warn_slow_source(video_fps: float, target_fps: float) -> None:
-    global _warned_slow_source
-    if not _warned_slow_source:
-        _warned_slow_source = True
-        log.warning(
-            "data.fps=%g is above the frame rate of some videos (e.g. %g fps): their clips take every frame and run "
-            "at the video's own rate, slower than asked (frames are never repeated)", target_fps, video_fps,
-        )  # fmt: skip
-
-
-def _warn_unknown_rate(target_fps: float, stride: int) -> None:
-    global _warned_unknown_rate
-    if not _warned_unknown_rate:
-        _warned_unknown_rate = True
-        log.warning(
-            "data.fps=%g, but some videos record no frame rate: their clips take every %d-th frame (data.frame_stride) "
-            "whatever their speed (`vtok prepare --reencode` writes copies of such files at 24 fps)", target_fps, stride,
-        )  # fmt: skip
+def _warn_once(key: str, message: str, *args: object) -> None:
+    if key not in _said:
+        _said.add(key)
+        log.warning(message, *args)
 
 
 class ClipTooShortError(ValueError):
@@ -125,10 +110,20 @@ class ClipSpec:
         if self.fps is None:
             return self.frame_stride
         if not video_fps > 0:  # unknown (0 or NaN): nothing to set the stride from
-            _warn_unknown_rate(self.fps, self.frame_stride)
+            _warn_once(
+                "unknown rate",
+                "data.fps=%g, but some videos record no frame rate: their clips take every %d-th frame "
+                "(data.frame_stride) whatever their speed (`vtok prepare --reencode` writes copies of such files at 24 fps)",
+                self.fps, self.frame_stride,
+            )  # fmt: skip
             return self.frame_stride
         if video_fps < 0.99 * self.fps:
-            _warn_slow_source(video_fps, self.fps)
+            _warn_once(
+                "slow source",
+                "data.fps=%g is above the frame rate of some videos (e.g. %g fps): their clips take every frame and run "
+                "at the video's own rate, slower than asked (frames are never repeated)",
+                self.fps, video_fps,
+            )  # fmt: skip
         return max(1, round(video_fps / self.fps))
 
     def span(self, video_fps: float) -> int:
