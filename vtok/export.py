@@ -23,12 +23,9 @@ from vtok.jsonfile import read_json_object
 from vtok.vae import VideoAutoencoder
 from vtok.vae.export_config import (
     EXPORT_FORMAT,
-    FINGERPRINT_FIELDS_KEY,
-    FINGERPRINT_KEY,
     ExportConfigError,
     check_export_config,
-    config_fingerprint,
-    constructor_fields,
+    identity_metadata,
 )
 from vtok.vae.strict_loading import IncompleteWeightsError
 
@@ -126,14 +123,10 @@ def export_metadata(model: VideoAutoencoder, record: dict[str, Any], use_ema: bo
     compression = model.compression
     return {
         "_vtok_format": EXPORT_FORMAT,
-        "_vtok_compression": str(compression),
+        **identity_metadata(model),
         "_vtok_frame_rule": f"T = 1 + k*{compression.temporal} frames -> 1 + k latent frames; "
         f"H, W multiples of {compression.spatial}",
         "_vtok_input_range": [-1.0, 1.0],
-        "_vtok_codebook_size": model.codebook_size,
-        "_vtok_tokens_per_position": model.tokens_per_position,
-        FINGERPRINT_KEY: config_fingerprint(model.config, constructor_fields(model.config)),
-        FINGERPRINT_FIELDS_KEY: constructor_fields(model.config),
         "_vtok_bits_per_token": model.bits_per_token,
         "_vtok_training_step": record.get("batch_step"),
         "_vtok_weights": "ema" if use_ema and record.get("has_ema") else "live",

@@ -23,6 +23,7 @@ class OfflineFirstWandbLogger(WandbLogger):
         if offline is None:
             offline = "WANDB_MODE" not in os.environ
         super().__init__(project=project, offline=offline, **kwargs)
+        self._folder_made = False
         if self._wandb_init.get("anonymous", False) is None:  # Lightning passes None; wandb warns at any value
             del self._wandb_init["anonymous"]
 
@@ -30,6 +31,7 @@ class OfflineFirstWandbLogger(WandbLogger):
     def experiment(self) -> Any:
         """The wandb run, started in an existing folder: wandb looks for a git repository in its folder
         and warned ("git root ... does not exist") when the run folder had not been made yet."""
-        if self.save_dir:
+        if self.save_dir and not self._folder_made:  # once, not at every logged value
             os.makedirs(self.save_dir, exist_ok=True)
+            self._folder_made = True
         return super().experiment

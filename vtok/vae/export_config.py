@@ -49,6 +49,15 @@ def config_fingerprint(config: Mapping[str, Any], fields: list[str]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def identity_metadata(model: Any) -> dict[str, Any]:
+    """The ``_vtok_*`` keys that let a loader check a config.json against the model it builds: the
+    compression, codebook size and tokens per position, and the fingerprint of the fields."""
+    fields = constructor_fields(model.config)
+    recorded = {key: getattr(model, field) for key, field in RECORDED.items()}
+    recorded["_vtok_compression"] = str(recorded["_vtok_compression"])
+    return {**recorded, FINGERPRINT_KEY: config_fingerprint(model.config, fields), FINGERPRINT_FIELDS_KEY: fields}
+
+
 class ExportConfigError(ValueError):
     """A config.json that is not a vtok export this version can load, or that was edited after export."""
 
@@ -146,10 +155,5 @@ class ExportConfigMixin:
         config_path = Path(save_directory) / self.config_name  # type: ignore[attr-defined]
         if FINGERPRINT_KEY in self.config or not config_path.is_file():  # type: ignore[attr-defined]
             return
-        config = json.loads(config_path.read_text())
-        fields = constructor_fields(self.config)  # type: ignore[attr-defined]
-        config.update({FINGERPRINT_KEY: config_fingerprint(self.config, fields), FINGERPRINT_FIELDS_KEY: fields})  # type: ignore[attr-defined]
-        for key, field in RECORDED.items():
-            value = getattr(self, field)
-            config[key] = str(value) if field == "compression" else value
+        config = {**json.loads(config_path.read_text()), **identity_metadata(self)}
         config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
