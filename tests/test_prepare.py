@@ -242,6 +242,27 @@ def test_reencoding_shortens_the_keyframe_interval_and_scales_the_short_side(vid
         assert (record["frames"], record["height"], record["width"]) == (20, 32, 52)  # 40x64 -> short side 32
         assert record["keyframe_interval"] <= 4
         assert open_video(out / record["path"]).read([19]).shape == (1, 32, 52, 3)
+        assert record["reencoded_with"] == {"short_side": 32, "keyframe_interval": 4, "crf": 18}
+
+
+def test_a_rerun_reencoding_with_other_settings_says_the_listed_copies_keep_theirs(
+    video_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Copies already listed are not written again: a rerun with another --short-side went on in silence,
+    leaving a manifest of copies at two sizes."""
+    (tmp_path / "list.txt").write_text(f"{sorted(video_folder.glob('*.mp4'))[0]}\n")
+    args = ["--data", str(tmp_path / "list.txt"), "--out", str(tmp_path / "out"), "--reencode", "--workers", "0", *QUIET]
+    prepare([*args, "--short-side", "32"])
+    caplog.clear()
+    prepare(args)  # the same settings but the short side
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(
+        w.startswith("1 videos already in") and "re-encoded with other settings than no --short-side, --keyframe-interval 8" in w
+        for w in warnings
+    ), warnings
+    caplog.clear()
+    prepare([*args, "--short-side", "32"])  # as the copies were made: nothing to say
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
 def test_shards_hold_the_manifest_and_a_corrupt_member_is_skipped_and_counted(

@@ -42,6 +42,8 @@ class VideoInfo:
             checking decord against PyAV again (see :class:`~vtok.data.readers.FallbackReader`).
         every_frame: ``True`` when ``vtok prepare --every-frame`` decoded all of its frames (not only
             the first, middle and last), so that a rerun asking for that check knows which lines lack it.
+        reencoded_with: the settings ``vtok prepare --reencode`` wrote the copy with (``short_side``,
+            ``keyframe_interval``, ``crf``), so that a rerun with other settings can say which copies differ.
     """
 
     path: str
@@ -56,6 +58,7 @@ class VideoInfo:
     reported_frames: int | None = None
     reader: str | None = None
     every_frame: bool | None = None
+    reencoded_with: dict[str, Any] | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The JSON-serialisable line (unknown fields left out)."""

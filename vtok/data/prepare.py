@@ -177,7 +177,15 @@ def _reencode(info: VideoInfo, out: Path, options: PrepareOptions) -> VideoInfo:
     if written.frames < info.frames:  # the re-encoder decodes in order and stops at a damaged frame
         log.info("%s: %d of %d frames decode in order; the copy keeps %d", info.path, written.frames, info.frames, written.frames)
     reported = info.reported_frames or (info.frames if written.frames < info.frames else None)  # the source's claim
-    return VideoInfo(**{**written.to_record(), "path": str(relative), "source": info.path, "reported_frames": reported})
+    return VideoInfo(
+        **{**written.to_record(), "path": str(relative), "source": info.path, "reported_frames": reported},
+        reencoded_with=_reencode_settings(options),
+    )
+
+
+def _reencode_settings(options: PrepareOptions) -> dict[str, Any]:
+    """The settings a re-encoded copy is written with, as its manifest line records them."""
+    return {"short_side": options.short_side, "keyframe_interval": options.keyframe_interval, "crf": options.crf}
 
 
 def _results(todo: list[str], check: Callable[[str], dict[str, Any]], options: PrepareOptions) -> Iterator[tuple[str, dict]]:
@@ -193,9 +201,20 @@ def _results(todo: list[str], check: Callable[[str], dict[str, Any]], options: P
 
 def _warn_about_earlier_settings(accepted: list[dict[str, Any]], options: PrepareOptions, out: Path) -> None:
     """Files already listed are not checked again, so settings that would change them do not apply."""
-    listed = {"not re-encoded": 0, f"shorter than --min-frames {options.min_frames}": 0, "not checked with --every-frame": 0}
+    settings = _reencode_settings(options)
+    other_copies = "re-encoded with other settings than " + ", ".join(
+        f"--{name.replace('_', '-')} {value}" if value is not None else f"no --{name.replace('_', '-')}"
+        for name, value in settings.items()
+    )
+    listed = {
+        "not re-encoded": 0,
+        other_copies: 0,
+        f"shorter than --min-frames {options.min_frames}": 0,
+        "not checked with --every-frame": 0,
+    }
     for record in accepted:
         listed["not re-encoded"] += options.reencode and "source" in record and record["path"] == record["source"]
+        listed[other_copies] += options.reencode and record.get("reencoded_with", settings) != settings
         listed["not checked with --every-frame"] += options.every_frame and not record.get("every_frame")
         listed[f"shorter than --min-frames {options.min_frames}"] += record["frames"] < options.min_frames
     for what, count in listed.items():
