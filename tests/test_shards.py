@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -17,8 +18,10 @@ from tests.helpers import csv_logger, metric_column
 from vtok.cli import main as vtok_main
 from vtok.data import ClipSpec, ShardClipDataset
 from vtok.data.datamodule import VideoDataModule
+from vtok.data.sampler import EpochSampler
 from vtok.data.shard_split import check_quotas, sample_quotas, split_shards
 from vtok.data.streaming import EpochLoader, expand_shards, shard_counts
+from vtok.data.trained_state import TrainedStateLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -169,6 +172,63 @@ def test_a_stream_saves_the_place_of_the_batches_trained_not_of_the_batch_fetche
     rest = [key for batch in resumed for key in batch["key"]]
     assert len(rest) == 4, "the batch fetched ahead was not trained: it comes again"
     assert sorted([key for batch in trained for key in batch] + rest) == sorted(key for batch in loader() for key in batch["key"])
+
+
+def test_a_stream_restarted_within_an_epoch_gives_new_clips_and_resumes_numbering_its_passes(shard_dir: Path) -> None:
+    """Beside a longer image loader, Lightning starts the stream again inside one of its epochs: with the
+    trainer's epoch as its seed, the second pass trained the first pass's clips, crops and order again."""
+    shards = expand_shards(str(shard_dir / "shards"))
+
+    def loader() -> EpochLoader:
+        dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), seed=1, counts=shard_counts(shards), batch_size=2)
+        return EpochLoader(dataset, epoch=lambda: 0, batch_size=2, num_workers=0, drop_last=True)
+
+    def clips(batches: Any) -> list[tuple[str, float]]:
+        return [(key, float(video.sum())) for batch in batches for key, video in zip(batch["key"], batch["video"])]
+
+    stream = loader()
+    first, second = clips(stream), clips(stream)  # two passes within the trainer's epoch 0
+    assert sorted(k for k, _ in first) == sorted(k for k, _ in second) and first != second
+    assert not set(first) & set(second), "each clip of the second pass is drawn anew"
+
+    stopped = loader()
+    for _ in stopped:
+        stopped.batch_trained()  # as the data module reports each training batch reaching the device
+    batches = iter(stopped)
+    trained = [next(batches) for _ in range(2)]
+    for _ in trained:
+        stopped.batch_trained()
+    resumed = loader()
+    resumed.load_state_dict(stopped.state_dict())
+    rest = clips(resumed)  # the shuffle buffer refills on resuming: the same clips, in another order
+    assert sorted(clips(trained) + rest) == sorted(second), "the resumed pass is the second one, from where it stopped"
+    assert len(rest) == 4 and clips(loader()) == first
+
+
+def test_a_loader_restarted_while_a_batch_of_its_last_pass_is_untrained_keeps_its_place() -> None:
+    """A loader beside a stream is read ahead with it: when it wraps then, the last batch of its finished
+    pass is still untrained, and the new pass's first batch was saved as trained (a resume lost it)."""
+
+    class Keys(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 6
+
+        def __getitem__(self, key: tuple[int, int]) -> tuple[int, int]:
+            return key
+
+    def loader() -> TrainedStateLoader:
+        return TrainedStateLoader(Keys(), batch_size=2, sampler=EpochSampler(6, seed=3), collate_fn=list)
+
+    images = loader()
+    passes = iter(images)
+    [next(passes) for _ in range(3)]
+    assert next(passes, None) is None  # the pass ends: a combined loader starts the next at once
+    images.batch_trained(), images.batch_trained()  # the pass's last batch is still to be trained
+    first_of_next = next(iter(images))  # the read-ahead wraps the loader
+    images.batch_trained()  # the last batch of the finished pass
+    resumed = loader()
+    resumed.load_state_dict(images.state_dict())
+    assert (next(iter(resumed), None) or next(iter(resumed))) == first_of_next  # after the finished pass, if restored
 
 
 def test_fit_streams_shards_with_two_workers_through_the_cli(shard_dir: Path, tmp_path: Path) -> None:

@@ -338,6 +338,7 @@ class ShardClipDataset(IterableDataset):
         return {"video": video, "key": key, "enlarged": name if enlarges(*info.source_size, self.size) else ""}
 
 
+PASS_EPOCH_KEY = "vtok_pass_epoch"  # in an EpochLoader's saved state: the epoch of the stream's pass in progress
 _said_unchecked = False
 _said_stale: set[str] = set()  # shards whose index count was found wrong, said once per process
 
@@ -361,15 +362,20 @@ class EpochLoader(TrainedStateLoader):
     """A :class:`StatefulDataLoader` over a :class:`ShardClipDataset` that gives it the epoch.
 
     Lightning calls ``set_epoch`` on a loader's sampler, and an iterable dataset has none; so the
-    loader asks ``epoch()`` (the trainer's current epoch) each time an epoch's iterator is made, which
-    covers the first epoch, later ones and resumed runs alike. Workers must not be persistent: they
-    hold a copy of the dataset made when they start, so fresh ones each epoch see the new epoch.
-    Its saved state is the one of the last batch trained, not of a batch Lightning fetched ahead
+    loader numbers the stream's passes itself, as :class:`~vtok.data.sampler.EpochSampler` does: the
+    first pass takes the trainer's epoch (``epoch()``), each later pass the next number, also when
+    Lightning starts a pass twice in one of its epochs (a stream beside a longer image loader is
+    restarted inside the epoch: with the trainer's epoch it gave the same clips, crops and order again).
+    The number of the pass in progress is saved with the loader's place, so a resumed run numbers its
+    passes as a run never stopped. Workers must not be persistent: they hold a copy of the dataset
+    made when they start, so fresh ones each pass see the new epoch. Its saved state is the one of the
+    last batch trained, not of a batch Lightning fetched ahead
     (see :class:`~vtok.data.trained_state.TrainedStateLoader`).
 
     Args:
         dataset: the stream.
-        epoch: returns the epoch about to start.
+        epoch: returns the trainer's epoch, which numbers the first pass (and the next one after resuming
+            from a checkpoint of a vtok that did not save the pass's number).
         **kwargs: see :class:`TrainedStateLoader` (``persistent_workers`` must stay false).
     """
 
@@ -378,7 +384,22 @@ class EpochLoader(TrainedStateLoader):
             raise ValueError("EpochLoader needs persistent_workers=False: persistent workers never see a new epoch")
         super().__init__(dataset, **kwargs)
         self._epoch = epoch
+        self._pass_epoch: int | None = None  # the epoch of the pass in progress
+        self._restored_epoch: int | None = None  # a resumed pass's epoch, for the next iterator
 
     def __iter__(self) -> Any:
-        self.dataset.set_epoch(self._epoch())
+        if self._restored_epoch is not None:
+            epoch, self._restored_epoch = self._restored_epoch, None
+        else:
+            epoch = self._epoch() if self._pass_epoch is None else self._pass_epoch + 1
+        self._pass_epoch = epoch
+        self.dataset.set_epoch(epoch)
         return super().__iter__()
+
+    def _place(self) -> dict[str, Any]:
+        return {PASS_EPOCH_KEY: self._pass_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        self._restored_epoch = state.pop(PASS_EPOCH_KEY, None)
+        super().load_state_dict(state)

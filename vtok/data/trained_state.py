@@ -74,12 +74,25 @@ class TrainedStateLoader(StatefulDataLoader):
     def _tracked(self, batches: Iterator[Any]) -> Iterator[Any]:
         # No copies here: torchdata builds a new state at each call and never changes an earlier one
         # (nor do vtok's sampler and stream); the one kept is copied when it is saved (state_dict).
-        self._states = deque([super().state_dict()])
+        if not (self._exhausted and len(self._states) > 1):
+            self._states = deque([self._current_state()])
+        # Otherwise batches of the last pass, which ended, are still untrained (a loader beside a stream,
+        # restarted in Lightning's read-ahead): they stay to be reported, and the state after the last of
+        # them (that pass's end: a resumed loader goes on with the next pass) stands for this pass's start.
+        # A pass left unfinished is dropped with the batches fetched from it: they are never trained.
         self._exhausted = False
         for batch in batches:
-            self._states.append(super().state_dict())
+            self._states.append(self._current_state())
             yield batch
         self._exhausted = True
+
+    def _current_state(self) -> dict[str, Any]:
+        """torchdata's state of the loader now, with what a subclass adds to it (:meth:`_place`)."""
+        return {**super().state_dict(), **self._place()}
+
+    def _place(self) -> dict[str, Any]:
+        """Entries a subclass keeps beside torchdata's state (taken back in its ``load_state_dict``)."""
+        return {}
 
     def batch_trained(self) -> None:
         """The oldest batch handed out and not yet reported has been trained."""
@@ -91,7 +104,7 @@ class TrainedStateLoader(StatefulDataLoader):
 
     def state_dict(self) -> dict[str, Any]:
         if not self.track_trained or not self._states or (self._exhausted and len(self._states) == 1):
-            state = super().state_dict()
+            state = self._current_state()
         else:
             state = copy.deepcopy(self._states[0])
         return {**state, LAUNCH_KEY: self._launch()}
