@@ -29,6 +29,7 @@ from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import UnusableFileError, read_notes
 from vtok.data.images import read_rgb_image
 from vtok.data.readers import DecordReader, PyAVReader
+from vtok.data.sources import IMAGE_SUFFIXES
 
 
 def test_decord_decodes_what_pyav_wrote(tmp_path: Path) -> None:
@@ -236,6 +237,10 @@ def test_images_are_one_frame_clips_in_rgb_whatever_their_layout_and_undecodable
     Image.fromarray(frames[..., 0].astype(np.int32), "I").save(tmp_path / "single" / "int32.tif")  # no known range
     with pytest.raises(UnusableFileError, match="32-bit integer values"):
         read_rgb_image(str(tmp_path / "single" / "int32.tif"))
+    Image.new("1", (13600, 13600)).save(tmp_path / "single" / "huge.png")  # 185 Mpixels in 23 kB: Pillow refuses it
+    with pytest.raises(UnusableFileError, match="more than 178956970 pixels"):  # it was an uncaught error: the run stopped
+        read_rgb_image(str(tmp_path / "single" / "huge.png"))
+    assert {".tif", ".tiff"} <= IMAGE_SUFFIXES, "a folder of 16-bit TIFFs was 'no image files found'"
 
 
 def test_data_settings_that_cannot_work_name_themselves_at_setup(

@@ -23,6 +23,11 @@ def read_rgb_image(path: str) -> torch.Tensor:
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an image without the tag
             return torch.from_numpy(np.asarray(as_rgb(image, path)).copy())
+    except Image.DecompressionBombError:  # a plain Exception: it stopped the run
+        raise UnusableFileError(
+            path, f"the image has more than {2 * Image.MAX_IMAGE_PIXELS} pixels (Pillow's guard against decompression "
+            "bombs); shrink it, or raise PIL.Image.MAX_IMAGE_PIXELS if it is genuine"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise UnusableFileError(path, f"cannot decode the image ({first_line(error)})") from None
 
