@@ -88,6 +88,20 @@ def test_accumulated_batches_make_one_optimizer_step(tmp_path: Path) -> None:
     assert module.trained_batches == 2
 
 
+def test_a_signal_while_accumulating_stops_after_the_batch_that_steps(tmp_path: Path) -> None:
+    """The gradients summed so far are in no checkpoint: a stop after batch 1 of a group of 2 resumed
+    with batch 2's gradient alone, and the resumed run ended with other weights than one never stopped."""
+    signal_after_batch_1 = ["--trainer.callbacks+", "tests.helpers.SignalOneRank", "--trainer.callbacks.rank", "0",
+                            "--trainer.callbacks.at_batch", "1"]  # fmt: skip
+    main(tiny_fit_args(tmp_path, 3, "--trainer.logger", "false", "--trainer.limit_val_batches", "0",
+                       "--model.accumulate_batches", "2", *signal_after_batch_1))  # fmt: skip
+    saved = list((tmp_path / "run" / "checkpoints").glob("last-signal-step=*.ckpt"))
+    assert [path.name for path in saved] == ["last-signal-step=1.ckpt"]
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists(), "no second copy of the step after the signal's"
+    checkpoint = torch.load(saved[0], weights_only=True)
+    assert (checkpoint["global_step"], checkpoint["vtok"]["batch_step"]) == (1, 2), "stopped at the group's end"
+
+
 def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     return torch.load(checkpoint, weights_only=True)["state_dict"]
 

@@ -23,8 +23,10 @@ class FinalStepCheckpoint(ModelCheckpoint):
         saved_by_signal = any(
             isinstance(callback, StopOnSignal) and callback.saved_step == trainer.global_step for callback in trainer.callbacks
         )
+        if saved_by_signal:  # it holds the final step: a copy would spend time a launcher's kill deadline may not give
+            return
         behind = self._last_checkpoint_saved and self._last_global_step_saved < trainer.global_step
-        if self.save_last and behind and not saved_by_signal:
+        if self.save_last and behind:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
             return
         super().on_train_end(trainer, pl_module)

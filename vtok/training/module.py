@@ -253,6 +253,11 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         logs["loss"] = generator.detach()
         return generator, discriminator, logs, output
 
+    def steps_after(self, batch_idx: int) -> bool:
+        """Whether training batch ``batch_idx`` of the epoch ends an accumulation group: its backward pass
+        is followed by the optimisers' step (every ``accumulate_batches`` batches, and the epoch's last)."""
+        return (batch_idx + 1) % self.accumulate_batches == 0 or self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         step = self.batch_step
         total = torch.zeros((), device=self.device)
@@ -270,7 +275,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
                 shown = {"video": part["video"], "reconstruction": output.reconstruction.detach()}
                 if output.indices is not None:
                     shown["indices"] = output.indices
-        steps = (batch_idx + 1) % self.accumulate_batches == 0 or self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+        steps = self.steps_after(batch_idx)
         ddp = self.trainer.strategy.model
         # Accumulating batches skip DDP's all-reduce; the batch that steps reduces the summed gradients.
         with nullcontext() if steps or not isinstance(ddp, DistributedDataParallel) else ddp.no_sync():

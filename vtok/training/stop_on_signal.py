@@ -32,7 +32,8 @@ class StopOnSignal(Callback):
             auto-requeue, which checkpoints and requeues the job itself).
         every_n_batches: with several processes, the ranks agree whether one was signalled after
             every this many batches (the stop comes at most this many batches after the signal); a
-            single process checks its flag after every batch, which costs nothing.
+            single process checks its flag after every batch, which costs nothing. With
+            ``accumulate_batches``, the stop waits for the batch that ends the group and steps.
     """
 
     def __init__(self, signals: tuple[str, ...] = ("SIGTERM", "SIGUSR1"), every_n_batches: int = 4) -> None:
@@ -43,12 +44,14 @@ class StopOnSignal(Callback):
         self.received: int | None = None
         self.checkpoint_path: Path | None = None
         self.saved_step: int | None = None  # the global step the signal's checkpoint holds
+        self._agreed = False  # the ranks know of a signal: stop at the next batch that steps
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.received = signum  # only a flag: collectives and I/O are unsafe inside a handler
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._agreed = False
         environment = trainer._accelerator_connector.cluster_environment
         slurm_requeue = isinstance(environment, SLURMEnvironment) and environment.auto_requeue
         for name in self.signals:
@@ -58,11 +61,14 @@ class StopOnSignal(Callback):
             self._previous[signum] = signal.signal(signum, self._handle)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        batches = trainer.fit_loop.epoch_loop.total_batch_idx + 1  # across epochs and a resume: alike on every rank
-        if trainer.world_size > 1 and batches % self.every_n_batches:
-            return  # every rank skips the same batches, so all of them meet at the all-reduce
-        if not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
-            return
+        if not self._agreed:
+            batches = trainer.fit_loop.epoch_loop.total_batch_idx + 1  # across epochs and a resume: alike on every rank
+            if trainer.world_size > 1 and batches % self.every_n_batches:
+                return  # every rank skips the same batches, so all of them meet at the all-reduce
+            self._agreed = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
+        steps_after = getattr(pl_module, "steps_after", None)
+        if not self._agreed or (steps_after is not None and not steps_after(batch_idx)):
+            return  # mid-way through accumulating: the summed gradients are in no checkpoint, so stop once they step
         folder = Path(trainer.checkpoint_callback.dirpath) if getattr(trainer.checkpoint_callback, "dirpath", None) else Path(trainer.default_root_dir) / "checkpoints"
         self.checkpoint_path = folder / f"last-signal-step={trainer.global_step}.ckpt"
         log.warning("signal received: writing %s and stopping", self.checkpoint_path)
