@@ -116,8 +116,13 @@ def test_validate_keeps_the_run_config_and_a_checkpoint_of_another_network_is_on
         main(["validate", "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "other"),
               "--data.synthetic_dir", str(tmp_path / "clips"), "--ckpt_path", checkpoint])  # fmt: skip
     message = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "the checkpoint's weights do not fit the network the config describes" in message
-    assert "--config runs/<run>/config.yaml" in message and "Traceback" not in message
+    assert exit_info.value.code == 2 and "holds another network than the config describes: model.autoencoder." in message
+    assert f"--config {run / 'config.yaml'}" in message and "Traceback" not in message
+    with pytest.raises(SystemExit) as exit_info:  # resuming in the run's folder without its config: refused before
+        main(["fit", "--trainer.logger", "false", "--trainer.default_root_dir", str(run), "--ckpt_path", checkpoint,
+              "--data.synthetic_dir", str(tmp_path / "clips")])  # fmt: skip
+    assert exit_info.value.code == 2 and "holds another network" in capsys.readouterr().err
+    assert (run / "config.yaml").read_bytes() == written, "a refused resume overwrote the run's config with the wrong network"
 
 
 def test_missing_lpips_weights_stop_fit_at_setup(capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

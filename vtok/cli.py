@@ -30,9 +30,9 @@ from vtok.console import quiet_resumed_checkpoint_folder, quiet_third_party_nois
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import NoUsableDataError, ResumeMismatchError
 from vtok.error_text import first_line
-from vtok.export import load_failure_reason, not_a_checkpoint_reason
 from vtok.launch import LaunchEnvironment, detect_launch
 from vtok.logged_config import SaveAndLogConfig
+from vtok.resume_checks import check_checkpoint, dotted_get
 from vtok.run_folder import (
     CHECKPOINT_KEYWORDS,
     newest_checkpoint,
@@ -92,23 +92,6 @@ def _is_checkpoint(class_path: str) -> bool:
     except (ImportError, AttributeError, ValueError):
         return class_path.endswith("Checkpoint")
     return isinstance(callback, type) and issubclass(callback, ModelCheckpoint)
-
-
-def _plain(value: Any) -> Any:
-    """``value`` with tuples as lists and mappings as dicts, as a checkpoint's saved settings hold them."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _get(namespace: Any, dotted: str, default: Any = None) -> Any:
-    for key in dotted.split("."):
-        if namespace is None or key not in namespace:
-            return default
-        namespace = namespace[key]
-    return namespace
 
 
 def _without_union_noise(message: str) -> str:
@@ -171,8 +154,9 @@ class VtokCLI(LightningCLI):
                 )
             if newest is not None:
                 config.ckpt_path = newest
-                self._check_checkpoint(newest, config)
-        if self.subcommand in ("validate", "test") and config.get("ckpt_path") is None and _get(config, "model.init_from") is None:
+                check_checkpoint(newest, config)
+        untrained = config.get("ckpt_path") is None and dotted_get(config, "model.init_from") is None
+        if self.subcommand in ("validate", "test") and untrained:
             raise UsageError(  # before the Trainer is built and prints its devices
                 f"vtok {self.subcommand} needs --ckpt_path (a checkpoint written by vtok fit, or 'last'); "
                 "without one it would score the untrained network"
@@ -272,19 +256,21 @@ class VtokCLI(LightningCLI):
 
     @staticmethod
     def _check_clip_shape(config: Any) -> None:
-        autoencoder = _get(config, "model.autoencoder.init_args") or _get(config, "model.autoencoder")
+        autoencoder = dotted_get(config, "model.autoencoder.init_args") or dotted_get(config, "model.autoencoder")
         try:
             compression = Compression(
-                temporal=_get(autoencoder, "temporal_compression", 4), spatial=_get(autoencoder, "spatial_compression", 8)
+                temporal=dotted_get(autoencoder, "temporal_compression", 4),
+                spatial=dotted_get(autoencoder, "spatial_compression", 8),
             )
-            size = _get(config, "data.size", 256)
+            size = dotted_get(config, "data.size", 256)
             height, width = (size, size) if isinstance(size, int) else (size[0], size[-1])
-            compression.check_clip(_get(config, "data.num_frames", 17), height, width)
+            compression.check_clip(dotted_get(config, "data.num_frames", 17), height, width)
         except ValueError as error:
             raise UsageError(f"{error} (set data.num_frames / data.size to match the model)") from None
-        if _get(autoencoder, "in_channels", 3) != 3:
+        if dotted_get(autoencoder, "in_channels", 3) != 3:
             raise UsageError(
-                f"model.autoencoder.in_channels={_get(autoencoder, 'in_channels')}: the data module gives RGB clips (3 channels)"
+                f"model.autoencoder.in_channels={dotted_get(autoencoder, 'in_channels')}: "
+                "the data module gives RGB clips (3 channels)"
             )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
@@ -332,43 +318,7 @@ class VtokCLI(LightningCLI):
             )
         if path is None or path in CHECKPOINT_KEYWORDS or "://" in str(path):
             return  # resolved later: "last" once the run folder is known, the others by Lightning, fsspec
-        self._check_checkpoint(path, self.config[subcommand])
-
-    def _check_checkpoint(self, path: str, config: Any) -> None:
-        """Raises :class:`UsageError` unless ``path`` is a readable Lightning checkpoint; reports the
-        ``model.*`` settings that differ from its own (see :meth:`_report_changed_settings`)."""
-        if not Path(path).exists():
-            raise UsageError(f"--ckpt_path {path}: no such file")
-        wrong_kind = not_a_checkpoint_reason(Path(path))
-        if wrong_kind:
-            raise UsageError(f"--ckpt_path: {wrong_kind}")
-        try:  # memory-mapped: only the small records are read here
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception as error:  # torch.load raises many types for foreign or cut-short files
-            raise UsageError(f"--ckpt_path: {load_failure_reason(Path(path), error)}") from None
-        if not isinstance(checkpoint, dict) or "pytorch-lightning_version" not in checkpoint:
-            raise UsageError(f"--ckpt_path {path} is not a Lightning training checkpoint (vtok fit writes them)")
-        self._report_changed_settings(checkpoint.get("hyper_parameters") or {}, config.get("model"))
-
-    @staticmethod
-    def _report_changed_settings(saved: dict[str, Any], model: Any) -> None:
-        """Says which ``model.*`` settings differ from those the checkpoint was trained with. The command
-        line and config decide (Lightning's own reading would lay the checkpoint's over them, silently
-        undoing a flag given to resume with, such as ``--model.activation_checkpointing true``); the
-        optimizers' settings too (laid over their restored state when training starts)."""
-        for key, before in saved.items():
-            if key.startswith("_") or model is None or key not in model:
-                continue
-            now = model[key]
-            now = _plain(now.as_dict() if hasattr(now, "as_dict") else now)
-            before = _plain(before)
-            if isinstance(now, dict) and isinstance(before, dict):  # each changed field; one a later vtok added is no change
-                changes = [(f"{key}.{field}", now[field], before[field]) for field in sorted(now.keys() & before.keys())]
-            else:
-                changes = [(key, now, before)]
-            for name, given, trained in changes:
-                if given != trained:
-                    log.warning("model.%s=%s, where the checkpoint trained with %s: going on with %s", name, given, trained, given)
+        check_checkpoint(path, self.config[subcommand])
 
     def before_validate(self) -> None:
         self._check_data("validate")

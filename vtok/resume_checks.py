@@ -1,0 +1,95 @@
+"""Checks of a ``--ckpt_path`` before anything is built or written: a file Lightning can resume, of the
+network the config describes, and which of the ``model.*`` settings given differ from the checkpoint's."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vtok.export import load_failure_reason, not_a_checkpoint_reason
+from vtok.usage_error import UsageError
+
+log = logging.getLogger("vtok.cli")
+
+
+def dotted_get(namespace: Any, dotted: str, default: Any = None) -> Any:
+    """The value at ``dotted`` (``"model.autoencoder.init_args"``) in nested namespaces or dicts, else ``default``."""
+    for key in dotted.split("."):
+        if namespace is None or key not in namespace:
+            return default
+        namespace = namespace[key]
+    return namespace
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists and mappings as dicts, as a checkpoint's saved settings hold them."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def check_checkpoint(path: str, config: Any) -> None:
+    """Raises :class:`UsageError` unless ``path`` is a readable Lightning checkpoint; reports the
+    ``model.*`` settings that differ from its own (see :func:`_report_changed_settings`)."""
+    if not Path(path).exists():
+        raise UsageError(f"--ckpt_path {path}: no such file")
+    wrong_kind = not_a_checkpoint_reason(Path(path))
+    if wrong_kind:
+        raise UsageError(f"--ckpt_path: {wrong_kind}")
+    try:  # memory-mapped: only the small records are read here
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # torch.load raises many types for foreign or cut-short files
+        raise UsageError(f"--ckpt_path: {load_failure_reason(Path(path), error)}") from None
+    if not isinstance(checkpoint, dict) or "pytorch-lightning_version" not in checkpoint:
+        raise UsageError(f"--ckpt_path {path} is not a Lightning training checkpoint (vtok fit writes them)")
+    _check_network(path, (checkpoint.get("vtok") or {}).get("autoencoder_config"), dotted_get(config, "model.autoencoder"))
+    _report_changed_settings(checkpoint.get("hyper_parameters") or {}, config.get("model"))
+
+
+def _check_network(path: str, saved: dict[str, Any] | None, given: Any) -> None:
+    """Refuses a config whose network differs from the checkpoint's, before anything is built or written:
+    the weights would fail to load (or load into another model) after the run folder's config.yaml had been
+    overwritten with the wrong network, and the error's advice (the run's own config) no longer worked.
+    ``gq_temperature`` and ``denoise_max_timestep`` shape training only: they are reported, not refused."""
+    init_args = dotted_get(given, "init_args")
+    if not saved or init_args is None:
+        return
+    now = _plain(init_args.as_dict() if hasattr(init_args, "as_dict") else dict(init_args))
+    saved = _plain(saved)
+    shared = sorted(now.keys() & saved.keys() - {"backbone_class", "backbone_config"})  # filled in from a prior
+    training_only = {"gq_temperature", "denoise_max_timestep"}
+    differ = [f"{key}={now[key]} (the checkpoint's: {saved[key]})" for key in shared if now[key] != saved[key]]
+    refused = [text for text in differ if text.split("=")[0] not in training_only]
+    if refused:
+        raise UsageError(
+            f"--ckpt_path {path} holds another network than the config describes: model.autoencoder."
+            + ", model.autoencoder.".join(refused[:4])
+            + f"; give the run's own config: --config {Path(path).parent.parent / 'config.yaml'}"
+        )
+    for text in differ:
+        log.warning("model.autoencoder.%s: going on with the config's", text)
+
+
+def _report_changed_settings(saved: dict[str, Any], model: Any) -> None:
+    """Says which ``model.*`` settings differ from those the checkpoint was trained with. The command
+    line and config decide (Lightning's own reading would lay the checkpoint's over them, silently
+    undoing a flag given to resume with, such as ``--model.activation_checkpointing true``); the
+    optimizers' settings too (laid over their restored state when training starts)."""
+    for key, before in saved.items():
+        if key.startswith("_") or model is None or key not in model:
+            continue
+        now = model[key]
+        now = _plain(now.as_dict() if hasattr(now, "as_dict") else now)
+        before = _plain(before)
+        if isinstance(now, dict) and isinstance(before, dict):  # each changed field; one a later vtok added is no change
+            changes = [(f"{key}.{field}", now[field], before[field]) for field in sorted(now.keys() & before.keys())]
+        else:
+            changes = [(key, now, before)]
+        for name, given, trained in changes:
+            if given != trained:
+                log.warning("model.%s=%s, where the checkpoint trained with %s: going on with %s", name, given, trained, given)
