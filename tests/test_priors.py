@@ -109,6 +109,13 @@ def test_fsq_from_a_vtok_kl_export_keeps_its_encoder_and_decoder(tmp_path: Path)
     video = torch.rand(1, 3, 5, 32, 32) * 2 - 1
     with torch.no_grad():
         assert load_autoencoder(export).tokenize(video).shape == (1, 1, 2, 4, 4)
+    # resuming takes every weight from the checkpoint: the prior may have moved (it was looked up on the Hub)
+    kl.rename(tmp_path / "moved")
+    run = tmp_path / "fsq" / "run"
+    main(["fit", "--config", str(run / "config.yaml"), "--trainer.default_root_dir", str(run), "--ckpt_path", "last",
+          "--trainer.max_steps", "3"])  # fmt: skip
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert f"init_from: {kl}" in (run / "config.yaml").read_text(), "the run's config keeps where it started from"
 
 
 @pytest.mark.parametrize(
@@ -193,6 +200,7 @@ def test_a_decoder_with_noise_channels_starts_as_its_kl_prior(tmp_path: Path) ->
         ("width", "latent_channels=4"),
         ("image_vae", "not a video VAE"),
         ("missing", "vtok never downloads"),
+        ("missing_file", "no such file"),
         ("vtok_backbone", "backbone differs"),
         ("vtok_latent", "backbone differs from the configured one; set latent_channels=8"),
         ("decoder_options", "the decoder options (non-causal, timestep, noise) need vtok's own backbone"),
@@ -209,6 +217,8 @@ def test_bad_priors_are_clear_errors_before_training(tmp_path: Path, setup: str,
         prior = str(tmp_path / "image")
     elif setup == "missing":
         prior = "nobody/no-such-video-vae"
+    elif setup == "missing_file":  # was Hugging Face advice to download it
+        prior = str(tmp_path / "stage1" / "last.ckpt")
     elif setup == "decoder_options":  # were dropped without a word
         extra += ["--model.autoencoder.decoder_noise_channels", "4"]
     elif setup == "vtok_latent":  # was copied whole: the prior's log-variance channels became latent channels

@@ -32,7 +32,7 @@ from vtok.data.errors import NoUsableDataError, ResumeMismatchError
 from vtok.error_text import first_line
 from vtok.launch import LaunchEnvironment, detect_launch
 from vtok.logged_config import SaveAndLogConfig
-from vtok.resume_checks import check_checkpoint, dotted_get
+from vtok.resume_checks import check_checkpoint, dotted_get, saved_network
 from vtok.run_folder import (
     CHECKPOINT_KEYWORDS,
     newest_checkpoint,
@@ -164,6 +164,7 @@ class VtokCLI(LightningCLI):
         if self.subcommand == "fit":
             if config.get("ckpt_path") is not None:
                 quiet_resumed_checkpoint_folder()  # the folder holds the run's own checkpoints
+                self._resume_without_prior(config)
             refuse_a_fresh_run_over_an_old_one(config)
             self._derived.append((config, "ckpt_path", None))  # a rerun of config.yaml is a new run, not a resume
             if trainer.get("enable_checkpointing") is False:  # the callbacks would make Lightning refuse it
@@ -221,6 +222,18 @@ class VtokCLI(LightningCLI):
                 "FSDP is not supported: the EMA copy, the frozen-discriminator generator term and the adaptive "
                 "weight need unsharded parameters; use the default DDP strategy (vtok's models fit one GPU)"
             )
+
+    def _resume_without_prior(self, config: Any) -> None:
+        """A resumed run takes every weight from its checkpoint: a vtok prior (``model.init_from``, a checkpoint
+        or export, as stage 2 starts from stage 1) is not loaded again, so it may have moved or gone. A diffusers
+        prior still is: the network is built on its classes."""
+        prior, path = dotted_get(config, "model.init_from"), str(config.get("ckpt_path"))
+        if prior is None or path in CHECKPOINT_KEYWORDS or "://" in path or not Path(path).is_file():
+            return
+        if (saved_network(path) or {}).get("backbone_class") is None:
+            log.info("resuming: the weights come from %s; model.init_from %s is not loaded", path, prior)
+            config.model.init_from = None
+            self._derived.append((config.model, "init_from", prior))  # config.yaml keeps it as given
 
     def _apply_launch(self, config: Any, launch: LaunchEnvironment) -> None:
         """Devices, nodes and strategy from the launcher; one run folder for all ranks and restarts.

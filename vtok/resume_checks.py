@@ -51,6 +51,12 @@ def check_checkpoint(path: str, config: Any) -> None:
     _report_changed_settings(checkpoint.get("hyper_parameters") or {}, config.get("model"))
 
 
+def saved_network(path: str) -> dict[str, Any] | None:
+    """The network config a vtok training checkpoint records (``None`` for another file), read memory-mapped."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return (checkpoint.get("vtok") or {}).get("autoencoder_config") if isinstance(checkpoint, dict) else None
+
+
 def _check_network(path: str, saved: dict[str, Any] | None, given: Any) -> None:
     """Refuses a config whose network differs from the checkpoint's, before anything is built or written:
     the weights would fail to load (or load into another model) after the run folder's config.yaml had been
@@ -81,7 +87,7 @@ def _report_changed_settings(saved: dict[str, Any], model: Any) -> None:
     undoing a flag given to resume with, such as ``--model.activation_checkpointing true``); the
     optimizers' settings too (laid over their restored state when training starts)."""
     for key, before in saved.items():
-        if key.startswith("_") or model is None or key not in model:
+        if key.startswith("_") or key == "init_from" or model is None or key not in model:  # the start: weights are restored
             continue
         now = model[key]
         now = _plain(now.as_dict() if hasattr(now, "as_dict") else now)

@@ -44,6 +44,8 @@ def initialise_from_prior(source: str, configured: VideoAutoencoder) -> tuple[Vi
         ValueError / FileNotFoundError: the prior is missing, not a video VAE, or its compression,
             latent width or backbone differ from the configured ones (the message names them).
     """
+    if Path(source).suffix in (".ckpt", ".pt", ".pth", ".safetensors") and not Path(source).expanduser().exists():
+        raise FileNotFoundError(f"model.init_from {source}: no such file")  # a file name, not a Hub id to look up
     if is_vtok_prior(source):
         prior = load_autoencoder(source)
         transfer_weights(prior, configured)
