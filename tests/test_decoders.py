@@ -115,6 +115,15 @@ def test_non_causal_chunks_blend_into_the_one_pass_result(preset: str) -> None:
     assert errors[1] < errors[0], "more context, closer to one pass"
 
 
+def test_stage_two_without_stage_one_s_weights_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """It trained a decoder on a random encoder and quantizer, fixed for the whole run, without a word."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(tiny_fit_args(tmp_path, 1, "--model.loss.perceptual_weight", "0", config=CONFIG_DIR / "gq_8x32x32_gd_stage2.yaml"))
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "keeps the encoder and quantizer fixed for the whole run" in error, error[-2000:]
+    assert "--model.init_from" in error and not (tmp_path / "run").exists()
+
+
 def test_stage_two_trains_only_the_decoder(tmp_path: Path) -> None:
     tiny = ["--model.autoencoder.block_out_channels", "[8, 16]", "--model.autoencoder.layers_per_block", "1",
             "--model.loss.perceptual_weight", "0", "--model.adversarial.channels", "8",

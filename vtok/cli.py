@@ -83,6 +83,18 @@ COMMANDS_HELP = (
 )
 
 
+def _refuse_frozen_random_parts(config: Any) -> None:
+    """A fresh run that freezes the encoder or quantizer for good needs weights for them (``model.init_from``):
+    stage 2's preset without stage 1's checkpoint trained a decoder on a random, fixed encoder, without a word."""
+    frozen = [part for part in dotted_get(config, "model.freeze") or [] if part in ("encoder", "quantizer")]
+    if frozen and dotted_get(config, "model.freeze_steps") is None and dotted_get(config, "model.init_from") is None:
+        raise UsageError(
+            f"model.freeze keeps the {' and '.join(frozen)} fixed for the whole run, and nothing gives them weights: "
+            "they would stay random; start from a trained model (--model.init_from runs/<stage 1>/checkpoints/last.ckpt), "
+            "or set model.freeze_steps"
+        )
+
+
 def _is_checkpoint(class_path: str) -> bool:
     """Whether a callback's ``class_path`` names Lightning's ``ModelCheckpoint`` or a subclass of it
     (by name when the class cannot be imported: jsonargparse reports that itself)."""
@@ -165,6 +177,8 @@ class VtokCLI(LightningCLI):
             if config.get("ckpt_path") is not None:
                 quiet_resumed_checkpoint_folder()  # the folder holds the run's own checkpoints
                 self._resume_without_prior(config)
+            else:
+                _refuse_frozen_random_parts(config)
             refuse_a_fresh_run_over_an_old_one(config)
             self._derived.append((config, "ckpt_path", None))  # a rerun of config.yaml is a new run, not a resume
             if trainer.get("enable_checkpointing") is False:  # the callbacks would make Lightning refuse it
