@@ -299,7 +299,7 @@ def test_a_preset_is_found_from_any_folder(tmp_path: Path, monkeypatch: pytest.M
     """After a plain pip install there is no configs/ folder beside the user: the README's
     ``--config configs/<preset>.yaml`` names the preset shipped in the package."""
     monkeypatch.chdir(tmp_path)
-    for given in (["--config", "configs/gq_4x8x8.yaml"], ["--config=gq_4x8x8.yaml"]):
+    for given in (["--config", "configs/gq_4x8x8.yaml"], ["--config=gq_4x8x8.yaml"], ["-c", "gq_4x8x8.yaml"]):
         with pytest.raises(SystemExit):
             main(["fit", *given, "--print_config"])
         assert yaml.safe_load(capsys.readouterr().out)["model"]["autoencoder"]["init_args"]["gq_bits"] == 18
@@ -308,6 +308,10 @@ def test_a_preset_is_found_from_any_folder(tmp_path: Path, monkeypatch: pytest.M
     with pytest.raises(SystemExit):
         main(["fit", "--config", "configs/gq_4x8x8.yaml", "--print_config"])  # a file of that name here wins
     assert yaml.safe_load(capsys.readouterr().out)["model"]["grad_clip"] == 0.5
+    with pytest.raises(SystemExit):  # flags win wherever they are written (the file used to undo a flag before it)
+        main(["fit", "--model.grad_clip", "2.0", "--config", "configs/gq_4x8x8.yaml", "--data.batch_size", "3", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (printed["model"]["grad_clip"], printed["data"]["batch_size"]) == (2.0, 3)
 
 
 def test_vtok_test_scores_data_test_path_as_validate_scores_its_files(

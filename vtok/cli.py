@@ -402,21 +402,37 @@ def _run_subcommand(name: str, argv: list[str]) -> None:
 
 
 def _with_packaged_presets(arguments: list[str]) -> list[str]:
-    """``--config configs/<preset>.yaml`` (or ``<preset>.yaml``) that is not a file here names the preset
-    shipped in the package, so the README's commands work from any folder after a plain ``pip install``."""
-    resolved = list(arguments)
-    for index, argument in enumerate(resolved):
-        if argument.startswith("--config="):
-            prefix, given = "--config=", argument[len("--config=") :]
-        elif index > 0 and resolved[index - 1] == "--config":
-            prefix, given = "", argument
+    """``arguments`` with every config file (``--config``, ``-c``) moved ahead of the flags, in their order:
+    jsonargparse applies arguments in order, so a flag written before ``--config`` was silently undone by the
+    file, where flags are meant to win. A config named ``configs/<preset>.yaml`` (or ``<preset>.yaml``) that
+    is not a file here names the preset shipped in the package, so the README's commands work from any
+    folder after a plain ``pip install``."""
+    subcommand = next((i for i, argument in enumerate(arguments) if argument in ("fit", "validate", "test")), None)
+    if subcommand is None:
+        return list(arguments)
+    configs, flags, rest = [], [], arguments[subcommand + 1 :]
+    index = 0
+    while index < len(rest):
+        argument = rest[index]
+        option, equals, value = argument.partition("=")
+        if option in ("--config", "-c") and equals:
+            configs.append(f"{option}={_packaged(value)}")
+        elif argument in ("--config", "-c") and index + 1 < len(rest):
+            configs += [argument, _packaged(rest[index + 1])]
+            index += 1
         else:
-            continue
-        name, packaged = Path(given), CONFIG_DIR / Path(given).name
-        if not name.exists() and name.parent in (Path("."), Path("configs")) and packaged.is_file():
-            log.info("--config %s: the preset shipped with vtok, %s", given, packaged)
-            resolved[index] = prefix + str(packaged)
-    return resolved
+            flags.append(argument)
+        index += 1
+    return [*arguments[: subcommand + 1], *configs, *flags]
+
+
+def _packaged(given: str) -> str:
+    """``given``, or the preset shipped in the package that it names (see :func:`_with_packaged_presets`)."""
+    name, packaged = Path(given), CONFIG_DIR / Path(given).name
+    if not name.exists() and name.parent in (Path("."), Path("configs")) and packaged.is_file():
+        log.info("--config %s: the preset shipped with vtok, %s", given, packaged)
+        return str(packaged)
+    return given
 
 
 def main(argv: Sequence[str] | None = None) -> None:
