@@ -247,6 +247,15 @@ def test_a_resume_goes_on_in_its_run_with_the_flags_given_and_a_rerun_starts_a_n
     main(["fit", "--config", str(config), "--ckpt_path", "last", "--trainer.max_steps", "4", "--model.grad_clip", "0.25"])
     assert "model.grad_clip=0.25, where the checkpoint trained with 0.5" in caplog.text
 
+    # checkpoints but no last*.ckpt: "last" started a fresh run beside them
+    (run / "checkpoints" / "last.ckpt").rename(run / "checkpoints" / "step=4.ckpt")
+    message = _fit_error(capsys, "--config", str(config), "--ckpt_path", "last", "--trainer.max_steps", "5")
+    assert f"holds checkpoints but no last.ckpt; name the one to resume from (the newest: --ckpt_path {run}" in message
+    # a run folder that is a file, or under one: one line before anything is built (was a traceback from the logger)
+    (tmp_path / "afile").write_text("")
+    for folder in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        assert f"{tmp_path / 'afile'} is a file, not a folder" in _fit_error(capsys, "--trainer.default_root_dir", str(folder))
+
 
 def test_a_launched_run_resumes_in_its_folder_and_a_requeued_slurm_job_is_not_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

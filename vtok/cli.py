@@ -37,6 +37,8 @@ from vtok.run_folder import (
     CHECKPOINT_KEYWORDS,
     newest_checkpoint,
     refuse_a_fresh_run_over_an_old_one,
+    refuse_an_unwritable_run_folder,
+    refuse_resuming_without_a_last_checkpoint,
     resumed_run_folder,
     run_folder,
 )
@@ -167,6 +169,8 @@ class VtokCLI(LightningCLI):
             if newest is not None:
                 config.ckpt_path = newest
                 check_checkpoint(newest, config)
+            else:
+                refuse_resuming_without_a_last_checkpoint(trainer.default_root_dir)
         untrained = config.get("ckpt_path") is None and dotted_get(config, "model.init_from") is None
         if self.subcommand in ("validate", "test") and untrained:
             raise UsageError(  # before the Trainer is built and prints its devices
@@ -174,6 +178,7 @@ class VtokCLI(LightningCLI):
                 "without one it would score the untrained network"
             )
         if self.subcommand == "fit":
+            refuse_an_unwritable_run_folder(trainer.default_root_dir)
             if config.get("ckpt_path") is not None:
                 quiet_resumed_checkpoint_folder()  # the folder holds the run's own checkpoints
                 self._resume_without_prior(config)

@@ -3,6 +3,7 @@ resume starts from (``--ckpt_path last``, a restarted launch, a requeued SLURM j
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -75,4 +76,26 @@ def refuse_a_fresh_run_over_an_old_one(config: Any) -> None:
             f"--ckpt_path {folder / 'last.ckpt'}, or give this run a folder of its own with "
             "--trainer.default_root_dir NEW (a run's config.yaml names its folder when the run was given one, "
             "else a rerun of it gets a new runs/<date-time> by itself)"
+        )
+
+
+def refuse_an_unwritable_run_folder(folder: str) -> None:
+    """A run folder that is a file, lies under one, or cannot be made is one line here, before the data is
+    listed and the model built (it failed later, in the logger, with a traceback); nothing is created."""
+    path = Path(folder).absolute()
+    existing = next(parent for parent in (path, *path.parents) if parent.exists())
+    if not existing.is_dir():
+        raise UsageError(f"trainer.default_root_dir {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"trainer.default_root_dir {folder}: {existing} is not writable")
+
+
+def refuse_resuming_without_a_last_checkpoint(folder: str) -> None:
+    """``--ckpt_path last`` in a run folder whose checkpoints hold no ``last*.ckpt`` (renamed, or a
+    hand-set callback without ``save_last``) started a fresh run beside them, with only Lightning's warning."""
+    saved = sorted((Path(folder) / "checkpoints").glob("*.ckpt"), key=lambda path: path.stat().st_mtime)
+    if saved:
+        raise UsageError(
+            f"--ckpt_path last: {folder} holds checkpoints but no last.ckpt; name the one to resume from "
+            f"(the newest: --ckpt_path {saved[-1]})"
         )
