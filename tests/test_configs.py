@@ -173,6 +173,9 @@ def test_checkpoint_and_data_mistakes_are_one_line_errors(
     with pytest.raises(SystemExit) as exit_info:
         main(["validate", "--trainer.logger", "false", *root, "--ckpt_path", "best"])
     assert exit_info.value.code == 2 and "give a checkpoint file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # a run trained without validation: its config scored nothing, exit 0
+        main(["validate", "--trainer.logger", "false", *root, "--trainer.limit_val_batches", "0", "--ckpt_path", "last"])
+    assert exit_info.value.code == 2 and "--trainer.limit_val_batches 1.0" in capsys.readouterr().err
 
 
 def test_a_damaged_lpips_file_is_named_in_one_line(capsys: pytest.CaptureFixture, tmp_path: Path, vgg_weights: Path) -> None:

@@ -150,6 +150,10 @@ class VtokCLI(LightningCLI):
         trainer = config.trainer
         # settings vtok derives, put back as given once the classes are built (see instantiate_classes)
         self._derived: list[tuple[Any, str, Any]] = []
+        if self.subcommand == "validate" and trainer.get("limit_val_batches") == 0:  # a run's config that trained without it
+            raise UsageError(
+                "trainer.limit_val_batches is 0: vtok validate would score nothing; add --trainer.limit_val_batches 1.0"
+            )
         launch = detect_launch()
         if launch is not None:
             self._apply_launch(config, launch)
