@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import CSVLogger
 from tests.helpers import TINY_DATA, csv_logger, metric_column, tiny_fit_args
 from vtok import VideoAutoencoder
 from vtok.cli import CONFIG_DIR, main
+from vtok.tokenizers import GroupLFQ
 from vtok.training import AutoencoderModule, CodebookMonitor
 
 DISCRETE = {
@@ -40,6 +41,27 @@ def test_detokenize_of_tokenize_equals_decode_of_encode(name: str) -> None:
         assert 0 <= int(indices.min()) and int(indices.max()) < model.codebook_size
         assert torch.equal(model.detokenize(indices), model.decode(model.encode(video)))
         assert torch.equal(model(video).indices, indices)
+
+
+def test_gq_inference_skips_the_entropy_loss_that_validation_still_computes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tokenize and encode would build [N, G, 2^(bits/G)] float32 logits over the whole latent for
+    a loss they throw away; validation runs under no_grad too, and still logs the entropy."""
+    model = tiny(**DISCRETE["gq"])
+    calls: list[tuple[int, ...]] = []
+    entropies = GroupLFQ._entropies
+
+    def counted(self: GroupLFQ, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(tuple(x.shape))
+        return entropies(self, x)
+
+    monkeypatch.setattr(GroupLFQ, "_entropies", counted)
+    video = torch.rand(2, 3, 9, 16, 24) * 2 - 1
+    with torch.no_grad():
+        out = model(video)  # what validation runs
+        assert len(calls) == 1 and {"entropy", "commitment"} <= set(out.losses) and "codebook_entropy" in out.stats
+        indices, codes = model.tokenize(video), model.encode(video)
+    assert len(calls) == 1, "inference computed the entropy loss"
+    assert torch.equal(indices, out.indices) and torch.equal(codes, out.latents)
 
 
 def test_discrete_models_report_their_compression() -> None:

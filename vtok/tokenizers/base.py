@@ -16,7 +16,9 @@ class DiscreteQuantizer(nn.Module, ABC):
     tokens ``[B, tokens_per_position, T, H, W]`` with values in ``[0, codebook_size)``.
 
     Subclasses set ``channels``, ``codebook_size`` and ``tokens_per_position`` and implement
-    ``forward``, ``indices_to_codes`` and ``token_groups``.
+    ``forward(z, with_losses=True)`` (``with_losses=False``, for inference, gives codes and indices
+    alone, without the training and validation losses and statistics), ``indices_to_codes`` and
+    ``token_groups``.
     """
 
     channels: int

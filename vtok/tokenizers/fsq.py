@@ -92,7 +92,9 @@ class FSQ(DiscreteQuantizer):
         shift = torch.atanh(offset / half_l)
         return torch.tanh(x + shift) * half_l - offset
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+    def forward(self, z: torch.Tensor, with_losses: bool = True) -> QuantizerOutput:
+        """Codes and indices of ``z``; FSQ has no losses, and ``with_losses=False`` (inference) also
+        leaves out the batch statistics."""
         self._check_latents(z, f" (K={self.tokens_per_position} tokens x d={self.dim} channels)")
         with torch.autocast(z.device.type, enabled=False):
             x = rearrange(z.float(), "b (k d) t h w -> b k d t h w", k=self.tokens_per_position)
@@ -107,7 +109,7 @@ class FSQ(DiscreteQuantizer):
             codes = self._digits_to_codes(digits) + (scaled - scaled.detach())
             indices = (digits.long() * self._basis.view(-1, 1, 1, 1)).sum(2)
         codes = rearrange(codes, "b k d t h w -> b (k d) t h w").to(z.dtype)
-        return QuantizerOutput(codes=codes, indices=indices, losses={}, stats=self.usage(indices))
+        return QuantizerOutput(codes=codes, indices=indices, stats=self.usage(indices) if with_losses else {})
 
     def _digits_to_codes(self, digits: torch.Tensor) -> torch.Tensor:
         _, half_width = self._grid()

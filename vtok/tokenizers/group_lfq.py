@@ -110,7 +110,10 @@ class GroupLFQ(DiscreteQuantizer):
         options = f"single_token={self.single_token}, temperature={self.temperature}"
         return f"bits={self.bits}, groups={self.groups}, {options}"
 
-    def forward(self, z: torch.Tensor) -> QuantizerOutput:
+    def forward(self, z: torch.Tensor, with_losses: bool = True) -> QuantizerOutput:
+        """Codes and indices of ``z``; with ``with_losses`` (training, validation) also the losses and
+        statistics, whose entropy terms build ``[N, G, 2^(bits/G)]`` float32 tensors over the whole
+        latent; inference passes ``False`` and gets empty ``losses`` and ``stats``."""
         self._check_latents(z)
         with torch.autocast(z.device.type, enabled=False):
             x = z.float()
@@ -118,9 +121,12 @@ class GroupLFQ(DiscreteQuantizer):
             codes = quantized + (x - x.detach())
             bits = rearrange(x.detach() > 0, "b (g c) t h w -> b g c t h w", g=self.groups).long()
             group_indices = (bits * self._weights.view(-1, 1, 1, 1)).sum(2)
+        indices = self._join(group_indices) if self.single_token else group_indices
+        if not with_losses:
+            return QuantizerOutput(codes=codes.to(z.dtype), indices=indices)
+        with torch.autocast(z.device.type, enabled=False):
             per_sample, codebook = self._entropies(x)
             losses = {"entropy": per_sample - codebook, "commitment": F.mse_loss(x, quantized)}
-        indices = self._join(group_indices) if self.single_token else group_indices
         stats = self.usage(indices)
         stats.update(per_sample_entropy=per_sample.detach(), codebook_entropy=codebook.detach())
         return QuantizerOutput(codes=codes.to(z.dtype), indices=indices, losses=losses, stats=stats)

@@ -47,7 +47,7 @@ def code_gains(quantizer: nn.Module, channels: int, device: torch.device) -> tor
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(1, quantizer.channels, 1, GAIN_SAMPLES, GAIN_SAMPLES, generator=generator) * SPREAD
     with torch.no_grad():
-        codes = quantizer(x.to(device)).codes.double().cpu()
+        codes = quantizer(x.to(device), with_losses=False).codes.double().cpu()
     x, codes = x.double()[0, :channels].flatten(1), codes[0, :channels].flatten(1)
     return ((x * codes).sum(1) / codes.square().sum(1).clamp_min(1e-12)).to(device)
 

@@ -54,13 +54,16 @@ class QuantizedBottleneck(nn.Module):
         """Regular codes ``[B, Kd, T, ...]`` and first-frame extra codes ``[B, Ed, 1, ...]`` -> ``[B, Kd+Ed, T, ...]``."""
         return torch.cat([codes, F.pad(extra.to(codes.dtype), (0, 0, 0, 0, 0, codes.shape[2] - 1))], dim=1)
 
-    def forward(self, h: torch.Tensor, sample: bool = True, pixel_values: int = 1) -> BottleneckOutput:
+    def forward(
+        self, h: torch.Tensor, sample: bool = True, pixel_values: int = 1, with_losses: bool = True
+    ) -> BottleneckOutput:
         """Quantizes ``h`` (``sample`` and ``pixel_values`` are the Gaussian's: quantizing draws
-        nothing, and the quantizers' losses are means already)."""
-        out = self.quantizer(self.project_in(h))
+        nothing, and the quantizers' losses are means already). ``with_losses=False`` (inference)
+        skips the losses and statistics, which training and validation log."""
+        out = self.quantizer(self.project_in(h), with_losses=with_losses)
         if self.first_frame is None:
             return BottleneckOutput(latents=out.codes, indices=out.indices, losses=out.losses, stats=out.stats)
-        extra = self.first_frame(self.project_in_first(h[:, :, :1]))
+        extra = self.first_frame(self.project_in_first(h[:, :, :1]), with_losses=with_losses)
         stats = {**out.stats, **{f"first_frame_{k}": v for k, v in extra.stats.items()}}
         return BottleneckOutput(
             latents=self._with_first_frame(out.codes, extra.codes),
@@ -71,10 +74,12 @@ class QuantizedBottleneck(nn.Module):
         )
 
     def encode(self, h: torch.Tensor) -> torch.Tensor:
-        return self.forward(h).latents
+        """The codes of ``h`` (inference: no losses)."""
+        return self.forward(h, with_losses=False).latents
 
     def tokenize(self, h: torch.Tensor) -> torch.Tensor | FirstFrameTokens:
-        out = self.forward(h)
+        """The tokens of ``h`` (inference: no losses)."""
+        out = self.forward(h, with_losses=False)
         return out.indices if self.first_frame is None else FirstFrameTokens(out.indices, out.first_frame_indices)
 
     def indices_to_codes(self, tokens: torch.Tensor | FirstFrameTokens) -> torch.Tensor:
