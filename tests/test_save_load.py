@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from vtok import VideoAutoencoder
 from vtok.vae.timestep import Modulation
@@ -42,6 +43,18 @@ def test_round_trip_gives_identical_outputs(tmp_path: Path) -> None:
         assert torch.equal(model.decode(latents), loaded.decode(latents))
         assert torch.equal(model(video).reconstruction, loaded(video).reconstruction)
     assert str(loaded.compression) == "2x8x8"
+
+
+def test_kl_latents_of_a_batch_save_with_safetensors_alone(tmp_path: Path) -> None:
+    """encode returned the mean as a view of [B, 2C, ...] features: safetensors refused it and
+    torch.save wrote the log-variance too."""
+    torch.manual_seed(0)
+    model = VideoAutoencoder(latent_channels=4, block_out_channels=(8, 8), layers_per_block=1).eval()
+    with torch.no_grad():
+        latents = model.encode(torch.rand(2, 3, 5, 16, 16) * 2 - 1)
+    save_file({"latents": latents}, tmp_path / "latents.safetensors")
+    assert torch.equal(load_file(tmp_path / "latents.safetensors")["latents"], latents)
+    assert latents.untyped_storage().nbytes() == latents.numel() * latents.element_size()
 
 
 @pytest.mark.parametrize("edit", [{"fsq_levels": [5, 8, 8]}, {"frame_padding": "zeros"}, {"temporal_compression": 2}])

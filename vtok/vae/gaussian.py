@@ -46,7 +46,9 @@ class GaussianBottleneck(nn.Module):
         )
 
     def encode(self, h: torch.Tensor) -> torch.Tensor:
-        return h.chunk(2, dim=1)[0]
+        """The posterior mean, a tensor of its own: a view of ``h``'s first half would not save with
+        safetensors, and ``torch.save`` would write the log-variance with it."""
+        return h.chunk(2, dim=1)[0].contiguous()
 
     def to_decoder(self, codes: torch.Tensor) -> torch.Tensor:
         return codes
