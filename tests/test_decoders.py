@@ -84,6 +84,18 @@ def test_the_generative_decoder_reads_noise_zero_by_default() -> None:
     assert model.decoder.conv_in.in_channels == model.config.latent_channels + 8
 
 
+def test_decode_refuses_latents_of_another_dtype_naming_the_fix_as_encode_does() -> None:
+    """A bf16 latent into a float32 model gave torch's "Input type (c10::BFloat16) and bias type (float)"."""
+    model = preset_autoencoder("kl_4x8x8")
+    latents = torch.randn(1, 16, 2, 2, 2)
+    for dtype in (torch.bfloat16, torch.float64, torch.int64):
+        fix = rf"the latents are {dtype} and the model torch.float32: use latents.to\(model.dtype\)"
+        with pytest.raises(ValueError, match=fix):
+            model.decode(latents.to(dtype))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts as it goes: allowed
+        assert model.decode(latents.bfloat16()).shape == (1, 3, 5, 16, 16)
+
+
 def test_joint_training_decodes_continuous_latents_through_the_generative_decoder() -> None:
     """forward(continuous=True), what joint discrete-continuous training runs, gives the decoder its
     noise channels on the continuous path too: the same video as decode(encode(..., discrete=False))."""

@@ -243,11 +243,16 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
             )
         if not video.is_floating_point():  # uint8 frames straight from a decoder
             raise ValueError(f"expected float pixels in [-1, 1], got {video.dtype}: use video.float() / 127.5 - 1")
-        if not torch.is_autocast_enabled(video.device.type):  # first: cheaper than diffusers' self.dtype
-            weights = next(self.parameters()).dtype
-            if video.dtype != weights:
-                raise ValueError(f"the video is {video.dtype} and the model {weights}: use video.to(model.dtype)")
+        self._check_dtype(video, "the video is", "video")
         self.compression.check_clip(*video.shape[2:])
+
+    def _check_dtype(self, tensor: torch.Tensor, subject: str, variable: str) -> None:
+        """Raises ``ValueError`` naming the fix when ``tensor`` is not in the model's dtype (under
+        autocast any dtype goes: it casts as it goes); ``subject`` and ``variable`` name it in the message."""
+        if not torch.is_autocast_enabled(tensor.device.type):  # first: cheaper than diffusers' self.dtype
+            weights = next(self.parameters()).dtype
+            if tensor.dtype != weights:
+                raise ValueError(f"{subject} {tensor.dtype} and the model {weights}: use {variable}.to(model.dtype)")
 
     def latent_values_per_pixel(self) -> float:
         """Latent values per input pixel value, ``C / (3·t·s·s)``, for long clips."""
@@ -283,6 +288,7 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
         channels = self.quantizer.input_channels if continuous else self.quantizer.code_channels
         if latents.ndim != 5 or latents.shape[1] != channels:
             raise ValueError(f"expected latents [B, {channels}, t, h, w], got {tuple(latents.shape)}")
+        self._check_dtype(latents, "the latents are", "latents")
         # one layout whatever the caller's, so latents built from token indices decode to the same bits
         latents = to_network_layout(latents)
         features = latents if continuous else self.quantizer.to_decoder(latents)
