@@ -64,6 +64,18 @@ def test_gq_inference_skips_the_entropy_loss_that_validation_still_computes(monk
     assert torch.equal(indices, out.indices) and torch.equal(codes, out.latents)
 
 
+@pytest.mark.parametrize("dtype", [torch.uint16, torch.uint32, torch.int32])
+def test_detokenize_takes_unsigned_index_dtypes(dtype: torch.dtype) -> None:
+    """uint16 is the natural storage of a 64,000-code vocabulary; its range check raised
+    NotImplementedError ("min_all" not implemented for 'UInt16')."""
+    model = tiny(bottleneck="fsq", fsq_levels=[8, 8, 8, 5, 5, 5])
+    with torch.no_grad():
+        tokens = model.tokenize(torch.rand(1, 3, 5, 16, 16) * 2 - 1)
+        assert torch.equal(model.detokenize(tokens.to(dtype)), model.detokenize(tokens))
+        with pytest.raises(ValueError, match=r"range over \[64000, 64000\], outside \[0, 64000\)"):
+            model.detokenize(torch.full_like(tokens, 64000).to(dtype))
+
+
 def test_discrete_models_report_their_compression() -> None:
     fsq = tiny(**DISCRETE["fsq_mt2"])
     assert (fsq.codebook_size, fsq.tokens_per_position) == (1000, 2)

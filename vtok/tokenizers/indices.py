@@ -29,7 +29,7 @@ def check_index_tensor(
         raise ValueError(f"{name} have shape {tuple(indices.shape)}; expected {valid}")
     if indices.numel() == 0:
         return
-    low, high = int(indices.min()), int(indices.max())
+    low, high = (int(bound) for bound in indices.long().aminmax())  # torch has no min/max for uint16/uint32
     if low < 0 or high >= codebook_size:
         raise ValueError(f"{name} range over [{low}, {high}], outside [0, {codebook_size}); expected {valid}")
 
