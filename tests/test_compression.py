@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -56,12 +58,31 @@ def test_plan_puts_time_in_the_last_stages() -> None:
         ({"patch_size": 3}, "power of 2 dividing"),
         ({"block_out_channels": [8, 16, 16, 16, 16]}, "give at most 4"),
         ({"block_out_channels": [12, 20]}, "set resample_shortcut=false"),
+        # each was accepted and ignored or misread: "zero" replicated, K stayed gq_groups, 5.5 became 5
+        ({"frame_padding": "zero"}, "frame_padding='zero' is not supported; choose one of ('replicate', 'zeros')"),
+        ({"bottleneck": "gq", "gq_bits": 8, "gq_groups": 2, "tokens_per_position": 4}, "leave tokens_per_position at 1 (or 2)"),
+        ({"tokens_per_position": 2}, "bottleneck kl has no tokens; leave it at 1"),
+        ({"bottleneck": "fsq", "fsq_levels": [5.5, 3]}, "FSQ levels must be integers (8.0 is 8; range [3, inf)), got [5.5, 3]"),
     ],
 )
 def test_invalid_configs_name_the_fix(config: dict, message: str) -> None:
     base = {"latent_channels": 4, "block_out_channels": [8, 16], "layers_per_block": 1}
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         VideoAutoencoder(**{**base, **config})
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"bottleneck": "fsq", "fsq_levels": [8.0, 5, 5]},  # a float level that is an integer, as earlier configs may hold
+        {"bottleneck": "gq", "gq_bits": 8, "gq_groups": 2, "tokens_per_position": 2},  # GQ's own K
+        {"bottleneck": "gq", "gq_bits": 8, "gq_groups": 2, "gq_single_token": True, "tokens_per_position": 1},
+        {"frame_padding": "zeros"},
+    ],
+)
+def test_configs_that_were_always_valid_still_build(config: dict) -> None:
+    model = VideoAutoencoder(latent_channels=4, block_out_channels=[8, 16], layers_per_block=1, **config)
+    assert model.config.frame_padding in ("replicate", "zeros")
 
 
 def test_invalid_clip_shapes_name_the_nearby_valid_sizes() -> None:

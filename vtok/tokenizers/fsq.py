@@ -46,6 +46,8 @@ class FSQ(DiscreteQuantizer):
 
     def __init__(self, levels: Sequence[int], tokens_per_position: int = 1) -> None:
         super().__init__()
+        if any(float(level) % 1 for level in levels):  # int() would truncate 5.5 to 5 in silence (NaN: refused)
+            raise ValueError(f"FSQ levels must be integers (8.0 is 8; range [3, inf)), got {list(levels)}")
         levels = [int(level) for level in levels]
         if not levels or min(levels) < MIN_LEVELS:
             raise ValueError(

@@ -79,11 +79,13 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
         patch_size: space-to-depth factor before the first convolution (a divisor of ``s``).
         bottleneck: ``"kl"`` (diagonal Gaussian), ``"fsq"`` (finite scalar quantization) or
             ``"gq"`` (group-wise lookup-free quantization).
-        frame_padding: what causal convolutions see before the first frame.
+        frame_padding: what causal convolutions see before the first frame: ``"replicate"`` (copies
+            of the first frame) or ``"zeros"``.
         resample_shortcut: parameter-free space/time-to-depth shortcuts around resampling.
         in_channels: video channels.
         fsq_levels: FSQ levels per channel, e.g. ``[8, 8, 8, 5, 5, 5]`` (64,000 codes).
-        tokens_per_position: FSQ tokens per latent position (OneVAE multi-token quantization).
+        tokens_per_position: FSQ tokens per latent position (OneVAE multi-token quantization);
+            ``kl`` takes only 1 and ``gq`` 1 or its own count (``gq_groups``, or 1 with ``gq_single_token``).
         gq_bits: GQ bits per latent position (effective codebook ``2^gq_bits``).
         gq_groups: GQ groups; each is one token of ``gq_bits / gq_groups`` bits.
         gq_single_token: GQ gives one ``gq_bits``-wide token per position instead (``<= 62`` bits).

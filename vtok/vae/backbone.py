@@ -32,6 +32,11 @@ class BackboneSpec:
     resample_shortcut: bool = True
     frame_padding: FramePadding = "replicate"
 
+    def __post_init__(self) -> None:
+        # a causal convolution pads with zeros only for "zeros": any other value (a typo) replicated in silence
+        if self.frame_padding not in FramePadding.__args__:
+            raise ValueError(f"frame_padding={self.frame_padding!r} is not supported; choose one of {FramePadding.__args__}")
+
     @property
     def widths(self) -> list[int]:
         return level_widths(self.block_out_channels, len(self.plan) + 1)

@@ -69,6 +69,7 @@ def build_bottleneck(kind: BottleneckKind, latent_channels: int, settings: Quant
             f"first_frame_tokens={settings.first_frame_tokens}: extra first-frame tokens need bottleneck fsq and "
             "a count >= 1 (0 turns them off, as bottleneck kl and gq need)"
         )
+    _check_tokens_per_position(kind, settings)
     if kind == "kl":
         from vtok.vae.gaussian import GaussianBottleneck
 
@@ -83,3 +84,22 @@ def build_bottleneck(kind: BottleneckKind, latent_channels: int, settings: Quant
         quantizer = GroupLFQ(settings.gq_bits, settings.gq_groups, settings.gq_single_token, settings.gq_temperature)
         return QuantizedBottleneck(quantizer, latent_channels)
     raise ValueError(f"bottleneck={kind!r} is not supported; choose one of {BottleneckKind.__args__}")
+
+
+def _check_tokens_per_position(kind: BottleneckKind, settings: QuantizerSettings) -> None:
+    """Raises ``ValueError`` for a ``tokens_per_position`` the bottleneck would ignore: the field is
+    FSQ's; GQ gives ``gq_groups`` tokens per position (1 with ``gq_single_token``) and kl none. The
+    default 1, which every earlier kl and gq config carries, and GQ's own count are accepted."""
+    if kind == "fsq" or settings.tokens_per_position == 1:
+        return
+    if kind == "gq":
+        count = 1 if settings.gq_single_token else settings.gq_groups
+        if settings.tokens_per_position == count:
+            return
+        raise ValueError(
+            f"tokens_per_position={settings.tokens_per_position} is FSQ's: bottleneck gq gives {count} tokens per position "
+            f"(gq_groups, or 1 with gq_single_token): set gq_groups and leave tokens_per_position at 1 (or {count})"
+        )
+    raise ValueError(
+        f"tokens_per_position={settings.tokens_per_position} is FSQ's: bottleneck {kind} has no tokens; leave it at 1"
+    )
