@@ -136,6 +136,18 @@ def test_stage_two_without_stage_one_s_weights_is_refused(tmp_path: Path, capsys
     assert "--model.init_from" in error and not (tmp_path / "run").exists()
 
 
+def test_the_readme_gives_the_ltx_presets_long_decode_window_from_its_reach() -> None:
+    """The README said 18 / 36 / 72 latent frames, the reach of a one-layer test model, where the
+    preset's own depth reaches 11 latent frames: overlap 22, chunks of 44, a window of about 88."""
+    config = yaml.safe_load((CONFIG_DIR / "ltx_8x32x32.yaml").read_text())["model"]["autoencoder"]
+    with torch.device("meta"):  # the preset's real widths and depth, without their memory
+        overlap = 2 * temporal_reach(VideoAutoencoder(**config).decoder)
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert f"{overlap} latent frames for the `ltx_8x32x32` preset, whose reach is {overlap // 2}" in readme
+    assert f"({2 * overlap} latent frames for the `ltx_8x32x32` preset)" in readme
+    assert f"(about `4·overlap` latent frames, {4 * overlap} for the `ltx_8x32x32` preset" in readme
+
+
 def test_stage_two_trains_only_the_decoder(tmp_path: Path) -> None:
     tiny = ["--model.autoencoder.block_out_channels", "[8, 16]", "--model.autoencoder.layers_per_block", "1",
             "--model.loss.perceptual_weight", "0", "--model.adversarial.channels", "8",

@@ -36,10 +36,11 @@ class LongVideoMixin:
     decoder decodes chunks with ``temporal_overlap`` latent frames of context on each side and
     cross-fades the overlaps; by default twice the decoder's reach (:func:`temporal_reach`), so
     that beyond the cross-fade each chunk sees all it depends on and the result equals one pass.
-    Its effective chunk is ``max(temporal_chunk, 2 * overlap)``: a chunk of 4 between 2 x 18 frames
-    of context decoded each latent frame ten times over, a chunk of twice the overlap decodes at most
-    twice the clip's frames; a clip of at most ``1 + chunk + 2 * overlap`` latent frames, no more than
-    one chunk's window, is decoded in one pass. Its activation memory follows that window.
+    Its effective chunk is ``max(temporal_chunk, 2 * overlap)``: a chunk of 4 between 2 x 22 frames
+    of context (the ltx_8x32x32 preset's) decoded each latent frame twelve times over, a chunk of twice
+    the overlap decodes at most twice the clip's frames; a clip of at most ``1 + chunk + 2 * overlap``
+    latent frames, no more than one chunk's window, is decoded in one pass. Its activation memory
+    follows that window.
     Tiling is off until :meth:`enable_tiling`.
     """
 
