@@ -175,6 +175,9 @@ def test_first_frame_tokens_go_through_evaluate_tokenize_and_detokenize(video_fo
     model = load_autoencoder(path)
     metrics, _ = evaluated(path, video_folder, tmp_path / "eval")
     assert metrics["tokens_per_second_of_video"] == pytest.approx((2 * 4 * 4 + 2 * 4 * 4) / (5 / 24))  # 2x4x4 regular + 2 extra per first-frame position
+    # per clip, as bits_per_pixel: 4 channels at 2x4x4 positions, the 2 x 4 extra channels in the first frame alone
+    assert metrics["latent_values_per_pixel"] == pytest.approx((4 * 2 * 4 * 4 + 8 * 4 * 4) / (3 * 5 * 32 * 32))
+    assert model.latent_values_per_pixel() == pytest.approx(4 / (3 * 4 * 8 * 8)), "long clips: the extras vanish"
     with torch.no_grad():
         own = model.tokenize(clips(video_folder))
     regular = usage_and_perplexity(own.indices.flatten(), 1000)  # regular tokens only, as before

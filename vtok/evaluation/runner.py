@@ -192,8 +192,10 @@ class _Evaluation:
             self.slower_than_asked += [info.path for info in infos if info.stride == 1 and 0 < info.source_fps < target]
         frames, height, width = video.shape[2:]
         self.enlarged += [info.path for info in infos if enlarges(*info.source_size, (height, width))]
-        positions = math.prod(latents.shape[2:])
-        self.latent_values_per_pixel = latents.shape[1] * positions / (video.shape[1] * frames * height * width)
+        # per clip, as bits_per_pixel: first-frame extras (zero channels in later frames) count in the first frame alone
+        extra = self.model.quantizer.first_frame_channels if self.discrete else 0
+        values = (latents.shape[1] - extra) * math.prod(latents.shape[2:]) + extra * math.prod(latents.shape[3:])
+        self.latent_values_per_pixel = values / (video.shape[1] * frames * height * width)
         if self.discrete:
             tokens = self.model.tokens_per_clip(frames, height, width)  # first-frame extras included
             self.token_rates += [tokens * info.fps / frames for info in infos if info.fps > 0]

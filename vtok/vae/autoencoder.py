@@ -257,8 +257,11 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
                 raise ValueError(f"{subject} {tensor.dtype} and the model {weights}: use {variable}.to(model.dtype)")
 
     def latent_values_per_pixel(self) -> float:
-        """Latent values per input pixel value, ``C / (3·t·s·s)``, for long clips."""
-        return self.quantizer.code_channels / (self.config.in_channels * self.compression.pixels_per_latent_position())
+        """Latent values per input pixel value, ``C / (3·t·s·s)``, for long clips: ``C`` counts the
+        channels of every latent frame, not first-frame extras (zeros in later frames), which vanish
+        in the limit as their tokens do in the presets' bits per pixel."""
+        channels = self.quantizer.code_channels - self.quantizer.first_frame_channels
+        return channels / (self.config.in_channels * self.compression.pixels_per_latent_position())
 
     def encode(self, video: torch.Tensor, discrete: bool = True) -> torch.Tensor:
         """Deterministic latents ``[B, C, 1 + k, H/s, W/s]``: the posterior mean for ``kl``, the

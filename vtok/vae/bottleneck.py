@@ -35,6 +35,7 @@ class Bottleneck(Protocol):
     input_channels: int
     code_channels: int
     output_channels: int
+    first_frame_channels: int  # of code_channels, those that carry values in the first latent frame alone
 
     def __call__(self, h: torch.Tensor, sample: bool, pixel_values: int) -> BottleneckOutput:
         """``pixel_values``: of one input clip (3·T·H·W), for losses reported per pixel value."""

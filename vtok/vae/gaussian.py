@@ -29,6 +29,7 @@ class GaussianBottleneck(nn.Module):
         super().__init__()
         self.input_channels = 2 * latent_channels
         self.code_channels = self.output_channels = latent_channels
+        self.first_frame_channels = 0
 
     def forward(self, h: torch.Tensor, sample: bool = True, pixel_values: int = 1) -> BottleneckOutput:
         """The (sampled) latent, the KL per pixel value (``pixel_values``: of one input clip; 1

@@ -41,7 +41,8 @@ class QuantizedBottleneck(nn.Module):
         self.first_frame = first_frame
         self.input_channels = self.output_channels = latent_channels
         self.regular_channels = quantizer.channels
-        self.code_channels = quantizer.channels + (first_frame.channels if first_frame is not None else 0)
+        self.first_frame_channels = first_frame.channels if first_frame is not None else 0  # zeros in later frames
+        self.code_channels = quantizer.channels + self.first_frame_channels
         self.project_in = _projection(latent_channels, quantizer.channels)
         self.project_out = _projection(quantizer.channels, latent_channels)
         if first_frame is not None:
