@@ -96,6 +96,25 @@ def test_decode_refuses_latents_of_another_dtype_naming_the_fix_as_encode_does()
         assert model.decode(latents.bfloat16()).shape == (1, 3, 5, 16, 16)
 
 
+def test_decode_refuses_a_noise_seed_or_noise_level_its_decoder_cannot_use() -> None:
+    """A noise seed to a decoder without noise channels was ignored in silence (a timestep to an
+    unconditioned one raised); a level of 5, -1 or NaN was decoded as given."""
+    plain = preset_autoencoder("kl_4x8x8")
+    latents = torch.randn(2, 16, 2, 2, 2)
+    with pytest.raises(ValueError, match=r"decode\(noise_seed=...\) needs decoder_noise_channels > 0"):
+        plain.decode(latents, noise_seed=3)
+    denoising = preset_autoencoder("ltx_8x32x32", latent_channels=16)
+    for level in (5.0, -1.0, float("nan"), torch.tensor([0.1, 1.5])):
+        with pytest.raises(ValueError, match=r"timestep must lie in \[0, 1\]"):
+            denoising.decode(latents, timestep=level)
+        with pytest.raises(ValueError, match=r"timestep must lie in \[0, 1\]"):
+            plain.decode_noised(latents, level, torch.randn_like(latents))
+    with pytest.raises(ValueError, match=r"one per clip, \[2\], got shape \(3,\)"):
+        denoising.decode(latents, timestep=torch.tensor([0.1, 0.2, 0.3]))
+    with torch.no_grad():
+        assert denoising.decode(latents, timestep=torch.tensor([0.0, 1.0])).shape == (2, 3, 9, 64, 64)
+
+
 def test_joint_training_decodes_continuous_latents_through_the_generative_decoder() -> None:
     """forward(continuous=True), what joint discrete-continuous training runs, gives the decoder its
     noise channels on the continuous path too: the same video as decode(encode(..., discrete=False))."""

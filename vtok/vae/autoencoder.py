@@ -24,7 +24,7 @@ from vtok.vae.layout import to_network_layout
 from vtok.vae.long_video import LongVideoMixin
 from vtok.vae.readable_weights import ReadableWeightsMixin
 from vtok.vae.strict_loading import StrictLoadingMixin
-from vtok.vae.timestep import noised
+from vtok.vae.timestep import check_noise_level, noised
 from vtok.vae.tokens import FirstFrameTokens
 
 
@@ -287,7 +287,7 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
             discrete: ``False`` decodes a discrete model's continuous latents.
             timestep: noise level of ``latents`` for a denoising decoder (default 0: clean).
             noise_seed: a generative decoder reads zero noise (deterministic) unless given a seed,
-                which draws one plausible reconstruction.
+                which draws one plausible reconstruction; any other decoder refuses one.
         """
         continuous = self.is_discrete and not discrete
         channels = self.quantizer.input_channels if continuous else self.quantizer.code_channels
@@ -297,6 +297,8 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
         # one layout whatever the caller's, so latents built from token indices decode to the same bits
         latents = to_network_layout(latents)
         features = latents if continuous else self.quantizer.to_decoder(latents)
+        if noise_seed is not None and not self.config.decoder_noise_channels:
+            raise ValueError("decode(noise_seed=...) needs decoder_noise_channels > 0: this decoder reads no noise")
         generator = torch.Generator(device=features.device).manual_seed(noise_seed) if noise_seed is not None else None
         features = self._decoder_input(features, sample=noise_seed is not None, generator=generator)
         return self._decode_features(features, self._timestep(timestep, latents))
@@ -306,15 +308,22 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
     ) -> torch.Tensor:
         """Decodes ``latents`` noised to level ``timestep`` (``(1 - t)·z + t·noise``), telling a
         denoising decoder the level (a plain decoder is not told: it cannot take it)."""
+        check_noise_level(timestep)
         told = timestep if self.config.decoder_timestep_conditioning else None
         return self.decode(noised(latents, timestep, noise), discrete=discrete, timestep=told)
 
     def _timestep(self, timestep: float | torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+        """``timestep`` as float32 ``[B]`` for a denoising decoder, ``None`` for any other (which takes none
+        but 0); ``ValueError`` for a level outside ``[0, 1]`` or not one per clip of ``like``."""
         if timestep is None or not self.config.decoder_timestep_conditioning:
             if timestep is not None and (torch.is_tensor(timestep) or timestep != 0):
                 raise ValueError("decode(timestep=...) needs decoder_timestep_conditioning=true")
             return None
-        return torch.as_tensor(timestep, device=like.device, dtype=torch.float32).expand(like.shape[0])
+        t = torch.as_tensor(timestep, device=like.device, dtype=torch.float32)
+        if t.ndim > 1 or t.numel() not in (1, like.shape[0]):
+            raise ValueError(f"timestep must be a number or one per clip, [{like.shape[0]}], got shape {tuple(t.shape)}")
+        check_noise_level(t)
+        return t.expand(like.shape[0])
 
     def _decoder_input(
         self, features: torch.Tensor, sample: bool, generator: torch.Generator | None = None

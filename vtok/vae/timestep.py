@@ -9,6 +9,13 @@ import torch
 from torch import nn
 
 
+def check_noise_level(timestep: float | torch.Tensor) -> None:
+    """Raises ``ValueError`` unless ``timestep`` (a number or a tensor of them) lies in ``[0, 1]``; NaN does not."""
+    t = torch.as_tensor(timestep, dtype=torch.float32)
+    if not bool(((t >= 0) & (t <= 1)).all()):
+        raise ValueError(f"timestep must lie in [0, 1] (the latents' noise level: 0 clean, 1 pure noise), got {t.tolist()}")
+
+
 def noised(latents: torch.Tensor, timestep: float | torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Latents at noise level ``t``: ``(1 - t)·z + t·ε`` (``t`` a float or broadcastable tensor)."""
     return (1 - timestep) * latents + timestep * noise
