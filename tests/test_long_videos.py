@@ -36,6 +36,21 @@ def test_chunked_encode_and_decode_equal_one_pass(temporal: int, bottleneck: str
                 assert torch.equal(model.tokenize(video), tokens)
 
 
+def test_chunk_and_overlap_settings_are_checked_when_set() -> None:
+    """0, -1 or 2.5 latent frames per chunk, or a negative overlap, failed deep in the chunking with
+    range()'s, einops' or a convolution's error."""
+    model = tiny(decoder_causal=False)
+    for chunk in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match=rf"temporal_chunk must be None or an integer >= 1 .*got {chunk!r}"):
+            model.temporal_chunk = chunk
+    with pytest.raises(ValueError, match=r"temporal_overlap must be None or an integer >= 0 .*got -1"):
+        model.temporal_overlap = -1
+    assert (model.temporal_chunk, model.temporal_overlap) == (4, None), "refused values leave the settings"
+    model.temporal_chunk, model.temporal_overlap = None, 0
+    assert (model.temporal_chunk, model.temporal_overlap) == (None, 0)
+    assert tiny().temporal_overlap is None, "one model's setting is its own"
+
+
 @pytest.mark.parametrize("temporal", [1, 4])
 def test_chunked_encode_and_decode_with_activation_checkpointing_give_the_one_pass_gradients(temporal: int) -> None:
     """Backward recomputed checkpointed chunks after the stream had moved on: a shape error at temporal

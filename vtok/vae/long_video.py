@@ -27,6 +27,14 @@ def temporal_reach(decoder: nn.Module) -> int:
     return math.ceil(reach) + 1
 
 
+def _frames_or_none(name: str, value: int | None, least: int, meaning: str) -> int | None:
+    """``value`` if it is ``None`` or an integer ``>= least``, else ``ValueError`` naming ``name``: 0 or
+    2.5 latent frames failed deep inside the chunking with torch's or Python's error."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+        return value
+    raise ValueError(f"{name} must be None or an integer >= {least} ({meaning}), got {value!r}")
+
+
 class LongVideoMixin:
     """``encode``/``decode``/``tokenize`` of ``VideoAutoencoder`` run through these two methods.
 
@@ -44,9 +52,29 @@ class LongVideoMixin:
     Tiling is off until :meth:`enable_tiling`.
     """
 
-    temporal_chunk: int | None
-    temporal_overlap: int | None = None  # latent frames of context each side of a non-causal chunk (None: exact)
     tile: tuple[int, int] | None
+    _temporal_chunk: int | None = None
+    _temporal_overlap: int | None = None
+
+    @property
+    def temporal_chunk(self) -> int | None:
+        """Latent frames per chunk in encode/decode/tokenize (``None``: one pass)."""
+        return self._temporal_chunk
+
+    @temporal_chunk.setter
+    def temporal_chunk(self, value: int | None) -> None:
+        self._temporal_chunk = _frames_or_none("temporal_chunk", value, 1, "latent frames per chunk; None: one pass")
+
+    @property
+    def temporal_overlap(self) -> int | None:
+        """Latent frames of context each side of a non-causal chunk (``None``: twice the reach, exact)."""
+        return self._temporal_overlap
+
+    @temporal_overlap.setter
+    def temporal_overlap(self, value: int | None) -> None:
+        self._temporal_overlap = _frames_or_none(
+            "temporal_overlap", value, 0, "latent frames of context each side; None: twice the decoder's reach"
+        )
 
     def enable_tiling(self, tile: int = 256, overlap: int = 64) -> None:
         """Encode and decode in overlapping ``tile`` x ``tile`` pixel tiles, blended over ``overlap``.
