@@ -16,6 +16,7 @@ from vtok import VideoAutoencoder
 from vtok.cli import CONFIG_DIR, main
 from vtok.tokenizers import GroupLFQ
 from vtok.training import AutoencoderModule, CodebookMonitor
+from vtok.training.rank_states import from_every_rank
 
 DISCRETE = {
     "fsq": {"bottleneck": "fsq", "fsq_levels": [8, 5, 5, 5]},
@@ -206,3 +207,22 @@ def test_codebook_monitor_counts_codes_per_slot_over_a_window(
             step(torch.arange(64), torch.arange(100, 164))
         assert logged[-1] == pytest.approx({"codebook/usage": 0.064, "codebook/min_slot_usage": 0.064})
         assert len(logged) == 2 and caplog.records == []
+
+
+def test_held_out_scores_of_a_gq_model_do_not_depend_on_how_the_clips_are_batched() -> None:
+    """GQ's entropy term is the batch's codebook entropy, not a clip's score: in val/loss it made one
+    checkpoint score 0.157 in batches of 2, 0.216 in batches of 1, and another figure on two ranks."""
+    module = AutoencoderModule(tiny(**DISCRETE["gq"]))
+    module.trainer = Trainer(logger=False, accelerator="cpu")
+    video = torch.rand(4, 3, 5, 32, 32) * 2 - 1
+
+    def scores(batches: list[torch.Tensor]) -> dict[str, float]:
+        module._held_out_means = None
+        with torch.no_grad():
+            for part in batches:
+                module._score({"video": part}, "val")
+        return module._held_out_means.means(from_every_rank)
+
+    whole, singles = scores([video]), scores(list(video.split(1)))
+    assert whole.keys() == singles.keys() and "val/loss" in whole and "val/entropy" not in whole
+    assert all(whole[key] == pytest.approx(singles[key], rel=1e-5, abs=1e-6) for key in whole), (whole, singles)

@@ -4,7 +4,8 @@ validation during ``vtok fit``, and ``vtok test``).
 Both run the same code: the inference weights (the EMA copy when kept) reconstruct each clip; the
 objective's terms and, in float32 as ``vtok evaluate`` computes them, PSNR and SSIM per clip are
 averaged over clips across ranks, each clip once (a rank's padding is left out), and logged under
-``val/`` or ``test/``.
+``val/`` or ``test/``; terms that are statistics of a batch (GQ's entropy) are left out, as they would
+change with the batch size and the number of ranks.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from vtok.training.clip_means import ClipWeightedMeans
 from vtok.training.rank_states import from_every_rank
 
 log = logging.getLogger(__name__)
+
+# Bottleneck terms that are statistics of a whole batch (GQ's entropy term holds the batch's codebook entropy):
+# held-out scores are means over clips, each clip once, so they leave these out, of the loss too.
+BATCH_STATISTICS = frozenset({"entropy"})
 
 
 class HeldOutScoring:
@@ -61,6 +66,8 @@ class HeldOutScoring:
             video = video[~repeated]
         output = self.inference_autoencoder(video, sample_posterior=False, continuous=self.continuous_weight > 0)
         terms = self.loss(video, output, self.trained_batches)
+        for name in BATCH_STATISTICS & terms.keys():  # not a clip's score: it would change with the batching and ranks
+            terms["loss"] = terms["loss"] - self.loss.bottleneck_weight(name, self.trained_batches) * terms.pop(name)
         metrics = {f"{prefix}/{key}": value for key, value in terms.items()}
         with torch.autocast(video.device.type, enabled=False):  # the code `vtok evaluate` runs, in fp32 as there
             reconstruction = output.reconstruction.float()
