@@ -244,7 +244,9 @@ def test_a_resume_goes_on_in_its_run_with_the_flags_given_and_a_rerun_starts_a_n
     main(["fit", "--config", str(config), "--trainer.max_steps", "1"])
     assert len(list((tmp_path / "runs").iterdir())) == 2
     assert "--trainer.default_root_dir" in _fit_error(capsys, "--ckpt_path", "last")  # a new folder has nothing to resume
-    main(["validate", "--config", str(config), "--ckpt_path", "last"])  # the run's config.yaml says where "last" is
+    caplog.clear()
+    main(["validate", "--config", str(config), "--ckpt_path", "last", "--model.grad_clip", "0.9"])  # config.yaml says where
+    assert "where the checkpoint trained with" not in caplog.text, "validate trains nothing: no 'going on with' a setting"
     assert len(list((tmp_path / "runs").iterdir())) == 2
     caplog.clear()  # "last" is resolved to its file, whose settings are compared as a named file's are
     main(["fit", "--config", str(config), "--ckpt_path", "last", "--trainer.max_steps", "4", "--model.grad_clip", "0.25"])

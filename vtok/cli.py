@@ -172,7 +172,7 @@ class VtokCLI(LightningCLI):
                 )
             if newest is not None:
                 config.ckpt_path = newest
-                check_checkpoint(newest, config)
+                check_checkpoint(newest, config, training=self.subcommand == "fit")
             else:
                 refuse_resuming_without_a_last_checkpoint(trainer.default_root_dir)
         untrained = config.get("ckpt_path") is None and dotted_get(config, "model.init_from") is None
@@ -354,7 +354,7 @@ class VtokCLI(LightningCLI):
             )
         if path is None or path in CHECKPOINT_KEYWORDS or "://" in str(path):
             return  # resolved later: "last" once the run folder is known, the others by Lightning, fsspec
-        check_checkpoint(path, self.config[subcommand])
+        check_checkpoint(path, self.config[subcommand], training=subcommand == "fit")
 
     def before_validate(self) -> None:
         self._check_data("validate")

@@ -33,9 +33,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def check_checkpoint(path: str, config: Any) -> None:
-    """Raises :class:`UsageError` unless ``path`` is a readable Lightning checkpoint; reports the
-    ``model.*`` settings that differ from its own (see :func:`_report_changed_settings`)."""
+def check_checkpoint(path: str, config: Any, training: bool = True) -> None:
+    """Raises :class:`UsageError` unless ``path`` is a readable Lightning checkpoint of the network the
+    config describes; when ``training`` (a resumed fit), reports the ``model.*`` settings that differ
+    from its own (see :func:`_report_changed_settings`: validate and test train nothing)."""
     if not Path(path).exists():
         raise UsageError(f"--ckpt_path {path}: no such file")
     wrong_kind = not_a_checkpoint_reason(Path(path))
@@ -48,7 +49,8 @@ def check_checkpoint(path: str, config: Any) -> None:
     if not isinstance(checkpoint, dict) or "pytorch-lightning_version" not in checkpoint:
         raise UsageError(f"--ckpt_path {path} is not a Lightning training checkpoint (vtok fit writes them)")
     _check_network(path, (checkpoint.get("vtok") or {}).get("autoencoder_config"), dotted_get(config, "model.autoencoder"))
-    _report_changed_settings(checkpoint.get("hyper_parameters") or {}, config.get("model"))
+    if training:
+        _report_changed_settings(checkpoint.get("hyper_parameters") or {}, config.get("model"))
 
 
 def saved_network(path: str) -> dict[str, Any] | None:
