@@ -15,14 +15,16 @@ import logging
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
+import threading
 import time
 import weakref
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from typing import Any, ContextManager
+from typing import IO, Any, ContextManager
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -293,31 +295,101 @@ def emit(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
 
 
+class Terminated(Exception):
+    """SIGTERM reached this process while it ran a child (``timeout`` signals its whole process group:
+    this process and the child alike)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+def _copy_stderr(stream: IO[str], tail: deque[str]) -> None:
+    """Copies a child's stderr to this process's stderr line by line as it comes (so a log file gets a
+    child's warnings and tracebacks, and keeps them if this process is killed), its last lines into ``tail``."""
+    for line in stream:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        tail.append(line)
+
+
+def _failure(returncode: int | None, tail: Sequence[str], terminated: str | None) -> str:
+    """One line saying why a child gave no record: its last stderr line, with how it ended when that was a signal."""
+    last = next((line.strip() for line in reversed(tail) if line.strip()), "")[-300:]
+    if terminated:
+        why = f"{terminated} reached the benchmark while this model ran (a timeout?)"
+    elif returncode is not None and returncode < 0:
+        why = f"killed by {signal.Signals(-returncode).name}"
+    else:
+        return last or f"exit status {returncode}"
+    return f"{why}; last stderr line: {last}" if last else why
+
+
+def _run_child(command: Sequence[str], echo: bool) -> tuple[list[str], deque[str], int | None, str | None]:
+    """Runs ``command``: its JSON lines on stdout are collected (and printed as they come when ``echo``),
+    everything else it writes goes on to this process's stderr as it comes. Returns the JSON lines, the
+    last lines of its stderr, its exit status, and the signal's name when SIGTERM reached this process
+    first (the child is then ended and its exit status not waited for past a few seconds)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    tail: deque[str] = deque(maxlen=50)
+    copier = threading.Thread(target=_copy_stderr, args=(process.stderr, tail), daemon=True)
+    copier.start()
+    lines: list[str] = []
+    terminated = None
+    try:
+        for line in process.stdout:
+            if not line.startswith("{"):
+                sys.stderr.write(line)  # stdout carries records only
+                continue
+            lines.append(line.rstrip("\n"))
+            if echo:
+                print(lines[-1], flush=True)
+        process.wait()
+    except Terminated as signal_name:
+        terminated = str(signal_name)
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    copier.join(timeout=5)
+    return lines, tail, process.returncode, terminated
+
+
 def run_isolated(module: str, argv: Sequence[str], models: Sequence[str], echo: bool = True) -> list[dict[str, Any]]:
     """Runs ``python -m module *argv --only MODEL`` once per model, one process each (so one
     model's memory, allocator state or compiled kernels never affect the next), and returns the
-    JSON lines each prints. A process that fails gives ``{"model": ..., "error": ...}``.
+    JSON lines each prints. A process that fails gives ``{"model": ..., "error": ...}``. Each child's
+    stderr reaches this process's stderr as it is written, and its records are printed as they come;
+    on SIGTERM (a ``timeout``) this process records the error for the model that was running and exits
+    with status 143.
 
     Args:
         echo: re-emit every returned line on stdout, as this process's own records (``False``
             where the caller only uses a figure from them, which must not read as a record of its own).
     """
     records = []
-    for model in models:
-        log.info("%s: %s in its own process", module, model)
-        command = [sys.executable, "-m", module, *argv, "--only", model]
-        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        for line in lines:
-            records.append(json.loads(line))
-            if echo:
-                print(line, flush=True)
-        if done.returncode != 0 or not lines:
-            reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1][-300:]
-            record = {"benchmark": module.rsplit(".", 1)[-1], "model": model, "error": reason}
-            records.append(record)
-            if echo:
-                emit(record)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+    try:
+        for model in models:
+            log.info("%s: %s in its own process", module, model)
+            command = [sys.executable, "-m", module, *argv, "--only", model]
+            lines, tail, returncode, terminated = _run_child(command, echo)
+            records.extend(json.loads(line) for line in lines)
+            if returncode != 0 or not lines:
+                record = {"benchmark": module.rsplit(".", 1)[-1], "model": model,
+                          "error": _failure(returncode, tail, terminated)}  # fmt: skip
+                records.append(record)
+                if echo:
+                    emit(record)
+                else:
+                    log.error("%s %s: %s", module, model, record["error"])
+            if terminated:
+                raise SystemExit(128 + signal.SIGTERM)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return records
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,8 @@ SMALL = ["--tiny", "--frames", "5", "--size", "16", "--batch-size", "1", "--step
 COMMANDS: dict[str, list[str]] = {
     "test_train_step_measures_vtok_and_a_baseline_each_in_its_own_process": [
         "benchmarks.train_step", *SMALL, "--baselines", "wan"],
+    "test_a_failing_model_leaves_its_traceback_on_stderr_and_one_error_record": [
+        "benchmarks.train_step", *SMALL, "--baselines", "", "--set", "latent_channels=[3]"],
     "test_inference_reports_encode_decode_and_tokenize_rates": [
         "benchmarks.inference", *SMALL, "--config", "configs/fsq_4x8x8.yaml", "--only", "vtok"],
     "test_quantizers_compare_with_the_reference_and_take_their_share_of_a_step": [
@@ -55,6 +58,11 @@ COMMANDS: dict[str, list[str]] = {
 }  # fmt: skip
 
 
+def script_env() -> dict[str, str]:
+    """The scripts' environment: this checkout first on the path, one OpenMP thread."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+
+
 @pytest.fixture(scope="module", autouse=True)
 def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Popen]:
     """Starts the selected tests' scripts at once, as subprocesses from the repository root: each
@@ -63,7 +71,7 @@ def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     selected = {item.originalname for item in request.session.items if item.module.__name__ == __name__}
     # one thread each: with several processes on two shared cores, OpenMP's spinning threads make
     # small convolutions tens of times slower
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    env = script_env()
     started = {}
     for name, (module, *args) in COMMANDS.items():
         if name in selected:
@@ -247,6 +255,36 @@ def test_train_step_measures_vtok_and_a_baseline_each_in_its_own_process(runs, r
         assert record["memory_kind"] == "cpu_peak_rss_growth" and record["precision"] == "fp32"
         assert {"seconds_per_step", "peak_memory_gib", "achieved_tflops", "host_syncs_per_step", "device"} <= record.keys()
     assert records[0]["host_syncs_per_step"] == 0
+
+
+def test_a_failing_model_leaves_its_traceback_on_stderr_and_one_error_record(runs, request) -> None:  # noqa: ANN001
+    process = runs[request.node.originalname]
+    stdout, stderr = process.communicate(timeout=900)
+    (record,) = [json.loads(line) for line in stdout.splitlines()]
+    assert record["model"] == "vtok" and record["error"].startswith("TypeError: '<' not supported"), record
+    # the child's whole traceback reached the parent's stderr (what gpu_suite.sh keeps in log.txt)
+    assert "Traceback (most recent call last)" in stderr and 'vtok/vae/autoencoder.py", line' in stderr, stderr[-3000:]
+
+
+def test_a_benchmark_stopped_by_timeout_records_the_model_it_was_running() -> None:
+    """``timeout`` sends SIGTERM to its process group, the benchmark and its child alike: the child's
+    output so far reaches stderr, and the benchmark records the model it lost before exiting."""
+    command = [sys.executable, "-m", "benchmarks.train_step", *SMALL[:-4], "--steps", "100000", "--warmup", "0",
+               "--baselines", ""]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=script_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)  # fmt: skip
+    seen = []
+    for line in process.stderr:  # until the child's own log line arrives through the parent: it is measuring
+        seen.append(line)
+        if "benchmarks.train_step vtok: 5x16x16 clips" in line:
+            break
+    assert process.poll() is None, "".join(seen)[-3000:]
+    os.killpg(process.pid, signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+    (record,) = [json.loads(line) for line in stdout.splitlines()]
+    assert record["model"] == "vtok" and record["error"].startswith("SIGTERM reached the benchmark"), record
+    assert "benchmarks.train_step vtok: 5x16x16 clips" in record["error"]  # the child's last stderr line
 
 
 def test_activation_checkpointing_leaves_the_model_flops_as_they_are(one_thread: None) -> None:
