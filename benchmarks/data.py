@@ -49,6 +49,14 @@ def resolution(text: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity (``taskset`` pins the loader benchmark to a few
+    cores in ``gpu_suite.sh``), or every CPU where the platform has no affinity call."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", default="2", help="loader workers, one count or a list (1,2,4); prepare uses the largest")
@@ -155,7 +163,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     folder = Path(args.dir or tempfile.mkdtemp(prefix="vtok-bench-"))
     common = {"workers": max(args.workers), "size": args.size, "frames": args.frames, "batch_size": args.batch_size,
-              "videos": args.videos, "repeat": args.repeat, "video_frames": args.video_frames, "cpus": os.cpu_count(),
+              "videos": args.videos, "repeat": args.repeat, "video_frames": args.video_frames, "cpus": usable_cpus(),
               "cpu": platform.processor() or platform.machine()}  # fmt: skip
     if {"files", "shards"} & set(args.paths):
         files_and_shards(args, folder, common)
