@@ -66,6 +66,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--video-frames", type=int, default=48, help="frames per generated video")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--batches", type=int, default=40, help="batches timed per path")
+    parser.add_argument("--rounds", type=int, default=0,
+                        help="time at least this many batches per worker (rounds of the worker pool), so that the rate "
+                             "of many workers does not rest on one batch each")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=8, help="times each clip is listed (longer epochs)")
     parser.add_argument("--shard-mb", type=float, default=0.25, help="shard size (small, so every worker gets shards)")
     parser.add_argument("--dir", default=None, help="where the clips and shards go (default: a temporary folder)")
@@ -79,6 +82,11 @@ def parse_args() -> argparse.Namespace:
     args.workers = [int(w) for w in args.workers.split(",")]
     args.paths = args.paths.split(",")
     return args
+
+
+def timed_batches(args: argparse.Namespace, workers: int) -> int:
+    """Batches timed with ``workers`` workers: ``--batches``, or ``--rounds`` per worker when that is more."""
+    return max(args.batches, args.rounds * workers)
 
 
 def clips_per_second(module: VideoDataModule, batches: int, warmup: int) -> float:
@@ -128,8 +136,10 @@ def files_and_shards(args: argparse.Namespace, folder: Path, common: dict[str, A
         settings = dict(num_frames=args.frames, size=args.size, batch_size=args.batch_size, num_workers=workers, val_fraction=0)
         for path in [p for p in ("files", "shards") if p in args.paths]:
             source = dict(path=str(out / "long.jsonl")) if path == "files" else dict(shards=str(out / "shards"))
-            rate = clips_per_second(VideoDataModule(**source, **settings), args.batches, warmup=max(workers, 1))
-            record = {"benchmark": "data_loading", "path": path, "clips_per_s": round(rate, 1), **common, "workers": workers}
+            batches = timed_batches(args, workers)
+            rate = clips_per_second(VideoDataModule(**source, **settings), batches, warmup=max(workers, 1))
+            record = {"benchmark": "data_loading", "path": path, "clips_per_s": round(rate, 1), **common, "workers": workers,
+                      "batches": batches}  # fmt: skip
             print(json.dumps(record), flush=True)
 
 
@@ -140,18 +150,20 @@ def sources(args: argparse.Namespace, folder: Path, common: dict[str, Any]) -> N
         videos = folder / f"sources_{args.source_videos}x{args.source_frames}f_{height}x{width}"
         log.info("writing %d H.264 videos at %dx%d", args.source_videos, width, height)
         write_sample_clips(videos, args.source_videos, args.source_frames, height, width)
-        repeat = max(1, -(-(args.batches + max(args.workers)) * args.batch_size // args.source_videos))
+        most = max(timed_batches(args, workers) + workers for workers in args.workers)  # batches one measurement reads
+        repeat = max(1, -(-most * args.batch_size // args.source_videos))
         prepare_repeated(videos, folder / f"prepared_{videos.name}", repeat, max(args.workers))
         for backend in args.backends.split(","):
             for workers in args.workers:
                 module = VideoDataModule(path=str(folder / f"prepared_{videos.name}" / "long.jsonl"), num_frames=args.frames,
                                          size=args.size, batch_size=args.batch_size, num_workers=workers, val_fraction=0,
                                          backend=backend)  # fmt: skip
-                rate = clips_per_second(module, args.batches, warmup=max(workers, 1))
+                batches = timed_batches(args, workers)
+                rate = clips_per_second(module, batches, warmup=max(workers, 1))
                 record = {"benchmark": "data_loading", "path": "sources", "source": name, "source_height": height,
                           "source_width": width, "backend": backend, "clips_per_s": round(rate, 2), **common,
                           "workers": workers, "videos": args.source_videos, "video_frames": args.source_frames,
-                          "repeat": repeat}  # fmt: skip
+                          "repeat": repeat, "batches": batches}  # fmt: skip
                 if args.step_clips_per_s:
                     record["step_clips_per_s"] = args.step_clips_per_s
                     record["loader_over_step"] = round(rate / args.step_clips_per_s, 2)

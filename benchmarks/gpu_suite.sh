@@ -93,11 +93,14 @@ elif [ "$part" = c ]; then
     --seconds "${QUALITY_SECONDS:-90}"
 elif [ "$part" = b ]; then
   # the loader, CPU only, on its own cores for the whole call: decord (what training uses) at both
-  # resolutions first, then PyAV for comparison, so a cut call still has the training reader's rows
+  # resolutions first, then PyAV for comparison, so a cut call still has the training reader's rows.
+  # Timed: 8 batches or 3 per worker (1, 4, 8 workers: 8, 12, 24), after one per worker of warm-up, where
+  # the 8-worker rate rested on one batch each: at the H200 run's rates (decord 720p: 4.7, 15.8, 27.4 clips/s)
+  # 8 more clips for 4 workers and 32 for 8, about 2 s more at 720p and 4 s at 1080p, PyAV about as much.
   loader_run() {  # loader_run SECONDS BACKEND SOURCES
     timeout "$1" "${pin_data[@]}" python3 -m benchmarks.data --paths sources --sources "$3" \
       --workers "${DATA_WORKERS:-1,4,8}" --backends "$2" --size 256 --frames 17 --batch-size 2 \
-      --source-videos 4 --source-frames 48 --batches 8 $data_smoke >>"$out/data.jsonl" 2>>"$out/data_log.txt"
+      --source-videos 4 --source-frames 48 --batches 8 --rounds 3 $data_smoke >>"$out/data.jsonl" 2>>"$out/data_log.txt"
   }
   (loader_run 330 decord "${DATA_SOURCES:-720p,1080p}"; loader_run 150 pyav "${DATA_SOURCES:-720p}") &
   loader=$!
