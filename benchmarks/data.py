@@ -8,11 +8,14 @@ counted). Prints one JSON line per measurement. Small CPU sizes by default:
 
     python benchmarks/data.py --workers 2 --size 64 --frames 17
 
-The ``sources`` path writes ``--source-videos`` short H.264 videos at each ``--sources``
-resolution (``144p`` by default, a smoke size; ``720p``, ``1080p``, ``360p`` or ``HxW``) and times
-the loader cropping and resizing them to ``--size`` clips, for each reader ``--backends`` and
-worker count ``--workers`` (e.g. ``1,2,4,8``). With ``--step-clips-per-s`` (a training step's
-clips/s, from ``benchmarks/train_step.py``) each line also gives the loader's margin over it:
+The ``sources`` path writes ``--source-videos`` H.264 videos of ``--source-frames`` frames at each
+``--sources`` resolution (``144p`` by default, a smoke size; ``720p``, ``1080p``, ``360p`` or ``HxW``) and
+times the loader cropping and resizing them to ``--size`` clips, for each reader ``--backends`` and
+worker count ``--workers`` (e.g. ``1,2,4,8``). A source longer than 48 frames plays 48 generated frames
+forth and back (motion without cuts; x264 places its keyframes as it does by default), so long sources,
+where PyAV decodes from the file's start and decord seeks to the keyframe before the clip, cost little
+more to write. With ``--step-clips-per-s`` (a training step's clips/s, from ``benchmarks/train_step.py``)
+each line also gives the loader's margin over it:
 
     python benchmarks/data.py --paths sources --sources 720p,1080p --workers 1,2 --size 256 --step-clips-per-s 2.4
 """
@@ -22,21 +25,30 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import os
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 from vtok.data import write_sample_clips
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.manifest import read_jsonl
 from vtok.data.prepare import PrepareOptions, prepare_dataset
 from vtok.data.shard_writer import write_shards
+from vtok.data.synthetic import synthetic_clip
+from vtok.data.writers import write_video
 
 log = logging.getLogger("benchmarks.data")
 RESOLUTIONS = {"144p": (144, 256), "360p": (360, 640), "720p": (720, 1280), "1080p": (1080, 1920)}
+GENERATED_FRAMES = 48  # generated frames per source; a longer source plays them forth and back
 
 
 def resolution(text: str) -> tuple[int, int]:
@@ -143,13 +155,52 @@ def files_and_shards(args: argparse.Namespace, folder: Path, common: dict[str, A
             print(json.dumps(record), flush=True)
 
 
+def forth_and_back(frames: torch.Tensor, count: int) -> Iterator[np.ndarray]:
+    """``count`` frames that play ``frames`` forth and back (0 .. n-1, n-2 .. 1, 0 ..): no cut at the
+    turns, where a loop's jump back to frame 0 would be a scene cut that makes x264 add a keyframe."""
+    period = max(2 * len(frames) - 2, 1)
+    for index in range(count):
+        at = index % period
+        yield frames[at if at < len(frames) else period - at].numpy()
+
+
+def write_source(path: Path, frames: int, height: int, width: int, seed: int, threads: int) -> None:
+    """One H.264 source of ``frames`` frames (up to :data:`GENERATED_FRAMES` generated ones, played forth and
+    back), written to a temporary name first, so that a stopped run never leaves half a source behind."""
+    torch.set_num_threads(threads)
+    clip = synthetic_clip(min(frames, GENERATED_FRAMES), height, width, seed=seed)
+    tmp = path.with_suffix(".tmp.mp4")
+    write_video(tmp, forth_and_back(clip, frames))
+    tmp.replace(path)
+
+
+def write_sources(folder: Path, count: int, frames: int, height: int, width: int) -> None:
+    """``folder/sample_XXXX.mp4``, ``count`` sources (those there already are kept), written in parallel on
+    the CPUs this process may use (a few 1080p sources of hundreds of frames take minutes on one core)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    height, width = height + height % 2, width + width % 2  # H.264 needs even sizes
+    missing = [index for index in range(count) if not (folder / f"sample_{index:04d}.mp4").exists()]
+    jobs = min(len(missing), usable_cpus())
+    if jobs <= 1:
+        for index in missing:
+            write_source(folder / f"sample_{index:04d}.mp4", frames, height, width, index, torch.get_num_threads())
+        return
+    # spawned, not forked: a fork after PyAV's or OpenMP's threads ran can hang in the child
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        threads = max(1, usable_cpus() // jobs)
+        done = [pool.submit(write_source, folder / f"sample_{index:04d}.mp4", frames, height, width, index, threads)
+                for index in missing]  # fmt: skip
+        for future in done:
+            future.result()
+
+
 def sources(args: argparse.Namespace, folder: Path, common: dict[str, Any]) -> None:
     """H.264 sources at each resolution, decoded by each reader with each worker count."""
     for name in args.sources.split(","):
         height, width = resolution(name)
         videos = folder / f"sources_{args.source_videos}x{args.source_frames}f_{height}x{width}"
         log.info("writing %d H.264 videos at %dx%d", args.source_videos, width, height)
-        write_sample_clips(videos, args.source_videos, args.source_frames, height, width)
+        write_sources(videos, args.source_videos, args.source_frames, height, width)
         most = max(timed_batches(args, workers) + workers for workers in args.workers)  # batches one measurement reads
         repeat = max(1, -(-most * args.batch_size // args.source_videos))
         prepare_repeated(videos, folder / f"prepared_{videos.name}", repeat, max(args.workers))

@@ -94,13 +94,21 @@ elif [ "$part" = c ]; then
 elif [ "$part" = b ]; then
   # the loader, CPU only, on its own cores for the whole call: decord (what training uses) at both
   # resolutions first, then PyAV for comparison, so a cut call still has the training reader's rows.
-  # Timed: 8 batches or 3 per worker (1, 4, 8 workers: 8, 12, 24), after one per worker of warm-up, where
-  # the 8-worker rate rested on one batch each: at the H200 run's rates (decord 720p: 4.7, 15.8, 27.4 clips/s)
-  # 8 more clips for 4 workers and 32 for 8, about 2 s more at 720p and 4 s at 1080p, PyAV about as much.
+  # Sources of 600 frames, where x264 puts keyframes about every 200-250 frames: decord seeks to the one
+  # before a clip, PyAV decodes from the file's start (48-frame sources, one keyframe, made them equal).
+  # Timed: 8 batches or 3 per worker (1, 4, 8 workers: 8, 12, 24), after one per worker of warm-up.
+  # Estimate on 10 cores, from the H200 run's 48-frame rates (decord 720p: 4.7, 15.8, 27.4 clips/s) and
+  # about 4x the frames decoded per clip (PyAV 2.4x more again): decord 720p about 40 s, 1080p 85 s;
+  # writing the 4 sources in parallel about 30 and 70 s (one 360p source on one core of the 2-core test
+  # machine: 48 frames generated in 4.7 s, 600 encoded in 4.9 s; scaled by pixels), 6 and 15 s more than
+  # the 48-frame sources written one by one; so about 250 of its 330 s (rows print as they come: a cut
+  # loses 1080p's last ones). PyAV at 720p, on the sources already written (--dir), about 90 of its 150 s.
+  data_dir=${DATA_DIR:-${TMPDIR:-/tmp}/vtok_bench_sources}  # outside OUT: the device returns at most 8 files
   loader_run() {  # loader_run SECONDS BACKEND SOURCES
     timeout "$1" "${pin_data[@]}" python3 -m benchmarks.data --paths sources --sources "$3" \
       --workers "${DATA_WORKERS:-1,4,8}" --backends "$2" --size 256 --frames 17 --batch-size 2 \
-      --source-videos 4 --source-frames 48 --batches 8 --rounds 3 $data_smoke >>"$out/data.jsonl" 2>>"$out/data_log.txt"
+      --source-videos 4 --source-frames 600 --batches 8 --rounds 3 --dir "$data_dir" \
+      $data_smoke >>"$out/data.jsonl" 2>>"$out/data_log.txt"
   }
   (loader_run 330 decord "${DATA_SOURCES:-720p,1080p}"; loader_run 150 pyav "${DATA_SOURCES:-720p}") &
   loader=$!
