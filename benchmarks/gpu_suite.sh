@@ -19,6 +19,9 @@
 # A part stops at once (exit 3) when a package it needs is missing, before any device time is spent on it.
 # JSON lines go to OUT/<name>.jsonl, every log to OUT/log.txt (the loader's to OUT/data_log.txt;
 # the device returns at most 8 files); one command failing or timing out does not stop the rest.
+# Part b's quantizers take their share of the compiled step (how the presets train on a GPU) from part a's
+# train_step.jsonl: STEP_JSON=FILE (one carried from an earlier session), else OUT's, else the copy part a
+# left on this machine (STATE_DIR, default /tmp/vtok_bench_state: a device call's OUT starts empty).
 # SMOKE="--tiny --device cpu --frames 9 --size 32 --batch-size 1 --steps 1 --warmup 0" runs the same
 # commands at test size on a CPU (to check the script before spending device time; part b's old
 # layout then keeps its shape at test widths, [16,32,64,64]), with
@@ -73,6 +76,7 @@ bench() {  # bench NAME SECONDS MODULE ARGS...
   tail -n +"$((before + 1))" "$out/$name.jsonl" | grep '^{' | cut -c1-400
 }
 
+state=${STATE_DIR:-${TMPDIR:-/tmp}/vtok_bench_state}  # outlives OUT, for a later part on the same machine
 old_widths='[128,256,512,512]'
 # --set is applied after --tiny's widths and would win: under SMOKE the same layout at test widths
 [ -n "$smoke" ] && old_widths='[16,32,64,64]'
@@ -82,6 +86,8 @@ if [ "$part" = a ]; then
   nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null >>"$out/log.txt"
   bench train_step 110 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines wan "${steps[@]}"
   bench train_step 130 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' --compile "${steps[@]}"
+  # the compiled step's line, for part b's quantizers (below) in a later call on this machine
+  [ -f "$out/train_step.jsonl" ] && mkdir -p "$state" && cp "$out/train_step.jsonl" "$state/train_step.jsonl"
   bench inference 70 benchmarks.inference --config configs/fsq_4x8x8.yaml --baselines wan "${steps[@]}"
   bench profile_step 60 benchmarks.profile_step --config configs/kl_4x8x8.yaml --steps 3 --warmup 2 --top 25
   # compiled again (inductor's on-disk cache can serve the graphs train_step's compiled run made)
@@ -112,7 +118,18 @@ elif [ "$part" = b ]; then
   }
   (loader_run 330 decord "${DATA_SOURCES:-720p,1080p}"; loader_run 150 pyav "${DATA_SOURCES:-720p}") &
   loader=$!
-  bench quantizers 80 benchmarks.quantizers  # the FSQ and GQ presets: each bottleneck as a share of its step
+  step_json=${STEP_JSON:-}  # part a's compiled train_step line (see the top)
+  for candidate in "$out/train_step.jsonl" "$state/train_step.jsonl"; do
+    [ -z "$step_json" ] && [ -f "$candidate" ] && step_json=$candidate
+  done
+  step_args=()
+  if [ -n "$step_json" ]; then
+    step_args=(--step-json "$step_json")
+  else
+    echo "   quantizers: no train_step.jsonl of part a (STEP_JSON, OUT, $state): their share of the eager step only"
+  fi
+  # the FSQ and GQ presets: each bottleneck as a share of its eager step, and of part a's compiled one
+  bench quantizers 80 benchmarks.quantizers "${step_args[@]}"
   bench train_step 130 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines cogvideox,ltx "${steps[@]}"
   bench train_step 50 benchmarks.train_step --config configs/fsq_4x8x8.yaml --baselines '' "${steps[@]}"
   bench train_step 50 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' "${old_layout[@]}" "${steps[@]}"

@@ -10,18 +10,27 @@ commitment 0.25, temperature 0.01 for both. ``tensor_peak_bytes`` is the peak of
 forward + backward creates (counted by ``benchmarks.common.TensorMemory``, any device); the
 ``gq_loss_memory`` lines count it on fake tensors at the run's size and at 17x256x256, batch 2
 (which needs no memory at all that way). The share of a step times the preset's whole bottleneck (projections
-included) against ``benchmarks.train_step`` on the same preset and clip, run in its own process.
+included) against ``benchmarks.train_step`` on the same preset and clip, run eagerly in its own process
+(``share_of_step``). The presets train with encoder and decoder compiled on a GPU (the bottleneck stays
+eager), which no time slot here holds: ``--step-json`` reads the step from a compiled run's line instead
+(``benchmarks.train_step --compile``, e.g. ``gpu_suite.sh a``'s ``train_step.jsonl``) and adds
+``share_of_compiled_step``. A line of the same preset is used where there is one, else one of another
+preset at the same clip size (the shipped 4x8x8 presets share encoder and decoder; their bottlenecks
+differ, so over the kl preset's step, whose Gaussian bottleneck costs less, the share errs high).
 
     python -m benchmarks.quantizers                        # CPU: 9x32x32 clips, batch 1
     python -m benchmarks.quantizers --device cuda          # 17x256x256, batch 2, bf16
+    python -m benchmarks.quantizers --device cuda --step-json OUT/train_step.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -54,6 +63,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tiny", action="store_true", help="test-size widths for the presets' training steps")
     parser.add_argument("--full-size-memory", action=argparse.BooleanOptionalAction, default=True,
                         help="also count GQ's and LFQ's loss memory at 17x256x256, batch 2 (fake tensors)")  # fmt: skip
+    parser.add_argument("--step-json", default=None, metavar="FILE",
+                        help="benchmarks.train_step's JSON lines with a compiled vtok step (--compile) at this run's "
+                             "clip size: each bottleneck's share of that step too")  # fmt: skip
     return parser.parse_args()
 
 
@@ -151,6 +163,28 @@ def train_step(preset: str, args: argparse.Namespace) -> dict[str, object]:
     return run_isolated("benchmarks.train_step", argv, ["vtok"], echo=False)[-1]
 
 
+def compiled_step(path: str, preset: str, args: argparse.Namespace) -> dict[str, object]:
+    """The compiled vtok training step in ``path`` (``benchmarks.train_step`` lines) measured at this run's
+    clip size, precision, widths and device, ``preset``'s where there is one, else another preset's:
+    ``{"compiled_train_step_seconds", "compiled_step_of"}``, or ``{"compiled_step_error"}``."""
+    wanted = {"frames": args.frames, "size": args.size, "batch_size": args.batch_size, "precision": args.precision,
+              "tiny": args.tiny, "overrides": []}  # fmt: skip
+    device = environment(args)["device"]
+    try:
+        lines = [json.loads(line) for line in Path(path).read_text().splitlines() if line.startswith("{")]
+    except (OSError, ValueError) as error:
+        return {"compiled_step_error": f"cannot read {path}: {error}"}
+    fits = [r for r in lines if r.get("benchmark") == "train_step" and r.get("compile") and "error" not in r
+            and str(r.get("model", "")).startswith("vtok:") and r.get("device") == device
+            and not r.get("activation_checkpointing") and all(r.get(k) == v for k, v in wanted.items())]  # fmt: skip
+    if not fits:
+        clip = f"{args.frames}x{args.size}x{args.size}, batch {args.batch_size}, {args.precision}, tiny={args.tiny}"
+        return {"compiled_step_error": f"no compiled vtok train_step line in {path} at {clip} on {device}"}
+    own = [r for r in fits if r["model"] == f"vtok:{preset_name(preset)}"]
+    record = (own or fits)[-1]  # the latest, where a file holds several runs
+    return {"compiled_train_step_seconds": record["seconds_per_step"], "compiled_step_of": record["model"]}
+
+
 def share_of_step(preset: str, args: argparse.Namespace, common: dict[str, object]) -> dict[str, object]:
     config = load_preset(preset, args.tiny)
     torch.manual_seed(0)
@@ -159,10 +193,20 @@ def share_of_step(preset: str, args: argparse.Namespace, common: dict[str, objec
         config.get("temporal_compression", 4), config.get("spatial_compression", 8))), args)  # fmt: skip
     step_record = train_step(preset, args)
     step = step_record.get("seconds_per_step")
-    share = None if step is None or "ms_per_step" not in row else sig(row["ms_per_step"] / 1e3 / step)
-    return {"benchmark": "quantizer_share", "preset": preset_name(preset), **row, "train_step_seconds": step,
-            **({"train_step_error": step_record["error"]} if "error" in step_record else {}),
-            "share_of_step": share, "tiny": args.tiny, **common}  # fmt: skip
+    record = {"benchmark": "quantizer_share", "preset": preset_name(preset), **row, "train_step_seconds": step,
+              **({"train_step_error": step_record["error"]} if "error" in step_record else {}),
+              "share_of_step": share(row, step), "tiny": args.tiny, **common}  # fmt: skip
+    if args.step_json:
+        compiled = compiled_step(args.step_json, preset, args)
+        record.update(compiled, share_of_compiled_step=share(row, compiled.get("compiled_train_step_seconds")))
+    return record
+
+
+def share(row: dict[str, object], step_seconds: float | None) -> float | None:
+    """The bottleneck's time (``row``'s ``ms_per_step``) over a step's, or ``None`` where either is missing."""
+    if step_seconds is None or "ms_per_step" not in row:
+        return None
+    return sig(row["ms_per_step"] / 1e3 / step_seconds)
 
 
 def main() -> None:

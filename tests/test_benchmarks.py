@@ -42,7 +42,8 @@ COMMANDS: dict[str, list[str]] = {
     "test_inference_reports_encode_decode_and_tokenize_rates": [
         "benchmarks.inference", *SMALL, "--config", "configs/fsq_4x8x8.yaml", "--only", "vtok"],
     "test_quantizers_compare_with_the_reference_and_take_their_share_of_a_step": [
-        "benchmarks.quantizers", *SMALL, "--bits", "16", "--presets", "configs/gq_4x8x8.yaml", "--no-full-size-memory"],
+        "benchmarks.quantizers", *SMALL, "--bits", "16", "--presets", "configs/gq_4x8x8.yaml", "--no-full-size-memory",
+        "--step-json", "no/such/train_step.jsonl"],
     "test_data_times_files_shards_and_h264_sources_with_both_readers": [
         "benchmarks.data", "--paths", "files,shards,sources", "--workers", "0", "--size", "16", "--frames", "5",
         "--videos", "2", "--video-frames", "12", "--batches", "2", "--batch-size", "2", "--repeat", "2",
@@ -327,8 +328,33 @@ def test_quantizers_compare_with_the_reference_and_take_their_share_of_a_step(ru
     (share,) = [r for r in records if r["benchmark"] == "quantizer_share"]
     assert share["preset"] == "gq_4x8x8" and 0 < share["share_of_step"] < 1 and share["train_step_seconds"] > 0
     assert "train_step_error" not in share
+    # --step-json names no file: the compiled share is missing, and says why
+    assert share["share_of_compiled_step"] is None and share["compiled_step_error"].startswith("cannot read no/such/")
     # the training step's own line stays in its child process: no stray "train_step" record
     assert {r["benchmark"] for r in records} == {"quantizer", "gq_loss_memory", "quantizer_share"}
+
+
+def test_quantizers_take_the_compiled_step_from_a_train_step_line_of_the_same_clip(tmp_path: Path) -> None:
+    from benchmarks.common import device_name
+    from benchmarks.quantizers import compiled_step, share
+
+    args = SimpleNamespace(frames=17, size=256, batch_size=2, precision="fp32", tiny=False, device="cpu")
+    line = {"benchmark": "train_step", "model": "vtok:kl_4x8x8", "frames": 17, "size": 256, "batch_size": 2, "precision": "fp32",
+            "tiny": False, "overrides": [], "compile": True, "seconds_per_step": 0.15, "device": device_name("cpu")}  # fmt: skip
+    lines = [{**line, "compile": False, "seconds_per_step": 0.19},  # eager
+             line,  # compiled, another preset of the same encoder and decoder
+             {**line, "model": "vtok:gq_4x8x8", "size": 128, "seconds_per_step": 0.05},  # another clip size
+             {**line, "model": "vtok:gq_4x8x8", "overrides": ["patch_size=1"], "seconds_per_step": 0.6},  # another layout
+             {"benchmark": "train_step", "model": "vtok", "error": "out of memory"}]  # fmt: skip
+    path = tmp_path / "train_step.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert compiled_step(str(path), "configs/gq_4x8x8.yaml", args) == {"compiled_train_step_seconds": 0.15,
+                                                                        "compiled_step_of": "vtok:kl_4x8x8"}  # fmt: skip
+    path.write_text(path.read_text() + json.dumps({**line, "model": "vtok:gq_4x8x8", "seconds_per_step": 0.16}) + "\n")
+    assert compiled_step(str(path), "configs/gq_4x8x8.yaml", args)["compiled_step_of"] == "vtok:gq_4x8x8"  # its own first
+    other_size = SimpleNamespace(**{**vars(args), "size": 64})
+    assert "no compiled vtok" in compiled_step(str(path), "configs/gq_4x8x8.yaml", other_size)["compiled_step_error"]
+    assert share({"ms_per_step": 3.0}, 0.15) == 0.02 and share({"error": "out of memory"}, 0.15) is None
 
 
 def test_data_times_files_shards_and_h264_sources_with_both_readers(runs, request) -> None:  # noqa: ANN001
