@@ -203,7 +203,9 @@ def sources(args: argparse.Namespace, folder: Path, common: dict[str, Any]) -> N
         write_sources(videos, args.source_videos, args.source_frames, height, width)
         most = max(timed_batches(args, workers) + workers for workers in args.workers)  # batches one measurement reads
         repeat = max(1, -(-most * args.batch_size // args.source_videos))
-        prepare_repeated(videos, folder / f"prepared_{videos.name}", repeat, max(args.workers))
+        copies, _, _ = prepare_repeated(videos, folder / f"prepared_{videos.name}", repeat, max(args.workers))
+        # where x264 put keyframes depends on the content and the size (its scene-cut detection): decord's cost
+        intervals = [record["keyframe_interval"] for record in copies if record.get("keyframe_interval")]
         for backend in args.backends.split(","):
             for workers in args.workers:
                 module = VideoDataModule(path=str(folder / f"prepared_{videos.name}" / "long.jsonl"), num_frames=args.frames,
@@ -214,7 +216,8 @@ def sources(args: argparse.Namespace, folder: Path, common: dict[str, Any]) -> N
                 record = {"benchmark": "data_loading", "path": "sources", "source": name, "source_height": height,
                           "source_width": width, "backend": backend, "clips_per_s": round(rate, 2), **common,
                           "workers": workers, "videos": args.source_videos, "video_frames": args.source_frames,
-                          "repeat": repeat, "batches": batches}  # fmt: skip
+                          "repeat": repeat, "batches": batches,
+                          "longest_keyframe_interval": max(intervals, default=None)}  # fmt: skip
                 if args.step_clips_per_s:
                     record["step_clips_per_s"] = args.step_clips_per_s
                     record["loader_over_step"] = round(rate / args.step_clips_per_s, 2)

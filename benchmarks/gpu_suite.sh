@@ -100,15 +100,18 @@ elif [ "$part" = c ]; then
 elif [ "$part" = b ]; then
   # the loader, CPU only, on its own cores for the whole call: decord (what training uses) at both
   # resolutions first, then PyAV for comparison, so a cut call still has the training reader's rows.
-  # Sources of 600 frames, where x264 puts keyframes about every 200-250 frames: decord seeks to the one
-  # before a clip, PyAV decodes from the file's start (48-frame sources, one keyframe, made them equal).
+  # Sources of 600 frames: decord seeks to the keyframe before a clip, PyAV decodes from the file's start
+  # (in 48-frame sources every clip lies in the first keyframe interval, which made them equal). x264's
+  # scene-cut detection puts keyframes in these generated sources every 30-48 frames at 720p and 1080p
+  # (every 200-250 at 144p; each line records the longest interval), so decord decodes about as many frames
+  # per clip as before and PyAV about 10x as many (17 + 300 on average against 17 + 15).
   # Timed: 8 batches or 3 per worker (1, 4, 8 workers: 8, 12, 24), after one per worker of warm-up.
-  # Estimate on 10 cores, from the H200 run's 48-frame rates (decord 720p: 4.7, 15.8, 27.4 clips/s) and
-  # about 4x the frames decoded per clip (PyAV 2.4x more again): decord 720p about 40 s, 1080p 85 s;
-  # writing the 4 sources in parallel about 30 and 70 s (one 360p source on one core of the 2-core test
-  # machine: 48 frames generated in 4.7 s, 600 encoded in 4.9 s; scaled by pixels), 6 and 15 s more than
-  # the 48-frame sources written one by one; so about 250 of its 330 s (rows print as they come: a cut
-  # loses 1080p's last ones). PyAV at 720p, on the sources already written (--dir), about 90 of its 150 s.
+  # Estimate on 10 cores from the H200 run's 48-frame rates (decord 720p: 4.7, 15.8, 27.4 clips/s; PyAV
+  # read as fast per frame on a CPU): writing the 4 sources in parallel about 30 s at 720p and 70 s at 1080p
+  # (one 360p source on one core of the 2-core test machine: 48 frames generated in 4.7 s, 600 encoded in
+  # 4.9 s; scaled by pixels), prepare 10 s each, decord 720p 17 s and 1080p 30 s with the workers' start-up:
+  # about 170 of its 330 s. PyAV at 720p on the sources already written (--dir): about 0.5, 1.6, 2.7 clips/s,
+  # 38 + 20 + 24 s and start-up, about 95 of its 150 s (rows print as they come: a cut loses the last ones).
   data_dir=${DATA_DIR:-${TMPDIR:-/tmp}/vtok_bench_sources}  # outside OUT: the device returns at most 8 files
   loader_run() {  # loader_run SECONDS BACKEND SOURCES
     timeout "$1" "${pin_data[@]}" python3 -m benchmarks.data --paths sources --sources "$3" \
