@@ -7,8 +7,8 @@
 #     eager and of the compiled step. All 16 cores go to these (compiling on 6 took over 100 s).
 #  c: quality at equal training time (vtok against Wan 2.1, both eager, QUALITY_SECONDS each).
 #  b: what measured its target already and has not changed since (the quantizers; the loader, CPU
-#     only, decoding 720p and 1080p sources), the other baselines (CogVideoX, LTX-Video) and layouts
-#     (fsq, the patch-1 layout, channels_last).
+#     only, decoding 720p and 1080p sources), the other baselines (CogVideoX, LTX-Video; VidTok's FSQ
+#     tokenizer at batch 1) and layouts (fsq, the patch-1 layout, channels_last).
 # Timeouts: a 480 s, c 300 s (so a session's 15 minutes of device time hold a machine start, a and c),
 #     b 480 s (the loader runs beside the others on cores of its own: taskset, GPU commands on 0-5).
 # Before: the device image lacks diffusers, decord, PyAV, torchdata, webdataset, vector-quantize-pytorch
@@ -135,6 +135,10 @@ elif [ "$part" = b ]; then
   bench quantizers 80 benchmarks.quantizers "${step_args[@]}"
   bench train_step 130 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines cogvideox,ltx "${steps[@]}"
   bench train_step 50 benchmarks.train_step --config configs/fsq_4x8x8.yaml --baselines '' "${steps[@]}"
+  # VidTok's FSQ-262,144 tokenizer (157 M) against the fsq preset at batch 1: at batch 2 it needs an estimated
+  # 137 GiB (benchmarks.footprint; out of memory on an 80 GB H100, REFERENCES.md), 69 at batch 1. Its step
+  # (62 TFLOP/clip) takes about 0.3 s at 20 % MFU: about 45 s with both processes' start-up.
+  bench train_step 60 benchmarks.train_step --config configs/fsq_4x8x8.yaml --baselines vidtok "${steps[@]}" --batch-size 1
   bench train_step 50 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' "${old_layout[@]}" "${steps[@]}"
   bench train_step 50 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines '' --channels-last "${steps[@]}"
   bench inference 50 benchmarks.inference --config configs/fsq_4x8x8.yaml --baselines cogvideox,ltx "${steps[@]}"

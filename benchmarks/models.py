@@ -1,9 +1,11 @@
 """The models the benchmarks compare, behind one interface: a vtok preset and diffusers' video VAEs
-(Wan 2.1, CogVideoX, LTX-Video) built from their default configs with random weights.
+(Wan 2.1, CogVideoX, LTX-Video) built from their default configs, and VidTok's FSQ tokenizer
+(``AutoencoderVidTok``) from its released FSQ-262,144 4x8x8 config, all with random weights.
 
 Every model trains on the same objective: per-pixel L1 plus its bottleneck's own term, weighted as
 vtok weighs it (KL 1e-6 for the Gaussian VAEs, summed over latent elements and averaged over the
-batch; entropy and commitment for GQ; nothing for FSQ). Nothing is downloaded.
+batch; entropy and commitment for GQ; nothing for FSQ, VidTok's included: diffusers' FSQ has no
+entropy term, which VidTok's own training adds). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -31,7 +33,12 @@ BASELINES: dict[str, tuple[str, tuple[int, int]]] = {
     "wan": ("AutoencoderKLWan", (4, 8)),
     "cogvideox": ("AutoencoderKLCogVideoX", (4, 8)),
     "ltx": ("AutoencoderKLLTXVideo", (8, 32)),
+    "vidtok": ("AutoencoderVidTok", (4, 8)),
 }
+# Arguments that differ from the diffusers class's defaults: VidTok's FSQ-262,144 causal 4x8x8 tokenizer
+# (microsoft/VidTok configs/vidtok_fsq_causal_488_262144.yaml: z 6 channels of 8 levels; ch 128,
+# ch_mult [1, 2, 4, 4] and 2 blocks per level are diffusers' defaults; 157 M parameters).
+BASELINE_CONFIGS: dict[str, dict[str, Any]] = {"vidtok": {"regularizer": "fsq", "z_channels": 6, "double_z": False}}
 # Test-size widths (``--tiny``): the same architectures, narrow enough for CI on a CPU.
 TINY: dict[str, dict[str, Any]] = {
     "vtok": {"block_out_channels": [16, 32], "latent_channels": 8},
@@ -39,6 +46,7 @@ TINY: dict[str, dict[str, Any]] = {
     "cogvideox": {"block_out_channels": (32, 32, 32, 32), "latent_channels": 8, "layers_per_block": 1},
     "ltx": {"block_out_channels": (16, 32, 64, 64), "decoder_block_out_channels": (16, 32, 64, 64),
             "layers_per_block": (1, 1, 1, 1, 1), "decoder_layers_per_block": (1, 1, 1, 1, 1), "latent_channels": 16},
+    "vidtok": {"ch": 16, "num_res_blocks": 1},
 }  # fmt: skip
 DEFAULT_CONFIG = "configs/kl_4x8x8.yaml"
 
@@ -118,10 +126,18 @@ class Subject:
                 f"frames={frames}; use {below + 1} or {below + 9}"
             )
 
+    @property
+    def is_vidtok(self) -> bool:
+        """VidTok's tokenizer, which runs whole through its ``forward``: that pads the clip's causal past
+        (its ``encode`` alone does not) and quantizes with FSQ."""
+        return type(self.module).__name__ == "AutoencoderVidTok"
+
     def loss(self, video: torch.Tensor) -> torch.Tensor:
         """L1 plus the bottleneck's own weighted term, for one batch."""
         if self.is_vtok:
             return _VTOK_LOSS(video, self.module(video))["loss"]
+        if self.is_vidtok:  # FSQ: L1 alone, as for vtok's FSQ presets
+            return (self.module(video).sample.float() - video.float()).abs().mean()
         posterior = self.module.encode(video).latent_dist
         reconstruction = self.module.decode(posterior.sample()).sample
         l1 = (reconstruction.float() - video.float()).abs().mean()
@@ -134,14 +150,18 @@ class Subject:
         """Deterministic latents (the posterior mean, or quantized codes)."""
         if self.is_vtok:
             return self.module.encode(video)
+        if self.is_vidtok:
+            return self.module(video, encoder_mode=True)[0]
         return self.module.encode(video).latent_dist.mode()
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        if self.is_vtok:
+        if self.is_vtok or self.is_vidtok:  # VidTok's decode returns the frames themselves
             return self.module.decode(latents)
         return self.module.decode(latents).sample
 
     def tokenize(self, video: torch.Tensor) -> torch.Tensor:
+        if self.is_vidtok:
+            return self.module(video, encoder_mode=True)[1]
         return self.module.tokenize(video)
 
 
@@ -162,8 +182,11 @@ def build_subject(name: str, args: argparse.Namespace) -> Subject:
     import diffusers
 
     class_name, compression = BASELINES[name]
-    model = getattr(diffusers, class_name)(**{**(TINY[name] if args.tiny else {}), **parse_overrides(args.baseline_set)})
-    return Subject(name, model, compression, overrides=args.baseline_set)
+    config = {**BASELINE_CONFIGS.get(name, {}), **(TINY[name] if args.tiny else {}), **parse_overrides(args.baseline_set)}
+    model = getattr(diffusers, class_name)(**config)
+    if name == "vidtok" and model.regularizer != "fsq":
+        raise ValueError("the vidtok baseline is VidTok's FSQ tokenizer: its KL loss is not implemented here")
+    return Subject(name, model, compression, discrete=name == "vidtok", overrides=args.baseline_set)
 
 
 def model_list(args: argparse.Namespace) -> list[str]:

@@ -36,7 +36,7 @@ SMALL = ["--tiny", "--frames", "5", "--size", "16", "--batch-size", "1", "--step
 # test name -> the script and its arguments; the scripts of the selected tests start together (see `runs`)
 COMMANDS: dict[str, list[str]] = {
     "test_train_step_measures_vtok_and_a_baseline_each_in_its_own_process": [
-        "benchmarks.train_step", *SMALL, "--baselines", "wan"],
+        "benchmarks.train_step", *SMALL, "--baselines", "wan,vidtok"],
     "test_a_failing_model_leaves_its_traceback_on_stderr_and_one_error_record": [
         "benchmarks.train_step", *SMALL, "--baselines", "", "--set", "latent_channels=[3]"],
     "test_inference_reports_encode_decode_and_tokenize_rates": [
@@ -49,7 +49,7 @@ COMMANDS: dict[str, list[str]] = {
         "--videos", "2", "--video-frames", "12", "--batches", "2", "--batch-size", "2", "--repeat", "2",
         "--sources", "48x64", "--source-videos", "2", "--source-frames", "12", "--step-clips-per-s", "2.0"],
     "test_footprint_counts_flops_and_memory_on_fake_tensors": [
-        "benchmarks.footprint", *SMALL[:-4], "--baselines", "wan", "--mfu", "0.4"],
+        "benchmarks.footprint", *SMALL[:-4], "--baselines", "wan,vidtok", "--mfu", "0.4"],
     "test_roofline_costs_every_operator_of_a_step_on_fake_tensors": [
         "benchmarks.roofline", *SMALL[:-4], "--baselines", "wan", "--top", "3"],
     "test_profile_step_times_the_operators_of_a_real_step": [
@@ -248,7 +248,7 @@ def test_ema_restored_from_a_state_dict_continues_the_same_average() -> None:
 
 def test_train_step_measures_vtok_and_a_baseline_each_in_its_own_process(runs, request) -> None:  # noqa: ANN001
     records = output(runs, request)
-    assert [r["model"] for r in records] == ["vtok:kl_4x8x8", "wan"], records
+    assert [r["model"] for r in records] == ["vtok:kl_4x8x8", "wan", "vidtok"], records
     for record in records:
         assert "error" not in record, record
         assert record["clips_per_s"] > 0 and record["tflop_per_clip"] > 0 and record["params_m"] > 0
@@ -298,6 +298,23 @@ def test_activation_checkpointing_leaves_the_model_flops_as_they_are(one_thread:
     recomputing = measure("vtok", resolve_run_args(parse_args([*common, "--activation-checkpointing"])))
     assert recomputing["activation_checkpointing"] and not plain["activation_checkpointing"]
     assert recomputing["tflop_per_clip"] == plain["tflop_per_clip"] > 0
+
+
+def test_vidtok_runs_whole_through_its_forward_as_an_fsq_tokenizer(one_thread: None) -> None:
+    """VidTok's ``forward`` pads the clip's causal past before encoding (its ``encode`` alone would not)."""
+    from benchmarks.models import build_subject
+
+    args = SimpleNamespace(config="configs/fsq_4x8x8.yaml", set=[], baseline_set=[], tiny=True)
+    subject = build_subject("vidtok", args)
+    assert subject.discrete and subject.compression == (4, 8)
+    video = torch.rand(1, 3, 9, 32, 32) * 2 - 1
+    with torch.no_grad():
+        latents, tokens = subject.encode(video), subject.tokenize(video)
+        assert latents.shape == (1, 6, 3, 4, 4) and tokens.shape == (1, 3, 4, 4)  # 1 + (9 - 1) / 4 latent frames
+        assert subject.decode(latents).shape == video.shape
+    assert torch.isfinite(subject.loss(video))
+    with pytest.raises(ValueError, match="FSQ tokenizer"):
+        build_subject("vidtok", SimpleNamespace(**{**vars(args), "baseline_set": ["regularizer=kl", "double_z=true"]}))
 
 
 def test_cogvideox_is_refused_clip_lengths_its_decoder_cannot_rebuild() -> None:
@@ -400,7 +417,7 @@ def test_quality_summary_says_from_when_vtok_stayed_at_each_baselines_final_psnr
 
 def test_footprint_counts_flops_and_memory_on_fake_tensors(runs, request) -> None:  # noqa: ANN001
     records = output(runs, request)
-    assert [r["model"] for r in records] == ["vtok:kl_4x8x8", "wan"]
+    assert [r["model"] for r in records] == ["vtok:kl_4x8x8", "wan", "vidtok"]  # VidTok's FSQ: real weights, fake inputs
     for record in records:
         assert record["train_tflop_per_clip"] > record["encode_tflop_per_clip"] > 0
         assert record["estimated_train_peak_gib"] > 0 and set(record["h100_clips_per_s_at_mfu"]) == {"0.4"}
