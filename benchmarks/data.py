@@ -12,10 +12,11 @@ The ``sources`` path writes ``--source-videos`` H.264 videos of ``--source-frame
 ``--sources`` resolution (``144p`` by default, a smoke size; ``720p``, ``1080p``, ``360p`` or ``HxW``) and
 times the loader cropping and resizing them to ``--size`` clips, for each reader ``--backends`` and
 worker count ``--workers`` (e.g. ``1,2,4,8``). A source longer than 48 frames plays 48 generated frames
-forth and back (motion without cuts; x264 places its keyframes as it does by default), so long sources,
-where PyAV decodes from the file's start and decord seeks to the keyframe before the clip, cost little
-more to write. With ``--step-clips-per-s`` (a training step's clips/s, from ``benchmarks/train_step.py``)
-each line also gives the loader's margin over it:
+forth and back (motion without cuts), so long sources, where PyAV decodes from the file's start and decord
+seeks to the keyframe before the clip, cost little more to write. x264 places the keyframes by its defaults,
+which depend on the content and size; each line records the sources' longest keyframe interval. With
+``--step-clips-per-s`` (a training step's clips/s, from ``benchmarks/train_step.py``) each line also gives
+the loader's margin over it:
 
     python benchmarks/data.py --paths sources --sources 720p,1080p --workers 1,2 --size 256 --step-clips-per-s 2.4
 """

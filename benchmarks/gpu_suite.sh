@@ -32,6 +32,11 @@ part=${1:?part a, b or c}
 out=${2:?output folder}
 case "$part" in a|b|c) ;; *) echo "part must be a, b or c" >&2; exit 2 ;; esac
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
+# this checkout's benchmarks and vtok (whatever vtok is installed), and its configs/, from any folder
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 smoke=${SMOKE:-}
 data_smoke=${DATA_SMOKE:-}
