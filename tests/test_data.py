@@ -241,6 +241,10 @@ def test_images_are_one_frame_clips_in_rgb_whatever_their_layout_and_undecodable
     with pytest.raises(UnusableFileError, match="more than 178956970 pixels"):  # it was an uncaught error: the run stopped
         read_rgb_image(str(tmp_path / "single" / "huge.png"))
     assert {".tif", ".tiff"} <= IMAGE_SUFFIXES, "a folder of 16-bit TIFFs was 'no image files found'"
+    video_as_image = tmp_path / "single" / "clip.png"
+    write_video(video_as_image.with_suffix(".mp4"), synthetic_clip(3, 32, 32, seed=1), fps=8).rename(video_as_image)
+    with pytest.raises(UnusableFileError, match=r"a video \(mp4\) named as an image"):  # was "cannot identify image file"
+        read_rgb_image(str(video_as_image))
 
 
 def test_data_settings_that_cannot_work_name_themselves_at_setup(
@@ -260,6 +264,8 @@ def test_data_settings_that_cannot_work_name_themselves_at_setup(
     gone = str(tmp_path / "gone")
     assert setup_error(path=str(video_folder), val_path=gone).startswith(f"data.val_path: data source {gone!r}")
     assert setup_error(path=str(video_folder), image_path=gone).startswith("data.image_path: data source")
+    with pytest.raises(ValueError, match="images \\(data.image_path\\) train beside videos, not alone"):
+        VideoDataModule(image_path=str(tmp_path), num_frames=5, size=32)  # no videos at all
     assert setup_error(path=gone).startswith("data.path: data source")
     VideoDataModule(path=str(carphone), num_frames=5, size=32, batch_size=1, num_workers=0).setup("fit")
     assert any("data.path lists one file: none is held out for validation" in r.message for r in caplog.records)

@@ -141,6 +141,7 @@ class VideoDataModule(LightningDataModule):
             raise ValueError(
                 "set data.path to your videos, data.shards to WebDataset shards, "
                 "or data.synthetic_videos to train on generated clips"
+                + ("; images (data.image_path) train beside videos, not alone" if image_path else "")
             )
         self.path, self.val_path, self.test_path, self.image_path = path, val_path, test_path, image_path
         if shuffle_buffer < 0:

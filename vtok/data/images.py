@@ -29,7 +29,22 @@ def read_rgb_image(path: str) -> torch.Tensor:
             "bombs); shrink it, or raise PIL.Image.MAX_IMAGE_PIXELS if it is genuine"
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        container = _video_container(path) if isinstance(error, UnidentifiedImageError) else None
+        if container:
+            raise UnusableFileError(path, f"a video ({container}) named as an image; videos train through data.path") from None
         raise UnusableFileError(path, f"cannot decode the image ({first_line(error)})") from None
+
+
+def _video_container(path: str) -> str | None:
+    """The video container a file's first bytes announce (an MP4/QuickTime ``ftyp`` box, Matroska's
+    EBML header, an AVI RIFF header), else ``None``."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+    if head[4:8] == b"ftyp":
+        return "mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    return "avi" if head[:4] == b"RIFF" and head[8:12] == b"AVI " else None
 
 
 def as_rgb(image: Image.Image, path: str) -> Image.Image:
