@@ -94,6 +94,8 @@ def test_decode_refuses_latents_of_another_dtype_naming_the_fix_as_encode_does()
             model.decode(latents.to(dtype))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts as it goes: allowed
         assert model.decode(latents.bfloat16()).shape == (1, 3, 5, 16, 16)
+    with pytest.raises(ValueError, match="with none empty"):  # no latent frame: was a convolution's kernel-size error
+        model.decode(latents[:, :, :0])
 
 
 def test_decode_refuses_a_noise_seed_or_noise_level_its_decoder_cannot_use() -> None:

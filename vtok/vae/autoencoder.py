@@ -287,12 +287,14 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
             discrete: ``False`` decodes a discrete model's continuous latents.
             timestep: noise level of ``latents`` for a denoising decoder (default 0: clean).
             noise_seed: a generative decoder reads zero noise (deterministic) unless given a seed,
-                which draws one plausible reconstruction; any other decoder refuses one.
+                which draws one plausible reconstruction; any other decoder refuses one. The seed draws
+                the noise of the whole batch at once: a clip decoded alone with it gets other noise than
+                in a batch (decode clips one at a time for a draw that depends on the seed alone).
         """
         continuous = self.is_discrete and not discrete
         channels = self.quantizer.input_channels if continuous else self.quantizer.code_channels
-        if latents.ndim != 5 or latents.shape[1] != channels:
-            raise ValueError(f"expected latents [B, {channels}, t, h, w], got {tuple(latents.shape)}")
+        if latents.ndim != 5 or latents.shape[1] != channels or 0 in latents.shape:
+            raise ValueError(f"expected latents [B, {channels}, t, h, w] with none empty, got {tuple(latents.shape)}")
         self._check_dtype(latents, "the latents are", "latents")
         # one layout whatever the caller's, so latents built from token indices decode to the same bits
         latents = to_network_layout(latents)
