@@ -85,6 +85,9 @@ def test_fsq_on_a_diffusers_prior_trains_exports_and_reloads(tmp_path: Path, pri
         assert tokens.shape[1] == 2
         assert torch.equal(tokens, trained.tokenize(video)), "the export reproduces the trained model"
         assert torch.equal(model.detokenize(tokens), trained.detokenize(tokens))
+    run = tmp_path / "run"  # the run resumes with its own config (its network's other fields are the prior's)
+    main(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.max_steps", "3"])
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
 
 
 def test_the_prior_s_weights_are_the_starting_point(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from vtok.export import load_failure_reason, not_a_checkpoint_reason
+from vtok.training.priors import CARRIED_FIELDS
 from vtok.usage_error import UsageError
 
 log = logging.getLogger("vtok.cli")
@@ -69,7 +70,9 @@ def _check_network(path: str, saved: dict[str, Any] | None, given: Any) -> None:
         return
     now = _plain(init_args.as_dict() if hasattr(init_args, "as_dict") else dict(init_args))
     saved = _plain(saved)
-    shared = sorted(now.keys() & saved.keys() - {"backbone_class", "backbone_config"})  # filled in from a prior
+    shared = sorted(now.keys() & saved.keys() - {"backbone_class", "backbone_config"})
+    if saved.get("backbone_class"):  # built on a diffusers prior: only the fields carried over from the config
+        shared = [key for key in shared if key in CARRIED_FIELDS]
     training_only = {"gq_temperature", "denoise_max_timestep"}
     differ = [f"{key}={now[key]} (the checkpoint's: {saved[key]})" for key in shared if now[key] != saved[key]]
     refused = [text for text in differ if text.split("=")[0] not in training_only]
