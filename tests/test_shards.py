@@ -204,6 +204,13 @@ def test_a_stream_restarted_within_an_epoch_gives_new_clips_and_resumes_numberin
     assert sorted(clips(trained) + rest) == sorted(second), "the resumed pass is the second one, from where it stopped"
     assert len(rest) == 4 and clips(loader()) == first
 
+    at_the_end = loader()  # saved once a pass had ended (a checkpoint at an epoch's last batch): the next pass follows
+    for _ in at_the_end:
+        at_the_end.batch_trained()
+    resumed = loader()
+    resumed.load_state_dict(at_the_end.state_dict())
+    assert (clips(resumed) or clips(resumed)) == second, "not the finished pass's clips again"
+
 
 def test_a_loader_restarted_while_a_batch_of_its_last_pass_is_untrained_keeps_its_place() -> None:
     """A loader beside a stream is read ahead with it: when it wraps then, the last batch of its finished

@@ -401,5 +401,7 @@ class EpochLoader(TrainedStateLoader):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state = dict(state_dict)
-        self._restored_epoch = state.pop(PASS_EPOCH_KEY, None)
+        restored = state.pop(PASS_EPOCH_KEY, None)
+        finished = bool(state.get("_iterator_finished", False))  # saved after its pass ended: the next one follows
+        self._restored_epoch = None if restored is None else restored + finished
         super().load_state_dict(state)
