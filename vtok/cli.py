@@ -32,7 +32,7 @@ from vtok.data.errors import NoUsableDataError, ResumeMismatchError
 from vtok.error_text import first_line
 from vtok.launch import LaunchEnvironment, detect_launch
 from vtok.logged_config import SaveAndLogConfig
-from vtok.resume_checks import check_checkpoint, dotted_get, saved_network
+from vtok.resume_checks import check_checkpoint, dotted_get
 from vtok.run_folder import (
     CHECKPOINT_KEYWORDS,
     newest_checkpoint,
@@ -122,6 +122,8 @@ class VtokCLI(LightningCLI):
     """LightningCLI over :class:`AutoencoderModule` and :class:`VideoDataModule` with vtok's defaults:
     one run folder per run, bf16 on GPU and fp32 on CPU, shapes checked before anything is built."""
 
+    _resumed_network: dict[str, Any] | None = None  # the network config of the --ckpt_path checked, if any
+
     def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
         defaults = {"default_config_files": [str(DEFAULT_CONFIG)]}
         super().__init__(
@@ -172,7 +174,7 @@ class VtokCLI(LightningCLI):
                 )
             if newest is not None:
                 config.ckpt_path = newest
-                check_checkpoint(newest, config, training=self.subcommand == "fit")
+                self._resumed_network = check_checkpoint(newest, config, training=self.subcommand == "fit")
             else:
                 refuse_resuming_without_a_last_checkpoint(trainer.default_root_dir)
         untrained = config.get("ckpt_path") is None and dotted_get(config, "model.init_from") is None
@@ -250,11 +252,11 @@ class VtokCLI(LightningCLI):
         """A resumed run takes every weight from its checkpoint: a vtok prior (``model.init_from``, a checkpoint
         or export, as stage 2 starts from stage 1) is not loaded again, so it may have moved or gone. A diffusers
         prior still is: the network is built on its classes."""
-        prior, path = dotted_get(config, "model.init_from"), str(config.get("ckpt_path"))
-        if prior is None or path in CHECKPOINT_KEYWORDS or "://" in path or not Path(path).is_file():
+        prior, network = dotted_get(config, "model.init_from"), self._resumed_network
+        if prior is None or network is None:  # a checkpoint read later (a URL, Lightning's keywords): as given
             return
-        if (saved_network(path) or {}).get("backbone_class") is None:
-            log.info("resuming: the weights come from %s; model.init_from %s is not loaded", path, prior)
+        if network.get("backbone_class") is None:
+            log.info("resuming: the weights come from %s; model.init_from %s is not loaded", config.get("ckpt_path"), prior)
             config.model.init_from = None
             self._derived.append((config.model, "init_from", prior))  # config.yaml keeps it as given
 
@@ -354,7 +356,7 @@ class VtokCLI(LightningCLI):
             )
         if path is None or path in CHECKPOINT_KEYWORDS or "://" in str(path):
             return  # resolved later: "last" once the run folder is known, the others by Lightning, fsspec
-        check_checkpoint(path, self.config[subcommand], training=subcommand == "fit")
+        self._resumed_network = check_checkpoint(path, self.config[subcommand], training=subcommand == "fit")
 
     def before_validate(self) -> None:
         self._check_data("validate")

@@ -34,10 +34,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def check_checkpoint(path: str, config: Any, training: bool = True) -> None:
+def check_checkpoint(path: str, config: Any, training: bool = True) -> dict[str, Any] | None:
     """Raises :class:`UsageError` unless ``path`` is a readable Lightning checkpoint of the network the
     config describes; when ``training`` (a resumed fit), reports the ``model.*`` settings that differ
-    from its own (see :func:`_report_changed_settings`: validate and test train nothing)."""
+    from its own (see :func:`_report_changed_settings`: validate and test train nothing). Returns the
+    network config the checkpoint records (``None`` from a checkpoint vtok did not write)."""
     if not Path(path).exists():
         raise UsageError(f"--ckpt_path {path}: no such file")
     wrong_kind = not_a_checkpoint_reason(Path(path))
@@ -49,15 +50,11 @@ def check_checkpoint(path: str, config: Any, training: bool = True) -> None:
         raise UsageError(f"--ckpt_path: {load_failure_reason(Path(path), error)}") from None
     if not isinstance(checkpoint, dict) or "pytorch-lightning_version" not in checkpoint:
         raise UsageError(f"--ckpt_path {path} is not a Lightning training checkpoint (vtok fit writes them)")
-    _check_network(path, (checkpoint.get("vtok") or {}).get("autoencoder_config"), dotted_get(config, "model.autoencoder"))
+    network = (checkpoint.get("vtok") or {}).get("autoencoder_config")
+    _check_network(path, network, dotted_get(config, "model.autoencoder"))
     if training:
         _report_changed_settings(checkpoint.get("hyper_parameters") or {}, config.get("model"))
-
-
-def saved_network(path: str) -> dict[str, Any] | None:
-    """The network config a vtok training checkpoint records (``None`` for another file), read memory-mapped."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return (checkpoint.get("vtok") or {}).get("autoencoder_config") if isinstance(checkpoint, dict) else None
+    return network
 
 
 def _check_network(path: str, saved: dict[str, Any] | None, given: Any) -> None:

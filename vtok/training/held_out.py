@@ -65,9 +65,9 @@ class HeldOutScoring:
                 return None  # nothing of its own in this batch: so each clip counts once
             video = video[~repeated]
         output = self.inference_autoencoder(video, sample_posterior=False, continuous=self.continuous_weight > 0)
+        for name in BATCH_STATISTICS:  # not a clip's score: it would change with the batching and ranks
+            output.losses.pop(name, None)
         terms = self.loss(video, output, self.trained_batches)
-        for name in BATCH_STATISTICS & terms.keys():  # not a clip's score: it would change with the batching and ranks
-            terms["loss"] = terms["loss"] - self.loss.bottleneck_weight(name, self.trained_batches) * terms.pop(name)
         metrics = {f"{prefix}/{key}": value for key, value in terms.items()}
         with torch.autocast(video.device.type, enabled=False):  # the code `vtok evaluate` runs, in fp32 as there
             reconstruction = output.reconstruction.float()

@@ -321,10 +321,10 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
             if timestep is not None and (torch.is_tensor(timestep) or timestep != 0):
                 raise ValueError("decode(timestep=...) needs decoder_timestep_conditioning=true")
             return None
+        check_noise_level(timestep)  # as given: a number is checked on the host, with no wait for the device
         t = torch.as_tensor(timestep, device=like.device, dtype=torch.float32)
         if t.ndim > 1 or t.numel() not in (1, like.shape[0]):
             raise ValueError(f"timestep must be a number or one per clip, [{like.shape[0]}], got shape {tuple(t.shape)}")
-        check_noise_level(t)
         return t.expand(like.shape[0])
 
     def _decoder_input(
