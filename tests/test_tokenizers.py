@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -416,8 +417,10 @@ def _distributed_worker(rank: int, world: int, init_file: str, z: torch.Tensor, 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         local = z.chunk(world)[rank].clone().requires_grad_()
-        out = GroupLFQ(6, 2, temperature=0.05)(local)
-        out.losses["entropy"].backward()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)  # no deprecated collective: a warning on every training step
+            out = GroupLFQ(6, 2, temperature=0.05)(local)
+            out.losses["entropy"].backward()
         with torch.no_grad():  # no gradient, no collective: rank-local statistics
             local_entropy = GroupLFQ(6, 2, temperature=0.05)(local).stats["codebook_entropy"]
         saved = {"codebook_entropy": out.stats["codebook_entropy"], "grad": local.grad, "local": local_entropy}

@@ -30,9 +30,26 @@ def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
     """
     if not (t.requires_grad and dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return t
-    from torch.distributed.nn.functional import all_reduce
+    return _SumOverRanks.apply(t) / dist.get_world_size()
 
-    return all_reduce(t, op=dist.ReduceOp.SUM) / dist.get_world_size()
+
+class _SumOverRanks(torch.autograd.Function):
+    """Sum over ranks whose gradient is the sum of every rank's incoming gradient: each rank's loss
+    depends on every rank's input. torch's own ``torch.distributed.nn.functional.all_reduce`` does
+    the same but is deprecated (a FutureWarning on every step), and the functional collective it
+    points to has no gradient in older torch versions; this works on every torch vtok supports."""
+
+    @staticmethod
+    def forward(ctx: object, t: torch.Tensor) -> torch.Tensor:
+        total = t.clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.contiguous().clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
 
 
 class GroupLFQ(DiscreteQuantizer):
