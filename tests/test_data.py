@@ -26,7 +26,7 @@ from vtok.data import (
     write_video,
 )
 from vtok.data.datamodule import VideoDataModule
-from vtok.data.errors import UnusableFileError, read_notes
+from vtok.data.errors import DataSetupError, UnusableFileError, read_notes
 from vtok.data.images import read_rgb_image
 from vtok.data.readers import DecordReader, PyAVReader
 from vtok.data.sources import IMAGE_SUFFIXES
@@ -203,7 +203,7 @@ def test_a_dataset_without_a_usable_file_is_a_clear_error(tmp_path: Path, video_
     module = VideoDataModule(path=str(tmp_path / "bad"), num_frames=9, size=32, num_workers=0)
     with pytest.raises(ValueError, match="none of the"):
         module.setup("fit")
-    with pytest.raises(FileNotFoundError, match="not a folder"):
+    with pytest.raises(DataSetupError, match="not a folder"):  # a ValueError: one line from the command line
         VideoDataModule(path=str(tmp_path / "missing"), num_frames=9, size=32).setup("fit")
 
 

@@ -259,6 +259,16 @@ def test_two_ranks_with_two_workers_read_each_shard_sample_once_per_epoch_and_re
     assert len(full) == len(set(full)) == 16, "an epoch reads each sample once, on exactly one rank and worker"
 
 
+def test_data_too_small_for_the_ranks_is_one_line_per_rank_not_a_traceback(tmp_path: Path) -> None:
+    # 8 training clips on 2 ranks: 4 each, fewer than one batch of 5 (checked inside Lightning's launch)
+    result = _launch(tmp_path, 2, "--data.batch_size", "5")
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("vtok: error:")]
+    assert len(lines) == 2 and "fewer than one batch of data.batch_size=5 per rank on 2 rank(s)" in lines[0], result.stderr[-4000:]
+    ranks_traceback = [line for line in result.stderr.splitlines() if "/lightning/" in line or "/vtok/" in line]
+    assert not ranks_traceback, result.stderr[-4000:]  # the launcher's own report of a failed child stays
+
+
 def test_two_ranks_score_each_validation_clip_once_and_count_an_unusable_file_once(
     tmp_path: Path, video_folder: Path
 ) -> None:

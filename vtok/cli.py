@@ -28,7 +28,7 @@ from lightning.pytorch import Trainer
 
 from vtok.console import quiet_resumed_checkpoint_folder, quiet_third_party_noise, show_vtok_messages
 from vtok.data.datamodule import VideoDataModule
-from vtok.data.errors import NoUsableDataError, ResumeMismatchError
+from vtok.data.errors import DataSetupError, NoUsableDataError, ResumeMismatchError
 from vtok.error_text import first_line
 from vtok.launch import LaunchEnvironment, detect_launch
 from vtok.logged_config import SaveAndLogConfig
@@ -465,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         argv = _with_packaged_presets(arguments)
     try:
         VtokCLI(args=argv)
-    except (UsageError, ResumeMismatchError) as error:
+    except (UsageError, ResumeMismatchError, DataSetupError) as error:  # the last: raised on each rank of a launch
         print(f"vtok: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except (NonFiniteTrainingError, NoTrainingBatchesError, NoUsableDataError) as error:

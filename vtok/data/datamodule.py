@@ -16,7 +16,7 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from vtok.data.clips import ClipSpec, VideoLength
 from vtok.data.dataset import SkippingDataset, VideoClipDataset
 from vtok.data.batches import video_parts
-from vtok.data.errors import read_notes
+from vtok.data.errors import DataSetupError, read_notes
 from vtok.data.images import ImageDataset
 from vtok.data.readers import ReaderBackend
 from vtok.data.sampler import EpochSampler
@@ -244,11 +244,15 @@ class VideoDataModule(LightningDataModule):
         """Lists and splits the files, and fails here, before training, when none is usable."""
         if self.datasets:
             return
-        if stage == "test":  # `vtok test` reads its own files only
-            self._setup_test()
-        else:
-            self._setup_training(stage)
-        self._probe_datasets()
+        try:
+            if stage == "test":  # `vtok test` reads its own files only
+                self._setup_test()
+            else:
+                self._setup_training(stage)
+            self._probe_datasets()
+        except (ValueError, FileNotFoundError) as error:
+            self.datasets.clear()  # nothing half set up for a later call to take as done
+            raise DataSetupError(str(error)) from error
 
     def _setup_training(self, stage: str | None) -> None:
         """The training datasets (videos, images) and the validation one."""

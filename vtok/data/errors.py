@@ -1,6 +1,7 @@
 """The one exception a dataset catches, a file that cannot give a sample (skipped and counted); the
-one it raises when skipping cannot help: no file gives a sample at all; and the one a loader raises
-when a saved place in the data cannot be resumed as this run is launched."""
+one it raises when skipping cannot help: no file gives a sample at all; the one a loader raises
+when a saved place in the data cannot be resumed as this run is launched; and the one the data
+module's setup raises for data that cannot be trained on as configured."""
 
 from __future__ import annotations
 
@@ -45,3 +46,12 @@ class NoUsableDataError(RuntimeError):
 class ResumeMismatchError(RuntimeError):
     """A checkpoint's place in the data that cannot be resumed as this run is launched (another
     number of processes or loader workers for a shard stream)."""
+
+
+class DataSetupError(ValueError):
+    """The data as configured cannot be used: no files, fewer than one batch per rank, none usable.
+
+    Raised by the data module's ``setup``, which multi-process runs reach inside Lightning's launch
+    (single-process runs check earlier): its own type lets the command line report it in one line
+    on every rank instead of a traceback each.
+    """
