@@ -379,13 +379,16 @@ def test_a_model_checkpoint_subclass_counts_as_the_run_s_checkpoints() -> None:
 
 
 def test_ckpt_path_last_with_a_run_config_finds_a_run_requeued_before_its_first_checkpoint(tmp_path: Path) -> None:
-    from vtok.run_folder import resumed_run_folder
+    from vtok.run_folder import resumed_run_folder, run_folder
+    from vtok.usage_error import UsageError
 
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("{}\n")
     config = {"ckpt_path": "last", "config": [str(run / "config.yaml")]}
     assert resumed_run_folder(config) is None, "nothing to resume"
+    with pytest.raises(UsageError, match=f"{run} holds no checkpoint yet.*--trainer.default_root_dir {run} "):
+        run_folder(config)  # the advice is not to give the config.yaml that was given
     (run / "hpc_ckpt_1.ckpt").write_bytes(b"")  # SLURM's requeue checkpoint only, no checkpoints/ yet
     assert resumed_run_folder(config) == str(run)
 

@@ -54,6 +54,13 @@ def run_folder(config: Any) -> str:
     if resumed is not None:
         return resumed
     if config.get("ckpt_path") == "last":
+        given = [Path(str(path)) for path in config.get("config") or [] if Path(str(path)).name == "config.yaml"]
+        if given:  # a run's own config, but its folder holds no checkpoint yet: stopped before the first save
+            raise UsageError(
+                f"--ckpt_path last: {given[-1].parent} holds no checkpoint yet to resume from; to start that run "
+                f"again in its folder, add --trainer.default_root_dir {given[-1].parent} (with --ckpt_path last it "
+                "then resumes once a checkpoint exists, and starts afresh before one)"
+            )
         raise UsageError(
             "--ckpt_path last needs the run folder to look in: add --trainer.default_root_dir runs/<run> "
             "(or --config runs/<run>/config.yaml, or give the checkpoint file, runs/<run>/checkpoints/last.ckpt)"
