@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import sys
 import threading
 from collections.abc import Sequence
 from typing import get_args
@@ -102,7 +103,15 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
         shard_samples=args.shard_samples,
         progress=not args.no_progress,
     )
-    with logging_redirect_tqdm():  # log lines above the progress bar, not through it
-        summary = prepare_dataset(args.data, args.out, options)
+    try:
+        with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+            summary = prepare_dataset(args.data, args.out, options)
+    except KeyboardInterrupt:
+        print(
+            f"vtok prepare: interrupted; every file checked so far is recorded in {args.out} (and every shard closed "
+            "so far indexed): run the same command again to carry on",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
     print(summary.describe())
     return summary

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ class VideoInfo:
             the first, middle and last), so that a rerun asking for that check knows which lines lack it.
         reencoded_with: the settings ``vtok prepare --reencode`` wrote the copy with (``short_side``,
             ``keyframe_interval``, ``crf``), so that a rerun with other settings can say which copies differ.
+        source_bytes: the size of ``source`` when it was checked.
+        source_mtime_ns: its modification time then (nanoseconds since the epoch): a rerun checks the
+            file again when either has changed (a file replaced, or still being copied when checked).
     """
 
     path: str
@@ -59,6 +62,8 @@ class VideoInfo:
     reader: str | None = None
     every_frame: bool | None = None
     reencoded_with: dict[str, Any] | None = None
+    source_bytes: int | None = None
+    source_mtime_ns: int | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The JSON-serialisable line (unknown fields left out)."""
@@ -68,6 +73,25 @@ class VideoInfo:
     def from_record(cls, record: dict[str, Any]) -> VideoInfo:
         names = {field.name for field in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in record.items() if k in names})
+
+
+def file_version(path: str | Path) -> dict[str, int]:
+    """``{"source_bytes", "source_mtime_ns"}`` of ``path`` as it is now (empty when it cannot be
+    read): recorded with each checked file, so that a rerun can tell whether it changed since."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return {}
+    return {"source_bytes": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
+
+
+def changed_since_checked(record: dict[str, Any], path: str | Path) -> bool:
+    """Whether ``path`` (the file ``record`` was checked from) differs in size or modification time
+    from what ``record`` recorded; ``False`` for a record without them (written by an earlier vtok)."""
+    if "source_bytes" not in record or "source_mtime_ns" not in record:
+        return False
+    now = file_version(path)
+    return (now.get("source_bytes"), now.get("source_mtime_ns")) != (record["source_bytes"], record["source_mtime_ns"])
 
 
 def sample_key(source: str) -> str:
@@ -97,18 +121,30 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 @contextmanager
 def appending(path: str | Path) -> Iterator[TextIO]:
-    """Opens a JSONL file for appending, first ending a torn last line so new lines stay whole."""
+    """Opens a JSONL file for appending, first cutting off a torn last line (a run killed while
+    writing it), so that the file stays valid JSONL for a strict reader such as training's manifest
+    reader. Callers read the file first (:func:`read_jsonl` skips the torn line), so its file is
+    checked again."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torn = False
     if path.exists() and path.stat().st_size > 0:
-        with path.open("rb") as handle:
-            handle.seek(-1, 2)
-            torn = handle.read(1) != b"\n"
+        with path.open("rb+") as handle:
+            handle.truncate(_end_of_last_whole_line(handle))
     with path.open("a") as handle:
-        if torn:
-            handle.write("\n")
         yield handle
+
+
+def _end_of_last_whole_line(handle: BinaryIO, block: int = 1 << 16) -> int:
+    """The offset just after the file's last newline (0 when it has none), read from the end."""
+    end = handle.seek(0, 2)
+    while end > 0:
+        start = max(0, end - block)
+        handle.seek(start)
+        found = handle.read(end - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        end = start
+    return 0
 
 
 def append_line(handle: TextIO, record: dict[str, Any]) -> None:

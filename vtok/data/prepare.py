@@ -10,9 +10,10 @@ Output folder ``D``:
 
 A second run skips every file already in the manifest or the rejected list (it decodes nothing
 for them), so an interrupted run carries on where it stopped, and a grown folder costs only its
-new files. Rejections the settings decided are the exception: a file rejected as too short is
-checked again by a run with a ``--min-frames`` it may meet, and one whose decoding stalled by a run
-with a longer ``--timeout``; their old lines leave the rejected list.
+new files. Two kinds of lines are checked again, their old lines taken out of the lists: those of
+files whose size or modification time changed since (lines of a vtok that did not record them are
+not), and rejections the settings decided: a file rejected as too short, by a run with a
+``--min-frames`` it may meet, and one whose decoding stalled, by a run with a longer ``--timeout``.
 """
 
 from __future__ import annotations
@@ -31,12 +32,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from vtok.data.errors import UnusableFileError
-from vtok.data.manifest import VideoInfo, append_line, appending, read_jsonl, sample_key
+from vtok.data.manifest import VideoInfo, append_line, appending, changed_since_checked, file_version, read_jsonl, sample_key
 from vtok.data.probe import TooFewFramesError, probe_video
 from vtok.data.readers import ReaderBackend
 from vtok.data.reencode import reencode_video
 from vtok.data.scan_pool import STALLED, run_with_deadlines
-from vtok.data.shard_writer import write_shards
+from vtok.data.shard_writer import read_index, record_key, write_shards
 from vtok.data.sources import RealPaths, list_files, unique_files
 
 log = logging.getLogger(__name__)
@@ -145,20 +146,22 @@ def check_file(source: str, out: Path, options: PrepareOptions) -> dict[str, Any
 
     Runs in a worker process; never raises for a bad file.
     """
+    version = file_version(source)  # before reading it: a file still changing is checked again by the next run
     try:
         info = probe_video(source, options.backend, options.min_frames, options.every_frame)
         if options.reencode:
             info = _reencode(info, out, options)
         if options.every_frame:
             info = dataclasses.replace(info, every_frame=True)
-        return {"accepted": info.to_record()}
+        return {"accepted": {**info.to_record(), **version}}
     except TooFewFramesError as error:  # the count lets a run with a lower --min-frames take it
-        return {"rejected": {"path": source, "reason": error.reason, "frames": error.frames}}
+        return {"rejected": {"path": source, "reason": error.reason, "frames": error.frames, **version}}
     except UnusableFileError as error:
-        return {"rejected": {"path": source, "reason": error.reason}}
+        return {"rejected": {"path": source, "reason": error.reason, **version}}
     except Exception as error:  # a decoder failing in a way no reader anticipated: still not fatal
         log.debug("unexpected error on %s", source, exc_info=True)
-        return {"rejected": {"path": source, "reason": f"unexpected {type(error).__name__}: {str(error)[:200]}"}}
+        reason = f"unexpected {type(error).__name__}: {str(error)[:200]}"
+        return {"rejected": {"path": source, "reason": reason, **version}}
 
 
 def _reencode(info: VideoInfo, out: Path, options: PrepareOptions) -> VideoInfo:
@@ -268,17 +271,65 @@ def _take_back(
         )  # fmt: skip
     if again:
         log.info("checking %d files again that an earlier run rejected with other settings", len(again))
-        partial = out / (REJECTED_NAME + ".partial")
-        partial.write_text("".join(json.dumps(record) + "\n" for record in kept))
-        partial.replace(out / REJECTED_NAME)
+        _rewrite_jsonl(out / REJECTED_NAME, kept)
     return kept
+
+
+def _rewrite_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    """Replaces a JSONL file with ``records`` in one step (written whole, then renamed into place)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("".join(json.dumps(record) + "\n" for record in records))
+    partial.replace(path)
+
+
+def _take_back_changed(
+    accepted: list[dict[str, Any]], rejected: list[dict[str, Any]], sources: set[str], real: RealPaths, out: Path
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The lines of files that changed (size or modification time) since they were checked, taken out of
+    both lists on disk so that this run checks them again; returns the lists kept. Without this a file
+    still being copied when it was checked stayed rejected for good, and a replaced file kept the old
+    file's frame count (and, with ``--shards``, its new bytes were sharded beside the old metadata)."""
+    lists = {MANIFEST_NAME: accepted, REJECTED_NAME: rejected}
+    changed: dict[str, list[dict[str, Any]]] = {}
+    for name, records in lists.items():
+        changed[name] = []
+        for record in records:
+            scanned = record.get("source", record["path"])
+            if real(scanned) in sources and changed_since_checked(record, scanned):
+                changed[name].append(record)
+    count = sum(map(len, changed.values()))
+    if not count:
+        return accepted, rejected
+    example = changed[MANIFEST_NAME][0] if changed[MANIFEST_NAME] else changed[REJECTED_NAME][0]
+    log.warning(
+        "%d files changed since an earlier run checked them (size or modification time; for instance %s): "
+        "checking them again", count, example.get("source", example["path"]),
+    )  # fmt: skip
+    for record in changed[MANIFEST_NAME]:
+        if record.get("source", record["path"]) != record["path"] and not Path(record["path"]).is_absolute():
+            (out / record["path"]).unlink(missing_ok=True)  # the old file's re-encoded copy
+    sharded = set(read_index(out / "shards").get("keys", {}))
+    stale = sum(record_key(record) in sharded for record in changed[MANIFEST_NAME])
+    if stale:
+        log.warning(
+            "%d of the changed files are already in %s, which keep the bytes they were sharded with (shards are "
+            "only added to); write the shards to a new --out to take the new files", stale, out / "shards",
+        )  # fmt: skip
+    kept = []
+    for name, records in lists.items():
+        ids = {id(record) for record in changed[name]}
+        kept.append([record for record in records if id(record) not in ids])
+        if ids:
+            _rewrite_jsonl(out / name, kept[-1])
+    return kept[0], kept[1]
 
 
 def _outside(sources: list[str], out: Path) -> list[str]:
     """``sources`` without the files under ``out``: with ``--out`` inside ``--data``, a rerun would take
     its own re-encoded copies (``out/videos``) for new videos, and copies of those the time after."""
-    inside = tuple(os.path.join(folder, "") for folder in {str(out.absolute()), os.path.realpath(out)})
-    kept = [source for source in sources if not source.startswith(inside)]
+    spelt, real_out = os.path.join(str(out.absolute()), ""), os.path.join(os.path.realpath(out), "")
+    real = RealPaths()  # a source reached through another spelling (a symlinked --data) is still inside
+    kept = [source for source in sources if not (source.startswith(spelt) or real(source).startswith(real_out))]
     if len(kept) < len(sources):
         log.info("%d files inside the output folder %s are not taken as sources", len(sources) - len(kept), out)
     return kept
@@ -305,7 +356,9 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
         raise ValueError(f"no video files found in {data!r}")
     accepted = read_jsonl(out / MANIFEST_NAME)
     real = RealPaths()  # a file listed under another spelling (a symlinked folder) is the same file
-    rejected = _take_back(read_jsonl(out / REJECTED_NAME), {real(s) for s in sources}, real, options, out)
+    real_sources = {real(source) for source in sources}
+    rejected = _take_back(read_jsonl(out / REJECTED_NAME), real_sources, real, options, out)
+    accepted, rejected = _take_back_changed(accepted, rejected, real_sources, real, out)
     known = {real(r.get("source", r["path"])) for r in accepted} | {real(r["path"]) for r in rejected}
     todo = [source for source in sources if real(source) not in known]
     _warn_about_earlier_settings(accepted, options, out)
@@ -334,5 +387,7 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
             f"none of the {len(sources)} files of {data!r} is usable; the reasons are in {out / REJECTED_NAME}"
         )
     if options.shards:
-        summary.shards_written = len(write_shards(accepted, out, out / "shards", options.shard_mb, options.seed, options.shard_samples))
+        shards = out / "shards"
+        written = write_shards(accepted, out, shards, options.shard_mb, options.seed, options.shard_samples, options.progress)
+        summary.shards_written = len(written)
     return summary

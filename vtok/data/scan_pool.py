@@ -12,8 +12,11 @@ child when it frees a reader it inherited.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
+import multiprocessing.pool
 import queue
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -44,10 +47,11 @@ def run_with_deadlines(
         return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(preload))
+    start_pool = functools.partial(_ready_pool, context, workers)
     running: dict[Hashable, float] = {}  # item -> deadline
     finished: queue.SimpleQueue[tuple[int, Hashable, Any, bool]] = queue.SimpleQueue()
     generation = 0  # results from a terminated pool are ignored
-    pool = context.Pool(workers)
+    pool = start_pool()
     try:
         while pending or running:
             while pending and len(running) < workers:
@@ -66,7 +70,7 @@ def run_with_deadlines(
                 stalled = [item for item, deadline in running.items() if deadline <= now]
                 pool.terminate()
                 generation += 1
-                pool = context.Pool(workers)
+                pool = start_pool()
                 for item in stalled:
                     del running[item]
                     yield item, STALLED
@@ -81,3 +85,13 @@ def run_with_deadlines(
             yield item, result
     finally:
         pool.terminate()
+
+
+def _ready_pool(context: Any, workers: int) -> multiprocessing.pool.Pool:
+    """A pool whose workers ignore Ctrl-C (the calling process stops them: one message, not one
+    traceback per worker), started before any item's deadline runs: the fork server's start-up
+    (importing the preload modules, seconds) counted in the first items' deadlines and rejected
+    healthy files as stalled under a short timeout."""
+    pool = context.Pool(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+    pool.apply(int)  # returns once the fork server runs and a worker has started
+    return pool

@@ -5,8 +5,11 @@ A sample is ``<key>.mp4`` (the file's bytes, as they are: no decoding, no re-enc
 added: ``index.json`` records the sample keys already in shards (with how many times each, since a
 manifest may repeat a line to weight it), so a later run shards only the lines not yet there, however
 the manifest was edited in between. The index also gives each shard's sample count, which keeps
-ranks in step when they stream (see :mod:`vtok.data.shard_split`). It is rewritten as each shard
-closes, so an interrupted run's closed shards are indexed and the next run continues after them.
+ranks in step when they stream (see :mod:`vtok.data.shard_split`). It is rewritten as shards close,
+at most every :data:`INDEX_EVERY_SECONDS` (it lists every sample key, so rewriting it at each close
+made sharding a million videos take time growing with their square), and at the end, on Ctrl-C too.
+A killed run's shards closed after the last rewrite are deleted by the next run, which shards
+their lines again.
 """
 
 from __future__ import annotations
@@ -15,19 +18,22 @@ import json
 import logging
 import random
 import re
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import webdataset as wds
+from tqdm.auto import tqdm
 
-from vtok.data.manifest import sample_key
+from vtok.data.manifest import changed_since_checked, sample_key
 
 log = logging.getLogger(__name__)
 
 SHARD_PATTERN = "shard-%06d.tar"
 INDEX_NAME = "index.json"
+INDEX_EVERY_SECONDS = 30.0  # at most this much sharding is redone after an interruption
 
 
 def read_index(folder: str | Path) -> dict[str, Any]:
@@ -138,6 +144,7 @@ def write_shards(
     shard_mb: float = 256.0,
     seed: int = 0,
     shard_samples: int | None = None,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Appends the manifest lines not yet in shards to new shards in ``folder``; returns the new
     shards' index entries. A line that cannot be read is left out with a warning and tried again
@@ -153,6 +160,7 @@ def write_shards(
             only neighbouring files (often cuts of one source video).
         shard_samples: a shard is also closed once it holds this many videos (``None``: no limit);
             whichever limit is reached first closes it.
+        progress: show a progress bar over the lines to shard.
     """
     if shard_mb <= 0:
         raise ValueError(f"--shard-size must be positive, got {shard_mb} MB")
@@ -167,25 +175,36 @@ def write_shards(
     random.Random(seed + sum(sharded.values())).shuffle(new)
     shards: list[dict[str, Any]] = list(index["shards"])
     shard: _Shard | None = None
-    for record in new:
-        path = Path(record["path"]) if Path(record["path"]).is_absolute() else Path(root) / record["path"]
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            log.warning("not sharding %s: %s", path, error)
-            continue
-        if shard is not None and (shard.bytes >= shard_mb * 1e6 or (shard_samples is not None and shard.samples >= shard_samples)):
+    indexed_at = time.monotonic()
+    in_open_shard: Counter[str] = Counter()  # keys written to the shard not yet closed
+    try:
+        for record in tqdm(new, unit="video", desc="writing shards", disable=not progress or not new):
+            path = Path(record["path"]) if Path(record["path"]).is_absolute() else Path(root) / record["path"]
+            if record.get("source", record["path"]) == record["path"] and changed_since_checked(record, path):
+                log.warning("not sharding %s: it changed since vtok prepare checked it; run vtok prepare again", path)
+                continue
+            try:
+                data = path.read_bytes()
+            except OSError as error:
+                log.warning("not sharding %s: %s", path, error)
+                continue
+            if shard is not None and (shard.bytes >= shard_mb * 1e6 or (shard_samples is not None and shard.samples >= shard_samples)):
+                shards.append(shard.close())
+                shard, in_open_shard = None, Counter()
+                if time.monotonic() - indexed_at >= INDEX_EVERY_SECONDS:
+                    _write_index(folder, sharded, shards)
+                    indexed_at = time.monotonic()
+            if shard is None:
+                shard = _Shard(folder, len(shards))
+            # a repeated line's copies get keys of their own (<key>-2, ...), numbered by the copies already in
+            # shards (samples of a tar are told apart by their keys; a copy that failed to read takes no number)
+            key = record_key(record)
+            sharded[key] += 1
+            in_open_shard[key] += 1
+            shard.write(key if sharded[key] == 1 else f"{key}-{sharded[key]}", path.suffix.lower().lstrip(".") or "mp4", data, record)
+        if shard is not None:
             shards.append(shard.close())
-            _write_index(folder, sharded, shards)  # the keys counted so far are exactly those of the closed shards
-            shard = None
-        if shard is None:
-            shard = _Shard(folder, len(shards))
-        # a repeated line's copies get keys of their own (<key>-2, ...), numbered by the copies already in
-        # shards (samples of a tar are told apart by their keys; a copy that failed to read takes no number)
-        key = record_key(record)
-        sharded[key] += 1
-        shard.write(key if sharded[key] == 1 else f"{key}-{sharded[key]}", path.suffix.lower().lstrip(".") or "mp4", data, record)
-    if shard is not None:
-        shards.append(shard.close())
-    _write_index(folder, sharded, shards)
+            in_open_shard = Counter()
+    finally:  # Ctrl-C included: the closed shards are indexed; the one being written is deleted by the next run
+        _write_index(folder, sharded - in_open_shard, shards)
     return shards[len(index["shards"]) :]

@@ -39,7 +39,7 @@ from torch.utils.data import IterableDataset
 from vtok.data.clips import ClipSpec, VideoLength
 from vtok.data.dataset import video_clip_with_info
 from vtok.data.errors import NoUsableDataError, UnusableFileError
-from vtok.data.readers import ReaderBackend, open_video_bytes
+from vtok.data.readers import PYAV_SUFFIXES, ReaderBackend, open_video_bytes
 from vtok.data.seeding import sample_generator
 from vtok.data.shard_split import sample_quotas, split_shards
 from vtok.data.shard_writer import INDEX_NAME
@@ -328,8 +328,8 @@ class ShardClipDataset(IterableDataset):
             length = VideoLength.from_record(json.loads(member["json"])) if "json" in member else None
         except (ValueError, TypeError, AttributeError) as error:
             raise UnusableFileError(name, f"its .json is not a metadata record ({error})") from None
-        if self.backend == "auto" and (length is None or length.reader is None):
-            _say_members_are_checked_at_every_read(name)
+        if self.backend == "auto" and f".{field}" not in PYAV_SUFFIXES and (length is None or length.reader is None):
+            _say_members_are_checked_at_every_read(name)  # (formats that always go to PyAV are not checked)
         reader = open_video_bytes(member[field], name, self.backend, f".{field}", length.reader if length else None)
         generator = None
         if self.train:
