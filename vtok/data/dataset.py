@@ -23,7 +23,10 @@ from vtok.data.clips import ClipSpec, ClipTooShortError, VideoLength
 from vtok.data.errors import NoUsableDataError, UnusableFileError
 from vtok.data.readers import ReaderBackend, VideoReader, open_video
 from vtok.data.seeding import sample_generator
-from vtok.data.transforms import enlarges, frames_to_clip
+from vtok.data.transforms import draw_placement, enlarges, place_frames
+
+# Frames decoded at the source's size at a time (resizing converts them to float: about 350 MB at 720p).
+READ_WINDOW = 32
 
 
 SampleKey = int | tuple[int, int] | tuple[int, int, bool]  # index, (epoch, index), (epoch, index, repeated)
@@ -180,12 +183,31 @@ def video_clip_with_info(
     except ClipTooShortError as error:
         raise UnusableFileError(reader.path, str(error)) from None
     try:
-        decoded = reader.read(indices)
+        video, source_size = _placed_frames(reader, indices, size, generator, horizontal_flip)
     except UnusableFileError as error:  # these frames: another clip of the file may decode
         raise UnusableFileError(error.path, error.reason, every_clip=False) from None
-    video = frames_to_clip(decoded, size, generator, horizontal_flip)
-    source_size = (int(decoded.shape[1]), int(decoded.shape[2]))
     return video, ClipInfo(str(reader.path), indices[0], len(indices), clip.stride(fps), fps, source_size)
+
+
+def _placed_frames(
+    reader: VideoReader, indices: Sequence[int], size: tuple[int, int], generator: torch.Generator | None, horizontal_flip: bool
+) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The clip ``[3, T, h, w]`` of the frames at ``indices`` and their size at the source. A long clip (a
+    whole video) is decoded and resized :data:`READ_WINDOW` frames at a time into the output: its frames
+    at the source's size were all held at once before (about 6 MB a frame at 720p, 90 GB for 10 minutes)."""
+    video: torch.Tensor | None = None
+    filled = 0
+    for frames in reader.read_windows(indices, READ_WINDOW):
+        if video is None:
+            source_size = (int(frames.shape[1]), int(frames.shape[2]))
+            placement = draw_placement(*source_size, size, generator, horizontal_flip)
+            if len(frames) == len(indices):  # a training clip: one window
+                return place_frames(frames, size, placement), source_size
+            video = torch.empty(3, len(indices), *size)
+        video[:, filled : filled + len(frames)] = place_frames(frames, size, placement)
+        filled += len(frames)
+    assert video is not None and filled == len(indices), "a reader gave other frames than asked for"
+    return video, source_size
 
 
 class VideoClipDataset(SkippingDataset):

@@ -13,7 +13,7 @@ import importlib.util
 import io
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal, Protocol
@@ -38,6 +38,7 @@ MPEG_STREAM_SUFFIXES = frozenset({".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".vob
 # AVI: with B-frames (H.264, or MPEG-4 Part 2 as "xvid"/"divx" write it) decord's seeks land in the
 # wrong stretch of the file. PyAV decodes both from the start, correctly; "auto" sends them there.
 PYAV_SUFFIXES = MPEG_STREAM_SUFFIXES | {".avi"}
+DECORD_REOPEN_FRAMES = 256  # see DecordReader.read_windows
 
 
 def _openable(source: VideoSource) -> str | io.BytesIO:
@@ -56,6 +57,15 @@ class VideoReader(Protocol):
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         """uint8 frames ``[len(indices), H, W, 3]`` (RGB)."""
         ...
+
+    def read_windows(self, indices: Sequence[int], window: int) -> Iterator[torch.Tensor]:
+        """The frames of ``indices`` as :meth:`read` gives them, ``window`` at a time (the last window
+        shorter): a long read whose frames at the source's size need not all be in memory at once."""
+        ...
+
+
+def _windows(indices: Sequence[int], window: int) -> list[Sequence[int]]:
+    return [indices[start : start + window] for start in range(0, len(indices), window)]
 
 
 class DecordReader:
@@ -86,6 +96,19 @@ class DecordReader:
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise VideoDecodeError(self.path, f"decord gave frames of shape {frames.shape}, expected [T, H, W, 3]")
         return torch.from_numpy(np.ascontiguousarray(frames))
+
+    def read_windows(self, indices: Sequence[int], window: int) -> Iterator[torch.Tensor]:
+        """decord seeks to each window; its reader is opened again every :data:`DECORD_REOPEN_FRAMES` frames
+        read, as decord 0.6 holds on to memory for every frame a reader decoded (about 0.6 MB a 720p frame)
+        until the reader is freed."""
+        import decord
+
+        read = 0
+        for chunk in _windows(indices, window):
+            if read >= DECORD_REOPEN_FRAMES:
+                self._reader, read = decord.VideoReader(_openable(self._source), ctx=decord.cpu(0), num_threads=1), 0
+            yield self.read(chunk)
+            read += len(chunk)
 
     def check_against_pyav(self) -> str | None:
         """Why decord's frames of this file cannot be trusted, or ``None`` when they agree with
@@ -148,6 +171,36 @@ class PyAVReader:
         if missing:
             raise VideoDecodeError(self.path, f"frames {missing[:3]}... are not decodable")
         return torch.from_numpy(np.stack([found[i] for i in indices]))
+
+    def read_windows(self, indices: Sequence[int], window: int) -> Iterator[torch.Tensor]:
+        """One decoding pass from the start for indices in increasing order (each :meth:`read` decodes from
+        the start: a window at a time would decode the file's beginning again for every window)."""
+        if any(later < earlier for earlier, later in zip(indices, indices[1:])):
+            for chunk in _windows(indices, window):
+                yield self.read(chunk)
+            return
+        import av
+
+        try:
+            with av.open(_openable(self._source)) as container:
+                frames = frames_in_order(container, video_stream(container), self.path)
+                found: dict[int, np.ndarray] = {}
+                position = -1
+                for chunk in _windows(indices, window):
+                    found = {i: frame for i, frame in found.items() if i >= chunk[0]}  # a frame the last window ended on
+                    wanted = set(chunk)
+                    while position < chunk[-1]:
+                        position, frame = next(frames, (None, None))
+                        if position is None:
+                            missing = [i for i in chunk if i not in found]
+                            raise VideoDecodeError(self.path, f"frames {missing[:3]}... are not decodable")
+                        if position in wanted:
+                            found[position] = displayed_array(frame)
+                    yield torch.from_numpy(np.stack([found[i] for i in chunk]))
+        except (FrameSizeChangeError, VideoDecodeError):
+            raise
+        except Exception as error:
+            raise VideoDecodeError(self.path, f"PyAV cannot decode frames ({first_line(error)})") from None
 
 
 def decord_available() -> bool:
@@ -244,6 +297,27 @@ class FallbackReader:
                     raise VideoDecodeError(self.path, f"{decord_error.reason}; {pyav_error.reason}") from None
         assert self._pyav is not None  # set whenever decord is not the reader
         return self._pyav.read(indices)
+
+    def read_windows(self, indices: Sequence[int], window: int) -> Iterator[torch.Tensor]:
+        done, decord_failure = 0, None
+        if self._primary is not None:
+            try:
+                for frames in self._primary.read_windows(indices, window):
+                    yield frames
+                    done += len(frames)
+                return
+            except VideoDecodeError as decord_error:  # PyAV reads the rest, in one pass
+                decord_failure, self._primary = decord_error.reason, None
+                self._pyav = self._open_pyav(decord_failure)
+        assert self._pyav is not None  # set whenever decord is not the reader
+        try:
+            yield from self._pyav.read_windows(indices[done:], window)
+        except FrameSizeChangeError:
+            raise
+        except VideoDecodeError as pyav_error:
+            if decord_failure is None:
+                raise
+            raise VideoDecodeError(self.path, f"{decord_failure}; {pyav_error.reason}") from None
 
 
 def open_video(path: str | Path, backend: ReaderBackend = "auto", verified: ReaderName | None = None) -> VideoReader:

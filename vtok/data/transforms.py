@@ -44,9 +44,24 @@ def frames_to_clip(
         generator: draws the crop position and the flip; ``None`` gives the centre crop, no flip.
         horizontal_flip: flip left-right with probability 1/2 (only with a generator).
     """
-    video = frames.permute(0, 3, 1, 2)  # T, 3, H, W
-    top, left, h, w = crop_box(video.shape[-2], video.shape[-1], *size, generator)
-    video = TF.resized_crop(video, top, left, h, w, list(size), antialias=True)
-    if horizontal_flip and generator is not None and torch.rand((), generator=generator) < 0.5:
+    placement = draw_placement(frames.shape[1], frames.shape[2], size, generator, horizontal_flip)
+    return place_frames(frames, size, placement)
+
+
+def draw_placement(
+    height: int, width: int, size: tuple[int, int], generator: torch.Generator | None = None, horizontal_flip: bool = False
+) -> tuple[tuple[int, int, int, int], bool]:
+    """``(crop box, flip)`` of a clip from ``height x width`` frames (drawn with ``generator``: the crop
+    position, then the flip; ``None``: centred, unflipped): drawn once, applied to each window of a long clip."""
+    box = crop_box(height, width, *size, generator)
+    flip = horizontal_flip and generator is not None and bool(torch.rand((), generator=generator) < 0.5)
+    return box, flip
+
+
+def place_frames(frames: torch.Tensor, size: tuple[int, int], placement: tuple[tuple[int, int, int, int], bool]) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` cropped, resized and flipped as ``placement`` says -> float ``[3, T, h, w]`` in ``[-1, 1]``."""
+    (top, left, h, w), flip = placement
+    video = TF.resized_crop(frames.permute(0, 3, 1, 2), top, left, h, w, list(size), antialias=True)  # T, 3, h, w
+    if flip:
         video = video.flip(-1)
     return video.permute(1, 0, 2, 3).float().div_(127.5).sub_(1.0)
