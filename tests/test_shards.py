@@ -4,6 +4,7 @@ checks that keep an epoch from repeating or dropping samples (writing them: test
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -384,3 +385,19 @@ def test_the_untrained_share_warning_names_what_loses_the_samples(caplog: pytest
         caplog.clear()
         check_quotas([10, 2], world=2, workers=1, batch_size=1, warn=False)  # the ranks but one
         assert caplog.text == ""
+
+
+def test_a_zero_filled_shard_is_counted_as_damaged_not_blamed_on_the_index(
+    shard_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A shard overwritten with zeros reads as an empty tar, without an error: it was not counted, and the
+    warning said the index was stale and to write the shards again."""
+    shards = tmp_path / "shards"
+    shutil.copytree(shard_dir / "shards", shards)
+    zeroed = sorted(shards.glob("*.tar"))[0]
+    zeroed.write_bytes(bytes(zeroed.stat().st_size))
+    module = VideoDataModule(shards=str(shards), num_frames=5, size=32, batch_size=1, num_workers=0)
+    module.setup("fit")
+    assert len([module.on_after_batch_transfer(batch, 0) for batch in module.train_dataloader()]) == 8  # the quota refilled
+    assert list(module.skipped_files) == [str(zeroed)] and "the shard is damaged" in module.skipped_files[str(zeroed)]
+    assert "index is stale" not in caplog.text

@@ -270,7 +270,11 @@ class ShardClipDataset(IterableDataset):
                     waiting[number] += 1
                     read += 1
                     yield {**member, "__shard__": number}
-                if number not in unreadable:  # read through, from its start (a resumed worker restarts there too)
+                indexed = self._indexed.get(shards[number])
+                if read == 0 and indexed and number not in unreadable:  # tar reads zeros as its end: no error
+                    reason = f"no member can be read, index.json lists {indexed}: the shard is damaged (zero-filled?)"
+                    notes.append(UnusableFileError(shards[number], reason).note)
+                elif number not in unreadable:  # read through, from its start (a resumed worker restarts there too)
                     self._check_index(shards[number], read)
 
         def delivered(shard: int, key: str | None = None) -> None:  # key None: an unusable member
