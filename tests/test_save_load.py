@@ -146,3 +146,21 @@ def test_a_hub_model_in_the_standard_cache_loads_offline(tmp_path: Path, no_netw
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
     with pytest.raises(FileNotFoundError, match="local_files_only=False"):
         VideoAutoencoder.from_pretrained("someone/other-vae", cache_dir=tmp_path / "cache")
+
+
+def test_a_dtype_by_name_loads_in_it_and_a_device_map_splitting_the_model_is_refused(tmp_path: Path) -> None:
+    """diffusers took torch_dtype="bfloat16" for no dtype and loaded float32 with a logged warning; device_map="auto"
+    failed with a message about _no_split_modules meant for the model's developers."""
+    VideoAutoencoder(latent_channels=4, block_out_channels=(8,), layers_per_block=1).save_pretrained(tmp_path)
+    for name, dtype in (("bfloat16", torch.bfloat16), ("torch.float16", torch.float16)):
+        assert VideoAutoencoder.from_pretrained(tmp_path, torch_dtype=name).dtype == dtype
+    assert VideoAutoencoder.from_pretrained(tmp_path, dtype="bfloat16").dtype == torch.bfloat16
+    with pytest.raises(ValueError, match=r"torch_dtype='bf16'\): not a torch dtype; give one \(torch.bfloat16\)"):
+        VideoAutoencoder.from_pretrained(tmp_path, torch_dtype="bf16")
+    with pytest.raises(ValueError, match="not a torch dtype"):
+        VideoAutoencoder.from_pretrained(tmp_path, torch_dtype="Tensor")  # an attribute of torch, not a dtype
+    for one_device in ("cpu", torch.device("cpu"), {"": "cpu"}):
+        assert VideoAutoencoder.from_pretrained(tmp_path, device_map=one_device).device.type == "cpu"
+    for split in ("auto", "balanced", "sequential", {"encoder": "cpu", "decoder": "cpu"}, "gpu", -1):
+        with pytest.raises(ValueError, match=r"loads whole onto one device .* give device_map='cuda'"):
+            VideoAutoencoder.from_pretrained(tmp_path, device_map=split)

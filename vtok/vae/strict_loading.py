@@ -20,6 +20,8 @@ from typing import Any
 from huggingface_hub import try_to_load_from_cache
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from vtok.vae.load_arguments import check_load_arguments
+
 LOADING_PROBLEMS = {
     "missing_keys": "tensors missing from the weights",
     "mismatched_keys": "tensors of another shape than the config builds",
@@ -80,11 +82,14 @@ class StrictLoadingMixin:
     """Mixed into a diffusers ``ModelMixin``: ``from_pretrained`` raises :class:`IncompleteWeightsError`
     naming what did not load, unless every tensor of the model came from the weights file, and reads
     only local folders and the Hub cache unless given ``local_files_only=False`` (see :func:`check_source`).
+    A dtype may be given by name (``torch_dtype="bfloat16"``); ``device_map`` must name one device
+    (see :func:`~vtok.vae.load_arguments.check_load_arguments`).
     """
 
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
         source = check_source(args[0] if args else kwargs.get("pretrained_model_name_or_path"), kwargs)
+        check_load_arguments(kwargs)
         if args:
             args = (source, *args[1:])
         else:
