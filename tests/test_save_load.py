@@ -70,6 +70,24 @@ def test_a_saved_folder_whose_config_was_edited_is_refused(tmp_path: Path, edit:
         VideoAutoencoder.from_pretrained(tmp_path / "saved")
 
 
+
+def test_a_config_edited_to_other_shapes_is_refused_for_the_edit_before_any_weight_is_read(tmp_path: Path) -> None:
+    """The fingerprint was checked once the weights had loaded: an edit changing their shapes failed first, blamed
+    on the weights, with diffusers' advice to pass ignore_mismatched_sizes=True (random layers)."""
+    from vtok.export import load_autoencoder
+    from vtok.vae.export_config import ExportConfigError
+
+    VideoAutoencoder(latent_channels=6, block_out_channels=(8,), layers_per_block=1).save_pretrained(tmp_path)
+    config = {**json.loads((tmp_path / "config.json").read_text()), "latent_channels": 12}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loads = [lambda: load_autoencoder(tmp_path), lambda: VideoAutoencoder.load_config(tmp_path)]
+    loads += [lambda kw=kw: VideoAutoencoder.from_pretrained(tmp_path, **kw)
+              for kw in ({}, {"device_map": "cpu"}, {"low_cpu_mem_usage": False})]  # fmt: skip
+    for load in loads:
+        with pytest.raises(ExportConfigError, match="the config was edited after export") as error:
+            load()
+        assert "ignore_mismatched_sizes" not in str(error.value) and "\n" not in str(error.value)
+
 def test_a_denoising_decoder_runs_in_bfloat16_close_to_float32(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = VideoAutoencoder(

@@ -95,20 +95,40 @@ def check_recorded_identity(model: Any, where: Any) -> None:
 
 
 def _check_fingerprint(model: Any, where: Any) -> None:
-    """The fields the export hashed must hash alike; any other field (one a later vtok added) must
-    hold its constructor default, as the model the export wrote did."""
-    recorded = model.config.get(FINGERPRINT_KEY)
+    """:func:`check_config_fingerprint` on a built model's config."""
+    check_config_fingerprint(model.config, type(model), where)
+
+
+def _with_defaults(config: Mapping[str, Any], cls: type) -> dict[str, Any]:
+    """``config`` as read from config.json, as the model ``cls`` builds from it records it: each constructor
+    field the file does not hold at its default, fields the constructor does not take left out."""
+    parameters = inspect.signature(cls.__init__).parameters
+    fields = {
+        name: config.get(name, parameter.default) for name, parameter in parameters.items()
+        if name != "self" and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
+        and (name in config or parameter.default is not parameter.empty)
+    }  # fmt: skip
+    return {**{key: value for key, value in config.items() if key.startswith("_")}, **fields}
+
+
+def check_config_fingerprint(config: Mapping[str, Any], cls: type, where: Any) -> None:
+    """Raises :class:`ExportConfigError` when ``config`` (a model's, or config.json's as read, whose missing
+    fields take ``cls``'s constructor defaults) differs from the fields its recorded fingerprint was taken of:
+    the fields the export hashed must hash alike; any other field (one a later vtok added) must hold its
+    constructor default, as the model the export wrote did. Without a fingerprint: not checked."""
+    recorded = config.get(FINGERPRINT_KEY)
     if recorded is None:
         return
-    fields = list(model.config.get(FINGERPRINT_FIELDS_KEY) or [])
-    defaults = inspect.signature(type(model).__init__).parameters
+    config = _with_defaults(config, cls)
+    fields = list(config.get(FINGERPRINT_FIELDS_KEY) or [])
+    defaults = inspect.signature(cls.__init__).parameters
     added = [
-        field for field in constructor_fields(model.config)
-        if field not in fields and field in defaults and _jsonable(model.config[field]) != _jsonable(defaults[field].default)
+        field for field in constructor_fields(config)
+        if field not in fields and field in defaults and _jsonable(config[field]) != _jsonable(defaults[field].default)
     ]  # fmt: skip
     if added:
         what = f"{added[0]} is set, which the export left at its default"
-    elif recorded != config_fingerprint(model.config, fields):
+    elif recorded != config_fingerprint(config, fields):
         what = f"{FINGERPRINT_KEY} does not match"
     else:
         return
@@ -133,13 +153,15 @@ def _first(loaded: Any) -> Any:
 
 class ExportConfigMixin:
     """Mixed into ``VideoAutoencoder`` before the diffusers classes: ``load_config`` runs
-    :func:`check_export_config` on what it reads, and ``from_pretrained`` runs
-    :func:`check_recorded_identity` on the model it built."""
+    :func:`check_export_config` and :func:`check_config_fingerprint` on what it reads (so
+    ``from_pretrained`` refuses an edited config before it reads any weights, whose shapes the edit may
+    have changed), and ``from_pretrained`` runs :func:`check_recorded_identity` on the model it built."""
 
     @classmethod
     def load_config(cls, *args: Any, **kwargs: Any) -> Any:
         loaded = super().load_config(*args, **kwargs)  # type: ignore[misc]
         check_export_config(_first(loaded), _source(args, kwargs))
+        check_config_fingerprint(_first(loaded), cls, _source(args, kwargs))
         return loaded
 
     @classmethod
