@@ -262,6 +262,32 @@ def test_weights_missing_a_tensor_are_refused_not_filled_with_random_layers(tmp_
         assert "ignore_mismatched_sizes" not in str(error.value)
 
 
+
+def test_an_export_over_a_sharded_save_replaces_it_and_a_failed_one_leaves_the_folder_as_it_was(tmp_path: Path) -> None:
+    """The sharded save's index stayed beside the new single file, naming the shards the save removed: the
+    export said "exported" and would not load."""
+    from vtok.export import write_export
+
+    weights = "diffusion_pytorch_model"
+    tiny = {"latent_channels": 4, "block_out_channels": (8,), "layers_per_block": 1}
+    old, new = (VideoAutoencoder(**tiny) for _ in range(2))
+    out = tmp_path / "export"
+    old.save_pretrained(out, max_shard_size="20KB")
+    assert (out / f"{weights}.safetensors.index.json").is_file()
+    (out / "README.md").write_text("a model card")  # not a file of the save: kept
+    before = sorted(path.name for path in out.iterdir())
+    with pytest.raises(TypeError):
+        write_export(new, out, {"_vtok_training_step": object()})  # fails once the weights are written
+    assert sorted(path.name for path in out.iterdir()) == before, "a failed export leaves the folder as it was"
+    write_export(new, out, {"_vtok_training_step": 7})
+    assert sorted(path.name for path in out.iterdir()) == ["README.md", "config.json", f"{weights}.safetensors"]
+    loaded = VideoAutoencoder.from_pretrained(out)
+    assert loaded.config["_vtok_training_step"] == 7
+    assert all(torch.equal(a, b) for a, b in zip(new.state_dict().values(), loaded.state_dict().values()))
+    with pytest.raises(TypeError):
+        write_export(new, tmp_path / "fresh", {"_vtok_training_step": object()})
+    assert not (tmp_path / "fresh").exists()
+
 def test_a_checkpoint_whose_config_does_not_fit_its_weights_is_refused(tmp_path: Path) -> None:
     checkpoint = torch.load(_train(tmp_path, "kl"), weights_only=True)
     checkpoint["vtok"]["autoencoder_config"]["latent_channels"] += 1

@@ -12,11 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
 
 from vtok.error_text import first_line
 from vtok.jsonfile import read_json_object
@@ -136,14 +140,44 @@ def export_metadata(model: VideoAutoencoder, record: dict[str, Any], use_ema: bo
 
 
 def write_export(model: VideoAutoencoder, out: str | Path, metadata: dict[str, Any]) -> Path:
-    """``save_pretrained`` into ``out`` (safetensors), then vtok's metadata into its config.json."""
+    """``save_pretrained`` (safetensors) and vtok's metadata into its config.json, written into a hidden
+    staging folder inside ``out`` and moved into place when complete, config.json last. Weights files of an
+    earlier save that the new one does not write (a sharded save's index and shards, whose index diffusers
+    would read first) are removed; other files in ``out`` are kept. An error while saving leaves ``out``
+    as it was (or absent, when it was).
+    """
     out = Path(out)
-    model.save_pretrained(out, safe_serialization=True)
-    config_path = out / model.config_name
-    config = json.loads(config_path.read_text())
-    config.update(metadata)
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".vtok-export-", dir=out))  # same file system: each move is a rename
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        config_path = staging / model.config_name
+        config = json.loads(config_path.read_text())
+        config.update(metadata)
+        config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        _move_into_place(staging, out, model.config_name)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    staging.rmdir()
     return out
+
+
+def _move_into_place(staging: Path, out: Path, config_name: str) -> None:
+    """The files of ``staging`` into ``out``: the weights, then the earlier save's other weights files
+    removed (an index before its shards, so it never names missing ones), then the config."""
+    written = {path.name for path in staging.iterdir()}
+    for name in sorted(written - {config_name}):
+        os.replace(staging / name, out / name)
+    stem = SAFETENSORS_WEIGHTS_NAME.split(".")[0]  # "diffusion_pytorch_model": diffusers' weights, shards and indexes
+    stale = [path for path in out.iterdir() if path.name.startswith(stem) and path.name not in written]
+    for path in sorted(stale, key=lambda path: not path.name.endswith(".json")):
+        if path.is_file():
+            path.unlink()
+    os.replace(staging / config_name, out / config_name)
 
 
 def export_checkpoint(
