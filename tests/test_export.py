@@ -318,6 +318,32 @@ def test_latent_statistics_skip_unreadable_videos_and_count_them(
     torch.testing.assert_close(torch.tensor(model.config["_vtok_latent_std"]), torch.tensor(expected["std"]), **close)
 
 
+
+def test_latent_statistics_encode_on_the_device_asked_for_reading_the_checkpoint_once(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--latent-stats encoded on the CPU, whatever the machine had, and read the checkpoint twice."""
+    loads: list[Path] = []
+    encoded_on: set[tuple[str, str]] = set()
+    load, encode = torch.load, VideoAutoencoder.encode
+
+    def counting_load(path: Path, *args: object, **kwargs: object) -> object:
+        loads.append(Path(path))
+        return load(path, *args, **kwargs)
+
+    def recording_encode(self: VideoAutoencoder, video: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
+        encoded_on.add((video.device.type, next(self.parameters()).device.type))
+        return encode(self, video, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    monkeypatch.setattr(VideoAutoencoder, "encode", recording_encode)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    main(["export", "--ckpt", str(fsq_run["checkpoint"]), "--out", str(tmp_path / "export"), "--latent-stats",
+          str(video_folder), "--max-videos", "2", "--frames", "5", "--size", "32", "--device", device])  # fmt: skip
+    assert encoded_on == {(device, device)}
+    assert loads.count(fsq_run["checkpoint"]) == 1
+    assert len(VideoAutoencoder.from_pretrained(tmp_path / "export").config["_vtok_latent_mean"]) == 4  # fsq [8, 5, 5, 5]
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

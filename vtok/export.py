@@ -199,7 +199,18 @@ def export_checkpoint(
             fps, crop, number of videos and of skipped files), stored as ``_vtok_latent_stats_protocol``.
             Optional: exports without it (older ones included) load alike.
     """
-    checkpoint = read_checkpoint(checkpoint_path)
+    return export_read_checkpoint(read_checkpoint(checkpoint_path), out, use_ema, latent_stats, latent_stats_protocol)
+
+
+def export_read_checkpoint(
+    checkpoint: dict[str, Any],
+    out: str | Path,
+    use_ema: bool = True,
+    latent_stats: dict[str, list[float]] | None = None,
+    latent_stats_protocol: dict[str, Any] | None = None,
+) -> Path:
+    """:func:`export_checkpoint` of a checkpoint already read by :func:`read_checkpoint` (a caller that
+    needs it first, as ``vtok export --latent-stats`` does, reads it once)."""
     model = autoencoder_from_checkpoint(checkpoint, use_ema)
     metadata = export_metadata(model, checkpoint[CHECKPOINT_KEY], use_ema)
     if latent_stats is not None:
