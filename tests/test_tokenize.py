@@ -4,6 +4,7 @@ resumable runs, broken videos skipped and listed, and bad token files reported i
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,18 @@ def test_fixed_clips_skip_broken_videos_and_redo_damaged_token_files(
     run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", out, "--frames", 9)
     assert capsys.readouterr().out.strip().startswith("tokenized 1 videos (3 already done, 5 skipped)")
     assert read_token_file(damaged)[0].shape == (1, 3, 4, 4)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_token_files_get_the_permissions_the_umask_gives(umask: int, tmp_path: Path) -> None:
+    """safetensors' save_file leaves its files -rw-------: tokens shared with a team were unreadable to it."""
+    metadata = {"codebook_size": "1000", "format": "vtok-tokens"}
+    old = os.umask(umask)
+    try:
+        path = write_token_file(tmp_path / "a.safetensors", torch.zeros(1, 2, 2, 2, dtype=torch.long), metadata)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 @pytest.fixture()

@@ -8,7 +8,7 @@ the source video, the frames used (first frame, count, stride), the clip's frame
 clip protocol asked for (``settings``: frames, stride or fps, size) and the model (path, a sha256 of
 its weights and one of the weights that decide the tokens, compression, codebook size, tokens per
 position). Files are written to a temporary name and renamed into place, so a file under its final
-name is always complete.
+name is always complete; they get the permissions the umask gives any new file (``-rw-r--r--`` under 022).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from vtok.data import ClipInfo
 from vtok.error_text import first_line
 from vtok.tokenizers.indices import is_integer_dtype
 from vtok.vae import FirstFrameTokens, VideoAutoencoder, regular_indices
+from vtok.vae.readable_weights import give_umask_permissions
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ def write_token_file(path: str | Path, tokens: torch.Tensor | FirstFrameTokens, 
     stored = {name: tensor.detach().cpu().to(dtype).contiguous() for name, tensor in tensors.items()}
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(stored, str(temporary), metadata=metadata)
+    give_umask_permissions(temporary)  # save_file makes it owner-only, unreadable to a team sharing the tokens
     os.replace(temporary, path)
     return path
 
