@@ -332,6 +332,8 @@ def test_a_wrong_lpips_file_is_never_advised_to_be_overwritten(
     [
         ("evaluate", ["--size", "32", "32", "32"], "--size takes one number or two (H W), got 3"),
         ("evaluate", ["--frames", "0"], "--frames must be at least 1, got 0"),
+        ("evaluate", ["--fps", "nan"], "--fps must be a finite number above 0, got nan"),
+        ("evaluate", ["--fps", "inf"], "--fps must be a finite number above 0, got inf"),
         ("evaluate", ["--out", "FILE"], "--out FILE is a file"),
         ("evaluate", ["--out", "FILE/eval"], "--out FILE/eval cannot be a folder: FILE is a file"),
         ("tokenize", ["--out", "FILE"], "--out FILE is a file"),

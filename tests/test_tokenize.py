@@ -282,7 +282,9 @@ def test_a_manifest_bounds_the_frames_and_sets_the_rate(
     [
         ("tokenize", {"--size": ["32", "32", "32"]}, "--size takes one number or two (H W), got 3"),
         ("tokenize", {"--frames": ["0"]}, "--frames must be at least 1, got 0"),
-        ("tokenize", {"--fps": ["0"]}, "--fps must be positive"),
+        ("tokenize", {"--fps": ["0"]}, "--fps must be a finite number above 0, got 0"),
+        ("tokenize", {"--fps": ["nan"]}, "--fps must be a finite number above 0, got nan"),  # failed late, per video
+        ("tokenize", {"--fps": ["inf"]}, "--fps must be a finite number above 0, got inf"),  # took every frame
         ("tokenize", {"--out": ["FILE"]}, "is a file; give the path of a new or an existing folder"),
         ("tokenize", {"--data": ["BROKEN"], "--frames": ["9"]}, "none of the 5 videos could be read"),
         ("detokenize", {"--fps": ["-5"]}, "--fps must be a finite number above 0, got -5"),

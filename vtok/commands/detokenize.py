@@ -12,6 +12,7 @@ import torch
 
 from vtok.commands.device import add_device_argument, resolve_device
 from vtok.commands.outputs import output_folder
+from vtok.commands.protocol import check_fps
 from vtok.data import to_uint8_frames, write_video
 from vtok.export import load_autoencoder
 from vtok.tokenfiles import check_model_matches, check_token_grid, read_token_file
@@ -46,8 +47,7 @@ def frame_rate(chosen: float | None, metadata: dict[str, str], tokens: str) -> f
 
 def main(argv: Sequence[str]) -> None:
     args = parser().parse_args(argv)
-    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
-        raise ValueError(f"--fps must be a finite number above 0, got {args.fps:g}")
+    check_fps(args.fps)
     if Path(args.out).suffix.lower() != ".mp4":
         raise ValueError(f"--out {args.out} must name an .mp4 file (H.264 in MP4 is what detokenize writes)")
     if Path(args.out).is_dir():

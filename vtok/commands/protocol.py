@@ -8,6 +8,7 @@ clip shape the model was trained on (recorded in its checkpoint or export), and 
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -50,6 +51,13 @@ def add_protocol_arguments(parser: argparse.ArgumentParser, whole_video: bool = 
     group.add_argument("--backend", choices=["auto", "decord", "pyav"], default="auto", help="video reader")
 
 
+def check_fps(fps: float | None) -> None:
+    """Raises ``ValueError`` naming ``--fps`` unless it is absent or a finite number above 0 (argparse's
+    ``float`` takes ``nan`` and ``inf``: NaN failed far into the run, inf took every frame and recorded no rate)."""
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"--fps must be a finite number above 0, got {fps:g}")
+
+
 def resolve_protocol(
     args: argparse.Namespace, model: VideoAutoencoder, recorded: dict[str, Any] | None, whole_video: bool = False
 ) -> ClipProtocol:
@@ -63,15 +71,14 @@ def resolve_protocol(
         whole_video: without ``--frames``, each video whole instead of the recorded clip length.
 
     Raises:
-        ValueError: a flag out of range (``--frames``, ``--stride`` or ``--fps`` below 1 or 0, more than two
-            ``--size`` numbers), or the clip shape does not fit the model's compression (the message
-            names sizes that do).
+        ValueError: a flag out of range (``--frames`` or ``--stride`` below 1, ``--fps`` not a finite number
+            above 0, more than two ``--size`` numbers), or the clip shape does not fit the model's compression
+            (the message names sizes that do).
     """
     for flag, value, least in (("frames", args.frames, 1), ("stride", args.stride, 1)):
         if value is not None and value < least:
             raise ValueError(f"--{flag} must be at least {least}, got {value}")
-    if args.fps is not None and args.fps <= 0:
-        raise ValueError(f"--fps must be positive, got {args.fps:g}")
+    check_fps(args.fps)
     if args.size is not None and not 1 <= len(args.size) <= 2:
         raise ValueError(f"--size takes one number or two (H W), got {len(args.size)}: {' '.join(map(str, args.size))}")
     recorded = recorded or {}
