@@ -316,6 +316,17 @@ def test_bad_flags_are_one_line_errors(
         assert len((tmp_path / "tokens" / "skipped.jsonl").read_text().splitlines()) == 5
 
 
+def test_detokenize_offers_no_workers_flag(capsys: pytest.CaptureFixture) -> None:
+    """--workers decodes videos ahead; detokenize reads one token file, so the flag did nothing there."""
+    with pytest.raises(SystemExit):
+        run("detokenize", "--help")
+    usage = capsys.readouterr().out
+    assert "--device" in usage and "--workers" not in usage
+    with pytest.raises(SystemExit) as exit_info:
+        run("detokenize", "--model", "m", "--tokens", "t.safetensors", "--out", "v.mp4", "--workers", "2")
+    assert exit_info.value.code == 2 and "unrecognized arguments: --workers 2" in capsys.readouterr().err
+
+
 def _exported_copy(fsq_run: dict[str, Path], out: Path, change: str) -> VideoAutoencoder:
     """The fsq export with one part's weights changed, exported to ``out``."""
     model = load_autoencoder(fsq_run["export"])

@@ -29,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", required=True, help="a token file written by `vtok tokenize`")
     p.add_argument("--out", required=True, help="the mp4 to write (a path ending in .mp4)")
     p.add_argument("--fps", type=float, help="frame rate of the mp4, above 0 (default: the clip's, in the token file)")
-    add_device_argument(p)
+    add_device_argument(p, workers=False)  # it reads one token file: no videos to decode ahead
     return p
 
 

@@ -12,8 +12,11 @@ import torch
 GPU_WORKERS = 4
 
 
-def add_device_argument(p: argparse.ArgumentParser) -> None:
+def add_device_argument(p: argparse.ArgumentParser, workers: bool = True) -> None:
+    """Adds ``--device`` and, with ``workers`` (commands that read videos), ``--workers``."""
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    if not workers:
+        return
     p.add_argument(
         "--workers",
         type=int,
