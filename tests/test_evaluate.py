@@ -8,6 +8,7 @@ import csv
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -196,11 +197,13 @@ def kl_export(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_continuous_model_on_broken_files_skips_them_and_the_missing_weights(
-    mixed_folder: tuple[Path, dict[str, str]], kl_export: Path, tmp_path: Path
+    mixed_folder: tuple[Path, dict[str, str]], kl_export: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     folder, broken = mixed_folder
     out = tmp_path / "eval"
     run("evaluate", "--model", kl_export, "--data", folder, "--out", out, "--pictures", 1)
+    bar = [part for part in re.split(r"[\r\n]", capsys.readouterr().err) if part.startswith("evaluate:")][-1]
+    assert "| 4/4 " in bar and "skipped=5" in bar, bar  # the skipped files once left it at 4/9
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["videos"] == 4 and metrics["skipped_files"] == len(broken) == 5
     assert sorted(Path(s["path"]).name for s in metrics["skipped"]) == sorted(broken)

@@ -323,11 +323,14 @@ def evaluate(
     limit = settings.max_videos if settings.max_videos is not None else len(dataset)
     skipped: list[dict[str, str]] = []
     batch: tuple[list[torch.Tensor], list[ClipInfo]] = ([], [])
-    # videos read, skips not counted; closed before an error, which then gets a line of its own
+    # videos read, towards the most there can be: a skip lowers the total when fewer files than the limit are left,
+    # so the bar ends full; closed before an error, which then gets a line of its own
     with tqdm(total=min(limit, len(dataset)), desc="evaluate", unit="video") as progress:
         for _, video, info, skip in read_ahead(dataset, workers=settings.workers):
             if skip is not None:
                 skipped.append(skip)
+                progress.total = min(limit, len(dataset) - len(skipped))
+                progress.set_postfix(skipped=len(skipped))  # refreshes the bar with its new total
                 continue
             progress.update()
             batch[0].append(video)
