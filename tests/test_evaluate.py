@@ -395,6 +395,24 @@ def test_videos_read_ahead_in_workers_give_the_same_results_and_skips(
     assert len(results[0][0].splitlines()) == 4 and results[0][1], "3 videos and the broken files before them"
 
 
+def test_an_output_folder_inside_the_data_is_not_evaluated_as_data(
+    video_folder: Path, kl_export: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pictures' side-by-side mp4s under --out were scored as videos by the next run into it."""
+    data = tmp_path / "videos"
+    data.mkdir()
+    for path in sorted(video_folder.glob("*.mp4"))[:2]:
+        (data / path.name).symlink_to(path)
+    (tmp_path / "alias").symlink_to(data)
+    for out in (data / "eval", data / "eval", tmp_path / "alias" / "eval"):
+        caplog.clear()
+        with caplog.at_level("INFO", logger="vtok"):
+            run("evaluate", "--model", kl_export, "--data", data, "--out", out, "--pictures", 2, "--max-videos", 4)
+        assert json.loads((out / "metrics.json").read_text())["videos"] == 2
+    assert len(list((data / "eval" / "pictures").glob("*.mp4"))) == 2
+    assert "2 files inside the output folder" in caplog.text
+
+
 def test_videos_smaller_than_the_protocol_size_are_counted_and_named(
     video_folder: Path, kl_export: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

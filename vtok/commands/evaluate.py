@@ -67,7 +67,7 @@ def main(argv: Sequence[str]) -> None:
             "never learnt to read the continuous latents; the scores say little about it"
         )
     check_ssim_size(protocol.height, protocol.width)  # before any video is read
-    dataset = clip_dataset(protocol, args.data, model, args.backend)
+    dataset = clip_dataset(protocol, args.data, model, args.backend, args.out)  # not its own pictures/*.mp4
     settings = EvaluationSettings(
         device, args.batch_size, args.max_videos, args.lpips_weights, args.fvd_weights, max(args.pictures, 0),
         args.mode, args.decode_timestep, args.noise_seed, protocol.fps, workers,

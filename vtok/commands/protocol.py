@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from vtok.data import ClipSpec, VideoClipDataset, VideoLength, WholeVideoDataset, list_records
 from vtok.data.readers import ReaderBackend
+from vtok.data.sources import files_outside
 from vtok.vae import VideoAutoencoder
 
 DEFAULT_FRAMES, DEFAULT_SIZE = 17, 256
@@ -93,17 +95,29 @@ def resolve_protocol(
     return ClipProtocol(frames=frames, height=height, width=width, stride=stride, fps=fps)
 
 
-def clip_dataset(protocol: ClipProtocol, data: str, model: VideoAutoencoder, backend: ReaderBackend = "auto") -> VideoClipDataset:
+def clip_dataset(
+    protocol: ClipProtocol,
+    data: str,
+    model: VideoAutoencoder,
+    backend: ReaderBackend = "auto",
+    out: str | Path | None = None,
+) -> VideoClipDataset:
     """Centre clips (or whole videos) of ``data``'s videos under ``protocol``; unusable files raise on load.
 
     A manifest's verified frame counts and frame rates (``frames``, ``fps``, as ``vtok prepare`` writes
     them) bound the clips, as in training: a damaged file is read only up to its last good frame.
+    The files under ``out`` (the command's output folder, when given) are left out: videos it wrote there
+    are no data (see :func:`~vtok.data.sources.files_outside`).
 
     Raises:
         FileNotFoundError: ``data`` names nothing.
-        ValueError: ``data`` holds no video file, or a manifest line has a malformed ``frames`` or ``fps``.
+        ValueError: ``data`` holds no video file (outside ``out``), or a manifest line has a malformed
+            ``frames`` or ``fps``.
     """
     records = list_records(data)
+    if out is not None:
+        kept = set(files_outside([record["path"] for record in records], out))
+        records = [record for record in records if record["path"] in kept]
     if not records:
         raise ValueError(f"no video files found in {data!r}; give a folder of videos, a glob or a manifest")
     files = [record["path"] for record in records]

@@ -38,7 +38,7 @@ from vtok.data.readers import ReaderBackend
 from vtok.data.reencode import reencode_video
 from vtok.data.scan_pool import STALLED, run_with_deadlines
 from vtok.data.shard_writer import read_index, record_key, write_shards
-from vtok.data.sources import RealPaths, list_files, unique_files
+from vtok.data.sources import RealPaths, files_outside, list_files, unique_files
 
 log = logging.getLogger(__name__)
 
@@ -324,17 +324,6 @@ def _take_back_changed(
     return kept[0], kept[1]
 
 
-def _outside(sources: list[str], out: Path) -> list[str]:
-    """``sources`` without the files under ``out``: with ``--out`` inside ``--data``, a rerun would take
-    its own re-encoded copies (``out/videos``) for new videos, and copies of those the time after."""
-    spelt, real_out = os.path.join(str(out.absolute()), ""), os.path.join(os.path.realpath(out), "")
-    real = RealPaths()  # a source reached through another spelling (a symlinked --data) is still inside
-    kept = [source for source in sources if not (source.startswith(spelt) or real(source).startswith(real_out))]
-    if len(kept) < len(sources):
-        log.info("%d files inside the output folder %s are not taken as sources", len(sources) - len(kept), out)
-    return kept
-
-
 def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None = None) -> PrepareSummary:
     """Scans the videos of ``data`` into ``out`` (see the module docstring for what is written).
 
@@ -351,7 +340,7 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sources, duplicates = unique_files([os.path.abspath(p) for p in list_files(data)])
-    sources = _outside(sources, out)
+    sources = files_outside(sources, out)  # a rerun would take its own copies (out/videos) for new videos
     if not sources:
         raise ValueError(f"no video files found in {data!r}")
     accepted = read_jsonl(out / MANIFEST_NAME)

@@ -97,6 +97,19 @@ class RealPaths:
         return os.path.join(self._folders[folder], name)
 
 
+def files_outside(paths: Sequence[str], folder: str | Path) -> list[str]:
+    """``paths`` in order without the files under ``folder``, however either is spelt (relative, absolute, or
+    through a symlinked folder), and logs how many were left out. A command that reads ``--data`` and writes
+    videos under ``--out`` calls it: with ``--out`` inside ``--data``, a rerun would otherwise read what the
+    earlier run wrote (``vtok prepare``'s re-encoded copies, ``vtok evaluate``'s pictures) as data."""
+    spelt, real_folder = os.path.join(os.path.abspath(folder), ""), os.path.join(os.path.realpath(folder), "")
+    real = RealPaths()  # a file reached through another spelling (a symlinked --data) is still inside
+    kept = [p for p in paths if not (os.path.abspath(p).startswith(spelt) or real(p).startswith(real_folder))]
+    if len(kept) < len(paths):
+        log.info("%d files inside the output folder %s are not taken as data", len(paths) - len(kept), folder)
+    return kept
+
+
 def unique_files(paths: Sequence[str]) -> tuple[list[str], int]:
     """``paths`` in order without those that lead to a file already listed (the same real path,
     through symlinks), and how many were left out."""
