@@ -177,3 +177,19 @@ def test_a_folder_search_counts_the_videos_it_leaves_out(tmp_path: Path, video_f
     files, _ = unique_files([record["path"] for record in list_records(tmp_path / "data")])
     assert not any(name.endswith((".flv", ".FLV", ".wmv", ".json")) for name in files)
     assert "3 videos in containers vtok does not read are left out (.flv 2, .wmv 1)" in caplog.text
+
+
+def test_subcommands_show_their_info_lines_once(tmp_path: Path, video_folder: Path) -> None:
+    """The subcommands ran before vtok's messages were set up, so their INFO lines never showed; prepare's own
+    logging.basicConfig would then have shown each line twice."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for video in sorted(video_folder.glob("*.mp4"))[:2]:
+        (data / video.name).symlink_to(video)
+    command = [sys.executable, "-m", "vtok.cli", "prepare", "--data", str(data), "--out", str(tmp_path / "out"), *QUIET]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stderr.splitlines()
+    said = [line for line in lines if "2 files, 0 already in" in line]
+    assert said == [f"vtok INFO: 2 files, 0 already in {tmp_path / 'out'}: checking 2"], done.stderr[-2000:]

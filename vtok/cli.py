@@ -450,6 +450,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``vtok`` console script and of ``train.py``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     dump_stacks_on_sigusr2()  # kill -USR2 <pid>: where a stuck process is
+    show_vtok_messages()  # before the subcommands too: their INFO lines were never shown
+    quiet_third_party_noise()
     if arguments and arguments[0] in SUBCOMMANDS:
         try:
             _run_subcommand(arguments[0], arguments[1:])
@@ -457,8 +459,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"vtok {arguments[0]}: error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         return
-    show_vtok_messages()
-    quiet_third_party_noise()
     if argv is None:
         sys.argv[1:] = _with_packaged_presets(arguments)  # Lightning reads the command line itself
     else:

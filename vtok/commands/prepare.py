@@ -88,7 +88,6 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
             f"--timeout must be a number of seconds above 0 and at most {threading.TIMEOUT_MAX:.3g}, got {args.timeout:g}"
         )
     output_folder(args.out)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     given = {"keyframe_interval": args.keyframe_interval, "crf": args.crf, "shard_mb": args.shard_size, "seed": args.seed}
     options = PrepareOptions(
         **{key: value for key, value in given.items() if value is not None},  # the others keep their defaults
@@ -104,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
         progress=not args.no_progress,
     )
     try:
-        with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+        with logging_redirect_tqdm([logging.getLogger("vtok")]):  # log lines above the progress bar, not through it
             summary = prepare_dataset(args.data, args.out, options)
     except KeyboardInterrupt:
         print(
