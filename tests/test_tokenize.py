@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from tests.conftest import write_broken_files
 from vtok import VideoAutoencoder
 from vtok.cli import main
-from vtok.data import ClipSpec, VideoClipDataset, open_video, to_uint8_frames
+from vtok.data import ClipSpec, VideoClipDataset, file_key, open_video, to_uint8_frames
 from vtok.export import load_autoencoder, write_export
 from vtok.tokenfiles import read_token_file, tokenizer_sha256, weights_sha256, write_token_file
 from vtok.vae import FirstFrameTokens, map_tokens
@@ -140,6 +140,35 @@ def test_fixed_clips_skip_broken_videos_and_redo_damaged_token_files(
     run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", out, "--frames", 9)
     assert capsys.readouterr().out.strip().startswith("tokenized 1 videos (3 already done, 5 skipped)")
     assert read_token_file(damaged)[0].shape == (1, 3, 4, 4)
+
+
+def test_a_rerun_through_another_spelling_of_the_data_redoes_nothing(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Token files were named by the path as written: `--data vids` then `--data $PWD/vids` encoded every video
+    again (two token files each) and listed each unreadable one twice in skipped.jsonl."""
+    data, out = tmp_path / "vids", tmp_path / "tokens"
+    data.mkdir()
+    for path in sorted(video_folder.glob("*.mp4"))[:2]:
+        (data / path.name).symlink_to(path)
+    (data / "empty.mp4").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    run("tokenize", "--model", fsq_run["export"], "--data", "vids", "--out", out, "--frames", 9)
+    names = sorted(p.name for p in (out / "tokens").iterdir())
+    capsys.readouterr()
+    run("tokenize", "--model", fsq_run["export"], "--data", data, "--out", out, "--frames", 9)
+    assert capsys.readouterr().out.startswith("tokenized 0 videos (2 already done, 1 skipped)")
+    assert sorted(p.name for p in (out / "tokens").iterdir()) == names
+    skipped = [json.loads(line)["path"] for line in (out / "skipped.jsonl").read_text().splitlines()]
+    assert skipped == [str(data / "empty.mp4")]
+    entries = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert [e["path"] for e in entries] == sorted(str(p) for p in data.glob("*.mp4") if p.stat().st_size)  # this run's
+    for token_file in (out / "tokens").iterdir():  # named as vtok once named them: by the path as written
+        token_file.rename(out / "tokens" / f"{file_key(read_token_file(token_file)[1]['source'])}.safetensors")
+    run("tokenize", "--model", fsq_run["export"], "--data", data, "--out", out, "--frames", 9)
+    assert capsys.readouterr().out.startswith("tokenized 0 videos (2 already done, 1 skipped)")
+    assert len(list((out / "tokens").iterdir())) == 2
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])

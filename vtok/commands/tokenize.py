@@ -1,9 +1,10 @@
 """``vtok tokenize --model M --data P --out D``: token files for downstream models, one per video.
 
-Writes ``D/tokens/<stem>-<8 hex>.safetensors`` (see :mod:`vtok.tokenfiles`), ``D/index.jsonl`` (one
-line per tokenized video: path, token file, shape, frames) and ``D/skipped.jsonl`` (unreadable
-videos with the reason); both cover the whole folder, so a dataset can be tokenized part by part
-into one ``D`` (runs with other ``--data``: the earlier runs' lines are kept). Resumable: a video whose token file is already complete is not read again.
+Writes ``D/tokens/<stem>-<8 hex of its real path>.safetensors`` (see :mod:`vtok.tokenfiles`),
+``D/index.jsonl`` (one line per tokenized video: path, token file, shape, frames) and ``D/skipped.jsonl``
+(unreadable videos with the reason); both cover the whole folder, so a dataset can be tokenized part by
+part into one ``D`` (runs with other ``--data``: the earlier runs' lines are kept). Resumable: a video
+whose token file is already complete is not read again, whichever way its path is written.
 An output folder belongs to one model and one clip protocol: every token file records the model's
 weights hash and the protocol, and a rerun into a folder holding token files of another model or
 other clip settings (--frames, --size, --stride, --fps) is refused; give such a run a new --out.
@@ -15,7 +16,7 @@ import argparse
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,29 @@ def _write_lines(path: Path, records: list[dict[str, Any]]) -> None:
     os.replace(temporary, path)
 
 
-def _token_path(out: Path, source: str) -> Path:
-    return out / "tokens" / f"{file_key(source)}.safetensors"
+def _token_path(out: Path, source: str, real: Callable[[str], str] = os.path.realpath) -> Path:
+    """Where ``source``'s token file goes: named by its stem and its real path (``real(source)``), so every
+    spelling of the video (relative, absolute, through a symlinked folder) names one file."""
+    return out / "tokens" / f"{file_key(source, real(source))}.safetensors"
+
+
+def _already_tokenized(
+    out: Path, files: Sequence[str], existing: dict[Path, tuple[dict[str, str], list[int]]]
+) -> dict[int, dict[str, Any]]:
+    """Index entries (under this run's spelling of each path) of the ``files`` whose token file is among the
+    ``existing`` ones, by position in ``files``: the file of :func:`_token_path`, else one whose recorded
+    source is the same video spelt another way (token files were once named by the path as written)."""
+    real = RealPaths()
+    by_video: dict[str, Path] = {}
+    for token_path, (metadata, _) in existing.items():
+        by_video.setdefault(real(metadata["source"]), token_path)
+    found = {}
+    for index, source in enumerate(files):
+        token_path = _token_path(out, source, real)
+        token_path = token_path if token_path in existing else by_video.get(real(source))
+        if token_path is not None:
+            found[index] = {**_entry(out, token_path, *existing[token_path]), "path": source}
+    return found
 
 
 def _token_files(out: Path, settings: dict[str, str]) -> dict[Path, tuple[dict[str, str], list[int]]]:
@@ -110,11 +132,7 @@ def main(argv: Sequence[str]) -> None:
     settings = tokenize_settings(protocol.as_dict(), weights_sha256(model), tokenizer_sha256(model))
     existing = _token_files(out, settings)
     model = model.to(device)
-    found: dict[int, dict[str, Any]] = {}  # file index -> index entry, for the files already tokenized
-    for index, source in enumerate(dataset.files):
-        token_path = _token_path(out, source)
-        if token_path in existing:
-            found[index] = _entry(out, token_path, *existing[token_path])
+    found = _already_tokenized(out, dataset.files, existing)  # file index -> index entry
     done = len(found)
     skipped: list[dict[str, str]] = []
     to_read = [index for index in range(len(dataset.files)) if index not in found]
@@ -166,6 +184,10 @@ def _earlier_entries(
     return entries
 
 
-def _earlier_skips(out: Path, settled: set[str]) -> list[dict[str, str]]:
-    """The earlier runs' skipped videos that have not been tokenized or skipped again since."""
-    return [record for record in read_jsonl(out / "skipped.jsonl") if record.get("path") not in settled]
+def _earlier_skips(out: Path, settled: Iterable[str]) -> list[dict[str, str]]:
+    """The earlier runs' skipped videos that have not been tokenized or skipped again since (``settled``),
+    under any spelling of their path: a rerun through another spelling lists each video once."""
+    real = RealPaths()
+    videos = {real(path) for path in settled}
+    records = read_jsonl(out / "skipped.jsonl")
+    return [r for r in records if not isinstance(r.get("path"), str) or real(r["path"]) not in videos]

@@ -219,6 +219,8 @@ def _check_length(record: dict[str, Any], where: str) -> None:
         raise ValueError(f"{where} {error}") from None
 
 
-def file_key(path: str | Path) -> str:
-    """A short name for a file that stays unique across folders: ``<stem>-<8 hex of sha1(path)>``."""
-    return f"{Path(path).stem}-{hashlib.sha1(os.fsencode(path)).hexdigest()[:8]}"  # the name's bytes, UTF-8 or not
+def file_key(path: str | Path, hashed: str | Path | None = None) -> str:
+    """A short name for a file that stays unique across folders: ``<stem>-<8 hex of sha1(path)>``, the path as
+    written; with ``hashed`` (such as the file's real path, one for every spelling of it), the sha1 of that."""
+    digest = hashlib.sha1(os.fsencode(path if hashed is None else hashed))  # the name's bytes, UTF-8 or not
+    return f"{Path(path).stem}-{digest.hexdigest()[:8]}"
