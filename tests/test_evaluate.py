@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -411,6 +412,10 @@ def test_an_output_folder_inside_the_data_is_not_evaluated_as_data(
         assert json.loads((out / "metrics.json").read_text())["videos"] == 2
     assert len(list((data / "eval" / "pictures").glob("*.mp4"))) == 2
     assert "2 files inside the output folder" in caplog.text
+    shutil.rmtree(data / "eval")
+    for _ in range(2):  # --out holding the data (`--out .`): only the pictures it writes are left out
+        run("evaluate", "--model", kl_export, "--data", data, "--out", data, "--pictures", 2, "--max-videos", 4)
+        assert json.loads((data / "metrics.json").read_text())["videos"] == 2
 
 
 def test_videos_smaller_than_the_protocol_size_are_counted_and_named(

@@ -150,8 +150,9 @@ def test_a_file_whose_header_promises_missing_frames_is_cut_to_the_frames_that_d
 
     def spying_open_video(file: str, backend: str = "auto", verified: str | None = None):  # noqa: ANN202
         opened = open_video(file, backend, verified)
-        read = opened.read
+        read, read_windows = opened.read, opened.read_windows  # clips over 32 frames are read in windows
         opened.read = lambda indices: (requested.extend(indices), read(indices))[1]
+        opened.read_windows = lambda indices, window: (requested.extend(indices), read_windows(indices, window))[1]
         return opened
 
     monkeypatch.setattr("vtok.data.dataset.open_video", spying_open_video)

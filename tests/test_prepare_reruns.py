@@ -84,6 +84,29 @@ def test_a_torn_manifest_line_is_cut_off_so_training_reads_the_manifest(tmp_path
     summary = prepare(["--data", str(video_folder), "--out", str(out), *QUIET])
     assert (summary.probed, summary.accepted, summary.manifest_total) == (1, 1, 8)
     assert len(list_records(manifest)) == 8
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([*lines, lines[0]]))  # a line repeated by hand (to weight it), without a newline
+    assert prepare(["--data", str(video_folder), "--out", str(out), *QUIET]).manifest_total == 9
+    assert len(list_records(manifest)) == 9, "a whole last line is kept, only a torn one is cut off"
+
+
+def test_a_recorded_time_rounded_by_other_tools_or_restored_to_the_second_is_no_change(tmp_path: Path, video_folder: Path) -> None:
+    """The recorded mtime (~1.8e18 ns) comes back up to 128 ns off through a double (jq, pandas), and an
+    archive restored with tar keeps whole seconds: every file was checked again (re-encoded, with --reencode)."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    for video in sorted(video_folder.glob("*.mp4"))[:3]:
+        shutil.copy(video, data / video.name)
+    prepare(["--data", str(data), "--out", str(out), *QUIET])
+    manifest = out / "manifest.jsonl"
+    lines = read_jsonl(manifest)
+    manifest.write_text("".join(json.dumps({**line, "source_mtime_ns": float(line["source_mtime_ns"])}) + "\n" for line in lines))
+    first = Path(lines[0]["path"])
+    whole_second = lines[0]["source_mtime_ns"] // 10**9 * 10**9
+    os.utime(first, ns=(whole_second, whole_second))  # as tar restores it
+    assert prepare(["--data", str(data), "--out", str(out), *QUIET]).probed == 0
+    os.utime(first, ns=(whole_second - 10**9, whole_second - 10**9))  # a second earlier: another version
+    assert prepare(["--data", str(data), "--out", str(out), *QUIET]).probed == 1
 
 
 def test_copies_inside_the_data_are_not_sources_under_another_spelling_of_the_data(tmp_path: Path, video_folder: Path) -> None:
@@ -122,6 +145,23 @@ def test_the_fork_servers_start_is_not_counted_in_a_files_deadline(tmp_path: Pat
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_ctrl_c_while_the_fork_server_imports_is_not_a_traceback_from_it(tmp_path: Path) -> None:
+    """The fork server imports the preload modules (seconds) before it ignores Ctrl-C itself: a Ctrl-C in
+    that time printed its KeyboardInterrupt traceback under prepare's one-line message."""
+    (tmp_path / "slow_to_import.py").write_text("import time\ntime.sleep(10)\n")
+    script = (
+        "import sys\nfrom vtok.data.scan_pool import run_with_deadlines\n"
+        "try:\n    dict(run_with_deadlines(abs, [-1], workers=1, timeout=60, preload=['slow_to_import']))\n"
+        "except KeyboardInterrupt:\n    print('interrupted', file=sys.stderr)\n    sys.exit(130)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    process = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(4)  # the fork server is importing by now
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: every process of the terminal's group
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and stderr.strip() == "interrupted", stderr[-3000:]
 
 
 def test_shard_members_of_formats_read_by_pyav_alone_are_not_said_to_be_checked(

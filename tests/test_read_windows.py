@@ -94,3 +94,16 @@ def test_decord_is_opened_again_as_it_reads_and_a_failure_mid_way_goes_on_with_p
     reader = FallbackReader(long_video, checked=True)
     assert torch.equal(torch.cat(list(reader.read_windows(range(FRAMES), READ_WINDOW))), expected)
     assert reader.decord_mismatch is None and reader._primary is None, "PyAV reads the file from then on"
+
+
+def test_decord_failing_to_open_the_file_again_is_a_decode_error(long_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every failure of a reader is a VideoDecodeError (the dataset skips and counts the file, FallbackReader
+    hands over to PyAV): decord's own error escaped when the file had gone by the time it was opened again."""
+    moved = tmp_path / "moved.mp4"
+    moved.write_bytes(long_video.read_bytes())
+    monkeypatch.setattr(readers, "DECORD_REOPEN_FRAMES", READ_WINDOW)
+    windows = DecordReader(moved).read_windows(range(FRAMES), READ_WINDOW)
+    next(windows)
+    moved.unlink()
+    with pytest.raises(VideoDecodeError, match="decord cannot open it again"):
+        next(windows)

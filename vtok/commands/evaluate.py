@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from vtok.commands.device import add_device_argument, resolve_device, resolve_workers
@@ -67,7 +68,8 @@ def main(argv: Sequence[str]) -> None:
             "never learnt to read the continuous latents; the scores say little about it"
         )
     check_ssim_size(protocol.height, protocol.width)  # before any video is read
-    dataset = clip_dataset(protocol, args.data, model, args.backend, args.out)  # not its own pictures/*.mp4
+    # not its own pictures/*.mp4 (only those: --out may hold the data, as `--out .` does)
+    dataset = clip_dataset(protocol, args.data, model, args.backend, Path(args.out) / "pictures")
     settings = EvaluationSettings(
         device, args.batch_size, args.max_videos, args.lpips_weights, args.fvd_weights, max(args.pictures, 0),
         args.mode, args.decode_timestep, args.noise_seed, protocol.fps, workers,

@@ -106,8 +106,8 @@ def clip_dataset(
 
     A manifest's verified frame counts and frame rates (``frames``, ``fps``, as ``vtok prepare`` writes
     them) bound the clips, as in training: a damaged file is read only up to its last good frame.
-    The files under ``out`` (the command's output folder, when given) are left out: videos it wrote there
-    are no data (see :func:`~vtok.data.sources.files_outside`).
+    The files under ``out`` (the folder the command writes its videos in, when given) are left out: videos it
+    wrote there are no data (see :func:`~vtok.data.sources.files_outside`).
 
     Raises:
         FileNotFoundError: ``data`` names nothing.

@@ -85,13 +85,25 @@ def file_version(path: str | Path) -> dict[str, int]:
     return {"source_bytes": stat.st_size, "source_mtime_ns": stat.st_mtime_ns}
 
 
+# A recorded mtime (about 1.8e18 ns) passed through a double (jq, pandas) comes back up to 128 ns off.
+MTIME_ROUNDING_NS = 1000
+SECOND_NS = 1_000_000_000
+
+
 def changed_since_checked(record: dict[str, Any], path: str | Path) -> bool:
     """Whether ``path`` (the file ``record`` was checked from) differs in size or modification time
-    from what ``record`` recorded; ``False`` for a record without them (written by an earlier vtok)."""
+    from what ``record`` recorded; ``False`` for a record without them (written by an earlier vtok).
+    The time is compared to within :data:`MTIME_ROUNDING_NS`, and to the second where the file's own
+    time is a whole second (restored from an archive that keeps seconds, as tar does)."""
     if "source_bytes" not in record or "source_mtime_ns" not in record:
         return False
     now = file_version(path)
-    return (now.get("source_bytes"), now.get("source_mtime_ns")) != (record["source_bytes"], record["source_mtime_ns"])
+    if not now or now["source_bytes"] != record["source_bytes"]:
+        return True
+    recorded, mtime = int(record["source_mtime_ns"]), now["source_mtime_ns"]
+    if abs(recorded - mtime) <= MTIME_ROUNDING_NS:
+        return False
+    return not (mtime % SECOND_NS == 0 and recorded // SECOND_NS == mtime // SECOND_NS)
 
 
 def sample_key(source: str) -> str:
@@ -122,16 +134,32 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 @contextmanager
 def appending(path: str | Path) -> Iterator[TextIO]:
     """Opens a JSONL file for appending, first cutting off a torn last line (a run killed while
-    writing it), so that the file stays valid JSONL for a strict reader such as training's manifest
-    reader. Callers read the file first (:func:`read_jsonl` skips the torn line), so its file is
-    checked again."""
+    writing it: not JSON), so that the file stays valid JSONL for a strict reader such as training's
+    manifest reader; callers read the file first (:func:`read_jsonl` skips the torn line), so its file
+    is checked again. A whole last line without its newline is ended instead."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    ending = ""
     if path.exists() and path.stat().st_size > 0:
         with path.open("rb+") as handle:
-            handle.truncate(_end_of_last_whole_line(handle))
+            end = _end_of_last_whole_line(handle)
+            handle.seek(end)
+            tail = handle.read()
+            if tail and _is_json(tail):  # a whole line written without its newline (by hand, another tool): kept
+                ending = "\n"
+            else:
+                handle.truncate(end)
     with path.open("a") as handle:
+        handle.write(ending)
         yield handle
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
 
 
 def _end_of_last_whole_line(handle: BinaryIO, block: int = 1 << 16) -> int:

@@ -106,7 +106,11 @@ class DecordReader:
         read = 0
         for chunk in _windows(indices, window):
             if read >= DECORD_REOPEN_FRAMES:
-                self._reader, read = decord.VideoReader(_openable(self._source), ctx=decord.cpu(0), num_threads=1), 0
+                try:
+                    self._reader = decord.VideoReader(_openable(self._source), ctx=decord.cpu(0), num_threads=1)
+                except Exception as error:  # gone or changed since it was opened
+                    raise VideoDecodeError(self.path, f"decord cannot open it again ({first_line(error)})") from None
+                read = 0
             yield self.read(chunk)
             read += len(chunk)
 

@@ -12,11 +12,14 @@ child when it frees a reader it inherited.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.pool
 import queue
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -47,6 +50,7 @@ def run_with_deadlines(
         return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(preload))
+    _start_fork_server_ignoring_ctrl_c()
     start_pool = functools.partial(_ready_pool, context, workers)
     running: dict[Hashable, float] = {}  # item -> deadline
     finished: queue.SimpleQueue[tuple[int, Hashable, Any, bool]] = queue.SimpleQueue()
@@ -87,11 +91,39 @@ def run_with_deadlines(
         pool.terminate()
 
 
+def _start_fork_server_ignoring_ctrl_c() -> None:
+    """Starts the fork server with Ctrl-C ignored (the setting survives its exec, and Python keeps an
+    ignored SIGINT ignored): it imports the preload modules (seconds) before it ignores Ctrl-C itself,
+    and a Ctrl-C then printed its traceback under the calling process's one-line message."""
+    with _ctrl_c(signal.SIG_IGN):
+        multiprocessing.forkserver.ensure_running()
+
+
+@contextlib.contextmanager
+def _ctrl_c(handler: Any) -> Iterator[None]:
+    """``handler`` for SIGINT inside the block (in the main thread: signal handlers are set there only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _ready_pool(context: Any, workers: int) -> multiprocessing.pool.Pool:
     """A pool whose workers ignore Ctrl-C (the calling process stops them: one message, not one
     traceback per worker), started before any item's deadline runs: the fork server's start-up
     (importing the preload modules, seconds) counted in the first items' deadlines and rejected
-    healthy files as stalled under a short timeout."""
-    pool = context.Pool(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
-    pool.apply(int)  # returns once the fork server runs and a worker has started
+    healthy files as stalled under a short timeout. A Ctrl-C while it starts takes effect once it has:
+    stopped half-way, the fork server went on to start the workers asked for, which failed with
+    tracebacks of their own once the calling process had gone."""
+    interrupted: list[int] = []
+    with _ctrl_c(lambda number, frame: interrupted.append(number)):
+        pool = context.Pool(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+        pool.apply(int)  # returns once the fork server runs and a worker has started
+    if interrupted:
+        pool.terminate()
+        raise KeyboardInterrupt
     return pool
