@@ -265,6 +265,7 @@ def test_data_too_small_for_the_ranks_is_one_line_per_rank_not_a_traceback(tmp_p
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.startswith("vtok: error:")]
     assert len(lines) == 2 and "fewer than one batch of data.batch_size=5 per rank on 2 rank(s)" in lines[0], result.stderr[-4000:]
+    assert all(line.endswith("Lower data.batch_size or add data") for line in lines), "one line each, not interleaved"
     ranks_traceback = [line for line in result.stderr.splitlines() if "/lightning/" in line or "/vtok/" in line]
     assert not ranks_traceback, result.stderr[-4000:]  # the launcher's own report of a failed child stays
 

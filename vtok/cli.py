@@ -466,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         VtokCLI(args=argv)
     except (UsageError, ResumeMismatchError, DataSetupError) as error:  # the last: raised on each rank of a launch
-        print(f"vtok: error: {error}", file=sys.stderr)
+        sys.stderr.write(f"vtok: error: {error}\n")  # one write: the ranks' lines do not interleave
         raise SystemExit(2) from None
     except (NonFiniteTrainingError, NoTrainingBatchesError, NoUsableDataError) as error:
         print(f"vtok: training stopped: {error}", file=sys.stderr)
