@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.jsonl"
 REJECTED_NAME = "rejected.jsonl"
+SHARDS_NAME = "shards"
 
 
 @dataclass(frozen=True)
@@ -289,37 +290,34 @@ def _take_back_changed(
     both lists on disk so that this run checks them again; returns the lists kept. Without this a file
     still being copied when it was checked stayed rejected for good, and a replaced file kept the old
     file's frame count (and, with ``--shards``, its new bytes were sharded beside the old metadata)."""
-    lists = {MANIFEST_NAME: accepted, REJECTED_NAME: rejected}
-    changed: dict[str, list[dict[str, Any]]] = {}
-    for name, records in lists.items():
-        changed[name] = []
-        for record in records:
-            scanned = record.get("source", record["path"])
-            if real(scanned) in sources and changed_since_checked(record, scanned):
-                changed[name].append(record)
-    count = sum(map(len, changed.values()))
-    if not count:
+
+    def changed(record: dict[str, Any]) -> bool:
+        scanned = record.get("source", record["path"])
+        return real(scanned) in sources and changed_since_checked(record, scanned)
+
+    accepted_changed, rejected_changed = [changed(r) for r in accepted], [changed(r) for r in rejected]
+    gone = [record for record, flag in zip(accepted, accepted_changed) if flag]
+    again = gone + [record for record, flag in zip(rejected, rejected_changed) if flag]
+    if not again:
         return accepted, rejected
-    example = changed[MANIFEST_NAME][0] if changed[MANIFEST_NAME] else changed[REJECTED_NAME][0]
     log.warning(
         "%d files changed since an earlier run checked them (size or modification time; for instance %s): "
-        "checking them again", count, example.get("source", example["path"]),
+        "checking them again", len(again), again[0].get("source", again[0]["path"]),
     )  # fmt: skip
-    for record in changed[MANIFEST_NAME]:
+    for record in gone:
         if record.get("source", record["path"]) != record["path"] and not Path(record["path"]).is_absolute():
             (out / record["path"]).unlink(missing_ok=True)  # the old file's re-encoded copy
-    sharded = set(read_index(out / "shards").get("keys", {}))
-    stale = sum(record_key(record) in sharded for record in changed[MANIFEST_NAME])
+    sharded = read_index(out / SHARDS_NAME).get("keys", {})
+    stale = sum(record_key(record) in sharded for record in gone)
     if stale:
         log.warning(
             "%d of the changed files are already in %s, which keep the bytes they were sharded with (shards are "
-            "only added to); write the shards to a new --out to take the new files", stale, out / "shards",
+            "only added to); write the shards to a new --out to take the new files", stale, out / SHARDS_NAME,
         )  # fmt: skip
     kept = []
-    for name, records in lists.items():
-        ids = {id(record) for record in changed[name]}
-        kept.append([record for record in records if id(record) not in ids])
-        if ids:
+    for name, records, flags in ((MANIFEST_NAME, accepted, accepted_changed), (REJECTED_NAME, rejected, rejected_changed)):
+        kept.append([record for record, flag in zip(records, flags) if not flag])
+        if any(flags):
             _rewrite_jsonl(out / name, kept[-1])
     return kept[0], kept[1]
 
@@ -376,7 +374,7 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
             f"none of the {len(sources)} files of {data!r} is usable; the reasons are in {out / REJECTED_NAME}"
         )
     if options.shards:
-        shards = out / "shards"
+        shards = out / SHARDS_NAME
         written = write_shards(accepted, out, shards, options.shard_mb, options.seed, options.shard_samples, options.progress)
         summary.shards_written = len(written)
     return summary

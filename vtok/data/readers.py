@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import torch
@@ -68,6 +68,13 @@ def _windows(indices: Sequence[int], window: int) -> list[Sequence[int]]:
     return [indices[start : start + window] for start in range(0, len(indices), window)]
 
 
+def _open_decord(source: VideoSource) -> Any:
+    """decord's ``VideoReader`` of ``source`` on the CPU, with one decoding thread."""
+    import decord
+
+    return decord.VideoReader(_openable(source), ctx=decord.cpu(0), num_threads=1)
+
+
 class DecordReader:
     """decord's ``VideoReader`` on the CPU, one decoding thread (parallelism comes from workers)."""
 
@@ -78,7 +85,7 @@ class DecordReader:
         self.path = path = name or str(source)
         self._source = source
         try:
-            self._reader = decord.VideoReader(_openable(source), ctx=decord.cpu(0), num_threads=1)
+            self._reader = _open_decord(source)
             self.num_frames = len(self._reader)
             self.fps = float(self._reader.get_avg_fps())
             first = self._reader[0].shape if self.num_frames else (0, 0, 3)
@@ -101,13 +108,11 @@ class DecordReader:
         """decord seeks to each window; its reader is opened again every :data:`DECORD_REOPEN_FRAMES` frames
         read, as decord 0.6 holds on to memory for every frame a reader decoded (about 0.6 MB a 720p frame)
         until the reader is freed."""
-        import decord
-
         read = 0
         for chunk in _windows(indices, window):
             if read >= DECORD_REOPEN_FRAMES:
                 try:
-                    self._reader = decord.VideoReader(_openable(self._source), ctx=decord.cpu(0), num_threads=1)
+                    self._reader = _open_decord(self._source)
                 except Exception as error:  # gone or changed since it was opened
                     raise VideoDecodeError(self.path, f"decord cannot open it again ({first_line(error)})") from None
                 read = 0
@@ -287,20 +292,11 @@ class FallbackReader:
             raise VideoDecodeError(self.path, f"{decord_failure}; {pyav_error.reason}") from None
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
-        if self._primary is not None:
-            try:
-                return self._primary.read(indices)
-            except VideoDecodeError as decord_error:
-                self._primary = None
-                self._pyav = self._open_pyav(decord_error.reason)
-                try:
-                    return self._pyav.read(indices)
-                except FrameSizeChangeError:
-                    raise
-                except VideoDecodeError as pyav_error:
-                    raise VideoDecodeError(self.path, f"{decord_error.reason}; {pyav_error.reason}") from None
-        assert self._pyav is not None  # set whenever decord is not the reader
-        return self._pyav.read(indices)
+        windows = self.read_windows(indices, max(len(indices), 1))  # one window: the fallback is read_windows'
+        try:
+            return next(windows)
+        finally:
+            windows.close()
 
     def read_windows(self, indices: Sequence[int], window: int) -> Iterator[torch.Tensor]:
         done, decord_failure = 0, None
