@@ -158,6 +158,8 @@ def test_checkpoint_and_data_mistakes_are_one_line_errors(
     assert "not a Lightning training checkpoint" in _fit_error(capsys, "--ckpt_path", str(tmp_path / "foreign.ckpt"), *root)
     assert "data.batch_size must be at least 1" in _fit_error(capsys, "--data.batch_size", "0", *root)
     assert "height=-64 must be positive" in _fit_error(capsys, "--data.size", "-64", *root)
+    message = _fit_error(capsys, "--data.size", "[]", *root)
+    assert "data.size must be one positive number or [height, width], got []" in message and "Traceback" not in message
     message = _fit_error(capsys, "--data.path", str(video_folder), "--data.batch_size", "8", "--data.size", "32", *root)
     assert "the training split has 7 files (1 more held out by data.val_fraction" in message, message
     (tmp_path / "torn.jsonl").write_text(json.dumps({"path": str(next(video_folder.glob("*.mp4")))}) + '\n{"path": \n')
@@ -391,6 +393,22 @@ def test_ckpt_path_last_with_a_run_config_finds_a_run_requeued_before_its_first_
         run_folder(config)  # the advice is not to give the config.yaml that was given
     (run / "hpc_ckpt_1.ckpt").write_bytes(b"")  # SLURM's requeue checkpoint only, no checkpoints/ yet
     assert resumed_run_folder(config) == str(run)
+
+
+def test_runs_started_in_the_same_second_get_a_folder_each(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Two fits started at once (a sweep) wrote into one runs/<date-time>: one config.yaml, one last.ckpt."""
+    from vtok.run_folder import claim_new_run_folder
+
+    monkeypatch.setattr("time.strftime", lambda form: "20261127-163343")  # the same second for all of them
+    claimed = [claim_new_run_folder(tmp_path / "runs") for _ in range(3)]
+    assert [Path(folder).name for folder in claimed] == ["20261127-163343", "20261127-163343-2", "20261127-163343-3"]
+    assert all(Path(folder).is_dir() for folder in claimed), "each is made, so no other run can take it"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):  # refused after the folder was claimed: it is not left behind, empty
+        main(["validate", "--trainer.logger", "false"])
+    assert "vtok validate needs --ckpt_path" in capsys.readouterr().err
+    assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == [Path(folder).name for folder in claimed]
 
 
 def test_data_is_probed_before_the_trainer_only_when_it_runs_one_process(tmp_path: Path) -> None:

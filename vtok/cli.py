@@ -10,6 +10,7 @@ is left out: the module has no predict step (``vtok tokenize`` and ``export`` gi
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -26,6 +27,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from lightning.pytorch import Trainer
 
+from vtok.config_checks import check_clip_shape, refuse_fsdp, refuse_frozen_random_parts
 from vtok.console import quiet_resumed_checkpoint_folder, quiet_third_party_noise, show_vtok_messages
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import DataSetupError, NoUsableDataError, ResumeMismatchError
@@ -56,7 +58,6 @@ from vtok.training.checkpoint_io import AtomicCheckpointIO
 from vtok.training.module import NonFiniteTrainingError
 from vtok.training.optim import build_optimizer
 from vtok.usage_error import UsageError
-from vtok.vae.compression import Compression
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -83,18 +84,6 @@ COMMANDS_HELP = (
     + ". Listed above: vtok fit trains; vtok validate --ckpt_path CKPT scores a checkpoint on the validation "
     "files, vtok test --ckpt_path CKPT --data.test_path P on held-out test files."
 )
-
-
-def _refuse_frozen_random_parts(config: Any) -> None:
-    """A fresh run that freezes the encoder or quantizer for good needs weights for them (``model.init_from``):
-    stage 2's preset without stage 1's checkpoint trained a decoder on a random, fixed encoder, without a word."""
-    frozen = [part for part in dotted_get(config, "model.freeze") or [] if part in ("encoder", "quantizer")]
-    if frozen and dotted_get(config, "model.freeze_steps") is None and dotted_get(config, "model.init_from") is None:
-        raise UsageError(
-            f"model.freeze keeps the {' and '.join(frozen)} fixed for the whole run, and nothing gives them weights: "
-            "they would stay random; start from a trained model (--model.init_from runs/<stage 1>/checkpoints/last.ckpt), "
-            "or set model.freeze_steps"
-        )
 
 
 def _is_checkpoint(class_path: str) -> bool:
@@ -149,6 +138,18 @@ class VtokCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        self._claimed_folder: str | None = None
+        try:
+            self._settle_config(config)
+        except BaseException:
+            if self._claimed_folder is not None:  # a refused command leaves no empty run folder behind
+                with contextlib.suppress(OSError):
+                    Path(self._claimed_folder).rmdir()  # only if still empty
+            raise
+
+    def _settle_config(self, config: Any) -> None:
+        """Checks the command's config and derives what vtok sets itself (the run folder, the launch's
+        devices, precision, checkpoint folders, ...), or refuses it in one line (:class:`UsageError`)."""
         trainer = config.trainer
         # settings vtok derives, put back as given once the classes are built (see instantiate_classes)
         self._derived: list[tuple[Any, str, Any]] = []
@@ -161,6 +162,8 @@ class VtokCLI(LightningCLI):
             self._apply_launch(config, launch)
         if trainer.default_root_dir is None:
             trainer.default_root_dir = run_folder(config)
+            if resumed_run_folder(config) is None:
+                self._claimed_folder = trainer.default_root_dir  # made by run_folder, for this run alone
             # config.yaml keeps it unset: a rerun gets a folder of its own, a resume its checkpoint's run
             self._derived.append((trainer, "default_root_dir", None))
         if config.get("ckpt_path") == "last":
@@ -189,7 +192,7 @@ class VtokCLI(LightningCLI):
                 quiet_resumed_checkpoint_folder()  # the folder holds the run's own checkpoints
                 self._resume_without_prior(config)
             else:
-                _refuse_frozen_random_parts(config)
+                refuse_frozen_random_parts(config)
             refuse_a_fresh_run_over_an_old_one(config)
             self._derived.append((config, "ckpt_path", None))  # a rerun of config.yaml is a new run, not a resume
             if trainer.get("enable_checkpointing") is False:  # the callbacks would make Lightning refuse it
@@ -201,7 +204,7 @@ class VtokCLI(LightningCLI):
         if trainer.precision is None:
             trainer.precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
             self._derived.append((trainer, "precision", None))  # a rerun on other hardware derives its own
-        self._refuse_fsdp(trainer.strategy)
+        refuse_fsdp(trainer.strategy)
         for setting, neutral, instead in (("accumulate_grad_batches", 1, "model.accumulate_batches"),
                                           ("gradient_clip_val", None, "model.grad_clip")):  # fmt: skip
             if trainer.get(setting) not in (None, neutral):
@@ -236,17 +239,7 @@ class VtokCLI(LightningCLI):
             if _is_checkpoint(callback.class_path) and not callback.init_args.get("dirpath"):
                 self._derived.append((callback.init_args, "dirpath", callback.init_args.get("dirpath")))
                 callback.init_args.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
-        self._check_clip_shape(config)
-
-    @staticmethod
-    def _refuse_fsdp(strategy: Any) -> None:
-        """FSDP, named or as a class path, launched or not."""
-        name = strategy.get("class_path", "") if hasattr(strategy, "get") else strategy
-        if isinstance(name, str) and "fsdp" in name.lower():
-            raise UsageError(
-                "FSDP is not supported: the EMA copy, the frozen-discriminator generator term and the adaptive "
-                "weight need unsharded parameters; use the default DDP strategy (vtok's models fit one GPU)"
-            )
+        check_clip_shape(config)
 
     def _resume_without_prior(self, config: Any) -> None:
         """A resumed run takes every weight from its checkpoint: a vtok prior (``model.init_from``, a checkpoint
@@ -291,25 +284,6 @@ class VtokCLI(LightningCLI):
             # a restarted job goes on from where it stopped: not from the checkpoint its command line names
             # (where a resumed or fine-tuned job started), nor from a last.ckpt older than SLURM's hpc checkpoint
             config.ckpt_path = newest_checkpoint(Path(trainer.default_root_dir)) or config.get("ckpt_path")
-
-    @staticmethod
-    def _check_clip_shape(config: Any) -> None:
-        autoencoder = dotted_get(config, "model.autoencoder.init_args") or dotted_get(config, "model.autoencoder")
-        try:
-            compression = Compression(
-                temporal=dotted_get(autoencoder, "temporal_compression", 4),
-                spatial=dotted_get(autoencoder, "spatial_compression", 8),
-            )
-            size = dotted_get(config, "data.size", 256)
-            height, width = (size, size) if isinstance(size, int) else (size[0], size[-1])
-            compression.check_clip(dotted_get(config, "data.num_frames", 17), height, width)
-        except ValueError as error:
-            raise UsageError(f"{error} (set data.num_frames / data.size to match the model)") from None
-        if dotted_get(autoencoder, "in_channels", 3) != 3:
-            raise UsageError(
-                f"model.autoencoder.in_channels={dotted_get(autoencoder, 'in_channels')}: "
-                "the data module gives RGB clips (3 channels)"
-            )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Every run stops cleanly on SIGTERM, writes checkpoints atomically and reports whether the

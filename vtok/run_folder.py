@@ -65,7 +65,24 @@ def run_folder(config: Any) -> str:
             "--ckpt_path last needs the run folder to look in: add --trainer.default_root_dir runs/<run> "
             "(or --config runs/<run>/config.yaml, or give the checkpoint file, runs/<run>/checkpoints/last.ckpt)"
         )
-    return str(Path("runs") / time.strftime("%Y%m%d-%H%M%S"))
+    return claim_new_run_folder(Path("runs"))
+
+
+def claim_new_run_folder(parent: Path) -> str:
+    """A new, empty ``parent/<date-time>`` made here, so that runs started in the same second (a sweep
+    started in parallel) get one each: the second is ``<date-time>-2``, and so on. Made with ``mkdir``,
+    which only one process can win for a name (both used to write into one folder: one config.yaml,
+    one last.ckpt, pictures over each other's)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for number in range(1, 10_000):
+        folder = parent / (stamp if number == 1 else f"{stamp}-{number}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return str(folder)
+    raise UsageError(f"{parent} already holds 10,000 run folders named {stamp}*: give --trainer.default_root_dir")
 
 
 def refuse_a_fresh_run_over_an_old_one(config: Any) -> None:

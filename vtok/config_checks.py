@@ -1,0 +1,54 @@
+"""Checks of a command's config that need nothing built: each refuses a setting vtok cannot train
+with in one line (:class:`~vtok.usage_error.UsageError`), before the Trainer, model or data exist."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vtok.resume_checks import dotted_get
+from vtok.usage_error import UsageError
+from vtok.vae.compression import Compression
+
+
+def refuse_frozen_random_parts(config: Any) -> None:
+    """A fresh run that freezes the encoder or quantizer for good needs weights for them (``model.init_from``):
+    stage 2's preset without stage 1's checkpoint trained a decoder on a random, fixed encoder, without a word."""
+    frozen = [part for part in dotted_get(config, "model.freeze") or [] if part in ("encoder", "quantizer")]
+    if frozen and dotted_get(config, "model.freeze_steps") is None and dotted_get(config, "model.init_from") is None:
+        raise UsageError(
+            f"model.freeze keeps the {' and '.join(frozen)} fixed for the whole run, and nothing gives them weights: "
+            "they would stay random; start from a trained model (--model.init_from runs/<stage 1>/checkpoints/last.ckpt), "
+            "or set model.freeze_steps"
+        )
+
+
+def refuse_fsdp(strategy: Any) -> None:
+    """FSDP, named or as a class path, launched or not."""
+    name = strategy.get("class_path", "") if hasattr(strategy, "get") else strategy
+    if isinstance(name, str) and "fsdp" in name.lower():
+        raise UsageError(
+            "FSDP is not supported: the EMA copy, the frozen-discriminator generator term and the adaptive "
+            "weight need unsharded parameters; use the default DDP strategy (vtok's models fit one GPU)"
+        )
+
+
+def check_clip_shape(config: Any) -> None:
+    """The data's clip shape fits the model's compression, and its channels the RGB clips (before anything is built)."""
+    autoencoder = dotted_get(config, "model.autoencoder.init_args") or dotted_get(config, "model.autoencoder")
+    try:
+        compression = Compression(
+            temporal=dotted_get(autoencoder, "temporal_compression", 4),
+            spatial=dotted_get(autoencoder, "spatial_compression", 8),
+        )
+        size = dotted_get(config, "data.size", 256)
+        if not isinstance(size, int) and len(size) not in (1, 2):  # [] was an IndexError's traceback here
+            raise UsageError(f"data.size must be one positive number or [height, width], got {size}")
+        height, width = (size, size) if isinstance(size, int) else (size[0], size[-1])
+        compression.check_clip(dotted_get(config, "data.num_frames", 17), height, width)
+    except ValueError as error:
+        raise UsageError(f"{error} (set data.num_frames / data.size to match the model)") from None
+    if dotted_get(autoencoder, "in_channels", 3) != 3:
+        raise UsageError(
+            f"model.autoencoder.in_channels={dotted_get(autoencoder, 'in_channels')}: "
+            "the data module gives RGB clips (3 channels)"
+        )
