@@ -18,8 +18,10 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from vtok import VideoAutoencoder
 from vtok.cli import CONFIG_DIR, DEFAULT_CONFIG, VtokCLI, _is_checkpoint, main
 from vtok.data.datamodule import VideoDataModule
+from vtok.losses.adversarial import AdversarialLoss
 from vtok.losses.perceptual import load_lpips_vgg
 from vtok.training import AutoencoderModule
+from vtok.usage_error import UsageError
 from tests.helpers import csv_logger, metric_column, tiny_fit_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,6 +125,36 @@ def test_validate_keeps_the_run_config_and_a_checkpoint_of_another_network_is_on
               "--data.synthetic_dir", str(tmp_path / "clips")])  # fmt: skip
     assert exit_info.value.code == 2 and "holds another network" in capsys.readouterr().err
     assert (run / "config.yaml").read_bytes() == written, "a refused resume overwrote the run's config with the wrong network"
+
+
+def test_a_resume_that_adds_or_drops_the_ema_copy_or_the_discriminator_is_refused_before_writing(
+    capsys: pytest.CaptureFixture, tmp_path: Path, fsq_run: dict[str, Path]
+) -> None:
+    """They failed at loading, after config.yaml was overwritten: the advice (the run's own config) failed too."""
+    from vtok.resume_checks import _check_trained_parts
+
+    run = tmp_path / "run"
+    shutil.copytree(fsq_run["checkpoint"].parents[1], run)
+    written = (run / "config.yaml").read_bytes()
+    resume = ["fit", "--config", str(run / "config.yaml"), "--trainer.default_root_dir", str(run), "--ckpt_path", "last",
+              "--trainer.max_steps", "3"]
+    for flags, expected in ((["--model.ema_decay", "null"], "trained with an EMA copy, and model.ema_decay=None drops it"),
+                            (["--model.adversarial.channels", "8"], "trained without a discriminator, and model.adversarial adds it")):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_info:
+            main([*resume, *flags])
+        message = capsys.readouterr().err
+        assert exit_info.value.code == 2 and expected in message and f"--model.init_from {run}" in message, message
+        assert (run / "config.yaml").read_bytes() == written, "a refused resume rewrote the run's config"
+    saved = {f"adversarial.{key}": value for key, value in AdversarialLoss(channels=8, layers=2).state_dict().items()}
+    given = {"ema_decay": None, "adversarial": {"class_path": "vtok.losses.adversarial.AdversarialLoss"}}
+    for arguments, refused in (({"channels": 8, "layers": 2}, False), ({"channels": 16, "layers": 2}, True),
+                               ({"channels": 8, "layers": 2, "norm": "group"}, True), ({"channels": 8, "layers": 2, "weight": 0.5}, False)):  # fmt: skip
+        given["adversarial"]["init_args"] = arguments
+        if refused:
+            with pytest.raises(UsageError, match="holds another discriminator than model.adversarial builds"):
+                _check_trained_parts("run/checkpoints/last.ckpt", saved, given)
+        else:
+            _check_trained_parts("run/checkpoints/last.ckpt", saved, given)  # its weight, start, ... may change
 
 
 def test_missing_lpips_weights_stop_fit_at_setup(capsys: pytest.CaptureFixture, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from vtok.export import load_failure_reason, not_a_checkpoint_reason
+from vtok.losses.adversarial import AdversarialLoss
 from vtok.training.priors import CARRIED_FIELDS
 from vtok.usage_error import UsageError
 
@@ -53,8 +54,45 @@ def check_checkpoint(path: str, config: Any, training: bool = True) -> dict[str,
     network = (checkpoint.get("vtok") or {}).get("autoencoder_config")
     _check_network(path, network, dotted_get(config, "model.autoencoder"))
     if training:
+        _check_trained_parts(path, checkpoint.get("state_dict") or {}, config.get("model"))
         _report_changed_settings(checkpoint.get("hyper_parameters") or {}, config.get("model"))
     return network
+
+
+def _check_trained_parts(path: str, state: dict[str, torch.Tensor], model: Any) -> None:
+    """Refuses a resume that adds or drops the EMA copy or the discriminator, or builds another
+    discriminator, before anything is written: loading failed later (missing or unexpected ``ema.*`` /
+    ``adversarial.*`` weights, the optimizers' count), after config.yaml had been overwritten, so the
+    error's advice (the run's own config) failed the same way. Their other settings may change."""
+    if model is None:
+        return
+    advice = f"; to change it, start a new run from these weights: --model.init_from {path}"
+    ema_saved, ema_given = any(key.startswith("ema.") for key in state), dotted_get(model, "ema_decay") is not None
+    if ema_saved != ema_given:
+        raise UsageError(
+            f"--ckpt_path {path} trained {'with' if ema_saved else 'without'} an EMA copy, and model.ema_decay="
+            f"{dotted_get(model, 'ema_decay')} {'drops' if ema_saved else 'adds'} it: a resumed run keeps it as it was"
+            + advice
+        )
+    saved = {key: value.shape for key, value in state.items() if key.startswith("adversarial.")}
+    given = dotted_get(model, "adversarial")
+    if bool(saved) != (given is not None):
+        raise UsageError(
+            f"--ckpt_path {path} trained {'with' if saved else 'without'} a discriminator, and model.adversarial "
+            f"{'drops' if saved else 'adds'} it: a resumed run keeps it as it was" + advice
+            + (" (its model.adversarial.start_step delays it)" if given is not None else "")
+        )
+    if given is None or dotted_get(given, "class_path") != f"{AdversarialLoss.__module__}.AdversarialLoss":
+        return  # a subclass of one's own: its loading says what differs
+    arguments = _plain(dict(dotted_get(given, "init_args") or {}))
+    with torch.device("meta"):  # shapes only, nothing allocated
+        built = {f"adversarial.{key}": value.shape for key, value in AdversarialLoss(**arguments).state_dict().items()}
+    if built != saved:
+        fields = ", ".join(f"{name}={arguments.get(name)}" for name in ("discriminator", "channels", "layers", "norm"))
+        raise UsageError(
+            f"--ckpt_path {path} holds another discriminator than model.adversarial builds ({fields}): "
+            f"give the run's own config: --config {Path(path).parent.parent / 'config.yaml'}"
+        )
 
 
 def _check_network(path: str, saved: dict[str, Any] | None, given: Any) -> None:
