@@ -10,7 +10,7 @@ also holds that work. The fraction of wall-clock time spent waiting, and the cli
 device trains on, are logged every window of batches, on the x axis of ``train/*`` (one training
 batch). Host clocks suffice: the training step waits for the device once per step (its non-finite
 check), so host time follows device time. Nothing here synchronises with the device. Validation
-between batches is not counted.
+between batches is not counted: a window's clock stops while it runs, and the window goes on after it.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ class LoaderWaitMonitor(Callback):
         self.window_batches = window_batches
         self.warn_fraction = warn_fraction
         self._last_end: float | None = None  # when the previous batch ended (None: no window running)
+        self._paused_at: float | None = None  # when validation started inside a window
         self._marks: list[tuple[Any, float]] | None = None  # (loader, its fetch_seconds) at the window's start
         self._reset(0.0, None)  # each window starts at its first batch (on_train_batch_start)
         self._warned = False
@@ -64,7 +65,7 @@ class LoaderWaitMonitor(Callback):
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
         now = time.perf_counter()
-        if self._last_end is None:  # the first batch, or the first after validation: a new window
+        if self._last_end is None:  # the first batch: a new window
             self._reset(now, trainer)
         elif self._marks is None:  # loaders that do not time themselves: the whole gap counts
             self._waited += now - self._last_end
@@ -92,7 +93,16 @@ class LoaderWaitMonitor(Callback):
         self._reset(now, trainer)
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._last_end = None  # the gap across validation is not a wait for training data
+        # the window's clock stops: validation is neither training nor waiting for its data (starting a
+        # new window here instead lost every window when validation came more often than window_batches)
+        self._paused_at = time.perf_counter() if self._last_end is not None else None
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._paused_at is not None and self._last_end is not None:
+            paused = time.perf_counter() - self._paused_at
+            self._window_start += paused
+            self._last_end += paused  # for loaders that do not time themselves, the gap across it is no wait
+        self._paused_at = None
 
 
 def _timed_loaders(loaders: Any) -> list[Any] | None:
