@@ -148,17 +148,35 @@ def test_images_train_beside_the_videos_in_batches_of_their_own(tmp_path: Path) 
     assert metric_column(run, "train/total_loss") == pytest.approx([videos + images for videos, images in parts])
 
 
-def test_last_ckpt_holds_the_final_step_when_the_run_ends_between_periodic_saves(tmp_path: Path) -> None:
+@pytest.mark.parametrize("save_last", ["true", "link"])
+def test_last_ckpt_holds_the_final_step_when_the_run_ends_between_periodic_saves(tmp_path: Path, save_last: str) -> None:
     config = tmp_path / "every5.yaml"
     config.write_text(
         "trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n      init_args:\n"
-        "        filename: '{step}'\n        every_n_train_steps: 5\n        save_last: true\n        save_top_k: -1\n"
+        f"        filename: '{{step}}'\n        every_n_train_steps: 5\n        save_last: {save_last}\n        save_top_k: -1\n"
     )
     main(tiny_fit_args(tmp_path, 7, "--trainer.logger", "false", config=config))
     folder = tmp_path / "run" / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt", "step=5.ckpt"]
     assert torch.load(folder / "step=5.ckpt", weights_only=True)["global_step"] == 5
     assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 7, "steps 6 and 7 were saved nowhere"
+
+
+def test_a_time_interval_saves_after_the_batches_that_step(tmp_path: Path) -> None:
+    """Lightning's manual-optimisation branch saved by every_n_train_steps only: a train_time_interval never
+    saved. Each save comes at the end of an accumulation group (mid-way, its summed gradients would be lost)."""
+    config = tmp_path / "timed.yaml"
+    config.write_text(
+        "trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n      init_args:\n"
+        "        filename: '{step}'\n        train_time_interval: '0:00:00'\n        save_last: true\n        save_top_k: -1\n"
+    )
+    main(tiny_fit_args(tmp_path, 3, "--trainer.logger", "false", "--model.accumulate_batches", "2", config=config))
+    folder = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt", "step=1.ckpt", "step=2.ckpt", "step=3.ckpt"]
+    saved = [torch.load(folder / f"step={step}.ckpt", weights_only=True) for step in (1, 2, 3)]
+    assert [state["global_step"] for state in saved] == [1, 2, 3]
+    # three batches an epoch (6 training clips, 2 a batch): groups end at batches 2, 3 (the epoch's last) and 5
+    assert [state["vtok"]["batch_step"] for state in saved] == [2, 3, 5], "saved where a group ends, not mid-way"
 
 
 def test_validation_scores_in_fp32_under_bf16_autocast() -> None:

@@ -1,13 +1,19 @@
-"""``ModelCheckpoint`` whose ``last.ckpt`` always ends at the final training step.
+"""``ModelCheckpoint`` whose ``last.ckpt`` always ends at the final training step, and whose
+``train_time_interval`` saves under vtok's manual optimisation.
 
 Lightning's ``ModelCheckpoint(save_last=True)`` copies ``last.ckpt`` whenever it saves a checkpoint,
 and at the end of training only when it never saved one. With ``every_n_train_steps: 50`` a run
 that stopped at step 53 left step 50 in ``last.ckpt``: the last three steps were saved nowhere,
-``--ckpt_path last`` trained them again and ``vtok export`` exported older weights. vtok's CLI uses
-this class wherever a config names Lightning's.
+``--ckpt_path last`` trained them again and ``vtok export`` exported older weights (with
+``save_last: link`` too: the link pointed at step 50's file). Lightning's manual-optimisation branch
+(vtok steps its two optimisers itself) also saves by ``every_n_train_steps`` only: a
+``train_time_interval`` never saved. vtok's CLI uses this class wherever a config names Lightning's.
 """
 
 from __future__ import annotations
+
+import time
+from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -17,7 +23,28 @@ from vtok.training.stop_on_signal import StopOnSignal
 
 class FinalStepCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint``, also writing ``last.ckpt`` at the end of training when the
-    final step is newer than its last save (and a signal's checkpoint has not just saved it)."""
+    final step is newer than its last save (and a signal's checkpoint has not just saved it), and
+    saving every ``train_time_interval`` at the first batch after it that ends an accumulation group."""
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        interval = self._train_time_interval
+        if pl_module.automatic_optimization or interval is None or self._should_skip_saving_checkpoint(trainer):
+            return
+        steps_after = getattr(pl_module, "steps_after", None)
+        if steps_after is not None and not steps_after(batch_idx):
+            return  # mid-way through accumulating: the summed gradients would be in no checkpoint
+        now = time.monotonic()
+        due = self._last_time_checked is not None and now - self._last_time_checked >= interval.total_seconds()
+        if not trainer.strategy.broadcast(due):  # rank 0's clock decides for all, as Lightning's own branch does
+            return
+        self._last_time_checked = now
+        candidates = self._monitor_candidates(trainer)
+        if self.monitor is not None and self.monitor not in candidates:
+            self._defer_save_until_validation = True  # saved once validation has logged the monitored metric
+            return
+        self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         saved_by_signal = any(
@@ -27,6 +54,10 @@ class FinalStepCheckpoint(ModelCheckpoint):
             return
         behind = self._last_checkpoint_saved and self._last_global_step_saved < trainer.global_step
         if self.save_last and behind:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            mode, self.save_last = self.save_last, True  # "link" would link last.ckpt to the older save
+            try:
+                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            finally:
+                self.save_last = mode
             return
         super().on_train_end(trainer, pl_module)
