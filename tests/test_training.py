@@ -238,3 +238,19 @@ def test_a_run_resumed_from_its_final_checkpoint_on_an_epoch_end_trains_every_la
     assert [row["step"] for row in first + resumed] == list(range(1, 13)), "each batch once, none lost"
     assert sorted(epochs) == [0, 1, 2, 3], "the sampler's passes follow on, none read twice"
     assert all(len(set(indices)) == len(indices) == 6 for indices in epochs.values()), "3 whole batches of distinct clips"
+
+
+def test_a_run_stopped_by_max_steps_mid_epoch_resumes_in_that_epoch(tmp_path: Path) -> None:
+    """Lightning saved the epoch as completed at a max_steps stop (here after epoch 1's first of three batches):
+    the resumed run counted epoch 2 where an unbroken run was in epoch 1, logged that epoch and validated at
+    other epochs with check_val_every_n_epoch."""
+    flags = ["--trainer.logger", "false", "--trainer.check_val_every_n_epoch", "2"]
+    main(tiny_fit_args(tmp_path, 7, *flags, run="straight"))
+    main(tiny_fit_args(tmp_path, 4, *flags, run="stopped"))  # batch 1 of epoch 1's three
+    main(tiny_fit_args(tmp_path, 7, *flags, "--ckpt_path", "last", run="stopped"))
+    straight, resumed = (torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True) for run in ("straight", "stopped"))
+    assert resumed["epoch"] == straight["epoch"] == 2
+    progress = [state["loops"]["fit_loop"]["epoch_progress"] for state in (straight, resumed)]
+    assert progress[0] == progress[1], "the resumed run's loop counted its epochs as the unbroken one's"
+    different = [key for key in straight["state_dict"] if not torch.equal(straight["state_dict"][key], resumed["state_dict"][key])]
+    assert not different, f"resumed weights differ: {different[:5]}"

@@ -33,6 +33,7 @@ from vtok.training.priors import fit_quantizer_to_prior, initialise_from_prior
 from vtok.training.rank_states import from_every_rank, gather_rank_states, take_rank_state
 from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings_on_resume, build_optimizer
 from vtok.training.speed import CompileChoice, apply_speed_options, should_compile
+from vtok.training.stopped_epoch import reopen_epoch_stopped_by_max_steps
 from vtok.vae import AutoencoderOutput, VideoAutoencoder
 
 log = logging.getLogger(__name__)
@@ -395,6 +396,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Records what ``vtok export`` needs without this module, and the state a resume needs."""
+        reopen_epoch_stopped_by_max_steps(checkpoint)  # the epoch a max_steps stop ended is saved as under way
         config = {k: v for k, v in self.autoencoder.config.items() if not k.startswith("_")}
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available():
@@ -436,6 +438,8 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
             self._rng_to_restore = mine["rng"] if mine is not None else self._rng_to_restore
         self._loaded_batch_step = state.get("batch_step")
         self._resuming = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
+        if self._resuming:
+            reopen_epoch_stopped_by_max_steps(checkpoint)  # one saved before vtok did; Lightning restores loops after this
         if self.autoencoder.config.bottleneck == "kl" and "kl_scale" not in state and "batch_step" in state:
             self._warn_about_the_kl_scale(state.get("clip"))
 

@@ -1,0 +1,31 @@
+"""The epoch a run stopped by ``trainer.max_steps`` in the middle of, reopened when it resumes.
+
+Lightning marks the epoch completed when ``max_steps`` stops it, wherever it stopped: the checkpoint
+it then saves holds epoch 1 after two batches of epoch 0's three. The resumed run trained the rest of
+epoch 0 (vtok's samplers and streams keep their own place) under Lightning's number 1, logged
+``epoch`` one too high from there on, and validated at other epochs with ``check_val_every_n_epoch``
+than a run never stopped. A checkpoint saved mid-epoch any other way (a periodic save, a signal's)
+holds the epoch as started and not completed; this makes a ``max_steps`` one read the same, when it
+is saved and (one saved before this) when it is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def reopen_epoch_stopped_by_max_steps(checkpoint: dict[str, Any]) -> bool:
+    """Counts the epoch of ``checkpoint`` as started, not completed, when it was saved after some but
+    not all of its batches (Lightning's loop state, changed in place); returns whether it did."""
+    loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+    batches, epochs = loop.get("epoch_loop.batch_progress"), loop.get("epoch_progress")
+    if not batches or not epochs or batches.get("is_last_batch", True) or not batches["current"]["processed"]:
+        return False
+    current = epochs["current"]
+    if current["completed"] < current["started"] or current["completed"] == 0:
+        return False  # already counted as under way: a periodic or a signal's save
+    for counts in (epochs["total"], current):
+        counts["processed"] -= 1
+        counts["completed"] -= 1
+    checkpoint["epoch"] = current["completed"]
+    return True
