@@ -74,6 +74,9 @@ def test_fsq_on_a_diffusers_prior_trains_exports_and_reloads(tmp_path: Path, pri
                              "--model.channels_last", "true")  # fmt: skip  (the prior's 2D weights stay as they are)
     model = load_autoencoder(export)
     assert model.config.backbone_class == {"wan": "AutoencoderKLWan", "ltx": "AutoencoderKLLTXVideo"}[prior]
+    with pytest.raises(ValueError, match="diffusers backbone, which manages long clips"):
+        model.temporal_chunk = 1  # each chunk would start as a new clip: wrong latents, 8 frames back for 17
+    assert model.temporal_chunk is None
     frames, size = (9, 64) if prior == "ltx" else (5, 32)
     video = torch.rand(1, 3, frames, size, size) * 2 - 1
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)

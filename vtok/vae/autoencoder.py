@@ -182,6 +182,7 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
         self.encoder = PriorEncoder(vae, mean_only=self.is_discrete)
         self.decoder = PriorDecoder(self.encoder)
         self.temporal_chunk = None  # diffusers' encode/decode manage long clips with their own caches
+        self._backbone_chunks_itself = True  # and another chunk size is refused (see LongVideoMixin)
 
     @property
     def is_discrete(self) -> bool:
@@ -239,9 +240,10 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
 
     def check_video(self, video: torch.Tensor) -> None:
         """Raises ``ValueError`` naming the fix when ``video`` is not ``[B, C, 1 + k·t, H, W]``."""
-        if video.ndim != 5 or video.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"expected a video batch [B, {self.config.in_channels}, T, H, W], got shape {tuple(video.shape)}"
+        if video.ndim != 5 or video.shape[1] != self.config.in_channels or video.shape[0] == 0:
+            raise ValueError(  # an empty batch encoded, and its latents were refused by decode
+                f"expected a video batch [B, {self.config.in_channels}, T, H, W] of at least one clip, "
+                f"got shape {tuple(video.shape)}"
             )
         if not video.is_floating_point():  # uint8 frames straight from a decoder
             raise ValueError(f"expected float pixels in [-1, 1], got {video.dtype}: use video.float() / 127.5 - 1")
@@ -342,9 +344,11 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
         )
         return torch.cat([features, noise], dim=1)
 
+    @torch.no_grad()
     def tokenize(self, video: torch.Tensor) -> torch.Tensor | FirstFrameTokens:
         """int64 token indices ``[B, K, 1 + k, H/s, W/s]`` (discrete models only); with first-frame
-        strengthening, :class:`~vtok.vae.tokens.FirstFrameTokens` holding them and the extras."""
+        strengthening, :class:`~vtok.vae.tokens.FirstFrameTokens` holding them and the extras. Runs
+        without gradients (indices carry none): autograd kept every chunk's activations of a long video."""
         self._require_discrete("tokenize")
         self.check_video(video)
         features = self._encode_features(video)
