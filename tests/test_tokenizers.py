@@ -248,7 +248,8 @@ def _under_autocast(quantizer: FSQ | GroupLFQ, z: torch.Tensor) -> QuantizerOutp
         (lambda: GroupLFQ(0, 1), r"\[1, inf\)"),
         (lambda: GroupLFQ(18, 4), r"\[1, 18\]"),
         (lambda: GroupLFQ(18, 0), r"\[1, 18\]"),
-        (lambda: GroupLFQ(34, 2), r"\[1, 16\]"),
+        (lambda: GroupLFQ(34, 2), r"\[1, 16\]\): use 17 groups or more"),  # 3 (ceil(34 / 16)) does not divide 34
+        (lambda: GroupLFQ(40, 2), r"\[1, 16\]\): use 4 groups or more"),
         (lambda: GroupLFQ(64, 8, single_token=True), r"\[1, 62\]"),
         (lambda: GroupLFQ(18, 3, temperature=0.0), r"\(0, inf\)"),
         (lambda: GroupLFQ(18, 3, temperature=-1.0), r"\(0, inf\)"),

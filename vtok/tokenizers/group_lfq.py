@@ -89,8 +89,9 @@ class GroupLFQ(DiscreteQuantizer):
         if bits // groups > MAX_GROUP_BITS:
             raise ValueError(
                 f"bits / groups = {bits // groups} exceeds {MAX_GROUP_BITS} (range [1, {MAX_GROUP_BITS}]): "
-                f"use at least {-(-bits // MAX_GROUP_BITS)} groups"
-            )
+                f"use {min(g for g in range(1, bits + 1) if bits % g == 0 and bits // g <= MAX_GROUP_BITS)} groups "
+                "or more (a divisor of bits)"
+            )  # the fewest that divide bits: ceil(bits / 16) (3 for 34 bits) was refused next, as no divisor
         if single_token and bits > MAX_SINGLE_TOKEN_BITS:
             raise ValueError(
                 f"single_token needs bits in [1, {MAX_SINGLE_TOKEN_BITS}] to fit an int64 index, got {bits}; "
