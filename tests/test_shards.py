@@ -103,6 +103,20 @@ def test_a_resumed_stream_restarts_at_a_shard_and_delivers_each_sample_once(shar
     rest = [sample["key"] for sample in resumed]
     assert sorted(seen + rest) == sorted(everything)
 
+    # stopped again soon after a resume (before it met every key to pass over), then resumed: each sample once
+    for taken in (0, 1):  # 0: the state a loader worker holds before its first batch since the resume
+        first = ShardClipDataset(shards, ClipSpec(5), (32, 32), shuffle_buffer=6)
+        stream = iter(first)
+        seen = [next(stream)["key"] for _ in range(3)]
+        second = ShardClipDataset(shards, ClipSpec(5), (32, 32), shuffle_buffer=6)
+        second.load_state_dict(first.state_dict())
+        stream = iter(second)
+        seen += [next(stream)["key"] for _ in range(taken)]
+        third = ShardClipDataset(shards, ClipSpec(5), (32, 32), shuffle_buffer=6)
+        third.load_state_dict(second.state_dict())
+        rest = [sample["key"] for sample in third]
+        assert sorted(seen + rest) == sorted(everything), f"stopped {taken} samples after the resume"
+
     # With sample quotas (an index), a worker delivers exactly its quota, so every rank runs the same
     # number of steps; and a run stopped by max_steps mid-epoch, which Lightning resumes as the next
     # epoch, finishes this one.

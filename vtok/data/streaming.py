@@ -174,8 +174,11 @@ class ShardClipDataset(IterableDataset):
         samples read but not yet delivered (waiting in the shuffle buffer), where a resumed run
         starts again, and the keys already delivered from that shard on, which it passes over."""
         restart = min(self._waiting, default=self._position["shard"])
-        # (shard, key): other tools' shards may number their keys from 0 in every shard
-        again = [[shard, key] for shard, keys in self._delivered.items() if shard >= restart for key in keys]
+        # (shard, key): other tools' shards may number their keys from 0 in every shard. A resumed worker's
+        # keys to pass over that it has not met again yet (a state saved soon after the resume, or keys
+        # still in the shuffle buffer) stay in: dropped, the next resume trained them twice, others never
+        met = {(shard, key) for shard, keys in self._delivered.items() for key in keys}
+        again = [[shard, key] for shard, key in sorted(met | self._pass_over) if shard >= restart]
         return {**self._position, "shard": restart, "delivered": again}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
