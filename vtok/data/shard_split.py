@@ -37,6 +37,7 @@ from vtok.data.seeding import sample_generator
 log = logging.getLogger(__name__)
 
 UNTRAINED_SHARE_TO_WARN = 0.1
+EPOCHS_CHECKED = 50  # the epochs whose quotas check_quotas averages (each epoch deals the shards anew)
 
 
 def epoch_order(num_shards: int, world: int, epoch: int = 0, seed: int = 0, shuffle: bool = True) -> list[int]:
@@ -111,7 +112,7 @@ def sample_quotas(
 def check_quotas(
     counts: Sequence[int], world: int, workers: int, batch_size: int, seed: int = 0, warn: bool = True
 ) -> None:
-    """Checks the first epoch's quotas before training: batches are made inside each loader worker from
+    """Checks the quotas of the first epochs before training: batches are made inside each loader worker from
     its own shards, so samples spread thinly over workers may fill few batches, or none; and every rank
     gives as many as the one whose shards hold fewest.
 
@@ -126,14 +127,21 @@ def check_quotas(
     Raises:
         ValueError: no rank would deliver a batch (the training loop would run empty epochs).
     """
-    quotas = sample_quotas(counts, world, workers, batch_size, 0, seed)
-    read = sum(counts[index] for index in epoch_order(len(counts), world, 0, seed))
-    trained = sum(sum(row) for row in quotas)
+    # each epoch deals the shards anew, and so the quotas: epoch 0 alone could look fine where most do not
+    # (shards of two incremental prepares, [16, 5, 5, 16], 2 ranks x 2 workers: 95 % at epoch 0, 79 % on average)
+    shares = [
+        (sum(map(sum, sample_quotas(counts, world, workers, batch_size, epoch, seed))),
+         sum(counts[index] for index in epoch_order(len(counts), world, epoch, seed)))
+        for epoch in range(EPOCHS_CHECKED)
+    ]  # fmt: skip
+    trained = round(sum(given for given, _ in shares) / EPOCHS_CHECKED)
+    read = round(sum(offered for _, offered in shares) / EPOCHS_CHECKED)
+    fewest = min(given / offered for given, offered in shares)
     how = f"each of the {world} rank(s) x {workers} loader worker(s) makes batches of data.batch_size={batch_size}"
     how += " from its own shards"
     smaller_shards = "write smaller shards (vtok prepare --shards --shard-samples, with a new --out)"
     fix = f"Lower {'data.num_workers or ' if workers > 1 else ''}data.batch_size, or {smaller_shards}"
-    if trained == 0:
+    if shares[0][0] == 0:
         where = "on some rank no worker's" if world > 1 else "no worker's"
         raise ValueError(
             f"the shards hold {sum(counts)} samples in {len(counts)} shards, but {how}, and {where} shards hold "
@@ -141,12 +149,13 @@ def check_quotas(
         )
     if warn and trained < read * (1 - UNTRAINED_SHARE_TO_WARN):
         even = ", and every rank gives as many as the one that fills fewest" if world > 1 else ""
-        by_rank = sum(sum(row) for row in sample_quotas(counts, world, 1, 1, 0, seed))  # with no batches to fill
-        if by_rank < read * (1 - UNTRAINED_SHARE_TO_WARN):  # the ranks' unequal shares lose most: workers do not
+        by_rank = sum(sum(map(sum, sample_quotas(counts, world, 1, 1, epoch, seed))) for epoch in range(EPOCHS_CHECKED))
+        if by_rank < sum(offered for _, offered in shares) * (1 - UNTRAINED_SHARE_TO_WARN):  # with no batches to fill:
             fix = f"The ranks' shards hold unequal numbers of samples: {smaller_shards}, or more shards per rank"
         log.warning(
-            "%d of the %d samples an epoch reads from the %d shards are trained: %s%s; the others wait for another epoch. %s",
-            trained, read, len(counts), how, even, fix,
+            "%d of the %d samples an epoch reads from the %d shards are trained (on average over epochs 0-%d; the "
+            "fewest: %.0f%%): %s%s; the others wait for another epoch. %s",
+            trained, read, len(counts), EPOCHS_CHECKED - 1, 100 * fewest, how, even, fix,
         )  # fmt: skip
 
 
