@@ -419,3 +419,20 @@ def test_a_zero_filled_shard_is_counted_as_damaged_not_blamed_on_the_index(
     assert len([module.on_after_batch_transfer(batch, 0) for batch in module.train_dataloader()]) == 8  # the quota refilled
     assert list(module.skipped_files) == [str(zeroed)] and "the shard is damaged" in module.skipped_files[str(zeroed)]
     assert "index is stale" not in caplog.text
+
+
+def test_a_shard_its_index_lists_but_the_folder_lacks_is_warned_of(
+    shard_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A shard deleted (or not copied) after prepare: training read the others without a word, where a brace
+    pattern naming it is an error. Shards left out of a pattern on purpose are not missing."""
+    folder = tmp_path / "shards"
+    shutil.copytree(shard_dir / "shards", folder)
+    (folder / "shard-000002.tar").unlink()
+    with caplog.at_level("WARNING", logger="vtok.data.streaming"):
+        shards = expand_shards(str(folder))
+        assert shard_counts(shards) == [2, 2, 2]
+        assert f"1 of the 4 shards {folder / 'index.json'} lists are not in {folder} (shard-000002.tar)" in caplog.text
+        caplog.clear()
+        assert shard_counts(expand_shards(str(shard_dir / "shards" / "shard-{000000..000001}.tar"))) == [2, 2]
+        assert caplog.text == ""

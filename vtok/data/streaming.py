@@ -103,6 +103,15 @@ def shard_counts(shards: Sequence[str], index: str | None = None) -> list[int] |
         entries = {entry["name"]: int(entry["samples"]) for entry in read_json_object(index)["shards"]}
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"shard index {index} is not one written by `vtok prepare --shards` ({error})") from None
+    folder = Path(index).parent
+    if _is_local(shards[0]) and Path(shards[0]).parent == folder:  # the shards' own index: each entry a file beside it
+        absent = [name for name in entries if not (folder / name).exists()]
+        if absent:  # deleted, or not copied: training went on with the others without a word
+            log.warning(
+                "%d of the %d shards %s lists are not in %s (%s%s): training reads the %d shards there are",
+                len(absent), len(entries), index, folder, ", ".join(absent[:3]), "..." if len(absent) > 3 else "",
+                len(shards),
+            )  # fmt: skip
     unlisted = [shard for shard in shards if Path(shard).name not in entries]
     if unlisted:
         log.warning(
