@@ -77,9 +77,11 @@ class RecordSamples(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         sampler = getattr(trainer.train_dataloader, "sampler", None)
         epoch = sampler.epoch if hasattr(sampler, "epoch") else trainer.current_epoch  # files vs shards
-        samples = batch["index"].tolist() if "index" in batch else list(batch["key"])
+        clips = batch.get("videos", batch)  # with images beside them, the clips' part
+        samples = clips["index"].tolist() if "index" in clips else list(clips["key"])
         rng = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()[:16]  # after the step's draws
-        self.rows.append({"step": pl_module.batch_step, "epoch": epoch, "index": samples, "rng": rng})
+        self.rows.append({"step": pl_module.batch_step, "epoch": epoch, "lightning_epoch": trainer.current_epoch,
+                          "index": samples, "rng": rng})  # fmt: skip
 
     def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
         digest = hashlib.sha256()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import torch
 import webdataset as wds
+from torchvision.io import write_png
 
 from tests.helpers import csv_logger, metric_column
 from vtok.cli import main as vtok_main
@@ -436,3 +437,32 @@ def test_a_shard_its_index_lists_but_the_folder_lacks_is_warned_of(
         caplog.clear()
         assert shard_counts(expand_shards(str(shard_dir / "shards" / "shard-{000000..000001}.tar"))) == [2, 2]
         assert caplog.text == ""
+
+
+def test_a_stream_beside_images_resumed_after_the_images_restarted_ends_its_epoch_as_a_run_never_stopped(
+    shard_dir: Path, tmp_path: Path
+) -> None:
+    """A stream has no length, so Lightning ends its epoch once both loaders have run out, which it kept in its
+    iterator alone: resumed after the images' restart, epoch 0 ran until they ran out again (10 batches for 8)
+    and the stream's next pass, restarted inside it, was cut off when it ended."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(5):  # 5 batches of one image against the stream's 8 of one clip
+        write_png(torch.full((3, 32, 32), 40 * index, dtype=torch.uint8), str(images / f"{index}.png"))
+    flags = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0",
+             "--model.autoencoder.block_out_channels", "[8, 16]", "--model.autoencoder.latent_channels", "4",
+             "--data.shards", str(shard_dir / "shards"), "--data.synthetic_videos", "0", "--data.num_frames", "5",
+             "--data.size", "32", "--data.batch_size", "1", "--data.image_path", str(images), "--data.image_batch_size", "1",
+             "--trainer.callbacks+", "tests.helpers.RecordSamples"]  # fmt: skip
+    def fit(run: str, steps: int, *extra: str) -> list[dict[str, Any]]:
+        vtok_main(["fit", *flags, "--trainer.callbacks.folder", str(tmp_path / run), "--trainer.max_steps", str(steps),
+                   "--trainer.default_root_dir", str(tmp_path / run), *extra])  # fmt: skip
+        return json.loads((tmp_path / run / "rank0.json").read_text())["rows"]
+
+    straight = fit("straight", 12)
+    stopped = fit("stopped", 6)  # the images restarted at batch 5
+    resumed = fit("stopped", 12, "--ckpt_path", "last")
+    assert [row["lightning_epoch"] for row in straight] == [0] * 8 + [1] * 4
+    assert [(row["lightning_epoch"], row["index"]) for row in stopped + resumed] == [
+        (row["lightning_epoch"], row["index"]) for row in straight
+    ], "the resumed run's epochs and clips are the unbroken run's"

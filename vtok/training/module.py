@@ -33,6 +33,7 @@ from vtok.training.priors import fit_quantizer_to_prior, initialise_from_prior
 from vtok.training.rank_states import from_every_rank, gather_rank_states, take_rank_state
 from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings_on_resume, build_optimizer
 from vtok.training.speed import CompileChoice, apply_speed_options, should_compile
+from vtok.training.run_out_loaders import restore_run_out_loaders, run_out_loaders
 from vtok.training.stopped_epoch import reopen_epoch_stopped_by_max_steps
 from vtok.vae import AutoencoderOutput, VideoAutoencoder
 
@@ -160,6 +161,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         self._rng_to_restore: dict[str, Any] | None = None
         self._loaded_batch_step: int | None = None  # the checkpoint's count, for `vtok validate`
         self._resuming = False  # fitting from a checkpoint: its optimizers come back, the settings given now apply
+        self._run_out_to_restore: list[bool] | None = None  # resumed mid-epoch: loaders that had run out (images)
         self._configured: list[tuple[OptimizerConfig, WarmupSchedule]] = []  # per optimizer, as configured now
         self._rng_seeded_per_rank = False  # see on_train_batch_start
         self.compile_networks = compile_networks
@@ -352,6 +354,9 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
             )
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._run_out_to_restore is not None:  # the resumed epoch's iterator exists from its first batch on
+            restore_run_out_loaders(self.trainer, self._run_out_to_restore)
+            self._run_out_to_restore = None
         # Restored here, not at load time: creating the data iterator draws from the global RNG.
         if self._rng_to_restore is not None:
             torch.set_rng_state(self._rng_to_restore["torch"])
@@ -406,6 +411,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
             "autoencoder_class": type(self.autoencoder).__name__,
             "autoencoder_config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
             "batch_step": self.batch_step,
+            "run_out_loaders": run_out_loaders(self.trainer) if self._trainer is not None else None,
             "has_ema": self.ema is not None,
             "joint_training": self.continuous_weight > 0,  # whether a discrete model's continuous path was trained
             "kl_scale": "per_pixel_value",  # the KL's normalisation (see vtok.vae.gaussian); absent before it was
@@ -440,6 +446,9 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         self._resuming = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
         if self._resuming:
             reopen_epoch_stopped_by_max_steps(checkpoint)  # one saved before vtok did; Lightning restores loops after this
+            batches = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+            if batches.get("is_last_batch") is False and batches["current"]["processed"]:  # resumed mid-epoch
+                self._run_out_to_restore = state.get("run_out_loaders")
         if self.autoencoder.config.bottleneck == "kl" and "kl_scale" not in state and "batch_step" in state:
             self._warn_about_the_kl_scale(state.get("clip"))
 
