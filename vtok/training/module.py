@@ -217,9 +217,14 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
 
     def on_train_start(self) -> None:
         """On resume, the optimizers' settings given now apply (see :func:`vtok.training.optim.apply_settings`):
-        a lower learning rate after a loss spike, a longer cosine for a longer run."""
+        a lower learning rate after a loss spike, a longer cosine for a longer run. The loaders that had run out
+        in a resumed epoch are marked in its iterator, made by now with one batch fetched (at the first batch,
+        Lightning has fetched two: a stream with one left had been restarted as if the images had not run out)."""
         if self._resuming:
             apply_settings_on_resume(*self._optimizers_and_schedulers(), self._configured)
+        if self._run_out_to_restore is not None:
+            restore_run_out_loaders(self.trainer, self._run_out_to_restore)
+            self._run_out_to_restore = None
 
     def _optimizers_and_schedulers(self) -> tuple[list[Any], list[Any]]:
         """The (Lightning-wrapped) optimizers and their schedulers, as lists however many there are."""
@@ -354,9 +359,6 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
             )
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        if self._run_out_to_restore is not None:  # the resumed epoch's iterator exists from its first batch on
-            restore_run_out_loaders(self.trainer, self._run_out_to_restore)
-            self._run_out_to_restore = None
         # Restored here, not at load time: creating the data iterator draws from the global RNG.
         if self._rng_to_restore is not None:
             torch.set_rng_state(self._rng_to_restore["torch"])
