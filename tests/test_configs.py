@@ -440,6 +440,9 @@ def test_runs_started_in_the_same_second_get_a_folder_each(tmp_path: Path, monke
     with pytest.raises(SystemExit):  # refused after the folder was claimed: it is not left behind, empty
         main(["validate", "--trainer.logger", "false"])
     assert "vtok validate needs --ckpt_path" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # refused later, when the data module is built
+        main(["fit", "--trainer.logger", "false", "--data.path", str(tmp_path / "nowhere")])
+    assert "data.path" in capsys.readouterr().err
     assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == [Path(folder).name for folder in claimed]
 
 

@@ -112,8 +112,18 @@ class VtokCLI(LightningCLI):
     one run folder per run, bf16 on GPU and fp32 on CPU, shapes checked before anything is built."""
 
     _resumed_network: dict[str, Any] | None = None  # the network config of the --ckpt_path checked, if any
+    _claimed_folder: str | None = None  # the new runs/<date-time> made for this run (see run_folder)
 
     def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
+        try:
+            self._build_and_run(args, run)
+        except BaseException:
+            if self._claimed_folder is not None:  # a command that fails before writing leaves no empty run folder
+                with contextlib.suppress(OSError):
+                    Path(self._claimed_folder).rmdir()  # only if still empty
+            raise
+
+    def _build_and_run(self, args: Sequence[str] | None, run: bool) -> None:
         defaults = {"default_config_files": [str(DEFAULT_CONFIG)]}
         super().__init__(
             AutoencoderModule,
@@ -138,18 +148,6 @@ class VtokCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        self._claimed_folder: str | None = None
-        try:
-            self._settle_config(config)
-        except BaseException:
-            if self._claimed_folder is not None:  # a refused command leaves no empty run folder behind
-                with contextlib.suppress(OSError):
-                    Path(self._claimed_folder).rmdir()  # only if still empty
-            raise
-
-    def _settle_config(self, config: Any) -> None:
-        """Checks the command's config and derives what vtok sets itself (the run folder, the launch's
-        devices, precision, checkpoint folders, ...), or refuses it in one line (:class:`UsageError`)."""
         trainer = config.trainer
         # settings vtok derives, put back as given once the classes are built (see instantiate_classes)
         self._derived: list[tuple[Any, str, Any]] = []
