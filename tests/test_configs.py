@@ -145,10 +145,19 @@ def test_a_resume_that_adds_or_drops_the_ema_copy_or_the_discriminator_is_refuse
         message = capsys.readouterr().err
         assert exit_info.value.code == 2 and expected in message and f"--model.init_from {run}" in message, message
         assert (run / "config.yaml").read_bytes() == written, "a refused resume rewrote the run's config"
+    main(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--model.adversarial.channels", "8",
+                       "--model.adversarial.layers", "2", run="gan"))  # fmt: skip
+    gan = tmp_path / "gan"
+    written = (gan / "config.yaml").read_bytes()
+    with pytest.raises(SystemExit) as exit_info:  # jsonargparse writes the class as vtok.losses.AdversarialLoss
+        main(["fit", "--config", str(gan / "config.yaml"), "--ckpt_path", "last", "--model.adversarial.channels", "16"])
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "holds another discriminator than model.adversarial builds" in message, message
+    assert "channels=16, layers=2" in message and (gan / "config.yaml").read_bytes() == written
     saved = {f"adversarial.{key}": value for key, value in AdversarialLoss(channels=8, layers=2).state_dict().items()}
-    given = {"ema_decay": None, "adversarial": {"class_path": "vtok.losses.adversarial.AdversarialLoss"}}
-    for arguments, refused in (({"channels": 8, "layers": 2}, False), ({"channels": 16, "layers": 2}, True),
-                               ({"channels": 8, "layers": 2, "norm": "group"}, True), ({"channels": 8, "layers": 2, "weight": 0.5}, False)):  # fmt: skip
+    given = {"ema_decay": None, "adversarial": {"class_path": "vtok.losses.AdversarialLoss"}}
+    for arguments, refused in (({"channels": 8, "layers": 2}, False), ({"channels": 8, "layers": 2, "norm": "group"}, True),
+                               ({"channels": 8, "layers": 2, "weight": 0.5, "start_step": 9}, False)):  # fmt: skip
         given["adversarial"]["init_args"] = arguments
         if refused:
             with pytest.raises(UsageError, match="holds another discriminator than model.adversarial builds"):

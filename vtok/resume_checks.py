@@ -3,6 +3,7 @@ network the config describes, and which of the ``model.*`` settings given differ
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,12 @@ def _check_trained_parts(path: str, state: dict[str, torch.Tensor], model: Any) 
             f"{'drops' if saved else 'adds'} it: a resumed run keeps it as it was" + advice
             + (" (its model.adversarial.start_step delays it)" if given is not None else "")
         )
-    if given is None or dotted_get(given, "class_path") != f"{AdversarialLoss.__module__}.AdversarialLoss":
+    module, _, name = str(dotted_get(given, "class_path") or "").rpartition(".")
+    try:  # jsonargparse shortens the path (vtok.losses.AdversarialLoss): compared as strings, it never matched
+        kind = getattr(importlib.import_module(module), name) if given is not None else None
+    except (ImportError, AttributeError, ValueError):
+        kind = None
+    if kind is not AdversarialLoss:
         return  # a subclass of one's own: its loading says what differs
     arguments = _plain(dict(dotted_get(given, "init_args") or {}))
     with torch.device("meta"):  # shapes only, nothing allocated
