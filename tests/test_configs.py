@@ -88,10 +88,14 @@ def test_a_picture_interval_of_zero_is_refused_when_the_config_is_read(capsys: p
     assert "ReconstructionPictures every_n_steps must be at least 1, got 0" in message and "Traceback" not in message
 
 
+def _copy_of_run(fsq_run: dict[str, Path], folder: Path) -> tuple[Path, bytes]:
+    """A copy of the session's tiny FSQ run in ``folder``, and its config.yaml's bytes (to check it is not rewritten)."""
+    shutil.copytree(fsq_run["checkpoint"].parents[1], folder)
+    return folder, (folder / "config.yaml").read_bytes()
+
+
 def test_a_saved_config_rerun_with_another_run_folder_writes_only_there(tmp_path: Path, fsq_run: dict[str, Path]) -> None:
-    run = tmp_path / "a"
-    shutil.copytree(fsq_run["checkpoint"].parents[1], run)
-    written = (run / "config.yaml").read_bytes()
+    run, written = _copy_of_run(fsq_run, tmp_path / "a")
     saved = yaml.safe_load(written)
     assert not any(c.get("init_args", {}).get("dirpath") for c in saved["trainer"]["callbacks"]), "derived, not saved"
     other = tmp_path / "b"
@@ -108,9 +112,7 @@ def test_a_saved_config_rerun_with_another_run_folder_writes_only_there(tmp_path
 def test_validate_keeps_the_run_config_and_a_checkpoint_of_another_network_is_one_line(
     capsys: pytest.CaptureFixture, tmp_path: Path, fsq_run: dict[str, Path]
 ) -> None:
-    run = tmp_path / "run"
-    shutil.copytree(fsq_run["checkpoint"].parents[1], run)
-    written = (run / "config.yaml").read_bytes()
+    run, written = _copy_of_run(fsq_run, tmp_path / "run")
     checkpoint = str(run / "checkpoints" / "last.ckpt")
     main(["validate", "--config", str(run / "config.yaml"), "--trainer.default_root_dir", str(run), "--ckpt_path", checkpoint])
     assert (run / "config.yaml").read_bytes() == written, "validate rewrote the config that reruns and resumes use"
@@ -133,9 +135,7 @@ def test_a_resume_that_adds_or_drops_the_ema_copy_or_the_discriminator_is_refuse
     """They failed at loading, after config.yaml was overwritten: the advice (the run's own config) failed too."""
     from vtok.resume_checks import _check_trained_parts
 
-    run = tmp_path / "run"
-    shutil.copytree(fsq_run["checkpoint"].parents[1], run)
-    written = (run / "config.yaml").read_bytes()
+    run, written = _copy_of_run(fsq_run, tmp_path / "run")
     resume = ["fit", "--config", str(run / "config.yaml"), "--trainer.default_root_dir", str(run), "--ckpt_path", "last",
               "--trainer.max_steps", "3"]
     for flags, expected in ((["--model.ema_decay", "null"], "trained with an EMA copy, and model.ema_decay=None drops it"),
@@ -374,9 +374,7 @@ def test_a_preset_is_found_from_any_folder(tmp_path: Path, monkeypatch: pytest.M
 def test_vtok_test_scores_data_test_path_as_validate_scores_its_files(
     capsys: pytest.CaptureFixture, tmp_path: Path, fsq_run: dict[str, Path], video_folder: Path
 ) -> None:
-    run = tmp_path / "run"
-    shutil.copytree(fsq_run["checkpoint"].parents[1], run)
-    written = (run / "config.yaml").read_bytes()
+    run, written = _copy_of_run(fsq_run, tmp_path / "run")
     given = ["--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
              "--trainer.default_root_dir", str(run)]  # fmt: skip
     main(["validate", *given, "--data.val_path", str(video_folder), *csv_logger(tmp_path, "validated")])

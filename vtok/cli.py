@@ -34,7 +34,7 @@ from vtok.data.errors import DataSetupError, NoUsableDataError, ResumeMismatchEr
 from vtok.error_text import first_line
 from vtok.launch import LaunchEnvironment, detect_launch
 from vtok.logged_config import SaveAndLogConfig
-from vtok.resume_checks import check_checkpoint, dotted_get
+from vtok.resume_checks import check_checkpoint, config_class, dotted_get
 from vtok.run_folder import (
     CHECKPOINT_KEYWORDS,
     newest_checkpoint,
@@ -89,10 +89,8 @@ COMMANDS_HELP = (
 def _is_checkpoint(class_path: str) -> bool:
     """Whether a callback's ``class_path`` names Lightning's ``ModelCheckpoint`` or a subclass of it
     (by name when the class cannot be imported: jsonargparse reports that itself)."""
-    module, _, name = class_path.rpartition(".")
-    try:
-        callback = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
+    callback = config_class(class_path)
+    if callback is None:
         return class_path.endswith("Checkpoint")
     return isinstance(callback, type) and issubclass(callback, ModelCheckpoint)
 

@@ -27,6 +27,16 @@ def dotted_get(namespace: Any, dotted: str, default: Any = None) -> Any:
     return namespace
 
 
+def config_class(class_path: str) -> Any:
+    """The object a config's ``class_path`` names (jsonargparse may write it shortened, through a package
+    that re-exports it), or ``None`` when it cannot be imported."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
 def _plain(value: Any) -> Any:
     """``value`` with tuples as lists and mappings as dicts, as a checkpoint's saved settings hold them."""
     if isinstance(value, dict):
@@ -83,12 +93,8 @@ def _check_trained_parts(path: str, state: dict[str, torch.Tensor], model: Any) 
             f"{'drops' if saved else 'adds'} it: a resumed run keeps it as it was" + advice
             + (" (its model.adversarial.start_step delays it)" if given is not None else "")
         )
-    module, _, name = str(dotted_get(given, "class_path") or "").rpartition(".")
-    try:  # jsonargparse shortens the path (vtok.losses.AdversarialLoss): compared as strings, it never matched
-        kind = getattr(importlib.import_module(module), name) if given is not None else None
-    except (ImportError, AttributeError, ValueError):
-        kind = None
-    if kind is not AdversarialLoss:
+    # compared as a class: jsonargparse writes the path shortened (vtok.losses.AdversarialLoss)
+    if given is None or config_class(str(dotted_get(given, "class_path") or "")) is not AdversarialLoss:
         return  # a subclass of one's own: its loading says what differs
     arguments = _plain(dict(dotted_get(given, "init_args") or {}))
     with torch.device("meta"):  # shapes only, nothing allocated

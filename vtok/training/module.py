@@ -34,7 +34,7 @@ from vtok.training.rank_states import from_every_rank, gather_rank_states, take_
 from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings_on_resume, build_optimizer
 from vtok.training.speed import CompileChoice, apply_speed_options, should_compile
 from vtok.training.run_out_loaders import restore_run_out_loaders, run_out_loaders
-from vtok.training.stopped_epoch import reopen_epoch_stopped_by_max_steps
+from vtok.training.stopped_epoch import reopen_epoch_stopped_by_max_steps, saved_mid_epoch
 from vtok.vae import AutoencoderOutput, VideoAutoencoder
 
 log = logging.getLogger(__name__)
@@ -448,8 +448,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         self._resuming = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
         if self._resuming:
             reopen_epoch_stopped_by_max_steps(checkpoint)  # one saved before vtok did; Lightning restores loops after this
-            batches = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
-            if batches.get("is_last_batch") is False and batches["current"]["processed"]:  # resumed mid-epoch
+            if saved_mid_epoch(checkpoint):
                 self._run_out_to_restore = state.get("run_out_loaders")
         if self.autoencoder.config.bottleneck == "kl" and "kl_scale" not in state and "batch_step" in state:
             self._warn_about_the_kl_scale(state.get("clip"))

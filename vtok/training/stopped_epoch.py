@@ -14,12 +14,17 @@ from __future__ import annotations
 from typing import Any
 
 
+def saved_mid_epoch(checkpoint: dict[str, Any]) -> bool:
+    """Whether ``checkpoint`` was saved after some but not all of its epoch's batches (Lightning's loop state)."""
+    batches = ((checkpoint.get("loops") or {}).get("fit_loop") or {}).get("epoch_loop.batch_progress")
+    return bool(batches) and batches.get("is_last_batch") is False and bool(batches["current"]["processed"])
+
+
 def reopen_epoch_stopped_by_max_steps(checkpoint: dict[str, Any]) -> bool:
-    """Counts the epoch of ``checkpoint`` as started, not completed, when it was saved after some but
-    not all of its batches (Lightning's loop state, changed in place); returns whether it did."""
-    loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
-    batches, epochs = loop.get("epoch_loop.batch_progress"), loop.get("epoch_progress")
-    if not batches or not epochs or batches.get("is_last_batch", True) or not batches["current"]["processed"]:
+    """Counts the epoch of ``checkpoint`` as started, not completed, when it was saved mid-epoch
+    (:func:`saved_mid_epoch`; Lightning's loop state, changed in place); returns whether it did."""
+    epochs = ((checkpoint.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress")
+    if not epochs or not saved_mid_epoch(checkpoint):
         return False
     current = epochs["current"]
     if current["completed"] < current["started"] or current["completed"] == 0:

@@ -126,11 +126,12 @@ class LongVideoMixin:
             chunk = self.temporal_chunk
             if chunk is None:
                 return decode(z)
-            self._warn_if_autograd_keeps_chunks(z.shape[2] > 1 + chunk)
             if self.config.decoder_causal:
+                self._warn_if_autograd_keeps_chunks(z.shape[2] > 1 + chunk)
                 return run_in_chunks(self.decoder, decode, z, 1 + chunk, chunk)
             overlap = self.temporal_overlap if self.temporal_overlap is not None else 2 * temporal_reach(self.decoder)
             chunk = max(chunk, 2 * overlap)  # each chunk also decodes 2 * overlap frames of context
+            self._warn_if_autograd_keeps_chunks(z.shape[2] > 1 + chunk + 2 * overlap)  # within one window: one pass
             return run_in_overlapping_chunks(self.decoder, decode, z, chunk, overlap, self.compression.temporal)
 
         if self.tile is None:
