@@ -152,13 +152,15 @@ def test_ctrl_c_while_the_fork_server_imports_is_not_a_traceback_from_it(tmp_pat
     that time printed its KeyboardInterrupt traceback under prepare's one-line message."""
     (tmp_path / "slow_to_import.py").write_text("import time\ntime.sleep(10)\n")
     script = (
-        "import sys\nfrom vtok.data.scan_pool import run_with_deadlines\n"
+        "import sys\nfrom vtok.data.scan_pool import run_with_deadlines\nprint('imported', flush=True)\n"
         "try:\n    dict(run_with_deadlines(abs, [-1], workers=1, timeout=60, preload=['slow_to_import']))\n"
         "except KeyboardInterrupt:\n    print('interrupted', file=sys.stderr)\n    sys.exit(130)\n"
     )
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
-    process = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(4)  # the fork server is importing by now
+    process = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)  # fmt: skip
+    assert process.stdout.readline().strip() == "imported"  # vtok's own imports done (a fixed wait ran out under load)
+    time.sleep(3)  # the fork server is importing by now (its preload sleeps 10 s)
     os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: every process of the terminal's group
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and stderr.strip() == "interrupted", stderr[-3000:]
