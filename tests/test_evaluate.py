@@ -287,33 +287,6 @@ def test_a_manifest_bounds_the_clips_and_the_real_clip_rate_is_recorded(
     assert "(clips at 12 fps)" in (out / "report.md").read_text()
 
 
-class FailingI3D(nn.Module):
-    """An I3D stand-in that fails inside TorchScript on clips under 9 frames, as the real one does on short clips."""
-
-    def forward(
-        self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False
-    ) -> torch.Tensor:
-        return F.max_pool3d(x, [9, 1, 1]).flatten(1)
-
-
-def test_a_failing_detector_keeps_the_cause_and_the_report_names_no_detector(
-    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    path = tmp_path / "torch" / "hub" / "checkpoints" / I3D_FILE
-    path.parent.mkdir(parents=True)
-    torch.jit.script(FailingI3D()).save(str(path))
-    out = tmp_path / "eval"
-    run("evaluate", "--model", fsq_run["export"], "--data", video_folder, "--out", out, "--max-videos", 2,
-        "--pictures", 0)  # fmt: skip
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["fvd"] is None and metrics["fvd_weights_sha256"] is not None
-    reason = metrics["fvd_skipped"]
-    assert reason.startswith("the I3D detector failed on clips of shape (3, 5, 32, 32): RuntimeError: "), reason
-    assert "Output size is too small" in reason and "\n" not in reason, reason
-    assert "FVD detector sha256" not in (out / "report.md").read_text()
-
-
 def test_a_wrong_lpips_file_is_never_advised_to_be_overwritten(
     fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture,
@@ -411,11 +384,20 @@ def test_an_output_folder_inside_the_data_is_not_evaluated_as_data(
             run("evaluate", "--model", kl_export, "--data", data, "--out", out, "--pictures", 2, "--max-videos", 4)
         assert json.loads((out / "metrics.json").read_text())["videos"] == 2
     assert len(list((data / "eval" / "pictures").glob("*.mp4"))) == 2
-    assert "2 files inside the output folder" in caplog.text
+    assert "2 videos that an earlier vtok evaluate wrote (its pictures) are not taken as data" in caplog.text
     shutil.rmtree(data / "eval")
     for _ in range(2):  # --out holding the data (`--out .`): only the pictures it writes are left out
         run("evaluate", "--model", kl_export, "--data", data, "--out", data, "--pictures", 2, "--max-videos", 4)
         assert json.loads((data / "metrics.json").read_text())["videos"] == 2
+    # into another folder: the pictures that the evaluation into `data` wrote (data/pictures) are still no data
+    run("evaluate", "--model", kl_export, "--data", data, "--out", data / "again", "--pictures", 0, "--max-videos", 4)
+    assert json.loads((data / "again" / "metrics.json").read_text())["videos"] == 2
+    (data / "metrics.json").unlink()  # pictures of a run stopped before its metrics.json: --out's own are left out
+    caplog.clear()
+    with caplog.at_level("INFO", logger="vtok"):
+        run("evaluate", "--model", kl_export, "--data", data, "--out", data, "--pictures", 2, "--max-videos", 4)
+    assert json.loads((data / "metrics.json").read_text())["videos"] == 2
+    assert "2 files inside the output folder" in caplog.text
 
 
 def test_videos_smaller_than_the_protocol_size_are_counted_and_named(

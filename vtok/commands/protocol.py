@@ -16,6 +16,7 @@ from typing import Any
 from vtok.data import ClipSpec, VideoClipDataset, VideoLength, WholeVideoDataset, list_records
 from vtok.data.readers import ReaderBackend
 from vtok.data.sources import files_outside
+from vtok.evaluation.report import without_evaluation_pictures
 from vtok.vae import VideoAutoencoder
 
 DEFAULT_FRAMES, DEFAULT_SIZE = 17, 256
@@ -107,7 +108,8 @@ def clip_dataset(
     A manifest's verified frame counts and frame rates (``frames``, ``fps``, as ``vtok prepare`` writes
     them) bound the clips, as in training: a damaged file is read only up to its last good frame.
     The files under ``out`` (the folder the command writes its videos in, when given) are left out: videos it
-    wrote there are no data (see :func:`~vtok.data.sources.files_outside`).
+    wrote there are no data (see :func:`~vtok.data.sources.files_outside`); so are the pictures of earlier
+    evaluations wherever they were written (:func:`~vtok.evaluation.report.without_evaluation_pictures`).
 
     Raises:
         FileNotFoundError: ``data`` names nothing.
@@ -115,9 +117,11 @@ def clip_dataset(
             ``frames`` or ``fps``.
     """
     records = list_records(data)
+    kept = without_evaluation_pictures([record["path"] for record in records])
     if out is not None:
-        kept = set(files_outside([record["path"] for record in records], out))
-        records = [record for record in records if record["path"] in kept]
+        kept = files_outside(kept, out)
+    kept_paths = set(kept)
+    records = [record for record in records if record["path"] in kept_paths]
     if not records:
         raise ValueError(f"no video files found in {data!r}; give a folder of videos, a glob or a manifest")
     files = [record["path"] for record in records]

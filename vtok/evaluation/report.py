@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
 
 from vtok.evaluation.pictures import ERROR_GAIN
+
+log = logging.getLogger(__name__)
 
 HEADLINE = [  # (metrics.json key, label in the report)
     ("psnr", "PSNR (dB)"),
@@ -161,16 +164,36 @@ def write_outputs(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]]
     (out / "report.md").write_text(report_markdown(metrics))
 
 
-def _remove_earlier_pictures(out: Path, pictures: list[dict[str, str]]) -> None:
-    """Deletes the picture files listed in an earlier ``out/metrics.json`` that ``pictures`` does not
-    list; only files vtok recorded writing there (inside ``out``) are touched."""
+def recorded_pictures(out: Path) -> list[tuple[str, Path]]:
+    """The picture files (each with the name ``metrics.json`` gives it) that an evaluation into ``out``
+    recorded writing; only files inside ``out/pictures`` count, and none when ``out`` holds no vtok
+    ``metrics.json``."""
     try:
         earlier = json.loads((out / "metrics.json").read_text()).get("pictures") or []
     except (OSError, ValueError, AttributeError):
-        return  # no earlier evaluation here, or not one of ours
+        return []  # no earlier evaluation here, or not one of ours
+    folder = (out / "pictures").resolve()
+    named = [(str(name), (out / str(name)).resolve()) for picture in earlier if isinstance(picture, dict)
+             for key, name in picture.items() if key != "path"]  # fmt: skip
+    return [(name, path) for name, path in named if path.parent == folder]
+
+
+def without_evaluation_pictures(paths: list[str]) -> list[str]:
+    """``paths`` in order without the picture videos an earlier ``vtok evaluate`` wrote (those its
+    ``metrics.json`` lists), wherever its ``--out`` was: an evaluation into ``val/eval_a`` and then into
+    ``val/eval_b`` would otherwise score ``eval_a``'s side-by-side videos as data. Logs how many it left out."""
+    folders = {Path(path).parent for path in paths if Path(path).parent.name == "pictures"}  # no file system calls
+    pictures = {path for folder in folders for _, path in recorded_pictures(folder.parent)}
+    kept = [path for path in paths if not pictures or Path(path).resolve() not in pictures]
+    if len(kept) < len(paths):
+        log.info("%d videos that an earlier vtok evaluate wrote (its pictures) are not taken as data", len(paths) - len(kept))
+    return kept
+
+
+def _remove_earlier_pictures(out: Path, pictures: list[dict[str, str]]) -> None:
+    """Deletes the picture files listed in an earlier ``out/metrics.json`` that ``pictures`` does not
+    list; only files vtok recorded writing there (inside ``out``) are touched."""
     kept = {name for picture in pictures for key, name in picture.items() if key != "path"}
-    for picture in earlier:
-        for key, name in picture.items() if isinstance(picture, dict) else ():
-            path = (out / str(name)).resolve()
-            if key != "path" and name not in kept and path.parent == (out / "pictures").resolve():
-                path.unlink(missing_ok=True)
+    for name, path in recorded_pictures(out):
+        if name not in kept:
+            path.unlink(missing_ok=True)
