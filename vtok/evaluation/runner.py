@@ -141,32 +141,44 @@ class _Evaluation:
         self.clip_rates: set[float] = set()  # the clips' real frame rates (source fps / stride)
         self.slower_than_asked: list[str] = []  # videos whose own rate is below the protocol's fps
         self.enlarged: list[str] = []  # videos smaller than the protocol's size: compared enlarged to it
+        self.warmed_up = False  # whether the untimed first pass has run
 
     @torch.no_grad()
     def add(self, videos: list[torch.Tensor], infos: list[ClipInfo]) -> None:
-        model, device = self.model, self.settings.device
-        video = torch.stack(videos).to(device)
-        noise = (self.settings.decode_timestep, self.settings.noise_seed, [noise_key(info.path) for info in infos])
-        if self.discrete:
-            try:
-                tokens, encode_seconds = _timed(lambda: model.tokenize(video), device)
-            except NonFiniteLatents as error:
-                raise _non_finite(model, "latents", video, infos, error.clips[0]) from None
-            to_latents = model.indices_to_latents  # timed with the decoding, as detokenize runs it
-            decoded, decode_seconds = _timed(lambda: _decoded(model, to_latents(tokens), True, *noise), device)
+        video = torch.stack(videos).to(self.settings.device)
+        if not self.warmed_up:  # one untimed pass: the first pays one-off costs (kernel loading, cuDNN's search)
+            self._coded(video, infos)
+            self.warmed_up = True
+        tokens, latents, reconstruction, seconds = self._coded(video, infos)
+        if tokens is not None:
             self._count(regular_indices(tokens))
             if isinstance(tokens, FirstFrameTokens):
                 self._count_first_frame(tokens.first_frame_extra)
-        else:
-            encoded, encode_seconds = _timed(lambda: model.encode(video, discrete=False), device)
-            decoded, decode_seconds = _timed(lambda: _decoded(model, encoded, False, *noise), device)
-        latents, reconstruction = decoded
-        _check_finite(model, video, {"latents": latents, "reconstructions": reconstruction}, infos)
-        self.seconds["encode"] += encode_seconds
-        self.seconds["decode"] += decode_seconds
+        _check_finite(self.model, video, {"latents": latents, "reconstructions": reconstruction}, infos)
+        self.seconds["encode"] += seconds[0]
+        self.seconds["decode"] += seconds[1]
         self.frames += video.shape[0] * video.shape[2]
         self._rates(video, latents, infos)
         self._metrics(video, reconstruction, infos)
+
+    def _coded(
+        self, video: torch.Tensor, infos: list[ClipInfo]
+    ) -> tuple[torch.Tensor | FirstFrameTokens | None, torch.Tensor, torch.Tensor, tuple[float, float]]:
+        """The tokens (``None`` in continuous mode), latents and reconstruction of ``video``, and the
+        seconds its encoding and decoding took."""
+        model, device = self.model, self.settings.device
+        noise = (self.settings.decode_timestep, self.settings.noise_seed, [noise_key(info.path) for info in infos])
+        if not self.discrete:
+            encoded, encode_seconds = _timed(lambda: model.encode(video, discrete=False), device)
+            decoded, decode_seconds = _timed(lambda: _decoded(model, encoded, False, *noise), device)
+            return None, *decoded, (encode_seconds, decode_seconds)
+        try:
+            tokens, encode_seconds = _timed(lambda: model.tokenize(video), device)
+        except NonFiniteLatents as error:
+            raise _non_finite(model, "latents", video, infos, error.clips[0]) from None
+        to_latents = model.indices_to_latents  # timed with the decoding, as detokenize runs it
+        decoded, decode_seconds = _timed(lambda: _decoded(model, to_latents(tokens), True, *noise), device)
+        return tokens, *decoded, (encode_seconds, decode_seconds)
 
     def _count(self, indices: torch.Tensor) -> None:
         """Counts the tokens ``[B, K, t, h, w]`` as the model reports them (each of K slots over ``codebook_size``
@@ -212,14 +224,24 @@ class _Evaluation:
             lpips_i = None if lpips is None else lpips[i]
             self.rows.append({"path": info.path, "psnr": psnr[i], "ssim": ssim[i], "lpips": lpips_i, "high_frequency_ratio": sharpness[i]})
         if self.i3d is not None:
-            try:
-                self.features[0].append(self.i3d(video))
-                self.features[1].append(self.i3d(reconstruction))
-            except RuntimeError as error:  # e.g. clips too short or too small for the real I3D
-                self.i3d, self.features = None, ([], [])
-                shape = tuple(video.shape[1:])
-                self.fvd_skipped = f"the I3D detector failed on clips of shape {shape}: {_cause(error)}"
+            self._add_features(video, reconstruction)
         self._pictures(video, reconstruction, infos)
+
+    def _add_features(self, video: torch.Tensor, reconstruction: torch.Tensor) -> None:
+        """The I3D features of both sets for FVD; a detector that fails on these clips (too short or too small
+        for the real I3D) skips FVD with the reason, said at once; running out of memory is an error."""
+        shape = tuple(video.shape[1:])
+        try:
+            self.features[0].append(self.i3d(video))
+            self.features[1].append(self.i3d(reconstruction))
+        except torch.cuda.OutOfMemoryError as error:  # a RuntimeError too: not a property of the clips
+            raise ValueError(
+                f"the I3D detector ran out of memory on {video.shape[0]} clips of shape {shape}: give a smaller --batch-size"
+            ) from error
+        except (RuntimeError, torch.jit.Error) as error:  # the second: a TorchScript raise or assert
+            self.i3d, self.features = None, ([], [])
+            self.fvd_skipped = f"the I3D detector failed on clips of shape {shape}: {_cause(error)}"
+            log.warning("FVD is skipped: %s", self.fvd_skipped)
 
     def _pictures(self, video: torch.Tensor, reconstruction: torch.Tensor, infos: list[ClipInfo]) -> None:
         for i, info in enumerate(infos[: max(self.settings.picture_videos - len(self.pictures), 0)]):
@@ -269,7 +291,7 @@ def _cause(error: Exception) -> str:
     """The first line of what went wrong: a TorchScript error puts its traceback first and the cause
     (``RuntimeError: ...``) last, so that line is kept when there is one."""
     named = [line for line in str(error).splitlines() if re.match(r"[A-Za-z_.]*(Error|Exception): ", line)]
-    return first_line(named[-1] if named else error, 300)
+    return first_line(named[-1].removeprefix("builtins.") if named else error, 300)  # the prefix: a TorchScript raise
 
 
 def _token_rate_skipped(run: _Evaluation) -> str | None:

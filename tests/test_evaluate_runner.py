@@ -1,0 +1,106 @@
+"""The evaluation loop: an I3D detector that cannot score the clips skips FVD with the reason, said at once
+and kept in metrics.json, whether the detector fails in an operation or raises itself; running out of memory
+in it is an error that names the fix; the speeds leave out the first pass's one-off costs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vtok import VideoAutoencoder
+from vtok.cli import main
+from vtok.commands.evaluate import model_record
+from vtok.commands.protocol import ClipProtocol
+from vtok.data import ClipSpec, VideoClipDataset, list_files
+from vtok.evaluation import runner
+from vtok.evaluation.detectors import I3D_FILE
+
+
+class FailingI3D(nn.Module):
+    """An I3D stand-in that fails inside TorchScript on clips under 9 frames, as the real one does on short clips."""
+
+    def forward(
+        self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False
+    ) -> torch.Tensor:
+        return F.max_pool3d(x, [9, 1, 1]).flatten(1)
+
+
+class RefusingI3D(nn.Module):
+    """An I3D stand-in that raises its own error on short clips: TorchScript turns it into ``torch.jit.Error``,
+    which is no ``RuntimeError``."""
+
+    def forward(
+        self, x: torch.Tensor, rescale: bool = False, resize: bool = False, return_features: bool = False
+    ) -> torch.Tensor:
+        if x.shape[2] < 9:
+            raise RuntimeError("input too short")
+        return x.mean((2, 3, 4))
+
+
+def evaluate(fsq_run: dict[str, Path], video_folder: Path, out: Path) -> dict:
+    main(["evaluate", "--model", str(fsq_run["export"]), "--data", str(video_folder), "--out", str(out),
+          "--max-videos", "2", "--pictures", "0"])  # fmt: skip
+    return json.loads((out / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("detector", [FailingI3D, RefusingI3D])
+def test_a_failing_detector_keeps_the_cause_says_it_and_the_report_names_no_detector(
+    detector: type[nn.Module], fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    path = tmp_path / "torch" / "hub" / "checkpoints" / I3D_FILE
+    path.parent.mkdir(parents=True)
+    torch.jit.script(detector()).save(str(path))
+    out = tmp_path / "eval"
+    with caplog.at_level("WARNING", logger="vtok"):
+        metrics = evaluate(fsq_run, video_folder, out)
+    assert metrics["fvd"] is None and metrics["fvd_weights_sha256"] is not None
+    reason = metrics["fvd_skipped"]
+    assert reason.startswith("the I3D detector failed on clips of shape (3, 5, 32, 32): RuntimeError: "), reason
+    assert ("Output size is too small" if detector is FailingI3D else "input too short") in reason, reason
+    assert "\n" not in reason
+    assert f"FVD is skipped: {reason}" in caplog.text, "said when it happens, not only in metrics.json"
+    assert "FVD detector sha256" not in (out / "report.md").read_text()
+
+
+class OutOfMemoryI3D:
+    """Stands in for a detector on a GPU that runs out of memory (no CPU run can)."""
+
+    sha256 = "0" * 64
+
+    def __call__(self, video: torch.Tensor) -> torch.Tensor:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_a_detector_out_of_memory_is_an_error_naming_the_batch_size_not_a_skipped_fvd(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(runner, "load_i3d", lambda weights, device: (OutOfMemoryI3D(), None))
+    with pytest.raises(SystemExit) as stop:
+        evaluate(fsq_run, video_folder, tmp_path / "eval")
+    assert stop.value.code == 2
+    error = capsys.readouterr().err
+    assert "the I3D detector ran out of memory on 2 clips of shape (3, 5, 32, 32): give a smaller --batch-size" in error
+    assert not (tmp_path / "eval" / "metrics.json").exists()
+
+
+def test_the_first_batch_is_coded_once_untimed_before_the_timed_passes(video_folder: Path, tmp_path: Path) -> None:
+    """The first call pays one-off costs (kernel loading, cuDNN's algorithm search): timed, it made every
+    evaluation's frames/s a cold figure."""
+    model = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1)
+    calls = {"encoder": 0, "decoder": 0}
+    for name in calls:
+        getattr(model, name).register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    dataset = VideoClipDataset(list_files(video_folder)[:3], ClipSpec(5), (32, 32), train=False)
+    settings = runner.EvaluationSettings(torch.device("cpu"), batch_size=2, picture_videos=0)
+    protocol = ClipProtocol(frames=5, height=32, width=32, stride=1, fps=None).as_dict()
+    metrics = runner.evaluate(model, dataset, tmp_path / "eval", settings, protocol, model_record("in memory", model, {}))
+    assert calls == {"encoder": 3, "decoder": 3}, "two batches, the first twice"
+    assert metrics["videos"] == 3 and metrics["encode_frames_per_s"] > 0
