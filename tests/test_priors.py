@@ -321,6 +321,7 @@ def test_alternate_joint_training_leaves_the_discrete_path_alone_on_continuous_b
         grad = autoencoder.quantizer.project_out.weight.grad  # only the discrete path runs through it
         assert (grad is not None and grad.abs().sum() > 0) == discrete_trains, f"step {step}"
         assert logs["adversarial_generator"] != 0, "the discriminator was asked at both steps"
+        assert (logs["adversarial_adaptive_weight"] != 0) == discrete_trains, "the weight logged is the weight applied"
 
 
 def test_settings_of_a_technique_that_is_off_are_said_to_be_ignored(caplog: pytest.LogCaptureFixture) -> None:

@@ -256,6 +256,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
             disc = self.adversarial.discriminator_terms(video, output.reconstruction, step)
             # the discriminator judges the discrete reconstruction; its term is the discrete path's, weighted alike
             generator, discriminator = generator + discrete_weight * gen["loss"], disc["loss"]
+            gen["adaptive_weight"] = discrete_weight * gen["adaptive_weight"]  # as applied: 0 on alternate's continuous batches
             logs.update({f"adversarial_{k}": v.detach() for k, v in gen.items() if k != "loss"})
             logs.update({f"discriminator_{k}": v.detach() for k, v in disc.items()})
         logs["loss"] = generator.detach()
