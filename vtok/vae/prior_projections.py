@@ -3,8 +3,10 @@
 A tokenizer started from a continuous prior keeps the prior's encoder and decoder, but the 1x1x1
 projections into and out of the quantizer start random: the decoder then reads something
 unrelated to the latent it was trained on, and the prior is lost at the first step. Fitted to the
-prior's latents instead, ``project_in`` maps them onto their principal directions, scaled so that
-two standard deviations span the codes' range [-1, 1], and ``project_out`` maps codes back to the
+prior's latents instead, ``project_in`` maps them onto their principal directions, scaled to half a
+unit per standard deviation (+-2 sigma at +-1 before the quantizer's bound: an odd FSQ level count
+reaches its outer codes there; an even one, whose levels are not symmetric, uses its outer ones less;
+the spacing is near the mean-squared-error optimum either way), and ``project_out`` maps codes back to the
 latent (its mean plus those components), each code scaled by the gain that best predicts a
 component from its code. With the quantizer replaced by the identity that gain is 1 and the decoder
 reads the latent's best rank-``d`` approximation. Real quantizers shrink or stretch: a GroupLFQ code
@@ -24,7 +26,7 @@ from torch import nn
 
 from vtok.vae.quantized import QuantizedBottleneck
 
-SPREAD = 0.5  # codes per standard deviation of a principal component: +-2 sigma fill [-1, 1]
+SPREAD = 0.5  # quantizer input per standard deviation of a principal component: +-2 sigma at +-1
 GAIN_SAMPLES = 64  # a 64x64 grid of Gaussian positions per channel to measure the quantizer's gains on
 
 
