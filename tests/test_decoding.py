@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 
 from vtok.data import ClipSpec, VideoClipDataset, open_video, synthetic_clip
 from vtok.data.clips import VideoLength
+from vtok.data.decord_check import CHECK_VERSION
 from vtok.data.errors import UnusableFileError
 from vtok.data.images import read_rgb_image
 from vtok.data.manifest import read_jsonl
@@ -241,6 +242,20 @@ def test_decord_keeps_the_files_it_reads_right(tmp_path: Path, carphone: Path) -
         assert DecordReader(path).check_against_pyav() is None, path.name
 
 
+@pytest.mark.parametrize("suffix", ["mp4", "mkv"])
+def test_an_open_gop_past_the_checked_frames_gives_the_frames_asked_for(tmp_path: Path, suffix: str) -> None:
+    """x264's open GOPs: a keyframe's leading pictures are shown before it, so decord (which numbers keyframes
+    in decoding order) seeks 4 frames short; with the first keyframe past the frames the check compares, the
+    clip at 318 was frames 314-317 with no word."""
+    options = {"x264-params": "keyint=320:min-keyint=320:open-gop=1:bframes=8:b-adapt=0:scenecut=0"}
+    path = _write(tmp_path / f"open_gop.{suffix}", frames=340, height=32, width=32, **options)
+    assert "leading pictures of an open GOP" in DecordReader(path).check_against_pyav()
+    truth = _in_order(path)
+    for start in (300, 314, 318, 322, 330):
+        clip = open_video(path).read(list(range(start, start + 4)))
+        assert _error(clip, truth[start : start + 4]) < 3, f"clip at frame {start}"
+
+
 def test_a_worker_checks_each_file_against_pyav_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = _write(tmp_path / "clip.mp4", frames=30, g="8")
     checks: list[str] = []
@@ -265,6 +280,7 @@ def test_training_trusts_the_reader_prepare_recorded_and_checks_nothing_again(
     prepare(["--data", str(videos), "--out", str(tmp_path / "out"), *QUIET])
     records = sorted(read_jsonl(tmp_path / "out" / "manifest.jsonl"), key=lambda record: record["path"])
     assert [(Path(r["path"]).name, r["reader"]) for r in records] == [("plain.mp4", "decord"), ("trimmed.mp4", "pyav")]
+    assert [r.get("decord_check") for r in records] == [CHECK_VERSION, None]
 
     checks: list[str] = []
     check = DecordReader.check_against_pyav
@@ -278,6 +294,10 @@ def test_training_trusts_the_reader_prepare_recorded_and_checks_nothing_again(
     unprepared = VideoClipDataset(files, ClipSpec(30), (32, 32), train=False)
     assert [torch.equal(unprepared.load_with_info(index)[0], clip) for index, clip in enumerate(clips)] == [True, True]
     assert checks == files, "without the record, each file is checked once"
+    monkeypatch.setattr("vtok.data.readers._decord_verdicts", {})
+    older = VideoLength.from_record({key: value for key, value in records[0].items() if key != "decord_check"})
+    VideoClipDataset(files[:1], ClipSpec(30), (32, 32), lengths=[older], train=False).load_with_info(0)
+    assert checks == [*files, files[0]], "a verdict of an older check (it missed open GOPs) is checked again"
     forced = VideoClipDataset(files, ClipSpec(30), (32, 32), backend="decord", lengths=lengths, train=False)
     with pytest.raises(VideoDecodeError, match="decord reads it wrong"):
         forced.load_with_info(1)  # recorded as pyav: the explicit decord backend does not read it wrong

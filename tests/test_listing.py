@@ -113,6 +113,8 @@ def test_manifest_lines_with_a_frame_count_or_rate_training_cannot_use_are_refus
     assert VideoLength.from_record({"frames": "20", "fps": ""}) == (20, None, None)
     assert VideoLength.from_record({"frames": 0, "fps": "0"}) == (0, 0.0, None)
     assert VideoLength.from_record({"frames": 5, "reader": "pyav"}).reader == "pyav"
+    assert VideoLength.from_record({"frames": 5, "reader": "decord", "decord_check": 2}).reader == "decord"
+    assert VideoLength.from_record({"frames": 5, "reader": "decord"}).reader is None, "an older check's verdict: checked again"
     with pytest.raises(ValueError, match="'reader' is 'ffmpeg'"):
         VideoLength.from_record({"frames": 5, "reader": "ffmpeg"})
     assert VideoLength.from_record({"path": clip}) is None

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from vtok.data.decord_check import CHECK_VERSION
 from vtok.data.readers import READER_NAMES
 
 
@@ -57,6 +58,8 @@ class VideoLength(NamedTuple):
         reader = record.get("reader") or None
         if reader is not None and reader not in READER_NAMES:
             raise ValueError(f"'reader' is {reader!r}: it must be one of {', '.join(READER_NAMES)} (as vtok prepare writes it)")
+        if reader == "decord" and _number(record.get("decord_check")) != CHECK_VERSION:
+            reader = None  # found right by an older check, which missed open GOPs: checked again when opened
         return cls(_whole_frames(record["frames"]), None if fps in (None, "") else _frame_rate(fps), reader)
 
 

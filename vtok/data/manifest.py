@@ -40,6 +40,9 @@ class VideoInfo:
         reader: the decoder that reads the file right with the default ``auto`` backend (``decord``,
             or ``pyav`` where decord reads it wrong); training opens the file with it instead of
             checking decord against PyAV again (see :class:`~vtok.data.readers.FallbackReader`).
+        decord_check: the version of the check that found decord reads it right
+            (:data:`~vtok.data.decord_check.CHECK_VERSION`), beside ``reader: decord``; training checks files
+            whose verdict came from an older check again.
         every_frame: ``True`` when ``vtok prepare --every-frame`` decoded all of its frames (not only
             the first, middle and last), so that a rerun asking for that check knows which lines lack it.
         reencoded_with: the settings ``vtok prepare --reencode`` wrote the copy with (``short_side``,
@@ -60,6 +63,7 @@ class VideoInfo:
     source: str | None = None
     reported_frames: int | None = None
     reader: str | None = None
+    decord_check: int | None = None
     every_frame: bool | None = None
     reencoded_with: dict[str, Any] | None = None
     source_bytes: int | None = None

@@ -20,6 +20,7 @@ import logging
 
 import av
 
+from vtok.data.decord_check import CHECK_VERSION
 from vtok.data.errors import UnusableFileError
 from vtok.data.manifest import VideoInfo
 from vtok.data.pyav_frames import video_stream
@@ -176,6 +177,7 @@ def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1,
     if frames < min_frames:
         raise TooFewFramesError(path, frames, min_frames)
     fps = reader.fps if reader.fps > 0 else None
+    verdict = reader_name(reader) if isinstance(reader, (DecordReader, FallbackReader)) else None  # decord was tried
     return VideoInfo(
         path=path,
         frames=frames,
@@ -187,5 +189,6 @@ def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1,
         keyframe_interval=keyframe_interval,
         source=path,
         reported_frames=reported if frames < reported else None,
-        reader=reader_name(reader) if isinstance(reader, (DecordReader, FallbackReader)) else None,  # decord was tried
+        reader=verdict,
+        decord_check=CHECK_VERSION if verdict == "decord" else None,
     )
