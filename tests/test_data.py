@@ -93,6 +93,13 @@ def test_clip_spec_strides_and_target_fps(caplog: pytest.LogCaptureFixture, monk
     for unknown in (0.0, float("nan")):  # no rate recorded: data.fps cannot apply; said once (NaN crashed)
         assert ClipSpec(3, fps=8, frame_stride=2).stride(unknown) == 2
     assert [r.getMessage()[:50] for r in caplog.records] == ["data.fps=8, but some videos record no frame rate: "]
+    caplog.clear()
+    for rate, stride in ((25.0, 1), (48.0, 2), (30.0, 1), (60.0, 2), (29.97, 1)):  # 30 and 60 at 24: 30 fps clips
+        assert ClipSpec(3, fps=24).stride(rate) == stride
+    assert [r.getMessage() for r in caplog.records] == [
+        "data.fps=24: some videos' frame rates are no whole multiple of it (e.g. 30 fps): their clips run at "
+        "30 fps (frame stride 1: strides stay whole, so that frames stay evenly spaced)"
+    ], "said once, and not for 25 fps (4 % off)"
     g = torch.Generator().manual_seed(0)
     starts = {ClipSpec(3).frame_indices(50, 24.0, g)[0] for _ in range(20)}
     assert len(starts) > 5 and max(starts) <= 47
