@@ -446,3 +446,20 @@ def test_a_tiny_frame_far_from_the_output_aspect_ratio_still_gives_a_clip() -> N
     assert crop_box(2, 2, 64, 256) == (0, 0, 1, 2)
     assert frames_to_clip(frames, (64, 256)).shape == (3, 2, 64, 256)
     assert frames_to_clip(frames, (256, 64), torch.Generator().manual_seed(0)).shape == (3, 2, 256, 64)
+
+
+def test_a_file_damaged_past_its_first_clips_gives_a_clip_when_it_is_its_own_substitute(tmp_path: Path) -> None:
+    """An mp4 cut at 60 % (its header still says 60 frames) as the only file: a clip drawn past the damage
+    fails, and each retry drew the same clip again, so 16 of 30 epochs stopped with NoUsableDataError."""
+    path = tmp_path / "full.mp4"
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:  # the index first: cut, it still counts 60
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt, stream.options = 32, 32, "yuv420p", {"g": "8"}
+        for array in synthetic_clip(60, 32, 32, seed=1).numpy():
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        container.mux(stream.encode())
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.6)])
+    dataset = VideoClipDataset([str(cut)], ClipSpec(9), (32, 32), train=True)
+    samples = [dataset[(epoch, 0)] for epoch in range(30)]
+    assert sum(bool(sample["skipped"]) for sample in samples) > 3, "clips past the damage were drawn and failed"

@@ -81,7 +81,9 @@ class SkippingDataset(Dataset, ABC):
             if candidate in self._bad:  # known bad: not read again, but still counted as a substitution
                 skipped.append(UnusableFileError(self.files[candidate], self._bad[candidate]).note)
                 continue
-            generator = sample_generator(self.seed, epoch, index) if self.train else None
+            # a retry draws another clip: a file whose later frames are damaged may be drawn again as its own substitute
+            keys = (self.seed, epoch, index) if attempt == 0 else (self.seed, epoch, index, attempt, 1)
+            generator = sample_generator(*keys) if self.train else None
             try:
                 video, source_size = self.load(candidate, generator)
             except UnusableFileError as error:
