@@ -21,6 +21,7 @@ from lightning.fabric.plugins.environments.lightning import find_free_network_po
 from tests.helpers import TINY_DATA, TINY_MODEL, csv_logger, metric_column, tiny_fit_args
 from vtok.data.synthetic import write_sample_clips
 from vtok.launch import detect_launch
+from vtok.training.rank_states import take_rank_state
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -126,6 +127,13 @@ def test_two_ranks_train_in_step_on_disjoint_shares_and_resume(tmp_path: Path) -
         assert shares[0] | shares[1] == set(range(8)), f"epoch {epoch}: clips missed"
     checkpoints = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert checkpoints == ["last.ckpt", "step=2.ckpt", "step=4.ckpt"], "one file per save, not one per rank"
+    # each rank moves its LeCAM anchors on its own batches (DDP broadcasts no buffers here): each rank's are saved,
+    # and each rank takes its own back (only rank 0's were saved, so rank 1 resumed from rank 0's)
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    anchors = [state["buffers"]["adversarial.ema_real"] for state in saved["vtok_rank_states"]["states"]]
+    assert len(anchors) == 2 and anchors[0] != anchors[1] and saved["state_dict"]["adversarial.ema_real"] == anchors[0]
+    take_rank_state(saved, 1, 2)
+    assert saved["state_dict"]["adversarial.ema_real"] == anchors[1]
 
     resumed = _launch(tmp_path, 6, "--ckpt_path", "last")
     assert resumed.returncode == 0, resumed.stderr[-4000:]

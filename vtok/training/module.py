@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization", category=UserWarning)
 
 CHECKPOINT_FORMAT = 1
+# Buffers each rank moves on its own batches (DDP broadcasts no buffers under manual optimisation): saved per
+# rank, so that a resumed run's ranks go on from their own values.
+RANK_OWN_BUFFERS = ("adversarial.ema_real", "adversarial.ema_fake")
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -422,7 +425,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
             "rng": rng,  # rank 0's; each rank's own is under RANK_STATES_KEY
             "clip": self._clip_shape(),
         }
-        gather_rank_states(checkpoint, rng)
+        gather_rank_states(checkpoint, rng, RANK_OWN_BUFFERS)
 
     def _clip_shape(self) -> dict[str, Any] | None:
         """The training clip shape, so export and evaluation can default to it."""

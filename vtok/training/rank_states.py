@@ -1,4 +1,6 @@
-"""What every rank keeps for itself in a checkpoint: its place in the training data and its RNG state.
+"""What every rank keeps for itself in a checkpoint: its place in the training data, its RNG state and the
+buffers that each rank moves on its own data (the LeCAM anchors: DDP broadcasts no buffers under vtok's
+manual optimisation).
 
 Lightning builds the checkpoint on every rank but writes rank 0's, so the training loader's state
 in it (and the RNG state vtok adds) is rank 0's, and every rank of a resumed run would take it. For
@@ -17,6 +19,7 @@ neither ends the epoch before the data does nor counts past it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch.distributed as dist
@@ -41,20 +44,24 @@ def from_every_rank(value: Any) -> list[Any]:
     return values
 
 
-def gather_rank_states(checkpoint: dict[str, Any], rng: dict[str, Any]) -> None:
-    """Stores every rank's training-loader state and ``rng`` under :data:`RANK_STATES_KEY`.
+def gather_rank_states(checkpoint: dict[str, Any], rng: dict[str, Any], buffers: Sequence[str] = ()) -> None:
+    """Stores every rank's training-loader state, ``rng`` and its values of the ``buffers`` named (keys of
+    the checkpoint's ``state_dict``, which holds rank 0's) under :data:`RANK_STATES_KEY`.
 
     Must run on every rank when more than one runs (it is a collective), as Lightning's
     ``on_save_checkpoint`` hooks do.
     """
     loop = _fit_loop_state(checkpoint) or {}
-    states = from_every_rank({"loader": loop.get("combined_loader"), "rng": rng})
+    weights = checkpoint.get("state_dict", {})
+    own = {name: weights[name].detach().cpu() for name in buffers if name in weights}
+    states = from_every_rank({"loader": loop.get("combined_loader"), "rng": rng, "buffers": own})
     checkpoint[RANK_STATES_KEY] = {"world_size": len(states), "states": states}
 
 
 def take_rank_state(checkpoint: dict[str, Any], rank: int, world: int) -> dict[str, Any] | None:
     """This rank's saved states (``None`` for a checkpoint from before they were saved per rank),
-    with its loader state put where Lightning restores the training loader from.
+    with its loader state put where Lightning restores the training loader from, and its buffers into the
+    checkpoint's ``state_dict`` (call it before Lightning loads the weights: ``on_load_checkpoint``).
 
     From a checkpoint of another number of ranks, rank ``r`` takes rank ``r``'s RNG state (``None`` for a
     rank the checkpoint had none for: it seeds its own) and rank 0's loader state, and the epoch's batch
@@ -81,6 +88,8 @@ def take_rank_state(checkpoint: dict[str, Any], rank: int, world: int) -> dict[s
         _rescale_epoch_batches(checkpoint, saved, world)
     if loop is not None and mine.get("loader") is not None:
         loop["combined_loader"] = mine["loader"]
+    if "state_dict" in checkpoint:
+        checkpoint["state_dict"].update(mine.get("buffers") or {})
     return mine
 
 
