@@ -257,3 +257,12 @@ def test_resuming_a_checkpoint_from_before_the_kl_scale_says_how_much_weaker_the
     with caplog.at_level("WARNING", logger="vtok.training.module"):
         module.on_load_checkpoint({CHECKPOINT_KEY: {**old[CHECKPOINT_KEY], "kl_scale": "per_pixel_value"}})
     assert "KL" not in caplog.text
+
+
+def test_the_discriminator_terms_run_with_every_weight_and_buffer_in_bfloat16() -> None:
+    """trainer.precision bf16-true casts the module, LeCAM's anchors with it, while the logits are made float32:
+    the anchors' update stopped the first batch of every run with a discriminator."""
+    adversarial = AdversarialLoss("patch2d", channels=8, layers=1, norm="group", start_step=100).to(torch.bfloat16)
+    real, fake = (torch.rand(2, 3, 1, 16, 16, dtype=torch.bfloat16) * 2 - 1 for _ in range(2))
+    terms = adversarial.discriminator_terms(real, fake, step=0)
+    assert torch.isfinite(terms["hinge"]) and adversarial.ema_real.dtype == torch.bfloat16 and adversarial.ema_real != 0

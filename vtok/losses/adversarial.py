@@ -87,8 +87,9 @@ class AdversarialLoss(nn.Module):
     def _update_anchor(self, anchor: torch.Tensor, mean_logit: torch.Tensor) -> None:
         """Moves a LeCAM anchor towards ``mean_logit``, unless that is not finite: a non-finite batch
         (whose step the module skips) would otherwise leave NaN in the anchor for good, and with it
-        every later loss, even while the term is weighted 0 (0 · NaN is NaN). Decided on the device."""
-        moved = anchor.lerp(mean_logit, 1 - self.lecam_decay)
+        every later loss, even while the term is weighted 0 (0 · NaN is NaN). Decided on the device. The logits
+        are float32; the anchor is bfloat16 under ``trainer.precision: bf16-true``, which casts every buffer."""
+        moved = anchor.lerp(mean_logit.to(anchor.dtype), 1 - self.lecam_decay)
         anchor.copy_(torch.where(torch.isfinite(moved), moved, anchor))
 
     def generator_terms(
