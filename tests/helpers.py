@@ -112,3 +112,28 @@ class SignalOneRank(Callback):
         self.batches += 1
         if trainer.global_rank == self.rank and self.batches == self.at_batch:
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+class NonFiniteLossOnOneRank(Callback):
+    """Test-only: rank ``rank`` adds a gradient-free inf to its loss at batch ``at_batch`` (counted from 0), as a
+    discriminator term that overflows before ``adversarial.start_step`` does (weighted 0: NaN, with zero gradients).
+
+    Args:
+        rank: the global rank whose loss is made non-finite.
+        at_batch: the batch it happens at.
+    """
+
+    def __init__(self, rank: int, at_batch: int) -> None:
+        self.rank = rank
+        self.at_batch = at_batch
+
+    def setup(self, trainer, pl_module, stage) -> None:  # noqa: ANN001
+        objective = pl_module.loss.forward
+
+        def forward(video, output, step):  # noqa: ANN001, ANN202
+            terms = objective(video, output, step)
+            if trainer.global_rank == self.rank and step == self.at_batch and torch.is_grad_enabled():
+                terms["loss"] = terms["loss"] + float("inf")
+            return terms
+
+        pl_module.loss.forward = forward

@@ -157,6 +157,19 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_batch_with_one_checkpoint(t
     assert [p.name for p in signalled] == ["last-signal-step=8.ckpt"]
 
 
+def test_a_loss_non_finite_on_one_rank_skips_the_step_on_every_rank(tmp_path: Path) -> None:
+    """The gradients are all-reduced, the loss is not: rank 1 alone skipped its step, the weights split and
+    the ranks' collectives stopped matching (rank 1 hung at the end)."""
+    inf_on_rank_1 = ["--trainer.callbacks+", "tests.helpers.NonFiniteLossOnOneRank", "--trainer.callbacks.rank", "1",
+                     "--trainer.callbacks.at_batch", "1"]  # fmt: skip
+    result = _launch(tmp_path, 3, *inf_on_rank_1)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert result.stderr.count("step 1: non-finite loss or gradient, step skipped") == 2, "said by both ranks"
+    first, second = _records(tmp_path)
+    assert len(first["rows"]) == len(second["rows"]) == 4, "4 batches for 3 steps on both ranks"
+    assert first["weights"] == second["weights"]
+
+
 def test_a_run_goes_on_with_another_number_of_ranks_training_each_clip_of_the_epoch_once(tmp_path: Path) -> None:
     from vtok.cli import main
 

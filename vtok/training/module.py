@@ -316,7 +316,10 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         # on them would still count Adam's steps (no bias correction at its first real update), apply weight
         # decay and advance its schedule, which counts from the start (see configure_optimizers).
         disc_steps = self.adversarial is not None and self.adversarial.started(self.batch_step)
-        if bool(torch.isfinite(torch.stack([loss, *norms.values()])).all()):  # one host sync per optimiser step
+        finite = torch.isfinite(torch.stack([loss, *norms.values()])).all()
+        if self._trainer is not None and self.trainer.world_size > 1:  # the loss is this rank's: every rank decides alike
+            finite = self.trainer.strategy.reduce(finite.float(), reduce_op="sum") == self.trainer.world_size
+        if bool(finite):  # one host sync per optimiser step
             optimizers[0].step()  # a LightningOptimizer: counts in global_step
             if disc_steps:
                 optimizers[1].optimizer.step()  # stepped directly, so global_step stays one per generator step
