@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -168,6 +169,19 @@ def test_a_loss_non_finite_on_one_rank_skips_the_step_on_every_rank(tmp_path: Pa
     first, second = _records(tmp_path)
     assert len(first["rows"]) == len(second["rows"]) == 4, "4 batches for 3 steps on both ranks"
     assert first["weights"] == second["weights"]
+
+
+def test_lightnings_own_launch_of_two_devices_writes_one_run_folder(tmp_path: Path) -> None:
+    """trainer.devices 2 without a launcher: Lightning runs the command again for rank 1, which claimed a
+    runs/<date-time> of its own and left it empty (a plain `vtok fit` on an 8-GPU machine left 7)."""
+    command = [sys.executable, str(ROOT / "train.py"), "fit", *TINY_MODEL, *TINY_DATA, "--data.synthetic_dir",
+               str(tmp_path / "clips"), "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+               "--trainer.strategy", "ddp", "--trainer.max_steps", "2", "--trainer.logger", "false",
+               "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0"]  # fmt: skip
+    result = subprocess.run(command, **{**_launch_options(), "cwd": tmp_path})
+    assert result.returncode == 0, result.stderr[-4000:]
+    folders = list((tmp_path / "runs").iterdir())
+    assert len(folders) == 1 and (folders[0] / "checkpoints" / "last.ckpt").is_file(), folders
 
 
 def test_a_run_goes_on_with_another_number_of_ranks_training_each_clip_of_the_epoch_once(tmp_path: Path) -> None:

@@ -37,6 +37,8 @@ from vtok.logged_config import SaveAndLogConfig
 from vtok.resume_checks import check_checkpoint, config_class, dotted_get
 from vtok.run_folder import (
     CHECKPOINT_KEYWORDS,
+    RUN_FOLDER_VARIABLE,
+    inherits_run_folder,
     newest_checkpoint,
     refuse_a_fresh_run_over_an_old_one,
     refuse_an_unwritable_run_folder,
@@ -120,6 +122,9 @@ class VtokCLI(LightningCLI):
                 with contextlib.suppress(OSError):
                     Path(self._claimed_folder).rmdir()  # only if still empty
             raise
+        finally:
+            if self._claimed_folder is not None:
+                os.environ.pop(RUN_FOLDER_VARIABLE, None)  # a later command in this process claims its own
 
     def _build_and_run(self, args: Sequence[str] | None, run: bool) -> None:
         defaults = {"default_config_files": [str(DEFAULT_CONFIG)]}
@@ -158,8 +163,10 @@ class VtokCLI(LightningCLI):
             self._apply_launch(config, launch)
         if trainer.default_root_dir is None:
             trainer.default_root_dir = run_folder(config)
-            if resumed_run_folder(config) is None:
+            if resumed_run_folder(config) is None and not inherits_run_folder():
                 self._claimed_folder = trainer.default_root_dir  # made by run_folder, for this run alone
+                # the processes Lightning starts for devices > 1 run this command again: they take this folder
+                os.environ[RUN_FOLDER_VARIABLE] = self._claimed_folder
             # config.yaml keeps it unset: a rerun gets a folder of its own, a resume its checkpoint's run
             self._derived.append((trainer, "default_root_dir", None))
         if config.get("ckpt_path") == "last":

@@ -13,6 +13,13 @@ from lightning.fabric.plugins.environments import SLURMEnvironment
 from vtok.usage_error import UsageError
 
 CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")  # --ckpt_path values Lightning resolves itself
+RUN_FOLDER_VARIABLE = "VTOK_RUN_FOLDER"  # the folder the first process claimed, for the ranks Lightning starts
+
+
+def inherits_run_folder() -> bool:
+    """Whether this process is a rank that Lightning started (``trainer.devices`` above 1 without a launcher:
+    it runs the command line again, with ``LOCAL_RANK`` set) from a process that claimed the run folder."""
+    return bool(os.environ.get(RUN_FOLDER_VARIABLE)) and bool(os.environ.get("LOCAL_RANK"))
 
 
 def newest_checkpoint(run: Path) -> str | None:
@@ -44,8 +51,8 @@ def _holds_checkpoints(run: Path) -> bool:
 
 
 def run_folder(config: Any) -> str:
-    """The run folder when none is given: the resumed run's (:func:`resumed_run_folder`), else a new
-    ``runs/<date-time>``.
+    """The run folder when none is given: the resumed run's (:func:`resumed_run_folder`), the one the first
+    process claimed (:func:`inherits_run_folder`), else a new ``runs/<date-time>``.
 
     Raises:
         UsageError: ``--ckpt_path last`` and no run to take it from: a new folder holds no checkpoint.
@@ -53,6 +60,8 @@ def run_folder(config: Any) -> str:
     resumed = resumed_run_folder(config)
     if resumed is not None:
         return resumed
+    if inherits_run_folder():
+        return os.environ[RUN_FOLDER_VARIABLE]
     if config.get("ckpt_path") == "last":
         given = [Path(str(path)) for path in config.get("config") or [] if Path(str(path)).name == "config.yaml"]
         if given:  # a run's own config, but its folder holds no checkpoint yet: stopped before the first save
