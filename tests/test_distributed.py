@@ -363,6 +363,25 @@ def test_launch_environment_sets_devices_and_nodes(monkeypatch: pytest.MonkeyPat
     )
 
 
+def test_a_slurm_job_of_several_tasks_run_without_srun_says_it_will_wait(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`python train.py` in an sbatch script of --ntasks 2: the process waited for a rank nothing started,
+    silent until the process group's timeout (30 minutes)."""
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_STEP_NUM_TASKS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (("SLURM_NTASKS", "2"), ("SLURM_NNODES", "1"), ("SLURM_NTASKS_PER_NODE", "2"), ("SLURM_JOB_NAME", "train")):
+        monkeypatch.setenv(name, value)
+    with caplog.at_level("WARNING", logger="vtok.launch"):
+        assert detect_launch().devices == 2
+    assert "this process was not started by srun: it will wait for 1 more ranks" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")  # as srun sets it for each task it starts
+    with caplog.at_level("WARNING", logger="vtok.launch"):
+        assert detect_launch().devices == 2
+    assert not caplog.text
+
+
 def test_activation_checkpointing_gives_the_same_gradients() -> None:
     from vtok import VideoAutoencoder
 

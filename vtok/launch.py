@@ -10,8 +10,11 @@ accelerate launch inside a SLURM job is seen as TorchElastic first and loses aut
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,5 +44,11 @@ def detect_launch() -> LaunchEnvironment | None:
     tasks, nodes = _int("SLURM_NTASKS"), _int("SLURM_NNODES")
     per_node = _int("SLURM_NTASKS_PER_NODE") or (tasks // nodes if tasks and nodes else None)
     if tasks and tasks > 1 and nodes and per_node and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        if "SLURM_STEP_NUM_TASKS" not in os.environ:  # srun sets it for the tasks it starts; a batch script's own
+            log.warning(  # process has none, and alone it waits for the other ranks until the group's timeout
+                "this SLURM job has %d tasks, but this process was not started by srun: it will wait for %d more "
+                "ranks that nothing starts; start the command with srun (or run it outside the job's allocation)",
+                tasks, tasks - 1,
+            )  # fmt: skip
         return LaunchEnvironment("slurm", per_node, nodes, os.environ.get("SLURM_JOB_ID"), _int("SLURM_RESTART_COUNT") or 0)
     return None
