@@ -88,6 +88,21 @@ def test_a_config_edited_to_other_shapes_is_refused_for_the_edit_before_any_weig
             load()
         assert "ignore_mismatched_sizes" not in str(error.value) and "\n" not in str(error.value)
 
+
+def test_an_export_of_a_newer_vtok_with_a_field_this_one_lacks_asks_for_an_upgrade_not_a_restore(tmp_path: Path) -> None:
+    """A later vtok that adds a constructor field writes it and hashes it; this one dropped it, the fingerprint
+    could not match, and the error blamed an edit and advised restoring the file or re-exporting."""
+    from vtok.vae.export_config import FINGERPRINT_FIELDS_KEY, FINGERPRINT_KEY, ExportConfigError, config_fingerprint
+
+    VideoAutoencoder(latent_channels=6, block_out_channels=(8,), layers_per_block=1).save_pretrained(tmp_path)
+    config = {**json.loads((tmp_path / "config.json").read_text()), "decoder_attention": False}
+    config[FINGERPRINT_FIELDS_KEY] = [*config[FINGERPRINT_FIELDS_KEY], "decoder_attention"]
+    config[FINGERPRINT_KEY] = config_fingerprint(config, config[FINGERPRINT_FIELDS_KEY])  # as the newer vtok wrote it
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ExportConfigError, match="written by a newer vtok: its fields decoder_attention are unknown"):
+        VideoAutoencoder.from_pretrained(tmp_path)
+
+
 def test_a_denoising_decoder_runs_in_bfloat16_close_to_float32(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = VideoAutoencoder(

@@ -20,6 +20,7 @@ import inspect
 import json
 import os
 from collections.abc import Mapping
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -119,9 +120,15 @@ def check_config_fingerprint(config: Mapping[str, Any], cls: type, where: Any) -
     recorded = config.get(FINGERPRINT_KEY)
     if recorded is None:
         return
+    defaults = inspect.signature(cls.__init__).parameters
+    unknown = [field for field in config.get(FINGERPRINT_FIELDS_KEY) or [] if field not in defaults]
+    if unknown:  # dropped by _with_defaults, so the fingerprint could never match: not an edit
+        raise ExportConfigError(
+            f"{where} was written by a newer vtok: its fields {', '.join(unknown)} are unknown to this version "
+            f"(vtok {version('vtok')}); upgrade vtok to load it"
+        )
     config = _with_defaults(config, cls)
     fields = list(config.get(FINGERPRINT_FIELDS_KEY) or [])
-    defaults = inspect.signature(cls.__init__).parameters
     added = [
         field for field in constructor_fields(config)
         if field not in fields and field in defaults and _jsonable(config[field]) != _jsonable(defaults[field].default)
