@@ -169,6 +169,12 @@ def test_a_rerun_through_another_spelling_of_the_data_redoes_nothing(
     run("tokenize", "--model", fsq_run["export"], "--data", data, "--out", out, "--frames", 9)
     assert capsys.readouterr().out.startswith("tokenized 0 videos (2 already done, 1 skipped)")
     assert len(list((out / "tokens").iterdir())) == 2
+    # one manifest listing a video three ways: tokenized, and indexed, once (it was encoded and listed each time)
+    first = next(path for path in sorted(data.glob("*.mp4")) if path.stat().st_size)
+    (tmp_path / "list.txt").write_text(f"{first}\nvids/{first.name}\n{first}\n")
+    run("tokenize", "--model", fsq_run["export"], "--data", tmp_path / "list.txt", "--out", tmp_path / "again", "--frames", 9)
+    assert capsys.readouterr().out.startswith("tokenized 1 videos (0 already done, 0 skipped)")
+    assert len((tmp_path / "again" / "index.jsonl").read_text().splitlines()) == 1
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])

@@ -8,6 +8,7 @@ clip shape the model was trained on (recorded in its checkpoint or export), and 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,11 +16,12 @@ from typing import Any
 
 from vtok.data import ClipSpec, VideoClipDataset, VideoLength, WholeVideoDataset, list_records
 from vtok.data.readers import ReaderBackend
-from vtok.data.sources import files_outside
+from vtok.data.sources import files_outside, unique_files
 from vtok.evaluation.report import without_evaluation_pictures
 from vtok.vae import VideoAutoencoder
 
 DEFAULT_FRAMES, DEFAULT_SIZE = 17, 256
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,8 @@ def clip_dataset(
     them) bound the clips, as in training: a damaged file is read only up to its last good frame.
     The files under ``out`` (the folder the command writes its videos in, when given) are left out: videos it
     wrote there are no data (see :func:`~vtok.data.sources.files_outside`); so are the pictures of earlier
-    evaluations wherever they were written (:func:`~vtok.evaluation.report.without_evaluation_pictures`).
+    evaluations wherever they were written (:func:`~vtok.evaluation.report.without_evaluation_pictures`), and
+    each video is taken once however often, or however spelt, ``data`` lists it.
 
     Raises:
         FileNotFoundError: ``data`` names nothing.
@@ -120,8 +123,14 @@ def clip_dataset(
     kept = without_evaluation_pictures([record["path"] for record in records])
     if out is not None:
         kept = files_outside(kept, out)
-    kept_paths = set(kept)
-    records = [record for record in records if record["path"] in kept_paths]
+    kept, repeated = unique_files(kept)  # a video listed twice (or spelt two ways) is read, scored and indexed once
+    if repeated:
+        log.info("%d paths lead to a video listed before them: each video is taken once", repeated)
+    kept_paths, first_records = set(kept), {}
+    for record in records:  # the first line of each path kept (a path repeated as it is was one of unique_files' too)
+        if record["path"] in kept_paths:
+            first_records.setdefault(record["path"], record)
+    records = list(first_records.values())
     if not records:
         raise ValueError(f"no video files found in {data!r}; give a folder of videos, a glob or a manifest")
     files = [record["path"] for record in records]
