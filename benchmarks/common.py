@@ -99,7 +99,16 @@ def synchronize(device: str) -> None:
 def device_name(device: str) -> str:
     if torch.device(device).type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+    return f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores usable"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``'s, e.g. ``AMD EPYC 9654 96-Core Processor``), else the architecture."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return f"{platform.processor() or platform.machine()} CPU"
 
 
 def peak_tflops(device: str) -> float | None:

@@ -28,7 +28,6 @@ import json
 import logging
 import multiprocessing
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.common import cpu_model
 from vtok.data import write_sample_clips
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.manifest import read_jsonl
@@ -231,7 +231,7 @@ def main() -> None:
     folder = Path(args.dir or tempfile.mkdtemp(prefix="vtok-bench-"))
     common = {"workers": max(args.workers), "size": args.size, "frames": args.frames, "batch_size": args.batch_size,
               "videos": args.videos, "repeat": args.repeat, "video_frames": args.video_frames, "cpus": usable_cpus(),
-              "cpu": platform.processor() or platform.machine()}  # fmt: skip
+              "cpu": cpu_model()}  # fmt: skip
     if {"files", "shards"} & set(args.paths):
         files_and_shards(args, folder, common)
     if "sources" in args.paths:

@@ -21,7 +21,7 @@ import torch
 
 from benchmarks.common import PeakMemory, add_run_args, autocast, count_flops, environment, sig, time_steps, warm_up
 from benchmarks.models import add_model_args, build_subject, run_per_model
-from benchmarks.train_step import add_speed_args, prepare, recompute_and_compile
+from benchmarks.train_step import add_speed_args, prepare, recompute_and_compile, speed_options
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -67,7 +67,8 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
     record["encode_decode_frames_per_s"] = sig(frames / (seconds["encode"] + seconds["decode"]))
     with PeakMemory(args.device) as memory:
         run(lambda: subject.decode(subject.encode(video)))()
-    record.update(memory.record(), tiny=args.tiny, overrides=subject.overrides, **environment(args))
+    speed = speed_options(args) if subject.is_vtok else {"cudnn_benchmark": args.cudnn_benchmark}  # compiled or eager
+    record.update(memory.record(), tiny=args.tiny, overrides=subject.overrides, **speed, **environment(args))
     return record
 
 
