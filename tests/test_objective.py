@@ -195,6 +195,23 @@ def test_perceptual_weight_scales_lpips_in_the_reconstruction_term(vgg_weights: 
     assert low["loss"].item() == pytest.approx(low["reconstruction"].item(), rel=1e-6)  # no bottleneck terms
 
 
+def test_held_out_lpips_on_some_frames_takes_the_same_frames_whatever_the_seed(vgg_weights: Path) -> None:
+    """perceptual_frames drew the frames from the global RNG in validation too, so val/perceptual and
+    val/loss of one checkpoint moved with the seed and the number of ranks."""
+    video = torch.rand(1, 3, 9, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    reconstruction = video.roll(1, dims=2)  # each frame off by one: every frame scores differently
+    perceptual = PerceptualLoss(str(vgg_weights), frames=3).eval()
+    scores = set()
+    for seed in range(4):
+        torch.manual_seed(seed)
+        scores.add(perceptual(reconstruction, video).item())
+    assert len(scores) == 1, "evenly spaced frames in eval mode"
+    on_frames = PerceptualLoss(str(vgg_weights)).eval()(reconstruction[:, :, [0, 4, 8]], video[:, :, [0, 4, 8]]).item()
+    assert scores.pop() == pytest.approx(on_frames)
+    perceptual.train()
+    assert len({perceptual(reconstruction, video).item() for _ in range(4)}) > 1, "random frames in training"
+
+
 @pytest.mark.parametrize("kind", ["patch3d", "patch2d"])
 @pytest.mark.parametrize("norm", ["spectral", "group"])
 def test_discriminators_take_clips_and_images(kind: str, norm: str) -> None:

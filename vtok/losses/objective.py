@@ -25,7 +25,8 @@ class AutoencoderLoss(nn.Module):
         l1_weight: weight of the per-pixel L1 reconstruction loss.
         perceptual_weight: weight of LPIPS (VGG16) on frames; 0 builds no LPIPS network.
         perceptual_backbone: path to ``vgg16-397923af.pth`` (default: the torch hub cache).
-        perceptual_frames: LPIPS on this many random frames per clip (default: all).
+        perceptual_frames: LPIPS on this many frames per clip (default: all): random ones in training, evenly
+            spaced ones in validation and test.
         bottleneck_weights: weight per bottleneck loss name; merged over the published defaults
             ``{"kl": 1e-6, "entropy": 0.1, "commitment": 0.25}``.
         bottleneck_weights_start: weights at step 0 for the names to anneal (e.g. a larger

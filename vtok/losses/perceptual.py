@@ -84,7 +84,8 @@ class PerceptualLoss(nn.Module):
     Args:
         backbone_weights: path to ``vgg16-397923af.pth`` (default: the torch hub cache).
         frames: LPIPS on this many randomly chosen frames per clip (``None``: every frame),
-            to bound its cost on long clips.
+            to bound its cost on long clips; in eval mode (validation, test) on evenly spaced ones, so that a
+            held-out score does not depend on the seed or the number of ranks.
     """
 
     def __init__(self, backbone_weights: str | None = None, frames: int | None = None) -> None:
@@ -102,7 +103,10 @@ class PerceptualLoss(nn.Module):
     def forward(self, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         frames = target.shape[2]
         if self.frames is not None and self.frames < frames:
-            keep = torch.randperm(frames, device=target.device)[: self.frames]
+            if self.training:
+                keep = torch.randperm(frames, device=target.device)[: self.frames]
+            else:
+                keep = torch.linspace(0, frames - 1, self.frames, device=target.device).round().long()
             reconstruction, target = reconstruction[:, :, keep], target[:, :, keep]
         to_images = lambda v: v.transpose(1, 2).flatten(0, 1)  # noqa: E731 - [B·T, 3, H, W]
         return self._network[0](to_images(reconstruction), to_images(target)).mean()
