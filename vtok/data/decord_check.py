@@ -72,12 +72,12 @@ def decord_disagreement(decord_reader: Any, source: str | Path | bytes, name: st
         if stream is None:
             return "PyAV finds no video stream apart from pictures"
         presented = presented_frames(stream)
-    if presented and presented != frames:
-        return f"decord counts {frames} frames where PyAV presents {presented} (an edit list?)"
-    misplaced = _misplaced_keyframes(source, list(decord_reader.get_key_indices()))
+        if presented and presented != frames:
+            return f"decord counts {frames} frames where PyAV presents {presented} (an edit list?)"
+        misplaced = _misplaced_keyframes(container, stream, list(decord_reader.get_key_indices()))
     if misplaced:
         return misplaced
-    with _open(source) as container:
+    with _open(source) as container:  # afresh: the demux above read it to the end
         stream = video_stream(container)
         alone, batch = check_indices(frames, decord_reader.get_key_indices())
         truth: dict[int, np.ndarray] = {}
@@ -106,7 +106,9 @@ def _open(source: str | Path | bytes) -> av.container.InputContainer:
     return av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source))
 
 
-def _misplaced_keyframes(source: str | Path | bytes, decord_keys: list[int]) -> str | None:
+def _misplaced_keyframes(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, decord_keys: list[int]
+) -> str | None:
     """Why decord's keyframe positions (``decord_keys``, the frames its seeks start decoding at) are not where
     the video shows its keyframes, or ``None`` where they are, or where the packets do not say.
 
@@ -118,15 +120,14 @@ def _misplaced_keyframes(source: str | Path | bytes, decord_keys: list[int]) -> 
     packet of the file once, decoding none (decord's own index read them all when it opened the file).
     Where demuxing stops early (a damaged tail), the keyframes before that point are compared."""
     times: list[tuple[int, bool]] = []
-    with _open(source) as container:
-        try:
-            for packet in container.demux(video_stream(container)):
-                if packet.size and not packet.is_discard:
-                    if packet.pts is None:
-                        return None  # an AVI's, say: no presentation times to rank
-                    times.append((packet.pts, packet.is_keyframe))
-        except av.error.FFmpegError:
-            pass  # a damaged stretch: compare the keyframes before it
+    try:
+        for packet in container.demux(stream):
+            if packet.size and not packet.is_discard:
+                if packet.pts is None:
+                    return None  # an AVI's, say: no presentation times to rank
+                times.append((packet.pts, packet.is_keyframe))
+    except av.error.FFmpegError:
+        pass  # a damaged stretch: compare the keyframes before it
     rank = {pts: index for index, pts in enumerate(sorted(pts for pts, _ in times))}
     shown = sorted(rank[pts] for pts, key in times if key)
     decord = [key for key in decord_keys if key < len(times)]
