@@ -30,7 +30,7 @@ class WindowSpy:
 
     def __init__(self, reader: readers.VideoReader) -> None:
         self.inner, self.largest = reader, 0
-        self.path, self.num_frames, self.fps = reader.path, reader.num_frames, reader.fps
+        self.path, self.num_frames, self.fps, self.pixel_aspect = reader.path, reader.num_frames, reader.fps, reader.pixel_aspect
 
     def read(self, indices: list[int]) -> torch.Tensor:
         self.largest = max(self.largest, len(indices))

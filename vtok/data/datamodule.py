@@ -24,7 +24,7 @@ from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_files, list_record
 from vtok.data.shard_split import check_quotas
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts, shard_index
 from vtok.data.synthetic import write_sample_clips
-from vtok.data.transforms import enlarges
+from vtok.data.transforms import enlarges, shown_size
 from vtok.data.trained_state import TrainedStateLoader
 from vtok.data.worker_signals import kill_loader_workers_at_exit, leave_stop_signals_to_main_process
 
@@ -40,12 +40,14 @@ def _named(setting: str, lister: Callable[..., list], *args: Any) -> list:
 
 
 def _recorded_size(record: dict[str, Any]) -> tuple[int, int] | None:
-    """``(height, width)`` a manifest line records (JSON numbers or CSV text), else ``None``."""
+    """``(height, width)`` a manifest line records, as shown (:func:`shown_size`; JSON numbers or CSV text),
+    else ``None``."""
     try:
         height, width = int(record["height"]), int(record["width"])
+        aspect = float(record.get("pixel_aspect") or 1.0)
     except (KeyError, TypeError, ValueError):
         return None
-    return (height, width) if height > 0 and width > 0 else None
+    return shown_size(height, width, aspect) if height > 0 and width > 0 and aspect > 0 else None
 
 
 def default_sample_dir() -> Path:

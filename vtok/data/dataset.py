@@ -23,7 +23,7 @@ from vtok.data.clips import ClipSpec, ClipTooShortError, VideoLength
 from vtok.data.errors import NoUsableDataError, UnusableFileError
 from vtok.data.readers import ReaderBackend, VideoReader, open_video
 from vtok.data.seeding import sample_generator
-from vtok.data.transforms import draw_placement, enlarges, place_frames
+from vtok.data.transforms import draw_placement, enlarges, place_frames, shown_size
 
 # Frames decoded at the source's size at a time (resizing converts them to float: about 350 MB at 720p).
 READ_WINDOW = 32
@@ -133,7 +133,7 @@ class ClipInfo:
         frames: frames in the clip.
         stride: frames of the file per frame of the clip.
         source_fps: the file's frame rate (0 when the container does not say).
-        source_size: ``(height, width)`` of the file's frames.
+        source_size: ``(height, width)`` of the file's frames as shown (square pixels).
     """
 
     path: str
@@ -194,15 +194,17 @@ def video_clip_with_info(
 def _placed_frames(
     reader: VideoReader, indices: Sequence[int], size: tuple[int, int], generator: torch.Generator | None, horizontal_flip: bool
 ) -> tuple[torch.Tensor, tuple[int, int]]:
-    """The clip ``[3, T, h, w]`` of the frames at ``indices`` and their size at the source. A long clip (a
+    """The clip ``[3, T, h, w]`` of the frames at ``indices`` and their size at the source as shown
+    (:func:`~vtok.data.transforms.shown_size`: an anamorphic source's pixels are made square). A long clip (a
     whole video) is decoded and resized :data:`READ_WINDOW` frames at a time into the output: its frames
     at the source's size were all held at once before (about 6 MB a frame at 720p, 90 GB for 10 minutes)."""
     video: torch.Tensor | None = None
     filled = 0
     for frames in reader.read_windows(indices, READ_WINDOW):
         if video is None:
-            source_size = (int(frames.shape[1]), int(frames.shape[2]))
-            placement = draw_placement(*source_size, size, generator, horizontal_flip)
+            stored = (int(frames.shape[1]), int(frames.shape[2]))
+            source_size = shown_size(*stored, reader.pixel_aspect)
+            placement = draw_placement(*stored, size, generator, horizontal_flip, reader.pixel_aspect)
             if len(frames) == len(indices):  # a training clip: one window
                 return place_frames(frames, size, placement), source_size
             video = torch.empty(3, len(indices), *size)

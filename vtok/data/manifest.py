@@ -29,7 +29,7 @@ class VideoInfo:
         path: the file training reads (relative paths are relative to the manifest's folder).
         frames: frames that decode; clips are drawn within them, whatever the header says.
         fps: frames per second.
-        width: frame width in pixels.
+        width: frame width in pixels (as stored, upright).
         height: frame height in pixels.
         duration: ``frames / fps`` in seconds (``None`` when the frame rate is unknown).
         codec: the video codec's name (e.g. ``h264``), where known.
@@ -37,6 +37,8 @@ class VideoInfo:
             read at random costs up to this many decoded frames.
         source: the file ``vtok prepare`` scanned (differs from ``path`` after re-encoding).
         reported_frames: the count the file's header claims, when it is more than decodes.
+        pixel_aspect: how wide a pixel is shown, where not square (anamorphic video: 0.889 for an NTSC
+            DVD at 4:3, whose 720x480 frames show as 640x480); clips are made square-pixelled from it.
         reader: the decoder that reads the file right with the default ``auto`` backend (``decord``,
             or ``pyav`` where decord reads it wrong); training opens the file with it instead of
             checking decord against PyAV again (see :class:`~vtok.data.readers.FallbackReader`).
@@ -62,6 +64,7 @@ class VideoInfo:
     keyframe_interval: int | None = None
     source: str | None = None
     reported_frames: int | None = None
+    pixel_aspect: float | None = None
     reader: str | None = None
     decord_check: int | None = None
     every_frame: bool | None = None

@@ -189,6 +189,7 @@ def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1,
         keyframe_interval=keyframe_interval,
         source=path,
         reported_frames=reported if frames < reported else None,
+        pixel_aspect=round(reader.pixel_aspect, 6) if reader.pixel_aspect != 1.0 else None,
         reader=verdict,
         decord_check=CHECK_VERSION if verdict == "decord" else None,
     )

@@ -6,6 +6,9 @@
   discarded by its edit list; they are neither counted nor returned.
 - Upright: a display matrix (phone videos) rotates the frames by quarter turns as players show
   them, so height and width are those of the displayed frames. Other angles and flips are ignored.
+- Pixel shape: frames keep their stored pixels; :func:`pixel_aspect` says how wide a pixel is shown (an
+  anamorphic DVD's 720x480 frames show as 640x480 or 854x480), and clips are cropped and resized to
+  square pixels from it (:func:`vtok.data.transforms.crop_box`), so they are never squeezed.
 - One size: a frame whose (displayed) size differs from the first one's raises
   :class:`~vtok.data.decode_errors.FrameSizeChangeError`, never a squeezed or mismatched frame.
 - One thread per conversion: from PyAV 19 (the FFmpeg its wheels bundle) a conversion starts a pool of scaling
@@ -49,6 +52,24 @@ def quarter_turns(frame: av.VideoFrame) -> int:
     degrees = frame.rotation
     turns = round(degrees / 90)
     return turns % 4 if abs(degrees - 90 * turns) < 1 else 0
+
+
+# Sample aspect ratios outside this range are header damage, not anamorphic video (DVD's are 8:9 to 32:27,
+# HDV's 4:3, the widest common anamorphic 2:1): such a file is read with square pixels.
+PIXEL_ASPECT_RANGE = (0.25, 4.0)
+
+
+def pixel_aspect(stream: av.video.stream.VideoStream, turns: int = 0) -> float:
+    """Width over height of one of ``stream``'s decoded pixels as a player shows it (1.0: square;
+    8/9 for an NTSC DVD at 4:3, so its 720x480 frames show as 640x480). ``turns``: the counter-clockwise
+    quarter turns the frames are shown with (an odd number swaps the pixel's sides). The container's ratio
+    is taken before the codec's, as FFmpeg does; an unset or implausible one counts as square."""
+    ratio = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    if not ratio or ratio <= 0:
+        return 1.0
+    aspect = float(ratio) if turns % 2 == 0 else 1.0 / float(ratio)
+    low, high = PIXEL_ASPECT_RANGE
+    return aspect if low <= aspect <= high else 1.0
 
 
 def displayed_size(frame: av.VideoFrame) -> tuple[int, int]:

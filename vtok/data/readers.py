@@ -23,7 +23,15 @@ import torch
 
 from vtok.data.decode_errors import FrameSizeChangeError, VideoDecodeError
 from vtok.data.decord_check import decord_disagreement
-from vtok.data.pyav_frames import displayed_array, displayed_size, frames_in_order, presented_frames, video_stream
+from vtok.data.pyav_frames import (
+    displayed_array,
+    displayed_size,
+    frames_in_order,
+    pixel_aspect,
+    presented_frames,
+    quarter_turns,
+    video_stream,
+)
 from vtok.error_text import first_line
 
 log = logging.getLogger(__name__)
@@ -53,6 +61,7 @@ class VideoReader(Protocol):
     fps: float
     height: int
     width: int
+    pixel_aspect: float  # width over height of a pixel as shown (1.0: square; see pyav_frames.pixel_aspect)
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         """uint8 frames ``[len(indices), H, W, 3]`` (RGB)."""
@@ -66,6 +75,20 @@ class VideoReader(Protocol):
 
 def _windows(indices: Sequence[int], window: int) -> list[Sequence[int]]:
     return [indices[start : start + window] for start in range(0, len(indices), window)]
+
+
+def _stream_pixel_aspect(source: VideoSource, name: str) -> float:
+    """:func:`~vtok.data.pyav_frames.pixel_aspect` of the stream decord reads (its frames are not turned), from
+    the container's header (under a millisecond); 1.0 where PyAV cannot open what decord does."""
+    import av
+
+    try:
+        with av.open(_openable(source)) as container:
+            stream = video_stream(container)
+            return 1.0 if stream is None else pixel_aspect(stream)
+    except Exception as error:  # av.error.FFmpegError and friends: nothing says the pixels are not square
+        log.debug("%s: pixel aspect ratio not read (%s); taken as square", name, first_line(error))
+        return 1.0
 
 
 def _open_decord(source: VideoSource) -> Any:
@@ -94,6 +117,7 @@ class DecordReader:
         self.height, self.width = int(first[0]), int(first[1])
         if self.num_frames == 0:
             raise VideoDecodeError(path, "it holds no video frames")
+        self.pixel_aspect = _stream_pixel_aspect(source, path)
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         try:
@@ -144,14 +168,17 @@ class PyAVReader:
                     raise VideoDecodeError(path, "it has no video stream")
                 rate = stream.average_rate or stream.guessed_rate or Fraction(0)
                 self.fps = float(rate)
-                presented, counted, first = presented_frames(stream), 0, None
+                presented, counted, first, turns = presented_frames(stream), 0, None, 0
                 for packet in container.demux(stream):  # the first frame; and the count, where the index has none
                     if first is None:
-                        first = next((displayed_size(frame) for frame in packet.decode()), None)  # no RGB conversion
+                        decoded = next(iter(packet.decode()), None)  # no RGB conversion
+                        if decoded is not None:
+                            first, turns = displayed_size(decoded), quarter_turns(decoded)
                     counted += bool(packet.size and not packet.is_discard)  # frames an edit list cuts are not shown
                     if first is not None and presented:
                         break
                 self.num_frames = presented or counted
+                self.pixel_aspect = pixel_aspect(stream, turns)
         except VideoDecodeError:
             raise
         except Exception as error:  # av.error.InvalidDataError and friends
@@ -280,7 +307,7 @@ class FallbackReader:
         if self._primary is None:
             probe = self._pyav = self._open_pyav(self.decord_mismatch)
         self.num_frames, self.fps = probe.num_frames, probe.fps
-        self.height, self.width = probe.height, probe.width
+        self.height, self.width, self.pixel_aspect = probe.height, probe.width, probe.pixel_aspect
 
     def _open_pyav(self, decord_failure: str | None) -> PyAVReader:
         """PyAV's reader of this file; an error says why decord did not read it either."""

@@ -5,7 +5,8 @@ have a keyframe every few seconds (or one per file), so every clip decodes hundr
 throws away. Re-encoding once with a keyframe every few frames makes clip reads cheap.
 
 The copy holds the frames the readers give (:mod:`vtok.data.pyav_frames`): the best video stream,
-shown upright, so it needs no display rotation of its own.
+shown upright, so it needs no display rotation of its own, and with square pixels (an anamorphic
+source is resized to the shape a player shows it at), so it needs no pixel aspect ratio either.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ import av
 import numpy as np
 
 from vtok.data.decode_errors import VideoDecodeError
-from vtok.data.pyav_frames import displayed_array, displayed_size, frames_in_order, video_stream
+from vtok.data.pyav_frames import (
+    displayed_array,
+    displayed_size,
+    frames_in_order,
+    pixel_aspect,
+    quarter_turns,
+    video_stream,
+)
+from vtok.data.transforms import shown_size
 from vtok.data.writers import write_video
 
 
@@ -37,8 +46,9 @@ def _frames(path: str, count: int, short_side: int | None) -> Iterator[np.ndarra
             for index, frame in frames_in_order(container, stream, path):  # raises where the frame size changes
                 if index >= count:
                     return
-                if size is None:  # the first frame as shown (a display matrix may turn it)
-                    size = scaled_size(*displayed_size(frame), short_side)
+                if size is None:  # the first frame as shown (a display matrix may turn it, its pixels may not be square)
+                    shown = shown_size(*displayed_size(frame), pixel_aspect(stream, quarter_turns(frame)))
+                    size = scaled_size(*shown, short_side)
                 # PyAV resizes with swscale while converting; area averaging suits downscaling
                 yield displayed_array(frame, size)
         except av.error.FFmpegError:
@@ -57,7 +67,7 @@ def reencode_video(
     """Writes the first ``frames`` frames of ``source`` to ``destination`` as H.264.
 
     Args:
-        source: the video (frames are decoded with PyAV, in order, and written upright).
+        source: the video (frames are decoded with PyAV, in order, and written upright, with square pixels).
         destination: the mp4 to write (written to a temporary name, then renamed).
         frames: how many frames to keep (the verified count).
         fps: frame rate of the output.

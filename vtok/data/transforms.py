@@ -7,16 +7,26 @@ from torchvision.transforms.v2 import functional as TF
 
 
 def crop_box(
-    height: int, width: int, out_height: int, out_width: int, generator: torch.Generator | None = None
+    height: int,
+    width: int,
+    out_height: int,
+    out_width: int,
+    generator: torch.Generator | None = None,
+    pixel_aspect: float = 1.0,
 ) -> tuple[int, int, int, int]:
-    """``(top, left, h, w)`` of the largest box with the output's aspect ratio.
+    """``(top, left, h, w)`` of the largest box, in the frame's stored pixels, that shows with the
+    output's aspect ratio.
 
     Placed at random with ``generator``, else centred. Cropping at the source resolution before
     resizing is the same as "resize the short side, then crop" and resizes fewer pixels. The box
     is at least one pixel each way, however far a tiny frame is from the output's aspect ratio.
+    ``pixel_aspect`` is how wide a stored pixel is shown (anamorphic video, see
+    :func:`~vtok.data.pyav_frames.pixel_aspect`): the box is as wide as shows right, so that resizing
+    it to the output gives square pixels, as a player shows the frame.
     """
-    scale = min(height / out_height, width / out_width)
-    h, w = (max(1, min(side, round(out * scale))) for side, out in ((height, out_height), (width, out_width)))
+    scale = min(height / out_height, width * pixel_aspect / out_width)
+    h = max(1, min(height, round(out_height * scale)))
+    w = max(1, min(width, round(out_width * scale / pixel_aspect)))
     if generator is None:
         return (height - h) // 2, (width - w) // 2, h, w
     top = int(torch.randint(height - h + 1, (), generator=generator))
@@ -24,9 +34,14 @@ def crop_box(
     return top, left, h, w
 
 
+def shown_size(height: int, width: int, pixel_aspect: float = 1.0) -> tuple[int, int]:
+    """``(height, width)`` of a frame as a player shows it: stored pixels ``pixel_aspect`` wide."""
+    return height, max(1, round(width * pixel_aspect))
+
+
 def enlarges(height: int, width: int, size: tuple[int, int]) -> bool:
-    """Whether a ``height x width`` source is smaller than the output ``size`` at its crop, so that
-    its crops are enlarged (blurrier than those of larger sources)."""
+    """Whether a source shown at ``height x width`` (:func:`shown_size`) is smaller than the output
+    ``size`` at its crop, so that its crops are enlarged (blurrier than those of larger sources)."""
     return crop_box(height, width, *size)[2] < size[0]
 
 
@@ -49,11 +64,17 @@ def frames_to_clip(
 
 
 def draw_placement(
-    height: int, width: int, size: tuple[int, int], generator: torch.Generator | None = None, horizontal_flip: bool = False
+    height: int,
+    width: int,
+    size: tuple[int, int],
+    generator: torch.Generator | None = None,
+    horizontal_flip: bool = False,
+    pixel_aspect: float = 1.0,
 ) -> tuple[tuple[int, int, int, int], bool]:
-    """``(crop box, flip)`` of a clip from ``height x width`` frames (drawn with ``generator``: the crop
-    position, then the flip; ``None``: centred, unflipped): drawn once, applied to each window of a long clip."""
-    box = crop_box(height, width, *size, generator)
+    """``(crop box, flip)`` of a clip from ``height x width`` frames of pixels ``pixel_aspect`` wide (drawn
+    with ``generator``: the crop position, then the flip; ``None``: centred, unflipped): drawn once, applied
+    to each window of a long clip."""
+    box = crop_box(height, width, *size, generator, pixel_aspect)
     flip = horizontal_flip and generator is not None and bool(torch.rand((), generator=generator) < 0.5)
     return box, flip
 
