@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 from tests.conftest import write_broken_files
 from vtok import VideoAutoencoder
+from vtok.commands import tokenize as tokenize_command
 from vtok.cli import main
 from vtok.data import ClipSpec, VideoClipDataset, file_key, open_video, to_uint8_frames
 from vtok.export import load_autoencoder, write_export
@@ -114,6 +115,30 @@ def test_a_dataset_tokenized_part_by_part_into_one_folder_is_indexed_whole(
     skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
     assert [Path(s["path"]).name for s in skipped] == ["missing.mp4"]
     assert len((out / "index.jsonl").read_text().splitlines()) == 2
+
+
+def test_runs_into_one_folder_at_the_same_time_each_leave_the_others_videos_in_the_index(
+    fsq_run: dict[str, Path], two_videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = sorted(two_videos.glob("*.mp4"))
+    parts = [tmp_path / "part-0", tmp_path / "part-1"]
+    for part, video in zip(parts, (first, second)):
+        part.mkdir()
+        (part / video.name).symlink_to(video)
+    out = tmp_path / "tokens"
+    write = tokenize_command.write_token_file
+    started = []
+
+    def second_run_finishes_meanwhile(*args, **kwargs):  # the first run found the folder empty; the second ends
+        if not started:
+            started.append(True)
+            run("tokenize", "--model", fsq_run["checkpoint"], "--data", parts[1], "--out", out)
+        write(*args, **kwargs)
+
+    monkeypatch.setattr(tokenize_command, "write_token_file", second_run_finishes_meanwhile)
+    run("tokenize", "--model", fsq_run["checkpoint"], "--data", parts[0], "--out", out)
+    entries = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert sorted(Path(e["path"]).name for e in entries) == [first.name, second.name]  # the second run's kept
 
 
 def test_fixed_clips_skip_broken_videos_and_redo_damaged_token_files(

@@ -3,7 +3,7 @@
 Writes ``D/tokens/<stem>-<8 hex of its real path>.safetensors`` (see :mod:`vtok.tokenfiles`),
 ``D/index.jsonl`` (one line per tokenized video: path, token file, shape, frames) and ``D/skipped.jsonl``
 (unreadable videos with the reason); both cover the whole folder, so a dataset can be tokenized part by
-part into one ``D`` (runs with other ``--data``: the earlier runs' lines are kept). Resumable: a video
+part into one ``D`` (runs with other ``--data``: the earlier runs' lines are kept; runs at the same time each add theirs). Resumable: a video
 whose token file is already complete is not read again, whichever way its path is written.
 An output folder belongs to one model and one clip protocol: every token file records the model's
 weights hash and the protocol, and a rerun into a folder holding token files of another model or
@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from vtok.commands.device import add_device_argument, resolve_device, resolve_workers
+from vtok.commands.folder_lock import folder_lock
 from vtok.commands.outputs import output_folder
 from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
 from vtok.data import file_key
@@ -148,16 +149,18 @@ def main(argv: Sequence[str]) -> None:
         write_token_file(token_path, tokens, header)
         found[index] = _entry(out, token_path, header, list(regular_indices(tokens).shape))
     entries = [found[index] for index in sorted(found)]  # in the order of --data, whichever run wrote them
-    out.mkdir(parents=True, exist_ok=True)
-    earlier = _earlier_entries(out, existing, entries)
-    tokenized = {entry["path"] for entry in entries + earlier}
-    _write_lines(out / "skipped.jsonl", skipped + _earlier_skips(out, tokenized | {s["path"] for s in skipped}))
-    if not entries:
-        reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
-        raise ValueError(
-            f"none of the {len(skipped)} videos could be read ({reasons}); all are listed in {out / 'skipped.jsonl'}"
-        )
-    _write_lines(out / "index.jsonl", entries + earlier)
+    # runs into one --out at the same time (parts of a dataset on several GPUs) write the index one after the
+    # other, each from the token files there now, so the last one lists the others' videos too
+    with folder_lock(out, ".index.lock"):
+        earlier = _earlier_entries(out, _token_files(out, settings), entries)
+        tokenized = {entry["path"] for entry in entries + earlier}
+        _write_lines(out / "skipped.jsonl", skipped + _earlier_skips(out, tokenized | {s["path"] for s in skipped}))
+        if not entries:
+            reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
+            raise ValueError(
+                f"none of the {len(skipped)} videos could be read ({reasons}); all are listed in {out / 'skipped.jsonl'}"
+            )
+        _write_lines(out / "index.jsonl", entries + earlier)
     kept = f", {len(earlier)} from earlier runs kept" if earlier else ""
     print(
         f"tokenized {len(entries) - done} videos ({done} already done, {len(skipped)} skipped{kept}) "

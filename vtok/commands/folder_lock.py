@@ -1,0 +1,22 @@
+"""One writer at a time for a folder's shared files (an index several runs into one ``--out`` update)."""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def folder_lock(folder: Path, name: str = ".lock") -> Iterator[None]:
+    """Holds an exclusive advisory lock on ``folder/name`` (created, and left, as an empty file) while the
+    block runs; another process asking for it waits. Locks on network file systems are as good as their
+    ``flock``: NFS v4 and Lustre honour it across machines."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / name, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
