@@ -235,3 +235,18 @@ def test_subcommands_show_their_info_lines_once(tmp_path: Path, video_folder: Pa
     lines = done.stderr.splitlines()
     said = [line for line in lines if "2 files, 0 already in" in line]
     assert said == [f"vtok INFO: 2 files, 0 already in {tmp_path / 'out'}: checking 2"], done.stderr[-2000:]
+
+
+def test_info_lines_show_on_the_first_rank_only_under_srun_too() -> None:
+    """srun sets SLURM_PROCID (and Lightning's own launch of devices > 1 LOCAL_RANK), not RANK: every rank
+    printed the INFO lines there. Warnings come from every rank. (The first rank's INFO lines: above.)"""
+    speak = (
+        "from vtok.console import show_vtok_messages as s; import logging; s(); "
+        "logging.getLogger('vtok.x').info('said'); logging.getLogger('vtok.x').warning('warned')"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "SLURM_PROCID")}
+    env = {**clean, "SLURM_PROCID": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", speak], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "vtok INFO: said" not in done.stderr, done.stderr[-2000:]
+    assert "vtok WARNING: warned" in done.stderr, done.stderr[-2000:]

@@ -20,10 +20,11 @@ rather than something else going missing:
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import warnings
 from typing import Any
+
+from lightning.pytorch.utilities import rank_zero_only
 
 _WARNINGS = (
     r"'set_vital' is deprecated",
@@ -74,4 +75,6 @@ def show_vtok_messages() -> None:
     handler.setFormatter(logging.Formatter("vtok %(levelname)s: %(message)s"))
     handler.vtok_cli = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING)
+    # the rank its launcher gave the process: torchrun's and accelerate's RANK, LOCAL_RANK in the processes
+    # Lightning starts for devices > 1, SLURM_PROCID under srun (Lightning reads them so, at its import)
+    logger.setLevel(logging.INFO if rank_zero_only.rank == 0 else logging.WARNING)
