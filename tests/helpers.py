@@ -74,6 +74,10 @@ class RecordSamples(Callback):
         self.folder = Path(folder)
         self.rows: list[dict] = []
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+        anchor = dict(pl_module.named_buffers()).get("adversarial.ema_real")  # LeCAM's, as the step finds it
+        self._anchor = None if anchor is None else float(anchor)
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         sampler = getattr(trainer.train_dataloader, "sampler", None)
         epoch = sampler.epoch if hasattr(sampler, "epoch") else trainer.current_epoch  # files vs shards
@@ -81,12 +85,11 @@ class RecordSamples(Callback):
         samples = clips["index"].tolist() if "index" in clips else list(clips["key"])
         rng = hashlib.sha256(torch.get_rng_state().numpy().tobytes()).hexdigest()[:16]  # after the step's draws
         self.rows.append({"step": pl_module.batch_step, "epoch": epoch, "lightning_epoch": trainer.current_epoch,
-                          "index": samples, "rng": rng})  # fmt: skip
+                          "index": samples, "rng": rng, "anchor": self._anchor})  # fmt: skip
 
     def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
         digest = hashlib.sha256()
-        # parameters (EMA included); buffers such as LeCAM's running means are per rank until DDP
-        # broadcasts rank 0's at the next forward
+        # parameters (EMA included); buffers such as LeCAM's running means are each rank's own
         for name, tensor in sorted(pl_module.named_parameters()):
             digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
         self.folder.mkdir(parents=True, exist_ok=True)

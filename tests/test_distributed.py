@@ -141,6 +141,8 @@ def test_two_ranks_train_in_step_on_disjoint_shares_and_resume(tmp_path: Path) -
     first, second = _records(tmp_path)
     assert [row["step"] for row in first["rows"]] == [5, 6], "the resumed run continues from its step"
     assert first["weights"] == second["weights"]
+    # ... and trains from it: DDP's broadcast at the wrap and the first forward had replaced it by rank 0's
+    assert [record["rows"][0]["anchor"] for record in (first, second)] == [float(anchors[0]), float(anchors[1])]
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6
 
 

@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization", category=UserWarning)
 
 CHECKPOINT_FORMAT = 1
-# Buffers each rank moves on its own batches (DDP broadcasts no buffers under manual optimisation): saved per
-# rank, so that a resumed run's ranks go on from their own values.
+# Buffers each rank moves on its own batches: saved per rank, so that a resumed run's ranks go on from their own
+# values, and kept out of DDP's buffer broadcasts (see ``setup``).
 RANK_OWN_BUFFERS = ("adversarial.ema_real", "adversarial.ema_fake")
 
 
@@ -347,8 +347,13 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         return norms
 
     def setup(self, stage: str) -> None:
-        """Compiles the networks for ``compile_networks: auto`` once the trainer's device is known
-        (before a distributed strategy wraps the module)."""
+        """Keeps the rank-own buffers out of DDP's broadcasts and compiles the networks for
+        ``compile_networks: auto`` once the trainer's device is known (before a distributed strategy wraps the module)."""
+        if self.adversarial is not None:
+            # DDP broadcasts rank 0's buffers when it wraps the module and before the first forward after that: a
+            # resumed run's other ranks went on from rank 0's LeCAM anchors, not the own ones they took back
+            # (take_rank_state). Later steps broadcast none, so an unbroken run keeps each rank's own.
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, list(RANK_OWN_BUFFERS))
         device = self.trainer.strategy.root_device
         if not self._compiled and should_compile(self.compile_networks, device):
             log.info("compiling the encoder and the decoder for %s (compile_networks: auto)", device)
