@@ -13,6 +13,7 @@ import pytest
 import webdataset as wds
 
 from tests.conftest import write_broken_files
+from tests.slow_work import working_for
 from vtok.cli import main as vtok_main
 from vtok.data import open_video, synthetic_clip, write_sample_clips, write_video
 from vtok.data.datamodule import VideoDataModule
@@ -432,6 +433,15 @@ def test_an_item_that_stalls_is_reported_and_the_others_finish() -> None:
     # time.sleep stands in for a decoder stuck in C code: the pool is replaced, the rest carries on
     results = dict(run_with_deadlines(time.sleep, [0.1, 30.0, 0.2, 0.3], workers=2, timeout=1.5))
     assert results == {0.1: None, 30.0: STALLED, 0.2: None, 0.3: None}
+
+
+def test_an_item_that_says_it_is_still_working_is_not_taken_for_stalled() -> None:
+    """Re-encoding a long video takes longer than --timeout and is no stall: it says so per frame (it was rejected
+    as "decoding stalled", and the same file was accepted without --reencode)."""
+    # the preload applies where this process's fork server is not running yet; one that is has vtok loaded
+    preload = ["vtok.data.scan_pool", "tests.slow_work"]
+    results = dict(run_with_deadlines(working_for, [4.0, 0.1], workers=2, timeout=1.5, preload=preload))
+    assert results == {4.0: 4.0, 0.1: 0.1}
 
 
 def test_a_still_image_named_as_a_video_is_rejected_and_a_one_frame_video_is_not(tmp_path: Path) -> None:

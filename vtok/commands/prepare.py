@@ -40,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=float,
         default=defaults.timeout,
-        help="seconds one file may take before it is rejected as stalled, above 0; with --workers 0 there is no "
-        "deadline (default: %(default)s)",
+        help="seconds a file's decoding may go without progress before it is rejected as stalled, above 0; with "
+        "--workers 0 there is no deadline (default: %(default)s)",
     )
     parser.add_argument(
         "--every-frame",

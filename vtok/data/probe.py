@@ -34,6 +34,7 @@ from vtok.data.readers import (
     open_video,
     reader_name,
 )
+from vtok.data.scan_pool import still_working
 from vtok.data.strict_decode import strict_pass
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def usable_frames(path: str, reported: int, backend: ReaderBackend = "auto") -> 
     """
     good, bad = 1, reported  # frame good - 1 decodes, frame bad - 1 does not
     while bad - good > 1:
+        still_working()  # each step may decode from the file's start (vtok prepare's deadline)
         middle = (good + bad) // 2
         try:
             reader = open_video(path, backend)

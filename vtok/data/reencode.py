@@ -26,6 +26,7 @@ from vtok.data.pyav_frames import (
     quarter_turns,
     video_stream,
 )
+from vtok.data.scan_pool import still_working
 from vtok.data.transforms import shown_size
 from vtok.data.writers import write_video
 
@@ -46,6 +47,7 @@ def _frames(path: str, count: int, short_side: int | None) -> Iterator[np.ndarra
             for index, frame in frames_in_order(container, stream, path):  # raises where the frame size changes
                 if index >= count:
                     return
+                still_working()  # a long video takes minutes to re-encode: not a stall (vtok prepare's deadline)
                 if size is None:  # the first frame as shown (a display matrix may turn it, its pixels may not be square)
                     shown = shown_size(*displayed_size(frame), pixel_aspect(stream, quarter_turns(frame)))
                     size = scaled_size(*shown, short_side)

@@ -5,6 +5,10 @@ So the pool keeps only as many items in flight as it has workers (each starts at
 one passes its deadline, terminates the whole pool, reports that item as stalled, and starts a
 fresh pool for the items that were still in flight and the rest.
 
+The deadline is for silence, not for the whole item: long work that is not stalled (re-encoding an
+hour of video, decoding every frame of it) calls :func:`still_working` as it goes, and each call gives
+the item ``timeout`` seconds more. Without it, a healthy long video was rejected as stalled.
+
 Workers come from a fork server that has imported ``preload`` and nothing else: forking the
 calling process instead would copy its decoder state (decord's threads), which can crash the
 child when it frees a reader it inherited.
@@ -13,7 +17,6 @@ child when it frees a reader it inherited.
 from __future__ import annotations
 
 import contextlib
-import functools
 import multiprocessing
 import multiprocessing.forkserver
 import multiprocessing.pool
@@ -26,6 +29,46 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
 STALLED = object()  # the result of an item that passed its deadline
+PROGRESS_INTERVAL_S = 1.0  # a worker reports progress at most this often
+
+# In a pool's worker: where progress reports go, the item it runs, and when it last reported.
+_progress: Any = None
+_item: Hashable | None = None
+_reported_at = 0.0
+
+
+def still_working() -> None:
+    """Says that the item this process runs is making progress, restarting its deadline (call it per frame of
+    long work; it reports at most once every :data:`PROGRESS_INTERVAL_S`). Does nothing outside a worker of
+    :func:`run_with_deadlines` (e.g. ``vtok prepare --workers 0``, which has no deadline)."""
+    global _reported_at
+    if _progress is None:
+        return
+    now = time.monotonic()
+    if now - _reported_at >= PROGRESS_INTERVAL_S:
+        _reported_at = now
+        _progress.put(_item)
+
+
+def _start_worker(progress: Any) -> None:
+    global _progress
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the calling process stops the workers
+    _progress = progress
+
+
+def _run_item(function: Callable[[Any], Any], item: Hashable) -> Any:
+    global _item, _reported_at
+    _item, _reported_at = item, time.monotonic()
+    return function(item)
+
+
+def _progressed(progress: Any) -> list[Hashable]:
+    """The items the workers said were making progress since the last look."""
+    items = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            items.append(progress.get_nowait())
+    return items
 
 
 def run_with_deadlines(
@@ -36,13 +79,13 @@ def run_with_deadlines(
     preload: Sequence[str] = (),
 ) -> Iterator[tuple[Any, Any]]:
     """Yields ``(item, function(item))`` as they finish (in any order), ``(item, STALLED)`` for an
-    item that took longer than ``timeout`` seconds.
+    item that went ``timeout`` seconds without finishing or saying it was still working (:func:`still_working`).
 
     Args:
         function: a picklable function of one item; exceptions it raises are re-raised here.
         items: the work (distinct items).
         workers: worker processes.
-        timeout: seconds one item may take.
+        timeout: seconds one item may take, or go on after its last :func:`still_working`.
         preload: modules the fork server imports once, so workers start with them.
     """
     pending: deque[Hashable] = deque(items)
@@ -51,19 +94,19 @@ def run_with_deadlines(
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(preload))
     _start_fork_server_ignoring_ctrl_c()
-    start_pool = functools.partial(_ready_pool, context, workers)
     running: dict[Hashable, float] = {}  # item -> deadline
     finished: queue.SimpleQueue[tuple[int, Hashable, Any, bool]] = queue.SimpleQueue()
     generation = 0  # results from a terminated pool are ignored
-    pool = start_pool()
+    progress = context.Queue()  # each pool its own: a worker killed while reporting may leave it broken
+    pool = _ready_pool(context, workers, progress)
     try:
         while pending or running:
             while pending and len(running) < workers:
                 item = pending.popleft()
                 running[item] = time.monotonic() + timeout
                 pool.apply_async(
-                    function,
-                    (item,),
+                    _run_item,
+                    (function, item),
                     callback=lambda result, item=item, g=generation: finished.put((g, item, result, True)),
                     error_callback=lambda error, item=item, g=generation: finished.put((g, item, error, False)),
                 )
@@ -71,10 +114,16 @@ def run_with_deadlines(
                 g, item, result, ok = finished.get(timeout=max(0.0, min(running.values()) - time.monotonic()))
             except queue.Empty:
                 now = time.monotonic()
+                for item in _progressed(progress):
+                    if item in running:
+                        running[item] = now + timeout
                 stalled = [item for item, deadline in running.items() if deadline <= now]
+                if not stalled:
+                    continue
                 pool.terminate()
                 generation += 1
-                pool = start_pool()
+                progress = context.Queue()
+                pool = _ready_pool(context, workers, progress)
                 for item in stalled:
                     del running[item]
                     yield item, STALLED
@@ -112,16 +161,16 @@ def _ctrl_c(handler: Any) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _ready_pool(context: Any, workers: int) -> multiprocessing.pool.Pool:
+def _ready_pool(context: Any, workers: int, progress: Any) -> multiprocessing.pool.Pool:
     """A pool whose workers ignore Ctrl-C (the calling process stops them: one message, not one
-    traceback per worker), started before any item's deadline runs: the fork server's start-up
+    traceback per worker) and report progress to ``progress``, started before any item's deadline runs: the fork server's start-up
     (importing the preload modules, seconds) counted in the first items' deadlines and rejected
     healthy files as stalled under a short timeout. A Ctrl-C while it starts takes effect once it has:
     stopped half-way, the fork server went on to start the workers asked for, which failed with
     tracebacks of their own once the calling process had gone."""
     interrupted: list[int] = []
     with _ctrl_c(lambda number, frame: interrupted.append(number)):
-        pool = context.Pool(workers, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+        pool = context.Pool(workers, initializer=_start_worker, initargs=(progress,))
         pool.apply(int)  # returns once the fork server runs and a worker has started
     if interrupted:
         pool.terminate()

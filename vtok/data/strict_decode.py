@@ -20,6 +20,7 @@ import av
 
 from vtok.data.decode_errors import VideoDecodeError
 from vtok.data.pyav_frames import check_size, displayed_size, video_stream
+from vtok.data.scan_pool import still_working
 from vtok.error_text import first_line
 
 
@@ -62,6 +63,7 @@ def strict_pass(path: str) -> StrictPass:
                 if packet.size and not packet.is_discard:  # an edit list's discarded frames are not shown
                     sent.append(packet.pts)
                 for frame in packet.decode():  # the last, empty packet flushes the decoder
+                    still_working()  # decoding every frame of a long video is not a stall (vtok prepare's deadline)
                     first = first or displayed_size(frame)
                     check_size(first, frame, shown, path)
                     shown += 1
