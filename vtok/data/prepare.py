@@ -10,7 +10,8 @@ Output folder ``D``:
 
 A second run skips every file already in the manifest or the rejected list (it decodes nothing
 for them), so an interrupted run carries on where it stopped, and a grown folder costs only its
-new files. Two kinds of lines are checked again, their old lines taken out of the lists: those of
+new files. Lines of files that no longer exist are taken out of the lists (a source whose re-encoded copy
+was deleted is checked and re-encoded again). Two kinds of lines are checked again, their old lines taken out of the lists: those of
 files whose size or modification time changed since (lines of a vtok that did not record them are
 not), and rejections the settings decided: a file rejected as too short, by a run with a
 ``--min-frames`` it may meet, and one whose decoding stalled, by a run with a longer ``--timeout``.
@@ -38,7 +39,13 @@ from vtok.data.readers import ReaderBackend
 from vtok.data.reencode import reencode_video
 from vtok.data.scan_pool import STALLED, run_with_deadlines
 from vtok.data.shard_writer import read_index, record_key, write_shards
-from vtok.data.sources import RealPaths, files_outside, list_files, unique_files
+from vtok.data.prepare_folder import (
+    data_outside_copies,
+    refuse_foreign_manifest,
+    remove_unfinished_copies,
+    without_gone_files,
+)
+from vtok.data.sources import RealPaths, list_files, unique_files
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +283,13 @@ def _take_back(
     return kept
 
 
+def _rewritten_if_fewer(path: Path, records: list[dict[str, Any]], kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``kept``, written over the list at ``path`` when it holds fewer lines than ``records``, the list's lines."""
+    if len(kept) < len(records):
+        _rewrite_jsonl(path, kept)
+    return kept
+
+
 def _rewrite_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     """Replaces a JSONL file with ``records`` in one step (written whole, then renamed into place)."""
     partial = path.with_name(path.name + ".partial")
@@ -337,14 +351,19 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
     options = options or PrepareOptions()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_unfinished_copies(out)  # before listing: with --out inside --data they would be listed as videos
     sources, duplicates = unique_files([os.path.abspath(p) for p in list_files(data)])
-    sources = files_outside(sources, out)  # a rerun would take its own copies (out/videos) for new videos
     if not sources:
         raise ValueError(f"no video files found in {data!r}")
     accepted = read_jsonl(out / MANIFEST_NAME)
+    refuse_foreign_manifest(accepted, out / MANIFEST_NAME)
+    sources = data_outside_copies(sources, out, data, accepted, options.reencode)
+    accepted = _rewritten_if_fewer(out / MANIFEST_NAME, accepted, without_gone_files(accepted, out, MANIFEST_NAME))
+    rejected = read_jsonl(out / REJECTED_NAME)
+    rejected = _rewritten_if_fewer(out / REJECTED_NAME, rejected, without_gone_files(rejected, out, REJECTED_NAME))
     real = RealPaths()  # a file listed under another spelling (a symlinked folder) is the same file
     real_sources = {real(source) for source in sources}
-    rejected = _take_back(read_jsonl(out / REJECTED_NAME), real_sources, real, options, out)
+    rejected = _take_back(rejected, real_sources, real, options, out)
     accepted, rejected = _take_back_changed(accepted, rejected, real_sources, real, out)
     known = {real(r.get("source", r["path"])) for r in accepted} | {real(r["path"]) for r in rejected}
     todo = [source for source in sources if real(source) not in known]
@@ -368,6 +387,7 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
                 rejected.append(result["rejected"])
                 summary.rejected.append((result["rejected"]["path"], result["rejected"]["reason"]))
             bar.update()
+    remove_unfinished_copies(out)  # of files that stalled while re-encoded
     summary.manifest_total, summary.rejected_total = len(accepted), len(rejected)
     if not accepted:
         raise ValueError(

@@ -181,7 +181,8 @@ def write_shards(
         for record in tqdm(new, unit="video", desc="writing shards", disable=not progress or not new):
             path = Path(record["path"]) if Path(record["path"]).is_absolute() else Path(root) / record["path"]
             if record.get("source", record["path"]) == record["path"] and changed_since_checked(record, path):
-                log.warning("not sharding %s: it changed since vtok prepare checked it; run vtok prepare again", path)
+                what = "it changed since vtok prepare checked it" if path.exists() else "it no longer exists"
+                log.warning("not sharding %s: %s; run vtok prepare again", path, what)
                 continue
             try:
                 data = path.read_bytes()
