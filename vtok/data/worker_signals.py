@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import signal
+import threading
 
 STOP_SIGNALS = ("SIGTERM", "SIGUSR1")  # what the training loop checkpoints on (vtok.training.StopOnSignal)
 
@@ -49,7 +50,10 @@ def kill_loader_workers_at_exit() -> None:
 def _kill_leftover_workers() -> None:
     # Every daemonic child: multiprocessing's own hook would terminate them all next anyway, and a
     # started Process no longer says what it runs (start() drops its target), so loader workers
-    # cannot be told apart from other daemonic children.
+    # cannot be told apart from other daemonic children. torch's SIGCHLD handler would report each kill as
+    # a failed worker ("DataLoader worker ... is killed by signal", a traceback at a clean exit): set aside first.
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGCHLD"):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for child in multiprocessing.active_children():
         if child.daemon:
             child.kill()
