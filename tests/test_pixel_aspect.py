@@ -19,7 +19,7 @@ from vtok.data.dataset import video_clip_with_info
 from vtok.data.datamodule import _recorded_size
 from vtok.data.probe import probe_video
 from vtok.data.readers import open_video
-from vtok.data.reencode import reencode_video
+from vtok.data.reencode import reencode_video, scaled_size
 from vtok.data.transforms import crop_box, place_frames
 
 FRAMES, HEIGHT, WIDTH = 12, 48, 64
@@ -99,3 +99,14 @@ def test_a_reencoded_copy_has_square_pixels_at_the_shown_shape(
     source = video_clip_with_info(open_video(wide_pixels, "pyav"), ClipSpec(FRAMES), size, None)[0]
     again = video_clip_with_info(reader, ClipSpec(FRAMES), size, None)[0]
     assert float((source - again).abs().mean()) < 0.1  # 0.04-0.06 (resamplers differ); a squeezed copy: 0.18-0.2
+
+
+@pytest.mark.parametrize(
+    "source, short_side, expected",
+    [((64, 96), 33, (32, 48)), ((96, 64), 33, (48, 32)), ((51, 67), None, (50, 66)), ((1080, 1920), 360, (360, 640))],
+)
+def test_a_reencoded_size_keeps_the_aspect_ratio_and_never_enlarges(
+    source: tuple[int, int], short_side: int | None, expected: tuple[int, int]
+) -> None:
+    # both sides rounded to even on their own gave 32x50 for 64x96 at 33 (4 % wider), 52x68 for 51x67 (enlarged)
+    assert scaled_size(*source, short_side) == expected

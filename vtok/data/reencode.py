@@ -32,9 +32,17 @@ from vtok.data.writers import write_video
 
 
 def scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
-    """``(height, width)`` with the short side at ``short_side`` (never enlarged), both even."""
-    scale = min(1.0, short_side / min(height, width)) if short_side else 1.0
-    return max(2, round(height * scale / 2) * 2), max(2, round(width * scale / 2) * 2)
+    """``(height, width)`` with the short side at ``short_side`` (never enlarged), both even (H.264's 4:2:0).
+
+    The short side is rounded down to even and the long side follows it at the source's aspect ratio, never
+    past the source's: rounding both sides on their own made 64x96 at ``short_side`` 33 into 32x50 (4 % wider)
+    and enlarged an odd-sized source by a pixel.
+    """
+    short, long = sorted((height, width))
+    scale = min(1.0, short_side / short) if short_side else 1.0
+    new_short = max(2, int(short * scale) // 2 * 2)
+    new_long = max(2, min(round(new_short * long / short / 2) * 2, int(long * scale) // 2 * 2))
+    return (new_short, new_long) if height <= width else (new_long, new_short)
 
 
 def _frames(path: str, count: int, short_side: int | None) -> Iterator[np.ndarray]:
