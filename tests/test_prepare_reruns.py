@@ -21,7 +21,7 @@ from vtok.data import synthetic_clip, write_sample_clips
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.manifest import read_jsonl
 from vtok.data.shard_writer import write_shards
-from vtok.data.sources import list_records, unique_files
+from vtok.data.sources import IMAGE_SUFFIXES, list_records, unique_files
 from vtok.data.streaming import expand_shards
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -219,6 +219,10 @@ def test_a_folder_search_counts_the_videos_it_leaves_out(tmp_path: Path, video_f
     files, _ = unique_files([record["path"] for record in list_records(tmp_path / "data")])
     assert not any(name.endswith((".flv", ".FLV", ".wmv", ".json")) for name in files)
     assert "3 videos in containers vtok does not read are left out (.flv 2, .wmv 1)" in caplog.text
+    for name in ("d.gif", "e.HEIC"):  # and an image search's pictures that no reader takes
+        (tmp_path / "data" / name).write_bytes(b"x")
+    assert list_records(tmp_path / "data", IMAGE_SUFFIXES) == []
+    assert "2 images in formats vtok does not read are left out (.gif 1, .heic 1)" in caplog.text
 
 
 def test_subcommands_show_their_info_lines_once(tmp_path: Path, video_folder: Path) -> None:

@@ -25,6 +25,15 @@ MANIFEST_SUFFIXES = frozenset({".csv", ".jsonl", ".txt"})
 UNLISTED_VIDEO_SUFFIXES = frozenset(
     {".flv", ".f4v", ".3gp", ".3g2", ".wmv", ".asf", ".mts", ".m2ts", ".ogv", ".vob", ".mxf", ".rm", ".rmvb", ".divx"}
 )
+# pictures an image search does not list (animated, or formats Pillow reads only with plugins): counted likewise
+UNLISTED_IMAGE_SUFFIXES = frozenset(
+    {".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".tga", ".ppm", ".pgm", ".exr", ".hdr", ".dng", ".cr2", ".nef", ".arw", ".psd"}
+)
+# per kind of search: the endings it leaves out, what they are, and how to convert them
+_UNLISTED = {
+    VIDEO_SUFFIXES: (UNLISTED_VIDEO_SUFFIXES, "videos in containers", "ffmpeg -i in.flv -c:v libx264 out.mp4"),
+    IMAGE_SUFFIXES: (UNLISTED_IMAGE_SUFFIXES, "images in formats", "ffmpeg -i in.heic out.png"),
+}
 
 
 def list_files(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) -> list[str]:
@@ -61,8 +70,8 @@ def list_records(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) 
         folders = _folders(str(path), True, searched_twice)
         listed = [file for folder, names in folders for file in _files_in(folder, names, "*", True)]
         files = [file for file in listed if Path(file).suffix.lower() in suffixes]
-        if suffixes == VIDEO_SUFFIXES:
-            _warn_about_unlisted_videos(text, listed)
+        if suffixes in _UNLISTED:
+            _warn_about_unlisted(text, listed, suffixes)
     elif path.is_file():
         return [{"path": str(path)}]
     elif glob.has_magic(text):
@@ -132,16 +141,16 @@ def _listdir(folder: str) -> list[str] | None:
         return None
 
 
-def _warn_about_unlisted_videos(source: str, files: list[str]) -> None:
-    """Counts, by ending, the videos of a folder search that no reader of vtok's takes (``.flv``,
-    ``.wmv``, ...): left out, they would otherwise be in no list at all."""
-    unlisted = Counter(suffix for suffix in (Path(file).suffix.lower() for file in files) if suffix in UNLISTED_VIDEO_SUFFIXES)
+def _warn_about_unlisted(source: str, files: list[str], suffixes: frozenset[str]) -> None:
+    """Counts, by ending, the videos (or images) of a folder search that no reader of vtok's takes (``.flv``,
+    ``.wmv``, ``.heic``, ...): left out, they would otherwise be in no list at all."""
+    unlisted_suffixes, what, example = _UNLISTED[suffixes]
+    unlisted = Counter(suffix for suffix in (Path(file).suffix.lower() for file in files) if suffix in unlisted_suffixes)
     if unlisted:
         log.warning(
-            "data source %s: %d videos in containers vtok does not read are left out (%s); convert them to one of %s "
-            "(for instance: ffmpeg -i in.flv -c:v libx264 out.mp4)",
-            source, sum(unlisted.values()), ", ".join(f"{suffix} {count}" for suffix, count in unlisted.most_common()),
-            ", ".join(sorted(VIDEO_SUFFIXES)),
+            "data source %s: %d %s vtok does not read are left out (%s); convert them to one of %s (for instance: %s)",
+            source, sum(unlisted.values()), what, ", ".join(f"{suffix} {count}" for suffix, count in unlisted.most_common()),
+            ", ".join(sorted(suffixes)), example,
         )  # fmt: skip
 
 
