@@ -254,3 +254,42 @@ def test_a_run_stopped_by_max_steps_mid_epoch_resumes_in_that_epoch(tmp_path: Pa
     assert progress[0] == progress[1], "the resumed run's loop counted its epochs as the unbroken one's"
     different = [key for key in straight["state_dict"] if not torch.equal(straight["state_dict"][key], resumed["state_dict"][key])]
     assert not different, f"resumed weights differ: {different[:5]}"
+
+
+def _every_n_steps_config(tmp_path: Path, steps: int) -> Path:
+    config = tmp_path / f"every{steps}.yaml"
+    config.write_text(
+        "trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n      init_args:\n"
+        f"        filename: '{{step}}'\n        every_n_train_steps: {steps}\n        save_last: true\n        save_top_k: -1\n"
+    )
+    return config
+
+
+def test_a_run_resumed_from_a_save_on_an_epochs_last_batch_counts_that_epoch_once(tmp_path: Path) -> None:
+    """Three batches an epoch, saved every three steps: step=3.ckpt holds epoch 0 after its last batch. Lightning
+    counted epoch 0 twice on the resume (restoring, then at the end of its empty remainder): max_epochs ended an
+    epoch early and check_val_every_n_epoch validated at other steps."""
+    flags = ["--trainer.logger", "false", "--trainer.max_epochs", "3", "--trainer.check_val_every_n_epoch", "2"]
+    config = _every_n_steps_config(tmp_path, 3)
+    main(tiny_fit_args(tmp_path, -1, *flags, run="straight", config=config))
+    (tmp_path / "resumed" / "checkpoints").mkdir(parents=True)
+    saved = shutil.copy(tmp_path / "straight" / "checkpoints" / "step=3.ckpt", tmp_path / "resumed" / "checkpoints")
+    main(tiny_fit_args(tmp_path, -1, *flags, "--ckpt_path", str(saved), run="resumed", config=config))
+    straight, resumed = (torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True) for run in ("straight", "resumed"))
+    assert (resumed["global_step"], resumed["epoch"]) == (straight["global_step"], straight["epoch"]) == (9, 2)
+    progress = [state["loops"]["fit_loop"]["epoch_progress"] for state in (straight, resumed)]
+    assert progress[0] == progress[1]
+    assert all(torch.equal(straight["state_dict"][key], resumed["state_dict"][key]) for key in straight["state_dict"])
+
+
+def test_a_resumed_run_does_not_save_again_before_its_first_step(tmp_path: Path) -> None:
+    """With accumulate_batches 2, the first batch after a resume from step=2.ckpt does not step: Lightning saw step 2
+    still due and wrote step=2.ckpt and last.ckpt again, a batch on, that batch's gradients in neither."""
+    flags = ["--trainer.logger", "false", "--model.accumulate_batches", "2"]
+    config = _every_n_steps_config(tmp_path, 2)
+    main(tiny_fit_args(tmp_path, 2, *flags, config=config))
+    folder = tmp_path / "run" / "checkpoints"
+    before = torch.load(folder / "step=2.ckpt", weights_only=False)["vtok"]["batch_step"]
+    main(tiny_fit_args(tmp_path, 3, *flags, "--ckpt_path", "last", config=config))
+    assert torch.load(folder / "step=2.ckpt", weights_only=False)["vtok"]["batch_step"] == before
+    assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt", "step=2.ckpt"]

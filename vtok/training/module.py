@@ -34,7 +34,11 @@ from vtok.training.rank_states import from_every_rank, gather_rank_states, take_
 from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings_on_resume, build_optimizer
 from vtok.training.speed import CompileChoice, apply_speed_options, should_compile
 from vtok.training.run_out_loaders import restore_run_out_loaders, run_out_loaders
-from vtok.training.stopped_epoch import reopen_epoch_stopped_by_max_steps, saved_mid_epoch
+from vtok.training.stopped_epoch import (
+    reopen_epoch_stopped_by_max_steps,
+    saved_mid_epoch,
+    uncount_epoch_resumed_after_its_last_batch,
+)
 from vtok.vae import AutoencoderOutput, VideoAutoencoder
 
 log = logging.getLogger(__name__)
@@ -219,12 +223,13 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         ]
 
     def on_train_start(self) -> None:
-        """On resume, the optimizers' settings given now apply (see :func:`vtok.training.optim.apply_settings`):
-        a lower learning rate after a loss spike, a longer cosine for a longer run. The loaders that had run out
-        in a resumed epoch are marked in its iterator, made by now with one batch fetched (at the first batch,
-        Lightning has fetched two: a stream with one left had been restarted as if the images had not run out)."""
+        """On resume, the optimizers' settings given now apply (:func:`~vtok.training.optim.apply_settings`: a lower
+        rate after a loss spike, a longer cosine), the epoch count is mended (:mod:`~vtok.training.stopped_epoch`), and
+        the loaders that had run out in a resumed epoch are marked in its iterator, made by now with one batch fetched (at
+        the first batch, Lightning has fetched two: a stream with one left had been restarted as if images had not)."""
         if self._resuming:
             apply_settings_on_resume(*self._optimizers_and_schedulers(), self._configured)
+            uncount_epoch_resumed_after_its_last_batch(self.trainer)
         if self._run_out_to_restore is not None:
             restore_run_out_loaders(self.trainer, self._run_out_to_restore)
             self._run_out_to_restore = None

@@ -7,11 +7,18 @@ epoch 0 (vtok's samplers and streams keep their own place) under Lightning's num
 than a run never stopped. A checkpoint saved mid-epoch any other way (a periodic save, a signal's)
 holds the epoch as started and not completed; this makes a ``max_steps`` one read the same, when it
 is saved and (one saved before this) when it is loaded.
+
+One saved that other way on an epoch's last batch is counted twice by Lightning: once as it restores
+the loops (an epoch restarted after its last batch is done), and again at the end of the empty
+remainder of that epoch it then runs. The resumed run was an epoch ahead from there on (``max_epochs``
+ended a whole epoch early); :func:`uncount_epoch_resumed_after_its_last_batch` takes the first count back.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from lightning.pytorch import Trainer
 
 
 def saved_mid_epoch(checkpoint: dict[str, Any]) -> bool:
@@ -33,4 +40,22 @@ def reopen_epoch_stopped_by_max_steps(checkpoint: dict[str, Any]) -> bool:
         counts["processed"] -= 1
         counts["completed"] -= 1
     checkpoint["epoch"] = current["completed"]
+    return True
+
+
+def uncount_epoch_resumed_after_its_last_batch(trainer: Trainer) -> bool:
+    """Takes back Lightning's first count of an epoch resumed from a checkpoint saved on its last batch (see the
+    module's docstring; call it at ``on_train_start``, after the loops are restored); returns whether it did."""
+    fit_loop = trainer.fit_loop
+    epoch_loop = fit_loop.epoch_loop
+    resumed_after_last_batch = (
+        getattr(fit_loop, "restarted_mid_epoch", False)
+        and getattr(epoch_loop, "restarted_on_train_batch_end", False)
+        and epoch_loop.batch_progress.is_last_batch
+    )
+    if not resumed_after_last_batch:
+        return False
+    for counts in (fit_loop.epoch_progress.total, fit_loop.epoch_progress.current):
+        counts.processed -= 1
+        counts.completed -= 1
     return True
