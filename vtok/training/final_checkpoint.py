@@ -27,13 +27,16 @@ class FinalStepCheckpoint(ModelCheckpoint):
     saving every ``train_time_interval`` at the first batch after it that ends an accumulation group."""
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        steps_after = getattr(pl_module, "steps_after", None)
+        if steps_after is not None and not steps_after(batch_idx):
+            # mid-way through accumulating: the summed gradients would be in no checkpoint. Lightning's own branch
+            # saves by the step count, which has not moved since the group's last step: the first batch of a run
+            # resumed from step=N.ckpt (its every_n_train_steps) wrote step=N.ckpt and last.ckpt again, a batch on
+            return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         interval = self._train_time_interval
         if pl_module.automatic_optimization or interval is None or self._should_skip_saving_checkpoint(trainer):
             return
-        steps_after = getattr(pl_module, "steps_after", None)
-        if steps_after is not None and not steps_after(batch_idx):
-            return  # mid-way through accumulating: the summed gradients would be in no checkpoint
         now = time.monotonic()
         due = self._last_time_checked is not None and now - self._last_time_checked >= interval.total_seconds()
         if not trainer.strategy.broadcast(due):  # rank 0's clock decides for all, as Lightning's own branch does
