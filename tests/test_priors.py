@@ -11,9 +11,10 @@ from diffusers import AutoencoderKL, AutoencoderKLLTXVideo, AutoencoderKLWan
 from tests.helpers import tiny_fit_args
 from vtok import VideoAutoencoder
 from vtok.cli import main
-from vtok.export import load_autoencoder
+from vtok.export import load_autoencoder, write_export
 from vtok.losses import AdversarialLoss
 from vtok.training import AutoencoderModule
+from vtok.training.priors import initialise_from_prior
 from vtok.vae.priors import autoencoder_from_diffusers
 from vtok.vae.tokens import FirstFrameTokens
 
@@ -337,3 +338,17 @@ def test_settings_of_a_technique_that_is_off_are_said_to_be_ignored(caplog: pyte
     with caplog.at_level("WARNING", logger="vtok.training.module"):
         module(freeze=["encoder"], freeze_steps=100)
     assert "no effect" not in caplog.text
+
+
+@pytest.mark.parametrize("configured_bits", [4, 8], ids=["other projections", "no projections"])
+def test_stage_2_refuses_a_tokenizer_frozen_for_good_that_is_not_the_priors(tmp_path: Path, configured_bits: int) -> None:
+    """A stage-1 flag (gq_bits 6) not repeated in stage 2: the quantizer's projections were random (4 bits) or
+    stage 1's were left out (8 bits: as wide as the latent, no projections), and frozen so for the whole run."""
+    torch.manual_seed(0)
+    base = {"block_out_channels": [8, 16], "latent_channels": 8, "layers_per_block": 1, "bottleneck": "gq", "gq_groups": 2}
+    prior = write_export(VideoAutoencoder(**base, gq_bits=6), tmp_path / "stage1", {})
+    with pytest.raises(ValueError, match=r"keeps the quantizer fixed .* configure the prior's quantizer \(gq_bits=6\)"):
+        initialise_from_prior(str(prior), VideoAutoencoder(**base, gq_bits=configured_bits), ["encoder", "quantizer"])
+    model, _ = initialise_from_prior(str(prior), VideoAutoencoder(**base, gq_bits=6), ["encoder", "quantizer"])
+    assert torch.equal(model.quantizer.project_in.weight, load_autoencoder(prior).quantizer.project_in.weight)
+    initialise_from_prior(str(prior), VideoAutoencoder(**base, gq_bits=configured_bits), [])  # trained: starts fresh

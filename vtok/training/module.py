@@ -132,7 +132,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         self.automatic_optimization = False
         continuous_prior = False
         if init_from is not None:
-            autoencoder, continuous_prior = initialise_from_prior(init_from, autoencoder)
+            autoencoder, continuous_prior = initialise_from_prior(init_from, autoencoder, (freeze or []) if freeze_steps is None else [])
         # OneVAE: the quantizer's fresh projections are fitted to the prior's latents at the first batch
         self._fit_projections_to_prior = continuous_prior and autoencoder.is_discrete
         if continuous_weight and not autoencoder.is_discrete:

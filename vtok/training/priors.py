@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -34,26 +35,56 @@ def is_vtok_prior(source: str) -> bool:
     return config.is_file() and read_json_object(config).get("_class_name") == VideoAutoencoder.__name__
 
 
-def initialise_from_prior(source: str, configured: VideoAutoencoder) -> tuple[VideoAutoencoder, bool]:
+def initialise_from_prior(
+    source: str, configured: VideoAutoencoder, frozen_for_good: Sequence[str] = ()
+) -> tuple[VideoAutoencoder, bool]:
     """The model to train: ``configured`` with a vtok prior's weights, or a model built on the
     diffusers VAE at ``source`` with ``configured``'s bottleneck settings; and whether the prior is
     continuous (a discrete model's quantizer projections then start fresh, to be fitted to its
     latents: :mod:`vtok.vae.prior_projections`).
 
+    Args:
+        source: the prior (``model.init_from``).
+        configured: the model as configured.
+        frozen_for_good: the parts (``encoder``, ``quantizer``) frozen for the whole run: a discrete prior must
+            give them whole.
+
     Raises:
         ValueError / FileNotFoundError: the prior is missing, not a video VAE, or its compression,
-            latent width or backbone differ from the configured ones (the message names them).
+            latent width or backbone differ from the configured ones (the message names them), or a part frozen
+            for good would not be the prior's.
     """
     if Path(source).suffix in (".ckpt", ".pt", ".pth", ".safetensors") and not Path(source).expanduser().exists():
         raise FileNotFoundError(f"model.init_from {source}: no such file")  # a file name, not a Hub id to look up
     if is_vtok_prior(source):
         prior = load_autoencoder(source)
-        transfer_weights(prior, configured)
+        report = transfer_weights(prior, configured)
+        if prior.is_discrete:
+            _refuse_frozen_parts_not_from_prior(prior, configured, report, frozen_for_good)
         return configured, not prior.is_discrete
     settings = {k: configured.config[k] for k in CARRIED_FIELDS}
     model = autoencoder_from_diffusers(source, **settings)
     log.info("built on the %s prior at %s (%s)", model.config.backbone_class, source, model.compression)
     return model, True
+
+
+def _refuse_frozen_parts_not_from_prior(
+    prior: VideoAutoencoder, configured: VideoAutoencoder, report: dict[str, list[str]], frozen: Sequence[str]
+) -> None:
+    """Stage 2 freezes stage 1's tokenizer; with other quantizer settings (a flag of stage 1's not repeated) the
+    quantizer's projections were random, or stage 1's dropped, and frozen so for the whole run, with an INFO line."""
+    for part in frozen:
+        prefix = f"{part}."
+        missing = [name for kind in ("new", "dropped") for name in report[kind] if name.startswith(prefix)]
+        if missing:
+            own = ("fsq_levels",) if prior.config["bottleneck"] == "fsq" else ("gq_bits", "gq_groups", "gq_single_token", "gq_temperature")
+            fields = ("bottleneck", "tokens_per_position", "first_frame_tokens", *own)
+            settings = ", ".join(f"{k}={prior.config[k]!r}" for k in fields if prior.config.get(k) != configured.config.get(k))
+            raise ValueError(
+                f"model.freeze keeps the {part} fixed for the whole run, but the prior at model.init_from does not give it "
+                f"({', '.join(missing[:3])} would be {'random' if missing[0] in report['new'] else 'left out'}): configure "
+                f"the prior's quantizer ({settings or 'its settings'}), or set model.freeze_steps to train it after N batches"
+            )
 
 
 @torch.no_grad()

@@ -55,7 +55,8 @@ def transfer_weights(prior: VideoAutoencoder, model: VideoAutoencoder) -> dict[s
     """Copies a prior's encoder, decoder (and, when they match, quantizer) into ``model``.
 
     Returns:
-        ``{"copied": [...], "adapted": [...], "new": [...]}`` parameter names of ``model``.
+        ``{"copied": [...], "adapted": [...], "new": [...]}`` parameter names of ``model``, and ``"dropped"``:
+        the prior's that ``model`` has no place for (a quantizer's projections where the new one has none).
 
     Raises:
         ValueError: a discrete prior for a continuous model, or a backbone that differs from the
@@ -94,6 +95,7 @@ def transfer_weights(prior: VideoAutoencoder, model: VideoAutoencoder) -> dict[s
             report["adapted"].append(name)
         else:
             report["new"].append(name)
+    report["dropped"] = [name for name in source if name not in target]
     log.info(
         "initialised from a %s prior: %d tensors copied, %d adapted, %d new",
         "discrete" if prior.is_discrete else "continuous",
