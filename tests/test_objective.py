@@ -283,3 +283,21 @@ def test_the_discriminator_terms_run_with_every_weight_and_buffer_in_bfloat16() 
     real, fake = (torch.rand(2, 3, 1, 16, 16, dtype=torch.bfloat16) * 2 - 1 for _ in range(2))
     terms = adversarial.discriminator_terms(real, fake, step=0)
     assert torch.isfinite(terms["hinge"]) and adversarial.ema_real.dtype == torch.bfloat16 and adversarial.ema_real != 0
+
+
+@pytest.mark.parametrize(
+    "build, named",
+    [
+        (lambda: AdversarialLoss(lecam_decay=1.5), "lecam_decay must be in [0, 1) (got 1.5)"),  # anchors grew 1.5x a step
+        (lambda: AdversarialLoss(channels=0), "channels at least 1 (got 0)"),  # said "lower the layers"
+        (lambda: AdversarialLoss(layers=-1), "model.adversarial.layers=-1"),  # "list index out of range"
+        (lambda: AdversarialLoss(weight=-1.0, lecam_weight=-0.1), "model.adversarial.weight=-1.0, model.adversarial.lecam_weight=-0.1"),
+        (lambda: AutoencoderLoss(l1_weight=-1.0), "model.loss.l1_weight=-1.0"),
+        (lambda: AutoencoderLoss(perceptual_weight=-0.1), "model.loss.perceptual_weight=-0.1"),  # was taken for "off"
+        (lambda: AutoencoderLoss(bottleneck_weights={"kl": -1.0}), "model.loss.bottleneck_weights.kl=-1.0"),
+    ],
+)
+def test_loss_settings_that_cannot_train_are_refused_by_name(build, named: str) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError) as error:
+        build()
+    assert named in str(error.value)

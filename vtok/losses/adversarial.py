@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vtok.losses.checks import refuse_negative
 from vtok.losses.discriminators import DiscriminatorKind, DiscriminatorNorm, build_discriminator
 
 
@@ -71,6 +72,11 @@ class AdversarialLoss(nn.Module):
         lecam_decay: float = 0.99,
     ) -> None:
         super().__init__()
+        refuse_negative("model.adversarial", weight=weight, start_step=start_step, lecam_weight=lecam_weight, layers=layers)
+        if not 0 <= lecam_decay < 1 or channels < 1:  # a decay above 1 grew the anchors geometrically (non-finite later)
+            raise ValueError(
+                f"model.adversarial.lecam_decay must be in [0, 1) (got {lecam_decay}) and channels at least 1 (got {channels})"
+            )
         self.discriminator = build_discriminator(discriminator, channels, layers, norm)
         self.weight = weight
         self.start_step = start_step

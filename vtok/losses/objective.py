@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vtok.losses.checks import refuse_negative
 from vtok.losses.perceptual import PerceptualLoss
 from vtok.vae import AutoencoderOutput
 
@@ -45,6 +46,11 @@ class AutoencoderLoss(nn.Module):
         anneal_steps: int = 0,
     ) -> None:
         super().__init__()
+        refuse_negative(
+            "model.loss", l1_weight=l1_weight, perceptual_weight=perceptual_weight, anneal_steps=anneal_steps,
+            **{f"bottleneck_weights.{k}": v for k, v in (bottleneck_weights or {}).items()},
+            **{f"bottleneck_weights_start.{k}": v for k, v in (bottleneck_weights_start or {}).items()},
+        )  # fmt: skip
         self.l1_weight = l1_weight
         self.perceptual_weight = perceptual_weight
         self.perceptual = PerceptualLoss(perceptual_backbone, perceptual_frames) if perceptual_weight > 0 else None
