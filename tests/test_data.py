@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -464,3 +465,22 @@ def test_a_file_damaged_past_its_first_clips_gives_a_clip_when_it_is_its_own_sub
     dataset = VideoClipDataset([str(cut)], ClipSpec(9), (32, 32), train=True)
     samples = [dataset[(epoch, 0)] for epoch in range(30)]
     assert sum(bool(sample["skipped"]) for sample in samples) > 3, "clips past the damage were drawn and failed"
+
+
+def test_held_out_files_that_are_also_training_files_are_said(
+    video_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """data.val_path (or vtok test's data.test_path) that lists training videos was accepted without a word: its
+    scores were printed as held-out ones. Another spelling of the same files (a symlinked folder) is the same."""
+    (tmp_path / "linked").symlink_to(video_folder)
+    settings = {"path": str(video_folder), "num_frames": 9, "size": 32, "batch_size": 1, "num_workers": 0}
+    VideoDataModule(**settings, val_path=str(tmp_path / "linked")).setup("fit")
+    assert "8 of the 8 files of data.val_path are also training files" in caplog.text
+    VideoDataModule(**settings, test_path=str(tmp_path / "linked")).setup("test")
+    assert "8 of the 8 files of data.test_path are also training files" in caplog.text
+    caplog.clear()
+    (tmp_path / "copies").mkdir()
+    for video in sorted(video_folder.glob("*.mp4"))[:2]:
+        shutil.copy(video, tmp_path / "copies")  # the same pictures, other files: not detected, and not warned of
+    VideoDataModule(**settings, val_path=str(tmp_path / "copies")).setup("fit")
+    assert "also training files" not in caplog.text

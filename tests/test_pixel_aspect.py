@@ -16,7 +16,7 @@ import torch
 
 from vtok.data import ClipSpec, synthetic_clip
 from vtok.data.dataset import video_clip_with_info
-from vtok.data.datamodule import _recorded_size
+from vtok.data.small_sources import recorded_size
 from vtok.data.probe import probe_video
 from vtok.data.readers import open_video
 from vtok.data.reencode import reencode_video, scaled_size
@@ -79,10 +79,10 @@ def test_prepare_records_the_pixel_aspect_and_the_manifests_size_is_the_shown_on
 ) -> None:
     record = probe_video(str(wide_pixels)).to_record()
     assert record["pixel_aspect"] == 2.0 and (record["height"], record["width"]) == (HEIGHT, WIDTH)
-    assert _recorded_size(record) == (HEIGHT, 2 * WIDTH)
+    assert recorded_size(record) == (HEIGHT, 2 * WIDTH)
     # the sample video is QCIF with pixels 128:117 wide: 176x144 stored, shown 193x144 (about 4:3)
     qcif = probe_video(str(carphone)).to_record()
-    assert qcif["pixel_aspect"] == round(128 / 117, 6) and _recorded_size(qcif) == (144, 193)
+    assert qcif["pixel_aspect"] == round(128 / 117, 6) and recorded_size(qcif) == (144, 193)
     square = probe_video(str(next(video_folder.glob("*.mp4")))).to_record()
     assert "pixel_aspect" not in square  # square pixels: nothing recorded
 

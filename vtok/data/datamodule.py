@@ -19,12 +19,13 @@ from vtok.data.batches import video_parts
 from vtok.data.errors import DataSetupError, read_notes
 from vtok.data.images import ImageDataset
 from vtok.data.readers import ReaderBackend
+from vtok.data.overlap import warn_about_overlap
 from vtok.data.sampler import EpochSampler
 from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_files, list_records
 from vtok.data.shard_split import check_quotas
+from vtok.data.small_sources import warn_about_small_sources
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts, shard_index
 from vtok.data.synthetic import write_sample_clips
-from vtok.data.transforms import enlarges, shown_size
 from vtok.data.trained_state import TrainedStateLoader
 from vtok.data.worker_signals import kill_loader_workers_at_exit, leave_stop_signals_to_main_process
 
@@ -37,17 +38,6 @@ def _named(setting: str, lister: Callable[..., list], *args: Any) -> list:
         return lister(*args)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{setting}: {error}") from None
-
-
-def _recorded_size(record: dict[str, Any]) -> tuple[int, int] | None:
-    """``(height, width)`` a manifest line records, as shown (:func:`shown_size`; JSON numbers or CSV text),
-    else ``None``."""
-    try:
-        height, width = int(record["height"]), int(record["width"])
-        aspect = float(record.get("pixel_aspect") or 1.0)
-    except (KeyError, TypeError, ValueError):
-        return None
-    return shown_size(height, width, aspect) if height > 0 and width > 0 and aspect > 0 else None
 
 
 def default_sample_dir() -> Path:
@@ -199,7 +189,9 @@ class VideoDataModule(LightningDataModule):
         if not records:
             raise ValueError(f"no video files found in {self.path!r}")
         if self.val_path is not None:
-            return records, self._held_out_records("data.val_path", self.val_path)
+            held_out = self._held_out_records("data.val_path", self.val_path)
+            warn_about_overlap("data.val_path", held_out, records)
+            return records, held_out
         # files are held out, not lines: a manifest that repeats a file (to weight it, or spelt another way:
         # relative and absolute, through a symlink) never has it in both splits
         real = RealPaths()
@@ -309,23 +301,14 @@ class VideoDataModule(LightningDataModule):
                 "--data.test_path (a folder, glob or manifest); vtok validate scores the validation files"
             )
         records = self._held_out_records("data.test_path", self.test_path)
+        if self.path is not None:  # generated clips and shards are never among a test folder's files
+            warn_about_overlap("data.test_path", records, _named("data.path", list_records, self.path))
         self._warn_about_upscaling(records)
         self.datasets["test"] = self._clips(records, train=False)
 
     def _warn_about_upscaling(self, records: list[dict[str, Any]]) -> None:
-        """Says how many videos a manifest records as smaller than ``data.size``: their crops are
-        enlarged to it (blurrier than the rest). Files without a recorded size are not opened for it."""
-        sizes = {r["path"]: _recorded_size(r) for r in records}  # each file once, however often listed
-        sized = {path: size for path, size in sizes.items() if size is not None}
-        small = [(path, size) for path, size in sized.items() if enlarges(*size, self.size)]
-        if small:
+        if warn_about_small_sources(records, self.size):
             self._said_enlarged = True  # the files read later are counted, not said again
-            (path, (height, width)) = small[0]
-            log.warning(
-                "%d of the %d videos whose size the manifest records are smaller than data.size %s (for instance "
-                "%s, %dx%d): their crops are enlarged to it; lower data.size or leave them out",
-                len(small), len(sized), list(self.size), path, width, height,
-            )  # fmt: skip
 
     def _check_one_batch(self) -> None:
         """Raises ``ValueError`` when a rank's share of the training clips (or, for shards with an index,
