@@ -34,14 +34,14 @@ from vtok.data.writers import write_video
 def scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
     """``(height, width)`` with the short side at ``short_side`` (never enlarged), both even (H.264's 4:2:0).
 
-    The short side is rounded down to even and the long side follows it at the source's aspect ratio, never
-    past the source's: rounding both sides on their own made 64x96 at ``short_side`` 33 into 32x50 (4 % wider)
-    and enlarged an odd-sized source by a pixel.
+    The short side is rounded down to even and the long side follows it at the source's aspect ratio (to the
+    nearest even number, never past the source's side): rounding both sides on their own made 64x96 at
+    ``short_side`` 33 into 32x50 (4 % wider) and enlarged an odd-sized source by a pixel.
     """
     short, long = sorted((height, width))
     scale = min(1.0, short_side / short) if short_side else 1.0
     new_short = max(2, int(short * scale) // 2 * 2)
-    new_long = max(2, min(round(new_short * long / short / 2) * 2, int(long * scale) // 2 * 2))
+    new_long = max(2, min(round(new_short * long / short / 2) * 2, long // 2 * 2))
     return (new_short, new_long) if height <= width else (new_long, new_short)
 
 
