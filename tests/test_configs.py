@@ -67,6 +67,8 @@ def test_invalid_settings_fail_at_parse_time_naming_the_fix(capsys: pytest.Captu
     assert "set resample_shortcut=false" in message and "Traceback" not in message
     assert "set model.accumulate_batches instead" in _fit_error(capsys, "--trainer.accumulate_grad_batches", "2")
     assert "set model.grad_clip instead" in _fit_error(capsys, "--trainer.gradient_clip_val", "1.0")
+    assert "set model.grad_clip (a norm) instead" in _fit_error(capsys, "--trainer.gradient_clip_algorithm", "value")  # was ignored
+    assert "use bf16-mixed, or set model.ema_decay null" in _fit_error(capsys, "--trainer.precision", "bf16-true")  # EMA froze
     assert "model.grad_clip must be positive (or null for no clipping), got 0" in _fit_error(capsys, "--model.grad_clip", "0")
     assert "optimizer: lr=-0.001 must be positive" in _fit_error(capsys, "--model.optimizer.lr=-1e-3")
     assert "decoder_noise_channels at least 0 (got -1)" in _fit_error(capsys, "--model.autoencoder.decoder_noise_channels=-1")
@@ -77,7 +79,10 @@ def test_invalid_settings_fail_at_parse_time_naming_the_fix(capsys: pytest.Captu
     assert "the discriminator cannot take 5x32x32 clips" in message and "lower model.adversarial.layers" in message
     cosine = ["--model.optimizer.schedule", "cosine", "--model.optimizer.warmup_steps", "5"]
     message = _fit_error(capsys, *cosine, "--model.optimizer.decay_steps", "3")
-    assert "decay_steps=3 must exceed optimizer.warmup_steps=5" in message and "Traceback" not in message
+    assert "decay_steps=3 must exceed model.optimizer.warmup_steps=5" in message and "Traceback" not in message
+    epochs = ["--trainer.max_steps", "-1", "--trainer.max_epochs", "1", "--model.adversarial.discriminator", "patch3d"]
+    message = _fit_error(capsys, *epochs, "--model.disc_optimizer.schedule", "cosine")  # named optimizer.decay_steps
+    assert "needs model.disc_optimizer.decay_steps or trainer.max_steps" in message
 
 
 def test_a_picture_interval_of_zero_is_refused_when_the_config_is_read(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:

@@ -209,7 +209,8 @@ class VtokCLI(LightningCLI):
             self._derived.append((trainer, "precision", None))  # a rerun on other hardware derives its own
         refuse_fsdp(trainer.strategy)
         for setting, neutral, instead in (("accumulate_grad_batches", 1, "model.accumulate_batches"),
-                                          ("gradient_clip_val", None, "model.grad_clip")):  # fmt: skip
+                                          ("gradient_clip_val", None, "model.grad_clip"),
+                                          ("gradient_clip_algorithm", None, "model.grad_clip (a norm)")):  # fmt: skip
             if trainer.get(setting) not in (None, neutral):
                 raise UsageError(
                     f"trainer.{setting} does not apply: vtok steps its optimisers itself (generator and discriminator); "
@@ -220,6 +221,11 @@ class VtokCLI(LightningCLI):
                 "trainer.precision=%s on the CPU: torch's CPU bf16 3D-convolution backward has given NaN gradients "
                 "at random (seen in the discriminator); use 32-true on the CPU", trainer.precision,
             )  # fmt: skip
+        if str(trainer.precision) == "bf16-true" and self.subcommand == "fit" and dotted_get(config, "model.ema_decay") is not None:
+            raise UsageError(
+                "trainer.precision=bf16-true keeps the EMA copy in bfloat16, where its updates round away once the decay "
+                "nears 0.999 (validation and export would use stale weights); use bf16-mixed, or set model.ema_decay null"
+            )
         if str(trainer.precision).startswith("16"):
             raise UsageError(
                 f"trainer.precision={trainer.precision} is not supported (fp16 overflows in video VAEs); "
@@ -367,11 +373,11 @@ class VtokCLI(LightningCLI):
         ``configure_optimizers``, where Lightning reports a mistake with a traceback."""
         run_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else None
         configs = [self.model.optimizer_config] + ([self.model.disc_optimizer_config] if self.model.adversarial else [])
-        for config in configs:
+        for name, config in zip(("model.optimizer", "model.disc_optimizer"), configs):
             try:
                 build_optimizer([torch.nn.Parameter(torch.zeros(1))], config, run_steps)
-            except ValueError as error:
-                raise UsageError(str(error)) from None
+            except ValueError as error:  # the optimizer's own message says "optimizer.": name the one at fault
+                raise UsageError(str(error).replace("optimizer.", f"{name}.")) from None
 
     def _check_data(self, stage: str) -> None:
         """Single-process runs list and probe their data now, so an empty or unusable dataset is a
