@@ -374,6 +374,11 @@ def test_a_preset_is_found_from_any_folder(tmp_path: Path, monkeypatch: pytest.M
         main(["fit", "--model.grad_clip", "2.0", "--config", "configs/gq_4x8x8.yaml", "--data.batch_size", "3", "--print_config"])
     printed = yaml.safe_load(capsys.readouterr().out)
     assert (printed["model"]["grad_clip"], printed["data"]["batch_size"]) == (2.0, 3)
+    with pytest.raises(SystemExit):  # a misspelt preset: one line listing the presets, not an 80-line usage
+        main(["fit", "--config", "configs/kl_4x8x9.yaml", "--print_config"])
+    error = capsys.readouterr().err
+    assert "kl_4x8x9.yaml: no such file here, nor a preset shipped with vtok (presets: default.yaml" in error
+    assert "kl_4x8x8.yaml" in error and "usage:" not in error
 
 
 def test_vtok_test_scores_data_test_path_as_validate_scores_its_files(

@@ -423,10 +423,13 @@ def _with_packaged_presets(arguments: list[str]) -> list[str]:
 def _packaged(given: str) -> str:
     """``given``, or the preset shipped in the package that it names (see :func:`_with_packaged_presets`)."""
     name, packaged = Path(given), CONFIG_DIR / Path(given).name
-    if not name.exists() and name.parent in (Path("."), Path("configs")) and packaged.is_file():
+    if name.exists() or name.parent not in (Path("."), Path("configs")):
+        return given
+    if packaged.is_file():
         log.info("--config %s: the preset shipped with vtok, %s", given, packaged)
         return str(packaged)
-    return given
+    presets = ", ".join(sorted(path.name for path in CONFIG_DIR.glob("*.yaml")))  # not the 80-line usage of a missing file
+    raise UsageError(f"--config {given}: no such file here, nor a preset shipped with vtok (presets: {presets})")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -442,11 +445,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"vtok {arguments[0]}: error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         return
-    if argv is None:
-        sys.argv[1:] = _with_packaged_presets(arguments)  # Lightning reads the command line itself
-    else:
-        argv = _with_packaged_presets(arguments)
     try:
+        if argv is None:
+            sys.argv[1:] = _with_packaged_presets(arguments)  # Lightning reads the command line itself
+        else:
+            argv = _with_packaged_presets(arguments)
         VtokCLI(args=argv)
     except (UsageError, ResumeMismatchError, DataSetupError) as error:  # the last: raised on each rank of a launch
         sys.stderr.write(f"vtok: error: {error}\n")  # one write: the ranks' lines do not interleave
