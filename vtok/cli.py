@@ -221,7 +221,8 @@ class VtokCLI(LightningCLI):
                 "trainer.precision=%s on the CPU: torch's CPU bf16 3D-convolution backward has given NaN gradients "
                 "at random (seen in the discriminator); use 32-true on the CPU", trainer.precision,
             )  # fmt: skip
-        if str(trainer.precision) == "bf16-true" and self.subcommand == "fit" and dotted_get(config, "model.ema_decay") is not None:
+        ema = dotted_get(config, "model.ema_decay") is not None
+        if str(trainer.precision) == "bf16-true" and self.subcommand == "fit" and ema:
             raise UsageError(
                 "trainer.precision=bf16-true keeps the EMA copy in bfloat16, where its updates round away once the decay "
                 "nears 0.999 (validation and export would use stale weights); use bf16-mixed, or set model.ema_decay null"

@@ -3,7 +3,8 @@
 Writes ``D/tokens/<stem>-<8 hex of its real path>.safetensors`` (see :mod:`vtok.tokenfiles`),
 ``D/index.jsonl`` (one line per tokenized video: path, token file, shape, frames) and ``D/skipped.jsonl``
 (unreadable videos with the reason); both cover the whole folder, so a dataset can be tokenized part by
-part into one ``D`` (runs with other ``--data``: the earlier runs' lines are kept; runs at the same time each add theirs). Resumable: a video
+part into one ``D`` (runs with other ``--data``: the earlier runs' lines are kept; runs at the same time each add
+theirs). Resumable: a video
 whose token file is already complete is not read again, whichever way its path is written.
 An output folder belongs to one model and one clip protocol: every token file records the model's
 weights hash and the protocol, and a rerun into a folder holding token files of another model or

@@ -11,7 +11,8 @@ Output folder ``D``:
 A second run skips every file already in the manifest or the rejected list (it decodes nothing
 for them), so an interrupted run carries on where it stopped, and a grown folder costs only its
 new files. Lines of files that no longer exist are taken out of the lists (a source whose re-encoded copy
-was deleted is checked and re-encoded again). Two kinds of lines are checked again, their old lines taken out of the lists: those of
+was deleted is checked and re-encoded again). Two kinds of lines are checked again, their old lines taken out
+of the lists: those of
 files whose size or modification time changed since (lines of a vtok that did not record them are
 not), and rejections the settings decided: a file rejected as too short, by a run with a
 ``--min-frames`` it may meet, and one whose decoding stalled, by a run with a longer ``--timeout``.

@@ -85,5 +85,7 @@ def without_gone_files(records: list[dict[str, Any]], out: Path, list_name: str)
         )
     if gone:
         example = next(record["path"] for record in records if not _listed_file(out, record).exists())
-        log.warning("%d files listed in %s no longer exist (for instance %s): taken out of the list", gone, out / list_name, example)
+        log.warning(
+            "%d files listed in %s no longer exist (for instance %s): taken out of the list", gone, out / list_name, example
+        )
     return kept

@@ -27,7 +27,8 @@ UNLISTED_VIDEO_SUFFIXES = frozenset(
 )
 # pictures an image search does not list (animated, or formats Pillow reads only with plugins): counted likewise
 UNLISTED_IMAGE_SUFFIXES = frozenset(
-    {".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".tga", ".ppm", ".pgm", ".exr", ".hdr", ".dng", ".cr2", ".nef", ".arw", ".psd"}
+    {".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".tga", ".ppm", ".pgm", ".exr", ".hdr"}
+    | {".dng", ".cr2", ".nef", ".arw", ".psd"}
 )
 # per kind of search: the endings it leaves out, what they are, and how to convert them
 _UNLISTED = {

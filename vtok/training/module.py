@@ -30,7 +30,7 @@ from vtok.losses import AdversarialLoss, AutoencoderLoss
 from vtok.training.ema import ema_copy
 from vtok.training.held_out import HeldOutScoring
 from vtok.training.priors import fit_quantizer_to_prior, initialise_from_prior
-from vtok.training.rank_states import from_every_rank, gather_rank_states, take_rank_state
+from vtok.training.rank_states import from_every_rank, gather_rank_states, keep_out_of_ddp_broadcasts, take_rank_state
 from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings_on_resume, build_optimizer
 from vtok.training.speed import CompileChoice, apply_speed_options, should_compile
 from vtok.training.run_out_loaders import restore_run_out_loaders, run_out_loaders
@@ -132,7 +132,8 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         self.automatic_optimization = False
         continuous_prior = False
         if init_from is not None:
-            autoencoder, continuous_prior = initialise_from_prior(init_from, autoencoder, (freeze or []) if freeze_steps is None else [])
+            frozen_for_good = (freeze or []) if freeze_steps is None else []
+            autoencoder, continuous_prior = initialise_from_prior(init_from, autoencoder, frozen_for_good)
         # OneVAE: the quantizer's fresh projections are fitted to the prior's latents at the first batch
         self._fit_projections_to_prior = continuous_prior and autoencoder.is_discrete
         if continuous_weight and not autoencoder.is_discrete:
@@ -355,10 +356,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         """Keeps the rank-own buffers out of DDP's broadcasts and compiles the networks for
         ``compile_networks: auto`` once the trainer's device is known (before a distributed strategy wraps the module)."""
         if self.adversarial is not None:
-            # DDP broadcasts rank 0's buffers when it wraps the module and before the first forward after that: a
-            # resumed run's other ranks went on from rank 0's LeCAM anchors, not the own ones they took back
-            # (take_rank_state). Later steps broadcast none, so an unbroken run keeps each rank's own.
-            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, list(RANK_OWN_BUFFERS))
+            keep_out_of_ddp_broadcasts(self, RANK_OWN_BUFFERS)
         device = self.trainer.strategy.root_device
         if not self._compiled and should_compile(self.compile_networks, device):
             log.info("compiling the encoder and the decoder for %s (compile_networks: auto)", device)

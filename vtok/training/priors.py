@@ -77,7 +77,8 @@ def _refuse_frozen_parts_not_from_prior(
         prefix = f"{part}."
         missing = [name for kind in ("new", "dropped") for name in report[kind] if name.startswith(prefix)]
         if missing:
-            own = ("fsq_levels",) if prior.config["bottleneck"] == "fsq" else ("gq_bits", "gq_groups", "gq_single_token", "gq_temperature")
+            gq = ("gq_bits", "gq_groups", "gq_single_token", "gq_temperature")
+            own = ("fsq_levels",) if prior.config["bottleneck"] == "fsq" else gq
             fields = ("bottleneck", "tokens_per_position", "first_frame_tokens", *own)
             settings = ", ".join(f"{k}={prior.config[k]!r}" for k in fields if prior.config.get(k) != configured.config.get(k))
             raise ValueError(

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from vtok.data.errors import ResumeMismatchError
 from vtok.data.trained_state import LAUNCH_KEY
@@ -107,3 +109,11 @@ def _rescale_epoch_batches(checkpoint: dict[str, Any], saved: int, world: int) -
         old = dict(progress)
         processed = old["processed"] * saved // world
         progress.update({name: max(0, processed - (old["processed"] - count)) for name, count in old.items()})
+
+
+def keep_out_of_ddp_broadcasts(module: nn.Module, names: Sequence[str]) -> None:
+    """Keeps the buffers ``names`` of ``module`` (each rank's own, saved per rank) out of DDP's buffer broadcasts; call
+    it before DDP wraps ``module``. DDP copies rank 0's buffers to every rank when it wraps the module and before the
+    first forward after that: a resumed run's other ranks went on from rank 0's LeCAM anchors, not the ones they took
+    back (:func:`take_rank_state`). Later steps broadcast none, so an unbroken run kept each rank's own."""
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(module, list(names))
