@@ -93,3 +93,15 @@ def test_a_list_of_the_users_own_in_out_is_not_taken_for_prepares(three_videos: 
         with pytest.raises(ValueError, match="manifest.jsonl is not a list vtok prepare wrote"):
             prepare(["--data", str(data), "--out", str(lists), *QUIET])
     assert own.read_text().count("\n") == 3 and "frames" not in own.read_text()  # untouched
+
+
+def test_rejections_of_files_that_never_were_stay_listed_in_silence(
+    three_videos: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (three_videos / "dangling.mp4").symlink_to(tmp_path / "nowhere.mp4")  # rejected: no such file
+    args = ["--data", str(three_videos), "--out", str(tmp_path / "out"), *QUIET]
+    prepare(args)
+    caplog.clear()
+    summary = prepare(args)  # not dropped and checked again at every rerun, with a warning each time
+    assert summary.probed == 0 and "no longer exist" not in caplog.text
+    assert [Path(r["path"]).name for r in read_jsonl(tmp_path / "out" / "rejected.jsonl")] == ["dangling.mp4"]

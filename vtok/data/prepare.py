@@ -10,7 +10,7 @@ Output folder ``D``:
 
 A second run skips every file already in the manifest or the rejected list (it decodes nothing
 for them), so an interrupted run carries on where it stopped, and a grown folder costs only its
-new files. Lines of files that no longer exist are taken out of the lists (a source whose re-encoded copy
+new files. Lines of files that no longer exist are taken out of the manifest (a source whose re-encoded copy
 was deleted is checked and re-encoded again). Two kinds of lines are checked again, their old lines taken out
 of the lists: those of
 files whose size or modification time changed since (lines of a vtok that did not record them are
@@ -284,13 +284,6 @@ def _take_back(
     return kept
 
 
-def _rewritten_if_fewer(path: Path, records: list[dict[str, Any]], kept: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``kept``, written over the list at ``path`` when it holds fewer lines than ``records``, the list's lines."""
-    if len(kept) < len(records):
-        _rewrite_jsonl(path, kept)
-    return kept
-
-
 def _rewrite_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     """Replaces a JSONL file with ``records`` in one step (written whole, then renamed into place)."""
     partial = path.with_name(path.name + ".partial")
@@ -359,12 +352,13 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
     accepted = read_jsonl(out / MANIFEST_NAME)
     refuse_foreign_manifest(accepted, out / MANIFEST_NAME)
     sources = data_outside_copies(sources, out, data, accepted, options.reencode)
-    accepted = _rewritten_if_fewer(out / MANIFEST_NAME, accepted, without_gone_files(accepted, out, MANIFEST_NAME))
-    rejected = read_jsonl(out / REJECTED_NAME)
-    rejected = _rewritten_if_fewer(out / REJECTED_NAME, rejected, without_gone_files(rejected, out, REJECTED_NAME))
+    kept = without_gone_files(accepted, out, MANIFEST_NAME)  # rejected lines stay: many name files that never were
+    if len(kept) < len(accepted):
+        accepted = kept
+        _rewrite_jsonl(out / MANIFEST_NAME, accepted)
     real = RealPaths()  # a file listed under another spelling (a symlinked folder) is the same file
     real_sources = {real(source) for source in sources}
-    rejected = _take_back(rejected, real_sources, real, options, out)
+    rejected = _take_back(read_jsonl(out / REJECTED_NAME), real_sources, real, options, out)
     accepted, rejected = _take_back_changed(accepted, rejected, real_sources, real, out)
     known = {real(r.get("source", r["path"])) for r in accepted} | {real(r["path"]) for r in rejected}
     todo = [source for source in sources if real(source) not in known]
