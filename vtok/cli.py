@@ -376,9 +376,9 @@ class VtokCLI(LightningCLI):
         configs = [self.model.optimizer_config] + ([self.model.disc_optimizer_config] if self.model.adversarial else [])
         for name, config in zip(("model.optimizer", "model.disc_optimizer"), configs):
             try:
-                build_optimizer([torch.nn.Parameter(torch.zeros(1))], config, run_steps)
-            except ValueError as error:  # the optimizer's own message says "optimizer.": name the one at fault
-                raise UsageError(str(error).replace("optimizer.", f"{name}.")) from None
+                build_optimizer([torch.nn.Parameter(torch.zeros(1))], config, run_steps, name)
+            except ValueError as error:
+                raise UsageError(str(error)) from None
 
     def _check_data(self, stage: str) -> None:
         """Single-process runs list and probe their data now, so an empty or unusable dataset is a

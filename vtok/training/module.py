@@ -215,7 +215,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         first = -(-(self.adversarial.start_step + 1) // self.accumulate_batches) - 1  # ceil((start + 1) / A) - 1
         disc_run_steps = run_steps - first if run_steps is not None and run_steps > first else run_steps
         disc, disc_scheduler = build_optimizer(
-            self.adversarial.discriminator.parameters(), self.disc_optimizer_config, disc_run_steps
+            self.adversarial.discriminator.parameters(), self.disc_optimizer_config, disc_run_steps, "model.disc_optimizer"
         )
         self._configured.append((self.disc_optimizer_config, replace(disc_scheduler.lr_lambdas[0])))
         return [optimizer, disc], [

@@ -77,24 +77,25 @@ class WarmupSchedule:
 
 
 def build_optimizer(
-    parameters: Iterable[torch.nn.Parameter], config: OptimizerConfig, run_steps: int | None
+    parameters: Iterable[torch.nn.Parameter], config: OptimizerConfig, run_steps: int | None, setting: str = "optimizer"
 ) -> tuple[torch.optim.Optimizer, LambdaLR]:
-    """AdamW over ``parameters`` and its per-batch schedule."""
+    """AdamW over ``parameters`` and its per-batch schedule (``setting``: the config's name for ``config``, in errors)."""
     optimizer = torch.optim.AdamW(
         parameters, lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay
     )
-    return optimizer, LambdaLR(optimizer, warmup_schedule(config, run_steps))
+    return optimizer, LambdaLR(optimizer, warmup_schedule(config, run_steps, setting))
 
 
-def warmup_schedule(config: OptimizerConfig, run_steps: int | None) -> WarmupSchedule:
-    """The multiplier of ``config.lr`` per step; ``run_steps`` is the default end of the cosine."""
+def warmup_schedule(config: OptimizerConfig, run_steps: int | None, setting: str = "optimizer") -> WarmupSchedule:
+    """The multiplier of ``config.lr`` per step; ``run_steps`` is the default end of the cosine (``setting``: as in
+    :func:`build_optimizer`)."""
     decay_steps = config.decay_steps or run_steps or 0
     if config.schedule == "cosine" and decay_steps <= 0:
-        raise ValueError("a cosine schedule needs optimizer.decay_steps or trainer.max_steps")
+        raise ValueError(f"a cosine schedule needs {setting}.decay_steps or trainer.max_steps")
     if config.schedule == "cosine" and decay_steps <= config.warmup_steps:
         if config.decay_steps:  # asked for: a cosine that could never start is a mistake
             raise ValueError(
-                f"optimizer.decay_steps={config.decay_steps} must exceed optimizer.warmup_steps={config.warmup_steps}: "
+                f"{setting}.decay_steps={config.decay_steps} must exceed {setting}.warmup_steps={config.warmup_steps}: "
                 "the cosine runs from the end of warm-up to decay_steps"
             )
         log.warning("the run (%d steps) ends before warm-up (%d steps): no cosine decay", decay_steps, config.warmup_steps)
