@@ -293,3 +293,21 @@ def test_a_resumed_run_does_not_save_again_before_its_first_step(tmp_path: Path)
     main(tiny_fit_args(tmp_path, 3, *flags, "--ckpt_path", "last", config=config))
     assert torch.load(folder / "step=2.ckpt", weights_only=False)["vtok"]["batch_step"] == before
     assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt", "step=2.ckpt"]
+
+
+@pytest.mark.parametrize("source", ["files", "shards"])
+def test_a_validation_interval_the_epoch_cannot_hold_is_one_line_naming_the_fix(
+    tmp_path: Path, shard_dir: Path, capsys: pytest.CaptureFixture, source: str
+) -> None:
+    """Lightning checks trainer.val_check_interval against the epoch only once its loaders exist: a count above the
+    epoch's batches, or a share of an epoch over shards (no length), ended in its traceback after the run had started."""
+    interval, data = ("50", []) if source == "files" else ("0.5", ["--data.shards", str(shard_dir / "shards")])
+    with pytest.raises(SystemExit) as stop:
+        main(tiny_fit_args(tmp_path, 2, "--trainer.logger", "false", "--trainer.val_check_interval", interval, *data))
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    if source == "files":  # 6 training clips in batches of 2
+        assert error.startswith("vtok: error: trainer.val_check_interval=50 batches is more than the 3 training batches")
+        assert "--trainer.check_val_every_n_epoch null" in error
+    else:
+        assert error.startswith("vtok: error: trainer.val_check_interval=0.5 is a share of an epoch")

@@ -353,6 +353,29 @@ class VtokCLI(LightningCLI):
         self._check_discriminator()
         self._check_data("fit")
 
+    def fit(self, **kwargs: Any) -> None:
+        """Lightning's fit, whose checks of ``trainer.val_check_interval`` against the epoch (made only once
+        the loaders exist, on every rank) become one line naming the settings instead of a traceback."""
+        interval = self.trainer.val_check_interval
+        try:
+            self.trainer.fit(**kwargs)
+        except ValueError as error:  # an int above the epoch's batches, while validation follows epochs
+            if "`val_check_interval`" not in str(error):
+                raise
+            raise UsageError(
+                f"trainer.val_check_interval={interval} batches is more than the {self.trainer.fit_loop.max_batches} "
+                "training batches of an epoch: add --trainer.check_val_every_n_epoch null to count them across epochs, "
+                "or lower it"
+            ) from None
+        except MisconfigurationException as error:  # a share of an epoch, over shards, whose epochs have no length
+            if "val_check_interval" not in str(error):
+                raise
+            raise UsageError(
+                f"trainer.val_check_interval={interval} is a share of an epoch, and a stream of shards has no epoch "
+                "length to take it of: give a number of batches (--trainer.val_check_interval 2000 "
+                "--trainer.check_val_every_n_epoch null)"
+            ) from None
+
     def _check_discriminator(self) -> None:
         """The discriminator against the clip size, on fake tensors (no compute): too many layers for a
         small clip otherwise fail at the first adversarial step, mid-run, with a convolution error."""
