@@ -10,6 +10,8 @@ rather than something else going missing:
 - torchdata's ``StatefulDataLoader`` calls a deprecated torch function (``set_vital``) at every
   loader it builds;
 - Lightning's pytree helper uses a deprecated ``LeafSpec`` check of torch's;
+- Lightning's "Total length of ``list`` across ranks is zero", about the empty validation loader of a
+  run that holds nothing out (vtok says why where it can: shards without ``data.val_path``, one file);
 - Lightning's advertisement for its cloud logger ("Tip: ... litlogger");
 - ModelCheckpoint's "Checkpoint directory ... exists and is not empty", when resuming only
   (:func:`quiet_resumed_checkpoint_folder`): the folder holds the run's own checkpoints then. A new
@@ -29,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_only
 _WARNINGS = (
     r"'set_vital' is deprecated",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"Total length of `list` across ranks is zero",
 )
 _LOGGED = ("💡 Tip: For seamless cloud logging",)
 
