@@ -118,3 +118,15 @@ def test_manifest_lines_with_a_frame_count_or_rate_training_cannot_use_are_refus
     with pytest.raises(ValueError, match="'reader' is 'ffmpeg'"):
         VideoLength.from_record({"frames": 5, "reader": "ffmpeg"})
     assert VideoLength.from_record({"path": clip}) is None
+
+
+def test_a_text_file_of_other_things_as_data_path_says_it_was_read_as_a_list_of_missing_videos(tmp_path: Path) -> None:
+    """A .txt data.path is a list of videos: one of notes said its lines are missing files, not that one file is
+    too few for a batch of 2 (the batch check came before the files were tried)."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("remember to train longer\n")
+    module = VideoDataModule(path=str(notes), val_fraction=0, num_frames=5, size=32, num_workers=0, batch_size=2)
+    with pytest.raises(ValueError) as error:
+        module.setup("fit")
+    assert str(error.value).startswith(f"data.path {notes} is read as a list of videos, one path a line: the one file gives no")
+    assert "remember to train longer: no such file" in str(error.value)

@@ -244,6 +244,8 @@ class VideoDataModule(LightningDataModule):
             else:
                 self._setup_training(stage)
             self._probe_datasets()
+            if stage != "test":  # after the probe: a list of missing files is that, not too few for a batch
+                self._check_one_batch()
         except (ValueError, FileNotFoundError) as error:
             self.datasets.clear()  # nothing half set up for a later call to take as done
             raise DataSetupError(str(error)) from error
@@ -274,7 +276,6 @@ class VideoDataModule(LightningDataModule):
             self.datasets["images"] = ImageDataset(
                 image_files, size=self.size, train=True, seed=self.seed, horizontal_flip=self.horizontal_flip
             )
-        self._check_one_batch()
 
     def _probe_datasets(self) -> None:
         """Finds each dataset's first usable file (an error when none is), recording the unusable ones before it."""
@@ -284,6 +285,8 @@ class VideoDataModule(LightningDataModule):
             try:
                 _, errors = dataset.first_usable()
             except ValueError as error:  # no file of the split is usable
+                if name == "train" and self.path is not None and Path(self.path).suffix.lower() == ".txt":
+                    raise ValueError(f"data.path {self.path} is read as a list of videos, one path a line: {error}") from None
                 if name != "val" or self.val_path:
                     raise
                 raise ValueError(

@@ -120,7 +120,8 @@ class SkippingDataset(Dataset, ABC):
                 errors.append(error)
         reasons = "\n  ".join(str(e) for e in errors[:5])
         more = f"\n  ... and {len(errors) - 5} more" if len(errors) > 5 else ""
-        raise ValueError(f"none of the {len(self.files)} files gives a usable sample:\n  {reasons}{more}")
+        head = "the one file gives no" if len(self.files) == 1 else f"none of the {len(self.files)} files gives a"
+        raise ValueError(f"{head} usable sample:\n  {reasons}{more}")
 
 
 @dataclass(frozen=True)
