@@ -63,6 +63,7 @@ def test_invalid_settings_fail_at_parse_time_naming_the_fix(capsys: pytest.Captu
     assert "height=60 is not a multiple of 8; use 56 or 64" in _fit_error(capsys, "--data.size", "60")
     assert "spatial_compression" in _fit_error(capsys, "--model.autoencoder.spatial_compression", "12")
     assert "bf16-mixed" in _fit_error(capsys, "--trainer.precision", "16-mixed")
+    assert "vtok's networks are mostly 3D convolutions" in _fit_error(capsys, "--trainer.precision", "transformer-engine")
     message = _fit_error(capsys, "--model.autoencoder.block_out_channels", "[12, 20]")
     assert "set resample_shortcut=false" in message and "Traceback" not in message
     assert "set model.accumulate_batches instead" in _fit_error(capsys, "--trainer.accumulate_grad_batches", "2")

@@ -27,7 +27,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from lightning.pytorch import Trainer
 
-from vtok.config_checks import check_clip_shape, refuse_fsdp, refuse_frozen_random_parts
+from vtok.config_checks import check_clip_shape, check_precision, refuse_fsdp, refuse_frozen_random_parts
 from vtok.console import quiet_resumed_checkpoint_folder, quiet_third_party_noise, show_vtok_messages
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import DataSetupError, NoUsableDataError, ResumeMismatchError
@@ -216,22 +216,8 @@ class VtokCLI(LightningCLI):
                     f"trainer.{setting} does not apply: vtok steps its optimisers itself (generator and discriminator); "
                     f"set {instead} instead"
                 )
-        if str(trainer.precision).startswith("bf16") and not torch.cuda.is_available():
-            log.warning(
-                "trainer.precision=%s on the CPU: torch's CPU bf16 3D-convolution backward has given NaN gradients "
-                "at random (seen in the discriminator); use 32-true on the CPU", trainer.precision,
-            )  # fmt: skip
         ema = dotted_get(config, "model.ema_decay") is not None
-        if str(trainer.precision) == "bf16-true" and self.subcommand == "fit" and ema:
-            raise UsageError(
-                "trainer.precision=bf16-true keeps the EMA copy in bfloat16, where its updates round away once the decay "
-                "nears 0.999 (validation and export would use stale weights); use bf16-mixed, or set model.ema_decay null"
-            )
-        if str(trainer.precision).startswith("16"):
-            raise UsageError(
-                f"trainer.precision={trainer.precision} is not supported (fp16 overflows in video VAEs); "
-                "use bf16-mixed on GPU or 32-true"
-            )
+        check_precision(trainer.precision, training=self.subcommand == "fit", ema=ema)
         for logger in trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]:
             if logger and not isinstance(logger, bool) and logger.init_args.get("save_dir") in (None, "."):
                 self._derived.append((logger.init_args, "save_dir", logger.init_args.get("save_dir")))

@@ -3,11 +3,16 @@ with in one line (:class:`~vtok.usage_error.UsageError`), before the Trainer, mo
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+import torch
 
 from vtok.resume_checks import dotted_get
 from vtok.usage_error import UsageError
 from vtok.vae.compression import Compression
+
+log = logging.getLogger(__name__)
 
 
 def refuse_frozen_random_parts(config: Any) -> None:
@@ -19,6 +24,31 @@ def refuse_frozen_random_parts(config: Any) -> None:
             f"model.freeze keeps the {' and '.join(frozen)} fixed for the whole run, and nothing gives them weights: "
             "they would stay random; start from a trained model (--model.init_from runs/<stage 1>/checkpoints/last.ckpt), "
             "or set model.freeze_steps"
+        )
+
+
+def check_precision(precision: Any, training: bool, ema: bool) -> None:
+    """Refuses the precisions vtok cannot train or score with (fp16, Transformer Engine's FP8, bf16-true with an EMA
+    copy when ``training``), and warns of bf16 on the CPU."""
+    name = str(precision)
+    if name.startswith("bf16") and not torch.cuda.is_available():
+        log.warning(
+            "trainer.precision=%s on the CPU: torch's CPU bf16 3D-convolution backward has given NaN gradients "
+            "at random (seen in the discriminator); use 32-true on the CPU", name,
+        )  # fmt: skip
+    if name == "bf16-true" and training and ema:
+        raise UsageError(
+            "trainer.precision=bf16-true keeps the EMA copy in bfloat16, where its updates round away once the decay "
+            "nears 0.999 (validation and export would use stale weights); use bf16-mixed, or set model.ema_decay null"
+        )
+    if name.startswith("transformer-engine"):  # else a traceback without the package
+        raise UsageError(
+            f"trainer.precision={name} is not supported: Transformer Engine's FP8 replaces linear and layer-norm "
+            "layers, and vtok's networks are mostly 3D convolutions; use bf16-mixed on GPU"
+        )
+    if name.startswith("16"):
+        raise UsageError(
+            f"trainer.precision={name} is not supported (fp16 overflows in video VAEs); use bf16-mixed on GPU or 32-true"
         )
 
 
