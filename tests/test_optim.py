@@ -11,7 +11,9 @@ import torch
 from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader
 
+from tests.helpers import tiny_fit_args
 from vtok import VideoAutoencoder
+from vtok.cli import main
 from vtok.losses import AdversarialLoss
 from vtok.training import AutoencoderModule
 from vtok.training.optim import OptimizerConfig, build_optimizer
@@ -256,3 +258,20 @@ def test_a_resume_lays_the_optimizer_settings_given_now_over_the_restored_state(
     assert "model.disc_optimizer: learning rate 0.0003 from step 2 on, where the checkpoint's settings give 0.0001" in caplog.text
     generator, discriminator = (optimizer.state for optimizer in second.optimizers)
     assert {int(s["step"]) for s in generator.values()} == {10} and {int(s["step"]) for s in discriminator.values()} == {8}
+
+
+def test_a_run_shorter_than_warm_up_is_warned_of_once_per_optimizer_with_its_own_length(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The CLI's schedule check and configure_optimizers each warned, unnamed, and the check gave the discriminator
+    the whole run: its cosine here has 2 of the 4 steps (from the adversarial start at batch 2)."""
+    cosine = ["--model.optimizer.schedule", "cosine", "--model.optimizer.warmup_steps", "5",
+              "--model.disc_optimizer.schedule", "cosine", "--model.disc_optimizer.warmup_steps", "3"]  # fmt: skip
+    adversarial = ["--model.adversarial.discriminator", "patch3d", "--model.adversarial.channels", "8",
+                   "--model.adversarial.layers", "1", "--model.adversarial.start_step", "2"]  # fmt: skip
+    main(tiny_fit_args(tmp_path, 4, "--trainer.logger", "false", *cosine, *adversarial))
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "ends before warm-up" in line]
+    assert warnings == [
+        "vtok WARNING: model.optimizer: the run (4 steps) ends before warm-up (5 steps): no cosine decay",
+        "vtok WARNING: model.disc_optimizer: the run (2 steps) ends before warm-up (3 steps): no cosine decay",
+    ]

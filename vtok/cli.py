@@ -58,7 +58,7 @@ from vtok.training import (
 )
 from vtok.training.checkpoint_io import AtomicCheckpointIO
 from vtok.training.module import NonFiniteTrainingError
-from vtok.training.optim import build_optimizer
+from vtok.training.optim import check_schedule, discriminator_run_steps
 from vtok.usage_error import UsageError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -380,12 +380,17 @@ class VtokCLI(LightningCLI):
 
     def _check_schedules(self) -> None:
         """The learning-rate schedules against the run's length, here rather than in
-        ``configure_optimizers``, where Lightning reports a mistake with a traceback."""
+        ``configure_optimizers``, where Lightning reports a mistake with a traceback (a short run's warning is
+        left to ``configure_optimizers``, which gives it once)."""
         run_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else None
-        configs = [self.model.optimizer_config] + ([self.model.disc_optimizer_config] if self.model.adversarial else [])
-        for name, config in zip(("model.optimizer", "model.disc_optimizer"), configs):
+        checks = [("model.optimizer", self.model.optimizer_config, run_steps)]
+        if self.model.adversarial is not None:
+            start, accumulate = self.model.adversarial.start_step, self.model.accumulate_batches
+            checks.append(("model.disc_optimizer", self.model.disc_optimizer_config,
+                           discriminator_run_steps(run_steps, start, accumulate)))  # fmt: skip
+        for name, config, steps in checks:
             try:
-                build_optimizer([torch.nn.Parameter(torch.zeros(1))], config, run_steps, name)
+                check_schedule(config, steps, name)
             except ValueError as error:
                 raise UsageError(str(error)) from None
 

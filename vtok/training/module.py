@@ -31,7 +31,8 @@ from vtok.training.ema import ema_copy
 from vtok.training.held_out import HeldOutScoring
 from vtok.training.priors import fit_quantizer_to_prior, initialise_from_prior
 from vtok.training.rank_states import from_every_rank, gather_rank_states, keep_out_of_ddp_broadcasts, take_rank_state
-from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings_on_resume, build_optimizer
+from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings_on_resume
+from vtok.training.optim import build_optimizer, discriminator_run_steps
 from vtok.training.speed import CompileChoice, apply_speed_options, should_compile
 from vtok.training.run_out_loaders import restore_run_out_loaders, run_out_loaders
 from vtok.training.stopped_epoch import (
@@ -205,15 +206,11 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
     def configure_optimizers(self) -> Any:
         run_steps = self.trainer.max_steps if self.trainer.max_steps > 0 else None
         trainable = [p for p in self.autoencoder.parameters() if p.requires_grad]
-        optimizer, scheduler = build_optimizer(trainable, self.optimizer_config, run_steps)
+        optimizer, scheduler = build_optimizer(trainable, self.optimizer_config, run_steps, "model.optimizer")
         self._configured = [(self.optimizer_config, replace(scheduler.lr_lambdas[0]))]  # a resume lays these over the restored
         if self.adversarial is None:
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-        # The discriminator's optimizer steps only from the adversarial start on (see _optimizer_step): its
-        # schedule's step 0 is the first optimiser step whose batch is at or after start_step, and its default
-        # cosine ends with the run. (A start after the run's end: never stepped, any length will do.)
-        first = -(-(self.adversarial.start_step + 1) // self.accumulate_batches) - 1  # ceil((start + 1) / A) - 1
-        disc_run_steps = run_steps - first if run_steps is not None and run_steps > first else run_steps
+        disc_run_steps = discriminator_run_steps(run_steps, self.adversarial.start_step, self.accumulate_batches)
         disc, disc_scheduler = build_optimizer(
             self.adversarial.discriminator.parameters(), self.disc_optimizer_config, disc_run_steps, "model.disc_optimizer"
         )

@@ -89,17 +89,34 @@ def build_optimizer(
 def warmup_schedule(config: OptimizerConfig, run_steps: int | None, setting: str = "optimizer") -> WarmupSchedule:
     """The multiplier of ``config.lr`` per step; ``run_steps`` is the default end of the cosine (``setting``: as in
     :func:`build_optimizer`)."""
+    decay_steps = check_schedule(config, run_steps, setting)
+    if config.schedule == "cosine" and decay_steps <= config.warmup_steps:
+        log.warning(
+            "%s: the run (%d steps) ends before warm-up (%d steps): no cosine decay", setting, decay_steps, config.warmup_steps
+        )
+    return WarmupSchedule(config.warmup_steps, config.schedule, decay_steps, config.min_lr_ratio)
+
+
+def check_schedule(config: OptimizerConfig, run_steps: int | None, setting: str = "optimizer") -> int:
+    """The step the schedule's cosine ends at, checked: ``ValueError`` for a cosine that has no end or could never start."""
     decay_steps = config.decay_steps or run_steps or 0
     if config.schedule == "cosine" and decay_steps <= 0:
         raise ValueError(f"a cosine schedule needs {setting}.decay_steps or trainer.max_steps")
-    if config.schedule == "cosine" and decay_steps <= config.warmup_steps:
-        if config.decay_steps:  # asked for: a cosine that could never start is a mistake
-            raise ValueError(
-                f"{setting}.decay_steps={config.decay_steps} must exceed {setting}.warmup_steps={config.warmup_steps}: "
-                "the cosine runs from the end of warm-up to decay_steps"
-            )
-        log.warning("the run (%d steps) ends before warm-up (%d steps): no cosine decay", decay_steps, config.warmup_steps)
-    return WarmupSchedule(config.warmup_steps, config.schedule, decay_steps, config.min_lr_ratio)
+    if config.schedule == "cosine" and config.decay_steps and decay_steps <= config.warmup_steps:
+        raise ValueError(  # asked for: a cosine that could never start is a mistake (a short run only warns)
+            f"{setting}.decay_steps={config.decay_steps} must exceed {setting}.warmup_steps={config.warmup_steps}: "
+            "the cosine runs from the end of warm-up to decay_steps"
+        )
+    return decay_steps
+
+
+def discriminator_run_steps(run_steps: int | None, start_step: int, accumulate_batches: int) -> int | None:
+    """The discriminator's share of a run of ``run_steps`` optimiser steps: its optimiser steps only from the
+    adversarial start on, its schedule's step 0 being the first optimiser step whose batch is at or after
+    ``start_step``, so its default cosine ends with the run. (A start after the run's end: never stepped, any
+    length will do.)"""
+    first = -(-(start_step + 1) // accumulate_batches) - 1  # ceil((start + 1) / A) - 1
+    return run_steps - first if run_steps is not None and run_steps > first else run_steps
 
 
 def apply_settings(
