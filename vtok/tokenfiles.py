@@ -26,6 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from vtok.data import ClipInfo
+from vtok.data.sources import printable_path
 from vtok.error_text import first_line
 from vtok.tokenizers.indices import is_integer_dtype
 from vtok.vae import FirstFrameTokens, VideoAutoencoder, regular_indices
@@ -125,7 +126,7 @@ def token_metadata(
     fields: dict[str, Any] = {
         "format": TOKEN_FORMAT,
         "format_version": TOKEN_FORMAT_VERSION,
-        "source": info.path,
+        "source": printable_path(info.path),
         "first_frame": info.first_frame,
         "frames": info.frames,
         "stride": info.stride,

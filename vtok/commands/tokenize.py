@@ -31,7 +31,7 @@ from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve
 from vtok.data import file_key
 from vtok.data.manifest import read_jsonl
 from vtok.data.read_ahead import read_ahead
-from vtok.data.sources import RealPaths
+from vtok.data.sources import RealPaths, printable_path
 from vtok.export import load_autoencoder_and_metadata
 from vtok.tokenfiles import (
     read_token_header,
@@ -94,7 +94,7 @@ def _already_tokenized(
         token_path = _token_path(out, source, real)
         token_path = token_path if token_path in existing else by_video.get(real(source))
         if token_path is not None:
-            found[index] = {**_entry(out, token_path, *existing[token_path]), "path": source}
+            found[index] = {**_entry(out, token_path, *existing[token_path]), "path": printable_path(source)}
     return found
 
 
@@ -141,7 +141,7 @@ def main(argv: Sequence[str]) -> None:
     loaded = read_ahead(dataset, to_read, workers)
     for index, video, info, skip in tqdm(loaded, desc="tokenize", unit="video", total=len(to_read)):
         if skip is not None:
-            skipped.append(skip)
+            skipped.append({**skip, "path": printable_path(skip["path"])})  # each path written as in the token headers
             continue
         with torch.no_grad():
             tokens = map_tokens(model.tokenize(video[None].to(device)), lambda t: t[0])

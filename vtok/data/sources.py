@@ -231,6 +231,20 @@ def _check_length(record: dict[str, Any], where: str) -> None:
 
 def file_key(path: str | Path, hashed: str | Path | None = None) -> str:
     """A short name for a file that stays unique across folders: ``<stem>-<8 hex of sha1(path)>``, the path as
-    written; with ``hashed`` (such as the file's real path, one for every spelling of it), the sha1 of that."""
+    written (its stem as :func:`printable_path` gives it); with ``hashed`` (such as the file's real path, one for
+    every spelling of it), the sha1 of that."""
     digest = hashlib.sha1(os.fsencode(path if hashed is None else hashed))  # the name's bytes, UTF-8 or not
-    return f"{Path(path).stem}-{digest.hexdigest()[:8]}"
+    return f"{Path(printable_path(path)).stem}-{digest.hexdigest()[:8]}"
+
+
+def printable_path(path: str | Path) -> str:
+    """``path`` as text that UTF-8 files and headers take: a name's bytes that are not UTF-8 (an old Latin-1 name,
+    which Python reads as surrogate escapes) written ``\\xNN``; any other path unchanged. For what vtok writes
+    about a file (token headers, CSV, reports), never to open it: a safetensors header or a CSV of such a raw path
+    failed and stopped the whole run."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    return text

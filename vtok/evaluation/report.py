@@ -8,7 +8,9 @@ import logging
 import math
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from vtok.data.sources import printable_path
 from vtok.evaluation.pictures import ERROR_GAIN
 
 log = logging.getLogger(__name__)
@@ -126,7 +128,8 @@ def report_markdown(metrics: dict[str, Any]) -> str:
             "",
         ]
     if metrics["skipped"]:
-        lines += ["## Skipped files", ""] + [f"- `{s['path']}`: {s['reason']}" for s in metrics["skipped"]] + [""]
+        skipped = [f"- `{printable_path(s['path'])}`: {s['reason']}" for s in metrics["skipped"]]
+        lines += ["## Skipped files", "", *skipped, ""]
     if pictures:
         lines += [
             "## Pictures",
@@ -137,9 +140,10 @@ def report_markdown(metrics: dict[str, Any]) -> str:
             "the full range or more). The videos show the original (left) next to the reconstruction (right).",
             "",
         ]
-        for picture in pictures:
-            video = f" ([side-by-side video]({picture['video']}))" if "video" in picture else ""
-            lines += [f"### `{picture['path']}`{video}", "", f"![{picture['path']}]({picture['grid']})", ""]
+        for picture in pictures:  # links quoted: a space in a file name ended the link (the picture showed as text)
+            path = printable_path(picture["path"])
+            video = f" ([side-by-side video]({quote(picture['video'])}))" if "video" in picture else ""
+            lines += [f"### `{path}`{video}", "", f"![{path}]({quote(picture['grid'])})", ""]
     return "\n".join(lines)
 
 
@@ -160,7 +164,7 @@ def write_outputs(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]]
     with (out / "per_video.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["path", "psnr", "ssim", "lpips", "high_frequency_ratio"])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({**row, "path": printable_path(row["path"])} for row in rows)
     (out / "report.md").write_text(report_markdown(metrics))
 
 
