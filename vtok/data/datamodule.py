@@ -17,6 +17,7 @@ from vtok.data.clips import ClipSpec, VideoLength
 from vtok.data.dataset import SkippingDataset, VideoClipDataset
 from vtok.data.batches import video_parts
 from vtok.data.errors import DataSetupError, read_notes
+from vtok.data.fork_server import fork_server_context
 from vtok.data.images import ImageDataset
 from vtok.data.readers import ReaderBackend
 from vtok.data.overlap import warn_about_overlap
@@ -379,15 +380,16 @@ class VideoDataModule(LightningDataModule):
 
     def _loader(self, name: str, batch_size: int, shuffle: bool) -> StatefulDataLoader:
         dataset = self.datasets[name]
+        workers = {"num_workers": self.num_workers, "worker_init_fn": leave_stop_signals_to_main_process}
         if self.num_workers > 0:
             kill_loader_workers_at_exit()  # the workers ignore SIGTERM: see vtok.data.worker_signals
+            workers["multiprocessing_context"] = fork_server_context()  # not a fork of this process: see fork_server
         if isinstance(dataset, ShardClipDataset):
             return EpochLoader(
                 dataset,
                 epoch=self._current_epoch,
                 batch_size=batch_size,
-                num_workers=self.num_workers,
-                worker_init_fn=leave_stop_signals_to_main_process,
+                **workers,
                 drop_last=True,
                 pin_memory=torch.cuda.is_available(),
             )
@@ -396,8 +398,7 @@ class VideoDataModule(LightningDataModule):
             track_trained=shuffle,  # training: saves the place of the batches trained (see on_after_batch_transfer)
             batch_size=batch_size,
             sampler=EpochSampler(len(dataset), shuffle=shuffle, seed=self.seed, mark_repeats=not shuffle),
-            num_workers=self.num_workers,
-            worker_init_fn=leave_stop_signals_to_main_process,
+            **workers,
             drop_last=shuffle,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vtok.data.dataset import ClipInfo, VideoClipDataset
 from vtok.data.errors import UnusableFileError
+from vtok.data.fork_server import fork_server_context
 from vtok.data.worker_signals import kill_loader_workers_at_exit, leave_stop_signals_to_main_process
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,12 @@ def read_ahead(
     else:
         kill_loader_workers_at_exit()  # the workers ignore SIGTERM: see vtok.data.worker_signals
         loaded = DataLoader(
-            items, batch_size=None, collate_fn=_one, num_workers=workers, worker_init_fn=leave_stop_signals_to_main_process
+            items,
+            batch_size=None,
+            collate_fn=_one,
+            num_workers=workers,
+            worker_init_fn=leave_stop_signals_to_main_process,
+            multiprocessing_context=fork_server_context(),  # not a fork of this process: see vtok.data.fork_server
         )
     for item in loaded:
         if item[3] is not None:

@@ -9,16 +9,13 @@ The deadline is for silence, not for the whole item: long work that is not stall
 hour of video, decoding every frame of it) calls :func:`still_working` as it goes, and each call gives
 the item ``timeout`` seconds more. Without it, a healthy long video was rejected as stalled.
 
-Workers come from a fork server that has imported ``preload`` and nothing else: forking the
-calling process instead would copy its decoder state (decord's threads), which can crash the
-child when it frees a reader it inherited.
+Workers come from a fork server (:mod:`vtok.data.fork_server`) that has imported ``preload``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
-import multiprocessing.forkserver
 import multiprocessing.pool
 import queue
 import signal
@@ -27,6 +24,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any
+
+from vtok.data.fork_server import fork_server_context, unblock_group_signals
 
 STALLED = object()  # the result of an item that passed its deadline
 PROGRESS_INTERVAL_S = 1.0  # a worker reports progress at most this often
@@ -53,6 +52,7 @@ def still_working() -> None:
 def _start_worker(progress: Any) -> None:
     global _progress
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the calling process stops the workers
+    unblock_group_signals()  # blocked by the fork server: pool.terminate() stops a stalled worker with SIGTERM
     _progress = progress
 
 
@@ -91,9 +91,7 @@ def run_with_deadlines(
     pending: deque[Hashable] = deque(items)
     if not pending:
         return
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(list(preload))
-    _start_fork_server_ignoring_ctrl_c()
+    context = fork_server_context(preload) or multiprocessing.get_context()
     running: dict[Hashable, float] = {}  # item -> deadline
     finished: queue.SimpleQueue[tuple[int, Hashable, Any, bool]] = queue.SimpleQueue()
     generation = 0  # results from a terminated pool are ignored
@@ -138,14 +136,6 @@ def run_with_deadlines(
             yield item, result
     finally:
         pool.terminate()
-
-
-def _start_fork_server_ignoring_ctrl_c() -> None:
-    """Starts the fork server with Ctrl-C ignored (the setting survives its exec, and Python keeps an
-    ignored SIGINT ignored): it imports the preload modules (seconds) before it ignores Ctrl-C itself,
-    and a Ctrl-C then printed its traceback under the calling process's one-line message."""
-    with _ctrl_c(signal.SIG_IGN):
-        multiprocessing.forkserver.ensure_running()
 
 
 @contextlib.contextmanager

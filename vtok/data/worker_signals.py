@@ -20,15 +20,18 @@ import multiprocessing
 import signal
 import threading
 
+from vtok.data.fork_server import unblock_group_signals
+
 STOP_SIGNALS = ("SIGTERM", "SIGUSR1")  # what the training loop checkpoints on (vtok.training.StopOnSignal)
 
 
 def leave_stop_signals_to_main_process(worker_id: int) -> None:
-    """A ``worker_init_fn``: the worker ignores :data:`STOP_SIGNALS`."""
+    """A ``worker_init_fn``: the worker ignores :data:`STOP_SIGNALS` (and takes Ctrl-C as torch's workers do)."""
     for name in STOP_SIGNALS:
         signum = getattr(signal, name, None)
         if signum is not None:
             signal.signal(signum, signal.SIG_IGN)
+    unblock_group_signals()  # blocked by the fork server it came from
 
 
 _exit_hook_registered = False

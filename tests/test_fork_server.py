@@ -1,0 +1,59 @@
+"""Loader workers come from a fork server, never a fork of the training process (whose threads' locks a fork
+copies: a rank's worker hung inside os.fork in CI), and the group's stop signals leave the server to the main process."""
+
+from __future__ import annotations
+
+import multiprocessing.forkserver
+import os
+import signal
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from vtok.data.datamodule import VideoDataModule
+from vtok.data.fork_server import fork_server_context
+from vtok.data.worker_signals import leave_stop_signals_to_main_process
+
+GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def blocked_signals(pid: int | str) -> set[int]:
+    """The signals ``pid`` blocks, from /proc."""
+    mask = next(int(line.split()[1], 16) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("SigBlk"))
+    return {number for number in range(1, 65) if mask >> (number - 1) & 1}
+
+
+class WhoAmI(Dataset):
+    """Item: the worker's pid, its parent's, the group's signals it blocks, and whether it ignores SIGTERM."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> tuple[int, int, list[int], bool]:
+        blocked = sorted(blocked_signals("self") & set(GROUP_SIGNALS))
+        return os.getpid(), os.getppid(), blocked, signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+
+
+def test_loader_workers_come_from_the_fork_server_that_blocks_the_groups_signals_and_take_their_own_back() -> None:
+    context = fork_server_context()
+    assert context is not None and context.get_start_method() == "forkserver"
+    server = multiprocessing.forkserver._forkserver._forkserver_pid  # noqa: SLF001 (where else would its pid be)
+    assert set(GROUP_SIGNALS) <= blocked_signals(server), "a kill -- -PGID that stops the run would end the server first"
+    assert not set(GROUP_SIGNALS) & blocked_signals(os.getpid()), "this process gets its signals as before"
+    loader = DataLoader(WhoAmI(), batch_size=None, num_workers=2, multiprocessing_context=context,
+                        worker_init_fn=leave_stop_signals_to_main_process)  # fmt: skip
+    for pid, parent, blocked, ignores_sigterm in loader:
+        assert pid != os.getpid() and parent == server, "forked by the server, not by this process"
+        assert blocked == [] and ignores_sigterm, "the worker ignores the stop signals itself, and takes Ctrl-C"
+
+
+def test_the_data_modules_loaders_start_their_workers_from_the_fork_server(video_folder: Path) -> None:
+    module = VideoDataModule(path=str(video_folder), val_fraction=0.25, num_frames=5, size=32, num_workers=2, batch_size=2)
+    module.setup("fit")
+    for loader in (module.train_dataloader(), module.val_dataloader()):
+        assert loader.multiprocessing_context.get_start_method() == "forkserver"
+        assert next(iter(loader))["video"].shape[1:] == torch.Size([3, 5, 32, 32])
+    in_process = VideoDataModule(path=str(video_folder), num_frames=5, size=32, num_workers=0, batch_size=2)
+    in_process.setup("fit")
+    assert in_process.train_dataloader().multiprocessing_context is None
