@@ -16,7 +16,8 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from vtok import VideoAutoencoder
-from vtok.cli import CONFIG_DIR, DEFAULT_CONFIG, VtokCLI, _is_checkpoint, main
+from vtok.cli import VtokCLI, _is_checkpoint, main
+from vtok.presets import CONFIG_DIR, DEFAULT_CONFIG
 from vtok.data.datamodule import VideoDataModule
 from vtok.losses.adversarial import AdversarialLoss
 from vtok.losses.perceptual import load_lpips_vgg

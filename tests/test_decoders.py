@@ -11,7 +11,8 @@ import yaml
 
 from tests.helpers import tiny_fit_args
 from vtok import VideoAutoencoder
-from vtok.cli import CONFIG_DIR, main
+from vtok.cli import main
+from vtok.presets import CONFIG_DIR
 from vtok.vae.long_video import temporal_reach
 
 PRESETS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))

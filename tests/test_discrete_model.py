@@ -13,7 +13,8 @@ from lightning.pytorch.loggers import CSVLogger
 
 from tests.helpers import TINY_DATA, csv_logger, metric_column, tiny_fit_args
 from vtok import VideoAutoencoder
-from vtok.cli import CONFIG_DIR, main
+from vtok.cli import main
+from vtok.presets import CONFIG_DIR
 from vtok.tokenizers import GroupLFQ
 from vtok.training import AutoencoderModule, CodebookMonitor
 from vtok.training.rank_states import from_every_rank

@@ -311,3 +311,24 @@ def test_a_validation_interval_the_epoch_cannot_hold_is_one_line_naming_the_fix(
         assert "--trainer.check_val_every_n_epoch null" in error
     else:
         assert error.startswith("vtok: error: trainer.val_check_interval=0.5 is a share of an epoch")
+
+
+def test_a_resume_goes_on_in_the_run_folder_it_names_whatever_folder_the_config_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """config.yaml records trainer.default_root_dir as typed: resumed from another working directory (a relative
+    folder) or after the run folder moved, --ckpt_path last found nothing there and began afresh, or a checkpoint
+    file's run went on writing into the old folder."""
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    main(tiny_fit_args(Path("."), 2, "--trainer.logger", "false", run="runs/two"))
+    shutil.move(tmp_path / "a" / "runs" / "two", tmp_path / "moved")
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "b")
+    moved = tmp_path / "moved"
+    flags = ["--trainer.max_steps", "3", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+    main(["fit", "--config", str(moved / "config.yaml"), *flags, "--ckpt_path", "last"])
+    assert f"the run is in {moved}, not in trainer.default_root_dir runs/two the config records" in capsys.readouterr().err
+    assert torch.load(moved / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3, "resumed at 2, not afresh"
+    assert not (tmp_path / "b" / "runs").exists() and not (tmp_path / "a" / "runs" / "two").exists()
+    assert yaml.safe_load((moved / "config.yaml").read_text())["trainer"]["default_root_dir"] == str(moved)

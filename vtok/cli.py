@@ -34,10 +34,12 @@ from vtok.data.errors import DataSetupError, NoUsableDataError, ResumeMismatchEr
 from vtok.error_text import first_line
 from vtok.launch import LaunchEnvironment, detect_launch
 from vtok.logged_config import SaveAndLogConfig
+from vtok.presets import DEFAULT_CONFIG, with_packaged_presets
 from vtok.resume_checks import check_checkpoint, config_class, dotted_get
 from vtok.run_folder import (
     CHECKPOINT_KEYWORDS,
     RUN_FOLDER_VARIABLE,
+    follow_the_resumed_run,
     inherits_run_folder,
     newest_checkpoint,
     refuse_a_fresh_run_over_an_old_one,
@@ -61,8 +63,6 @@ from vtok.training.module import NonFiniteTrainingError
 from vtok.training.optim import check_schedule, discriminator_run_steps
 from vtok.usage_error import UsageError
 
-CONFIG_DIR = Path(__file__).parent / "configs"
-DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 log = logging.getLogger("vtok.cli")
 LIGHTNING_CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
@@ -127,6 +127,8 @@ class VtokCLI(LightningCLI):
                 os.environ.pop(RUN_FOLDER_VARIABLE, None)  # a later command in this process claims its own
 
     def _build_and_run(self, args: Sequence[str] | None, run: bool) -> None:
+        given = sys.argv[1:] if args is None else args
+        self._folder_given_now = any(str(a).partition("=")[0] == "--trainer.default_root_dir" for a in given)
         defaults = {"default_config_files": [str(DEFAULT_CONFIG)]}
         super().__init__(
             AutoencoderModule,
@@ -158,6 +160,11 @@ class VtokCLI(LightningCLI):
             raise UsageError(
                 "trainer.limit_val_batches is 0: vtok validate would score nothing; add --trainer.limit_val_batches 1.0"
             )
+        moved = follow_the_resumed_run(config, folder_given_now=self._folder_given_now)
+        if moved is not None:  # config.yaml then records where the run is now
+            log.info("the run is in %s, not in trainer.default_root_dir %s the config records: going on there", moved,
+                     trainer.default_root_dir)  # fmt: skip
+            trainer.default_root_dir = moved
         launch = detect_launch()
         if launch is not None:
             self._apply_launch(config, launch)
@@ -232,9 +239,13 @@ class VtokCLI(LightningCLI):
         for callback in trainer.callbacks or []:
             if callback.class_path == LIGHTNING_CHECKPOINT:  # same options; last.ckpt also ends at the final step
                 callback.class_path = f"{FinalStepCheckpoint.__module__}.{FinalStepCheckpoint.__name__}"
-            if _is_checkpoint(callback.class_path) and not callback.init_args.get("dirpath"):
-                self._derived.append((callback.init_args, "dirpath", callback.init_args.get("dirpath")))
-                callback.init_args.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
+            if _is_checkpoint(callback.class_path) and not callback.init_args.get("dirpath"):  # the run folder's own
+                derived = {"dirpath": str(Path(trainer.default_root_dir) / "checkpoints")}
+                if "enable_version_counter" in callback.init_args:  # a resume's last.ckpt, not last-v1: see FinalStepCheckpoint
+                    derived["enable_version_counter"] = False
+                for key, value in derived.items():
+                    self._derived.append((callback.init_args, key, callback.init_args.get(key)))
+                    callback.init_args[key] = value
         check_clip_shape(config)
 
     def _resume_without_prior(self, config: Any) -> None:
@@ -410,43 +421,6 @@ def _run_subcommand(name: str, argv: list[str]) -> None:
     getattr(importlib.import_module(module_name), function)(argv)
 
 
-def _with_packaged_presets(arguments: list[str]) -> list[str]:
-    """``arguments`` with every config file (``--config``, ``-c``) moved ahead of the flags, in their order:
-    jsonargparse applies arguments in order, so a flag written before ``--config`` was silently undone by the
-    file, where flags are meant to win. A config named ``configs/<preset>.yaml`` (or ``<preset>.yaml``) that
-    is not a file here names the preset shipped in the package, so the README's commands work from any
-    folder after a plain ``pip install``."""
-    subcommand = next((i for i, argument in enumerate(arguments) if argument in ("fit", "validate", "test")), None)
-    if subcommand is None:
-        return list(arguments)
-    configs, flags, rest = [], [], arguments[subcommand + 1 :]
-    index = 0
-    while index < len(rest):
-        argument = rest[index]
-        option, equals, value = argument.partition("=")
-        if option in ("--config", "-c") and equals:
-            configs.append(f"{option}={_packaged(value)}")
-        elif argument in ("--config", "-c") and index + 1 < len(rest):
-            configs += [argument, _packaged(rest[index + 1])]
-            index += 1
-        else:
-            flags.append(argument)
-        index += 1
-    return [*arguments[: subcommand + 1], *configs, *flags]
-
-
-def _packaged(given: str) -> str:
-    """``given``, or the preset shipped in the package that it names (see :func:`_with_packaged_presets`)."""
-    name, packaged = Path(given), CONFIG_DIR / Path(given).name
-    if name.exists() or name.parent not in (Path("."), Path("configs")):
-        return given
-    if packaged.is_file():
-        log.info("--config %s: the preset shipped with vtok, %s", given, packaged)
-        return str(packaged)
-    presets = ", ".join(sorted(path.name for path in CONFIG_DIR.glob("*.yaml")))  # not the 80-line usage of a missing file
-    raise UsageError(f"--config {given}: no such file here, nor a preset shipped with vtok (presets: {presets})")
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``vtok`` console script and of ``train.py``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -462,9 +436,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     try:
         if argv is None:
-            sys.argv[1:] = _with_packaged_presets(arguments)  # Lightning reads the command line itself
+            sys.argv[1:] = with_packaged_presets(arguments)  # Lightning reads the command line itself
         else:
-            argv = _with_packaged_presets(arguments)
+            argv = with_packaged_presets(arguments)
         VtokCLI(args=argv)
     except (UsageError, ResumeMismatchError, DataSetupError) as error:  # the last: raised on each rank of a launch
         sys.stderr.write(f"vtok: error: {error}\n")  # one write: the ranks' lines do not interleave

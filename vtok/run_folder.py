@@ -46,6 +46,21 @@ def resumed_run_folder(config: Any) -> str | None:
     return None
 
 
+def follow_the_resumed_run(config: Any, folder_given_now: bool) -> str | None:
+    """The folder a resume goes on in when the config's recorded ``trainer.default_root_dir`` names another
+    (``None`` when they agree, or a folder was given on this command line, which wins): the folder of the
+    ``--ckpt_path`` file, or of the ``--config <run>/config.yaml`` that holds the checkpoints, absolute. A run
+    folder moved or copied, or one recorded relative to another working directory, otherwise resumed from
+    and wrote into the recorded folder: the old one, or a new empty one where ``last`` found nothing and the
+    run began afresh, without a word."""
+    recorded, resumed = config.trainer.get("default_root_dir"), resumed_run_folder(config)
+    if folder_given_now or recorded is None or resumed is None:
+        return None
+    if Path(recorded).resolve() == Path(resumed).resolve():
+        return None
+    return str(Path(resumed).resolve())
+
+
 def _holds_checkpoints(run: Path) -> bool:
     return (run / "checkpoints").is_dir() or any(run.glob("hpc_ckpt_*.ckpt"))
 

@@ -8,6 +8,13 @@ that stopped at step 53 left step 50 in ``last.ckpt``: the last three steps were
 ``save_last: link`` too: the link pointed at step 50's file). Lightning's manual-optimisation branch
 (vtok steps its two optimisers itself) also saves by ``every_n_train_steps`` only: a
 ``train_time_interval`` never saved. vtok's CLI uses this class wherever a config names Lightning's.
+
+For the run folder's own ``checkpoints/`` (no ``dirpath`` given), vtok's CLI also sets
+``enable_version_counter: false``, so that Lightning never adds its version suffix (``last-v1.ckpt``) to a
+name a file already has: vtok refuses a new run into a run folder holding checkpoints, so such a file is
+the same run's, and a run resumed from an earlier
+``step=N.ckpt`` (rolled back, or its folder moved) left its final step in ``last-v1.ckpt`` and an older
+line of training in the ``last.ckpt`` that ``vtok export`` and the README's commands read.
 """
 
 from __future__ import annotations

@@ -1,0 +1,50 @@
+"""The configs shipped in the package (``vtok/configs``): the default one every command starts from, and the
+presets a ``--config configs/<preset>.yaml`` names from any folder after a plain ``pip install``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from vtok.usage_error import UsageError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+log = logging.getLogger("vtok.cli")
+
+
+def with_packaged_presets(arguments: list[str]) -> list[str]:
+    """``arguments`` with every config file (``--config``, ``-c``) moved ahead of the flags, in their order:
+    jsonargparse applies arguments in order, so a flag written before ``--config`` was silently undone by the
+    file, where flags are meant to win. A config named ``configs/<preset>.yaml`` (or ``<preset>.yaml``) that
+    is not a file here names the preset shipped in the package, so the README's commands work from any
+    folder after a plain ``pip install``."""
+    subcommand = next((i for i, argument in enumerate(arguments) if argument in ("fit", "validate", "test")), None)
+    if subcommand is None:
+        return list(arguments)
+    configs, flags, rest = [], [], arguments[subcommand + 1 :]
+    index = 0
+    while index < len(rest):
+        argument = rest[index]
+        option, equals, value = argument.partition("=")
+        if option in ("--config", "-c") and equals:
+            configs.append(f"{option}={_packaged(value)}")
+        elif argument in ("--config", "-c") and index + 1 < len(rest):
+            configs += [argument, _packaged(rest[index + 1])]
+            index += 1
+        else:
+            flags.append(argument)
+        index += 1
+    return [*arguments[: subcommand + 1], *configs, *flags]
+
+
+def _packaged(given: str) -> str:
+    """``given``, or the preset shipped in the package that it names (see :func:`with_packaged_presets`)."""
+    name, packaged = Path(given), CONFIG_DIR / Path(given).name
+    if name.exists() or name.parent not in (Path("."), Path("configs")):
+        return given
+    if packaged.is_file():
+        log.info("--config %s: the preset shipped with vtok, %s", given, packaged)
+        return str(packaged)
+    presets = ", ".join(sorted(path.name for path in CONFIG_DIR.glob("*.yaml")))  # not the 80-line usage of a missing file
+    raise UsageError(f"--config {given}: no such file here, nor a preset shipped with vtok (presets: {presets})")
