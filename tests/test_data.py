@@ -89,16 +89,16 @@ def test_clip_spec_strides_and_target_fps(caplog: pytest.LogCaptureFixture, monk
     monkeypatch.setattr("vtok.data.clips._said", set())
     for _ in range(3):  # a target above the video's rate: every frame, at the video's rate, said once
         assert ClipSpec(3, fps=60).frame_indices(30, 24.0) == [13, 14, 15]
-    assert [r.getMessage()[:40] for r in caplog.records] == ["data.fps=60 is above the frame rate of s"]
+    assert [r.getMessage()[:40] for r in caplog.records] == ["data.fps / --fps 60 is above the frame r"]
     caplog.clear()
     for unknown in (0.0, float("nan")):  # no rate recorded: data.fps cannot apply; said once (NaN crashed)
         assert ClipSpec(3, fps=8, frame_stride=2).stride(unknown) == 2
-    assert [r.getMessage()[:50] for r in caplog.records] == ["data.fps=8, but some videos record no frame rate: "]
+    assert [r.getMessage()[:50] for r in caplog.records] == ["data.fps / --fps 8, but some videos record no fram"]
     caplog.clear()
     for rate, stride in ((25.0, 1), (48.0, 2), (30.0, 1), (60.0, 2), (29.97, 1)):  # 30 and 60 at 24: 30 fps clips
         assert ClipSpec(3, fps=24).stride(rate) == stride
     assert [r.getMessage() for r in caplog.records] == [
-        "data.fps=24: some videos' frame rates are no whole multiple of it (e.g. 30 fps): their clips run at "
+        "data.fps / --fps 24: some videos' frame rates are no whole multiple of it (e.g. 30 fps): their clips run at "
         "30 fps (frame stride 1: strides stay whole, so that frames stay evenly spaced)"
     ], "said once, and not for 25 fps (4 % off)"
     g = torch.Generator().manual_seed(0)

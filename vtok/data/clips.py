@@ -119,15 +119,16 @@ class ClipSpec:
         if not video_fps > 0:  # unknown (0 or NaN): nothing to set the stride from
             _warn_once(
                 "unknown rate",
-                "data.fps=%g, but some videos record no frame rate: their clips take every %d-th frame "
-                "(data.frame_stride) whatever their speed (`vtok prepare --reencode` writes copies of such files at 24 fps)",
+                "data.fps / --fps %g, but some videos record no frame rate: their clips take every %d-th frame "
+                "(data.frame_stride / --stride) whatever their speed (`vtok prepare --reencode` writes copies of such "
+                "files at 24 fps)",
                 self.fps, self.frame_stride,
             )  # fmt: skip
             return self.frame_stride
         if video_fps < 0.99 * self.fps:
             _warn_once(
                 "slow source",
-                "data.fps=%g is above the frame rate of some videos (e.g. %g fps): their clips take every frame and run "
+                "data.fps / --fps %g is above the frame rate of some videos (e.g. %g fps): their clips take every frame and run "
                 "at the video's own rate, slower than asked (frames are never repeated)",
                 self.fps, video_fps,
             )  # fmt: skip
@@ -135,7 +136,7 @@ class ClipSpec:
         if video_fps >= 0.99 * self.fps and abs(video_fps / stride / self.fps - 1) > OFF_RATE:
             _warn_once(
                 "off rate",
-                "data.fps=%g: some videos' frame rates are no whole multiple of it (e.g. %g fps): their clips run at "
+                "data.fps / --fps %g: some videos' frame rates are no whole multiple of it (e.g. %g fps): their clips run at "
                 "%g fps (frame stride %d: strides stay whole, so that frames stay evenly spaced)",
                 self.fps, video_fps, round(video_fps / stride, 3), stride,
             )  # fmt: skip
