@@ -476,8 +476,8 @@ def test_held_out_files_that_are_also_training_files_are_said(
     settings = {"path": str(video_folder), "num_frames": 9, "size": 32, "batch_size": 1, "num_workers": 0}
     VideoDataModule(**settings, val_path=str(tmp_path / "linked")).setup("fit")
     assert "8 of the 8 files of data.val_path are also training files" in caplog.text
-    VideoDataModule(**settings, test_path=str(tmp_path / "linked")).setup("test")
-    assert "8 of the 8 files of data.test_path are also training files" in caplog.text
+    VideoDataModule(**settings, test_path=str(tmp_path / "linked"), val_fraction=0.25).setup("test")
+    assert "6 of the 8 files of data.test_path are also training files" in caplog.text, "2 held out for validation"
     caplog.clear()
     (tmp_path / "copies").mkdir()
     for video in sorted(video_folder.glob("*.mp4"))[:2]:

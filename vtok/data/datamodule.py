@@ -193,13 +193,20 @@ class VideoDataModule(LightningDataModule):
             held_out = self._held_out_records("data.val_path", self.val_path)
             warn_about_overlap("data.val_path", held_out, records)
             return records, held_out
+        return self._split_by_fraction(records)
+
+    def _split_by_fraction(
+        self, records: list[dict[str, Any]], say: bool = True
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """``records`` split into training and validation by ``data.val_fraction`` (the same split every time;
+        ``say``: warn when one file leaves none to hold out)."""
         # files are held out, not lines: a manifest that repeats a file (to weight it, or spelt another way:
         # relative and absolute, through a symlink) never has it in both splits
         real = RealPaths()
         files = [real(record["path"]) for record in records]
         paths = list(dict.fromkeys(files))
         held_out = round(len(paths) * self.val_fraction) if len(paths) > 1 else 0
-        if self.val_fraction > 0 and len(paths) == 1:
+        if self.val_fraction > 0 and len(paths) == 1 and say:
             log.warning(
                 "data.path lists one file: none is held out for validation (data.val_fraction=%g), so no "
                 "validation runs; pass data.val_path to validate",
@@ -306,7 +313,10 @@ class VideoDataModule(LightningDataModule):
             )
         records = self._held_out_records("data.test_path", self.test_path)
         if self.path is not None:  # generated clips and shards are never among a test folder's files
-            warn_about_overlap("data.test_path", records, _named("data.path", list_records, self.path))
+            trained = _named("data.path", list_records, self.path)
+            if self.val_path is None:  # the files validation held out were never trained on
+                trained = self._split_by_fraction(trained, say=False)[0]
+            warn_about_overlap("data.test_path", records, trained)
         self._warn_about_upscaling(records)
         self.datasets["test"] = self._clips(records, train=False)
 
