@@ -26,6 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from vtok.data import ClipInfo
+from vtok.data.manifest import file_version
 from vtok.data.sources import printable_path
 from vtok.error_text import first_line
 from vtok.tokenizers.indices import is_integer_dtype
@@ -127,6 +128,7 @@ def token_metadata(
         "format": TOKEN_FORMAT,
         "format_version": TOKEN_FORMAT_VERSION,
         "source": printable_path(info.path),
+        **file_version(info.path),  # a rerun redoes the video when its file changed since (size, modification time)
         "first_frame": info.first_frame,
         "frames": info.frames,
         "stride": info.stride,

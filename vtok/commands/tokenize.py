@@ -29,7 +29,7 @@ from vtok.commands.folder_lock import folder_lock
 from vtok.commands.outputs import output_folder
 from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
 from vtok.data import file_key
-from vtok.data.manifest import read_jsonl
+from vtok.data.manifest import changed_since_checked, read_jsonl
 from vtok.data.read_ahead import read_ahead
 from vtok.data.sources import RealPaths, printable_path
 from vtok.export import load_autoencoder_and_metadata
@@ -81,21 +81,36 @@ def _token_path(out: Path, source: str, real: Callable[[str], str] = os.path.rea
 
 def _already_tokenized(
     out: Path, files: Sequence[str], existing: dict[Path, tuple[dict[str, str], list[int]]]
-) -> dict[int, dict[str, Any]]:
+) -> tuple[dict[int, dict[str, Any]], int]:
     """Index entries (under this run's spelling of each path) of the ``files`` whose token file is among the
     ``existing`` ones, by position in ``files``: the file of :func:`_token_path`, else one whose recorded
-    source is the same video spelt another way (token files were once named by the path as written)."""
+    source is the same video spelt another way (token files were once named by the path as written); and how
+    many token files were left out because their video changed since (another size or modification time)."""
     real = RealPaths()
     by_video: dict[str, Path] = {}
     for token_path, (metadata, _) in existing.items():
         by_video.setdefault(real(metadata["source"]), token_path)
-    found = {}
+    found, changed = {}, 0
     for index, source in enumerate(files):
         token_path = _token_path(out, source, real)
         token_path = token_path if token_path in existing else by_video.get(real(source))
-        if token_path is not None:
-            found[index] = {**_entry(out, token_path, *existing[token_path]), "path": printable_path(source)}
-    return found
+        if token_path is None:
+            continue
+        if _changed_since(existing[token_path][0], source):
+            changed += 1
+            continue
+        found[index] = {**_entry(out, token_path, *existing[token_path]), "path": printable_path(source)}
+    return found, changed
+
+
+def _changed_since(metadata: dict[str, str], source: str) -> bool:
+    """Whether ``source`` differs from the file its token file's ``metadata`` was made from (token files of an
+    earlier vtok record no size or time: taken as they are)."""
+    try:
+        recorded = {key: int(metadata[key]) for key in ("source_bytes", "source_mtime_ns") if key in metadata}
+    except ValueError:  # a header edited by hand: the tokens cannot be vouched for
+        return True
+    return changed_since_checked(recorded, source)
 
 
 def _token_files(out: Path, settings: dict[str, str]) -> dict[Path, tuple[dict[str, str], list[int]]]:
@@ -134,7 +149,7 @@ def main(argv: Sequence[str]) -> None:
     settings = tokenize_settings(protocol.as_dict(), weights_sha256(model), tokenizer_sha256(model))
     existing = _token_files(out, settings)
     model = model.to(device)
-    found = _already_tokenized(out, dataset.files, existing)  # file index -> index entry
+    found, changed = _already_tokenized(out, dataset.files, existing)  # file index -> index entry
     done = len(found)
     skipped: list[dict[str, str]] = []
     to_read = [index for index in range(len(dataset.files)) if index not in found]
@@ -163,8 +178,9 @@ def main(argv: Sequence[str]) -> None:
             )
         _write_lines(out / "index.jsonl", entries + earlier)
     kept = f", {len(earlier)} from earlier runs kept" if earlier else ""
+    again = f", {changed} of them again: changed since their token files" if changed else ""
     print(
-        f"tokenized {len(entries) - done} videos ({done} already done, {len(skipped)} skipped{kept}) "
+        f"tokenized {len(entries) - done} videos{again} ({done} already done, {len(skipped)} skipped{kept}) "
         f"-> {out / 'index.jsonl'}"
     )
 

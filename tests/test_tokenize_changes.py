@@ -1,0 +1,38 @@
+"""A rerun of `vtok tokenize` redoes a video whose file changed since its token file was written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.test_tokenize import run
+from vtok.data import write_video
+from vtok.data.synthetic import synthetic_clip
+
+
+def test_a_video_changed_since_its_token_file_is_tokenized_again(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Only the token file's existence was checked: a video replaced at the same path kept its old tokens."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for video in sorted(video_folder.glob("*.mp4"))[:2]:
+        shutil.copy(video, folder)
+    changed, kept = sorted(folder.glob("*.mp4"))
+    out = tmp_path / "tokens"
+    run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", out)
+    before = {e["path"]: e for e in map(json.loads, (out / "index.jsonl").read_text().splitlines())}
+    capsys.readouterr()
+    write_video(changed, synthetic_clip(29, 32, 32, seed=9), fps=24)  # longer: 29 frames, where there were 20
+    run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", out)
+    assert capsys.readouterr().out.startswith("tokenized 1 videos, 1 of them again: changed since their token files (1 already done")
+    after = {e["path"]: e for e in map(json.loads, (out / "index.jsonl").read_text().splitlines())}
+    assert after[str(changed)]["frames"] == 29 and before[str(changed)]["frames"] == 17
+    assert after[str(kept)] == before[str(kept)]
+    os.utime(changed, ns=(0, 0))  # touched (restored from an archive, say): another modification time is a change too
+    run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", out)
+    assert "1 of them again" in capsys.readouterr().out
