@@ -86,6 +86,8 @@ def test_carphone_sample_gives_clips(carphone: Path) -> None:
 def test_clip_spec_strides_and_target_fps(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     assert ClipSpec(5, frame_stride=2).frame_indices(9, 30.0) == [0, 2, 4, 6, 8]
     assert ClipSpec(3, fps=10).frame_indices(30, 30.0) == [11, 14, 17]  # stride 3, span 7, centred
+    assert ClipSpec(3, fps=10, start="first").frame_indices(30, 30.0) == [0, 3, 6]  # a whole video's start
+    assert ClipSpec(1).longest(20, 24.0, multiple=4) == ClipSpec(17, 1, start="first")
     monkeypatch.setattr("vtok.data.clips._said", set())
     for _ in range(3):  # a target above the video's rate: every frame, at the video's rate, said once
         assert ClipSpec(3, fps=60).frame_indices(30, 24.0) == [13, 14, 15]

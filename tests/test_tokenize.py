@@ -56,18 +56,19 @@ def test_tokenize_decodes_to_the_models_reconstruction_and_resumes(
     entries = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
     files = sorted(str(p) for p in two_videos.glob("*.mp4"))
     assert [e["path"] for e in entries] == files
-    # 20 frames hold 17 = 1 + 4*4 (the whole video, centred: frames 1-17), 32x32 from the recorded clip.
+    # 20 frames hold 17 = 1 + 4*4 (the whole video from its first frame: frames 0-16), 32x32 from the recorded clip.
     assert all(e["frames"] == 17 and e["shape"] == [1, 5, 4, 4] for e in entries)
 
     model = load_autoencoder(fsq_run["export"])
-    clips = torch.stack([VideoClipDataset(files, ClipSpec(17), (32, 32), train=False)[i]["video"] for i in range(2)])
+    whole = ClipSpec(17, start="first")
+    clips = torch.stack([VideoClipDataset(files, whole, (32, 32), train=False)[i]["video"] for i in range(2)])
     with torch.no_grad():
         own_tokens = model.tokenize(clips)
         for i, entry in enumerate(entries):
             indices, metadata = read_token_file(out / entry["tokens"])
             assert torch.equal(indices, own_tokens[i])
         assert torch.equal(model.detokenize(indices[None]), model.detokenize(own_tokens[-1:]))
-    assert metadata["source"] == files[-1] and metadata["first_frame"] == "1" and metadata["fps"] == "24.0"
+    assert metadata["source"] == files[-1] and metadata["first_frame"] == "0" and metadata["fps"] == "24.0"
     assert (metadata["codebook_size"], metadata["compression"], metadata["tokens_per_position"]) == ("1000", "4x8x8", "1")
     with safe_open(str(out / entries[0]["tokens"]), framework="pt") as handle:
         assert handle.get_tensor("indices").dtype == torch.int16  # 1000 codes fit

@@ -6,7 +6,7 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 
@@ -99,11 +99,14 @@ class ClipSpec:
         frame_stride: take every ``frame_stride``-th frame (ignored when ``fps`` is set).
         fps: target frame rate; the stride becomes ``round(video_fps / fps)`` per video, at least 1 (a
             rate more than 5 % off the target, 30 fps at 24 or 60 at 24, is warned of once).
+        start: where a clip without a random start begins: ``"centre"`` (a centre clip), or ``"first"``,
+            the video's first frame (a whole video for a causal model: its first frame is the one encoded alone).
     """
 
     num_frames: int
     frame_stride: int = 1
     fps: float | None = None
+    start: Literal["centre", "first"] = "centre"
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
@@ -148,7 +151,8 @@ class ClipSpec:
 
     def longest(self, available: int, video_fps: float, multiple: int = 1) -> "ClipSpec":
         """The longest clip of ``1 + k·multiple`` frames that ``available`` frames hold at this
-        spec's stride or fps (``num_frames`` is ignored): a whole video for a causal model.
+        spec's stride or fps (``num_frames`` is ignored), from the first frame: a whole video for a causal
+        model (the frames that do not fill ``1 + k·multiple`` are left at its end).
 
         Raises:
             ClipTooShortError: the video has no frame.
@@ -157,12 +161,13 @@ class ClipSpec:
             raise ClipTooShortError("too short: the video has no frames")
         stride = self.stride(video_fps)
         frames = 1 + (available - 1) // stride // multiple * multiple
-        return ClipSpec(frames, stride)
+        return ClipSpec(frames, stride, start="first")
 
     def frame_indices(
         self, available: int, video_fps: float, generator: torch.Generator | None = None
     ) -> list[int]:
-        """Frame indices of one clip: a random start drawn from ``generator``, else the centred clip.
+        """Frame indices of one clip: a random start drawn from ``generator``, else the centred clip (or the
+        first, for ``start="first"``).
 
         Raises:
             ClipTooShortError: the video is shorter than one clip.
@@ -174,5 +179,8 @@ class ClipSpec:
                 f"the video has {available}"
             )
         room = available - span
-        start = int(torch.randint(room + 1, (), generator=generator)) if generator is not None else room // 2
+        if generator is not None:
+            start = int(torch.randint(room + 1, (), generator=generator))
+        else:
+            start = room // 2 if self.start == "centre" else 0
         return list(range(start, start + span, stride))

@@ -261,7 +261,7 @@ class VideoClipDataset(SkippingDataset):
 
 
 class WholeVideoDataset(VideoClipDataset):
-    """Each video whole: as many frames as give ``1 + k·multiple`` at the stride or fps, centred.
+    """Each video whole: as many frames as give ``1 + k·multiple`` at the stride or fps, from its first frame.
 
     Args:
         files: video paths.
