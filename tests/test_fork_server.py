@@ -20,7 +20,8 @@ GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 def blocked_signals(pid: int | str) -> set[int]:
     """The signals ``pid`` blocks, from /proc."""
-    mask = next(int(line.split()[1], 16) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("SigBlk"))
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    mask = next(int(line.split()[1], 16) for line in lines if line.startswith("SigBlk"))
     return {number for number in range(1, 65) if mask >> (number - 1) & 1}
 
 

@@ -29,7 +29,8 @@ def test_a_video_changed_since_its_token_file_is_tokenized_again(
     capsys.readouterr()
     write_video(changed, synthetic_clip(29, 32, 32, seed=9), fps=24)  # longer: 29 frames, where there were 20
     run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", out)
-    assert capsys.readouterr().out.startswith("tokenized 1 videos, 1 of them again: changed since their token files (1 already done")
+    said = capsys.readouterr().out
+    assert said.startswith("tokenized 1 videos, 1 of them again: changed since their token files (1 already done"), said
     after = {e["path"]: e for e in map(json.loads, (out / "index.jsonl").read_text().splitlines())}
     assert after[str(changed)]["frames"] == 29 and before[str(changed)]["frames"] == 17
     assert after[str(kept)] == before[str(kept)]

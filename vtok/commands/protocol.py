@@ -36,7 +36,8 @@ class ClipProtocol:
     fps: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "crop": "centre", "clip": "centre" if self.frames else "whole video from its first frame, 1 + k*t frames"}
+        clip = "centre" if self.frames else "whole video from its first frame, 1 + k*t frames"
+        return {**asdict(self), "crop": "centre", "clip": clip}
 
 
 def add_protocol_arguments(parser: argparse.ArgumentParser, whole_video: bool = False) -> None:

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.forkserver
-from multiprocessing import resource_tracker
 import signal
 import sys
 from collections.abc import Sequence
+from multiprocessing import resource_tracker
 from multiprocessing.context import BaseContext
 
 from vtok.stack_dump import dump_stacks_on_sigusr2
