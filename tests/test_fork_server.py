@@ -6,6 +6,9 @@ from __future__ import annotations
 import multiprocessing.forkserver
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import torch
@@ -13,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.fork_server import fork_server_context
-from vtok.data.worker_signals import leave_stop_signals_to_main_process
+from vtok.data.worker_signals import loader_worker_init
 
 GROUP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -43,7 +46,7 @@ def test_loader_workers_come_from_the_fork_server_that_blocks_the_groups_signals
     assert set(GROUP_SIGNALS) <= blocked_signals(server), "a kill -- -PGID that stops the run would end the server first"
     assert not set(GROUP_SIGNALS) & blocked_signals(os.getpid()), "this process gets its signals as before"
     loader = DataLoader(WhoAmI(), batch_size=None, num_workers=2, multiprocessing_context=context,
-                        worker_init_fn=leave_stop_signals_to_main_process)  # fmt: skip
+                        worker_init_fn=loader_worker_init())  # fmt: skip
     for pid, parent, blocked, ignores_sigterm in loader:
         assert pid != os.getpid() and parent == server, "forked by the server, not by this process"
         assert blocked == [] and ignores_sigterm, "the worker ignores the stop signals itself, and takes Ctrl-C"
@@ -58,3 +61,39 @@ def test_the_data_modules_loaders_start_their_workers_from_the_fork_server(video
     in_process = VideoDataModule(path=str(video_folder), num_frames=5, size=32, num_workers=0, batch_size=2)
     in_process.setup("fit")
     assert in_process.train_dataloader().multiprocessing_context is None
+
+
+KILLED_OUTRIGHT = """
+import multiprocessing.forkserver, sys, time
+from vtok.data.datamodule import VideoDataModule
+
+if __name__ == "__main__":
+    module = VideoDataModule(path=sys.argv[1], val_fraction=0.25, num_frames=5, size=32, num_workers=2, batch_size=2)
+    module.setup("fit")
+    loaders = [module.train_dataloader(), module.val_dataloader()]  # as a fit holds them: 4 persistent workers
+    for loader in loaders:
+        next(iter(loader))
+    workers = [child.pid for child in multiprocessing.active_children()]
+    print(" ".join(map(str, [multiprocessing.forkserver._forkserver._forkserver_pid, *workers])), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_main_process_killed_outright_takes_the_fork_server_and_its_workers_with_it(tmp_path: Path, video_folder: Path) -> None:
+    """The server lives while any process holds its 'alive' pipe, its workers among them, and a torch worker lives
+    while its parent, the server, does: after a kill -9 of the main process all of them waited on each other for good."""
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_OUTRIGHT)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen([sys.executable, str(script), str(video_folder)], stdout=subprocess.PIPE, text=True, env=env)
+    pids = [int(pid) for pid in process.stdout.readline().split()]
+    assert len(pids) == 5, "the server and four workers"
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+        time.sleep(0.2)
+    left = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, "the fork server or a worker outlived its main process"

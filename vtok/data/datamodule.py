@@ -28,7 +28,7 @@ from vtok.data.small_sources import warn_about_small_sources
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts, shard_index
 from vtok.data.synthetic import write_sample_clips
 from vtok.data.trained_state import TrainedStateLoader
-from vtok.data.worker_signals import kill_loader_workers_at_exit, leave_stop_signals_to_main_process
+from vtok.data.worker_signals import kill_loader_workers_at_exit, loader_worker_init
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +390,7 @@ class VideoDataModule(LightningDataModule):
 
     def _loader(self, name: str, batch_size: int, shuffle: bool) -> StatefulDataLoader:
         dataset = self.datasets[name]
-        workers = {"num_workers": self.num_workers, "worker_init_fn": leave_stop_signals_to_main_process}
+        workers = {"num_workers": self.num_workers, "worker_init_fn": loader_worker_init()}
         if self.num_workers > 0:
             kill_loader_workers_at_exit()  # the workers ignore SIGTERM: see vtok.data.worker_signals
             workers["multiprocessing_context"] = fork_server_context()  # not a fork of this process: see fork_server

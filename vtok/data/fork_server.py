@@ -14,24 +14,33 @@ SIGUSR2 for stacks) are the calling process's to act on: the server, multiproces
 started with it, and the workers the server forks start with them blocked. So a stop that has the main
 process write its checkpoint does not take the server or its workers away first, and a ``kill -USR2``
 to the group (whose default action is to end a process) leaves them running. Each kind of worker sets
-its own handling and then takes the signals back (:func:`unblock_group_signals`); the server ends when
-the calling process does.
+its own handling and then takes the signals back (:func:`settle_worker`).
+
+The server ends once no process holds its "alive" pipe, and the workers it forks hold it too; a torch
+loader worker ends when its parent does, and its parent is the server. So a main process killed outright
+(``kill -9``, the out-of-memory killer) left the server and its workers waiting on each other for good.
+Each worker therefore watches the process it works for and ends itself once that is gone.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.forkserver
+import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from multiprocessing import resource_tracker
 from multiprocessing.context import BaseContext
+from pathlib import Path
 
 from vtok.stack_dump import dump_stacks_on_sigusr2
 
 # the dataset classes the loader workers unpickle, and what they import: a worker starts in milliseconds
 LOADER_PRELOAD = ("vtok.data.dataset", "vtok.data.images", "vtok.data.streaming", "vtok.data.read_ahead")
+WATCH_INTERVAL_S = 1.0  # how often a worker looks whether its main process still runs
 _GROUP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name))
 
 
@@ -61,8 +70,32 @@ def fork_server_context(preload: Sequence[str] = LOADER_PRELOAD) -> BaseContext 
     return context
 
 
-def unblock_group_signals() -> None:
+def settle_worker(main_pid: int | None) -> None:
     """In a worker from the fork server, once it has set its own handling: prints its threads' stacks on SIGUSR2
-    as vtok's processes do, and the group's signals reach it again."""
+    as vtok's processes do, the group's signals reach it again, and it ends itself within a second or so of the
+    process ``main_pid`` (the one it works for; ``None``: not watched) being gone."""
     dump_stacks_on_sigusr2()
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _GROUP_SIGNALS)
+    if main_pid is not None:
+        threading.Thread(target=_exit_once_gone, args=(main_pid,), name="vtok-exit-with-main", daemon=True).start()
+
+
+def _exit_once_gone(main_pid: int) -> None:
+    while _is_running(main_pid):
+        time.sleep(WATCH_INTERVAL_S)
+    os._exit(1)  # as torch's own watchdog ends a worker whose main process died
+
+
+def _is_running(pid: int) -> bool:
+    """Whether ``pid`` runs: exists and, where /proc says, is no zombie (killed, not yet reaped by its parent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc here: it exists
+    return state not in ("Z", "X")

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from vtok.data.dataset import ClipInfo, VideoClipDataset
 from vtok.data.errors import UnusableFileError
 from vtok.data.fork_server import fork_server_context
-from vtok.data.worker_signals import kill_loader_workers_at_exit, leave_stop_signals_to_main_process
+from vtok.data.worker_signals import kill_loader_workers_at_exit, loader_worker_init
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def read_ahead(
             batch_size=None,
             collate_fn=_one,
             num_workers=workers,
-            worker_init_fn=leave_stop_signals_to_main_process,
+            worker_init_fn=loader_worker_init(),
             multiprocessing_context=fork_server_context(),  # not a fork of this process: see vtok.data.fork_server
         )
     for item in loaded:

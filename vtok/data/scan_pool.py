@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.pool
+import os
 import queue
 import signal
 import threading
@@ -25,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
-from vtok.data.fork_server import fork_server_context, unblock_group_signals
+from vtok.data.fork_server import fork_server_context, settle_worker
 
 STALLED = object()  # the result of an item that passed its deadline
 PROGRESS_INTERVAL_S = 1.0  # a worker reports progress at most this often
@@ -49,10 +50,10 @@ def still_working() -> None:
         _progress.put(_item)
 
 
-def _start_worker(progress: Any) -> None:
+def _start_worker(progress: Any, main_pid: int) -> None:
     global _progress
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the calling process stops the workers
-    unblock_group_signals()  # blocked by the fork server: pool.terminate() stops a stalled worker with SIGTERM
+    settle_worker(main_pid)  # the signals the fork server blocked, back: pool.terminate() stops a stalled worker with SIGTERM
     _progress = progress
 
 
@@ -160,7 +161,7 @@ def _ready_pool(context: Any, workers: int, progress: Any) -> multiprocessing.po
     tracebacks of their own once the calling process had gone."""
     interrupted: list[int] = []
     with _ctrl_c(lambda number, frame: interrupted.append(number)):
-        pool = context.Pool(workers, initializer=_start_worker, initargs=(progress,))
+        pool = context.Pool(workers, initializer=_start_worker, initargs=(progress, os.getpid()))
         pool.apply(int)  # returns once the fork server runs and a worker has started
     if interrupted:
         pool.terminate()

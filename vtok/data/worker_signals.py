@@ -16,22 +16,32 @@ them instead.
 from __future__ import annotations
 
 import atexit
+import functools
 import multiprocessing
+import os
 import signal
 import threading
+from collections.abc import Callable
 
-from vtok.data.fork_server import unblock_group_signals
+from vtok.data.fork_server import settle_worker
 
 STOP_SIGNALS = ("SIGTERM", "SIGUSR1")  # what the training loop checkpoints on (vtok.training.StopOnSignal)
 
 
-def leave_stop_signals_to_main_process(worker_id: int) -> None:
-    """A ``worker_init_fn``: the worker ignores :data:`STOP_SIGNALS` (and takes Ctrl-C as torch's workers do)."""
+def leave_stop_signals_to_main_process(worker_id: int, main_pid: int | None = None) -> None:
+    """A ``worker_init_fn``: the worker ignores :data:`STOP_SIGNALS` (and takes Ctrl-C as torch's workers do),
+    and ends once ``main_pid`` is gone (see :func:`~vtok.data.fork_server.settle_worker`)."""
     for name in STOP_SIGNALS:
         signum = getattr(signal, name, None)
         if signum is not None:
             signal.signal(signum, signal.SIG_IGN)
-    unblock_group_signals()  # blocked by the fork server it came from
+    settle_worker(main_pid)  # the signals the fork server blocked, back
+
+
+def loader_worker_init() -> Callable[[int], None]:
+    """The ``worker_init_fn`` of vtok's loaders made in this process: :func:`leave_stop_signals_to_main_process`,
+    watching this process."""
+    return functools.partial(leave_stop_signals_to_main_process, main_pid=os.getpid())
 
 
 _exit_hook_registered = False
