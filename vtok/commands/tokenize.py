@@ -96,21 +96,11 @@ def _already_tokenized(
         token_path = token_path if token_path in existing else by_video.get(real(source))
         if token_path is None:
             continue
-        if _changed_since(existing[token_path][0], source):
+        if changed_since_checked(existing[token_path][0], source):  # token files of an earlier vtok: taken as they are
             changed += 1
             continue
         found[index] = {**_entry(out, token_path, *existing[token_path]), "path": printable_path(source)}
     return found, changed
-
-
-def _changed_since(metadata: dict[str, str], source: str) -> bool:
-    """Whether ``source`` differs from the file its token file's ``metadata`` was made from (token files of an
-    earlier vtok record no size or time: taken as they are)."""
-    try:
-        recorded = {key: int(metadata[key]) for key in ("source_bytes", "source_mtime_ns") if key in metadata}
-    except ValueError:  # a header edited by hand: the tokens cannot be vouched for
-        return True
-    return changed_since_checked(recorded, source)
 
 
 def _token_files(out: Path, settings: dict[str, str]) -> dict[Path, tuple[dict[str, str], list[int]]]:

@@ -99,15 +99,20 @@ SECOND_NS = 1_000_000_000
 
 def changed_since_checked(record: dict[str, Any], path: str | Path) -> bool:
     """Whether ``path`` (the file ``record`` was checked from) differs in size or modification time
-    from what ``record`` recorded; ``False`` for a record without them (written by an earlier vtok).
-    The time is compared to within :data:`MTIME_ROUNDING_NS`, and to the second where the file's own
-    time is a whole second (restored from an archive that keeps seconds, as tar does)."""
+    from what ``record`` recorded (numbers, or their text, as a token file's header holds them); ``False`` for a
+    record without them (written by an earlier vtok), ``True`` for values that are not whole numbers. The time is
+    compared to within :data:`MTIME_ROUNDING_NS`, and to the second where the file's own time is a whole second
+    (restored from an archive that keeps seconds, as tar does)."""
     if "source_bytes" not in record or "source_mtime_ns" not in record:
         return False
-    now = file_version(path)
-    if not now or now["source_bytes"] != record["source_bytes"]:
+    try:
+        recorded_bytes, recorded = int(record["source_bytes"]), int(record["source_mtime_ns"])
+    except (TypeError, ValueError):  # edited by hand: what was checked cannot be vouched for
         return True
-    recorded, mtime = int(record["source_mtime_ns"]), now["source_mtime_ns"]
+    now = file_version(path)
+    if not now or now["source_bytes"] != recorded_bytes:
+        return True
+    mtime = now["source_mtime_ns"]
     if abs(recorded - mtime) <= MTIME_ROUNDING_NS:
         return False
     return not (mtime % SECOND_NS == 0 and recorded // SECOND_NS == mtime // SECOND_NS)
