@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -121,8 +122,12 @@ def test_validate_keeps_the_run_config_and_a_checkpoint_of_another_network_is_on
 ) -> None:
     run, written = _copy_of_run(fsq_run, tmp_path / "run")
     checkpoint = str(run / "checkpoints" / "last.ckpt")
-    main(["validate", "--config", str(run / "config.yaml"), "--trainer.default_root_dir", str(run), "--ckpt_path", checkpoint])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["validate", "--config", str(run / "config.yaml"), "--trainer.default_root_dir", str(run), "--ckpt_path", checkpoint])
     assert (run / "config.yaml").read_bytes() == written, "validate rewrote the config that reruns and resumes use"
+    moved = [str(w.message) for w in caught if "dirpath has changed" in str(w.message)]
+    assert not moved, f"a checkpoint copied from another folder warned of best-k scores no vtok callback keeps: {moved}"
     with pytest.raises(SystemExit) as exit_info:  # the default network (KL, wider) instead of the run's FSQ one
         main(["validate", "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "other"),
               "--data.synthetic_dir", str(tmp_path / "clips"), "--ckpt_path", checkpoint])  # fmt: skip

@@ -28,7 +28,12 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from lightning.pytorch import Trainer
 
 from vtok.config_checks import check_clip_shape, check_precision, refuse_fsdp, refuse_frozen_random_parts
-from vtok.console import quiet_resumed_checkpoint_folder, quiet_third_party_noise, show_vtok_messages
+from vtok.console import (
+    quiet_moved_checkpoint_folder,
+    quiet_resumed_checkpoint_folder,
+    quiet_third_party_noise,
+    show_vtok_messages,
+)
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import DataSetupError, NoUsableDataError, ResumeMismatchError
 from vtok.error_text import first_line
@@ -310,6 +315,8 @@ class VtokCLI(LightningCLI):
             for callback in trainer.callbacks:
                 if isinstance(callback, SaveConfigCallback):
                     callback.save_to_log_dir = False
+        if all(getattr(c, "monitor", None) is None for c in trainer.checkpoint_callbacks):  # no best-k scores to lose
+            quiet_moved_checkpoint_folder()
         if type(trainer.strategy.checkpoint_io).__name__ == "TorchCheckpointIO":
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         return trainer

@@ -16,7 +16,11 @@ rather than something else going missing:
 - ModelCheckpoint's "Checkpoint directory ... exists and is not empty", when resuming only
   (:func:`quiet_resumed_checkpoint_folder`): the folder holds the run's own checkpoints then. A new
   run into a folder with checkpoints still hears it (vtok refuses one into its run folder; a
-  ``dirpath`` set by hand may still be shared).
+  ``dirpath`` set by hand may still be shared);
+- ModelCheckpoint's "The dirpath has changed from ...", when a checkpoint from another folder is
+  loaded (a moved run folder, ``vtok validate`` of another run's checkpoint) and no checkpoint callback
+  ranks checkpoints by a ``monitor`` (:func:`quiet_moved_checkpoint_folder`): the scores it says it
+  will not reload are then never used. A callback with a ``monitor`` still hears it.
 """
 
 from __future__ import annotations
@@ -54,6 +58,12 @@ def quiet_third_party_noise() -> None:
 def quiet_resumed_checkpoint_folder() -> None:
     """Hides ModelCheckpoint's warning that its folder holds checkpoints: call it for a resumed fit."""
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
+def quiet_moved_checkpoint_folder() -> None:
+    """Hides ModelCheckpoint's warning that a loaded checkpoint came from another folder: call it when no
+    checkpoint callback has a ``monitor``, so the best-k scores it will not reload mean nothing."""
+    warnings.filterwarnings("ignore", message=r"The dirpath has changed from ")
 
 
 class _StderrHandler(logging.StreamHandler):
