@@ -32,7 +32,7 @@ from vtok.training.held_out import HeldOutScoring
 from vtok.training.priors import fit_quantizer_to_prior, initialise_from_prior
 from vtok.training.rank_states import from_every_rank, gather_rank_states, keep_out_of_ddp_broadcasts, take_rank_state
 from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings_on_resume
-from vtok.training.optim import build_optimizer, discriminator_run_steps
+from vtok.training.optim import build_optimizer, discriminator_run_steps, step_schedule
 from vtok.training.speed import CompileChoice, apply_speed_options, should_compile
 from vtok.training.run_out_loaders import restore_run_out_loaders, run_out_loaders
 from vtok.training.stopped_epoch import (
@@ -322,7 +322,8 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         finite = torch.isfinite(torch.stack([loss, *norms.values()])).all()
         if self._trainer is not None and self.trainer.world_size > 1:  # the loss is this rank's: every rank decides alike
             finite = self.trainer.strategy.reduce(finite.float(), reduce_op="sum") == self.trainer.world_size
-        if bool(finite):  # one host sync per optimiser step
+        stepped = bool(finite)  # one host sync per optimiser step
+        if stepped:
             optimizers[0].step()  # a LightningOptimizer: counts in global_step
             if disc_steps:
                 optimizers[1].optimizer.step()  # stepped directly, so global_step stays one per generator step
@@ -343,9 +344,9 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         norms["train/lr"] = torch.tensor(optimizers[0].param_groups[0]["lr"])  # the rate this step used
         if self.adversarial is not None:
             norms["train/disc_lr"] = torch.tensor(optimizers[1].param_groups[0]["lr"])
-        schedulers[0].step()
+        step_schedule(schedulers[0], stepped)
         if disc_steps:
-            schedulers[1].step()
+            step_schedule(schedulers[1], stepped)
         norms["train/skipped_steps"] = torch.tensor(float(self.skipped_steps))
         return norms
 

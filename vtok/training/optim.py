@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 log = logging.getLogger(__name__)
 
@@ -153,3 +154,16 @@ def apply_settings_on_resume(
                 "model.%s: learning rate %.4g from step %d on, where the checkpoint's settings give %.4g",
                 name, now, scheduler.last_epoch, restored,
             )  # fmt: skip
+
+
+def step_schedule(scheduler: LRScheduler, optimizer_stepped: bool) -> None:
+    """Moves ``scheduler`` one step on, also after an optimizer step skipped for a non-finite loss (skipped
+    steps count in vtok's schedules). torch warns when a schedule's first step comes before its optimizer's
+    first step, as if the two were called in the wrong order; after a skipped first step that is intended,
+    and the warning is left out."""
+    if optimizer_stepped:
+        scheduler.step()
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before", category=UserWarning)
+        scheduler.step()
