@@ -52,6 +52,28 @@ def test_loader_workers_come_from_the_fork_server_that_blocks_the_groups_signals
         assert blocked == [] and ignores_sigterm, "the worker ignores the stop signals itself, and takes Ctrl-C"
 
 
+def test_a_process_forked_after_the_server_started_starts_a_server_of_its_own() -> None:
+    """multiprocessing's fork server state came with the fork: the child waited on the parent's server as if
+    it were its own child and failed (a rank that ddp_fork forks after an earlier run in the same program)."""
+    fork_server_context()
+    parents = multiprocessing.forkserver._forkserver._forkserver_pid  # noqa: SLF001
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child reports its workers' parent, or the error, and leaves without running pytest's exit
+        try:
+            loader = DataLoader(WhoAmI(), batch_size=None, num_workers=1, multiprocessing_context=fork_server_context())
+            message = str(next(iter(loader))[1])
+        except BaseException as error:  # noqa: BLE001 (any failure is the report)
+            message = f"{type(error).__name__}: {error}"
+        os.write(write, message.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as report:
+        answer = report.read()
+    os.waitpid(child, 0)
+    assert answer.isdigit() and int(answer) not in (parents, os.getpid()), answer
+
+
 def test_the_data_modules_loaders_start_their_workers_from_the_fork_server(video_folder: Path) -> None:
     module = VideoDataModule(path=str(video_folder), val_fraction=0.25, num_frames=5, size=32, num_workers=2, batch_size=2)
     module.setup("fit")

@@ -44,6 +44,25 @@ WATCH_INTERVAL_S = 1.0  # how often a worker looks whether its main process stil
 _GROUP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name))
 
 
+def _forget_the_parents_server() -> None:
+    """In a process forked from one whose fork server runs: that server is the parent's (multiprocessing's
+    ``ensure_running`` would wait on a process that is not this one's child and fail), so this process starts
+    its own when it needs one (a rank that ``ddp_fork`` forks after a run in the same program)."""
+    server = multiprocessing.forkserver._forkserver  # noqa: SLF001 (the module's one instance)
+    alive = getattr(server, "_forkserver_alive_fd", None)
+    if getattr(server, "_forkserver_pid", None) is None or alive is None:
+        return
+    try:
+        os.close(alive)  # this copy would only keep the parent's server alive as long as this process
+    except OSError:
+        pass
+    server._forkserver_pid = server._forkserver_address = server._forkserver_alive_fd = None  # noqa: SLF001
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_the_parents_server)
+
+
 def fork_server_context(preload: Sequence[str] = LOADER_PRELOAD) -> BaseContext | None:
     """The ``forkserver`` multiprocessing context, its server running (``None`` where the platform has no fork
     server: workers then start the platform's own way).
