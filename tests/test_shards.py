@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import webdataset as wds
 from torchvision.io import write_png
 
@@ -20,6 +22,7 @@ from tests.helpers import csv_logger, metric_column
 from vtok.cli import main as vtok_main
 from vtok.data import ClipSpec, ShardClipDataset
 from vtok.data.datamodule import VideoDataModule
+from vtok.data.fork_server import fork_server_context
 from vtok.data.sampler import EpochSampler
 from vtok.data.shard_split import check_quotas, sample_quotas, split_shards
 from vtok.data.streaming import EpochLoader, expand_shards, shard_counts
@@ -65,6 +68,31 @@ def test_streamed_samples_reach_exactly_one_rank_and_worker(shard_dir: Path, mon
             for sample in dataset:
                 readers.setdefault(sample["key"], []).append((rank, worker))
     assert len(readers) == 8 and all(len(r) == 1 for r in readers.values())
+
+
+def _keys_this_rank_reads(rank: int, world: int, init_file: str, shards: list[str], results: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        dataset = ShardClipDataset(shards, ClipSpec(5), (32, 32), seed=1, counts=shard_counts(shards), batch_size=1)
+        loader = EpochLoader(dataset, epoch=lambda: 0, batch_size=1, num_workers=2,
+                             multiprocessing_context=fork_server_context())  # fmt: skip
+        Path(f"{results}.{rank}").write_text(json.dumps([batch["key"][0] for batch in loader]))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_launched_without_a_rank_variable_stream_disjoint_shares_from_fresh_workers(
+    shard_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning's own launcher (and srun) set no RANK, and workers from the fork server have no process group:
+    webdataset then took every worker of every rank for rank 0 of 1, and all ranks trained the same batches."""
+    for name in ("RANK", "WORLD_SIZE", "WORKER", "NUM_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
+    shards, results = expand_shards(str(shard_dir / "shards")), str(tmp_path / "keys")
+    mp.start_processes(_keys_this_rank_reads, args=(2, str(tmp_path / "init"), shards, results), nprocs=2, start_method="fork")
+    first, second = (json.loads(Path(f"{results}.{rank}").read_text()) for rank in range(2))
+    assert len(first) == len(second) == 4 and not set(first) & set(second), (first, second)
 
 
 def test_the_epoch_reseeds_the_stream_and_workers_do_not_change_the_clips(shard_dir: Path) -> None:

@@ -40,6 +40,7 @@ from vtok.data.clips import ClipSpec, VideoLength
 from vtok.data.dataset import video_clip_with_info
 from vtok.data.errors import NoUsableDataError, UnusableFileError
 from vtok.data.readers import PYAV_SUFFIXES, ReaderBackend, open_video_bytes
+from vtok.data.sampler import rank_and_world
 from vtok.data.seeding import sample_generator
 from vtok.data.shard_split import sample_quotas, split_shards
 from vtok.data.shard_writer import INDEX_NAME
@@ -167,6 +168,9 @@ class ShardClipDataset(IterableDataset):
         self._indexed = dict(zip(self.shards, self.counts or []))  # shard -> samples its index gives it
         self.batch_size = batch_size
         self.epoch = 0
+        # (rank, ranks) as the main process knows them (set by EpochLoader): loader workers started fresh
+        # from vtok's fork server have no process group, and Lightning's own launcher sets no RANK
+        self.ranks: tuple[int, int] | None = None
         self._position = {"epoch": 0, "pass": 0, "shard": 0, "yielded": 0}
         self._resume: dict[str, Any] | None = None
         self._waiting: Counter[int] = Counter()
@@ -195,6 +199,8 @@ class ShardClipDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         rank, world, worker, workers = wds.utils.pytorch_worker_info()
+        if self.ranks is not None:
+            rank, world = self.ranks
         # A resumed run first finishes the interrupted epoch, whatever number Lightning gives the
         # next one (a run stopped by max_steps mid-epoch is saved as if the epoch had ended).
         start, self._resume = self._resume or {}, None
@@ -410,6 +416,7 @@ class EpochLoader(TrainedStateLoader):
             epoch = self._epoch() if self._pass_epoch is None else self._pass_epoch + 1
         self._pass_epoch = epoch
         self.dataset.set_epoch(epoch)
+        self.dataset.ranks = rank_and_world()  # here, in the process the process group belongs to
         return super().__iter__()
 
     def _place(self) -> dict[str, Any]:
