@@ -343,9 +343,13 @@ class ShardClipDataset(IterableDataset):
     def _clip(self, member: dict[str, Any]) -> dict[str, Any]:
         key = member["__key__"]
         name = f"{member.get('__url__', '?')}#{key}"
-        field = next((k for k in member if k in VIDEO_FIELDS), None)
+        fields = sorted(k for k in member if not k.startswith("__"))
+        # a video suffix; else the one member beside the metadata: `vtok prepare` names it after its source file,
+        # whatever that file's suffix (a manifest may list .flv or .3gp files, which training from it reads)
+        others = [k for k in fields if k != "json"]
+        field = next((k for k in fields if k in VIDEO_FIELDS), others[0] if len(others) == 1 else None)
         if field is None:
-            raise UnusableFileError(name, f"no video member (it has {sorted(k for k in member if not k.startswith('__'))})")
+            raise UnusableFileError(name, f"no video member (it has {fields})")
         try:
             length = VideoLength.from_record(json.loads(member["json"])) if "json" in member else None
         except (ValueError, TypeError, AttributeError) as error:
