@@ -304,9 +304,9 @@ def test_fit_streams_shards_with_two_workers_through_the_cli(shard_dir: Path, tm
     assert "saved by 1 processes with 2 loader workers each, and this run has 1 with 1" in other.stderr
 
 
-def _fit_shards(shards: Path, tmp_path: Path, batch_size: int) -> None:
-    vtok_main(["fit", "--data.shards", str(shards), "--data.batch_size", str(batch_size), "--data.num_workers", "0",
-               "--data.num_frames", "5", "--data.size", "32", "--trainer.max_steps", "2", "--trainer.logger", "false",
+def _fit_shards(shards: Path, tmp_path: Path, batch_size: int, num_workers: int = 0, frames: int = 5) -> None:
+    vtok_main(["fit", "--data.shards", str(shards), "--data.batch_size", str(batch_size), "--data.num_workers", str(num_workers),
+               "--data.num_frames", str(frames), "--data.size", "32", "--trainer.max_steps", "2", "--trainer.logger", "false",
                "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path / "run"),
                "--model.autoencoder.block_out_channels", "[8,16]", "--model.autoencoder.latent_channels", "4"])  # fmt: skip
 
@@ -327,9 +327,15 @@ def test_shards_that_cannot_fill_a_batch_stop_the_run_instead_of_looping_over_em
     broken.mkdir()
     with wds.TarWriter(str(broken / "shard-000000.tar")) as writer:
         writer.write({"__key__": "broken", "mp4": b"\x00\x00\x00\x18ftypmp42 not really a video", "json": {"frames": 20}})
-    with pytest.raises(SystemExit) as exit_info:  # nothing usable at all
+    with pytest.raises(SystemExit) as exit_info:  # nothing usable at all: the warning says why
         _fit_shards(broken, tmp_path, batch_size=1)
-    assert exit_info.value.code == 1 and "gives a usable clip" in capsys.readouterr().err
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 1 and f"gives a usable clip:\n  {broken}/shard-000000.tar#broken: decord cannot" in message
+    with pytest.raises(SystemExit) as exit_info:  # clips longer than every video, with quotas: a worker's error, with why
+        _fit_shards(shard_dir / "shards", tmp_path, batch_size=1, num_workers=1, frames=33)
+    message = capsys.readouterr().err
+    assert exit_info.value.code == 1 and "training stopped: rank 0's loader worker 0 owes 8 more samples" in message
+    assert "gives a usable clip:\n  " in message and "too short" in message and "Traceback" not in message, message
 
 
 def test_shards_that_no_loader_worker_can_fill_a_batch_from_are_an_error_at_setup(

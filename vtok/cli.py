@@ -36,7 +36,7 @@ from vtok.console import (
 )
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import DataSetupError, NoUsableDataError, ResumeMismatchError
-from vtok.error_text import first_line
+from vtok.error_text import first_line, worker_message
 from vtok.launch import LaunchEnvironment, detect_launch
 from vtok.logged_config import SaveAndLogConfig
 from vtok.presets import DEFAULT_CONFIG, with_packaged_presets
@@ -451,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stderr.write(f"vtok: error: {error}\n")  # one write: the ranks' lines do not interleave
         raise SystemExit(2) from None
     except (NonFiniteTrainingError, NoTrainingBatchesError, NoUsableDataError) as error:
-        print(f"vtok: training stopped: {error}", file=sys.stderr)
+        print(f"vtok: training stopped: {worker_message(error)}", file=sys.stderr)
         raise SystemExit(1) from None
     except RuntimeError as error:
         if not str(error).startswith("Error(s) in loading state_dict"):

@@ -38,7 +38,7 @@ from torch.utils.data import IterableDataset
 
 from vtok.data.clips import ClipSpec, VideoLength
 from vtok.data.dataset import video_clip_with_info
-from vtok.data.errors import NoUsableDataError, UnusableFileError
+from vtok.data.errors import NoUsableDataError, UnusableFileError, read_notes
 from vtok.data.readers import PYAV_SUFFIXES, ReaderBackend, open_video_bytes
 from vtok.data.sampler import rank_and_world
 from vtok.data.seeding import sample_generator
@@ -254,16 +254,28 @@ class ShardClipDataset(IterableDataset):
         rank, worker = place
         where = f"rank {rank}'s loader worker {worker}"
         borrowed = [] if quota is None or self._position["borrowing"] else self._borrowed(shards, place)
+        why = self._why_nothing_was_usable()
         if quota is not None and not borrowed:
             raise NoUsableDataError(
                 f"{where} owes {quota - self._position['yielded']} more samples, and no member of any of the "
-                f"{len(self.shards)} shards gives a usable clip: run `vtok prepare` on the data behind them"
+                f"{len(self.shards)} shards gives a usable clip:{why}"
             )
         listed = f"{shards[:3]}{'...' if len(shards) > 3 else ''}"
-        then = ": it reads the other shards to fill its quota" if borrowed else ""
-        log.warning("%s: no member of its shards %s gives a usable clip%s", where, listed, then)
+        then = "; it reads the other shards to fill its quota" if borrowed else ""
+        log.warning("%s: no member of its shards %s gives a usable clip%s:%s", where, listed, then, why)
         self._position["borrowing"] = bool(borrowed)
         return borrowed
+
+    def _why_nothing_was_usable(self) -> str:
+        """The first reasons of the members skipped since the last sample delivered (they travel with the
+        next sample, and there is none), one per line, and what to do about them."""
+        skipped = read_notes("\n".join(self._notes))
+        reasons = "".join(f"\n  {path}: {reason}" for path, reason in skipped[:5])
+        more = f"\n  ... and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        return (
+            f"{reasons or ' (no member was read)'}{more}\nclips longer than the videos need a lower data.num_frames "
+            "(or data.fps); damaged members, `vtok prepare` on the data behind the shards"
+        )
 
     def _samples(self, shards: list[str], place: tuple[int, int]) -> Iterator[dict[str, Any]]:
         """Good samples from ``shards`` (from the current one on), each carrying the notes of the
