@@ -25,6 +25,7 @@ saved, even when Lightning numbers the resumed epoch one higher (as it does for 
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import zlib
@@ -64,23 +65,37 @@ def expand_shards(spec: str) -> list[str]:
     """The shard URLs named by ``spec``.
 
     Args:
-        spec: a folder of ``.tar`` files, or anything WebDataset expands: a path or URL with brace
-            patterns (``/data/shard-{000000..000099}.tar``, ``https://host/s-{00..09}.tar``,
-            ``pipe:aws s3 cp s3://bucket/s-{00..09}.tar -``), several joined with ``::``.
+        spec: a folder of ``.tar`` files, a local glob (``/data/*/shards/*.tar``), or anything WebDataset
+            expands: a path or URL with brace patterns (``/data/shard-{000000..000099}.tar``,
+            ``https://host/s-{00..09}.tar``, ``pipe:aws s3 cp s3://bucket/s-{00..09}.tar -``); several of
+            these joined with ``::``.
 
     Raises:
         FileNotFoundError: a local shard does not exist.
-        ValueError: ``spec`` names no shard.
+        ValueError: ``spec`` (or one of its ``::`` parts) names no shard.
     """
-    if _is_local(spec) and Path(spec).expanduser().is_dir():
-        shards = sorted(str(p) for p in Path(spec).expanduser().glob("*.tar"))
-    else:
-        shards = wds.shardlists.expand_urls(spec)
+    shards = [shard for part in spec.split("::") for shard in _expand_part(part, spec)]
     missing = [s for s in shards if _is_local(s) and not Path(s).expanduser().is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} shards of {spec!r} do not exist (first: {missing[0]}); check data.shards")
+    return shards
+
+
+def _expand_part(part: str, spec: str) -> list[str]:
+    """The shards one ``::`` part of ``spec`` names (see :func:`expand_shards`)."""
+    local = Path(part).expanduser() if _is_local(part) else None
+    if local is not None and local.is_dir():
+        shards = sorted(str(p) for p in local.glob("*.tar"))
+    elif local is not None and any(c in part for c in "*?["):
+        shards = sorted(path for path in glob.glob(str(local)) if path.endswith(".tar"))
+    else:
+        shards = wds.shardlists.expand_urls(part)
     if not shards:
-        raise ValueError(f"no shards (.tar files) in {spec!r}; write some with `vtok prepare --shards`")
+        where = f"{part!r}" if part == spec else f"{part!r} (of {spec!r})"
+        hint = "write some with `vtok prepare --shards`"
+        if local is not None and any((local / "shards").glob("*.tar")):
+            hint = f"`vtok prepare` wrote them to {str(local / 'shards')!r}: give that folder"
+        raise ValueError(f"no shards (.tar files) in {where}; {hint}")
     return shards
 
 
@@ -95,8 +110,20 @@ def shard_index(shards: Sequence[str], index: str | None = None) -> str | None:
 
 
 def shard_counts(shards: Sequence[str], index: str | None = None) -> list[int] | None:
-    """Samples per shard from ``vtok prepare``'s ``index.json`` (see :func:`shard_index`); ``None`` when
-    there is no index or it lacks one of the shards (said with the shards' names)."""
+    """Samples per shard from ``vtok prepare``'s ``index.json`` (see :func:`shard_index`), each local folder's
+    own when the shards lie in several and no ``index`` is given; ``None`` when there is no index or it lacks
+    one of the shards (said with the shards' names)."""
+    folders = list(dict.fromkeys(Path(shard).parent for shard in shards))
+    if index is None and len(folders) > 1 and all(_is_local(shard) for shard in shards):
+        # shards of several `vtok prepare` outputs: each folder's own index gives its shards' counts
+        counts: dict[str, int] = {}
+        for folder in folders:
+            theirs = [shard for shard in shards if Path(shard).parent == folder]
+            found = shard_counts(theirs)
+            if found is None:
+                return None
+            counts.update(zip(theirs, found))
+        return [counts[shard] for shard in shards]
     index = shard_index(shards, index)
     if index is None:
         return None

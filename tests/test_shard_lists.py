@@ -1,0 +1,49 @@
+"""How ``data.shards`` names shards: a folder, a local glob, brace patterns, several joined with ``::``, and
+the sample counts that each folder's own ``index.json`` gives."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from vtok.commands.prepare import main as prepare
+from vtok.data.streaming import expand_shards, shard_counts
+
+
+@pytest.fixture(scope="module")
+def two_outputs(video_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two `vtok prepare --shards` outputs, ``root/a`` (3 videos) and ``root/b`` (4), two samples a shard."""
+    root = tmp_path_factory.mktemp("two")
+    videos = sorted(video_folder.glob("*.mp4"))
+    for name, chosen in (("a", videos[:3]), ("b", videos[3:7])):
+        data = root / f"{name}_videos"
+        data.mkdir()
+        for video in chosen:
+            shutil.copy(video, data / video.name)
+        prepare(["--data", str(data), "--out", str(root / name), "--shards", "--shard-samples", "2", "--no-progress",
+                 "--workers", "0"])  # fmt: skip
+    return root
+
+
+def _indexed(folder: Path) -> dict[str, int]:
+    return {entry["name"]: entry["samples"] for entry in json.loads((folder / "index.json").read_text())["shards"]}
+
+
+def test_a_glob_and_folders_joined_with_colons_name_the_same_shards_with_each_folders_counts(two_outputs: Path) -> None:
+    """Counts were looked up by file name in the first folder's index only: the second folder's shards
+    took the first's counts (wrong quotas) with a warning that the index was stale."""
+    by_glob = expand_shards(str(two_outputs / "*" / "shards" / "*.tar"))
+    joined = expand_shards(f"{two_outputs / 'a' / 'shards'}::{two_outputs / 'b' / 'shards'}")
+    assert by_glob == joined and len(by_glob) == 4
+    expected = [_indexed(Path(shard).parent)[Path(shard).name] for shard in by_glob]
+    assert shard_counts(by_glob) == expected == [2, 1, 2, 2]
+
+
+def test_a_prepare_output_folder_or_a_glob_that_matches_nothing_is_a_clear_error(two_outputs: Path) -> None:
+    with pytest.raises(ValueError, match=f"vtok prepare` wrote them to '{two_outputs / 'a' / 'shards'}'"):
+        expand_shards(str(two_outputs / "a"))
+    with pytest.raises(ValueError, match=r"no shards \(.tar files\) in '.*/nothing-\*.tar'"):
+        expand_shards(str(two_outputs / "nothing-*.tar"))
