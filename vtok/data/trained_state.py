@@ -22,6 +22,7 @@ monitor reads (host clock only).
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -33,6 +34,9 @@ from vtok.data.errors import ResumeMismatchError
 from vtok.data.sampler import rank_and_world
 
 LAUNCH_KEY = "vtok_launch"  # {"world": ranks, "workers": loader workers} of the run that saved the state
+DATA_KEY = "vtok_data"  # {"files" or "shards": how many the dataset held} when the state was saved
+
+log = logging.getLogger(__name__)
 
 
 class TrainedStateLoader(StatefulDataLoader):
@@ -107,7 +111,28 @@ class TrainedStateLoader(StatefulDataLoader):
             state = self._current_state()
         else:
             state = copy.deepcopy(self._states[0])
-        return {**state, LAUNCH_KEY: self._launch()}
+        return {**state, LAUNCH_KEY: self._launch(), **({DATA_KEY: self._data_size()} if self._data_size() else {})}
+
+    def _data_size(self) -> dict[str, int]:
+        """How many files (or shards) the dataset reads; empty for a dataset that lists neither."""
+        for kind in ("shards", "files"):
+            items = getattr(self.dataset, kind, None)
+            if items is not None:
+                return {kind: len(items)}
+        return {}
+
+    def _say_if_the_data_changed(self, saved: dict[str, int] | None) -> None:
+        """Warns when the dataset holds another number of files (or shards) than when ``saved`` was."""
+        now = self._data_size()
+        if saved is None or not now or saved == now:
+            return
+        (kind, then), count = next(iter(saved.items())), next(iter(now.values()))
+        log.warning(
+            "the checkpoint's place in the training data was saved over %d %s, and the data now holds %d: the "
+            "interrupted epoch goes on from that place in the new list, so some of its samples are trained twice "
+            "and others not at all; the epochs after it read the new list whole",
+            then, kind, count,
+        )  # fmt: skip
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restores a saved place. One saved by another number of ranks or workers (which torchdata
@@ -118,6 +143,7 @@ class TrainedStateLoader(StatefulDataLoader):
             ResumeMismatchError: the state is from another launch and the sampler cannot resume it.
         """
         state = dict(state_dict)
+        self._say_if_the_data_changed(state.pop(DATA_KEY, None))
         saved = state.pop(LAUNCH_KEY, None)
         if saved is None or saved == self._launch():
             super().load_state_dict(state)
