@@ -15,7 +15,7 @@ from vtok.export import load_autoencoder, write_export
 from vtok.losses import AdversarialLoss
 from vtok.training import AutoencoderModule
 from vtok.training.priors import initialise_from_prior
-from vtok.vae.priors import autoencoder_from_diffusers
+from vtok.vae.priors import autoencoder_from_diffusers, transfer_weights
 from vtok.vae.tokens import FirstFrameTokens
 
 FSQ_ARGS = ["--model.autoencoder.bottleneck", "fsq", "--model.autoencoder.fsq_levels", "[8, 5, 5]"]
@@ -198,6 +198,27 @@ def test_a_decoder_with_noise_channels_starts_as_its_kl_prior(tmp_path: Path) ->
         latents = prior.encode(video)
         assert torch.equal(model.encode(video, discrete=False), latents)
         torch.testing.assert_close(model.decode(latents, discrete=False), prior.decode(latents), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("prior_options", "model_options", "message"),
+    [
+        ({"decoder_causal": False}, {}, "set decoder_causal=False to match it"),
+        ({"decoder_timestep_conditioning": True}, {}, "set decoder_timestep_conditioning=True to match it"),
+        ({"decoder_noise_channels": 4}, {"decoder_noise_channels": 2}, "set decoder_noise_channels=4 to match it"),
+    ],
+)
+def test_a_prior_whose_decoder_the_model_cannot_start_from_is_refused(
+    prior_options: dict, model_options: dict, message: str
+) -> None:
+    """The backbone matched, so the decoder was copied in part with one INFO line: weights run with another time
+    padding, the trained timestep modulation dropped, or a random first convolution beside the prior's bias."""
+    tiny = {"block_out_channels": [8, 16], "layers_per_block": 1, "latent_channels": 8}
+    prior = VideoAutoencoder(**tiny, **prior_options)
+    with pytest.raises(ValueError, match=message):
+        transfer_weights(prior, VideoAutoencoder(bottleneck="fsq", fsq_levels=[8, 5, 5], **tiny, **model_options))
+    report = transfer_weights(prior, VideoAutoencoder(bottleneck="fsq", fsq_levels=[8, 5, 5], **tiny, **prior_options))
+    assert not report["dropped"] and all(name.startswith("quantizer.") for name in report["new"]), report["new"]
 
 
 @pytest.mark.parametrize(

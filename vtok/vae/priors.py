@@ -51,6 +51,21 @@ def _widened_inputs(prior: torch.Tensor, model: torch.Tensor) -> bool:
     )
 
 
+def _decoder_differences(prior: Any, model: Any) -> dict[str, Any]:
+    """The prior's decoder options that ``model``'s decoder cannot start from, with the prior's values: another
+    time padding (the same weights would run on other frames), fewer noise channels (a prior's noise weights
+    have no place), or no timestep conditioning where the prior has it (its trained modulation would be
+    dropped). More noise channels or an added conditioning start at zero, so the decoder starts as the prior's."""
+    different: dict[str, Any] = {}
+    if prior.get("decoder_causal", True) != model.get("decoder_causal", True):
+        different["decoder_causal"] = prior.get("decoder_causal", True)
+    if prior.get("decoder_timestep_conditioning", False) and not model.get("decoder_timestep_conditioning", False):
+        different["decoder_timestep_conditioning"] = True
+    if prior.get("decoder_noise_channels", 0) > model.get("decoder_noise_channels", 0):
+        different["decoder_noise_channels"] = prior.get("decoder_noise_channels", 0)
+    return different
+
+
 def transfer_weights(prior: VideoAutoencoder, model: VideoAutoencoder) -> dict[str, list[str]]:
     """Copies a prior's encoder, decoder (and, when they match, quantizer) into ``model``.
 
@@ -69,6 +84,7 @@ def transfer_weights(prior: VideoAutoencoder, model: VideoAutoencoder) -> dict[s
         for name in (*BACKBONE_FIELDS, "latent_channels")  # a wider latent would take the log-variance channels
         if _listify(prior.config[name]) != _listify(model.config[name])
     }
+    different.update(_decoder_differences(prior.config, model.config))
     if different:
         settings = ", ".join(f"{k}={v}" for k, v in different.items())
         raise ValueError(f"the prior's backbone differs from the configured one; set {settings} to match it")
@@ -97,9 +113,9 @@ def transfer_weights(prior: VideoAutoencoder, model: VideoAutoencoder) -> dict[s
             report["new"].append(name)
     report["dropped"] = [name for name in source if name not in target]
     log.info(
-        "initialised from a %s prior: %d tensors copied, %d adapted, %d new",
+        "initialised from a %s prior: %d tensors copied, %d adapted, %d new, %d of the prior's left out",
         "discrete" if prior.is_discrete else "continuous",
-        len(report["copied"]), len(report["adapted"]), len(report["new"]),
+        len(report["copied"]), len(report["adapted"]), len(report["new"]), len(report["dropped"]),
     )  # fmt: skip
     return report
 
