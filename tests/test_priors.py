@@ -14,7 +14,7 @@ from vtok.cli import main
 from vtok.export import load_autoencoder, write_export
 from vtok.losses import AdversarialLoss
 from vtok.training import AutoencoderModule
-from vtok.training.priors import initialise_from_prior
+from vtok.training.priors import fit_quantizer_to_prior, initialise_from_prior
 from vtok.vae.priors import autoencoder_from_diffusers, transfer_weights
 from vtok.vae.tokens import FirstFrameTokens
 
@@ -163,6 +163,30 @@ def test_the_quantizer_projections_are_fitted_to_the_prior_s_latents_at_the_firs
     live, averaged = module.autoencoder.quantizer, module.ema.module.quantizer
     assert torch.equal(live.project_in.weight, averaged.project_in.weight), "validation and export start from them too"
     assert torch.equal(live.project_out.bias, averaged.project_out.bias)
+
+
+def test_collapsed_prior_channels_are_not_blown_up_into_dead_quantizer_inputs(caplog: pytest.LogCaptureFixture) -> None:
+    """Scaled to half a unit per standard deviation, a near-constant latent direction got an input weight of
+    1e4 and more: the encoder's first updates pushed those FSQ inputs into the hundreds, where tanh's gradient
+    is zero for good."""
+    tiny = {"block_out_channels": [8, 16], "layers_per_block": 1, "latent_channels": 8}
+    torch.manual_seed(0)
+    prior = VideoAutoencoder(bottleneck="kl", **tiny)
+    with torch.no_grad():  # two channels collapsed to the prior N(0, 1): their posterior mean hardly moves
+        prior.encoder.conv_out.weight[6:8].mul_(1e-4)
+        prior.encoder.conv_out.bias[6:8] = 0.0
+    model = VideoAutoencoder(bottleneck="fsq", fsq_levels=[8, 5, 5], tokens_per_position=2, **tiny)  # 6 channels
+    transfer_weights(prior, model)
+    with caplog.at_level("WARNING", logger="vtok.training.priors"):
+        fit_quantizer_to_prior(model, None, torch.rand(2, 3, 9, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1)
+    assert model.quantizer.project_in.weight.norm(dim=1).max() < 100
+    assert "varies along only 6 of its 8 directions" not in caplog.text, "6 channels take the 6 largest: none collapsed"
+    model = VideoAutoencoder(bottleneck="fsq", fsq_levels=[8, 5, 5, 5, 5], tokens_per_position=2, **tiny)  # 10 channels
+    transfer_weights(prior, model)
+    with caplog.at_level("WARNING", logger="vtok.training.priors"):
+        fit_quantizer_to_prior(model, None, torch.rand(2, 3, 9, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1)
+    assert model.quantizer.project_in.weight.norm(dim=1).max() < 100, model.quantizer.project_in.weight.norm(dim=1)
+    assert "varies along only 6 of its 8 directions" in caplog.text
 
 
 def test_an_ltx_091_prior_decodes_at_t0_and_the_same_tokens_give_the_same_video(tmp_path: Path) -> None:

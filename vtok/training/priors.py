@@ -11,7 +11,7 @@ import torch
 from vtok.export import load_autoencoder
 from vtok.jsonfile import read_json_object
 from vtok.vae import VideoAutoencoder
-from vtok.vae.prior_projections import fit_projections, latent_moments
+from vtok.vae.prior_projections import VARIANCE_FLOOR, fit_projections, latent_moments
 from vtok.vae.priors import autoencoder_from_diffusers, transfer_weights
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,8 @@ def fit_quantizer_to_prior(autoencoder: VideoAutoencoder, averaged: VideoAutoenc
     reading the prior's latent (:mod:`vtok.vae.prior_projections`)."""
     bottleneck = autoencoder.quantizer
     count, total, outer = latent_moments(autoencoder.encode(video, discrete=False))
-    kept = fit_projections(bottleneck, count, total, outer)
-    if kept is None:
+    fitted = fit_projections(bottleneck, count, total, outer)
+    if fitted is None:
         log.warning(
             "the quantizer is as wide as the prior's latent: it reads the latent as it is, with no projections "
             "to fit to its scale (a latent_channels other than the quantizer's width gives fitted ones)"
@@ -113,5 +113,12 @@ def fit_quantizer_to_prior(autoencoder: VideoAutoencoder, averaged: VideoAutoenc
     log.info(
         "fitted the quantizer's projections to the prior's latents (%d positions of the first batch): its %d "
         "input channels hold %.1f%% of the latent's variance",
-        int(count), bottleneck.regular_channels, 100 * kept,
+        int(count), bottleneck.regular_channels, 100 * fitted[0],
     )  # fmt: skip
+    latent_channels = total.shape[0]
+    if fitted[1] < min(bottleneck.regular_channels, latent_channels):
+        log.warning(
+            "the prior's latent varies along only %d of its %d directions (the others hold under %g of the largest's "
+            "variance: collapsed channels?): %d of the quantizer's %d input channels are left as initialised",
+            fitted[1], latent_channels, VARIANCE_FLOOR, bottleneck.regular_channels - fitted[1], bottleneck.regular_channels,
+        )  # fmt: skip

@@ -27,6 +27,10 @@ from torch import nn
 from vtok.vae.quantized import QuantizedBottleneck
 
 SPREAD = 0.5  # quantizer input per standard deviation of a principal component: +-2 sigma at +-1
+# Components with less variance than this share of the largest's are not fitted: scaled to SPREAD, a near-constant
+# one (a collapsed KL channel) got an input weight of 1e4 or more, and the encoder's first updates then drove
+# that quantizer input deep into FSQ's tanh bound, where its gradient is zero for good.
+VARIANCE_FLOOR = 1e-4
 GAIN_SAMPLES = 64  # a 64x64 grid of Gaussian positions per channel to measure the quantizer's gains on
 
 
@@ -56,25 +60,28 @@ def code_gains(quantizer: nn.Module, channels: int, device: torch.device) -> tor
 
 def fit_projections(
     bottleneck: QuantizedBottleneck, count: torch.Tensor, total: torch.Tensor, outer: torch.Tensor
-) -> float | None:
+) -> tuple[float, int] | None:
     """Sets the bottleneck's projections from the latents' moments (see the module docstring).
 
-    A quantizer wider than the latent keeps its extra input channels as they were and reads them
-    back as nothing (training gives them a use).
+    A quantizer wider than the latent, or than the components with more than ``VARIANCE_FLOOR`` of the
+    largest one's variance, keeps its extra input channels as they were and reads them back as nothing
+    (training gives them a use).
 
     Returns:
-        The share of the latents' variance the kept components hold; ``None``, changing nothing,
-        when the projections are identities (equal widths: no parameters to fit).
+        The share of the latents' variance the fitted components hold and their number; ``None``, changing
+        nothing, when the projections are identities (equal widths: no parameters to fit).
     """
     project_in, project_out = bottleneck.project_in, bottleneck.project_out
     if not isinstance(project_in, nn.Conv3d) or not isinstance(project_out, nn.Conv3d):
         return None
     mean = total / count
     covariance = outer / count - torch.outer(mean, mean)
-    variances, directions = torch.linalg.eigh(covariance)  # ascending
-    kept = min(project_in.out_channels, directions.shape[0])
-    share = float(variances.flip(0)[:kept].sum() / variances.sum().clamp_min(1e-12))
-    variances, directions = variances.flip(0)[:kept].clamp_min(1e-12), directions.flip(1)[:, :kept]
+    variances, directions = torch.linalg.eigh(covariance)
+    variances, directions = variances.flip(0), directions.flip(1)  # largest first
+    usable = int((variances > VARIANCE_FLOOR * variances[0]).sum())
+    kept = min(project_in.out_channels, usable)
+    share = float(variances[:kept].sum() / variances.sum().clamp_min(1e-12))
+    variances, directions = variances[:kept], directions[:, :kept]
     scale = SPREAD / variances.sqrt()
     w_in = (directions * scale).T  # [kept, C]
     w_out = torch.zeros(project_out.out_channels, project_out.in_channels, dtype=torch.float64, device=mean.device)
@@ -84,4 +91,4 @@ def fit_projections(
         project_in.bias[:kept] = (-w_in @ mean).to(project_in.bias.dtype)
         project_out.weight[:, :, 0, 0, 0] = w_out.to(project_out.weight.dtype)
         project_out.bias.copy_(mean.to(project_out.bias.dtype))
-    return share
+    return share, kept
