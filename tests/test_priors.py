@@ -397,3 +397,15 @@ def test_stage_2_refuses_a_tokenizer_frozen_for_good_that_is_not_the_priors(tmp_
     model, _ = initialise_from_prior(str(prior), VideoAutoencoder(**base, gq_bits=6), ["encoder", "quantizer"])
     assert torch.equal(model.quantizer.project_in.weight, load_autoencoder(prior).quantizer.project_in.weight)
     initialise_from_prior(str(prior), VideoAutoencoder(**base, gq_bits=configured_bits), [])  # trained: starts fresh
+
+
+def test_first_frame_tokens_frozen_at_zero_for_the_whole_run_are_refused(tmp_path: Path) -> None:
+    """From a continuous prior, only the regular projections are fitted: the first-frame tokens' read-back
+    starts at zero, and a quantizer frozen for good kept it there (tokens counted, changing nothing)."""
+    tiny = {"block_out_channels": [8, 16], "latent_channels": 8, "layers_per_block": 1}
+    prior = write_export(VideoAutoencoder(bottleneck="kl", **tiny), tmp_path / "kl", {})
+    tokenizer = {"bottleneck": "fsq", "fsq_levels": [8, 5, 5], **tiny}
+    with pytest.raises(ValueError, match="first-frame tokens' projections start at zero"):
+        initialise_from_prior(str(prior), VideoAutoencoder(first_frame_tokens=1, **tokenizer), ["quantizer"])
+    initialise_from_prior(str(prior), VideoAutoencoder(first_frame_tokens=1, **tokenizer), ["encoder"])
+    initialise_from_prior(str(prior), VideoAutoencoder(**tokenizer), ["quantizer"])  # no first-frame tokens: fitted

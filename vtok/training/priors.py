@@ -61,11 +61,26 @@ def initialise_from_prior(
         report = transfer_weights(prior, configured)
         if prior.is_discrete:
             _refuse_frozen_parts_not_from_prior(prior, configured, report, frozen_for_good)
-        return configured, not prior.is_discrete
+            return configured, False
+        _refuse_frozen_first_frame_tokens(configured, frozen_for_good)
+        return configured, True
+    _refuse_frozen_first_frame_tokens(configured, frozen_for_good)
     settings = {k: configured.config[k] for k in CARRIED_FIELDS}
     model = autoencoder_from_diffusers(source, **settings)
     log.info("built on the %s prior at %s (%s)", model.config.backbone_class, source, model.compression)
     return model, True
+
+
+def _refuse_frozen_first_frame_tokens(configured: VideoAutoencoder, frozen: Sequence[str]) -> None:
+    """From a continuous prior, the first-frame tokens' read-back projection starts at zero (only the regular
+    projections are fitted to the prior's latents): a quantizer frozen for the whole run kept it at zero, and
+    the extra tokens, still counted in the bits per pixel, changed nothing."""
+    if "quantizer" in frozen and configured.config.get("first_frame_tokens", 0):
+        raise ValueError(
+            "model.freeze keeps the quantizer fixed for the whole run, but the first-frame tokens' projections start "
+            "at zero from a continuous prior and would stay so (their tokens would change nothing): set "
+            "model.freeze_steps to train them after N batches, or leave the quantizer out of model.freeze"
+        )
 
 
 def _refuse_frozen_parts_not_from_prior(
