@@ -368,6 +368,11 @@ def test_alternate_joint_training_leaves_the_discrete_path_alone_on_continuous_b
         assert (grad is not None and grad.abs().sum() > 0) == discrete_trains, f"step {step}"
         assert logs["adversarial_generator"] != 0, "the discriminator was asked at both steps"
         assert (logs["adversarial_adaptive_weight"] != 0) == discrete_trains, "the weight logged is the weight applied"
+    gq = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=8, layers_per_block=1, bottleneck="gq", gq_bits=6, gq_groups=2)
+    module = AutoencoderModule(gq, continuous_weight=1.0, joint_mode="alternate")
+    for step, discrete_trains in ((0, False), (1, True)):  # GQ's entropy and commitment terms go with the discrete path
+        logs = module._objective(video, step)[2]
+        assert (logs["entropy_weight"] > 0) == (logs["commitment_weight"] > 0) == discrete_trains, f"step {step}"
 
 
 def test_settings_of_a_technique_that_is_off_are_said_to_be_ignored(caplog: pytest.LogCaptureFixture) -> None:

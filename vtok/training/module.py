@@ -253,8 +253,8 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
                 discrete_weight, continuous_weight = (0.0, continuous_weight) if step % 2 == 0 else (1.0, 0.0)
             terms["loss"] = discrete_weight * terms["loss"] + continuous_weight * continuous["loss"]
             logs.update({f"continuous_{k}": v.detach() for k, v in continuous.items()})
-        for name in output.losses:
-            logs[f"{name}_weight"] = torch.tensor(self.loss.bottleneck_weight(name, step))
+        for name in output.losses:  # as applied: 0 on alternate's continuous batches, as the adaptive weight below
+            logs[f"{name}_weight"] = torch.tensor(discrete_weight * self.loss.bottleneck_weight(name, step))
         generator, discriminator = terms["loss"], video.new_zeros((), dtype=torch.float32)
         if self.adversarial is not None:
             last_layer = self.autoencoder.decoder.conv_out.weight
