@@ -61,7 +61,7 @@ def prior_vs_scratch(args: argparse.Namespace, budget: Budget, data: tuple[list[
     tuned = fsq(args.width)
     transfer_weights(prior.cpu(), tuned)
     with torch.no_grad():  # as vtok fit does at the first batch: the projections fitted to the prior's latents
-        kept = fit_projections(tuned.quantizer, *latent_moments(tuned.encode(first_batch(data[0], budget), discrete=False)))
+        kept, _ = fit_projections(tuned.quantizer, *latent_moments(tuned.encode(first_batch(data[0], budget), discrete=False)))
     tuned_run = train(tuned, *data, budget)
     target = scratch_run.final_psnr
     scratch_steps, tuned_steps = scratch_run.steps_to_reach(target), tuned_run.steps_to_reach(target)
