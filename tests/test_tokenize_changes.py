@@ -37,3 +37,26 @@ def test_a_video_changed_since_its_token_file_is_tokenized_again(
     os.utime(changed, ns=(0, 0))  # touched (restored from an archive, say): another modification time is a change too
     run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", out)
     assert "1 of them again" in capsys.readouterr().out
+
+
+def test_a_video_changed_into_one_that_cannot_be_tokenized_loses_its_old_tokens(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Cut short since (a partial copy): it was skipped, yet its old token file stayed and the index listed
+    it again among the earlier runs' videos, tokens of content no longer at that path."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for video in sorted(video_folder.glob("*.mp4"))[:2]:
+        shutil.copy(video, folder)
+    cut, kept = sorted(folder.glob("*.mp4"))
+    out = tmp_path / "tokens"
+    run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", out)
+    cut.write_bytes(cut.read_bytes()[:3000])
+    capsys.readouterr()
+    run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", out)
+    said = capsys.readouterr().out
+    assert "tokenized 0 videos; 1 changed since and now skipped: their old token files removed (1 already done" in said, said
+    listed = [json.loads(line)["path"] for line in (out / "index.jsonl").read_text().splitlines()]
+    skipped = [json.loads(line)["path"] for line in (out / "skipped.jsonl").read_text().splitlines()]
+    assert listed == [str(kept)] and skipped == [str(cut)]
+    assert len(list((out / "tokens").glob("*.safetensors"))) == 1

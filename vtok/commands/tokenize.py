@@ -81,23 +81,23 @@ def _token_path(out: Path, source: str, real: Callable[[str], str] = os.path.rea
 
 def _already_tokenized(
     out: Path, files: Sequence[str], existing: dict[Path, tuple[dict[str, str], list[int]]]
-) -> tuple[dict[int, dict[str, Any]], int]:
+) -> tuple[dict[int, dict[str, Any]], dict[int, Path]]:
     """Index entries (under this run's spelling of each path) of the ``files`` whose token file is among the
     ``existing`` ones, by position in ``files``: the file of :func:`_token_path`, else one whose recorded
-    source is the same video spelt another way (token files were once named by the path as written); and how
-    many token files were left out because their video changed since (another size or modification time)."""
+    source is the same video spelt another way (token files were once named by the path as written); and the
+    token files left out because their video changed since (another size or modification time), by position."""
     real = RealPaths()
     by_video: dict[str, Path] = {}
     for token_path, (metadata, _) in existing.items():
         by_video.setdefault(real(metadata["source"]), token_path)
-    found, changed = {}, 0
+    found, changed = {}, {}
     for index, source in enumerate(files):
         token_path = _token_path(out, source, real)
         token_path = token_path if token_path in existing else by_video.get(real(source))
         if token_path is None:
             continue
         if changed_since_checked(existing[token_path][0], source):  # token files of an earlier vtok: taken as they are
-            changed += 1
+            changed[index] = token_path
             continue
         found[index] = {**_entry(out, token_path, *existing[token_path]), "path": printable_path(source)}
     return found, changed
@@ -154,6 +154,7 @@ def main(argv: Sequence[str]) -> None:
         token_path = _token_path(out, dataset.files[index])
         write_token_file(token_path, tokens, header)
         found[index] = _entry(out, token_path, header, list(regular_indices(tokens).shape))
+    gone = _remove_outdated(changed, {index: _token_path(out, dataset.files[index]) for index in found})
     entries = [found[index] for index in sorted(found)]  # in the order of --data, whichever run wrote them
     # runs into one --out at the same time (parts of a dataset on several GPUs) write the index one after the
     # other, each from the token files there now, so the last one lists the others' videos too
@@ -168,11 +169,24 @@ def main(argv: Sequence[str]) -> None:
             )
         _write_lines(out / "index.jsonl", entries + earlier)
     kept = f", {len(earlier)} from earlier runs kept" if earlier else ""
-    again = f", {changed} of them again: changed since their token files" if changed else ""
+    again = f", {len(changed) - gone} of them again: changed since their token files" if len(changed) > gone else ""
+    if gone:
+        again += f"; {gone} changed since and now skipped: their old token files removed"
     print(
         f"tokenized {len(entries) - done} videos{again} ({done} already done, {len(skipped)} skipped{kept}) "
         f"-> {out / 'index.jsonl'}"
     )
+
+
+def _remove_outdated(changed: dict[int, Path], written: dict[int, Path]) -> int:
+    """Removes the token files of videos changed since they were written (``changed``, by position in --data)
+    that this run did not overwrite (``written``): a video that now cannot be tokenized, or one whose old file
+    had another name. Kept, the index listed tokens of content no longer at that path. Returns how many of
+    those videos were not tokenized again."""
+    for index, token_path in changed.items():
+        if written.get(index) != token_path:
+            token_path.unlink(missing_ok=True)
+    return sum(1 for index in changed if index not in written)
 
 
 def _earlier_entries(
