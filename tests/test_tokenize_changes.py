@@ -14,15 +14,20 @@ from vtok.data import write_video
 from vtok.data.synthetic import synthetic_clip
 
 
-def test_a_video_changed_since_its_token_file_is_tokenized_again(
-    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    """Only the token file's existence was checked: a video replaced at the same path kept its old tokens."""
+def _two_videos(video_folder: Path, tmp_path: Path) -> tuple[Path, list[Path]]:
+    """A folder holding copies of two of the sample videos, and their paths."""
     folder = tmp_path / "videos"
     folder.mkdir()
     for video in sorted(video_folder.glob("*.mp4"))[:2]:
         shutil.copy(video, folder)
-    changed, kept = sorted(folder.glob("*.mp4"))
+    return folder, sorted(folder.glob("*.mp4"))
+
+
+def test_a_video_changed_since_its_token_file_is_tokenized_again(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Only the token file's existence was checked: a video replaced at the same path kept its old tokens."""
+    folder, (changed, kept) = _two_videos(video_folder, tmp_path)
     out = tmp_path / "tokens"
     run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", out)
     before = {e["path"]: e for e in map(json.loads, (out / "index.jsonl").read_text().splitlines())}
@@ -44,11 +49,7 @@ def test_a_video_changed_into_one_that_cannot_be_tokenized_loses_its_old_tokens(
 ) -> None:
     """Cut short since (a partial copy): it was skipped, yet its old token file stayed and the index listed
     it again among the earlier runs' videos, tokens of content no longer at that path."""
-    folder = tmp_path / "videos"
-    folder.mkdir()
-    for video in sorted(video_folder.glob("*.mp4"))[:2]:
-        shutil.copy(video, folder)
-    cut, kept = sorted(folder.glob("*.mp4"))
+    folder, (cut, kept) = _two_videos(video_folder, tmp_path)
     out = tmp_path / "tokens"
     run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", out)
     cut.write_bytes(cut.read_bytes()[:3000])
