@@ -161,6 +161,7 @@ def write_outputs(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]]
     out.mkdir(parents=True, exist_ok=True)
     _remove_earlier_pictures(out, metrics["pictures"])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")  # finite_metrics first
+    (out / PICTURES_WRITTEN).unlink(missing_ok=True)  # metrics.json lists them now
     with (out / "per_video.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["path", "psnr", "ssim", "lpips", "high_frequency_ratio"])
         writer.writeheader()
@@ -168,14 +169,43 @@ def write_outputs(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]]
     (out / "report.md").write_text(report_markdown(metrics))
 
 
+PICTURES_WRITTEN = ".pictures-written.jsonl"  # in an evaluation's --out: each picture as it is written, until metrics.json lists them
+
+
+def record_pictures_written(out: Path, written: dict[str, str]) -> None:
+    """Notes in ``out`` the picture files just written (names relative to ``out``), so that a run stopped before
+    its ``metrics.json`` still has them known as pictures (see :func:`recorded_pictures`)."""
+    with (out / PICTURES_WRITTEN).open("a") as ledger:
+        ledger.write(json.dumps(written) + "\n")
+
+
+def _noted_pictures(ledger: Path) -> list[dict[str, str]]:
+    """The entries of a :data:`PICTURES_WRITTEN` file; none when there is none (a line cut short by a kill is
+    left out, the others count)."""
+    try:
+        lines = ledger.read_text().splitlines()
+    except OSError:
+        return []
+    entries = []
+    for line in lines:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    return entries
+
+
 def recorded_pictures(out: Path) -> list[tuple[str, Path]]:
     """The picture files (each with the name ``metrics.json`` gives it) that an evaluation into ``out``
-    recorded writing; only files inside ``out/pictures`` count, and none when ``out`` holds no vtok
-    ``metrics.json``."""
+    recorded writing: those its ``metrics.json`` lists, and those a run stopped before writing it noted as it
+    went; only files inside ``out/pictures`` count, and none when ``out`` holds neither record."""
     try:
         earlier = json.loads((out / "metrics.json").read_text()).get("pictures") or []
     except (OSError, ValueError, AttributeError):
-        return []  # no earlier evaluation here, or not one of ours
+        earlier = []  # no finished evaluation here, or not one of ours
+    earlier += _noted_pictures(out / PICTURES_WRITTEN)
+    if not earlier:
+        return []
     folder = (out / "pictures").resolve()
     named = [(str(name), (out / str(name)).resolve()) for picture in earlier if isinstance(picture, dict)
              for key, name in picture.items() if key != "path"]  # fmt: skip

@@ -39,7 +39,7 @@ from vtok.evaluation.metrics import (
 )  # fmt: skip
 from vtok.evaluation.noise import clip_noise, noise_key
 from vtok.evaluation.pictures import write_pictures
-from vtok.evaluation.report import finite_metrics, finite_or_none, write_outputs
+from vtok.evaluation.report import finite_metrics, finite_or_none, record_pictures_written, write_outputs
 from vtok.vae import FirstFrameTokens, VideoAutoencoder, regular_indices
 from vtok.vae.finite import NonFiniteLatents, model_fault, non_finite_clips
 
@@ -246,6 +246,7 @@ class _Evaluation:
     def _pictures(self, video: torch.Tensor, reconstruction: torch.Tensor, infos: list[ClipInfo]) -> None:
         for i, info in enumerate(infos[: max(self.settings.picture_videos - len(self.pictures), 0)]):
             written = write_pictures(self.out / "pictures", file_key(info.path), video[i], reconstruction[i], info.fps)
+            record_pictures_written(self.out, written)  # known as pictures even if this run stops before metrics.json
             self.pictures.append({"path": info.path, **written})
 
     def fvd(self) -> float | None:
@@ -374,7 +375,7 @@ def evaluate(
         log.warning(
             "%d videos are smaller than the protocol's %dx%d (first: %s): they are compared enlarged to it "
             "(smoother than real frames of that size); metrics.json counts them under enlarged_videos",
-            len(run.enlarged), protocol["width"], protocol["height"], run.enlarged[0],
+            len(run.enlarged), protocol["height"], protocol["width"], run.enlarged[0],
         )  # fmt: skip
     if not run.rows:
         reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
