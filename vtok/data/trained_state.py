@@ -111,7 +111,8 @@ class TrainedStateLoader(StatefulDataLoader):
             state = self._current_state()
         else:
             state = copy.deepcopy(self._states[0])
-        return {**state, LAUNCH_KEY: self._launch(), **({DATA_KEY: self._data_size()} if self._data_size() else {})}
+        size = self._data_size()
+        return {**state, LAUNCH_KEY: self._launch(), **({DATA_KEY: size} if size else {})}
 
     def _data_size(self) -> dict[str, int]:
         """How many files (or shards) the dataset reads; empty for a dataset that lists neither."""
