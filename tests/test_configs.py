@@ -334,14 +334,21 @@ def test_a_launched_run_resumes_in_its_folder_and_a_requeued_slurm_job_is_not_re
     assert _fit_as_torchrun_rank(monkeypatch, tmp_path, 3, restart_count=0, arguments=resume) == [3]
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["job42"]
 
-    # one SLURM task (no launcher), requeued: the same command, Lightning resumes from its hpc checkpoint
+    # one SLURM task (no launcher), requeued: the same command goes on from its newest checkpoint
     for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "RANK", "LOCAL_RANK", "GROUP_RANK", "TORCHELASTIC_RUN_ID",
-                 "TORCHELASTIC_RESTART_COUNT"):  # fmt: skip
+                 "TORCHELASTIC_RESTART_COUNT", "SLURM_NTASKS_PER_NODE", "SLURM_NNODES"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SLURM_NTASKS", "1")
-    monkeypatch.setenv("SLURM_JOB_NAME", "train")
+    for name, value in (("SLURM_NTASKS", "1"), ("SLURM_JOB_NAME", "train"), ("SLURM_JOB_ID", "job42"), ("SLURM_RESTART_COUNT", "1")):
+        monkeypatch.setenv(name, value)
     shutil.copy(config.parent / "checkpoints" / "last.ckpt", config.parent / "hpc_ckpt_1.ckpt")
-    main(["fit", "--config", str(config), "--trainer.default_root_dir", str(config.parent), "--trainer.max_steps", "4"])
+    main(["fit", "--config", str(config), "--trainer.max_steps", "4"])  # no folder given: the job's, runs/<job id>
+    assert torch.load(config.parent / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["job42"], "a requeue started over in a new folder"
+    # a new job (not requeued) into a folder holding a requeue checkpoint older than last.ckpt: refused, not resumed
+    # from the older step by Lightning (which takes an hpc checkpoint by itself under SLURM)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(config), "--trainer.default_root_dir", str(config.parent), "--trainer.max_steps", "5"])
     assert torch.load(config.parent / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
     # a job script that passes --ckpt_path last: the requeue checkpoint when it is the newest
     checkpoints = config.parent / "checkpoints"

@@ -21,7 +21,6 @@ from lightning.fabric.plugins.environments.lightning import find_free_network_po
 
 from tests.helpers import TINY_DATA, TINY_MODEL, csv_logger, metric_column, tiny_fit_args
 from vtok.data.synthetic import write_sample_clips
-from vtok.launch import detect_launch
 from vtok.training.rank_states import take_rank_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -349,39 +348,6 @@ def test_two_ranks_score_each_validation_clip_once_and_count_an_unusable_file_on
     assert launched.returncode == 0, launched.stderr[-4000:]
     assert metric_column(tmp_path / "two_one", "val/psnr") == pytest.approx(metric_column(tmp_path / "single_one", "val/psnr"), abs=1e-4)
 
-
-
-def test_launch_environment_sets_devices_and_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "SLURM_NNODES"):
-        monkeypatch.delenv(name, raising=False)
-    assert detect_launch() is None
-    monkeypatch.setenv("WORLD_SIZE", "16")
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job42")
-    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
-    launch = detect_launch()
-    assert (launch.launcher, launch.devices, launch.num_nodes, launch.run_id, launch.restart_count) == (
-        "torchelastic", 8, 2, "job42", 1,
-    )
-
-
-def test_a_slurm_job_of_several_tasks_run_without_srun_says_it_will_wait(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """`python train.py` in an sbatch script of --ntasks 2: the process waited for a rank nothing started,
-    silent until the process group's timeout (30 minutes)."""
-    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_STEP_NUM_TASKS"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in (("SLURM_NTASKS", "2"), ("SLURM_NNODES", "1"), ("SLURM_NTASKS_PER_NODE", "2"), ("SLURM_JOB_NAME", "train")):
-        monkeypatch.setenv(name, value)
-    with caplog.at_level("WARNING", logger="vtok.launch"):
-        assert detect_launch().devices == 2
-    assert "this process was not started by srun: it will wait for 1 more ranks" in caplog.text
-    caplog.clear()
-    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")  # as srun sets it for each task it starts
-    with caplog.at_level("WARNING", logger="vtok.launch"):
-        assert detect_launch().devices == 2
-    assert not caplog.text
 
 
 def test_activation_checkpointing_gives_the_same_gradients() -> None:

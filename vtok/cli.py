@@ -49,6 +49,7 @@ from vtok.run_folder import (
     newest_checkpoint,
     refuse_a_fresh_run_over_an_old_one,
     refuse_an_unwritable_run_folder,
+    refuse_last_without_a_run_folder,
     refuse_resuming_without_a_last_checkpoint,
     resumed_run_folder,
     run_folder,
@@ -173,6 +174,11 @@ class VtokCLI(LightningCLI):
         launch = detect_launch()
         if launch is not None:
             self._apply_launch(config, launch)
+        elif trainer.default_root_dir is None and str(trainer.get("num_nodes") or 1) != "1":
+            raise UsageError(  # Lightning's own launch on several nodes: each node would name its own runs/<date-time>
+                f"trainer.num_nodes={trainer.num_nodes}: a run on several nodes needs --trainer.default_root_dir on "
+                "shared storage (every node's ranks must write to the same run folder)"
+            )
         if trainer.default_root_dir is None:
             trainer.default_root_dir = run_folder(config)
             if resumed_run_folder(config) is None and not inherits_run_folder():
@@ -216,8 +222,9 @@ class VtokCLI(LightningCLI):
                     log.info("trainer.enable_checkpointing=false: the config's checkpoint callbacks are left out")
                     self._derived.append((trainer, "callbacks", trainer.callbacks))  # config.yaml keeps them
                 trainer.callbacks = kept
-        if trainer.precision is None:
-            trainer.precision = "bf16-mixed" if torch.cuda.is_available() else "32-true"
+        if trainer.precision is None:  # bf16 autocast on a CPU (accelerator cpu on a GPU machine) is slow and lossy
+            on_gpu = torch.cuda.is_available() and str(trainer.get("accelerator")) not in ("cpu", "mps")
+            trainer.precision = "bf16-mixed" if on_gpu else "32-true"
             self._derived.append((trainer, "precision", None))  # a rerun on other hardware derives its own
         refuse_fsdp(trainer.strategy)
         for setting, neutral, instead in (("accumulate_grad_batches", 1, "model.accumulate_batches"),
@@ -281,10 +288,12 @@ class VtokCLI(LightningCLI):
                 )
             trainer[key] = value
         strategy = trainer.strategy
-        if strategy in (None, "auto"):
+        if strategy in (None, "auto") and launch.devices * launch.num_nodes > 1:
             trainer.strategy = "ddp"  # find_unused_parameters=False: every parameter gets a gradient each step
         if trainer.default_root_dir is None:
             resumed = resumed_run_folder(config)  # the same on every rank
+            if resumed is None and launch.restart_count == 0:  # a launch's new folder would hold no checkpoint
+                refuse_last_without_a_run_folder(config)
             if resumed is None and launch.run_id is None:
                 raise UsageError(
                     "a multi-process run needs --trainer.default_root_dir (every rank and every restart must "

@@ -6,6 +6,10 @@ to run unless ``devices x num_nodes == WORLD_SIZE``. vtok derives both from the 
 user never repeats them. Under SLURM, ``srun`` starting the ranks itself is read the same way
 (``SLURM_NTASKS_PER_NODE``, ``SLURM_NNODES``) and keeps Lightning's auto-requeue; a torchrun or
 accelerate launch inside a SLURM job is seen as TorchElastic first and loses auto-requeue.
+
+A SLURM job of one task is a launch too (Lightning's auto-requeue works for it): its run folder is
+named by the job id, which a requeued job keeps, and ``SLURM_RESTART_COUNT`` says it was requeued (also
+for a torchrun inside the job), so it goes on from its newest checkpoint instead of starting over.
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ import logging
 import os
 from dataclasses import dataclass
 
+from vtok.usage_error import UsageError
+
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class LaunchEnvironment:
-    """Devices per node and nodes of a multi-process job, and whether it was restarted."""
+    """Devices per node and nodes of a launched job (one process for a SLURM job of one task), and whether it was
+    restarted (``restart_count``: by the launcher, or a requeue of its SLURM job)."""
 
     launcher: str  # "torchelastic" (torchrun, accelerate) or "slurm"
     devices: int
@@ -34,21 +41,37 @@ def _int(name: str) -> int | None:
 
 
 def detect_launch() -> LaunchEnvironment | None:
-    """The multi-process launch this process belongs to, or ``None`` for a plain single process."""
+    """The launch this process belongs to (several processes, or one SLURM task), or ``None`` for a plain
+    single process.
+
+    Raises:
+        UsageError: a layout Lightning cannot run: nodes with unequal numbers of processes, or a SLURM job of
+            several tasks without ``--ntasks-per-node``.
+    """
     world, local = _int("WORLD_SIZE"), _int("LOCAL_WORLD_SIZE")
+    requeued = _int("SLURM_RESTART_COUNT") or 0  # a requeued SLURM job: also when torchrun runs inside it
     if world and local and "TORCHELASTIC_RUN_ID" in os.environ:
+        if world % local:
+            raise UsageError(
+                f"the launch has {world} processes, {local} on this node: every node needs as many processes "
+                "(Lightning runs devices x num_nodes); start the same number on each node"
+            )
         run_id = os.environ["TORCHELASTIC_RUN_ID"]
-        return LaunchEnvironment(
-            "torchelastic", local, world // local, None if run_id == "none" else run_id, _int("TORCHELASTIC_RESTART_COUNT") or 0
+        restarts = max(_int("TORCHELASTIC_RESTART_COUNT") or 0, requeued)
+        return LaunchEnvironment("torchelastic", local, world // local, None if run_id == "none" else run_id, restarts)
+    tasks, nodes = _int("SLURM_NTASKS"), _int("SLURM_NNODES") or 1
+    if not tasks or os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):  # as Lightning: an interactive shell
+        return None
+    per_node = _int("SLURM_NTASKS_PER_NODE") or (1 if tasks == 1 else None)
+    if per_node is None:
+        raise UsageError(
+            f"this SLURM job has {tasks} tasks but no --ntasks-per-node, which Lightning needs to place the ranks; "
+            f"submit it with --ntasks-per-node={max(tasks // nodes, 1)} (one task per GPU) and --nodes={nodes}"
         )
-    tasks, nodes = _int("SLURM_NTASKS"), _int("SLURM_NNODES")
-    per_node = _int("SLURM_NTASKS_PER_NODE") or (tasks // nodes if tasks and nodes else None)
-    if tasks and tasks > 1 and nodes and per_node and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
-        if "SLURM_STEP_NUM_TASKS" not in os.environ:  # srun sets it for the tasks it starts; a batch script's own
-            log.warning(  # process has none, and alone it waits for the other ranks until the group's timeout
-                "this SLURM job has %d tasks, but this process was not started by srun: it will wait for %d more "
-                "ranks that nothing starts; start the command with srun (or run it outside the job's allocation)",
-                tasks, tasks - 1,
-            )  # fmt: skip
-        return LaunchEnvironment("slurm", per_node, nodes, os.environ.get("SLURM_JOB_ID"), _int("SLURM_RESTART_COUNT") or 0)
-    return None
+    if tasks > 1 and "SLURM_STEP_NUM_TASKS" not in os.environ:  # srun sets it for the tasks it starts; a batch
+        log.warning(  # script's own process has none, and alone it waits for the other ranks until the group's timeout
+            "this SLURM job has %d tasks, but this process was not started by srun: it will wait for %d more "
+            "ranks that nothing starts; start the command with srun (or run it outside the job's allocation)",
+            tasks, tasks - 1,
+        )  # fmt: skip
+    return LaunchEnvironment("slurm", per_node, nodes if tasks > 1 else 1, os.environ.get("SLURM_JOB_ID"), requeued)

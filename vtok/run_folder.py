@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lightning.fabric.plugins.environments import SLURMEnvironment
 
 from vtok.usage_error import UsageError
 
@@ -77,19 +76,30 @@ def run_folder(config: Any) -> str:
         return resumed
     if inherits_run_folder():
         return os.environ[RUN_FOLDER_VARIABLE]
-    if config.get("ckpt_path") == "last":
-        given = [Path(str(path)) for path in config.get("config") or [] if Path(str(path)).name == "config.yaml"]
-        if given:  # a run's own config, but its folder holds no checkpoint yet: stopped before the first save
-            raise UsageError(
-                f"--ckpt_path last: {given[-1].parent} holds no checkpoint yet to resume from; to start that run "
-                f"again in its folder, add --trainer.default_root_dir {given[-1].parent} (with --ckpt_path last it "
-                "then resumes once a checkpoint exists, and starts afresh before one)"
-            )
-        raise UsageError(
-            "--ckpt_path last needs the run folder to look in: add --trainer.default_root_dir runs/<run> "
-            "(or --config runs/<run>/config.yaml, or give the checkpoint file, runs/<run>/checkpoints/last.ckpt)"
-        )
+    refuse_last_without_a_run_folder(config)
     return claim_new_run_folder(Path("runs"))
+
+
+def refuse_last_without_a_run_folder(config: Any) -> None:
+    """``--ckpt_path last`` with no run folder given or resumed: a new folder holds no checkpoint, so the run
+    would start afresh where the user meant it to go on (also under a launcher, whose new folder is as empty).
+
+    Raises:
+        UsageError: ``ckpt_path`` is ``last``.
+    """
+    if config.get("ckpt_path") != "last":
+        return
+    given = [Path(str(path)) for path in config.get("config") or [] if Path(str(path)).name == "config.yaml"]
+    if given:  # a run's own config, but its folder holds no checkpoint yet: stopped before the first save
+        raise UsageError(
+            f"--ckpt_path last: {given[-1].parent} holds no checkpoint yet to resume from; to start that run "
+            f"again in its folder, add --trainer.default_root_dir {given[-1].parent} (with --ckpt_path last it "
+            "then resumes once a checkpoint exists, and starts afresh before one)"
+        )
+    raise UsageError(
+        "--ckpt_path last needs the run folder to look in: add --trainer.default_root_dir runs/<run> "
+        "(or --config runs/<run>/config.yaml, or give the checkpoint file, runs/<run>/checkpoints/last.ckpt)"
+    )
 
 
 def claim_new_run_folder(parent: Path) -> str:
@@ -113,15 +123,14 @@ def refuse_a_fresh_run_over_an_old_one(config: Any) -> None:
     """A fit from scratch into a run folder that already holds checkpoints would interleave two runs'
     files (``last.ckpt`` beside ``last-v1.ckpt``, which ``--ckpt_path last`` then picks by date)."""
     if config.get("ckpt_path") is not None:
-        return
-    if SLURMEnvironment.detect() and any(Path(config.trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")):
-        return  # a requeued SLURM job: Lightning resumes from its hpc checkpoint by itself
+        return  # a requeued or restarted job has its newest checkpoint here (see VtokCLI._apply_launch)
     folder = Path(config.trainer.default_root_dir) / "checkpoints"
-    old = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
+    # SLURM's requeue checkpoints too: Lightning would resume from one by itself, older than last.ckpt may be
+    old = [*(sorted(folder.glob("*.ckpt")) if folder.is_dir() else []), *sorted(folder.parent.glob("hpc_ckpt_*.ckpt"))]
     if old:
         raise UsageError(
             f"{folder.parent} already holds a run's checkpoints ({old[0].name}, ...): resume it with "
-            f"--ckpt_path {folder / 'last.ckpt'}, or give this run a folder of its own with "
+            f"--ckpt_path {folder / 'last.ckpt' if (folder / 'last.ckpt').is_file() else 'last'}, or give this run a folder of its own with "
             "--trainer.default_root_dir NEW (a run's config.yaml names its folder when the run was given one, "
             "else a rerun of it gets a new runs/<date-time> by itself)"
         )

@@ -1,0 +1,129 @@
+"""What vtok reads from the launcher's environment (torchrun and accelerate, SLURM, Lightning's own launch):
+devices, nodes, the run folder every rank and restart shares, whether the job was restarted, and the layouts
+it refuses in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.helpers import tiny_fit_args
+from vtok.cli import VtokCLI, main
+from vtok.launch import detect_launch
+from vtok.usage_error import UsageError
+
+LAUNCH_VARIABLES = (
+    "WORLD_SIZE", "LOCAL_WORLD_SIZE", "RANK", "LOCAL_RANK", "GROUP_RANK", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT",
+    "SLURM_NTASKS", "SLURM_NNODES", "SLURM_NTASKS_PER_NODE", "SLURM_JOB_NAME", "SLURM_JOB_ID", "SLURM_RESTART_COUNT",
+    "SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "SLURM_LOCALID", "NODE_RANK",
+)  # fmt: skip
+
+
+@pytest.fixture()
+def no_launcher(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """This process as if started by hand, whatever launched the tests."""
+    for name in LAUNCH_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_launch_environment_sets_devices_and_nodes(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "SLURM_NNODES"):
+        monkeypatch.delenv(name, raising=False)
+    assert detect_launch() is None
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job42")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    launch = detect_launch()
+    assert (launch.launcher, launch.devices, launch.num_nodes, launch.run_id, launch.restart_count) == (
+        "torchelastic", 8, 2, "job42", 1,
+    )
+
+
+def test_a_slurm_job_of_several_tasks_run_without_srun_says_it_will_wait(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`python train.py` in an sbatch script of --ntasks 2: the process waited for a rank nothing started,
+    silent until the process group's timeout (30 minutes)."""
+    for name in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "TORCHELASTIC_RUN_ID", "SLURM_STEP_NUM_TASKS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in (("SLURM_NTASKS", "2"), ("SLURM_NNODES", "1"), ("SLURM_NTASKS_PER_NODE", "2"), ("SLURM_JOB_NAME", "train")):
+        monkeypatch.setenv(name, value)
+    with caplog.at_level("WARNING", logger="vtok.launch"):
+        assert detect_launch().devices == 2
+    assert "this process was not started by srun: it will wait for 1 more ranks" in caplog.text
+    caplog.clear()
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")  # as srun sets it for each task it starts
+    with caplog.at_level("WARNING", logger="vtok.launch"):
+        assert detect_launch().devices == 2
+    assert not caplog.text
+
+
+def test_a_slurm_job_of_one_task_is_a_launch_named_by_its_job_and_knows_it_was_requeued(no_launcher: pytest.MonkeyPatch) -> None:
+    """One task was not read at all: a requeued job claimed a new runs/<date-time> and trained from step 0."""
+    for name, value in (("SLURM_NTASKS", "1"), ("SLURM_JOB_NAME", "train"), ("SLURM_JOB_ID", "901"), ("SLURM_RESTART_COUNT", "2")):
+        no_launcher.setenv(name, value)
+    launch = detect_launch()
+    assert (launch.launcher, launch.devices, launch.num_nodes, launch.run_id, launch.restart_count) == ("slurm", 1, 1, "901", 2)
+    no_launcher.setenv("SLURM_JOB_NAME", "bash")  # an interactive shell in an allocation, as Lightning sees it
+    assert detect_launch() is None
+
+
+def test_a_torchrun_inside_a_requeued_slurm_job_counts_the_requeue_as_a_restart(no_launcher: pytest.MonkeyPatch) -> None:
+    for name, value in (("WORLD_SIZE", "8"), ("LOCAL_WORLD_SIZE", "8"), ("TORCHELASTIC_RUN_ID", "none"),
+                        ("TORCHELASTIC_RESTART_COUNT", "0"), ("SLURM_NTASKS", "1"), ("SLURM_RESTART_COUNT", "1")):  # fmt: skip
+        no_launcher.setenv(name, value)
+    assert detect_launch().restart_count == 1
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"WORLD_SIZE": "12", "LOCAL_WORLD_SIZE": "8", "TORCHELASTIC_RUN_ID": "x"}, "12 processes, 8 on this node"),
+        ({"SLURM_NTASKS": "2", "SLURM_NNODES": "1", "SLURM_JOB_NAME": "train"}, "submit it with --ntasks-per-node=2"),
+    ],
+)
+def test_layouts_lightning_cannot_run_are_one_line(no_launcher: pytest.MonkeyPatch, variables: dict, message: str) -> None:
+    """They ended in Lightning's traceback, naming settings (devices=8, num_nodes=1) the user never set."""
+    for name, value in variables.items():
+        no_launcher.setenv(name, value)
+    with pytest.raises(UsageError, match=message):
+        detect_launch()
+
+
+def test_ckpt_path_last_without_a_run_folder_under_a_launcher_is_refused(
+    no_launcher: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A first launch has a new, empty folder (runs/<run id>): the run started afresh where it was meant to go on."""
+    no_launcher.chdir(tmp_path)
+    for name, value in (("WORLD_SIZE", "1"), ("LOCAL_WORLD_SIZE", "1"), ("RANK", "0"), ("LOCAL_RANK", "0"),
+                        ("TORCHELASTIC_RUN_ID", "a-new-uuid")):  # fmt: skip  (torchrun's single-node default)
+        no_launcher.setenv(name, value)
+    arguments = tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--ckpt_path", "last")
+    at = arguments.index("--trainer.default_root_dir")
+    with pytest.raises(SystemExit):
+        main(arguments[:at] + arguments[at + 2 :])
+    assert "--ckpt_path last needs the run folder to look in" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_lightnings_own_launch_on_several_nodes_needs_a_run_folder(
+    no_launcher: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Each node claimed its own runs/<date-time>: rank 0's got everything, the others an empty folder."""
+    no_launcher.chdir(tmp_path)
+    arguments = tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--trainer.num_nodes", "2")
+    at = arguments.index("--trainer.default_root_dir")
+    with pytest.raises(SystemExit):
+        main(arguments[:at] + arguments[at + 2 :])
+    assert "trainer.num_nodes=2: a run on several nodes needs --trainer.default_root_dir" in capsys.readouterr().err
+
+
+def test_the_precision_follows_the_accelerator_asked_for(no_launcher: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """On a GPU machine, accelerator cpu got bf16-mixed: bf16 autocast on the CPU, where fp32 is promised."""
+    no_launcher.setattr(torch.cuda, "is_available", lambda: True)
+    cli = VtokCLI(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--trainer.accelerator", "cpu")[1:], run=False)
+    assert cli.trainer.precision == "32-true"
