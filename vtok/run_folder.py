@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from vtok.usage_error import UsageError
 
 CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")  # --ckpt_path values Lightning resolves itself
@@ -128,9 +127,10 @@ def refuse_a_fresh_run_over_an_old_one(config: Any) -> None:
     # SLURM's requeue checkpoints too: Lightning would resume from one by itself, older than last.ckpt may be
     old = [*(sorted(folder.glob("*.ckpt")) if folder.is_dir() else []), *sorted(folder.parent.glob("hpc_ckpt_*.ckpt"))]
     if old:
+        last = folder / "last.ckpt"
         raise UsageError(
             f"{folder.parent} already holds a run's checkpoints ({old[0].name}, ...): resume it with "
-            f"--ckpt_path {folder / 'last.ckpt' if (folder / 'last.ckpt').is_file() else 'last'}, or give this run a folder of its own with "
+            f"--ckpt_path {last if last.is_file() else 'last'}, or give this run a folder of its own with "
             "--trainer.default_root_dir NEW (a run's config.yaml names its folder when the run was given one, "
             "else a rerun of it gets a new runs/<date-time> by itself)"
         )

@@ -169,7 +169,8 @@ def write_outputs(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]]
     (out / "report.md").write_text(report_markdown(metrics))
 
 
-PICTURES_WRITTEN = ".pictures-written.jsonl"  # in an evaluation's --out: each picture as it is written, until metrics.json lists them
+# in an evaluation's --out: each picture as it is written, until metrics.json lists them
+PICTURES_WRITTEN = ".pictures-written.jsonl"
 
 
 def record_pictures_written(out: Path, written: dict[str, str]) -> None:
