@@ -48,6 +48,7 @@ from vtok.run_folder import (
     inherits_run_folder,
     newest_checkpoint,
     refuse_a_fresh_run_over_an_old_one,
+    refuse_a_second_fit_in_the_job_folder,
     refuse_an_unwritable_run_folder,
     refuse_last_without_a_run_folder,
     refuse_resuming_without_a_last_checkpoint,
@@ -214,7 +215,7 @@ class VtokCLI(LightningCLI):
                 self._resume_without_prior(config)
             else:
                 refuse_frozen_random_parts(config)
-            refuse_a_fresh_run_over_an_old_one(config)
+            refuse_a_fresh_run_over_an_old_one(config, under_a_launch=launch is not None)
             self._derived.append((config, "ckpt_path", None))  # a rerun of config.yaml is a new run, not a resume
             if trainer.get("enable_checkpointing") is False:  # the callbacks would make Lightning refuse it
                 kept = [c for c in trainer.callbacks or [] if not _is_checkpoint(c.class_path)]
@@ -282,9 +283,11 @@ class VtokCLI(LightningCLI):
         for key, value in (("devices", launch.devices), ("num_nodes", launch.num_nodes)):
             given = trainer[key]
             if given not in (None, "auto", 1, value) and str(given) != str(value):
+                one_task = launch.launcher == "slurm" and launch.devices * launch.num_nodes == 1
+                advice = "submit the job with --ntasks-per-node" if key == "devices" else "submit the job with --nodes"
                 raise UsageError(
                     f"trainer.{key}={given} disagrees with the {launch.launcher} launch ({value}); "
-                    f"leave trainer.{key} unset under a launcher"
+                    + (f"{advice}={given} (one task per GPU)" if one_task else f"leave trainer.{key} unset under a launcher")
                 )
             trainer[key] = value
         strategy = trainer.strategy
@@ -300,6 +303,8 @@ class VtokCLI(LightningCLI):
                     "write to the same run folder)"
                 )
             trainer.default_root_dir = resumed or str(Path("runs") / str(launch.run_id))
+            if resumed is None and launch.restart_count == 0 and launch.devices * launch.num_nodes == 1:
+                refuse_a_second_fit_in_the_job_folder(trainer.default_root_dir, self.subcommand)
             self._derived.append((trainer, "default_root_dir", None))  # a rerun of config.yaml gets its own
         if launch.restart_count > 0 and self.subcommand == "fit":
             # a restarted job goes on from where it stopped: not from the checkpoint its command line names

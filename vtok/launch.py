@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from vtok.usage_error import UsageError
 
@@ -40,6 +41,14 @@ def _int(name: str) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def _is_interactive(job_name: str) -> bool:
+    """Whether a SLURM job is a shell or notebook in an allocation rather than a submitted run: Lightning takes
+    ``bash`` and ``interactive`` for one; ``srun --pty zsh`` (any shell) and Jupyter servers are too, and each
+    command typed in them is a run of its own, not the job's one run."""
+    shells = {"bash", "sh", "zsh", "fish", "tcsh", "csh", "ksh", "dash", Path(os.environ.get("SHELL", "")).name}
+    return job_name in (shells | {"interactive"}) - {""} or "jupyter" in job_name.lower()
+
+
 def detect_launch() -> LaunchEnvironment | None:
     """The launch this process belongs to (several processes, or one SLURM task), or ``None`` for a plain
     single process.
@@ -60,9 +69,10 @@ def detect_launch() -> LaunchEnvironment | None:
         restarts = max(_int("TORCHELASTIC_RESTART_COUNT") or 0, requeued)
         return LaunchEnvironment("torchelastic", local, world // local, None if run_id == "none" else run_id, restarts)
     tasks, nodes = _int("SLURM_NTASKS"), _int("SLURM_NNODES") or 1
-    if not tasks or os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):  # as Lightning: an interactive shell
+    if not tasks or _is_interactive(os.environ.get("SLURM_JOB_NAME", "")):
         return None
-    per_node = _int("SLURM_NTASKS_PER_NODE") or (1 if tasks == 1 else None)
+    # one task is one process, whatever --ntasks-per-node the job script names (SLURM exports it as given)
+    per_node = 1 if tasks == 1 else _int("SLURM_NTASKS_PER_NODE")
     if per_node is None:
         raise UsageError(
             f"this SLURM job has {tasks} tasks but no --ntasks-per-node, which Lightning needs to place the ranks; "

@@ -118,9 +118,10 @@ def claim_new_run_folder(parent: Path) -> str:
     raise UsageError(f"{parent} already holds 10,000 run folders named {stamp}*: give --trainer.default_root_dir")
 
 
-def refuse_a_fresh_run_over_an_old_one(config: Any) -> None:
+def refuse_a_fresh_run_over_an_old_one(config: Any, under_a_launch: bool) -> None:
     """A fit from scratch into a run folder that already holds checkpoints would interleave two runs'
-    files (``last.ckpt`` beside ``last-v1.ckpt``, which ``--ckpt_path last`` then picks by date)."""
+    files (``last.ckpt`` beside ``last-v1.ckpt``, which ``--ckpt_path last`` then picks by date); the advice
+    names where a rerun goes by itself: its own ``runs/<date-time>``, or under a launch the job's folder again."""
     if config.get("ckpt_path") is not None:
         return  # a requeued or restarted job has its newest checkpoint here (see VtokCLI._apply_launch)
     folder = Path(config.trainer.default_root_dir) / "checkpoints"
@@ -131,9 +132,29 @@ def refuse_a_fresh_run_over_an_old_one(config: Any) -> None:
         raise UsageError(
             f"{folder.parent} already holds a run's checkpoints ({old[0].name}, ...): resume it with "
             f"--ckpt_path {last if last.is_file() else 'last'}, or give this run a folder of its own with "
-            "--trainer.default_root_dir NEW (a run's config.yaml names its folder when the run was given one, "
-            "else a rerun of it gets a new runs/<date-time> by itself)"
+            "--trainer.default_root_dir NEW "
+            + ("(under a launcher every fit of one job goes to runs/<job id> unless given a folder)" if under_a_launch else
+               "(a run's config.yaml names its folder when the run was given one, else a rerun of it gets a new "
+               "runs/<date-time> by itself)")
         )
+
+
+def refuse_a_second_fit_in_the_job_folder(folder: str, subcommand: str | None) -> None:
+    """A one-task SLURM job's fit goes into ``runs/<job id>``; a second ``vtok fit`` of the same job script (a
+    sweep, stage 2 after stage 1) found it already written: with checkpoints it was refused with advice that did
+    not hold under a job, without them the two runs wrote their pictures and logs over each other's.
+
+    Raises:
+        UsageError: ``folder`` already holds files and this is a fit.
+    """
+    if subcommand != "fit" or not Path(folder).is_dir() or not any(Path(folder).iterdir()):
+        return
+    last = Path(folder) / "checkpoints" / "last.ckpt"
+    raise UsageError(
+        f"{folder} is this SLURM job's run folder and an earlier vtok fit of the job already wrote into it: give "
+        "each fit of one job its own --trainer.default_root_dir (a requeued job then goes on in each)"
+        + (f", or resume that run with --ckpt_path {last}" if last.is_file() else "")
+    )
 
 
 def refuse_an_unwritable_run_folder(folder: str) -> None:
