@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-from tests.helpers import tiny_fit_args
+from tests.helpers import LAUNCH_VARIABLES, tiny_fit_args
 from vtok.cli import main
 from vtok.data import synthetic_clip, write_sample_clips, write_video
 from vtok.losses.perceptual import VGG16_FILE
@@ -25,6 +25,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def as_if_started_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs as a process started by hand: the suite run inside a SLURM job or torchrun read the
+    launcher's variables (runs/<job id>, devices from the job). Set then deleted, so what a test sets, or vtok
+    sets for the ranks it starts, is also gone after it."""
+    for name in LAUNCH_VARIABLES:
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,12 @@ from lightning.pytorch import Callback
 from vtok import VideoAutoencoder
 from vtok.export import write_export
 
+LAUNCH_VARIABLES = (
+    "WORLD_SIZE", "LOCAL_WORLD_SIZE", "RANK", "LOCAL_RANK", "GROUP_RANK", "TORCHELASTIC_RUN_ID", "TORCHELASTIC_RESTART_COUNT",
+    "SLURM_NTASKS", "SLURM_NNODES", "SLURM_NTASKS_PER_NODE", "SLURM_JOB_NAME", "SLURM_JOB_ID", "SLURM_RESTART_COUNT",
+    "SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "SLURM_LOCALID", "NODE_RANK", "VTOK_RUN_FOLDER",
+)  # what a launcher (or a run vtok started) tells a process; cleared around every test, see conftest.py  # fmt: skip
+
 TINY_MODEL = [
     "--model.autoencoder.block_out_channels", "[16, 32]",
     "--model.autoencoder.latent_channels", "8",
