@@ -47,3 +47,29 @@ def test_a_prepare_output_folder_or_a_glob_that_matches_nothing_is_a_clear_error
         expand_shards(str(two_outputs / "a"))
     with pytest.raises(ValueError, match=r"no shards \(.tar files\) in '.*/nothing-\*.tar'"):
         expand_shards(str(two_outputs / "nothing-*.tar"))
+
+
+def test_folders_named_like_patterns_are_taken_as_named_and_an_empty_part_is_refused(two_outputs: Path, tmp_path: Path) -> None:
+    """A folder `run[1]` was read as a glob class (no shards found); `a::` added the working directory's .tar files."""
+    folder = tmp_path / "run[1]"
+    shutil.copytree(two_outputs / "a" / "shards", folder)
+    expected = sorted(str(path) for path in folder.glob("*.tar"))
+    assert expand_shards(str(folder)) == expected
+    assert expand_shards(str(folder / "*.tar")) == expected
+    assert expand_shards(str(folder / "shard-{000000..000001}.tar")) == expected
+    assert expand_shards(expected[0]) == expected[:1]
+    for spec in (f"{folder}::", f"::{folder}", f"{folder}::::{folder}"):
+        with pytest.raises(ValueError, match="has an empty part between its '::'"):
+            expand_shards(spec)
+
+
+def test_folders_where_one_lacks_its_index_name_that_folder(
+    two_outputs: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The counts were unknown without a word of which folder had no index.json."""
+    unindexed = tmp_path / "copied"
+    shutil.copytree(two_outputs / "b" / "shards", unindexed)
+    (unindexed / "index.json").unlink()
+    with caplog.at_level("WARNING", logger="vtok.data.streaming"):
+        assert shard_counts(expand_shards(f"{two_outputs / 'a' / 'shards'}::{unindexed}")) is None
+    assert f"{unindexed} holds no index.json from `vtok prepare --shards`" in caplog.text

@@ -83,13 +83,17 @@ def expand_shards(spec: str) -> list[str]:
 
 def _expand_part(part: str, spec: str) -> list[str]:
     """The shards one ``::`` part of ``spec`` names (see :func:`expand_shards`)."""
+    if not part.strip():  # `a.tar::` or `::b`: an empty path is the working directory, whose .tar files were taken
+        raise ValueError(f"data.shards {spec!r} has an empty part between its '::'; remove the extra '::'")
     local = Path(part).expanduser() if _is_local(part) else None
     if local is not None and local.is_dir():
         shards = sorted(str(p) for p in local.glob("*.tar"))
-    elif local is not None and any(c in part for c in "*?["):
-        shards = sorted(path for path in glob.glob(str(local)) if path.endswith(".tar"))
-    else:
-        shards = wds.shardlists.expand_urls(part)
+    elif local is not None and not local.exists() and "{" not in part and any(c in part for c in "*?["):
+        # a folder named like a pattern (`run[1]`) is taken as named; only the file names are matched then
+        found = local.parent.glob(local.name) if local.parent.is_dir() else map(Path, glob.glob(str(local)))
+        shards = sorted(str(path) for path in found if path.suffix == ".tar")
+    else:  # an existing file as named, brace patterns and URLs as WebDataset expands them
+        shards = [str(local)] if local is not None and local.is_file() else wds.shardlists.expand_urls(part)
     if not shards:
         where = f"{part!r}" if part == spec else f"{part!r} (of {spec!r})"
         hint = "write some with `vtok prepare --shards`"
@@ -121,6 +125,9 @@ def shard_counts(shards: Sequence[str], index: str | None = None) -> list[int] |
             theirs = [shard for shard in shards if Path(shard).parent == folder]
             found = shard_counts(theirs)
             if found is None:
+                if shard_index(theirs) is None:  # else the stale index was named
+                    log.warning("%s holds no index.json from `vtok prepare --shards`: the sample counts of the shards of "
+                                "data.shards are unknown", folder)  # fmt: skip
                 return None
             counts.update(zip(theirs, found))
         return [counts[shard] for shard in shards]
