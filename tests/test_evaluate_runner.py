@@ -5,6 +5,8 @@ in it is an error that names the fix; the speeds leave out the first pass's one-
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,25 @@ def test_the_first_batch_is_coded_once_untimed_before_the_timed_passes(video_fol
     metrics = runner.evaluate(model, dataset, tmp_path / "eval", settings, protocol, model_record("in memory", model, {}))
     assert calls == {"encoder": 3, "decoder": 3}, "two batches, the first twice"
     assert metrics["videos"] == 3 and metrics["encode_frames_per_s"] > 0
+
+
+def test_a_second_evaluation_into_a_busy_out_is_refused_and_a_killed_ones_lock_is_gone(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Two evaluations into one --out at once replaced each other's metrics.json and deleted each other's pictures
+    (each took the other's for an earlier run's)."""
+    out = tmp_path / "eval"
+    holder = "import sys, time; from pathlib import Path; from vtok.commands.folder_lock import folder_lock\n" \
+             "with folder_lock(Path(sys.argv[1]), '.evaluating.lock'):\n    print('held', flush=True); time.sleep(120)"
+    other = subprocess.Popen([sys.executable, "-c", holder, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"  # as an evaluation into out still running holds it
+        with pytest.raises(SystemExit) as stopped:
+            evaluate(fsq_run, video_folder, out)
+        assert stopped.value.code == 2
+        assert f"another vtok evaluate is still writing into --out {out}: give this one another --out" in capsys.readouterr().err
+        assert not (out / "metrics.json").exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert evaluate(fsq_run, video_folder, out)["videos"] == 2  # a killed holder's lock went with it

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vtok.commands.device import add_device_argument, resolve_device, resolve_workers
+from vtok.commands.folder_lock import FolderBusy, folder_lock
 from vtok.commands.outputs import output_folder
 from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
 from vtok.evaluation.runner import EvaluationSettings, evaluate
@@ -74,6 +75,11 @@ def main(argv: Sequence[str]) -> None:
         device, args.batch_size, args.max_videos, args.lpips_weights, args.fvd_weights, max(args.pictures, 0),
         args.mode, args.decode_timestep, args.noise_seed, protocol.fps, workers,
     )  # fmt: skip
-    metrics = evaluate(model, dataset, args.out, settings, protocol.as_dict(), model_record(args.model, model, metadata))
+    record = model_record(args.model, model, metadata)
+    try:  # two evaluations into one --out replaced each other's metrics and deleted each other's pictures
+        with folder_lock(Path(args.out), ".evaluating.lock", wait=False):  # the first file written there
+            metrics = evaluate(model, dataset, args.out, settings, protocol.as_dict(), record)
+    except FolderBusy:
+        raise ValueError(f"another vtok evaluate is still writing into --out {args.out}: give this one another --out") from None
     shown = ", ".join(f"{key} {metrics[key]:.4g}" for key in ("psnr", "ssim", "lpips", "fvd") if metrics[key] is not None)
     print(f"evaluated {metrics['videos']} videos ({metrics['skipped_files']} skipped): {shown} -> {os.path.join(args.out, 'metrics.json')}")
