@@ -332,3 +332,17 @@ def test_a_resume_goes_on_in_the_run_folder_it_names_whatever_folder_the_config_
     assert torch.load(moved / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3, "resumed at 2, not afresh"
     assert not (tmp_path / "b" / "runs").exists() and not (tmp_path / "a" / "runs" / "two").exists()
     assert yaml.safe_load((moved / "config.yaml").read_text())["trainer"]["default_root_dir"] == str(moved)
+
+
+def test_a_folder_another_config_file_gives_a_resume_is_the_one_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a folder typed on the command line was kept: one from a second --config file was taken for the run's
+    own outdated record and replaced by the checkpoint's run folder, which the resume then wrote into."""
+    monkeypatch.chdir(tmp_path)
+    main(tiny_fit_args(Path("."), 2, "--trainer.logger", "false", run="runs/first"))
+    other = tmp_path / "continue.yaml"
+    other.write_text(yaml.safe_dump({"trainer": {"default_root_dir": "runs/second"}}))
+    first = tmp_path / "runs" / "first"
+    main(["fit", "--config", str(first / "config.yaml"), "--config", str(other), "--trainer.max_steps", "3",
+          "--ckpt_path", str(first / "checkpoints" / "last.ckpt")])  # fmt: skip
+    assert torch.load(tmp_path / "runs" / "second" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
+    assert torch.load(first / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2, "the first run untouched"

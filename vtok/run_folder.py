@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from vtok.usage_error import UsageError
 
 CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")  # --ckpt_path values Lightning resolves itself
@@ -46,7 +48,8 @@ def resumed_run_folder(config: Any) -> str | None:
 
 def follow_the_resumed_run(config: Any, folder_given_now: bool) -> str | None:
     """The folder a resume goes on in when the config's recorded ``trainer.default_root_dir`` names another
-    (``None`` when they agree, or a folder was given on this command line, which wins): the folder of the
+    (``None`` when they agree, or a folder was given on this command line or by a config file other than the
+    run's own ``config.yaml``, which wins): the folder of the
     ``--ckpt_path`` file, or of the ``--config <run>/config.yaml`` that holds the checkpoints, absolute. A run
     folder moved or copied, or one recorded relative to another working directory, otherwise resumed from
     and wrote into the recorded folder: the old one, or a new empty one where ``last`` found nothing and the
@@ -56,7 +59,18 @@ def follow_the_resumed_run(config: Any, folder_given_now: bool) -> str | None:
         return None
     if Path(recorded).resolve() == Path(resumed).resolve():
         return None
+    if str(recorded) != _recorded_folder(Path(resumed) / "config.yaml"):
+        return None  # not the run's own record but a folder another --config file gives: that one is asked for
     return str(Path(resumed).resolve())
+
+
+def _recorded_folder(config_file: Path) -> str | None:
+    """The ``trainer.default_root_dir`` a run's ``config.yaml`` records; ``None`` when it records none or is unreadable."""
+    try:
+        folder = yaml.safe_load(config_file.read_text())["trainer"]["default_root_dir"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return None if folder is None else str(folder)
 
 
 def _holds_checkpoints(run: Path) -> bool:
