@@ -53,6 +53,9 @@ def model_record(path: str, model: VideoAutoencoder, metadata: dict[str, Any]) -
     }
 
 
+EVALUATING = ".evaluating.lock"  # in --out, held while an evaluation writes there
+
+
 def main(argv: Sequence[str]) -> None:
     args = parser().parse_args(argv)
     for flag in ("max_videos", "batch_size"):
@@ -75,11 +78,16 @@ def main(argv: Sequence[str]) -> None:
         device, args.batch_size, args.max_videos, args.lpips_weights, args.fvd_weights, max(args.pictures, 0),
         args.mode, args.decode_timestep, args.noise_seed, protocol.fps, workers,
     )  # fmt: skip
-    record = model_record(args.model, model, metadata)
+    record, out = model_record(args.model, model, metadata), Path(args.out)
+    new_folder = not out.exists()
     try:  # two evaluations into one --out replaced each other's metrics and deleted each other's pictures
-        with folder_lock(Path(args.out), ".evaluating.lock", wait=False):  # the first file written there
-            metrics = evaluate(model, dataset, args.out, settings, protocol.as_dict(), record)
+        with folder_lock(out, EVALUATING, wait=False):
+            metrics = evaluate(model, dataset, out, settings, protocol.as_dict(), record)
     except FolderBusy:
         raise ValueError(f"another vtok evaluate is still writing into --out {args.out}: give this one another --out") from None
+    finally:  # an error before anything was written (the metric weights, --mode) leaves no folder behind
+        if new_folder and [path.name for path in out.iterdir()] == [EVALUATING]:
+            (out / EVALUATING).unlink()
+            out.rmdir()
     shown = ", ".join(f"{key} {metrics[key]:.4g}" for key in ("psnr", "ssim", "lpips", "fvd") if metrics[key] is not None)
     print(f"evaluated {metrics['videos']} videos ({metrics['skipped_files']} skipped): {shown} -> {os.path.join(args.out, 'metrics.json')}")
