@@ -323,8 +323,9 @@ def _copy_stderr(stream: IO[str], tail: deque[str]) -> None:
 
 
 def _failure(returncode: int | None, tail: Sequence[str], terminated: str | None) -> str:
-    """One line saying why a child gave no record: its last stderr line, with how it ended when that was a signal."""
-    last = next((line.strip() for line in reversed(tail) if line.strip()), "")[-300:]
+    """One line saying why a child gave no record: the start of its last stderr line (where torch's out-of-memory
+    message says so; its advice follows), with how it ended when that was a signal."""
+    last = next((line.strip() for line in reversed(tail) if line.strip()), "")[:300]
     if terminated:
         why = f"{terminated} reached the benchmark while this model ran (a timeout?)"
     elif returncode is not None and returncode < 0:
@@ -387,8 +388,8 @@ def run_isolated(module: str, argv: Sequence[str], models: Sequence[str], echo: 
             lines, tail, returncode, terminated = _run_child(command, echo)
             records.extend(json.loads(line) for line in lines)
             if returncode != 0 or not lines:
-                record = {"benchmark": module.rsplit(".", 1)[-1], "model": model,
-                          "error": _failure(returncode, tail, terminated)}  # fmt: skip
+                record = {"benchmark": module.rsplit(".", 1)[-1], "model": model, "arguments": list(argv),
+                          "error": _failure(returncode, tail, terminated)}  # which sizes and batch failed  # fmt: skip
                 records.append(record)
                 if echo:
                     emit(record)

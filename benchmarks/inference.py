@@ -67,7 +67,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
     record["encode_decode_frames_per_s"] = sig(frames / (seconds["encode"] + seconds["decode"]))
     with PeakMemory(args.device) as memory:
         run(lambda: subject.decode(subject.encode(video)))()
-    speed = speed_options(args) if subject.is_vtok else {"cudnn_benchmark": args.cudnn_benchmark}  # compiled or eager
+    speed = speed_options(args, subject.is_vtok)  # compiled or eager
     record.update(memory.record(), tiny=args.tiny, overrides=subject.overrides, **speed, **environment(args))
     return record
 

@@ -118,7 +118,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
         "step_ms": sig(seconds * 1e3), **summarise(profiler.key_averages(), on_cuda, args.steps, args.top),
         "memory_gib": {"weights": sig(weights / GIB), "gradients": sig(weights / GIB),
                        "saved_for_backward": sig(saved / GIB), "peak": sig(peak / GIB) if peak is not None else None},
-        "tiny": args.tiny, "overrides": subject.overrides, **(speed_options(args) if subject.is_vtok else {}), **environment(args),
+        "tiny": args.tiny, "overrides": subject.overrides, **speed_options(args, subject.is_vtok), **environment(args),
     }  # fmt: skip
 
 

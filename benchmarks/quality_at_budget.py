@@ -163,7 +163,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, object]:
         "batch_size": args.batch_size, "workers": args.workers, "val_clips": len(psnr), "val_psnr_db": round(float(psnr.mean()), 3),
         "val_psnr_real_video_db": round(float(psnr[-1]), 3) if real[1].is_file() else None,
         "tiny": args.tiny, "overrides": subject.overrides,
-        **(speed_options(args) if subject.is_vtok else {"cudnn_benchmark": args.cudnn_benchmark}), **environment(args),
+        **speed_options(args, subject.is_vtok), **environment(args),
     }  # fmt: skip
 
 

@@ -44,7 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def speed_options(args: argparse.Namespace) -> dict[str, object]:
+def speed_options(args: argparse.Namespace, is_vtok: bool) -> dict[str, object]:
+    """The speed options a record ran with: the baselines get cuDNN's autotuning only (see :func:`prepare`)."""
+    if not is_vtok:
+        return {"cudnn_benchmark": args.cudnn_benchmark}
     return {"channels_last": args.channels_last, "compile": args.compile, "compile_mode": args.compile_mode,
             "activation_checkpointing": args.activation_checkpointing, "cudnn_benchmark": args.cudnn_benchmark}  # fmt: skip
 
@@ -99,7 +102,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, object]:
         "clips_per_s": sig(args.batch_size / seconds), "seconds_per_step": sig(seconds), **memory.record(),
         "tflop_per_clip": sig(flops / args.batch_size / 1e12), "achieved_tflops": sig(flops / seconds / 1e12),
         "mfu": mfu(flops / seconds, peak), "peak_tflops": peak, "host_syncs_per_step": syncs.count,
-        "tiny": args.tiny, "overrides": subject.overrides, **(speed_options(args) if subject.is_vtok else {}), **environment(args),
+        "tiny": args.tiny, "overrides": subject.overrides, **speed_options(args, subject.is_vtok), **environment(args),
     }  # fmt: skip
 
 

@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader
 
-from benchmarks.common import SyncCounter
+from benchmarks.common import SyncCounter, _failure
 from benchmarks.models import TINY
 from vtok import VideoAutoencoder
 from vtok.tokenizers import FSQ, GroupLFQ
@@ -263,8 +263,15 @@ def test_a_failing_model_leaves_its_traceback_on_stderr_and_one_error_record(run
     stdout, stderr = process.communicate(timeout=900)
     (record,) = [json.loads(line) for line in stdout.splitlines()]
     assert record["model"] == "vtok" and record["error"].startswith("TypeError: '<' not supported"), record
+    assert record["arguments"][record["arguments"].index("--size") + 1] == "16", "which run failed"
     # the child's whole traceback reached the parent's stderr (what gpu_suite.sh keeps in log.txt)
     assert "Traceback (most recent call last)" in stderr and 'vtok/vae/autoencoder.py", line' in stderr, stderr[-3000:]
+
+
+def test_an_out_of_memory_error_keeps_its_first_words() -> None:
+    """torch's out-of-memory message is one line of about 600 characters: its last 300 kept only the allocator's advice."""
+    line = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. " + "Of the allocated memory ... " * 20
+    assert _failure(1, ["Traceback (most recent call last):\n", line + "\n"], None).startswith(line[:80])
 
 
 def test_a_benchmark_stopped_by_timeout_records_the_model_it_was_running() -> None:
