@@ -179,6 +179,28 @@ def test_a_time_interval_saves_after_the_batches_that_step(tmp_path: Path) -> No
     assert [state["vtok"]["batch_step"] for state in saved] == [2, 3, 5], "saved where a group ends, not mid-way"
 
 
+def test_a_config_files_callbacks_list_replaces_the_default_list_item_for_item(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """jsonargparse merged a list as long as default.yaml's item by item: a ModelCheckpoint with a time interval
+    took every_n_train_steps 50 too (refused, as Lightning allows one of them), and ReconstructionPictures took
+    default.yaml's every_n_steps for its class default."""
+    config = tmp_path / "timed.yaml"
+    config.write_text(yaml.safe_dump({"trainer": {"callbacks": [
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"train_time_interval": "0:10:00"}},
+        {"class_path": "vtok.training.ReconstructionPictures", "init_args": {"max_videos": 1}},
+    ]}}))  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(config), "--print_config"])
+    checkpoints, pictures = yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]
+    assert checkpoints["init_args"]["every_n_train_steps"] is None and checkpoints["init_args"]["train_time_interval"]
+    assert pictures["init_args"] == {**pictures["init_args"], "every_n_steps": 100, "max_videos": 1}
+    with pytest.raises(SystemExit):  # a flag still adds to the config's list
+        main(["fit", "--config", str(config), "--trainer.callbacks+=lightning.pytorch.callbacks.LearningRateMonitor",
+              "--print_config"])  # fmt: skip
+    assert len(yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]) == 3
+
+
 def test_validation_scores_in_fp32_under_bf16_autocast() -> None:
     torch.manual_seed(0)
     module = AutoencoderModule(VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1))

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import yaml
+
 from vtok.usage_error import UsageError
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -27,15 +29,32 @@ def with_packaged_presets(arguments: list[str]) -> list[str]:
     while index < len(rest):
         argument = rest[index]
         option, equals, value = argument.partition("=")
-        if option in ("--config", "-c") and equals:
-            configs.append(f"{option}={_packaged(value)}")
-        elif argument in ("--config", "-c") and index + 1 < len(rest):
-            configs += [argument, _packaged(rest[index + 1])]
-            index += 1
+        if option in ("--config", "-c") and (equals or index + 1 < len(rest)):
+            path = _packaged(value if equals else rest[index + 1])
+            index += 0 if equals else 1
+            if _sets_callbacks(path):  # its list replaces the one before, as a list on the command line does
+                configs.append(f"--trainer.callbacks={CLEARED}")
+            configs += [f"{option}={path}"] if equals else [option, path]
         else:
             flags.append(argument)
         index += 1
     return [*arguments[: subcommand + 1], *configs, *flags]
+
+
+CLEARED = "[]"  # trainer.callbacks emptied before a config file that gives its own list
+
+
+def _sets_callbacks(config: str) -> bool:
+    """Whether the config file ``config`` gives ``trainer.callbacks``. jsonargparse merges a list of the same
+    length item by item into the list before it: a config listing a ModelCheckpoint and ReconstructionPictures,
+    as the presets do, silently took default.yaml's ``every_n_train_steps``/``every_n_steps`` for the keys it
+    left out (refused beside a ``train_time_interval``; pictures every 50 steps where the class says 100)."""
+    try:
+        loaded = yaml.safe_load(Path(config).read_text())
+    except (OSError, yaml.YAMLError):
+        return False  # not a readable file: jsonargparse reports it
+    trainer = loaded.get("trainer") if isinstance(loaded, dict) else None
+    return isinstance(trainer, dict) and trainer.get("callbacks") is not None
 
 
 def _packaged(given: str) -> str:
