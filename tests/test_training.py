@@ -368,3 +368,14 @@ def test_a_folder_another_config_file_gives_a_resume_is_the_one_written(tmp_path
           "--ckpt_path", str(first / "checkpoints" / "last.ckpt")])  # fmt: skip
     assert torch.load(tmp_path / "runs" / "second" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 3
     assert torch.load(first / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2, "the first run untouched"
+
+
+def test_config_yaml_is_in_the_run_folder_whatever_the_logger(tmp_path: Path) -> None:
+    """With a CSV or TensorBoard logger Lightning wrote it into the logger's <run>/version_0/ (version_1/ on
+    resume), where --config <run>/config.yaml and vtok's advice look in the run folder."""
+    main(tiny_fit_args(tmp_path, 2, *csv_logger(tmp_path)))
+    run = tmp_path / "run"
+    assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["max_steps"] == 2
+    main(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.max_steps", "3"])
+    assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["max_steps"] == 3
+    assert [path.relative_to(run) for path in run.rglob("config.yaml")] == [Path("config.yaml")]

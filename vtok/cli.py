@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningCLI
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from lightning.pytorch import Trainer
@@ -327,8 +327,8 @@ class VtokCLI(LightningCLI):
             trainer.callbacks.append(CodebookMonitor())
         if self.subcommand != "fit":  # keep the run's config.yaml the fit wrote (a rerun needs it); the loggers get it
             for callback in trainer.callbacks:
-                if isinstance(callback, SaveConfigCallback):
-                    callback.save_to_log_dir = False
+                if isinstance(callback, SaveAndLogConfig):
+                    callback.write_config = False
         if all(getattr(c, "monitor", None) is None for c in trainer.checkpoint_callbacks):  # no best-k scores to lose
             quiet_moved_checkpoint_folder()
         if type(trainer.strategy.checkpoint_io).__name__ == "TorchCheckpointIO":

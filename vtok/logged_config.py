@@ -7,19 +7,33 @@ frames, batch size) or the trainer settings: runs could not be compared or filte
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import yaml
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 
 
 class SaveAndLogConfig(SaveConfigCallback):
-    """Lightning's ``SaveConfigCallback`` (``config.yaml`` in the run folder), which also logs the
-    resolved config (``model``, ``data``, ``trainer``, ...) as hyperparameters of every logger."""
+    """Lightning's ``SaveConfigCallback``, which writes ``config.yaml`` into the run folder itself
+    (``trainer.default_root_dir``: Lightning's goes to the logger's folder, ``<run>/version_0/`` for a CSV or
+    TensorBoard logger and a new ``version_1/`` on resume, where vtok's advice and ``--ckpt_path last`` look
+    in ``<run>/config.yaml``) and also logs the resolved config (``model``, ``data``, ``trainer``, ...) as
+    hyperparameters of every logger. ``write_config = False`` logs without writing the file."""
+
+    def __init__(self, *args: Any, save_to_log_dir: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, save_to_log_dir=False, **kwargs)  # Lightning's writing: see save_config
+        self.write_config = save_to_log_dir
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         """Called on the first rank only, once per run (Lightning's rule)."""
+        if self.write_config:
+            folder = trainer.default_root_dir
+            get_filesystem(folder).makedirs(folder, exist_ok=True)
+            self.parser.save(self.config, os.path.join(folder, self.config_filename), skip_none=False,
+                             overwrite=self.overwrite, multifile=self.multifile)  # fmt: skip
         config: dict[str, Any] = yaml.safe_load(self.parser.dump(self.config, skip_none=False))
         config.pop("config", None)  # the files given with --config: their settings are all here
         for logger in trainer.loggers:
