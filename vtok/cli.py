@@ -304,7 +304,7 @@ class VtokCLI(LightningCLI):
                 )
             trainer.default_root_dir = resumed or str(Path("runs") / str(launch.run_id))
             if resumed is None and launch.restart_count == 0 and launch.devices * launch.num_nodes == 1:
-                refuse_a_second_fit_in_the_job_folder(trainer.default_root_dir, self.subcommand)
+                refuse_a_second_fit_in_the_job_folder(trainer.default_root_dir, self.subcommand, launch.launcher)
             self._derived.append((trainer, "default_root_dir", None))  # a rerun of config.yaml gets its own
         if launch.restart_count > 0 and self.subcommand == "fit":
             # a restarted job goes on from where it stopped: not from the checkpoint its command line names

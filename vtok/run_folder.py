@@ -49,8 +49,8 @@ def resumed_run_folder(config: Any) -> str | None:
 def follow_the_resumed_run(config: Any, folder_given_now: bool) -> str | None:
     """The folder a resume goes on in when the config's recorded ``trainer.default_root_dir`` names another
     (``None`` when they agree, or a folder was given on this command line or by a config file other than the
-    run's own ``config.yaml``, which wins): the folder of the
-    ``--ckpt_path`` file, or of the ``--config <run>/config.yaml`` that holds the checkpoints, absolute. A run
+    run's own ``config.yaml``, which wins): the folder of the ``--ckpt_path`` file, or of the
+    ``--config <run>/config.yaml`` that holds the checkpoints, absolute. A run
     folder moved or copied, or one recorded relative to another working directory, otherwise resumed from
     and wrote into the recorded folder: the old one, or a new empty one where ``last`` found nothing and the
     run began afresh, without a word."""
@@ -153,10 +153,11 @@ def refuse_a_fresh_run_over_an_old_one(config: Any, under_a_launch: bool) -> Non
         )
 
 
-def refuse_a_second_fit_in_the_job_folder(folder: str, subcommand: str | None) -> None:
-    """A one-task SLURM job's fit goes into ``runs/<job id>``; a second ``vtok fit`` of the same job script (a
-    sweep, stage 2 after stage 1) found it already written: with checkpoints it was refused with advice that did
-    not hold under a job, without them the two runs wrote their pictures and logs over each other's.
+def refuse_a_second_fit_in_the_job_folder(folder: str, subcommand: str | None, launcher: str) -> None:
+    """A one-process launch's fit goes into ``runs/<run id>`` (a SLURM job's id, a torchrun ``--rdzv-id``); a
+    second ``vtok fit`` of the same job script (a sweep, stage 2 after stage 1) found it already written: with
+    checkpoints it was refused with advice that did not hold under a job, without them the two runs wrote their
+    pictures and logs over each other's.
 
     Raises:
         UsageError: ``folder`` already holds files and this is a fit.
@@ -165,7 +166,8 @@ def refuse_a_second_fit_in_the_job_folder(folder: str, subcommand: str | None) -
         return
     last = Path(folder) / "checkpoints" / "last.ckpt"
     raise UsageError(
-        f"{folder} is this SLURM job's run folder and an earlier vtok fit of the job already wrote into it: give "
+        f"{folder} is this {'SLURM job' if launcher == 'slurm' else 'launch'}'s run folder and an earlier vtok fit "
+        "of the job already wrote into it: give "
         "each fit of one job its own --trainer.default_root_dir (a requeued job then goes on in each)"
         + (f", or resume that run with --ckpt_path {last}" if last.is_file() else "")
     )

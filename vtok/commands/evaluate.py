@@ -86,7 +86,7 @@ def main(argv: Sequence[str]) -> None:
     except FolderBusy:
         raise ValueError(f"another vtok evaluate is still writing into --out {args.out}: give this one another --out") from None
     finally:  # an error before anything was written (the metric weights, --mode) leaves no folder behind
-        if new_folder and [path.name for path in out.iterdir()] == [EVALUATING]:
+        if new_folder and out.is_dir() and [path.name for path in out.iterdir()] == [EVALUATING]:
             (out / EVALUATING).unlink()
             out.rmdir()
     shown = ", ".join(f"{key} {metrics[key]:.4g}" for key in ("psnr", "ssim", "lpips", "fvd") if metrics[key] is not None)
