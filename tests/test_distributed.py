@@ -174,8 +174,15 @@ def test_a_loss_non_finite_on_one_rank_skips_the_step_on_every_rank(tmp_path: Pa
 
 def test_lightnings_own_launch_of_two_devices_writes_one_run_folder(tmp_path: Path) -> None:
     """trainer.devices 2 without a launcher: Lightning runs the command again for rank 1, which claimed a
-    runs/<date-time> of its own and left it empty (a plain `vtok fit` on an 8-GPU machine left 7)."""
-    command = [sys.executable, str(ROOT / "train.py"), "fit", *TINY_MODEL, *TINY_DATA, "--data.synthetic_dir",
+    runs/<date-time> of its own and left it empty (a plain `vtok fit` on an 8-GPU machine left 7). Rank 1 reads
+    the command line as rank 0 rewrote it (configs first): with a config listing callbacks, as every preset and
+    run config.yaml does, it got other callbacks than rank 0, and the ranks' collectives crossed at the save."""
+    config = tmp_path / "callbacks.yaml"
+    config.write_text(yaml.safe_dump({"trainer": {"callbacks": [
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"save_last": True, "every_n_train_steps": 1}},
+        {"class_path": "vtok.training.ReconstructionPictures", "init_args": {"every_n_steps": 1}},
+    ]}}))  # fmt: skip
+    command = [sys.executable, str(ROOT / "train.py"), "fit", "--config", str(config), *TINY_MODEL, *TINY_DATA, "--data.synthetic_dir",
                str(tmp_path / "clips"), "--trainer.accelerator", "cpu", "--trainer.devices", "2",
                "--trainer.strategy", "ddp", "--trainer.max_steps", "2", "--trainer.logger", "false",
                "--trainer.enable_progress_bar", "false", "--trainer.limit_val_batches", "0"]  # fmt: skip

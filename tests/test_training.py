@@ -19,6 +19,7 @@ from torchvision.io import read_image, write_png
 from tests.helpers import csv_logger, metric_column, tiny_fit_args
 from vtok import VideoAutoencoder
 from vtok.cli import main
+from vtok.presets import CONFIG_DIR, DEFAULT_CONFIG, with_packaged_presets
 from vtok.evaluation.metrics import psnr_per_video, ssim_per_video
 from vtok.training import AutoencoderModule
 from vtok.training.pictures import comparison_grid
@@ -379,3 +380,13 @@ def test_config_yaml_is_in_the_run_folder_whatever_the_logger(tmp_path: Path) ->
     main(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.max_steps", "3"])
     assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["max_steps"] == 3
     assert [path.relative_to(run) for path in run.rglob("config.yaml")] == [Path("config.yaml")]
+
+
+def test_the_command_line_rewritten_twice_is_rewritten_once() -> None:
+    """Lightning starts the ranks of trainer.devices > 1 with rank 0's rewritten command line: the callbacks list
+    cleared before a config file moved behind it in rank 1, which then ran without the config's callbacks."""
+    preset, default = str(CONFIG_DIR / "kl_4x8x8.yaml"), str(DEFAULT_CONFIG)  # both list callbacks
+    once = with_packaged_presets(["fit", "--trainer.max_steps", "3", "--config", preset, "-c", default, "--trainer.callbacks+=X"])
+    clear = "--trainer.callbacks=[]"
+    assert once == ["fit", clear, "--config", preset, clear, "-c", default, "--trainer.max_steps", "3", "--trainer.callbacks+=X"]
+    assert with_packaged_presets(once) == once

@@ -20,7 +20,7 @@ def with_packaged_presets(arguments: list[str]) -> list[str]:
     jsonargparse applies arguments in order, so a flag written before ``--config`` was silently undone by the
     file, where flags are meant to win. A config named ``configs/<preset>.yaml`` (or ``<preset>.yaml``) that
     is not a file here names the preset shipped in the package, so the README's commands work from any
-    folder after a plain ``pip install``."""
+    folder after a plain ``pip install``. Rewriting the result again gives it unchanged."""
     subcommand = next((i for i, argument in enumerate(arguments) if argument in ("fit", "validate", "test")), None)
     if subcommand is None:
         return list(arguments)
@@ -29,11 +29,14 @@ def with_packaged_presets(arguments: list[str]) -> list[str]:
     while index < len(rest):
         argument = rest[index]
         option, equals, value = argument.partition("=")
-        if option in ("--config", "-c") and (equals or index + 1 < len(rest)):
+        if argument == CLEAR_CALLBACKS and index + 1 < len(rest) and rest[index + 1].partition("=")[0] in ("--config", "-c"):
+            pass  # put there by an earlier rewrite (see below), kept with its config: Lightning starts the ranks of
+            # trainer.devices > 1 with the rewritten command line, which a rank rewrites again
+        elif option in ("--config", "-c") and (equals or index + 1 < len(rest)):
             path = _packaged(value if equals else rest[index + 1])
             index += 0 if equals else 1
             if _sets_callbacks(path):  # its list replaces the one before, as a list on the command line does
-                configs.append(f"--trainer.callbacks={CLEARED}")
+                configs.append(CLEAR_CALLBACKS)
             configs += [f"{option}={path}"] if equals else [option, path]
         else:
             flags.append(argument)
@@ -41,7 +44,7 @@ def with_packaged_presets(arguments: list[str]) -> list[str]:
     return [*arguments[: subcommand + 1], *configs, *flags]
 
 
-CLEARED = "[]"  # trainer.callbacks emptied before a config file that gives its own list
+CLEAR_CALLBACKS = "--trainer.callbacks=[]"  # before a config file that gives its own list
 
 
 def _sets_callbacks(config: str) -> bool:
