@@ -283,7 +283,7 @@ class VtokCLI(LightningCLI):
         for key, value in (("devices", launch.devices), ("num_nodes", launch.num_nodes)):
             given = trainer[key]
             if given not in (None, "auto", 1, value) and str(given) != str(value):
-                one_task = launch.launcher == "slurm" and launch.devices * launch.num_nodes == 1
+                one_task = launch.launcher == "slurm" and launch.processes == 1
                 advice = "submit the job with --ntasks-per-node" if key == "devices" else "submit the job with --nodes"
                 raise UsageError(
                     f"trainer.{key}={given} disagrees with the {launch.launcher} launch ({value}); "
@@ -291,7 +291,7 @@ class VtokCLI(LightningCLI):
                 )
             trainer[key] = value
         strategy = trainer.strategy
-        if strategy in (None, "auto") and launch.devices * launch.num_nodes > 1:
+        if strategy in (None, "auto") and launch.processes > 1:
             trainer.strategy = "ddp"  # find_unused_parameters=False: every parameter gets a gradient each step
         if trainer.default_root_dir is None:
             resumed = resumed_run_folder(config)  # the same on every rank
@@ -303,7 +303,7 @@ class VtokCLI(LightningCLI):
                     "write to the same run folder)"
                 )
             trainer.default_root_dir = resumed or str(Path("runs") / str(launch.run_id))
-            if resumed is None and launch.restart_count == 0 and launch.devices * launch.num_nodes == 1:
+            if resumed is None and launch.restart_count == 0 and launch.processes == 1:
                 refuse_a_second_fit_in_the_job_folder(trainer.default_root_dir, self.subcommand, launch.launcher)
             self._derived.append((trainer, "default_root_dir", None))  # a rerun of config.yaml gets its own
         if launch.restart_count > 0 and self.subcommand == "fit":

@@ -35,6 +35,11 @@ class LaunchEnvironment:
     run_id: str | None
     restart_count: int
 
+    @property
+    def processes(self) -> int:
+        """The launch's processes, one per device on every node."""
+        return self.devices * self.num_nodes
+
 
 def _int(name: str) -> int | None:
     value = os.environ.get(name, "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -47,17 +48,23 @@ def with_packaged_presets(arguments: list[str]) -> list[str]:
 CLEAR_CALLBACKS = "--trainer.callbacks=[]"  # before a config file that gives its own list
 
 
+def trainer_setting(config_file: str | Path, key: str) -> Any:
+    """The ``trainer.<key>`` a config file gives; ``None`` when it gives none or cannot be read (jsonargparse
+    reports an unreadable file)."""
+    try:
+        loaded = yaml.safe_load(Path(config_file).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    trainer = loaded.get("trainer") if isinstance(loaded, dict) else None
+    return trainer.get(key) if isinstance(trainer, dict) else None
+
+
 def _sets_callbacks(config: str) -> bool:
     """Whether the config file ``config`` gives ``trainer.callbacks``. jsonargparse merges a list of the same
     length item by item into the list before it: a config listing a ModelCheckpoint and ReconstructionPictures,
     as the presets do, silently took default.yaml's ``every_n_train_steps``/``every_n_steps`` for the keys it
     left out (refused beside a ``train_time_interval``; pictures every 50 steps where the class says 100)."""
-    try:
-        loaded = yaml.safe_load(Path(config).read_text())
-    except (OSError, yaml.YAMLError):
-        return False  # not a readable file: jsonargparse reports it
-    trainer = loaded.get("trainer") if isinstance(loaded, dict) else None
-    return isinstance(trainer, dict) and trainer.get("callbacks") is not None
+    return trainer_setting(config, "callbacks") is not None
 
 
 def _packaged(given: str) -> str:

@@ -8,8 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from vtok.presets import trainer_setting
 from vtok.usage_error import UsageError
 
 CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")  # --ckpt_path values Lightning resolves itself
@@ -59,18 +58,9 @@ def follow_the_resumed_run(config: Any, folder_given_now: bool) -> str | None:
         return None
     if Path(recorded).resolve() == Path(resumed).resolve():
         return None
-    if str(recorded) != _recorded_folder(Path(resumed) / "config.yaml"):
+    if trainer_setting(Path(resumed) / "config.yaml", "default_root_dir") != recorded:
         return None  # not the run's own record but a folder another --config file gives: that one is asked for
     return str(Path(resumed).resolve())
-
-
-def _recorded_folder(config_file: Path) -> str | None:
-    """The ``trainer.default_root_dir`` a run's ``config.yaml`` records; ``None`` when it records none or is unreadable."""
-    try:
-        folder = yaml.safe_load(config_file.read_text())["trainer"]["default_root_dir"]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
-        return None
-    return None if folder is None else str(folder)
 
 
 def _holds_checkpoints(run: Path) -> bool:
