@@ -13,16 +13,17 @@ import pytest
 import torch
 import yaml
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 from torchvision.io import read_image, write_png
 
 from tests.helpers import csv_logger, metric_column, tiny_fit_args
 from vtok import VideoAutoencoder
-from vtok.cli import main
+from vtok.cli import VtokCLI, main
 from vtok.presets import CONFIG_DIR, DEFAULT_CONFIG, with_packaged_presets
 from vtok.evaluation.metrics import psnr_per_video, ssim_per_video
 from vtok.training import AutoencoderModule
-from vtok.training.pictures import comparison_grid
+from vtok.training.pictures import ReconstructionPictures, comparison_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -200,6 +201,22 @@ def test_a_config_files_callbacks_list_replaces_the_default_list_item_for_item(
         main(["fit", "--config", str(config), "--trainer.callbacks+=lightning.pytorch.callbacks.LearningRateMonitor",
               "--print_config"])  # fmt: skip
     assert len(yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]) == 3
+
+
+def test_a_program_building_the_cli_itself_gets_the_config_files_callbacks_whole(tmp_path: Path) -> None:
+    """The rewrite lived in ``vtok.cli.main``: ``VtokCLI(args=..., run=False)``, as a script builds it, merged a
+    preset's callbacks item by item into default.yaml's."""
+    config = tmp_path / "timed.yaml"
+    config.write_text(yaml.safe_dump({"trainer": {"callbacks": [
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"train_time_interval": "0:10:00"}},
+        {"class_path": "vtok.training.ReconstructionPictures", "init_args": {"max_videos": 1}},
+    ]}}))  # fmt: skip
+    cli = VtokCLI(args=["--config", str(config), "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "run")],
+                  run=False)  # fmt: skip
+    checkpoints = next(c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint))
+    pictures = next(c for c in cli.trainer.callbacks if isinstance(c, ReconstructionPictures))
+    assert checkpoints._every_n_train_steps == 0 and checkpoints._train_time_interval is not None
+    assert (pictures.every_n_steps, pictures.max_videos) == (100, 1)
 
 
 def test_validation_scores_in_fp32_under_bf16_autocast() -> None:

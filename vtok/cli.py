@@ -134,6 +134,10 @@ class VtokCLI(LightningCLI):
                 os.environ.pop(RUN_FOLDER_VARIABLE, None)  # a later command in this process claims its own
 
     def _build_and_run(self, args: Sequence[str] | None, run: bool) -> None:
+        if args is None:
+            sys.argv[1:] = with_packaged_presets(sys.argv[1:], subcommand=run)  # Lightning reads the command line itself
+        else:
+            args = with_packaged_presets(list(args), subcommand=run)
         given = sys.argv[1:] if args is None else args
         self._folder_given_now = any(str(a).partition("=")[0] == "--trainer.default_root_dir" for a in given)
         defaults = {"default_config_files": [str(DEFAULT_CONFIG)]}
@@ -456,10 +460,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             raise SystemExit(2) from None
         return
     try:
-        if argv is None:
-            sys.argv[1:] = with_packaged_presets(arguments)  # Lightning reads the command line itself
-        else:
-            argv = with_packaged_presets(arguments)
         VtokCLI(args=argv)
     except (UsageError, ResumeMismatchError, DataSetupError) as error:  # the last: raised on each rank of a launch
         sys.stderr.write(f"vtok: error: {error}\n")  # one write: the ranks' lines do not interleave

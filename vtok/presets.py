@@ -16,16 +16,17 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 log = logging.getLogger("vtok.cli")
 
 
-def with_packaged_presets(arguments: list[str]) -> list[str]:
-    """``arguments`` with every config file (``--config``, ``-c``) moved ahead of the flags, in their order:
+def with_packaged_presets(arguments: list[str], subcommand: bool = True) -> list[str]:
+    """``arguments`` (after the subcommand; all of them with ``subcommand=False``) with every config file (``--config``, ``-c``) moved ahead of the flags, in their order:
     jsonargparse applies arguments in order, so a flag written before ``--config`` was silently undone by the
     file, where flags are meant to win. A config named ``configs/<preset>.yaml`` (or ``<preset>.yaml``) that
     is not a file here names the preset shipped in the package, so the README's commands work from any
     folder after a plain ``pip install``. Rewriting the result again gives it unchanged."""
-    subcommand = next((i for i, argument in enumerate(arguments) if argument in ("fit", "validate", "test")), None)
-    if subcommand is None:
+    start = next((i + 1 for i, argument in enumerate(arguments) if argument in ("fit", "validate", "test")), None)
+    if start is None and subcommand:
         return list(arguments)
-    configs, flags, rest = [], [], arguments[subcommand + 1 :]
+    start = start if subcommand else 0
+    configs, flags, rest = [], [], arguments[start:]
     index = 0
     while index < len(rest):
         argument = rest[index]
@@ -42,7 +43,7 @@ def with_packaged_presets(arguments: list[str]) -> list[str]:
         else:
             flags.append(argument)
         index += 1
-    return [*arguments[: subcommand + 1], *configs, *flags]
+    return [*arguments[:start], *configs, *flags]
 
 
 CLEAR_CALLBACKS = "--trainer.callbacks=[]"  # before a config file that gives its own list
