@@ -18,6 +18,7 @@ from vtok.data.dataset import SkippingDataset, VideoClipDataset
 from vtok.data.batches import video_parts
 from vtok.data.errors import DataSetupError, read_notes
 from vtok.data.fork_server import fork_server_context
+from vtok.data.held_out_split import held_out_files
 from vtok.data.images import ImageDataset
 from vtok.data.readers import ReaderBackend
 from vtok.data.overlap import warn_about_overlap
@@ -198,24 +199,20 @@ class VideoDataModule(LightningDataModule):
     def _split_by_fraction(
         self, records: list[dict[str, Any]], say: bool = True
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """``records`` split into training and validation by ``data.val_fraction`` (the same split every time;
-        ``say``: warn when one file leaves none to hold out)."""
+        """``records`` split into training and validation by ``data.val_fraction`` (the same split every time, and
+        each file's side its own: see :func:`held_out_files`; ``say``: warn when one file leaves none to hold out)."""
         # files are held out, not lines: a manifest that repeats a file (to weight it, or spelt another way:
         # relative and absolute, through a symlink) never has it in both splits
         real = RealPaths()
         files = [real(record["path"]) for record in records]
         paths = list(dict.fromkeys(files))
-        held_out = round(len(paths) * self.val_fraction) if len(paths) > 1 else 0
         if self.val_fraction > 0 and len(paths) == 1 and say:
             log.warning(
                 "data.path lists one file: none is held out for validation (data.val_fraction=%g), so no "
                 "validation runs; pass data.val_path to validate",
                 self.val_fraction,
             )
-        if self.val_fraction > 0 and len(paths) > 1:
-            held_out = max(held_out, 1)
-        order = torch.randperm(len(paths), generator=torch.Generator().manual_seed(self.seed)).tolist()
-        val_files = {paths[i] for i in order[:held_out]}
+        val_files = held_out_files(paths, self.val_fraction, self.seed)
         train = [record for record, file in zip(records, files) if file not in val_files]
         val = {file: r for r, file in zip(records, files) if file in val_files}  # each once: validation clips are fixed
         return train, sorted(val.values(), key=lambda record: record["path"])
