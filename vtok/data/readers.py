@@ -78,14 +78,18 @@ def _windows(indices: Sequence[int], window: int) -> list[Sequence[int]]:
 
 
 def _stream_pixel_aspect(source: VideoSource, name: str) -> float:
-    """:func:`~vtok.data.pyav_frames.pixel_aspect` of the stream decord reads (its frames are not turned), from
-    the container's header (under a millisecond); 1.0 where PyAV cannot open what decord does."""
+    """:func:`~vtok.data.pyav_frames.pixel_aspect` of the stream decord reads, from the container's header (under
+    a millisecond); 1.0 where PyAV cannot open what decord does. decord shows the frames turned as the display
+    matrix says, so a pixel that is not square is turned too: only then is the first frame decoded for its turns."""
     import av
 
     try:
         with av.open(_openable(source)) as container:
             stream = video_stream(container)
-            return 1.0 if stream is None else pixel_aspect(stream)
+            if stream is None or pixel_aspect(stream) == 1.0:
+                return 1.0
+            first = next(container.decode(stream), None)
+            return pixel_aspect(stream, 0 if first is None else quarter_turns(first))
     except Exception as error:  # av.error.FFmpegError and friends: nothing says the pixels are not square
         log.debug("%s: pixel aspect ratio not read (%s); taken as square", name, first_line(error))
         return 1.0
