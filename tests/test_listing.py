@@ -106,6 +106,8 @@ def test_manifest_lines_with_a_frame_count_or_rate_training_cannot_use_are_refus
         list_records(tmp_path / "list.csv")
     (tmp_path / "list.csv").write_bytes(f"\ufeffpath,frames\r\n{clip},20\r\n".encode())  # as Excel saves it
     assert [r["path"] for r in list_records(tmp_path / "list.csv")] == [clip]
+    (tmp_path / "list.csv").write_text(f"path, frames, fps\n{clip}, 20, 24\n")  # written by hand: the length was dropped
+    assert VideoLength.from_record(list_records(tmp_path / "list.csv")[0]) == (20, 24.0, None)
     (tmp_path / "list.txt").write_text(f"# clips\n  # indented comment\r\n{clip}\n")
     assert [r["path"] for r in list_records(tmp_path / "list.txt")] == [clip]
     # what JSON and CSV writers give for good values is read as meant; 0 or no fps is unknown

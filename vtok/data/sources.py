@@ -195,7 +195,8 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
             lines = (line.strip() for line in handle)
             records = [{"path": line} for line in lines if line and not line.startswith("#")]
         elif suffix == ".csv":
-            reader = csv.DictReader(handle)
+            reader = csv.DictReader(handle, skipinitialspace=True)  # "path, frames": a value's leading space is no part of it
+            reader.fieldnames = [name.strip() for name in reader.fieldnames or []]  # nor a column name's
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise ValueError(f"manifest {path} has no 'path' column (columns: {reader.fieldnames})")
             records = []
