@@ -13,7 +13,7 @@ import torch
 from tests.helpers import small_frame_export
 from tests.ssim_reference import reference_ssim, reference_ssim_per_video
 from vtok.cli import main
-from vtok.evaluation import ssim_per_video
+from vtok.evaluation import psnr_per_video, ssim_per_video
 from vtok.evaluation import ssim as ssim_module
 from vtok.evaluation.ssim import full_precision_convolutions
 from vtok.evaluation.ssim import ssim_per_frame
@@ -134,3 +134,13 @@ def test_full_precision_convolutions_are_held_by_one_thread_at_a_time() -> None:
         thread.join(10)
     assert order == ["first in", "first out", "second in"]
     assert (conv.fp32_precision if conv is not None else torch.backends.cudnn.allow_tf32) == before
+
+
+def test_a_reconstruction_holding_infinities_scores_nan_not_a_saturated_pixel() -> None:
+    """Clamped, +-inf scored as a saturated pixel: validation of a diverged network logged an ordinary PSNR and SSIM."""
+    reconstruction, target = _pair((2, 3, 2, 16, 16))
+    reconstruction[0, :, 0, :4] = float("inf")
+    reconstruction[0, :, 1, :4] = -float("inf")
+    psnr, ssim = psnr_per_video(reconstruction, target), ssim_per_video(reconstruction, target)
+    assert psnr[0].isnan() and ssim[0].isnan(), (psnr, ssim)
+    assert psnr[1] == psnr_per_video(reconstruction[1:], target[1:])[0] and ssim[1].isfinite()

@@ -22,11 +22,20 @@ DATA_RANGE = 2.0  # videos live in [-1, 1]
 MAX_PSNR = 100.0  # dB: what an exact reconstruction scores (an infinite PSNR would make every mean infinite)
 
 
+def shown_pixels(reconstruction: torch.Tensor) -> torch.Tensor:
+    """``reconstruction`` in float32 clamped to the pixel range ``[-1, 1]``, as it would be shown, except that an
+    infinite value (a diverged network) becomes NaN: clamped, it scored as a saturated pixel, and a network
+    putting out infinities logged an ordinary-looking PSNR and SSIM."""
+    pixels = reconstruction.float()
+    return pixels.clamp(-1, 1).masked_fill(pixels.isinf(), float("nan"))
+
+
 def psnr_per_video(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """PSNR in dB over all frames of each video, ``[B]``, at most :data:`MAX_PSNR` (an exact
-    reconstruction, such as a black clip's, scores it instead of infinity)."""
+    reconstruction, such as a black clip's, scores it instead of infinity); NaN for a video with a
+    non-finite reconstructed value (:func:`shown_pixels`)."""
     return peak_signal_noise_ratio(
-        reconstruction.float().clamp(-1, 1),
+        shown_pixels(reconstruction),
         target.float(),
         data_range=DATA_RANGE,
         reduction="none",
@@ -49,7 +58,7 @@ def ssim_per_video(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.
     Raises:
         ValueError: frames smaller than 11x11 pixels.
     """
-    reconstruction, target = reconstruction.clamp(-1, 1).add(1).div(2), target.add(1).div(2)
+    reconstruction, target = shown_pixels(reconstruction).add(1).div(2), target.add(1).div(2)
     values = ssim_per_frame(_frames(reconstruction), _frames(target), data_range=1.0)
     return values.view(target.shape[0], -1).mean(1)
 
@@ -66,7 +75,7 @@ def lpips_per_video(
         target: the original videos.
         frames_per_pass: frames per forward pass of the network (bounds its memory).
     """
-    pairs = zip(_frames(reconstruction.clamp(-1, 1)).split(frames_per_pass), _frames(target).split(frames_per_pass))
+    pairs = zip(_frames(shown_pixels(reconstruction)).split(frames_per_pass), _frames(target).split(frames_per_pass))
     distances = torch.cat([network(a, b).flatten() for a, b in pairs])
     return distances.view(target.shape[0], -1).mean(1)
 
