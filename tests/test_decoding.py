@@ -193,7 +193,7 @@ def test_every_reader_reads_the_best_video_stream_not_a_thumbnail(tmp_path: Path
         reader = open_video(path, backend)
         assert (reader.num_frames, reader.height, reader.width) == (20, 64, 64), backend
         assert _error(reader.read([0, 19]), truth[[0, 19]]) < 3, backend
-    copy = reencode_video(str(path), tmp_path / "copy.mp4", frames=20, fps=24.0)
+    copy = reencode_video(str(path), tmp_path / "copy.mp4", frames=20, fps=24.0).path
     assert _error(PyAVReader(copy).read(list(range(20))), truth) < 6
     prepare(["--data", str(tmp_path / "videos"), "--out", str(tmp_path / "out"), *QUIET])
     (record,) = read_jsonl(tmp_path / "out" / "manifest.jsonl")
@@ -208,7 +208,7 @@ def test_a_display_rotation_is_applied_by_every_reader_and_the_reencoded_copy(tm
         reader = open_video(path, backend)
         assert (reader.height, reader.width) == shown.shape[1:3], backend
         assert _error(reader.read(list(range(10))), shown) < 3, backend
-    copy = reencode_video(str(path), tmp_path / "copy.mp4", frames=10, fps=24.0)
+    copy = reencode_video(str(path), tmp_path / "copy.mp4", frames=10, fps=24.0).path
     with av.open(str(copy)) as container:
         assert next(container.decode(video=0)).rotation == 0  # written upright, with no display matrix
     assert _error(open_video(copy).read(list(range(10))), shown) < 6

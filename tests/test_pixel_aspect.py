@@ -92,7 +92,7 @@ def test_prepare_records_the_pixel_aspect_and_the_manifests_size_is_the_shown_on
 def test_a_reencoded_copy_has_square_pixels_at_the_shown_shape(
     wide_pixels: Path, tmp_path: Path, short_side: int | None, shown: tuple[int, int]
 ) -> None:
-    copy = reencode_video(str(wide_pixels), tmp_path / "copy.mp4", FRAMES, 24.0, short_side=short_side)
+    copy = reencode_video(str(wide_pixels), tmp_path / "copy.mp4", FRAMES, 24.0, short_side=short_side).path
     reader = open_video(copy, "pyav")
     assert (reader.height, reader.width, reader.pixel_aspect) == (*shown, 1.0)
     # the copy's clips show what the source's show (up to the encoder's loss)

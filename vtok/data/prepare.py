@@ -176,7 +176,7 @@ def check_file(source: str, out: Path, options: PrepareOptions) -> dict[str, Any
 def _reencode(info: VideoInfo, out: Path, options: PrepareOptions) -> VideoInfo:
     relative = Path("videos") / f"{sample_key(info.path)}.mp4"
     try:
-        reencode_video(
+        copy = reencode_video(
             info.path, out / relative, info.frames, info.fps or 24.0, options.short_side, options.keyframe_interval, options.crf
         )
     except Exception as error:
@@ -186,9 +186,12 @@ def _reencode(info: VideoInfo, out: Path, options: PrepareOptions) -> VideoInfo:
     except Exception:  # a copy too short (or unreadable) is rejected with its source: no file left unlisted
         (out / relative).unlink(missing_ok=True)
         raise
-    if written.frames < info.frames:  # the re-encoder decodes in order and stops at a damaged frame
-        log.info("%s: %d of %d frames decode in order; the copy keeps %d", info.path, written.frames, info.frames, written.frames)
-    reported = info.reported_frames or (info.frames if written.frames < info.frames else None)  # the source's claim
+    damaged = copy.source_frames < info.frames  # the re-encoder decodes in order and stops at a damaged frame
+    if damaged:
+        log.info("%s: %d of %d frames decode in order; the copy keeps %d", info.path, copy.source_frames, info.frames, written.frames)
+    if written.frames != copy.source_frames:  # frames repeated or dropped to keep their times
+        log.info("%s: a variable frame rate; the copy at a constant %g fps holds %d frames", info.path, info.fps or 24.0, written.frames)
+    reported = info.reported_frames or (info.frames if damaged else None)  # the source's claim
     return VideoInfo(
         **{**written.to_record(), "path": str(relative), "source": info.path, "reported_frames": reported},
         reencoded_with=_reencode_settings(options),

@@ -11,8 +11,9 @@ source is resized to the shape a player shows it at), so it needs no pixel aspec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple, TypeVar
 
 import av
 import numpy as np
@@ -30,6 +31,8 @@ from vtok.data.scan_pool import still_working
 from vtok.data.transforms import shown_size
 from vtok.data.writers import write_video
 
+T = TypeVar("T")
+
 
 def scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
     """``(height, width)`` with the short side at ``short_side`` (never enlarged), both even (H.264's 4:2:0).
@@ -45,24 +48,75 @@ def scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, i
     return (new_short, new_long) if height <= width else (new_long, new_short)
 
 
-def _frames(path: str, count: int, short_side: int | None) -> Iterator[np.ndarray]:
+class ReencodedCopy(NamedTuple):
+    """What :func:`reencode_video` wrote."""
+
+    path: Path
+    source_frames: int  # source frames decoded: fewer than asked where a damaged frame stopped the decoding
+
+
+def _frames(path: str, count: int, fps: float, short_side: int | None, decoded: list[int]) -> Iterator[np.ndarray]:
+    """The frames of the output: of the first ``count`` source frames, the one shown at each tick of ``fps``
+    (``decoded`` gets one item per source frame decoded)."""
     with av.open(path) as container:
         stream = video_stream(container)
         if stream is None:
             raise VideoDecodeError(path, "it has no video stream")
         size: tuple[int, int] | None = None
-        try:
-            for index, frame in frames_in_order(container, stream, path):  # raises where the frame size changes
-                if index >= count:
-                    return
-                still_working()  # a long video takes minutes to re-encode: not a stall (vtok prepare's deadline)
-                if size is None:  # the first frame as shown (a display matrix may turn it, its pixels may not be square)
-                    shown = shown_size(*displayed_size(frame), pixel_aspect(stream, quarter_turns(frame)))
-                    size = scaled_size(*shown, short_side)
-                # PyAV resizes with swscale while converting; area averaging suits downscaling
-                yield displayed_array(frame, size)
-        except av.error.FFmpegError:
-            return  # a damaged tail: keep what decoded (the output is verified again afterwards)
+        for frame in at_constant_rate(_timed(frames_in_order(container, stream, path), count, decoded), fps):
+            still_working()  # a long video takes minutes to re-encode: not a stall (vtok prepare's deadline)
+            if size is None:  # the first frame as shown (a display matrix may turn it, its pixels may not be square)
+                shown = shown_size(*displayed_size(frame), pixel_aspect(stream, quarter_turns(frame)))
+                size = scaled_size(*shown, short_side)
+            # PyAV resizes with swscale while converting; area averaging suits downscaling
+            yield displayed_array(frame, size)
+
+
+def _timed(frames: Iterator[tuple[int, av.VideoFrame]], count: int, decoded: list[int]) -> Iterator[tuple[float | None, av.VideoFrame]]:
+    """``(time, frame)`` of the first ``count`` of ``frames`` (from :func:`frames_in_order`, which raises where the
+    frame size changes); ``decoded`` gets one item per frame decoded."""
+    try:
+        for index, frame in frames:
+            if index >= count:
+                return
+            decoded.append(index)
+            yield frame.time, frame
+    except av.error.FFmpegError:
+        return  # a damaged tail: keep what decoded (the output is verified again afterwards)
+
+
+def at_constant_rate(frames: Iterable[tuple[float | None, T]], fps: float) -> Iterator[T]:
+    """For each tick of ``fps`` from the first frame's time, the frame of ``frames`` (``(time in seconds, frame)``
+    in presentation order) whose time is nearest: a variable frame rate source (a phone that drops from 30 to
+    10 fps in the dark) has frames repeated where it slowed and dropped where it sped up, so that frames stay
+    evenly spaced in time, as ``data.fps`` takes them to be. Frames that are already evenly spaced (to within
+    half a tick) each come out once. A frame with no time takes the tick after the previous frame's.
+
+    The same object is given again for a repeated frame; a frame no tick falls nearest to is never given.
+    """
+    tick = 1.0 / fps
+    start: float | None = None
+    previous: tuple[float, T] | None = None
+    ticks = 0  # ticks given so far
+    for time, frame in frames:
+        if previous is not None and (time is None or time <= previous[0]):
+            time = previous[0] + tick  # no time, or out of order: taken as the next tick
+        elif time is None:
+            time = 0.0
+        if start is None:
+            start = time
+        if previous is not None:
+            midpoint = (previous[0] + time) / 2 - start
+            while ticks * tick < midpoint:
+                yield previous[1]
+                ticks += 1
+        previous = (time, frame)
+    if previous is not None:
+        yield previous[1]
+        ticks += 1
+        while ticks * tick < previous[0] - start + tick / 2:  # a last frame shown longer than one tick
+            yield previous[1]
+            ticks += 1
 
 
 def reencode_video(
@@ -73,8 +127,9 @@ def reencode_video(
     short_side: int | None = None,
     keyframe_interval: int = 8,
     crf: int = 18,
-) -> Path:
-    """Writes the first ``frames`` frames of ``source`` to ``destination`` as H.264.
+) -> ReencodedCopy:
+    """Writes the first ``frames`` frames of ``source`` to ``destination`` as H.264 at the constant rate ``fps``
+    (a variable frame rate source's frames repeated or dropped to keep their times: :func:`at_constant_rate`).
 
     Args:
         source: the video (frames are decoded with PyAV, in order, and written upright, with square pixels).
@@ -87,9 +142,10 @@ def reencode_video(
     """
     destination = Path(destination)
     partial = destination.with_name(destination.stem + ".partial" + destination.suffix)
+    decoded: list[int] = []
     try:
-        write_video(partial, _frames(source, frames, short_side), fps, crf=crf, keyframe_interval=keyframe_interval)
+        write_video(partial, _frames(source, frames, fps, short_side, decoded), fps, crf=crf, keyframe_interval=keyframe_interval)
     except BaseException:  # a failed or interrupted encode leaves no half-written copy behind
         partial.unlink(missing_ok=True)
         raise
-    return partial.replace(destination)
+    return ReencodedCopy(partial.replace(destination), len(decoded))
