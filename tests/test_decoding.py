@@ -388,3 +388,26 @@ def test_pyav_reads_in_a_loader_worker_forked_after_the_parent_read(tmp_path: Pa
         pytest.fail("a loader worker hung reading with PyAV")
     assert child.returncode == 0, err[-2000:]
     assert out.strip().splitlines()[-1] == "(2, 2, 64, 64, 3)"
+
+
+@pytest.mark.parametrize("codec, layout", [("png", "rgba"), ("qtrle", "argb")])
+def test_a_videos_alpha_channel_is_laid_over_white_as_an_images_is(tmp_path: Path, codec: str, layout: str) -> None:
+    """Both readers dropped the alpha channel, so the junk colour under transparent pixels was trained on."""
+    path, frame = tmp_path / f"{codec}.mov", np.zeros((32, 32, 4), np.uint8)
+    frame[..., 0], frame[:, 16:, 3], frame[:, 8:16, 3] = 255, 255, 128  # red: transparent, half, opaque
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=24)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, layout
+        for _ in range(5):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgba")))
+        container.mux(stream.encode())
+    Image.fromarray(frame, "RGBA").save(tmp_path / "same.png")
+    expected = torch.from_numpy(np.asarray(read_rgb_image(str(tmp_path / "same.png"))))
+    for backend in ("auto", "pyav"):
+        frames = open_video(path, backend).read([0, 4])
+        assert (frames.int() - expected.int()).abs().max() <= 1, backend
+        assert frames[0, 0, 0].tolist() == [255, 255, 255] and frames[0, 0, 20].tolist() == [255, 0, 0]
+    with pytest.raises(VideoDecodeError, match="decord drops its alpha channel"):
+        DecordReader(path)
+    copy = reencode_video(str(path), tmp_path / "copy.mp4", frames=5, fps=24.0).path
+    assert (PyAVReader(copy).read([0])[0, :, :8].float() - 255).abs().mean() < 3  # the copy is flattened too

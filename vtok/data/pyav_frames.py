@@ -77,15 +77,26 @@ def displayed_size(frame: av.VideoFrame) -> tuple[int, int]:
     return (frame.width, frame.height) if quarter_turns(frame) % 2 else (frame.height, frame.width)
 
 
+def has_alpha(pixel_format: av.VideoFormat | None) -> bool:
+    """Whether frames of ``pixel_format`` (``None``: unknown) carry an alpha channel (ProRes 4444, PNG or
+    QuickTime Animation in MOV)."""
+    return pixel_format is not None and any(component.is_alpha for component in pixel_format.components)
+
+
 def displayed_array(frame: av.VideoFrame, size: tuple[int, int] | None = None) -> np.ndarray:
     """uint8 RGB ``[H, W, 3]`` of the frame as shown, optionally resized (area averaging) to ``size``
-    (displayed ``(height, width)``)."""
+    (displayed ``(height, width)``). A frame with an alpha channel is laid over white, as images are (the
+    colours under transparent pixels are often junk)."""
     turns = quarter_turns(frame)
+    layout = "rgba" if has_alpha(frame.format) else "rgb24"
     if size is None:
-        array = frame.to_ndarray(format="rgb24", threads=1)
+        array = frame.to_ndarray(format=layout, threads=1)
     else:  # swscale resizes the coded frame while converting: give it the coded orientation's size
         height, width = size[::-1] if turns % 2 else size
-        array = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA", threads=1)
+        array = frame.to_ndarray(width=width, height=height, format=layout, interpolation="AREA", threads=1)
+    if layout == "rgba":
+        colour, alpha = array[..., :3].astype(np.uint16), array[..., 3:].astype(np.uint16)
+        array = ((colour * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
     return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
 
 

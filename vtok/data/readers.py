@@ -27,6 +27,7 @@ from vtok.data.pyav_frames import (
     displayed_array,
     displayed_size,
     frames_in_order,
+    has_alpha,
     pixel_aspect,
     presented_frames,
     quarter_turns,
@@ -80,16 +81,24 @@ def _windows(indices: Sequence[int], window: int) -> list[Sequence[int]]:
 def _stream_pixel_aspect(source: VideoSource, name: str) -> float:
     """:func:`~vtok.data.pyav_frames.pixel_aspect` of the stream decord reads, from the container's header (under
     a millisecond); 1.0 where PyAV cannot open what decord does. decord shows the frames turned as the display
-    matrix says, so a pixel that is not square is turned too: only then is the first frame decoded for its turns."""
+    matrix says, so a pixel that is not square is turned too: only then is the first frame decoded for its turns.
+
+    Raises:
+        VideoDecodeError: the stream has an alpha channel, which decord drops (PyAV lays it over white).
+    """
     import av
 
     try:
         with av.open(_openable(source)) as container:
             stream = video_stream(container)
+            if stream is not None and has_alpha(stream.codec_context.format):
+                raise VideoDecodeError(name, "decord drops its alpha channel (PyAV lays it over white)")
             if stream is None or pixel_aspect(stream) == 1.0:
                 return 1.0
             first = next(container.decode(stream), None)
             return pixel_aspect(stream, 0 if first is None else quarter_turns(first))
+    except VideoDecodeError:
+        raise
     except Exception as error:  # av.error.FFmpegError and friends: nothing says the pixels are not square
         log.debug("%s: pixel aspect ratio not read (%s); taken as square", name, first_line(error))
         return 1.0
