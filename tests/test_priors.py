@@ -101,6 +101,13 @@ def test_the_prior_s_weights_are_the_starting_point(tmp_path: Path) -> None:
     assert theirs.keys() == ours.keys() and all(torch.equal(theirs[k], ours[k]) for k in theirs)
 
 
+def test_activation_checkpointing_of_a_backbone_without_it_is_refused(tmp_path: Path) -> None:
+    """diffusers' Wan VAE takes the flag through vtok's wrapper and never reads it: nothing was recomputed."""
+    with pytest.raises(ValueError, match="the backbone AutoencoderKLWan .* has no activation checkpointing"):
+        AutoencoderModule(VideoAutoencoder(latent_channels=4, bottleneck="fsq", fsq_levels=[8, 5, 5]),
+                          init_from=str(tiny_wan(tmp_path / "prior")), activation_checkpointing=True)  # fmt: skip
+
+
 def test_fsq_from_a_vtok_kl_export_keeps_its_encoder_and_decoder(tmp_path: Path) -> None:
     kl = _fit_and_export(tmp_path / "kl", 2)
     prior = load_autoencoder(kl)
