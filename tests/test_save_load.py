@@ -197,3 +197,28 @@ def test_a_dtype_by_name_loads_in_it_and_a_device_map_splitting_the_model_is_ref
     for split in ("auto", "balanced", "sequential", {"encoder": "cpu", "decoder": "cpu"}, "gpu", -1):
         with pytest.raises(ValueError, match=r"loads whole onto one device .* give device_map='cuda'"):
             VideoAutoencoder.from_pretrained(tmp_path, device_map=split)
+
+
+@pytest.mark.parametrize("bottleneck", ["kl", "fsq", "gq"])
+def test_latents_and_videos_come_out_contiguous_from_a_channels_last_network(
+    bottleneck: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On CUDA the network runs channels-last and cuDNN answers in that layout: FSQ's and GQ's latents came out
+    channels-last, and safetensors refused to save them (KL's were made contiguous). The CPU plays cuDNN here."""
+    monkeypatch.setattr("vtok.vae.layout.network_layout", lambda device: torch.channels_last_3d)
+    plain = torch.nn.Conv3d._conv_forward
+
+    def as_cudnn(self: torch.nn.Conv3d, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        y = plain(self, x, weight, bias)
+        channels_last = x.is_contiguous(memory_format=torch.channels_last_3d) and not x.is_contiguous()
+        return y.contiguous(memory_format=torch.channels_last_3d) if channels_last else y
+
+    monkeypatch.setattr(torch.nn.Conv3d, "_conv_forward", as_cudnn)
+    settings = {"kl": {}, "fsq": {"fsq_levels": [5, 5, 5]}, "gq": {"gq_bits": 6, "gq_groups": 2}}[bottleneck]
+    model = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1, bottleneck=bottleneck, **settings)
+    with torch.no_grad():
+        latents = model.eval().encode(torch.rand(1, 3, 9, 32, 32) * 2 - 1)
+        outputs = {"latents": latents, "video": model.decode(latents)}
+        if model.is_discrete:
+            outputs["continuous"] = model.encode(torch.rand(1, 3, 9, 32, 32) * 2 - 1, discrete=False)
+    save_file(outputs, tmp_path / "outputs.safetensors")  # refuses a tensor that is not contiguous

@@ -267,12 +267,13 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
 
     def encode(self, video: torch.Tensor, discrete: bool = True) -> torch.Tensor:
         """Deterministic latents ``[B, C, 1 + k, H/s, W/s]``: the posterior mean for ``kl``, the
-        quantized codes for ``fsq``/``gq`` (their continuous latents with ``discrete=False``)."""
+        quantized codes for ``fsq``/``gq`` (their continuous latents with ``discrete=False``); contiguous, whatever
+        layout the network ran in (channels-last on CUDA), so they save with safetensors as they come."""
         self.check_video(video)
         features = self._encode_features(video)
         if self.is_discrete and not discrete:
-            return features
-        return self.quantizer.encode(features)
+            return features.contiguous()
+        return self.quantizer.encode(features).contiguous()
 
     def decode(
         self,
@@ -305,7 +306,7 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
             raise ValueError("decode(noise_seed=...) needs decoder_noise_channels > 0: this decoder reads no noise")
         generator = torch.Generator(device=features.device).manual_seed(noise_seed) if noise_seed is not None else None
         features = self._decoder_input(features, sample=noise_seed is not None, generator=generator)
-        return self._decode_features(features, self._timestep(timestep, latents))
+        return self._decode_features(features, self._timestep(timestep, latents)).contiguous()  # as encode's
 
     def decode_noised(
         self, latents: torch.Tensor, timestep: float, noise: torch.Tensor, discrete: bool = True
