@@ -214,7 +214,7 @@ def test_checkpoint_and_data_mistakes_are_one_line_errors(
     message = _fit_error(capsys, "--data.size", "[]", *root)
     assert "data.size must be one positive number or [height, width], got []" in message and "Traceback" not in message
     message = _fit_error(capsys, "--data.path", str(video_folder), "--data.batch_size", "8", "--data.size", "32", *root)
-    assert "the training split has 7 files (1 more held out by data.val_fraction" in message, message
+    assert "the training split has 6 files (2 more held out by data.val_fraction" in message, message
     (tmp_path / "torn.jsonl").write_text(json.dumps({"path": str(next(video_folder.glob("*.mp4")))}) + '\n{"path": \n')
     message = _fit_error(capsys, "--data.path", str(tmp_path / "torn.jsonl"), *root)
     assert "torn.jsonl, line 2, is not valid JSON" in message
