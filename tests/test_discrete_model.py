@@ -120,8 +120,11 @@ def test_bad_token_requests_are_clear_errors() -> None:
         ({"bottleneck": "gq", "gq_bits": 10, "gq_groups": 3}, "must divide"),
         ({"bottleneck": "gq", "gq_bits": 34, "gq_groups": 2}, "exceeds 16"),
         ({"first_frame_tokens": 2}, "first_frame_tokens=2: extra first-frame tokens need bottleneck fsq"),  # kl ignored it
-        ({"first_frame_tokens": -1}, "first_frame_tokens=-1: extra first-frame tokens need bottleneck fsq and a count >= 1"),
+        ({"first_frame_tokens": -1}, "first_frame_tokens=-1: extra first-frame tokens need bottleneck fsq and a whole count >= 1"),
         ({**DISCRETE["fsq"], "first_frame_tokens": -1}, "first_frame_tokens=-1"),
+        # from Python or an edited config.json: 1 or 2 tokens made, 1.5 or 2.5 counted in bits per pixel
+        ({**DISCRETE["fsq"], "first_frame_tokens": 1.5}, "first_frame_tokens=1.5"),
+        ({**DISCRETE["fsq"], "tokens_per_position": 2.5}, "tokens_per_position must be an integer"),
     ]:
         with pytest.raises(ValueError, match=message):
             tiny(**config)

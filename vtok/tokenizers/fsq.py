@@ -55,7 +55,7 @@ class FSQ(DiscreteQuantizer):
                 "is shifted by half a step, so a level of 2 puts its only boundary at the tail of the bound "
                 "(z = -3.8) and its channel takes one value for practically every input; use 3 or more"
             )
-        if tokens_per_position < 1:
+        if tokens_per_position < 1 or float(tokens_per_position) % 1:  # 2.5 would be 2 tokens, counted as 2.5
             raise ValueError(f"tokens_per_position must be an integer >= 1 (range [1, inf)), got {tokens_per_position}")
         if math.prod(levels) > MAX_CODEBOOK_SIZE:
             raise ValueError(f"FSQ codebook size prod({levels}) exceeds 2**62; the valid range is [3, 2**62]")

@@ -65,10 +65,11 @@ class QuantizerSettings:
 
 def build_bottleneck(kind: BottleneckKind, latent_channels: int, settings: QuantizerSettings) -> torch.nn.Module:
     """Instantiates the bottleneck named by the config."""
-    if settings.first_frame_tokens < 0 or (settings.first_frame_tokens and kind != "fsq"):  # kl too: never ignored
+    extra = settings.first_frame_tokens
+    if extra < 0 or float(extra) % 1 or (extra and kind != "fsq"):  # kl too: never ignored; 1.5: never truncated
         raise ValueError(
-            f"first_frame_tokens={settings.first_frame_tokens}: extra first-frame tokens need bottleneck fsq and "
-            "a count >= 1 (0 turns them off, as bottleneck kl and gq need)"
+            f"first_frame_tokens={extra}: extra first-frame tokens need bottleneck fsq and "
+            "a whole count >= 1 (0 turns them off, as bottleneck kl and gq need)"
         )
     _check_tokens_per_position(kind, settings)
     if kind == "kl":
