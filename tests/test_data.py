@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -357,7 +358,7 @@ def test_datamodule_writes_sample_clips_and_splits_them(tmp_path: Path) -> None:
     module = VideoDataModule(synthetic_videos=6, synthetic_dir=str(tmp_path), val_fraction=0.2, num_frames=5, size=[32, 48], num_workers=0)
     module.prepare_data()
     module.setup("fit")
-    held_out = held_out_files([str(path) for path in tmp_path.rglob("*.mp4")], 0.2, seed=module.seed)
+    held_out = held_out_files([str(path) for path in tmp_path.rglob("*.mp4")], 0.2, module.seed, str(module._synthetic_folder()))
     assert len(module.datasets["val"]) == len(held_out) >= 1 and len(module.datasets["train"]) == 6 - len(held_out)
     batch = next(iter(module.val_dataloader()))
     assert batch["video"].shape == (1, 3, 5, 32, 48)
@@ -495,10 +496,17 @@ def test_files_added_to_the_data_never_move_a_trained_file_into_validation(tmp_p
     validated after it had been trained on). Each file's side now depends on its path alone, not on the folder's
     other files nor where the folder lies."""
     module = VideoDataModule(path=str(tmp_path), val_fraction=0.1, num_frames=3, size=32, num_workers=0)
-    records = [{"path": str(tmp_path / "videos" / f"clip{i:03d}.mp4")} for i in range(100)]
+    records = [{"path": str(tmp_path / "2023" / f"clip{i:03d}.mp4")} for i in range(100)]
     train, val = module._split_by_fraction(records)
-    more_train, more_val = module._split_by_fraction(records + [{"path": str(tmp_path / "videos" / f"new{i}.mp4")} for i in range(10)])
+    added = [{"path": str(tmp_path / folder / f"new{i}.mp4")} for i in range(10) for folder in ("2023", "2024")]
+    more_train, more_val = module._split_by_fraction(records + added)  # 2024/: the files' common folder changes
     assert 3 <= len(val) <= 20 and {r["path"] for r in val} <= {r["path"] for r in more_val}
     assert {r["path"] for r in train} <= {r["path"] for r in more_train}, "no trained file is validated"
-    moved = [{"path": str(tmp_path / "moved" / f"clip{i:03d}.mp4")} for i in range(100)]
-    assert [Path(r["path"]).name for r in module._split_by_fraction(moved)[1]] == [Path(r["path"]).name for r in val]
+    moved = VideoDataModule(path=str(tmp_path / "moved"), val_fraction=0.1, num_frames=3, size=32, num_workers=0)
+    (tmp_path / "moved").mkdir()
+    records = [{"path": str(tmp_path / "moved" / "2023" / f"clip{i:03d}.mp4")} for i in range(100)]
+    assert [Path(r["path"]).name for r in moved._split_by_fraction(records)[1]] == [Path(r["path"]).name for r in val]
+    latin = str(tmp_path).encode() + b"/caf\xe9.mp4"  # a name that is not UTF-8 (found by a review: a crash)
+    assert len(held_out_files([os.fsdecode(latin), str(tmp_path / "b.mp4")], 0.5, 0, str(tmp_path))) == 1
+    for seed in range(40):  # small sets keep a file on each side, whatever the draws
+        assert len(held_out_files([str(tmp_path / f"{i}.mp4") for i in range(3)], 0.9, seed, str(tmp_path))) == 2

@@ -8,25 +8,29 @@ import os
 from collections.abc import Sequence
 
 
-def held_out_files(files: Sequence[str], fraction: float, seed: int) -> set[str]:
+def held_out_files(files: Sequence[str], fraction: float, seed: int, root: str) -> set[str]:
     """The files of ``files`` (real paths, each once) that validation holds out.
 
-    A file is held out when the hash of ``seed`` and its path, relative to the folder all ``files`` share, falls in
-    the lowest ``fraction`` of the hash range: about ``fraction`` of the files, and each file's side depends on
-    nothing but itself, so a folder that grows between runs (or is moved) keeps its validation files out of
-    training. A random draw of the first ``fraction`` files of a shuffled list, as vtok did, reshuffled the whole
-    split when one file was added, and validation then scored clips the model had trained on. With two or more
-    files and ``fraction > 0``, at least one is held out (the lowest hash); with one file, none.
+    A file is held out when the hash of ``seed`` and its path relative to ``root`` (the data's own folder, see
+    :func:`~vtok.data.sources.source_root`) falls in the lowest ``fraction`` of the hash range: about
+    ``fraction`` of the files, and each file's side depends on nothing but itself, so a dataset that grows
+    between runs (or is moved whole) keeps its validation files out of training. A random draw of the first
+    ``fraction`` files of a shuffled list, as vtok did, reshuffled the whole split when one file was added, and
+    validation then scored clips the model had trained on. With two or more files and ``fraction > 0``, at
+    least one file is held out (the lowest hash) and at least one is trained on (the highest).
     """
     if fraction <= 0 or len(files) < 2:
         return set()
-    root = os.path.commonpath(files)
+    root = os.path.realpath(root)
     draws = {file: _uniform(seed, os.path.relpath(file, root)) for file in files}
-    held_out = {file for file, draw in draws.items() if draw < fraction}
-    return held_out or {min(draws, key=draws.__getitem__)}
+    held_out = {file for file, draw in draws.items() if draw < fraction} or {min(draws, key=draws.__getitem__)}
+    if len(held_out) == len(files):
+        held_out.remove(max(draws, key=draws.__getitem__))
+    return held_out
 
 
 def _uniform(seed: int, name: str) -> float:
-    """A number in [0, 1) fixed by ``seed`` and ``name`` (the same on every machine and Python run)."""
-    digest = hashlib.blake2b(f"{seed}\0{name}".encode(), digest_size=8).digest()
+    """A number in [0, 1) fixed by ``seed`` and ``name`` (the same on every machine and Python run; a name that
+    is not UTF-8 hashes by its bytes on disk)."""
+    digest = hashlib.blake2b(f"{seed}\0".encode() + os.fsencode(name), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64

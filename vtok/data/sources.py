@@ -6,6 +6,7 @@ import csv
 import fnmatch
 import glob
 import hashlib
+import itertools
 import logging
 import os
 from collections import Counter
@@ -40,6 +41,18 @@ _UNLISTED = {
 def list_files(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) -> list[str]:
     """The files named by ``source``: sorted, or in a manifest's order (see :func:`list_records`)."""
     return [record["path"] for record in list_records(source, suffixes)]
+
+
+def source_root(source: str | Path) -> str:
+    """The folder a data source's files are named from, whatever files it lists: a folder itself, a manifest's
+    (or a single file's) folder, or a glob pattern's folder before its first wildcard."""
+    path = Path(str(source)).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.is_file():
+        return str(path.parent)
+    fixed = list(itertools.takewhile(lambda part: not glob.has_magic(part), path.parts))
+    return str(Path(*fixed)) if fixed else "."
 
 
 def list_records(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) -> list[dict[str, Any]]:
