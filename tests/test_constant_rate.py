@@ -9,7 +9,8 @@ import av
 import numpy as np
 
 from vtok.data.readers import PyAVReader
-from vtok.data.reencode import at_constant_rate, reencode_video
+from vtok.data.frame_timing import at_constant_rate, variable_rate
+from vtok.data.reencode import reencode_video
 
 LEVELS = 6  # grey step between two source frames: frame i is grey 10 + 6 i
 
@@ -48,3 +49,35 @@ def test_evenly_spaced_frames_each_come_out_once() -> None:
     assert list(at_constant_rate(jittered, 25.0)) == list(range(50))
     assert list(at_constant_rate([(None, "a"), (None, "b"), (None, "c")], 10.0)) == ["a", "b", "c"]  # no times
     assert list(at_constant_rate([(0.0, "a"), (0.3, "b")], 10.0)) == ["a", "a", "b", "b"]  # b shown at 0.2 and 0.3
+
+
+def _write_with_b_frames(path: Path, frames: int) -> None:
+    """A constant 25 fps file of greys 10 + 6 i; x264 gives it B-frames at this size (not at 32x32)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt, stream.options = 64, 48, "yuv420p", {"bf": "3", "crf": "20"}
+        for index in range(frames):
+            grey = np.full((48, 64, 3), 10 + LEVELS * index, np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(grey, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def test_constant_rate_sources_are_copied_frame_for_frame(tmp_path: Path) -> None:
+    """An AVI of H.264 with B-frames gives its frames' times in decoding order: taken as times, the copy
+    repeated and dropped frames of a constant rate file (found by a review)."""
+    for name in ("bframes.avi", "bframes.mp4"):
+        _write_with_b_frames(tmp_path / name, 30)
+        assert not variable_rate(str(tmp_path / name)), name
+        copy = reencode_video(str(tmp_path / name), tmp_path / f"copy_{name}.mp4", frames=30, fps=25.0)
+        frames = PyAVReader(copy.path).read(list(range(PyAVReader(copy.path).num_frames))).float()
+        assert ((frames.mean((1, 2, 3)) - 10) / LEVELS).round().long().tolist() == list(range(30)), name
+    _write_variable_rate(tmp_path / "phone.mp4")
+    assert variable_rate(str(tmp_path / "phone.mp4"))
+
+
+def test_a_jump_in_the_clock_is_a_cut_not_a_frozen_minute() -> None:
+    """A capture whose clock jumps 60 s ahead was copied with its last frame before the jump held for 60 s."""
+    times = [i / 25 for i in range(50)] + [60 + i / 25 for i in range(50)]
+    assert list(at_constant_rate(zip(times, range(100)), 25.0)) == list(range(100))
+    backwards = [i / 25 for i in range(5)] + [i / 25 for i in range(5)]  # two files joined, each from 0
+    assert list(at_constant_rate(zip(backwards, range(10)), 25.0)) == list(range(10))

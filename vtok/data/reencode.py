@@ -11,14 +11,15 @@ source is resized to the shape a player shows it at), so it needs no pixel aspec
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 import av
 import numpy as np
 
 from vtok.data.decode_errors import VideoDecodeError
+from vtok.data.frame_timing import at_constant_rate, variable_rate
 from vtok.data.pyav_frames import (
     displayed_array,
     displayed_size,
@@ -30,8 +31,6 @@ from vtok.data.pyav_frames import (
 from vtok.data.scan_pool import still_working
 from vtok.data.transforms import shown_size
 from vtok.data.writers import write_video
-
-T = TypeVar("T")
 
 
 def scaled_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:
@@ -56,14 +55,16 @@ class ReencodedCopy(NamedTuple):
 
 
 def _frames(path: str, count: int, fps: float, short_side: int | None, decoded: list[int]) -> Iterator[np.ndarray]:
-    """The frames of the output: of the first ``count`` source frames, the one shown at each tick of ``fps``
-    (``decoded`` gets one item per source frame decoded)."""
+    """The frames of the output: the first ``count`` source frames, or of a variable frame rate source's the one
+    shown at each tick of ``fps`` (``decoded`` gets one item per source frame decoded)."""
     with av.open(path) as container:
         stream = video_stream(container)
         if stream is None:
             raise VideoDecodeError(path, "it has no video stream")
         size: tuple[int, int] | None = None
-        for frame in at_constant_rate(_timed(frames_in_order(container, stream, path), count, decoded), fps):
+        timed = _timed(frames_in_order(container, stream, path), count, decoded)
+        frames = at_constant_rate(timed, fps) if variable_rate(path) else (frame for _, frame in timed)
+        for frame in frames:
             still_working()  # a long video takes minutes to re-encode: not a stall (vtok prepare's deadline)
             if size is None:  # the first frame as shown (a display matrix may turn it, its pixels may not be square)
                 shown = shown_size(*displayed_size(frame), pixel_aspect(stream, quarter_turns(frame)))
@@ -85,40 +86,6 @@ def _timed(frames: Iterator[tuple[int, av.VideoFrame]], count: int, decoded: lis
         return  # a damaged tail: keep what decoded (the output is verified again afterwards)
 
 
-def at_constant_rate(frames: Iterable[tuple[float | None, T]], fps: float) -> Iterator[T]:
-    """For each tick of ``fps`` from the first frame's time, the frame of ``frames`` (``(time in seconds, frame)``
-    in presentation order) whose time is nearest: a variable frame rate source (a phone that drops from 30 to
-    10 fps in the dark) has frames repeated where it slowed and dropped where it sped up, so that frames stay
-    evenly spaced in time, as ``data.fps`` takes them to be. Frames that are already evenly spaced (to within
-    half a tick) each come out once. A frame with no time takes the tick after the previous frame's.
-
-    The same object is given again for a repeated frame; a frame no tick falls nearest to is never given.
-    """
-    tick = 1.0 / fps
-    start: float | None = None
-    previous: tuple[float, T] | None = None
-    ticks = 0  # ticks given so far
-    for time, frame in frames:
-        if previous is not None and (time is None or time <= previous[0]):
-            time = previous[0] + tick  # no time, or out of order: taken as the next tick
-        elif time is None:
-            time = 0.0
-        if start is None:
-            start = time
-        if previous is not None:
-            midpoint = (previous[0] + time) / 2 - start
-            while ticks * tick < midpoint:
-                yield previous[1]
-                ticks += 1
-        previous = (time, frame)
-    if previous is not None:
-        yield previous[1]
-        ticks += 1
-        while ticks * tick < previous[0] - start + tick / 2:  # a last frame shown longer than one tick
-            yield previous[1]
-            ticks += 1
-
-
 def reencode_video(
     source: str,
     destination: str | Path,
@@ -129,7 +96,8 @@ def reencode_video(
     crf: int = 18,
 ) -> ReencodedCopy:
     """Writes the first ``frames`` frames of ``source`` to ``destination`` as H.264 at the constant rate ``fps``
-    (a variable frame rate source's frames repeated or dropped to keep their times: :func:`at_constant_rate`).
+    (a variable frame rate source's frames repeated or dropped to keep their times: see
+    :mod:`vtok.data.frame_timing`).
 
     Args:
         source: the video (frames are decoded with PyAV, in order, and written upright, with square pixels).
