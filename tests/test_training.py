@@ -399,7 +399,7 @@ def test_config_yaml_is_in_the_run_folder_whatever_the_logger(tmp_path: Path) ->
     assert [path.relative_to(run) for path in run.rglob("config.yaml")] == [Path("config.yaml")]
 
 
-def test_the_command_line_rewritten_twice_is_rewritten_once() -> None:
+def test_the_command_line_rewritten_twice_is_rewritten_once(tmp_path: Path) -> None:
     """Lightning starts the ranks of trainer.devices > 1 with rank 0's rewritten command line: the callbacks list
     cleared before a config file moved behind it in rank 1, which then ran without the config's callbacks."""
     preset, default = str(CONFIG_DIR / "kl_4x8x8.yaml"), str(DEFAULT_CONFIG)  # both list callbacks
@@ -407,3 +407,8 @@ def test_the_command_line_rewritten_twice_is_rewritten_once() -> None:
     clear = "--trainer.callbacks=[]"
     assert once == ["fit", clear, "--config", preset, clear, "-c", default, "--trainer.max_steps", "3", "--trainer.callbacks+=X"]
     assert with_packaged_presets(once) == once
+    no_callbacks = tmp_path / "steps.yaml"  # a file that gives no callbacks (found by a review: the empty list was lost)
+    no_callbacks.write_text("trainer:\n  max_steps: 5\n")
+    no_callbacks = str(no_callbacks)
+    given = ["fit", clear, "--config", no_callbacks, "--trainer.max_steps", "3"]  # the user's own empty list stays
+    assert with_packaged_presets(given) == ["fit", "--config", no_callbacks, clear, "--trainer.max_steps", "3"]

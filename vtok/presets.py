@@ -31,7 +31,7 @@ def with_packaged_presets(arguments: list[str], subcommand: bool = True) -> list
     while index < len(rest):
         argument = rest[index]
         option, equals, value = argument.partition("=")
-        if argument == CLEAR_CALLBACKS and index + 1 < len(rest) and rest[index + 1].partition("=")[0] in ("--config", "-c"):
+        if argument == CLEAR_CALLBACKS and _config_setting_callbacks_follows(rest, index + 1):
             pass  # put there by an earlier rewrite (see below), kept with its config: Lightning starts the ranks of
             # trainer.devices > 1 with the rewritten command line, which a rank rewrites again
         elif option in ("--config", "-c") and (equals or index + 1 < len(rest)):
@@ -58,6 +58,17 @@ def trainer_setting(config_file: str | Path, key: str) -> Any:
         return None
     trainer = loaded.get("trainer") if isinstance(loaded, dict) else None
     return trainer.get(key) if isinstance(trainer, dict) else None
+
+
+def _config_setting_callbacks_follows(arguments: list[str], index: int) -> bool:
+    """Whether ``arguments[index:]`` starts with a config file (``--config F``, ``-c F``, ``--config=F``) that
+    gives ``trainer.callbacks``: a ``--trainer.callbacks=[]`` before it is a rewrite's, not the user's."""
+    if index >= len(arguments):
+        return False
+    option, equals, value = arguments[index].partition("=")
+    if option not in ("--config", "-c") or not (equals or index + 1 < len(arguments)):
+        return False
+    return _sets_callbacks(_packaged(value if equals else arguments[index + 1]))
 
 
 def _sets_callbacks(config: str) -> bool:
