@@ -27,6 +27,7 @@ from vtok.data.errors import UnusableFileError
 from vtok.data.images import read_rgb_image
 from vtok.data.manifest import read_jsonl
 from vtok.data.probe import probe_video
+from vtok.data.pyav_frames import displayed_array
 from vtok.data.decode_errors import FrameSizeChangeError
 from vtok.data.read_ahead import read_ahead
 from vtok.data.readers import DecordReader, PyAVReader, VideoDecodeError
@@ -411,3 +412,12 @@ def test_a_videos_alpha_channel_is_laid_over_white_as_an_images_is(tmp_path: Pat
         DecordReader(path)
     copy = reencode_video(str(path), tmp_path / "copy.mp4", frames=5, fps=24.0).path
     assert (PyAVReader(copy).read([0])[0, :, :8].float() - 255).abs().mean() < 3  # the copy is flattened too
+
+
+def test_an_alpha_frame_is_laid_over_white_before_it_is_resized() -> None:
+    """Resized first, the colour under transparent pixels bled into their opaque neighbours' edge."""
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[..., 0] = 255  # red under the transparent columns 0-16
+    rgba[:, 17:] = (0, 0, 255, 255)  # opaque blue
+    edge = displayed_array(av.VideoFrame.from_ndarray(rgba, format="rgba"), size=(16, 16))[0, 8].astype(int)
+    assert abs(edge[0] - edge[1]) <= 2 and edge[2] == 255, edge  # white and blue: [128, 128, 255], no red
