@@ -6,12 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from vtok.data import ClipSpec, ShardClipDataset, VideoClipDataset
+from vtok.data.datamodule import VideoDataModule
 from vtok.data.sampler import EpochSampler
 from vtok.data.sources import list_files
 from vtok.data.streaming import EpochLoader, expand_shards
 from vtok.data.trained_state import TrainedStateLoader
+from vtok.data.validation_files import VALIDATION_KEY
 
 
 def _stopped_after_one_batch(loader: TrainedStateLoader) -> dict:
@@ -46,3 +49,21 @@ def test_files_resumed_after_some_were_added_warn(video_folder: Path, caplog: py
     with caplog.at_level("WARNING", logger="vtok.data.trained_state"):
         loader(files).load_state_dict(state)
     assert "saved over 6 files, and the data now holds 8" in caplog.text
+
+
+def test_a_resume_validating_on_other_files_warns(
+    fsq_run: dict[str, Path], video_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another data.seed, data.val_fraction or the split of an older vtok swapped the validation set with no word,
+    and val/* curves jumped at the resume."""
+    saved = torch.load(fsq_run["checkpoint"], weights_only=False)[VideoDataModule.__qualname__]
+    assert saved[VALIDATION_KEY]["count"] >= 1, "Lightning saves the datamodule's state with the checkpoint"
+    settings = {"path": str(video_folder), "num_frames": 3, "size": 32, "num_workers": 0, "val_fraction": 0.3}
+    first = VideoDataModule(**settings)
+    first.setup("fit")
+    for seed, warned in ((0, False), (5, True)):
+        caplog.clear()
+        resumed = VideoDataModule(**settings, seed=seed)
+        resumed.setup("fit")
+        resumed.load_state_dict(first.state_dict())
+        assert ("the validation files are not the checkpoint's" in caplog.text) == warned, seed

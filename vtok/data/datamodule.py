@@ -29,6 +29,7 @@ from vtok.data.small_sources import warn_about_small_sources
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts, shard_index
 from vtok.data.synthetic import write_sample_clips
 from vtok.data.trained_state import TrainedStateLoader
+from vtok.data.validation_files import VALIDATION_KEY, say_if_validation_changed, validation_record
 from vtok.data.worker_signals import kill_loader_workers_at_exit, loader_worker_init
 
 log = logging.getLogger(__name__)
@@ -209,11 +210,9 @@ class VideoDataModule(LightningDataModule):
         if self.val_fraction > 0 and len(paths) == 1 and say:
             log.warning(
                 "data.path lists one file: none is held out for validation (data.val_fraction=%g), so no "
-                "validation runs; pass data.val_path to validate",
-                self.val_fraction,
-            )
-        root = source_root(self.path if self.path is not None else self._synthetic_folder())
-        val_files = held_out_files(paths, self.val_fraction, self.seed, root)
+                "validation runs; pass data.val_path to validate", self.val_fraction,
+            )  # fmt: skip
+        val_files = held_out_files(paths, self.val_fraction, self.seed, source_root(self.path or self._synthetic_folder()))
         train = [record for record, file in zip(records, files) if file not in val_files]
         val = {file: r for r, file in zip(records, files) if file in val_files}  # each once: validation clips are fixed
         return train, sorted(val.values(), key=lambda record: record["path"])
@@ -255,6 +254,14 @@ class VideoDataModule(LightningDataModule):
         except (ValueError, FileNotFoundError) as error:
             self.datasets.clear()  # nothing half set up for a later call to take as done
             raise DataSetupError(str(error)) from error
+
+    def state_dict(self) -> dict[str, Any]:
+        """The validation files' record (:mod:`vtok.data.validation_files`): a resume validating on others says so."""
+        files, source = getattr(self.datasets.get("val"), "files", None), self.val_path or self.path or self._synthetic_folder()
+        return {VALIDATION_KEY: validation_record(files, str(source))} if files else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        say_if_validation_changed(state_dict.get(VALIDATION_KEY), self.state_dict().get(VALIDATION_KEY))
 
     def _setup_training(self, stage: str | None) -> None:
         """The training datasets (videos, images) and the validation one."""
