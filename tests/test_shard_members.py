@@ -27,3 +27,20 @@ def test_videos_a_manifest_lists_with_unlisted_suffixes_are_sharded_and_streamed
     samples = list(dataset)
     assert sorted(sample["key"].split("-")[0] for sample in samples) == ["a", "b", "c"]
     assert not any(sample.get("skipped") for sample in samples), [sample.get("skipped") for sample in samples]
+
+
+class _NotToBeRead(list):
+    """The keys of a shard before the restart point: a place saved at every batch must not read them."""
+
+    def __iter__(self):  # noqa: ANN204
+        raise AssertionError("read the keys of a shard the saved place never needs")
+
+
+def test_the_saved_place_reads_only_the_shards_from_the_restart_on() -> None:
+    """state_dict runs at every batch (torchdata's snapshots) and gathered every key of the pass so far: an epoch of
+    a million samples spent its end in bookkeeping that grew with the epoch's square (found by a review)."""
+    dataset = ShardClipDataset([f"s{i}.tar" for i in range(4)], ClipSpec(5), (32, 32))
+    dataset._delivered = {0: _NotToBeRead(["a", "b"]), 1: _NotToBeRead(["c"]), 2: ["d", "e"]}
+    dataset._pass_over = {(0, "z"), (3, "y")}
+    dataset._position = {"epoch": 0, "pass": 0, "shard": 2, "yielded": 5}
+    assert dataset.state_dict()["delivered"] == [[2, "d"], [2, "e"], [3, "y"]]

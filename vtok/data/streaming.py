@@ -223,9 +223,12 @@ class ShardClipDataset(IterableDataset):
         restart = min(self._waiting, default=self._position["shard"])
         # (shard, key): other tools' shards may number their keys from 0 in every shard. A resumed worker's
         # keys to pass over that it has not met again yet (a state saved soon after the resume, or keys
-        # still in the shuffle buffer) stay in: dropped, the next resume trained them twice, others never
-        met = {(shard, key) for shard, keys in self._delivered.items() for key in keys}
-        again = [[shard, key] for shard, key in sorted(met | self._pass_over) if shard >= restart]
+        # still in the shuffle buffer) stay in: dropped, the next resume trained them twice, others never.
+        # Only the shards from the restart on are gathered: this runs at every batch (torchdata's snapshots),
+        # and gathering every key of the pass so far made an epoch's bookkeeping grow with its square
+        met = {(shard, key) for shard, keys in self._delivered.items() if shard >= restart for key in keys}
+        met |= {(shard, key) for shard, key in self._pass_over if shard >= restart}
+        again = [[shard, key] for shard, key in sorted(met)]
         return {**self._position, "shard": restart, "delivered": again}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
