@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.losses import AdversarialLoss
 from vtok.training import AutoencoderModule
+from vtok.training.checkpoint_io import AtomicCheckpointIO
 from vtok.data.dataset import VideoClipDataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,3 +188,16 @@ def test_an_error_with_loader_workers_running_ends_the_process(tmp_path: Path) -
     result = subprocess.run([sys.executable, "-c", LEFT_RUNNING], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 1 and "an error with loader workers running" in result.stderr
     assert "killed by signal" not in result.stderr, "the exit's own kills are not reported as failed workers"
+
+
+def test_a_failed_checkpoint_save_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk (or a kill) mid-save left a dot-hidden, truncated .partial of up to gigabytes on the full disk."""
+
+    def disk_full(checkpoint: object, handle: io.BufferedWriter) -> None:
+        handle.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, tmp_path / "checkpoints" / "step=50.ckpt")
+    assert list((tmp_path / "checkpoints").iterdir()) == []
