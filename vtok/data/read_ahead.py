@@ -69,6 +69,7 @@ def read_ahead(
             batch_size=None,
             collate_fn=_one,
             num_workers=workers,
+            prefetch_factor=1,  # one video ahead per worker: whole long videos are large (the default held two)
             worker_init_fn=loader_worker_init(),
             multiprocessing_context=fork_server_context(),  # not a fork of this process: see vtok.data.fork_server
         )
