@@ -17,8 +17,8 @@ log = logging.getLogger("vtok.cli")
 
 
 def with_packaged_presets(arguments: list[str], subcommand: bool = True) -> list[str]:
-    """``arguments`` (after the subcommand; all of them with ``subcommand=False``) with every config file (``--config``, ``-c``) moved ahead of the flags, in their order:
-    jsonargparse applies arguments in order, so a flag written before ``--config`` was silently undone by the
+    """``arguments`` (those after the subcommand; all of them with ``subcommand=False``) with every config file
+    (``--config``, ``-c``) moved ahead of the flags, in their order: jsonargparse applies arguments in order, so a flag written before ``--config`` was silently undone by the
     file, where flags are meant to win. A config named ``configs/<preset>.yaml`` (or ``<preset>.yaml``) that
     is not a file here names the preset shipped in the package, so the README's commands work from any
     folder after a plain ``pip install``. Rewriting the result again gives it unchanged."""

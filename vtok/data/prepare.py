@@ -188,9 +188,11 @@ def _reencode(info: VideoInfo, out: Path, options: PrepareOptions) -> VideoInfo:
         raise
     damaged = copy.source_frames < info.frames  # the re-encoder decodes in order and stops at a damaged frame
     if damaged:
-        log.info("%s: %d of %d frames decode in order; the copy keeps %d", info.path, copy.source_frames, info.frames, written.frames)
+        log.info("%s: %d of %d frames decode in order; the copy keeps %d",
+                 info.path, copy.source_frames, info.frames, written.frames)  # fmt: skip
     if written.frames != copy.source_frames:  # frames repeated or dropped to keep their times
-        log.info("%s: a variable frame rate; the copy at a constant %g fps holds %d frames", info.path, info.fps or 24.0, written.frames)
+        log.info("%s: a variable frame rate; the copy at a constant %g fps holds %d frames",
+                 info.path, info.fps or 24.0, written.frames)  # fmt: skip
     reported = info.reported_frames or (info.frames if damaged else None)  # the source's claim
     return VideoInfo(
         **{**written.to_record(), "path": str(relative), "source": info.path, "reported_frames": reported},

@@ -73,7 +73,9 @@ def _frames(path: str, count: int, fps: float, short_side: int | None, decoded: 
             yield displayed_array(frame, size)
 
 
-def _timed(frames: Iterator[tuple[int, av.VideoFrame]], count: int, decoded: list[int]) -> Iterator[tuple[float | None, av.VideoFrame]]:
+def _timed(
+    frames: Iterator[tuple[int, av.VideoFrame]], count: int, decoded: list[int]
+) -> Iterator[tuple[float | None, av.VideoFrame]]:
     """``(time, frame)`` of the first ``count`` of ``frames`` (from :func:`frames_in_order`, which raises where the
     frame size changes); ``decoded`` gets one item per frame decoded."""
     try:
