@@ -33,7 +33,7 @@ from vtok.training.priors import fit_quantizer_to_prior, initialise_from_prior
 from vtok.training.rank_states import from_every_rank, gather_rank_states, keep_out_of_ddp_broadcasts, take_rank_state
 from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings_on_resume
 from vtok.training.optim import build_optimizer, discriminator_run_steps, step_schedule
-from vtok.training.speed import CompileChoice, apply_speed_options, refuse_checkpointing_a_backbone_without_it, should_compile
+from vtok.training.speed import CompileChoice, apply_speed_options, should_compile
 from vtok.training.run_out_loaders import restore_run_out_loaders, run_out_loaders
 from vtok.training.stopped_epoch import (
     reopen_epoch_stopped_by_max_steps,
@@ -155,7 +155,6 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
                     "model.adversarial.init_args.adaptive false (or model.freeze_steps N to freeze for N batches only)"
                 )
         if activation_checkpointing:
-            refuse_checkpointing_a_backbone_without_it(autoencoder)
             autoencoder.enable_gradient_checkpointing()
         self.loss = loss if loss is not None else AutoencoderLoss()
         self.adversarial = adversarial

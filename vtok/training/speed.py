@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 import torch
 import torch._functorch.config  # not imported by `import torch` alone
-from diffusers import ModelMixin
 from torch import nn
 
 from vtok.vae import VideoAutoencoder
@@ -75,15 +74,3 @@ def apply_speed_options(
             torch._functorch.config.donated_buffer = False
         for network in (autoencoder.encoder, autoencoder.decoder):
             network.compile(mode=compile_mode)
-
-
-def refuse_checkpointing_a_backbone_without_it(autoencoder: VideoAutoencoder) -> None:
-    """Raises ``ValueError`` where ``model.activation_checkpointing`` would do nothing: a diffusers backbone
-    (``model.init_from``) whose class does not support it (Wan 2.1's VAE) takes the flag and never reads it."""
-    for name, module in autoencoder.named_modules():
-        if module is not autoencoder and isinstance(module, ModelMixin) and not module._supports_gradient_checkpointing:
-            raise ValueError(
-                f"model.activation_checkpointing: the backbone {type(module).__name__} ({name}) has no activation "
-                "checkpointing in diffusers, so nothing would be recomputed; set it false (lower data.batch_size or "
-                "data.num_frames to fit memory instead)"
-            )

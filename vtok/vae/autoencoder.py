@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -183,6 +183,19 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
         self.decoder = PriorDecoder(self.encoder)
         self.temporal_chunk = None  # diffusers' encode/decode manage long clips with their own caches
         self._backbone_chunks_itself = True  # and another chunk size is refused (see LongVideoMixin)
+
+    def enable_gradient_checkpointing(self, gradient_checkpointing_func: Callable | None = None) -> None:
+        """diffusers' activation checkpointing of the encoder and decoder stages; ``ValueError`` on a diffusers
+        backbone (``model.init_from``) whose class has none: Wan 2.1's VAE takes the flag through this model and
+        never reads it, so nothing would be recomputed."""
+        backbone = self.encoder.vae if isinstance(self.encoder, PriorEncoder) else None
+        if backbone is not None and not backbone._supports_gradient_checkpointing:
+            raise ValueError(
+                f"activation checkpointing (model.activation_checkpointing): the backbone {type(backbone).__name__} "
+                "(encoder.vae) has no activation checkpointing in diffusers, so nothing would be recomputed; set it "
+                "false (lower data.batch_size or data.num_frames to fit memory instead)"
+            )
+        super().enable_gradient_checkpointing(gradient_checkpointing_func)
 
     @property
     def is_discrete(self) -> bool:
