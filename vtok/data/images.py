@@ -11,6 +11,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from vtok.data.dataset import SkippingDataset
 from vtok.data.errors import UnusableFileError
 from vtok.data.transforms import frames_to_clip
+from vtok.data.transparency import over_white
 from vtok.error_text import first_line
 
 
@@ -64,8 +65,7 @@ def as_rgb(image: Image.Image, path: str) -> Image.Image:
     if image.mode == "F":
         raise UnusableFileError(path, "the image has floating-point values (mode F): no known range")
     if "A" in image.getbands() or "transparency" in image.info:
-        over_white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(over_white, image.convert("RGBA")).convert("RGB")
+        return over_white(image)
     return image if image.mode == "RGB" else image.convert("RGB")
 
 

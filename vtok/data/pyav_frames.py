@@ -23,8 +23,10 @@ from collections.abc import Iterator
 
 import av
 import numpy as np
+from PIL import Image
 
 from vtok.data.decode_errors import FrameSizeChangeError
+from vtok.data.transparency import over_white
 
 
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
@@ -89,19 +91,14 @@ def displayed_array(frame: av.VideoFrame, size: tuple[int, int] | None = None) -
     colours under transparent pixels are often junk)."""
     turns = quarter_turns(frame)
     if has_alpha(frame.format):  # laid over white at full size, then resized: the colour under it never shows
-        frame = av.VideoFrame.from_ndarray(_over_white(frame.to_ndarray(format="rgba", threads=1)), format="rgb24")
+        rgba = Image.fromarray(frame.to_ndarray(format="rgba", threads=1), "RGBA")
+        frame = av.VideoFrame.from_ndarray(np.asarray(over_white(rgba)), format="rgb24")
     if size is None:
         array = frame.to_ndarray(format="rgb24", threads=1)
     else:  # swscale resizes the coded frame while converting: give it the coded orientation's size
         height, width = size[::-1] if turns % 2 else size
         array = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="AREA", threads=1)
     return np.ascontiguousarray(np.rot90(array, turns)) if turns else array
-
-
-def _over_white(rgba: np.ndarray) -> np.ndarray:
-    """uint8 RGB ``[H, W, 3]`` of uint8 RGBA ``[H, W, 4]`` laid over white."""
-    colour, alpha = rgba[..., :3].astype(np.uint16), rgba[..., 3:].astype(np.uint16)
-    return ((colour * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
 
 
 def check_size(first: tuple[int, int], frame: av.VideoFrame, index: int, name: str) -> None:
