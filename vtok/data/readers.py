@@ -78,7 +78,7 @@ def _windows(indices: Sequence[int], window: int) -> list[Sequence[int]]:
     return [indices[start : start + window] for start in range(0, len(indices), window)]
 
 
-def _stream_pixel_aspect(source: VideoSource, name: str) -> float:
+def _pixel_aspect_for_decord(source: VideoSource, name: str) -> float:
     """:func:`~vtok.data.pyav_frames.pixel_aspect` of the stream decord reads, from the container's header (under
     a millisecond); 1.0 where PyAV cannot open what decord does. decord shows the frames turned as the display
     matrix says, so a pixel that is not square is turned too: only then is the first frame decoded for its turns.
@@ -130,7 +130,7 @@ class DecordReader:
         self.height, self.width = int(first[0]), int(first[1])
         if self.num_frames == 0:
             raise VideoDecodeError(path, "it holds no video frames")
-        self.pixel_aspect = _stream_pixel_aspect(source, path)
+        self.pixel_aspect = _pixel_aspect_for_decord(source, path)  # and refuses what decord cannot read (alpha)
 
     def read(self, indices: Sequence[int]) -> torch.Tensor:
         try:
