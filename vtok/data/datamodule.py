@@ -23,7 +23,7 @@ from vtok.data.images import ImageDataset
 from vtok.data.readers import ReaderBackend
 from vtok.data.overlap import warn_about_overlap
 from vtok.data.sampler import EpochSampler
-from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_files, list_records, source_root
+from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_files, list_records
 from vtok.data.shard_split import check_quotas
 from vtok.data.small_sources import warn_about_small_sources
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts, shard_index
@@ -212,7 +212,7 @@ class VideoDataModule(LightningDataModule):
                 "data.path lists one file: none is held out for validation (data.val_fraction=%g), so no "
                 "validation runs; pass data.val_path to validate", self.val_fraction,
             )  # fmt: skip
-        val_files = held_out_files(paths, self.val_fraction, self.seed, source_root(self.path or self._synthetic_folder()))
+        val_files = held_out_files(paths, self.val_fraction, self.seed, self.path or self._synthetic_folder())
         train = [record for record, file in zip(records, files) if file not in val_files]
         val = {file: r for r, file in zip(records, files) if file in val_files}  # each once: validation clips are fixed
         return train, sorted(val.values(), key=lambda record: record["path"])

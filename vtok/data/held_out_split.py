@@ -6,13 +6,16 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
+from pathlib import Path
+
+from vtok.data.sources import source_root
 
 
-def held_out_files(files: Sequence[str], fraction: float, seed: int, root: str) -> set[str]:
+def held_out_files(files: Sequence[str], fraction: float, seed: int, source: str | Path) -> set[str]:
     """The files of ``files`` (real paths, each once) that validation holds out.
 
-    A file is held out when the hash of ``seed`` and its path relative to ``root`` (the data's own folder, see
-    :func:`~vtok.data.sources.source_root`) falls in the lowest ``fraction`` of the hash range: about
+    A file is held out when the hash of ``seed`` and its path relative to the folder of ``source`` (``data.path``,
+    see :func:`~vtok.data.sources.source_root`) falls in the lowest ``fraction`` of the hash range: about
     ``fraction`` of the files, and each file's side depends on nothing but itself, so a dataset that grows
     between runs (or is moved whole) keeps its validation files out of training. A random draw of the first
     ``fraction`` files of a shuffled list, as vtok did, reshuffled the whole split when one file was added, and
@@ -21,7 +24,7 @@ def held_out_files(files: Sequence[str], fraction: float, seed: int, root: str) 
     """
     if fraction <= 0 or len(files) < 2:
         return set()
-    root = os.path.realpath(root)
+    root = os.path.realpath(source_root(source))
     draws = {file: _uniform(seed, os.path.relpath(file, root)) for file in files}
     held_out = {file for file, draw in draws.items() if draw < fraction} or {min(draws, key=draws.__getitem__)}
     if len(held_out) == len(files):
