@@ -102,6 +102,6 @@ def test_rejections_of_files_that_never_were_stay_listed_in_silence(
     args = ["--data", str(three_videos), "--out", str(tmp_path / "out"), *QUIET]
     prepare(args)
     caplog.clear()
-    summary = prepare(args)  # not dropped and checked again at every rerun, with a warning each time
-    assert summary.probed == 0 and "no longer exist" not in caplog.text
+    summary = prepare(args)  # not dropped with a warning at every rerun; checked again (its target may be there now)
+    assert summary.probed == 1 and len(summary.rejected) == 1 and "no longer exist" not in caplog.text
     assert [Path(r["path"]).name for r in read_jsonl(tmp_path / "out" / "rejected.jsonl")] == ["dangling.mp4"]

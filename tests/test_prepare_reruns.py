@@ -254,3 +254,37 @@ def test_info_lines_show_on_the_first_rank_only_under_srun_too() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "vtok INFO: said" not in done.stderr, done.stderr[-2000:]
     assert "vtok WARNING: warned" in done.stderr, done.stderr[-2000:]
+
+
+def test_a_file_rejected_as_missing_is_checked_again_once_it_is_there(tmp_path: Path) -> None:
+    """A rejection records the file's size and time, and is checked again only when they change: a dangling
+    link (no size, no time) stayed rejected for good after its target was made, reported "already done"."""
+    data, out = tmp_path / "data", tmp_path / "out"
+    data.mkdir()
+    clip = _clip(tmp_path / "clips", 12, 32, 3)
+    shutil.copy(clip, data / "a.mp4")
+    (data / "b.mp4").symlink_to(tmp_path / "later.mp4")
+    first = prepare(["--data", str(data), "--out", str(out), *QUIET])
+    assert (first.accepted, [Path(path).name for path, _ in first.rejected]) == (1, ["b.mp4"])
+    shutil.copy(clip, tmp_path / "later.mp4")  # the link's target is there now
+    again = prepare(["--data", str(data), "--out", str(out), *QUIET])
+    assert (again.known, again.probed, again.accepted, again.rejected) == (1, 1, 1, [])
+    assert read_jsonl(out / "rejected.jsonl") == [] and len(read_jsonl(out / "manifest.jsonl")) == 2
+
+
+def test_a_second_prepare_into_a_busy_out_is_refused(tmp_path: Path, video_folder: Path) -> None:
+    """Two runs into one --out appended to and rewrote one manifest at once: lines written twice (videos
+    trained twice) or lost without a word."""
+    out = tmp_path / "out"
+    holder = "import sys, time; from pathlib import Path; from vtok.commands.folder_lock import folder_lock\n" \
+             "with folder_lock(Path(sys.argv[1]), '.prepare.lock'):\n    print('held', flush=True); time.sleep(120)"
+    other = subprocess.Popen([sys.executable, "-c", holder, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"  # as a prepare into out still running holds it
+        with pytest.raises(ValueError, match=f"another vtok prepare is still writing into --out {out}: wait for it"):
+            prepare(["--data", str(video_folder), "--out", str(out), *QUIET])
+        assert not (out / "manifest.jsonl").exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert prepare(["--data", str(video_folder), "--out", str(out), *QUIET]).accepted > 0  # a killed holder's lock went with it

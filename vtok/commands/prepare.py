@@ -11,13 +11,17 @@ import math
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import get_args
 
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from vtok.commands.folder_lock import FolderBusy, folder_lock
 from vtok.commands.outputs import output_folder
 from vtok.data.prepare import PrepareOptions, PrepareSummary, prepare_dataset
 from vtok.data.readers import ReaderBackend
+
+PREPARING = ".prepare.lock"  # held in --out while a run writes there
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,8 +107,13 @@ def main(argv: Sequence[str] | None = None) -> PrepareSummary:
         progress=not args.no_progress,
     )
     try:
-        with logging_redirect_tqdm([logging.getLogger("vtok")]):  # log lines above the progress bar, not through it
-            summary = prepare_dataset(args.data, args.out, options)
+        # two runs into one --out appended to and rewrote one manifest at once: lines twice, or lost
+        with folder_lock(Path(args.out), PREPARING, wait=False), logging_redirect_tqdm([logging.getLogger("vtok")]):
+            summary = prepare_dataset(args.data, args.out, options)  # log lines above the progress bar, not through it
+    except FolderBusy:
+        raise ValueError(
+            f"another vtok prepare is still writing into --out {args.out}: wait for it, or give this one another --out"
+        ) from None
     except KeyboardInterrupt:
         print(
             f"vtok prepare: interrupted; every file checked so far is recorded in {args.out} (and every shard closed "

@@ -157,6 +157,12 @@ def check_file(source: str, out: Path, options: PrepareOptions) -> dict[str, Any
     """
     version = file_version(source)  # before reading it: a file still changing is checked again by the next run
     try:
+        open(source, "rb").close()
+    except PermissionError as error:  # no version recorded: the next run checks it again (a chmod changes neither)
+        return {"rejected": {"path": source, "reason": f"cannot read it ({error.strerror})"}}
+    except OSError:
+        pass  # missing, a dangling link, a folder: the reader says which (with no version, checked again next run)
+    try:
         info = probe_video(source, options.backend, options.min_frames, options.every_frame)
         if options.reencode:
             info = _reencode(info, out, options)
@@ -212,7 +218,7 @@ def _results(todo: list[str], check: Callable[[str], dict[str, Any]], options: P
     for source, result in run_with_deadlines(check, todo, options.workers, options.timeout, preload=[__name__]):
         if result is STALLED:
             reason = f"decoding stalled: no answer in {options.timeout:g} s"
-            result = {"rejected": {"path": source, "reason": reason, "timeout": options.timeout}}
+            result = {"rejected": {"path": source, "reason": reason, "timeout": options.timeout, **file_version(source)}}
         yield source, result
 
 
@@ -262,11 +268,15 @@ def _deciding_settings(rejection: dict[str, Any]) -> tuple[int | None, float | N
 def _settings_may_change(rejection: dict[str, Any], options: PrepareOptions) -> bool:
     """Whether this run's settings could accept a file an earlier run rejected: too short for that
     run's ``--min-frames`` but not for this one's, or stalled within a shorter ``--timeout`` (with a
-    deadline: ``--workers 0`` has none, and a file that hangs the decoder would hang the run)."""
+    deadline: ``--workers 0`` has none, and a file that hangs the decoder would hang the run); also a file
+    that could not be read or was not there (no recorded size and time: a link's target made later, a
+    ``chmod``, change neither), and one an earlier vtok rejected without recording them."""
     frames, timeout = _deciding_settings(rejection)
-    if frames is not None:
-        return frames >= options.min_frames
-    return timeout is not None and options.workers > 0 and options.timeout > timeout
+    if timeout is not None:
+        return options.workers > 0 and options.timeout > timeout
+    if "source_bytes" not in rejection:
+        return True
+    return frames is not None and frames >= options.min_frames
 
 
 def _take_back(
@@ -284,7 +294,7 @@ def _take_back(
             "--timeout checks them again", stalled, out / REJECTED_NAME,
         )  # fmt: skip
     if again:
-        log.info("checking %d files again that an earlier run rejected with other settings", len(again))
+        log.info("checking %d files again that an earlier run rejected with other settings or could not read", len(again))
         _rewrite_jsonl(out / REJECTED_NAME, kept)
     return kept
 
