@@ -7,6 +7,10 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -146,3 +150,18 @@ class NonFiniteLossOnOneRank(Callback):
             return terms
 
         pl_module.loss.forward = forward
+
+
+@contextmanager
+def lock_held_elsewhere(folder: Path, name: str) -> Iterator[None]:
+    """``folder/name`` locked by another process (as a vtok command still writing into ``folder`` holds it)
+    while the block runs; that process is killed after it, and its lock goes with it."""
+    holder = "import sys, time; from pathlib import Path; from vtok.commands.folder_lock import folder_lock\n" \
+             "with folder_lock(Path(sys.argv[1]), sys.argv[2]):\n    print('held', flush=True); time.sleep(120)"
+    other = subprocess.Popen([sys.executable, "-c", holder, str(folder), name], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "held"
+        yield
+    finally:
+        other.kill()
+        other.wait()

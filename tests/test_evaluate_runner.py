@@ -5,8 +5,6 @@ in it is an error that names the fix; the speeds leave out the first pass's one-
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.helpers import lock_held_elsewhere
 from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.commands.evaluate import model_record
@@ -114,17 +113,10 @@ def test_a_second_evaluation_into_a_busy_out_is_refused_and_a_killed_ones_lock_i
     """Two evaluations into one --out at once replaced each other's metrics.json and deleted each other's pictures
     (each took the other's for an earlier run's)."""
     out = tmp_path / "eval"
-    holder = "import sys, time; from pathlib import Path; from vtok.commands.folder_lock import folder_lock\n" \
-             "with folder_lock(Path(sys.argv[1]), '.evaluating.lock'):\n    print('held', flush=True); time.sleep(120)"
-    other = subprocess.Popen([sys.executable, "-c", holder, str(out)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert other.stdout.readline().strip() == "held"  # as an evaluation into out still running holds it
+    with lock_held_elsewhere(out, ".evaluating.lock"):  # as an evaluation into out still running holds it
         with pytest.raises(SystemExit) as stopped:
             evaluate(fsq_run, video_folder, out)
         assert stopped.value.code == 2
         assert f"another vtok evaluate is still writing into --out {out}: give this one another --out" in capsys.readouterr().err
         assert not (out / "metrics.json").exists()
-    finally:
-        other.kill()
-        other.wait()
     assert evaluate(fsq_run, video_folder, out)["videos"] == 2  # a killed holder's lock went with it

@@ -16,6 +16,7 @@ import pytest
 import webdataset as wds
 
 from tests.conftest import write_broken_files
+from tests.helpers import lock_held_elsewhere
 from vtok.commands.prepare import main as prepare
 from vtok.data import synthetic_clip, write_sample_clips
 from vtok.data.datamodule import VideoDataModule
@@ -276,15 +277,8 @@ def test_a_second_prepare_into_a_busy_out_is_refused(tmp_path: Path, video_folde
     """Two runs into one --out appended to and rewrote one manifest at once: lines written twice (videos
     trained twice) or lost without a word."""
     out = tmp_path / "out"
-    holder = "import sys, time; from pathlib import Path; from vtok.commands.folder_lock import folder_lock\n" \
-             "with folder_lock(Path(sys.argv[1]), '.prepare.lock'):\n    print('held', flush=True); time.sleep(120)"
-    other = subprocess.Popen([sys.executable, "-c", holder, str(out)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert other.stdout.readline().strip() == "held"  # as a prepare into out still running holds it
+    with lock_held_elsewhere(out, ".prepare.lock"):  # as a prepare into out still running holds it
         with pytest.raises(ValueError, match=f"another vtok prepare is still writing into --out {out}: wait for it"):
             prepare(["--data", str(video_folder), "--out", str(out), *QUIET])
         assert not (out / "manifest.jsonl").exists()
-    finally:
-        other.kill()
-        other.wait()
     assert prepare(["--data", str(video_folder), "--out", str(out), *QUIET]).accepted > 0  # a killed holder's lock went with it
