@@ -17,7 +17,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader
 
-from tests.helpers import csv_logger, metric_column, tiny_fit_args
+from tests.helpers import NonFiniteLossOnOneRank, csv_logger, metric_column, tiny_fit_args
 from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.losses import AdversarialLoss
@@ -201,3 +201,18 @@ def test_a_failed_checkpoint_save_leaves_no_partial_file(tmp_path: Path, monkeyp
     with pytest.raises(OSError, match="No space left"):
         AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, tmp_path / "checkpoints" / "step=50.ckpt")
     assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
+@pytest.mark.parametrize("at_batch", [0, 1])
+def test_a_non_finite_loss_anywhere_in_an_accumulation_group_skips_its_step(at_batch: int) -> None:
+    """Only the loss of the group's last batch was checked: an inf loss without gradient (a discriminator
+    term overflowing before its start) on an earlier batch was neither skipped nor counted."""
+    torch.manual_seed(0)
+    module = AutoencoderModule(
+        VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1), accumulate_batches=2
+    )
+    batches = [{"video": torch.rand(1, 3, 5, 16, 16) * 2 - 1} for _ in range(6)]
+    trainer = Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu", callbacks=[NonFiniteLossOnOneRank(0, at_batch)])  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    assert module.skipped_steps == 1 and module.batch_step == 8 and trainer.global_step == 3  # the skip does not count

@@ -167,6 +167,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         self.ema: AveragedModel | None = ema_copy(autoencoder, ema_decay) if ema_decay is not None else None
         self.skipped_steps = 0
         self._nonfinite_in_a_row = 0
+        self._group_loss: torch.Tensor | None = None  # the accumulation group's losses so far: one non-finite skips its step
         self._rng_to_restore: dict[str, Any] | None = None
         self._loaded_batch_step: int | None = None  # the checkpoint's count, for `vtok validate`
         self._resuming = False  # fitting from a checkpoint: its optimizers come back, the settings given now apply
@@ -295,8 +296,10 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         # Accumulating batches skip DDP's all-reduce; the batch that steps reduces the summed gradients.
         with nullcontext() if steps or not isinstance(ddp, DistributedDataParallel) else ddp.no_sync():
             self.manual_backward(total / self.accumulate_batches)
+        group_loss = total.detach() if self._group_loss is None else self._group_loss + total.detach()
+        self._group_loss = None if steps else group_loss
         if steps:
-            logs.update(self._optimizer_step(total.detach()))
+            logs.update(self._optimizer_step(group_loss))
         self.log_dict(logs, batch_size=shown["video"].shape[0])
         # The progress bar turns its values into Python numbers at every batch, the last one logged included: a
         # device tensor there would sync host and device every batch. So the loss goes to it only on the batches
