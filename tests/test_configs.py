@@ -407,7 +407,8 @@ def test_vtok_test_scores_data_test_path_as_validate_scores_its_files(
     for logged in ("validated", "tested"):  # where the fit logs validation: at its last batch's index (of 2), not at 0
         assert metric_column(tmp_path / logged, "step") == [1.0]
         hparams = yaml.safe_load(next((tmp_path / logged).rglob("hparams.yaml")).read_text())
-        assert hparams["data"]["num_frames"] == 5, "the loggers get the whole config, as the fit's do"
+        # the loggers get the whole config, as the fit's do, and the checkpoint scored
+        assert hparams["data"]["num_frames"] == 5 and hparams["run"]["resumed_from"] == str(run / "checkpoints" / "last.ckpt")
     assert {p.name for p in (run / "reconstructions").glob("*_step_*.png")} == {"val_step_0000001.png", "test_step_0000001.png"}
     for metric in ("psnr", "ssim", "l1"):
         (tested,) = metric_column(tmp_path / "tested", f"test/{metric}")

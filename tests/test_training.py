@@ -98,7 +98,7 @@ def test_console_script_trains_with_offline_wandb(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=600)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     # a normal run's console holds no library noise a user cannot act on (vtok/console.py)
-    for noise in ("wandb: WARNING", "set_vital", "LeafSpec", "litlogger", "exists and is not empty"):
+    for noise in ("wandb: WARNING", "set_vital", "LeafSpec", "litlogger", "exists and is not empty", "logging interval"):
         assert noise not in result.stderr + result.stdout + resumed.stderr + resumed.stdout, noise
     offline = min((tmp_path / "run" / "wandb").glob("offline-run-*"))  # wandb logs offline into the run folder; the
     # resumed launch wrote a second offline run beside the first (wandb 0.31 cannot resume an offline run)

@@ -12,6 +12,9 @@ rather than something else going missing:
 - Lightning's pytree helper uses a deprecated ``LeafSpec`` check of torch's;
 - Lightning's "Total length of ``list`` across ranks is zero", about the empty validation loader of a
   run that holds nothing out (vtok says why where it can: shards without ``data.val_path``, one file);
+- Lightning's "The number of training batches (N) is smaller than the logging interval", which advises a
+  lower ``log_every_n_steps`` for epochs shorter than it: vtok's logs count batches across epochs, so every
+  ``log_every_n_steps``-th batch is logged whatever the epoch's length;
 - Lightning's advertisement for its cloud logger ("Tip: ... litlogger");
 - ModelCheckpoint's "Checkpoint directory ... exists and is not empty", when resuming only
   (:func:`quiet_resumed_checkpoint_folder`): the folder holds the run's own checkpoints then. A new
@@ -36,6 +39,7 @@ _WARNINGS = (
     r"'set_vital' is deprecated",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
     r"Total length of `list` across ranks is zero",
+    r"The number of training batches \(\d+\) is smaller than the logging interval",
 )
 _LOGGED = ("💡 Tip: For seamless cloud logging",)
 

@@ -27,6 +27,7 @@ from vtok.data.batches import video_parts
 from vtok.data.seeding import mixed_seed
 from vtok.export import CHECKPOINT_KEY
 from vtok.losses import AdversarialLoss, AutoencoderLoss
+from vtok.training.batch_size import effective_batch_size
 from vtok.training.ema import ema_copy
 from vtok.training.held_out import HeldOutScoring
 from vtok.training.priors import fit_quantizer_to_prior, initialise_from_prior
@@ -304,10 +305,10 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         # The progress bar turns its values into Python numbers at every batch, the last one logged included: a
         # device tensor there would sync host and device every batch. So the loss goes to it only on the batches
         # the loggers write (synced there already), copied to the host; the bar shows a loss up to
-        # trainer.log_every_n_steps batches old.
+        # trainer.log_every_n_steps batches old (with images, their sum with the videos', as optimised).
         every = self.trainer.log_every_n_steps
         if every > 0 and (step + 1) % every == 0:
-            self.log("loss", logs["train/loss"].cpu(), prog_bar=True, logger=False)
+            self.log("loss", logs.get("train/total_loss", logs["train/loss"]).cpu(), prog_bar=True, logger=False)
         return {"loss": total.detach(), **shown}
 
     def _optimizer_step(self, loss: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -365,14 +366,9 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
             self._compiled = True
 
     def on_fit_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        per_device = getattr(datamodule, "batch_size", None)
-        if per_device is not None:
-            devices = self.trainer.num_devices * self.trainer.num_nodes
-            log.info(
-                "effective batch size: %d clips per optimizer step (%d per device x %d devices x %d accumulated batches)",
-                per_device * devices * self.accumulate_batches, per_device, devices, self.accumulate_batches,
-            )
+        said = effective_batch_size(self.trainer, self.accumulate_batches)
+        if said is not None:
+            log.info("%s", said)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Restored here, not at load time: creating the data iterator draws from the global RNG.

@@ -16,12 +16,16 @@ class OfflineFirstWandbLogger(WandbLogger):
         offline: ``None`` (default) keeps the run offline unless ``WANDB_MODE`` is set (then
             wandb follows it); ``True``/``False`` force it. Sync an offline run later with
             ``wandb sync <save_dir>/wandb/offline-run-*``.
+        name: the wandb run's name; by default the run folder's (``save_dir``'s) name, so that each
+            launch of one run (a resume starts a new wandb run) is named alike.
         **kwargs: passed to ``WandbLogger``.
     """
 
     def __init__(self, project: str = "vtok", offline: bool | None = None, **kwargs: Any) -> None:
         if offline is None:
             offline = "WANDB_MODE" not in os.environ
+        if kwargs.get("name") is None and kwargs.get("save_dir") not in (None, "."):
+            kwargs["name"] = os.path.basename(os.path.normpath(kwargs["save_dir"]))  # each launch of a run alike
         super().__init__(project=project, offline=offline, **kwargs)
         self._folder_made = False
         if self._wandb_init.get("anonymous", False) is None:  # Lightning passes None; wandb warns at any value

@@ -1,0 +1,60 @@
+"""What the loggers and the progress bar get: the config with the facts a launch settled, a run name, the loss."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch import Trainer
+from torch.utils.data import DataLoader
+
+from tests.helpers import csv_logger, tiny_fit_args
+from vtok import VideoAutoencoder
+from vtok.cli import main
+from vtok.training import AutoencoderModule
+from vtok.training.wandb_logger import OfflineFirstWandbLogger
+
+
+def _logged_config(run: Path) -> dict:
+    """The hyperparameters the newest CSV logger version of ``run`` holds."""
+    return yaml.safe_load(max(run.glob("version_*/hparams.yaml")).read_text())
+
+
+def test_the_loggers_get_what_the_launch_settled_that_the_config_leaves_open(tmp_path: Path) -> None:
+    """config.yaml keeps the settings as given (a rerun on other hardware derives its own), and the loggers got
+    only that: a wandb run said precision null, devices auto and no checkpoint, also for a resumed 8-GPU run."""
+    quiet = ["--trainer.limit_val_batches", "0"]
+    main(tiny_fit_args(tmp_path, 2, *csv_logger(tmp_path), *quiet))
+    first = _logged_config(tmp_path / "run")
+    assert first["trainer"]["precision"] is None and first["ckpt_path"] is None  # as given
+    assert first["run"] == {
+        "folder": str(tmp_path / "run"), "resumed_from": None, "precision": "32-true", "strategy": "SingleDeviceStrategy",
+        "accelerator": "CPUAccelerator", "devices_per_node": 1, "nodes": 1, "processes": 1,
+    }  # fmt: skip
+    main(tiny_fit_args(tmp_path, 3, *csv_logger(tmp_path), *quiet, "--ckpt_path", "last"))
+    resumed = _logged_config(tmp_path / "run")["run"]
+    assert resumed["resumed_from"] == str(tmp_path / "run" / "checkpoints" / "last.ckpt")
+
+
+def test_a_wandb_run_is_named_after_its_run_folder_unless_named(tmp_path: Path) -> None:
+    """Each launch of a run (a resume starts a new wandb run) got a random name: nothing tied them together."""
+    named = {"project": "p", "offline": True}
+    assert OfflineFirstWandbLogger(save_dir=str(tmp_path / "runs" / "kl_2026"), **named)._wandb_init["name"] == "kl_2026"
+    assert OfflineFirstWandbLogger(save_dir=str(tmp_path / "a" / ""), **named)._wandb_init["name"] == "a"
+    assert OfflineFirstWandbLogger(save_dir=str(tmp_path), name="mine", **named)._wandb_init["name"] == "mine"
+    assert OfflineFirstWandbLogger(**named)._wandb_init.get("name") is None  # wandb picks one, as before
+
+
+def test_with_images_the_progress_bar_shows_the_loss_the_optimiser_follows() -> None:
+    """The bar showed train/loss, the videos' part alone, while train/total_loss (videos + images) is optimised."""
+    torch.manual_seed(0)
+    module = AutoencoderModule(VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1))
+    batch = {"videos": {"video": torch.rand(1, 3, 5, 16, 16) * 2 - 1}, "images": {"video": torch.rand(2, 3, 1, 16, 16) * 2 - 1}}
+    trainer = Trainer(max_steps=1, log_every_n_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader([batch], batch_size=None))
+    logged = trainer.logged_metrics
+    assert logged["train/total_loss"] == pytest.approx(float(logged["train/loss"] + logged["train/images_loss"]))
+    assert trainer.progress_bar_metrics["loss"] == pytest.approx(float(logged["train/total_loss"]))
