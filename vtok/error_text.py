@@ -1,7 +1,9 @@
 """Exception messages as vtok shows them: the first line of a library's error quoted inside its own, and
-the message an error raised in a loader worker had there."""
+the message an error raised in a loader worker had there, and hints for common mix-ups."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 
 def first_line(error: BaseException | str, limit: int | None = 200) -> str:
@@ -21,3 +23,13 @@ def worker_message(error: BaseException) -> str:
     marker = f"{type(error).__module__}.{type(error).__qualname__}: "
     at = text.rfind(marker)
     return text[at + len(marker) :].rstrip() if at >= 0 else text
+
+
+def run_folder_hint(path: Path) -> str:
+    """``"; it is a training run's folder: give one of its checkpoints (<path>/checkpoints/last.ckpt)"`` for a
+    folder ``vtok fit`` wrote (a ``checkpoints/`` folder in it), to end a message refusing it as an
+    export or model folder; ``""`` for any other."""
+    if not (path / "checkpoints").is_dir():
+        return ""
+    newest = path / "checkpoints" / "last.ckpt"
+    return f"; it is a training run's folder: give one of its checkpoints ({newest if newest.exists() else path / 'checkpoints'})"

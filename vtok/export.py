@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
 
-from vtok.error_text import first_line
+from vtok.error_text import first_line, run_folder_hint
 from vtok.jsonfile import read_json_object
 from vtok.vae import VideoAutoencoder
 from vtok.vae.export_config import (
@@ -236,7 +236,7 @@ def load_autoencoder(path: str | Path, use_ema: bool = True) -> VideoAutoencoder
         raise FileNotFoundError(f"no export folder or checkpoint at {path}")
     config_path = path / VideoAutoencoder.config_name
     if not config_path.is_file():
-        raise ValueError(f"{path} is not a vtok export: it has no {VideoAutoencoder.config_name}")
+        raise ValueError(f"{path} is not a vtok export: it has no {VideoAutoencoder.config_name}{run_folder_hint(path)}")
     check_export_config(read_json_object(config_path), path)  # from_pretrained checks it too; first, before the weights
     if not list(path.glob("*.safetensors")):
         raise ValueError(f"{path} has no .safetensors weights")

@@ -23,7 +23,7 @@ from vtok.data.images import ImageDataset
 from vtok.data.readers import ReaderBackend
 from vtok.data.overlap import warn_about_overlap
 from vtok.data.sampler import EpochSampler
-from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_files, list_records
+from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_files, list_records, no_videos_found
 from vtok.data.shard_split import check_quotas
 from vtok.data.small_sources import warn_about_small_sources
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts, shard_index
@@ -190,7 +190,7 @@ class VideoDataModule(LightningDataModule):
     def _split(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         records = _named("data.path", list_records, self.path if self.path is not None else self._synthetic_folder())
         if not records:
-            raise ValueError(f"no video files found in {self.path!r}")
+            raise no_videos_found(self.path)
         if self.val_path is not None:
             held_out = self._held_out_records("data.val_path", self.val_path)
             warn_about_overlap("data.val_path", held_out, records)
@@ -223,7 +223,7 @@ class VideoDataModule(LightningDataModule):
         without the validation that was asked for, nor score an empty test set)."""
         records = _named(setting, list_records, path)
         if not records:
-            raise ValueError(f"no video files found in {setting} {path!r}")
+            raise no_videos_found(path, setting)
         return records
 
     def _clips(self, records: list[dict[str, Any]], train: bool) -> VideoClipDataset:

@@ -46,7 +46,7 @@ from vtok.data.prepare_folder import (
     remove_unfinished_copies,
     without_gone_files,
 )
-from vtok.data.sources import RealPaths, list_files, unique_files
+from vtok.data.sources import RealPaths, list_files, no_videos_found, unique_files
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +363,7 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
     remove_unfinished_copies(out)  # before listing: with --out inside --data they would be listed as videos
     sources, duplicates = unique_files([os.path.abspath(p) for p in list_files(data)])
     if not sources:
-        raise ValueError(f"no video files found in {data!r}")
+        raise no_videos_found(data)
     accepted = read_jsonl(out / MANIFEST_NAME)
     refuse_foreign_manifest(accepted, out / MANIFEST_NAME)
     sources = data_outside_copies(sources, out, data, accepted, options.reencode)

@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import logging
 import os
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -35,6 +36,11 @@ UNLISTED_IMAGE_SUFFIXES = frozenset(
 _UNLISTED = {
     VIDEO_SUFFIXES: (UNLISTED_VIDEO_SUFFIXES, "videos in containers", "ffmpeg -i in.flv -c:v libx264 out.mp4"),
     IMAGE_SUFFIXES: (UNLISTED_IMAGE_SUFFIXES, "images in formats", "ffmpeg -i in.heic out.png"),
+}
+# per kind of search: the files of the other kind it leaves out, and where those go
+_OTHER_KIND = {
+    VIDEO_SUFFIXES: (IMAGE_SUFFIXES, "images", "images train beside videos through data.image_path"),
+    IMAGE_SUFFIXES: (VIDEO_SUFFIXES, "videos", "videos train through data.path"),
 }
 
 
@@ -80,10 +86,13 @@ def list_records(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) 
     if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
         return _read_manifest(path)
     searched_twice: list[str] = []  # symlinked folders not entered: their real folder was searched already
+    trash: list[str] = []  # folders of deleted files not searched
+    apple_double: set[str] = set()  # macOS metadata files named like the files they describe
     if path.is_dir():
-        folders = _folders(str(path), True, searched_twice)
+        folders = _folders(str(path), True, searched_twice, trash)
         listed = [file for folder, names in folders for file in _files_in(folder, names, "*", True)]
-        files = [file for file in listed if Path(file).suffix.lower() in suffixes]
+        apple_double = {file for file in _apple_double(listed) if Path(file).suffix.lower() in suffixes}
+        files = [file for file in listed if Path(file).suffix.lower() in suffixes and file not in apple_double]
         if suffixes in _UNLISTED:
             _warn_about_unlisted(text, listed, suffixes)
     elif path.is_file():
@@ -97,11 +106,29 @@ def list_records(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) 
     files, repeats = unique_files(sorted(files))
     notes = [f"{len(searched_twice)} symlinked folders (e.g. {searched_twice[0]}) lead to a folder searched already "
              "(a symlink loop, or a second way to it): each folder is searched once"] if searched_twice else []
+    if apple_double:
+        notes.append(f"{len(apple_double)} AppleDouble files (e.g. {min(apple_double)}: the metadata macOS writes "
+                     "beside a file as ._name) are left out")  # fmt: skip
+    if trash:
+        notes.append(f"{len(trash)} trash folders (e.g. {trash[0]}) are not searched")
     if repeats:
         notes.append(f"{repeats} paths lead through symlinks to a file listed already: each file is listed once")
     if notes:
         log.warning("data source %s: %s", text, "; ".join(notes))
     return [{"path": file} for file in files]
+
+
+def no_videos_found(source: str | Path, setting: str | None = None) -> ValueError:
+    """The error for a data source that lists no video, saying what it holds instead where that is a common
+    mix-up: ``vtok prepare``'s output folder (its manifest is the data), or a folder of WebDataset shards
+    (they train through ``data.shards``). ``setting`` names the option it was given as, if any."""
+    path = Path(str(source)).expanduser()
+    hint = ""
+    if path.is_dir() and (path / "manifest.jsonl").is_file():
+        hint = f": it is a vtok prepare output folder, whose list of videos is {path / 'manifest.jsonl'}"
+    elif path.is_dir() and (any(path.glob("*.tar")) or any(path.glob("*/*.tar"))):
+        hint = ": it holds .tar files, which train as WebDataset shards through data.shards"
+    return ValueError(f"no video files found in {setting + ' ' if setting else ''}{str(source)!r}{hint}")
 
 
 class RealPaths:
@@ -157,7 +184,8 @@ def _listdir(folder: str) -> list[str] | None:
 
 def _warn_about_unlisted(source: str, files: list[str], suffixes: frozenset[str]) -> None:
     """Counts, by ending, the videos (or images) of a folder search that no reader of vtok's takes (``.flv``,
-    ``.wmv``, ``.heic``, ...): left out, they would otherwise be in no list at all."""
+    ``.wmv``, ``.heic``, ...), and the files of the other kind (images in a video search): left out, they
+    would otherwise be in no list at all."""
     unlisted_suffixes, what, example = _UNLISTED[suffixes]
     unlisted = Counter(suffix for suffix in (Path(file).suffix.lower() for file in files) if suffix in unlisted_suffixes)
     if unlisted:
@@ -166,13 +194,18 @@ def _warn_about_unlisted(source: str, files: list[str], suffixes: frozenset[str]
             source, sum(unlisted.values()), what, ", ".join(f"{suffix} {count}" for suffix, count in unlisted.most_common()),
             ", ".join(sorted(suffixes)), example,
         )  # fmt: skip
+    other_suffixes, others, where = _OTHER_KIND[suffixes]
+    other = sum(Path(file).suffix.lower() in other_suffixes for file in files)
+    if other:
+        log.warning("data source %s: %d %s are left out of this search (%s)", source, other, others, where)
 
 
-def _folders(root: str, hidden: bool, searched_twice: list[str]) -> Iterator[tuple[str, list[str]]]:
+def _folders(root: str, hidden: bool, searched_twice: list[str], trash: list[str]) -> Iterator[tuple[str, list[str]]]:
     """``(folder, names in it)`` for ``root`` and the folders under it, depth first in sorted order,
     following symlinked folders: each real folder once (at the first path met), so a symlink loop
     ends; the paths not entered for that are added to ``searched_twice``. Hidden folders below
-    ``root`` only with ``hidden``."""
+    ``root`` only with ``hidden``; the trash folders of desktops and file servers below it never (added
+    to ``trash``): they hold deleted files."""
     seen: set[str] = set()
     stack = [root]
     while stack:
@@ -187,7 +220,23 @@ def _folders(root: str, hidden: bool, searched_twice: list[str]) -> Iterator[tup
             continue
         yield folder, names
         subfolders = [os.path.join(folder, n) for n in names if hidden or not n.startswith(".")]
-        stack.extend(reversed([f for f in subfolders if os.path.isdir(f)]))
+        subfolders = [f for f in subfolders if os.path.isdir(f)]
+        trash += [f for f in subfolders if _TRASH.fullmatch(os.path.basename(f))]
+        stack.extend(reversed([f for f in subfolders if not _TRASH.fullmatch(os.path.basename(f))]))
+
+
+# the folders desktops (freedesktop, macOS) and Windows keep deleted files in, and Synology's thumbnails
+_TRASH = re.compile(r"\.Trash(-\d+)?|\.Trashes|\$RECYCLE\.BIN|@eaDir")
+
+
+def _apple_double(files: list[str]) -> set[str]:
+    """The AppleDouble files among ``files``: ``._name`` beside ``name`` (macOS writes one beside each file
+    it copies to a disk that cannot hold its metadata; decord cannot open them, yet they are named like videos)."""
+    listed = set(files)
+    return {
+        file for file in files
+        if os.path.basename(file).startswith("._") and os.path.join(os.path.dirname(file), os.path.basename(file)[2:]) in listed
+    }  # fmt: skip
 
 
 def _files_in(folder: str, names: list[str], pattern: str, hidden: bool) -> list[str]:

@@ -23,7 +23,7 @@ from typing import Any
 import diffusers
 import torch
 
-from vtok.error_text import first_line
+from vtok.error_text import first_line, run_folder_hint
 from vtok.jsonfile import read_json_object
 from vtok.vae.autoencoder import VideoAutoencoder
 from vtok.vae.compression import Compression
@@ -134,7 +134,7 @@ def load_diffusers_vae(source: str) -> torch.nn.Module:
     if local:
         folder = path / "vae" if (path / "vae" / "config.json").is_file() and not (path / "config.json").is_file() else path
         if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"{source} has no config.json: not a diffusers model folder")
+            raise FileNotFoundError(f"{source} has no config.json: not a diffusers model folder{run_folder_hint(path)}")
         class_name = read_json_object(folder / "config.json").get("_class_name")
         if class_name not in PRIOR_CLASSES:
             raise ValueError(f"{source} holds a {class_name!r}, not a video VAE; supported: {', '.join(PRIOR_CLASSES)}")
