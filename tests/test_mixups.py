@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from vtok.cli import main
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.sources import IMAGE_SUFFIXES, list_files, list_records
 from vtok.export import load_autoencoder
@@ -71,3 +72,13 @@ def test_a_run_folder_given_as_a_model_names_its_checkpoint(fsq_run: dict[str, P
         with pytest.raises((ValueError, FileNotFoundError)) as error:
             load(str(run))
         assert f"it is a training run's folder: give one of its checkpoints ({run / 'checkpoints' / 'last.ckpt'})" in str(error.value)
+
+
+@pytest.mark.parametrize("typed, said", [(["preapre", "--data", "x"], "no command 'preapre' (did you mean prepare?)"),
+                                         ([], "give a command")])  # fmt: skip
+def test_a_mistyped_or_missing_command_lists_every_command(typed: list[str], said: str, capsys: pytest.CaptureFixture) -> None:
+    """jsonargparse's "invalid choice ... (choose from 'fit', 'validate', 'test')" as if prepare did not exist."""
+    with pytest.raises(SystemExit) as stopped:
+        main(typed)
+    error = capsys.readouterr().err
+    assert stopped.value.code == 2 and error.startswith(f"vtok: error: {said}; the commands are fit, validate, test, export, prepare")

@@ -11,6 +11,7 @@ is left out: the module has no predict step (``vtok tokenize`` and ``export`` gi
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import logging
 import os
@@ -459,6 +460,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"vtok {arguments[0]}: error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
         return
+    if not arguments or (not arguments[0].startswith("-") and arguments[0] not in LIGHTNING_COMMANDS):
+        # jsonargparse's "invalid choice" named fit, validate and test only: as if prepare or export did not exist
+        commands = [*LIGHTNING_COMMANDS, *SUBCOMMANDS]
+        close = difflib.get_close_matches(arguments[0], commands, n=1) if arguments else []
+        sys.stderr.write(
+            ("vtok: error: give a command" if not arguments else f"vtok: error: no command {arguments[0]!r}")
+            + (f" (did you mean {close[0]}?)" if close else "") + f"; the commands are {', '.join(commands)}, each with its --help\n"
+        )  # fmt: skip
+        raise SystemExit(2)
     try:
         VtokCLI(args=argv)
     except (UsageError, ResumeMismatchError, DataSetupError) as error:  # the last: raised on each rank of a launch
