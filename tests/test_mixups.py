@@ -82,3 +82,21 @@ def test_a_mistyped_or_missing_command_lists_every_command(typed: list[str], sai
         main(typed)
     error = capsys.readouterr().err
     assert stopped.value.code == 2 and error.startswith(f"vtok: error: {said}; the commands are fit, validate, test, export, prepare")
+
+
+def test_a_prepare_output_inside_the_data_folder_is_named_where_it_doubles_the_videos(
+    tmp_path: Path, video_folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """prepare --reencode --out inside the data, then training on the data folder: every video twice, a copy
+    possibly held out while its source trains, without a word."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(min(video_folder.glob("*.mp4")), data / "a.mp4")
+    main(["prepare", "--data", str(data), "--out", str(data / "prepared"), "--reencode", "--no-progress", "--workers", "0"])
+    caplog.set_level(logging.WARNING, "vtok")
+    assert len(list_files(data)) == 2
+    assert f"{data / 'prepared'} is a vtok prepare output: its re-encoded copies in {data / 'prepared' / 'videos'}" in caplog.text
+    assert f"train from {data / 'prepared' / 'manifest.jsonl'}" in caplog.text
+    caplog.clear()
+    main(["prepare", "--data", str(data), "--out", str(data / "prepared"), "--reencode", "--no-progress", "--workers", "0"])
+    assert "is a vtok prepare output" not in caplog.text, "prepare leaves its own copies out itself"

@@ -361,7 +361,7 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_unfinished_copies(out)  # before listing: with --out inside --data they would be listed as videos
-    sources, duplicates = unique_files([os.path.abspath(p) for p in list_files(data)])
+    sources, duplicates = unique_files([os.path.abspath(p) for p in list_files(data, for_prepare=True)])
     if not sources:
         raise no_videos_found(data)
     accepted = read_jsonl(out / MANIFEST_NAME)

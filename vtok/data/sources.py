@@ -44,9 +44,9 @@ _OTHER_KIND = {
 }
 
 
-def list_files(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) -> list[str]:
+def list_files(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES, for_prepare: bool = False) -> list[str]:
     """The files named by ``source``: sorted, or in a manifest's order (see :func:`list_records`)."""
-    return [record["path"] for record in list_records(source, suffixes)]
+    return [record["path"] for record in list_records(source, suffixes, for_prepare)]
 
 
 def source_root(source: str | Path) -> str:
@@ -61,7 +61,9 @@ def source_root(source: str | Path) -> str:
     return str(Path(*fixed)) if fixed else "."
 
 
-def list_records(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) -> list[dict[str, Any]]:
+def list_records(
+    source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES, for_prepare: bool = False
+) -> list[dict[str, Any]]:
     """One record per file named by ``source``: ``{"path": ...}``, plus the other fields of a
     manifest's line or row (``frames``, ``fps``, ... as ``vtok prepare`` writes them).
 
@@ -75,6 +77,8 @@ def list_records(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) 
             left out for that, and keep dangling symlinks, which fail as "no such file" where they
             are read. A manifest's lines are kept as written, repeats included.
         suffixes: file endings a folder search keeps (case-insensitive).
+        for_prepare: the listing of ``vtok prepare``, which leaves its own re-encoded copies out itself; any
+            other listing warns of a folder it searches that holds prepare's output (manifest and copies).
 
     Raises:
         FileNotFoundError: ``source`` names nothing that exists.
@@ -88,9 +92,13 @@ def list_records(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) 
     searched_twice: list[str] = []  # symlinked folders not entered: their real folder was searched already
     trash: list[str] = []  # folders of deleted files not searched
     apple_double: set[str] = set()  # macOS metadata files named like the files they describe
+    prepared: list[str] = []  # folders of re-encoded copies listed beside their sources
     if path.is_dir():
-        folders = _folders(str(path), True, searched_twice, trash)
-        listed = [file for folder, names in folders for file in _files_in(folder, names, "*", True)]
+        listed = []
+        for folder, names in _folders(str(path), True, searched_twice, trash):
+            listed += _files_in(folder, names, "*", True)
+            if not for_prepare and folder != str(path) and {"manifest.jsonl", "videos"} <= set(names):
+                prepared.append(folder)  # prepare --reencode's output inside the data, beside the files it copied
         apple_double = {file for file in _apple_double(listed) if Path(file).suffix.lower() in suffixes}
         files = [file for file in listed if Path(file).suffix.lower() in suffixes and file not in apple_double]
         if suffixes in _UNLISTED:
@@ -111,6 +119,9 @@ def list_records(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES) 
                      "beside a file as ._name) are left out")  # fmt: skip
     if trash:
         notes.append(f"{len(trash)} trash folders (e.g. {trash[0]}) are not searched")
+    for folder in prepared:
+        notes.append(f"{folder} is a vtok prepare output: its re-encoded copies in {os.path.join(folder, 'videos')} are "
+                     f"listed beside their sources (each video twice); train from {os.path.join(folder, 'manifest.jsonl')}")  # fmt: skip
     if repeats:
         notes.append(f"{repeats} paths lead through symlinks to a file listed already: each file is listed once")
     if notes:
