@@ -54,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
         "before it) at the cost of decoding the whole dataset once",
     )
     parser.add_argument("--reencode", action="store_true", help="re-encode accepted videos to D/videos as H.264 with short keyframe intervals")
-    parser.add_argument("--short-side", type=int, default=None, help="with --reencode: scale the short side to N pixels (never enlarges)")
+    parser.add_argument(
+        "--short-side", type=int, default=None,
+        help="with --reencode: scale the short side to N pixels (never enlarges; both sides even, as H.264 needs: 17 gives 16)",
+    )  # fmt: skip
     parser.add_argument("--keyframe-interval", type=int, help=f"with --reencode: at most N frames between keyframes (default: {defaults.keyframe_interval})")
     parser.add_argument("--crf", type=int, help=f"with --reencode: H.264 quality, 0-51, lower is better (default: {defaults.crf})")
     parser.add_argument("--shards", action="store_true", help="also write WebDataset shards to D/shards (shard-%%06d.tar and index.json)")
