@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 from torch.utils.data import DataLoader
 
 from tests.helpers import csv_logger, tiny_fit_args
@@ -58,3 +58,27 @@ def test_with_images_the_progress_bar_shows_the_loss_the_optimiser_follows() -> 
     logged = trainer.logged_metrics
     assert logged["train/total_loss"] == pytest.approx(float(logged["train/loss"] + logged["train/images_loss"]))
     assert trainer.progress_bar_metrics["loss"] == pytest.approx(float(logged["train/total_loss"]))
+
+
+class _BarTotals(Callback):
+    """Test-only: the training progress bar's total at each batch, by epoch."""
+
+    def __init__(self) -> None:
+        self.totals: dict[int, set[int]] = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self.totals.setdefault(trainer.current_epoch, set()).add(trainer.progress_bar_callback.train_progress_bar.total)
+
+
+def test_with_accumulation_the_last_epochs_bar_counts_the_batches_left() -> None:
+    """Lightning's bar took the optimizer steps left for batches: with 2 batches a step, one step left showed
+    a bar of 1 that ran on to 2/?."""
+    torch.manual_seed(0)
+    module = AutoencoderModule(
+        VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1), accumulate_batches=2
+    )
+    totals = _BarTotals()
+    trainer = Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_model_summary=False,
+                      accelerator="cpu", callbacks=[totals])  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader([{"video": torch.rand(1, 3, 5, 16, 16) * 2 - 1}] * 4, batch_size=None))
+    assert totals.totals == {0: {4}, 1: {2}} and module.batch_step == 6

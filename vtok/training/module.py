@@ -30,6 +30,7 @@ from vtok.losses import AdversarialLoss, AutoencoderLoss
 from vtok.training.batch_size import effective_batch_size
 from vtok.training.ema import ema_copy
 from vtok.training.held_out import HeldOutScoring
+from vtok.training.progress_total import count_batches_to_the_end
 from vtok.training.priors import fit_quantizer_to_prior, initialise_from_prior
 from vtok.training.rank_states import from_every_rank, gather_rank_states, keep_out_of_ddp_broadcasts, take_rank_state
 from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings_on_resume
@@ -221,6 +222,9 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
             {"scheduler": scheduler, "interval": "step"},
             {"scheduler": disc_scheduler, "interval": "step"},
         ]
+
+    def on_train_epoch_start(self) -> None:
+        count_batches_to_the_end(self.trainer, self.accumulate_batches)
 
     def on_train_start(self) -> None:
         """On resume, the optimizers' settings given now apply (:func:`~vtok.training.optim.apply_settings`: a lower
