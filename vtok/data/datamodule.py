@@ -452,13 +452,13 @@ class VideoDataModule(LightningDataModule):
                 self._record_enlarged(path)
         return batch
 
-    def end_training_epoch(self) -> None:
-        """Called by the training module at the end of every training epoch: see
-        :meth:`vtok.data.sampler.EpochSampler.skip_unread_epoch_end`."""
+    def end_training_epoch(self, rest_skipped: bool = False) -> None:
+        """Called by the training module at the end of every training epoch (``rest_skipped``: the rest of one
+        resumed after its last batch, not trained): see :meth:`vtok.data.sampler.EpochSampler.skip_unread_epoch_end`."""
         for loader in self._training_loaders:
             skip = getattr(getattr(loader, "sampler", None), "skip_unread_epoch_end", None)
             if skip is not None:
-                skip()
+                skip(rest_skipped)
 
     def _record_enlarged(self, path: str) -> None:
         """Counts a training sample whose source is smaller than ``data.size`` (logged each epoch as

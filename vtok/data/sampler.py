@@ -60,6 +60,7 @@ class EpochSampler(Sampler[tuple[int, ...]]):
         self.yielded = 0
         self._next_epoch = first_epoch
         self._resume: tuple[int, int, int] | None = None  # epoch, offset, yielded
+        self._restored_epoch: int | None = None  # the epoch of a checkpoint's place, until the first epoch's end
 
     def __len__(self) -> int:
         world = rank_and_world()[1]
@@ -97,19 +98,25 @@ class EpochSampler(Sampler[tuple[int, ...]]):
         """Resumes at ``state``'s place; one saved by another number of ranks continues the epoch
         after the positions those ranks trained."""
         epoch, offset, yielded = int(state["epoch"]), int(state.get("offset", 0)), int(state["yielded"])
+        self._restored_epoch = epoch
         world = int(state.get("world", rank_and_world()[1]))
         if world == rank_and_world()[1]:
             self._resume = (epoch, offset, yielded)
         else:
             self._resume = (epoch, min(offset + yielded * world, self.size), 0)
 
-    def skip_unread_epoch_end(self) -> None:
+    def skip_unread_epoch_end(self, rest_skipped: bool = False) -> None:
         """Called at the end of every training epoch: a restored place that no pass has read is
         dropped, so the next pass starts the next epoch, as in a run never stopped. Only the epoch
         Lightning restarts from a checkpoint written on an epoch's last batch leaves one unread (it
         skips the loader when the checkpoint had run that epoch's validation); the pass after would
         otherwise read that epoch's end again: its leftover clips, fewer than a batch, or none, a
-        second epoch without a batch."""
-        if self._resume is not None:
+        second epoch without a batch. ``rest_skipped``: that epoch's rest was fetched from but not
+        trained (the training module skips it): the next pass is the one after the restored place's,
+        whatever the rest drew ahead (with images beside the clips, Lightning restarts a loader that
+        has run out, and fetches a batch ahead of the one it trains)."""
+        if rest_skipped and self._restored_epoch is not None:
+            self._next_epoch = self._restored_epoch + 1
+        elif self._resume is not None:
             self._next_epoch = self._resume[0] + 1
-            self._resume = None
+        self._resume, self._restored_epoch = None, None

@@ -24,13 +24,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 
 from vtok.data.batches import video_parts
-from vtok.data.seeding import mixed_seed
 from vtok.export import CHECKPOINT_KEY
 from vtok.losses import AdversarialLoss, AutoencoderLoss
 from vtok.training.batch_size import effective_batch_size
 from vtok.training.ema import ema_copy
 from vtok.training.held_out import HeldOutScoring
 from vtok.training.progress_total import count_batches_to_the_end
+from vtok.training.rng_at_start import restore_or_split_rng
 from vtok.training.priors import fit_quantizer_to_prior, initialise_from_prior
 from vtok.training.rank_states import from_every_rank, gather_rank_states, keep_out_of_ddp_broadcasts, take_rank_state
 from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings_on_resume
@@ -41,6 +41,7 @@ from vtok.training.stopped_epoch import (
     reopen_epoch_stopped_by_max_steps,
     saved_mid_epoch,
     uncount_epoch_resumed_after_its_last_batch,
+    uncount_skipped_batch,
 )
 from vtok.vae import AutoencoderOutput, VideoAutoencoder
 
@@ -176,6 +177,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         self._run_out_to_restore: list[bool] | None = None  # resumed mid-epoch: loaders that had run out (images)
         self._configured: list[tuple[OptimizerConfig, WarmupSchedule]] = []  # per optimizer, as configured now
         self._rng_seeded_per_rank = False  # see on_train_batch_start
+        self._skip_epoch_remainder = False  # see on_train_start
         self.compile_networks = compile_networks
         self._compiled = should_compile(compile_networks, torch.device("cpu"))  # True: now; "auto": in setup
         # after the EMA copy: it stays plain
@@ -233,7 +235,8 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         the first batch, Lightning has fetched two: a stream with one left had been restarted as if images had not)."""
         if self._resuming:
             apply_settings_on_resume(*self._optimizers_and_schedulers(), self._configured)
-            uncount_epoch_resumed_after_its_last_batch(self.trainer)
+            # its batches all trained: with images the loader not yet run out would run on into a new pass
+            self._skip_epoch_remainder = uncount_epoch_resumed_after_its_last_batch(self.trainer)
         if self._run_out_to_restore is not None:
             restore_run_out_loaders(self.trainer, self._run_out_to_restore)
             self._run_out_to_restore = None
@@ -374,20 +377,11 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         if said is not None:
             log.info("%s", said)
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # Restored here, not at load time: creating the data iterator draws from the global RNG.
-        if self._rng_to_restore is not None:
-            torch.set_rng_state(self._rng_to_restore["torch"])
-            if "cuda" in self._rng_to_restore and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(self._rng_to_restore["cuda"])
-            self._rng_to_restore = None
-        elif not self._rng_seeded_per_rank and self.trainer.world_size > 1:
-            # seed_everything gives every rank one seed, so every rank would draw the same noise (the
-            # KL sample, the denoising decoder's t, the generative decoder's noise) for different clips;
-            # the weights are the same on every rank already (DDP broadcasts rank 0's), so from here on
-            # each rank draws its own.
-            torch.manual_seed(mixed_seed(torch.initial_seed(), self.trainer.global_rank))
-        self._rng_seeded_per_rank = True
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
+        if self._skip_epoch_remainder:  # -1: Lightning ends the epoch (see on_train_start)
+            return -1
+        restore_or_split_rng(self._rng_to_restore, self.trainer, self._rng_seeded_per_rank)
+        self._rng_to_restore, self._rng_seeded_per_rank = None, True
         if self._fit_projections_to_prior and not self._resuming:
             self._fit_projections(video_parts(batch)["videos"]["video"])
         self._fit_projections_to_prior = False
@@ -398,7 +392,10 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
     def on_train_epoch_end(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
         if hasattr(datamodule, "end_training_epoch"):
-            datamodule.end_training_epoch()
+            datamodule.end_training_epoch(self._skip_epoch_remainder)
+        if self._skip_epoch_remainder:
+            uncount_skipped_batch(self.trainer)
+        self._skip_epoch_remainder = False
         if datamodule is None or not hasattr(datamodule, "pop_epoch_skips"):
             return
         substituted = datamodule.pop_epoch_skips()

@@ -12,6 +12,8 @@ One saved that other way on an epoch's last batch is counted twice by Lightning:
 the loops (an epoch restarted after its last batch is done), and again at the end of the empty
 remainder of that epoch it then runs. The resumed run was an epoch ahead from there on (``max_epochs``
 ended a whole epoch early); :func:`uncount_epoch_resumed_after_its_last_batch` takes the first count back.
+That remainder is skipped by the training module: with images beside the clips it was not empty (the loader
+not yet run out ran on into a new pass); :func:`uncount_skipped_batch` takes back the count of the batch skipped.
 """
 
 from __future__ import annotations
@@ -59,3 +61,14 @@ def uncount_epoch_resumed_after_its_last_batch(trainer: Trainer) -> bool:
         counts.processed -= 1
         counts.completed -= 1
     return True
+
+
+def uncount_skipped_batch(trainer: Trainer) -> None:
+    """Takes back Lightning's count of the batch the training module skipped to end the rest of an epoch resumed
+    after its last batch (``on_train_batch_start`` returning -1: counted as fetched and processed, never trained),
+    so that the batch count, vtok's step, goes on as in a run never stopped. Nothing when no batch came."""
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    if progress.total.processed > progress.total.completed:
+        for counts in (progress.total, progress.current):
+            counts.ready -= 1
+            counts.processed -= 1
