@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torchvision.io import write_png
 
-from tests.helpers import tiny_fit_args
+from tests.helpers import csv_logger, metric_column, tiny_fit_args
 from vtok.cli import main
 
 
@@ -26,11 +26,12 @@ def test_a_resume_from_a_save_on_an_epochs_last_batch_trains_as_a_run_never_stop
         "trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n      init_args:\n"
         "        filename: '{step}'\n        every_n_train_steps: 5\n        save_last: true\n        save_top_k: -1\n"
     )
-    flags = ["--trainer.logger", "false", "--trainer.limit_val_batches", "0", "--data.image_path", str(images),
+    flags = ["--trainer.limit_val_batches", "0", "--data.image_path", str(images),
              "--data.image_batch_size", "2", "--trainer.callbacks+", "tests.helpers.RecordSamples"]  # fmt: skip
 
     def fit(run: str, *extra: str) -> dict:
-        main(tiny_fit_args(tmp_path, 8, *flags, "--trainer.callbacks.folder", str(tmp_path / run), *extra, run=run, config=config))
+        main(tiny_fit_args(tmp_path, 8, *flags, "--trainer.callbacks.folder", str(tmp_path / run), *csv_logger(tmp_path, run),
+                           *extra, run=run, config=config))  # fmt: skip
         return json.loads((tmp_path / run / "rank0.json").read_text())
 
     straight = fit("straight")
@@ -43,3 +44,6 @@ def test_a_resume_from_a_save_on_an_epochs_last_batch_trains_as_a_run_never_stop
     assert resumed["weights"] == straight["weights"], "and so do the images: the weights end alike"
     saved = [torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True) for run in ("straight", "resumed")]
     assert saved[0]["loops"]["fit_loop"] == saved[1]["loops"]["fit_loop"]
+    # epoch 0's data counts went with the stopped run: the skipped rest logs no false 0 for them
+    logged = [metric_column(tmp_path / run, "data/unusable_files") for run in ("straight", "resumed")]
+    assert len(logged[0]) == 2 and logged[1] == logged[0][1:]

@@ -390,21 +390,23 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         fit_quantizer_to_prior(self.autoencoder, self.ema.module if self.ema is not None else None, video)
 
     def on_train_epoch_end(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if hasattr(datamodule, "end_training_epoch"):
-            datamodule.end_training_epoch(self._skip_epoch_remainder)
-        if self._skip_epoch_remainder:
-            uncount_skipped_batch(self.trainer)
+        datamodule, skipped = getattr(self.trainer, "datamodule", None), self._skip_epoch_remainder
         self._skip_epoch_remainder = False
+        if hasattr(datamodule, "end_training_epoch"):
+            datamodule.end_training_epoch(skipped)
+        if skipped:
+            uncount_skipped_batch(self.trainer)
         if datamodule is None or not hasattr(datamodule, "pop_epoch_skips"):
             return
         substituted = datamodule.pop_epoch_skips()
+        enlarged = datamodule.pop_epoch_enlarged() if hasattr(datamodule, "pop_epoch_enlarged") else 0
+        if skipped:  # the epoch's counts were logged before the stop, or are lost with it: no false 0 for it
+            return
         # summed over ranks: each rank counts what its own share of the data met
         self.log("data/substituted_samples", float(substituted), sync_dist=True, reduce_fx="sum")
         # every rank probes the same files at setup: a file met by several ranks counts once
         unusable = len(set().union(*from_every_rank(set(datamodule.skipped_files))))
         self.log("data/unusable_files", float(unusable), sync_dist=True, reduce_fx="max")
-        enlarged = datamodule.pop_epoch_enlarged() if hasattr(datamodule, "pop_epoch_enlarged") else 0
         self.log("data/enlarged_samples", float(enlarged), sync_dist=True, reduce_fx="sum")
         if substituted:
             log.warning(
