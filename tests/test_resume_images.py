@@ -1,4 +1,4 @@
-"""A run training on images beside its clips, resumed from a save on an epoch's last batch."""
+"""A run that trains on images beside its clips: resumed from a save on an epoch's last batch, and validated."""
 
 from __future__ import annotations
 
@@ -47,3 +47,19 @@ def test_a_resume_from_a_save_on_an_epochs_last_batch_trains_as_a_run_never_stop
     # epoch 0's data counts went with the stopped run: the skipped rest logs no false 0 for them
     logged = [metric_column(tmp_path / run, "data/unusable_files") for run in ("straight", "resumed")]
     assert len(logged[0]) == 2 and logged[1] == logged[0][1:]
+
+
+def test_validate_does_not_read_the_training_images(tmp_path: Path) -> None:
+    """vtok validate listed and probed data.image_path, which validation never reads: a run's config whose images
+    had moved could not be validated at all."""
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(2):
+        write_png(torch.full((3, 32, 32), 50 * index, dtype=torch.uint8), str(images / f"{index}.png"))
+    flags = ["--trainer.logger", "false", "--data.image_path", str(images), "--data.image_batch_size", "2"]
+    main(tiny_fit_args(tmp_path, 1, *flags))
+    shutil.rmtree(images)  # moved, or on a disk not mounted where the run is validated
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    main(["validate", "--config", str(tmp_path / "run" / "config.yaml"), "--ckpt_path", str(checkpoint),
+          *csv_logger(tmp_path, "validated")])  # fmt: skip
+    assert len(metric_column(tmp_path / "validated", "val/psnr")) == 1

@@ -282,7 +282,7 @@ class VideoDataModule(LightningDataModule):
                 "vtok validate has no validation files: pass data.val_path, or hold some of data.path out with "
                 "data.val_fraction above 0 (data.path must then list more than one file)"
             )
-        if self.image_path is not None:
+        if self.image_path is not None and stage in (None, "fit"):  # validate reads no image
             image_files = _named("data.image_path", list_files, self.image_path, IMAGE_SUFFIXES)
             if not image_files:
                 raise ValueError(f"no image files found in {self.image_path!r}")
