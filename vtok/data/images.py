@@ -21,6 +21,8 @@ def read_rgb_image(path: str) -> torch.Tensor:
     their pixel format: see :func:`as_rgb`."""
     try:
         with Image.open(path) as image:
+            if getattr(image, "n_frames", 1) > 1:  # GIFs are left out of folder searches for this
+                raise UnusableFileError(path, f"an animated image ({image.n_frames} frames): vtok reads stills; make a video of it")
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an image without the tag
             return torch.from_numpy(np.asarray(as_rgb(image, path)).copy())
@@ -31,18 +33,26 @@ def read_rgb_image(path: str) -> torch.Tensor:
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         container = _video_container(path) if isinstance(error, UnidentifiedImageError) else None
+        if container in HEIF_BRANDS:
+            raise UnusableFileError(path, f"a HEIF/AVIF image ({container}), which vtok does not read; convert it to PNG") from None
         if container:
             raise UnusableFileError(path, f"a video ({container}) named as an image; videos train through data.path") from None
         raise UnusableFileError(path, f"cannot decode the image ({first_line(error)})") from None
 
 
+# the ftyp brands of still images in an ISO media file (HEIF, as phones write, and AVIF), not videos
+HEIF_BRANDS = frozenset({"heic", "heix", "heim", "heis", "mif1", "avif"})
+
+
 def _video_container(path: str) -> str | None:
     """The video container a file's first bytes announce (an MP4/QuickTime ``ftyp`` box, Matroska's
-    EBML header, an AVI RIFF header), else ``None``."""
+    EBML header, an AVI RIFF header), else ``None``; for an ``ftyp`` box of a still image, its brand
+    (one of :data:`HEIF_BRANDS`)."""
     with open(path, "rb") as handle:
         head = handle.read(12)
     if head[4:8] == b"ftyp":
-        return "mp4"
+        brand = head[8:12].decode("latin-1").strip()
+        return brand if brand in HEIF_BRANDS else "mp4"
     if head[:4] == b"\x1a\x45\xdf\xa3":
         return "matroska"
     return "avi" if head[:4] == b"RIFF" and head[8:12] == b"AVI " else None
