@@ -19,6 +19,9 @@ def test_an_animated_image_is_a_skip_with_its_reason(tmp_path: Path) -> None:
         read_rgb_image(str(tmp_path / "blink.webp"))
     frames[1].save(tmp_path / "still.webp")
     assert int(read_rgb_image(str(tmp_path / "still.webp")).min()) == 255  # a still WebP reads as before
+    # a camera's JPEG often holds a second picture (MPO: a preview, a depth map): a photo, no animation
+    frames[1].save(tmp_path / "camera.jpg", format="MPO", save_all=True, append_images=frames[:1])
+    assert int(read_rgb_image(str(tmp_path / "camera.jpg")).float().mean()) > 250
 
 
 def test_a_heif_photo_named_jpg_is_called_an_image_not_a_video(tmp_path: Path) -> None:

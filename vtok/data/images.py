@@ -21,7 +21,8 @@ def read_rgb_image(path: str) -> torch.Tensor:
     their pixel format: see :func:`as_rgb`."""
     try:
         with Image.open(path) as image:
-            if getattr(image, "n_frames", 1) > 1:  # GIFs are left out of folder searches for this
+            # GIFs are left out of folder searches for this; a camera's MPO JPEG, or a TIFF's pages, are no animation
+            if image.format in ("WEBP", "PNG", "GIF") and getattr(image, "n_frames", 1) > 1:
                 raise UnusableFileError(path, f"an animated image ({image.n_frames} frames): vtok reads stills; make a video of it")
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an image without the tag
