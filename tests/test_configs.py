@@ -133,7 +133,7 @@ def test_validate_keeps_the_run_config_and_a_checkpoint_of_another_network_is_on
               "--data.synthetic_dir", str(tmp_path / "clips"), "--ckpt_path", checkpoint])  # fmt: skip
     message = capsys.readouterr().err
     assert exit_info.value.code == 2 and "holds another network than the config describes: model.autoencoder." in message
-    assert f"--config {run / 'config.yaml'}" in message and "Traceback" not in message
+    assert f"--config {run / 'config.yaml'}, without flags that change model.autoencoder" in message and "Traceback" not in message
     with pytest.raises(SystemExit) as exit_info:  # resuming in the run's folder without its config: refused before
         main(["fit", "--trainer.logger", "false", "--trainer.default_root_dir", str(run), "--ckpt_path", checkpoint,
               "--data.synthetic_dir", str(tmp_path / "clips")])  # fmt: skip

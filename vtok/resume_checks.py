@@ -127,7 +127,8 @@ def _check_network(path: str, saved: dict[str, Any] | None, given: Any) -> None:
         raise UsageError(
             f"--ckpt_path {path} holds another network than the config describes: model.autoencoder."
             + ", model.autoencoder.".join(refused[:4])
-            + f"; give the run's own config: --config {Path(path).parent.parent / 'config.yaml'}"
+            + f"; give the run's own config: --config {Path(path).parent.parent / 'config.yaml'}, without flags that "
+            "change model.autoencoder (a new network starts a new run: --model.init_from the checkpoint)"
         )
     for text in differ:
         log.warning("model.autoencoder.%s: going on with the config's", text)
