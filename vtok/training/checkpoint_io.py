@@ -8,11 +8,36 @@ truncated checkpoint under the real name.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+
+_NEARLY_FULL = 256 * 2**20  # free bytes below which a failed write is put down to a full disk
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written whole: a full disk, a file size limit, a failing disk. torch's
+    writer turns the disk's own error into ``unexpected pos N vs M``, so this says how much was written and
+    how much room is left."""
+
+
+def _write_failure(path: Path, partial: Path, error: BaseException) -> CheckpointWriteError:
+    written = partial.stat().st_size if partial.exists() else 0
+    free = shutil.disk_usage(partial.parent).free
+    cause = (
+        "the disk is full: free space there or give the run a --trainer.default_root_dir on a larger disk "
+        "(a preset's checkpoint is 2.0 to 2.6 GB)"
+        if free < _NEARLY_FULL
+        else "not for want of space: a file size limit (ulimit -f), a quota or a failing disk?"
+    )
+    return CheckpointWriteError(
+        f"could not write the checkpoint {path}: {written / 2**30:.2f} GiB written, {free / 2**30:.2f} GiB free "
+        f"on its disk, {cause} ({type(error).__name__}: {error})"
+    )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -29,7 +54,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, handle)
                 handle.flush()
                 os.fsync(handle.fileno())
-        except BaseException:  # a full disk, or a kill's KeyboardInterrupt: no truncated file left on it
+        except (OSError, RuntimeError) as error:  # a full disk: no truncated file of gigabytes left on it
+            failure = _write_failure(path, partial, error)
+            partial.unlink(missing_ok=True)
+            raise failure from error
+        except BaseException:  # a kill's KeyboardInterrupt
             partial.unlink(missing_ok=True)
             raise
         os.replace(partial, path)
