@@ -61,3 +61,28 @@ def test_a_video_changed_into_one_that_cannot_be_tokenized_loses_its_old_tokens(
     skipped = [json.loads(line)["path"] for line in (out / "skipped.jsonl").read_text().splitlines()]
     assert listed == [str(kept)] and skipped == [str(cut)]
     assert len(list((out / "tokens").glob("*.safetensors"))) == 1
+
+
+def test_two_datasets_with_the_same_relative_paths_keep_their_own_tokens(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:  # fmt: skip
+    """Parts of a dataset tokenized into one --out, each run from its own folder with ``--data videos``: the
+    second run took the first's ``videos/a.mp4`` (resolved from its own folder) for its own video, judged it
+    changed and removed its token file, and dropped the first's skip record too."""
+    samples = sorted(video_folder.glob("*.mp4"))[:2]
+    out = tmp_path / "tokens"
+    for part, sample in zip(("x", "y"), samples):
+        (tmp_path / part / "videos").mkdir(parents=True)
+        shutil.copy(sample, tmp_path / part / "videos" / "a.mp4")
+        (tmp_path / part / "videos" / "b.mp4").write_bytes(b"not a video")
+        monkeypatch.chdir(tmp_path / part)
+        capsys.readouterr()
+        run("tokenize", "--model", fsq_run["export"], "--data", "videos", "--out", out)
+    said = capsys.readouterr().out
+    assert said.startswith("tokenized 1 videos (0 already done, 1 skipped, 1 from earlier runs kept)"), said
+    entries = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    real = sorted(str((tmp_path / part / "videos" / "a.mp4").resolve()) for part in ("x", "y"))
+    assert sorted(e["real_path"] for e in entries) == real and all((out / e["tokens"]).is_file() for e in entries)
+    skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
+    assert sorted(s["real_path"] for s in skipped) == [r.replace("a.mp4", "b.mp4") for r in real]

@@ -128,6 +128,7 @@ def token_metadata(
         "format": TOKEN_FORMAT,
         "format_version": TOKEN_FORMAT_VERSION,
         "source": printable_path(info.path),
+        "source_real": printable_path(os.path.realpath(info.path)),  # "source" may be relative to a folder not recorded
         **file_version(info.path),  # a rerun redoes the video when its file changed since (size, modification time)
         "first_frame": info.first_frame,
         "frames": info.frames,

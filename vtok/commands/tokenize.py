@@ -1,8 +1,8 @@
 """``vtok tokenize --model M --data P --out D``: token files for downstream models, one per video.
 
 Writes ``D/tokens/<stem>-<8 hex of its real path>.safetensors`` (see :mod:`vtok.tokenfiles`),
-``D/index.jsonl`` (one line per tokenized video: path, token file, shape, frames) and ``D/skipped.jsonl``
-(unreadable videos with the reason); both cover the whole folder, so a dataset can be tokenized part by
+``D/index.jsonl`` (one line per tokenized video: path as given, real path, token file, shape, frames) and
+``D/skipped.jsonl`` (unreadable videos with the reason); both cover the whole folder, so a dataset can be tokenized part by
 part into one ``D`` (runs with other ``--data``: the earlier runs' lines are kept; runs at the same time each add
 theirs). Resumable: a video
 whose token file is already complete is not read again, whichever way its path is written.
@@ -60,11 +60,19 @@ def parser() -> argparse.ArgumentParser:
 def _entry(out: Path, token_path: Path, metadata: dict[str, str], shape: list[int]) -> dict[str, Any]:
     return {
         "path": metadata["source"],
+        **({"real_path": metadata["source_real"]} if "source_real" in metadata else {}),  # not in older files
         "tokens": str(token_path.relative_to(out)),
         "shape": shape,
         "frames": int(metadata["frames"]),
         "fps": float(metadata["fps"]),
     }
+
+
+def _video(record: dict[str, Any], real: RealPaths) -> str:
+    """Which video an index or skip record is about: its recorded real path; for a record of an earlier vtok
+    that has none, its path resolved from this run's folder (a relative path of a run started elsewhere names
+    another video: two datasets' ``videos/a.mp4`` were taken for one, and one's token file removed)."""
+    return record.get("real_path") or printable_path(real(record["path"]))
 
 
 def _write_lines(path: Path, records: list[dict[str, Any]]) -> None:
@@ -88,12 +96,12 @@ def _already_tokenized(
     token files left out because their video changed since (another size or modification time), by position."""
     real = RealPaths()
     by_video: dict[str, Path] = {}
-    for token_path, (metadata, _) in existing.items():
-        by_video.setdefault(real(metadata["source"]), token_path)
+    for token_path, header in existing.items():
+        by_video.setdefault(_video(_entry(out, token_path, *header), real), token_path)
     found, changed = {}, {}
     for index, source in enumerate(files):
         token_path = _token_path(out, source, real)
-        token_path = token_path if token_path in existing else by_video.get(real(source))
+        token_path = token_path if token_path in existing else by_video.get(printable_path(real(source)))
         if token_path is None:
             continue
         if changed_since_checked(existing[token_path][0], source):  # token files of an earlier vtok: taken as they are
@@ -146,7 +154,9 @@ def main(argv: Sequence[str]) -> None:
     loaded = read_ahead(dataset, to_read, workers)
     for index, video, info, skip in tqdm(loaded, desc="tokenize", unit="video", total=len(to_read)):
         if skip is not None:
-            skipped.append({**skip, "path": printable_path(skip["path"])})  # each path written as in the token headers
+            skipped.append(  # each path written as in the token headers
+                {**skip, "path": printable_path(skip["path"]), "real_path": printable_path(os.path.realpath(skip["path"]))}
+            )
             continue
         with torch.no_grad():
             tokens = map_tokens(model.tokenize(video[None].to(device)), lambda t: t[0])
@@ -160,8 +170,7 @@ def main(argv: Sequence[str]) -> None:
     # other, each from the token files there now, so the last one lists the others' videos too
     with folder_lock(out, ".index.lock"):
         earlier = _earlier_entries(out, _token_files(out, settings), entries)
-        tokenized = {entry["path"] for entry in entries + earlier}
-        _write_lines(out / "skipped.jsonl", skipped + _earlier_skips(out, tokenized | {s["path"] for s in skipped}))
+        _write_lines(out / "skipped.jsonl", skipped + _earlier_skips(out, entries + earlier + skipped))
         if not entries:
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
             raise ValueError(
@@ -198,20 +207,21 @@ def _earlier_entries(
     is kept)."""
     real = RealPaths()
     files = {entry["tokens"] for entry in listed}
-    videos = {real(entry["path"]) for entry in listed}
+    videos = {_video(entry, real) for entry in listed}
     entries = []
     for token_path, header in existing.items():
         entry = _entry(out, token_path, *header)
-        if entry["tokens"] not in files and real(entry["path"]) not in videos:
-            videos.add(real(entry["path"]))
+        if entry["tokens"] not in files and _video(entry, real) not in videos:
+            videos.add(_video(entry, real))
             entries.append(entry)
     return entries
 
 
-def _earlier_skips(out: Path, settled: Iterable[str]) -> list[dict[str, str]]:
-    """The earlier runs' skipped videos that have not been tokenized or skipped again since (``settled``),
-    under any spelling of their path: a rerun through another spelling lists each video once."""
+def _earlier_skips(out: Path, settled: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    """The earlier runs' skipped videos that have not been tokenized or skipped again since (the index and
+    skip records ``settled``), under any spelling of their path: a rerun through another spelling lists each
+    video once."""
     real = RealPaths()
-    videos = {real(path) for path in settled}
+    videos = {_video(record, real) for record in settled}
     records = read_jsonl(out / "skipped.jsonl")
-    return [r for r in records if not isinstance(r.get("path"), str) or real(r["path"]) not in videos]
+    return [r for r in records if not isinstance(r.get("path"), str) or _video(r, real) not in videos]
