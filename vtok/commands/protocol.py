@@ -90,6 +90,17 @@ def resolve_protocol(
     recorded = recorded or {}
     frames = args.frames or (None if whole_video else recorded.get("num_frames") or DEFAULT_FRAMES)
     size = args.size or recorded.get("size") or [DEFAULT_SIZE]
+    guessed = [
+        f"{flag} {value}" for flag, value, given, known in (
+            ("--size", DEFAULT_SIZE, args.size, recorded.get("size")),
+            ("--frames", DEFAULT_FRAMES, args.frames or whole_video, recorded.get("num_frames")),
+        ) if not (given or known)
+    ]  # fmt: skip
+    if guessed:  # a folder from save_pretrained: every video was resized to 256x256 with no word
+        log.warning(
+            "the model records no training clip (saved from Python, not exported by vtok): taking %s; give %s to choose",
+            " and ".join(guessed), " and ".join(g.split()[0] for g in guessed),
+        )  # fmt: skip
     height, width = (size[0], size[-1]) if isinstance(size, (list, tuple)) else (size, size)
     model.compression.check_clip(frames or 1, height, width)
     if args.stride is None and args.fps is None:  # neither flag: the frame rate the model was trained at
