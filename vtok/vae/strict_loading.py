@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFETENSORS_WEIGHTS_NAME, _add_variant
+from diffusers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFETENSORS_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME, _add_variant
 from huggingface_hub import try_to_load_from_cache
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from safetensors import SafetensorError, safe_open
 
+from vtok.error_text import run_folder_hint
 from vtok.vae.load_arguments import check_load_arguments
 
 LOADING_PROBLEMS = {
@@ -66,6 +67,7 @@ def check_source(source: Any, kwargs: dict[str, Any]) -> Any:
         return source  # diffusers' own error
     path = Path(source).expanduser()
     if path.is_dir():
+        _check_model_folder(path / (kwargs.get("subfolder") or ""), kwargs.get("variant"))
         return str(path)
     if path.exists():
         raise ValueError(
@@ -85,6 +87,29 @@ def check_source(source: Any, kwargs: dict[str, Any]) -> Any:
             f"downloads unasked: fetch it (`hf download {source}`) or pass local_files_only=False"
         )
     return source
+
+
+def _check_model_folder(folder: Path, variant: str | None) -> None:
+    """Raises where ``folder`` lacks the config or the weights ``from_pretrained`` reads: diffusers named a
+    ``.bin`` file the folder never had (after a line about "unsafe serialization"), or only the config.
+
+    Raises:
+        FileNotFoundError: no config.json (a training run's folder is named as one), or no weights file of
+            ``variant`` (the variants the folder holds are named).
+    """
+    if not (folder / "config.json").is_file():
+        hint = run_folder_hint(folder)
+        raise FileNotFoundError(
+            f"{folder} has no config.json: not a folder written by save_pretrained or `vtok export`"
+            + (f"{hint} to vtok.export.load_autoencoder" if hint else "")
+        )
+    names = [_add_variant(name, variant) for name in (SAFETENSORS_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)]
+    if any((folder / name).is_file() for name in names):
+        return
+    stem = SAFETENSORS_WEIGHTS_NAME.split(".")[0]
+    variants = sorted({part.name.split(".")[1] for part in folder.glob(f"{stem}.*.*") if part.name.count(".") == 2})
+    held = f"; it holds the weights of variant {', '.join(map(repr, variants))}: pass variant=" if variants else ""
+    raise FileNotFoundError(f"{folder} has no weights file {names[0]}{held or ': re-export the model from its checkpoint'}")
 
 
 def _weights_folder(source: Any, kwargs: dict[str, Any]) -> Path | None:

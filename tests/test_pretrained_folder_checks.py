@@ -1,0 +1,40 @@
+"""``VideoAutoencoder.from_pretrained`` on a folder that lacks its config or its weights names what is missing
+(diffusers named a ``.bin`` file the folder never had, after a line about "unsafe serialization")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vtok import VideoAutoencoder
+
+
+def _tiny() -> VideoAutoencoder:
+    return VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1)
+
+
+def test_a_folder_without_weights_or_config_says_which_is_missing(tmp_path: Path) -> None:
+    model = _tiny()
+    model.save_pretrained(tmp_path / "no-weights")
+    (tmp_path / "no-weights" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match=r"no-weights has no weights file diffusion_pytorch_model.safetensors: re-export"):
+        VideoAutoencoder.from_pretrained(tmp_path / "no-weights")
+    model.save_pretrained(tmp_path / "half", variant="fp16")
+    with pytest.raises(FileNotFoundError, match=r"it holds the weights of variant 'fp16': pass variant="):
+        VideoAutoencoder.from_pretrained(tmp_path / "half")
+    loaded = VideoAutoencoder.from_pretrained(tmp_path / "half", variant="fp16")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"it is a training run's folder: give one of its checkpoints \(.*last.ckpt\) "
+                       r"to vtok.export.load_autoencoder"):
+        VideoAutoencoder.from_pretrained(tmp_path / "run")
+
+
+def test_pickled_weights_still_load(tmp_path: Path) -> None:
+    model = _tiny()
+    model.save_pretrained(tmp_path / "bin", safe_serialization=False)
+    loaded = VideoAutoencoder.from_pretrained(tmp_path / "bin")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
