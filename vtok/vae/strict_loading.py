@@ -103,7 +103,8 @@ def _check_model_folder(folder: Path, variant: str | None) -> None:
             f"{folder} has no config.json: not a folder written by save_pretrained or `vtok export`"
             + (f"{hint} to vtok.export.load_autoencoder" if hint else "")
         )
-    names = [_add_variant(name, variant) for name in (SAFETENSORS_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)]
+    weights = (SAFETENSORS_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, WEIGHTS_NAME, WEIGHTS_INDEX_NAME)
+    names = [_add_variant(name, variant) for name in weights]
     if any((folder / name).is_file() for name in names):
         return
     stem = SAFETENSORS_WEIGHTS_NAME.split(".")[0]
