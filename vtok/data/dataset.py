@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from vtok.data.clips import ClipSpec, ClipTooShortError, VideoLength
 from vtok.data.errors import NoUsableDataError, UnusableFileError
+from vtok.data.probe import still_image_reason
 from vtok.data.readers import ReaderBackend, VideoReader, open_video
 from vtok.data.seeding import sample_generator
 from vtok.data.transforms import draw_placement, enlarges, place_frames, shown_size
@@ -184,7 +185,8 @@ def video_clip_with_info(
     try:
         indices = clip.frame_indices(frames, fps, generator)
     except ClipTooShortError as error:
-        raise UnusableFileError(reader.path, str(error)) from None
+        reason = frames == 1 and still_image_reason(str(reader.path))  # what it is, before how short it is
+        raise UnusableFileError(reader.path, reason or str(error)) from None
     try:
         video, source_size = _placed_frames(reader, indices, size, generator, horizontal_flip)
     except UnusableFileError as error:  # these frames: another clip of the file may decode

@@ -91,6 +91,17 @@ STILL_IMAGE_CODECS = frozenset(
 )  # one frame in one of these is a picture FFmpeg's image demuxer opened, whatever the file's suffix
 
 
+def _still_image(codec: str) -> str:
+    return f"a still image ({codec}) named as a video; images train through data.image_path"
+
+
+def still_image_reason(path: str) -> str | None:
+    """Why a file of one frame is no video, where FFmpeg opened it as a picture (a PNG or JPEG listed as a
+    video): said instead of "too short"; ``None`` for a one-frame video."""
+    codec, _ = stream_facts(path)
+    return _still_image(codec) if codec in STILL_IMAGE_CODECS else None
+
+
 def stream_facts(path: str) -> tuple[str | None, int | None]:
     """The codec's name and the longest run of frames between keyframes (``None`` where unknown).
 
@@ -175,7 +186,7 @@ def probe_video(path: str, backend: ReaderBackend = "auto", min_frames: int = 1,
         raise UnusableFileError(path, f"frame {frames // 2} (the middle one) does not decode")
     codec, keyframe_interval = stream_facts(path)
     if frames == 1 and codec in STILL_IMAGE_CODECS:  # what it is, before how short it is
-        raise UnusableFileError(path, f"a still image ({codec}) named as a video; images train through data.image_path")
+        raise UnusableFileError(path, _still_image(codec))
     if frames < min_frames:
         raise TooFewFramesError(path, frames, min_frames)
     fps = reader.fps if reader.fps > 0 else None
