@@ -82,3 +82,26 @@ def test_with_accumulation_the_last_epochs_bar_counts_the_batches_left() -> None
                       accelerator="cpu", callbacks=[totals])  # fmt: skip
     trainer.fit(module, train_dataloaders=DataLoader([{"video": torch.rand(1, 3, 5, 16, 16) * 2 - 1}] * 4, batch_size=None))
     assert totals.totals == {0: {4}, 1: {2}} and module.batch_step == 6
+
+
+@pytest.mark.parametrize(
+    ("accumulate", "max_steps", "totals"), [(1, 3, {0: {3}}), (2, 2, {0: {4}}), (1, 6, {0: {4}, 1: {2}})]
+)
+def test_a_resumed_epochs_bar_counts_the_batches_run_before_the_resume(
+    tmp_path: Path, accumulate: int, max_steps: int, totals: dict[int, set[int]]
+) -> None:
+    """Lightning calls no on_train_epoch_start for an epoch resumed mid-way: its bar had no total (3/?)."""
+    torch.manual_seed(0)
+    data = DataLoader([{"video": torch.rand(1, 3, 5, 16, 16) * 2 - 1}] * 4, batch_size=None)
+    settings = dict(logger=False, enable_checkpointing=False, enable_model_summary=False, accelerator="cpu")
+    module = AutoencoderModule(
+        VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1), accumulate_batches=accumulate
+    )
+    first = Trainer(max_steps=2 // accumulate, **settings)
+    first.fit(module, train_dataloaders=data)  # stops 2 batches into the epoch of 4
+    first.save_checkpoint(tmp_path / "mid-epoch.ckpt")
+    bars = _BarTotals()
+    Trainer(max_steps=max_steps, callbacks=[bars], **settings).fit(
+        module, train_dataloaders=data, ckpt_path=tmp_path / "mid-epoch.ckpt"
+    )
+    assert bars.totals == totals

@@ -29,7 +29,7 @@ from vtok.losses import AdversarialLoss, AutoencoderLoss
 from vtok.training.batch_size import effective_batch_size
 from vtok.training.ema import ema_copy
 from vtok.training.held_out import HeldOutScoring
-from vtok.training.progress_total import count_batches_to_the_end
+from vtok.training.progress_total import count_batches_to_the_end, show_the_resumed_epoch
 from vtok.training.rng_at_start import restore_or_split_rng
 from vtok.training.priors import fit_quantizer_to_prior, initialise_from_prior
 from vtok.training.rank_states import from_every_rank, gather_rank_states, keep_out_of_ddp_broadcasts, take_rank_state
@@ -233,6 +233,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         rate after a loss spike, a longer cosine), the epoch count is mended (:mod:`~vtok.training.stopped_epoch`), and
         the loaders that had run out in a resumed epoch are marked in its iterator, made by now with one batch fetched (at
         the first batch, Lightning has fetched two: a stream with one left had been restarted as if images had not)."""
+        show_the_resumed_epoch(self.trainer, self.accumulate_batches)
         if self._resuming:
             apply_settings_on_resume(*self._optimizers_and_schedulers(), self._configured)
             # its batches all trained: with images the loader not yet run out would run on into a new pass
