@@ -112,6 +112,29 @@ def test_a_non_finite_batch_leaves_the_lecam_anchors_where_they_were(bad: float)
     assert torch.isfinite(clean["loss"]) and torch.isfinite(adversarial.ema_real), "the next batch is finite again"
 
 
+def test_lecam_anchors_move_in_float32_in_a_bfloat16_discriminator() -> None:
+    """trainer.precision bf16-true casts every buffer: the anchors, moved 1 % a batch, stopped short of the
+    logits' mean (an anchor at 1.0 stayed at 1.0 with the mean at 1.3)."""
+    torch.manual_seed(0)
+    full = AdversarialLoss("patch2d", channels=8, layers=1, norm="group", lecam_decay=0.99)
+    with torch.no_grad():
+        full.discriminator.net[-1].bias += 1.3  # logits about 1.3, 0.3 above anchors at 1.0
+    full.ema_real.fill_(1.0)
+    full.ema_fake.fill_(1.0)
+    half = AdversarialLoss("patch2d", channels=8, layers=1, norm="group", lecam_decay=0.99)
+    half.load_state_dict(full.state_dict())
+    half.to(torch.bfloat16)  # what Lightning's bf16-true does to the module
+    assert next(half.discriminator.parameters()).dtype == torch.bfloat16
+    assert half.ema_real.dtype == half.ema_fake.dtype == torch.float32
+    real, fake = torch.rand(2, 3, 1, 16, 16) * 2 - 1, torch.rand(2, 3, 1, 16, 16) * 2 - 1
+    for _ in range(300):
+        with torch.no_grad():
+            full.discriminator_terms(real, fake, step=0)
+            half.discriminator_terms(real.bfloat16(), fake.bfloat16(), step=0)
+    for name in ("ema_real", "ema_fake"):  # apart by the logits' bfloat16 error alone, not by rounded-away steps
+        assert getattr(half, name).item() == pytest.approx(getattr(full, name).item(), abs=0.02), name
+
+
 def test_adaptive_weight_is_the_ratio_of_gradient_norms_at_the_last_layer() -> None:
     torch.manual_seed(0)
     adversarial = AdversarialLoss("patch3d", channels=8, layers=2, norm="group", weight=0.5)
@@ -276,13 +299,13 @@ def test_resuming_a_checkpoint_from_before_the_kl_scale_says_how_much_weaker_the
     assert "KL" not in caplog.text
 
 
-def test_the_discriminator_terms_run_with_every_weight_and_buffer_in_bfloat16() -> None:
-    """trainer.precision bf16-true casts the module, LeCAM's anchors with it, while the logits are made float32:
-    the anchors' update stopped the first batch of every run with a discriminator."""
+def test_the_discriminator_terms_run_with_every_weight_in_bfloat16() -> None:
+    """trainer.precision bf16-true casts the module (LeCAM's anchors are kept float32, as the logits are made):
+    the anchors' update, in bfloat16 then, stopped the first batch of every run with a discriminator."""
     adversarial = AdversarialLoss("patch2d", channels=8, layers=1, norm="group", start_step=100).to(torch.bfloat16)
     real, fake = (torch.rand(2, 3, 1, 16, 16, dtype=torch.bfloat16) * 2 - 1 for _ in range(2))
     terms = adversarial.discriminator_terms(real, fake, step=0)
-    assert torch.isfinite(terms["hinge"]) and adversarial.ema_real.dtype == torch.bfloat16 and adversarial.ema_real != 0
+    assert torch.isfinite(terms["hinge"]) and adversarial.ema_real.dtype == torch.float32 and adversarial.ema_real != 0
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -86,6 +87,17 @@ class AdversarialLoss(nn.Module):
         self.register_buffer("ema_real", torch.zeros(()))
         self.register_buffer("ema_fake", torch.zeros(()))
 
+    def _apply(self, fn: Any, recurse: bool = True) -> "AdversarialLoss":
+        """As ``nn.Module._apply`` (``.to``, ``.half()``), with LeCAM's anchors kept in float32 at least: under
+        ``trainer.precision: bf16-true`` they were cast to bfloat16, where a 1 % step rounds away once the gap to
+        the logits' mean is under ~40 % of the anchor (an anchor at 1.0 stayed there with the logits at 1.3)."""
+        super()._apply(fn, recurse)
+        for name in ("ema_real", "ema_fake"):
+            anchor = getattr(self, name)
+            if anchor.is_floating_point() and torch.finfo(anchor.dtype).bits < 32:
+                setattr(self, name, anchor.float())
+        return self
+
     def started(self, step: int) -> bool:
         """Whether the adversarial terms are on at training batch ``step``."""
         return step >= self.start_step
@@ -93,8 +105,8 @@ class AdversarialLoss(nn.Module):
     def _update_anchor(self, anchor: torch.Tensor, mean_logit: torch.Tensor) -> None:
         """Moves a LeCAM anchor towards ``mean_logit``, unless that is not finite: a non-finite batch
         (whose step the module skips) would otherwise leave NaN in the anchor for good, and with it
-        every later loss, even while the term is weighted 0 (0 · NaN is NaN). Decided on the device. The logits
-        are float32; the anchor is bfloat16 under ``trainer.precision: bf16-true``, which casts every buffer."""
+        every later loss, even while the term is weighted 0 (0 · NaN is NaN). Decided on the device. The anchor
+        and the logits' mean are float32, whatever the discriminator's precision (see :meth:`_apply`)."""
         moved = anchor.lerp(mean_logit.to(anchor.dtype), 1 - self.lecam_decay)
         anchor.copy_(torch.where(torch.isfinite(moved), moved, anchor))
 
