@@ -14,6 +14,7 @@ from tests.helpers import csv_logger, tiny_fit_args
 from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.training import AutoencoderModule
+from vtok.training.optim import OptimizerConfig
 from vtok.training.wandb_logger import OfflineFirstWandbLogger
 
 
@@ -105,3 +106,25 @@ def test_a_resumed_epochs_bar_counts_the_batches_run_before_the_resume(
         module, train_dataloaders=data, ckpt_path=tmp_path / "mid-epoch.ckpt"
     )
     assert bars.totals == totals
+
+
+class _SkippedBefore(Callback):
+    """Test-only: a run that had skipped 301 steps before (as a checkpoint restores it)."""
+
+    def on_train_start(self, trainer, module) -> None:  # noqa: ANN001
+        module.skipped_steps = 301
+
+
+def test_under_bf16_true_counts_rates_and_weights_are_logged_in_float32() -> None:
+    """Lightning makes bfloat16 the default dtype in training_step: 301 skipped steps were logged as 300, lr 1e-4 as
+    1.0014e-4, the kl weight 1e-6 as 9.98e-7."""
+    torch.manual_seed(0)
+    module = AutoencoderModule(VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1),
+                               optimizer=OptimizerConfig(lr=1e-4, warmup_steps=0), ema_decay=None)  # fmt: skip
+    trainer = Trainer(max_steps=1, log_every_n_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu", precision="bf16-true", callbacks=[_SkippedBefore()])  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader([{"video": torch.rand(1, 3, 5, 16, 16) * 2 - 1}], batch_size=None))
+    logged = trainer.logged_metrics
+    assert float(logged["train/skipped_steps"]) in (301.0, 302.0)  # 302: CPU bf16's backward can give a NaN step
+    assert float(logged["train/lr"]) == float(torch.tensor(1e-4, dtype=torch.float32))
+    assert float(logged["train/kl_weight"]) == float(torch.tensor(1e-6, dtype=torch.float32))

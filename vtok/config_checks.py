@@ -39,7 +39,8 @@ def check_precision(precision: Any, training: bool, ema: bool) -> None:
     if name == "bf16-true" and training and ema:
         raise UsageError(
             "trainer.precision=bf16-true keeps the EMA copy in bfloat16, where its updates round away once the decay "
-            "nears 0.999 (validation and export would use stale weights); use bf16-mixed, or set model.ema_decay null"
+            "nears 0.999 (validation and export would use stale weights); use bf16-mixed, or set model.ema_decay null "
+            "(bf16-true still rounds away the smallest weight updates, as at a warm-up's low rates)"
         )
     if name.startswith("transformer-engine"):  # else a traceback without the package
         raise UsageError(

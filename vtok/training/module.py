@@ -264,7 +264,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
             terms["loss"] = discrete_weight * terms["loss"] + continuous_weight * continuous["loss"]
             logs.update({f"continuous_{k}": v.detach() for k, v in continuous.items()})
         for name in output.losses:  # as applied: 0 on alternate's continuous batches, as the adaptive weight below
-            logs[f"{name}_weight"] = torch.tensor(discrete_weight * self.loss.bottleneck_weight(name, step))
+            logs[f"{name}_weight"] = torch.tensor(discrete_weight * self.loss.bottleneck_weight(name, step), dtype=torch.float32)
         generator, discriminator = terms["loss"], video.new_zeros((), dtype=torch.float32)
         if self.adversarial is not None:
             last_layer = self.autoencoder.decoder.conv_out.weight
@@ -353,13 +353,13 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
                 )
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
-        norms["train/lr"] = torch.tensor(optimizers[0].param_groups[0]["lr"])  # the rate this step used
+        norms["train/lr"] = torch.tensor(optimizers[0].param_groups[0]["lr"], dtype=torch.float32)  # the rate this step used
         if self.adversarial is not None:
-            norms["train/disc_lr"] = torch.tensor(optimizers[1].param_groups[0]["lr"])
+            norms["train/disc_lr"] = torch.tensor(optimizers[1].param_groups[0]["lr"], dtype=torch.float32)
         step_schedule(schedulers[0], stepped)
         if disc_steps:
             step_schedule(schedulers[1], stepped)
-        norms["train/skipped_steps"] = torch.tensor(float(self.skipped_steps))
+        norms["train/skipped_steps"] = torch.tensor(float(self.skipped_steps), dtype=torch.float32)
         return norms
 
     def setup(self, stage: str) -> None:
