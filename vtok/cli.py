@@ -28,7 +28,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from lightning.pytorch import Trainer
 
-from vtok.config_checks import check_clip_shape, check_precision, refuse_fsdp, refuse_frozen_random_parts
+from vtok.config_checks import check_clip_shape, check_precision, precision_of_plugins, refuse_fsdp, refuse_frozen_random_parts
 from vtok.console import (
     quiet_moved_checkpoint_folder,
     quiet_resumed_checkpoint_folder,
@@ -228,7 +228,8 @@ class VtokCLI(LightningCLI):
                     log.info("trainer.enable_checkpointing=false: the config's checkpoint callbacks are left out")
                     self._derived.append((trainer, "callbacks", trainer.callbacks))  # config.yaml keeps them
                 trainer.callbacks = kept
-        if trainer.precision is None:  # bf16 autocast on a CPU (accelerator cpu on a GPU machine) is slow and lossy
+        plugin_precision = precision_of_plugins(trainer.get("plugins"))
+        if trainer.precision is None and plugin_precision is None:  # bf16 autocast on a CPU is slow and lossy
             on_gpu = torch.cuda.is_available() and str(trainer.get("accelerator")) not in ("cpu", "mps")
             trainer.precision = "bf16-mixed" if on_gpu else "32-true"
             self._derived.append((trainer, "precision", None))  # a rerun on other hardware derives its own
@@ -242,7 +243,7 @@ class VtokCLI(LightningCLI):
                     f"set {instead} instead"
                 )
         ema = dotted_get(config, "model.ema_decay") is not None
-        check_precision(trainer.precision, training=self.subcommand == "fit", ema=ema)
+        check_precision(plugin_precision or trainer.precision, training=self.subcommand == "fit", ema=ema)
         for logger in trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]:
             if logger and not isinstance(logger, bool) and logger.init_args.get("save_dir") in (None, "."):
                 self._derived.append((logger.init_args, "save_dir", logger.init_args.get("save_dir")))

@@ -3,10 +3,12 @@ with in one line (:class:`~vtok.usage_error.UsageError`), before the Trainer, mo
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any
 
 import torch
+from lightning.pytorch.plugins.precision import Precision
 
 from vtok.resume_checks import dotted_get
 from vtok.usage_error import UsageError
@@ -83,3 +85,21 @@ def check_clip_shape(config: Any) -> None:
             f"model.autoencoder.in_channels={dotted_get(autoencoder, 'in_channels')}: "
             "the data module gives RGB clips (3 channels)"
         )
+
+
+def precision_of_plugins(plugins: Any) -> str | None:
+    """The precision a ``trainer.plugins`` precision plugin sets (its ``precision`` argument, else its class name),
+    ``None`` where none is given: vtok then leaves ``trainer.precision`` unset (Lightning refused the derived
+    ``32-true`` beside the plugin, a precision the user never set) and checks the plugin's instead."""
+    for plugin in plugins if isinstance(plugins, list) else [plugins]:
+        class_path = getattr(plugin, "class_path", None) if plugin is not None else None
+        if not isinstance(class_path, str) or "." not in class_path:
+            continue
+        module, name = class_path.rsplit(".", 1)
+        try:
+            plugin_class = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue  # jsonargparse has named it
+        if isinstance(plugin_class, type) and issubclass(plugin_class, Precision):
+            return str((getattr(plugin, "init_args", None) or {}).get("precision") or name)
+    return None
