@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+import logging.handlers
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,17 @@ def test_pickled_weights_still_load(tmp_path: Path) -> None:
     model.save_pretrained(tmp_path / "bin", safe_serialization=False)
     loaded = VideoAutoencoder.from_pretrained(tmp_path / "bin")
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_cast_of_a_model_gives_no_warning_about_an_empty_float32_list() -> None:
+    """diffusers warned "should be kept in float32: []. Casting directly with `to()` can lead to inconsistent
+    results" on every ``model.to(torch.bfloat16)``: its list of modules is never ``None``, empty or not."""
+    model = _tiny()
+    logger = logging.getLogger("diffusers.models.modeling_utils")  # diffusers' own handler writes to a stream
+    seen = logging.handlers.BufferingHandler(capacity=100)  # bound before pytest's capture: watched here instead
+    logger.addHandler(seen)
+    try:
+        model.to(torch.bfloat16)
+    finally:
+        logger.removeHandler(seen)
+    assert not [r for r in seen.buffer if "kept in float32" in r.getMessage()] and next(model.parameters()).dtype == torch.bfloat16

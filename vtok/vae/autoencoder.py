@@ -13,6 +13,7 @@ from diffusers.utils import BaseOutput
 
 from vtok.vae.backbone import BackboneSpec
 from vtok.vae.bottleneck import BottleneckKind, QuantizerSettings, build_bottleneck
+from vtok.vae.cast_warning import drop_empty_float32_warning
 from vtok.vae.causal_conv import FramePadding
 from vtok.vae.compression import Compression, resampling_plan
 from vtok.vae.decoder import Decoder3d
@@ -26,6 +27,8 @@ from vtok.vae.readable_weights import ReadableWeightsMixin
 from vtok.vae.strict_loading import StrictLoadingMixin
 from vtok.vae.timestep import check_noise_level, noised
 from vtok.vae.tokens import FirstFrameTokens
+
+drop_empty_float32_warning()  # a cast of a vtok model is not inconsistent (see vtok.vae.cast_warning)
 
 
 @dataclass
