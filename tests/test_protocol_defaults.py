@@ -21,8 +21,8 @@ def test_a_model_without_a_recorded_clip_names_the_size_it_takes(
     with caplog.at_level(logging.WARNING, logger="vtok"):
         run("tokenize", "--model", tmp_path / "from-python", "--data", video, "--out", tmp_path / "default-size")
     said = [r.getMessage() for r in caplog.records if "records no training clip" in r.getMessage()]
-    assert said == ["the model records no training clip (saved from Python, not exported by vtok): taking --size 256; "
-                    "give --size to choose"], caplog.text  # whole videos: no frame count was guessed
+    assert said == ["the model records no training clip (saved with save_pretrained, or exported by an older vtok): "
+                    "taking --size 256; give --size to choose"], caplog.text  # whole videos: no frame count was guessed
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="vtok"):
         run("tokenize", "--model", tmp_path / "from-python", "--data", video, "--out", tmp_path / "given", "--size", "32")

@@ -98,7 +98,7 @@ def resolve_protocol(
     ]  # fmt: skip
     if guessed:  # a folder from save_pretrained: every video was resized to 256x256 with no word
         log.warning(
-            "the model records no training clip (saved from Python, not exported by vtok): taking %s; give %s to choose",
+            "the model records no training clip (saved with save_pretrained, or exported by an older vtok): taking %s; give %s to choose",
             " and ".join(guessed), " and ".join(g.split()[0] for g in guessed),
         )  # fmt: skip
     height, width = (size[0], size[-1]) if isinstance(size, (list, tuple)) else (size, size)

@@ -26,8 +26,10 @@ class CheckpointWriteError(OSError):
 
 
 def _write_failure(path: Path, partial: Path, error: BaseException) -> CheckpointWriteError:
-    written = partial.stat().st_size if partial.exists() else 0
-    free = shutil.disk_usage(partial.parent).free
+    try:
+        written, free = (partial.stat().st_size if partial.exists() else 0), shutil.disk_usage(partial.parent).free
+    except OSError:  # the folder itself is gone (an unmounted disk)
+        return CheckpointWriteError(f"could not write the checkpoint {path}: its folder cannot be read ({error})")
     cause = (
         "the disk is full: free space there or give the run a --trainer.default_root_dir on a larger disk "
         "(a preset's checkpoint is 2.0 to 2.6 GB)"
