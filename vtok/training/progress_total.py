@@ -12,7 +12,7 @@ def count_batches_to_the_end(trainer: Trainer, accumulate_batches: int) -> None:
     """Sets the epoch's progress bar to the batches left to ``trainer.max_steps``, called at an epoch's start
     after the bar set its own total. Lightning's bar takes the steps left for batches (``max_steps -
     global_step``), where each step takes ``accumulate_batches`` batches: the last epoch's bar ran past its
-    total (``2/2``, then ``3/?``). Other bars, and runs without accumulation or ``max_steps``, are left as they are."""
+    total (``2/2``, then ``3/?``). Other bars, and epochs ``max_steps`` does not cut short, are left as they are."""
     bar = _enabled_bar(trainer)
     if bar is None or bar.total_train_batches == trainer.num_training_batches:  # not cut short by the steps left
         return
