@@ -86,3 +86,26 @@ def test_two_datasets_with_the_same_relative_paths_keep_their_own_tokens(
     assert sorted(e["real_path"] for e in entries) == real and all((out / e["tokens"]).is_file() for e in entries)
     skipped = [json.loads(line) for line in (out / "skipped.jsonl").read_text().splitlines()]
     assert sorted(s["real_path"] for s in skipped) == [r.replace("a.mp4", "b.mp4") for r in real]
+
+
+def test_when_no_video_of_a_run_can_be_read_the_index_lists_only_token_files_still_there(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Every video of one part became unreadable since: their token files were removed, then the "none could
+    be read" error came before the index was written, so it still listed the removed files."""
+    samples = sorted(video_folder.glob("*.mp4"))[:3]
+    out = tmp_path / "tokens"
+    for part, videos in (("p1", samples[:2]), ("p2", samples[2:])):
+        (tmp_path / part).mkdir()
+        for video in videos:
+            shutil.copy(video, tmp_path / part)
+        run("tokenize", "--model", fsq_run["export"], "--data", tmp_path / part, "--out", out)
+    for video in (tmp_path / "p1").glob("*.mp4"):
+        video.write_bytes(b"no longer a video")
+    with pytest.raises(SystemExit):
+        run("tokenize", "--model", fsq_run["export"], "--data", tmp_path / "p1", "--out", out)
+    assert "none of the 2 videos could be read" in capsys.readouterr().err
+    listed = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert [Path(entry["path"]).parent.name for entry in listed] == ["p2"]
+    assert all((out / entry["tokens"]).is_file() for entry in listed)
+    assert len(list((out / "tokens").glob("*.safetensors"))) == 1

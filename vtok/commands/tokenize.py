@@ -171,12 +171,13 @@ def main(argv: Sequence[str]) -> None:
     with folder_lock(out, ".index.lock"):
         earlier = _earlier_entries(out, _token_files(out, settings), entries)
         _write_lines(out / "skipped.jsonl", skipped + _earlier_skips(out, entries + earlier + skipped))
+        if entries or earlier or (out / "index.jsonl").exists():  # even when none could be read: token files of
+            _write_lines(out / "index.jsonl", entries + earlier)  # videos changed since were removed above
         if not entries:
             reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
             raise ValueError(
                 f"none of the {len(skipped)} videos could be read ({reasons}); all are listed in {out / 'skipped.jsonl'}"
             )
-        _write_lines(out / "index.jsonl", entries + earlier)
     kept = f", {len(earlier)} from earlier runs kept" if earlier else ""
     again = f", {len(changed) - gone} of them again: changed since their token files" if len(changed) > gone else ""
     if gone:
