@@ -1,5 +1,5 @@
 """``vtok``: LightningCLI for ``fit | validate | test``, plus vtok's own subcommands (``prepare``,
-``evaluate``, ``export``, ..., dispatched through :data:`SUBCOMMANDS` before LightningCLI sees the
+``evaluate``, ``export``, ..., dispatched through :data:`vtok.commands.dispatch.SUBCOMMANDS` before LightningCLI sees the
 arguments). ``test`` scores ``data.test_path`` as validation scores its files. Lightning's ``predict``
 is left out: the module has no predict step (``vtok tokenize`` and ``export`` give outputs).
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import importlib
 import logging
 import os
 import sys
@@ -28,6 +27,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from lightning.pytorch import Trainer
 
+from vtok.commands.dispatch import SUBCOMMANDS, run_subcommand
 from vtok.config_checks import check_clip_shape, check_precision, precision_of_plugins, refuse_fsdp, refuse_frozen_random_parts
 from vtok.console import (
     quiet_moved_checkpoint_folder,
@@ -74,14 +74,6 @@ from vtok.usage_error import UsageError
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 log = logging.getLogger("vtok.cli")
 LIGHTNING_CHECKPOINT = "lightning.pytorch.callbacks.ModelCheckpoint"
-# vtok's own subcommands: name -> "module:function(argv)", imported only when used.
-SUBCOMMANDS = {
-    "export": "vtok.commands.export:main",
-    "prepare": "vtok.commands.prepare:main",
-    "evaluate": "vtok.commands.evaluate:main",
-    "tokenize": "vtok.commands.tokenize:main",
-    "detokenize": "vtok.commands.detokenize:main",
-}
 
 
 DESCRIPTION = (
@@ -443,11 +435,6 @@ class VtokCLI(LightningCLI):
                 raise UsageError(str(error)) from error
 
 
-def _run_subcommand(name: str, argv: list[str]) -> None:
-    module_name, function = SUBCOMMANDS[name].split(":")
-    getattr(importlib.import_module(module_name), function)(argv)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``vtok`` console script and of ``train.py``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -455,11 +442,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     show_vtok_messages()  # before the subcommands too: their INFO lines were never shown
     quiet_third_party_noise()
     if arguments and arguments[0] in SUBCOMMANDS:
-        try:
-            _run_subcommand(arguments[0], arguments[1:])
-        except (ValueError, FileNotFoundError) as error:  # expected mistakes: one line, no traceback
-            print(f"vtok {arguments[0]}: error: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
+        run_subcommand(arguments[0], arguments[1:])
         return
     if not arguments or (not arguments[0].startswith("-") and arguments[0] not in LIGHTNING_COMMANDS):
         # jsonargparse's "invalid choice" named fit, validate and test only: as if prepare or export did not exist
