@@ -120,3 +120,45 @@ def test_a_second_evaluation_into_a_busy_out_is_refused_and_a_killed_ones_lock_i
         assert f"another vtok evaluate is still writing into --out {out}: give this one another --out" in capsys.readouterr().err
         assert not (out / "metrics.json").exists()
     assert evaluate(fsq_run, video_folder, out)["videos"] == 2  # a killed holder's lock went with it
+
+
+def test_the_outputs_name_the_data_and_the_weights_by_their_hash(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path
+) -> None:
+    """metrics.json and report.md named the model's path only, not the data, nor which weights: an export
+    moved or renamed, or a checkpoint overwritten since, left no way to tell which weights gave the numbers."""
+    link = tmp_path / "data"
+    link.symlink_to(video_folder)
+    from_export = evaluate(fsq_run, link, tmp_path / "export")
+    main(["evaluate", "--model", str(fsq_run["checkpoint"]), "--data", str(video_folder), "--out", str(tmp_path / "ckpt"),
+          "--max-videos", "2", "--pictures", "0"])  # fmt: skip
+    from_checkpoint = json.loads((tmp_path / "ckpt" / "metrics.json").read_text())
+    assert from_export["data"] == {"path": str(link), "real_path": str(video_folder.resolve())}
+    assert from_checkpoint["data"] == {"path": str(video_folder), "real_path": str(video_folder.resolve())}
+    sha = from_export["model"]["weights_sha256"]
+    assert len(sha) == 64 and sha == from_checkpoint["model"]["weights_sha256"]  # the same weights, either file
+    report = (tmp_path / "export" / "report.md").read_text()
+    assert f"Weights sha256: `{sha}`." in report
+    assert f"Data: `{link}` (real path `{video_folder.resolve()}`)." in report
+
+
+def test_a_rerun_stopped_before_its_metrics_leaves_the_earlier_evaluation_as_it_was(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rerun into the same --out wrote its pictures over the earlier run's as it went: stopped before its
+    metrics.json, the folder held the earlier report beside pictures of the new run (another checkpoint, say)."""
+    out = tmp_path / "eval"
+    command = ["evaluate", "--model", str(fsq_run["export"]), "--data", str(video_folder), "--out", str(out), "--max-videos", "3"]
+    main([*command, "--pictures", "2"])
+    before = {path.relative_to(out): path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    assert len([name for name in before if name.parent.name == "pictures"]) == 4  # a png and an mp4 each
+    with monkeypatch.context() as patch:  # stopped once the pictures were written, before metrics.json
+        patch.setattr(runner, "write_outputs", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(SystemExit, match="130"):
+            main([*command, "--pictures", "3", "--decode-timestep", "0.5"])  # other reconstructions, one more picture
+    after = {path.relative_to(out): path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    assert after == before
+    main([*command, "--pictures", "1"])
+    (picture,) = json.loads((out / "metrics.json").read_text())["pictures"]
+    assert sorted(f"pictures/{path.name}" for path in (out / "pictures").iterdir()) == sorted([picture["grid"], picture["video"]])
+    assert not (out / ".pictures-partial").exists()

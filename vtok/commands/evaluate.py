@@ -13,9 +13,11 @@ from vtok.commands.device import add_device_argument, resolve_device, resolve_wo
 from vtok.commands.folder_lock import FolderBusy, folder_lock
 from vtok.commands.outputs import output_folder
 from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve_protocol
+from vtok.data.sources import printable_path
 from vtok.evaluation.runner import EvaluationSettings, evaluate
 from vtok.evaluation.ssim import check_ssim_size
 from vtok.export import load_autoencoder_and_metadata
+from vtok.tokenfiles import weights_sha256
 from vtok.vae import VideoAutoencoder
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ def model_record(path: str, model: VideoAutoencoder, metadata: dict[str, Any]) -
         "path": path,
         "training_step": metadata.get("_vtok_training_step"),
         "weights": metadata.get("_vtok_weights"),
+        "weights_sha256": weights_sha256(model),  # which weights, whatever their file was called or became
         "bottleneck": model.config.bottleneck,
         "codebook_size": model.codebook_size,
         "tokens_per_position": model.tokens_per_position,
@@ -82,7 +85,8 @@ def main(argv: Sequence[str]) -> None:
     new_folder = not out.exists()
     try:  # two evaluations into one --out replaced each other's metrics and deleted each other's pictures
         with folder_lock(out, EVALUATING, wait=False):
-            metrics = evaluate(model, dataset, out, settings, protocol.as_dict(), record)
+            data = {"path": printable_path(args.data), "real_path": printable_path(os.path.realpath(args.data))}
+            metrics = evaluate(model, dataset, out, settings, protocol.as_dict(), record, data)
     except FolderBusy:
         raise ValueError(f"another vtok evaluate is still writing into --out {args.out}: give this one another --out") from None
     finally:  # an error before anything was written (the metric weights, --mode) leaves no folder behind

@@ -6,6 +6,10 @@ import csv
 import json
 import logging
 import math
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -87,6 +91,11 @@ def _mode_line(metrics: dict[str, Any]) -> str:
     return line + (f"; batch size {protocol['batch_size']}." if protocol.get("batch_size") else ".")
 
 
+def _data_line(data: dict[str, str]) -> str:
+    real = f" (real path `{data['real_path']}`)" if data.get("real_path") not in (None, data["path"]) else ""
+    return f"Data: `{data['path']}`{real}."
+
+
 def report_markdown(metrics: dict[str, Any]) -> str:
     """The report: headline metrics, model and protocol, skipped files with reasons, pictures."""
     model, protocol, pictures = metrics["model"], metrics["protocol"], metrics["pictures"]
@@ -99,6 +108,8 @@ def report_markdown(metrics: dict[str, Any]) -> str:
         "",
         f"Model: training step {model.get('training_step')}, {model.get('weights')} weights, "
         f"bottleneck {model.get('bottleneck')}, compression {metrics['compression']}; run on {metrics['device']}.",
+        *([f"Weights sha256: `{model['weights_sha256']}`."] if model.get("weights_sha256") else []),
+        *([_data_line(metrics["data"])] if metrics.get("data") else []),
         _mode_line(metrics),
         f"Protocol: {frames} frames at {rate}, {protocol['height']}x{protocol['width']}, centre clip, centre crop.",
         "",
@@ -147,10 +158,30 @@ def report_markdown(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# in an evaluation's --out: the run's pictures until its metrics.json is written (hidden: no listing of a folder
+# holding --out takes them as data); an interrupted run leaves the earlier run's pictures and report as they were
+STAGED_PICTURES = ".pictures-partial"
+
+
+@contextmanager
+def staged_pictures(out: Path) -> Iterator[Path]:
+    """The folder an evaluation into ``out`` writes its pictures in while it runs (:data:`STAGED_PICTURES`,
+    which :func:`write_outputs` moves into ``out/pictures``); emptied first (what a killed run left) and removed
+    when the block ends, so a run that stops before :func:`write_outputs` leaves no pictures beside an earlier
+    run's report."""
+    staged = out / STAGED_PICTURES
+    shutil.rmtree(staged, ignore_errors=True)
+    try:
+        yield staged
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+
+
 def write_outputs(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """Writes ``out/metrics.json``, ``out/per_video.csv``
-    (path, psnr, ssim, lpips, high_frequency_ratio) and ``out/report.md``; removes the pictures that an
-    earlier evaluation into ``out`` listed and this one did not rewrite, so the folder shows this run only.
+    (path, psnr, ssim, lpips, high_frequency_ratio) and ``out/report.md``; moves this run's pictures from
+    :data:`STAGED_PICTURES` into ``out/pictures`` and removes the pictures that an earlier evaluation into
+    ``out`` listed and this one did not rewrite, so the folder shows this run only.
 
     Args:
         out: the evaluation folder (created).
@@ -159,6 +190,10 @@ def write_outputs(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]]
         rows: one dict per video.
     """
     out.mkdir(parents=True, exist_ok=True)
+    staged = out / STAGED_PICTURES
+    for picture in sorted(staged.iterdir()) if staged.is_dir() else []:
+        (out / "pictures").mkdir(exist_ok=True)
+        os.replace(picture, out / "pictures" / picture.name)
     _remove_earlier_pictures(out, metrics["pictures"])
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")  # finite_metrics first
     (out / PICTURES_WRITTEN).unlink(missing_ok=True)  # metrics.json lists them now
@@ -169,15 +204,8 @@ def write_outputs(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]]
     (out / "report.md").write_text(report_markdown(metrics))
 
 
-# in an evaluation's --out: each picture as it is written, until metrics.json lists them
+# in an evaluation's --out: the pictures an earlier vtok noted as it wrote them, until metrics.json listed them
 PICTURES_WRITTEN = ".pictures-written.jsonl"
-
-
-def record_pictures_written(out: Path, written: dict[str, str]) -> None:
-    """Notes in ``out`` the picture files just written (names relative to ``out``), so that a run stopped before
-    its ``metrics.json`` still has them known as pictures (see :func:`recorded_pictures`)."""
-    with (out / PICTURES_WRITTEN).open("a") as ledger:
-        ledger.write(json.dumps(written) + "\n")
 
 
 def _noted_pictures(ledger: Path) -> list[dict[str, str]]:

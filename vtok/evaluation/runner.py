@@ -39,7 +39,7 @@ from vtok.evaluation.metrics import (
 )  # fmt: skip
 from vtok.evaluation.noise import clip_noise, noise_key
 from vtok.evaluation.pictures import write_pictures
-from vtok.evaluation.report import finite_metrics, finite_or_none, record_pictures_written, write_outputs
+from vtok.evaluation.report import STAGED_PICTURES, finite_metrics, finite_or_none, staged_pictures, write_outputs
 from vtok.vae import FirstFrameTokens, VideoAutoencoder, regular_indices
 from vtok.vae.finite import NonFiniteLatents, model_fault, non_finite_clips
 
@@ -245,9 +245,9 @@ class _Evaluation:
 
     def _pictures(self, video: torch.Tensor, reconstruction: torch.Tensor, infos: list[ClipInfo]) -> None:
         for i, info in enumerate(infos[: max(self.settings.picture_videos - len(self.pictures), 0)]):
-            written = write_pictures(self.out / "pictures", file_key(info.path), video[i], reconstruction[i], info.fps)
-            record_pictures_written(self.out, written)  # known as pictures even if this run stops before metrics.json
-            self.pictures.append({"path": info.path, **written})
+            written = write_pictures(self.out / STAGED_PICTURES, file_key(info.path), video[i], reconstruction[i], info.fps)
+            # named where write_outputs moves them
+            self.pictures.append({"path": info.path, **{kind: f"pictures/{Path(name).name}" for kind, name in written.items()}})
 
     def fvd(self) -> float | None:
         if self.i3d is None:
@@ -322,6 +322,7 @@ def evaluate(
     settings: EvaluationSettings,
     protocol: dict[str, Any],
     model_info: dict[str, Any],
+    data: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Evaluates ``model`` on the centre clips of ``dataset`` and writes ``out``'s metrics, table, report and pictures.
 
@@ -332,6 +333,7 @@ def evaluate(
         settings: device, batch size, limits and metric weights.
         protocol: the clip protocol, recorded in the outputs.
         model_info: what to record about the model (path, training step, ...).
+        data: what to record about where the videos came from (``--data`` as given and its real path).
 
     Returns:
         the contents of ``metrics.json``.
@@ -342,46 +344,50 @@ def evaluate(
     """
     out = Path(out)
     model = model.to(settings.device).eval()
-    run = _Evaluation(model, settings, out, (protocol["height"], protocol["width"]))
-    limit = settings.max_videos if settings.max_videos is not None else len(dataset)
-    skipped: list[dict[str, str]] = []
-    batch: tuple[list[torch.Tensor], list[ClipInfo]] = ([], [])
-    # videos read, towards the most there can be: a skip lowers the total when fewer files than the limit are left,
-    # so the bar ends full; closed before an error, which then gets a line of its own
-    with tqdm(total=min(limit, len(dataset)), desc="evaluate", unit="video") as progress:
-        for _, video, info, skip in read_ahead(dataset, workers=settings.workers):
-            if skip is not None:
-                skipped.append(skip)
-                progress.total = min(limit, len(dataset) - len(skipped))
-                progress.set_postfix(skipped=len(skipped))  # refreshes the bar with its new total
-                continue
-            progress.update()
-            batch[0].append(video)
-            batch[1].append(info)
-            if len(batch[0]) == settings.batch_size:
+    with staged_pictures(out):  # moved into out/pictures by write_outputs; gone if the run stops first
+        run = _Evaluation(model, settings, out, (protocol["height"], protocol["width"]))
+        limit = settings.max_videos if settings.max_videos is not None else len(dataset)
+        skipped: list[dict[str, str]] = []
+        batch: tuple[list[torch.Tensor], list[ClipInfo]] = ([], [])
+        # videos read, towards the most there can be: a skip lowers the total when fewer files than the limit are left,
+        # so the bar ends full; closed before an error, which then gets a line of its own
+        with tqdm(total=min(limit, len(dataset)), desc="evaluate", unit="video") as progress:
+            for _, video, info, skip in read_ahead(dataset, workers=settings.workers):
+                if skip is not None:
+                    skipped.append(skip)
+                    progress.total = min(limit, len(dataset) - len(skipped))
+                    progress.set_postfix(skipped=len(skipped))  # refreshes the bar with its new total
+                    continue
+                progress.update()
+                batch[0].append(video)
+                batch[1].append(info)
+                if len(batch[0]) == settings.batch_size:
+                    run.add(*batch)
+                    batch = ([], [])
+                if len(run.rows) + len(batch[0]) >= limit:
+                    break
+            if batch[0]:
                 run.add(*batch)
-                batch = ([], [])
-            if len(run.rows) + len(batch[0]) >= limit:
-                break
-        if batch[0]:
-            run.add(*batch)
-    if run.slower_than_asked:
-        log.warning(
-            "--fps %g is above the frame rate of %d videos (first: %s): their clips run at their own rate; "
-            "metrics.json records the real rates under protocol.clip_fps",
-            settings.target_fps, len(run.slower_than_asked), run.slower_than_asked[0],
-        )  # fmt: skip
-    if run.enlarged:
-        log.warning(
-            "%d videos are smaller than the protocol's %dx%d (first: %s): they are compared enlarged to it "
-            "(smoother than real frames of that size); metrics.json counts them under enlarged_videos",
-            len(run.enlarged), protocol["height"], protocol["width"], run.enlarged[0],
-        )  # fmt: skip
-    if not run.rows:
-        reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
-        raise ValueError(f"none of the {len(skipped)} videos could be read ({reasons}); check the data path or run `vtok prepare` on it")
-    metrics = finite_metrics(_summary(run, model, protocol, model_info, skipped))  # null, with a reason, for NaN
-    write_outputs(out, metrics, run.rows)
+        if run.slower_than_asked:
+            log.warning(
+                "--fps %g is above the frame rate of %d videos (first: %s): their clips run at their own rate; "
+                "metrics.json records the real rates under protocol.clip_fps",
+                settings.target_fps, len(run.slower_than_asked), run.slower_than_asked[0],
+            )  # fmt: skip
+        if run.enlarged:
+            log.warning(
+                "%d videos are smaller than the protocol's %dx%d (first: %s): they are compared enlarged to it "
+                "(smoother than real frames of that size); metrics.json counts them under enlarged_videos",
+                len(run.enlarged), protocol["height"], protocol["width"], run.enlarged[0],
+            )  # fmt: skip
+        if not run.rows:
+            reasons = "; ".join(f"{s['path']}: {s['reason']}" for s in skipped[:3])
+            raise ValueError(
+                f"none of the {len(skipped)} videos could be read ({reasons}); check the data path or run `vtok prepare` on it"
+            )
+        metrics = {**_summary(run, model, protocol, model_info, skipped), "data": data}
+        metrics = finite_metrics(metrics)  # null, with a reason, for NaN
+        write_outputs(out, metrics, run.rows)
     return metrics
 
 
