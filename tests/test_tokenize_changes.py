@@ -109,3 +109,27 @@ def test_when_no_video_of_a_run_can_be_read_the_index_lists_only_token_files_sti
     assert [Path(entry["path"]).parent.name for entry in listed] == ["p2"]
     assert all((out / entry["tokens"]).is_file() for entry in listed)
     assert len(list((out / "tokens").glob("*.safetensors"))) == 1
+
+
+def test_a_skipped_video_deleted_since_leaves_the_skip_list_and_a_tokenized_one_stays_indexed(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Skip records of videos deleted since stayed in skipped.jsonl through every later run into the folder.
+    A tokenized video deleted since keeps its line and token file: tokens outlive the videos they came from."""
+    samples = sorted(video_folder.glob("*.mp4"))[:2]
+    out = tmp_path / "tokens"
+    for part, video in (("p1", samples[0]), ("p2", samples[1])):
+        (tmp_path / part).mkdir()
+        shutil.copy(video, tmp_path / part)
+    (tmp_path / "p1" / "broken.mp4").write_bytes(b"not a video")
+    run("tokenize", "--model", fsq_run["export"], "--data", tmp_path / "p1", "--out", out)
+    assert [Path(json.loads(line)["path"]).name for line in (out / "skipped.jsonl").read_text().splitlines()] == ["broken.mp4"]
+    for video in (tmp_path / "p1").iterdir():
+        video.unlink()
+    with caplog.at_level("INFO", logger="vtok.commands.tokenize"):
+        run("tokenize", "--model", fsq_run["export"], "--data", tmp_path / "p2", "--out", out)
+    assert (out / "skipped.jsonl").read_text() == ""
+    assert "1 videos skipped by earlier runs are gone since" in caplog.text
+    listed = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
+    assert sorted(Path(entry["path"]).parent.name for entry in listed) == ["p1", "p2"]
+    assert all((out / entry["tokens"]).is_file() for entry in listed)

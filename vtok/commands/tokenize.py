@@ -4,7 +4,8 @@ Writes ``D/tokens/<stem>-<8 hex of its real path>.safetensors`` (see :mod:`vtok.
 ``D/index.jsonl`` (one line per tokenized video: path as given, real path, token file, shape, frames) and
 ``D/skipped.jsonl`` (unreadable videos with the reason); both cover the whole folder, so a dataset can be tokenized part by
 part into one ``D`` (runs with other ``--data``: the earlier runs' lines are kept; runs at the same time each add
-theirs). Resumable: a video
+theirs; a video deleted since its tokenization stays listed, its token file kept, while a skipped one deleted
+since is dropped from skipped.jsonl). Resumable: a video
 whose token file is already complete is not read again, whichever way its path is written.
 An output folder belongs to one model and one clip protocol: every token file records the model's
 weights hash and the protocol, and a rerun into a folder holding token files of another model or
@@ -221,8 +222,15 @@ def _earlier_entries(
 def _earlier_skips(out: Path, settled: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
     """The earlier runs' skipped videos that have not been tokenized or skipped again since (the index and
     skip records ``settled``), under any spelling of their path: a rerun through another spelling lists each
-    video once."""
+    video once. Those no longer there are left out (a broken file deleted since is nothing to fix); index lines
+    are not: token files outlive their videos, which may be deleted once tokenized."""
     real = RealPaths()
     videos = {_video(record, real) for record in settled}
     records = read_jsonl(out / "skipped.jsonl")
-    return [r for r in records if not isinstance(r.get("path"), str) or _video(r, real) not in videos]
+    records = [r for r in records if not isinstance(r.get("path"), str) or _video(r, real) not in videos]
+    # only records with their real path: a relative path of an earlier vtok's run may have been given elsewhere
+    kept = [r for r in records if not isinstance(r.get("real_path"), str) or os.path.lexists(r["real_path"])]
+    if len(kept) < len(records):
+        gone = len(records) - len(kept)
+        log.info("%d videos skipped by earlier runs are gone since: left out of %s", gone, out / "skipped.jsonl")
+    return kept
