@@ -168,6 +168,29 @@ def test_sigterm_to_the_process_group_leaves_a_loadable_checkpoint_and_exits_zer
     assert not list((tmp_path / "run" / "checkpoints").glob(".*partial")), "no half-written files"
 
 
+def test_ctrl_c_in_a_fit_says_what_is_lost_and_how_to_go_on(tmp_path: Path) -> None:
+    """Lightning ends a fit on Ctrl-C at once, without a checkpoint, and said only "Detected KeyboardInterrupt":
+    nothing about the steps lost since the newest checkpoint, how to resume, or that SIGTERM saves first."""
+    arguments = tiny_fit_args(tmp_path, 100000, "--trainer.logger", "false", "--data.num_workers", "2")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vtok.cli", *arguments], start_new_session=True,
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    checkpoints = tmp_path / "run" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not (checkpoints / "last.ckpt").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.5)
+    assert (checkpoints / "last.ckpt").exists(), "no checkpoint written"
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal sends Ctrl-C: the loader workers get it too
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 1, output[-3000:]  # Lightning's
+    said = next(line for line in output.splitlines() if "interrupted at step" in line)
+    assert f"steps since {checkpoints / 'last.ckpt'} (written" in said, said
+    assert f"go on with `vtok fit --config {tmp_path / 'run' / 'config.yaml'} --ckpt_path last`" in said, said
+    assert f"send SIGTERM instead (kill {process.pid})" in said, said
+    assert "Traceback" not in output, output[-3000:]
+
+
 LEFT_RUNNING = """
 import torch
 from torchdata.stateful_dataloader import StatefulDataLoader

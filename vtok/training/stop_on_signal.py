@@ -12,13 +12,18 @@ leaves the GPU idle while the host then queues the next batch.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.trainer.states import TrainerFn
+
+from vtok.run_folder import newest_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,26 @@ class StopOnSignal(Callback):
         trainer.save_checkpoint(self.checkpoint_path, weights_only=False)  # the full state, to resume from
         self.saved_step = trainer.global_step
         trainer.should_stop = True
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        """After Ctrl-C in a fit, which Lightning ends at once without a checkpoint (its only word: "Detected
+        KeyboardInterrupt"), says what is lost and how to go on: the newest checkpoint, the resume command,
+        and that SIGTERM would have saved first."""
+        if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != TrainerFn.FITTING or not trainer.is_global_zero:
+            return
+        run = Path(trainer.default_root_dir)
+        newest = newest_checkpoint(run)
+        config = run / "config.yaml"
+        step = trainer.global_step
+        if newest is None:
+            log.warning("interrupted at step %d (Ctrl-C) before any checkpoint was written: nothing to resume from", step)
+            return
+        resume = f"vtok fit --config {config} --ckpt_path last" if config.is_file() else f"--ckpt_path {newest}"
+        log.warning(
+            "interrupted at step %d (Ctrl-C): no checkpoint was written now, so the steps since %s (written %.0f s ago) "
+            "are lost; go on with `%s`. To stop with a checkpoint of the current step, send SIGTERM instead (kill %d)",
+            step, newest, time.time() - os.stat(newest).st_mtime, resume, os.getpid(),
+        )  # fmt: skip
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         for signum, handler in self._previous.items():
