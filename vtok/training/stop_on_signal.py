@@ -92,7 +92,7 @@ class StopOnSignal(Callback):
         config = run / "config.yaml"
         step = trainer.global_step
         if newest is None:
-            log.warning("interrupted at step %d (Ctrl-C) before any checkpoint was written: nothing to resume from", step)
+            log.warning("interrupted at step %d (Ctrl-C) with no checkpoint in %s to resume from", step, run / "checkpoints")
             return
         resume = f"vtok fit --config {config} --ckpt_path last" if config.is_file() else f"--ckpt_path {newest}"
         log.warning(
