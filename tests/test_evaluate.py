@@ -372,9 +372,8 @@ def test_videos_read_ahead_in_workers_give_the_same_results_and_skips(
 def test_pictures_of_an_evaluation_stopped_before_its_metrics_are_no_data_for_the_next(
     video_folder: Path, kl_export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Only a finished run's metrics.json named its pictures: those of a run stopped after writing them (Ctrl-C,
-    an error in a later batch) were scored as videos by the next evaluation of a folder holding them. They are
-    written aside now, and removed when the run stops before its metrics."""
+    """A run stopped after writing its pictures (Ctrl-C, an error in a later batch) left them unlisted, scored as
+    videos by the next evaluation of a folder holding them; now written aside, they go when the run stops."""
     data = tmp_path / "videos"
     data.mkdir()
     for path in sorted(video_folder.glob("*.mp4"))[:2]:
