@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from vtok.data.errors import DataSetupError, read_notes
 from vtok.data.fork_server import fork_server_context
 from vtok.data.held_out_split import held_out_files
 from vtok.data.images import ImageDataset
+from vtok.data.pass_numbers import NEXT_PASSES_KEY, next_passes, number_resumed_passes
 from vtok.data.readers import ReaderBackend
 from vtok.data.overlap import warn_about_overlap
 from vtok.data.sampler import EpochSampler
@@ -27,7 +27,7 @@ from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_files, list_record
 from vtok.data.shard_split import check_quotas
 from vtok.data.small_sources import warn_about_small_sources
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts, shard_index
-from vtok.data.synthetic import write_sample_clips
+from vtok.data.synthetic import default_sample_dir, write_sample_clips
 from vtok.data.trained_state import TrainedStateLoader
 from vtok.data.validation_files import VALIDATION_KEY, say_if_validation_changed, validation_record
 from vtok.data.worker_signals import kill_loader_workers_at_exit, loader_worker_init
@@ -41,11 +41,6 @@ def _named(setting: str, lister: Callable[..., list], *args: Any) -> list:
         return lister(*args)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{setting}: {error}") from None
-
-
-def default_sample_dir() -> Path:
-    """Where generated sample clips are cached: ``$XDG_CACHE_HOME/vtok/sample_clips``."""
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vtok" / "sample_clips"
 
 
 class VideoDataModule(LightningDataModule):
@@ -163,6 +158,7 @@ class VideoDataModule(LightningDataModule):
         self.enlarged_this_epoch = 0  # training samples from sources smaller than data.size
         self._said_enlarged = False
         self._training_loaders: list[TrainedStateLoader] = []
+        self._next_passes: list[int | None] | None = None  # from a checkpoint, for the next training loaders
         self.datasets: dict[str, SkippingDataset] = {}
 
     @property
@@ -256,12 +252,15 @@ class VideoDataModule(LightningDataModule):
             raise DataSetupError(str(error)) from error
 
     def state_dict(self) -> dict[str, Any]:
-        """The validation files' record (:mod:`vtok.data.validation_files`): a resume validating on others says so."""
+        """The validation files' record (:mod:`vtok.data.validation_files`): a resume validating on others says so.
+        And the epoch of each training loader's next pass (:mod:`vtok.data.pass_numbers`)."""
         files, source = getattr(self.datasets.get("val"), "files", None), self.val_path or self.path or self._synthetic_folder()
-        return {VALIDATION_KEY: validation_record(files, str(source))} if files else {}
+        record = {VALIDATION_KEY: validation_record(files, str(source))} if files else {}
+        return {**record, NEXT_PASSES_KEY: next_passes(self._training_loaders)} if self._training_loaders else record
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         say_if_validation_changed(state_dict.get(VALIDATION_KEY), self.state_dict().get(VALIDATION_KEY))
+        self._next_passes = state_dict.get(NEXT_PASSES_KEY)
 
     def _setup_training(self, stage: str | None) -> None:
         """The training datasets (videos, images) and the validation one."""
@@ -407,6 +406,7 @@ class VideoDataModule(LightningDataModule):
                 **workers,
                 drop_last=True,
                 pin_memory=torch.cuda.is_available(),
+                generator=torch.Generator().manual_seed(self.seed),  # as below: a pass's start leaves the global RNG alone
             )
         return TrainedStateLoader(
             dataset,
@@ -422,13 +422,13 @@ class VideoDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> Any:
-        videos = self._loader("train", self.batch_size, shuffle=True)
-        self._training_loaders = [videos]
-        if "images" not in self.datasets:
-            return videos
-        images = self._loader("images", self.image_batch_size, shuffle=True)
-        self._training_loaders.append(images)
-        return {"videos": videos, "images": images}
+        self._training_loaders = [self._loader("train", self.batch_size, shuffle=True)]
+        if "images" in self.datasets:
+            self._training_loaders.append(self._loader("images", self.image_batch_size, shuffle=True))
+        number_resumed_passes(self._training_loaders, self._next_passes)
+        self._next_passes = None  # a resume's, for the first loaders only
+        videos, *images = self._training_loaders
+        return {"videos": videos, "images": images[0]} if images else videos
 
     def val_dataloader(self) -> Any:
         return self._loader("val", self.val_batch_size, shuffle=False) if "val" in self.datasets else []

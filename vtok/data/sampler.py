@@ -94,6 +94,16 @@ class EpochSampler(Sampler[tuple[int, ...]]):
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "offset": self.offset, "yielded": self.yielded, "world": rank_and_world()[1]}
 
+    @property
+    def next_pass(self) -> int:
+        """The epoch the next pass takes, unless a restored place comes first."""
+        return self._next_epoch
+
+    def start_passes_at(self, epoch: int) -> None:
+        """Numbers the next pass ``epoch``: a run resumed after an epoch's end, which Lightning restores without
+        the loaders' places, goes on with the pass an unbroken run takes next (a restored place still comes first)."""
+        self._next_epoch = epoch
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Resumes at ``state``'s place; one saved by another number of ranks continues the epoch
         after the positions those ranks trained."""

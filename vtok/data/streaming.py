@@ -438,7 +438,8 @@ class EpochLoader(TrainedStateLoader):
 
     Lightning calls ``set_epoch`` on a loader's sampler, and an iterable dataset has none; so the
     loader numbers the stream's passes itself, as :class:`~vtok.data.sampler.EpochSampler` does: the
-    first pass takes the trainer's epoch (``epoch()``), each later pass the next number, also when
+    first pass takes the trainer's epoch (``epoch()``) or the number a resume gives (:meth:`start_passes_at`),
+    each later pass the next number, also when
     Lightning starts a pass twice in one of its epochs (a stream beside a longer image loader is
     restarted inside the epoch: with the trainer's epoch it gave the same clips, crops and order again).
     The number of the pass in progress is saved with the loader's place, so a resumed run numbers its
@@ -460,13 +461,14 @@ class EpochLoader(TrainedStateLoader):
         super().__init__(dataset, **kwargs)
         self._epoch = epoch
         self._pass_epoch: int | None = None  # the epoch of the pass in progress
+        self._first_pass: int | None = None  # the first pass's epoch, when not the trainer's (start_passes_at)
         self._restored_epoch: int | None = None  # a resumed pass's epoch, for the next iterator
 
     def __iter__(self) -> Any:
         if self._restored_epoch is not None:
             epoch, self._restored_epoch = self._restored_epoch, None
         else:
-            epoch = self._epoch() if self._pass_epoch is None else self._pass_epoch + 1
+            epoch = self.next_pass()
         self._pass_epoch = epoch
         self.dataset.set_epoch(epoch)
         self.dataset.ranks = rank_and_world()  # here, in the process the process group belongs to
@@ -474,6 +476,16 @@ class EpochLoader(TrainedStateLoader):
 
     def _place(self) -> dict[str, Any]:
         return {PASS_EPOCH_KEY: self._pass_epoch}
+
+    def next_pass(self) -> int:
+        """The epoch of the next pass: the one after the pass last started, else the one given to
+        :meth:`start_passes_at`, else the trainer's."""
+        if self._pass_epoch is not None:
+            return self._pass_epoch + 1
+        return self._first_pass if self._first_pass is not None else self._epoch()
+
+    def start_passes_at(self, epoch: int) -> None:
+        self._first_pass, self._pass_epoch = epoch, None
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state = dict(state_dict)

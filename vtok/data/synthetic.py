@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -16,6 +17,11 @@ from vtok.data.seeding import sample_generator
 from vtok.data.writers import write_video
 
 log = logging.getLogger(__name__)
+
+
+def default_sample_dir() -> Path:
+    """Where generated sample clips are cached: ``$XDG_CACHE_HOME/vtok/sample_clips``."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vtok" / "sample_clips"
 
 
 def _waves(yy: torch.Tensor, xx: torch.Tensor, t: torch.Tensor, g: torch.Generator, count: int) -> torch.Tensor:

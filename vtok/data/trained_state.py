@@ -98,6 +98,15 @@ class TrainedStateLoader(StatefulDataLoader):
         """Entries a subclass keeps beside torchdata's state (taken back in its ``load_state_dict``)."""
         return {}
 
+    def next_pass(self) -> int | None:
+        """The epoch number the loader's next pass takes (``None``: its sampler does not number passes)."""
+        return getattr(self.sampler, "next_pass", None)
+
+    def start_passes_at(self, epoch: int) -> None:
+        """Numbers the next pass ``epoch`` (see :meth:`vtok.data.sampler.EpochSampler.start_passes_at`)."""
+        if hasattr(self.sampler, "start_passes_at"):
+            self.sampler.start_passes_at(epoch)
+
     def batch_trained(self) -> None:
         """The oldest batch handed out and not yet reported has been trained."""
         if len(self._states) > 1:
