@@ -31,6 +31,24 @@ def _assert_alike(tmp_path: Path) -> None:
     assert not different, f"resumed weights differ: {different[:5]}"
 
 
+@pytest.mark.parametrize(
+    "limit, validate", [("2", "1"), ("2", "5"), ("1.0", "1")],
+    ids=["limited_epoch_validated", "limited_epoch_not_validated", "whole_epoch_validated"],
+)  # fmt: skip
+def test_a_max_steps_stop_on_an_epochs_last_batch_resumes_in_the_next_epoch(tmp_path: Path, limit: str, validate: str) -> None:
+    """6 clips in batches of 2, 2 batches an epoch (limit_train_batches) or 3: the first run stops on epoch 0's last
+    batch. Lightning restored epoch 0's batch count into epoch 1, which ended at once (an empty epoch counted: the
+    epoch one too high from there on) or, with the loader not run out and no validation there, trained epoch 0's
+    left-over batch as epoch 1."""
+    flags = ["--trainer.limit_train_batches", limit, "--trainer.check_val_every_n_epoch", validate]
+    straight = _fit(tmp_path, "straight", 6, *flags)
+    stop = 2 if limit == "2" else 3
+    _fit(tmp_path, "resumed", stop, *flags)
+    resumed = _fit(tmp_path, "resumed", 6, *flags, "--ckpt_path", "last")
+    assert resumed == straight[stop:], "each batch as in the unbroken run, under the same epoch"
+    _assert_alike(tmp_path)
+
+
 def test_a_run_by_epochs_resumed_after_its_last_epoch_draws_the_next_pass(tmp_path: Path) -> None:
     """Lightning restores a checkpoint of an epoch that ended without the loaders' places: the sampler started again
     at pass 0, and the resumed epochs trained epoch 0's clips, crops and order again."""

@@ -37,12 +37,8 @@ from vtok.training.optim import OptimizerConfig, WarmupSchedule, apply_settings_
 from vtok.training.optim import build_optimizer, discriminator_run_steps, step_schedule
 from vtok.training.speed import CompileChoice, apply_speed_options, should_compile
 from vtok.training.run_out_loaders import restore_run_out_loaders, run_out_loaders
-from vtok.training.stopped_epoch import (
-    reopen_epoch_stopped_by_max_steps,
-    saved_mid_epoch,
-    uncount_epoch_resumed_after_its_last_batch,
-    uncount_skipped_batch,
-)
+from vtok.training.stopped_epoch import begin_the_epoch_afresh, forget_the_ended_epochs_places, reopen_epoch_stopped_by_max_steps
+from vtok.training.stopped_epoch import saved_mid_epoch, uncount_epoch_resumed_after_its_last_batch, uncount_skipped_batch
 from vtok.vae import AutoencoderOutput, VideoAutoencoder
 
 log = logging.getLogger(__name__)
@@ -238,6 +234,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
             apply_settings_on_resume(*self._optimizers_and_schedulers(), self._configured)
             # its batches all trained: with images the loader not yet run out would run on into a new pass
             self._skip_epoch_remainder = uncount_epoch_resumed_after_its_last_batch(self.trainer)
+            begin_the_epoch_afresh(self.trainer)
         if self._run_out_to_restore is not None:
             restore_run_out_loaders(self.trainer, self._run_out_to_restore)
             self._run_out_to_restore = None
@@ -464,6 +461,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         self._resuming = self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING
         if self._resuming:
             reopen_epoch_stopped_by_max_steps(checkpoint)  # one saved before vtok did; Lightning restores loops after this
+            forget_the_ended_epochs_places(checkpoint)
             if saved_mid_epoch(checkpoint):
                 self._run_out_to_restore = state.get("run_out_loaders")
         if self.autoencoder.config.bottleneck == "kl" and "kl_scale" not in state and "batch_step" in state:

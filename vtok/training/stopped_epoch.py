@@ -14,6 +14,10 @@ remainder of that epoch it then runs. The resumed run was an epoch ahead from th
 ended a whole epoch early); :func:`uncount_epoch_resumed_after_its_last_batch` takes the first count back.
 That remainder is skipped by the training module: with images beside the clips it was not empty (the loader
 not yet run out ran on into a new pass); :func:`uncount_skipped_batch` takes back the count of the batch skipped.
+
+One saved after its epoch ended (at a ``max_steps`` stop on the epoch's last batch) is restarted by Lightning as
+if saved on that last batch, with the ended epoch's counts carried into the next: it resumes as an epoch that
+begins afresh instead (:func:`forget_the_ended_epochs_places`, :func:`begin_the_epoch_afresh`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,42 @@ def reopen_epoch_stopped_by_max_steps(checkpoint: dict[str, Any]) -> bool:
         counts["completed"] -= 1
     checkpoint["epoch"] = current["completed"]
     return True
+
+
+def _ended(epoch_progress: dict[str, int]) -> bool:
+    """Whether Lightning's epoch counts (``current``) say the epoch ended: started, processed and completed."""
+    return epoch_progress["ready"] == epoch_progress["started"] == epoch_progress["processed"] == epoch_progress["completed"] > 0
+
+
+def forget_the_ended_epochs_places(checkpoint: dict[str, Any]) -> bool:
+    """For a checkpoint saved after its epoch ended (the final one of a run whose ``max_steps`` fell on the epoch's
+    last batch, or on its ``limit_train_batches``-th), drops the loaders' places and the batch counts of that epoch,
+    which Lightning restored into the next one, as it does not for a run by epochs; returns whether it did. With
+    :func:`begin_the_epoch_afresh` the resumed run goes on as a run never stopped. Before, the next epoch ended at
+    once (an empty epoch counted: the epoch logged one too high from there on) or, where the loader had not run out
+    (an epoch ended by ``limit_train_batches``, not validating there), trained the rest of the ended pass as an
+    epoch. The loaders' pass numbers come back with the data module (:mod:`vtok.data.pass_numbers`)."""
+    loops = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+    epochs, batches = loops.get("epoch_progress"), loops.get("epoch_loop.batch_progress")
+    if not epochs or not batches or not batches["current"]["ready"] or not _ended(epochs["current"]):
+        return False
+    for progress in (batches, loops.get("epoch_loop.val_loop.batch_progress")):
+        if progress:
+            progress["current"] = dict.fromkeys(progress["current"], 0)
+            progress["is_last_batch"] = False
+    (loops.get("state_dict") or {}).pop("combined_loader", None)
+    return True
+
+
+def begin_the_epoch_afresh(trainer: Trainer) -> None:
+    """Starts the epoch after one that had ended at the checkpoint (:func:`forget_the_ended_epochs_places`) as a new
+    epoch, not a restarted one (call at ``on_train_start``). Lightning restarts the epoch loop of a run with
+    ``max_steps`` whatever the checkpoint: it then took the epoch for one saved on its last batch, and passed over
+    the first batch's turn, unless no validation was due there (the logged step one too high from there on)."""
+    fit_loop = trainer.fit_loop
+    if fit_loop.epoch_loop.restarting and _ended(fit_loop.epoch_progress.current.state_dict()):
+        fit_loop.epoch_loop.restarting = False  # and its validation loop's
+        fit_loop.epoch_loop.reset_restart_stage()
 
 
 def uncount_epoch_resumed_after_its_last_batch(trainer: Trainer) -> bool:
