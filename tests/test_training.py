@@ -181,6 +181,20 @@ def test_a_time_interval_saves_after_the_batches_that_step(tmp_path: Path) -> No
     assert [state["vtok"]["batch_step"] for state in saved] == [2, 3, 5], "saved where a group ends, not mid-way"
 
 
+@pytest.mark.parametrize("validation", [[], ["--trainer.limit_val_batches", "0"], ["--data.val_fraction", "0"]],
+                         ids=["every_fifth_epoch", "limit_val_batches_0", "none_held_out"])  # fmt: skip
+def test_every_n_epochs_saves_at_each_epochs_end(tmp_path: Path, validation: list[str]) -> None:
+    """Lightning saves every_n_epochs after a validation when check_val_every_n_epoch is not 1 (default.yaml's 5):
+    these two epochs wrote last.ckpt alone, as did any run that never validates."""
+    config = tmp_path / "epochs.yaml"
+    config.write_text(
+        "trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n      init_args:\n"
+        "        filename: '{epoch}'\n        every_n_epochs: 1\n        save_last: true\n        save_top_k: -1\n"
+    )
+    main(tiny_fit_args(tmp_path, -1, "--trainer.logger", "false", "--trainer.max_epochs", "2", *validation, config=config))
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["epoch=0.ckpt", "epoch=1.ckpt", "last.ckpt"]
+
+
 def test_a_config_files_callbacks_list_replaces_the_default_list_item_for_item(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

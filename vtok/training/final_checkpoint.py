@@ -15,6 +15,12 @@ name a file already has: vtok refuses a new run into a run folder holding checkp
 the same run's, and a run resumed from an earlier
 ``step=N.ckpt`` (rolled back, or its folder moved) left its final step in ``last-v1.ckpt`` and an older
 line of training in the ``last.ckpt`` that ``vtok export`` and the README's commands read.
+
+Lightning's ``every_n_epochs`` saves after a validation unless ``check_val_every_n_epoch`` is 1 (it cannot tell
+when one will come), and vtok's configs set another: it saved only every fifth epoch under default.yaml, and never
+in a run that does not validate (``limit_val_batches: 0``, or no files held out). It saves at the end of the
+training epoch instead, unless it ranks checkpoints by a metric (``monitor``), which validation may log, or
+``save_on_train_epoch_end`` is set.
 """
 
 from __future__ import annotations
@@ -32,6 +38,13 @@ class FinalStepCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint``, also writing ``last.ckpt`` at the end of training when the
     final step is newer than its last save (and a signal's checkpoint has not just saved it), and
     saving every ``train_time_interval`` at the first batch after it that ends an accumulation group."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)  # after the data module's: its held-out set is known
+        held_out = getattr(trainer.datamodule, "datasets", None)
+        never_validates = trainer.limit_val_batches == 0 or (isinstance(held_out, dict) and "val" not in held_out)
+        if self._every_n_epochs >= 1 and self._save_on_train_epoch_end is None and (self.monitor is None or never_validates):
+            self._save_on_train_epoch_end = True  # else saved after validations only (see the module's docstring)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         steps_after = getattr(pl_module, "steps_after", None)
