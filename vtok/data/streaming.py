@@ -439,9 +439,9 @@ class EpochLoader(TrainedStateLoader):
     Lightning calls ``set_epoch`` on a loader's sampler, and an iterable dataset has none; so the
     loader numbers the stream's passes itself, as :class:`~vtok.data.sampler.EpochSampler` does: the
     first pass takes the trainer's epoch (``epoch()``) or the number a resume gives (:meth:`start_passes_at`),
-    each later pass the next number, also when
-    Lightning starts a pass twice in one of its epochs (a stream beside a longer image loader is
-    restarted inside the epoch: with the trainer's epoch it gave the same clips, crops and order again).
+    each later pass the next number, also when Lightning starts a pass twice in one of its epochs (a stream
+    beside a longer image loader is restarted inside the epoch: with the trainer's epoch it gave the same
+    clips, crops and order again).
     The number of the pass in progress is saved with the loader's place, so a resumed run numbers its
     passes as a run never stopped. Workers must not be persistent: they hold a copy of the dataset
     made when they start, so fresh ones each pass see the new epoch. Its saved state is the one of the
