@@ -1,5 +1,6 @@
 """A run resumed from a checkpoint saved after its epoch ended goes on as a run never stopped: the next epoch
-under the next number, with the samplers' next pass (its clips, crops and order)."""
+under the next number, with the samplers' next pass (its clips, crops and order). Loaders made anew each epoch
+go on with the next pass too."""
 
 from __future__ import annotations
 
@@ -70,3 +71,11 @@ def test_a_stream_resumed_after_an_ended_epoch_draws_the_next_pass(tmp_path: Pat
     assert {row[1] for row in resumed} == {1, 2}
     assert resumed == straight[len(straight) - len(resumed):]
     _assert_alike(tmp_path)
+
+
+def test_loaders_made_anew_each_epoch_draw_the_next_pass(tmp_path: Path) -> None:
+    """With trainer.reload_dataloaders_every_n_epochs each new sampler started at pass 0: every epoch drew epoch 0's
+    clips, crops and order."""
+    rows = _fit(tmp_path, "run", 9, "--trainer.reload_dataloaders_every_n_epochs", "1")
+    assert [row[1] for row in rows] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert rows[3][3] != rows[0][3], "another order"

@@ -252,8 +252,7 @@ class VideoDataModule(LightningDataModule):
             raise DataSetupError(str(error)) from error
 
     def state_dict(self) -> dict[str, Any]:
-        """The validation files' record (:mod:`vtok.data.validation_files`): a resume validating on others says so.
-        And the epoch of each training loader's next pass (:mod:`vtok.data.pass_numbers`)."""
+        """What a resume checks and restores (:mod:`vtok.data.validation_files`, :mod:`vtok.data.pass_numbers`)."""
         files, source = getattr(self.datasets.get("val"), "files", None), self.val_path or self.path or self._synthetic_folder()
         record = {VALIDATION_KEY: validation_record(files, str(source))} if files else {}
         return {**record, NEXT_PASSES_KEY: next_passes(self._training_loaders)} if self._training_loaders else record
@@ -422,11 +421,12 @@ class VideoDataModule(LightningDataModule):
         )
 
     def train_dataloader(self) -> Any:
+        passes = self._next_passes if self._next_passes is not None else next_passes(self._training_loaders)  # of loaders replaced
         self._training_loaders = [self._loader("train", self.batch_size, shuffle=True)]
         if "images" in self.datasets:
             self._training_loaders.append(self._loader("images", self.image_batch_size, shuffle=True))
-        number_resumed_passes(self._training_loaders, self._next_passes)
-        self._next_passes = None  # a resume's, for the first loaders only
+        number_resumed_passes(self._training_loaders, passes)
+        self._next_passes = None
         videos, *images = self._training_loaders
         return {"videos": videos, "images": images[0]} if images else videos
 
