@@ -56,20 +56,16 @@ def _ended(epoch_progress: dict[str, int]) -> bool:
 
 def forget_the_ended_epochs_places(checkpoint: dict[str, Any]) -> bool:
     """For a checkpoint saved after its epoch ended (the final one of a run whose ``max_steps`` fell on the epoch's
-    last batch, or on its ``limit_train_batches``-th), drops the loaders' places and the batch counts of that epoch,
-    which Lightning restored into the next one, as it does not for a run by epochs; returns whether it did. With
+    last batch, or on its ``limit_train_batches``-th), drops the loaders' places in that epoch, which Lightning
+    restores into the next one of a run with ``max_steps`` (not of a run by epochs); returns whether it did. With
     :func:`begin_the_epoch_afresh` the resumed run goes on as a run never stopped. Before, the next epoch ended at
     once (an empty epoch counted: the epoch logged one too high from there on) or, where the loader had not run out
     (an epoch ended by ``limit_train_batches``, not validating there), trained the rest of the ended pass as an
     epoch. The loaders' pass numbers come back with the data module (:mod:`vtok.data.pass_numbers`)."""
     loops = (checkpoint.get("loops") or {}).get("fit_loop") or {}
-    epochs, batches = loops.get("epoch_progress"), loops.get("epoch_loop.batch_progress")
-    if not epochs or not batches or not batches["current"]["ready"] or not _ended(epochs["current"]):
+    epochs = loops.get("epoch_progress")
+    if not epochs or not _ended(epochs["current"]):
         return False
-    for progress in (batches, loops.get("epoch_loop.val_loop.batch_progress")):
-        if progress:
-            progress["current"] = dict.fromkeys(progress["current"], 0)
-            progress["is_last_batch"] = False
     (loops.get("state_dict") or {}).pop("combined_loader", None)
     return True
 
@@ -78,7 +74,8 @@ def begin_the_epoch_afresh(trainer: Trainer) -> None:
     """Starts the epoch after one that had ended at the checkpoint (:func:`forget_the_ended_epochs_places`) as a new
     epoch, not a restarted one (call at ``on_train_start``). Lightning restarts the epoch loop of a run with
     ``max_steps`` whatever the checkpoint: it then took the epoch for one saved on its last batch, and passed over
-    the first batch's turn, unless no validation was due there (the logged step one too high from there on)."""
+    the first batch's turn, unless no validation was due there (the logged step one too high from there on). As a new
+    epoch, the loop counts its batches from 0, as Lightning does at every epoch's start."""
     fit_loop = trainer.fit_loop
     if fit_loop.epoch_loop.restarting and _ended(fit_loop.epoch_progress.current.state_dict()):
         fit_loop.epoch_loop.restarting = False  # and its validation loop's
