@@ -112,5 +112,6 @@ def reencode_video(
     """
     decoded: list[int] = []
     # a failed or interrupted encode leaves no half-written copy behind (write_video writes aside, then renames)
-    written = write_video(destination, _frames(source, frames, fps, short_side, decoded), fps, crf=crf, keyframe_interval=keyframe_interval)
+    frames_out = _frames(source, frames, fps, short_side, decoded)
+    written = write_video(destination, frames_out, fps, crf=crf, keyframe_interval=keyframe_interval)
     return ReencodedCopy(written, len(decoded))
