@@ -426,3 +426,18 @@ def test_the_command_line_rewritten_twice_is_rewritten_once(tmp_path: Path) -> N
     no_callbacks = str(no_callbacks)
     given = ["fit", clear, "--config", no_callbacks, "--trainer.max_steps", "3"]  # the user's own empty list stays
     assert with_packaged_presets(given) == ["fit", "--config", no_callbacks, clear, "--trainer.max_steps", "3"]
+
+
+def test_a_validation_inside_an_accumulation_group_keeps_the_groups_gradients(tmp_path: Path) -> None:
+    """With accumulate_batches 2 and a validation after every batch, Lightning cleared the gradients of each group's
+    first batch before validating (its guard reads its own accumulate_grad_batches, 1 under vtok's accumulation):
+    every step followed the group's second batch alone. Validating changes no training: the weights are those of a
+    run that never validates."""
+    flags = ["--trainer.logger", "false", "--model.accumulate_batches", "2", "--trainer.check_val_every_n_epoch", "null"]
+    main(tiny_fit_args(tmp_path, 2, *flags, "--trainer.val_check_interval", "1", run="validated"))
+    main(tiny_fit_args(tmp_path, 2, *flags, "--trainer.limit_val_batches", "0", run="not_validated"))
+    validated, not_validated = (torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)
+                                for run in ("validated", "not_validated"))  # fmt: skip
+    assert validated["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"]["total"]["completed"] >= 3
+    different = [k for k, v in validated["state_dict"].items() if not torch.equal(v, not_validated["state_dict"][k])]
+    assert not different, f"validating changed the training: {different[:5]}"

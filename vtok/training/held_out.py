@@ -29,8 +29,8 @@ BATCH_STATISTICS = frozenset({"entropy"})
 
 class HeldOutScoring:
     """Lightning's validation and test hooks for :class:`~vtok.training.module.AutoencoderModule`,
-    which provides ``inference_autoencoder``, ``loss``, ``trained_batches``, ``continuous_weight``
-    and Lightning's ``log``/``log_dict``; mixed in before ``LightningModule``."""
+    which provides ``inference_autoencoder``, ``loss``, ``trained_batches``, ``continuous_weight``,
+    ``_group_loss`` and Lightning's ``log``/``log_dict``; mixed in before ``LightningModule``."""
 
     _held_out_means: ClipWeightedMeans | None = None
     _said_no_ssim = False
@@ -40,6 +40,14 @@ class HeldOutScoring:
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor] | None:
         return self._score(batch, "test")
+
+    def on_validation_model_zero_grad(self) -> None:
+        """Clears the gradients before a fit's validation, except those of an accumulation group it falls inside
+        (``model.accumulate_batches`` not dividing ``trainer.val_check_interval``): Lightning kept a group's only when
+        its own ``accumulate_grad_batches`` (1: vtok accumulates itself) said one was under way, so the group's step
+        followed its batches after the validation alone. The step clears them once it has used them."""
+        if self._group_loss is None:
+            super().on_validation_model_zero_grad()  # type: ignore[misc]  # LightningModule's, after this mixin
 
     def on_validation_epoch_end(self) -> None:
         means = self._log_means()
