@@ -127,6 +127,39 @@ class SignalOneRank(Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+class SignalInValidation(Callback):
+    """Test-only: rank ``rank`` sends itself SIGTERM at the end of the fit's validation batch ``at_batch`` (counted from
+    1 across its validations, the sanity check's left out; 0: never), and each rank writes the batches each validation
+    ran to ``<folder>/rank<R>.json`` as they run (a stop during one ends the fit without ``on_train_end``).
+
+    Args:
+        folder: where the ranks' records are written.
+        at_batch: the validation batch after which the signal comes.
+        rank: the global rank that is signalled.
+    """
+
+    def __init__(self, folder: str, at_batch: int = 0, rank: int = 0) -> None:
+        self.folder = Path(folder)
+        self.at_batch = at_batch
+        self.rank = rank
+        self.batches = 0
+        self.validations: list[int] = []
+
+    def on_validation_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+        if not trainer.sanity_checking:
+            self.validations.append(0)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
+        if trainer.sanity_checking:
+            return
+        self.validations[-1] += 1
+        self.batches += 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.validations))
+        if trainer.global_rank == self.rank and self.batches == self.at_batch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 class NonFiniteLossOnOneRank(Callback):
     """Test-only: rank ``rank`` adds a gradient-free inf to its loss at batch ``at_batch`` (counted from 0), as a
     discriminator term that overflows before ``adversarial.start_step`` does (weighted 0: NaN, with zero gradients).

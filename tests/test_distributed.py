@@ -159,6 +159,22 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_batch_with_one_checkpoint(t
     assert [p.name for p in signalled] == ["last-signal-step=8.ckpt"]
 
 
+def test_a_signal_to_one_rank_during_validation_stops_both_there(tmp_path: Path) -> None:
+    """SIGTERM reaches rank 1 alone at the first validation's 2nd batch (5 a rank); the ranks agree every 4 batches
+    there too, so both stop after the 4th with one checkpoint of the step the validation followed, and exit with 0."""
+    validation = tmp_path / "validations"
+    flags = ["--data.synthetic_videos", "40", "--data.val_fraction", "0.5", "--trainer.limit_val_batches", "1.0",
+             "--trainer.num_sanity_val_steps", "0", "--trainer.check_val_every_n_epoch", "null",
+             "--trainer.val_check_interval", "2", "--trainer.callbacks+", "tests.helpers.SignalInValidation",
+             "--trainer.callbacks.folder", str(validation), "--trainer.callbacks.rank", "1",
+             "--trainer.callbacks.at_batch", "2"]  # fmt: skip
+    result = _launch(tmp_path, 100, *flags)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    assert [json.loads((validation / f"rank{r}.json").read_text()) for r in (0, 1)] == [[4], [4]]
+    signalled = list((tmp_path / "run" / "checkpoints").glob("last-signal-step=*.ckpt"))
+    assert [p.name for p in signalled] == ["last-signal-step=2.ckpt"]
+
+
 def test_a_loss_non_finite_on_one_rank_skips_the_step_on_every_rank(tmp_path: Path) -> None:
     """The gradients are all-reduced, the loss is not: rank 1 alone skipped its step, the weights split and
     the ranks' collectives stopped matching (rank 1 hung at the end)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -239,3 +240,41 @@ def test_a_non_finite_loss_anywhere_in_an_accumulation_group_skips_its_step(at_b
                       enable_model_summary=False, accelerator="cpu", callbacks=[NonFiniteLossOnOneRank(0, at_batch)])  # fmt: skip
     trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
     assert module.skipped_steps == 1 and module.batch_step == 8 and trainer.global_step == 3  # the skip does not count
+
+
+@pytest.mark.parametrize(
+    "validate, steps, stop", [(["--trainer.check_val_every_n_epoch", "null", "--trainer.val_check_interval", "2"], 8, 4),
+                              (["--trainer.check_val_every_n_epoch", "1"], 9, 6)], ids=["mid_epoch", "epoch_end"],
+)  # fmt: skip
+def test_a_signal_during_validation_stops_there_and_the_resumed_run_goes_on_alike(
+    tmp_path: Path, validate: list[str], steps: int, stop: int
+) -> None:
+    """7 training and 5 held-out clips in batches of 2 (3 batches each), a validation every 2 batches or at each epoch's
+    end: SIGTERM at the second validation's second batch. The signal was read only between training batches, so a
+    validation longer than a scheduler's grace period (30 s under SLURM and torchrun) ended with SIGKILL and no
+    checkpoint. The fit now stops there; the resumed run goes on as one never stopped (that one validation left out)."""
+
+    def fit(run: str, name: str, *extra: str) -> tuple[list, list[int]]:
+        record, validations = tmp_path / run / f"record_{name}", tmp_path / run / f"validations_{name}"
+        main(tiny_fit_args(
+            tmp_path, steps, "--trainer.logger", "false", "--data.synthetic_videos", "12", "--data.val_fraction", "0.5",
+            *validate, "--trainer.callbacks+", "tests.helpers.RecordSamples", "--trainer.callbacks.folder", str(record),
+            "--trainer.callbacks+", "tests.helpers.SignalInValidation", "--trainer.callbacks.folder", str(validations),
+            *extra, run=run,
+        ))  # fmt: skip
+        rows = json.loads((record / "rank0.json").read_text())["rows"] if (record / "rank0.json").exists() else []
+        return [(row["step"], row["index"], row["rng"]) for row in rows], json.loads((validations / "rank0.json").read_text())
+
+    straight, straight_validations = fit("straight", "straight")
+    validations = len(straight_validations)
+    assert straight_validations == [3] * validations
+    _, stopped_validations = fit("resumed", "stopped", "--trainer.callbacks.at_batch", "5")
+    assert stopped_validations == [3, 2], "the stop came at the signal's batch"
+    checkpoints = tmp_path / "resumed" / "checkpoints"
+    assert [path.name for path in checkpoints.glob("last-signal-step=*.ckpt")] == [f"last-signal-step={stop}.ckpt"]
+    resumed, resumed_validations = fit("resumed", "resumed", "--ckpt_path", "last")
+    assert resumed == straight[stop:], "the same batches and random draws after the stop"
+    assert resumed_validations == [3] * (validations - 2), "the later validations whole"
+    weights = [torch.load(folder / "last.ckpt", weights_only=True)["state_dict"] for folder in (tmp_path / "straight" / "checkpoints", checkpoints)]
+    different = [key for key in weights[0] if not torch.equal(weights[0][key], weights[1][key])]
+    assert not different, f"resumed weights differ: {different[:5]}"

@@ -23,6 +23,7 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from lightning.pytorch import Trainer
@@ -371,10 +372,13 @@ class VtokCLI(LightningCLI):
 
     def fit(self, **kwargs: Any) -> None:
         """Lightning's fit, whose checks of ``trainer.val_check_interval`` against the epoch (made only once
-        the loaders exist, on every rank) become one line naming the settings instead of a traceback."""
+        the loaders exist, on every rank) become one line naming the settings instead of a traceback. A signal's stop
+        during a validation (:class:`~vtok.training.StopOnSignal`) returns as one between training batches does."""
         interval = self.trainer.val_check_interval
         try:
             self.trainer.fit(**kwargs)
+        except SIGTERMException:  # its checkpoint written, and Lightning's teardown done
+            return
         except ValueError as error:  # an int above the epoch's batches, while validation follows epochs
             if "`val_check_interval`" not in str(error):
                 raise

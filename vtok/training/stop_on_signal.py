@@ -7,6 +7,11 @@ replaces it once training starts: the handler only sets a flag, and every few ba
 agree (one tiny all-reduce) whether any of them was signalled. Not at every batch: reading the
 all-reduce's answer makes the host wait for the GPU to finish the batch's optimizer step, which
 leaves the GPU idle while the host then queues the next batch.
+
+A signal during a fit's validation stops it there too: a validation over many held-out clips can outlast
+the time a scheduler gives between its SIGTERM and its SIGKILL (30 s under SLURM's and torchrun's
+defaults). The checkpoint then holds the step the validation followed, and a resumed run goes on training
+without that validation (Lightning's way with a checkpoint saved during one).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from vtok.run_folder import newest_checkpoint
 
@@ -74,17 +80,40 @@ class StopOnSignal(Callback):
         steps_after = getattr(pl_module, "steps_after", None)
         if not self._agreed or (steps_after is not None and not steps_after(batch_idx)):
             return  # mid-way through accumulating: the summed gradients are in no checkpoint, so stop once they step
+        self._save(trainer, "")
+        trainer.should_stop = True
+
+    def on_validation_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        """A signal during a fit's validation: writes the checkpoint and ends the fit with Lightning's
+        ``SIGTERMException`` (exit status 0; ``vtok fit`` returns normally), the rest of the validation not run. Not
+        inside an accumulation group (its summed gradients are in no checkpoint): the stop waits for its step."""
+        if not self._previous or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return  # not fitting, or the handlers are not set: no signal is read
+        steps_after = getattr(pl_module, "steps_after", None)
+        if steps_after is not None and not steps_after(trainer.fit_loop.epoch_loop.batch_idx):
+            return
+        if trainer.world_size > 1 and (batch_idx + 1) % self.every_n_batches:
+            return  # the ranks' validations have as many batches (the padding scores nothing), so all meet here
+        if not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
+            return
+        self._save(trainer, " during validation (the rest of it is not run)")
+        raise SIGTERMException
+
+    def _save(self, trainer: Trainer, when: str) -> None:
+        """Writes ``last-signal-step=N.ckpt`` (every rank takes part)."""
         folder = Path(trainer.checkpoint_callback.dirpath) if getattr(trainer.checkpoint_callback, "dirpath", None) else Path(trainer.default_root_dir) / "checkpoints"
         self.checkpoint_path = folder / f"last-signal-step={trainer.global_step}.ckpt"
-        log.warning("signal received: writing %s and stopping", self.checkpoint_path)
+        log.warning("signal received%s: writing %s and stopping", when, self.checkpoint_path)
         trainer.save_checkpoint(self.checkpoint_path, weights_only=False)  # the full state, to resume from
         self.saved_step = trainer.global_step
-        trainer.should_stop = True
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """After Ctrl-C in a fit, which Lightning ends at once without a checkpoint (its only word: "Detected
         KeyboardInterrupt"), says what is lost and how to go on: the newest checkpoint, the resume command,
         and that SIGTERM would have saved first."""
+        self.on_train_end(trainer, pl_module)  # the handlers set at the start, back
         if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != TrainerFn.FITTING or not trainer.is_global_zero:
             return
         run = Path(trainer.default_root_dir)
