@@ -136,12 +136,14 @@ class SignalInValidation(Callback):
         folder: where the ranks' records are written.
         at_batch: the validation batch after which the signal comes.
         rank: the global rank that is signalled.
+        sanity_check: count the sanity check's batches instead (and record nothing).
     """
 
-    def __init__(self, folder: str, at_batch: int = 0, rank: int = 0) -> None:
+    def __init__(self, folder: str, at_batch: int = 0, rank: int = 0, sanity_check: bool = False) -> None:
         self.folder = Path(folder)
         self.at_batch = at_batch
         self.rank = rank
+        self.sanity_check = sanity_check
         self.batches = 0
         self.validations: list[int] = []
 
@@ -150,14 +152,45 @@ class SignalInValidation(Callback):
             self.validations.append(0)
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
-        if trainer.sanity_checking:
+        if trainer.sanity_checking != self.sanity_check:
             return
-        self.validations[-1] += 1
         self.batches += 1
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.validations))
+        if not self.sanity_check:
+            self.validations[-1] += 1
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.validations))
         if trainer.global_rank == self.rank and self.batches == self.at_batch:
             os.kill(os.getpid(), signal.SIGTERM)
+
+
+class CountBroadcasts(Callback):
+    """Test-only: counts the ``torch.distributed.broadcast`` calls made while training (from its start to its end),
+    and the training batches, and writes both to ``<folder>/rank<R>.json`` at the end.
+
+    Args:
+        folder: where the ranks' counts are written.
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+        self.broadcasts = self.batches = 0
+        self._broadcast = torch.distributed.broadcast
+
+    def on_train_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+        def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            self.broadcasts += 1
+            return self._broadcast(*args, **kwargs)
+
+        torch.distributed.broadcast = counted
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self.batches += 1
+
+    def on_train_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+        torch.distributed.broadcast = self._broadcast
+        self.folder.mkdir(parents=True, exist_ok=True)
+        counts = {"broadcasts": self.broadcasts, "batches": self.batches}
+        (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(counts))
 
 
 class NonFiniteLossOnOneRank(Callback):

@@ -175,6 +175,18 @@ def test_a_signal_to_one_rank_during_validation_stops_both_there(tmp_path: Path)
     assert [p.name for p in signalled] == ["last-signal-step=2.ckpt"]
 
 
+def test_the_ranks_do_not_wait_on_a_broadcast_at_every_batch(tmp_path: Path) -> None:
+    """Lightning's training loop broadcast rank 0's SIGTERM flag at every batch of a multi-process run and read it on
+    the host: each batch waited for the GPU to finish the step before it (the flag is vtok's, read every 4 batches
+    with one all-reduce, so Lightning's was always 0)."""
+    counts = tmp_path / "counts"
+    result = _launch(tmp_path, 8, "--trainer.callbacks+", "tests.helpers.CountBroadcasts", "--trainer.callbacks.folder", str(counts))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    for rank in (0, 1):
+        counted = json.loads((counts / f"rank{rank}.json").read_text())
+        assert counted == {"batches": 8, "broadcasts": 0}, counted
+
+
 def test_a_loss_non_finite_on_one_rank_skips_the_step_on_every_rank(tmp_path: Path) -> None:
     """The gradients are all-reduced, the loss is not: rank 1 alone skipped its step, the weights split and
     the ranks' collectives stopped matching (rank 1 hung at the end)."""

@@ -109,6 +109,17 @@ def test_a_signal_while_accumulating_stops_after_the_batch_that_steps(tmp_path: 
     assert (checkpoint["global_step"], checkpoint["vtok"]["batch_step"]) == (1, 2), "stopped at the group's end"
 
 
+def test_a_signal_at_the_sanity_checks_end_stops_at_the_first_batch_with_a_checkpoint(tmp_path: Path) -> None:
+    """Lightning's handler takes SIGTERM until training starts: one at the sanity check's last batch was acted on
+    at the end of the first epoch, with no checkpoint (Lightning's SIGTERMException)."""
+    at_the_sanity_checks_end = ["--trainer.callbacks+", "tests.helpers.SignalInValidation", "--trainer.callbacks.folder",
+                                str(tmp_path / "unused"), "--trainer.callbacks.at_batch", "1",
+                                "--trainer.callbacks.sanity_check", "true"]  # fmt: skip
+    main(tiny_fit_args(tmp_path, 100, "--trainer.logger", "false", *at_the_sanity_checks_end))
+    saved = list((tmp_path / "run" / "checkpoints").glob("last-signal-step=*.ckpt"))
+    assert [path.name for path in saved] == ["last-signal-step=1.ckpt"]
+
+
 def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     return torch.load(checkpoint, weights_only=True)["state_dict"]
 

@@ -70,6 +70,20 @@ class StopOnSignal(Callback):
             if signum is None or (slurm_requeue and signum == signal.SIGUSR1):
                 continue
             self._previous[signum] = signal.signal(signum, self._handle)
+        if signal.SIGTERM in self._previous:
+            self._take_over_lightnings_sigterm(trainer)
+
+    def _take_over_lightnings_sigterm(self, trainer: Trainer) -> None:
+        """SIGTERM is this callback's to read from now on. One that Lightning's handler took before (at the sanity
+        check's last batch) is acted on at the first batch, with a checkpoint (Lightning acted on it at the epoch's
+        end, without one); and Lightning's training loop no longer broadcasts its own flag, unset from now on, at every
+        batch of a multi-process run (reading it on the host made each batch wait for the GPU to finish the last)."""
+        connector = getattr(trainer, "_signal_connector", None)
+        if getattr(connector, "received_sigterm", False):
+            self.received, connector.received_sigterm = signal.SIGTERM, False
+        epoch_loop = trainer.fit_loop.epoch_loop
+        if hasattr(epoch_loop, "_broadcast_sigterm_tensor"):
+            epoch_loop._broadcast_sigterm_tensor = _nothing_to_broadcast  # this loop's: the method, shadowed
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not self._agreed:
@@ -134,3 +148,8 @@ class StopOnSignal(Callback):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+        vars(trainer.fit_loop.epoch_loop).pop("_broadcast_sigterm_tensor", None)  # Lightning's own, back
+
+
+def _nothing_to_broadcast() -> None:
+    """In place of Lightning's per-batch broadcast of its SIGTERM flag (see ``StopOnSignal``)."""
