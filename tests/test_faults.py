@@ -120,6 +120,22 @@ def test_a_signal_at_the_sanity_checks_end_stops_at_the_first_batch_with_a_check
     assert [path.name for path in saved] == ["last-signal-step=1.ckpt"]
 
 
+def test_a_validate_stopped_by_sigterm_says_so_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Lightning ends a validate or test at SIGTERM with exit status 0 and no word: a pipeline went on as if its scores
+    were there."""
+    held_out = ["--data.synthetic_videos", "12", "--data.val_fraction", "0.5"]  # 3 held-out batches
+    main(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", *held_out))
+    run = tmp_path / "run"
+    at_the_first_batch = ["--trainer.callbacks+", "tests.helpers.SignalInValidation", "--trainer.callbacks.folder",
+                          str(tmp_path / "validations"), "--trainer.callbacks.at_batch", "1"]  # fmt: skip
+    with pytest.raises(SystemExit) as stopped:
+        main(["validate", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+              *at_the_first_batch])  # fmt: skip
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert "vtok: error: validate stopped by SIGTERM before its end: no scores" in capsys.readouterr().err
+    assert json.loads((tmp_path / "validations" / "rank0.json").read_text()) == [1]
+
+
 def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:
     return torch.load(checkpoint, weights_only=True)["state_dict"]
 

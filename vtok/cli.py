@@ -14,6 +14,7 @@ import contextlib
 import difflib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -377,7 +378,9 @@ class VtokCLI(LightningCLI):
         interval = self.trainer.val_check_interval
         try:
             self.trainer.fit(**kwargs)
-        except SIGTERMException:  # its checkpoint written, and Lightning's teardown done
+        except SIGTERMException:  # StopOnSignal's during a validation (its checkpoint written), or Lightning's before
+            if not any(isinstance(c, StopOnSignal) and c.saved_step is not None for c in self.trainer.callbacks):
+                log.warning("stopped by SIGTERM before training began: nothing trained, no checkpoint written")
             return
         except ValueError as error:  # an int above the epoch's batches, while validation follows epochs
             if "`val_check_interval`" not in str(error):
@@ -395,6 +398,17 @@ class VtokCLI(LightningCLI):
                 "length to take it of: give a number of batches (--trainer.val_check_interval 2000 "
                 "--trainer.check_val_every_n_epoch null)"
             ) from None
+
+    def validate(self, **kwargs: Any) -> None:
+        """Lightning's validate; stopped by SIGTERM before its end (Lightning then exits with status 0, as if done), it
+        says the scores are missing and exits with 143 (128 + SIGTERM, as a process the signal ends). So does test."""
+        try:
+            getattr(self.trainer, self.subcommand)(**kwargs)
+        except SIGTERMException:
+            sys.stderr.write(f"vtok: error: {self.subcommand} stopped by SIGTERM before its end: no scores\n")
+            raise SystemExit(128 + signal.SIGTERM) from None
+
+    test = validate
 
     def _check_discriminator(self) -> None:
         """The discriminator against the clip size, on fake tensors (no compute): too many layers for a
