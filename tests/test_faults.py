@@ -120,6 +120,17 @@ def test_a_signal_at_the_sanity_checks_end_stops_at_the_first_batch_with_a_check
     assert [path.name for path in saved] == ["last-signal-step=1.ckpt"]
 
 
+def test_a_fit_stopped_by_sigterm_before_training_says_nothing_was_saved(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """SIGTERM at the sanity check's first batch of two: Lightning's handler ends the fit there, before vtok's is set."""
+    at_the_first_sanity_batch = ["--trainer.callbacks+", "tests.helpers.SignalInValidation", "--trainer.callbacks.folder",
+                                 str(tmp_path / "unused"), "--trainer.callbacks.at_batch", "1",
+                                 "--trainer.callbacks.sanity_check", "true"]  # fmt: skip
+    held_out = ["--data.synthetic_videos", "12", "--data.val_fraction", "0.5"]  # 3 held-out batches
+    main(tiny_fit_args(tmp_path, 100, "--trainer.logger", "false", *held_out, *at_the_first_sanity_batch))
+    assert "stopped by SIGTERM before training began: nothing trained, no checkpoint written" in caplog.text
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+
+
 def test_a_validate_stopped_by_sigterm_says_so_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Lightning ends a validate or test at SIGTERM with exit status 0 and no word: a pipeline went on as if its scores
     were there."""
