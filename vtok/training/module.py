@@ -51,6 +51,7 @@ CHECKPOINT_FORMAT = 1
 # Buffers each rank moves on its own batches: saved per rank, so that a resumed run's ranks go on from their own
 # values, and kept out of DDP's buffer broadcasts (see ``setup``).
 RANK_OWN_BUFFERS = ("adversarial.ema_real", "adversarial.ema_fake")
+Objective = tuple[torch.Tensor, torch.Tensor, dict, AutoencoderOutput]  # generator and discriminator losses, logs, output
 
 
 class NonFiniteTrainingError(RuntimeError):
@@ -83,8 +84,8 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         freeze_steps: batches they stay fixed for (``None``: the whole run).
         continuous_weight: joint discrete-continuous training (OneVAE): weight of the objective on
             the video decoded from the continuous latents (0 turns it off; discrete models only).
-        joint_mode: ``"both"`` paths every batch, or ``"alternate"`` (continuous on even batches,
-            discrete on odd ones; the other path is weighted 0 so every parameter gets a gradient).
+        joint_mode: ``"both"`` paths every batch, or ``"alternate"`` (continuous on even optimiser steps, discrete on
+            odd ones, each step's accumulated batches alike; the other path is weighted 0 so every parameter gets a gradient).
         compile_networks: ``torch.compile`` the encoder and the decoder: ``True``, ``False``, or
             ``"auto"`` (when the trainer runs on a GPU; see ``vtok.training.speed``).
         channels_last: convolution weights in channels-last-3d memory format (see ``vtok.training.speed``).
@@ -247,8 +248,9 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
             schedulers if isinstance(schedulers, list) else [schedulers],
         )
 
-    def _objective(self, video: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, dict, AutoencoderOutput]:
-        """Generator loss, discriminator loss, logs and the autoencoder's output, for one batch part."""
+    def _objective(self, video: torch.Tensor, step: int, update: int) -> Objective:
+        """Generator and discriminator losses, logs and output for a part of batch ``step``, whose gradients go into
+        optimiser step ``update`` (``joint_mode: alternate`` takes turns on it: a step's accumulated batches take one path)."""
         output = self.autoencoder(video, continuous=self.continuous_weight > 0)
         terms = self.loss(video, output, step)
         logs = {**{k: v.detach() for k, v in terms.items()}, **output.stats}
@@ -257,7 +259,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
             continuous = self.loss(video, AutoencoderOutput(output.continuous_reconstruction, output.latents), step)
             continuous_weight = self.continuous_weight
             if self.joint_mode == "alternate":
-                discrete_weight, continuous_weight = (0.0, continuous_weight) if step % 2 == 0 else (1.0, 0.0)
+                discrete_weight, continuous_weight = (0.0, continuous_weight) if update % 2 == 0 else (1.0, 0.0)
             terms["loss"] = discrete_weight * terms["loss"] + continuous_weight * continuous["loss"]
             logs.update({f"continuous_{k}": v.detach() for k, v in continuous.items()})
         for name in output.losses:  # as applied: 0 on alternate's continuous batches, as the adaptive weight below
@@ -287,7 +289,7 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
         shown: dict[str, torch.Tensor] = {}
         parts = video_parts(batch)
         for name, part in parts.items():
-            generator, discriminator, part_logs, output = self._objective(part["video"], step)
+            generator, discriminator, part_logs, output = self._objective(part["video"], step, self.trainer.global_step)
             total = total + generator + discriminator
             if len(parts) > 1:  # videos and images: what the autoencoder's optimiser follows is their sum
                 logs["train/total_loss"] = logs.get("train/total_loss", 0.0) + generator.detach()
