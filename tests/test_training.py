@@ -441,3 +441,12 @@ def test_a_validation_inside_an_accumulation_group_keeps_the_groups_gradients(tm
     assert validated["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"]["total"]["completed"] >= 3
     different = [k for k, v in validated["state_dict"].items() if not torch.equal(v, not_validated["state_dict"][k])]
     assert not different, f"validating changed the training: {different[:5]}"
+
+
+def test_a_fast_dev_run_leaves_no_checkpoint_to_keep_the_real_run_out(tmp_path: Path) -> None:
+    """Lightning's ModelCheckpoint saved last.ckpt at the end of a fast_dev_run, whose checkpoints are off: the smoke
+    test's folder then refused the real run ("already holds a run's checkpoints")."""
+    main(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--trainer.fast_dev_run", "true"))
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
+    main(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false"))  # into the same folder
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()

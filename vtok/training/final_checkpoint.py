@@ -70,6 +70,8 @@ class FinalStepCheckpoint(ModelCheckpoint):
         self._save_last_checkpoint(trainer, candidates)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.fast_dev_run:  # a smoke test saves nothing (Lightning's own on_train_end saved last.ckpt, which then
+            return  # kept the real run out of the folder: "already holds a run's checkpoints")
         saved_by_signal = any(
             isinstance(callback, StopOnSignal) and callback.saved_step == trainer.global_step for callback in trainer.callbacks
         )
