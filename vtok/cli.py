@@ -378,9 +378,11 @@ class VtokCLI(LightningCLI):
         interval = self.trainer.val_check_interval
         try:
             self.trainer.fit(**kwargs)
-        except SIGTERMException:  # StopOnSignal's during a validation (its checkpoint written), or Lightning's before
+        except SIGTERMException:  # StopOnSignal's during a validation (its checkpoint written), or Lightning's
             if not any(isinstance(c, StopOnSignal) and c.saved_step is not None for c in self.trainer.callbacks):
-                log.warning("stopped by SIGTERM before training began: nothing trained, no checkpoint written")
+                step = self.trainer.global_step  # Lightning's handler: before training, or StopOnSignal without SIGTERM
+                said = f"at step {step}" if step else "before training began: nothing trained"
+                log.warning("stopped by SIGTERM %s, no checkpoint written", said)
             return
         except ValueError as error:  # an int above the epoch's batches, while validation follows epochs
             if "`val_check_interval`" not in str(error):

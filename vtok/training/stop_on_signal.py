@@ -42,7 +42,7 @@ class StopOnSignal(Callback):
         signals: names of the signals to handle (SIGUSR1 is left to Lightning under SLURM
             auto-requeue, which checkpoints and requeues the job itself).
         every_n_batches: with several processes, the ranks agree whether one was signalled after
-            every this many batches (the stop comes at most this many batches after the signal); a
+            every this many batches, of training or of a validation (the stop comes at most this many after it); a
             single process checks its flag after every batch, which costs nothing. With
             ``accumulate_batches``, the stop waits for the batch that ends the group and steps.
     """
@@ -117,7 +117,8 @@ class StopOnSignal(Callback):
 
     def _save(self, trainer: Trainer, when: str) -> None:
         """Writes ``last-signal-step=N.ckpt`` (every rank takes part)."""
-        folder = Path(trainer.checkpoint_callback.dirpath) if getattr(trainer.checkpoint_callback, "dirpath", None) else Path(trainer.default_root_dir) / "checkpoints"
+        dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
+        folder = Path(dirpath) if dirpath else Path(trainer.default_root_dir) / "checkpoints"
         self.checkpoint_path = folder / f"last-signal-step={trainer.global_step}.ckpt"
         log.warning("signal received%s: writing %s and stopping", when, self.checkpoint_path)
         trainer.save_checkpoint(self.checkpoint_path, weights_only=False)  # the full state, to resume from
@@ -126,7 +127,7 @@ class StopOnSignal(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         """After Ctrl-C in a fit, which Lightning ends at once without a checkpoint (its only word: "Detected
         KeyboardInterrupt"), says what is lost and how to go on: the newest checkpoint, the resume command,
-        and that SIGTERM would have saved first."""
+        and that SIGTERM would have saved first. After any exception, the signal handlers it set are put back."""
         self.on_train_end(trainer, pl_module)  # the handlers set at the start, back
         if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != TrainerFn.FITTING or not trainer.is_global_zero:
             return
