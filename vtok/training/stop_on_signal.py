@@ -86,11 +86,8 @@ class StopOnSignal(Callback):
             epoch_loop._broadcast_sigterm_tensor = _nothing_to_broadcast  # this loop's: the method, shadowed
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if not self._agreed:
-            batches = trainer.fit_loop.epoch_loop.total_batch_idx + 1  # across epochs and a resume: alike on every rank
-            if trainer.world_size > 1 and batches % self.every_n_batches:
-                return  # every rank skips the same batches, so all of them meet at the all-reduce
-            self._agreed = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
+        if not self._agreed:  # counted across epochs and a resume: alike on every rank
+            self._agreed = self._any_rank_signalled(trainer, trainer.fit_loop.epoch_loop.total_batch_idx + 1)
         steps_after = getattr(pl_module, "steps_after", None)
         if not self._agreed or (steps_after is not None and not steps_after(batch_idx)):
             return  # mid-way through accumulating: the summed gradients are in no checkpoint, so stop once they step
@@ -108,12 +105,17 @@ class StopOnSignal(Callback):
         steps_after = getattr(pl_module, "steps_after", None)
         if steps_after is not None and not steps_after(trainer.fit_loop.epoch_loop.batch_idx):
             return
-        if trainer.world_size > 1 and (batch_idx + 1) % self.every_n_batches:
-            return  # the ranks' validations have as many batches (the padding scores nothing), so all meet here
-        if not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
+        if not self._any_rank_signalled(trainer, batch_idx + 1):  # the ranks' validations have as many batches
             return
         self._save(trainer, " during validation (the rest of it is not run)")
         raise SIGTERMException
+
+    def _any_rank_signalled(self, trainer: Trainer, batches: int) -> bool:
+        """Whether any rank was signalled, agreed with one all-reduce after every ``every_n_batches``-th of ``batches``
+        (every rank skips the same ones, so all meet there; a single process reads its flag at every batch)."""
+        if trainer.world_size > 1 and batches % self.every_n_batches:
+            return False
+        return trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
 
     def _save(self, trainer: Trainer, when: str) -> None:
         """Writes ``last-signal-step=N.ckpt`` (every rank takes part)."""
@@ -128,7 +130,7 @@ class StopOnSignal(Callback):
         """After Ctrl-C in a fit, which Lightning ends at once without a checkpoint (its only word: "Detected
         KeyboardInterrupt"), says what is lost and how to go on: the newest checkpoint, the resume command,
         and that SIGTERM would have saved first. After any exception, the signal handlers it set are put back."""
-        self.on_train_end(trainer, pl_module)  # the handlers set at the start, back
+        self._put_back(trainer)
         if not isinstance(exception, KeyboardInterrupt) or trainer.state.fn != TrainerFn.FITTING or not trainer.is_global_zero:
             return
         run = Path(trainer.default_root_dir)
@@ -146,6 +148,10 @@ class StopOnSignal(Callback):
         )  # fmt: skip
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._put_back(trainer)
+
+    def _put_back(self, trainer: Trainer) -> None:
+        """The signal handlers it set at the start, and Lightning's per-batch broadcast, back."""
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
