@@ -443,6 +443,22 @@ def test_a_validation_inside_an_accumulation_group_keeps_the_groups_gradients(tm
     assert not different, f"validating changed the training: {different[:5]}"
 
 
+def test_a_save_after_a_validation_inside_an_accumulation_group_waits_for_the_groups_step(tmp_path: Path) -> None:
+    """A checkpoint ranked by a validation score was saved right after it, also inside an accumulation group: without
+    the gradients the group had summed, so a run resumed from it stepped on the group's later batches alone."""
+    flags = ["--trainer.logger", "false", "--model.accumulate_batches", "2", "--trainer.check_val_every_n_epoch", "null",
+             "--trainer.val_check_interval", "3", "--data.synthetic_videos", "16"]  # 6 batches: validated after 3 and 6
+    ranked = ["--trainer.callbacks+", "ModelCheckpoint", "--trainer.callbacks.monitor", "val/psnr", "--trainer.callbacks.mode",
+              "max", "--trainer.callbacks.save_top_k", "-1", "--trainer.callbacks.filename", "ranked-{step}"]  # fmt: skip
+    main(tiny_fit_args(tmp_path, 3, *flags, *ranked, run="unbroken"))
+    saved = sorted(path.name for path in (tmp_path / "unbroken" / "checkpoints").glob("ranked-*.ckpt"))
+    assert saved == ["ranked-step=2.ckpt", "ranked-step=3.ckpt"], "the first validation's save waited for the group's step"
+    main(tiny_fit_args(tmp_path, 3, *flags, "--ckpt_path", str(tmp_path / "unbroken" / "checkpoints" / saved[0]), run="resumed"))
+    unbroken, resumed = (torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+                         for run in ("unbroken", "resumed"))  # fmt: skip
+    assert not [name for name, value in unbroken.items() if not torch.equal(value, resumed[name])]
+
+
 def test_a_fast_dev_run_leaves_no_checkpoint_to_keep_the_real_run_out(tmp_path: Path) -> None:
     """Lightning's ModelCheckpoint saved last.ckpt at the end of a fast_dev_run, whose checkpoints are off: the smoke
     test's folder then refused the real run ("already holds a run's checkpoints")."""

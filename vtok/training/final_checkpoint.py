@@ -21,6 +21,12 @@ when one will come), and vtok's configs set another: it saved only every fifth e
 in a run that does not validate (``limit_val_batches: 0``, or no files held out). It saves at the end of the
 training epoch instead, unless it ranks checkpoints by a metric (``monitor``), which validation may log, or
 ``save_on_train_epoch_end`` is set.
+
+A validation may fall inside an accumulation group (``model.accumulate_batches`` not dividing
+``trainer.val_check_interval``); a save after it (``monitor``, or ``every_n_epochs``) held the weights without the
+gradients the group had summed so far, and a run resumed from it stepped on the group's later batches alone. Such a
+save waits for the group's step: the file then holds the weights one optimiser step newer than those the validation
+scored.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 
 from vtok.training.stop_on_signal import StopOnSignal
 
@@ -37,7 +44,10 @@ from vtok.training.stop_on_signal import StopOnSignal
 class FinalStepCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint``, also writing ``last.ckpt`` at the end of training when the
     final step is newer than its last save (and a signal's checkpoint has not just saved it), and
-    saving every ``train_time_interval`` at the first batch after it that ends an accumulation group."""
+    saving every ``train_time_interval`` at the first batch after it that ends an accumulation group, and saving
+    after a validation inside an accumulation group once the group has stepped."""
+
+    _save_after_group = False  # a validation inside an accumulation group asked for a save
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)  # after the data module's: its held-out set is known
@@ -54,6 +64,9 @@ class FinalStepCheckpoint(ModelCheckpoint):
             # resumed from step=N.ckpt (its every_n_train_steps) wrote step=N.ckpt and last.ckpt again, a batch on
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if self._save_after_group:
+            self._save_after_group = False
+            super().on_validation_end(trainer, pl_module)  # the validation's save, now with the group's step in it
         interval = self._train_time_interval
         if pl_module.automatic_optimization or interval is None or self._should_skip_saving_checkpoint(trainer):
             return
@@ -68,6 +81,14 @@ class FinalStepCheckpoint(ModelCheckpoint):
             return
         self._save_topk_checkpoint(trainer, candidates)
         self._save_last_checkpoint(trainer, candidates)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        steps_after = getattr(pl_module, "steps_after", None)
+        fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
+        if fitting and steps_after is not None and not steps_after(trainer.fit_loop.epoch_loop.batch_idx):
+            self._save_after_group = True  # saved once the group has stepped (see the module's docstring)
+            return
+        super().on_validation_end(trainer, pl_module)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.fast_dev_run:  # a smoke test saves nothing (Lightning's own on_train_end saved last.ckpt, which then
