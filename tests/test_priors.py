@@ -13,9 +13,12 @@ from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.export import load_autoencoder, write_export
 from vtok.losses import AdversarialLoss
+from vtok.tokenizers import FSQ
 from vtok.training import AutoencoderModule
 from vtok.training.priors import fit_quantizer_to_prior, initialise_from_prior
+from vtok.vae.prior_projections import fit_projections, latent_moments
 from vtok.vae.priors import autoencoder_from_diffusers, transfer_weights
+from vtok.vae.quantized import QuantizedBottleneck
 from vtok.vae.tokens import FirstFrameTokens
 
 FSQ_ARGS = ["--model.autoencoder.bottleneck", "fsq", "--model.autoencoder.fsq_levels", "[8, 5, 5]"]
@@ -170,6 +173,19 @@ def test_the_quantizer_projections_are_fitted_to_the_prior_s_latents_at_the_firs
     live, averaged = module.autoencoder.quantizer, module.ema.module.quantizer
     assert torch.equal(live.project_in.weight, averaged.project_in.weight), "validation and export start from them too"
     assert torch.equal(live.project_out.bias, averaged.project_out.bias)
+
+
+def test_fitted_projections_read_back_no_shift_from_an_even_fsq_grid() -> None:
+    """An even FSQ level count's grid is not symmetric ({-1, -0.5, 0, 0.5} for 4 levels): its codes average below
+    zero, and every fitted component read back 14% of its spread off until the code means were taken out."""
+    spreads = torch.linspace(4, 1, 8).view(1, -1, 1, 1, 1)
+    latent = torch.randn(4, 8, 2, 16, 16, generator=torch.Generator().manual_seed(0)) * spreads
+    bottleneck = QuantizedBottleneck(FSQ([4] * 6), 8)
+    with torch.no_grad():
+        fit_projections(bottleneck, *latent_moments(latent + 3))
+        read = bottleneck.to_decoder(bottleneck(latent + 3, with_losses=False).latents)
+    shift = (read - latent - 3).mean((0, 2, 3, 4)) / latent.std((0, 2, 3, 4))
+    assert shift.abs().max() < 0.04, shift
 
 
 def test_collapsed_prior_channels_are_not_blown_up_into_dead_quantizer_inputs(caplog: pytest.LogCaptureFixture) -> None:

@@ -17,8 +17,9 @@ from einops import rearrange
 from vtok.tokenizers.base import DiscreteQuantizer
 from vtok.tokenizers.output import QuantizerOutput
 
-# The bound reaches slightly past the outer levels, as in the paper's reference code, so that
-# the outer levels are hit by finite inputs.
+# The tanh bound spans (1 + eps) times the levels' half range, as vector-quantize-pytorch's FSQ does (the tests check
+# that codes and indices equal that library's); the paper's own listing scales by (1 - eps). Either way the outer
+# levels are reached by finite inputs.
 BOUND_EPS = 1e-3
 MAX_CODEBOOK_SIZE = 2**62
 # A level of 2 is dead: the half-step shift of even levels puts its only boundary at z = -3.8.

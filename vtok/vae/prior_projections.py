@@ -8,8 +8,10 @@ unit per standard deviation (+-2 sigma at +-1 before the quantizer's bound: an o
 reaches its outer codes there; an even one, whose levels are not symmetric, uses its outer ones less;
 the spacing is near the mean-squared-error optimum either way), and ``project_out`` maps codes back to the
 latent (its mean plus those components), each code scaled by the gain that best predicts a
-component from its code. With the quantizer replaced by the identity that gain is 1 and the decoder
-reads the latent's best rank-``d`` approximation. Real quantizers shrink or stretch: a GroupLFQ code
+component from its code, less the code's own mean (an even FSQ level count's grid is not symmetric: its
+codes average below zero, which read back as a constant shift of every fitted component). With the
+quantizer replaced by the identity that gain is 1 and the decoder reads the latent's best rank-``d``
+approximation. Real quantizers shrink or stretch: a GroupLFQ code
 is a sign, ±1 whatever the component's size, and the best guess of a Gaussian component from its
 sign is ±0.8σ, not the ±2σ that an unscaled ±1 maps back to (the decoder would read each component
 2.5x too large, worse than reading the latent's mean); FSQ's tanh bound pulls codes inwards. The
@@ -45,17 +47,20 @@ def latent_moments(latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     return moments[0], moments[1], moments[2]
 
 
-def code_gains(quantizer: nn.Module, channels: int, device: torch.device) -> torch.Tensor:
-    """Least-squares gains ``E[x q] / E[q^2]`` of the quantizer's codes ``q`` for inputs ``x`` drawn from
-    ``N(0, SPREAD^2)`` (the projected components' distribution), for its first ``channels`` channels
-    (float64, ``[channels]``): the factor that best maps a code back to the input it came from. Seeded,
-    so every rank measures the same gains."""
+def code_gains(quantizer: nn.Module, channels: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares gains ``g`` and code means ``m`` of the quantizer's codes ``q`` for inputs ``x`` drawn from
+    ``N(0, SPREAD^2)`` (the projected components' distribution), for its first ``channels`` channels (float64,
+    ``[channels]`` each): ``g (q - m)`` is the affine map of a code that best predicts the input it came from
+    (``g = cov(x, q) / var(q)``). Seeded, so every rank measures the same ones."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(1, quantizer.channels, 1, GAIN_SAMPLES, GAIN_SAMPLES, generator=generator) * SPREAD
     with torch.no_grad():
         codes = quantizer(x.to(device), with_losses=False).codes.double().cpu()
     x, codes = x.double()[0, :channels].flatten(1), codes[0, :channels].flatten(1)
-    return ((x * codes).sum(1) / codes.square().sum(1).clamp_min(1e-12)).to(device)
+    means = codes.mean(1)
+    centred = codes - means[:, None]
+    gains = (x * centred).sum(1) / centred.square().sum(1).clamp_min(1e-12)
+    return gains.to(device), means.to(device)
 
 
 def fit_projections(
@@ -85,10 +90,11 @@ def fit_projections(
     scale = SPREAD / variances.sqrt()
     w_in = (directions * scale).T  # [kept, C]
     w_out = torch.zeros(project_out.out_channels, project_out.in_channels, dtype=torch.float64, device=mean.device)
-    w_out[:, :kept] = directions * (code_gains(bottleneck.quantizer, kept, mean.device) / scale)
+    gains, code_means = code_gains(bottleneck.quantizer, kept, mean.device)
+    w_out[:, :kept] = directions * (gains / scale)
     with torch.no_grad():
         project_in.weight[:kept, :, 0, 0, 0] = w_in.to(project_in.weight.dtype)
         project_in.bias[:kept] = (-w_in @ mean).to(project_in.bias.dtype)
         project_out.weight[:, :, 0, 0, 0] = w_out.to(project_out.weight.dtype)
-        project_out.bias.copy_(mean.to(project_out.bias.dtype))
+        project_out.bias.copy_((mean - w_out[:, :kept] @ code_means).to(project_out.bias.dtype))
     return share, kept
