@@ -6,6 +6,7 @@ import csv
 import logging
 from pathlib import Path
 
+import numpy
 import pytest
 import torch
 from lightning.pytorch import Trainer
@@ -99,6 +100,8 @@ def test_bad_token_requests_are_clear_errors() -> None:
         model.detokenize(torch.full((1, 1, 2, 1, 1), 1000))
     with pytest.raises(ValueError, match="integer tensor"):
         model.detokenize(torch.zeros(1, 1, 2, 1, 1))
+    with pytest.raises(ValueError, match="must be a torch tensor, got ndarray"):  # numpy's dtype has no is_floating_point
+        model.detokenize(numpy.zeros((1, 1, 2, 1, 1), dtype=numpy.int64))
     video = torch.zeros(1, 3, 5, 8, 8)
     video[0, 0, 0, 0, 0] = float("nan")  # rounding NaN would give an index out of any codebook
     for discrete in (model, tiny(**DISCRETE["gq"])):  # GQ's sign test would map it to index 0 silently

@@ -51,6 +51,8 @@ def test_chunk_and_overlap_settings_are_checked_when_set() -> None:
     assert (model.temporal_chunk, model.temporal_overlap) == (4, None), "refused values leave the settings"
     model.temporal_chunk, model.temporal_overlap = None, 0
     assert (model.temporal_chunk, model.temporal_overlap) == (None, 0)
+    model.temporal_chunk, model.temporal_overlap = numpy.int64(2), numpy.int64(3)  # numpy's integers, as enable_tiling takes
+    assert (model.temporal_chunk, model.temporal_overlap) == (2, 3) and type(model.temporal_chunk) is int
     assert tiny().temporal_overlap is None, "one model's setting is its own"
 
 

@@ -23,6 +23,8 @@ def check_index_tensor(
         frames: what they give as its frame count (``"1"`` for first-frame extras).
     """
     valid = f"int64 [B, {tokens_per_position}, {frames}, H, W] with values in [0, {codebook_size})"
+    if not isinstance(indices, torch.Tensor):  # a numpy array failed on its dtype's missing torch attributes
+        raise ValueError(f"{name} must be a torch tensor, got {type(indices).__name__}; expected {valid}")
     if not is_integer_dtype(indices.dtype):
         raise ValueError(f"{name} must be an integer tensor, got {indices.dtype}; expected {valid}")
     if indices.ndim != 5 or indices.shape[1] != tokens_per_position:

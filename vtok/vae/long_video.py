@@ -30,10 +30,16 @@ def temporal_reach(decoder: nn.Module) -> int:
 
 
 def _frames_or_none(name: str, value: int | None, least: int, meaning: str) -> int | None:
-    """``value`` if it is ``None`` or an integer ``>= least``, else ``ValueError`` naming ``name``: 0 or
-    2.5 latent frames failed deep inside the chunking with torch's or Python's error."""
-    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= least):
-        return value
+    """``value`` (as an ``int``: numpy's integers too) if it is ``None`` or an integer ``>= least``, else ``ValueError``
+    naming ``name``: 0 or 2.5 latent frames failed deep inside the chunking with torch's or Python's error."""
+    if value is None:
+        return None
+    try:
+        frames = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        frames = None
+    if frames is not None and frames >= least:
+        return frames
     raise ValueError(f"{name} must be None or an integer >= {least} ({meaning}), got {value!r}")
 
 
