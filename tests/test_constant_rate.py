@@ -1,4 +1,5 @@
-"""`vtok prepare --reencode` writes a variable frame rate source at a constant rate, frames kept at their times."""
+"""Frame rates: `vtok prepare --reencode` writes a variable frame rate source at a constant rate, frames kept at their
+times; a clip rate (data.fps) is checked when set."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
+from vtok.data.clips import ClipSpec
 from vtok.data.readers import PyAVReader
 from vtok.data.frame_timing import at_constant_rate, variable_rate
 from vtok.data.reencode import reencode_video
@@ -81,3 +84,12 @@ def test_a_jump_in_the_clock_is_a_cut_not_a_frozen_minute() -> None:
     assert list(at_constant_rate(zip(times, range(100)), 25.0)) == list(range(100))
     backwards = [i / 25 for i in range(5)] + [i / 25 for i in range(5)]  # two files joined, each from 0
     assert list(at_constant_rate(zip(backwards, range(10)), 25.0)) == list(range(10))
+
+
+def test_a_clip_rate_that_is_no_finite_positive_number_is_refused_when_set() -> None:
+    """data.fps: nan passed the check (nan <= 0 is false) and failed at the first clip with "cannot convert float NaN
+    to integer"; inf quietly meant every frame."""
+    for fps in (0, -1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"fps \(data.fps\) must be a finite number above 0"):
+            ClipSpec(5, fps=fps)
+    assert ClipSpec(5, fps=23.976).stride(47.952) == 2

@@ -201,3 +201,17 @@ def test_first_frame_tokens_go_through_evaluate_tokenize_and_detokenize(video_fo
     with pytest.raises(SystemExit):  # the model without extras refuses the file
         run("detokenize", "--model", export(tmp_path / "plain", bottleneck="fsq", fsq_levels=[8, 5, 5, 5]),
             "--tokens", tmp_path / "tokens" / entry["tokens"], "--out", tmp_path / "w.mp4")  # fmt: skip
+
+
+def test_ntsc_rates_are_not_called_slower_than_their_round_fps(
+    video_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """23.976 fps is 24 fps to the clips (stride 1, no warning there), but the evaluation warned that such videos
+    run slower than --fps 24: only a video more than 1% slower is."""
+    files = list_files(video_folder)[:2]
+    manifest = tmp_path / "manifest.jsonl"
+    lines = [{"path": str(f), "frames": 20, "fps": fps, "reported_frames": 20} for f, fps in zip(files, (24000 / 1001, 12.0))]
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    metrics, _ = evaluated(export(tmp_path / "model"), manifest, tmp_path / "eval", "--fps", 24)
+    assert metrics["protocol"]["clip_fps"] == [12.0, 23.976]
+    assert f"--fps 24 is above the frame rate of 1 videos (first: {files[1]})" in caplog.text, caplog.text

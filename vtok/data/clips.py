@@ -27,6 +27,12 @@ def _warn_once(key: str, message: str, *args: object) -> None:
 OFF_RATE = 0.05  # a clip rate this far (relative) from data.fps is said once
 
 
+def slower_than(video_fps: float, fps: float) -> bool:
+    """Whether a video recorded at ``video_fps`` is too slow for clips at ``fps``: its clips take every frame and run
+    at its own rate. By more than 1%: NTSC rates (23.976, 29.97, 59.94) fall that far short of 24, 30 and 60."""
+    return 0 < video_fps < 0.99 * fps
+
+
 class ClipTooShortError(ValueError):
     """The video holds fewer frames than one clip spans."""
 
@@ -113,8 +119,8 @@ class ClipSpec:
             raise ValueError(f"num_frames must be at least 1, got {self.num_frames}")
         if self.frame_stride < 1:
             raise ValueError(f"frame_stride must be at least 1, got {self.frame_stride}")
-        if self.fps is not None and self.fps <= 0:
-            raise ValueError(f"fps must be positive, got {self.fps}")
+        if self.fps is not None and not (math.isfinite(self.fps) and self.fps > 0):  # NaN failed at the first clip
+            raise ValueError(f"fps (data.fps) must be a finite number above 0, got {self.fps}")
 
     def stride(self, video_fps: float) -> int:
         if self.fps is None:
@@ -128,7 +134,7 @@ class ClipSpec:
                 self.fps, self.frame_stride,
             )  # fmt: skip
             return self.frame_stride
-        if video_fps < 0.99 * self.fps:
+        if slower_than(video_fps, self.fps):
             _warn_once(
                 "slow source",
                 "data.fps / --fps %g is above the frame rate of some videos (e.g. %g fps): their clips take every frame and run "
@@ -136,7 +142,7 @@ class ClipSpec:
                 self.fps, video_fps,
             )  # fmt: skip
         stride = max(1, round(video_fps / self.fps))
-        if video_fps >= 0.99 * self.fps and abs(video_fps / stride / self.fps - 1) > OFF_RATE:
+        if not slower_than(video_fps, self.fps) and abs(video_fps / stride / self.fps - 1) > OFF_RATE:
             _warn_once(
                 "off rate",
                 "data.fps / --fps %g: some videos' frame rates are no whole multiple of it (e.g. %g fps): their clips run at "

@@ -28,6 +28,7 @@ from einops import rearrange
 from tqdm import tqdm
 
 from vtok.data import ClipInfo, VideoClipDataset, file_key
+from vtok.data.clips import slower_than
 from vtok.data.read_ahead import read_ahead
 from vtok.data.transforms import enlarges
 from vtok.error_text import first_line
@@ -201,7 +202,7 @@ class _Evaluation:
         self.clip_rates.update(round(info.fps, 3) for info in infos if info.fps > 0)
         target = self.settings.target_fps
         if target:
-            self.slower_than_asked += [info.path for info in infos if info.stride == 1 and 0 < info.source_fps < target]
+            self.slower_than_asked += [info.path for info in infos if info.stride == 1 and slower_than(info.source_fps, target)]
         frames, height, width = video.shape[2:]
         self.enlarged += [info.path for info in infos if enlarges(*info.source_size, (height, width))]
         # per clip, as bits_per_pixel: first-frame extras (zero channels in later frames) count in the first frame alone
