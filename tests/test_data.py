@@ -394,6 +394,7 @@ def test_videos_a_manifest_records_as_smaller_than_the_training_size_are_counted
             module.setup("fit")
         message = "2 of the 2 videos whose size the manifest records are smaller than data.size [48, 48]"  # a repeat once
         assert (message in caplog.text) == warned, (manifest, size, caplog.text)
+        assert not warned or "40x64, height x width as data.size)" in caplog.text, caplog.text
 
 
 def test_a_clip_that_fails_to_decode_does_not_change_what_later_samples_of_that_worker_hold(tmp_path: Path, video_folder: Path) -> None:

@@ -107,7 +107,7 @@ def check_size(first: tuple[int, int], frame: av.VideoFrame, index: int, name: s
     size = displayed_size(frame)
     if size != first:
         raise FrameSizeChangeError(
-            name, f"frame size changes from {first[0]}x{first[1]} to {size[0]}x{size[1]} at frame {index}"
+            name, f"frame size changes from {first[0]}x{first[1]} to {size[0]}x{size[1]} (HxW) at frame {index}"
         )
 
 

@@ -32,7 +32,7 @@ def warn_about_small_sources(records: Sequence[dict[str, Any]], size: tuple[int,
         (path, (height, width)) = small[0]
         log.warning(
             "%d of the %d videos whose size the manifest records are smaller than data.size %s (for instance "
-            "%s, %dx%d): their crops are enlarged to it; lower data.size or leave them out",
-            len(small), len(sized), list(size), path, width, height,
+            "%s, %dx%d, height x width as data.size): their crops are enlarged to it; lower data.size or leave them out",
+            len(small), len(sized), list(size), path, height, width,
         )  # fmt: skip
     return bool(small)
