@@ -460,6 +460,10 @@ def test_a_save_after_a_validation_inside_an_accumulation_group_waits_for_the_gr
     unbroken, resumed = (torch.load(tmp_path / run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
                          for run in ("unbroken", "resumed"))  # fmt: skip
     assert not [name for name, value in unbroken.items() if not torch.equal(value, resumed[name])]
+    stopping = ["--trainer.callbacks+", "EarlyStopping", "--trainer.callbacks.monitor", "val/psnr", "--trainer.callbacks.mode",
+                "max", "--trainer.callbacks.stopping_threshold", "0"]  # stops the run at that first validation  # fmt: skip
+    main(tiny_fit_args(tmp_path, 3, *flags, *ranked, *stopping, run="stopped"))
+    assert [path.name for path in (tmp_path / "stopped" / "checkpoints").glob("ranked-*.ckpt")] == ["ranked-step=1.ckpt"]
 
 
 def test_a_fast_dev_run_leaves_no_checkpoint_to_keep_the_real_run_out(tmp_path: Path) -> None:

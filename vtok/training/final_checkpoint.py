@@ -26,7 +26,7 @@ A validation may fall inside an accumulation group (``model.accumulate_batches``
 ``trainer.val_check_interval``); a save after it (``monitor``, or ``every_n_epochs``) held the weights without the
 gradients the group had summed so far, and a run resumed from it stepped on the group's later batches alone. Such a
 save waits for the group's step: the file then holds the weights one optimiser step newer than those the validation
-scored.
+scored (a run that stops before it, as EarlyStopping may at that validation, saves at its end as it is).
 """
 
 from __future__ import annotations
@@ -93,6 +93,9 @@ class FinalStepCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.fast_dev_run:  # a smoke test saves nothing (Lightning's own on_train_end saved last.ckpt, which then
             return  # kept the real run out of the folder: "already holds a run's checkpoints")
+        if self._save_after_group:  # the run stopped inside the group (EarlyStopping at that validation): saved as it is
+            self._save_after_group = False
+            super().on_validation_end(trainer, pl_module)
         saved_by_signal = any(
             isinstance(callback, StopOnSignal) and callback.saved_step == trainer.global_step for callback in trainer.callbacks
         )
