@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import AutoencoderKL, AutoencoderKLLTXVideo, AutoencoderKLWan
+from safetensors.torch import load_file, save_file
 
 from tests.helpers import csv_logger, metric_column, tiny_fit_args
 from vtok import VideoAutoencoder
@@ -279,6 +280,8 @@ def test_a_prior_whose_decoder_the_model_cannot_start_from_is_refused(
         ("vtok_backbone", "backbone differs"),
         ("vtok_latent", "backbone differs from the configured one; set latent_channels=8"),
         ("decoder_options", "the decoder options (non-causal, timestep, noise) need vtok's own backbone"),
+        ("damaged_weights", "1 tensors missing from the weights (first: decoder.conv_out.weight). Refusing to load a model "
+                            "with random layers; fetch the prior again"),
     ],
 )
 def test_bad_priors_are_clear_errors_before_training(tmp_path: Path, setup: str, message: str, capsys) -> None:  # noqa: ANN001
@@ -302,6 +305,11 @@ def test_bad_priors_are_clear_errors_before_training(tmp_path: Path, setup: str,
     elif setup == "vtok_backbone":
         prior = str(_fit_and_export(tmp_path / "kl", 1))
         extra = ["--model.autoencoder.block_out_channels", "[16, 16]"]
+    elif setup == "damaged_weights":  # diffusers left the tensor on the meta device: the error blamed the run's config
+        weights = tmp_path / "prior" / "diffusion_pytorch_model.safetensors"
+        tensors = load_file(weights)
+        del tensors["decoder.conv_out.weight"]
+        save_file(tensors, weights)
     with pytest.raises(SystemExit) as exit_info:
         main(tiny_fit_args(tmp_path, 1, *QUIET, "--model.init_from", prior, *FSQ_ARGS, *extra))
     assert exit_info.value.code == 2

@@ -28,6 +28,7 @@ from vtok.jsonfile import read_json_object
 from vtok.vae.autoencoder import VideoAutoencoder
 from vtok.vae.compression import Compression
 from vtok.vae.diffusers_backbone import PRIOR_CLASSES, prior_compression, prior_latent_channels
+from vtok.vae.strict_loading import check_weights_before_loading
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,9 @@ def transfer_weights(prior: VideoAutoencoder, model: VideoAutoencoder) -> dict[s
     return report
 
 
+PRIOR_REMEDY = "fetch the prior again (its weights file is damaged or from another model)"
+
+
 def load_diffusers_vae(source: str) -> torch.nn.Module:
     """A diffusers video VAE from a local folder or a hub id already in the local cache.
 
@@ -128,6 +132,7 @@ def load_diffusers_vae(source: str) -> torch.nn.Module:
     Raises:
         FileNotFoundError: not found locally (the message says what to download).
         ValueError: it is not one of the supported video VAEs.
+        IncompleteWeightsError: its weights lack tensors its config builds, or hold others.
     """
     path = Path(source).expanduser()
     local = path.exists()
@@ -138,7 +143,9 @@ def load_diffusers_vae(source: str) -> torch.nn.Module:
         class_name = read_json_object(folder / "config.json").get("_class_name")
         if class_name not in PRIOR_CLASSES:
             raise ValueError(f"{source} holds a {class_name!r}, not a video VAE; supported: {', '.join(PRIOR_CLASSES)}")
-        return getattr(diffusers, class_name).from_pretrained(folder)
+        vae_class = getattr(diffusers, class_name)
+        check_weights_before_loading(vae_class, folder, {}, PRIOR_REMEDY)  # diffusers left a missing tensor on "meta"
+        return vae_class.from_pretrained(folder)
     if path.is_absolute() or source.startswith((".", "~")) or source.count("/") > 1:
         raise FileNotFoundError(f"no model folder at {source} (a hub id is 'owner/name')")
     errors = []
@@ -150,6 +157,7 @@ def load_diffusers_vae(source: str) -> torch.nn.Module:
             continue
         if type(vae).__name__ not in PRIOR_CLASSES:
             raise ValueError(f"{source} holds a {type(vae).__name__}, not a video VAE; supported: {', '.join(PRIOR_CLASSES)}")
+        check_weights_before_loading(type(vae), source, {"subfolder": subfolder}, PRIOR_REMEDY)
         return vae
     raise FileNotFoundError(
         f"{source!r} is neither a local folder nor a model in the local Hugging Face cache (vtok never downloads "

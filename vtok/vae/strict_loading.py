@@ -151,8 +151,12 @@ def _built_shapes(cls: Any, folder: Path) -> dict[str, list[int]]:
     return {key: list(tensor.shape) for key, tensor in model.state_dict().items()}
 
 
-def _refuse_incomplete(where: Any, info: dict[str, list[Any]]) -> None:
-    """Raises :class:`IncompleteWeightsError` naming the problems in ``info`` (lists keyed as ``LOADING_PROBLEMS``)."""
+REEXPORT = "re-export it from its training checkpoint"
+
+
+def _refuse_incomplete(where: Any, info: dict[str, list[Any]], remedy: str = REEXPORT) -> None:
+    """Raises :class:`IncompleteWeightsError` naming the problems in ``info`` (lists keyed as ``LOADING_PROBLEMS``)
+    and ``remedy``."""
     problems = [
         f"{len(info[key])} {what} (first: {', '.join(str(item) for item in info[key][:3])})"
         for key, what in LOADING_PROBLEMS.items()
@@ -161,14 +165,15 @@ def _refuse_incomplete(where: Any, info: dict[str, list[Any]]) -> None:
     if problems:
         raise IncompleteWeightsError(
             f"{where} does not match its config.json: {'; '.join(problems)}. "
-            "Refusing to load a model with random layers; re-export it from its training checkpoint"
+            f"Refusing to load a model with random layers; {remedy}"
         )
 
 
-def check_weights_before_loading(cls: Any, source: Any, kwargs: dict[str, Any]) -> None:
+def check_weights_before_loading(cls: Any, source: Any, kwargs: dict[str, Any], remedy: str = REEXPORT) -> None:
     """Compares the tensors' names and shapes in the safetensors headers that ``from_pretrained(source,
     **kwargs)`` will read with the model ``cls`` builds from its config (whose checks run first); not
     checked where the weights are not safetensors here (downloads, ``use_safetensors=False``, quantization).
+    ``remedy`` ends the error's message.
 
     Raises:
         IncompleteWeightsError: tensors missing, of another shape, or not in the model.
@@ -185,7 +190,7 @@ def check_weights_before_loading(cls: Any, source: Any, kwargs: dict[str, Any]) 
         "mismatched_keys": [f"{key}: {found[key]} in the file, {built[key]} built"
                             for key in sorted(built.keys() & found.keys()) if found[key] != built[key]],
         "unexpected_keys": sorted(found.keys() - built.keys()),
-    })  # fmt: skip
+    }, remedy)  # fmt: skip
 
 
 class StrictLoadingMixin:
