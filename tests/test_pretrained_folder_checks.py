@@ -28,6 +28,9 @@ def test_a_folder_without_weights_or_config_says_which_is_missing(tmp_path: Path
         VideoAutoencoder.from_pretrained(tmp_path / "half")
     loaded = VideoAutoencoder.from_pretrained(tmp_path / "half", variant="fp16")
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+    model.save_pretrained(tmp_path / "sharded", variant="fp16", max_shard_size="50KB")  # named 'fp16-00001-of-00010' ...
+    with pytest.raises(FileNotFoundError, match=r"it holds the weights of variant 'fp16': pass variant="):
+        VideoAutoencoder.from_pretrained(tmp_path / "sharded")
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     (tmp_path / "run" / "checkpoints" / "last.ckpt").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match=r"it is a training run's folder: give one of its checkpoints \(.*last.ckpt\) "
@@ -54,3 +57,11 @@ def test_a_cast_of_a_model_gives_no_warning_about_an_empty_float32_list() -> Non
     finally:
         logger.removeHandler(seen)
     assert not [r for r in seen.buffer if "kept in float32" in r.getMessage()] and next(model.parameters()).dtype == torch.bfloat16
+
+
+def test_a_config_that_is_json_but_no_object_is_named_as_such(tmp_path: Path) -> None:
+    _tiny().save_pretrained(tmp_path)
+    for text in ("[]", "null", "7"):  # failed with "'list' object has no attribute 'get'"
+        (tmp_path / "config.json").write_text(text)
+        with pytest.raises(ValueError, match=r"config.json holds a JSON \w+, expected an object"):
+            VideoAutoencoder.from_pretrained(tmp_path)

@@ -66,6 +66,8 @@ class ExportConfigError(ValueError):
 def check_export_config(config: Mapping[str, Any], where: Any) -> None:
     """Raises :class:`ExportConfigError` unless ``config`` (config.json as read) is a
     ``VideoAutoencoder``'s of an export format this vtok reads."""
+    if not isinstance(config, Mapping):  # valid JSON, but a list or a number: "'list' object has no attribute 'get'"
+        raise ExportConfigError(f"{where}: config.json holds a JSON {type(config).__name__}, expected an object ({{...}})")
     if config.get("_class_name") != CLASS_NAME:
         raise ExportConfigError(f"{where} holds a {config.get('_class_name')!r}, not a vtok {CLASS_NAME}")
     version = config.get("_vtok_format", EXPORT_FORMAT)

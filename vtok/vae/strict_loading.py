@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,8 @@ def _check_model_folder(folder: Path, variant: str | None) -> None:
     if any((folder / name).is_file() for name in names):
         return
     stem = SAFETENSORS_WEIGHTS_NAME.split(".")[0]
-    variants = sorted({part.name.split(".")[1] for part in folder.glob(f"{stem}.*.*") if part.name.count(".") == 2})
+    variants = sorted({re.sub(r"-\d+-of-\d+$", "", part.name.split(".")[1])  # a shard's number is not the variant's
+                       for part in folder.glob(f"{stem}.*.*") if part.name.count(".") == 2})
     held = f"; it holds the weights of variant {', '.join(map(repr, variants))}: pass variant=" if variants else ""
     raise FileNotFoundError(f"{folder} has no weights file {names[0]}{held or ': re-export the model from its checkpoint'}")
 
