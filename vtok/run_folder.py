@@ -39,7 +39,7 @@ def resumed_run_folder(config: Any) -> str | None:
         runs = [path.parent for path in given if path.name == "config.yaml" and _holds_checkpoints(path.parent)]
         return str(runs[-1]) if runs else None
     if checkpoint and checkpoint not in CHECKPOINT_KEYWORDS and "://" not in str(checkpoint):
-        folder = Path(checkpoint).parent
+        folder = Path(checkpoint).absolute().parent  # `last.ckpt` given inside checkpoints/ has the parent "."
         if folder.name == "checkpoints":
             return str(folder.parent)
     return None
@@ -132,10 +132,10 @@ def refuse_a_fresh_run_over_an_old_one(config: Any, under_a_launch: bool) -> Non
     # SLURM's requeue checkpoints too: Lightning would resume from one by itself, older than last.ckpt may be
     old = [*(sorted(folder.glob("*.ckpt")) if folder.is_dir() else []), *sorted(folder.parent.glob("hpc_ckpt_*.ckpt"))]
     if old:
-        last = folder / "last.ckpt"
+        newest = newest_checkpoint(folder.parent)  # a signal's last-signal-step=N.ckpt is newer than last.ckpt
         raise UsageError(
             f"{folder.parent} already holds a run's checkpoints ({old[0].name}, ...): resume it with "
-            f"--ckpt_path {last if last.is_file() else 'last'}, or give this run a folder of its own with "
+            f"--ckpt_path {newest or 'last'}, or give this run a folder of its own with "
             "--trainer.default_root_dir NEW "
             + ("(under a launcher every fit of one job goes to runs/<job id> unless given a folder)" if under_a_launch else
                "(a run's config.yaml names its folder when the run was given one, else a rerun of it gets a new "
@@ -154,12 +154,12 @@ def refuse_a_second_fit_in_the_job_folder(folder: str, subcommand: str | None, l
     """
     if subcommand != "fit" or not Path(folder).is_dir() or not any(Path(folder).iterdir()):
         return
-    last = Path(folder) / "checkpoints" / "last.ckpt"
+    newest = newest_checkpoint(Path(folder))
     raise UsageError(
         f"{folder} is this {'SLURM job' if launcher == 'slurm' else 'launch'}'s run folder and an earlier vtok fit "
         "of the job already wrote into it: give "
         "each fit of one job its own --trainer.default_root_dir (a requeued job then goes on in each)"
-        + (f", or resume that run with --ckpt_path {last}" if last.is_file() else "")
+        + (f", or resume that run with --ckpt_path {newest}" if newest else "")
     )
 
 

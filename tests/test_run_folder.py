@@ -1,0 +1,37 @@
+"""Where a resume goes on and what a refused fit advises, from the run folder's files alone."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from jsonargparse import Namespace
+
+from vtok.run_folder import refuse_a_fresh_run_over_an_old_one, refuse_a_second_fit_in_the_job_folder, resumed_run_folder
+from vtok.usage_error import UsageError
+
+
+def test_a_checkpoint_named_from_inside_its_folder_resumes_in_its_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--ckpt_path last.ckpt` given inside <run>/checkpoints had the parent ".": no run was found, and the resume went
+    into the folder its config recorded (the original run, for a copy) or a new runs/<date-time> inside checkpoints/."""
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "run" / "checkpoints")
+    assert resumed_run_folder({"ckpt_path": "last.ckpt"}) == str(tmp_path / "run")
+
+
+def test_a_refused_fit_advises_the_newest_checkpoint_not_an_older_last_ckpt(tmp_path: Path) -> None:
+    """After a SIGTERM stop, last-signal-step=N.ckpt is newer than last.ckpt: resuming from last.ckpt, as advised,
+    threw away the steps the signal's save was made to keep."""
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "last.ckpt").write_bytes(b"")
+    os.utime(checkpoints / "last.ckpt", (1, 1))
+    (checkpoints / "last-signal-step=3.ckpt").write_bytes(b"")
+    advice = re.escape(f"--ckpt_path {checkpoints / 'last-signal-step=3.ckpt'}")
+    config = Namespace(ckpt_path=None, trainer=Namespace(default_root_dir=str(tmp_path / "run")))
+    with pytest.raises(UsageError, match=f"already holds a run's checkpoints .*resume it with {advice}, or"):
+        refuse_a_fresh_run_over_an_old_one(config, under_a_launch=False)
+    with pytest.raises(UsageError, match=f"or resume that run with {advice}$"):
+        refuse_a_second_fit_in_the_job_folder(str(tmp_path / "run"), "fit", "slurm")
