@@ -157,6 +157,9 @@ def test_a_resume_that_adds_or_drops_the_ema_copy_or_the_discriminator_is_refuse
         message = capsys.readouterr().err
         assert exit_info.value.code == 2 and expected in message and f"--model.init_from {run}" in message, message
         assert (run / "config.yaml").read_bytes() == written, "a refused resume rewrote the run's config"
+    with pytest.raises(SystemExit):  # so is a validate (it failed at loading, advising the config it was given)
+        main(["validate", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--model.ema_decay", "null"])
+    assert "model.ema_decay=None drops it: scoring a checkpoint loads every part it trained" in capsys.readouterr().err
     main(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--model.adversarial.channels", "8",
                        "--model.adversarial.layers", "2", run="gan"))  # fmt: skip
     gan = tmp_path / "gan"

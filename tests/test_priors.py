@@ -133,6 +133,8 @@ def test_fsq_from_a_vtok_kl_export_keeps_its_encoder_and_decoder(tmp_path: Path)
     main(["fit", "--config", str(run / "config.yaml"), "--trainer.default_root_dir", str(run), "--ckpt_path", "last",
           "--trainer.max_steps", "3"])  # fmt: skip
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    # so does scoring it (validate and test looked for the moved prior: "model.init_from ...: no such file")
+    main(["validate", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.limit_val_batches", "1.0"])
     assert f"init_from: {kl}" in (run / "config.yaml").read_text(), "the run's config keeps where it started from"
 
 

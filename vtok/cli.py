@@ -207,11 +207,12 @@ class VtokCLI(LightningCLI):
                 f"vtok {self.subcommand} needs --ckpt_path (a checkpoint written by vtok fit, or 'last'); "
                 "without one it would score the untrained network"
             )
+        if config.get("ckpt_path") is not None:  # fit, validate and test alike take every weight from the checkpoint
+            self._resume_without_prior(config)
         if self.subcommand == "fit":
             refuse_an_unwritable_run_folder(trainer.default_root_dir)
             if config.get("ckpt_path") is not None:
                 quiet_resumed_checkpoint_folder()  # the folder holds the run's own checkpoints
-                self._resume_without_prior(config)
             else:
                 refuse_frozen_random_parts(config)
             refuse_a_fresh_run_over_an_old_one(config, under_a_launch=launch is not None)
@@ -262,14 +263,14 @@ class VtokCLI(LightningCLI):
         check_clip_shape(config)
 
     def _resume_without_prior(self, config: Any) -> None:
-        """A resumed run takes every weight from its checkpoint: a vtok prior (``model.init_from``, a checkpoint
-        or export, as stage 2 starts from stage 1) is not loaded again, so it may have moved or gone. A diffusers
-        prior still is: the network is built on its classes."""
+        """A resumed run, or one validated or tested, takes every weight from its checkpoint: a vtok prior
+        (``model.init_from``, a checkpoint or export, as stage 2 starts from stage 1) is not loaded again, so it may
+        have moved or gone. A diffusers prior still is: the network is built on its classes."""
         prior, network = dotted_get(config, "model.init_from"), self._resumed_network
         if prior is None or network is None:  # a checkpoint read later (a URL, Lightning's keywords): as given
             return
         if network.get("backbone_class") is None:
-            log.info("resuming: the weights come from %s; model.init_from %s is not loaded", config.get("ckpt_path"), prior)
+            log.info("the weights come from %s; model.init_from %s is not loaded", config.get("ckpt_path"), prior)
             config.model.init_from = None
             self._derived.append((config.model, "init_from", prior))  # config.yaml keeps it as given
 

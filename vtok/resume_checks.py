@@ -64,33 +64,34 @@ def check_checkpoint(path: str, config: Any, training: bool = True) -> dict[str,
         raise UsageError(f"--ckpt_path {path} is not a Lightning training checkpoint (vtok fit writes them)")
     network = (checkpoint.get("vtok") or {}).get("autoencoder_config")
     _check_network(path, network, dotted_get(config, "model.autoencoder"))
+    _check_trained_parts(path, checkpoint.get("state_dict") or {}, config.get("model"), training)
     if training:
-        _check_trained_parts(path, checkpoint.get("state_dict") or {}, config.get("model"))
         _report_changed_settings(checkpoint.get("hyper_parameters") or {}, config.get("model"))
     return network
 
 
-def _check_trained_parts(path: str, state: dict[str, torch.Tensor], model: Any) -> None:
-    """Refuses a resume that adds or drops the EMA copy or the discriminator, or builds another
-    discriminator, before anything is written: loading failed later (missing or unexpected ``ema.*`` /
-    ``adversarial.*`` weights, the optimizers' count), after config.yaml had been overwritten, so the
+def _check_trained_parts(path: str, state: dict[str, torch.Tensor], model: Any, training: bool = True) -> None:
+    """Refuses a resume (``training``), or a validate or test, that adds or drops the EMA copy or the discriminator,
+    or builds another discriminator, before anything is written: loading failed later (missing or unexpected
+    ``ema.*`` / ``adversarial.*`` weights, the optimizers' count), after config.yaml had been overwritten, so the
     error's advice (the run's own config) failed the same way. Their other settings may change."""
     if model is None:
         return
-    advice = f"; to change it, start a new run from these weights: --model.init_from {path}"
+    advice = (f"a resumed run keeps it as it was; to change it, start a new run from these weights: --model.init_from {path}"
+              if training else "scoring a checkpoint loads every part it trained: give its run's config "
+              f"(--config {Path(path).parent.parent / 'config.yaml'}), or set it as the run had it")
     ema_saved, ema_given = any(key.startswith("ema.") for key in state), dotted_get(model, "ema_decay") is not None
     if ema_saved != ema_given:
         raise UsageError(
             f"--ckpt_path {path} trained {'with' if ema_saved else 'without'} an EMA copy, and model.ema_decay="
-            f"{dotted_get(model, 'ema_decay')} {'drops' if ema_saved else 'adds'} it: a resumed run keeps it as it was"
-            + advice
+            f"{dotted_get(model, 'ema_decay')} {'drops' if ema_saved else 'adds'} it: " + advice
         )
     saved = {key: value.shape for key, value in state.items() if key.startswith("adversarial.")}
     given = dotted_get(model, "adversarial")
     if bool(saved) != (given is not None):
         raise UsageError(
             f"--ckpt_path {path} trained {'with' if saved else 'without'} a discriminator, and model.adversarial "
-            f"{'drops' if saved else 'adds'} it: a resumed run keeps it as it was" + advice
+            f"{'drops' if saved else 'adds'} it: " + advice
             + (" (its model.adversarial.start_step delays it)" if given is not None else "")
         )
     # compared as a class: jsonargparse writes the path shortened (vtok.losses.AdversarialLoss)
