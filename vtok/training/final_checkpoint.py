@@ -64,9 +64,7 @@ class FinalStepCheckpoint(ModelCheckpoint):
             # resumed from step=N.ckpt (its every_n_train_steps) wrote step=N.ckpt and last.ckpt again, a batch on
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if self._save_after_group:
-            self._save_after_group = False
-            super().on_validation_end(trainer, pl_module)  # the validation's save, now with the group's step in it
+        self._save_deferred(trainer, pl_module)  # the validation's save, now with the group's step in it
         interval = self._train_time_interval
         if pl_module.automatic_optimization or interval is None or self._should_skip_saving_checkpoint(trainer):
             return
@@ -83,19 +81,22 @@ class FinalStepCheckpoint(ModelCheckpoint):
         self._save_last_checkpoint(trainer, candidates)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        steps_after = getattr(pl_module, "steps_after", None)
         fitting = trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking
-        if fitting and steps_after is not None and not steps_after(trainer.fit_loop.epoch_loop.batch_idx):
+        if fitting and getattr(pl_module, "inside_accumulation_group", False):
             self._save_after_group = True  # saved once the group has stepped (see the module's docstring)
             return
         super().on_validation_end(trainer, pl_module)
 
+    def _save_deferred(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """The save a validation inside an accumulation group asked for, if one did."""
+        if self._save_after_group:
+            self._save_after_group = False
+            super().on_validation_end(trainer, pl_module)
+
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.fast_dev_run:  # a smoke test saves nothing (Lightning's own on_train_end saved last.ckpt, which then
             return  # kept the real run out of the folder: "already holds a run's checkpoints")
-        if self._save_after_group:  # the run stopped inside the group (EarlyStopping at that validation): saved as it is
-            self._save_after_group = False
-            super().on_validation_end(trainer, pl_module)
+        self._save_deferred(trainer, pl_module)  # the run stopped inside the group (EarlyStopping there): saved as it is
         saved_by_signal = any(
             isinstance(callback, StopOnSignal) and callback.saved_step == trainer.global_step for callback in trainer.callbacks
         )

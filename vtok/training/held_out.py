@@ -46,8 +46,14 @@ class HeldOutScoring:
         (``model.accumulate_batches`` not dividing ``trainer.val_check_interval``): Lightning kept a group's only when
         its own ``accumulate_grad_batches`` (1: vtok accumulates itself) said one was under way, so the group's step
         followed its batches after the validation alone. The step clears them once it has used them."""
-        if self._group_loss is None:
+        if not self.inside_accumulation_group:
             super().on_validation_model_zero_grad()  # type: ignore[misc]  # LightningModule's, after this mixin
+
+    @property
+    def inside_accumulation_group(self) -> bool:
+        """Whether training batches' summed gradients wait for the optimisers' step: between the batches of an
+        accumulation group, where a fit's validation may fall. A checkpoint there would hold none of them."""
+        return self._group_loss is not None
 
     def on_validation_epoch_end(self) -> None:
         means = self._log_means()

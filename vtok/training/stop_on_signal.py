@@ -102,8 +102,7 @@ class StopOnSignal(Callback):
         inside an accumulation group (its summed gradients are in no checkpoint): the stop waits for its step."""
         if not self._previous or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return  # not fitting, or the handlers are not set: no signal is read
-        steps_after = getattr(pl_module, "steps_after", None)
-        if steps_after is not None and not steps_after(trainer.fit_loop.epoch_loop.batch_idx):
+        if getattr(pl_module, "inside_accumulation_group", False):
             return
         if not self._any_rank_signalled(trainer, batch_idx + 1):  # the ranks' validations have as many batches
             return
