@@ -35,3 +35,21 @@ def test_a_refused_fit_advises_the_newest_checkpoint_not_an_older_last_ckpt(tmp_
         refuse_a_fresh_run_over_an_old_one(config, under_a_launch=False)
     with pytest.raises(UsageError, match=f"or resume that run with {advice}$"):
         refuse_a_second_fit_in_the_job_folder(str(tmp_path / "run"), "fit", "slurm")
+
+
+def test_last_before_the_first_save_goes_on_in_the_folder_of_the_runs_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run given a relative --trainer.default_root_dir and stopped before its first checkpoint, resumed with
+    `--config <run>/config.yaml --ckpt_path last` from another working directory, began afresh in a new folder of
+    that name under the other directory: it starts again in its own folder."""
+    from vtok.run_folder import follow_the_resumed_run
+
+    (tmp_path / "work" / "run").mkdir(parents=True)
+    (tmp_path / "work" / "run" / "config.yaml").write_text("trainer:\n  default_root_dir: run\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    config = Namespace(config=[str(tmp_path / "work" / "run" / "config.yaml")], ckpt_path="last",
+                       trainer=Namespace(default_root_dir="run"))  # fmt: skip
+    assert follow_the_resumed_run(config, folder_given_now=False) == str(tmp_path / "work" / "run")
+    assert follow_the_resumed_run(config, folder_given_now=True) is None, "a folder given now wins"
+    config.ckpt_path = None
+    assert follow_the_resumed_run(config, folder_given_now=False) is None, "a rerun without --ckpt_path is a new run"

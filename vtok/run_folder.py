@@ -35,8 +35,7 @@ def resumed_run_folder(config: Any) -> str | None:
     (``checkpoints/``, or only SLURM's ``hpc_ckpt_*.ckpt`` when requeued before the first save)."""
     checkpoint = config.get("ckpt_path")
     if checkpoint == "last":
-        given = [Path(str(path)) for path in config.get("config") or []]
-        runs = [path.parent for path in given if path.name == "config.yaml" and _holds_checkpoints(path.parent)]
+        runs = [path.parent for path in _run_configs_given(config) if _holds_checkpoints(path.parent)]
         return str(runs[-1]) if runs else None
     if checkpoint and checkpoint not in CHECKPOINT_KEYWORDS and "://" not in str(checkpoint):
         folder = Path(checkpoint).absolute().parent  # `last.ckpt` given inside checkpoints/ has the parent "."
@@ -53,7 +52,8 @@ def follow_the_resumed_run(config: Any, folder_given_now: bool) -> str | None:
     folder moved or copied, or one recorded relative to another working directory, otherwise resumed from
     and wrote into the recorded folder: the old one, or a new empty one where ``last`` found nothing and the
     run began afresh, without a word."""
-    recorded, resumed = config.trainer.get("default_root_dir"), resumed_run_folder(config)
+    recorded = config.trainer.get("default_root_dir")
+    resumed = resumed_run_folder(config) or _run_config_folder(config)
     if folder_given_now or recorded is None or resumed is None:
         return None
     if Path(recorded).resolve() == Path(resumed).resolve():
@@ -61,6 +61,19 @@ def follow_the_resumed_run(config: Any, folder_given_now: bool) -> str | None:
     if trainer_setting(Path(resumed) / "config.yaml", "default_root_dir") != recorded:
         return None  # not the run's own record but a folder another --config file gives: that one is asked for
     return str(Path(resumed).resolve())
+
+
+def _run_config_folder(config: Any) -> str | None:
+    """For ``--ckpt_path last``, the folder of the last ``--config <run>/config.yaml`` given, checkpoints or not
+    (a run stopped before its first save goes on afresh in its own folder, not in a relative recorded one
+    read from another working directory)."""
+    given = _run_configs_given(config)
+    return str(given[-1].parent) if config.get("ckpt_path") == "last" and given else None
+
+
+def _run_configs_given(config: Any) -> list[Path]:
+    """The ``--config`` files named ``config.yaml`` (a run's own record), in the order given."""
+    return [Path(str(path)) for path in config.get("config") or [] if Path(str(path)).name == "config.yaml"]
 
 
 def _holds_checkpoints(run: Path) -> bool:
@@ -92,7 +105,7 @@ def refuse_last_without_a_run_folder(config: Any) -> None:
     """
     if config.get("ckpt_path") != "last":
         return
-    given = [Path(str(path)) for path in config.get("config") or [] if Path(str(path)).name == "config.yaml"]
+    given = _run_configs_given(config)
     if given:  # a run's own config, but its folder holds no checkpoint yet: stopped before the first save
         raise UsageError(
             f"--ckpt_path last: {given[-1].parent} holds no checkpoint yet to resume from; to start that run "
