@@ -30,7 +30,13 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from lightning.pytorch import Trainer
 
 from vtok.commands.dispatch import SUBCOMMANDS, run_subcommand
-from vtok.config_checks import check_clip_shape, check_precision, precision_of_plugins, refuse_fsdp, refuse_frozen_random_parts
+from vtok.config_checks import (
+    check_clip_shape,
+    check_precision,
+    precision_of_plugins,
+    refuse_frozen_random_parts,
+    refuse_unsupported_trainer_settings,
+)
 from vtok.console import (
     quiet_moved_checkpoint_folder,
     quiet_resumed_checkpoint_folder,
@@ -48,6 +54,7 @@ from vtok.run_folder import (
     CHECKPOINT_KEYWORDS,
     RUN_FOLDER_VARIABLE,
     follow_the_resumed_run,
+    home_expanded,
     inherits_run_folder,
     newest_checkpoint,
     refuse_a_fresh_run_over_an_old_one,
@@ -166,6 +173,7 @@ class VtokCLI(LightningCLI):
             raise UsageError(
                 "trainer.limit_val_batches is 0: vtok validate would score nothing; add --trainer.limit_val_batches 1.0"
             )
+        trainer.default_root_dir = home_expanded(trainer.get("default_root_dir"))  # Lightning expands it for itself alone
         moved = follow_the_resumed_run(config, folder_given_now=self._folder_given_now)
         if moved is not None:  # config.yaml then records where the run is now
             log.info("the run is in %s, not in trainer.default_root_dir %s the config records: going on there", moved,
@@ -228,15 +236,7 @@ class VtokCLI(LightningCLI):
             on_gpu = torch.cuda.is_available() and str(trainer.get("accelerator")) not in ("cpu", "mps")
             trainer.precision = "bf16-mixed" if on_gpu else "32-true"
             self._derived.append((trainer, "precision", None))  # a rerun on other hardware derives its own
-        refuse_fsdp(trainer.strategy)
-        for setting, neutral, instead in (("accumulate_grad_batches", 1, "model.accumulate_batches"),
-                                          ("gradient_clip_val", None, "model.grad_clip"),
-                                          ("gradient_clip_algorithm", None, "model.grad_clip (a norm)")):  # fmt: skip
-            if trainer.get(setting) not in (None, neutral):
-                raise UsageError(
-                    f"trainer.{setting} does not apply: vtok steps its optimisers itself (generator and discriminator); "
-                    f"set {instead} instead"
-                )
+        refuse_unsupported_trainer_settings(trainer)
         ema = dotted_get(config, "model.ema_decay") is not None
         check_precision(plugin_precision or trainer.precision, training=self.subcommand == "fit", ema=ema)
         for logger in trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]:

@@ -65,6 +65,20 @@ def refuse_fsdp(strategy: Any) -> None:
         )
 
 
+def refuse_unsupported_trainer_settings(trainer: Any) -> None:
+    """FSDP (see :func:`refuse_fsdp`), and Lightning's gradient accumulation and clipping: vtok steps its
+    optimisers itself (generator and discriminator), so the ``model.*`` settings take their place."""
+    refuse_fsdp(trainer.strategy)
+    for setting, neutral, instead in (("accumulate_grad_batches", 1, "model.accumulate_batches"),
+                                      ("gradient_clip_val", None, "model.grad_clip"),
+                                      ("gradient_clip_algorithm", None, "model.grad_clip (a norm)")):  # fmt: skip
+        if trainer.get(setting) not in (None, neutral):
+            raise UsageError(
+                f"trainer.{setting} does not apply: vtok steps its optimisers itself (generator and discriminator); "
+                f"set {instead} instead"
+            )
+
+
 def check_clip_shape(config: Any) -> None:
     """The data's clip shape fits the model's compression, and its channels the RGB clips (before anything is built)."""
     autoencoder = dotted_get(config, "model.autoencoder.init_args") or dotted_get(config, "model.autoencoder")

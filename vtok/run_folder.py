@@ -21,6 +21,12 @@ def inherits_run_folder() -> bool:
     return bool(os.environ.get(RUN_FOLDER_VARIABLE)) and bool(os.environ.get("LOCAL_RANK"))
 
 
+def home_expanded(folder: str | None) -> str | None:
+    """A local run folder given as ``~/runs/x`` (from a config file, or ``--trainer.default_root_dir=~/...``, which
+    the shell leaves as it is) with the home folder put in, as Lightning reads it; ``None`` and URLs as given."""
+    return os.path.expanduser(folder) if folder is not None and "://" not in str(folder) else folder
+
+
 def newest_checkpoint(run: Path) -> str | None:
     """The newest checkpoint a run folder holds to resume from: a ``checkpoints/last*.ckpt`` or the
     ``hpc_ckpt_*.ckpt`` Lightning's SLURM auto-requeue writes (by modification time, as Lightning

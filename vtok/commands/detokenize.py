@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,9 +26,12 @@ DEFAULT_FPS = 24.0  # when the token file does not know its frame rate
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vtok detokenize", description=__doc__)
-    p.add_argument("--model", required=True, help="the discrete model that wrote the tokens (export folder or checkpoint)")
-    p.add_argument("--tokens", required=True, help="a token file written by `vtok tokenize`")
-    p.add_argument("--out", required=True, help="the mp4 to write (a path ending in .mp4)")
+    p.add_argument(
+        "--model", type=os.path.expanduser, required=True,
+        help="the discrete model that wrote the tokens (export folder or checkpoint)",
+    )
+    p.add_argument("--tokens", type=os.path.expanduser, required=True, help="a token file written by `vtok tokenize`")
+    p.add_argument("--out", type=os.path.expanduser, required=True, help="the mp4 to write (a path ending in .mp4)")
     p.add_argument("--fps", type=float, help="frame rate of the mp4, above 0 (default: the clip's, in the token file)")
     add_device_argument(p, workers=False)  # it reads one token file: no videos to decode ahead
     return p

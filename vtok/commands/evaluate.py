@@ -25,14 +25,20 @@ log = logging.getLogger(__name__)
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vtok evaluate", description=__doc__)
-    p.add_argument("--model", required=True, help="export folder (`vtok export`) or training checkpoint")
-    p.add_argument("--data", required=True, help="videos: a folder, a glob or a manifest (.jsonl/.csv/.txt)")
-    p.add_argument("--out", required=True, help="folder for metrics.json, per_video.csv, report.md, pictures/")
+    p.add_argument("--model", type=os.path.expanduser, required=True, help="export folder (`vtok export`) or training checkpoint")
+    p.add_argument(
+        "--data", type=os.path.expanduser, required=True,
+        help="videos: a folder, a glob or a manifest (.jsonl/.csv/.txt)",
+    )
+    p.add_argument(
+        "--out", type=os.path.expanduser, required=True,
+        help="folder for metrics.json, per_video.csv, report.md, pictures/",
+    )
     add_device_argument(p)
     p.add_argument("--max-videos", type=int, help="evaluate at most this many readable videos")
     p.add_argument("--batch-size", type=int, default=4, help="clips per forward pass")
-    p.add_argument("--lpips-weights", help="vgg16-397923af.pth (default: $TORCH_HOME/hub/checkpoints/)")
-    p.add_argument("--fvd-weights", help="i3d_torchscript.pt (default: $TORCH_HOME/hub/checkpoints/)")
+    p.add_argument("--lpips-weights", type=os.path.expanduser, help="vgg16-397923af.pth (default: $TORCH_HOME/hub/checkpoints/)")
+    p.add_argument("--fvd-weights", type=os.path.expanduser, help="i3d_torchscript.pt (default: $TORCH_HOME/hub/checkpoints/)")
     p.add_argument("--pictures", type=int, default=4, help="pictures and side-by-side videos of the first N videos")
     p.add_argument("--mode", choices=["discrete", "continuous"],
                    help="tokens or the continuous latents of a jointly trained discrete model (default: the model's own)")

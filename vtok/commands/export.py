@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,12 +25,13 @@ from vtok.export import (
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vtok export", description=__doc__)
-    p.add_argument("--ckpt", required=True, help="training checkpoint written by `vtok fit`")
-    p.add_argument("--out", required=True, help="folder to write (config.json + safetensors)")
+    p.add_argument("--ckpt", type=os.path.expanduser, required=True, help="training checkpoint written by `vtok fit`")
+    p.add_argument("--out", type=os.path.expanduser, required=True, help="folder to write (config.json + safetensors)")
     p.add_argument("--no-ema", action="store_true", help="export the live weights even when the run kept an EMA")
     p.add_argument(
         "--latent-stats",
         metavar="DATA",
+        type=os.path.expanduser,
         help="videos to measure per-channel latent mean/std on, encoded on --device (unreadable or too short ones "
         "are skipped and counted)",
     )

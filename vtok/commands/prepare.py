@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import sys
 import threading
 from collections.abc import Sequence
@@ -35,8 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
             "A second run skips the files already listed."
         ),
     )
-    parser.add_argument("--data", required=True, help="a folder, a glob pattern or a manifest (.jsonl/.csv/.txt) of videos")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--data", type=os.path.expanduser, required=True,
+        help="a folder, a glob pattern or a manifest (.jsonl/.csv/.txt) of videos",
+    )
+    parser.add_argument("--out", type=os.path.expanduser, required=True, help="output folder")
     parser.add_argument("--workers", type=int, default=defaults.workers, help="decoding processes; 0 decodes in this process (default: %(default)s)")
     parser.add_argument("--backend", choices=get_args(ReaderBackend), default=defaults.backend, help="video reader, as in training (default: %(default)s)")
     parser.add_argument("--min-frames", type=int, default=defaults.min_frames, help="reject videos with fewer decodable frames, e.g. one clip's span (default: %(default)s)")

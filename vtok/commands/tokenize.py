@@ -50,9 +50,12 @@ log = logging.getLogger(__name__)
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vtok tokenize", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="discrete model: export folder or training checkpoint")
-    p.add_argument("--data", required=True, help="videos: a folder, a glob or a manifest (.jsonl/.csv/.txt)")
-    p.add_argument("--out", required=True, help="folder for tokens/, index.jsonl and skipped.jsonl")
+    p.add_argument("--model", type=os.path.expanduser, required=True, help="discrete model: export folder or training checkpoint")
+    p.add_argument(
+        "--data", type=os.path.expanduser, required=True,
+        help="videos: a folder, a glob or a manifest (.jsonl/.csv/.txt)",
+    )
+    p.add_argument("--out", type=os.path.expanduser, required=True, help="folder for tokens/, index.jsonl and skipped.jsonl")
     add_device_argument(p)
     add_protocol_arguments(p, whole_video=True)
     return p

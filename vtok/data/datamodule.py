@@ -166,7 +166,7 @@ class VideoDataModule(LightningDataModule):
         return self.clip.num_frames
 
     def _synthetic_folder(self) -> Path:
-        return Path(self.synthetic_dir or default_sample_dir()) / (
+        return Path(self.synthetic_dir or default_sample_dir()).expanduser() / (
             f"{self.synthetic_videos}x{self._synthetic_frames()}f_{self._synthetic_size()[0]}x"
             f"{self._synthetic_size()[1]}_seed{self.seed}"
         )

@@ -110,7 +110,7 @@ def shard_index(shards: Sequence[str], index: str | None = None) -> str | None:
         if folder is None or not (folder / INDEX_NAME).is_file():
             return None
         index = str(folder / INDEX_NAME)
-    return index
+    return str(Path(index).expanduser())  # data.shard_index: ~/... from a config file
 
 
 def shard_counts(shards: Sequence[str], index: str | None = None) -> list[int] | None:

@@ -41,7 +41,7 @@ def sha256_of(path: str | Path) -> str:
 
 def i3d_weights_path(explicit: str | Path | None = None) -> Path:
     """The explicit path if given, else ``$TORCH_HOME/hub/checkpoints/i3d_torchscript.pt`` (the torch hub cache)."""
-    return Path(explicit) if explicit else Path(torch.hub.get_dir()) / "checkpoints" / I3D_FILE
+    return Path(explicit).expanduser() if explicit else Path(torch.hub.get_dir()) / "checkpoints" / I3D_FILE
 
 
 def missing_i3d_message(path: Path) -> str:

@@ -23,7 +23,7 @@ VGG16_URL = f"https://download.pytorch.org/models/{VGG16_FILE}"
 
 def vgg16_weights_path(explicit: str | Path | None = None) -> Path:
     """The explicit path if given, else torchvision's cache location for the VGG16 weights."""
-    return Path(explicit) if explicit else Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
+    return Path(explicit).expanduser() if explicit else Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
 
 
 TRAINING_ALTERNATIVES = (
