@@ -48,3 +48,17 @@ def test_a_name_that_is_not_utf8_is_tokenized_and_evaluated_and_written_readably
     report = (out / "report.md").read_text()
     assert "caf\\xe9.mp4" in report
     assert "(pictures/two%20words-" in report, "a space would end the link: the picture showed as text"
+
+
+def test_a_txt_or_csv_manifest_naming_a_file_that_is_not_utf8_lists_it_as_the_folder_does(
+    video_folder: Path, tmp_path: Path
+) -> None:
+    """`find /data -name '*.mp4' > list.txt` over such a name stopped training and prepare with a bare
+    "'utf-8' codec can't decode byte 0xe9", naming neither the manifest nor the line."""
+    from vtok.data.sources import list_files
+
+    folder, latin, spaced = _odd_folder(video_folder, tmp_path)
+    (tmp_path / "list.txt").write_bytes(os.fsencode(latin) + b"\n" + os.fsencode(spaced) + b"\n")
+    (tmp_path / "list.csv").write_bytes(b"path,frames\n" + os.fsencode(latin) + b",20\n")
+    assert sorted(list_files(tmp_path / "list.txt")) == sorted(list_files(folder)) == sorted([str(latin), str(spaced)])
+    assert list_files(tmp_path / "list.csv") == [str(latin)]

@@ -263,7 +263,9 @@ def _file_or_dangling(path: str) -> bool:
 
 def _read_manifest(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
-    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: a byte-order mark (Excel's CSV) is no column name
+    # -sig: a byte-order mark (Excel's CSV) is no column name; surrogateescape: a name whose bytes are not UTF-8
+    # (`find > list.txt` over an old Latin-1 dataset) reads as the folder listing spells it
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         if suffix == ".txt":
             lines = (line.strip() for line in handle)
             records = [{"path": line} for line in lines if line and not line.startswith("#")]
