@@ -68,6 +68,22 @@ def test_files_that_changed_since_they_were_checked_are_checked_again(tmp_path: 
     assert "1 of the changed files are already in" in caplog.text and "write the shards to a new --out" in caplog.text
 
 
+
+def test_a_sharded_file_changed_and_checked_through_another_spelling_is_not_sharded_again(tmp_path: Path) -> None:
+    """Its new line took the new spelling's sample key: the shards held the old and the new bytes (trained twice an
+    epoch), although the run warned that they keep the bytes they were sharded with."""
+    data, out = tmp_path / "real", tmp_path / "out"
+    write_sample_clips(data, count=2, frames=12, height=32, width=32, seed=1)
+    (tmp_path / "link").symlink_to(data)
+    prepare(["--data", str(tmp_path / "link"), "--out", str(out), "--shards", *QUIET])
+    changed = sorted(data.glob("*.mp4"))[0]
+    changed.write_bytes(_clip(tmp_path / "other", 14, 32, 9).read_bytes())
+    prepare(["--data", str(data), "--out", str(out), "--shards", *QUIET])
+    index = json.loads((out / "shards" / "index.json").read_text())
+    assert index["records"] == 2 and len(read_jsonl(out / "manifest.jsonl")) == 2
+    line = next(line for line in read_jsonl(out / "manifest.jsonl") if Path(line["path"]).name == changed.name)
+    assert line["path"] == str(tmp_path / "link" / changed.name) and line["frames"] == 14, "checked again, under its key"
+
 def test_a_file_changed_between_its_check_and_sharding_is_not_sharded(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     video = _clip(tmp_path / "v", 12, 32, 3)
     prepare(["--data", str(video.parent), "--out", str(tmp_path / "out"), *QUIET])

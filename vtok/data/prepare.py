@@ -308,10 +308,12 @@ def _rewrite_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
 
 def _take_back_changed(
     accepted: list[dict[str, Any]], rejected: list[dict[str, Any]], sources: set[str], real: RealPaths, out: Path
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, str]]:
     """The lines of files that changed (size or modification time) since they were checked, taken out of
-    both lists on disk so that this run checks them again; returns the lists kept. Without this a file
-    still being copied when it was checked stayed rejected for good, and a replaced file kept the old
+    both lists on disk so that this run checks them again; returns the lists kept, and each such file's
+    spelling in its old line by real path (checked again under it, its new line keeps its sample key: one
+    already sharded through another spelling of its folder was otherwise sharded a second time). Without this
+    a file still being copied when it was checked stayed rejected for good, and a replaced file kept the old
     file's frame count (and, with ``--shards``, its new bytes were sharded beside the old metadata)."""
 
     def changed(record: dict[str, Any]) -> bool:
@@ -322,7 +324,7 @@ def _take_back_changed(
     gone = [record for record, flag in zip(accepted, accepted_changed) if flag]
     again = gone + [record for record, flag in zip(rejected, rejected_changed) if flag]
     if not again:
-        return accepted, rejected
+        return accepted, rejected, {}
     log.warning(
         "%d files changed since an earlier run checked them (size or modification time; for instance %s): "
         "checking them again", len(again), again[0].get("source", again[0]["path"]),
@@ -342,7 +344,8 @@ def _take_back_changed(
         kept.append([record for record, flag in zip(records, flags) if not flag])
         if any(flags):
             _rewrite_jsonl(out / name, kept[-1])
-    return kept[0], kept[1]
+    spellings = {real(record.get("source", record["path"])): record.get("source", record["path"]) for record in again}
+    return kept[0], kept[1], spellings
 
 
 def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None = None) -> PrepareSummary:
@@ -374,9 +377,9 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
     real = RealPaths()  # a file listed under another spelling (a symlinked folder) is the same file
     real_sources = {real(source) for source in sources}
     rejected = _take_back(read_jsonl(out / REJECTED_NAME), real_sources, real, options, out)
-    accepted, rejected = _take_back_changed(accepted, rejected, real_sources, real, out)
+    accepted, rejected, spellings = _take_back_changed(accepted, rejected, real_sources, real, out)
     known = {real(r.get("source", r["path"])) for r in accepted} | {real(r["path"]) for r in rejected}
-    todo = [source for source in sources if real(source) not in known]
+    todo = [spellings.get(real(source), source) for source in sources if real(source) not in known]
     _warn_about_earlier_settings(accepted, options, out)
     summary = PrepareSummary(out, len(sources), duplicates, known=len(sources) - len(todo), probed=len(todo))
     log.info("%d files, %d already in %s: checking %d", len(sources), summary.known, out, len(todo))
