@@ -162,3 +162,18 @@ def test_a_rerun_stopped_before_its_metrics_leaves_the_earlier_evaluation_as_it_
     (picture,) = json.loads((out / "metrics.json").read_text())["pictures"]
     assert sorted(f"pictures/{path.name}" for path in (out / "pictures").iterdir()) == sorted([picture["grid"], picture["video"]])
     assert not (out / ".pictures-partial").exists()
+
+
+def test_the_pictures_a_killed_evaluation_staged_are_no_data(fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path) -> None:
+    """An evaluation killed before its metrics.json (SIGKILL, the OOM killer) leaves its staged pictures: a later one
+    over a folder holding that --out scored the side-by-side videos as data (the hidden folder is listed too)."""
+    data = tmp_path / "val"
+    data.mkdir()
+    video = sorted(video_folder.glob("*.mp4"))[0]
+    (data / video.name).write_bytes(video.read_bytes())
+    staged = data / "eval_a" / ".pictures-partial"
+    staged.mkdir(parents=True)
+    (staged / "side_by_side.mp4").write_bytes(video.read_bytes())  # what the killed run wrote: a video that decodes
+    main(["evaluate", "--model", str(fsq_run["export"]), "--data", str(data), "--out", str(data / "eval_b"), "--pictures", "0"])
+    metrics = json.loads((data / "eval_b" / "metrics.json").read_text())
+    assert (metrics["videos"], metrics["skipped_files"]) == (1, 0)

@@ -158,8 +158,8 @@ def report_markdown(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# in an evaluation's --out: the run's pictures until its metrics.json is written (hidden: no listing of a folder
-# holding --out takes them as data); an interrupted run leaves the earlier run's pictures and report as they were
+# in an evaluation's --out: the run's pictures until its metrics.json is written (never data: see
+# without_evaluation_pictures); an interrupted run leaves the earlier run's pictures and report as they were
 STAGED_PICTURES = ".pictures-partial"
 
 
@@ -244,10 +244,13 @@ def recorded_pictures(out: Path) -> list[tuple[str, Path]]:
 def without_evaluation_pictures(paths: list[str]) -> list[str]:
     """``paths`` in order without the picture videos an earlier ``vtok evaluate`` wrote (those its
     ``metrics.json`` lists), wherever its ``--out`` was: an evaluation into ``val/eval_a`` and then into
-    ``val/eval_b`` would otherwise score ``eval_a``'s side-by-side videos as data. Logs how many it left out."""
+    ``val/eval_b`` would otherwise score ``eval_a``'s side-by-side videos as data; and those an evaluation still
+    running, or one killed before its ``metrics.json``, staged (:data:`STAGED_PICTURES`, which folder listings
+    enter like any other). Logs how many it left out."""
     folders = {Path(path).parent for path in paths if Path(path).parent.name == "pictures"}  # no file system calls
     pictures = {path for folder in folders for _, path in recorded_pictures(folder.parent)}
-    kept = [path for path in paths if not pictures or Path(path).resolve() not in pictures]
+    kept = [path for path in paths if Path(path).parent.name != STAGED_PICTURES]
+    kept = [path for path in kept if not pictures or Path(path).resolve() not in pictures]
     if len(kept) < len(paths):
         log.info("%d videos that an earlier vtok evaluate wrote (its pictures) are not taken as data", len(paths) - len(kept))
     return kept
