@@ -105,6 +105,11 @@ def test_latent_statistics_are_stored_in_the_export(tmp_path: Path, video_folder
     stats = latent_statistics(parts)
     torch.testing.assert_close(torch.tensor(stats["mean"], dtype=torch.float64), flat.mean(1))
     torch.testing.assert_close(torch.tensor(stats["std"], dtype=torch.float64), flat.std(1, correction=0))
+    # first-frame tokens' channels (the last one here) over the first latent frame alone, not its zeros after it
+    first = latent_statistics(parts, first_frame_channels=1)
+    assert first["mean"][:2] == stats["mean"][:2] and first["std"][:2] == stats["std"][:2]
+    holding = torch.cat([z[:, 2, :1].flatten() for z in parts]).double()
+    assert (first["mean"][2], first["std"][2]) == pytest.approx((holding.mean().item(), holding.std(correction=0).item()))
 
     checkpoint_path = _train(tmp_path, "kl")
     main(["export", "--ckpt", str(checkpoint_path), "--out", str(tmp_path / "export"),

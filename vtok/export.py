@@ -268,11 +268,23 @@ def load_autoencoder_and_metadata(path: str | Path, use_ema: bool = True) -> tup
     return model, {key: value for key, value in model.config.items() if key.startswith("_vtok_")}
 
 
-def latent_statistics(latents: list[torch.Tensor]) -> dict[str, list[float]]:
-    """Per-channel mean and standard deviation over ``[B, C, t, h, w]`` latent tensors."""
+def latent_statistics(latents: list[torch.Tensor], first_frame_channels: int = 0) -> dict[str, list[float]]:
+    """Per-channel mean and standard deviation over ``[B, C, t, h, w]`` latent tensors; the last
+    ``first_frame_channels`` channels (first-frame tokens' values, zeros in later frames) over the first latent
+    frame alone, the one that holds them (over every frame, the zeros shrank their spread, the more the longer
+    the clips)."""
+    every = latents[0].shape[1] - first_frame_channels
+    mean, std = _moments([z[:, :every] for z in latents])
+    if first_frame_channels:
+        first_mean, first_std = _moments([z[:, every:, :1] for z in latents])
+        mean, std = torch.cat([mean, first_mean]), torch.cat([std, first_std])
+    return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+def _moments(latents: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and population standard deviation over every other dimension, in float64."""
     total = sum(z.shape[0] * math.prod(z.shape[2:]) for z in latents)
     sums = sum(z.double().sum(dim=(0, 2, 3, 4)) for z in latents)
     squares = sum(z.double().square().sum(dim=(0, 2, 3, 4)) for z in latents)
     mean = sums / total
-    std = (squares / total - mean.square()).clamp_min(0).sqrt()
-    return {"mean": mean.tolist(), "std": std.tolist()}
+    return mean, (squares / total - mean.square()).clamp_min(0).sqrt()
