@@ -150,12 +150,15 @@ def test_non_causal_chunks_blend_into_the_one_pass_result(preset: str) -> None:
 
 
 def test_stage_two_without_stage_one_s_weights_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """It trained a decoder on a random encoder and quantizer, fixed for the whole run, without a word."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(tiny_fit_args(tmp_path, 1, "--model.loss.perceptual_weight", "0", config=CONFIG_DIR / "gq_8x32x32_gd_stage2.yaml"))
-    error = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "keeps the encoder and quantizer fixed for the whole run" in error, error[-2000:]
-    assert "--model.init_from" in error and not (tmp_path / "run").exists()
+    """It trained a decoder on a random encoder and quantizer, fixed for the whole run, without a word; so did a job
+    script that always passes `--ckpt_path last`, at its first start (no checkpoint yet: a fresh run)."""
+    for resume in ([], ["--ckpt_path", "last"]):
+        with pytest.raises(SystemExit) as exit_info:
+            stage_two = CONFIG_DIR / "gq_8x32x32_gd_stage2.yaml"
+            main(tiny_fit_args(tmp_path, 1, "--model.loss.perceptual_weight", "0", *resume, config=stage_two))
+        error = capsys.readouterr().err
+        assert exit_info.value.code == 2 and "keeps the encoder and quantizer fixed for the whole run" in error, error[-2000:]
+        assert "--model.init_from" in error and not (tmp_path / "run").exists()
 
 
 def test_the_readme_gives_the_ltx_presets_long_decode_window_from_its_reach() -> None:

@@ -53,11 +53,28 @@ def test_a_slurm_job_of_one_task_is_a_launch_named_by_its_job_and_knows_it_was_r
     assert detect_launch() is None
 
 
-def test_a_torchrun_inside_a_requeued_slurm_job_counts_the_requeue_as_a_restart(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in (("WORLD_SIZE", "8"), ("LOCAL_WORLD_SIZE", "8"), ("TORCHELASTIC_RUN_ID", "none"),
-                        ("TORCHELASTIC_RESTART_COUNT", "0"), ("SLURM_NTASKS", "1"), ("SLURM_RESTART_COUNT", "1")):  # fmt: skip
+def test_a_torchrun_inside_a_requeued_slurm_job_counts_the_requeue_as_a_restart_in_the_jobs_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its run folder was named by torchrun's run id, a new uuid at every start of a one-node launch (`none` under
+    accelerate, refused): the requeued job trained from step 0 in a new folder."""
+    for name, value in (("WORLD_SIZE", "8"), ("LOCAL_WORLD_SIZE", "8"), ("TORCHELASTIC_RUN_ID", "a-new-uuid"),
+                        ("TORCHELASTIC_RESTART_COUNT", "0"), ("SLURM_NTASKS", "1"), ("SLURM_RESTART_COUNT", "1"),
+                        ("SLURM_JOB_ID", "4242"), ("SLURM_JOB_NAME", "train")):  # fmt: skip
         monkeypatch.setenv(name, value)
-    assert detect_launch().restart_count == 1
+    assert (detect_launch().restart_count, detect_launch().run_id) == (1, "4242")
+    monkeypatch.setenv("SLURM_JOB_NAME", "bash")  # torchrun typed in a shell of an allocation: not the job's run
+    assert detect_launch().run_id == "a-new-uuid"
+
+
+def test_devices_1_as_the_command_line_and_config_yaml_give_it_is_the_launchs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`devices: 1` from a YAML file took the launch's devices, the string '1' (a flag, or the config.yaml of a
+    `--trainer.devices 1` run) was refused as disagreeing with it."""
+    for name, value in (("WORLD_SIZE", "2"), ("LOCAL_WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0"),
+                        ("TORCHELASTIC_RUN_ID", "x"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29511")):  # fmt: skip
+        monkeypatch.setenv(name, value)
+    cli = VtokCLI(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--trainer.devices", "1")[1:], run=False)
+    assert cli.trainer.num_devices == 2
 
 
 @pytest.mark.parametrize(

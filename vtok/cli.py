@@ -207,8 +207,9 @@ class VtokCLI(LightningCLI):
             if newest is not None:
                 config.ckpt_path = newest
                 self._resumed_network = check_checkpoint(newest, config, training=self.subcommand == "fit")
-            else:
+            else:  # a fresh start (a job script that always passes `last`): checked as one, frozen parts too
                 refuse_resuming_without_a_last_checkpoint(trainer.default_root_dir)
+                config.ckpt_path = None
         untrained = config.get("ckpt_path") is None and dotted_get(config, "model.init_from") is None
         if self.subcommand in ("validate", "test") and untrained:
             raise UsageError(  # before the Trainer is built and prints its devices
@@ -283,7 +284,7 @@ class VtokCLI(LightningCLI):
         self._derived.append((config, "ckpt_path", config.get("ckpt_path")))
         for key, value in (("devices", launch.devices), ("num_nodes", launch.num_nodes)):
             given = trainer[key]
-            if given not in (None, "auto", 1, value) and str(given) != str(value):
+            if str(given) not in ("None", "auto", "1", str(value)):  # "1" as the command line and config.yaml give it
                 one_task = launch.launcher == "slurm" and launch.processes == 1
                 advice = "submit the job with --ntasks-per-node" if key == "devices" else "submit the job with --nodes"
                 raise UsageError(

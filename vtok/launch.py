@@ -70,7 +70,10 @@ def detect_launch() -> LaunchEnvironment | None:
                 f"the launch has {world} processes, {local} on this node: every node needs as many processes "
                 "(Lightning runs devices x num_nodes); start the same number on each node"
             )
-        run_id = os.environ["TORCHELASTIC_RUN_ID"]
+        # inside a submitted SLURM job, its id: torchrun's own (a new uuid at every start of a single node's
+        # launch, `none` under accelerate) would send a requeued job to a new folder, to start over there
+        in_job = "SLURM_JOB_ID" in os.environ and not _is_interactive(os.environ.get("SLURM_JOB_NAME", ""))
+        run_id = os.environ["SLURM_JOB_ID"] if in_job else os.environ["TORCHELASTIC_RUN_ID"]
         restarts = max(_int("TORCHELASTIC_RESTART_COUNT") or 0, requeued)
         return LaunchEnvironment("torchelastic", local, world // local, None if run_id == "none" else run_id, restarts)
     tasks, nodes = _int("SLURM_NTASKS"), _int("SLURM_NNODES") or 1
