@@ -170,3 +170,24 @@ def test_one_slurm_task_is_one_process_whatever_its_tasks_per_node_say(monkeypat
     assert detect_launch().devices == 1
     with pytest.raises(UsageError, match="submit the job with --ntasks-per-node=2 \\(one task per GPU\\)"):
         VtokCLI(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--trainer.devices", "2")[1:], run=False)
+
+
+def test_a_requeued_job_whose_run_keeps_no_last_ckpt_goes_on_from_its_newest_checkpoint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With checkpoints but no last*.ckpt (a ModelCheckpoint without save_last), every requeue or restart was refused
+    as a fresh run over an old one, advising `--ckpt_path last`, which is refused there too: the job failed for good."""
+    monkeypatch.chdir(tmp_path)
+    for name, value in (("SLURM_NTASKS", "1"), ("SLURM_JOB_NAME", "train"), ("SLURM_JOB_ID", "78")):
+        monkeypatch.setenv(name, value)
+    every_step = ["--trainer.callbacks+", "ModelCheckpoint", "--trainer.callbacks.every_n_train_steps", "1",
+                  "--trainer.callbacks.save_top_k", "-1", "--trainer.callbacks.filename", "{step}"]  # fmt: skip
+    arguments = tiny_fit_args(tmp_path, 2, "--trainer.logger", "false", "--trainer.limit_val_batches", "0", *every_step)
+    at = arguments.index("--trainer.default_root_dir")
+    main(arguments[:at] + arguments[at + 2 :])
+    checkpoints = Path("runs") / "78" / "checkpoints"
+    (checkpoints / "last.ckpt").unlink()
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    main(arguments[:at] + arguments[at + 2 :] + ["--trainer.max_steps", "3"])
+    assert torch.load(checkpoints / "step=3.ckpt", weights_only=True)["global_step"] == 3
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["last.ckpt", "step=1.ckpt", "step=2.ckpt", "step=3.ckpt"]

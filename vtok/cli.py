@@ -311,7 +311,7 @@ class VtokCLI(LightningCLI):
         if launch.restart_count > 0 and self.subcommand == "fit":
             # a restarted job goes on from where it stopped: not from the checkpoint its command line names
             # (where a resumed or fine-tuned job started), nor from a last.ckpt older than SLURM's hpc checkpoint
-            config.ckpt_path = newest_checkpoint(Path(trainer.default_root_dir)) or config.get("ckpt_path")
+            config.ckpt_path = newest_checkpoint(Path(trainer.default_root_dir), or_any=True) or config.get("ckpt_path")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Every run stops cleanly on SIGTERM, writes checkpoints atomically and reports whether the

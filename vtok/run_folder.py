@@ -27,11 +27,14 @@ def home_expanded(folder: str | None) -> str | None:
     return os.path.expanduser(folder) if folder is not None and "://" not in str(folder) else folder
 
 
-def newest_checkpoint(run: Path) -> str | None:
+def newest_checkpoint(run: Path, or_any: bool = False) -> str | None:
     """The newest checkpoint a run folder holds to resume from: a ``checkpoints/last*.ckpt`` or the
     ``hpc_ckpt_*.ckpt`` Lightning's SLURM auto-requeue writes (by modification time, as Lightning
-    picks among ``last*``); ``None`` before any."""
+    picks among ``last*``); with ``or_any``, when there is none of those (a ModelCheckpoint without
+    ``save_last``), the newest ``checkpoints/*.ckpt``; ``None`` before any."""
     saved = [*(run / "checkpoints").glob("last*.ckpt"), *run.glob("hpc_ckpt_*.ckpt")]
+    if not saved and or_any:
+        saved = list((run / "checkpoints").glob("*.ckpt"))
     return str(max(saved, key=lambda path: path.stat().st_mtime)) if saved else None
 
 
@@ -151,7 +154,7 @@ def refuse_a_fresh_run_over_an_old_one(config: Any, under_a_launch: bool) -> Non
     # SLURM's requeue checkpoints too: Lightning would resume from one by itself, older than last.ckpt may be
     old = [*(sorted(folder.glob("*.ckpt")) if folder.is_dir() else []), *sorted(folder.parent.glob("hpc_ckpt_*.ckpt"))]
     if old:
-        newest = newest_checkpoint(folder.parent)  # a signal's last-signal-step=N.ckpt is newer than last.ckpt
+        newest = newest_checkpoint(folder.parent, or_any=True)  # a signal's last-signal-step=N.ckpt is newer than last.ckpt
         raise UsageError(
             f"{folder.parent} already holds a run's checkpoints ({old[0].name}, ...): resume it with "
             f"--ckpt_path {newest or 'last'}, or give this run a folder of its own with "
@@ -173,7 +176,7 @@ def refuse_a_second_fit_in_the_job_folder(folder: str, subcommand: str | None, l
     """
     if subcommand != "fit" or not Path(folder).is_dir() or not any(Path(folder).iterdir()):
         return
-    newest = newest_checkpoint(Path(folder))
+    newest = newest_checkpoint(Path(folder), or_any=True)
     raise UsageError(
         f"{folder} is this {'SLURM job' if launcher == 'slurm' else 'launch'}'s run folder and an earlier vtok fit "
         "of the job already wrote into it: give "
