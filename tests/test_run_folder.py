@@ -53,3 +53,9 @@ def test_last_before_the_first_save_goes_on_in_the_folder_of_the_runs_config(tmp
     assert follow_the_resumed_run(config, folder_given_now=True) is None, "a folder given now wins"
     config.ckpt_path = None
     assert follow_the_resumed_run(config, folder_given_now=False) is None, "a rerun without --ckpt_path is a new run"
+    # a config file of the user's own that happens to be named config.yaml: its run is in the folder it records
+    (tmp_path / "experiments" / "x").mkdir(parents=True)
+    (tmp_path / "experiments" / "x" / "config.yaml").write_text("trainer:\n  default_root_dir: runs/x\n")
+    own = Namespace(config=[str(tmp_path / "experiments" / "x" / "config.yaml")], ckpt_path="last",
+                    trainer=Namespace(default_root_dir="runs/x"))  # fmt: skip
+    assert follow_the_resumed_run(own, folder_given_now=False) is None

@@ -73,11 +73,16 @@ def follow_the_resumed_run(config: Any, folder_given_now: bool) -> str | None:
 
 
 def _run_config_folder(config: Any) -> str | None:
-    """For ``--ckpt_path last``, the folder of the last ``--config <run>/config.yaml`` given, checkpoints or not
-    (a run stopped before its first save goes on afresh in its own folder, not in a relative recorded one
-    read from another working directory)."""
-    given = _run_configs_given(config)
-    return str(given[-1].parent) if config.get("ckpt_path") == "last" and given else None
+    """For ``--ckpt_path last``, the folder of the last ``--config <run>/config.yaml`` given, checkpoints or not, when
+    it is the run folder that config records relative to another working directory (its path ends with the recorded
+    one): a run stopped before its first save goes on afresh in its own folder, not in a new one of that name under
+    this working directory. Not a config file of the user's own named config.yaml (``experiments/x/config.yaml``
+    recording ``runs/x``), whose run is in the folder it records."""
+    given, recorded = _run_configs_given(config), config.trainer.get("default_root_dir")
+    if config.get("ckpt_path") != "last" or not given or recorded is None or Path(recorded).is_absolute():
+        return None
+    folder, relative = given[-1].parent.resolve(), Path(os.path.normpath(recorded)).parts
+    return str(folder) if folder.parts[-len(relative) :] == relative else None
 
 
 def _run_configs_given(config: Any) -> list[Path]:
