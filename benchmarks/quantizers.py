@@ -158,7 +158,8 @@ def train_step(preset: str, args: argparse.Namespace) -> dict[str, object]:
     """``benchmarks.train_step``'s record of ``preset`` at the run's size (``error`` when it failed)."""
     argv = ["--config", preset, "--baselines", "", "--device", args.device, "--precision", args.precision,
             "--frames", str(args.frames), "--size", str(args.size), "--batch-size", str(args.batch_size),
-            "--steps", str(args.steps), "--warmup", str(args.warmup), *(["--tiny"] if args.tiny else [])]  # fmt: skip
+            "--steps", str(args.steps), "--warmup", str(args.warmup), *(["--tiny"] if args.tiny else []),
+            *(["--threads", str(args.threads)] if args.threads else [])]  # fmt: skip  (the share compares like with like)
     # not echoed: the step's line is no record of this benchmark; the share line carries its figure (or error)
     return run_isolated("benchmarks.train_step", argv, ["vtok"], echo=False)[-1]
 
@@ -194,6 +195,7 @@ def share_of_step(preset: str, args: argparse.Namespace, common: dict[str, objec
     step_record = train_step(preset, args)
     step = step_record.get("seconds_per_step")
     record = {"benchmark": "quantizer_share", "preset": preset_name(preset), **row, "train_step_seconds": step,
+              "train_step_threads": step_record.get("threads"),
               **({"train_step_error": step_record["error"]} if "error" in step_record else {}),
               "share_of_step": share(row, step), "tiny": args.tiny, **common}  # fmt: skip
     if args.step_json:

@@ -43,7 +43,7 @@ COMMANDS: dict[str, list[str]] = {
         "benchmarks.inference", *SMALL, "--config", "configs/fsq_4x8x8.yaml", "--only", "vtok"],
     "test_quantizers_compare_with_the_reference_and_take_their_share_of_a_step": [
         "benchmarks.quantizers", *SMALL, "--bits", "16", "--presets", "configs/gq_4x8x8.yaml", "--no-full-size-memory",
-        "--step-json", "no/such/train_step.jsonl"],
+        "--step-json", "no/such/train_step.jsonl", "--threads", "2"],
     "test_data_times_files_shards_and_h264_sources_with_both_readers": [
         "benchmarks.data", "--paths", "files,shards,sources", "--workers", "0", "--size", "16", "--frames", "5",
         "--videos", "2", "--video-frames", "12", "--batches", "2", "--batch-size", "2", "--repeat", "2",
@@ -352,6 +352,7 @@ def test_quantizers_compare_with_the_reference_and_take_their_share_of_a_step(ru
     (share,) = [r for r in records if r["benchmark"] == "quantizer_share"]
     assert share["preset"] == "gq_4x8x8" and 0 < share["share_of_step"] < 1 and share["train_step_seconds"] > 0
     assert "train_step_error" not in share
+    assert share["train_step_threads"] == share["threads"] == 2, "the step timed at the bottleneck's thread count"
     # --step-json names no file: the compiled share is missing, and says why
     assert share["share_of_compiled_step"] is None and share["compiled_step_error"].startswith("cannot read no/such/")
     # the training step's own line stays in its child process: no stray "train_step" record
