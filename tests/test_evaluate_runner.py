@@ -164,7 +164,9 @@ def test_a_rerun_stopped_before_its_metrics_leaves_the_earlier_evaluation_as_it_
     assert not (out / ".pictures-partial").exists()
 
 
-def test_the_pictures_a_killed_evaluation_staged_are_no_data(fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path) -> None:
+def test_the_pictures_a_killed_evaluation_staged_are_no_data(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path
+) -> None:
     """An evaluation killed before its metrics.json (SIGKILL, the OOM killer) leaves its staged pictures: a later one
     over a folder holding that --out scored the side-by-side videos as data (the hidden folder is listed too)."""
     data = tmp_path / "val"

@@ -67,7 +67,9 @@ def test_a_torchrun_inside_a_requeued_slurm_job_counts_the_requeue_as_a_restart_
     assert detect_launch().run_id == "a-new-uuid"
 
 
-def test_devices_1_as_the_command_line_and_config_yaml_give_it_is_the_launchs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_devices_1_as_the_command_line_and_config_yaml_give_it_is_the_launchs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """`devices: 1` from a YAML file took the launch's devices, the string '1' (a flag, or the config.yaml of a
     `--trainer.devices 1` run) was refused as disagreeing with it."""
     for name, value in (("WORLD_SIZE", "2"), ("LOCAL_WORLD_SIZE", "2"), ("RANK", "0"), ("LOCAL_RANK", "0"),

@@ -37,7 +37,9 @@ def test_a_refused_fit_advises_the_newest_checkpoint_not_an_older_last_ckpt(tmp_
         refuse_a_second_fit_in_the_job_folder(str(tmp_path / "run"), "fit", "slurm")
 
 
-def test_last_before_the_first_save_goes_on_in_the_folder_of_the_runs_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_last_before_the_first_save_goes_on_in_the_folder_of_the_runs_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run given a relative --trainer.default_root_dir and stopped before its first checkpoint, resumed with
     `--config <run>/config.yaml --ckpt_path last` from another working directory, began afresh in a new folder of
     that name under the other directory: it starts again in its own folder."""
@@ -59,3 +61,16 @@ def test_last_before_the_first_save_goes_on_in_the_folder_of_the_runs_config(tmp
     own = Namespace(config=[str(tmp_path / "experiments" / "x" / "config.yaml")], ckpt_path="last",
                     trainer=Namespace(default_root_dir="runs/x"))  # fmt: skip
     assert follow_the_resumed_run(own, folder_given_now=False) is None
+
+
+def test_a_moved_run_that_recorded_its_folder_under_home_is_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """vtok reads `~/old` as the home folder's: the moved run's config.yaml, which says `~/old`, was not taken for the
+    run's own record, and the resume went back to the old folder."""
+    from vtok.run_folder import follow_the_resumed_run
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "moved" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "moved" / "config.yaml").write_text("trainer:\n  default_root_dir: ~/old\n")
+    config = Namespace(config=[str(tmp_path / "moved" / "config.yaml")], ckpt_path="last",
+                       trainer=Namespace(default_root_dir=str(tmp_path / "home" / "old")))  # fmt: skip  (as vtok reads it)
+    assert follow_the_resumed_run(config, folder_given_now=False) == str(tmp_path / "moved")

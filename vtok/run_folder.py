@@ -67,7 +67,7 @@ def follow_the_resumed_run(config: Any, folder_given_now: bool) -> str | None:
         return None
     if Path(recorded).resolve() == Path(resumed).resolve():
         return None
-    if trainer_setting(Path(resumed) / "config.yaml", "default_root_dir") != recorded:
+    if home_expanded(trainer_setting(Path(resumed) / "config.yaml", "default_root_dir")) != recorded:  # `~/x` read as vtok does
         return None  # not the run's own record but a folder another --config file gives: that one is asked for
     return str(Path(resumed).resolve())
 

@@ -75,7 +75,8 @@ def _latent_stats(
             "check the data path and the clip flags, or run `vtok prepare` on it"
         )
     print(f"latent statistics from {len(latents)} videos ({len(skipped)} skipped)")
-    return latent_statistics(latents, model.quantizer.first_frame_channels), {**protocol.as_dict(), "videos": len(latents), "skipped_files": len(skipped)}
+    measured_on = {**protocol.as_dict(), "videos": len(latents), "skipped_files": len(skipped)}
+    return latent_statistics(latents, model.quantizer.first_frame_channels), measured_on
 
 
 def main(argv: Sequence[str]) -> None:
