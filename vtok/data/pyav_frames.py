@@ -30,14 +30,24 @@ from vtok.data.transparency import over_white
 
 
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream | None:
-    """The stream vtok reads: FFmpeg's best video stream, skipping attached pictures (``None``: none)."""
+    """The stream vtok reads: FFmpeg's best video stream, skipping attached pictures (``None``: none), unless another
+    ranks higher by what FFmpeg weighed before it put the default disposition first (:func:`_rank`; decord's FFmpeg
+    still picks that way): a mov muxer marks only its first track default, so a one-frame thumbnail or a small
+    preview track written first was read instead of the video (and with decord reading the video, the readers
+    disagreed and the thumbnail won)."""
     candidates = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not candidates:
         return None
     best = container.streams.best("video")
-    if best is not None and any(best.index == s.index for s in candidates):
-        return best
-    return max(candidates, key=lambda s: s.frames)  # FFmpeg picked a picture: the longest other stream
+    if best is None or all(best.index != s.index for s in candidates):
+        return max(candidates, key=lambda s: s.frames)  # FFmpeg picked a picture: the longest other stream
+    highest = max(candidates, key=_rank)
+    return highest if _rank(highest) > _rank(best) else best
+
+
+def _rank(stream: av.video.stream.VideoStream) -> tuple[int, int, int]:
+    """How FFmpeg before 5.1 ranks video streams: a few frames over one (a still), then bit rate, then frames."""
+    return min(5, stream.frames), stream.bit_rate or 0, stream.frames
 
 
 def presented_frames(stream: av.video.stream.VideoStream) -> int:
