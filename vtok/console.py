@@ -24,6 +24,9 @@ rather than something else going missing:
   loaded (a moved run folder, ``vtok validate`` of another run's checkpoint) and no checkpoint callback
   ranks checkpoints by a ``monitor`` (:func:`quiet_moved_checkpoint_folder`): the scores it says it
   will not reload are then never used. A callback with a ``monitor`` still hears it.
+
+And a Ctrl-C that lands while a destructor runs (decord's ``VideoReader.__del__``): Python cannot raise it there and
+prints it, "Exception ignored in ..." with a traceback, above vtok's one line about the interrupted run.
 """
 
 from __future__ import annotations
@@ -53,10 +56,23 @@ def quiet_third_party_noise() -> None:
     """Hides the messages listed in the module docstring (idempotent)."""
     for message in _WARNINGS:
         warnings.filterwarnings("ignore", message=message)
+    if not getattr(sys.unraisablehook, "drops_interrupts", False):
+        sys.unraisablehook = _without_interrupts(sys.unraisablehook)
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropMessages) for f in logger.filters):
             logger.addFilter(_DropMessages())
+
+
+def _without_interrupts(hook: Any) -> Any:
+    """``hook`` (Python's report of an exception it cannot raise) for every exception but a Ctrl-C's."""
+
+    def report(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            hook(unraisable)
+
+    report.drops_interrupts = True  # type: ignore[attr-defined]
+    return report
 
 
 def quiet_resumed_checkpoint_folder() -> None:
