@@ -118,6 +118,11 @@ def changed_since_checked(record: dict[str, Any], path: str | Path) -> bool:
     return not (mtime % SECOND_NS == 0 and recorded // SECOND_NS == mtime // SECOND_NS)
 
 
+def checked_file(record: dict[str, Any]) -> str:
+    """The file a manifest line was checked from: its ``source`` (a re-encoded copy's original), else its ``path``."""
+    return record.get("source", record["path"])
+
+
 def sample_key(source: str) -> str:
     """A stable name for a source file, unique per path and free of dots (WebDataset splits keys at
     the first dot): its stem, then a hash of its whole path."""

@@ -34,7 +34,16 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from vtok.data.errors import UnusableFileError
-from vtok.data.manifest import VideoInfo, append_line, appending, changed_since_checked, file_version, read_jsonl, sample_key
+from vtok.data.manifest import (
+    VideoInfo,
+    append_line,
+    appending,
+    changed_since_checked,
+    checked_file,
+    file_version,
+    read_jsonl,
+    sample_key,
+)
 from vtok.data.probe import TooFewFramesError, probe_video
 from vtok.data.readers import ReaderBackend
 from vtok.data.reencode import reencode_video
@@ -317,7 +326,7 @@ def _take_back_changed(
     file's frame count (and, with ``--shards``, its new bytes were sharded beside the old metadata)."""
 
     def changed(record: dict[str, Any]) -> bool:
-        scanned = record.get("source", record["path"])
+        scanned = checked_file(record)
         return real(scanned) in sources and changed_since_checked(record, scanned)
 
     accepted_changed, rejected_changed = [changed(r) for r in accepted], [changed(r) for r in rejected]
@@ -327,10 +336,10 @@ def _take_back_changed(
         return accepted, rejected, {}
     log.warning(
         "%d files changed since an earlier run checked them (size or modification time; for instance %s): "
-        "checking them again", len(again), again[0].get("source", again[0]["path"]),
+        "checking them again", len(again), checked_file(again[0]),
     )  # fmt: skip
     for record in gone:
-        if record.get("source", record["path"]) != record["path"] and not Path(record["path"]).is_absolute():
+        if checked_file(record) != record["path"] and not Path(record["path"]).is_absolute():
             (out / record["path"]).unlink(missing_ok=True)  # the old file's re-encoded copy
     sharded = read_index(out / SHARDS_NAME).get("keys", {})
     stale = sum(record_key(record) in sharded for record in gone)
@@ -344,7 +353,7 @@ def _take_back_changed(
         kept.append([record for record, flag in zip(records, flags) if not flag])
         if any(flags):
             _rewrite_jsonl(out / name, kept[-1])
-    spellings = {real(record.get("source", record["path"])): record.get("source", record["path"]) for record in again}
+    spellings = {real(checked_file(record)): checked_file(record) for record in again}
     return kept[0], kept[1], spellings
 
 
@@ -378,7 +387,7 @@ def prepare_dataset(data: str, out: str | Path, options: PrepareOptions | None =
     real_sources = {real(source) for source in sources}
     rejected = _take_back(read_jsonl(out / REJECTED_NAME), real_sources, real, options, out)
     accepted, rejected, spellings = _take_back_changed(accepted, rejected, real_sources, real, out)
-    known = {real(r.get("source", r["path"])) for r in accepted} | {real(r["path"]) for r in rejected}
+    known = {real(checked_file(r)) for r in accepted} | {real(r["path"]) for r in rejected}
     todo = [spellings.get(real(source), source) for source in sources if real(source) not in known]
     _warn_about_earlier_settings(accepted, options, out)
     summary = PrepareSummary(out, len(sources), duplicates, known=len(sources) - len(todo), probed=len(todo))

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from vtok.data.manifest import checked_file
 from vtok.data.sources import RealPaths
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def data_outside_copies(sources: list[str], out: Path, data: str, listed: list[d
         ValueError: every source is such a copy, or ``reencode`` would write copies into the folder of some.
     """
     real = RealPaths()
-    copies = {real(str(_listed_file(out, record))) for record in listed if record.get("source", record["path"]) != record["path"]}
+    copies = {real(str(_listed_file(out, record))) for record in listed if checked_file(record) != record["path"]}
     kept = [source for source in sources if real(source) not in copies]
     if sources and not kept:
         raise ValueError(

@@ -27,7 +27,7 @@ from typing import Any
 import webdataset as wds
 from tqdm.auto import tqdm
 
-from vtok.data.manifest import changed_since_checked, sample_key
+from vtok.data.manifest import changed_since_checked, checked_file, sample_key
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def read_index(folder: str | Path) -> dict[str, Any]:
 
 def record_key(record: dict[str, Any]) -> str:
     """The sample key of a manifest line: its source file's (see :func:`sample_key`)."""
-    return sample_key(record.get("source", record["path"]))
+    return sample_key(checked_file(record))
 
 
 def _sharded_keys(index: dict[str, Any], records: Sequence[dict[str, Any]]) -> Counter[str]:
@@ -180,7 +180,7 @@ def write_shards(
     try:
         for record in tqdm(new, unit="video", desc="writing shards", disable=not progress or not new):
             path = Path(record["path"]) if Path(record["path"]).is_absolute() else Path(root) / record["path"]
-            if record.get("source", record["path"]) == record["path"] and changed_since_checked(record, path):
+            if checked_file(record) == record["path"] and changed_since_checked(record, path):
                 what = "it changed since vtok prepare checked it" if path.exists() else "it no longer exists"
                 log.warning("not sharding %s: %s; run vtok prepare again", path, what)
                 continue
