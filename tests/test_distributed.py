@@ -295,6 +295,23 @@ def test_a_restarted_launch_resumes_from_its_last_checkpoint_and_a_first_start_d
     assert _fit_as_torchrun_rank(monkeypatch, tmp_path, 7, restart_count=3) == [7]
 
 
+def test_a_launch_rolled_back_and_restarted_before_its_first_save_goes_on_from_the_checkpoint_it_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert _fit_as_torchrun_rank(monkeypatch, tmp_path, 2, restart_count=0) == [1, 2]
+    shutil.copy(tmp_path / "run" / "checkpoints" / "last.ckpt", tmp_path / "step2.ckpt")
+    assert _fit_as_torchrun_rank(monkeypatch, tmp_path, 5, restart_count=1) == [3, 4, 5]  # last.ckpt: step 5
+    rollback = ["--trainer.logger", "false", "--trainer.limit_val_batches", "0", "--ckpt_path", str(tmp_path / "step2.ckpt")]
+    # a new job goes back to step 2 and is stopped before it saves anything (here: it saves nothing)
+    unsaved = tiny_fit_args(tmp_path, 4, *rollback, "--trainer.enable_checkpointing", "false")
+    assert _fit_as_torchrun_rank(monkeypatch, tmp_path, 4, restart_count=0, arguments=unsaved) == [3, 4]
+    assert _newest_last_checkpoint_step(tmp_path) == 5, "the abandoned run's last.ckpt is still there"
+    restarted = _fit_as_torchrun_rank(monkeypatch, tmp_path, 4, restart_count=1, arguments=tiny_fit_args(tmp_path, 4, *rollback))
+    assert restarted == [3, 4], "the restart goes on from step 2, as its job asked, not from the abandoned step 5"
+    # once the rolled-back run has saved, its restarts go on from its own newest checkpoint
+    assert _fit_as_torchrun_rank(monkeypatch, tmp_path, 6, restart_count=2, arguments=tiny_fit_args(tmp_path, 6, *rollback)) == [5, 6]
+
+
 def test_two_ranks_with_two_workers_read_each_shard_sample_once_per_epoch_and_resume_losing_none(tmp_path: Path) -> None:
     from vtok.cli import main
 

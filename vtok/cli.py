@@ -45,7 +45,7 @@ from vtok.console import (
 )
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import DataSetupError, NoUsableDataError, ResumeMismatchError
-from vtok.error_text import first_line, worker_message
+from vtok.error_text import first_line, without_union_noise, worker_message
 from vtok.launch import LaunchEnvironment, detect_launch
 from vtok.logged_config import SaveAndLogConfig
 from vtok.presets import DEFAULT_CONFIG, with_packaged_presets
@@ -56,12 +56,14 @@ from vtok.run_folder import (
     follow_the_resumed_run,
     home_expanded,
     inherits_run_folder,
+    mark_the_launch_start,
     newest_checkpoint,
     refuse_a_fresh_run_over_an_old_one,
     refuse_a_second_fit_in_the_job_folder,
     refuse_an_unwritable_run_folder,
     refuse_last_without_a_run_folder,
     refuse_resuming_without_a_last_checkpoint,
+    restart_checkpoint,
     resumed_run_folder,
     run_folder,
 )
@@ -104,16 +106,6 @@ def _is_checkpoint(class_path: str) -> bool:
     if callback is None:
         return class_path.endswith("Checkpoint")
     return isinstance(callback, type) and issubclass(callback, ModelCheckpoint)
-
-
-def _without_union_noise(message: str) -> str:
-    """jsonargparse reports an error raised while building an optional component (``model.loss``:
-    ``AutoencoderLoss | None``) as a failure to match each type of the union, the real error among
-    lines about ``NoneType``; this keeps the real one."""
-    if "Does not validate against any of the Union subtypes" not in message:
-        return message
-    reasons = [line[4:] for line in message.splitlines() if line.startswith("  - ") and "NoneType" not in line]
-    return reasons[0] if len(reasons) == 1 else message
 
 
 class VtokCLI(LightningCLI):
@@ -225,6 +217,8 @@ class VtokCLI(LightningCLI):
             else:
                 refuse_frozen_random_parts(config)
             refuse_a_fresh_run_over_an_old_one(config, under_a_launch=launch is not None)
+            if launch is not None and launch.restart_count == 0:  # a restart before the first save goes on from there
+                mark_the_launch_start(Path(trainer.default_root_dir), config.get("ckpt_path"))
             self._derived.append((config, "ckpt_path", None))  # a rerun of config.yaml is a new run, not a resume
             if trainer.get("enable_checkpointing") is False:  # the callbacks would make Lightning refuse it
                 kept = [c for c in trainer.callbacks or [] if not _is_checkpoint(c.class_path)]
@@ -311,7 +305,7 @@ class VtokCLI(LightningCLI):
         if launch.restart_count > 0 and self.subcommand == "fit":
             # a restarted job goes on from where it stopped: not from the checkpoint its command line names
             # (where a resumed or fine-tuned job started), nor from a last.ckpt older than SLURM's hpc checkpoint
-            config.ckpt_path = newest_checkpoint(Path(trainer.default_root_dir), or_any=True) or config.get("ckpt_path")
+            config.ckpt_path = restart_checkpoint(Path(trainer.default_root_dir), config.get("ckpt_path"))
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """Every run stops cleanly on SIGTERM, writes checkpoints atomically and reports whether the
@@ -341,7 +335,7 @@ class VtokCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except (ValueError, FileNotFoundError, MisconfigurationException) as error:
-            raise UsageError(_without_union_noise(str(error))) from error
+            raise UsageError(without_union_noise(str(error))) from error
         # The built objects have the derived settings; config.yaml keeps what was given, so a rerun of it
         # under another launch or with another --trainer.default_root_dir derives them afresh.
         for namespace, key, given in getattr(self, "_derived", []):

@@ -1,5 +1,6 @@
 """Exception messages as vtok shows them: the first line of a library's error quoted inside its own, and
-the message an error raised in a loader worker had there, and hints for common mix-ups."""
+the message an error raised in a loader worker had there, hints for common mix-ups, and jsonargparse's errors
+without the noise of its unions."""
 
 from __future__ import annotations
 
@@ -33,3 +34,13 @@ def run_folder_hint(path: Path) -> str:
         return ""
     newest = path / "checkpoints" / "last.ckpt"
     return f"; it is a training run's folder: give one of its checkpoints ({newest if newest.exists() else path / 'checkpoints'})"
+
+
+def without_union_noise(message: str) -> str:
+    """jsonargparse reports an error raised while building an optional component (``model.loss``:
+    ``AutoencoderLoss | None``) as a failure to match each type of the union, the real error among
+    lines about ``NoneType``; this keeps the real one."""
+    if "Does not validate against any of the Union subtypes" not in message:
+        return message
+    reasons = [line[4:] for line in message.splitlines() if line.startswith("  - ") and "NoneType" not in line]
+    return reasons[0] if len(reasons) == 1 else message

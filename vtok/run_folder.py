@@ -8,11 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.utilities import rank_zero_only
+
 from vtok.presets import trainer_setting
 from vtok.usage_error import UsageError
 
 CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")  # --ckpt_path values Lightning resolves itself
 RUN_FOLDER_VARIABLE = "VTOK_RUN_FOLDER"  # the folder the first process claimed, for the ranks Lightning starts
+LAUNCH_START_MARKER = ".launch-resumed-from"  # in a run folder: the checkpoint a launched fit's first start resumed from
 
 
 def inherits_run_folder() -> bool:
@@ -36,6 +39,30 @@ def newest_checkpoint(run: Path, or_any: bool = False) -> str | None:
     if not saved and or_any:
         saved = list((run / "checkpoints").glob("*.ckpt"))
     return str(max(saved, key=lambda path: path.stat().st_mtime)) if saved else None
+
+
+def mark_the_launch_start(run: Path, checkpoint: str | None) -> None:
+    """Record, for the launch's restarts, the checkpoint its first start resumes from (none: the marker is
+    removed); the marker's time is the start's. Written by the first rank alone; see :func:`restart_checkpoint`."""
+    if rank_zero_only.rank != 0:
+        return
+    marker = run / LAUNCH_START_MARKER
+    if checkpoint is None:
+        marker.unlink(missing_ok=True)
+    else:  # a fine-tuned run's folder is made here, before Lightning makes it
+        run.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{checkpoint}\n", encoding="utf-8", errors="surrogateescape")
+
+
+def restart_checkpoint(run: Path, given: str | None) -> str | None:
+    """The checkpoint a restarted launch (torchrun ``--max_restarts``, a requeued SLURM job) goes on from: the
+    newest the run folder holds, unless the launch's first start resumed from another one
+    (:func:`mark_the_launch_start`) and nothing was saved since, as when a run rolled back to an earlier
+    checkpoint is restarted before its first save: then that one, not the ``last.ckpt`` it abandoned."""
+    newest, marker = newest_checkpoint(run, or_any=True), run / LAUNCH_START_MARKER
+    if newest is None or not marker.is_file() or Path(newest).stat().st_mtime > marker.stat().st_mtime:
+        return newest or given
+    return marker.read_text(encoding="utf-8", errors="surrogateescape").rstrip("\n")
 
 
 def resumed_run_folder(config: Any) -> str | None:
