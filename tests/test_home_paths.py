@@ -8,7 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
+from tests.helpers import tiny_fit_args
 from vtok.cli import main
 from vtok.losses.perceptual import load_lpips_vgg
 
@@ -31,6 +34,17 @@ def test_a_fresh_run_into_a_home_folder_holding_checkpoints_is_refused(home: Pat
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--trainer.logger", "false", "--trainer.default_root_dir=~/run"])
     assert exit_info.value.code == 2 and "already holds a run's checkpoints" in capsys.readouterr().err
+    assert not list(Path.cwd().iterdir())
+
+
+def test_a_run_into_a_home_folder_records_it_as_given_and_resumes_there(home: Path, tmp_path: Path) -> None:
+    """config.yaml recorded the expanded folder (`/home/me/run`): not as given, and not this run's on another machine."""
+    main(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--trainer.default_root_dir=~/run"))
+    config = home / "run" / "config.yaml"
+    assert yaml.safe_load(config.read_text())["trainer"]["default_root_dir"] == "~/run"
+    main(["fit", "--config", str(config), "--ckpt_path", "last", "--trainer.max_steps", "2"])
+    assert torch.load(home / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert yaml.safe_load(config.read_text())["trainer"]["default_root_dir"] == "~/run"
     assert not list(Path.cwd().iterdir())
 
 

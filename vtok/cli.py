@@ -165,12 +165,15 @@ class VtokCLI(LightningCLI):
             raise UsageError(
                 "trainer.limit_val_batches is 0: vtok validate would score nothing; add --trainer.limit_val_batches 1.0"
             )
-        trainer.default_root_dir = home_expanded(trainer.get("default_root_dir"))  # Lightning expands it for itself alone
+        folder_given = trainer.get("default_root_dir")
+        trainer.default_root_dir = home_expanded(folder_given)  # Lightning expands it for itself alone
         moved = follow_the_resumed_run(config, folder_given_now=self._folder_given_now)
         if moved is not None:  # config.yaml then records where the run is now
             log.info("the run is in %s, not in trainer.default_root_dir %s the config records: going on there", moved,
                      trainer.default_root_dir)  # fmt: skip
             trainer.default_root_dir = moved
+        elif folder_given != trainer.default_root_dir:
+            self._derived.append((trainer, "default_root_dir", folder_given))  # config.yaml keeps `~/...` as given
         launch = detect_launch()
         if launch is not None:
             self._apply_launch(config, launch)
