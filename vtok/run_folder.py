@@ -51,7 +51,8 @@ def mark_the_launch_start(run: Path, checkpoint: str | None) -> None:
         marker.unlink(missing_ok=True)
     else:  # a fine-tuned run's folder is made here, before Lightning makes it
         run.mkdir(parents=True, exist_ok=True)
-        marker.write_text(f"{checkpoint}\n", encoding="utf-8", errors="surrogateescape")
+        named = checkpoint if "://" in checkpoint else os.path.abspath(checkpoint)  # a requeue may start elsewhere
+        marker.write_text(f"{named}\n", encoding="utf-8", errors="surrogateescape")
 
 
 def restart_checkpoint(run: Path, given: str | None) -> str | None:
