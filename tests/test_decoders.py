@@ -95,8 +95,27 @@ def test_decode_refuses_latents_of_another_dtype_naming_the_fix_as_encode_does()
             model.decode(latents.to(dtype))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # autocast casts as it goes: allowed
         assert model.decode(latents.bfloat16()).shape == (1, 3, 5, 16, 16)
+        for dtype in (torch.float64, torch.float16):  # not what it casts: it failed deep inside a convolution
+            with pytest.raises(ValueError, match=rf"the video is {dtype} and the model torch.float32"):
+                model.encode(torch.rand(1, 3, 5, 16, 16, dtype=dtype))
+            with pytest.raises(ValueError, match=rf"the latents are {dtype} and the model torch.float32"):
+                model.decode(latents.to(dtype))
     with pytest.raises(ValueError, match="with none empty"):  # no latent frame: was a convolution's kernel-size error
         model.decode(latents[:, :, :0])
+
+
+@pytest.mark.parametrize("bottleneck", ["kl", "fsq", "gq"])
+def test_a_model_on_the_meta_device_gives_the_shapes_of_its_outputs(bottleneck: str) -> None:
+    """Built without memory, a model's encode/decode/tokenize failed in the dtype check's autocast query."""
+    with torch.device("meta"):
+        model = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=6, layers_per_block=1, bottleneck=bottleneck,
+                                 fsq_levels=[8, 5, 5, 5, 5, 5], gq_bits=6, gq_groups=2)  # fmt: skip
+    video = torch.empty(2, 3, 9, 16, 16, device="meta")
+    latents = model.encode(video)
+    assert latents.is_meta and latents.shape == (2, 6, 3, 2, 2)
+    assert model.decode(latents).shape == video.shape
+    if bottleneck != "kl":
+        assert model.tokenize(video).shape[:1] == (2,) and model.tokenize(video).is_meta
 
 
 def test_decode_refuses_a_noise_seed_or_noise_level_its_decoder_cannot_use() -> None:

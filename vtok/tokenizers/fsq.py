@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from einops import rearrange
 
+from vtok.tokenizers.autocast import without_autocast
 from vtok.tokenizers.base import DiscreteQuantizer
 from vtok.tokenizers.output import QuantizerOutput
 
@@ -99,7 +100,7 @@ class FSQ(DiscreteQuantizer):
         """Codes and indices of ``z``; FSQ has no losses, and ``with_losses=False`` (inference) also
         leaves out the batch statistics."""
         self._check_latents(z, f" (K={self.tokens_per_position} tokens x d={self.dim} channels)")
-        with torch.autocast(z.device.type, enabled=False):
+        with without_autocast(z.device.type):
             x = rearrange(z.float(), "b (k d) t h w -> b k d t h w", k=self.tokens_per_position)
             levels, half_width = self._grid()
             bounded = self._bound(x)

@@ -12,6 +12,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from einops import einsum, rearrange
 
+from vtok.tokenizers.autocast import without_autocast
 from vtok.tokenizers.base import DiscreteQuantizer
 from vtok.tokenizers.output import QuantizerOutput
 
@@ -133,7 +134,7 @@ class GroupLFQ(DiscreteQuantizer):
         statistics, whose entropy terms build ``[N, G, 2^(bits/G)]`` float32 tensors over the whole
         latent; inference passes ``False`` and gets empty ``losses`` and ``stats``."""
         self._check_latents(z)
-        with torch.autocast(z.device.type, enabled=False):
+        with without_autocast(z.device.type):
             x = z.float()
             quantized = (x > 0).float() * 2 - 1
             codes = quantized + (x - x.detach())
@@ -142,7 +143,7 @@ class GroupLFQ(DiscreteQuantizer):
         indices = self._join(group_indices) if self.single_token else group_indices
         if not with_losses:
             return QuantizerOutput(codes=codes.to(z.dtype), indices=indices)
-        with torch.autocast(z.device.type, enabled=False):
+        with without_autocast(z.device.type):
             per_sample, codebook = self._entropies(x)
             losses = {"entropy": per_sample - codebook, "commitment": F.mse_loss(x, quantized)}
         stats = self.usage(indices)

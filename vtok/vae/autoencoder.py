@@ -11,6 +11,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 
+from vtok.tokenizers.autocast import autocast_on
 from vtok.vae.backbone import BackboneSpec
 from vtok.vae.bottleneck import BottleneckKind, QuantizerSettings, build_bottleneck
 from vtok.vae.cast_warning import drop_empty_float32_warning
@@ -267,12 +268,11 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
         self.compression.check_clip(*video.shape[2:])
 
     def _check_dtype(self, tensor: torch.Tensor, subject: str, variable: str) -> None:
-        """Raises ``ValueError`` naming the fix when ``tensor`` is not in the model's dtype (under
-        autocast any dtype goes: it casts as it goes); ``subject`` and ``variable`` name it in the message."""
-        if not torch.is_autocast_enabled(tensor.device.type):  # first: cheaper than diffusers' self.dtype
-            weights = next(self.parameters()).dtype
-            if tensor.dtype != weights:
-                raise ValueError(f"{subject} {tensor.dtype} and the model {weights}: use {variable}.to(model.dtype)")
+        """Raises ``ValueError`` naming the fix when ``tensor`` is not in the model's dtype, nor one that an
+        autocast on for its device casts (see :func:`_autocast_casts`); ``subject`` and ``variable`` name it."""
+        weights = next(self.parameters()).dtype
+        if tensor.dtype != weights and not _autocast_casts(tensor):
+            raise ValueError(f"{subject} {tensor.dtype} and the model {weights}: use {variable}.to(model.dtype)")
 
     def latent_values_per_pixel(self) -> float:
         """Latent values per input pixel value, ``C / (3·t·s·s)``, for long clips: ``C`` counts the
@@ -416,3 +416,15 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
             continuous_reconstruction=self.decoder(continuous_input) if continuous_input is not None else None,
             first_frame_indices=out.first_frame_indices,
         )
+
+
+def _autocast_casts(tensor: torch.Tensor) -> bool:
+    """Whether ``torch.autocast`` is on for ``tensor``'s device and casts its dtype as it goes: never float64 (a
+    numpy ``frames / 127.5 - 1``, which failed deep inside a convolution), and on a CPU only float32 and the
+    autocast's own dtype (float16 under bf16 failed in torch's type promotion); a meta tensor has no autocast."""
+    device = tensor.device.type
+    if not autocast_on(device):
+        return False
+    if device == "cuda":
+        return tensor.dtype in (torch.float32, torch.float16, torch.bfloat16)
+    return tensor.dtype in (torch.float32, torch.get_autocast_dtype(device))

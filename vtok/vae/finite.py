@@ -31,6 +31,9 @@ def model_fault(model: nn.Module) -> str:
 
 
 def non_finite_clips(values: torch.Tensor) -> list[int]:
-    """The batch indices of the items of ``values`` ``[B, ...]`` that hold NaN or inf (one host sync)."""
+    """The batch indices of the items of ``values`` ``[B, ...]`` that hold NaN or inf (one host sync; none on the
+    meta device, whose tensors hold no values: shapes only)."""
+    if values.is_meta:
+        return []
     bad = ~values.isfinite().flatten(1).all(1)
     return bad.nonzero().flatten().tolist() if bool(bad.any()) else []

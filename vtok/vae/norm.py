@@ -9,11 +9,11 @@ decoding) and is the slowest layer of a channels-last video network.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vtok.tokenizers.autocast import without_autocast
 
 
 class ChannelRMSNorm(nn.Module):
@@ -34,9 +34,7 @@ class ChannelRMSNorm(nn.Module):
         # both kept for the backward pass (half the activation memory of a bf16 step by the count of
         # benchmarks/roofline.py). The kernels accumulate in float32 whatever their input, so the
         # norm runs in x's own dtype instead (the gain cast to it, as the fused kernel needs).
-        kind = x.device.type
-        autocast_on = torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)
-        with torch.autocast(kind, enabled=False) if autocast_on else nullcontext():
+        with without_autocast(x.device.type):
             # movedim gives a free view when x is channels-last-3d; rms_norm then reads it contiguously.
             y = F.rms_norm(x.movedim(1, -1), (x.shape[1],), self.weight.to(x.dtype), self.eps)
         return y.movedim(-1, 1)
