@@ -424,7 +424,11 @@ def _distributed_worker(rank: int, world: int, init_file: str, z: torch.Tensor, 
             out.losses["entropy"].backward()
         with torch.no_grad():  # no gradient, no collective: rank-local statistics
             local_entropy = GroupLFQ(6, 2, temperature=0.05)(local).stats["codebook_entropy"]
-        saved = {"codebook_entropy": out.stats["codebook_entropy"], "grad": local.grad, "local": local_entropy}
+        # a training step whose encoder and quantizer are frozen for good: latents need no gradient, all ranks run it
+        frozen = GroupLFQ(6, 2, temperature=0.05)(local.detach()).stats["codebook_entropy"]
+        evaluated = GroupLFQ(6, 2, temperature=0.05).eval()(local.detach()).stats["codebook_entropy"]  # rank-local
+        saved = {"codebook_entropy": out.stats["codebook_entropy"], "grad": local.grad, "local": local_entropy,
+                 "frozen": frozen, "evaluated": evaluated}  # fmt: skip
         torch.save(saved, f"{results}.{rank}")
     finally:
         dist.destroy_process_group()
@@ -443,6 +447,7 @@ def test_gq_codebook_entropy_uses_the_average_over_all_ranks(tmp_path: Path) -> 
     for rank in range(2):
         got = torch.load(f"{results}.{rank}")
         torch.testing.assert_close(got["codebook_entropy"], whole.stats["codebook_entropy"])
+        torch.testing.assert_close(got["frozen"], whole.stats["codebook_entropy"])
         # Each rank's loss averages over its half of the batch, and the all-reduce carries the
         # global term's gradient back to every rank: world_size x the single-process gradient,
         # which DDP's gradient averaging divides back out.
@@ -450,6 +455,7 @@ def test_gq_codebook_entropy_uses_the_average_over_all_ranks(tmp_path: Path) -> 
         with torch.no_grad():
             alone = GroupLFQ(6, 2, temperature=0.05)(z.chunk(2)[rank]).stats["codebook_entropy"]
         torch.testing.assert_close(got["local"], alone)
+        torch.testing.assert_close(got["evaluated"], alone)
     assert not torch.isclose(alone, whole.stats["codebook_entropy"])
 
 

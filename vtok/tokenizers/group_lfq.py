@@ -23,13 +23,15 @@ MAX_SINGLE_TOKEN_BITS = 62
 PROB_FLOOR = 1e-12
 
 
-def mean_over_ranks(t: torch.Tensor) -> torch.Tensor:
-    """Average ``t`` over all distributed ranks, differentiably, when ``t`` needs a gradient.
+def mean_over_ranks(t: torch.Tensor, in_training_step: bool) -> torch.Tensor:
+    """Average ``t`` over all distributed ranks in a training step, which every rank runs (differentiably: each
+    rank's loss then depends on every rank's input); also when ``t`` needs no gradient (an encoder and quantizer
+    frozen for good, as in stage 2: the batch entropy logged was rank 0's alone).
 
-    Without a gradient (validation, evaluation, a callback running on rank 0 alone) ``t`` stays
-    rank-local: a collective there would hang as soon as one rank did not take part.
+    Elsewhere (validation, evaluation, a callback running on rank 0 alone) ``t`` stays rank-local: a collective
+    there would hang as soon as one rank did not take part (validation skips a rank's batch of padding only).
     """
-    if not (t.requires_grad and dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+    if not (in_training_step and dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return t
     return _SumOverRanks.apply(t) / dist.get_world_size()
 
@@ -157,7 +159,7 @@ class GroupLFQ(DiscreteQuantizer):
         log_probs = logits.log_softmax(-1)
         probs = log_probs.exp()
         per_sample = -(probs * log_probs).sum(-1).mean(0).sum()
-        average = mean_over_ranks(probs.mean(0))
+        average = mean_over_ranks(probs.mean(0), in_training_step=self.training and torch.is_grad_enabled())
         codebook = -(average * average.clamp_min(PROB_FLOOR).log()).sum()
         return per_sample, codebook
 
