@@ -133,3 +133,79 @@ def test_a_skipped_video_deleted_since_leaves_the_skip_list_and_a_tokenized_one_
     listed = [json.loads(line) for line in (out / "index.jsonl").read_text().splitlines()]
     assert sorted(Path(entry["path"]).parent.name for entry in listed) == ["p1", "p2"]
     assert all((out / entry["tokens"]).is_file() for entry in listed)
+
+
+def test_a_listed_video_gone_from_its_path_keeps_its_tokens(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A video deleted since (still in the manifest), or a link to a disk not mounted now, counted as changed: its
+    token file was removed and it left the index; a folder of such links lost every token file and the index."""
+    folder, (gone, kept) = _two_videos(video_folder, tmp_path)
+    manifest = tmp_path / "videos.txt"
+    manifest.write_text(f"{gone}\n{kept}\n")
+    links = tmp_path / "links"
+    links.mkdir()
+    for video in (gone, kept):
+        (links / video.name).symlink_to(video)
+    outs = {"manifest": tmp_path / "from-manifest", "links": tmp_path / "from-links"}
+    for data, out in zip((manifest, links), outs.values()):
+        run("tokenize", "--model", fsq_run["export"], "--data", data, "--out", out)
+    before = {name: (out / "index.jsonl").read_text() for name, out in outs.items()}
+    shutil.move(folder, tmp_path / "elsewhere")  # the disk the links point to is gone: both videos
+    capsys.readouterr()
+    run("tokenize", "--model", fsq_run["export"], "--data", links, "--out", outs["links"])
+    assert capsys.readouterr().out.startswith("tokenized 0 videos (2 already done, 0 skipped)")
+    shutil.move(tmp_path / "elsewhere", folder)
+    gone.unlink()
+    run("tokenize", "--model", fsq_run["export"], "--data", manifest, "--out", outs["manifest"])
+    assert capsys.readouterr().out.startswith("tokenized 0 videos (2 already done, 0 skipped)")
+    for name, out in outs.items():
+        assert (out / "index.jsonl").read_text() == before[name]
+        assert len(list((out / "tokens").glob("*.safetensors"))) == 2
+
+
+def test_a_video_that_changed_while_it_was_read_is_tokenized_again(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:  # fmt: skip
+    """A video still being copied in when read: its token file recorded the size and time of the finished file
+    (taken after the read), so every rerun kept the tokens of the part read."""
+    import vtok.data.dataset
+
+    folder, (video, _) = _two_videos(video_folder, tmp_path)
+    opened = vtok.data.dataset.open_video
+
+    def open_then_finish_the_copy(path: str, *args: object, **kwargs: object) -> object:
+        reader = opened(path, *args, **kwargs)
+        os.utime(path, ns=(10**18, 10**18))  # the copy goes on once the reader holds the start
+        return reader
+
+    monkeypatch.setattr(vtok.data.dataset, "open_video", open_then_finish_the_copy)
+    out = tmp_path / "tokens"
+    run("tokenize", "--model", fsq_run["export"], "--data", video, "--out", out, "--workers", 0)
+    monkeypatch.undo()
+    capsys.readouterr()
+    run("tokenize", "--model", fsq_run["export"], "--data", video, "--out", out, "--workers", 0)
+    assert capsys.readouterr().out.startswith("tokenized 1 videos, 1 of them again: changed since their token files")
+
+
+def test_a_run_with_other_settings_into_a_folder_another_run_started_is_refused_before_writing(
+    fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Runs started together (one per GPU) with a typo in one's --size both passed the check of a folder that held
+    no token file yet, and wrote both protocols into it; a run that has written none yet now binds the folder too."""
+    out = tmp_path / "tokens"
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "a.mp4").write_bytes(b"not a video")
+    with pytest.raises(SystemExit):  # a run that wrote no token file (here: it could read none)
+        run("tokenize", "--model", fsq_run["export"], "--data", tmp_path / "broken", "--out", out)
+    folder, _ = _two_videos(video_folder, tmp_path)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", out, "--size", 64)
+    said = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "was started by a run of another model or clip protocol (height 32" in said, said
+    assert f"if no run is writing into it, remove {out / 'settings.json'}" in said
+    assert not (out / "tokens").is_dir() or not list((out / "tokens").glob("*.safetensors")), "nothing written"
+    run("tokenize", "--model", fsq_run["export"], "--data", folder, "--out", out)  # the folder's own settings
+    assert len(list((out / "tokens").glob("*.safetensors"))) == 2

@@ -129,7 +129,8 @@ def token_metadata(
         "format_version": TOKEN_FORMAT_VERSION,
         "source": printable_path(info.path),
         "source_real": printable_path(os.path.realpath(info.path)),  # "source" may be relative to a folder not recorded
-        **file_version(info.path),  # a rerun redoes the video when its file changed since (size, modification time)
+        # a rerun redoes the video when its file changed since it was read (size, modification time)
+        **(info.source_version or file_version(info.path)),
         "first_frame": info.first_frame,
         "frames": info.frames,
         "stride": info.stride,

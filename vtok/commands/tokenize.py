@@ -8,8 +8,8 @@ theirs; a video deleted since its tokenization stays listed, its token file kept
 since is dropped from skipped.jsonl). Resumable: a video
 whose token file is already complete is not read again, whichever way its path is written.
 An output folder belongs to one model and one clip protocol: every token file records the model's
-weights hash and the protocol, and a rerun into a folder holding token files of another model or
-other clip settings (--frames, --size, --stride, --fps) is refused; give such a run a new --out.
+weights hash and the protocol, as does D/settings.json (written by the folder's first run), and a run into a
+folder of another model or other clip settings (--frames, --size, --stride, --fps) is refused; give it a new --out.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from vtok.data.manifest import changed_since_checked, read_jsonl
 from vtok.data.read_ahead import read_ahead
 from vtok.data.sources import RealPaths, printable_path
 from vtok.export import load_autoencoder_and_metadata
+from vtok.jsonfile import read_json_object
 from vtok.tokenfiles import (
     read_token_header,
     settings_mismatch,
@@ -46,6 +47,7 @@ from vtok.tokenfiles import (
 from vtok.vae import map_tokens, regular_indices
 
 log = logging.getLogger(__name__)
+SETTINGS_FILE = "settings.json"  # the model and clip protocol of an output folder's token files
 
 
 def parser() -> argparse.ArgumentParser:
@@ -97,7 +99,9 @@ def _already_tokenized(
     """Index entries (under this run's spelling of each path) of the ``files`` whose token file is among the
     ``existing`` ones, by position in ``files``: the file of :func:`_token_path`, else one whose recorded
     source is the same video spelt another way (token files were once named by the path as written); and the
-    token files left out because their video changed since (another size or modification time), by position."""
+    token files left out because their video changed since (another size or modification time), by position. A
+    video no longer there keeps its token file (the rerun of a manifest whose videos were deleted since their
+    tokenization, a folder of links to a disk not mounted now, removed them all)."""
     real = RealPaths()
     by_video: dict[str, Path] = {}
     for token_path, header in existing.items():
@@ -108,11 +112,39 @@ def _already_tokenized(
         token_path = token_path if token_path in existing else by_video.get(printable_path(real(source)))
         if token_path is None:
             continue
-        if changed_since_checked(existing[token_path][0], source):  # token files of an earlier vtok: taken as they are
+        # token files of an earlier vtok: taken as they are; a video gone from its path (deleted since, on a disk
+        # not mounted now) keeps its tokens, as one no longer in --data does
+        if os.path.exists(source) and changed_since_checked(existing[token_path][0], source):
             changed[index] = token_path
             continue
         found[index] = {**_entry(out, token_path, *existing[token_path]), "path": printable_path(source)}
     return found, changed
+
+
+def _claim_the_folder(out: Path, settings: dict[str, str]) -> dict[Path, tuple[dict[str, str], list[int]]]:
+    """The complete token files already in ``out`` (see :func:`_token_files`), after checking this run's
+    ``settings`` against them and against ``out/settings.json``, which the folder's first run writes: under a lock
+    of its own (not the index's, which a run writing its lists holds), before any token file is written, so runs
+    started together with other settings (one run per GPU, a typo in one command) no longer both passed the check
+    of a folder still empty and wrote both protocols.
+
+    Raises:
+        ValueError: ``out`` holds token files, or was started by a run, of another model or clip protocol.
+    """
+    with folder_lock(out, ".settings.lock"):
+        existing = _token_files(out, settings)
+        recorded = out / SETTINGS_FILE
+        if not recorded.is_file():
+            _write_lines(recorded, [settings])
+            return existing
+        differences = settings_mismatch(read_json_object(recorded), settings)
+    if differences:
+        none_yet = "" if existing else f"; it holds no token file yet: if no run is writing into it, remove {recorded}"
+        raise ValueError(
+            f"{out} was started by a run of another model or clip protocol ({'; '.join(differences)}); tokenize into "
+            f"a new --out (one folder never mixes them){none_yet}"
+        )
+    return existing
 
 
 def _token_files(out: Path, settings: dict[str, str]) -> dict[Path, tuple[dict[str, str], list[int]]]:
@@ -149,7 +181,7 @@ def main(argv: Sequence[str]) -> None:
     protocol = resolve_protocol(args, model, metadata.get("_vtok_clip"), whole_video=True)
     dataset = clip_dataset(protocol, args.data, model, args.backend)
     settings = tokenize_settings(protocol.as_dict(), weights_sha256(model), tokenizer_sha256(model))
-    existing = _token_files(out, settings)
+    existing = _claim_the_folder(out, settings)
     model = model.to(device)
     found, changed = _already_tokenized(out, dataset.files, existing)  # file index -> index entry
     done = len(found)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from vtok.data.clips import ClipSpec, ClipTooShortError, VideoLength
 from vtok.data.errors import NoUsableDataError, UnusableFileError
+from vtok.data.manifest import file_version
 from vtok.data.probe import still_image_reason
 from vtok.data.readers import ReaderBackend, VideoReader, open_video
 from vtok.data.seeding import sample_generator
@@ -136,6 +137,9 @@ class ClipInfo:
         stride: frames of the file per frame of the clip.
         source_fps: the file's frame rate (0 when the container does not say).
         source_size: ``(height, width)`` of the file's frames as shown (square pixels).
+        source_version: the file's size and modification time taken before it was read (see
+            :func:`vtok.data.manifest.file_version`; empty where not taken): a file still being written when read
+            then counts as changed since.
     """
 
     path: str
@@ -144,6 +148,7 @@ class ClipInfo:
     stride: int
     source_fps: float
     source_size: tuple[int, int]
+    source_version: dict[str, int] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -253,9 +258,11 @@ class VideoClipDataset(SkippingDataset):
     def load_with_info(self, index: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ClipInfo]:
         """The clip ``[3, T, H, W]`` from file ``index`` and where it came from; raises :class:`UnusableFileError`."""
         length = self.lengths[index]  # opened here, inside the worker process; with the reader prepare verified
+        version = file_version(self.files[index])  # before the read, not after it (a file still being copied)
         reader = open_video(self.files[index], self.backend, length.reader if length is not None else None)
         clip = self.clip_for(reader, length)
-        return video_clip_with_info(reader, clip, self.size, generator, self.horizontal_flip, length)
+        video, info = video_clip_with_info(reader, clip, self.size, generator, self.horizontal_flip, length)
+        return video, replace(info, source_version=version)
 
     def load(self, index: int, generator: torch.Generator | None) -> tuple[torch.Tensor, tuple[int, int]]:
         video, info = self.load_with_info(index, generator)
