@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from vtok.export import CHECKPOINT_KEY
 from vtok.losses import AdversarialLoss, AutoencoderLoss, PerceptualLoss
@@ -155,6 +157,39 @@ def test_adaptive_weight_is_the_ratio_of_gradient_norms_at_the_last_layer() -> N
     assert terms["loss"].item() == pytest.approx(0.5 * ratio * generator.item(), rel=1e-2)
     fixed = AdversarialLoss("patch3d", channels=8, layers=2, norm="group", weight=0.5, adaptive=False)
     assert fixed.generator_terms(reconstruction, reconstruction_loss, decoder_last.weight, step=0)["adaptive_weight"].item() == 0.5
+
+
+def _adaptive_weight_rank(rank: int, init_file: str, features: torch.Tensor, real: torch.Tensor, results: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        torch.save(_adaptive_weight_of(features.chunk(2)[rank], real.chunk(2)[rank]), f"{results}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def _adaptive_weight_of(features: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    torch.manual_seed(0)  # the same layer and discriminator in every process
+    adversarial, decoder_last = AdversarialLoss("patch3d", channels=8, layers=2, norm="group"), torch.nn.Conv3d(4, 3, 1)
+    reconstruction = decoder_last(features)
+    loss = (reconstruction - real).abs().mean()
+    return adversarial.generator_terms(reconstruction, loss, decoder_last.weight, step=0)["adaptive_weight"]
+
+
+def test_the_adaptive_weight_of_two_ranks_is_that_of_their_batches_together(tmp_path: Path) -> None:
+    """Each rank weighed the adversarial term by its own batch's gradients: 2 ranks x batch 1 trained unlike
+    1 x batch 2 (4% apart in the step's gradient)."""
+    torch.manual_seed(1)
+    features, real = torch.randn(2, 4, 5, 32, 32), torch.rand(2, 3, 5, 32, 32) * 2 - 1
+    features[1] *= 3  # two clips whose own weights differ
+    results = str(tmp_path / "rank")
+    mp.start_processes(_adaptive_weight_rank, args=(str(tmp_path / "init"), features, real, results), nprocs=2,
+                       start_method="fork")  # fmt: skip
+    together = _adaptive_weight_of(features, real)
+    alone = [_adaptive_weight_of(features[i : i + 1], real[i : i + 1]) for i in range(2)]
+    assert abs(alone[0] / together - 1) > 0.05, "the clips alone weigh otherwise: the test tells the cases apart"
+    for rank in range(2):
+        torch.testing.assert_close(torch.load(f"{results}.{rank}"), together, rtol=1e-5, atol=0)
 
 
 def _gaussian_output(video: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> AutoencoderOutput:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -37,9 +38,16 @@ def frozen(module: nn.Module) -> Iterator[None]:
 def adaptive_weight(
     reconstruction_loss: torch.Tensor, generator_loss: torch.Tensor, last_layer: torch.Tensor, maximum: float = 1e4
 ) -> torch.Tensor:
-    """``‖∇ L_rec‖ / ‖∇ L_G‖`` at the decoder's last layer, so neither term drowns the other."""
+    """``‖∇ L_rec‖ / ‖∇ L_G‖`` at the decoder's last layer, so neither term drowns the other. On several ranks
+    (every rank computes it at the same training batch) the gradients are averaged over them first, as
+    DDP averages the step's: the weight of N ranks x batch B is that of one process with batch N·B (each
+    rank's own batch moved it by about 4% at batch 1). Accumulated batches still weigh each batch alone."""
     rec_grad = torch.autograd.grad(reconstruction_loss, last_layer, retain_graph=True)[0]
     gen_grad = torch.autograd.grad(generator_loss, last_layer, retain_graph=True)[0]
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        both = torch.stack([rec_grad, gen_grad])
+        dist.all_reduce(both)
+        rec_grad, gen_grad = both / dist.get_world_size()
     return (rec_grad.norm() / (gen_grad.norm() + 1e-4)).clamp(0.0, maximum).detach()
 
 
