@@ -233,3 +233,17 @@ def test_held_out_scores_of_a_gq_model_do_not_depend_on_how_the_clips_are_batche
     whole, singles = scores([video]), scores(list(video.split(1)))
     assert whole.keys() == singles.keys() and "val/loss" in whole and "val/entropy" not in whole
     assert all(whole[key] == pytest.approx(singles[key], rel=1e-5, abs=1e-6) for key in whole), (whole, singles)
+
+
+def test_codebook_monitor_watches_the_first_frame_tokens_too(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The first-frame extra tokens (their own codebook) were never counted: a collapse there went unseen."""
+    with caplog.at_level(logging.WARNING, logger="vtok.training.codebook"):
+        main(tiny_fit_args(tmp_path, 2, "--model.autoencoder.bottleneck", "fsq", "--model.autoencoder.fsq_levels", "[8,5,5,5]",
+                           "--model.autoencoder.first_frame_tokens", "1", "--trainer.callbacks+", "vtok.training.CodebookMonitor",
+                           "--trainer.callbacks.window_steps", "2", "--trainer.callbacks.collapse_threshold", "0.99",
+                           "--trainer.limit_val_batches", "0", *csv_logger(tmp_path), "--trainer.log_every_n_steps", "1"))  # fmt: skip
+    first_frame, regular = metric_column(tmp_path / "run", "codebook/first_frame_usage"), metric_column(tmp_path / "run", "codebook/usage")
+    assert len(first_frame) == len(regular) == 1 and 0 < first_frame[0] <= 1 and 0 < regular[0] <= 1
+    assert metric_column(tmp_path / "run", "codebook/min_slot_usage") == [min(first_frame[0], regular[0])]
+    warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("codebook collapse")]
+    assert [w.split(" used")[0] for w in warnings] == ["codebook collapse: a token slot", "codebook collapse: a first-frame token slot"]

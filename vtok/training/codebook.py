@@ -21,8 +21,14 @@ log = logging.getLogger(__name__)
 MAX_TRACKED_VOCABULARY = 2**24  # a bool per code and slot; larger vocabularies are not tracked
 
 
+# what the training step returns -> how a warning names its slots; first-frame extra tokens have codebooks of their own
+TOKEN_KINDS = {"indices": "token slot", "first_frame_indices": "first-frame token slot"}
+
+
 class CodebookMonitor(Callback):
-    """Logs ``codebook/usage`` (mean over slots) and ``codebook/min_slot_usage`` every window.
+    """Logs ``codebook/usage`` (mean over the slots of the regular tokens) and ``codebook/min_slot_usage`` (the
+    least used slot, first-frame extra tokens included) every window, and ``codebook/first_frame_usage`` (mean
+    over the extra tokens' slots) for a model with first-frame tokens.
 
     Args:
         window_steps: batches per window.
@@ -32,33 +38,40 @@ class CodebookMonitor(Callback):
     def __init__(self, window_steps: int = 100, collapse_threshold: float = 0.05) -> None:
         self.window_steps = window_steps
         self.collapse_threshold = collapse_threshold
-        self._seen: torch.Tensor | None = None  # bool [slots, vocabulary]
+        self._seen: dict[str, torch.Tensor] = {}  # per kind of token (see TOKEN_KINDS): bool [slots, vocabulary]
         self._steps = 0
         self._untracked = False
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if not isinstance(outputs, dict) or "indices" not in outputs:
+        if not isinstance(outputs, dict) or "indices" not in outputs or self._untracked:
             return
-        groups, vocabulary = pl_module.autoencoder.quantizer.quantizer.token_groups(outputs["indices"])
-        if vocabulary > MAX_TRACKED_VOCABULARY:
-            if not self._untracked:
+        bottleneck = pl_module.autoencoder.quantizer
+        quantizers = {"indices": bottleneck.quantizer, "first_frame_indices": bottleneck.first_frame}
+        for kind in (kind for kind in TOKEN_KINDS if kind in outputs):
+            groups, vocabulary = quantizers[kind].token_groups(outputs[kind])
+            if vocabulary > MAX_TRACKED_VOCABULARY:
                 log.warning("codebook usage is not tracked for a vocabulary of %d codes per token", vocabulary)
-            self._untracked = True
-            return
-        if self._seen is None:
-            self._seen = torch.zeros(groups.shape[1], vocabulary, dtype=torch.bool, device=groups.device)
-        self._seen.scatter_(1, groups.t(), True)
+                self._untracked = True
+                return
+            if kind not in self._seen:
+                self._seen[kind] = torch.zeros(groups.shape[1], vocabulary, dtype=torch.bool, device=groups.device)
+            self._seen[kind].scatter_(1, groups.t(), True)
         self._steps += 1
         if self._steps < self.window_steps:
             return
-        usage = trainer.strategy.reduce(self._seen.float(), reduce_op=ReduceOp.MAX).mean(1)  # codes seen on any rank
-        mean, worst = torch.stack([usage.mean(), usage.min()]).tolist()  # the window's one host-device sync
-        log_on_this_batch(trainer, {"codebook/usage": mean, "codebook/min_slot_usage": worst})
-        if worst < self.collapse_threshold and trainer.is_global_zero:  # the same on every rank: said once
-            log.warning(
-                "codebook collapse: a token slot used only %.1f%% of its %d codes over the last %d steps "
+        usage = {kind: trainer.strategy.reduce(seen.float(), reduce_op=ReduceOp.MAX).mean(1) for kind, seen in self._seen.items()}
+        values = torch.stack([u.mean() for u in usage.values()] + [u.min() for u in usage.values()]).tolist()  # one sync
+        mean, least = dict(zip(usage, values[: len(usage)])), dict(zip(usage, values[len(usage) :]))
+        logged = {"codebook/usage": mean["indices"], "codebook/min_slot_usage": min(least.values())}
+        if "first_frame_indices" in mean:
+            logged["codebook/first_frame_usage"] = mean["first_frame_indices"]
+        log_on_this_batch(trainer, logged)
+        for kind in (kind for kind in usage if least[kind] < self.collapse_threshold and trainer.is_global_zero):
+            log.warning(  # the same on every rank: said once
+                "codebook collapse: a %s used only %.1f%% of its %d codes over the last %d steps "
                 "(mean over slots %.1f%%); raise the entropy weight or lower the learning rate",
-                100 * worst, vocabulary, self._steps, 100 * mean,
-            )
-        self._seen.zero_()
+                TOKEN_KINDS[kind], 100 * least[kind], self._seen[kind].shape[1], self._steps, 100 * mean[kind],
+            )  # fmt: skip
+        for seen in self._seen.values():
+            seen.zero_()
         self._steps = 0

@@ -297,8 +297,8 @@ class AutoencoderModule(HeldOutScoring, LightningModule):
             logs.update({prefix + key: value for key, value in part_logs.items()})
             if not shown:  # what callbacks see: the first part's input, reconstruction and tokens
                 shown = {"video": part["video"], "reconstruction": output.reconstruction.detach()}
-                if output.indices is not None:
-                    shown["indices"] = output.indices
+                tokens = {"indices": output.indices, "first_frame_indices": output.first_frame_indices}  # for CodebookMonitor
+                shown.update({kind: indices for kind, indices in tokens.items() if indices is not None})
         steps = self.steps_after(batch_idx)
         ddp = self.trainer.strategy.model
         # Accumulating batches skip DDP's all-reduce; the batch that steps reduces the summed gradients.
