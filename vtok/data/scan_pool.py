@@ -15,6 +15,7 @@ Workers come from a fork server (:mod:`vtok.data.fork_server`) that has imported
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import multiprocessing.pool
 import os
@@ -120,6 +121,8 @@ def run_with_deadlines(
                 if not stalled:
                     continue
                 pool.terminate()
+                progress.close()  # with the old pool's pipes, now: they waited for a garbage collection (hundreds of
+                gc.collect()  # open files when many files stall, toward a 1024 limit)
                 generation += 1
                 progress = context.Queue()
                 pool = _ready_pool(context, workers, progress)
