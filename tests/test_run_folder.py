@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from jsonargparse import Namespace
 
-from vtok.run_folder import refuse_a_fresh_run_over_an_old_one, refuse_a_second_fit_in_the_job_folder, resumed_run_folder
+from vtok.run_folder import (
+    mark_the_launch_start,
+    refuse_a_fresh_run_over_an_old_one,
+    refuse_a_second_fit_in_the_job_folder,
+    restart_checkpoint,
+    resumed_run_folder,
+)
 from vtok.usage_error import UsageError
 
 
@@ -74,3 +80,13 @@ def test_a_moved_run_that_recorded_its_folder_under_home_is_followed(tmp_path: P
     config = Namespace(config=[str(tmp_path / "moved" / "config.yaml")], ckpt_path="last",
                        trainer=Namespace(default_root_dir=str(tmp_path / "home" / "old")))  # fmt: skip  (as vtok reads it)
     assert follow_the_resumed_run(config, folder_given_now=False) == str(tmp_path / "moved")
+
+
+def test_a_launch_started_from_lightnings_hpc_keyword_restarts_from_the_newest_checkpoint(tmp_path: Path) -> None:
+    """`--ckpt_path hpc` was recorded as the file `<cwd>/hpc`, which a restart before the first save then asked for."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "hpc_ckpt_1.ckpt").write_bytes(b"")
+    mark_the_launch_start(run, str(tmp_path / "older.ckpt"))  # an earlier job's start
+    mark_the_launch_start(run, "hpc")
+    assert restart_checkpoint(run, "hpc") == str(run / "hpc_ckpt_1.ckpt")

@@ -42,12 +42,13 @@ def newest_checkpoint(run: Path, or_any: bool = False) -> str | None:
 
 
 def mark_the_launch_start(run: Path, checkpoint: str | None) -> None:
-    """Record, for the launch's restarts, the checkpoint its first start resumes from (none: the marker is
-    removed); the marker's time is the start's. Written by the first rank alone; see :func:`restart_checkpoint`."""
+    """Record, for the launch's restarts, the checkpoint its first start resumes from (none, or a keyword Lightning
+    resolves: the marker is removed); the marker's time is the start's. Written by the first rank alone; see
+    :func:`restart_checkpoint`."""
     if rank_zero_only.rank != 0:
         return
     marker = run / LAUNCH_START_MARKER
-    if checkpoint is None:
+    if checkpoint is None or checkpoint in CHECKPOINT_KEYWORDS:  # `hpc`: Lightning's newest hpc_ckpt_*, as a restart's
         marker.unlink(missing_ok=True)
     else:  # a fine-tuned run's folder is made here, before Lightning makes it
         run.mkdir(parents=True, exist_ok=True)
