@@ -419,12 +419,9 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
 
 
 def _autocast_casts(tensor: torch.Tensor) -> bool:
-    """Whether ``torch.autocast`` is on for ``tensor``'s device and casts its dtype as it goes: never float64 (a
-    numpy ``frames / 127.5 - 1``, which failed deep inside a convolution), and on a CPU only float32 and the
-    autocast's own dtype (float16 under bf16 failed in torch's type promotion); a meta tensor has no autocast."""
+    """Whether ``torch.autocast`` is on for ``tensor``'s device and casts its dtype as it goes: float32 and the
+    autocast's own dtype. Never float64 (a numpy ``frames / 127.5 - 1``, which failed deep inside a convolution),
+    nor float16 under a bf16 autocast (the two meet in ``torch.cat``, whose type promotion under autocast refuses
+    them); a meta tensor has no autocast."""
     device = tensor.device.type
-    if not autocast_on(device):
-        return False
-    if device == "cuda":
-        return tensor.dtype in (torch.float32, torch.float16, torch.bfloat16)
-    return tensor.dtype in (torch.float32, torch.get_autocast_dtype(device))
+    return autocast_on(device) and tensor.dtype in (torch.float32, torch.get_autocast_dtype(device))
