@@ -344,10 +344,12 @@ def test_a_signal_during_validation_stops_there_and_the_resumed_run_goes_on_alik
 def test_a_signal_in_an_epoch_that_validates_writes_its_checkpoint_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Lightning starts a validation after a stop it is asked for in an epoch that validates (and one may be due at
     that batch): the validation found the signal and wrote the same checkpoint again, doubling the time it takes."""
-    signal_after_batch_1 = ["--trainer.callbacks+", "tests.helpers.SignalOneRank", "--trainer.callbacks.rank", "0",
-                            "--trainer.callbacks.at_batch", "1"]  # fmt: skip
+    signal_after_batch_2 = ["--trainer.callbacks+", "tests.helpers.SignalOneRank", "--trainer.callbacks.rank", "0",
+                            "--trainer.callbacks.at_batch", "2"]  # fmt: skip
     main(tiny_fit_args(tmp_path, 100, "--trainer.logger", "false", "--trainer.check_val_every_n_epoch", "1",
-                       *signal_after_batch_1))  # fmt: skip
+                       *signal_after_batch_2))  # fmt: skip
     assert caplog.text.count("signal received") == 1, caplog.text
     saved = (tmp_path / "run" / "checkpoints").iterdir()
-    assert [path.name for path in saved] == ["last-signal-step=1.ckpt"]
+    assert [path.name for path in saved] == ["last-signal-step=2.ckpt"]
+    # and the run ends as training does (ending it by an exception skipped every on_train_end: the last picture)
+    assert list((tmp_path / "run" / "reconstructions").glob("step_0000001.*")), "the picture at the end of training"

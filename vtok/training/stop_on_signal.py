@@ -93,14 +93,11 @@ class StopOnSignal(Callback):
             return  # mid-way through accumulating: the summed gradients are in no checkpoint, so stop once they step
         self._save(trainer, "")
         trainer.should_stop = True
-
-    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """The validation Lightning starts after the stop (``should_stop`` asks for one in an epoch that validates, and
-        one may be due at that batch) ends the fit at once: its checkpoint is written, and the validation's own stop
-        would write it again, spending time a launcher's kill deadline may not give. The resumed run goes on training
-        (Lightning takes a validation due at a checkpoint's batch as run)."""
-        if trainer.should_stop and self.saved_step == trainer.global_step and trainer.state.fn == TrainerFn.FITTING:
-            raise SIGTERMException
+        # No validation after it: Lightning starts one after a stop in an epoch that validates (and one may be due at
+        # this batch), whose own stop wrote the checkpoint again, spending time a launcher's kill deadline may not
+        # give; ending it by an exception skipped every on_train_end (the last pictures). The resumed run goes on
+        # training (Lightning takes a validation due at a checkpoint's batch as run).
+        trainer.limit_val_batches = 0
 
     def on_validation_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
