@@ -13,17 +13,16 @@ import pytest
 import torch
 import yaml
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 from torchvision.io import read_image, write_png
 
 from tests.helpers import csv_logger, metric_column, tiny_fit_args
 from vtok import VideoAutoencoder
-from vtok.cli import VtokCLI, main
+from vtok.cli import main
 from vtok.presets import CONFIG_DIR, DEFAULT_CONFIG, with_packaged_presets
 from vtok.evaluation.metrics import psnr_per_video, ssim_per_video
 from vtok.training import AutoencoderModule
-from vtok.training.pictures import ReconstructionPictures, comparison_grid
+from vtok.training.pictures import comparison_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -196,44 +195,6 @@ def test_every_n_epochs_saves_at_each_epochs_end(tmp_path: Path, validation: lis
     )
     main(tiny_fit_args(tmp_path, -1, "--trainer.logger", "false", "--trainer.max_epochs", "2", *validation, config=config))
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["epoch=0.ckpt", "epoch=1.ckpt", "last.ckpt"]
-
-
-def test_a_config_files_callbacks_list_replaces_the_default_list_item_for_item(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    """jsonargparse merged a list as long as default.yaml's item by item: a ModelCheckpoint with a time interval
-    took every_n_train_steps 50 too (refused, as Lightning allows one of them), and ReconstructionPictures took
-    default.yaml's every_n_steps for its class default."""
-    config = tmp_path / "timed.yaml"
-    config.write_text(yaml.safe_dump({"trainer": {"callbacks": [
-        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"train_time_interval": "0:10:00"}},
-        {"class_path": "vtok.training.ReconstructionPictures", "init_args": {"max_videos": 1}},
-    ]}}))  # fmt: skip
-    with pytest.raises(SystemExit):
-        main(["fit", "--config", str(config), "--print_config"])
-    checkpoints, pictures = yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]
-    assert checkpoints["init_args"]["every_n_train_steps"] is None and checkpoints["init_args"]["train_time_interval"]
-    assert pictures["init_args"] == {**pictures["init_args"], "every_n_steps": 100, "max_videos": 1}
-    with pytest.raises(SystemExit):  # a flag still adds to the config's list
-        main(["fit", "--config", str(config), "--trainer.callbacks+=lightning.pytorch.callbacks.LearningRateMonitor",
-              "--print_config"])  # fmt: skip
-    assert len(yaml.safe_load(capsys.readouterr().out)["trainer"]["callbacks"]) == 3
-
-
-def test_a_program_building_the_cli_itself_gets_the_config_files_callbacks_whole(tmp_path: Path) -> None:
-    """The rewrite lived in ``vtok.cli.main``: ``VtokCLI(args=..., run=False)``, as a script builds it, merged a
-    preset's callbacks item by item into default.yaml's."""
-    config = tmp_path / "timed.yaml"
-    config.write_text(yaml.safe_dump({"trainer": {"callbacks": [
-        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"train_time_interval": "0:10:00"}},
-        {"class_path": "vtok.training.ReconstructionPictures", "init_args": {"max_videos": 1}},
-    ]}}))  # fmt: skip
-    cli = VtokCLI(args=["--config", str(config), "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "run")],
-                  run=False)  # fmt: skip
-    checkpoints = next(c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint))
-    pictures = next(c for c in cli.trainer.callbacks if isinstance(c, ReconstructionPictures))
-    assert checkpoints._every_n_train_steps == 0 and checkpoints._train_time_interval is not None
-    assert (pictures.every_n_steps, pictures.max_videos) == (100, 1)
 
 
 def test_validation_scores_in_fp32_under_bf16_autocast() -> None:

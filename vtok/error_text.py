@@ -38,9 +38,11 @@ def run_folder_hint(path: Path) -> str:
 
 def without_union_noise(message: str) -> str:
     """jsonargparse reports an error raised while building an optional component (``model.loss``:
-    ``AutoencoderLoss | None``) as a failure to match each type of the union, the real error among
-    lines about ``NoneType``; this keeps the real one."""
+    ``AutoencoderLoss | None``, ``trainer.callbacks``: ``list[Callback] | Callback | None``) as a failure to match
+    each type of the union, the real error among lines about ``NoneType`` and the forms a single subclass could take;
+    this keeps the real one."""
     if "Does not validate against any of the Union subtypes" not in message:
         return message
-    reasons = [line[4:] for line in message.splitlines() if line.startswith("  - ") and "NoneType" not in line]
+    other_forms = ("NoneType", "Not a valid subclass of")
+    reasons = [line[4:] for line in message.splitlines() if line.startswith("  - ") and not any(f in line for f in other_forms)]
     return reasons[0] if len(reasons) == 1 else message

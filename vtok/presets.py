@@ -34,16 +34,25 @@ def with_packaged_presets(arguments: list[str], subcommand: bool = True) -> list
         if argument == CLEAR_CALLBACKS and _config_setting_callbacks_follows(rest, index + 1):
             pass  # put there by an earlier rewrite (see below), kept with its config: Lightning starts the ranks of
             # trainer.devices > 1 with the rewritten command line, which a rank rewrites again
-        elif option in ("--config", "-c") and (equals or index + 1 < len(rest)):
+        elif _is_config_option(option) and (equals or index + 1 < len(rest)):
             path = _packaged(value if equals else rest[index + 1])
             index += 0 if equals else 1
             if _sets_callbacks(path):  # its list replaces the one before, as a list on the command line does
                 configs.append(CLEAR_CALLBACKS)
             configs += [f"{option}={path}"] if equals else [option, path]
         else:
+            if _replaces_callbacks(option, value if equals else rest[index + 1] if index + 1 < len(rest) else None, flags):
+                flags.append(CLEAR_CALLBACKS)  # a list given here replaces the config's whole, as a config file's does
             flags.append(argument)
         index += 1
     return [*arguments[:start], *configs, *flags]
+
+
+def _replaces_callbacks(option: str, value: str | None, flags_before: list[str]) -> bool:
+    """Whether ``option value`` gives a ``trainer.callbacks`` list (not ``+=``, which appends; not ``[]``, this
+    rewrite's own) that needs the list before it cleared first: jsonargparse merged a list of the same length as the
+    config's item by item (see :func:`_sets_callbacks`); cleared already when the flag before is that clearing."""
+    return option == "--trainer.callbacks" and value not in (None, "[]") and flags_before[-1:] != [CLEAR_CALLBACKS]
 
 
 CLEAR_CALLBACKS = "--trainer.callbacks=[]"  # before a config file that gives its own list
@@ -66,9 +75,15 @@ def _config_setting_callbacks_follows(arguments: list[str], index: int) -> bool:
     if index >= len(arguments):
         return False
     option, equals, value = arguments[index].partition("=")
-    if option not in ("--config", "-c") or not (equals or index + 1 < len(arguments)):
+    if not _is_config_option(option) or not (equals or index + 1 < len(arguments)):
         return False
     return _sets_callbacks(_packaged(value if equals else arguments[index + 1]))
+
+
+def _is_config_option(option: str) -> bool:
+    """Whether ``option`` is ``--config``, ``-c`` or an abbreviation argparse takes for ``--config`` (``--conf``): as
+    given, it passed this rewrite by, so a flag before it was undone by the file and a preset name was not found."""
+    return option == "-c" or (len(option) >= len("--co") and "--config".startswith(option))
 
 
 def _sets_callbacks(config: str) -> bool:
