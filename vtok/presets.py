@@ -41,7 +41,8 @@ def with_packaged_presets(arguments: list[str], subcommand: bool = True) -> list
                 configs.append(CLEAR_CALLBACKS)
             configs += [f"{option}={path}"] if equals else [option, path]
         else:
-            if _replaces_callbacks(option, value if equals else rest[index + 1] if index + 1 < len(rest) else None, flags):
+            given = value if equals else (rest[index + 1] if index + 1 < len(rest) else None)
+            if _replaces_callbacks(option, given, flags):
                 flags.append(CLEAR_CALLBACKS)  # a list given here replaces the config's whole, as a config file's does
             flags.append(argument)
         index += 1
