@@ -31,6 +31,7 @@ from lightning.pytorch import Trainer
 
 from vtok.commands.dispatch import SUBCOMMANDS, run_subcommand
 from vtok.config_checks import (
+    check_clip_frames,
     check_clip_shape,
     check_precision,
     precision_of_plugins,
@@ -446,6 +447,7 @@ class VtokCLI(LightningCLI):
     def _check_data(self, stage: str) -> None:
         """Single-process runs list and probe their data now, so an empty or unusable dataset is a
         one-line error before the Trainer starts; multi-process runs do it in Lightning's setup."""
+        check_clip_frames(self.model.autoencoder, self.datamodule.num_frames)
         if self.trainer.world_size == 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:  # Lightning's own launch too
             try:
                 self.datamodule.prepare_data()

@@ -101,6 +101,19 @@ def check_clip_shape(config: Any) -> None:
         )
 
 
+def check_clip_frames(autoencoder: Any, frames: int) -> None:
+    """The clip length fits what the built model reconstructs (a CogVideoX prior's rule, known once it is loaded:
+    it failed at the first step, in the loss).
+
+    Raises:
+        UsageError: ``frames`` does not fit.
+    """
+    try:
+        autoencoder.check_frames(frames)
+    except ValueError as error:
+        raise UsageError(f"{error} (set data.num_frames)") from None
+
+
 def precision_of_plugins(plugins: Any) -> str | None:
     """The precision a ``trainer.plugins`` precision plugin sets (its ``precision`` argument, else its class name),
     ``None`` where none is given: vtok then leaves ``trainer.precision`` unset (Lightning refused the derived

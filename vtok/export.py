@@ -125,10 +125,12 @@ def autoencoder_from_checkpoint(checkpoint: dict[str, Any], use_ema: bool = True
 def export_metadata(model: VideoAutoencoder, record: dict[str, Any], use_ema: bool) -> dict[str, Any]:
     """The ``_vtok_*`` keys written into an export's config.json."""
     compression = model.compression
+    pairs = model.frame_multiple // compression.temporal  # 2 on a CogVideoX backbone: an odd number of latent frames
+    latent_frames = "1 + k" if pairs == 1 else f"1 + {pairs}k"
     return {
         "_vtok_format": EXPORT_FORMAT,
         **identity_metadata(model),
-        "_vtok_frame_rule": f"T = 1 + k*{compression.temporal} frames -> 1 + k latent frames; "
+        "_vtok_frame_rule": f"T = 1 + k*{model.frame_multiple} frames -> {latent_frames} latent frames; "
         f"H, W multiples of {compression.spatial}",
         "_vtok_input_range": [-1.0, 1.0],
         "_vtok_bits_per_token": model.bits_per_token,

@@ -149,7 +149,7 @@ def clip_dataset(
     lengths = [VideoLength.from_record(record) for record in records]
     size = (protocol.height, protocol.width)
     if protocol.frames is None:
-        multiple = model.compression.temporal
+        multiple = model.frame_multiple
         return WholeVideoDataset(files, size, multiple, protocol.stride, protocol.fps, backend, lengths)
     clip = ClipSpec(protocol.frames, protocol.stride, protocol.fps)
     return VideoClipDataset(files, clip, size, backend=backend, lengths=lengths, train=False)

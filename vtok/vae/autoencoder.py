@@ -18,7 +18,15 @@ from vtok.vae.cast_warning import drop_empty_float32_warning
 from vtok.vae.causal_conv import FramePadding
 from vtok.vae.compression import Compression, resampling_plan
 from vtok.vae.decoder import Decoder3d
-from vtok.vae.diffusers_backbone import PriorClass, PriorDecoder, PriorEncoder, build_prior, prior_compression, prior_latent_channels
+from vtok.vae.diffusers_backbone import (
+    PriorClass,
+    PriorDecoder,
+    PriorEncoder,
+    build_prior,
+    prior_compression,
+    prior_frame_multiple,
+    prior_latent_channels,
+)
 from vtok.vae.encoder import Encoder3d
 from vtok.vae.export_config import ExportConfigMixin
 from vtok.vae.finite import NonFiniteLatents, model_fault, non_finite_clips
@@ -266,6 +274,22 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
             raise ValueError(f"expected float pixels in [-1, 1], got {video.dtype}: use video.float() / 127.5 - 1")
         self._check_dtype(video, "the video is", "video")
         self.compression.check_clip(*video.shape[2:])
+        self.check_frames(video.shape[2])
+
+    def check_frames(self, frames: int) -> None:
+        """Raises ``ValueError`` naming the nearest lengths when the backbone cannot reconstruct ``frames`` frames,
+        which fit the compression (see :attr:`frame_multiple`)."""
+        multiple = self.frame_multiple
+        if (frames - 1) % multiple:
+            below = 1 + (frames - 1) // multiple * multiple
+            raise ValueError(f"frames={frames}: the {self.config.backbone_class} backbone reconstructs T = 1 + k*{multiple} "
+                             f"frames (an odd number of latent frames); use {below} or {below + multiple}")  # fmt: skip
+
+    @property
+    def frame_multiple(self) -> int:
+        """``m`` of the clip lengths ``T = 1 + k·m`` this model reconstructs: the temporal factor, but twice that on a
+        CogVideoX backbone (see :func:`vtok.vae.diffusers_backbone.prior_frame_multiple`)."""
+        return prior_frame_multiple(self.config.backbone_class or "", self.compression.temporal)
 
     def _check_dtype(self, tensor: torch.Tensor, subject: str, variable: str) -> None:
         """Raises ``ValueError`` naming the fix when ``tensor`` is not in the model's dtype, nor one that an
@@ -315,6 +339,9 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
         if latents.ndim != 5 or latents.shape[1] != channels or 0 in latents.shape:
             raise ValueError(f"expected latents [B, {channels}, t, h, w] with none empty, got {tuple(latents.shape)}")
         self._check_dtype(latents, "the latents are", "latents")
+        if self.frame_multiple != self.compression.temporal and latents.shape[2] % 2 == 0:
+            raise ValueError(f"the {self.config.backbone_class} backbone decodes an odd number of latent frames, got "
+                             f"{latents.shape[2]}")  # fmt: skip
         # one layout whatever the caller's, so latents built from token indices decode to the same bits
         latents = to_network_layout(latents)
         features = latents if continuous else self.quantizer.to_decoder(latents)

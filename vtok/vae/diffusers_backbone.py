@@ -48,6 +48,13 @@ def prior_compression(vae: nn.Module) -> tuple[int, int]:
     raise ValueError(f"{name} is not a supported video VAE prior; supported: {', '.join(PRIOR_CLASSES)}")
 
 
+def prior_frame_multiple(class_name: str, temporal: int) -> int:
+    """``m`` of the clip lengths ``T = 1 + k·m`` the ``class_name`` backbone reconstructs: its temporal factor, but
+    twice that for CogVideoX, whose diffusers decoder takes latent frames in pairs after the first and doubled every
+    frame of an even count (2 latent frames gave 8 frames, not 5): it takes an odd number, ``T = 1 + 8k``."""
+    return 2 * temporal if class_name == "AutoencoderKLCogVideoX" else temporal
+
+
 def prior_latent_channels(vae: nn.Module) -> int:
     config = vae.config
     return int(config.z_dim if "z_dim" in config else config.latent_channels)
