@@ -18,7 +18,7 @@ from vtok.tokenizers import FSQ
 from vtok.training import AutoencoderModule
 from vtok.training.priors import fit_quantizer_to_prior, initialise_from_prior
 from vtok.vae.prior_projections import fit_projections, latent_moments
-from vtok.vae.priors import autoencoder_from_diffusers, transfer_weights
+from vtok.vae.priors import autoencoder_from_diffusers, load_diffusers_vae, transfer_weights
 from vtok.vae.quantized import QuantizedBottleneck
 from vtok.vae.tokens import FirstFrameTokens
 
@@ -458,3 +458,18 @@ def test_first_frame_tokens_frozen_at_zero_for_the_whole_run_are_refused(tmp_pat
         initialise_from_prior(str(prior), VideoAutoencoder(first_frame_tokens=1, **tokenizer), ["quantizer"])
     initialise_from_prior(str(prior), VideoAutoencoder(first_frame_tokens=1, **tokenizer), ["encoder"])
     initialise_from_prior(str(prior), VideoAutoencoder(**tokenizer), ["quantizer"])  # no first-frame tokens: fitted
+
+
+def test_a_diffusers_prior_without_readable_weights_is_one_error_naming_the_remedy(tmp_path: Path) -> None:
+    """A config.json alone (a download cut short) or a weights file cut short: diffusers' traceback, naming a .bin
+    file the folder never had."""
+    for case in ("config_only", "cut_short"):
+        prior = tiny_wan(tmp_path / case)
+        weights = prior / "diffusion_pytorch_model.safetensors"
+        if case == "config_only":
+            weights.unlink()
+        else:
+            weights.write_bytes(weights.read_bytes()[:100])
+        with pytest.raises((FileNotFoundError, ValueError), match="fetch the prior again") as raised:
+            load_diffusers_vae(str(prior))
+        assert ("has no weights file" if case == "config_only" else "its weights cannot be read") in str(raised.value)

@@ -28,7 +28,7 @@ from vtok.jsonfile import read_json_object
 from vtok.vae.autoencoder import VideoAutoencoder
 from vtok.vae.compression import Compression
 from vtok.vae.diffusers_backbone import PRIOR_CLASSES, prior_compression, prior_latent_channels
-from vtok.vae.strict_loading import check_weights_before_loading
+from vtok.vae.strict_loading import check_model_folder, check_weights_before_loading
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def transfer_weights(prior: VideoAutoencoder, model: VideoAutoencoder) -> dict[s
     return report
 
 
-PRIOR_REMEDY = "fetch the prior again (its weights file is damaged or from another model)"
+PRIOR_REMEDY = "fetch the prior again (its weights file is missing, damaged or from another model)"
 
 
 def load_diffusers_vae(source: str) -> torch.nn.Module:
@@ -144,8 +144,12 @@ def load_diffusers_vae(source: str) -> torch.nn.Module:
         if class_name not in PRIOR_CLASSES:
             raise ValueError(f"{source} holds a {class_name!r}, not a video VAE; supported: {', '.join(PRIOR_CLASSES)}")
         vae_class = getattr(diffusers, class_name)
+        check_model_folder(folder, None, PRIOR_REMEDY)  # a config alone (a download cut short): diffusers' traceback
         check_weights_before_loading(vae_class, folder, {}, PRIOR_REMEDY)  # diffusers left a missing tensor on "meta"
-        return vae_class.from_pretrained(folder)
+        try:
+            return vae_class.from_pretrained(folder)
+        except OSError as error:  # a weights file diffusers cannot read (cut short): a traceback
+            raise ValueError(f"{source}: its weights cannot be read ({first_line(error)}); {PRIOR_REMEDY}") from None
     if path.is_absolute() or source.startswith((".", "~")) or source.count("/") > 1:
         raise FileNotFoundError(f"no model folder at {source} (a hub id is 'owner/name')")
     errors = []

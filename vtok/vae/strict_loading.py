@@ -68,7 +68,7 @@ def check_source(source: Any, kwargs: dict[str, Any]) -> Any:
         return source  # diffusers' own error
     path = Path(source).expanduser()
     if path.is_dir():
-        _check_model_folder(path / (kwargs.get("subfolder") or ""), kwargs.get("variant"))
+        check_model_folder(path / (kwargs.get("subfolder") or ""), kwargs.get("variant"))
         return str(path)
     if path.exists():
         raise ValueError(
@@ -90,9 +90,10 @@ def check_source(source: Any, kwargs: dict[str, Any]) -> Any:
     return source
 
 
-def _check_model_folder(folder: Path, variant: str | None) -> None:
+def check_model_folder(folder: Path, variant: str | None, remedy: str = "re-export the model from its checkpoint") -> None:
     """Raises where ``folder`` lacks the config or the weights ``from_pretrained`` reads: diffusers named a
     ``.bin`` file the folder never had (after a line about "unsafe serialization"), or only the config.
+    ``remedy`` ends the message of a folder without weights.
 
     Raises:
         FileNotFoundError: no config.json (a training run's folder is named as one), or no weights file of
@@ -112,7 +113,7 @@ def _check_model_folder(folder: Path, variant: str | None) -> None:
     variants = sorted({re.sub(r"-\d+-of-\d+$", "", part.name.split(".")[1])  # a shard's number is not the variant's
                        for part in folder.glob(f"{stem}.*.*") if part.name.count(".") == 2})
     held = f"; it holds the weights of variant {', '.join(map(repr, variants))}: pass variant=" if variants else ""
-    raise FileNotFoundError(f"{folder} has no weights file {names[0]}{held or ': re-export the model from its checkpoint'}")
+    raise FileNotFoundError(f"{folder} has no weights file {names[0]}{held or f': {remedy}'}")
 
 
 def _weights_folder(source: Any, kwargs: dict[str, Any]) -> Path | None:
