@@ -100,3 +100,14 @@ def test_a_prepare_output_inside_the_data_folder_is_named_where_it_doubles_the_v
     caplog.clear()
     main(["prepare", "--data", str(data), "--out", str(data / "prepared"), "--reencode", "--no-progress", "--workers", "0"])
     assert "is a vtok prepare output" not in caplog.text, "prepare leaves its own copies out itself"
+
+
+@pytest.mark.parametrize("command", ["detokenize", "prepare"])
+def test_an_out_where_nothing_can_be_written_is_one_line_before_any_work(command: str, capsys: pytest.CaptureFixture) -> None:
+    """detokenize decoded the whole clip, then PyAV's PermissionError came as a traceback (exit 1)."""
+    out = "/sys/vtok-test/clip.mp4" if command == "detokenize" else "/sys/vtok-test"  # not writable, even by root
+    arguments = ["--model", "m", "--tokens", "t.safetensors"] if command == "detokenize" else ["--data", "d"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, *arguments, "--out", out])
+    said = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and len(said) == 1 and "nothing can be written into /sys (" in said[0], said

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -32,3 +34,15 @@ def test_a_write_stopped_midway_leaves_the_earlier_video_and_no_partial_file(err
     assert path.read_bytes() == before and open_video(path).num_frames == 9
     assert sorted(p.name for p in tmp_path.iterdir()) == ["video.mp4"]
     assert write_video(path, synthetic_clip(5, 32, 32, seed=2)) == path and open_video(path).num_frames == 5
+
+
+def test_a_frame_rate_the_mp4_cannot_store_is_refused_and_others_are_kept(tmp_path: Path) -> None:
+    """0.0004 fps rounded to a rate of 0, which PyAV wrote as 24 fps; 0.0007 became 1/1001 (0.000999)."""
+    for fps in (0.0004, 0.0007, float("nan")):
+        with pytest.raises(ValueError, match="cannot be stored in an mp4"):
+            write_video(tmp_path / "slow.mp4", synthetic_clip(5, 32, 32, seed=2), fps=fps)
+    assert not list(tmp_path.iterdir())
+    for fps, stored in ((0.5, Fraction(1, 2)), (30000 / 1001, Fraction(30000, 1001))):
+        path = write_video(tmp_path / f"{fps}.mp4", synthetic_clip(5, 32, 32, seed=2), fps=fps)
+        with av.open(str(path)) as container:
+            assert container.streams.video[0].average_rate == stored

@@ -15,6 +15,7 @@ from vtok.commands.device import add_device_argument, resolve_device
 from vtok.commands.outputs import output_folder
 from vtok.commands.protocol import check_fps
 from vtok.data import to_uint8_frames, write_video
+from vtok.data.writers import container_rate
 from vtok.export import load_autoencoder
 from vtok.tokenfiles import check_model_matches, check_token_grid, read_token_file
 from vtok.vae import map_tokens
@@ -60,10 +61,14 @@ def main(argv: Sequence[str]) -> None:
     device = resolve_device(args.device)
     tokens, metadata = read_token_file(args.tokens)
     fps = frame_rate(args.fps, metadata, args.tokens)
+    container_rate(fps)  # one the mp4 can store: checked before the decode
     model = load_autoencoder(args.model)
     check_model_matches(metadata, model, args.tokens)
     check_token_grid(tokens, metadata, model, args.tokens)
     with torch.no_grad():
         video = model.to(device).detokenize(map_tokens(tokens, lambda t: t[None].to(device)))[0]  # ValueError for out-of-range indices
-    path = write_video(args.out, to_uint8_frames(video), fps=fps)
+    try:
+        path = write_video(args.out, to_uint8_frames(video), fps=fps)
+    except OSError as error:  # PyAV's, without the path (a disk full, the folder gone since the check)
+        raise ValueError(f"--out {args.out}: cannot be written ({error.strerror or error})") from None
     print(f"decoded {args.tokens} -> {path} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {fps:g} fps)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +19,18 @@ def to_uint8_frames(video: torch.Tensor) -> torch.Tensor:
     if video.ndim != 4 or video.shape[0] != 3:
         raise ValueError(f"expected one video [3, T, H, W], got shape {tuple(video.shape)}")
     return video.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu()
+
+
+def container_rate(fps: float) -> Fraction:
+    """``fps`` as the mp4's time base stores it (a fraction of denominator at most 1001, as 30000/1001).
+
+    Raises:
+        ValueError: it cannot be stored within 0.1% (0.0004 fps rounded to 0, which PyAV wrote as 24 fps).
+    """
+    rate = Fraction(fps).limit_denominator(1001) if math.isfinite(fps) else Fraction(0)
+    if rate <= 0 or abs(rate - fps) > 1e-3 * fps:
+        raise ValueError(f"a frame rate of {fps:g} fps cannot be stored in an mp4 (it would be {float(rate):g}); use 0.001 or more")
+    return rate
 
 
 def write_video(
@@ -40,6 +53,7 @@ def write_video(
         keyframe_interval: at most this many frames between keyframes (the encoder's default,
             250 for x264, when unset). Short intervals make random access to clips cheap.
     """
+    rate = container_rate(fps)
     if isinstance(frames, torch.Tensor):
         if frames.ndim != 4:
             raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
@@ -62,7 +76,7 @@ def write_video(
     partial = path.with_name(f"{path.stem}.partial{path.suffix}")
     try:
         with av.open(str(partial), mode="w") as container:
-            stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+            stream = container.add_stream(codec, rate=rate)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             if keyframe_interval is not None:
                 stream.codec_context.gop_size = keyframe_interval
