@@ -73,8 +73,8 @@ def test_a_program_building_the_cli_itself_gets_the_config_files_callbacks_whole
         {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint", "init_args": {"train_time_interval": "0:10:00"}},
         {"class_path": "vtok.training.ReconstructionPictures", "init_args": {"max_videos": 1}},
     ]}}))  # fmt: skip
-    cli = VtokCLI(args=["--config", str(config), "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path / "run")],
-                  run=False)  # fmt: skip
+    folder = str(tmp_path / "run")
+    cli = VtokCLI(args=["--config", str(config), "--trainer.logger", "false", "--trainer.default_root_dir", folder], run=False)
     checkpoints = next(c for c in cli.trainer.callbacks if isinstance(c, ModelCheckpoint))
     pictures = next(c for c in cli.trainer.callbacks if isinstance(c, ReconstructionPictures))
     assert checkpoints._every_n_train_steps == 0 and checkpoints._train_time_interval is not None

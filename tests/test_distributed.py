@@ -309,7 +309,8 @@ def test_a_launch_rolled_back_and_restarted_before_its_first_save_goes_on_from_t
     restarted = _fit_as_torchrun_rank(monkeypatch, tmp_path, 4, restart_count=1, arguments=tiny_fit_args(tmp_path, 4, *rollback))
     assert restarted == [3, 4], "the restart goes on from step 2, as its job asked, not from the abandoned step 5"
     # once the rolled-back run has saved, its restarts go on from its own newest checkpoint
-    assert _fit_as_torchrun_rank(monkeypatch, tmp_path, 6, restart_count=2, arguments=tiny_fit_args(tmp_path, 6, *rollback)) == [5, 6]
+    later = tiny_fit_args(tmp_path, 6, *rollback)
+    assert _fit_as_torchrun_rank(monkeypatch, tmp_path, 6, restart_count=2, arguments=later) == [5, 6]
 
 
 def test_two_ranks_with_two_workers_read_each_shard_sample_once_per_epoch_and_resume_losing_none(tmp_path: Path) -> None:

@@ -29,7 +29,9 @@ def container_rate(fps: float) -> Fraction:
     """
     rate = Fraction(fps).limit_denominator(1001) if math.isfinite(fps) else Fraction(0)
     if rate <= 0 or abs(rate - fps) > 1e-3 * fps:
-        raise ValueError(f"a frame rate of {fps:g} fps cannot be stored in an mp4 (it would be {float(rate):g}); use 0.001 or more")
+        raise ValueError(
+            f"a frame rate of {fps:g} fps cannot be stored in an mp4 (it would be {float(rate):g}); use 0.001 or more"
+        )
     return rate
 
 
