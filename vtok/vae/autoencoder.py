@@ -277,13 +277,17 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
         self.check_frames(video.shape[2])
 
     def check_frames(self, frames: int) -> None:
-        """Raises ``ValueError`` naming the nearest lengths when the backbone cannot reconstruct ``frames`` frames,
-        which fit the compression (see :attr:`frame_multiple`)."""
+        """Raises ``ValueError`` naming the nearest lengths when this model cannot reconstruct ``frames`` frames
+        (see :attr:`frame_multiple`)."""
         multiple = self.frame_multiple
-        if (frames - 1) % multiple:
-            below = 1 + (frames - 1) // multiple * multiple
-            raise ValueError(f"frames={frames}: the {self.config.backbone_class} backbone reconstructs T = 1 + k*{multiple} "
-                             f"frames (an odd number of latent frames); use {below} or {below + multiple}")  # fmt: skip
+        if frames >= 1 and (frames - 1) % multiple == 0:
+            return
+        below = 1 + max(frames - 1, 0) // multiple * multiple
+        backbone = self.config.backbone_class
+        why = f" (its {backbone} backbone: an odd number of latent frames)" if multiple != self.compression.temporal else ""
+        raise ValueError(
+            f"frames={frames}: this model reconstructs T = 1 + k*{multiple} frames{why}; use {below} or {below + multiple}"
+        )
 
     @property
     def frame_multiple(self) -> int:
