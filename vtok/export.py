@@ -125,7 +125,7 @@ def autoencoder_from_checkpoint(checkpoint: dict[str, Any], use_ema: bool = True
 def export_metadata(model: VideoAutoencoder, record: dict[str, Any], use_ema: bool) -> dict[str, Any]:
     """The ``_vtok_*`` keys written into an export's config.json."""
     compression = model.compression
-    pairs = model.frame_multiple // compression.temporal  # 2 on a CogVideoX backbone: an odd number of latent frames
+    pairs = model.latent_frame_multiple  # 2 on a CogVideoX backbone: an odd number of latent frames
     latent_frames = "1 + k" if pairs == 1 else f"1 + {pairs}k"
     return {
         "_vtok_format": EXPORT_FORMAT,

@@ -11,7 +11,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 from diffusers.utils import BaseOutput
 
-from vtok.tokenizers.autocast import autocast_on
+from vtok.tokenizers.autocast import autocast_casts
 from vtok.vae.backbone import BackboneSpec
 from vtok.vae.bottleneck import BottleneckKind, QuantizerSettings, build_bottleneck
 from vtok.vae.cast_warning import drop_empty_float32_warning
@@ -295,11 +295,17 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
         CogVideoX backbone (see :func:`vtok.vae.diffusers_backbone.prior_frame_multiple`)."""
         return prior_frame_multiple(self.config.backbone_class or "", self.compression.temporal)
 
+    @property
+    def latent_frame_multiple(self) -> int:
+        """``n`` of the latent frame counts ``1 + k·n`` the decoder takes: 1, or 2 on a CogVideoX backbone."""
+        return self.frame_multiple // self.compression.temporal
+
     def _check_dtype(self, tensor: torch.Tensor, subject: str, variable: str) -> None:
         """Raises ``ValueError`` naming the fix when ``tensor`` is not in the model's dtype, nor one that an
-        autocast on for its device casts (see :func:`_autocast_casts`); ``subject`` and ``variable`` name it."""
+        autocast on for its device casts (:func:`~vtok.tokenizers.autocast.autocast_casts`); ``subject`` and
+        ``variable`` name it."""
         weights = next(self.parameters()).dtype
-        if tensor.dtype != weights and not _autocast_casts(tensor):
+        if tensor.dtype != weights and not autocast_casts(tensor):
             raise ValueError(f"{subject} {tensor.dtype} and the model {weights}: use {variable}.to(model.dtype)")
 
     def latent_values_per_pixel(self) -> float:
@@ -343,7 +349,7 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
         if latents.ndim != 5 or latents.shape[1] != channels or 0 in latents.shape:
             raise ValueError(f"expected latents [B, {channels}, t, h, w] with none empty, got {tuple(latents.shape)}")
         self._check_dtype(latents, "the latents are", "latents")
-        if self.frame_multiple != self.compression.temporal and latents.shape[2] % 2 == 0:
+        if (latents.shape[2] - 1) % self.latent_frame_multiple:
             raise ValueError(f"the {self.config.backbone_class} backbone decodes an odd number of latent frames, got "
                              f"{latents.shape[2]}")  # fmt: skip
         # one layout whatever the caller's, so latents built from token indices decode to the same bits
@@ -447,12 +453,3 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
             continuous_reconstruction=self.decoder(continuous_input) if continuous_input is not None else None,
             first_frame_indices=out.first_frame_indices,
         )
-
-
-def _autocast_casts(tensor: torch.Tensor) -> bool:
-    """Whether ``torch.autocast`` is on for ``tensor``'s device and casts its dtype as it goes: float32 and the
-    autocast's own dtype. Never float64 (a numpy ``frames / 127.5 - 1``, which failed deep inside a convolution),
-    nor float16 under a bf16 autocast (the two meet in ``torch.cat``, whose type promotion under autocast refuses
-    them); a meta tensor has no autocast."""
-    device = tensor.device.type
-    return autocast_on(device) and tensor.dtype in (torch.float32, torch.get_autocast_dtype(device))
