@@ -183,8 +183,9 @@ def test_the_adaptive_weight_of_two_ranks_is_that_of_their_batches_together(tmp_
     features, real = torch.randn(2, 4, 5, 32, 32), torch.rand(2, 3, 5, 32, 32) * 2 - 1
     features[1] *= 3  # two clips whose own weights differ
     results = str(tmp_path / "rank")
+    # spawn, not fork: autograd's worker threads, started by any earlier backward in this process, do not survive a fork
     mp.start_processes(_adaptive_weight_rank, args=(str(tmp_path / "init"), features, real, results), nprocs=2,
-                       start_method="fork")  # fmt: skip
+                       start_method="spawn")  # fmt: skip
     together = _adaptive_weight_of(features, real)
     alone = [_adaptive_weight_of(features[i : i + 1], real[i : i + 1]) for i in range(2)]
     assert abs(alone[0] / together - 1) > 0.05, "the clips alone weigh otherwise: the test tells the cases apart"

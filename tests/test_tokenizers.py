@@ -441,9 +441,9 @@ def test_gq_codebook_entropy_uses_the_average_over_all_ranks(tmp_path: Path) -> 
     whole = GroupLFQ(6, 2, temperature=0.05)(z)
     whole.losses["entropy"].backward()
     results = str(tmp_path / "rank")
-    # fork: the ranks inherit the imported modules instead of importing torch and vtok again
+    # spawn, not fork: autograd's worker threads, started by the backward above, do not survive a fork
     args = (2, str(tmp_path / "init"), z.detach(), results)
-    mp.start_processes(_distributed_worker, args=args, nprocs=2, start_method="fork")
+    mp.start_processes(_distributed_worker, args=args, nprocs=2, start_method="spawn")
     for rank in range(2):
         got = torch.load(f"{results}.{rank}")
         torch.testing.assert_close(got["codebook_entropy"], whole.stats["codebook_entropy"])
