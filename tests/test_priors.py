@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -93,9 +94,16 @@ def test_fsq_on_a_diffusers_prior_trains_exports_and_reloads(tmp_path: Path, pri
         assert tokens.shape[1] == 2
         assert torch.equal(tokens, trained.tokenize(video)), "the export reproduces the trained model"
         assert torch.equal(model.detokenize(tokens), trained.detokenize(tokens))
-    run = tmp_path / "run"  # the run resumes with its own config (its network's other fields are the prior's)
+    # the run resumes with its own config, its network built as the checkpoint records it: the prior's folder may be
+    # gone or hold another revision (a wider one failed to load into the checkpoint's network, its advice wrong)
+    shutil.rmtree(folder)
+    if prior == "wan":
+        AutoencoderKLWan(base_dim=16, z_dim=4, dim_mult=[1, 2, 2, 2], num_res_blocks=1).save_pretrained(folder)
+    run = tmp_path / "run"
     main(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.max_steps", "3"])
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3
+    saved = (run / "config.yaml").read_text()
+    assert f"init_from: {folder}" in saved and "backbone_class: null" in saved, "config.yaml keeps them as given"
 
 
 def test_the_prior_s_weights_are_the_starting_point(tmp_path: Path) -> None:

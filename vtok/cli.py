@@ -22,12 +22,11 @@ from typing import Any
 
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from torch._subclasses.fake_tensor import FakeTensorMode
-
-from lightning.pytorch import Trainer
 
 from vtok.commands.dispatch import SUBCOMMANDS, run_subcommand
 from vtok.config_checks import (
@@ -262,16 +261,18 @@ class VtokCLI(LightningCLI):
         check_clip_shape(config)
 
     def _resume_without_prior(self, config: Any) -> None:
-        """A resumed run, or one validated or tested, takes every weight from its checkpoint: a vtok prior
-        (``model.init_from``, a checkpoint or export, as stage 2 starts from stage 1) is not loaded again, so it may
-        have moved or gone. A diffusers prior still is: the network is built on its classes."""
+        """A resumed run, or one validated or tested, takes every weight from its checkpoint: the prior (``model.init_from``)
+        is not read again (it may have moved, or hold another revision); a diffusers backbone is built as recorded there."""
         prior, network = dotted_get(config, "model.init_from"), self._resumed_network
-        if prior is None or network is None:  # a checkpoint read later (a URL, Lightning's keywords): as given
+        autoencoder = dotted_get(config, "model.autoencoder.init_args")
+        if prior is None or network is None or autoencoder is None:  # a checkpoint read later (a URL, Lightning's keywords)
             return
-        if network.get("backbone_class") is None:
-            log.info("the weights come from %s; model.init_from %s is not loaded", config.get("ckpt_path"), prior)
-            config.model.init_from = None
-            self._derived.append((config.model, "init_from", prior))  # config.yaml keeps it as given
+        log.info("the weights come from %s; model.init_from %s is not loaded", config.get("ckpt_path"), prior)
+        changes = [(config.model, "init_from", None)]
+        changes += [(autoencoder, key, network[key]) for key in ("backbone_class", "backbone_config") if network.get(key)]
+        for namespace, key, value in changes:
+            self._derived.append((namespace, key, namespace.get(key)))  # config.yaml keeps them as given
+            namespace[key] = value
 
     def _apply_launch(self, config: Any, launch: LaunchEnvironment) -> None:
         """Devices, nodes and strategy from the launcher; one run folder for all ranks and restarts.
