@@ -3,6 +3,7 @@ diffusers' decoder takes latent frames in pairs after the first, and doubled eve
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import torch
 from diffusers import AutoencoderKLCogVideoX
 
 from vtok.cli import main
+from vtok.commands.protocol import add_protocol_arguments, resolve_protocol
 from vtok.export import export_metadata
 from vtok.vae.priors import autoencoder_from_diffusers
 
@@ -31,16 +33,21 @@ def test_a_cogvideox_prior_takes_1_plus_8k_frames_and_says_so(tmp_path: Path, ca
     with torch.inference_mode():
         for frames in (9, 17):
             assert model.decode(model.encode(torch.rand(1, 3, frames, 16, 16) * 2 - 1)).shape[2] == frames
-        refused = r"frames=5: this model reconstructs T = 1 \+ k\*8 frames \(its AutoencoderKLCogVideoX backbone: .*use 1 or 9"
-        with pytest.raises(ValueError, match=refused):
-            model.encode(torch.rand(1, 3, 5, 16, 16) * 2 - 1)
+        for frames in (5, 6):  # 6 was told to use 5 (the compression's 1 + 4k), which the model then refused
+            refused = rf"frames={frames}: this model reconstructs T = 1 \+ k\*8 frames \(its AutoencoderKLCogVideoX .*use 1 or 9"
+            with pytest.raises(ValueError, match=refused):
+                model.encode(torch.rand(1, 3, frames, 16, 16) * 2 - 1)
+            flags = argparse.ArgumentParser()
+            add_protocol_arguments(flags)  # vtok tokenize's and export --latent-stats' clip
+            with pytest.raises(ValueError, match=refused):
+                resolve_protocol(flags.parse_args(["--frames", str(frames), "--size", "16"]), model, None)
         with pytest.raises(ValueError, match="decodes an odd number of latent frames, got 2"):
             model.decode(model.encode(torch.rand(1, 3, 9, 16, 16) * 2 - 1)[:, :, :2])
     assert export_metadata(model, {}, use_ema=False)["_vtok_frame_rule"].startswith("T = 1 + k*8 frames -> 1 + 2k latent")
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--model.init_from", str(prior), "--model.autoencoder.bottleneck", "fsq",
               "--model.autoencoder.fsq_levels", "[8, 5, 5]", "--model.autoencoder.latent_channels", "4",
-              "--data.num_frames", "5", "--data.size", "16", "--data.synthetic_videos", "2", "--data.num_workers", "0",
+              "--data.num_frames", "6", "--data.size", "16", "--data.synthetic_videos", "2", "--data.num_workers", "0",
               "--data.synthetic_dir", str(tmp_path / "clips"), "--trainer.default_root_dir", str(tmp_path / "run"),
               "--trainer.logger", "false"])  # fmt: skip
     assert exit_info.value.code == 2

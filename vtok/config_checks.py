@@ -91,7 +91,10 @@ def check_clip_shape(config: Any) -> None:
         if not isinstance(size, int) and len(size) not in (1, 2):  # [] was an IndexError's traceback here
             raise UsageError(f"data.size must be one positive number or [height, width], got {size}")
         height, width = (size, size) if isinstance(size, int) else (size[0], size[-1])
-        compression.check_clip(dotted_get(config, "data.num_frames", 17), height, width)
+        # from a prior, the lengths it reconstructs are known once it is built (check_clip_frames): a CogVideoX
+        # prior's rule is stricter than the compression's, whose advice would name lengths the prior refuses
+        frames = dotted_get(config, "data.num_frames", 17) if dotted_get(config, "model.init_from") is None else 1
+        compression.check_clip(frames, height, width)
     except ValueError as error:
         raise UsageError(f"{error} (set data.num_frames / data.size to match the model)") from None
     if dotted_get(autoencoder, "in_channels", 3) != 3:

@@ -102,7 +102,7 @@ def resolve_protocol(
             " and ".join(guessed), " and ".join(g.split()[0] for g in guessed),
         )  # fmt: skip
     height, width = (size[0], size[-1]) if isinstance(size, (list, tuple)) else (size, size)
-    model.compression.check_clip(frames or 1, height, width)
+    model.check_clip(frames or 1, height, width)
     if args.stride is None and args.fps is None:  # neither flag: the frame rate the model was trained at
         stride, fps = recorded.get("frame_stride") or 1, recorded.get("fps")
     else:

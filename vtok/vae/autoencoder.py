@@ -273,8 +273,15 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
         if not video.is_floating_point():  # uint8 frames straight from a decoder
             raise ValueError(f"expected float pixels in [-1, 1], got {video.dtype}: use video.float() / 127.5 - 1")
         self._check_dtype(video, "the video is", "video")
-        self.compression.check_clip(*video.shape[2:])
-        self.check_frames(video.shape[2])
+        self.check_clip(*video.shape[2:])
+
+    def check_clip(self, frames: int, height: int, width: int) -> None:
+        """Raises ``ValueError`` naming the nearest sizes that fit when this model cannot take a clip of this shape:
+        its own frame rule first where it is stricter than the compression's (a CogVideoX backbone), whose advice
+        would name lengths it refuses."""
+        if self.frame_multiple != self.compression.temporal:
+            self.check_frames(frames)
+        self.compression.check_clip(frames, height, width)
 
     def check_frames(self, frames: int) -> None:
         """Raises ``ValueError`` naming the nearest lengths when this model cannot reconstruct ``frames`` frames
