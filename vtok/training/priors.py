@@ -58,6 +58,7 @@ def initialise_from_prior(
         raise FileNotFoundError(f"model.init_from {source}: no such file")  # a file name, not a Hub id to look up
     if is_vtok_prior(source):
         prior = load_autoencoder(source)
+        configured = _on_the_backbone_of(prior, configured)
         report = transfer_weights(prior, configured)
         if prior.is_discrete:
             _refuse_frozen_parts_not_from_prior(prior, configured, report, frozen_for_good)
@@ -69,6 +70,20 @@ def initialise_from_prior(
     model = autoencoder_from_diffusers(source, **settings)
     log.info("built on the %s prior at %s (%s)", model.config.backbone_class, source, model.compression)
     return model, True
+
+
+def _on_the_backbone_of(prior: VideoAutoencoder, configured: VideoAutoencoder) -> VideoAutoencoder:
+    """``configured`` rebuilt on the prior's diffusers backbone where the prior has one (a vtok model trained on a
+    diffusers VAE: stage 2 of such a run, or a new run from its weights) and the config names none: only the prior
+    records that backbone (its class and config); a config's default is vtok's own, which the prior's weights do
+    not fit. The configured bottleneck and decoder settings are kept, as when starting from the diffusers VAE."""
+    backbone = prior.config.get("backbone_class")
+    if backbone is None or configured.config.get("backbone_class") is not None:
+        return configured
+    settings = {key: configured.config[key] for key in CARRIED_FIELDS}
+    model = VideoAutoencoder(**settings, backbone_class=backbone, backbone_config=dict(prior.config["backbone_config"]))
+    log.info("built on the prior's %s backbone (recorded in its config)", backbone)
+    return model
 
 
 def _refuse_frozen_first_frame_tokens(configured: VideoAutoencoder, frozen: Sequence[str]) -> None:

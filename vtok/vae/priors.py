@@ -37,6 +37,8 @@ BACKBONE_FIELDS = (
     "temporal_compression", "spatial_compression", "block_out_channels", "layers_per_block", "patch_size",
     "frame_padding", "resample_shortcut", "in_channels", "backbone_class",
 )  # fmt: skip
+# Those of a backbone built on a diffusers VAE: its own config describes it (vtok's widths and depths go unused).
+DIFFUSERS_BACKBONE_FIELDS = ("temporal_compression", "spatial_compression", "backbone_class", "backbone_config")
 
 
 def _listify(value: Any) -> Any:
@@ -80,11 +82,18 @@ def transfer_weights(prior: VideoAutoencoder, model: VideoAutoencoder) -> dict[s
     """
     if prior.is_discrete and not model.is_discrete:
         raise ValueError("a discrete prior cannot start a continuous (kl) model; use a kl prior")
+    fields = DIFFUSERS_BACKBONE_FIELDS if prior.config.get("backbone_class") else BACKBONE_FIELDS
     different = {
-        name: _listify(prior.config[name])
-        for name in (*BACKBONE_FIELDS, "latent_channels")  # a wider latent would take the log-variance channels
-        if _listify(prior.config[name]) != _listify(model.config[name])
+        name: _listify(prior.config.get(name))
+        for name in (*fields, "latent_channels")  # a wider latent would take the log-variance channels
+        if _listify(prior.config.get(name)) != _listify(model.config.get(name))
     }
+    if different.keys() & {"backbone_class", "backbone_config"} and prior.config.get("backbone_class"):
+        raise ValueError(  # a whole diffusers config: not one to write out on a command line
+            f"the prior is built on another backbone ({prior.config['backbone_class']} with its own config) than the "
+            "model: build it with the prior's backbone_class and backbone_config (model.init_from does so where the "
+            "config names no backbone_class)"
+        )
     different.update(_decoder_differences(prior.config, model.config))
     if different:
         settings = ", ".join(f"{k}={v}" for k, v in different.items())
