@@ -370,15 +370,15 @@ def test_an_interrupted_sharding_run_is_indexed_and_the_next_run_shards_each_lin
     outside the index, and the next run numbered its shards over them or beside them (training read them
     all: samples twice, sample counts unknown)."""
     lines = [{"path": str(path), "frames": 20} for path in sorted(video_folder.glob("*.mp4"))]
-    out, read, reads = tmp_path / "shards", Path.read_bytes, Counter()
+    out, opened, opens = tmp_path / "shards", Path.open, Counter()
 
-    def stopped_at_the_fourth_video(path: Path) -> bytes:
-        reads[path.suffix] += 1
-        if path.suffix == ".mp4" and reads[".mp4"] == 4:
+    def stopped_at_the_fourth_video(path: Path, *args: object, **kwargs: object) -> object:
+        opens[path.suffix] += 1
+        if path.suffix == ".mp4" and opens[".mp4"] == 4:
             raise KeyboardInterrupt  # Ctrl-C while the third shard is being written
-        return read(path)
+        return opened(path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", stopped_at_the_fourth_video)
+    monkeypatch.setattr(Path, "open", stopped_at_the_fourth_video)
     with pytest.raises(KeyboardInterrupt):
         write_shards(lines, video_folder, out, shard_samples=1)
     monkeypatch.undo()

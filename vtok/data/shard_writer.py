@@ -14,17 +14,20 @@ their lines again.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import math
+import os
 import random
 import re
+import tarfile
 import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-import webdataset as wds
 from tqdm.auto import tqdm
 
 from vtok.data.manifest import changed_since_checked, checked_file, sample_key
@@ -116,22 +119,32 @@ def _remove_unindexed(folder: Path, index: dict[str, Any]) -> None:
 
 
 class _Shard:
-    """One tar being written under a temporary name; renamed into place once closed."""
+    """One tar being written under a temporary name; renamed into place once closed. A video is copied into it
+    in pieces (read whole, an hour-long source took its size in memory), with its manifest line as ``<key>.json``
+    beside it, the members webdataset's readers group into one sample."""
 
     def __init__(self, folder: Path, number: int) -> None:
         self.path = folder / (SHARD_PATTERN % number)
         self.partial = self.path.with_suffix(".tar.partial")
         self.file = self.partial.open("wb")
-        self.writer = wds.TarWriter(self.file)
+        self.tar = tarfile.open(fileobj=self.file, mode="w|")
         self.samples = self.bytes = 0
 
-    def write(self, key: str, suffix: str, data: bytes, record: dict[str, Any]) -> None:
-        self.writer.write({"__key__": key, suffix: data, "json": record})
+    def write(self, key: str, suffix: str, video: BinaryIO, size: int, record: dict[str, Any]) -> None:
+        """Adds ``size`` bytes of ``video`` as ``<key>.<suffix>``; an ``OSError`` when it holds fewer now."""
+        self._add(f"{key}.{suffix}", video, size)
+        line = json.dumps(record).encode()
+        self._add(f"{key}.json", io.BytesIO(line), len(line))
         self.samples += 1
-        self.bytes += len(data)
+        self.bytes += size
+
+    def _add(self, name: str, data: BinaryIO, size: int) -> None:
+        member = tarfile.TarInfo(name)
+        member.size, member.mtime, member.mode = size, int(time.time()), 0o444
+        self.tar.addfile(member, data)
 
     def close(self) -> dict[str, Any]:
-        self.writer.close()
+        self.tar.close()
         self.file.close()
         self.partial.replace(self.path)
         return {"name": self.path.name, "samples": self.samples, "bytes": self.path.stat().st_size}
@@ -170,6 +183,8 @@ def write_shards(
     folder.mkdir(parents=True, exist_ok=True)
     index = read_index(folder)
     _remove_unindexed(folder, index)
+    if not (folder / INDEX_NAME).is_file():  # before the first shard: a run killed before its first rewrite of the
+        _write_index(folder, Counter(), [])  # index left shards no index accounted for, and the next run refused them
     sharded = _sharded_keys(index, records)
     new = _unsharded(records, sharded)
     random.Random(seed + sum(sharded.values())).shuffle(new)
@@ -185,11 +200,12 @@ def write_shards(
                 log.warning("not sharding %s: %s; run vtok prepare again", path, what)
                 continue
             try:
-                data = path.read_bytes()
+                video = path.open("rb")
             except OSError as error:
                 log.warning("not sharding %s: %s", path, error)
                 continue
-            if shard is not None and (shard.bytes >= shard_mb * 1e6 or (shard_samples is not None and shard.samples >= shard_samples)):
+            full = shard is not None and (shard.bytes >= shard_mb * 1e6 or shard.samples >= (shard_samples or math.inf))
+            if shard is not None and full:
                 shards.append(shard.close())
                 shard, in_open_shard = None, Counter()
                 if time.monotonic() - indexed_at >= INDEX_EVERY_SECONDS:
@@ -202,7 +218,14 @@ def write_shards(
             key = record_key(record)
             sharded[key] += 1
             in_open_shard[key] += 1
-            shard.write(key if sharded[key] == 1 else f"{key}-{sharded[key]}", path.suffix.lower().lstrip(".") or "mp4", data, record)
+            name = key if sharded[key] == 1 else f"{key}-{sharded[key]}"
+            with video:
+                try:
+                    shard.write(name, path.suffix.lower().lstrip(".") or "mp4", video, os.fstat(video.fileno()).st_size, record)
+                except OSError as error:
+                    if error.errno is not None:  # the shard's disk (full, gone), not a video cut short while copied
+                        raise
+                    raise ValueError(f"{path} was cut short while it was copied into a shard: run vtok prepare again") from None
         if shard is not None:
             shards.append(shard.close())
             in_open_shard = Counter()
