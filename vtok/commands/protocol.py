@@ -16,7 +16,7 @@ from typing import Any
 
 from vtok.data import ClipSpec, VideoClipDataset, VideoLength, WholeVideoDataset, list_records
 from vtok.data.readers import ReaderBackend
-from vtok.data.sources import files_outside, unique_files
+from vtok.data.sources import files_outside, unique_records
 from vtok.evaluation.report import without_evaluation_pictures
 from vtok.vae import VideoAutoencoder
 
@@ -135,14 +135,8 @@ def clip_dataset(
     kept = without_evaluation_pictures([record["path"] for record in records])
     if out is not None:
         kept = files_outside(kept, out)
-    kept, repeated = unique_files(kept)  # a video listed twice (or spelt two ways) is read, scored and indexed once
-    if repeated:
-        log.info("%d paths lead to a video listed before them: each video is taken once", repeated)
-    kept_paths, first_records = set(kept), {}
-    for record in records:  # the first line of each path kept (a path repeated as it is was one of unique_files' too)
-        if record["path"] in kept_paths:
-            first_records.setdefault(record["path"], record)
-    records = list(first_records.values())
+    kept_paths = set(kept)  # each video once below: listed twice (or spelt two ways), it is read, scored and indexed once
+    records = unique_records([record for record in records if record["path"] in kept_paths])
     if not records:
         raise ValueError(f"no video files found in {data!r}; give a folder of videos, a glob or a manifest")
     files = [record["path"] for record in records]

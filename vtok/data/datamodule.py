@@ -23,7 +23,7 @@ from vtok.data.pass_numbers import NEXT_PASSES_KEY, next_passes, number_resumed_
 from vtok.data.readers import ReaderBackend
 from vtok.data.overlap import warn_about_overlap
 from vtok.data.sampler import EpochSampler
-from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_files, list_records, no_videos_found
+from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_files, list_records, no_videos_found, unique_records
 from vtok.data.shard_split import check_quotas
 from vtok.data.small_sources import warn_about_small_sources
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts, shard_index
@@ -215,9 +215,9 @@ class VideoDataModule(LightningDataModule):
 
     @staticmethod
     def _held_out_records(setting: str, path: str) -> list[dict[str, Any]]:
-        """The files of ``data.val_path`` or ``data.test_path``; none is an error (never train on
-        without the validation that was asked for, nor score an empty test set)."""
-        records = _named(setting, list_records, path)
+        """The files of ``data.val_path`` or ``data.test_path``, each once (as ``vtok evaluate`` scores them); none is an
+        error (never train on without the validation that was asked for, nor score an empty test set)."""
+        records = unique_records(_named(setting, list_records, path))
         if not records:
             raise no_videos_found(path, setting)
         return records

@@ -185,6 +185,18 @@ def unique_files(paths: Sequence[str]) -> tuple[list[str], int]:
     return kept, len(paths) - len(kept)
 
 
+def unique_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first line of each file ``records`` lists, in order (the same real path however spelt: relative and
+    absolute, through a symlink): a video scored (validation, test, evaluate) is read and counted once however
+    often a manifest repeats it; how many lines were left out is said at INFO."""
+    real, first = RealPaths(), {}
+    for record in records:
+        first.setdefault(real(record["path"]), record)
+    if len(first) < len(records):
+        log.info("%d paths lead to a video listed before them: each video is taken once", len(records) - len(first))
+    return list(first.values())
+
+
 def _listdir(folder: str) -> list[str] | None:
     try:
         return sorted(os.listdir(folder))
