@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from vtok.data import ClipSpec, VideoClipDataset
 from vtok.data.datamodule import VideoDataModule
 
 
@@ -29,3 +30,18 @@ def test_a_video_a_manifest_lists_twice_or_spells_two_ways_is_scored_once(
     for module, split in ((validation, "val"), (test, "test")):
         assert module.datasets[split].files == [str(first), str(second)]
     assert caplog.text.count("2 paths lead to a video listed before them: each video is taken once") == 2
+
+
+def test_a_held_out_set_mostly_unusable_still_scores_its_good_files(video_folder: Path, tmp_path: Path) -> None:
+    """A bad held-out file's stand-in (padding, scored by no one) was drawn at random, 16 tries: among 40 unreadable
+    files and 2 good ones, vtok test and validate stopped ("16 files in a row could not give a sample") where vtok
+    evaluate scored the 2."""
+    bad = [tmp_path / f"bad_{i:02d}.mp4" for i in range(40)]
+    for path in bad:
+        path.write_text("not a video\n")
+    good = [str(path) for path in sorted(video_folder.glob("*.mp4"))[:2]]
+    dataset = VideoClipDataset([*map(str, bad), *good], ClipSpec(9), (32, 32), train=False)
+    assert dataset.first_usable()[0] == 40
+    samples = [dataset[(0, index, False)] for index in range(len(dataset))]
+    scored = [sample["source_index"] for sample in samples if not sample["repeated"]]
+    assert scored == [40, 41] and all(sample["skipped"] for sample in samples[:40])

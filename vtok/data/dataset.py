@@ -64,6 +64,7 @@ class SkippingDataset(Dataset, ABC):
         self.horizontal_flip = horizontal_flip
         self.max_attempts = max_attempts
         self._bad: dict[int, str] = {}  # this process's memory of files no clip can come from
+        self._known_good: int | None = None  # a file that gave a sample (see first_usable): a held-out stand-in
 
     def __len__(self) -> int:
         return len(self.files)
@@ -78,8 +79,13 @@ class SkippingDataset(Dataset, ABC):
         marks = {"repeated": bool(repeated[0])} if repeated else {}  # validation: padding left out of metrics
         skipped: list[str] = []
         for attempt in range(self.max_attempts):
-            # held out: the same stand-in at every validation (its clips must compare across epochs)
-            candidate = index if attempt == 0 else self._substitute(epoch if self.train else 0, index, attempt)
+            # held out: the same stand-in at every validation (its clips must compare across epochs); first the file
+            # known to be good, so that a held-out set mostly unusable still scores its good files (the stand-in is
+            # padding, scored by no one), as vtok evaluate does, instead of stopping after max_attempts random draws
+            if attempt == 1 and not self.train and self._known_good is not None:
+                candidate = self._known_good
+            else:
+                candidate = index if attempt == 0 else self._substitute(epoch if self.train else 0, index, attempt)
             if candidate in self._bad:  # known bad: not read again, but still counted as a substitution
                 skipped.append(UnusableFileError(self.files[candidate], self._bad[candidate]).note)
                 continue
@@ -117,6 +123,7 @@ class SkippingDataset(Dataset, ABC):
         for index in range(len(self.files)):
             try:
                 self.load(index, None)
+                self._known_good = index
                 return index, errors
             except UnusableFileError as error:
                 errors.append(error)
