@@ -1,4 +1,4 @@
-"""The files validation and ``vtok test`` score: each once, as ``vtok evaluate`` scores them."""
+"""The files validation and ``vtok test`` score: each once, as ``vtok evaluate`` scores them, and not none."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import tiny_fit_args
+from vtok.cli import main
 from vtok.data import ClipSpec, VideoClipDataset
 from vtok.data.datamodule import VideoDataModule
 
@@ -45,3 +47,18 @@ def test_a_held_out_set_mostly_unusable_still_scores_its_good_files(video_folder
     samples = [dataset[(0, index, False)] for index in range(len(dataset))]
     scored = [sample["source_index"] for sample in samples if not sample["repeated"]]
     assert scored == [40, 41] and all(sample["skipped"] for sample in samples[:40])
+
+
+def test_scoring_with_a_limit_of_no_batches_is_refused(video_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A run's config that trained without validation (limit_val_batches 0) given to vtok validate, or test with
+    limit_test_batches 0: Lightning scored nothing and exited 0 without a word (vtok test did so still)."""
+    main(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--trainer.limit_val_batches", "0"))
+    run = tmp_path / "run"
+    given = ["--config", str(run / "config.yaml"), "--ckpt_path", "last"]
+    test = ["--data.test_path", str(video_folder), "--trainer.limit_test_batches", "0"]
+    for command, flags in (("validate", []), ("test", test)):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, *given, *flags])
+        limit = "limit_val_batches" if command == "validate" else "limit_test_batches"
+        expected = f"trainer.{limit} is 0: vtok {command} would score nothing; add --trainer.{limit} 1.0"
+        assert exit_info.value.code == 2 and expected in capsys.readouterr().err

@@ -161,10 +161,9 @@ class VtokCLI(LightningCLI):
         trainer = config.trainer
         # settings vtok derives, put back as given once the classes are built (see instantiate_classes)
         self._derived: list[tuple[Any, str, Any]] = []
-        if self.subcommand == "validate" and trainer.get("limit_val_batches") == 0:  # a run's config that trained without it
-            raise UsageError(
-                "trainer.limit_val_batches is 0: vtok validate would score nothing; add --trainer.limit_val_batches 1.0"
-            )
+        limit = {"validate": "limit_val_batches", "test": "limit_test_batches"}.get(self.subcommand or "")
+        if limit and trainer.get(limit) == 0:  # a run's config that trained without validation; Lightning exits 0 silently
+            raise UsageError(f"trainer.{limit} is 0: vtok {self.subcommand} would score nothing; add --trainer.{limit} 1.0")
         folder_given = trainer.get("default_root_dir")
         trainer.default_root_dir = home_expanded(folder_given)  # Lightning expands it for itself alone
         moved = follow_the_resumed_run(config, folder_given_now=self._folder_given_now)
