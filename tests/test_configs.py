@@ -497,11 +497,3 @@ def test_data_is_probed_before_the_trainer_only_when_it_runs_one_process(tmp_pat
         cli._check_data("fit")
         assert stages == probed, devices
 
-
-def test_validate_with_nothing_held_out_is_a_one_line_error(fsq_run: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
-    """With data.val_fraction 0 and no data.val_path, Lightning scored nothing and exited with 0."""
-    run = fsq_run["checkpoint"].parents[1]
-    with pytest.raises(SystemExit) as exit_info:
-        main(["validate", "--config", str(run / "config.yaml"), "--ckpt_path", str(fsq_run["checkpoint"]),
-              "--data.val_fraction", "0", "--trainer.logger", "false"])  # fmt: skip
-    assert exit_info.value.code == 2 and "vtok validate has no validation files" in capsys.readouterr().err

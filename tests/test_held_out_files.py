@@ -62,3 +62,12 @@ def test_scoring_with_a_limit_of_no_batches_is_refused(video_folder: Path, tmp_p
         limit = "limit_val_batches" if command == "validate" else "limit_test_batches"
         expected = f"trainer.{limit} is 0: vtok {command} would score nothing; add --trainer.{limit} 1.0"
         assert exit_info.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_validate_with_nothing_held_out_is_a_one_line_error(fsq_run: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    """With data.val_fraction 0 and no data.val_path, Lightning scored nothing and exited with 0."""
+    run = fsq_run["checkpoint"].parents[1]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate", "--config", str(run / "config.yaml"), "--ckpt_path", str(fsq_run["checkpoint"]),
+              "--data.val_fraction", "0", "--trainer.logger", "false"])  # fmt: skip
+    assert exit_info.value.code == 2 and "vtok validate has no validation files" in capsys.readouterr().err
