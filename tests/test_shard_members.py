@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
+
 from vtok.commands.prepare import main as prepare
 from vtok.data import ClipSpec, ShardClipDataset
 from vtok.data.streaming import expand_shards, shard_counts
@@ -44,3 +46,20 @@ def test_the_saved_place_reads_only_the_shards_from_the_restart_on() -> None:
     dataset._pass_over = {(0, "z"), (3, "y")}
     dataset._position = {"epoch": 0, "pass": 0, "shard": 2, "yielded": 5}
     assert dataset.state_dict()["delivered"] == [[2, "d"], [2, "e"], [3, "y"]]
+
+
+def test_a_shard_its_index_lists_but_the_folder_lacks_is_warned_of(
+    shard_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A shard deleted (or not copied) after prepare: training read the others without a word, where a brace
+    pattern naming it is an error. Shards left out of a pattern on purpose are not missing."""
+    folder = tmp_path / "shards"
+    shutil.copytree(shard_dir / "shards", folder)
+    (folder / "shard-000002.tar").unlink()
+    with caplog.at_level("WARNING", logger="vtok.data.streaming"):
+        shards = expand_shards(str(folder))
+        assert shard_counts(shards) == [2, 2, 2]
+        assert f"1 of the 4 shards {folder / 'index.json'} lists are not in {folder} (shard-000002.tar)" in caplog.text
+        caplog.clear()
+        assert shard_counts(expand_shards(str(shard_dir / "shards" / "shard-{000000..000001}.tar"))) == [2, 2]
+        assert caplog.text == ""

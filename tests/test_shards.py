@@ -456,23 +456,6 @@ def test_a_zero_filled_shard_is_counted_as_damaged_not_blamed_on_the_index(
     assert "index is stale" not in caplog.text
 
 
-def test_a_shard_its_index_lists_but_the_folder_lacks_is_warned_of(
-    shard_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A shard deleted (or not copied) after prepare: training read the others without a word, where a brace
-    pattern naming it is an error. Shards left out of a pattern on purpose are not missing."""
-    folder = tmp_path / "shards"
-    shutil.copytree(shard_dir / "shards", folder)
-    (folder / "shard-000002.tar").unlink()
-    with caplog.at_level("WARNING", logger="vtok.data.streaming"):
-        shards = expand_shards(str(folder))
-        assert shard_counts(shards) == [2, 2, 2]
-        assert f"1 of the 4 shards {folder / 'index.json'} lists are not in {folder} (shard-000002.tar)" in caplog.text
-        caplog.clear()
-        assert shard_counts(expand_shards(str(shard_dir / "shards" / "shard-{000000..000001}.tar"))) == [2, 2]
-        assert caplog.text == ""
-
-
 def test_a_stream_beside_images_resumed_after_the_images_restarted_ends_its_epoch_as_a_run_never_stopped(
     shard_dir: Path, tmp_path: Path
 ) -> None:
