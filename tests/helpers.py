@@ -162,6 +162,8 @@ class SignalInValidation(Callback):
         if trainer.global_rank == self.rank and self.batches == self.at_batch:
             os.kill(os.getpid(), signal.SIGTERM)
 
+    on_test_start, on_test_batch_end = on_validation_start, on_validation_batch_end  # vtok test's batches alike
+
 
 class CountBroadcasts(Callback):
     """Test-only: counts the ``torch.distributed.broadcast`` calls made while training (from its start to its end),

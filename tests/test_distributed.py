@@ -179,6 +179,23 @@ def test_a_signal_to_one_rank_during_validation_stops_both_there(tmp_path: Path)
     assert [p.name for p in signalled] == ["last-signal-step=2.ckpt"]
 
 
+def test_a_signal_to_one_rank_ends_a_two_rank_validate_on_both_with_no_scores(tmp_path: Path) -> None:
+    """Lightning's SIGTERM handler broadcasts from rank 0 inside the handler: a signal to rank 1 alone during vtok
+    validate (or test) left the ranks in crossed collectives, hung. Now they agree every 4 batches, as in a fit:
+    both stop after the 4th of their 5 batches, say there are no scores, and exit with 143."""
+    from vtok.cli import main
+
+    held_out = ["--data.synthetic_videos", "40", "--data.val_fraction", "0.5"]  # 20 files: 5 batches of 2 a rank
+    main(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false", "--trainer.limit_val_batches", "0", *held_out))
+    run, validation = tmp_path / "run", tmp_path / "validations"
+    signal_rank_1 = ["--trainer.callbacks+", "tests.helpers.SignalInValidation", "--trainer.callbacks.folder",
+                     str(validation), "--trainer.callbacks.rank", "1", "--trainer.callbacks.at_batch", "2"]  # fmt: skip
+    result = _run([*_launcher(), "validate", "--config", str(run / "config.yaml"), "--ckpt_path", "last",
+                   "--trainer.limit_val_batches", "1.0", "--trainer.logger", "false", *signal_rank_1])  # fmt: skip
+    assert result.returncode != 0 and result.stderr.count("validate stopped by SIGTERM before its end: no scores") == 2
+    assert [json.loads((validation / f"rank{r}.json").read_text()) for r in (0, 1)] == [[4], [4]]
+
+
 def test_a_loss_non_finite_on_one_rank_skips_the_step_on_every_rank(tmp_path: Path) -> None:
     """The gradients are all-reduced, the loss is not: rank 1 alone skipped its step, the weights split and
     the ranks' collectives stopped matching (rank 1 hung at the end)."""

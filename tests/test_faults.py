@@ -145,6 +145,11 @@ def test_a_validate_stopped_by_sigterm_says_so_and_fails(tmp_path: Path, capsys:
     assert stopped.value.code == 128 + signal.SIGTERM
     assert "vtok: error: validate stopped by SIGTERM before its end: no scores" in capsys.readouterr().err
     assert json.loads((tmp_path / "validations" / "rank0.json").read_text()) == [1]
+    with pytest.raises(SystemExit) as stopped:
+        main(["test", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
+              "--data.test_path", str(tmp_path / "clips"), *at_the_first_batch])  # fmt: skip
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert "vtok: error: test stopped by SIGTERM before its end: no scores" in capsys.readouterr().err
 
 
 def _weights(checkpoint: Path) -> dict[str, torch.Tensor]:

@@ -12,6 +12,9 @@ A signal during a fit's validation stops it there too: a validation over many he
 the time a scheduler gives between its SIGTERM and its SIGKILL (30 s under SLURM's and torchrun's
 defaults). The checkpoint then holds the step the validation followed, and a resumed run goes on training
 without that validation (Lightning's way with a checkpoint saved during one).
+
+``vtok validate`` and ``test`` read SIGTERM the same way, without a checkpoint: the ranks agree, and all end the
+scoring together (vtok says there are no scores and exits with 143).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -63,9 +67,20 @@ class StopOnSignal(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._agreed = False
+        self._take_signals(trainer)
+
+    def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """``vtok validate`` and ``test`` read SIGTERM as a fit does: Lightning's handler broadcasts from rank 0 inside
+        the handler, so a signal to another rank alone left the ranks in crossed collectives, hung for good."""
+        if trainer.state.fn in (TrainerFn.VALIDATING, TrainerFn.TESTING) and not self._previous:
+            self._take_signals(trainer, [name for name in self.signals if name == "SIGTERM"])  # no checkpoint to requeue
+
+    on_test_start = on_validation_start
+
+    def _take_signals(self, trainer: Trainer, names: Sequence[str] | None = None) -> None:
         environment = trainer._accelerator_connector.cluster_environment
         slurm_requeue = isinstance(environment, SLURMEnvironment) and environment.auto_requeue
-        for name in self.signals:
+        for name in self.signals if names is None else names:
             signum = getattr(signal, name, None)
             if signum is None or (slurm_requeue and signum == signal.SIGUSR1):
                 continue
@@ -105,14 +120,35 @@ class StopOnSignal(Callback):
         """A signal during a fit's validation: writes the checkpoint and ends the fit with Lightning's
         ``SIGTERMException`` (exit status 0; ``vtok fit`` returns normally), the rest of the validation not run. Not
         inside an accumulation group (its summed gradients are in no checkpoint): the stop waits for its step."""
-        if not self._previous or trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
-            return  # not fitting, or the handlers are not set: no signal is read
+        if not self._previous or trainer.sanity_checking:
+            return  # the handlers are not set: no signal is read
+        if trainer.state.fn != TrainerFn.FITTING:
+            self._stop_scoring(trainer, trainer.validate_loop, batch_idx)
+            return
         if getattr(pl_module, "inside_accumulation_group", False):
             return
         if not self._any_rank_signalled(trainer, batch_idx + 1):  # the ranks' validations have as many batches
             return
         self._save(trainer, " during validation (the rest of it is not run)")
         raise SIGTERMException
+
+    def on_test_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if self._previous:
+            self._stop_scoring(trainer, trainer.test_loop, batch_idx)
+
+    def _stop_scoring(self, trainer: Trainer, loop: Any, batch_idx: int) -> None:
+        """Ends ``vtok validate`` or ``test`` on every rank together once they agree one was signalled (vtok then says
+        there are no scores, exit status 143), unless the batch was the last: the scores are then whole."""
+        if self._any_rank_signalled(trainer, batch_idx + 1) and not loop.batch_progress.is_last_batch:
+            raise SIGTERMException
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn != TrainerFn.FITTING:
+            self._put_back(trainer)
+
+    on_test_end = on_validation_end
 
     def _any_rank_signalled(self, trainer: Trainer, batches: int) -> bool:
         """Whether any rank was signalled, agreed with one all-reduce after every ``every_n_batches``-th of ``batches``
