@@ -119,3 +119,21 @@ def test_a_main_process_killed_outright_takes_the_fork_server_and_its_workers_wi
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert not left, "the fork server or a worker outlived its main process"
+
+
+def test_a_worker_whose_caller_let_its_loader_go_before_it_started_ends_without_a_traceback(tmp_path: Path) -> None:
+    """Ctrl-C while a loader's workers start: the main process's teardown unlinks the queues' semaphores before the
+    server's child reads its start request, and each child printed multiprocessing's traceback under the one-line
+    stop (FileNotFoundError in SemLock._rebuild)."""
+    script = tmp_path / "abandon.py"
+    script.write_text(
+        "import gc\nfrom vtok.data.fork_server import fork_server_context\n\nif __name__ == '__main__':\n"
+        "    context, codes = fork_server_context(), []\n    for _ in range(3):\n"
+        "        queue = context.Queue()\n        process = context.Process(target=print, args=(queue,))\n"
+        "        process.start()\n        del queue\n        gc.collect()  # its semaphores unlinked at once\n"
+        "        process.join(60)\n        codes.append(process.exitcode)\n    print(codes)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[1, 1, 1]", done.stderr[-2000:]
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]

@@ -19,19 +19,22 @@ its own handling and then takes the signals back (:func:`settle_worker`).
 The server ends once no process holds its "alive" pipe, and the workers it forks hold it too; a torch
 loader worker ends when its parent does, and its parent is the server. So a main process killed outright
 (``kill -9``, the out-of-memory killer) left the server and its workers waiting on each other for good.
-Each worker therefore watches the process it works for and ends itself once that is gone.
+Each worker therefore watches the process it works for and ends itself once that is gone; and a worker whose
+caller let its loader go before the worker read its start request (Ctrl-C while workers start) ends without a word.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.spawn
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing import resource_tracker
 from multiprocessing.context import BaseContext
 from pathlib import Path
@@ -61,6 +64,30 @@ def _forget_the_parents_server() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_the_parents_server)
+
+
+def _quiet_when_abandoned(start: Callable[..., int]) -> Callable[..., int]:
+    """``multiprocessing.spawn._main``, which each child of the server runs to read its start request, for a request
+    that names semaphores already gone: the process that asked for the worker let its loader go (Ctrl-C while the
+    workers start) before the child read it. The child then ends with status 1 without a word; it printed
+    multiprocessing's traceback under the caller's one-line stop. Only that error (no file name: a semaphore's)."""
+    if hasattr(start, "__wrapped__"):  # this module imported again
+        return start
+
+    @functools.wraps(start)
+    def quiet(*args: object, **kwargs: object) -> int:
+        try:
+            return start(*args, **kwargs)
+        except FileNotFoundError as error:
+            if error.filename is not None:
+                raise
+            return 1
+
+    return quiet
+
+
+# in this module: the server imports it (see fork_server_context), and its children run the server's code
+multiprocessing.spawn._main = _quiet_when_abandoned(multiprocessing.spawn._main)  # noqa: SLF001
 
 
 def fork_server_context(preload: Sequence[str] = LOADER_PRELOAD) -> BaseContext | None:
