@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import tracemalloc
@@ -58,3 +60,28 @@ def test_a_video_is_copied_into_its_shard_in_pieces(tmp_path: Path) -> None:
     assert peak < 4_000_000, f"{peak / 1e6:.1f} MB held to shard a 32 MB file"
     member = next(iter(wds.WebDataset(str(tmp_path / "shards" / "shard-000000.tar"), shardshuffle=False)))
     assert member["mp4"] == video.read_bytes() and json.loads(member["json"]) == {"path": str(video), "frames": 1000}
+
+
+class UnreadableDisk(io.FileIO):
+    """A file whose blocks cannot be read (a failing disk): it opens, and its reads fail."""
+
+    def read(self, size: int = -1) -> bytes:
+        raise OSError(errno.EIO, "Input/output error")
+
+
+def test_a_video_that_cannot_be_read_part_way_through_its_copy_is_one_line_naming_it(
+    video_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read whole, a read error left the file out with a warning; copied in pieces, the shard already holds part of
+    it: the run stops with one line naming the file (it was taken for the shard's own disk failing: a traceback)."""
+    lines = [{"path": str(path), "frames": 20} for path in sorted(video_folder.glob("*.mp4"))]
+    bad, opened = Path(lines[3]["path"]), Path.open
+    monkeypatch.setattr(Path, "open", lambda path, *a, **k: UnreadableDisk(path, "rb") if path == bad else opened(path, *a, **k))
+    with pytest.raises(ValueError, match=f"{bad} could not be read \\(Input/output error\\) while it was copied"):
+        write_shards(lines, video_folder, tmp_path / "shards", shard_samples=1)
+    monkeypatch.undo()
+    index = json.loads((tmp_path / "shards" / "index.json").read_text())
+    write_shards(lines, video_folder, tmp_path / "shards", shard_samples=1)  # the next run carries on
+    sources = [json.loads(member["json"])["path"] for member in wds.WebDataset(expand_shards(str(tmp_path / "shards")),
+                                                                                 shardshuffle=False)]  # fmt: skip
+    assert index["records"] >= 1 and sorted(sources) == [line["path"] for line in lines], "every line once"

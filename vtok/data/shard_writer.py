@@ -118,6 +118,23 @@ def _remove_unindexed(folder: Path, index: dict[str, Any]) -> None:
         path.unlink()
 
 
+class VideoUnreadable(Exception):
+    """A video's read failed part-way through its copy into a shard (the shard's own write errors stay ``OSError``)."""
+
+
+class _ReadErrorsTold:
+    """``video`` for tarfile to copy from, its read errors raised as :class:`VideoUnreadable`."""
+
+    def __init__(self, video: BinaryIO) -> None:
+        self.video = video
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self.video.read(size)
+        except OSError as error:
+            raise VideoUnreadable(error.strerror or str(error)) from error
+
+
 class _Shard:
     """One tar being written under a temporary name; renamed into place once closed. A video is copied into it
     in pieces (read whole, an hour-long source took its size in memory), with its manifest line as ``<key>.json``
@@ -131,14 +148,15 @@ class _Shard:
         self.samples = self.bytes = 0
 
     def write(self, key: str, suffix: str, video: BinaryIO, size: int, record: dict[str, Any]) -> None:
-        """Adds ``size`` bytes of ``video`` as ``<key>.<suffix>``; an ``OSError`` when it holds fewer now."""
-        self._add(f"{key}.{suffix}", video, size)
+        """Adds ``size`` bytes of ``video`` as ``<key>.<suffix>``: :class:`VideoUnreadable` when it cannot be read,
+        an ``OSError`` without an errno when it holds fewer bytes now."""
+        self._add(f"{key}.{suffix}", _ReadErrorsTold(video), size)
         line = json.dumps(record).encode()
         self._add(f"{key}.json", io.BytesIO(line), len(line))
         self.samples += 1
         self.bytes += size
 
-    def _add(self, name: str, data: BinaryIO, size: int) -> None:
+    def _add(self, name: str, data: Any, size: int) -> None:
         member = tarfile.TarInfo(name)
         member.size, member.mtime, member.mode = size, int(time.time()), 0o444
         self.tar.addfile(member, data)
@@ -222,10 +240,14 @@ def write_shards(
             with video:
                 try:
                     shard.write(name, path.suffix.lower().lstrip(".") or "mp4", video, os.fstat(video.fileno()).st_size, record)
-                except OSError as error:
-                    if error.errno is not None:  # the shard's disk (full, gone), not a video cut short while copied
+                except (OSError, VideoUnreadable) as error:  # the shard holds part of it: deleted by the next run
+                    if isinstance(error, OSError) and error.errno is not None:  # the shard's disk (full, gone)
                         raise
-                    raise ValueError(f"{path} was cut short while it was copied into a shard: run vtok prepare again") from None
+                    why = f"could not be read ({error})" if isinstance(error, VideoUnreadable) else "was cut short"
+                    raise ValueError(
+                        f"{path} {why} while it was copied into a shard: fix it or drop its line from the manifest, "
+                        "and run vtok prepare again (the shards closed so far are kept)"
+                    ) from None
         if shard is not None:
             shards.append(shard.close())
             in_open_shard = Counter()
