@@ -179,10 +179,11 @@ def test_a_signal_to_one_rank_during_validation_stops_both_there(tmp_path: Path)
     assert [p.name for p in signalled] == ["last-signal-step=2.ckpt"]
 
 
-def test_a_signal_to_one_rank_ends_a_two_rank_validate_on_both_with_no_scores(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["validate", "test"])
+def test_a_signal_to_one_rank_ends_a_two_rank_scoring_on_both_with_no_scores(tmp_path: Path, command: str) -> None:
     """Lightning's SIGTERM handler broadcasts from rank 0 inside the handler: a signal to rank 1 alone during vtok
-    validate (or test) left the ranks in crossed collectives, hung. Now they agree every 4 batches, as in a fit:
-    both stop after the 4th of their 5 batches, say there are no scores, and exit with 143."""
+    validate or test left the ranks in crossed collectives, hung. Now they agree every 4 batches, as in a fit:
+    both stop after the 4th of their 5 (test: 10) batches, say there are no scores, and exit with 143."""
     from vtok.cli import main
 
     held_out = ["--data.synthetic_videos", "40", "--data.val_fraction", "0.5"]  # 20 files: 5 batches of 2 a rank
@@ -190,9 +191,10 @@ def test_a_signal_to_one_rank_ends_a_two_rank_validate_on_both_with_no_scores(tm
     run, validation = tmp_path / "run", tmp_path / "validations"
     signal_rank_1 = ["--trainer.callbacks+", "tests.helpers.SignalInValidation", "--trainer.callbacks.folder",
                      str(validation), "--trainer.callbacks.rank", "1", "--trainer.callbacks.at_batch", "2"]  # fmt: skip
-    result = _run([*_launcher(), "validate", "--config", str(run / "config.yaml"), "--ckpt_path", "last",
-                   "--trainer.limit_val_batches", "1.0", "--trainer.logger", "false", *signal_rank_1])  # fmt: skip
-    assert result.returncode != 0 and result.stderr.count("validate stopped by SIGTERM before its end: no scores") == 2
+    scored = ["--trainer.limit_val_batches", "1.0"] if command == "validate" else ["--data.test_path", str(tmp_path / "clips")]
+    result = _run([*_launcher(), command, "--config", str(run / "config.yaml"), "--ckpt_path", "last",
+                   "--trainer.logger", "false", *scored, *signal_rank_1])  # fmt: skip
+    assert result.returncode != 0 and result.stderr.count(f"{command} stopped by SIGTERM before its end: no scores") == 2
     assert [json.loads((validation / f"rank{r}.json").read_text()) for r in (0, 1)] == [[4], [4]]
 
 
