@@ -263,12 +263,12 @@ class VtokCLI(LightningCLI):
         """A resumed run, or one validated or tested, takes every weight from its checkpoint: the prior (``model.init_from``)
         is not read again (it may have moved, or hold another revision); a diffusers backbone is built as recorded there."""
         prior, network = dotted_get(config, "model.init_from"), self._resumed_network
-        autoencoder = dotted_get(config, "model.autoencoder.init_args")
-        if prior is None or network is None or autoencoder is None:  # a checkpoint read later (a URL, Lightning's keywords)
+        if prior is None or network is None:  # a checkpoint read later (a URL, Lightning's keywords): as given
             return
         log.info("the weights come from %s; model.init_from %s is not loaded", config.get("ckpt_path"), prior)
-        changes = [(config.model, "init_from", None)]
-        changes += [(autoencoder, key, network[key]) for key in ("backbone_class", "backbone_config") if network.get(key)]
+        autoencoder, changes = dotted_get(config, "model.autoencoder.init_args"), [(config.model, "init_from", None)]
+        if autoencoder is not None:  # a diffusers backbone: as the checkpoint records it
+            changes += [(autoencoder, key, network[key]) for key in ("backbone_class", "backbone_config") if network.get(key)]
         for namespace, key, value in changes:
             self._derived.append((namespace, key, namespace.get(key)))  # config.yaml keeps them as given
             namespace[key] = value

@@ -222,8 +222,7 @@ def write_shards(
             except OSError as error:
                 log.warning("not sharding %s: %s", path, error)
                 continue
-            full = shard is not None and (shard.bytes >= shard_mb * 1e6 or shard.samples >= (shard_samples or math.inf))
-            if shard is not None and full:
+            if shard is not None and (shard.bytes >= shard_mb * 1e6 or shard.samples >= (shard_samples or math.inf)):
                 shards.append(shard.close())
                 shard, in_open_shard = None, Counter()
                 if time.monotonic() - indexed_at >= INDEX_EVERY_SECONDS:
