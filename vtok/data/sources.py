@@ -11,14 +11,15 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from vtok.data.clips import VideoLength
 from vtok.jsonfile import parse_json_object
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
@@ -174,14 +175,7 @@ def files_outside(paths: Sequence[str], folder: str | Path) -> list[str]:
 def unique_files(paths: Sequence[str]) -> tuple[list[str], int]:
     """``paths`` in order without those that lead to a file already listed (the same real path,
     through symlinks), and how many were left out."""
-    real = RealPaths()
-    seen: set[str] = set()
-    kept = []
-    for path in paths:
-        key = real(path)
-        if key not in seen:
-            seen.add(key)
-            kept.append(path)
+    kept = _first_of_each_file(paths, lambda path: path)
     return kept, len(paths) - len(kept)
 
 
@@ -189,11 +183,17 @@ def unique_records(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The first line of each file ``records`` lists, in order (the same real path however spelt: relative and
     absolute, through a symlink): a video scored (validation, test, evaluate) is read and counted once however
     often a manifest repeats it; how many lines were left out is said at INFO."""
+    kept = _first_of_each_file(records, lambda record: record["path"])
+    if len(kept) < len(records):
+        log.info("%d paths lead to a video listed before them: each video is taken once", len(records) - len(kept))
+    return kept
+
+
+def _first_of_each_file(items: Sequence[T], path_of: Callable[[T], str]) -> list[T]:
+    """``items`` in order without those whose path (``path_of``) leads to a file an earlier one leads to."""
     real, first = RealPaths(), {}
-    for record in records:
-        first.setdefault(real(record["path"]), record)
-    if len(first) < len(records):
-        log.info("%d paths lead to a video listed before them: each video is taken once", len(records) - len(first))
+    for item in items:
+        first.setdefault(real(path_of(item)), item)
     return list(first.values())
 
 

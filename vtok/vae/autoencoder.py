@@ -16,7 +16,7 @@ from vtok.vae.backbone import BackboneSpec
 from vtok.vae.bottleneck import BottleneckKind, QuantizerSettings, build_bottleneck
 from vtok.vae.cast_warning import drop_empty_float32_warning
 from vtok.vae.causal_conv import FramePadding
-from vtok.vae.compression import Compression, resampling_plan
+from vtok.vae.compression import Compression, nearest_lengths, resampling_plan
 from vtok.vae.decoder import Decoder3d
 from vtok.vae.diffusers_backbone import (
     PriorClass,
@@ -289,12 +289,10 @@ class VideoAutoencoder(ReadableWeightsMixin, ExportConfigMixin, StrictLoadingMix
         multiple = self.frame_multiple
         if frames >= 1 and (frames - 1) % multiple == 0:
             return
-        below = 1 + max(frames - 1, 0) // multiple * multiple
+        below, above = nearest_lengths(frames, multiple)
         backbone = self.config.backbone_class
         why = f" (its {backbone} backbone: an odd number of latent frames)" if multiple != self.compression.temporal else ""
-        raise ValueError(
-            f"frames={frames}: this model reconstructs T = 1 + k*{multiple} frames{why}; use {below} or {below + multiple}"
-        )
+        raise ValueError(f"frames={frames}: this model reconstructs T = 1 + k*{multiple} frames{why}; use {below} or {above}")
 
     @property
     def frame_multiple(self) -> int:

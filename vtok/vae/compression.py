@@ -69,10 +69,8 @@ class Compression:
         """Raises ``ValueError`` naming the nearest valid sizes when the clip shape does not fit."""
         problems = []
         if frames < 1 or (frames - 1) % self.temporal:
-            below = 1 + max(frames - 1, 0) // self.temporal * self.temporal
-            problems.append(
-                f"frames={frames} is not 1 + k*{self.temporal}; use {below} or {below + self.temporal}"
-            )
+            below, above = nearest_lengths(frames, self.temporal)
+            problems.append(f"frames={frames} is not 1 + k*{self.temporal}; use {below} or {above}")
         for name, size in (("height", height), ("width", width)):
             if size < 1:
                 problems.append(f"{name}={size} must be positive (a multiple of {self.spatial})")
@@ -86,6 +84,12 @@ class Compression:
     def pixels_per_latent_position(self) -> int:
         """Pixels (per channel) one latent position stands for: ``temporal · spatial²``."""
         return self.temporal * self.spatial * self.spatial
+
+
+def nearest_lengths(frames: int, multiple: int) -> tuple[int, int]:
+    """The clip lengths ``1 + k·multiple`` nearest below (or at) and above ``frames``."""
+    below = 1 + max(frames - 1, 0) // multiple * multiple
+    return below, below + multiple
 
 
 def resampling_plan(compression: Compression, patch_size: int = 1) -> list[tuple[bool, bool]]:
