@@ -41,8 +41,8 @@ def prepare_clips(folder: Path, frames: int, size: int) -> tuple[list[str], list
     source = carphone_path()
     if source is not None:
         reader = open_video(source)
-        write_video(folder / "carphone_train.mp4", reader.read(range(80)), reader.fps)
-        write_video(folder / "carphone_val.mp4", reader.read(range(80, 120)), reader.fps)
+        write_video(folder / "carphone_train.mp4", reader.read(range(80)), reader.fps, reproducible=True)
+        write_video(folder / "carphone_val.mp4", reader.read(range(80, 120)), reader.fps, reproducible=True)
         train.append(str(folder / "carphone_train.mp4"))
         val.append(str(folder / "carphone_val.mp4"))
     return train, val

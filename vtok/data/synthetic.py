@@ -61,7 +61,8 @@ def write_sample_clips(
 ) -> list[Path]:
     """Writes ``count`` generated clips as ``folder/sample_XXXX.mp4`` (existing ones are kept).
 
-    Height and width are rounded up to even numbers (H.264 needs them even).
+    Height and width are rounded up to even numbers (H.264 needs them even). The same arguments give the
+    same files on any run (the seeded runs that train on them repeat exactly).
     """
     folder = Path(folder)
     height, width = height + height % 2, width + width % 2
@@ -70,5 +71,5 @@ def write_sample_clips(
     if missing:
         log.info("writing %d generated sample clips to %s", len(missing), folder)
     for index in missing:
-        write_video(paths[index], synthetic_clip(frames, height, width, seed=seed * 100_003 + index), fps)  # atomic
+        write_video(paths[index], synthetic_clip(frames, height, width, seed=seed * 100_003 + index), fps, reproducible=True)
     return paths

@@ -41,6 +41,7 @@ def write_video(
     fps: float = 24.0,
     crf: int = 18,
     keyframe_interval: int | None = None,
+    reproducible: bool = False,
 ) -> Path:
     """Writes uint8 RGB frames (H and W even) to ``path``: first to ``<stem>.partial.mp4`` beside it, renamed
     to ``path`` once complete, so an error or Ctrl-C mid-write leaves no truncated video (and an earlier file at
@@ -54,6 +55,10 @@ def write_video(
         crf: H.264 constant rate factor (lower is better quality; 18 is visually lossless).
         keyframe_interval: at most this many frames between keyframes (the encoder's default,
             250 for x264, when unset). Short intervals make random access to clips cheap.
+        reproducible: the same frames always give the same file. x264's macroblock-tree rate control is
+            turned off for it: on some CPUs its assembly gives other pixels from run to run (PyAV 18's
+            x264 on an AMD EPYC: 3 of 8 generated 40x40 clips came out different, by up to 37 levels).
+            The file is then about 20-30% larger, at a PSNR 0.1-0.6 dB higher (crf 18).
     """
     rate = container_rate(fps)
     if isinstance(frames, torch.Tensor):
@@ -83,7 +88,7 @@ def write_video(
             if keyframe_interval is not None:
                 stream.codec_context.gop_size = keyframe_interval
             if codec == "libx264":
-                stream.options = {"crf": str(crf), "preset": "veryfast"}
+                stream.options = {"crf": str(crf), "preset": "veryfast", **({"x264-params": "mbtree=0"} if reproducible else {})}
             for array in itertools.chain([first], arrays):
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(np.asarray(array), format="rgb24")))
             container.mux(stream.encode())
