@@ -3,6 +3,7 @@
 A batch's usage says little (a 64,000-code codebook cannot be covered by one batch); the fraction
 of codes seen at least once over the last ``window_steps`` batches, on all ranks together, does.
 Usage is kept per token slot (per group for GQ), so one dead group cannot hide behind the others.
+The window open at a checkpoint is saved with it, so a resumed run logs the same windows as an unbroken one.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class CodebookMonitor(Callback):
                 return
             if kind not in self._seen:
                 self._seen[kind] = torch.zeros(groups.shape[1], vocabulary, dtype=torch.bool, device=groups.device)
+            self._seen[kind] = self._seen[kind].to(groups.device)  # one a checkpoint gave back is on the CPU
             self._seen[kind].scatter_(1, groups.t(), True)
         self._steps += 1
         if self._steps < self.window_steps:
@@ -75,3 +77,22 @@ class CodebookMonitor(Callback):
         for seen in self._seen.values():
             seen.zero_()
         self._steps = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The open window: its batch count and the codes each slot has used so far (this rank's; see
+        :meth:`on_save_checkpoint`)."""
+        seen = {kind: codes.cpu() for kind, codes in self._seen.items()} if self._steps else {}  # none between windows
+        return {"steps": self._steps, "seen": seen}
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Saves the open window's codes of all ranks together (the window ends in that union anyway); every rank
+        takes part, as in every Lightning save."""
+        state = checkpoint.get("callbacks", {}).get(self.state_key)
+        if state is not None and self._steps:  # the same step count on every rank: all reduce, or none
+            reduce = trainer.strategy.reduce
+            union = {kind: reduce(seen.to(torch.uint8), reduce_op=ReduceOp.MAX) for kind, seen in self._seen.items()}
+            state["seen"] = {kind: codes.bool().cpu() for kind, codes in union.items()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._steps = int(state_dict.get("steps", 0))
+        self._seen = dict(state_dict.get("seen", {}))
