@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import tiny_fit_args
 from vtok.cli import main
-from vtok.data import ClipSpec, VideoClipDataset
+from vtok.data import ClipSpec, VideoClipDataset, write_sample_clips
 from vtok.data.datamodule import VideoDataModule
 
 
@@ -71,3 +71,21 @@ def test_validate_with_nothing_held_out_is_a_one_line_error(fsq_run: dict[str, P
         main(["validate", "--config", str(run / "config.yaml"), "--ckpt_path", str(fsq_run["checkpoint"]),
               "--data.val_fraction", "0", "--trainer.logger", "false"])  # fmt: skip
     assert exit_info.value.code == 2 and "vtok validate has no validation files" in capsys.readouterr().err
+
+
+def test_held_out_files_that_are_in_the_training_shards_are_said(
+    shard_dir: Path, video_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With data.shards, data.val_path and data.test_path were never checked against the training data: the very
+    videos the shards were written from were scored as held out without a word (data.path warned of them)."""
+    (tmp_path / "linked").symlink_to(video_folder)
+    settings = {"shards": str(shard_dir / "shards"), "num_frames": 9, "size": 32, "batch_size": 1, "num_workers": 0}
+    VideoDataModule(**settings, val_path=str(tmp_path / "linked")).setup("fit")
+    assert "8 of the 8 files of data.val_path are also training files (data.shards" in caplog.text
+    VideoDataModule(**settings, test_path=str(shard_dir / "manifest.jsonl")).setup("test")  # prepare's own lines
+    assert "8 of the 8 files of data.test_path are also training files (data.shards" in caplog.text
+    caplog.clear()
+    (tmp_path / "other").mkdir()
+    write_sample_clips(tmp_path / "other", count=2, frames=12, height=32, width=32, seed=9)
+    VideoDataModule(**settings, val_path=str(tmp_path / "other")).setup("validate")
+    assert "also training files" not in caplog.text

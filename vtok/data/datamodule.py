@@ -21,10 +21,10 @@ from vtok.data.held_out_split import held_out_files
 from vtok.data.images import ImageDataset
 from vtok.data.pass_numbers import NEXT_PASSES_KEY, next_passes, number_resumed_passes
 from vtok.data.readers import ReaderBackend
-from vtok.data.overlap import warn_about_overlap
+from vtok.data.overlap import warn_about_overlap, warn_about_sharded_overlap
 from vtok.data.sampler import EpochSampler
 from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_files, list_records, no_videos_found, unique_records
-from vtok.data.shard_split import check_quotas
+from vtok.data.shard_split import check_quotas, warn_about_shard_split
 from vtok.data.small_sources import warn_about_small_sources
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts, shard_index
 from vtok.data.synthetic import default_sample_dir, write_sample_clips
@@ -266,7 +266,9 @@ class VideoDataModule(LightningDataModule):
         if self.shards is not None:
             self.datasets["train"] = self._stream()
             if self.val_path is not None:
-                self.datasets["val"] = self._clips(self._held_out_records("data.val_path", self.val_path), train=False)
+                held_out = self._held_out_records("data.val_path", self.val_path)
+                warn_about_sharded_overlap("data.val_path", held_out, expand_shards(self.shards), self.shard_index)
+                self.datasets["val"] = self._clips(held_out, train=False)
             elif stage in (None, "fit"):  # a stream holds nothing out: say so, as a split that holds out none does
                 log.warning("data.shards without data.val_path: no validation runs; pass data.val_path to validate")
         else:
@@ -315,7 +317,9 @@ class VideoDataModule(LightningDataModule):
                 "--data.test_path (a folder, glob or manifest); vtok validate scores the validation files"
             )
         records = self._held_out_records("data.test_path", self.test_path)
-        if self.path is not None:  # generated clips and shards are never among a test folder's files
+        if self.shards is not None:
+            warn_about_sharded_overlap("data.test_path", records, expand_shards(self.shards), self.shard_index)
+        elif self.path is not None:  # generated clips are never among a test folder's files
             trained = _named("data.path", list_records, self.path)
             if self.val_path is None:  # the files validation held out were never trained on
                 trained = self._split_by_fraction(trained, say=False)[0]
@@ -359,21 +363,8 @@ class VideoDataModule(LightningDataModule):
         shards = expand_shards(self.shards)
         counts = shard_counts(shards, self.shard_index)
         world = self.trainer.world_size if self.trainer is not None else 1
-        if counts is None and world > 1:
-            why = "see the shards named above"
-            if shard_index(shards, self.shard_index) is None:
-                why = "no index.json; set data.shard_index to the index vtok prepare wrote"
-            log.warning(
-                "the shards' sample counts are unknown: %d ranks may end an epoch at different steps and wait for "
-                "each other (%s)",
-                world, why,
-            )  # fmt: skip
-        if len(shards) < world * max(self.num_workers, 1):
-            log.warning(
-                "%d shards for %d ranks x %d workers: some workers idle or shards are read twice per epoch; "
-                "write smaller shards (vtok prepare --shard-size)",
-                len(shards), world, max(self.num_workers, 1),
-            )  # fmt: skip
+        indexed = shard_index(shards, self.shard_index) is not None
+        warn_about_shard_split(len(shards), counts is not None, indexed, world, max(self.num_workers, 1))
         log.info("train: %d shards%s", len(shards), f", {sum(counts)} samples" if counts else "")
         return ShardClipDataset(
             shards,

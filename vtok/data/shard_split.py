@@ -172,3 +172,22 @@ def _deal(capacity: list[int], total: int) -> list[int]:
             given[worker] += 1
             left -= 1
     return given
+
+
+def warn_about_shard_split(shards: int, counts_known: bool, indexed: bool, world: int, workers: int) -> None:
+    """Warns where ``shards`` shared out among ``world`` ranks x ``workers`` loader workers go unevenly: sample
+    counts unknown on several ranks (``indexed``: an index.json was found, which lacks some of the shards), or
+    fewer shards than readers."""
+    if not counts_known and world > 1:
+        why = "see the shards named above" if indexed else "no index.json; set data.shard_index to the index vtok prepare wrote"
+        log.warning(
+            "the shards' sample counts are unknown: %d ranks may end an epoch at different steps and wait for "
+            "each other (%s)",
+            world, why,
+        )  # fmt: skip
+    if shards < world * workers:
+        log.warning(
+            "%d shards for %d ranks x %d workers: some workers idle or shards are read twice per epoch; "
+            "write smaller shards (vtok prepare --shard-size)",
+            shards, world, workers,
+        )  # fmt: skip
