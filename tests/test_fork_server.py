@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from tests.helpers import small_frame_export
+from vtok.data import write_sample_clips
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.fork_server import fork_server_context
 from vtok.data.worker_signals import loader_worker_init
@@ -87,6 +89,8 @@ def test_the_data_modules_loaders_start_their_workers_from_the_fork_server(video
 
 KILLED_OUTRIGHT = """
 import multiprocessing.forkserver, sys, time
+from tests.helpers import small_frame_export
+from vtok.data import write_sample_clips
 from vtok.data.datamodule import VideoDataModule
 
 if __name__ == "__main__":
@@ -137,3 +141,23 @@ def test_a_worker_whose_caller_let_its_loader_go_before_it_started_ends_without_
     done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[1, 1, 1]", done.stderr[-2000:]
     assert "Traceback" not in done.stderr, done.stderr[-2000:]
+
+
+def test_a_script_that_calls_vtok_without_the_main_guard_is_told_to_add_it(tmp_path: Path) -> None:
+    """Each worker re-runs a script with no ``if __name__ == "__main__":``; its vtok call met the calling run's own lock
+    on --out ("another vtok evaluate is still writing into --out") where Python's advice would have said to add the
+    guard: said nowhere (and `vtok prepare`'s pool restarted such workers, with that message, for good)."""
+    write_sample_clips(tmp_path / "clips", count=2, frames=9, height=32, width=32)
+    model = small_frame_export(tmp_path / "export")
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from vtok.cli import main\n"
+        f"main(['evaluate', '--model', {str(model)!r}, '--data', {str(tmp_path / 'clips')!r}, '--out', "
+        f"{str(tmp_path / 'out')!r}, '--workers', '2', '--pictures', '0', '--device', 'cpu', '--frames', '9', '--size', '32'])\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "Call vtok under `if __name__ == \"__main__\":` in that script" in done.stderr, done.stderr[-2000:]
+    assert "still writing into --out" not in done.stderr

@@ -45,6 +45,7 @@ from vtok.console import (
 )
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import DataSetupError, NoUsableDataError, ResumeMismatchError
+from vtok.data.fork_server import refuse_in_a_starting_worker
 from vtok.error_text import first_line, without_union_noise, worker_message
 from vtok.launch import LaunchEnvironment, detect_launch
 from vtok.logged_config import SaveAndLogConfig
@@ -458,6 +459,7 @@ class VtokCLI(LightningCLI):
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``vtok`` console script and of ``train.py``."""
+    refuse_in_a_starting_worker()  # before the lock on --out that such a worker would otherwise meet
     arguments = list(sys.argv[1:] if argv is None else argv)
     dump_stacks_on_sigusr2()  # kill -USR2 <pid>: where a stuck process is
     show_vtok_messages()  # before the subcommands too: their INFO lines were never shown
@@ -488,8 +490,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         mismatch = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()), "")
         print(
             f"vtok: error: the checkpoint's weights do not fit the network the config describes ({mismatch[:300]}); "
-            "give the run's own config: --config runs/<run>/config.yaml",
-            file=sys.stderr,
+            "give the run's own config: --config runs/<run>/config.yaml", file=sys.stderr,
         )
         raise SystemExit(2) from None
 

@@ -47,6 +47,18 @@ WATCH_INTERVAL_S = 1.0  # how often a worker looks whether its main process stil
 _GROUP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1", "SIGUSR2") if hasattr(signal, name))
 
 
+def refuse_in_a_starting_worker() -> None:
+    """Raises ``RuntimeError`` when called while a worker process is starting: a script that calls vtok without an
+    ``if __name__ == "__main__":`` guard runs again in each worker vtok starts (multiprocessing imports it there), and
+    those re-runs met the calling run's own ``--out`` lock ("another vtok prepare is still writing into --out")
+    where Python's own advice would have said to add the guard."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):  # set while a child imports the parent's script
+        raise RuntimeError(
+            "vtok was called while one of its worker processes was starting: the script that calls it runs again in "
+            "every worker process, which imports it. Call vtok under `if __name__ == \"__main__\":` in that script"
+        )
+
+
 def _forget_the_parents_server() -> None:
     """In a process forked from one whose fork server runs: that server is the parent's (multiprocessing's
     ``ensure_running`` would wait on a process that is not this one's child and fail), so this process starts
