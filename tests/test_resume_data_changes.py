@@ -3,15 +3,12 @@ or removed): the saved place points into the old list, and the resumed run says 
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import csv_logger, metric_column, tiny_fit_args
-from vtok.cli import main
-from vtok.data import ClipSpec, ShardClipDataset, VideoClipDataset, write_sample_clips
+from vtok.data import ClipSpec, ShardClipDataset, VideoClipDataset
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.sampler import EpochSampler
 from vtok.data.sources import list_files
@@ -70,22 +67,3 @@ def test_a_resume_validating_on_other_files_warns(
         resumed.setup("fit")
         resumed.load_state_dict(first.state_dict())
         assert ("the validation files are not the checkpoint's" in caplog.text) == warned, seed
-
-
-def test_a_resumed_run_still_counts_the_unusable_files_met_before_the_stop(tmp_path: Path) -> None:
-    """data/unusable_files counts the unusable files met so far; a run resumed mid-epoch counted 0 at that epoch's
-    end (1 in the run never stopped), the file met before the stop forgotten until it was drawn again."""
-    videos = tmp_path / "videos"
-    write_sample_clips(videos / "big", count=5, frames=12, height=40, width=48, seed=1)
-    write_sample_clips(videos / "small", count=5, frames=12, height=24, width=24, seed=2)
-    (videos / "small" / "broken.mp4").write_bytes(b"not a video at all" * 10)  # found as read, not by the probe
-    data = ["--data.path", str(videos), "--data.val_fraction", "0.1", "--trainer.limit_val_batches", "0"]
-    main(tiny_fit_args(tmp_path, 10, *data, *csv_logger(tmp_path, "unbroken"), run="unbroken"))
-    main(tiny_fit_args(tmp_path, 3, *data, *csv_logger(tmp_path, "resumed"), run="resumed"))
-    main(tiny_fit_args(tmp_path, 10, *data, *csv_logger(tmp_path, "resumed"), "--ckpt_path", "last", run="resumed"))
-    logged = []
-    for metrics in sorted((tmp_path / "resumed").rglob("metrics.csv")):
-        with metrics.open() as handle:
-            logged.append([float(row["data/unusable_files"]) for row in csv.DictReader(handle) if row.get("data/unusable_files")])
-    assert metric_column(tmp_path / "unbroken", "data/unusable_files") == [1.0, 1.0]
-    assert logged == [[1.0], [1.0, 1.0]], "at the stop, then at each epoch's end"

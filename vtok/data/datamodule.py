@@ -34,8 +34,6 @@ from vtok.data.worker_signals import kill_loader_workers_at_exit, loader_worker_
 
 log = logging.getLogger(__name__)
 
-UNUSABLE_KEY = "unusable_files"  # in the data module's checkpoint state: path -> reason
-
 
 def _named(setting: str, lister: Callable[..., list], *args: Any) -> list:
     """``lister(*args)``, with a source that does not exist reported under the setting that names it."""
@@ -254,17 +252,14 @@ class VideoDataModule(LightningDataModule):
             raise DataSetupError(str(error)) from error
 
     def state_dict(self) -> dict[str, Any]:
-        """What a resume checks and restores (:mod:`vtok.data.validation_files`, :mod:`vtok.data.pass_numbers`), and the
-        unusable files met so far (rank 0's: ``data/unusable_files`` counted none met before a stop until met again)."""
+        """What a resume checks and restores (:mod:`vtok.data.validation_files`, :mod:`vtok.data.pass_numbers`)."""
         files, source = getattr(self.datasets.get("val"), "files", None), self.val_path or self.path or self._synthetic_folder()
         record = {VALIDATION_KEY: validation_record(files, str(source))} if files else {}
-        record |= {UNUSABLE_KEY: dict(self.skipped_files)} if self.skipped_files else {}
         return {**record, NEXT_PASSES_KEY: next_passes(self._training_loaders)} if self._training_loaders else record
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         say_if_validation_changed(state_dict.get(VALIDATION_KEY), self.state_dict().get(VALIDATION_KEY))
         self._next_passes = state_dict.get(NEXT_PASSES_KEY)
-        self.skipped_files = {**state_dict.get(UNUSABLE_KEY, {}), **self.skipped_files}
 
     def _setup_training(self, stage: str | None) -> None:
         """The training datasets (videos, images) and the validation one."""
