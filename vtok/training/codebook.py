@@ -90,7 +90,9 @@ class CodebookMonitor(Callback):
         state = checkpoint.get("callbacks", {}).get(self.state_key)
         if state is not None and self._steps:  # the same step count on every rank: all reduce, or none
             reduce = trainer.strategy.reduce
-            union = {kind: reduce(seen.to(torch.uint8), reduce_op=ReduceOp.MAX) for kind, seen in self._seen.items()}
+            # on the module's device: a window a checkpoint gave back is on the CPU until the next batch, and NCCL reduces none
+            device = pl_module.device
+            union = {kind: reduce(seen.to(device, torch.uint8), reduce_op=ReduceOp.MAX) for kind, seen in self._seen.items()}
             state["seen"] = {kind: codes.bool().cpu() for kind, codes in union.items()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
