@@ -26,8 +26,10 @@ def warn_about_overlap(setting: str, held_out: Sequence[dict[str, Any]], trainin
 def warn_about_sharded_overlap(setting: str, held_out: Sequence[dict[str, Any]], shards: Sequence[str], index: str | None) -> int:
     """As :func:`warn_about_overlap`, for training ``shards`` written by ``vtok prepare --shards``: a held-out file is
     in them when its sample key (its source's path, as prepare names samples) is in the shards' ``index.json``
-    (``index``, else the one beside each local shard). Shards without an index that lists keys cannot be checked:
-    said at info level (streamed shards often have none)."""
+    (``index``, else the one beside each local shard). The key hashes the path prepare read, as spelt: a held-out file
+    is found under its absolute and its real path, so shards prepared through a symlinked folder miss the same files
+    held out by their real folder. Shards without an index that lists keys cannot be checked: said at info level
+    (streamed shards often have none)."""
     indexes = {found for shard in shards if (found := shard_index([shard], index)) is not None}
     listed = [read_json_object(path) for path in sorted(indexes)]
     if not any("keys" in entry for entry in listed):
