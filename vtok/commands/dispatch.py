@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from vtok.disk_errors import disk_error_line, is_output_disk_error
+
 # name -> "module:function(argv)", imported only when used
 SUBCOMMANDS = {
     "export": "vtok.commands.export:main",
@@ -20,7 +22,7 @@ RESUMABLE = {"tokenize": "the token files it wrote are kept"}
 
 def run_subcommand(name: str, argv: list[str]) -> None:
     """Runs subcommand ``name`` (a key of :data:`SUBCOMMANDS`) on ``argv``. A mistake it reports (ValueError,
-    FileNotFoundError) is one line and exit status 2; Ctrl-C is one line, with what was kept, and status 130
+    FileNotFoundError) is one line and exit status 2, and so is a disk that refuses its writes (status 1); Ctrl-C is one line, with what was kept, and status 130
     (128 + SIGINT, as shells report it): neither is a traceback."""
     module_name, function = SUBCOMMANDS[name].split(":")
     try:
@@ -28,6 +30,11 @@ def run_subcommand(name: str, argv: list[str]) -> None:
     except (ValueError, FileNotFoundError) as error:
         print(f"vtok {name}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as error:
+        if not is_output_disk_error(error):
+            raise
+        print(f"vtok {name}: error: {disk_error_line(error)}", file=sys.stderr)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         kept = f"; {RESUMABLE[name]}: run the same command again to go on" if name in RESUMABLE else ""
         print(f"vtok {name}: interrupted{kept}", file=sys.stderr)

@@ -56,6 +56,7 @@ from vtok.data.prepare_folder import (
     without_gone_files,
 )
 from vtok.data.sources import RealPaths, list_files, no_videos_found, unique_files
+from vtok.disk_errors import is_output_disk_error
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +184,8 @@ def check_file(source: str, out: Path, options: PrepareOptions) -> dict[str, Any
     except UnusableFileError as error:
         return {"rejected": {"path": source, "reason": error.reason, **version}}
     except Exception as error:  # a decoder failing in a way no reader anticipated: still not fatal
+        if is_output_disk_error(error):  # the copy's disk, not the file: stop, and leave it to the next run
+            raise
         log.debug("unexpected error on %s", source, exc_info=True)
         reason = f"unexpected {type(error).__name__}: {str(error)[:200]}"
         return {"rejected": {"path": source, "reason": reason, **version}}
@@ -195,6 +198,8 @@ def _reencode(info: VideoInfo, out: Path, options: PrepareOptions) -> VideoInfo:
             info.path, out / relative, info.frames, info.fps or 24.0, options.short_side, options.keyframe_interval, options.crf
         )
     except Exception as error:
+        if is_output_disk_error(error):  # a full disk says nothing of the source: recorded, it was never checked again
+            raise
         raise UnusableFileError(info.path, f"re-encoding failed ({str(error)[:200]})") from None
     try:
         written = probe_video(str(out / relative), options.backend, options.min_frames)  # the copy is what training reads

@@ -1,0 +1,42 @@
+"""A disk that refuses a command's writes (full, over quota, read-only, a file size limit): one line, and nothing
+recorded about the data that a later run, with room, would keep."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from vtok.commands.prepare import main as prepare
+from vtok.data import write_sample_clips
+from vtok.data.manifest import read_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_UNDER_A_FILE_SIZE_LIMIT = textwrap.dedent(
+    """
+    import resource, signal, sys
+    from vtok.cli import main
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG, as ENOSPC would) instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    main(sys.argv[2:])
+    """
+)
+
+
+def test_reencoded_copies_the_disk_cannot_take_stop_the_run_and_are_done_by_the_next(tmp_path: Path) -> None:
+    """Each copy that did not fit was recorded in rejected.jsonl as 're-encoding failed (No space left on device)' with
+    its file's version, and the run exited 0: the rerun, with room, said '3 already done' and never took the videos."""
+    write_sample_clips(tmp_path / "clips", count=3, frames=20, height=40, width=64, seed=1)
+    command = ["prepare", "--data", str(tmp_path / "clips"), "--out", str(tmp_path / "out"), "--reencode", "--workers", "0",
+               "--no-progress"]  # fmt: skip
+    full = subprocess.run([sys.executable, "-c", _UNDER_A_FILE_SIZE_LIMIT, "4000", *command], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert full.returncode == 1, full.stderr[-2000:]
+    [line] = [line for line in full.stderr.splitlines() if line.startswith("vtok prepare: error:")]
+    assert line.startswith("vtok prepare: error: File too large (") and "run the same command again" in line, line
+    assert "Traceback" not in full.stderr
+    assert read_jsonl(tmp_path / "out" / "rejected.jsonl") == []
+    summary = prepare(command[1:])
+    assert (summary.known, summary.accepted, summary.rejected) == (0, 3, [])
