@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from tests.helpers import tiny_fit_args
 from vtok.commands.prepare import main as prepare
 from vtok.data import write_sample_clips
 from vtok.data.manifest import read_jsonl
@@ -40,3 +41,14 @@ def test_reencoded_copies_the_disk_cannot_take_stop_the_run_and_are_done_by_the_
     assert read_jsonl(tmp_path / "out" / "rejected.jsonl") == []
     summary = prepare(command[1:])
     assert (summary.known, summary.accepted, summary.rejected) == (0, 3, [])
+
+
+def test_a_checkpoint_the_disk_cannot_take_stops_the_fit_with_one_line(tmp_path: Path) -> None:
+    """The checkpoint writer's own message was good, but it came at the end of three chained tracebacks (95 lines)."""
+    command = tiny_fit_args(tmp_path, 1, "--trainer.logger", "false")
+    full = subprocess.run([sys.executable, "-c", _UNDER_A_FILE_SIZE_LIMIT, "200000", *command], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert full.returncode == 1, full.stderr[-2000:]
+    assert "vtok: training stopped: could not write the checkpoint" in full.stderr, full.stderr[-2000:]
+    assert "Traceback" not in full.stderr, full.stderr[-3000:]
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.ckpt")), "and no partial checkpoint is left"

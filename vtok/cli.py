@@ -78,7 +78,7 @@ from vtok.training import (
     NoTrainingBatchesError,
     StopOnSignal,
 )
-from vtok.training.checkpoint_io import AtomicCheckpointIO
+from vtok.training.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError
 from vtok.training.module import NonFiniteTrainingError
 from vtok.training.optim import check_schedule, discriminator_run_steps
 from vtok.usage_error import UsageError
@@ -481,7 +481,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (UsageError, ResumeMismatchError, DataSetupError) as error:  # the last: raised on each rank of a launch
         sys.stderr.write(f"vtok: error: {error}\n")  # one write: the ranks' lines do not interleave
         raise SystemExit(2) from None
-    except (NonFiniteTrainingError, NoTrainingBatchesError, NoUsableDataError) as error:
+    except (NonFiniteTrainingError, NoTrainingBatchesError, NoUsableDataError, CheckpointWriteError) as error:
         print(f"vtok: training stopped: {worker_message(error)}", file=sys.stderr)
         raise SystemExit(1) from None
     except RuntimeError as error:
