@@ -8,7 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.helpers import tiny_fit_args
+from tests.helpers import small_frame_export, tiny_fit_args
+from vtok.cli import main
 from vtok.commands.prepare import main as prepare
 from vtok.data import write_sample_clips
 from vtok.data.manifest import read_jsonl
@@ -52,3 +53,19 @@ def test_a_checkpoint_the_disk_cannot_take_stops_the_fit_with_one_line(tmp_path:
     assert "vtok: training stopped: could not write the checkpoint" in full.stderr, full.stderr[-2000:]
     assert "Traceback" not in full.stderr, full.stderr[-3000:]
     assert not list((tmp_path / "run" / "checkpoints").glob("*.ckpt")), "and no partial checkpoint is left"
+
+
+def test_an_evaluation_the_disk_cannot_take_leaves_the_earlier_one_whole(tmp_path: Path) -> None:
+    """metrics.json was rewritten in place and cut at the disk's last block (not JSON, and its list of the earlier
+    run's pictures lost), beside the earlier run's per_video.csv and report.md."""
+    write_sample_clips(tmp_path / "clips", count=3, frames=9, height=32, width=32)
+    model = small_frame_export(tmp_path / "export")
+    command = ["evaluate", "--model", str(model), "--data", str(tmp_path / "clips"), "--out", str(tmp_path / "out"),
+               "--device", "cpu", "--frames", "9", "--size", "32", "--workers", "0", "--pictures", "0"]  # fmt: skip
+    main(command)
+    earlier = {path.name: path.read_bytes() for path in (tmp_path / "out").iterdir() if path.is_file()}
+    limit = str(len(earlier["metrics.json"]) // 2)
+    full = subprocess.run([sys.executable, "-c", _UNDER_A_FILE_SIZE_LIMIT, limit, *command, "--max-videos", "1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert full.returncode == 1 and "vtok evaluate: error: File too large" in full.stderr, full.stderr[-2000:]
+    assert {path.name: path.read_bytes() for path in (tmp_path / "out").iterdir() if path.is_file()} == earlier

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
@@ -190,18 +191,33 @@ def write_outputs(out: Path, metrics: dict[str, Any], rows: list[dict[str, Any]]
         rows: one dict per video.
     """
     out.mkdir(parents=True, exist_ok=True)
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=["path", "psnr", "ssim", "lpips", "high_frequency_ratio"])
+    writer.writeheader()
+    writer.writerows({**row, "path": printable_path(row["path"])} for row in rows)
+    texts = {
+        "metrics.json": json.dumps(metrics, indent=2, allow_nan=False) + "\n",  # finite_metrics first
+        "per_video.csv": table.getvalue(),
+        "report.md": report_markdown(metrics),
+    }
+    # all three written aside before anything of an earlier run changes: a full disk left a metrics.json cut short
+    # (not JSON, its list of pictures lost) beside the earlier run's table and report
+    partials = {name: out / f".{name}.partial" for name in texts}
+    try:
+        for name, text in texts.items():
+            partials[name].write_text(text, newline="")
+    except BaseException:
+        for partial in partials.values():
+            partial.unlink(missing_ok=True)
+        raise
     staged = out / STAGED_PICTURES
     for picture in sorted(staged.iterdir()) if staged.is_dir() else []:
         (out / "pictures").mkdir(exist_ok=True)
         os.replace(picture, out / "pictures" / picture.name)
     _remove_earlier_pictures(out, metrics["pictures"])
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")  # finite_metrics first
+    for name, partial in partials.items():
+        os.replace(partial, out / name)
     (out / PICTURES_WRITTEN).unlink(missing_ok=True)  # metrics.json lists them now
-    with (out / "per_video.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["path", "psnr", "ssim", "lpips", "high_frequency_ratio"])
-        writer.writeheader()
-        writer.writerows({**row, "path": printable_path(row["path"])} for row in rows)
-    (out / "report.md").write_text(report_markdown(metrics))
 
 
 # in an evaluation's --out: the pictures an earlier vtok noted as it wrote them, until metrics.json listed them
