@@ -3,10 +3,14 @@ recorded about the data that a later run, with room, would keep."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import small_frame_export, tiny_fit_args
 from vtok.cli import main
@@ -69,3 +73,26 @@ def test_an_evaluation_the_disk_cannot_take_leaves_the_earlier_one_whole(tmp_pat
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert full.returncode == 1 and "vtok evaluate: error: File too large" in full.stderr, full.stderr[-2000:]
     assert {path.name: path.read_bytes() for path in (tmp_path / "out").iterdir() if path.is_file()} == earlier
+
+
+def test_a_resume_does_not_go_back_past_a_periodic_save_that_last_ckpt_missed(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Lightning writes step=N.ckpt, then last.ckpt: a disk that filled between them left last.ckpt at the save before,
+    and --ckpt_path last went on from there without a word (the interval trained again, step=N.ckpt written over)."""
+    config = tmp_path / "every2.yaml"
+    config.write_text(
+        "trainer:\n  callbacks:\n    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n      init_args:\n"
+        "        filename: '{step}'\n        every_n_train_steps: 2\n        save_last: true\n        save_top_k: -1\n"
+    )
+    main(tiny_fit_args(tmp_path, 4, "--trainer.logger", "false", config=config))
+    checkpoints = tmp_path / "run" / "checkpoints"
+    shutil.copy(checkpoints / "step=2.ckpt", checkpoints / "last.ckpt")  # as the save at step 4 left it
+    written = (checkpoints / "step=4.ckpt").stat().st_mtime
+    os.utime(checkpoints / "last.ckpt", (written - 60, written - 60))
+    with pytest.raises(SystemExit) as stopped:
+        main(tiny_fit_args(tmp_path, 6, "--trainer.logger", "false", "--ckpt_path", "last", config=config))
+    assert stopped.value.code == 2
+    assert f"is at step 2, but {checkpoints / 'step=4.ckpt'}, written after it, is at step 4" in capsys.readouterr().err
+    os.utime(checkpoints / "step=4.ckpt", (written - 120, written - 120))  # written before last.ckpt: as every save leaves it
+    main(tiny_fit_args(tmp_path, 6, "--trainer.logger", "false", "--ckpt_path", "last", config=config))

@@ -59,6 +59,7 @@ from vtok.run_folder import (
     inherits_run_folder,
     mark_the_launch_start,
     newest_checkpoint,
+    refuse_a_last_behind_a_later_save,
     refuse_a_fresh_run_over_an_old_one,
     refuse_a_second_fit_in_the_job_folder,
     refuse_an_unwritable_run_folder,
@@ -200,7 +201,7 @@ class VtokCLI(LightningCLI):
                     "--config runs/<run>/config.yaml (it names its run folder) or a checkpoint file"
                 )
             if newest is not None:
-                config.ckpt_path = newest
+                config.ckpt_path = newest = refuse_a_last_behind_a_later_save(newest)
                 self._resumed_network = check_checkpoint(newest, config, training=self.subcommand == "fit")
             else:  # a fresh start (a job script that always passes `last`): checked as one, frozen parts too
                 refuse_resuming_without_a_last_checkpoint(trainer.default_root_dir)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.utilities import rank_zero_only
 
 from vtok.presets import trainer_setting
@@ -239,3 +240,35 @@ def refuse_resuming_without_a_last_checkpoint(folder: str) -> None:
             f"--ckpt_path last: {folder} holds checkpoints but no last.ckpt; name the one to resume from "
             f"(the newest: --ckpt_path {saved[-1]})"
         )
+
+
+def refuse_a_last_behind_a_later_save(last: str) -> str:
+    """``last``, the ``last*.ckpt`` that ``--ckpt_path last`` resumes from, unless a checkpoint beside it written later
+    is of a later step: a disk that filled at a periodic save took ``step=N.ckpt`` (Lightning writes it first) and
+    not the new ``last.ckpt``, and the resume went on from the save before, training that interval again and writing
+    over ``step=N.ckpt``, without a word.
+
+    Raises:
+        UsageError: naming the later checkpoint.
+    """
+    path = Path(last)
+    written_after = [other for other in path.parent.glob("*.ckpt") if other.stat().st_mtime > path.stat().st_mtime]
+    if not written_after:  # as every save leaves it
+        return last
+    steps = {other: _global_step(other) for other in [path, *written_after]}
+    later = [other for other in written_after if (steps[other] or 0) > (steps[path] or 0)]
+    if later:
+        newest = max(later, key=lambda other: steps[other] or 0)
+        raise UsageError(
+            f"--ckpt_path last: {path} is at step {steps[path]}, but {newest}, written after it, is at step "
+            f"{steps[newest]} ({path.name} was not rewritten then: a full disk?); resume with --ckpt_path {newest}"
+        )
+    return last
+
+
+def _global_step(checkpoint: Path) -> int | None:
+    """The step a Lightning checkpoint was saved at (its weights mapped, not read); ``None`` when it cannot be read."""
+    try:
+        return int(torch.load(checkpoint, map_location="cpu", mmap=True, weights_only=True)["global_step"])
+    except Exception:  # not a checkpoint this can read: not evidence of a later save
+        return None
