@@ -11,6 +11,7 @@ from tests.helpers import tiny_fit_args
 from vtok.cli import main
 from vtok.data import ClipSpec, VideoClipDataset, write_sample_clips
 from vtok.data.datamodule import VideoDataModule
+from vtok.data.validation_files import VALIDATION_KEY, validation_record
 
 
 def test_a_video_a_manifest_lists_twice_or_spells_two_ways_is_scored_once(
@@ -89,3 +90,18 @@ def test_held_out_files_that_are_in_the_training_shards_are_said(
     write_sample_clips(tmp_path / "other", count=2, frames=12, height=32, width=32, seed=9)
     VideoDataModule(**settings, val_path=str(tmp_path / "other")).setup("validate")
     assert "also training files" not in caplog.text
+
+
+def test_the_validation_files_record_is_made_once_not_at_every_checkpoint(
+    video_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every checkpoint resolved every validation file's path again for the data module's state: 2 s a save, on every
+    rank, for a million-line manifest's 100,000 held-out files, for a record that cannot change during the run."""
+    import vtok.data.datamodule as datamodule
+
+    made = []
+    monkeypatch.setattr(datamodule, "validation_record", lambda *args: made.append(args) or validation_record(*args))
+    data = VideoDataModule(path=str(video_folder), num_frames=9, size=32, batch_size=1, num_workers=0, val_fraction=0.25)
+    data.setup("fit")
+    saved = [data.state_dict()[VALIDATION_KEY] for _ in range(3)]
+    assert len(made) == 1 and saved[0] == saved[2] == validation_record(data.datasets["val"].files, str(video_folder))

@@ -160,6 +160,7 @@ class VideoDataModule(LightningDataModule):
         self._training_loaders: list[TrainedStateLoader] = []
         self._next_passes: list[int | None] | None = None  # from a checkpoint, for the next training loaders
         self.datasets: dict[str, SkippingDataset] = {}
+        self._validation: tuple[list[str], dict[str, Any]] | None = None  # the validation files and their record
 
     @property
     def num_frames(self) -> int:
@@ -254,7 +255,9 @@ class VideoDataModule(LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         """What a resume checks and restores (:mod:`vtok.data.validation_files`, :mod:`vtok.data.pass_numbers`)."""
         files, source = getattr(self.datasets.get("val"), "files", None), self.val_path or self.path or self._synthetic_folder()
-        record = {VALIDATION_KEY: validation_record(files, str(source))} if files else {}
+        if files and (self._validation is None or self._validation[0] is not files):  # once a set: each save took 2 s a 1M set
+            self._validation = (files, validation_record(files, str(source)))
+        record = {VALIDATION_KEY: self._validation[1]} if files else {}
         return {**record, NEXT_PASSES_KEY: next_passes(self._training_loaders)} if self._training_loaders else record
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

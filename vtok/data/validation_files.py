@@ -9,7 +9,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from vtok.data.sources import source_root
+from vtok.data.sources import RealPaths, source_root
 
 log = logging.getLogger(__name__)
 VALIDATION_KEY = "vtok_validation_files"  # {"count": files, "digest": of their paths relative to the data's folder}
@@ -18,8 +18,8 @@ VALIDATION_KEY = "vtok_validation_files"  # {"count": files, "digest": of their 
 def validation_record(files: Sequence[str], source: str) -> dict[str, Any]:
     """How many ``files`` there are and a digest of their paths relative to ``source``'s own folder (see
     :func:`~vtok.data.sources.source_root`): the same for a dataset moved whole."""
-    root = os.path.realpath(source_root(source))
-    names = sorted(os.fsencode(os.path.relpath(os.path.realpath(file), root)) for file in files)
+    root, real = os.path.realpath(source_root(source)), RealPaths()  # each folder resolved once, not each file
+    names = sorted(os.fsencode(os.path.relpath(real(file), root)) for file in files)
     return {"count": len(names), "digest": hashlib.blake2b(b"\0".join(names), digest_size=16).hexdigest()}
 
 
