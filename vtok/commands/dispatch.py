@@ -22,8 +22,9 @@ RESUMABLE = {"tokenize": "the token files it wrote are kept"}
 
 def run_subcommand(name: str, argv: list[str]) -> None:
     """Runs subcommand ``name`` (a key of :data:`SUBCOMMANDS`) on ``argv``. A mistake it reports (ValueError,
-    FileNotFoundError) is one line and exit status 2, and so is a disk that refuses its writes (status 1); Ctrl-C is one line, with what was kept, and status 130
-    (128 + SIGINT, as shells report it): neither is a traceback."""
+    FileNotFoundError) is one line and exit status 2; a disk that refuses its writes (:mod:`vtok.disk_errors`) one
+    line and status 1; Ctrl-C is one line, with what was kept, and status 130 (128 + SIGINT, as shells report it):
+    none is a traceback."""
     module_name, function = SUBCOMMANDS[name].split(":")
     try:
         getattr(importlib.import_module(module_name), function)(argv)

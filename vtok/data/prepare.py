@@ -163,7 +163,8 @@ class PrepareSummary:
 def check_file(source: str, out: Path, options: PrepareOptions) -> dict[str, Any]:
     """Verifies (and optionally re-encodes) one file: ``{"accepted": line}`` or ``{"rejected": line}``.
 
-    Runs in a worker process; never raises for a bad file.
+    Runs in a worker process; never raises for a bad file (a disk that refuses a re-encoded copy stops the run:
+    :mod:`vtok.disk_errors`).
     """
     version = file_version(source)  # before reading it: a file still changing is checked again by the next run
     try:
