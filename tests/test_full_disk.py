@@ -96,3 +96,15 @@ def test_a_resume_does_not_go_back_past_a_periodic_save_that_last_ckpt_missed(
     assert f"is at step 2, but {checkpoints / 'step=4.ckpt'}, written after it, is at step 4" in capsys.readouterr().err
     os.utime(checkpoints / "step=4.ckpt", (written - 120, written - 120))  # written before last.ckpt: as every save leaves it
     main(tiny_fit_args(tmp_path, 6, "--trainer.logger", "false", "--ckpt_path", "last", config=config))
+
+
+def test_an_export_the_disk_cannot_take_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """safetensors' writer raises its own SafetensorError (no OSError), '... I/O error: File too large (os error 27)':
+    it ended vtok export in a traceback."""
+    main(tiny_fit_args(tmp_path, 1, "--trainer.logger", "false"))
+    command = ["export", "--ckpt", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--out", str(tmp_path / "export")]
+    full = subprocess.run([sys.executable, "-c", _UNDER_A_FILE_SIZE_LIMIT, "3000", *command], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert full.returncode == 1 and "Traceback" not in full.stderr, full.stderr[-2000:]
+    assert full.stderr.strip().splitlines()[-1].startswith("vtok export: error: File too large: raise the file size limit")
+    assert not (tmp_path / "export").exists()

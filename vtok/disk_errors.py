@@ -8,6 +8,8 @@ takes the writes, goes on.
 from __future__ import annotations
 
 import errno
+import os
+import re
 
 # what to do about each
 OUTPUT_DISK_ERRNOS = {
@@ -16,14 +18,28 @@ OUTPUT_DISK_ERRNOS = {
     errno.EROFS: "write to a folder on a writable file system",
     errno.EFBIG: "raise the file size limit (ulimit -f) or write to a file system that takes larger files",
 }
+# how safetensors' writer (Rust) names the OS error in the text of its SafetensorError, which is no OSError
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _output_disk_errno(error: BaseException) -> int | None:
+    """The errno of ``error`` when it is the disk refusing a write (see :data:`OUTPUT_DISK_ERRNOS`), else ``None``."""
+    if isinstance(error, OSError):
+        code = error.errno
+    else:
+        found = _RUST_OS_ERROR.search(str(error))
+        code = int(found.group(1)) if found else None
+    return code if code in OUTPUT_DISK_ERRNOS else None
 
 
 def is_output_disk_error(error: BaseException) -> bool:
-    """Whether ``error`` is the disk refusing a write (see :data:`OUTPUT_DISK_ERRNOS`)."""
-    return isinstance(error, OSError) and error.errno in OUTPUT_DISK_ERRNOS
+    """Whether ``error`` is the disk refusing a write: an ``OSError``, or safetensors' error that carries one."""
+    return _output_disk_errno(error) is not None
 
 
-def disk_error_line(error: OSError) -> str:
+def disk_error_line(error: BaseException) -> str:
     """``error`` (one :func:`is_output_disk_error` takes) in one line: what the disk said, of which file, and what to do."""
-    where = f" ({error.filename})" if error.filename else ""
-    return f"{error.strerror or error}{where}: {OUTPUT_DISK_ERRNOS[error.errno]}, then run the same command again"
+    code = _output_disk_errno(error)
+    said = (error.strerror if isinstance(error, OSError) else None) or os.strerror(code)
+    where = f" ({error.filename})" if isinstance(error, OSError) and error.filename else ""
+    return f"{said}{where}: {OUTPUT_DISK_ERRNOS[code]}, then run the same command again"

@@ -31,7 +31,7 @@ def run_subcommand(name: str, argv: list[str]) -> None:
     except (ValueError, FileNotFoundError) as error:
         print(f"vtok {name}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    except OSError as error:
+    except Exception as error:  # an OSError, or safetensors' error carrying one
         if not is_output_disk_error(error):
             raise
         print(f"vtok {name}: error: {disk_error_line(error)}", file=sys.stderr)
