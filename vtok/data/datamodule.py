@@ -270,7 +270,7 @@ class VideoDataModule(LightningDataModule):
             self.datasets["train"] = self._stream()
             if self.val_path is not None:
                 held_out = self._held_out_records("data.val_path", self.val_path)
-                warn_about_sharded_overlap("data.val_path", held_out, expand_shards(self.shards), self.shard_index)
+                warn_about_sharded_overlap("data.val_path", held_out, self.datasets["train"].shards, self.shard_index)
                 self.datasets["val"] = self._clips(held_out, train=False)
             elif stage in (None, "fit"):  # a stream holds nothing out: say so, as a split that holds out none does
                 log.warning("data.shards without data.val_path: no validation runs; pass data.val_path to validate")

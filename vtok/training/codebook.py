@@ -43,6 +43,10 @@ class CodebookMonitor(Callback):
         self._steps = 0
         self._untracked = False
 
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Puts the window a checkpoint gave back (on the CPU) where the codes are counted."""
+        self._seen = {kind: seen.to(pl_module.device) for kind, seen in self._seen.items()}
+
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not isinstance(outputs, dict) or "indices" not in outputs or self._untracked:
             return
@@ -56,7 +60,6 @@ class CodebookMonitor(Callback):
                 return
             if kind not in self._seen:
                 self._seen[kind] = torch.zeros(groups.shape[1], vocabulary, dtype=torch.bool, device=groups.device)
-            self._seen[kind] = self._seen[kind].to(groups.device)  # one a checkpoint gave back is on the CPU
             self._seen[kind].scatter_(1, groups.t(), True)
         self._steps += 1
         if self._steps < self.window_steps:
@@ -90,9 +93,7 @@ class CodebookMonitor(Callback):
         state = checkpoint.get("callbacks", {}).get(self.state_key)
         if state is not None and self._steps:  # the same step count on every rank: all reduce, or none
             reduce = trainer.strategy.reduce
-            # on the module's device: a window a checkpoint gave back is on the CPU until the next batch, and NCCL reduces none
-            device = pl_module.device
-            union = {kind: reduce(seen.to(device, torch.uint8), reduce_op=ReduceOp.MAX) for kind, seen in self._seen.items()}
+            union = {kind: reduce(seen.to(torch.uint8), reduce_op=ReduceOp.MAX) for kind, seen in self._seen.items()}
             state["seen"] = {kind: codes.bool().cpu() for kind, codes in union.items()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
