@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from vtok.data import ClipSpec, VideoClipDataset, VideoLength, list_files, list_
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.errors import read_notes
 from vtok.data.manifest import read_jsonl
+from vtok.data.sources import CLIP_FIELDS, list_clip_records
 
 QUIET = ["--no-progress", "--workers", "0"]
 
@@ -132,3 +134,40 @@ def test_a_text_file_of_other_things_as_data_path_says_it_was_read_as_a_list_of_
         module.setup("fit")
     assert str(error.value).startswith(f"data.path {notes} is read as a list of videos, one path a line: the one file gives no")
     assert "remember to train longer: no such file" in str(error.value)
+
+
+def _prepared_line(number: int) -> dict:
+    """A line as ``vtok prepare --reencode`` writes it, with a caption a user added."""
+    return {"path": f"videos/clip_{number:06d}.mp4", "frames": 300 + number % 7, "fps": 29.97, "width": 1280, "height": 720,
+            "duration": 10.0, "codec": "h264", "keyframe_interval": 16, "source": f"/raw/clip_{number:06d}.mkv",
+            "reader": "decord", "decord_check": 2, "reencoded_with": {"short_side": 720, "keyframe_interval": 16, "crf": 18},
+            "source_bytes": 12_345_678 + number, "source_mtime_ns": 1_790_000_000_000_000_000 + number,
+            "caption": "a dog runs along a beach at sunset"}  # fmt: skip
+
+
+def _held_bytes(list_manifest) -> int:  # noqa: ANN001 - a lister
+    tracemalloc.start()
+    try:
+        records = list_manifest()
+        return tracemalloc.get_traced_memory()[0] // len(records)
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_listing_for_clips_keeps_only_the_fields_clips_are_cut_by(tmp_path: Path) -> None:
+    """Every field of every line was kept: a million-line prepare manifest held 2.3 GB on each training rank."""
+    lines = [_prepared_line(number) for number in range(3000)]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    records = list_clip_records(manifest)
+    assert [set(record) for record in records] == [set(CLIP_FIELDS) - {"pixel_aspect"}] * len(lines)
+    assert records[7]["path"] == str(tmp_path / lines[7]["path"])
+    assert {key: value for key, value in records[7].items() if key != "path"} == {
+        key: lines[7][key] for key in CLIP_FIELDS if key in lines[7] and key != "path"}  # fmt: skip
+    assert all(any(key is field for field in CLIP_FIELDS) for key in records[-1]), "each line's keys are the shared ones"
+    whole, clip = _held_bytes(lambda: list_records(manifest)), _held_bytes(lambda: list_clip_records(manifest))
+    assert clip * 3 < whole, f"{clip} bytes a line for clips, {whole} for whole lines"
+    table = tmp_path / "manifest.csv"
+    table.write_text("path,frames,fps,caption,pixel_aspect\nvideos/a.mp4,20,25,a cat,0.889\n")
+    assert list_clip_records(table) == [{"path": str(tmp_path / "videos/a.mp4"), "frames": "20", "fps": "25",
+                                         "pixel_aspect": "0.889"}]  # fmt: skip

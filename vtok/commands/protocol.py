@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vtok.data import ClipSpec, VideoClipDataset, VideoLength, WholeVideoDataset, list_records
+from vtok.data import ClipSpec, VideoClipDataset, VideoLength, WholeVideoDataset
 from vtok.data.readers import ReaderBackend
-from vtok.data.sources import files_outside, unique_records
+from vtok.data.sources import files_outside, list_clip_records, unique_records
 from vtok.evaluation.report import without_evaluation_pictures
 from vtok.vae import VideoAutoencoder
 
@@ -131,7 +131,7 @@ def clip_dataset(
         ValueError: ``data`` holds no video file (outside ``out``), or a manifest line has a malformed
             ``frames`` or ``fps``.
     """
-    records = list_records(data)
+    records = list_clip_records(data)
     kept = without_evaluation_pictures([record["path"] for record in records])
     if out is not None:
         kept = files_outside(kept, out)

@@ -23,7 +23,7 @@ from vtok.data.pass_numbers import NEXT_PASSES_KEY, next_passes, number_resumed_
 from vtok.data.readers import ReaderBackend
 from vtok.data.overlap import warn_about_overlap, warn_about_sharded_overlap
 from vtok.data.sampler import EpochSampler
-from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_files, list_records, no_videos_found, unique_records
+from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_clip_records, list_files, no_videos_found, unique_records
 from vtok.data.shard_split import check_quotas, warn_about_shard_split
 from vtok.data.small_sources import warn_about_small_sources
 from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts, shard_index
@@ -185,7 +185,7 @@ class VideoDataModule(LightningDataModule):
             write_sample_clips(folder, self.synthetic_videos, self._synthetic_frames(), *self._synthetic_size(), seed=self.seed)
 
     def _split(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        records = _named("data.path", list_records, self.path if self.path is not None else self._synthetic_folder())
+        records = _named("data.path", list_clip_records, self.path if self.path is not None else self._synthetic_folder())
         if not records:
             raise no_videos_found(self.path)
         if self.val_path is not None:
@@ -218,7 +218,7 @@ class VideoDataModule(LightningDataModule):
     def _held_out_records(setting: str, path: str) -> list[dict[str, Any]]:
         """The files of ``data.val_path`` or ``data.test_path``, each once (as ``vtok evaluate`` scores them); none is an
         error (never train on without the validation that was asked for, nor score an empty test set)."""
-        records = unique_records(_named(setting, list_records, path))
+        records = unique_records(_named(setting, list_clip_records, path))
         if not records:
             raise no_videos_found(path, setting)
         return records
@@ -323,7 +323,7 @@ class VideoDataModule(LightningDataModule):
         if self.shards is not None:
             warn_about_sharded_overlap("data.test_path", records, expand_shards(self.shards), self.shard_index)
         elif self.path is not None:  # generated clips are never among a test folder's files
-            trained = _named("data.path", list_records, self.path)
+            trained = _named("data.path", list_clip_records, self.path)
             if self.val_path is None:  # the files validation held out were never trained on
                 trained = self._split_by_fraction(trained, say=False)[0]
             warn_about_overlap("data.test_path", records, trained)

@@ -11,7 +11,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +24,11 @@ T = TypeVar("T")
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 MANIFEST_SUFFIXES = frozenset({".csv", ".jsonl", ".txt"})
+# The fields of a manifest line that clips are cut by: VideoLength's (frames, fps, reader, decord_check) and the
+# stored size small_sources reads (width, height, pixel_aspect). A line of vtok prepare's holds about 15, so a
+# training run keeping every field held 2.2 KB of Python objects a line while it read the manifest, and the memory
+# stayed with the process: 1.9 GB on every rank for a million lines.
+CLIP_FIELDS = ("path", "frames", "fps", "reader", "decord_check", "width", "height", "pixel_aspect")
 # video containers a folder search does not list (not tested with vtok's readers): counted in a warning
 UNLISTED_VIDEO_SUFFIXES = frozenset(
     {".flv", ".f4v", ".3gp", ".3g2", ".wmv", ".asf", ".mts", ".m2ts", ".ogv", ".vob", ".mxf", ".rm", ".rmvb", ".divx"}
@@ -50,6 +55,11 @@ def list_files(source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES, fo
     return [record["path"] for record in list_records(source, suffixes, for_prepare)]
 
 
+def list_clip_records(source: str | Path) -> list[dict[str, Any]]:
+    """:func:`list_records` of videos, each line of a manifest kept only for its :data:`CLIP_FIELDS`."""
+    return list_records(source, fields=CLIP_FIELDS)
+
+
 def source_root(source: str | Path) -> str:
     """The folder a data source's files are named from, whatever files it lists: a folder itself, a manifest's
     (or a single file's) folder, or a glob pattern's folder before its first wildcard."""
@@ -63,7 +73,10 @@ def source_root(source: str | Path) -> str:
 
 
 def list_records(
-    source: str | Path, suffixes: frozenset[str] = VIDEO_SUFFIXES, for_prepare: bool = False
+    source: str | Path,
+    suffixes: frozenset[str] = VIDEO_SUFFIXES,
+    for_prepare: bool = False,
+    fields: Collection[str] | None = None,
 ) -> list[dict[str, Any]]:
     """One record per file named by ``source``: ``{"path": ...}``, plus the other fields of a
     manifest's line or row (``frames``, ``fps``, ... as ``vtok prepare`` writes them).
@@ -80,6 +93,8 @@ def list_records(
         suffixes: file endings a folder search keeps (case-insensitive).
         for_prepare: the listing of ``vtok prepare``, which leaves its own re-encoded copies out itself; any
             other listing warns of a folder it searches that holds prepare's output (manifest and copies).
+        fields: the fields of a manifest's lines to keep (all when ``None``); :data:`CLIP_FIELDS` are the ones
+            clips are cut by. Every line is checked whole all the same.
 
     Raises:
         FileNotFoundError: ``source`` names nothing that exists.
@@ -89,7 +104,7 @@ def list_records(
     text = str(source)
     path = Path(text).expanduser()
     if path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
-        return _read_manifest(path)
+        return _read_manifest(path, fields)
     searched_twice: list[str] = []  # symlinked folders not entered: their real folder was searched already
     trash: list[str] = []  # folders of deleted files not searched
     apple_double: set[str] = set()  # macOS metadata files named like the files they describe
@@ -273,7 +288,7 @@ def _file_or_dangling(path: str) -> bool:
     return os.path.isfile(path) or (os.path.islink(path) and not os.path.exists(path))
 
 
-def _read_manifest(path: Path) -> list[dict[str, Any]]:
+def _read_manifest(path: Path, fields: Collection[str] | None) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     # -sig: a byte-order mark (Excel's CSV) is no column name; surrogateescape: a name whose bytes are not UTF-8
     # (`find > list.txt` over an old Latin-1 dataset) reads as the folder listing spells it
@@ -291,7 +306,7 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
                 if not (row["path"] or "").strip():
                     raise ValueError(f"manifest {path}, line {reader.line_num}, has an empty 'path'")
                 _check_length(row, f"manifest {path}, line {reader.line_num},")
-                records.append(row)
+                records.append(_only(row, fields))
         else:
             records = []
             for number, line in enumerate(handle, 1):
@@ -301,11 +316,17 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
                 if not isinstance(record.get("path"), str) or not record["path"]:
                     raise ValueError(f"manifest {path}, line {number}, has no 'path' field holding a file path")
                 _check_length(record, f"manifest {path}, line {number},")
-                records.append(record)
+                records.append(_only(record, fields))
     for record in records:
         if not Path(record["path"]).is_absolute():
             record["path"] = str(path.parent / record["path"])
     return records
+
+
+def _only(record: dict[str, Any], fields: Collection[str] | None) -> dict[str, Any]:
+    """``record`` with only ``fields``, keyed by the strings of ``fields``: each line's parse makes its own keys,
+    and a kept key of its own costs 50-60 bytes a field a line."""
+    return record if fields is None else {name: record[name] for name in fields if name in record}
 
 
 def _check_length(record: dict[str, Any], where: str) -> None:
