@@ -32,6 +32,7 @@ from vtok.commands.protocol import add_protocol_arguments, clip_dataset, resolve
 from vtok.data import file_key
 from vtok.data.manifest import changed_since_checked, read_jsonl
 from vtok.data.read_ahead import read_ahead
+from vtok.data.readers import MISSING_FILE
 from vtok.data.sources import RealPaths, printable_path
 from vtok.export import load_autoencoder_and_metadata
 from vtok.jsonfile import read_json_object
@@ -257,14 +258,17 @@ def _earlier_entries(
 def _earlier_skips(out: Path, settled: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
     """The earlier runs' skipped videos that have not been tokenized or skipped again since (the index and
     skip records ``settled``), under any spelling of their path: a rerun through another spelling lists each
-    video once. Those no longer there are left out (a broken file deleted since is nothing to fix); index lines
+    video once. Those no longer there are left out (a broken file deleted since is nothing to fix), but not those
+    skipped as missing, which part-by-part runs dropped one after the other while the file was still missing; index lines
     are not: token files outlive their videos, which may be deleted once tokenized."""
     real = RealPaths()
     videos = {_video(record, real) for record in settled}
     records = read_jsonl(out / "skipped.jsonl")
     records = [r for r in records if not isinstance(r.get("path"), str) or _video(r, real) not in videos]
-    # only records with their real path: a relative path of an earlier vtok's run may have been given elsewhere
-    kept = [r for r in records if not isinstance(r.get("real_path"), str) or os.path.lexists(r["real_path"])]
+    # only records with their real path: a relative path of an earlier vtok's run may have been given elsewhere;
+    # a file missing when skipped was not deleted since: it is still to fix (a copy not finished, a manifest typo)
+    kept = [r for r in records if not isinstance(r.get("real_path"), str) or os.path.lexists(r["real_path"])
+            or str(r.get("reason", "")).startswith(MISSING_FILE)]  # fmt: skip
     if len(kept) < len(records):
         gone = len(records) - len(kept)
         log.info("%d videos skipped by earlier runs are gone since: left out of %s", gone, out / "skipped.jsonl")

@@ -47,6 +47,7 @@ MPEG_STREAM_SUFFIXES = frozenset({".ts", ".m2ts", ".mts", ".mpg", ".mpeg", ".vob
 # AVI: with B-frames (H.264, or MPEG-4 Part 2 as "xvid"/"divx" write it) decord's seeks land in the
 # wrong stretch of the file. PyAV decodes both from the start, correctly; "auto" sends them there.
 PYAV_SUFFIXES = MPEG_STREAM_SUFFIXES | {".avi"}
+MISSING_FILE = "no such file"  # the reason a missing file is skipped for, as the skip records write it
 DECORD_REOPEN_FRAMES = 256  # see DecordReader.read_windows
 
 
@@ -377,7 +378,7 @@ def open_video(path: str | Path, backend: ReaderBackend = "auto", verified: Read
     path = Path(path)
     if not path.is_file():
         dangling = f": dangling symlink to {os.readlink(path)}" if path.is_symlink() else ""
-        raise VideoDecodeError(path, f"no such file{dangling}")
+        raise VideoDecodeError(path, f"{MISSING_FILE}{dangling}")
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "the file is empty (0 bytes)")
     return _open(path, str(path), backend, path.suffix, verified)
