@@ -25,7 +25,7 @@ from vtok.data.probe import TooFewFramesError
 from vtok.data.readers import DecordReader, VideoDecodeError
 from vtok.data.scan_pool import STALLED, run_with_deadlines
 from vtok.data.shard_writer import write_shards
-from vtok.data.streaming import expand_shards, shard_counts
+from vtok.data.shard_lists import expand_shards, shard_counts
 from vtok.commands.prepare import main as prepare
 
 ROOT = Path(__file__).resolve().parents[1]

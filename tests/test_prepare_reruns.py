@@ -23,7 +23,7 @@ from vtok.data.datamodule import VideoDataModule
 from vtok.data.manifest import read_jsonl
 from vtok.data.shard_writer import write_shards
 from vtok.data.sources import IMAGE_SUFFIXES, list_records, unique_files
-from vtok.data.streaming import expand_shards
+from vtok.data.shard_lists import expand_shards
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["--no-progress", "--workers", "0"]

@@ -12,7 +12,8 @@ from vtok.data import ClipSpec, ShardClipDataset, VideoClipDataset
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.sampler import EpochSampler
 from vtok.data.sources import list_files
-from vtok.data.streaming import EpochLoader, expand_shards
+from vtok.data.shard_lists import expand_shards
+from vtok.data.streaming import EpochLoader
 from vtok.data.trained_state import TrainedStateLoader
 from vtok.data.validation_files import VALIDATION_KEY
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from vtok.commands.prepare import main as prepare
-from vtok.data.streaming import expand_shards, shard_counts
+from vtok.data.shard_lists import expand_shards, shard_counts
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,26 @@ def test_folders_where_one_lacks_its_index_name_that_folder(
     unindexed = tmp_path / "copied"
     shutil.copytree(two_outputs / "b" / "shards", unindexed)
     (unindexed / "index.json").unlink()
-    with caplog.at_level("WARNING", logger="vtok.data.streaming"):
+    with caplog.at_level("WARNING", logger="vtok.data.shard_lists"):
         assert shard_counts(expand_shards(f"{two_outputs / 'a' / 'shards'}::{unindexed}")) is None
     assert f"{unindexed} holds no index.json from `vtok prepare --shards`" in caplog.text
+
+
+def test_shards_read_through_a_url_or_a_pipe_command_take_their_counts_from_data_shard_index(
+    two_outputs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README's `pipe:aws s3 cp s3://.../shard-{...}.tar -` was looked up in the index as `shard-000000.tar -`:
+    no counts, a warning to rerun prepare, and two ranks that hung at the end of their first epoch."""
+    index = two_outputs / "b" / "shards" / "index.json"
+    counts = _indexed(index.parent)
+    names = sorted(counts)
+    forms = {
+        "s3 through the aws command": [f"pipe:aws s3 cp s3://bucket/shards/{name} -" for name in names],
+        "a signed https URL": [f"https://host/shards/{name}?X-Amz-Signature=a%2Fb&X-Amz-Expires=3600" for name in names],
+        "curl of a quoted URL": [f"pipe:curl -s -L 'https://host/shards/{name}?token=1'" for name in names],
+    }
+    for form, shards in forms.items():
+        assert shard_counts(shards, str(index)) == [counts[name] for name in names], form
+    with caplog.at_level("WARNING", logger="vtok.data.shard_lists"):
+        assert shard_counts(["pipe:./fetch-shard.sh 7"], str(index)) is None
+    assert "Give data.shard_index the index.json written with these shards" in caplog.text

@@ -10,7 +10,7 @@ import pytest
 
 from vtok.commands.prepare import main as prepare
 from vtok.data import ClipSpec, ShardClipDataset
-from vtok.data.streaming import expand_shards, shard_counts
+from vtok.data.shard_lists import expand_shards, shard_counts
 
 
 def test_videos_a_manifest_lists_with_unlisted_suffixes_are_sharded_and_streamed(video_folder: Path, tmp_path: Path) -> None:
@@ -56,7 +56,7 @@ def test_a_shard_its_index_lists_but_the_folder_lacks_is_warned_of(
     folder = tmp_path / "shards"
     shutil.copytree(shard_dir / "shards", folder)
     (folder / "shard-000002.tar").unlink()
-    with caplog.at_level("WARNING", logger="vtok.data.streaming"):
+    with caplog.at_level("WARNING", logger="vtok.data.shard_lists"):
         shards = expand_shards(str(folder))
         assert shard_counts(shards) == [2, 2, 2]
         assert f"1 of the 4 shards {folder / 'index.json'} lists are not in {folder} (shard-000002.tar)" in caplog.text

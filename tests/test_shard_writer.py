@@ -14,7 +14,7 @@ import webdataset as wds
 
 import vtok.data.shard_writer as shard_writer
 from vtok.data.shard_writer import write_shards
-from vtok.data.streaming import expand_shards
+from vtok.data.shard_lists import expand_shards
 
 
 class Killed(BaseException):

@@ -25,7 +25,8 @@ from vtok.data.datamodule import VideoDataModule
 from vtok.data.fork_server import fork_server_context
 from vtok.data.sampler import EpochSampler
 from vtok.data.shard_split import check_quotas, sample_quotas, split_shards
-from vtok.data.streaming import EpochLoader, expand_shards, shard_counts
+from vtok.data.shard_lists import expand_shards, shard_counts
+from vtok.data.streaming import EpochLoader
 from vtok.data.trained_state import TrainedStateLoader
 
 ROOT = Path(__file__).resolve().parents[1]

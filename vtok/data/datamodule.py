@@ -26,7 +26,8 @@ from vtok.data.sampler import EpochSampler
 from vtok.data.sources import IMAGE_SUFFIXES, RealPaths, list_clip_records, list_files, no_videos_found, unique_records
 from vtok.data.shard_split import check_quotas, warn_about_shard_split
 from vtok.data.small_sources import warn_about_small_sources
-from vtok.data.streaming import EpochLoader, ShardClipDataset, expand_shards, shard_counts, shard_index
+from vtok.data.shard_lists import expand_shards, shard_counts, shard_index
+from vtok.data.streaming import EpochLoader, ShardClipDataset
 from vtok.data.synthetic import default_sample_dir, write_sample_clips
 from vtok.data.trained_state import TrainedStateLoader
 from vtok.data.validation_files import VALIDATION_KEY, say_if_validation_changed, validation_record

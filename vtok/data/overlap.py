@@ -9,7 +9,7 @@ from typing import Any
 
 from vtok.data.manifest import checked_file, sample_key
 from vtok.data.sources import RealPaths
-from vtok.data.streaming import shard_index
+from vtok.data.shard_lists import shard_index
 from vtok.jsonfile import read_json_object
 
 log = logging.getLogger(__name__)

@@ -181,8 +181,8 @@ def warn_about_shard_split(shards: int, counts_known: bool, indexed: bool, world
     if not counts_known and world > 1:
         why = "see the shards named above" if indexed else "no index.json; set data.shard_index to the index vtok prepare wrote"
         log.warning(
-            "the shards' sample counts are unknown: %d ranks may end an epoch at different steps and wait for "
-            "each other (%s)",
+            "the shards' sample counts are unknown: %d ranks may end an epoch at different steps, and then hang "
+            "there until the process group's timeout (%s)",
             world, why,
         )  # fmt: skip
     if shards < world * workers:
