@@ -4,12 +4,14 @@ that suffix is, since a manifest may list containers that a folder search does n
 from __future__ import annotations
 
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from vtok.commands.prepare import main as prepare
 from vtok.data import ClipSpec, ShardClipDataset
+from vtok.data.errors import read_notes
 from vtok.data.shard_lists import expand_shards, shard_counts
 
 
@@ -63,3 +65,23 @@ def test_a_shard_its_index_lists_but_the_folder_lacks_is_warned_of(
         caplog.clear()
         assert shard_counts(expand_shards(str(shard_dir / "shards" / "shard-{000000..000001}.tar"))) == [2, 2]
         assert caplog.text == ""
+
+
+def test_a_shard_cut_short_after_a_member_is_counted_as_unusable_not_taken_for_a_stale_index(
+    shard_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tar reads a header cut in two as its end: a shard copied only in part gave its first sample, then a warning
+    that the index was stale, and its lost sample was never counted (found by a review)."""
+    folder = tmp_path / "shards"
+    shutil.copytree(shard_dir / "shards", folder)
+    cut = folder / "shard-000001.tar"
+    with tarfile.open(cut) as tar:
+        offsets = [member.offset for member in tar.getmembers()]  # two members a sample: mp4 and json
+    cut.write_bytes(cut.read_bytes()[: offsets[2] + 200])  # into the second sample's first header
+    shards = expand_shards(str(folder))
+    with caplog.at_level("WARNING", logger="vtok.data.streaming"):
+        samples = list(ShardClipDataset(shards, ClipSpec(5), (32, 32), train=False, counts=shard_counts(shards), batch_size=1))
+    notes = read_notes("\n".join(sample["skipped"] for sample in samples if sample.get("skipped")))
+    assert [path for path, _ in notes] == [str(cut)], notes
+    assert "ends after 1 of the 2 members index.json lists: the file is cut short" in notes[0][1]
+    assert "stale" not in caplog.text

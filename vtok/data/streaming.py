@@ -6,7 +6,8 @@ file dataset (:func:`~vtok.data.dataset.video_clip_with_info`): the same clip sa
 frames of the member's ``.json``, the same transforms. A member that does not decode, or a shard
 that cannot be read, is skipped and travels as a note with the next sample (``"skipped"``), so the
 data module warns once and counts it, as for files. A shard read through whose member count is not the
-one its index gives is warned of: a stale index makes an epoch repeat samples or leave some out.
+one its index gives is warned of: a stale index makes an epoch repeat samples or leave some out (a local shard
+cut short, which tar reads to the cut without an error, is counted as unusable instead).
 
 Randomness: a sample's clip, crop and flip come from a generator seeded by (seed, epoch, the
 sample's key), so they do not depend on which worker reads it; the shuffle buffer is seeded by
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -50,6 +52,7 @@ from vtok.error_text import first_line
 
 log = logging.getLogger(__name__)
 
+TAR_BLOCK = 512  # a tar file is whole blocks of this many bytes
 VIDEO_FIELDS = frozenset(suffix.lstrip(".") for suffix in VIDEO_SUFFIXES)
 
 
@@ -236,7 +239,7 @@ class ShardClipDataset(IterableDataset):
                     reason = f"no member can be read, index.json lists {indexed}: the shard is damaged (zero-filled?)"
                     notes.append(UnusableFileError(shards[number], reason).note)
                 elif number not in unreadable:  # read through, from its start (a resumed worker restarts there too)
-                    self._check_index(shards[number], read)
+                    self._check_index(shards[number], read, notes)
 
         def delivered(shard: int, key: str | None = None) -> None:  # key None: an unusable member
             waiting[shard] -= 1
@@ -269,13 +272,21 @@ class ShardClipDataset(IterableDataset):
             delivered(held.pop("__shard__"), held["key"])
             yield {**held, "skipped": "\n".join(notes)}
 
-    def _check_index(self, shard: str, members: int) -> None:
+    def _check_index(self, shard: str, members: int, notes: list[str]) -> None:
         """Warns, once per shard and process (loader workers start afresh each epoch, so with workers once
         per shard, worker and epoch), when a shard read through holds another number of members
         than the index gives it: the quotas come from the index, so the epoch repeats samples (a pass
-        short of its quota reads the shards again) or leaves some out."""
+        short of its quota reads the shards again) or leaves some out. A local shard that is not whole tar blocks
+        was cut short instead (a copy not finished): tar reads a cut header as its end, so the members lost are
+        no error; the shard is counted as unusable, as one that cannot be read."""
         indexed = self._indexed.get(shard)
-        if indexed is not None and indexed != members and shard not in _said_stale:
+        if indexed is None or indexed == members:
+            return
+        if members < indexed and os.path.isfile(shard) and os.path.getsize(shard) % TAR_BLOCK:
+            reason = (f"ends after {members} of the {indexed} members index.json lists: the file is cut short (not whole "
+                      f"{TAR_BLOCK}-byte tar blocks; a copy not finished?); copy it again")  # fmt: skip
+            notes.append(UnusableFileError(shard, reason).note)
+        elif shard not in _said_stale:
             _said_stale.add(shard)
             log.warning(
                 "%s holds %d members, index.json says %d: the index is stale, so an epoch repeats samples or leaves "
