@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import tiny_fit_args
 from vtok.cli import main
+from vtok.commands.prepare import main as prepare
 from vtok.data import ClipSpec, VideoClipDataset, write_sample_clips
 from vtok.data.datamodule import VideoDataModule
 from vtok.data.validation_files import VALIDATION_KEY, validation_record
@@ -90,6 +92,22 @@ def test_held_out_files_that_are_in_the_training_shards_are_said(
     write_sample_clips(tmp_path / "other", count=2, frames=12, height=32, width=32, seed=9)
     VideoDataModule(**settings, val_path=str(tmp_path / "other")).setup("validate")
     assert "also training files" not in caplog.text
+
+
+def test_held_out_files_whose_reencoded_copies_are_in_the_training_shards_are_said(
+    video_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reading a manifest for clips dropped the re-encoded copy's `source`, which the shards' sample keys hash: the
+    held-out lines of `vtok prepare --reencode --shards` were no longer found in its shards (found by a review)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for video in sorted(video_folder.glob("*.mp4"))[:2]:
+        shutil.copy(video, data)
+    prepare(["--data", str(data), "--out", str(tmp_path / "prepared"), "--reencode", "--shards", "--no-progress",
+             "--workers", "0"])  # fmt: skip
+    settings = {"shards": str(tmp_path / "prepared" / "shards"), "num_frames": 9, "size": 32, "batch_size": 1}
+    VideoDataModule(**settings, num_workers=0, test_path=str(tmp_path / "prepared" / "manifest.jsonl")).setup("test")
+    assert "2 of the 2 files of data.test_path are also training files (data.shards" in caplog.text
 
 
 def test_the_validation_files_record_is_made_once_not_at_every_checkpoint(

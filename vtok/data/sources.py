@@ -24,11 +24,12 @@ T = TypeVar("T")
 VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"})
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 MANIFEST_SUFFIXES = frozenset({".csv", ".jsonl", ".txt"})
-# The fields of a manifest line that clips are cut by: VideoLength's (frames, fps, reader, decord_check) and the
-# stored size small_sources reads (width, height, pixel_aspect). A line of vtok prepare's holds about 15, so a
+# The fields of a manifest line that clips are cut by: VideoLength's (frames, fps, reader, decord_check), the
+# stored size small_sources reads (width, height, pixel_aspect), and a re-encoded copy's source, by which held-out
+# files are found in training shards (manifest.checked_file). A line of vtok prepare's holds about 15, so a
 # training run keeping every field held 2.2 KB of Python objects a line while it read the manifest, and the memory
-# stayed with the process: 1.9 GB on every rank for a million lines.
-CLIP_FIELDS = ("path", "frames", "fps", "reader", "decord_check", "width", "height", "pixel_aspect")
+# stayed with the process: 2.3 GB on every rank for a million lines.
+CLIP_FIELDS = ("path", "frames", "fps", "reader", "decord_check", "width", "height", "pixel_aspect", "source")
 # video containers a folder search does not list (not tested with vtok's readers): counted in a warning
 UNLISTED_VIDEO_SUFFIXES = frozenset(
     {".flv", ".f4v", ".3gp", ".3g2", ".wmv", ".asf", ".mts", ".m2ts", ".ogv", ".vob", ".mxf", ".rm", ".rmvb", ".divx"}
