@@ -38,6 +38,8 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
 
+from vtok.data.worker_logging import HANDLER_MARK, MESSAGE_FORMAT, shows_vtok_messages
+
 _WARNINGS = (
     r"'set_vital' is deprecated",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
@@ -102,11 +104,11 @@ class _StderrHandler(logging.StreamHandler):
 def show_vtok_messages() -> None:
     """vtok's INFO messages on stderr from the first rank, warnings from every rank (idempotent)."""
     logger = logging.getLogger("vtok")
-    if any(getattr(handler, "vtok_cli", False) for handler in logger.handlers):
+    if shows_vtok_messages():
         return
     handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("vtok %(levelname)s: %(message)s"))
-    handler.vtok_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter(MESSAGE_FORMAT))
+    setattr(handler, HANDLER_MARK, True)
     logger.addHandler(handler)
     # the rank its launcher gave the process: torchrun's and accelerate's RANK, LOCAL_RANK in the processes
     # Lightning starts for devices > 1, SLURM_PROCID under srun (Lightning reads them so, at its import)

@@ -8,22 +8,25 @@ every run with loader workers, the usual setup.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+
+MESSAGE_FORMAT = "vtok %(levelname)s: %(message)s"  # vtok's own lines on stderr (vtok.console.show_vtok_messages)
+HANDLER_MARK = "vtok_cli"  # the attribute that marks that handler
 
 
-def vtok_formatters() -> list[logging.Formatter]:
-    """The formatters of this process's handlers on the ``vtok`` logger, for its loader workers."""
-    return [handler.formatter for handler in logging.getLogger("vtok").handlers if handler.formatter is not None]
+def shows_vtok_messages() -> bool:
+    """Whether this process writes vtok's messages through vtok's own handler (the CLI's, not a user's)."""
+    return any(getattr(handler, HANDLER_MARK, False) for handler in logging.getLogger("vtok").handlers)
 
 
-def show_vtok_warnings_as(formatters: Sequence[logging.Formatter]) -> None:
-    """In a loader worker: vtok's warnings on stderr through one handler per formatter of the main process (none
-    when it had none, as for the Python API used without a handler); its info lines stay with the main process."""
+def show_vtok_warnings() -> None:
+    """In a loader worker whose main process :func:`shows_vtok_messages`: vtok's warnings on stderr as the main
+    process writes them; its info lines stay with the main process. A user's own handlers (a log file) are the
+    main process's to write: the workers' warnings reach them as they did, through Python's last resort."""
     logger = logging.getLogger("vtok")
-    if logger.handlers or not formatters:  # a worker forked with its parent's handlers has them already
+    if shows_vtok_messages():  # a worker forked with its parent's handler has it already
         return
-    for formatter in formatters:
-        handler = logging.StreamHandler()
-        handler.setFormatter(formatter)
-        logger.addHandler(handler)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(MESSAGE_FORMAT))
+    setattr(handler, HANDLER_MARK, True)
+    logger.addHandler(handler)
     logger.setLevel(logging.WARNING)

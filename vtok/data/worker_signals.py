@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import atexit
 import functools
-import logging
 import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from vtok.data.fork_server import settle_worker
-from vtok.data.worker_logging import show_vtok_warnings_as, vtok_formatters
+from vtok.data.worker_logging import show_vtok_warnings, shows_vtok_messages
 
 STOP_SIGNALS = ("SIGTERM", "SIGUSR1")  # what the training loop checkpoints on (vtok.training.StopOnSignal)
 
@@ -43,13 +42,14 @@ def leave_stop_signals_to_main_process(worker_id: int, main_pid: int | None = No
 def loader_worker_init() -> Callable[[int], None]:
     """The ``worker_init_fn`` of vtok's loaders made in this process: :func:`leave_stop_signals_to_main_process`,
     watching this process, and vtok's warnings written as this process writes them
-    (:func:`~vtok.data.worker_logging.show_vtok_warnings_as`)."""
-    return functools.partial(_start_loader_worker, main_pid=os.getpid(), formatters=vtok_formatters())
+    (:func:`~vtok.data.worker_logging.show_vtok_warnings`)."""
+    return functools.partial(_start_loader_worker, main_pid=os.getpid(), vtok_messages=shows_vtok_messages())
 
 
-def _start_loader_worker(worker_id: int, main_pid: int, formatters: Sequence[logging.Formatter]) -> None:
+def _start_loader_worker(worker_id: int, main_pid: int, vtok_messages: bool) -> None:
     leave_stop_signals_to_main_process(worker_id, main_pid)
-    show_vtok_warnings_as(formatters)
+    if vtok_messages:
+        show_vtok_warnings()
 
 
 _exit_hook_registered = False
