@@ -135,23 +135,27 @@ def test_a_skipped_video_deleted_since_leaves_the_skip_list_and_a_tokenized_one_
     assert all((out / entry["tokens"]).is_file() for entry in listed)
 
 
-def test_a_video_missing_when_skipped_stays_in_the_skip_list_until_it_is_tokenized(
+def test_a_video_missing_when_skipped_stays_in_the_skip_list_until_it_is_tokenized_or_its_list_is_mended(
     fsq_run: dict[str, Path], video_folder: Path, tmp_path: Path
 ) -> None:
     """Part-by-part runs took a file missing when skipped for one deleted since: the next part's run dropped its
-    record while it was still missing, the line to fix (a copy not finished) gone from skipped.jsonl."""
+    record while it was still missing, the line to fix (a copy not finished) gone from skipped.jsonl. A rerun of
+    the same list, mended (a typo fixed), drops it: kept, it stayed for good (found by a review)."""
     folder, (first, second) = _two_videos(video_folder, tmp_path)
-    late = folder / "not_copied_yet.mp4"
+    late, typo = folder / "not_copied_yet.mp4", tmp_path / "vidoes" / first.name
     out = tmp_path / "tokens"
     (tmp_path / "a.txt").write_text(f"{first}\n{late}\n")
-    (tmp_path / "b.txt").write_text(f"{second}\n")
+    (tmp_path / "b.txt").write_text(f"{second}\n{typo}\n")
 
     def skipped() -> list[str]:
-        return [json.loads(line)["reason"] for line in (out / "skipped.jsonl").read_text().splitlines()]
+        return [Path(json.loads(line)["path"]).name for line in (out / "skipped.jsonl").read_text().splitlines()]
 
     run("tokenize", "--model", fsq_run["export"], "--data", tmp_path / "a.txt", "--out", out)
     run("tokenize", "--model", fsq_run["export"], "--data", tmp_path / "b.txt", "--out", out)
-    assert skipped() == ["no such file"]
+    assert sorted(skipped()) == sorted([typo.name, late.name])
+    (tmp_path / "b.txt").write_text(f"{second}\n{first}\n")
+    run("tokenize", "--model", fsq_run["export"], "--data", tmp_path / "b.txt", "--out", out)
+    assert skipped() == [late.name], "the mended list's typo gone, the other part's missing file kept"
     shutil.copy(first, late)
     run("tokenize", "--model", fsq_run["export"], "--data", tmp_path / "a.txt", "--out", out)
     assert skipped() == []

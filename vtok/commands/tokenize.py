@@ -181,6 +181,7 @@ def main(argv: Sequence[str]) -> None:
         raise ValueError(f"{args.model} is a continuous (kl) model and has no tokens; tokenize needs a discrete model (bottleneck fsq or gq)")
     protocol = resolve_protocol(args, model, metadata.get("_vtok_clip"), whole_video=True)
     dataset = clip_dataset(protocol, args.data, model, args.backend)
+    data = printable_path(os.path.abspath(args.data))  # what each skip record says listed it
     settings = tokenize_settings(protocol.as_dict(), weights_sha256(model), tokenizer_sha256(model))
     existing = _claim_the_folder(out, settings)
     model = model.to(device)
@@ -191,8 +192,9 @@ def main(argv: Sequence[str]) -> None:
     loaded = read_ahead(dataset, to_read, workers)
     for index, video, info, skip in tqdm(loaded, desc="tokenize", unit="video", total=len(to_read)):
         if skip is not None:
-            skipped.append(  # each path written as in the token headers
-                {**skip, "path": printable_path(skip["path"]), "real_path": printable_path(os.path.realpath(skip["path"]))}
+            skipped.append(  # each path written as in the token headers, and the --data that listed it
+                {**skip, "path": printable_path(skip["path"]), "real_path": printable_path(os.path.realpath(skip["path"])),
+                 "data": data}  # fmt: skip
             )
             continue
         with torch.no_grad():
@@ -207,7 +209,7 @@ def main(argv: Sequence[str]) -> None:
     # other, each from the token files there now, so the last one lists the others' videos too
     with folder_lock(out, ".index.lock"):
         earlier = _earlier_entries(out, _token_files(out, settings), entries)
-        _write_lines(out / "skipped.jsonl", skipped + _earlier_skips(out, entries + earlier + skipped))
+        _write_lines(out / "skipped.jsonl", skipped + _earlier_skips(out, entries + earlier + skipped, data))
         if entries or earlier or (out / "index.jsonl").exists():  # even when none could be read: token files of
             _write_lines(out / "index.jsonl", entries + earlier)  # videos changed since were removed above
         if not entries:
@@ -255,20 +257,21 @@ def _earlier_entries(
     return entries
 
 
-def _earlier_skips(out: Path, settled: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+def _earlier_skips(out: Path, settled: Iterable[dict[str, Any]], data: str) -> list[dict[str, str]]:
     """The earlier runs' skipped videos that have not been tokenized or skipped again since (the index and
     skip records ``settled``), under any spelling of their path: a rerun through another spelling lists each
     video once. Those no longer there are left out (a broken file deleted since is nothing to fix), but not those
-    skipped as missing, which part-by-part runs dropped one after the other while the file was still missing; index lines
+    skipped as missing by a run of other ``data`` (another part of the dataset, whose runs dropped each other's while
+    the file was still missing): a run of the same ``data`` that lists them no more had its list mended; index lines
     are not: token files outlive their videos, which may be deleted once tokenized."""
     real = RealPaths()
     videos = {_video(record, real) for record in settled}
     records = read_jsonl(out / "skipped.jsonl")
     records = [r for r in records if not isinstance(r.get("path"), str) or _video(r, real) not in videos]
     # only records with their real path: a relative path of an earlier vtok's run may have been given elsewhere;
-    # a file missing when skipped was not deleted since: it is still to fix (a copy not finished, a manifest typo)
+    # a file missing when another part's run skipped it was not deleted since: still to fix (a copy not finished)
     kept = [r for r in records if not isinstance(r.get("real_path"), str) or os.path.lexists(r["real_path"])
-            or str(r.get("reason", "")).startswith(MISSING_FILE)]  # fmt: skip
+            or (str(r.get("reason", "")).startswith(MISSING_FILE) and r.get("data") not in (None, data))]  # fmt: skip
     if len(kept) < len(records):
         gone = len(records) - len(kept)
         log.info("%d videos skipped by earlier runs are gone since: left out of %s", gone, out / "skipped.jsonl")
