@@ -67,17 +67,19 @@ def test_a_shard_its_index_lists_but_the_folder_lacks_is_warned_of(
         assert caplog.text == ""
 
 
+@pytest.mark.parametrize("into_the_header", [200, 0])
 def test_a_shard_cut_short_after_a_member_is_counted_as_unusable_not_taken_for_a_stale_index(
-    shard_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    shard_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, into_the_header: int
 ) -> None:
-    """Tar reads a header cut in two as its end: a shard copied only in part gave its first sample, then a warning
-    that the index was stale, and its lost sample was never counted (found by a review)."""
+    """Tar reads a header cut in two, or none, as its end: a shard copied only in part gave its first sample, then a
+    warning that the index was stale, and its lost sample was never counted (found by a review; a cut at a header's
+    start, whole 512-byte blocks, by the review of that fix)."""
     folder = tmp_path / "shards"
     shutil.copytree(shard_dir / "shards", folder)
     cut = folder / "shard-000001.tar"
     with tarfile.open(cut) as tar:
         offsets = [member.offset for member in tar.getmembers()]  # two members a sample: mp4 and json
-    cut.write_bytes(cut.read_bytes()[: offsets[2] + 200])  # into the second sample's first header
+    cut.write_bytes(cut.read_bytes()[: offsets[2] + into_the_header])  # at or into the second sample's first header
     shards = expand_shards(str(folder))
     with caplog.at_level("WARNING", logger="vtok.data.streaming"):
         samples = list(ShardClipDataset(shards, ClipSpec(5), (32, 32), train=False, counts=shard_counts(shards), batch_size=1))

@@ -52,8 +52,18 @@ from vtok.error_text import first_line
 
 log = logging.getLogger(__name__)
 
-TAR_BLOCK = 512  # a tar file is whole blocks of this many bytes
 VIDEO_FIELDS = frozenset(suffix.lstrip(".") for suffix in VIDEO_SUFFIXES)
+
+
+def _cut_short(shard: str) -> bool:
+    """Whether ``shard``, a local file, lacks a tar file's end: whole 512-byte blocks, the last two all zeros (every
+    tar writer ends so; a cut in a header, or between two members, does not)."""
+    if not os.path.isfile(shard):
+        return False
+    with open(shard, "rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        file.seek(max(size - 1024, 0))
+        return size % 512 != 0 or size < 1024 or any(file.read())
 
 
 class ShardClipDataset(IterableDataset):
@@ -276,15 +286,15 @@ class ShardClipDataset(IterableDataset):
         """Warns, once per shard and process (loader workers start afresh each epoch, so with workers once
         per shard, worker and epoch), when a shard read through holds another number of members
         than the index gives it: the quotas come from the index, so the epoch repeats samples (a pass
-        short of its quota reads the shards again) or leaves some out. A local shard that is not whole tar blocks
-        was cut short instead (a copy not finished): tar reads a cut header as its end, so the members lost are
-        no error; the shard is counted as unusable, as one that cannot be read."""
+        short of its quota reads the shards again) or leaves some out. A local shard without a tar end was cut short
+        instead (a copy not finished): tar reads a cut header, or none, as its end, so the members lost are no
+        error; the shard is counted as unusable, as one that cannot be read."""
         indexed = self._indexed.get(shard)
         if indexed is None or indexed == members:
             return
-        if members < indexed and os.path.isfile(shard) and os.path.getsize(shard) % TAR_BLOCK:
-            reason = (f"ends after {members} of the {indexed} members index.json lists: the file is cut short (not whole "
-                      f"{TAR_BLOCK}-byte tar blocks; a copy not finished?); copy it again")  # fmt: skip
+        if members < indexed and _cut_short(shard):
+            reason = (f"ends after {members} of the {indexed} members index.json lists: the file is cut short (no tar "
+                      "end; a copy not finished?); copy it again")  # fmt: skip
             notes.append(UnusableFileError(shard, reason).note)
         elif shard not in _said_stale:
             _said_stale.add(shard)
