@@ -140,7 +140,8 @@ def test_a_video_missing_when_skipped_stays_in_the_skip_list_until_it_is_tokeniz
 ) -> None:
     """Part-by-part runs took a file missing when skipped for one deleted since: the next part's run dropped its
     record while it was still missing, the line to fix (a copy not finished) gone from skipped.jsonl. A rerun of
-    the same list, mended (a typo fixed), drops it: kept, it stayed for good (found by a review)."""
+    the same list, mended (a typo fixed), drops it, however the list's path is spelt: kept, it stayed for good
+    (found by a review). An earlier vtok's record, which names no list, is kept."""
     folder, (first, second) = _two_videos(video_folder, tmp_path)
     late, typo = folder / "not_copied_yet.mp4", tmp_path / "vidoes" / first.name
     out = tmp_path / "tokens"
@@ -154,11 +155,15 @@ def test_a_video_missing_when_skipped_stays_in_the_skip_list_until_it_is_tokeniz
     run("tokenize", "--model", fsq_run["export"], "--data", tmp_path / "b.txt", "--out", out)
     assert sorted(skipped()) == sorted([typo.name, late.name])
     (tmp_path / "b.txt").write_text(f"{second}\n{first}\n")
-    run("tokenize", "--model", fsq_run["export"], "--data", tmp_path / "b.txt", "--out", out)
+    (tmp_path / "link").symlink_to(tmp_path)  # the same list spelt through a symlinked folder
+    run("tokenize", "--model", fsq_run["export"], "--data", tmp_path / "link" / "b.txt", "--out", out)
     assert skipped() == [late.name], "the mended list's typo gone, the other part's missing file kept"
+    earlier = {"path": str(folder / "earlier.mp4"), "reason": "no such file", "real_path": str(folder / "earlier.mp4")}
+    with (out / "skipped.jsonl").open("a") as records:  # an earlier vtok's record, which names no --data
+        records.write(json.dumps(earlier) + "\n")
     shutil.copy(first, late)
     run("tokenize", "--model", fsq_run["export"], "--data", tmp_path / "a.txt", "--out", out)
-    assert skipped() == []
+    assert skipped() == ["earlier.mp4"]
     assert len((out / "index.jsonl").read_text().splitlines()) == 3
 
 

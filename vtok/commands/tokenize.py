@@ -181,7 +181,7 @@ def main(argv: Sequence[str]) -> None:
         raise ValueError(f"{args.model} is a continuous (kl) model and has no tokens; tokenize needs a discrete model (bottleneck fsq or gq)")
     protocol = resolve_protocol(args, model, metadata.get("_vtok_clip"), whole_video=True)
     dataset = clip_dataset(protocol, args.data, model, args.backend)
-    data = printable_path(os.path.abspath(args.data))  # what each skip record says listed it
+    data = printable_path(os.path.realpath(args.data))  # what each skip record says listed it, however spelt
     settings = tokenize_settings(protocol.as_dict(), weights_sha256(model), tokenizer_sha256(model))
     existing = _claim_the_folder(out, settings)
     model = model.to(device)
@@ -262,7 +262,8 @@ def _earlier_skips(out: Path, settled: Iterable[dict[str, Any]], data: str) -> l
     skip records ``settled``), under any spelling of their path: a rerun through another spelling lists each
     video once. Those no longer there are left out (a broken file deleted since is nothing to fix), but not those
     skipped as missing by a run of other ``data`` (another part of the dataset, whose runs dropped each other's while
-    the file was still missing): a run of the same ``data`` that lists them no more had its list mended; index lines
+    the file was still missing), or by an earlier vtok, which did not record its ``data``: a run of the same ``data``
+    (its real path) that lists them no more had its list mended; index lines
     are not: token files outlive their videos, which may be deleted once tokenized."""
     real = RealPaths()
     videos = {_video(record, real) for record in settled}
@@ -271,7 +272,7 @@ def _earlier_skips(out: Path, settled: Iterable[dict[str, Any]], data: str) -> l
     # only records with their real path: a relative path of an earlier vtok's run may have been given elsewhere;
     # a file missing when another part's run skipped it was not deleted since: still to fix (a copy not finished)
     kept = [r for r in records if not isinstance(r.get("real_path"), str) or os.path.lexists(r["real_path"])
-            or (str(r.get("reason", "")).startswith(MISSING_FILE) and r.get("data") not in (None, data))]  # fmt: skip
+            or (str(r.get("reason", "")).startswith(MISSING_FILE) and r.get("data") != data)]  # fmt: skip
     if len(kept) < len(records):
         gone = len(records) - len(kept)
         log.info("%d videos skipped by earlier runs are gone since: left out of %s", gone, out / "skipped.jsonl")
