@@ -237,9 +237,8 @@ def test_checkpoint_and_data_mistakes_are_one_line_errors(
 
 
 def test_a_damaged_lpips_file_is_named_in_one_line(capsys: pytest.CaptureFixture, tmp_path: Path, vgg_weights: Path) -> None:
-    cut_short = vgg_weights.read_bytes()[:4096]  # a download cut short
-    vgg_weights.unlink()  # a new file, not a write through the session's shared link
-    vgg_weights.write_bytes(cut_short)
+    (tmp_path / "cut").write_bytes(vgg_weights.read_bytes()[:4096])  # a download cut short
+    (tmp_path / "cut").replace(vgg_weights)  # a new file: the session's one, linked here, stays whole
     message = _fit_error(capsys, "--model.loss.perceptual_weight", "0.1", "--trainer.default_root_dir", str(tmp_path))
     assert f"{vgg_weights} is not torchvision's VGG16 weights" in message and "curl" in message
     assert "Union" not in message and "Traceback" not in message

@@ -56,9 +56,10 @@ VIDEO_FIELDS = frozenset(suffix.lstrip(".") for suffix in VIDEO_SUFFIXES)
 
 
 def _cut_short(shard: str) -> bool:
-    """Whether ``shard``, a local file, lacks a tar file's end: whole 512-byte blocks, the last two all zeros (every
-    tar writer ends so; a cut in a header, or between two members, does not)."""
-    if not os.path.isfile(shard):
+    """Whether ``shard``, a local ``.tar`` file, lacks a tar file's end: whole 512-byte blocks, the last two all zeros
+    (every tar writer ends so; a cut in a header, or between two members, does not). A compressed tar's end is the
+    compressor's: never taken for cut short."""
+    if not shard.endswith(".tar") or not os.path.isfile(shard):
         return False
     with open(shard, "rb") as file:
         size = file.seek(0, os.SEEK_END)
