@@ -252,7 +252,8 @@ def refuse_a_last_behind_a_later_save(last: str) -> str:
         UsageError: naming the later checkpoint.
     """
     path = Path(last)
-    written_after = [other for other in path.parent.glob("*.ckpt") if other.stat().st_mtime > path.stat().st_mtime]
+    written = path.stat().st_mtime
+    written_after = [other for other in path.parent.glob("*.ckpt") if other.stat().st_mtime > written]
     if not written_after:  # as every save leaves it
         return last
     steps = {other: _global_step(other) for other in [path, *written_after]}

@@ -82,10 +82,9 @@ class CodebookMonitor(Callback):
         self._steps = 0
 
     def state_dict(self) -> dict[str, Any]:
-        """The open window: its batch count and the codes each slot has used so far (this rank's; see
-        :meth:`on_save_checkpoint`)."""
-        seen = {kind: codes.cpu() for kind, codes in self._seen.items()} if self._steps else {}  # none between windows
-        return {"steps": self._steps, "seen": seen}
+        """The open window: its batch count, and the codes each slot has used so far, which
+        :meth:`on_save_checkpoint` fills in with all ranks' (none between windows)."""
+        return {"steps": self._steps, "seen": {}}
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         """Saves the open window's codes of all ranks together (the window ends in that union anyway); every rank
