@@ -7,6 +7,7 @@ decoder would conceal. The ground truth is PyAV decoding the file in order from 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -274,6 +275,20 @@ def test_a_worker_checks_each_file_against_pyav_once(tmp_path: Path, monkeypatch
     path.write_bytes(_write(tmp_path / "other.mp4", frames=20, g="8").read_bytes())  # a new file at the same path
     open_video(path).read([5])
     assert checks == [str(path)] * 2
+
+
+def test_prepares_workers_say_what_they_find_as_the_calling_process_does(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file read with PyAV, not decord, is said so in an info line. Prepare's workers (two by default) started by
+    the fork server had no handler, so the line was lost unless --workers 0."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _trim_by_stream_copy(_write(tmp_path / "source.mp4", frames=40, g="40", bf="0"), videos / "trimmed.mp4", 10)
+    caplog.set_level(logging.INFO, logger="vtok")
+    prepare(["--data", str(videos), "--out", str(tmp_path / "out"), "--no-progress", "--workers", "1"])
+    said = [record for record in caplog.records if "read with PyAV, not decord" in record.getMessage()]
+    assert [(record.levelname, Path(record.getMessage().split(":")[0]).name) for record in said] == [("INFO", "trimmed.mp4")]
 
 
 def test_training_trusts_the_reader_prepare_recorded_and_checks_nothing_again(

@@ -9,13 +9,18 @@ The deadline is for silence, not for the whole item: long work that is not stall
 hour of video, decoding every frame of it) calls :func:`still_working` as it goes, and each call gives
 the item ``timeout`` seconds more. Without it, a healthy long video was rejected as stalled.
 
-Workers come from a fork server (:mod:`vtok.data.fork_server`) that has imported ``preload``.
+Workers come from a fork server (:mod:`vtok.data.fork_server`) that has imported ``preload``. The ``vtok`` log
+records an item makes in a worker come back with its result and go through the calling process's handlers (its
+level, format, progress bar and log files): a worker started by the fork server has no handler of its own, so its
+info lines were lost and its warnings came out bare.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import logging
+import logging.handlers
 import multiprocessing
 import multiprocessing.pool
 import os
@@ -32,10 +37,11 @@ from vtok.data.fork_server import fork_server_context, settle_worker
 STALLED = object()  # the result of an item that passed its deadline
 PROGRESS_INTERVAL_S = 1.0  # a worker reports progress at most this often
 
-# In a pool's worker: where progress reports go, the item it runs, and when it last reported.
+# In a pool's worker: where progress reports go, the item it runs, when it last reported, and its log records.
 _progress: Any = None
 _item: Hashable | None = None
 _reported_at = 0.0
+_records: list[logging.LogRecord] = []
 
 
 def still_working() -> None:
@@ -51,17 +57,37 @@ def still_working() -> None:
         _progress.put(_item)
 
 
-def _start_worker(progress: Any, main_pid: int) -> None:
+class _KeepRecords(logging.handlers.QueueHandler):
+    """Keeps a worker's records, made picklable (``QueueHandler.prepare``), for :func:`_run_item` to return."""
+
+    def __init__(self) -> None:
+        super().__init__(None)  # type: ignore[arg-type]
+
+    def enqueue(self, record: logging.LogRecord) -> None:  # noqa: D102
+        _records.append(record)
+
+
+def _start_worker(progress: Any, main_pid: int, vtok_level: int) -> None:
     global _progress
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the calling process stops the workers
     settle_worker(main_pid)  # the signals the fork server blocked, back: pool.terminate() stops a stalled worker with SIGTERM
     _progress = progress
+    logger = logging.getLogger("vtok")
+    logger.handlers = [_KeepRecords()]  # a forked worker's copies of its parent's handlers would write a second time
+    logger.propagate = False
+    logger.setLevel(vtok_level)
 
 
-def _run_item(function: Callable[[Any], Any], item: Hashable) -> Any:
+def _run_item(function: Callable[[Any], Any], item: Hashable) -> tuple[Any, list[logging.LogRecord]]:
     global _item, _reported_at
     _item, _reported_at = item, time.monotonic()
-    return function(item)
+    _records.clear()
+    return function(item), list(_records)
+
+
+def _log_in_this_process(records: list[logging.LogRecord]) -> None:
+    for record in records:
+        logging.getLogger(record.name).handle(record)
 
 
 def _progressed(progress: Any) -> list[Hashable]:
@@ -137,6 +163,8 @@ def run_with_deadlines(
             del running[item]
             if not ok:
                 raise result
+            result, records = result
+            _log_in_this_process(records)
             yield item, result
     finally:
         pool.terminate()
@@ -164,7 +192,8 @@ def _ready_pool(context: Any, workers: int, progress: Any) -> multiprocessing.po
     tracebacks of their own once the calling process had gone."""
     interrupted: list[int] = []
     with _ctrl_c(lambda number, frame: interrupted.append(number)):
-        pool = context.Pool(workers, initializer=_start_worker, initargs=(progress, os.getpid()))
+        vtok_level = logging.getLogger("vtok").getEffectiveLevel()
+        pool = context.Pool(workers, initializer=_start_worker, initargs=(progress, os.getpid(), vtok_level))
         pool.apply(int)  # returns once the fork server runs and a worker has started
     if interrupted:
         pool.terminate()
