@@ -111,7 +111,7 @@ def test_console_script_trains_with_offline_wandb(tmp_path: Path) -> None:
 
 
 def test_train_py_is_the_same_entry_point() -> None:
-    commands = ([sys.executable, "train.py"], [sys.executable, "-m", "vtok.cli"])
+    commands = ([sys.executable, "train.py"], [sys.executable, "-m", "vtok.cli"], [sys.executable, "-m", "vtok"])
     started = [subprocess.Popen([*command, "fit", "--print_config"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True) for command in commands]  # together: each spends seconds importing  # fmt: skip
     printed = []
@@ -119,7 +119,7 @@ def test_train_py_is_the_same_entry_point() -> None:
         stdout, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr[-2000:]
         printed.append(stdout)
-    assert printed[0] == printed[1]
+    assert printed[0] == printed[1] == printed[2]
 
 
 def test_comparison_grid_puts_each_input_over_its_reconstruction() -> None:
