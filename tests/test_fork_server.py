@@ -161,3 +161,20 @@ def test_a_script_that_calls_vtok_without_the_main_guard_is_told_to_add_it(tmp_p
     assert done.returncode != 0
     assert "Call vtok under `if __name__ == \"__main__\":` in that script" in done.stderr, done.stderr[-2000:]
     assert "still writing into --out" not in done.stderr
+
+
+def test_an_unguarded_script_running_prepare_with_workers_stops_once(tmp_path: Path) -> None:
+    """`vtok prepare --workers 2` from a script without the guard: multiprocessing's pool replaced each worker that
+    died as it started, for good, and the run printed the advice hundreds of times until killed."""
+    write_sample_clips(tmp_path / "clips", count=1, frames=9, height=32, width=32)
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from vtok.cli import main\n"
+        f"main(['prepare', '--data', {str(tmp_path / 'clips')!r}, '--out', {str(tmp_path / 'out')!r}, '--workers', '2', "
+        "'--no-progress'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert done.stderr.count("Call vtok under `if __name__ == \"__main__\":` in that script") == 1, done.stderr[-2000:]
+    assert "vtok's worker processes cannot start" in done.stderr, done.stderr[-2000:]

@@ -120,6 +120,7 @@ def run_with_deadlines(
     if not pending:
         return
     context = fork_server_context(preload) or multiprocessing.get_context()
+    _check_that_workers_start(context)
     running: dict[Hashable, float] = {}  # item -> deadline
     finished: queue.SimpleQueue[tuple[int, Hashable, Any, bool]] = queue.SimpleQueue()
     generation = 0  # results from a terminated pool are ignored
@@ -168,6 +169,17 @@ def run_with_deadlines(
             yield item, result
     finally:
         pool.terminate()
+
+
+def _check_that_workers_start(context: Any) -> None:
+    """Starts one process as the pool's workers start, and raises if it fails: multiprocessing's pool replaces a
+    worker that dies as it starts, for good (a script that calls vtok without an ``if __name__ == "__main__":`` guard
+    runs again in each worker, and is refused there: the run printed that refusal over and over)."""
+    trial = context.Process(target=int)
+    trial.start()
+    trial.join()
+    if trial.exitcode != 0:
+        raise RuntimeError(f"vtok's worker processes cannot start: a trial one exited with code {trial.exitcode} (its error is above)")
 
 
 @contextlib.contextmanager
