@@ -67,23 +67,25 @@ def test_a_shard_its_index_lists_but_the_folder_lacks_is_warned_of(
         assert caplog.text == ""
 
 
-@pytest.mark.parametrize("into_the_header", [200, 0])
+@pytest.mark.parametrize("into_the_header, zeros", [(200, 0), (0, 0), (0, 2 << 20)])
 def test_a_shard_cut_short_after_a_member_is_counted_as_unusable_not_taken_for_a_stale_index(
-    shard_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, into_the_header: int
+    shard_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, into_the_header: int, zeros: int
 ) -> None:
     """Tar reads a header cut in two, or none, as its end: a shard copied only in part gave its first sample, then a
     warning that the index was stale, and its lost sample was never counted (found by a review; a cut at a header's
-    start, whole 512-byte blocks, by the review of that fix)."""
+    start, whole 512-byte blocks, by the review of that fix). A download client that preallocates the file leaves
+    zeros, which read as a tar end, where the rest is still to come."""
     folder = tmp_path / "shards"
     shutil.copytree(shard_dir / "shards", folder)
     cut = folder / "shard-000001.tar"
     with tarfile.open(cut) as tar:
         offsets = [member.offset for member in tar.getmembers()]  # two members a sample: mp4 and json
-    cut.write_bytes(cut.read_bytes()[: offsets[2] + into_the_header])  # at or into the second sample's first header
+    cut.write_bytes(cut.read_bytes()[: offsets[2] + into_the_header] + bytes(zeros))  # at or into the second sample's header
     shards = expand_shards(str(folder))
     with caplog.at_level("WARNING", logger="vtok.data.streaming"):
         samples = list(ShardClipDataset(shards, ClipSpec(5), (32, 32), train=False, counts=shard_counts(shards), batch_size=1))
     notes = read_notes("\n".join(sample["skipped"] for sample in samples if sample.get("skipped")))
     assert [path for path, _ in notes] == [str(cut)], notes
     assert "ends after 1 of the 2 members index.json lists: the file is cut short" in notes[0][1]
+    assert ("a megabyte of zeros; a download not finished?" in notes[0][1]) == bool(zeros)
     assert "stale" not in caplog.text

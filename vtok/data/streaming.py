@@ -55,16 +55,25 @@ log = logging.getLogger(__name__)
 VIDEO_FIELDS = frozenset(suffix.lstrip(".") for suffix in VIDEO_SUFFIXES)
 
 
-def _cut_short(shard: str) -> bool:
-    """Whether ``shard``, a local ``.tar`` file, lacks a tar file's end: whole 512-byte blocks, the last two all zeros
-    (every tar writer ends so; a cut in a header, or between two members, does not). A compressed tar's end is the
-    compressor's: never taken for cut short."""
+PREALLOCATED_TAIL = 1 << 20  # zero bytes at a tar's end that no tar writer's padding reaches; a preallocated download's does
+
+
+def _cut_short(shard: str) -> str | None:
+    """Why ``shard``, a local ``.tar`` file, is taken for cut short, or None: it lacks a tar file's end (whole
+    512-byte blocks, the last two all zeros: every tar writer ends so; a cut in a header, or between two members,
+    does not), or it ends in :data:`PREALLOCATED_TAIL` zero bytes (a download client that gives the file its whole
+    size first, then fills it in). A compressed tar's end is the compressor's: never taken for cut short."""
     if not shard.endswith(".tar") or not os.path.isfile(shard):
-        return False
+        return None
     with open(shard, "rb") as file:
         size = file.seek(0, os.SEEK_END)
         file.seek(max(size - 1024, 0))
-        return size % 512 != 0 or size < 1024 or any(file.read())
+        if size % 512 != 0 or size < 1024 or any(file.read()):
+            return "no tar end; a copy not finished?"
+        file.seek(max(size - PREALLOCATED_TAIL, 0))
+        if size > PREALLOCATED_TAIL and not any(file.read()):
+            return "it ends in a megabyte of zeros; a download not finished?"
+    return None
 
 
 class ShardClipDataset(IterableDataset):
@@ -293,9 +302,9 @@ class ShardClipDataset(IterableDataset):
         indexed = self._indexed.get(shard)
         if indexed is None or indexed == members:
             return
-        if members < indexed and _cut_short(shard):
-            reason = (f"ends after {members} of the {indexed} members index.json lists: the file is cut short (no tar "
-                      "end; a copy not finished?); copy it again")  # fmt: skip
+        cut = _cut_short(shard) if members < indexed else None
+        if cut:
+            reason = f"ends after {members} of the {indexed} members index.json lists: the file is cut short ({cut}); copy it again"
             notes.append(UnusableFileError(shard, reason).note)
         elif shard not in _said_stale:
             _said_stale.add(shard)
