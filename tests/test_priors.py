@@ -365,6 +365,19 @@ def test_first_frame_strengthening_adds_tokens_to_the_first_latent_frame() -> No
     assert not unexpected and missing and all("first" in name for name in missing)
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(video).reconstruction, plain.eval()(video).reconstruction)
+        # the extra codes sit in the first latent frame only, and reach the decoder there (found by a mutation
+        # review: padded onto the last frame, every test above still passed)
+        bottleneck, tokens = model.quantizer, model.tokenize(video)
+        codes = model.encode(video)
+        extra = codes[:, bottleneck.regular_channels :]
+        assert torch.equal(extra[:, :, :1], bottleneck.first_frame.indices_to_codes(tokens.first_frame_extra))
+        assert not extra[:, :, 1:].any()
+        torch.nn.init.normal_(bottleneck.project_out_first.weight)
+        changed = FirstFrameTokens(tokens.indices, (tokens.first_frame_extra + 1) % bottleneck.first_frame.codebook_size)
+        to_decoder = [bottleneck.to_decoder(bottleneck.indices_to_codes(each)) for each in (tokens, changed)]
+        moved = (to_decoder[1] - to_decoder[0]).abs().amax(dim=(0, 1, 3, 4))  # per latent frame
+        assert moved[0] > 0 and not moved[1:].any()
+        assert not torch.equal(model.detokenize(changed), model.detokenize(tokens))
     with pytest.raises(ValueError, match="need bottleneck fsq"):
         VideoAutoencoder(bottleneck="gq", first_frame_tokens=1)
 
