@@ -32,7 +32,6 @@ from vtok.data.held_out_split import held_out_files
 from vtok.data.images import read_rgb_image
 from vtok.data.readers import DecordReader, PyAVReader
 from vtok.data.sources import IMAGE_SUFFIXES
-from vtok.data.transforms import place_frames
 
 
 def test_decord_decodes_what_pyav_wrote(tmp_path: Path) -> None:
@@ -111,16 +110,6 @@ def test_clip_spec_strides_and_target_fps(caplog: pytest.LogCaptureFixture, monk
     assert {ClipSpec(9, frame_stride=2).frame_indices(20, 24.0, g)[0] for _ in range(200)} == set(range(4))
     with pytest.raises(ValueError, match="too short"):
         ClipSpec(9).frame_indices(8, 24.0)
-
-
-def test_pixels_map_to_minus_one_to_one_exactly() -> None:
-    """0 and 255 to -1 and 1, every step 2/255 (found by a mutation review: no test read a pixel's value)."""
-    frames = torch.arange(0, 256, dtype=torch.uint8).view(1, 16, 16, 1).expand(1, 16, 16, 3)
-    clip = place_frames(frames, (16, 16), ((0, 0, 16, 16), False))  # the whole frame, its own size: no resampling
-    expected = torch.arange(256, dtype=torch.float32).view(16, 16) / 127.5 - 1
-    assert clip.shape == (3, 1, 16, 16) and clip.dtype == torch.float32
-    assert clip[:, 0, 0, 0].tolist() == [-1.0] * 3 and clip[:, 0, -1, -1].tolist() == [1.0] * 3
-    torch.testing.assert_close(clip[1, 0], expected, rtol=0, atol=1e-6)
 
 
 def test_sampler_gives_disjoint_rank_shares_that_change_per_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
