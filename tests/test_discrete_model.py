@@ -15,6 +15,7 @@ from tests.helpers import TINY_DATA, csv_logger, metric_column, tiny_fit_args
 from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.presets import CONFIG_DIR
+from vtok.tokenfiles import TOKEN_FORMAT, TOKEN_FORMAT_VERSION, index_dtype, read_token_file, write_token_file
 from vtok.tokenizers import GroupLFQ
 from vtok.training import AutoencoderModule, CodebookMonitor
 from vtok.training.rank_states import from_every_rank
@@ -76,6 +77,18 @@ def test_detokenize_takes_unsigned_index_dtypes(dtype: torch.dtype) -> None:
         assert torch.equal(model.detokenize(tokens.to(dtype)), model.detokenize(tokens))
         with pytest.raises(ValueError, match=r"range over \[64000, 64000\], outside \[0, 64000\)"):
             model.detokenize(torch.full_like(tokens, 64000).to(dtype))
+
+
+@pytest.mark.parametrize("codebook_size", [2**15, 2**15 + 1, 64_000, 2**16])
+def test_a_token_file_keeps_every_index_of_its_codebook(tmp_path: Path, codebook_size: int) -> None:
+    """Stored in the smallest type that holds them: int16 up to 2^15 codes. One power of two more (found by a
+    mutation review) wrote half a 64,000-code vocabulary's tokens as negative numbers, and every test passed."""
+    metadata = {"format": TOKEN_FORMAT, "format_version": str(TOKEN_FORMAT_VERSION), "frames": "9", "height": "16",
+                "width": "16", "fps": "24", "codebook_size": str(codebook_size)}  # fmt: skip
+    indices = torch.tensor([0, 1, codebook_size // 2, codebook_size - 1]).view(1, 1, 2, 2)
+    path = write_token_file(tmp_path / "clip.safetensors", indices, metadata)
+    assert torch.equal(read_token_file(path)[0], indices)
+    assert index_dtype(codebook_size) == (torch.int16 if codebook_size <= 2**15 else torch.int32)
 
 
 def test_discrete_models_report_their_compression() -> None:
