@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -291,6 +292,24 @@ def test_a_failed_checkpoint_save_leaves_no_partial_file(tmp_path: Path, monkeyp
     with pytest.raises(OSError, match="No space left"):
         AtomicCheckpointIO().save_checkpoint({"state_dict": {}}, tmp_path / "checkpoints" / "step=50.ckpt")
     assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
+def test_two_accumulated_batches_give_the_gradient_of_the_two_as_one_batch() -> None:
+    """The loss of each accumulated batch is divided by their number: without it (found by a mutation review) every
+    step's gradient was that many times too large, grad_clip clipped harder than set, and AdamW's scale-free first
+    steps hid it from every test."""
+    torch.manual_seed(0)
+    autoencoder = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1, bottleneck="fsq",
+                                   fsq_levels=[8, 5, 5])  # fmt: skip  (no sampled latents: both runs see the same codes)
+    clips = torch.rand(2, 3, 5, 16, 16) * 2 - 1
+    norms = []
+    for accumulate, batches in ((2, [{"video": clips[:1]}, {"video": clips[1:]}]), (1, [{"video": clips}])):
+        module = AutoencoderModule(copy.deepcopy(autoencoder), accumulate_batches=accumulate)
+        trainer = Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                          enable_model_summary=False, accelerator="cpu")  # fmt: skip
+        trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+        norms.append(float(trainer.callback_metrics["train/grad_norm"]))
+    assert norms[0] > 0 and norms[0] == pytest.approx(norms[1], rel=1e-4)
 
 
 @pytest.mark.parametrize("at_batch", [0, 1])
