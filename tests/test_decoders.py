@@ -54,7 +54,20 @@ def test_the_denoising_decoder_depends_on_the_timestep_and_is_trained_on_noisy_l
     torch.manual_seed(1)
     first = model(video).reconstruction
     torch.manual_seed(2)
-    assert not torch.equal(first, model(video).reconstruction), "training draws t and the noise per step"
+    seen = []
+    hook = model.decoder.register_forward_pre_hook(lambda module, args: seen.append(args))
+    output = model(video)
+    hook.remove()
+    assert not torch.equal(first, output.reconstruction), "training draws t and the noise per step"
+    # the decoder reads the latents noised at its t, z_t = (1 - t) z + t noise, and that t (found by a mutation review:
+    # without either, the draws above still differed)
+    ((decoder_input, timestep),) = seen
+    assert timestep.shape == (2,) and timestep.dtype == torch.float32
+    assert 0 < timestep.min() and timestep.max() <= model.config.denoise_max_timestep
+    t = timestep[:, None, None, None, None]
+    noise = (decoder_input - (1 - t) * output.latents) / t
+    assert abs(noise.mean()) < 0.2 and 0.8 < noise.std() < 1.2, "standard normal noise"
+    assert torch.corrcoef(torch.stack([noise.flatten(), output.latents.flatten()]))[0, 1].abs() < 0.3, "not the latents"
 
 
 def test_the_denoising_noise_is_the_same_whatever_the_network_layout(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,6 +96,15 @@ def test_the_generative_decoder_reads_noise_zero_by_default() -> None:
         assert torch.equal(sampled, model.decode(model.indices_to_latents(tokens), noise_seed=3)), "seeded"
         assert not torch.equal(sampled, model.decode(model.indices_to_latents(tokens), noise_seed=4))
     assert model.decoder.conv_in.in_channels == model.config.latent_channels + 8
+    # in training both paths, discrete and continuous (joint training), read drawn noise (found by a mutation review)
+    seen = []
+    hook = model.decoder.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    model.train()(video, continuous=True)
+    hook.remove()
+    assert len(seen) == 2
+    for decoder_input in seen:
+        noise = decoder_input[:, -8:]
+        assert abs(noise.mean()) < 0.2 and 0.8 < noise.std() < 1.2, "standard normal noise"
 
 
 def test_decode_refuses_latents_of_another_dtype_naming_the_fix_as_encode_does() -> None:

@@ -197,9 +197,16 @@ def test_every_n_epochs_saves_at_each_epochs_end(tmp_path: Path, validation: lis
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["epoch=0.ckpt", "epoch=1.ckpt", "last.ckpt"]
 
 
-def test_validation_scores_in_fp32_under_bf16_autocast() -> None:
+@pytest.mark.parametrize("ema_decay", [None, 0.5])
+def test_validation_scores_in_fp32_under_bf16_autocast(ema_decay: float | None) -> None:
+    """With an EMA copy, validation scores the EMA weights (found by a mutation review: scoring the live ones
+    passed)."""
     torch.manual_seed(0)
-    module = AutoencoderModule(VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1))
+    module = AutoencoderModule(VideoAutoencoder(block_out_channels=[8, 16], latent_channels=4, layers_per_block=1),
+                               ema_decay=ema_decay)  # fmt: skip
+    if ema_decay is not None:
+        with torch.no_grad():
+            module.inference_autoencoder.decoder.conv_out.bias.add_(0.3)  # the EMA copy apart from the live weights
     video = torch.rand(2, 3, 5, 32, 32) * 2 - 1
     trainer = Trainer(precision="bf16-mixed", accelerator="cpu", logger=False, enable_progress_bar=False,
                       enable_model_summary=False)  # fmt: skip
@@ -208,6 +215,10 @@ def test_validation_scores_in_fp32_under_bf16_autocast() -> None:
         reconstruction = module.eval().inference_autoencoder(video, sample_posterior=False).reconstruction
     assert logged["val/ssim"] == pytest.approx(ssim_per_video(reconstruction.float(), video).mean().item(), rel=1e-5)
     assert logged["val/psnr"] == pytest.approx(psnr_per_video(reconstruction.float(), video).mean().item(), rel=1e-5)
+    if ema_decay is not None:
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            live = module.autoencoder(video, sample_posterior=False).reconstruction
+        assert logged["val/psnr"] != pytest.approx(psnr_per_video(live.float(), video).mean().item(), rel=1e-3)
 
 
 def test_frames_smaller_than_the_ssim_window_validate_without_ssim(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
