@@ -10,7 +10,7 @@ import torch
 from diffusers import AutoencoderKL, AutoencoderKLLTXVideo, AutoencoderKLWan
 from safetensors.torch import load_file, save_file
 
-from tests.helpers import csv_logger, metric_column, tiny_fit_args
+from tests.helpers import tiny_fit_args
 from vtok import VideoAutoencoder
 from vtok.cli import main
 from vtok.export import load_autoencoder, write_export
@@ -404,40 +404,6 @@ def test_a_decoder_frozen_for_the_whole_run_and_an_adaptive_adversarial_weight_a
         module(adversarial=AdversarialLoss("patch2d", channels=8, layers=1))
     module(adversarial=AdversarialLoss("patch2d", channels=8, layers=1, adaptive=False))
     module(adversarial=AdversarialLoss("patch2d", channels=8, layers=1), freeze_steps=10)  # frozen for a while only
-
-
-def test_alternate_joint_training_leaves_the_discrete_path_alone_on_continuous_batches() -> None:
-    """joint_mode alternate: on even batches only the continuous path trains, the adversarial term
-    (which judges the discrete reconstruction) included; on odd batches the discrete path trains."""
-    torch.manual_seed(0)
-    autoencoder = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=8, layers_per_block=1, bottleneck="fsq", fsq_levels=[5, 5, 5, 5])
-    adversarial = AdversarialLoss("patch2d", channels=8, layers=1, start_step=0, adaptive=False)
-    module = AutoencoderModule(autoencoder, adversarial=adversarial, continuous_weight=1.0, joint_mode="alternate")
-    video = torch.rand(1, 3, 5, 16, 16) * 2 - 1
-    for step, discrete_trains in ((0, False), (1, True)):
-        autoencoder.zero_grad()
-        generator, _, logs, _ = module._objective(video, step, step)
-        generator.backward()
-        grad = autoencoder.quantizer.project_out.weight.grad  # only the discrete path runs through it
-        assert (grad is not None and grad.abs().sum() > 0) == discrete_trains, f"step {step}"
-        assert logs["adversarial_generator"] != 0, "the discriminator was asked at both steps"
-        assert (logs["adversarial_adaptive_weight"] != 0) == discrete_trains, "the weight logged is the weight applied"
-    gq = VideoAutoencoder(block_out_channels=[8, 16], latent_channels=8, layers_per_block=1, bottleneck="gq", gq_bits=6, gq_groups=2)
-    module = AutoencoderModule(gq, continuous_weight=1.0, joint_mode="alternate")
-    for step, discrete_trains in ((0, False), (1, True)):  # GQ's entropy and commitment terms go with the discrete path
-        logs = module._objective(video, step, step)[2]
-        assert (logs["entropy_weight"] > 0) == (logs["commitment_weight"] > 0) == discrete_trains, f"step {step}"
-
-
-def test_alternate_joint_training_takes_turns_by_optimiser_step_under_accumulation(tmp_path: Path) -> None:
-    """With accumulate_batches 2, alternate took turns by batch: each optimiser step summed one continuous and one
-    discrete batch, the two paths' objectives mixed in every update as joint_mode both would."""
-    gq = ["--model.autoencoder.bottleneck", "gq", "--model.autoencoder.gq_bits", "6", "--model.autoencoder.gq_groups", "2"]
-    joint = ["--model.continuous_weight", "1.0", "--model.joint_mode", "alternate", "--model.accumulate_batches", "2"]
-    main(tiny_fit_args(tmp_path, 3, *gq, *joint, *csv_logger(tmp_path), "--trainer.limit_val_batches", "0"))
-    discrete_turns = [weight > 0 for weight in metric_column(tmp_path / "run", "train/entropy_weight")]
-    # 6 clips, 3 batches an epoch: steps of batches 0-1 and 2 (the epoch's last steps), then of batches 3-4
-    assert discrete_turns == [False, False, True, False, False], "a step's batches take the same path"
 
 
 def test_settings_of_a_technique_that_is_off_are_said_to_be_ignored(caplog: pytest.LogCaptureFixture) -> None:
