@@ -203,6 +203,12 @@ def test_random_choices_depend_on_seed_epoch_and_index(video_folder: Path) -> No
     assert not torch.equal(dataset[(0, 2)]["video"], dataset[(1, 2)]["video"])
     validation = VideoClipDataset(list_files(video_folder), ClipSpec(5), size=(32, 32), train=False)
     assert torch.equal(validation[(0, 2)]["video"], validation[(7, 2)]["video"])  # centre clip, no randomness
+    # the data module passes data.horizontal_flip to the held-out sets too: no flip there, whatever the global seed
+    # (found by a mutation review: a flip drawn from the global generator passed)
+    flipping = VideoClipDataset(list_files(video_folder), ClipSpec(5), size=(32, 32), train=False, horizontal_flip=True)
+    for seed in range(6):
+        torch.manual_seed(seed)
+        assert torch.equal(flipping[(0, 2)]["video"], validation[(0, 2)]["video"]), f"global seed {seed}"
 
 
 def test_a_dataset_without_a_usable_file_is_a_clear_error(tmp_path: Path, video_folder: Path) -> None:
