@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import AutoencoderKL, AutoencoderKLLTXVideo, AutoencoderKLWan
+from lightning.pytorch import Trainer
 from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
 
 from tests.helpers import tiny_fit_args
 from vtok import VideoAutoencoder
@@ -151,7 +153,8 @@ def test_fsq_from_a_vtok_kl_export_keeps_its_encoder_and_decoder(tmp_path: Path)
     [({"bottleneck": "fsq", "fsq_levels": [8, 8, 8, 5, 5]}, 0.6, 0.5), ({"bottleneck": "gq", "gq_bits": 6, "gq_groups": 2}, 0.8, 0.6)],
 )
 def test_the_quantizer_projections_are_fitted_to_the_prior_s_latents_at_the_first_batch(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, quantizer: dict, closest: float, video_share: float
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, quantizer: dict, closest: float,
+    video_share: float,
 ) -> None:
     """Random projections around the quantizer gave the prior's decoder a latent unrelated to its own
     (2x the latent's spread off): fitted to the prior's principal components, only their rounding
@@ -184,6 +187,15 @@ def test_the_quantizer_projections_are_fitted_to_the_prior_s_latents_at_the_firs
     live, averaged = module.autoencoder.quantizer, module.ema.module.quantizer
     assert torch.equal(live.project_in.weight, averaged.project_in.weight), "validation and export start from them too"
     assert torch.equal(live.project_out.bias, averaged.project_out.bias)
+    # a fit does it at its first batch, once (found by a mutation review: the hook switched off, every test passed)
+    fitted_on, fit = [], AutoencoderModule._fit_projections
+    monkeypatch.setattr(AutoencoderModule, "_fit_projections", lambda self, clips: (fitted_on.append(clips), fit(self, clips))[1])
+    module = AutoencoderModule(VideoAutoencoder(latent_channels=8, block_out_channels=[16, 32], layers_per_block=1, **quantizer),
+                               init_from=str(kl))  # fmt: skip
+    trainer = Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, accelerator="cpu")  # fmt: skip
+    trainer.fit(module, train_dataloaders=DataLoader([{"video": video}, {"video": -video}], batch_size=None))
+    assert len(fitted_on) == 1 and torch.equal(fitted_on[0], video)
 
 
 def test_fitted_projections_read_back_no_shift_from_an_even_fsq_grid() -> None:
