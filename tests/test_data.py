@@ -138,9 +138,10 @@ def test_sampler_resumes_mid_epoch_and_at_an_epoch_end() -> None:
     iter(again)  # an iterator made and dropped while restoring changes nothing
     assert head + list(again) == first
     assert list(again) == second  # the next pass is the next epoch
-    ended = EpochSampler(6, seed=1)
+    ended, into_the_next = EpochSampler(6, seed=1), EpochSampler(6, seed=1)
     ended.load_state_dict({"epoch": 0, "yielded": 6})
-    assert list(ended) == [] and list(ended) == second
+    into_the_next.load_state_dict({"epoch": 1, "yielded": 2})  # the epoch restored too (a mutation review's find)
+    assert list(ended) == [] and list(ended) == second and list(into_the_next) == second[2:]
 
 
 @pytest.mark.parametrize("saved_world, resumed_world", [(2, 3), (3, 1), (2, 4)])
