@@ -54,6 +54,8 @@ def test_the_split_gives_each_shard_to_exactly_one_rank_and_worker() -> None:
     # uneven shard sizes: every rank still gives the same number of full batches
     quotas = sample_quotas([7, 7, 7, 7, 3], world=2, workers=2, batch_size=2)
     assert sum(quotas[0]) == sum(quotas[1]) > 0 and all(q % 2 == 0 for row in quotas for q in row)
+    # no worker is asked for more than its own shards' full batches: it would read them twice (a mutation review's find)
+    assert sample_quotas([2, 2, 6, 2, 6, 4], world=2, workers=3, batch_size=2, shuffle=False) == [[2, 4, 2], [2, 2, 4]]
 
 
 def test_streamed_samples_reach_exactly_one_rank_and_worker(shard_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
