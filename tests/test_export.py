@@ -24,7 +24,8 @@ from vtok.vae.export_config import config_fingerprint, constructor_fields
 FIXTURE = Path(__file__).parent / "fixtures" / "export_v1"
 BOTTLENECKS = {
     "kl": [],
-    "fsq": ["--model.autoencoder.bottleneck", "fsq", "--model.autoencoder.fsq_levels", "[8, 5, 5, 5]"],
+    "fsq": ["--model.autoencoder.bottleneck", "fsq", "--model.autoencoder.fsq_levels", "[8, 5, 5, 5]",
+            "--model.autoencoder.decoder_causal", "false"],  # a field off its default, whose weights have the same shapes
     "gq": ["--model.autoencoder.bottleneck", "gq", "--model.autoencoder.gq_bits", "12", "--model.autoencoder.gq_groups", "2"],
 }
 
@@ -46,6 +47,8 @@ def test_export_reproduces_the_training_module_exactly(tmp_path: Path, bottlenec
     module.load_state_dict(checkpoint["state_dict"])
     trained = module.inference_autoencoder.eval()  # the EMA weights, as validation uses them
     assert not torch.equal(trained.encoder.conv_in.weight, module.autoencoder.encoder.conv_in.weight)
+    # the checkpoint records every field (found by a mutation review: decoder_causal dropped, the export was causal)
+    assert checkpoint["vtok"]["autoencoder_config"]["decoder_causal"] is exported.config.decoder_causal is (bottleneck != "fsq")
 
     video = torch.rand(2, 3, 5, 32, 32) * 2 - 1
     with torch.no_grad():
