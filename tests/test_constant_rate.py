@@ -93,3 +93,18 @@ def test_a_clip_rate_that_is_no_finite_positive_number_is_refused_when_set() -> 
         with pytest.raises(ValueError, match=r"fps \(data.fps\) must be a finite number above 0"):
             ClipSpec(5, fps=fps)
     assert ClipSpec(5, fps=23.976).stride(47.952) == 2
+
+
+def test_prepare_records_an_ntsc_rate_as_it_is(tmp_path: Path) -> None:
+    """29.97 fps (30000/1001) is recorded so, not rounded to 30: data.fps strides and tokenize's recorded rate are
+    read from it (found by a mutation review: no test prepared a rate that is no whole number)."""
+    from vtok.commands.prepare import main as prepare
+    from vtok.data import synthetic_clip
+    from vtok.data.manifest import read_jsonl
+    from vtok.data.writers import write_video
+
+    (tmp_path / "videos").mkdir()
+    write_video(tmp_path / "videos" / "ntsc.mp4", synthetic_clip(12, 32, 32, seed=3), fps=30000 / 1001)
+    prepare(["--data", str(tmp_path / "videos"), "--out", str(tmp_path / "out"), "--no-progress", "--workers", "0"])
+    (record,) = read_jsonl(tmp_path / "out" / "manifest.jsonl")
+    assert record["fps"] == pytest.approx(30000 / 1001, rel=1e-6) and record["frames"] == 12
