@@ -10,10 +10,14 @@ import av
 import numpy as np
 import pytest
 
+from vtok.commands.prepare import main as prepare
+from vtok.data import synthetic_clip
 from vtok.data.clips import ClipSpec
+from vtok.data.manifest import read_jsonl
 from vtok.data.readers import PyAVReader
 from vtok.data.frame_timing import at_constant_rate, variable_rate
 from vtok.data.reencode import reencode_video
+from vtok.data.writers import write_video
 
 LEVELS = 6  # grey step between two source frames: frame i is grey 10 + 6 i
 
@@ -98,11 +102,6 @@ def test_a_clip_rate_that_is_no_finite_positive_number_is_refused_when_set() -> 
 def test_prepare_records_an_ntsc_rate_as_it_is(tmp_path: Path) -> None:
     """29.97 fps (30000/1001) is recorded so, not rounded to 30: data.fps strides and tokenize's recorded rate are
     read from it (found by a mutation review: no test prepared a rate that is no whole number)."""
-    from vtok.commands.prepare import main as prepare
-    from vtok.data import synthetic_clip
-    from vtok.data.manifest import read_jsonl
-    from vtok.data.writers import write_video
-
     (tmp_path / "videos").mkdir()
     write_video(tmp_path / "videos" / "ntsc.mp4", synthetic_clip(12, 32, 32, seed=3), fps=30000 / 1001)
     prepare(["--data", str(tmp_path / "videos"), "--out", str(tmp_path / "out"), "--no-progress", "--workers", "0"])
